@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""BVN Planner entry point: the desktop application and the command line.
+
+    python main.py                      start the application
+    python main.py PATH                 open a DICOM folder, DICOMDIR, zip, image file or .bvnplan plan
+    python main.py --demo               open the built-in demo case
+    python main.py --demo --screenshot shot.png   render the main window to a PNG and exit
+    python main.py COMMAND ...          run a command (see --help)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _gui_parser() -> argparse.ArgumentParser:
+    from planner import APP_NAME, __version__
+    from planner.cli import command_help
+
+    p = argparse.ArgumentParser(
+        prog="main.py", description=f"{APP_NAME} {__version__}: plan basivertebral nerve ablation.",
+        epilog="commands (python main.py COMMAND --help for details):\n" + command_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", nargs="?", help="DICOM folder, DICOMDIR, zip, image file or .bvnplan plan to open")
+    p.add_argument("--demo", action="store_true", help="open the built-in demo case")
+    p.add_argument("--review", action="store_true", help="open the plan read-only, for review")
+    p.add_argument("--images", metavar="FOLDER", help="folder where the plan's images are found")
+    p.add_argument("--layout", choices=["planning", "fluoro", "compare"], help="layout to start with")
+    p.add_argument("--screenshot", metavar="FILE.png", help="render the window to FILE.png and exit")
+    p.add_argument("--size", default="1600x1000", help="window size for --screenshot (default 1600x1000)")
+    p.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from planner.logsafe import setup_logging
+
+    setup_logging()
+    from planner.cli import COMMANDS, run_command
+
+    if argv and argv[0] in COMMANDS:
+        return run_command(argv)
+    args = _gui_parser().parse_args(argv)
+    from planner.views.app import run_gui
+
+    return run_gui(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

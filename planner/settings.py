@@ -1,0 +1,197 @@
+"""Clinical and planning settings: every clinical number the planner uses, with its source.
+
+Rule (../shared/domain.md, section 10): each number is a user-visible setting with a default,
+never a bare constant in code. Each field below carries its unit, its confidence tag and its
+source in ``json_schema_extra``; the settings dialog and the reports show them. The values used
+are saved with every plan (``Plan.settings``) so a reviewer sees which thresholds applied, and a
+trajectory can override the per-trajectory ones (``TrajectoryParams``).
+
+Confidence tags, as in domain.md: [C] confirmed in the cited source, [S] secondary source,
+[U] unconfirmed (check against the Intracept IFU), "design" a product decision.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LevelName = Literal["T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1"]
+
+#: Names of lumbar and neighbouring levels from cranial to caudal.
+LEVEL_ORDER: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")
+
+
+def _meta(unit: str, tag: str, source: str, label: str) -> dict[str, Any]:
+    return {"unit": unit, "tag": tag, "source": source, "label": label}
+
+
+def setting(default: Any, *, unit: str, tag: str, source: str, label: str, **kwargs: Any) -> Any:
+    """A pydantic field that documents a clinical setting."""
+    return Field(default, json_schema_extra=_meta(unit, tag, source, label), **kwargs)
+
+
+class PlanningSettings(BaseModel):
+    """Defaults from domain.md section 10, each with its source. Saved with every plan."""
+
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", ser_json_inf_nan="strings")
+
+    # --- Eligibility (domain.md 1.1, 1.2, 1.4) --------------------------------------------------
+    treatable_levels: list[str] = setting(
+        ["L3", "L4", "L5", "S1"], unit="levels", tag="[C]", label="Treatable levels",
+        source="FDA 510(k) K153272 intended use: BVN of L3 to S1 (domain.md 1.1)")
+    qualifying_modic_types: list[str] = setting(
+        ["1", "2"], unit="Modic type", tag="[C]", label="Qualifying Modic types",
+        source="K153272 / K190504: Type 1 or Type 2 Modic changes; Type 3 alone does not qualify (domain.md 1.1, 2.1)")
+    min_pain_duration_months: float = setting(
+        6.0, unit="months", tag="[C]", label="Minimum pain duration", ge=0, le=240,
+        source="K153272: chronic low back pain of at least 6 months (domain.md 1.1); 12 months under CAM 394 [S] (1.4)")
+    min_conservative_care_months: float = setting(
+        6.0, unit="months", tag="[C]", label="Minimum conservative care", ge=0, le=240,
+        source="K153272: not responded to at least 6 months of conservative care (domain.md 1.1)")
+    min_odi: float = setting(
+        30.0, unit="points (0-100)", tag="[C]", label="Trial-style ODI flag", ge=0, le=100,
+        source="INTRACEPT inclusion ODI >= 30/100, Smuck 2021 RAPM Table 1 (domain.md 1.2)")
+    min_vas: float = setting(
+        4.0, unit="cm (0-10)", tag="[C]", label="Trial-style VAS/NRS flag", ge=0, le=10,
+        source="INTRACEPT inclusion VAS >= 4/10 cm, Smuck 2021 RAPM Table 1 (domain.md 1.2)")
+    max_levels_per_procedure: int = setting(
+        2, unit="vertebral bodies", tag="[S]", label="Levels per procedure (warn above)", ge=1, le=10,
+        source="CMS billing article A59468: at most 2 levels per procedure (domain.md 1.4)")
+    max_levels_lifetime: int = setting(
+        4, unit="vertebral bodies", tag="[S]", label="Levels per lifetime (warn above)", ge=1, le=20,
+        source="CMS billing article A59468: lifetime maximum of 4 treated vertebral bodies (domain.md 1.4)")
+    payer_profile: Literal["medicare", "cam394", "none"] = setting(
+        "medicare", unit="", tag="[S]", label="Payer profile",
+        source="Medicare A59468 or commercial policy CAM 394 (domain.md 1.4)")
+    max_adjacent_levels_cam394: int = setting(
+        3, unit="vertebral bodies", tag="[S]", label="Adjacent levels under CAM 394 (warn above)", ge=1, le=10,
+        source="CAM 394 policy: at most three adjacent vertebral bodies L3-S1 (domain.md 1.4)")
+
+    # --- Modic grading (domain.md 2.2) ----------------------------------------------------------
+    modic_grade_a_max_pct: float = setting(
+        25.0, unit="% of body height", tag="[C]", label="Modic grade A below", gt=0, lt=100,
+        source="Udby et al., J Orthop Res 2022;40(2):301: grade A <25% of vertebral body height (domain.md 2.2)")
+    modic_grade_b_max_pct: float = setting(
+        50.0, unit="% of body height", tag="[C]", label="Modic grade B up to", gt=0, lt=100,
+        source="Udby et al. 2022: grade B 25-50%, grade C >50% of vertebral body height (domain.md 2.2)")
+    modic_assistant_enabled: bool = setting(
+        False, unit="", tag="design", label="Automated Modic suggestion",
+        source="Off by default; when on, a suggestion the physician confirms (domain.md 2.3, 10)")
+
+    # --- Target (domain.md 3, 10) ---------------------------------------------------------------
+    target_midline_offset_mm: float = setting(
+        0.0, unit="mm", tag="[S]", label="Target offset from the midline", ge=-20, le=20,
+        source="On the AP view the probe is placed at the midline of the vertebral body (domain.md 3)")
+    target_depth_pct: float = setting(
+        40.0, unit="% of AP depth from the posterior wall", tag="[U]", label="Target depth", ge=5, le=95,
+        source="Often quoted 30-50% of AP depth from the posterior wall; FDA: terminus of the basivertebral "
+               "foramen; ASNR: posterior one-half to one-third (domain.md 3, 10)")
+    target_depth_min_pct: float = setting(
+        30.0, unit="% of AP depth", tag="[U]", label="Target depth window, lower end", ge=0, le=100,
+        source="Acceptable window 30-50% of AP depth (domain.md 3, 10)")
+    target_depth_max_pct: float = setting(
+        50.0, unit="% of AP depth", tag="[U]", label="Target depth window, upper end", ge=0, le=100,
+        source="Acceptable window 30-50% of AP depth; ASNR: posterior half (domain.md 3, 10)")
+    target_height_pct: float = setting(
+        50.0, unit="% of body height from the inferior endplate", tag="[U]", label="Target height", ge=5, le=95,
+        source="Mid-height of the vertebral body; foramen nearer the upper rim at L3-L4 and the lower rim at L5 "
+               "[C] (Tzika 2021; domain.md 3, 10)")
+    max_midline_offset_mm: float = setting(
+        5.0, unit="mm", tag="design", label="Midline offset (warn above)", ge=0, le=30,
+        source="Design tolerance around the midline target (domain.md 3: midline on AP [S])")
+
+    # --- Ablation zone and margins (domain.md 4, 4.1) -------------------------------------------
+    zone_diameter_mm: float = setting(
+        10.0, unit="mm", tag="[U]", label="Ablation zone diameter", gt=1, le=40,
+        source="Sphere about 10 mm centred on the active tip; ASNR: lesion often under 1 cm [C] (domain.md 4)")
+    canal_margin_mm: float = setting(
+        10.0, unit="mm", tag="[S]", label="Minimum zone-to-canal margin", ge=0, le=40,
+        source="Contraindicated when the ablation zone is <10 mm from the spinal canal, Huang 2022 Semin "
+               "Intervent Radiol (domain.md 1.3, 4.1); measured from the zone edge (conservative reading)")
+    endplate_margin_mm: float = setting(
+        0.0, unit="mm", tag="[U]", label="Minimum zone-to-endplate margin", ge=-10, le=20,
+        source="Warn if the zone crosses an endplate (0 mm); no sourced value (domain.md 4.1, 10)")
+
+    # --- Pedicle (domain.md 5) ------------------------------------------------------------------
+    pedicle_clearance_warn_mm: float = setting(
+        2.0, unit="mm", tag="[C]", label="Pedicle wall clearance (warn below)", ge=0, le=10,
+        source="Gertzbein-Robbins B/C limit at 2 mm; a medial breach >2 mm is significant (domain.md 5.3)")
+    breach_grade_limits_mm: list[float] = setting(
+        [2.0, 4.0, 6.0], unit="mm", tag="[C]", label="Gertzbein-Robbins grade limits (B/C, C/D, D/E)",
+        source="Gertzbein-Robbins 1990 Spine 15:11, modern A-E form: A none, B <2, C 2-4, D 4-6, E >=6 mm "
+               "(domain.md 5.3)")
+    pedicle_transverse_angle_deg: dict[str, float] = setting(
+        {"T12": 10.0, "L1": 12.0, "L2": 10.0, "L3": 15.0, "L4": 20.0, "L5": 30.0, "L6": 30.0, "S1": 39.0},
+        unit="deg", tag="[C]", label="Transverse (medial) pedicle angle per level",
+        source="L1 12, L5 30, S1 39 deg: Orthobullets; L2-L4 lumbar number x 5 deg: Dickman 1992 J Neurosurg "
+               "77:860; T12 and L6 by analogy [U] (domain.md 5.1, 10)")
+    pedicle_sagittal_angle_deg: float = setting(
+        0.0, unit="deg from the superior endplate", tag="[U]", label="Sagittal pedicle angle", ge=-20, le=20,
+        source="Lumbar pedicle axis roughly parallel to the superior endplate, about 0-10 deg (domain.md 5.2)")
+    pedicle_width_mm: dict[str, float] = setting(
+        {"T12": 7.8, "L1": 8.7, "L2": 8.9, "L3": 10.3, "L4": 12.9, "L5": 18.0, "L6": 18.0, "S1": 19.0},
+        unit="mm", tag="[U]", label="Pedicle width placeholders (replaced by measurement)",
+        source="Zindrick 1987 Spine 12:160, recalled values (domain.md 5.2); always measure on the images")
+    pedicle_height_mm: dict[str, float] = setting(
+        {"T12": 15.0, "L1": 15.4, "L2": 15.0, "L3": 14.9, "L4": 14.8, "L5": 14.0, "L6": 14.0, "S1": 20.0},
+        unit="mm", tag="[U]", label="Pedicle height placeholders (replaced by measurement)",
+        source="Zindrick 1987 Spine 12:160, recalled values (domain.md 5.2); always measure on the images")
+
+    # --- Instruments (domain.md 4, open item 4) -------------------------------------------------
+    curve_start: Literal["posterior_wall"] = setting(
+        "posterior_wall", unit="", tag="[C]", label="Curve start of the curved path",
+        source="Curved stylet introduced once the posterior vertebral wall is reached on the lateral view, "
+               "Benrud 2023 Interv Pain Med 2(3):100270 (domain.md 3)")
+    introducer_past_wall_mm: float = setting(
+        2.0, unit="mm", tag="design", label="Introducer tip past the posterior wall", ge=0, le=15,
+        source="Design default: the introducer stops just past the posterior wall (domain.md 3, Benrud 2023)")
+    cannula_curve_radius_mm: float = setting(
+        20.0, unit="mm", tag="[U]", label="Curved cannula radius", gt=3, le=200,
+        source="Not confirmed: curved-cannula radius is an open item (domain.md 9, item 4); design placeholder")
+    introducer_diameter_mm: float = setting(
+        4.2, unit="mm", tag="[U]", label="Introducer outer diameter", gt=0.5, le=8,
+        source="Introducer gauge is an open item (domain.md 9, item 4); 8 G placeholder, check the IFU")
+    cannula_diameter_mm: float = setting(
+        2.8, unit="mm", tag="[U]", label="Curved cannula outer diameter", gt=0.5, le=8,
+        source="Open item (domain.md 9, item 4); placeholder, check the IFU")
+    probe_diameter_mm: float = setting(
+        1.6, unit="mm", tag="[U]", label="RF probe diameter", gt=0.3, le=6,
+        source="Open item (domain.md 9, item 4); placeholder, check the IFU")
+    bipedicular_tip_spacing_mm: list[float] = setting(
+        [10.0, 20.0], unit="mm", tag="[C]", label="Bipedicular tip spacing window",
+        source="10-20 mm between tips, for the multitined device only, Sayed 2024 Med Devices 17:323 (domain.md 3)")
+    rf_temperature_c: float = setting(
+        85.0, unit="degC", tag="[U]", label="RF set point (display only)", ge=30, le=120,
+        source="SMART/INTRACEPT protocol value widely quoted, not confirmed (domain.md 4, 9 item 1)")
+    rf_duration_min: float = setting(
+        15.0, unit="min", tag="[U]", label="RF duration (display only)", ge=1, le=60,
+        source="SMART/INTRACEPT protocol value widely quoted, not confirmed (domain.md 4, 9 item 1)")
+
+    # --- Display and documents ------------------------------------------------------------------
+    fluoro_distances: Literal["detector_mm_unless_calibrated"] = setting(
+        "detector_mm_unless_calibrated", unit="", tag="design", label="Fluoroscopy distances",
+        source="Shown as mm at the detector unless calibrated (viewer-conventions.md 1.7; domain.md 10)")
+    sheet_max_grade: float = setting(
+        8.0, unit="grade", tag="[C]", label="Patient sheet reading grade (warn above)", ge=3, le=16,
+        source="NIH Clear Communication 6th-8th grade; AMA 6th grade (domain.md 7)")
+    sheet_target_grade: float = setting(
+        6.0, unit="grade", tag="[C]", label="Patient sheet reading grade (aim)", ge=3, le=16,
+        source="AMA health-literacy manual: 6th grade (domain.md 7)")
+
+    @classmethod
+    def describe(cls) -> list[dict[str, Any]]:
+        """One row per setting: name, label, default, unit, tag, source (for dialogs and reports)."""
+        rows = []
+        defaults = cls()
+        for name, field in cls.model_fields.items():
+            extra = field.json_schema_extra or {}
+            rows.append({"name": name, "default": getattr(defaults, name), **extra})  # type: ignore[arg-type]
+        return rows
+
+
+def level_setting(mapping: dict[str, float], level_name: str, fallback_level: str = "L4") -> float:
+    """Per-level lookup with a documented fallback for unusual names (e.g. a transitional L6)."""
+    if level_name in mapping:
+        return float(mapping[level_name])
+    return float(mapping.get(fallback_level, next(iter(mapping.values()))))

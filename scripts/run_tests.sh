@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets everything up (see scripts/_setup.sh) and runs the whole test suite headless:
+#   1. every test with Qt's offscreen platform (VTK renders through EGL),
+#   2. the GUI tests again on a virtual X server (Xvfb), when xvfb-run is available.
+# Extra arguments go to pytest, e.g.  bash scripts/run_tests.sh -k plan
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_setup.sh
+bvn_setup
+
+export PYTHONDONTWRITEBYTECODE=1
+echo "== tests (offscreen) =="
+env -u DISPLAY QT_QPA_PLATFORM=offscreen VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow \
+  .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+
+if [ $# -eq 0 ]; then
+  if command -v xvfb-run >/dev/null 2>&1; then
+    echo "== GUI tests (Xvfb) =="
+    env -u QT_QPA_PLATFORM -u VTK_DEFAULT_OPENGL_WINDOW \
+      xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m pytest -q -p no:cacheprovider -m gui
+  else
+    echo "== GUI tests (Xvfb) skipped: xvfb-run is not installed =="
+  fi
+fi

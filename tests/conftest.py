@@ -1,0 +1,35 @@
+"""Shared fixtures. Chooses a Qt platform before Qt is imported (../shared/stack.md, section 5)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402
+
+#: Real test images (never copied into the project); see ../shared/data/README.md.
+SHARED_DATA = Path(os.environ.get("BVN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Keep settings, logs, recovery files and caches of each test out of the user's home."""
+    home = tmp_path_factory.mktemp("bvn-home")
+    monkeypatch.setenv("BVN_PLANNER_HOME", str(home))
+    yield home
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA

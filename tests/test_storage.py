@@ -1,0 +1,170 @@
+"""Plan files: round trip, damaged and newer files refused with clear messages, atomic saves."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner import storage
+from planner.plan import SCHEMA_VERSION, Comment, Landmarks, Level, Measurement, Plan, Trajectory
+from planner.storage import PlanFileError, load_plan, save_plan
+from tests.plan_factory import sample_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+coord = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, allow_infinity=False)
+point = st.tuples(coord, coord, coord)
+text = st.text(max_size=40)  # any unicode, including quotes, newlines and emoji
+opt_point = st.none() | point
+
+
+@st.composite
+def plans(draw) -> Plan:
+    plan = Plan(author=draw(text))
+    plan.case.patient_name = draw(text)
+    plan.case.study_instance_uid = draw(st.from_regex(r"[0-9]+(\.[0-9]+){2,8}", fullmatch=True))
+    names = draw(st.lists(st.sampled_from(["T12", "L1", "L2", "L3", "L4", "L5", "S1"]), unique=True, max_size=7))
+    for name in names:
+        lm = Landmarks(**{k: draw(opt_point) for k in Landmarks.model_fields})
+        lv = Level(name=name, landmarks=lm, painful=draw(st.booleans()), notes=draw(text))
+        lv.superior.modic_type = draw(st.sampled_from(["none", "1", "2", "3", "1/2", "2/3"]))
+        lv.inferior.share_pct = draw(st.none() | st.floats(0, 100))
+        plan.levels.append(lv)
+        for _ in range(draw(st.integers(0, 2))):
+            plan.trajectories.append(Trajectory(level_id=lv.id, side=draw(st.sampled_from(["left", "right"])),
+                                                entry_lps=draw(point), bend_lps=draw(opt_point),
+                                                target_lps=draw(point), override_reason=draw(text)))
+    for _ in range(draw(st.integers(0, 3))):
+        plan.measurements.append(Measurement(kind="distance", points_lps=draw(st.lists(point, max_size=3))))
+    for _ in range(draw(st.integers(0, 2))):
+        plan.review.comments.append(Comment(author=draw(text), text=draw(text)))
+    plan.eligibility.answers = draw(st.dictionaries(st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
+                                                    st.none() | st.booleans() | coord | text, max_size=5))
+    plan.settings.target_depth_pct = draw(st.floats(5, 95))
+    return plan
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=plans())
+def test_plan_survives_save_and_load_unchanged(tmp_path, plan):
+    path = tmp_path / "p.bvnplan"
+    save_plan(plan, path)
+    loaded = load_plan(path)
+    assert loaded == plan
+    assert loaded.model_dump(mode="json") == plan.model_dump(mode="json")
+    assert loaded.content_hash() == plan.content_hash()
+
+
+def test_file_states_schema_units_and_frame(tmp_path):
+    path = save_plan(sample_plan(), tmp_path / "p.bvnplan")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["format"] == "bvnplan"
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert data["units"] == "mm" and data["coordinate_frame"] == "LPS"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty"),
+    (b"\xff\xfe\x00garbage", "not UTF-8"),
+    (b'{"format": "bvnplan", "schema_version": 1, "levels": [', "invalid JSON at line 1"),
+    (b"[1, 2, 3]", "expected a JSON object"),
+    (b'{"hello": 1}', "not a BVN Planner plan"),
+    (b'{"format": "bvnplan"}', "no valid schema_version"),
+    (b'{"format": "bvnplan", "schema_version": 99}', "newer BVN Planner"),
+    (b'{"format": "bvnplan", "schema_version": 1, "units": "cm"}', "only millimetres"),
+    (b'{"format": "bvnplan", "schema_version": 1, "levels": [{"name": "L4", "landmarks": '
+     b'{"body_center_lps": [1, 2]}}]}', "levels.0.landmarks.body_center_lps"),
+    (b'{"format": "bvnplan", "schema_version": 1, "trajectories": [{"level_id": "x", "entry_lps": [0,0,0], '
+     b'"target_lps": [0, 0, "far"]}]}', "trajectories.0.target_lps"),
+])
+def test_damaged_or_foreign_files_are_refused_with_a_message(tmp_path, content, message):
+    path = tmp_path / "bad.bvnplan"
+    path.write_bytes(content)
+    with pytest.raises(PlanFileError) as info:
+        load_plan(path)
+    assert message in str(info.value)
+    assert "bad.bvnplan" in str(info.value)
+
+
+def test_truncated_file_is_refused(tmp_path):
+    good = save_plan(sample_plan(), tmp_path / "good.bvnplan")
+    raw = good.read_bytes()
+    for cut in (10, len(raw) // 3, len(raw) - 3):
+        bad = tmp_path / "cut.bvnplan"
+        bad.write_bytes(raw[:cut])
+        with pytest.raises(PlanFileError, match="damaged"):
+            load_plan(bad)
+
+
+def test_missing_file_message(tmp_path):
+    with pytest.raises(PlanFileError, match="does not exist"):
+        load_plan(tmp_path / "nope.bvnplan")
+
+
+def test_failed_save_leaves_previous_file_intact(tmp_path, monkeypatch):
+    path = save_plan(sample_plan(), tmp_path / "p.bvnplan")
+    before = path.read_bytes()
+
+    def boom(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    changed = sample_plan()
+    changed.author = "someone else"
+    with pytest.raises(OSError):
+        save_plan(changed, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["p.bvnplan"]  # no temporary file left behind
+
+
+_SAVER = r"""
+import sys
+sys.path.insert(0, {root!r})
+from planner.plan import Measurement, Plan
+from planner.storage import save_plan
+plan = Plan(author="gen-0")
+plan.measurements = [Measurement(kind="distance", label="x" * 200, points_lps=[(1.0, 2.0, 3.0)] * 20)
+                     for _ in range(3000)]
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    plan.author = f"gen-{{i}}"
+    save_plan(plan, {path!r})
+"""
+
+
+def test_killing_a_process_mid_save_never_damages_the_file(tmp_path):
+    path = tmp_path / "big.bvnplan"
+    save_plan(Plan(author="initial"), path)
+    script = _SAVER.format(root=str(ROOT), path=str(path))
+    for attempt in range(8):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(0.15 + 0.11 * attempt)  # land at different points of the write
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        plan = load_plan(path)  # must always load: either the old or a complete new version
+        assert plan.author == "initial" or plan.author.startswith("gen-")
+        if plan.author != "initial":
+            assert len(plan.measurements) == 3000
+
+
+def test_migrations_run_in_order(monkeypatch):
+    calls = []
+    monkeypatch.setattr(storage, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(storage, "MIGRATIONS", {
+        1: lambda d: (calls.append(1), {**d, "a": 1})[1],
+        2: lambda d: (calls.append(2), {**d, "b": 2})[1],
+    })
+    out = storage.migrate({"format": "bvnplan", "schema_version": 1})
+    assert calls == [1, 2] and out["schema_version"] == 3 and out["a"] == 1 and out["b"] == 2
