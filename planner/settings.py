@@ -67,6 +67,34 @@ class PlanningSettings(BaseModel):
     max_adjacent_levels_cam394: int = setting(
         3, unit="vertebral bodies", tag="[S]", label="Adjacent levels under CAM 394 (warn above)", ge=1, le=10,
         source="CAM 394 policy: at most three adjacent vertebral bodies L3-S1 (domain.md 1.4)")
+    min_pain_duration_months_cam394: float = setting(
+        12.0, unit="months", tag="[S]", label="Minimum pain duration under CAM 394", ge=0, le=240,
+        source="Commercial policy CAM 394: chronic low back pain of at least 12 months (domain.md 1.4)")
+    min_cbt_sessions_cam394: int = setting(
+        3, unit="sessions", tag="[S]", label="Minimum CBT sessions under CAM 394", ge=0, le=50,
+        source="CAM 394: 6 months of structured conservative care including >= 3 CBT sessions (domain.md 1.4)")
+    prior_surgery_min_months: float = setting(
+        6.0, unit="months", tag="[C]", label="Earlier discectomy/laminectomy allowed after", ge=0, le=240,
+        source="INTRACEPT exclusion: earlier discectomy or laminectomy allowed if > 6 months before and radicular "
+               "pain resolved, Smuck 2021 RAPM Table 1 (domain.md 1.2)")
+    max_disc_protrusion_mm: float = setting(
+        5.0, unit="mm", tag="[C]", label="Disc extrusion/protrusion (exclusion above)", ge=0, le=30,
+        source="INTRACEPT exclusion: disc extrusion or protrusion > 5 mm, Smuck 2021 RAPM Table 1 (domain.md 1.2)")
+    max_spondylolisthesis_mm: float = setting(
+        2.0, unit="mm", tag="[C]", label="Spondylolisthesis (exclusion above)", ge=0, le=30,
+        source="INTRACEPT exclusion: spondylolisthesis > 2 mm at any level, Smuck 2021 RAPM Table 1 (domain.md 1.2)")
+    max_bdi: float = setting(
+        24.0, unit="points", tag="[C]", label="Beck Depression Inventory (exclusion above)", ge=0, le=63,
+        source="INTRACEPT exclusion: Beck Depression Inventory > 24, Smuck 2021 RAPM Table 1 (domain.md 1.2)")
+    max_waddell_signs: int = setting(
+        3, unit="signs", tag="[C]", label="Waddell signs (exclusion above)", ge=0, le=5,
+        source="INTRACEPT exclusion: > 3 Waddell signs, Smuck 2021 RAPM Table 1 (domain.md 1.2)")
+    max_bmi: float = setting(
+        40.0, unit="kg/m2", tag="[C]", label="Body-mass index (exclusion above)", ge=10, le=80,
+        source="INTRACEPT exclusion: BMI > 40, Smuck 2021 RAPM Table 1 (domain.md 1.2)")
+    min_age_years: float = setting(
+        18.0, unit="years", tag="[S]", label="Minimum age", ge=0, le=100,
+        source="Clinic pages list age under 18 as a contraindication (axionspine.com; domain.md 1.3)")
 
     # --- Modic grading (domain.md 2.2) ----------------------------------------------------------
     modic_grade_a_max_pct: float = setting(
@@ -78,6 +106,23 @@ class PlanningSettings(BaseModel):
     modic_assistant_enabled: bool = setting(
         False, unit="", tag="design", label="Automated Modic suggestion",
         source="Off by default; when on, a suggestion the physician confirms (domain.md 2.3, 10)")
+    modic_low_ratio: float = setting(
+        0.80, unit="ratio to normal marrow", tag="design", label="Modic assistant: low signal below", gt=0, lt=1,
+        source="Design threshold applying the signal table of domain.md 2.1 (T1/T2/STIR low vs normal marrow); "
+               "not from a source")
+    modic_high_ratio: float = setting(
+        1.20, unit="ratio to normal marrow", tag="design", label="Modic assistant: high signal above", gt=1, lt=5,
+        source="Design threshold applying the signal table of domain.md 2.1 (T1/T2/STIR high vs normal marrow); "
+               "not from a source")
+    modic_min_share_pct: float = setting(
+        10.0, unit="% of the endplate", tag="design", label="Modic assistant: minimum share to report",
+        ge=0, le=100,
+        source="Design threshold: an abnormal zone covering less of the endplate is reported as none "
+               "(applies the signal table of domain.md 2.1); not from a source")
+    modic_band_mm: float = setting(
+        6.0, unit="mm", tag="design", label="Modic assistant: band measured next to the endplate", gt=0, le=20,
+        source="Design choice: subchondral marrow band used to compare with the central marrow (domain.md 2.1 "
+               "signal table, 2.2 height grading); not from a source")
 
     # --- Target (domain.md 3, 10) ---------------------------------------------------------------
     target_midline_offset_mm: float = setting(
