@@ -1,0 +1,44 @@
+"""Shared helpers of the document commands (report, sheet, export-dicom): load the plan and images
+with clear messages."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+from planner.plan import Plan
+from planner.storage import PlanFileError, load_plan
+
+
+def load_plan_or_message(path: str, command: str) -> Optional[Plan]:
+    """The plan at ``path``, or None after printing a clear message (the command then exits 2)."""
+    try:
+        return load_plan(path)
+    except PlanFileError as exc:
+        print(f"bvn-planner {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def check_output(path: str, suffixes: tuple[str, ...], command: str) -> Optional[Path]:
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        print(f"bvn-planner {command}: the output file {out.name} must end in {' or '.join(suffixes)}", file=sys.stderr)
+        return None
+    if out.exists() and out.is_dir():
+        print(f"bvn-planner {command}: {out} is a folder, not a file", file=sys.stderr)
+        return None
+    return out
+
+
+def load_images(plan: Plan, folder: Optional[str], command: str) -> dict:
+    from planner.report.sources import find_plan_images
+
+    if folder is not None and not Path(folder).is_dir():
+        print(f"bvn-planner {command}: the image folder {folder} does not exist; continuing without images",
+              file=sys.stderr)
+        return {}
+    found = find_plan_images(plan, folder)
+    for note in found.notes:
+        print(f"bvn-planner {command}: {note}", file=sys.stderr)
+    return found.images

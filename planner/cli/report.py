@@ -1,0 +1,39 @@
+"""``python main.py report PLAN.bvnplan -o FILE.pdf [--images FOLDER]``: the plan summary PDF."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from planner.cli._docs_common import check_output, load_images, load_plan_or_message
+
+HELP = "write the plan summary PDF (planning aid, for the physician and the chart)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plan", help="the .bvnplan file")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE.pdf", help="PDF file to write")
+    parser.add_argument("--images", metavar="FOLDER",
+                        help="folder holding the plan's images (found by UID); default: the plan's path hints")
+    parser.add_argument("--no-3d", action="store_true", help="leave out the 3D view (no OpenGL needed)")
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = load_plan_or_message(args.plan, "report")
+    if plan is None:
+        return 2
+    out = check_output(args.output, (".pdf",), "report")
+    if out is None:
+        return 2
+    from planner.report import build_report_data, render_report_pdf
+
+    images = load_images(plan, args.images, "report")
+    data = build_report_data(plan, images, with_3d=not args.no_3d)
+    try:
+        render_report_pdf(data, out)
+    except OSError as exc:
+        print(f"bvn-planner report: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    n_img = sum(len(t.key_images) for t in data.trajectories)
+    print(f"Wrote {out} ({len(data.trajectories)} trajectories, {n_img} key images)")
+    return 0

@@ -1,0 +1,322 @@
+"""Key images for the plan summary, rendered headless from the plan and the images.
+
+* Sagittal and axial reslices through the active tip (``Volume.reslice``, numpy), displayed in the
+  radiological convention (viewer-conventions.md): sagittal with anterior on the left and superior
+  at the top, axial with the patient's right on the left and anterior at the top. The instruments
+  are projected onto the plane and the ablation zone is drawn as its cut through the plane.
+* A 3D view (VTK offscreen, :mod:`planner.report.render3d`).
+* The fluoroscopy frames the plan uses, with the landmarks and measurements marked on them.
+
+Everything is drawn with Pillow; no Qt, no screen state.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from planner.imaging.volume import ProjectionImage, Volume
+from planner.plan import Plan, Trajectory
+from planner.report.fonts import FontNotFoundError, dejavu_path
+from planner.report.geometry import TrajectoryGeometry, trajectory_geometry
+
+log = logging.getLogger(__name__)
+
+AnyImage = Union[Volume, ProjectionImage]
+
+#: Volume roles in order of preference for the key images.
+VOLUME_ROLE_PREFERENCE = ("T2", "T1", "STIR", "CT", "AX_T2")
+
+#: Instrument colours (RGB) shared by the 2D and 3D key images and the legend of the report.
+INSTRUMENT_COLORS: dict[str, tuple[int, int, int]] = {
+    "introducer": (64, 160, 255),
+    "cannula": (40, 210, 120),
+    "probe": (255, 220, 40),
+}
+DEFAULT_INSTRUMENT_COLOR = (230, 230, 230)
+ZONE_COLOR = (255, 120, 30)
+LANDMARK_COLOR = (255, 80, 200)
+
+#: Pixel size of the 2D key images and the width of their field of view.
+KEY_IMAGE_PX = 420
+MIN_FOV_MM = 70.0
+
+
+@dataclass
+class KeyImage:
+    kind: str  # "sagittal", "axial", "3d", "fluoro"
+    caption: str
+    image: Image.Image  # RGB
+    #: Series the picture was made from (for DICOM references), if any.
+    series_instance_uid: str = ""
+    notes: list[str] = field(default_factory=list)
+    #: For reslices: pixel (col, row) lies at plane_origin_lps + col*mm_per_px*u + row*mm_per_px*v.
+    plane_origin_lps: Optional[np.ndarray] = None
+    plane_u_lps: Optional[np.ndarray] = None
+    plane_v_lps: Optional[np.ndarray] = None
+    mm_per_px: Optional[float] = None
+
+    def lps_to_px(self, point_lps: Sequence[float]) -> np.ndarray:
+        """(col, row) of an LPS point projected onto a reslice key image."""
+        if self.plane_origin_lps is None or self.mm_per_px is None:
+            raise ValueError(f"the {self.kind} key image is not a reslice")
+        d = np.asarray(point_lps, dtype=float) - self.plane_origin_lps
+        return np.array([d @ self.plane_u_lps, d @ self.plane_v_lps]) / self.mm_per_px
+
+
+def instrument_color(name: str) -> tuple[int, int, int]:
+    return INSTRUMENT_COLORS.get(name.lower(), DEFAULT_INSTRUMENT_COLOR)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.truetype(str(dejavu_path("B")), size)
+    except (FontNotFoundError, OSError):
+        return ImageFont.load_default()
+
+
+# ------------------------------------------------------------------------------------ selection
+def plan_volumes(plan: Plan, images: Optional[Mapping[str, AnyImage]]) -> list[tuple[str, Volume, str]]:
+    """(key, volume, role) of the loaded volumes, the plan's preferred roles first."""
+    if not images:
+        return []
+    roles = {ref.series_instance_uid: ref.role for ref in plan.case.series}
+    found = []
+    for key, img in images.items():
+        if isinstance(img, Volume):
+            uid = img.info.series_instance_uid or key
+            found.append((key, img, roles.get(uid, roles.get(key, ""))))
+
+    def rank(item: tuple[str, Volume, str]) -> int:
+        role = item[2]
+        return VOLUME_ROLE_PREFERENCE.index(role) if role in VOLUME_ROLE_PREFERENCE else len(VOLUME_ROLE_PREFERENCE)
+
+    return sorted(found, key=rank)
+
+
+def choose_volume(plan: Plan, images: Optional[Mapping[str, AnyImage]],
+                  near_lps: Optional[Sequence[float]] = None) -> Optional[tuple[str, Volume, str]]:
+    """The preferred volume that contains ``near_lps`` (any volume if none does)."""
+    vols = plan_volumes(plan, images)
+    if not vols:
+        return None
+    if near_lps is not None:
+        for item in vols:
+            if item[2] != "AX_T2" and item[1].contains(near_lps):
+                return item
+        for item in vols:
+            if item[1].contains(near_lps):
+                return item
+    return vols[0]
+
+
+def plan_projections(plan: Plan, images: Optional[Mapping[str, AnyImage]]) -> list[tuple[str, ProjectionImage]]:
+    if not images:
+        return []
+    return [(k, img) for k, img in images.items() if isinstance(img, ProjectionImage)]
+
+
+# ------------------------------------------------------------------------------------ helpers
+def window_to_uint8(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    width = max(float(width), 1e-6)
+    lo = center - width / 2.0
+    out = (np.asarray(values, dtype=np.float64) - lo) / width
+    return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+@dataclass
+class PlaneSpec:
+    name: str
+    u_lps: np.ndarray  # screen x direction
+    v_lps: np.ndarray  # screen y direction (down)
+    labels: tuple[str, str, str, str]  # left, right, top, bottom orientation letters
+
+
+SAGITTAL = PlaneSpec("sagittal", np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0]), ("A", "P", "S", "I"))
+AXIAL = PlaneSpec("axial", np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), ("R", "L", "A", "P"))
+
+
+def _view_box(geom: TrajectoryGeometry, extra_lps: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+    pts = np.vstack([geom.all_points_lps()] + [np.atleast_2d(p) for p in extra_lps])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    center = (lo + hi) / 2.0
+    extent = float(np.max(hi - lo)) + 2 * geom.zone.radius_mm + 20.0
+    return center, max(MIN_FOV_MM, extent)
+
+
+def _to_px(points_lps: np.ndarray, origin_lps: np.ndarray, spec: PlaneSpec, mm_per_px: float) -> np.ndarray:
+    d = np.atleast_2d(points_lps) - origin_lps[None, :]
+    return np.stack([d @ spec.u_lps, d @ spec.v_lps], axis=1) / mm_per_px
+
+
+def _draw_orientation(draw: ImageDraw.ImageDraw, size: int, labels: tuple[str, str, str, str]) -> None:
+    font = _font(max(12, size // 28))
+    left, right, top, bottom = labels
+    pad = 6
+    for text, xy, anchor in ((left, (pad, size / 2), "lm"), (right, (size - pad, size / 2), "rm"),
+                             (top, (size / 2, pad), "mt"), (bottom, (size / 2, size - pad), "mb")):
+        draw.text(xy, text, fill=(255, 255, 0), font=font, anchor=anchor, stroke_width=2, stroke_fill=(0, 0, 0))
+
+
+def _draw_scale_bar(draw: ImageDraw.ImageDraw, size: int, mm_per_px: float, length_mm: float = 10.0,
+                    unit: str = "mm") -> None:
+    length_px = length_mm / mm_per_px
+    x1, y = size - 14, size - 26
+    x0 = x1 - length_px
+    draw.line([(x0, y), (x1, y)], fill=(255, 255, 255), width=3)
+    draw.line([(x0, y - 5), (x0, y + 5)], fill=(255, 255, 255), width=2)
+    draw.line([(x1, y - 5), (x1, y + 5)], fill=(255, 255, 255), width=2)
+    draw.text(((x0 + x1) / 2, y - 6), f"{length_mm:g} {unit}", fill=(255, 255, 255), font=_font(max(11, size // 34)),
+              anchor="mb", stroke_width=2, stroke_fill=(0, 0, 0))
+
+
+def _draw_marker(draw: ImageDraw.ImageDraw, xy: np.ndarray, color: tuple[int, int, int], r: float = 4.0) -> None:
+    x, y = float(xy[0]), float(xy[1])
+    draw.ellipse([x - r, y - r, x + r, y + r], outline=(0, 0, 0), fill=color, width=1)
+
+
+# ------------------------------------------------------------------------------------ reslices
+def render_plane(volume: Volume, plan: Plan, traj: Trajectory, spec: PlaneSpec,
+                 geom: Optional[TrajectoryGeometry] = None, size_px: int = KEY_IMAGE_PX) -> KeyImage:
+    """A reslice through the active tip, with the instruments projected and the zone cut drawn."""
+    geom = geom or trajectory_geometry(plan, traj)
+    target = np.asarray(traj.target_lps, dtype=float)
+    level = next((lv for lv in plan.levels if lv.id == traj.level_id), None)
+    extra = []
+    if level is not None:
+        for name in ("posterior_wall_lps", "anterior_wall_lps", "superior_endplate_lps", "inferior_endplate_lps"):
+            p = getattr(level.landmarks, name)
+            if p is not None:
+                extra.append(np.asarray(p, dtype=float))
+    center, fov = _view_box(geom, extra)
+    # The plane passes through the target; centre the view on the box projected into the plane.
+    normal = np.cross(spec.u_lps, spec.v_lps)
+    center = center - normal * float((center - target) @ normal)
+    mm_per_px = fov / size_px
+    origin = center - spec.u_lps * fov / 2.0 - spec.v_lps * fov / 2.0
+    values = volume.reslice(origin, spec.u_lps, spec.v_lps, (size_px, size_px), mm_per_px,
+                            fill=volume.statistics()["min"])
+    wl = volume.default_window()
+    gray = window_to_uint8(values, wl.center, wl.width)
+    img = Image.fromarray(gray, mode="L").convert("RGB")
+
+    overlay = Image.new("RGBA", img.size, (0, 0, 0, 0))
+    odraw = ImageDraw.Draw(overlay)
+    # Zone: the sphere cut by the plane (a circle of radius sqrt(R^2 - d^2)).
+    zc = geom.zone.center_lps
+    d = float((zc - origin) @ normal)
+    r = geom.zone.radius_mm
+    if abs(d) < r:
+        rc = np.sqrt(r * r - d * d) / mm_per_px
+        c = _to_px(zc, origin, spec, mm_per_px)[0]
+        odraw.ellipse([c[0] - rc, c[1] - rc, c[0] + rc, c[1] + rc], fill=ZONE_COLOR + (90,),
+                      outline=ZONE_COLOR + (255,), width=2)
+    img = Image.alpha_composite(img.convert("RGBA"), overlay).convert("RGB")
+    draw = ImageDraw.Draw(img)
+    for inst in geom.instruments:
+        px = _to_px(inst.points_lps, origin, spec, mm_per_px)
+        width = max(2, int(round(inst.diameter_mm / mm_per_px / 2)))
+        draw.line([tuple(p) for p in px], fill=instrument_color(inst.name), width=width, joint="curve")
+    _draw_marker(draw, _to_px(np.asarray(traj.entry_lps), origin, spec, mm_per_px)[0], (255, 255, 255))
+    if traj.bend_lps is not None:
+        _draw_marker(draw, _to_px(np.asarray(traj.bend_lps), origin, spec, mm_per_px)[0], (200, 200, 200), 3)
+    _draw_marker(draw, _to_px(target, origin, spec, mm_per_px)[0], (255, 40, 40), 4)
+    _draw_orientation(draw, size_px, spec.labels)
+    _draw_scale_bar(draw, size_px, mm_per_px)
+    level_name = level.name if level else "?"
+    caption = (f"{spec.name.capitalize()} reslice through the active tip ({level_name} {traj.side}); "
+               f"instruments projected onto the plane; zone cut by the plane")
+    return KeyImage(spec.name, caption, img, volume.info.series_instance_uid, plane_origin_lps=origin,
+                    plane_u_lps=spec.u_lps.copy(), plane_v_lps=spec.v_lps.copy(), mm_per_px=mm_per_px)
+
+
+# ------------------------------------------------------------------------------------ fluoroscopy
+def render_fluoro(plan: Plan, key: str, proj: ProjectionImage, size_px: int = KEY_IMAGE_PX,
+                  level_id: Optional[str] = None) -> Optional[KeyImage]:
+    """A frame of a fluoroscopy image with the plan's landmarks (of ``level_id`` and those tied to no
+    level, or all when ``level_id`` is None) and measurements drawn on it."""
+    uids = set(proj.info.sop_instance_uids) or {key}
+    landmarks = [lm for lm in plan.fluoro_landmarks if lm.sop_instance_uid in uids
+                 and (level_id is None or lm.level_id in ("", level_id))]
+    measurements = [m for m in plan.measurements if m.sop_instance_uid in uids and m.points_px]
+    frame_index = landmarks[0].frame if landmarks else 0
+    frame_index = min(frame_index, proj.n_frames - 1)
+    frame = np.asarray(proj.frames[frame_index])
+    if proj.is_color:
+        img = Image.fromarray(frame.astype(np.uint8), mode="RGB")
+    else:
+        wl = proj.default_window()
+        img = Image.fromarray(window_to_uint8(frame, wl.center, wl.width), mode="L").convert("RGB")
+    scale = size_px / max(proj.rows, proj.cols)
+    img = img.resize((max(1, int(round(proj.cols * scale))), max(1, int(round(proj.rows * scale)))),
+                     Image.Resampling.LANCZOS)
+    draw = ImageDraw.Draw(img)
+    font = _font(max(11, size_px // 36))
+    names = {lv.id: lv.name for lv in plan.levels}
+    for lm in landmarks:
+        p = np.asarray(lm.point_px) * scale
+        _draw_marker(draw, p, LANDMARK_COLOR, 4)
+        label = " ".join(x for x in (names.get(lm.level_id, ""), lm.kind.replace("_", " ")) if x)
+        draw.text((p[0] + 6, p[1] - 6), label, fill=LANDMARK_COLOR, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    cal = next((c.mm_per_pixel for c in plan.fluoro_calibrations if c.sop_instance_uid in uids), None)
+    scale_info = proj.measurement_scale(cal)
+    for m in measurements:
+        pts = [tuple(np.asarray(p) * scale) for p in m.points_px]
+        draw.line(pts, fill=(0, 255, 255), width=2)
+        if m.kind == "distance" and len(m.points_px) == 2:
+            length = scale_info.length(m.points_px[0], m.points_px[1])
+            mid = np.mean(np.asarray(pts), axis=0)
+            draw.text((mid[0] + 6, mid[1]), f"{length:.1f} {scale_info.unit_label}", fill=(0, 255, 255), font=font,
+                      stroke_width=2, stroke_fill=(0, 0, 0))
+    view = proj.geometry.view_position or "fluoroscopy"
+    notes = ["Text burned into the fluoroscopy pixels is shown as acquired."]
+    caption = (f"Fluoroscopy ({view}), frame {frame_index + 1} of {proj.n_frames}: landmarks and measurements "
+               f"({scale_info.unit_label})")
+    return KeyImage("fluoro", caption, img, proj.info.series_instance_uid, notes)
+
+
+# ------------------------------------------------------------------------------------ all key images
+def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping[str, AnyImage]],
+                          *, with_3d: bool = True) -> tuple[list[KeyImage], list[str]]:
+    """The key images of one trajectory and notes on what could not be rendered."""
+    notes: list[str] = []
+    out: list[KeyImage] = []
+    geom = trajectory_geometry(plan, traj)
+    chosen = choose_volume(plan, images, traj.target_lps)
+    if chosen is None:
+        notes.append("Key images unavailable: the plan's images were not loaded (give --images FOLDER).")
+    else:
+        _, volume, _ = chosen
+        if not volume.contains(traj.target_lps):
+            notes.append("The active tip lies outside the loaded volume; the reslices show the nearest region.")
+        for spec in (SAGITTAL, AXIAL):
+            try:
+                out.append(render_plane(volume, plan, traj, spec, geom))
+            except (ValueError, MemoryError) as exc:
+                notes.append(f"{spec.name.capitalize()} reslice could not be rendered: {exc}")
+    if with_3d:
+        from planner.report.render3d import render_trajectory_3d
+
+        try:
+            shot = render_trajectory_3d(plan, traj, chosen[1] if chosen else None, geom)
+        except Exception as exc:  # VTK problems must not stop the report
+            log.warning("3D key image failed: %s", exc)
+            shot = None
+            notes.append("3D view unavailable: offscreen rendering failed on this computer.")
+        if shot is not None:
+            out.append(shot)
+    for key, proj in plan_projections(plan, images):
+        try:
+            fl = render_fluoro(plan, key, proj, level_id=traj.level_id)
+        except (ValueError, MemoryError) as exc:
+            notes.append(f"Fluoroscopy image could not be rendered: {exc}")
+            continue
+        if fl is not None:
+            out.append(fl)
+    if not geom.from_planner:
+        notes.append("Instrument shapes are drawn as straight segments (trajectory geometry module unavailable).")
+    return out, notes

@@ -1,0 +1,405 @@
+"""The plan summary PDF (fpdf2): lays out a :class:`~planner.report.data.ReportData`.
+
+Every page carries the planning-aid statement under the header and "Page X of Y", the generation
+date and the application version in the footer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from fpdf.enums import XPos, YPos
+from fpdf.fonts import FontFace
+
+from planner.report.data import Field, ReportData, TrajectorySection
+from planner.report.keyimages import INSTRUMENT_COLORS, ZONE_COLOR
+from planner.report.pdfbase import ACCENT, FONT, INK, MUTED, PALE, RULE, BasePDF, status_color
+
+#: Font sizes of the plan summary (points). The summary is for clinicians; the patient sheet uses
+#: larger type (planner.report.sheet).
+BODY_PT = 9.5
+SMALL_PT = 8.0
+H1_PT = 16.0
+H2_PT = 12.5
+H3_PT = 10.5
+
+
+class ReportPDF(BasePDF):
+    def __init__(self, data: ReportData) -> None:
+        super().__init__()
+        self.data = data
+        self.set_margins(15, 15, 15)
+        self.set_auto_page_break(auto=True, margin=18)
+        self.set_title(data.title)
+        self.set_subject("Planning aid, not for navigation")
+        self.set_author(data.app_name)
+
+    def header(self) -> None:
+        d = self.data
+        self.set_y(8)
+        self.set_font(FONT, "B", 9)
+        self.set_text_color(*ACCENT)
+        self.cell(90, 5, f"{d.app_name} · {d.title}", new_x=XPos.RIGHT, new_y=YPos.TOP)
+        self.set_font(FONT, "", 9)
+        self.set_text_color(*INK)
+        ident = d.patient_display_name or "Unnamed patient"
+        pid = next((f.value for f in d.patient if f.label == "Patient ID"), "")
+        if pid and pid != "-":
+            ident += f" · ID {pid}"
+        self.cell(0, 5, ident, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        # The planning-aid statement, on every page.
+        self.set_fill_color(253, 236, 200)
+        self.set_draw_color(196, 120, 0)
+        self.set_font(FONT, "B", 8.5)
+        self.set_text_color(120, 60, 0)
+        self.cell(0, 6, d.statement, border=1, align="C", fill=True, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.set_text_color(*INK)
+        self.set_draw_color(*RULE)
+        self.ln(3)
+
+    def footer(self) -> None:
+        d = self.data
+        self.set_y(-13)
+        self.set_draw_color(*RULE)
+        self.line(self.l_margin, self.get_y(), self.w - self.r_margin, self.get_y())
+        self.set_font(FONT, "", 7.5)
+        self.set_text_color(*MUTED)
+        self.cell(0, 6, f"Generated {d.generated_at} by {d.app_name} {d.app_version} · plan {d.plan_id}",
+                  new_x=XPos.LMARGIN, new_y=YPos.TOP)
+        self.cell(0, 6, f"Page {self.page_no()} of {{nb}}", align="R")
+        self.set_text_color(*INK)
+
+    # --------------------------------------------------------------------------- blocks
+    def h1(self, text: str) -> None:
+        self.text_line(text, H1_PT, "B", ACCENT, h=8)
+        self.ln(1)
+
+    def h2(self, text: str, *, new_page_if_below: float = 40) -> None:
+        if self.will_page_break(new_page_if_below):
+            self.add_page()
+        self.ln(2)
+        self.set_font(FONT, "B", H2_PT)
+        self.set_text_color(*ACCENT)
+        self.cell(0, 7, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.set_draw_color(*ACCENT)
+        self.line(self.l_margin, self.get_y(), self.w - self.r_margin, self.get_y())
+        self.set_text_color(*INK)
+        self.ln(2)
+
+    def h3(self, text: str) -> None:
+        if self.will_page_break(20):
+            self.add_page()
+        self.set_font(FONT, "B", H3_PT)
+        self.cell(0, 6, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    def para(self, text: str, size: float = BODY_PT, style: str = "", color=INK) -> None:
+        self.text_line(text, size, style, color, h=size * 0.48)
+
+    def badge(self, text: str, status: str) -> None:
+        self.set_font(FONT, "B", BODY_PT)
+        self.set_fill_color(*status_color(status))
+        self.set_text_color(255, 255, 255)
+        w = self.get_string_width(text) + 6
+        self.cell(w, 6, text, align="C", fill=True, new_x=XPos.RIGHT, new_y=YPos.TOP)
+        self.set_text_color(*INK)
+        self.set_fill_color(255, 255, 255)
+
+    def field_grid(self, fields: Sequence[Field], columns: int = 2, label_w: float = 28) -> None:
+        col_w = (self.w - self.l_margin - self.r_margin) / columns
+        self.set_fill_color(*PALE)
+        rows = [fields[i:i + columns] for i in range(0, len(fields), columns)]
+        for row in rows:
+            y = self.get_y()
+            heights = []
+            for c, f in enumerate(row):
+                x = self.l_margin + c * col_w
+                self.set_xy(x, y)
+                self.set_font(FONT, "B", BODY_PT)
+                self.cell(label_w, 5.5, f.label, fill=True, new_x=XPos.RIGHT, new_y=YPos.TOP)
+                self.set_font(FONT, "", BODY_PT)
+                self.multi_cell(col_w - label_w - 2, 5.5, f.value, new_x=XPos.RIGHT, new_y=YPos.TOP)
+                heights.append(self.get_y() - y)
+            self.set_xy(self.l_margin, y + max([5.5] + [h for h in heights if h > 0]) + 0.8)
+
+    def table(self, *args, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("line_height", BODY_PT * 0.5)
+        kwargs.setdefault("text_align", "LEFT")
+        kwargs.setdefault("headings_style", FontFace(emphasis="BOLD", fill_color=PALE))
+        kwargs.setdefault("padding", 0.8)
+        kwargs.setdefault("borders_layout", "HORIZONTAL_LINES")
+        kwargs.setdefault("cell_fill_color", (247, 249, 252))
+        kwargs.setdefault("cell_fill_mode", "ROWS")
+        self.set_fill_color(255, 255, 255)
+        self.set_font(FONT, "", kwargs.pop("font_size", BODY_PT))
+        self.set_text_color(*INK)
+        self.set_draw_color(*RULE)
+        return super().table(*args, **kwargs)
+
+    def status_cell(self, row, status: str) -> None:
+        row.cell(status.upper(), style=FontFace(emphasis="BOLD", color=status_color(status)))
+
+
+def _page1(pdf: ReportPDF, d: ReportData) -> None:
+    pdf.h1(d.title)
+    pdf.set_font(FONT, "", BODY_PT)
+    pdf.set_text_color(*MUTED)
+    author = f"Planned by {d.plan_author}" if d.plan_author else "Planner not recorded"
+    pdf.cell(0, 5, f"{author} · last changed {d.plan_modified[:16].replace('T', ' ')} · review: {d.review.state}",
+             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_text_color(*INK)
+    pdf.ln(2)
+    pdf.h3("Patient")
+    pdf.field_grid(d.patient)
+    pdf.ln(1)
+    pdf.h3("Study")
+    pdf.field_grid(d.study)
+    if d.series:
+        pdf.ln(1)
+        pdf.h3("Series used")
+        pdf.field_grid(d.series)
+
+    # At a glance
+    pdf.h2("At a glance", new_page_if_below=30)
+    treated = [lv.name for lv in d.levels if lv.treat]
+    pdf.para(f"Levels to treat: {', '.join(treated) if treated else 'none marked'}. "
+             f"Trajectories: {len(d.trajectories)}.")
+    for t in d.trajectories:
+        pdf.set_font(FONT, "", BODY_PT)
+        pdf.cell(38, 6.5, f"  {t.title}", new_x=XPos.RIGHT, new_y=YPos.TOP)
+        pdf.badge(t.overall.upper(), t.overall)
+        if t.override_reason:
+            pdf.set_font(FONT, "I", BODY_PT)
+            pdf.cell(0, 6, "  override recorded", new_x=XPos.RIGHT, new_y=YPos.TOP)
+        pdf.ln(7.5)
+    for note in d.notes:
+        pdf.para(note, SMALL_PT, "I", MUTED)
+
+
+def _eligibility(pdf: ReportPDF, d: ReportData) -> None:
+    e = d.eligibility
+    pdf.h2("Eligibility")
+    pdf.badge(e.status.upper() or "UNKNOWN", e.status)
+    pdf.ln(8)
+    pdf.para(e.summary)
+    pdf.ln(1)
+    for w in e.warnings:
+        pdf.para(f"Warning: {w}", BODY_PT, "B", status_color("warning"))
+    if not e.rows:
+        return
+    groups: dict[str, list] = {}
+    for r in e.rows:
+        groups.setdefault(r.group, []).append(r)
+    for group, rows in groups.items():
+        if group:
+            pdf.h3(group.capitalize())
+        with pdf.table(col_widths=(66, 18, 27, 69), font_size=SMALL_PT, line_height=SMALL_PT * 0.48) as table:
+            table.row(["Criterion", "Answer", "Result", "Detail"])
+            for r in rows:
+                row = table.row()
+                row.cell(r.item)
+                row.cell(r.answer)
+                pdf.status_cell(row, r.status)
+                row.cell(r.reason + (f" (rule: {r.rule})" if r.rule and r.status != "met" else ""))
+        pdf.ln(1)
+    pdf.para("Sources of each criterion are listed by the eligibility panel; thresholds are the plan's settings "
+             "(appendix).", SMALL_PT, "I", MUTED)
+
+
+def _levels(pdf: ReportPDF, d: ReportData) -> None:
+    pdf.h2("Levels and Modic findings")
+    if not d.levels:
+        pdf.para("No levels have been labelled.")
+        return
+    with pdf.table(col_widths=(14, 16, 16, 18, 18, 13, 13, 44)) as table:
+        table.row(["Level", "Treat", "Painful", "Endplate", "Modic", "Grade", "Share", "Finding status"])
+        for lv in d.levels:
+            for i, ep in enumerate(lv.endplates):
+                row = table.row()
+                if i == 0:
+                    row.cell(lv.name, rowspan=2, style=FontFace(emphasis="BOLD"))
+                    row.cell("yes" if lv.treat else "no", rowspan=2,
+                             style=FontFace(emphasis="BOLD" if lv.treat else None))
+                    row.cell("yes" if lv.painful else "no", rowspan=2)
+                row.cell(ep.which)
+                row.cell(ep.modic_type)
+                row.cell(ep.grade)
+                row.cell(ep.share)
+                row.cell(ep.status + (f". {ep.suggestion}" if ep.suggestion else ""))
+    extra = [lv for lv in d.levels if lv.notes or lv.prior_ablation or not lv.landmarks_complete]
+    for lv in extra:
+        bits = []
+        if lv.prior_ablation:
+            bits.append("prior ablation of this vertebral body recorded")
+        if not lv.landmarks_complete:
+            bits.append("landmarks incomplete")
+        if lv.notes:
+            bits.append(f"note: {lv.notes}")
+        pdf.para(f"{lv.name}: " + "; ".join(bits), SMALL_PT, "", MUTED)
+
+
+def _legend(pdf: ReportPDF) -> None:
+    pdf.set_font(FONT, "", SMALL_PT)
+    items = [(n, c) for n, c in INSTRUMENT_COLORS.items()] + [("ablation zone", ZONE_COLOR),
+                                                                ("active tip", (255, 40, 40))]
+    for name, color in items:
+        pdf.set_fill_color(*color)
+        pdf.cell(3.5, 3.5, "", fill=True, new_x=XPos.RIGHT, new_y=YPos.TOP)
+        pdf.cell(pdf.get_string_width(name) + 5, 3.5, " " + name, new_x=XPos.RIGHT, new_y=YPos.TOP)
+    pdf.ln(5)
+
+
+def _trajectory(pdf: ReportPDF, t: TrajectorySection) -> None:
+    pdf.add_page()
+    pdf.h2(f"Trajectory {t.title}")
+    pdf.badge(f"Checks: {t.overall.upper()}", t.overall)
+    pdf.ln(8)
+    if t.override_reason:
+        pdf.set_fill_color(253, 230, 230)
+        pdf.set_draw_color(190, 30, 30)
+        pdf.set_font(FONT, "B", BODY_PT)
+        pdf.multi_cell(0, 5, f"Override reason recorded by the physician: {t.override_reason}", border=1, fill=True, align="L",
+                       new_x=XPos.LMARGIN, new_y=YPos.NEXT, padding=1.5)
+        pdf.set_draw_color(*RULE)
+        pdf.set_fill_color(255, 255, 255)
+        pdf.ln(2)
+    pdf.field_grid(t.points, columns=1, label_w=42)
+    pdf.para("Coordinates in patient LPS millimetres (x to the patient's left, y posterior, z superior).",
+             SMALL_PT, "I", MUTED)
+    pdf.ln(1)
+    pdf.h3("Checks")
+    if t.checks_note:
+        pdf.para(t.checks_note, BODY_PT, "I", MUTED)
+    if t.checks:
+        with pdf.table(col_widths=(42, 22, 24, 92)) as table:
+            table.row(["Check", "Status", "Value", "Reason and source"])
+            for c in t.checks:
+                row = table.row()
+                row.cell(c.name)
+                pdf.status_cell(row, c.status)
+                row.cell(c.value)
+                row.cell(" ".join(x for x in (c.reason, f"Source: {c.source}." if c.source else "") if x))
+    pdf.ln(2)
+    pdf.h3("Metrics")
+    if t.metrics:
+        with pdf.table(col_widths=(80, 45, 55)) as table:
+            table.row(["Measure", "Value", "Note"])
+            for m in t.metrics:
+                table.row([m.label, m.value, m.note])
+    if t.comments:
+        pdf.ln(2)
+        pdf.h3("Review comments on this trajectory")
+        for cm in t.comments:
+            pdf.para(f"{cm.author} ({cm.created[:16].replace('T', ' ')}): {cm.text}")
+
+    # Key images: a 2-column grid.
+    if t.key_images:
+        pdf.ln(2)
+        if pdf.will_page_break(90):
+            pdf.add_page()
+        pdf.h3(f"Key images, {t.title}")
+        _legend(pdf)
+        col_w = (pdf.w - pdf.l_margin - pdf.r_margin - 6) / 2
+        for i in range(0, len(t.key_images), 2):
+            pair = t.key_images[i:i + 2]
+            heights = [col_w * img.image.height / img.image.width for img in pair]
+            needed = max(heights) + 12
+            if pdf.will_page_break(needed):
+                pdf.add_page()
+            y = pdf.get_y()
+            bottom = y
+            for c, key in enumerate(pair):
+                x = pdf.l_margin + c * (col_w + 6)
+                h = pdf.image_fit(key.image, x, y, col_w)
+                pdf.set_xy(x, y + h + 0.8)
+                pdf.set_font(FONT, "", SMALL_PT)
+                pdf.multi_cell(col_w, 3.6, key.caption, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+                bottom = max(bottom, pdf.get_y())
+            pdf.set_y(bottom + 2)
+    for note in t.image_notes:
+        pdf.para(note, SMALL_PT, "I", MUTED)
+
+
+def _settings(pdf: ReportPDF, d: ReportData) -> None:
+    pdf.h2("Device settings used")
+    pdf.para("Values saved with this plan. RF settings are shown for the record only; no geometry depends on them. "
+             "Tags: [C] confirmed in the cited source, [S] secondary source, [U] unconfirmed, design = product "
+             "choice.", SMALL_PT, "", MUTED)
+    with pdf.table(col_widths=(62, 58, 16, 44)) as table:
+        table.row(["Setting", "Value", "Tag", "Note"])
+        for r in d.device_settings:
+            notes = []
+            if r.display_only:
+                notes.append("display only")
+            if r.changed:
+                notes.append("changed from default")
+            row = table.row()
+            row.cell(r.label)
+            row.cell(f"{r.value} {r.unit}".strip())
+            row.cell(r.tag)
+            row.cell(", ".join(notes), style=FontFace(emphasis="BOLD") if r.changed else None)
+
+
+def _review(pdf: ReportPDF, d: ReportData) -> None:
+    pdf.h2("Review")
+    status = {"signed off": "pass", "sign-off out of date": "warning"}.get(d.review.state, "not evaluated")
+    pdf.badge(d.review.state.upper(), status)
+    pdf.ln(8)
+    if d.review.signoffs:
+        for s in d.review.signoffs:
+            pdf.para(s.text, BODY_PT, "B" if s.current else "", INK if s.current else status_color("warning"))
+    else:
+        pdf.para("No reviewer has signed this plan.")
+    pdf.ln(1)
+    pdf.h3("Comments")
+    if not d.review.comments:
+        pdf.para("No comments.")
+    else:
+        with pdf.table(col_widths=(34, 34, 28, 84)) as table:
+            table.row(["On", "Author", "When", "Comment"])
+            for c in d.review.comments:
+                table.row([c.anchor, c.author, c.created[:16].replace("T", " "), c.text])
+
+
+def _appendix(pdf: ReportPDF, d: ReportData) -> None:
+    pdf.add_page()
+    pdf.h2("Appendix: all thresholds used, with sources")
+    with pdf.table(col_widths=(42, 36, 10, 92), line_height=3.4, font_size=7) as table:
+        table.row(["Setting", "Value", "Tag", "Source"])
+        for r in d.all_settings:
+            table.row([r.label + (" (changed)" if r.changed else ""), f"{r.value} {r.unit}".strip(), r.tag, r.source])
+
+
+def _build(data: ReportData) -> ReportPDF:
+    pdf = ReportPDF(data)
+    pdf.add_page()
+    _page1(pdf, data)
+    _eligibility(pdf, data)
+    _levels(pdf, data)
+    for t in data.trajectories:
+        _trajectory(pdf, t)
+    pdf.add_page()
+    _settings(pdf, data)
+    _review(pdf, data)
+    _appendix(pdf, data)
+    return pdf
+
+
+def render_report_pdf(data: ReportData, path: os.PathLike | str) -> Path:
+    """Write the plan summary PDF to ``path`` (atomically: a temporary file renamed over it)."""
+    return write_pdf_atomic(_build(data), path)
+
+
+def report_pdf_bytes(data: ReportData) -> bytes:
+    """The plan summary PDF as bytes (for the DICOM Encapsulated PDF)."""
+    return bytes(_build(data).output())
+
+
+def write_pdf_atomic(pdf: BasePDF, path: os.PathLike | str) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(bytes(pdf.output()))
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,186 @@
+"""The plan summary PDF: read back with pypdf and compared with the plan it was built from."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from pypdf import PdfReader
+
+from planner import __version__
+from planner.report import PLANNING_AID_STATEMENT, build_report_data, render_report_pdf
+from planner.report.data import format_person_name
+from planner.report.integration import evaluate_eligibility, evaluate_trajectory
+from planner.report.keyimages import AXIAL, SAGITTAL, render_plane
+from planner.storage import save_plan
+from tests.report_support import (
+    CT_SERIES_UID,
+    FLUORO_SERIES_UID,
+    PATIENT_FAMILY,
+    PATIENT_GIVEN,
+    PATIENT_ID,
+    fluoro_image,
+    phantom_volume,
+    rich_plan,
+)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+@pytest.fixture(scope="module")
+def volume():
+    return phantom_volume()
+
+
+@pytest.fixture(scope="module")
+def report_with_images(tmp_path_factory, volume):
+    plan = rich_plan()
+    data = build_report_data(plan, {CT_SERIES_UID: volume, FLUORO_SERIES_UID: fluoro_image()})
+    path = render_report_pdf(data, tmp_path_factory.mktemp("report") / "summary.pdf")
+    reader = PdfReader(str(path))
+    pages = [_norm(p.extract_text()) for p in reader.pages]
+    return plan, data, reader, pages
+
+
+def test_every_page_has_the_statement_and_page_numbers(report_with_images):
+    _, _, reader, pages = report_with_images
+    n = len(reader.pages)
+    assert n >= 4
+    for i, text in enumerate(pages, start=1):
+        assert PLANNING_AID_STATEMENT in text, f"page {i} lacks the planning-aid statement"
+        assert f"Page {i} of {n}" in text
+        assert f"BVN Planner {__version__}" in text
+
+
+def test_header_levels_and_findings_match_the_plan(report_with_images):
+    plan, _, _, pages = report_with_images
+    first = pages[0]
+    assert format_person_name(plan.case.patient_name) == f"{PATIENT_FAMILY}, {PATIENT_GIVEN}"
+    assert f"{PATIENT_FAMILY}, {PATIENT_GIVEN}" in first  # accents survive (Unicode font)
+    assert PATIENT_ID in first
+    assert "1963-04-17" in first and "Hospital Ñandú" in first
+    everything = " ".join(pages)
+    for level in plan.levels:
+        assert re.search(rf"\b{level.name}\b", everything)
+    assert "Levels to treat: L4, L5." in first
+    assert "confirmed by physician" in everything  # L4 inferior
+    assert "suggestion, not confirmed" in everything and "Assistant suggested type 2" in everything  # L5 superior
+
+
+def test_eligibility_section_shows_the_evaluation(report_with_images):
+    plan, data, _, pages = report_with_images
+    everything = " ".join(pages)
+    result = evaluate_eligibility(plan)
+    assert data.eligibility.status == result.status
+    assert result.status.upper() in everything
+    if not result.pending:
+        from planner.eligibility import evaluate_eligibility as module_eval
+
+        assert result.status == module_eval(plan).overall
+        assert "How long has the low back pain lasted?" in everything
+        assert "14 months (rule >= 6)" in everything
+
+
+def test_each_trajectory_has_its_page_metrics_checks_and_override(report_with_images):
+    plan, data, _, pages = report_with_images
+    everything = " ".join(pages)
+    for traj in plan.trajectories:
+        level = plan.level(traj.level_id)
+        assert f"Trajectory {level.name} {traj.side}" in everything
+        x, y, z = traj.target_lps
+        assert f"({x:.1f}, {y:.1f}, {z:.1f}) mm" in everything
+        ev = evaluate_trajectory(plan, traj)
+        for check in ev.checks:
+            assert check.name in everything
+        for metric in ev.metrics:
+            assert metric.value in everything
+    t2 = plan.trajectories[1]
+    assert f"Override reason recorded by the physician: {t2.override_reason}" in everything
+    assert "Consider 2 mm more medial entry." in everything  # trajectory comment
+
+
+def test_key_images_rendered_for_each_trajectory(report_with_images):
+    plan, data, reader, _ = report_with_images
+    for section in data.trajectories:
+        kinds = [k.kind for k in section.key_images]
+        assert kinds[:2] == ["sagittal", "axial"]
+        assert "3d" in kinds and "fluoro" in kinds
+    n_images = sum(len(p.images) for p in reader.pages)
+    assert n_images == sum(len(s.key_images) for s in data.trajectories)
+
+
+def test_review_settings_and_rf_display_only(report_with_images):
+    plan, _, _, pages = report_with_images
+    everything = " ".join(pages)
+    assert "SIGNED OFF" in everything and "Signed by Dr Reviewer" in everything
+    assert "Type 2 change clearly visible on T1." in everything
+    assert re.search(r"RF set point \(display only\) 85\.0 °C \[U\] display only", everything)
+    assert "Appendix: all thresholds used, with sources" in everything
+
+
+def test_sign_off_out_of_date_is_reported(tmp_path):
+    plan = rich_plan()
+    plan.trajectories[0].target_lps = (0.0, 3.0, -40.0)  # changed after signing
+    data = build_report_data(plan, with_3d=False)
+    text = _norm(" ".join(p.extract_text() for p in PdfReader(str(render_report_pdf(data, tmp_path / "r.pdf"))).pages))
+    assert "SIGN-OFF OUT OF DATE" in text
+    assert "OUT OF DATE: the plan changed after signing" in text
+
+
+def test_report_builds_without_images(tmp_path):
+    plan = rich_plan()
+    data = build_report_data(plan, None)
+    assert not data.images_available
+    text = _norm(" ".join(p.extract_text() for p in PdfReader(str(render_report_pdf(data, tmp_path / "r.pdf"))).pages))
+    assert "Key images unavailable" in text
+    # The 3D view of schematic bodies is still drawn from the landmarks.
+    assert all([k.kind for k in s.key_images] == ["3d"] for s in data.trajectories)
+
+
+@pytest.mark.parametrize("spec", [SAGITTAL, AXIAL], ids=["sagittal", "axial"])
+def test_reslice_geometry_matches_the_phantom(volume, spec):
+    """The key image puts LPS points where the phantom's anatomy is: the cortical shell (900 HU) of the
+    L4 box lies at the pixels the image's own mapping gives for its walls."""
+    plan = rich_plan()
+    traj = plan.trajectories[0]  # L4 left, target (0, 2, -40)
+    key = render_plane(volume, plan, traj, spec)
+    gray = np.asarray(key.image.convert("L"), dtype=float)
+    # Posterior wall of the L4 box at y = +17.5 (shell 15.5..17.5); anterior at y = -17.5.
+    for wall_y in (-16.5, 16.5):
+        point = np.array([6.0 if spec is AXIAL else 0.0, wall_y, -46.0 if spec is SAGITTAL else -40.0])
+        if spec is AXIAL:
+            point[2] = -40.0
+        col, row = key.lps_to_px(point)
+        inside = np.array([point[0], 0.0, point[2]])
+        c2, r2 = key.lps_to_px(inside)
+        assert gray[int(round(row)), int(round(col))] > gray[int(round(r2)), int(round(c2))] + 60
+    # The active tip marker is drawn at the target's pixel (red).
+    col, row = key.lps_to_px(traj.target_lps)
+    r, g, b = key.image.getpixel((int(round(col)), int(round(row))))
+    assert r > 200 and g < 90 and b < 90
+
+
+def test_cli_report(tmp_path):
+    from main import main
+
+    plan_path = tmp_path / "p.bvnplan"
+    save_plan(rich_plan(), plan_path)
+    out = tmp_path / "out" / "summary.pdf"
+    assert main(["report", str(plan_path), "-o", str(out), "--no-3d"]) == 0
+    reader = PdfReader(str(out))
+    assert PLANNING_AID_STATEMENT in _norm(reader.pages[0].extract_text())
+
+
+def test_cli_report_damaged_plan_exits_2(tmp_path, capsys):
+    from main import main
+
+    bad = tmp_path / "bad.bvnplan"
+    bad.write_text('{"format": "bvnplan", "schema_version": 1, "levels": [{"name": 5}]', encoding="utf-8")
+    assert main(["report", str(bad), "-o", str(tmp_path / "x.pdf")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.bvnplan" in err and "damaged" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x.pdf").exists()
