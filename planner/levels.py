@@ -1,0 +1,800 @@
+"""Vertebral level labelling: propose every lumbar level present with its landmarks (LPS mm).
+
+:func:`propose_levels` finds the vertebral bodies T12-S1 (and a transitional L6 or a sacralised L5
+when the user says so) in a CT or MR volume and returns :class:`planner.plan.Level` objects whose
+:class:`~planner.plan.Landmarks` hold, for each vertebra: body centre, superior and inferior endplate
+centres, posterior and anterior wall midpoints at mid-height on the midline, and left and right
+pedicle centres.
+
+How it works (all in a working copy of the volume resampled onto an LPS-aligned grid through the
+volume's own ``ijk_to_lps``; results are returned in LPS mm):
+
+1. **Spine curve.** On CT (no click): the mid-sagittal plane is found per axial slice as the
+   centre of the bone near the body's midline; in that plane a dynamic-programming track follows
+   the anterior column (bright body/disc column with the dark canal behind it and the posterior
+   elements behind that), and the posterior wall of the column is taken where the intensity falls
+   to the canal level. On MRI the user gives one or two points (``hints``, e.g. inside S1 and
+   inside L1) and the curve runs through them along the posterior wall found the same way.
+2. **Discs.** The volume is straightened along the curve (rows perpendicular to the posterior
+   wall). A disc is a thin dark band crossing the column, tilted by up to
+   ``DetectionParams.disc_max_tilt_deg``, with brighter bone (CT: endplates; MRI: marrow) on both
+   sides; a dynamic programme picks the chain of such bands whose spacing is that of vertebrae
+   (``disc_spacing_min_mm``..``disc_spacing_max_mm``).
+3. **Naming.** CT: the sacrum is recognised by its alae (bone reaching more than
+   ``ala_min_halfwidth_mm`` from the midline at the level of the body, where a lumbar body is
+   narrower and its transverse processes arise behind the body); the highest such segment is S1
+   (or L5 when ``transitional="sacralised_L5"``) and the levels are counted up from it (with an
+   extra L6 when ``transitional="L6"``). MRI: the hints name the bodies they lie in.
+4. **Landmarks per body.** Endplates where the body meets the discs on the body's AP middle,
+   walls on the mid-height line, body centre between them, pedicles as the centroids of the bone
+   (CT) or marrow (MR) bridges between the body and the arch on each side of the canal.
+
+Every threshold is a documented field of :class:`DetectionParams` (image-processing values, not
+clinical ones; clinical numbers live in :mod:`planner.settings`). Relabel helpers
+(:func:`shift_level_names`, :func:`relabel_levels`) support the UI's "shift up/down" buttons.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from planner.imaging.volume import Volume
+from planner.plan import Landmarks, Level
+
+log = logging.getLogger(__name__)
+
+#: Names the labeller may propose, cranial to caudal (T11 and above are not proposed).
+PROPOSED_ORDER: tuple[str, ...] = ("T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")
+#: The naming sequence used to shift labels up and down (includes neighbours for relabelling).
+SHIFT_ORDER: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1", "S2")
+TRANSITIONAL = (None, "L6", "sacralised_L5")
+
+
+class LevelDetectionError(ValueError):
+    """The spine or its levels could not be found; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class DetectionParams:
+    """Image-processing thresholds of the level finder (technical, not clinical)."""
+
+    #: Spacing of the LPS-aligned working grid (mm).
+    work_spacing_mm: float = 1.5
+    #: CT: Hounsfield value above which a voxel counts as bone (cortex and dense trabecular bone).
+    ct_bone_hu: float = 200.0
+    #: CT: Hounsfield value separating the patient from the air around it.
+    ct_body_hu: float = -300.0
+    #: CT: typical soft-tissue value used to split body from surrounding tissue (muscle ~ 40 HU).
+    ct_soft_hu: float = 40.0
+    #: Half-width of the mid-sagittal slab averaged for the sagittal analysis (mm).
+    slab_half_width_mm: float = 4.5
+    #: Distance from the body-column track to the canal centre behind it, used by the CT track (mm).
+    canal_offset_mm: float = 21.0
+    #: Depth of the body column sampled in front of the posterior wall for disc detection (mm).
+    column_depth_mm: tuple[float, float] = (4.0, 32.0)
+    #: Largest disc tilt relative to the posterior-wall normal that the disc detector tries (deg).
+    disc_max_tilt_deg: float = 20.0
+    #: Allowed distance between neighbouring discs (one vertebra plus one disc) (mm).
+    disc_spacing_min_mm: float = 24.0
+    disc_spacing_max_mm: float = 55.0
+    #: CT: a segment whose bone reaches this far from the midline at body level is sacral (alae).
+    ala_min_halfwidth_mm: float = 40.0
+    #: Pedicles are searched this far behind the posterior wall (mm).
+    pedicle_depth_mm: tuple[float, float] = (3.0, 14.0)
+    #: ... and this far from the midline (mm).
+    pedicle_lateral_mm: tuple[float, float] = (5.0, 35.0)
+    #: Largest sideways correction of the midline from the body's left and right edges (mm).
+    max_midline_correction_mm: float = 5.0
+
+
+# ------------------------------------------------------------------------------------ grid
+@dataclass
+class WorkGrid:
+    """An LPS-aligned resampled copy of a volume: ``array[kz, jy, ix]`` at
+    ``origin_lps + spacing * (ix, jy, kz)``."""
+
+    array: np.ndarray
+    origin_lps: np.ndarray
+    spacing: float
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.array.shape  # type: ignore[return-value]
+
+    def index_of(self, lps: np.ndarray) -> np.ndarray:
+        """LPS (..., 3) to fractional array indices (..., 3) as (kz, jy, ix)."""
+        return ((np.asarray(lps, dtype=float) - self.origin_lps) / self.spacing)[..., ::-1]
+
+    def lps_of(self, kji: np.ndarray) -> np.ndarray:
+        return self.origin_lps + np.asarray(kji, dtype=float)[..., ::-1] * self.spacing
+
+    def sample(self, lps: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        pts = np.asarray(lps, dtype=float)
+        idx = self.index_of(pts.reshape(-1, 3)).T
+        out = ndimage.map_coordinates(self.array, idx, order=1, mode="constant", cval=fill)
+        return out.reshape(pts.shape[:-1])
+
+
+def work_grid(volume: Volume, spacing_mm: float, fill: Optional[float] = None) -> WorkGrid:
+    """Resample ``volume`` onto an LPS-aligned grid covering its extent (trilinear)."""
+    s = float(max(0.5, min(spacing_mm, 3.0)))
+    corners = volume.corners_lps()
+    lo, hi = corners.min(0), corners.max(0)
+    n = (np.floor((hi - lo) / s + 1e-6).astype(int) + 1)[::-1]  # (nz, ny, nx)
+    a = volume.lps_to_ijk[:3, :3]
+    b = volume.lps_to_ijk[:3, 3]
+    rev = np.eye(3)[::-1]
+    # input index (k, j, i) = rev @ (A @ (lo + s * (ix, jy, kz)) + b), output index (kz, jy, ix)
+    matrix = rev @ a @ (s * np.eye(3)) @ rev
+    offset = rev @ (a @ lo + b)
+    src = volume.array
+    if src.dtype.kind not in "fiu" or src.dtype == np.float64:
+        src = src.astype(np.float32)
+    cval = float(np.min(src)) if fill is None else fill
+    out = ndimage.affine_transform(src, matrix, offset=offset, output_shape=tuple(int(v) for v in n), order=1,
+                                   cval=cval, output=np.float32, prefilter=False)
+    return WorkGrid(out, lo, s)
+
+
+# ------------------------------------------------------------------------------------ curve
+@dataclass
+class SpineCurve:
+    """The posterior wall of the anterior column, one point per working-grid row, with frames.
+
+    ``points`` (n, 3) LPS; ``tangent`` toward superior; ``lateral`` toward the patient's left;
+    ``anterior`` perpendicular to both, toward the front. Index t runs caudal to cranial.
+    """
+
+    points: np.ndarray
+    tangent: np.ndarray
+    lateral: np.ndarray
+    anterior: np.ndarray
+
+    @classmethod
+    def from_points(cls, pts: np.ndarray) -> "SpineCurve":
+        pts = np.asarray(pts, dtype=float)
+        tan = np.gradient(pts, axis=0)
+        tan /= np.linalg.norm(tan, axis=1, keepdims=True) + 1e-12
+        lat = np.array([1.0, 0.0, 0.0])[None, :] - tan * tan[:, :1]
+        lat /= np.linalg.norm(lat, axis=1, keepdims=True) + 1e-12
+        ant = np.cross(lat, tan)  # L x S = -P = anterior
+        ant /= np.linalg.norm(ant, axis=1, keepdims=True) + 1e-12
+        return cls(pts, tan, lat, ant)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def frame(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Interpolated (point, tangent, lateral, anterior) at fractional index t."""
+        t = float(np.clip(t, 0, len(self) - 1))
+        i0 = int(math.floor(t))
+        i1 = min(i0 + 1, len(self) - 1)
+        f = t - i0
+
+        def lerp(a: np.ndarray) -> np.ndarray:
+            return a[i0] * (1 - f) + a[i1] * f
+
+        p, tg, lt, an = lerp(self.points), lerp(self.tangent), lerp(self.lateral), lerp(self.anterior)
+        return p, tg / np.linalg.norm(tg), lt / np.linalg.norm(lt), an / np.linalg.norm(an)
+
+    def to_lps(self, t: np.ndarray, a_mm: np.ndarray, x_mm: np.ndarray) -> np.ndarray:
+        """Points at curve index t, a mm anterior and x mm to the left (broadcast arrays)."""
+        t, a_mm, x_mm = np.broadcast_arrays(np.asarray(t, float), np.asarray(a_mm, float),
+                                            np.asarray(x_mm, float))
+        tc = np.clip(t, 0, len(self) - 1)
+        i0 = np.floor(tc).astype(int)
+        i1 = np.minimum(i0 + 1, len(self) - 1)
+        f = (tc - i0)[..., None]
+
+        def lerp(arr: np.ndarray) -> np.ndarray:
+            return arr[i0] * (1 - f) + arr[i1] * f
+
+        return lerp(self.points) + a_mm[..., None] * lerp(self.anterior) + x_mm[..., None] * lerp(self.lateral)
+
+    def straighten(self, grid: WorkGrid, a_mm: np.ndarray, x_mm: Sequence[float] = (0.0,),
+                   fill: float = 0.0) -> np.ndarray:
+        """Image S[t, a] averaged over the lateral offsets ``x_mm``."""
+        t = np.arange(len(self), dtype=float)[:, None]
+        acc = np.zeros((len(self), len(a_mm)), dtype=np.float64)
+        for x in x_mm:
+            acc += grid.sample(self.to_lps(t, np.asarray(a_mm)[None, :], x), fill=fill)
+        return acc / len(x_mm)
+
+
+# ------------------------------------------------------------------------------------ results
+@dataclass
+class VertebraFound:
+    """One vertebra as found: the curve indices of the discs below and above and its landmarks."""
+
+    t_low: float
+    t_high: float
+    landmarks: Landmarks
+    name: str = ""
+    sacral: bool = False
+    #: Partially in the field of view (a disc missing at the top or bottom).
+    partial: bool = False
+
+
+@dataclass
+class LevelProposal:
+    levels: list[Level]
+    modality: str
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ naming helpers
+def shift_level_names(names: Sequence[str], steps: int) -> list[str]:
+    """Shift every name ``steps`` places (+1 = one level caudal: L4 -> L5; -1 cranial: L4 -> L3).
+
+    Follows the usual sequence T10..T12, L1..L5, S1, S2; L6 is kept only if it is already in
+    ``names`` (a transitional spine). Raises ValueError when a name would leave the sequence."""
+    order = [n for n in SHIFT_ORDER if n != "L6" or "L6" in names]
+    out = []
+    for n in names:
+        if n not in order:
+            raise ValueError(f"cannot shift unknown level name {n!r}")
+        i = order.index(n) + steps
+        if not 0 <= i < len(order):
+            raise ValueError(f"cannot shift {n} by {steps}: no level name beyond {order[0]}..{order[-1]}")
+        out.append(order[i])
+    return out
+
+
+def relabel_levels(levels: Sequence[Level], steps: int) -> list[Level]:
+    """Copies of ``levels`` with every name shifted (ids, landmarks and findings kept)."""
+    names = shift_level_names([lv.name for lv in levels], steps)
+    return [lv.model_copy(update={"name": n}, deep=True) for lv, n in zip(levels, names)]
+
+
+def names_from_anchor(count_above: int, anchor: str = "S1", transitional: Optional[str] = None) -> list[str]:
+    """Names cranial to caudal for ``count_above`` vertebrae above an anchor, then the anchor."""
+    seq = _sequence(transitional)
+    i = seq.index(anchor)
+    lo = i - count_above
+    return [seq[j] if j >= 0 else "" for j in range(lo, i + 1)]
+
+
+def _sequence(transitional: Optional[str]) -> list[str]:
+    """Full caudal-ending name sequence for the chosen anatomy."""
+    if transitional not in TRANSITIONAL:
+        raise ValueError(f"transitional must be one of None, 'L6', 'sacralised_L5', not {transitional!r}")
+    seq = ["T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+    if transitional == "L6":
+        seq.append("L6")
+    return seq + ["S1", "S2"]
+
+
+# ------------------------------------------------------------------------------------ public API
+def propose_levels(volume: Volume, hints: Optional[Mapping[str, Sequence[float]]] = None, *,
+                   modality: Optional[str] = None, transitional: Optional[str] = None,
+                   params: Optional[DetectionParams] = None) -> list[Level]:
+    """Propose every lumbar level T12-S1 present in ``volume`` with its landmarks (LPS mm).
+
+    ``hints`` maps level names to LPS points inside those bodies (MRI: at most two, e.g. ``{"S1": p,
+    "L1": q}``; CT needs none). ``transitional`` is None, ``"L6"`` (six lumbar vertebrae) or
+    ``"sacralised_L5"`` (L5 fused into the sacrum). Raises :class:`LevelDetectionError`."""
+    return propose_levels_detailed(volume, hints, modality=modality, transitional=transitional,
+                                   params=params).levels
+
+
+def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequence[float]]] = None, *,
+                            modality: Optional[str] = None, transitional: Optional[str] = None,
+                            params: Optional[DetectionParams] = None) -> LevelProposal:
+    """Like :func:`propose_levels`, with the modality used and notes for the user."""
+    if transitional not in TRANSITIONAL:
+        raise LevelDetectionError(f"transitional must be None, 'L6' or 'sacralised_L5', not {transitional!r}")
+    p = params or DetectionParams()
+    mod = (modality or volume.info.modality or _guess_modality(volume)).upper()
+    hints = {str(k).upper(): np.asarray(v, dtype=float) for k, v in (hints or {}).items()}
+    for name, pt in hints.items():
+        if name not in _sequence(transitional):
+            raise LevelDetectionError(f"unknown level name in hint: {name!r}")
+        if pt.shape != (3,) or not np.all(np.isfinite(pt)):
+            raise LevelDetectionError(f"hint {name} must be three finite LPS coordinates")
+        if not volume.contains(pt, margin_voxels=1.0):
+            raise LevelDetectionError(f"hint {name} at {tuple(round(float(v), 1) for v in pt)} lies outside "
+                                      "the image")
+    if mod == "CT" and not hints:
+        found, notes = _detect_ct(volume, p, transitional)
+    else:
+        from planner import levels_mr
+
+        found, notes = levels_mr.detect_mr(volume, hints, p, transitional, modality=mod)
+    levels = [Level(name=v.name, landmarks=v.landmarks) for v in found if v.name in PROPOSED_ORDER]
+    if not levels:
+        raise LevelDetectionError("no lumbar level (T12-S1) was found in the image")
+    return LevelProposal(levels, mod, notes)
+
+
+def _guess_modality(volume: Volume) -> str:
+    st = volume.statistics()
+    return "CT" if st["p1"] < -500 else "MR"
+
+
+# ------------------------------------------------------------------------------------ CT
+def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str]
+               ) -> tuple[list[VertebraFound], list[str]]:
+    grid = work_grid(volume, p.work_spacing_mm, fill=-1024.0)
+    curve = _ct_curve(grid, p)
+    s = grid.spacing
+    a_col = np.arange(-10.0, 60.0 + 1e-6, s)
+    img = curve.straighten(grid, a_col, np.arange(-p.slab_half_width_mm, p.slab_half_width_mm + 1e-6, s),
+                           fill=-1024.0)
+    discs = _find_discs(img, a_col, s, p, bright_flanks=True)
+    if len(discs) < 1:
+        raise LevelDetectionError("no intervertebral disc was found along the spine")
+    segments = _segments(discs, len(curve), s, p)
+    # every segment keeps its place in the count, even when its landmarks cannot be measured
+    verts = []
+    for lo_t, hi_t, partial in segments:
+        lm = _ct_landmarks(grid, curve, img, a_col, lo_t, hi_t, p)
+        verts.append(VertebraFound(lo_t, hi_t, lm or Landmarks(), partial=partial))
+    if not any(v.landmarks.body_center_lps is not None for v in verts):
+        raise LevelDetectionError("no vertebral body could be measured")
+    notes: list[str] = []
+    # sacrum: highest segment with alae
+    sacral_idx = None
+    for i in range(len(verts) - 1, -1, -1):  # verts are caudal -> cranial
+        if verts[i].landmarks.body_center_lps is not None and _ct_has_alae(grid, curve, verts[i], p):
+            sacral_idx = i
+            break
+    if sacral_idx is None:
+        raise LevelDetectionError("the sacrum (S1) was not found in the field of view; on CT the levels are "
+                                  "counted up from S1")
+    anchor = "L5" if transitional == "sacralised_L5" else "S1"
+    seq = _sequence(transitional)
+    ia = seq.index(anchor)
+    for i, v in enumerate(verts):
+        j = ia + (sacral_idx - i)  # cranial vertebrae have higher i -> smaller j
+        v.name = seq[j] if 0 <= j < len(seq) else ""
+        v.sacral = i <= sacral_idx
+    for v in verts:
+        if v.name in PROPOSED_ORDER and v.landmarks.body_center_lps is None:
+            notes.append(f"{v.name} was found but its landmarks could not be measured; place them by hand")
+    found = [v for v in verts if v.name and v.landmarks.body_center_lps is not None]
+    if transitional == "sacralised_L5":
+        notes.append("L5 named as the top segment of the sacrum (sacralised L5, as chosen)")
+        if not any(v.name == "S1" for v in found):
+            notes.append("S1 below the sacralised L5 could not be measured; add it by hand if needed")
+    if transitional == "L6":
+        notes.append("six lumbar vertebrae assumed (transitional L6, as chosen)")
+    for v in found:
+        if v.partial:
+            notes.append(f"{v.name} is only partly in the field of view; check its landmarks")
+    return found[::-1], notes
+
+
+def _ct_midline(grid: WorkGrid, p: DetectionParams) -> np.ndarray:
+    """x index of the mid-sagittal plane per axial row (smoothed)."""
+    w = grid.array
+    s = grid.spacing
+    nz, ny, nx = w.shape
+    xs = np.arange(nx)
+    x0 = np.full(nz, np.nan)
+    for kz in range(nz):
+        body = w[kz] > p.ct_body_hu
+        if body.sum() < 200:
+            continue
+        cx = ndimage.center_of_mass(body)[1]
+        bone = w[kz] > p.ct_bone_hu
+        c = cx
+        for hw in (60.0, 40.0, 25.0):
+            m = bone & (np.abs(xs - c) * s <= hw)[None, :]
+            if m.sum() < 10:
+                break
+            c = ndimage.center_of_mass(m)[1]
+        x0[kz] = c
+    ok = np.isfinite(x0)
+    if ok.sum() < 10:
+        raise LevelDetectionError("no patient body found in the CT (is it a CT in Hounsfield units?)")
+    x0 = np.interp(np.arange(nz), np.flatnonzero(ok), x0[ok])
+    x0 = ndimage.median_filter(x0, size=max(3, int(40 / s)), mode="nearest")
+    return ndimage.gaussian_filter1d(x0, 10 / s, mode="nearest")
+
+
+def _shift_rows(a: np.ndarray, mm: float, s: float, fill: float) -> np.ndarray:
+    """out[:, y] = a[:, y + mm/s] (columns are posterior-increasing y)."""
+    k = int(round(mm / s))
+    out = np.full_like(a, fill)
+    ny = a.shape[1]
+    if k > 0:
+        out[:, : ny - k] = a[:, k:]
+    elif k < 0:
+        out[:, -k:] = a[:, : ny + k]
+    else:
+        out[:] = a
+    return out
+
+
+def _dp_track(score: np.ndarray, max_step: int, penalty: float) -> np.ndarray:
+    """Column per row maximising the summed score with |step| <= max_step and a step penalty."""
+    nz, ny = score.shape
+    cost = score[0].copy()
+    back = np.zeros((nz, ny), dtype=int)
+    cols = np.arange(ny)
+    for kz in range(1, nz):
+        best = np.full(ny, -np.inf)
+        arg = np.zeros(ny, dtype=int)
+        for d in range(-max_step, max_step + 1):
+            prev = np.full(ny, -np.inf)
+            src = cols - d
+            ok = (src >= 0) & (src < ny)
+            prev[ok] = cost[src[ok]] - penalty * abs(d)
+            better = prev > best
+            best[better] = prev[better]
+            arg[better] = src[better]
+        cost = best + score[kz]
+        back[kz] = arg
+    path = np.zeros(nz, dtype=int)
+    path[-1] = int(np.argmax(cost))
+    for kz in range(nz - 1, 0, -1):
+        path[kz - 1] = back[kz, path[kz]]
+    return path
+
+
+def _ct_curve(grid: WorkGrid, p: DetectionParams) -> SpineCurve:
+    w = grid.array
+    s = grid.spacing
+    nz, ny, nx = w.shape
+    x0 = _ct_midline(grid, p)
+    half = max(1, int(round(p.slab_half_width_mm / s)))
+    slab = np.zeros((nz, ny), dtype=np.float64)
+    for kz in range(nz):
+        xi = np.clip(np.arange(int(round(x0[kz])) - half, int(round(x0[kz])) + half + 1), 0, nx - 1)
+        slab[kz] = w[kz][:, xi].mean(axis=1)
+    c = np.clip(slab, -200, 600)
+    column = ndimage.uniform_filter1d(c, max(3, int(20 / s)), axis=1)
+    canal = ndimage.uniform_filter1d(c, max(3, int(8 / s)), axis=1)
+    post = ndimage.maximum_filter(c, size=(max(3, int(20 / s)), 1))
+    post = ndimage.maximum_filter1d(post, max(3, int(25 / s)), axis=1)
+    behind = _shift_rows(canal, p.canal_offset_mm, s, 600.0)
+    post_b = _shift_rows(post, 2 * p.canal_offset_mm, s, -200.0)
+    score = np.clip(column, -100, 250) - np.clip(behind, -100, 250) + 0.5 * np.clip(post_b, -100, 500)
+    score = ndimage.uniform_filter1d(score, max(3, int(10 / s)), axis=0)
+    track = _dp_track(score, max_step=2, penalty=20.0)
+    # posterior boundary of the column: where the intensity falls to the canal level behind the track
+    sm = ndimage.gaussian_filter(slab, 0.7)
+    pb = np.zeros(nz)
+    lo_c = max(1, int(12 / s))
+    for kz in range(nz):
+        y = track[kz]
+        col_v = np.median(sm[kz, max(y - lo_c, 0): y + 1])
+        seg = sm[kz, y: y + int(25 / s)]
+        if seg.size < 3:
+            pb[kz] = y
+            continue
+        thr = (min(col_v, 250.0) + seg.min()) / 2
+        below = np.flatnonzero(seg < thr)
+        pb[kz] = y + (below[0] if below.size else 0)
+    pb = ndimage.median_filter(pb, size=max(3, int(15 / s)), mode="nearest")
+    pb = ndimage.gaussian_filter1d(pb, 4 / s, mode="nearest")
+    kji = np.stack([np.arange(nz, dtype=float), pb, x0], axis=1)
+    return SpineCurve.from_points(grid.lps_of(kji))
+
+
+def _find_discs(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams, *, bright_flanks: bool,
+                t_range: Optional[tuple[float, float]] = None) -> list[tuple[float, float]]:
+    """Discs along the straightened column: list of (t index, tilt in radians), caudal to cranial."""
+    n = img.shape[0]
+    a0, a1 = p.column_depth_mm
+    acol = np.flatnonzero((a_col >= a0) & (a_col <= a1)).astype(float)
+    a_rel = a_col[acol.astype(int)] - (a0 + a1) / 2
+    best = np.full(n, -np.inf)
+    tilt = np.zeros(n)
+    ts = np.arange(n, dtype=float)
+    for th_deg in np.arange(-p.disc_max_tilt_deg, p.disc_max_tilt_deg + 1e-6, 4.0):
+        off = a_rel * math.tan(math.radians(th_deg)) / s  # row offset along the line
+
+        def line_mean(t: np.ndarray) -> np.ndarray:
+            tt = t[:, None] + off[None, :]
+            aa = np.broadcast_to(acol[None, :], tt.shape)
+            return ndimage.map_coordinates(img, [tt.ravel(), aa.ravel()], order=1, mode="nearest").reshape(
+                tt.shape).mean(axis=1)
+
+        l0 = line_mean(ts)
+        sc = np.full(n, -np.inf)
+        for d_mm in (3.0, 4.5, 6.0):
+            d = d_mm / s
+            flank = np.minimum(line_mean(ts - d), line_mean(ts + d))
+            sc = np.maximum(sc, flank - l0)
+        better = sc > best
+        best[better] = sc[better]
+        tilt[better] = math.radians(th_deg)
+    edge = int(6 / s)
+    best[:edge] = -np.inf
+    best[n - edge:] = -np.inf
+    if t_range is not None:
+        best[: max(0, int(t_range[0]))] = -np.inf
+        best[int(t_range[1]) + 1:] = -np.inf
+    chain = _disc_chain(best, s, p)
+    return [(float(t), float(tilt[t])) for t in chain]
+
+
+def _disc_chain(score: np.ndarray, s: float, p: DetectionParams) -> list[int]:
+    """Best chain of disc positions (local maxima of ``score``) with vertebral spacing."""
+    n = len(score)
+    finite = np.isfinite(score)
+    if not finite.any():
+        return []
+    sm = score.copy()
+    sm[~finite] = -1e9
+    peaks = [i for i in range(1, n - 1) if finite[i] and sm[i] >= sm[i - 1] and sm[i] >= sm[i + 1] and sm[i] > 0]
+    if not peaks:
+        return []
+    vals = np.array([sm[i] for i in peaks])
+    # a disc has to pay for itself: weak peaks join a chain only when they fit its rhythm
+    base = float(np.percentile(vals, 30)) if len(vals) > 3 else 0.0
+    gain = vals - base
+    lo, hi = p.disc_spacing_min_mm / s, p.disc_spacing_max_mm / s
+    best = gain.copy()
+    prev = np.full(len(peaks), -1)
+    for j in range(len(peaks)):
+        for i in range(j):
+            d = peaks[j] - peaks[i]
+            if lo <= d <= hi and best[i] + gain[j] > best[j]:
+                best[j] = best[i] + gain[j]
+                prev[j] = i
+    j = int(np.argmax(best))
+    chain = []
+    while j >= 0:
+        chain.append(peaks[j])
+        j = prev[j]
+    return chain[::-1]
+
+
+def _segments(discs: list[tuple[float, float]], n: int, s: float, p: DetectionParams
+              ) -> list[tuple[float, float, bool]]:
+    """Vertebra segments (t_low, t_high, partial) between discs, plus partial ones at the ends."""
+    ts = [d[0] for d in discs]
+    segs = [(ts[i], ts[i + 1], False) for i in range(len(ts) - 1)]
+    typical = float(np.median(np.diff(ts))) if len(ts) > 1 else 35.0 / s
+    top = min(n - 1.0, ts[-1] + typical)
+    if top - ts[-1] > 0.5 * typical:
+        segs.append((ts[-1], top, top < ts[-1] + typical - 1))
+    bottom = max(0.0, ts[0] - typical)
+    if ts[0] - bottom > 0.5 * typical:
+        segs.insert(0, (bottom, ts[0], bottom > ts[0] - typical + 1))
+    return segs
+
+
+def _ct_landmarks(grid: WorkGrid, curve: SpineCurve, img: np.ndarray, a_col: np.ndarray, t_lo: float,
+                  t_hi: float, p: DetectionParams) -> Optional[Landmarks]:
+    """Landmarks of the body between the discs at curve rows ``t_lo`` and ``t_hi``."""
+    s = grid.spacing
+    body_rows = np.arange(int(math.ceil(t_lo + 0.25 * (t_hi - t_lo))), int(math.floor(t_hi - 0.25 * (t_hi - t_lo))) + 1)
+    body_rows = body_rows[(body_rows >= 0) & (body_rows < img.shape[0])]
+    if body_rows.size == 0:
+        return None
+    prof = ndimage.gaussian_filter1d(img[body_rows].mean(axis=0), 0.8)
+    mu_b = float(np.median(prof[(a_col >= 6) & (a_col <= 20)]))
+    thr = _ct_body_threshold(mu_b, p)
+    a_ant = _wall_in_profile(prof, a_col, thr, p.ct_bone_hu, start_mm=2.0, min_mm=15.0, max_mm=60.0)
+    if a_ant is None:
+        return None
+    sup = _endplate_point(img, a_col, curve, t_hi, a_ant / 2, s, toward=-1)
+    inf = _endplate_point(img, a_col, curve, t_lo, a_ant / 2, s, toward=+1)
+    t_mid = (t_lo + t_hi) / 2
+    lateral = curve.frame(t_mid)[2]
+    return _refine_body(grid, sup, inf, lateral, curve.frame(t_mid)[3], thr, p)
+
+
+def _ct_body_threshold(mu_body: float, p: DetectionParams) -> float:
+    """Halfway between the body's marrow level and soft tissue (never closer than 20 HU to soft tissue)."""
+    return (max(mu_body, p.ct_soft_hu + 40.0) + p.ct_soft_hu) / 2
+
+
+def _wall_in_profile(prof: np.ndarray, pos_mm: np.ndarray, thr: float, bone_hu: float, *, start_mm: float,
+                     min_mm: float, max_mm: float, max_gap_mm: float = 2.0) -> Optional[float]:
+    """Outer edge of the body along a profile that starts inside it (positions increasing outward).
+
+    Walks out while the value stays above ``thr`` (gaps up to ``max_gap_mm``: the basivertebral
+    venous channel just inside the posterior wall is darker than marrow); if the run goes on more than
+    6 mm beyond the last cortical peak (a contrast-filled vessel against the body), stops at that
+    peak's outer half-maximum instead."""
+    step = float(abs(pos_mm[1] - pos_mm[0])) if len(pos_mm) > 1 else 1.0
+    inside = prof > thr
+    last_in = None
+    gap = 0.0
+    # start from the brightest point near the start (surely inside the body)
+    near = np.flatnonzero((pos_mm >= start_mm) & (pos_mm <= start_mm + 15.0))
+    if near.size == 0 or not inside[near].any():
+        return None
+    i0 = near[int(np.argmax(prof[near]))]
+    for i in np.flatnonzero(pos_mm >= pos_mm[i0]):
+        if pos_mm[i] > max_mm + 10:
+            break
+        if inside[i]:
+            last_in = i
+            gap = 0.0
+        else:
+            gap += step
+            if gap > max_gap_mm and last_in is not None:
+                break
+    if last_in is None:
+        return None
+    peaks = [i for i in range(1, last_in + 1) if min_mm <= pos_mm[i] <= max_mm and prof[i] >= bone_hu
+             and prof[i] >= prof[i - 1] and prof[i] >= prof[min(i + 1, len(prof) - 1)]]
+    i_end = last_in
+    if peaks and (pos_mm[last_in] - pos_mm[peaks[-1]]) > 6.0:
+        pk = peaks[-1]
+        i_end = pk
+        while i_end + 1 < len(prof) and prof[i_end + 1] > 0.5 * (prof[pk] + thr):
+            i_end += 1
+    # sub-voxel: interpolate where the profile crosses thr after i_end
+    edge = float(pos_mm[i_end])
+    if i_end + 1 < len(prof) and prof[i_end] != prof[i_end + 1] and prof[i_end + 1] < thr <= prof[i_end]:
+        edge += step * (prof[i_end] - thr) / (prof[i_end] - prof[i_end + 1])
+    if edge < min_mm:
+        return None
+    return min(edge, max_mm)
+
+
+def _line_profile(grid: WorkGrid, origin: np.ndarray, direction: np.ndarray, across: Sequence[np.ndarray],
+                  pos_mm: np.ndarray, half_widths: Sequence[float], fill: float) -> np.ndarray:
+    """Mean profile along ``origin + pos * direction`` over a small box spanned by ``across``."""
+    s = grid.spacing
+    offsets = [np.zeros(3)]
+    for vec, hw in zip(across, half_widths):
+        steps = np.arange(-hw, hw + 1e-6, s)
+        offsets = [o + k * vec for o in offsets for k in steps]
+    pts = origin[None, :] + pos_mm[:, None] * direction[None, :]
+    acc = np.zeros(len(pos_mm))
+    for o in offsets:
+        acc += grid.sample(pts + o[None, :], fill=fill)
+    return acc / len(offsets)
+
+
+def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray, anterior_hint: np.ndarray,
+                 thr: float, p: DetectionParams, *, fill: float = -1024.0, bone: Optional[float] = None
+                 ) -> Optional[Landmarks]:
+    """Walls on the mid-height line, body centre, endplates moved onto the body's AP middle, pedicles."""
+    bone_v = p.ct_bone_hu if bone is None else bone
+    axis = sup - inf
+    height = float(np.linalg.norm(axis))
+    if height < 5:
+        return None
+    axis /= height
+    lat = lateral - axis * (lateral @ axis)
+    lat /= np.linalg.norm(lat)
+    ap = np.cross(lat, axis)
+    if ap @ anterior_hint < 0:
+        ap = -ap
+    mid = 0.5 * (sup + inf)
+    pos = np.arange(0.0, 70.0 + 1e-6, grid.spacing / 2)
+    hw = (p.slab_half_width_mm, min(3.0, 0.15 * height))
+    fwd = _line_profile(grid, mid, ap, (lat, axis), pos, hw, fill)
+    back = _line_profile(grid, mid, -ap, (lat, axis), pos, hw, fill)
+    a_front = _wall_in_profile(fwd, pos, thr, bone_v, start_mm=0.0, min_mm=5.0, max_mm=50.0)
+    # behind the body lies the canal (CSF, fat): split halfway between the marrow and the canal level
+    marrow = float(np.median(np.concatenate([fwd[pos <= 8], back[pos <= 8]])))
+    canal = float(np.percentile(back[pos <= 40], 10))
+    thr_back = min(thr, 0.5 * (marrow + canal)) if marrow > canal else thr
+    a_back = _wall_in_profile(back, pos, thr_back, 1e9, start_mm=0.0, min_mm=2.0, max_mm=40.0, max_gap_mm=6.0)
+    if a_front is None or a_back is None:
+        return None
+    post = mid - a_back * ap
+    ant = mid + a_front * ap
+    center = 0.5 * (post + ant)
+    # centre the midline on the body: its left and right edges at mid-height and mid-depth
+    hw_lr = (min(4.0, 0.2 * (a_front + a_back)), min(3.0, 0.15 * height))
+    left = _wall_in_profile(_line_profile(grid, center, lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
+                            start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0)
+    right = _wall_in_profile(_line_profile(grid, center, -lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
+                             start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0)
+    if (left is not None and right is not None and max(left, right) < 38.0
+            and abs(left - right) <= 2 * p.max_midline_correction_mm):
+        shift = 0.5 * (left - right) * lat
+        mid, post, ant, center, sup, inf = (v + shift for v in (mid, post, ant, center, sup, inf))
+    sup_c = center + ((sup - center) @ axis) * axis
+    inf_c = center + ((inf - center) @ axis) * axis
+    ped_l, ped_r = _pedicles(grid, post, axis, ap, lat, height, p, thr=max(0.75 * bone_v, thr), fill=fill)
+    return Landmarks(body_center_lps=_pt(center), superior_endplate_lps=_pt(sup_c), inferior_endplate_lps=_pt(inf_c),
+                     posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant),
+                     pedicle_left_lps=None if ped_l is None else _pt(ped_l),
+                     pedicle_right_lps=None if ped_r is None else _pt(ped_r))
+
+
+def _pt(v: np.ndarray) -> tuple[float, float, float]:
+    return (round(float(v[0]), 3), round(float(v[1]), 3), round(float(v[2]), 3))
+
+
+def _endplate_point(img: np.ndarray, a_col: np.ndarray, curve: SpineCurve, t_disc: float, a_mid: float,
+                    s: float, toward: int) -> np.ndarray:
+    """Endplate next to the disc at ``t_disc``: from the disc centre toward the body (``toward`` = +1
+    upward, -1 downward) to where the column profile at ``a_mid`` rises halfway to the body level."""
+    ia = int(np.argmin(np.abs(a_col - a_mid)))
+    cols = slice(max(ia - int(4 / s), 0), ia + int(4 / s) + 1)
+    prof = img[:, cols].mean(axis=1)
+    n = len(prof)
+    t0 = int(round(t_disc))
+    steps = np.arange(0, int(15 / s))
+    idx = np.clip(t0 + toward * steps, 0, n - 1)
+    vals = ndimage.gaussian_filter1d(prof, 0.8)[idx]
+    lo = vals[: max(2, int(2 / s))].min()
+    hi = np.percentile(vals, 80)
+    half = (lo + hi) / 2
+    k = int(np.argmax(vals >= half)) if np.any(vals >= half) else 0
+    if k > 0:
+        v0, v1 = vals[k - 1], vals[k]
+        frac = (half - v0) / (v1 - v0) if v1 != v0 else 0.0
+        t = t0 + toward * (k - 1 + frac)
+    else:
+        t = float(t0)
+    return curve.to_lps(np.array(t), np.array(a_mid), np.array(0.0))
+
+
+def _pedicles(grid: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
+              height: float, p: DetectionParams, thr: float, fill: float
+              ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """Centroids of the bone (CT) or marrow (MR) bridge on each side of the canal behind the posterior
+    wall midpoint ``post``, taken at the depth where that bridge is narrowest (the isthmus)."""
+    s = grid.spacing
+    h = np.arange(-0.45 * height, 0.5 * height + 1e-6, s)
+    x = np.arange(-p.pedicle_lateral_mm[1], p.pedicle_lateral_mm[1] + 1e-6, s)
+    out: list[Optional[np.ndarray]] = []
+    planes = []
+    for d in np.arange(p.pedicle_depth_mm[0], p.pedicle_depth_mm[1] + 1e-6, s):
+        o = post - d * ap
+        pts = o[None, None, :] + h[:, None, None] * axis[None, None, :] + x[None, :, None] * lat[None, None, :]
+        planes.append((d, grid.sample(pts, fill=fill)))
+    for side in (+1, -1):
+        cands = []
+        for d, plane in planes:
+            mask = (plane > thr) & (side * x >= p.pedicle_lateral_mm[0])[None, :]
+            lab, n = ndimage.label(mask)
+            if n == 0:
+                continue
+            sizes = ndimage.sum(mask, lab, range(1, n + 1))
+            k = int(np.argmax(sizes)) + 1
+            comp = lab == k
+            area = float(comp.sum()) * s * s
+            if area < 20:
+                continue
+            ch, cx = ndimage.center_of_mass(comp)
+            cands.append((area, d, h[0] + ch * s, x[0] + cx * s))
+        if not cands:
+            out.append(None)
+            continue
+        areas = np.array([c[0] for c in cands])
+        ok = areas >= 0.5 * np.median(areas)
+        area, d, hh, xx = min((c for c, k in zip(cands, ok) if k), key=lambda c: c[0])
+        out.append(post - d * ap + hh * axis + xx * lat)
+    return out[0], out[1]
+
+
+def _ct_has_alae(grid: WorkGrid, curve: SpineCurve, v: VertebraFound, p: DetectionParams) -> bool:
+    """True if bone connected to the body reaches beyond ``ala_min_halfwidth_mm`` on both sides in front of
+    the posterior wall (sacral alae). Lumbar transverse processes arise behind the wall and are ignored."""
+    s = grid.spacing
+    lm = v.landmarks
+    depth = float(np.linalg.norm(np.subtract(lm.anterior_wall_lps, lm.posterior_wall_lps)))
+    t = np.arange(v.t_low + 0.3 * (v.t_high - v.t_low), v.t_high - 0.3 * (v.t_high - v.t_low) + 1e-6, 1.0)
+    a = np.arange(0.0, depth + 15.0 + 1e-6, s)
+    x = np.arange(-100.0, 100.0 + 1e-6, s)
+    planes = grid.sample(curve.to_lps(t[:, None, None], a[None, :, None], x[None, None, :]), fill=-1024.0)
+    core = planes[:, (a >= 0.3 * depth) & (a <= 0.7 * depth)][:, :, np.abs(x) <= 8]
+    thr = max(0.5 * (float(np.median(core)) + p.ct_soft_hu), p.ct_soft_hu + 50.0)
+    seed = (np.abs(x) <= 8)[None, :] & ((a >= 0.3 * depth) & (a <= 0.7 * depth))[:, None]
+    st = np.ones((max(3, int(3 / s) + 1),) * 2, bool)
+    reach = []
+    for plane in planes:
+        mask = ndimage.binary_closing(plane > thr, structure=st)
+        lab, _ = ndimage.label(mask)
+        ids = set(np.unique(lab[seed]).tolist()) - {0}
+        if not ids:
+            reach.append(0.0)
+            continue
+        comp = np.isin(lab, list(ids))
+        dense = comp & (plane > p.ct_bone_hu)
+        cols = np.flatnonzero(dense.any(axis=0))
+        xs = x[cols]
+        left = xs[xs > 0].max() if np.any(xs > 0) else 0.0
+        right = -xs[xs < 0].min() if np.any(xs < 0) else 0.0
+        reach.append(min(left, right))
+    return bool(np.median(reach) >= p.ala_min_halfwidth_mm)

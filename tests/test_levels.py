@@ -1,0 +1,166 @@
+"""Level labelling on the real CT (TotalSegmentator example, ../shared/data) and the relabel helpers.
+
+The reference for each level is computed here, independently of planner code: the centroid of the
+voxels that are both in the level's label and in the vertebral-body mask, converted from the NIfTI's
+RAS affine (nibabel) to LPS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner.imaging.volume import ImageInfo, Volume, make_ijk_to_lps
+from planner.levels import (
+    LevelDetectionError,
+    names_from_anchor,
+    propose_levels,
+    propose_levels_detailed,
+    relabel_levels,
+    shift_level_names,
+)
+from planner.plan import LANDMARK_NAMES, Level
+
+#: TotalSegmentator v2 "total" labels in example_ct_vertebrae_labels.nii.gz (../shared/data/README.md)
+TS_LABELS = {"S1": 26, "L5": 27, "L4": 28, "L3": 29, "L2": 30, "L1": 31, "T12": 32}
+
+
+def _sitk_volume(path, modality="CT") -> Volume:
+    sitk = pytest.importorskip("SimpleITK")
+    img = sitk.ReadImage(str(path))
+    direction = np.array(img.GetDirection()).reshape(3, 3)
+    return Volume(sitk.GetArrayFromImage(img), make_ijk_to_lps(img.GetOrigin(), direction, img.GetSpacing()),
+                  ImageInfo(modality=modality))
+
+
+@pytest.fixture(scope="module")
+def ct_case(shared_data):
+    folder = shared_data / "totalseg_example"
+    if not (folder / "example_ct.nii.gz").is_file():
+        pytest.skip("example_ct.nii.gz not in the shared data")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ct_reference(ct_case):
+    nib = pytest.importorskip("nibabel")
+    lab_img = nib.load(str(ct_case / "example_ct_vertebrae_labels.nii.gz"))
+    labels = np.asarray(lab_img.dataobj).astype(int)
+    body = np.asarray(nib.load(str(ct_case / "example_ct_vertebrae_body_ivd.nii.gz")).dataobj).astype(int) == 1
+    ras_to_lps = np.diag([-1.0, -1.0, 1.0])
+    ref = {}
+    for name, code in TS_LABELS.items():
+        vox = np.argwhere((labels == code) & body)
+        assert len(vox) > 100, name
+        ras = nib.affines.apply_affine(lab_img.affine, vox.mean(axis=0))
+        ref[name] = ras_to_lps @ ras
+    return ref
+
+
+@pytest.fixture(scope="module")
+def ct_volume(ct_case):
+    return _sitk_volume(ct_case / "example_ct.nii.gz")
+
+
+@pytest.fixture(scope="module")
+def ct_levels(ct_volume):
+    return propose_levels(ct_volume)
+
+
+def test_real_ct_names_every_level(ct_levels):
+    assert [lv.name for lv in ct_levels] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+
+
+def test_real_ct_body_centres_within_5_mm(ct_levels, ct_reference):
+    errors = {}
+    for lv in ct_levels:
+        errors[lv.name] = float(np.linalg.norm(np.asarray(lv.landmarks.body_center_lps) - ct_reference[lv.name]))
+    assert max(errors.values()) <= 5.0, errors
+
+
+def test_real_ct_landmarks_are_anatomically_consistent(ct_levels):
+    for lv in ct_levels:
+        lm = lv.landmarks
+        assert lm.is_complete(), lv.name
+        c, sup, inf = (np.asarray(getattr(lm, n)) for n in LANDMARK_NAMES[:3])
+        post, ant = np.asarray(lm.posterior_wall_lps), np.asarray(lm.anterior_wall_lps)
+        pl, pr = np.asarray(lm.pedicle_left_lps), np.asarray(lm.pedicle_right_lps)
+        height = np.linalg.norm(sup - inf)
+        depth = np.linalg.norm(ant - post)
+        assert 15 <= height <= 40 and 20 <= depth <= 55, (lv.name, height, depth)
+        assert sup[2] > inf[2]  # LPS z is superior
+        assert post[1] > ant[1]  # LPS y is posterior
+        # centre between the walls and between the endplates
+        assert np.linalg.norm(c - (post + ant) / 2) < 1.0
+        assert abs((c - (sup + inf) / 2) @ ((sup - inf) / height)) < 1.0
+        # pedicles: behind the posterior wall, one on each side (LPS x is the patient's left)
+        assert pl[0] > c[0] + 5 and pr[0] < c[0] - 5, lv.name
+        u_ap = (ant - post) / depth
+        assert (pl - post) @ u_ap < 0 and (pr - post) @ u_ap < 0, lv.name
+    zs = [lv.landmarks.body_center_lps[2] for lv in ct_levels]
+    assert zs == sorted(zs, reverse=True)
+
+
+def test_orientation_of_the_voxel_grid_does_not_matter(ct_volume, ct_levels):
+    # the same CT stored with permuted array axes (and the matching ijk_to_lps) gives the same landmarks
+    arr = np.ascontiguousarray(ct_volume.array.transpose(1, 2, 0))
+    perm = np.zeros((4, 4))
+    perm[0, 1] = perm[1, 2] = perm[2, 0] = perm[3, 3] = 1
+    vol2 = Volume(arr, ct_volume.ijk_to_lps @ perm, ImageInfo(modality="CT"))
+    again = propose_levels(vol2)
+    assert [lv.name for lv in again] == [lv.name for lv in ct_levels]
+    for a, b in zip(again, ct_levels):
+        for n in LANDMARK_NAMES:
+            assert np.allclose(getattr(a.landmarks, n), getattr(b.landmarks, n), atol=0.5), (a.name, n)
+
+
+def test_transitional_anatomy_when_the_user_says_so(ct_volume, ct_levels):
+    l6 = propose_levels_detailed(ct_volume, transitional="L6")
+    assert [lv.name for lv in l6.levels] == ["L1", "L2", "L3", "L4", "L5", "L6", "S1"]
+    assert any("L6" in n for n in l6.notes)
+    # the bodies are the same, only the names move
+    assert np.allclose(l6.levels[-2].landmarks.body_center_lps, ct_levels[-2].landmarks.body_center_lps)
+    sac = propose_levels_detailed(ct_volume, transitional="sacralised_L5")
+    assert [lv.name for lv in sac.levels][-1] == "L5"
+    assert np.allclose(sac.levels[-1].landmarks.body_center_lps, ct_levels[-1].landmarks.body_center_lps)
+
+
+def test_ct_without_sacrum_gives_a_clear_error(ct_case):
+    vol = _sitk_volume(ct_case / "example_ct_sm.nii.gz")
+    with pytest.raises(LevelDetectionError, match="sacrum"):
+        propose_levels(vol)
+
+
+def test_bad_arguments_are_refused(ct_volume):
+    with pytest.raises(LevelDetectionError, match="transitional"):
+        propose_levels(ct_volume, transitional="L7")
+    with pytest.raises(LevelDetectionError, match="outside"):
+        propose_levels(ct_volume, {"S1": (9999.0, 0.0, 0.0)})
+    with pytest.raises(LevelDetectionError, match="unknown level"):
+        propose_levels(ct_volume, {"X9": (0.0, 0.0, 0.0)})
+
+
+def test_shift_level_names():
+    assert shift_level_names(["L3", "L4", "L5"], +1) == ["L4", "L5", "S1"]
+    assert shift_level_names(["L1", "L2"], -1) == ["T12", "L1"]
+    assert shift_level_names(["L5", "L6", "S1"], -1) == ["L4", "L5", "L6"]  # L6 kept on a transitional spine
+    with pytest.raises(ValueError):
+        shift_level_names(["S2"], +1)
+    with pytest.raises(ValueError):
+        shift_level_names(["Q1"], +1)
+
+
+def test_relabel_levels_keeps_ids_and_findings():
+    levels = [Level(name="L4", painful=True), Level(name="L5")]
+    levels[0].inferior.modic_type = "1"
+    out = relabel_levels(levels, +1)
+    assert [lv.name for lv in out] == ["L5", "S1"]
+    assert [lv.id for lv in out] == [lv.id for lv in levels]
+    assert out[0].painful and out[0].inferior.modic_type == "1"
+    assert levels[0].name == "L4"  # originals untouched
+
+
+def test_names_from_anchor():
+    assert names_from_anchor(2) == ["L4", "L5", "S1"]
+    assert names_from_anchor(2, transitional="L6") == ["L5", "L6", "S1"]
+    assert names_from_anchor(1, "L5", transitional="sacralised_L5") == ["L4", "L5"]
