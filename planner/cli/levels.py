@@ -1,0 +1,203 @@
+"""``python main.py levels PATH [--json] [--hint NAME=x,y,z ...] [--series UID]``: propose the levels.
+
+Loads the images at PATH (a DICOM folder or file, a zip, or a NIfTI/MHA/NRRD volume), picks the
+volume to label (``--series``, else a CT, else a sagittal T1/T2 MR, else the largest volume) and
+prints the proposed levels with their landmarks in LPS millimetres. CT needs no hint; MRI needs one or
+two (``--hint S1=x,y,z --hint L1=x,y,z``: points inside those bodies, LPS mm).
+
+Exit codes: 0 levels found; 1 the images were read but no levels could be found (the message says
+why); 2 bad input (missing or unreadable file, bad hint, unknown series).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+HELP = "propose the vertebral levels T12-S1 with their landmarks (LPS mm)"
+
+_PREFIX = "bvn-planner levels"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="DICOM folder or file, zip, or NIfTI/MHA/NRRD volume")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--hint", action="append", default=[], metavar="NAME=x,y,z",
+                        help="a point inside a vertebral body, LPS mm (MRI: e.g. S1=... and L1=...); repeatable")
+    parser.add_argument("--series", metavar="UID", help="Series Instance UID (or key) of the volume to label")
+    parser.add_argument("--transitional", choices=["L6", "sacralised_L5"],
+                        help="transitional anatomy: six lumbar vertebrae, or L5 fused into the sacrum")
+    parser.add_argument("--modality", choices=["CT", "MR"], help="override the modality read from the images")
+
+
+class _InputError(Exception):
+    pass
+
+
+def parse_hint(text: str) -> tuple[str, tuple[float, float, float]]:
+    """``NAME=x,y,z`` -> (NAME, (x, y, z)); raises _InputError with a clear message."""
+    name, sep, coords = text.partition("=")
+    if not sep or not name.strip():
+        raise _InputError(f"hint {text!r} must look like NAME=x,y,z (for example S1=0,-110,215)")
+    parts = [p.strip() for p in coords.split(",")]
+    if len(parts) != 3:
+        raise _InputError(f"hint {text!r} needs three coordinates x,y,z in LPS mm")
+    try:
+        xyz = tuple(float(p) for p in parts)
+    except ValueError:
+        raise _InputError(f"hint {text!r}: coordinates must be numbers") from None
+    import math
+
+    if not all(math.isfinite(v) for v in xyz):
+        raise _InputError(f"hint {text!r}: coordinates must be finite numbers")
+    return name.strip().upper(), xyz  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- loading
+def load_volumes(path: Path) -> dict[str, Any]:
+    """Volumes found at ``path`` keyed by Series Instance UID (or a generated key).
+
+    Uses :func:`planner.imaging.load_path` when this build has it; otherwise a small SimpleITK
+    reader for research volumes and single-series DICOM folders."""
+    from planner.imaging.volume import Volume
+
+    try:
+        from planner.imaging import load_path  # type: ignore[attr-defined]
+    except ImportError:
+        load_path = None
+    if load_path is not None:
+        result = load_path(path)
+        images = _images_of(result)
+        vols = {k: v for k, v in images.items() if isinstance(v, Volume)}
+        if vols:
+            return vols
+        raise _InputError(f"{path}: no 3D image series found" + _skips_of(result))
+    return _sitk_volumes(path)
+
+
+def _images_of(result: Any) -> dict[str, Any]:
+    if isinstance(result, dict):
+        return dict(result)
+    for attr in ("images", "volumes", "series"):
+        val = getattr(result, attr, None)
+        if isinstance(val, dict):
+            return dict(val)
+        if isinstance(val, (list, tuple)):
+            return {_key_of(v, i): v for i, v in enumerate(val)}
+    if isinstance(result, (list, tuple)):
+        return {_key_of(v, i): v for i, v in enumerate(result)}
+    return {}
+
+
+def _key_of(image: Any, i: int) -> str:
+    img = getattr(image, "volume", image)
+    info = getattr(img, "info", None)
+    uid = getattr(info, "series_instance_uid", "") if info is not None else ""
+    return uid or f"series-{i + 1}"
+
+
+def _skips_of(result: Any) -> str:
+    skipped = getattr(result, "skipped", None) or getattr(result, "report", None)
+    return f" ({skipped})" if isinstance(skipped, str) and skipped else ""
+
+
+def _sitk_volumes(path: Path) -> dict[str, Any]:
+    import numpy as np
+    import SimpleITK as sitk
+
+    from planner.imaging.volume import ImageInfo, Volume, make_ijk_to_lps
+
+    def to_volume(img: Any, modality: str, uid: str) -> Volume:
+        if img.GetDimension() != 3:
+            raise _InputError(f"{path}: not a 3D image ({img.GetDimension()}D)")
+        direction = np.array(img.GetDirection()).reshape(3, 3)
+        arr = sitk.GetArrayFromImage(img)
+        if arr.ndim != 3:
+            raise _InputError(f"{path}: not a single-channel 3D image")
+        return Volume(arr, make_ijk_to_lps(img.GetOrigin(), direction, img.GetSpacing()),
+                      ImageInfo(modality=modality, series_instance_uid=uid, source_files=[str(path)]))
+
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            ids = list(reader.GetGDCMSeriesIDs(str(path))) or [""]
+            out = {}
+            for sid in ids:
+                files = reader.GetGDCMSeriesFileNames(str(path), sid)
+                if len(files) < 3:
+                    continue
+                reader.SetFileNames(files)
+                reader.MetaDataDictionaryArrayUpdateOn()
+                img = reader.Execute()
+                mod = reader.GetMetaData(0, "0008|0060").strip() if reader.HasMetaDataKey(0, "0008|0060") else ""
+                out[sid or f"series-{len(out) + 1}"] = to_volume(img, mod, sid)
+            if not out:
+                raise _InputError(f"{path}: no DICOM series with 3 or more slices found")
+            return out
+        img = sitk.ReadImage(str(path))
+        return {path.name: to_volume(img, "", "")}
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise _InputError(f"{path}: cannot read the image ({first})") from None
+
+
+def choose_volume(volumes: dict[str, Any], series: Optional[str]) -> tuple[str, Any]:
+    if series is not None:
+        if series not in volumes:
+            known = ", ".join(sorted(volumes)) or "none"
+            raise _InputError(f"series {series!r} not found; series found: {known}")
+        return series, volumes[series]
+
+    def rank(item: tuple[str, Any]) -> tuple[int, int]:
+        key, v = item
+        mod = (v.info.modality or "").upper()
+        desc = (v.info.series_description or "").upper()
+        sag = abs(v.slice_normal()[0]) > 0.7
+        score = 3 if mod == "CT" else 2 if (mod == "MR" and sag and any(t in desc for t in ("T1", "T2"))) else \
+            1 if sag else 0
+        return score, int(v.array.size)
+
+    return max(volumes.items(), key=rank)
+
+
+# --------------------------------------------------------------------------- run
+def run(args: argparse.Namespace) -> int:
+    from planner.levels import LevelDetectionError, propose_levels_detailed
+    from planner.plan import LANDMARK_NAMES
+
+    path = Path(args.path)
+    try:
+        hints = dict(parse_hint(h) for h in args.hint)
+        if not path.exists():
+            raise _InputError(f"{path}: no such file or folder")
+        volumes = load_volumes(path)
+        key, volume = choose_volume(volumes, args.series)
+    except _InputError as exc:
+        print(f"{_PREFIX}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = propose_levels_detailed(volume, hints or None, modality=args.modality,
+                                         transitional=args.transitional)
+    except LevelDetectionError as exc:
+        msg = str(exc)
+        bad_input = any(w in msg for w in ("hint", "transitional", "outside the image"))
+        print(f"{_PREFIX}: {path}: {msg}", file=sys.stderr)
+        return 2 if bad_input else 1
+    levels = [{"name": lv.name, **{n: (list(getattr(lv.landmarks, n)) if getattr(lv.landmarks, n) is not None
+                                       else None) for n in LANDMARK_NAMES}} for lv in result.levels]
+    if args.json:
+        out = {"path": str(path), "series": key, "modality": result.modality, "frame": "LPS", "units": "mm",
+               "transitional": args.transitional, "hints": {k: list(v) for k, v in hints.items()},
+               "levels": levels, "notes": result.notes}
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{len(levels)} levels in {path.name} ({result.modality}, series {key}); LPS mm")
+        for lv in levels:
+            c = lv["body_center_lps"]
+            print(f"  {lv['name']:<4} body centre ({c[0]:7.1f}, {c[1]:7.1f}, {c[2]:7.1f})")
+        for note in result.notes:
+            print(f"  note: {note}")
+    return 0

@@ -1,0 +1,84 @@
+"""``python main.py levels PATH --json``: output in LPS mm and clear errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from planner.cli import run_command
+from planner.cli.levels import parse_hint
+from planner.plan import LANDMARK_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ct_path(shared_data):
+    p = shared_data / "totalseg_example" / "example_ct.nii.gz"
+    if not p.is_file():
+        pytest.skip("example_ct.nii.gz not in the shared data")
+    return p
+
+
+def test_json_output_on_the_real_ct(ct_path, capsys):
+    assert run_command(["levels", str(ct_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["frame"] == "LPS" and out["units"] == "mm" and out["modality"] == "CT"
+    assert [lv["name"] for lv in out["levels"]] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    for lv in out["levels"]:
+        for n in LANDMARK_NAMES:
+            assert len(lv[n]) == 3 and all(isinstance(v, float) for v in lv[n]), (lv["name"], n)
+    # S1 lies low in the pelvis of this CT (z of its labelled centroid is 217.5 mm)
+    s1 = out["levels"][-1]["body_center_lps"]
+    assert abs(s1[2] - 217.5) < 5
+
+
+def test_text_output_and_transitional(ct_path, capsys):
+    assert run_command(["levels", str(ct_path), "--transitional", "L6"]) == 0
+    text = capsys.readouterr().out
+    assert "L6" in text and "T12" not in text and "note:" in text
+
+
+def test_command_runs_through_main(ct_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "levels", str(ct_path), "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["levels"][0]["name"] == "T12"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["levels", "/no/such/file.nii.gz"], "no such file"),
+    (["levels", "{ct}", "--hint", "S1=1,2"], "three coordinates"),
+    (["levels", "{ct}", "--hint", "S1=a,b,c"], "must be numbers"),
+    (["levels", "{ct}", "--hint", "nothing"], "NAME=x,y,z"),
+    (["levels", "{ct}", "--hint", "S1=9999,0,0"], "outside the image"),
+    (["levels", "{ct}", "--series", "1.2.3"], "not found"),
+])
+def test_bad_input_exits_2_with_a_message(ct_path, capsys, args, message):
+    args = [a.replace("{ct}", str(ct_path)) for a in args]
+    assert run_command(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unreadable_file_exits_2(tmp_path, capsys):
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"\x1f\x8b not really a nifti")
+    assert run_command(["levels", str(bad)]) == 2
+    assert "broken.nii.gz" in capsys.readouterr().err
+
+
+def test_no_levels_found_exits_1(shared_data, capsys):
+    small = shared_data / "totalseg_example" / "example_ct_sm.nii.gz"
+    if not small.is_file():
+        pytest.skip("example_ct_sm.nii.gz not in the shared data")
+    assert run_command(["levels", str(small)]) == 1
+    assert "sacrum" in capsys.readouterr().err
+
+
+def test_parse_hint():
+    assert parse_hint("s1=1, -2.5,3e1") == ("S1", (1.0, -2.5, 30.0))
