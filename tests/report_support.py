@@ -116,3 +116,127 @@ def rich_plan():
                                         text="Type 2 change clearly visible on T1."))
     plan.review.signoffs.append(SignOff(reviewer="Dr Reviewer", content_hash=plan.content_hash()))
     return plan
+
+
+# ------------------------------------------------------------------------------------ DICOM sources
+ACCESSION = "ACC-55321"
+INSTITUTION = "Hospital Ñandú"
+DEVICE_SERIAL = "SN-99173-X"
+OPERATOR = "Tech^Operator"
+
+
+def _identified_header(ds, modality: str, series_uid: str, series_number: int) -> None:
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = PATIENT_NAME
+    ds.PatientID = PATIENT_ID
+    ds.PatientBirthDate = BIRTH_DATE
+    ds.PatientSex = "F"
+    ds.PatientAge = "061Y"
+    ds.OtherPatientIDs = "OLD-" + PATIENT_ID
+    ds.PatientAddress = f"1 Calle {PATIENT_FAMILY}, Ciudad"
+    ds.StudyInstanceUID = STUDY_UID
+    ds.StudyDate = "20240311"
+    ds.StudyTime = "101500"
+    ds.StudyID = "S7781"
+    ds.AccessionNumber = ACCESSION
+    ds.ReferringPhysicianName = "Referrer^Robert"
+    ds.StudyDescription = "LUMBAR SPINE"
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series_number
+    ds.SeriesDate = "20240311"
+    ds.Modality = modality
+    ds.InstitutionName = INSTITUTION
+    ds.StationName = "CT-ROOM-2"
+    ds.DeviceSerialNumber = DEVICE_SERIAL
+    ds.OperatorsName = OPERATOR
+    ds.Manufacturer = "PhantomWorks"
+    ds.ImageComments = f"patient {PATIENT_FAMILY} follow-up"
+    ds.add_new(0x00110010, "LO", "ACME PRIVATE")
+    ds.add_new(0x00111001, "LO", f"{PATIENT_FAMILY}^{PATIENT_GIVEN} {PATIENT_ID}")
+
+
+def write_phantom_dicom(folder, step: int = 4):
+    """Write the phantom CT as DICOM slices (every ``step``-th slice) with identifying headers; returns the
+    Volume read back (ijk_to_lps from the headers) with source files and SOP Instance UIDs set."""
+    from pathlib import Path
+
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, generate_uid
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vol = phantom_volume()
+    arr = vol.array[::step]
+    sop_uids, files = [], []
+    for k in range(arr.shape[0]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        sop = generate_uid()
+        meta.MediaStorageSOPInstanceUID = sop
+        ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
+        _identified_header(ds, "CT", CT_SERIES_UID, 3)
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = sop
+        ds.FrameOfReferenceUID = FOR_UID
+        ds.InstanceNumber = k + 1
+        z = float(vol.origin[2] + k * step)
+        ds.ImagePositionPatient = [float(vol.origin[0]), float(vol.origin[1]), z]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [1.0, 1.0]
+        ds.SliceThickness = float(step)
+        ds.Rows, ds.Columns = arr.shape[1], arr.shape[2]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleIntercept = 0
+        ds.RescaleSlope = 1
+        ds.PixelData = np.ascontiguousarray(arr[k].astype(np.int16)).tobytes()
+        path = folder / f"CT{k:04d}.dcm"
+        ds.save_as(str(path), enforce_file_format=True)
+        sop_uids.append(sop)
+        files.append(str(path))
+    ijk = make_ijk_to_lps(vol.origin, np.eye(3), (1.0, 1.0, float(step)))
+    info = ImageInfo(modality="CT", study_instance_uid=STUDY_UID, series_instance_uid=CT_SERIES_UID,
+                     frame_of_reference_uid=FOR_UID, patient_name=PATIENT_NAME, patient_id=PATIENT_ID,
+                     sop_instance_uids=sop_uids, source_files=files)
+    return Volume(np.ascontiguousarray(arr), ijk, info)
+
+
+def write_fluoro_dicom(folder):
+    """One RF frame with identifying headers, as a DICOM file; returns the ProjectionImage."""
+    from pathlib import Path
+
+    from pydicom.dataset import FileDataset, FileMetaDataset
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    proj = fluoro_image()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.12.2"  # X-Ray Radiofluoroscopic Image Storage
+    meta.MediaStorageSOPInstanceUID = FLUORO_SOP_UID
+    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
+    _identified_header(ds, "RF", FLUORO_SERIES_UID, 4)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = FLUORO_SOP_UID
+    ds.InstanceNumber = 1
+    ds.ImagerPixelSpacing = [0.3, 0.3]
+    ds.ViewPosition = "LAT"
+    frame = proj.frames[0]
+    ds.Rows, ds.Columns = frame.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.ascontiguousarray(frame.astype(np.uint16)).tobytes()
+    path = folder / "RF0001.dcm"
+    ds.save_as(str(path), enforce_file_format=True)
+    proj.info.source_files = [str(path)]
+    return proj

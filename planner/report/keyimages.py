@@ -59,6 +59,10 @@ class KeyImage:
     plane_u_lps: Optional[np.ndarray] = None
     plane_v_lps: Optional[np.ndarray] = None
     mm_per_px: Optional[float] = None
+    #: For the 3D view: the LPS directions of the picture's columns (right) and rows (down).
+    screen_axes_lps: Optional[tuple[np.ndarray, np.ndarray]] = None
+    #: DICOM Patient Orientation when known otherwise (fluoroscopy header), e.g. ("P", "F").
+    patient_orientation: Optional[tuple[str, str]] = None
 
     def lps_to_px(self, point_lps: Sequence[float]) -> np.ndarray:
         """(col, row) of an LPS point projected onto a reslice key image."""
@@ -276,7 +280,9 @@ def render_fluoro(plan: Plan, key: str, proj: ProjectionImage, size_px: int = KE
     notes = ["Text burned into the fluoroscopy pixels is shown as acquired."]
     caption = (f"Fluoroscopy ({view}), frame {frame_index + 1} of {proj.n_frames}: landmarks and measurements "
                f"({scale_info.unit_label})")
-    return KeyImage("fluoro", caption, img, proj.info.series_instance_uid, notes)
+    po = tuple(x[:1] for x in proj.geometry.patient_orientation if x)
+    return KeyImage("fluoro", caption, img, proj.info.series_instance_uid, notes,
+                    patient_orientation=po if len(po) == 2 else None)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------ all key images

@@ -268,4 +268,9 @@ def render_trajectory_3d(plan: Plan, traj: Trajectory, volume: Optional[Volume] 
     level = next((lv for lv in plan.levels if lv.id == traj.level_id), None)
     caption = (f"3D view ({level.name if level else '?'} {traj.side}): {surface_kind}, instruments and ablation "
                f"zone")
-    return KeyImage("3d", caption, img, volume.info.series_instance_uid if volume is not None else "")
+    view_dir = -direction  # from the camera to the target
+    right = np.cross(view_dir, np.array([0.0, 0.0, 1.0]))
+    right /= np.linalg.norm(right)
+    down = -np.cross(right, view_dir)
+    return KeyImage("3d", caption, img, volume.info.series_instance_uid if volume is not None else "",
+                    screen_axes_lps=(right, down / np.linalg.norm(down)))
