@@ -34,13 +34,14 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import uuid
 from datetime import date, datetime, timedelta
 from typing import Any, Callable, Optional
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import UID, generate_uid
+from pydicom.uid import UID
 
 from planner.plan import Plan
 
@@ -132,9 +133,20 @@ ACTIONS: dict[str, str] = {
 #: De-identification Method Code Sequence values (PS3.16 CID 7050).
 METHOD_CODES = (("113100", "Basic Application Confidentiality Profile"),
                 ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"))
-METHOD_TEXT = ("BVN Planner: DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile with the "
-               "Retain Longitudinal Temporal Information with Modified Dates Option; private tags removed; "
-               "UIDs replaced consistently; pseudonym for name and ID; burned-in pixel text not removed")
+#: De-identification Method (LO, up to 64 characters per value).
+METHOD_TEXT = ["BVN Planner: DICOM PS3.15 Annex E Basic Profile",
+               "Retain Longitudinal Temporal Info. Modified Dates Option",
+               "Private tags removed", "UIDs replaced consistently", "Pseudonym for patient name and ID",
+               "Burned-in pixel text NOT removed"]
+
+
+#: Namespace of the name-based (version 5) UUIDs behind derived UIDs; a fixed project constant.
+_UID_NAMESPACE = uuid.UUID("6f1c9d2e-4b7a-5c3e-9a1d-2b3c4d5e6f70")
+
+
+def derived_uid(*parts: str) -> str:
+    """A UUID-derived UID (2.25.<uuid>, PS3.5 B.2) that is the same for the same parts."""
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, chr(0).join(parts)).int}"
 
 
 def _standard_uid(value: str) -> bool:
@@ -164,7 +176,7 @@ class Deidentifier:
         if not original or _standard_uid(original):
             return original
         if original not in self.uid_map:
-            self.uid_map[original] = generate_uid(prefix=None, entropy_srcs=[self.key, original])
+            self.uid_map[original] = derived_uid(self.key, original)
         return self.uid_map[original]
 
     def shift_date(self, value: str) -> str:

@@ -35,7 +35,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 from planner import APP_NAME, __version__
-from planner.deidentify import Deidentifier
+from planner.deidentify import Deidentifier, derived_uid
 from planner.imaging.volume import ProjectionImage, Volume
 from planner.plan import Plan
 from planner.report.data import ReportData, build_report_data
@@ -112,7 +112,7 @@ def planning_frame_of_reference(plan: Plan) -> str:
     if refs:
         return refs[0].frame_of_reference_uid
     # No frame of reference in the plan (e.g. research files): a stable one derived from the plan id.
-    return generate_uid(prefix=None, entropy_srcs=["bvn-planner-frame", plan.plan_id])
+    return derived_uid("bvn-planner-frame", plan.plan_id)
 
 
 def reference_dataset(plan: Plan, headers: Sequence[Dataset], study_uid: str) -> Dataset:
