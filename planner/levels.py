@@ -252,6 +252,20 @@ def relabel_levels(levels: Sequence[Level], steps: int) -> list[Level]:
     return [lv.model_copy(update={"name": n}, deep=True) for lv, n in zip(levels, names)]
 
 
+def merge_proposal(existing: Sequence[Level], proposed: Sequence[Level]) -> list[Level]:
+    """The proposal merged into the plan's levels: a proposed level that already exists by name keeps
+    its id (so its trajectories stay), findings, flags, notes and pedicle outlines and takes the new
+    landmarks; existing levels that were not proposed are kept as they are."""
+    by_name = {lv.name: lv for lv in existing}
+    out: list[Level] = []
+    for new in proposed:
+        old = by_name.pop(new.name, None)
+        out.append(new.model_copy(deep=True) if old is None
+                   else old.model_copy(update={"landmarks": new.landmarks.model_copy(deep=True)}, deep=True))
+    out.extend(lv.model_copy(deep=True) for lv in by_name.values())
+    return out
+
+
 def names_from_anchor(count_above: int, anchor: str = "S1", transitional: Optional[str] = None) -> list[str]:
     """Names cranial to caudal for ``count_above`` vertebrae above an anchor, then the anchor."""
     seq = _sequence(transitional)
@@ -303,13 +317,34 @@ def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequenc
     if mod == "CT" and not hints:
         found, notes = _detect_ct(volume, p, transitional)
     else:
-        from planner import levels_mr
-
-        found, notes = levels_mr.detect_mr(volume, hints, p, transitional, modality=mod)
+        found, notes = _detect_mr(volume, hints, p, transitional, mod)
     levels = [Level(name=v.name, landmarks=v.landmarks) for v in found if v.name in PROPOSED_ORDER]
     if not levels:
         raise LevelDetectionError("no lumbar level (T12-S1) was found in the image")
     return LevelProposal(levels, mod, notes)
+
+
+def labelling_volume(session: object) -> Optional[tuple[str, Volume]]:
+    """The volume to label in a :class:`planner.session.Session`: the series with role CT, else the
+    sagittal T2 or T1, else the active volume, else any CT-like or sagittal volume (key, volume)."""
+    vols: dict[str, Volume] = session.volumes()  # type: ignore[attr-defined]
+    if not vols:
+        return None
+    roles = {ref.series_instance_uid: ref.role for ref in session.document.plan.case.series}  # type: ignore
+    for role in ("CT", "T2", "T1"):
+        for key, vol in vols.items():
+            if roles.get(key) == role:
+                return key, vol
+    active = getattr(session, "active_series", None)
+    if active in vols:
+        return active, vols[active]
+
+    def rank(item: tuple[str, Volume]) -> tuple[int, int]:
+        v = item[1]
+        mod = (v.info.modality or "").upper()
+        return (2 if mod == "CT" else 1 if abs(v.slice_normal()[0]) > 0.7 else 0), int(v.array.size)
+
+    return max(vols.items(), key=rank)
 
 
 def _guess_modality(volume: Volume) -> str:
@@ -798,3 +833,12 @@ def _ct_has_alae(grid: WorkGrid, curve: SpineCurve, v: VertebraFound, p: Detecti
         right = -xs[xs < 0].min() if np.any(xs < 0) else 0.0
         reach.append(min(left, right))
     return bool(np.median(reach) >= p.ala_min_halfwidth_mm)
+
+
+# ------------------------------------------------------------------------------------ MRI
+def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParams, transitional: Optional[str],
+               modality: str) -> tuple[list[VertebraFound], list[str]]:
+    if not hints:
+        raise LevelDetectionError(f"on {modality or 'MR'} images the levels need one or two marks: a point inside "
+                                  "S1 and a point inside L1")
+    raise LevelDetectionError("MRI level finding is not available yet")

@@ -364,11 +364,22 @@ def suggest_plan(plan: Plan, volumes: Mapping[str, Volume], level_ids: Optional[
 
 
 def volumes_for(session: object) -> dict[str, Volume]:
-    """T1, T2 and STIR volumes of a :class:`planner.session.Session` by the roles the plan gives them."""
-    out = {}
+    """T1, T2 and STIR volumes of a :class:`planner.session.Session`: by the roles the plan gives the
+    series, else guessed from the series descriptions of sagittal MR volumes ("T1", "T2", "STIR")."""
+    out: dict[str, Volume] = {}
     for role in SEQUENCES:
         vol = session.volume_by_role(role)  # type: ignore[attr-defined]
         if vol is not None:
+            out[role] = vol
+    if "T1" in out and "T2" in out:
+        return out
+    for vol in session.volumes().values():  # type: ignore[attr-defined]
+        if (vol.info.modality or "MR").upper() != "MR" or abs(vol.slice_normal()[0]) < 0.7:
+            continue  # sagittal MR only
+        desc = (vol.info.series_description or "").upper().replace(" ", "")
+        role = "STIR" if ("STIR" in desc or "TIRM" in desc) else "T1" if "T1" in desc else \
+            "T2" if "T2" in desc else None
+        if role and role not in out:
             out[role] = vol
     return out
 

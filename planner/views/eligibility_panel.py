@@ -1,0 +1,287 @@
+"""Eligibility panel: the checklist of planner.eligibility, grouped, with live result and warnings.
+
+A standalone QWidget on a :class:`planner.session.Session`. Answers are edited in place (yes/no
+combos, number fields) and stored through ``PlanDocument.set_eligibility_answer`` (undoable); the
+payer profile through ``set_setting``. Derived items (Modic at the targets, level range, canal margin,
+payer counts) are read from the plan. Each item's rule, source, tag and confidence are in its
+tooltip. The overall result and the warnings are recomputed on every ``document.changed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from planner.document import PlanChange, PlanEditError
+from planner.eligibility import (
+    GROUPS,
+    MET,
+    NOT_APPLICABLE,
+    NOT_MET,
+    UNANSWERED,
+    ChecklistItem,
+    EligibilityResult,
+    checklist,
+    evaluate_eligibility,
+    parse_number,
+    parse_yes_no,
+)
+from planner.session import Session
+
+STATUS_STYLE = {MET: ("met", "#4caf50"), NOT_MET: ("not met", "#e53935"), UNANSWERED: ("unanswered", "#9aa4ad"),
+                NOT_APPLICABLE: ("n/a", "#6d7780")}
+OVERALL_STYLE = {"eligible": "#4caf50", "not eligible": "#e53935", "incomplete": "#ff9800"}
+GROUP_TITLES = {"indication": "Indication", "trial scores": "Trial scores", "exclusions": "Exclusions (trial)",
+                "contraindications": "Contraindications (device)", "payer limits": "Payer limits"}
+PAYER_CHOICES = (("Medicare (A59468)", "medicare"), ("Commercial CAM 394", "cam394"), ("No payer rules", "none"))
+
+
+@dataclass
+class _Row:
+    item: ChecklistItem
+    question: QLabel
+    editor: Optional[QWidget]
+    answer: QLabel
+    status: QLabel
+
+
+def item_tooltip(item: ChecklistItem) -> str:
+    return (f"<b>{item.question}</b><br>Rule: {item.rule}<br>Source: {item.source}<br>"
+            f"Kind: {item.tag} {item.confidence}")
+
+
+class EligibilityPanel(QWidget):
+    """The eligibility checklist with answers, per-item status, overall result and warnings."""
+
+    message = Signal(str)
+
+    def __init__(self, session: Session, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self._closed = False
+        self._updating = False
+        self.overall = QLabel()
+        self.overall.setObjectName("eligibilityOverall")
+        self.counts = QLabel()
+        self.warnings = QLabel()
+        self.warnings.setWordWrap(True)
+        self.warnings.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.payer = QComboBox()
+        for text, value in PAYER_CHOICES:
+            self.payer.addItem(text, value)
+        self.payer.setToolTip("Payer rules to check (domain.md 1.4): Medicare A59468 or the CAM 394 commercial "
+                              "policy; warnings never block planning")
+        self.payer.activated.connect(self._payer_changed)
+        self.body = QWidget()
+        self.body_layout = QVBoxLayout(self.body)
+        self.body_layout.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setWidget(self.body)
+        self.notes = QLineEdit()
+        self.notes.setPlaceholderText("Notes on eligibility (sources of the scores, dates)")
+        self.notes.setToolTip("Saved when you press Enter or leave the field")
+        self.notes.editingFinished.connect(self._notes_done)
+
+        head = QHBoxLayout()
+        head.addWidget(self.overall)
+        head.addStretch(1)
+        head.addWidget(QLabel("Payer:"))
+        head.addWidget(self.payer)
+        lay = QVBoxLayout(self)
+        lay.addLayout(head)
+        lay.addWidget(self.counts)
+        lay.addWidget(self.warnings)
+        lay.addWidget(self.scroll, 1)
+        lay.addWidget(self.notes)
+
+        #: key -> row widgets (question, answer editor or None, answer text, status)
+        self.rows: dict[str, _Row] = {}
+        self.group_boxes: dict[str, QGroupBox] = {}
+        self._settings_key: Any = None
+        self._unsubscribe = session.document.subscribe(self._on_changed)
+        self.refresh()
+
+    @property
+    def document(self):
+        return self.session.document
+
+    # ------------------------------------------------------------------ build
+    def _build(self) -> None:
+        plan = self.document.plan
+        while self.body_layout.count():
+            w = self.body_layout.takeAt(0).widget()
+            if w is not None:
+                w.deleteLater()
+        self.rows.clear()
+        self.group_boxes.clear()
+        grids: dict[str, QGridLayout] = {}
+        for g in GROUPS:
+            box = QGroupBox(GROUP_TITLES.get(g, g))
+            grid = QGridLayout(box)
+            grid.setColumnStretch(0, 1)
+            grid.setHorizontalSpacing(8)
+            self.body_layout.addWidget(box)
+            self.group_boxes[g] = box
+            grids[g] = grid
+        self.body_layout.addStretch(1)
+        for item in checklist(plan.settings):
+            grid = grids[item.group]
+            r = grid.rowCount()
+            question = QLabel(item.question)
+            question.setWordWrap(True)
+            question.setToolTip(item_tooltip(item))
+            question.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            editor: Optional[QWidget] = None
+            if item.kind == "yes_no" and item.answer_key == "":
+                combo = QComboBox()
+                combo.addItem("not answered", None)
+                combo.addItem("Yes", True)
+                combo.addItem("No", False)
+                combo.setToolTip(item_tooltip(item))
+                combo.activated.connect(lambda i, c=combo, k=item.key: self.set_answer(k, c.itemData(i)))
+                editor = combo
+            elif item.kind == "number" and item.answer_key == "":
+                edit = QLineEdit()
+                edit.setPlaceholderText(item.unit or "number")
+                edit.setToolTip(item_tooltip(item))
+                edit.editingFinished.connect(lambda e=edit, k=item.key: self._number_done(k, e))
+                editor = edit
+            answer = QLabel()
+            answer.setWordWrap(True)
+            status = QLabel()
+            status.setToolTip(item_tooltip(item))
+            status.setMinimumWidth(80)
+            grid.addWidget(question, r, 0)
+            if editor is not None:
+                editor.setFixedWidth(120)
+                grid.addWidget(editor, r, 1)
+            else:
+                answer.setFixedWidth(120)
+                grid.addWidget(answer, r, 1)
+            grid.addWidget(status, r, 2)
+            self.rows[item.key] = _Row(item, question, editor, answer, status)
+        self._settings_key = plan.settings.model_dump_json()
+
+    # ------------------------------------------------------------------ model -> view
+    def _on_changed(self, change: PlanChange) -> None:
+        if not self._closed:
+            self.refresh()
+
+    def refresh(self) -> None:
+        if self._closed:
+            return
+        plan = self.document.plan
+        self._updating = True
+        try:
+            if self._settings_key != plan.settings.model_dump_json():
+                self._build()
+            result = self.result()
+            for r in result.items:
+                row = self.rows[r.item.key]
+                text, color = STATUS_STYLE[r.status]
+                row.status.setText(f"<span style='color:{color}'>{text}</span>")
+                tip = item_tooltip(r.item) + (f"<br>Now: {r.detail}" if r.detail else "")
+                row.status.setToolTip(tip)
+                row.question.setEnabled(r.status != NOT_APPLICABLE)
+                raw = plan.eligibility.answers.get(r.item.key)
+                editor = row.editor
+                if isinstance(editor, QComboBox):
+                    v = parse_yes_no(raw)
+                    editor.setCurrentIndex(0 if v is None else 1 if v else 2)
+                elif isinstance(editor, QLineEdit):
+                    if not (editor.hasFocus() and editor.isModified()):  # never overwrite what is being typed
+                        num = parse_number(raw)
+                        editor.setText("" if num is None else f"{num:g}")
+                else:
+                    row.answer.setText(r.detail)
+                    row.answer.setToolTip(tip)
+            color = OVERALL_STYLE[result.overall]
+            self.overall.setText(f"<b style='color:{color}; font-size:14pt'>{result.overall.capitalize()}</b>")
+            c = result.counts()
+            self.counts.setText(f"{c[MET]} met, {c[NOT_MET]} not met, {c[UNANSWERED]} unanswered"
+                                + (f", {c[NOT_APPLICABLE]} not applicable" if c[NOT_APPLICABLE] else ""))
+            if result.warnings:
+                self.warnings.setText("<br>".join(f"<span style='color:#ff9800'>&#9888; {w.message}</span> "
+                                                  f"<small>({w.source})</small>" for w in result.warnings))
+            else:
+                self.warnings.setText("No warnings.")
+            self.payer.setCurrentIndex(max(0, self.payer.findData(plan.settings.payer_profile)))
+            if not (self.notes.hasFocus() and self.notes.isModified()):
+                self.notes.setText(plan.eligibility.notes)
+            self.setEnabled(True)
+            read_only = self.document.read_only
+            for row in self.rows.values():
+                if row.editor is not None:
+                    row.editor.setEnabled(not read_only)
+            self.payer.setEnabled(not read_only)
+            self.notes.setReadOnly(read_only)
+        finally:
+            self._updating = False
+
+    def result(self) -> EligibilityResult:
+        return evaluate_eligibility(self.document.plan)
+
+    # ------------------------------------------------------------------ view -> model
+    def set_answer(self, key: str, value: Any) -> bool:
+        if self._updating:
+            return False
+        if self.document.plan.eligibility.answers.get(key) == value:
+            return True
+        try:
+            self.document.set_eligibility_answer(key, value)
+        except PlanEditError as exc:
+            self.message.emit(str(exc))
+            return False
+        return True
+
+    def _number_done(self, key: str, edit: QLineEdit) -> None:
+        edit.setModified(False)
+        text = edit.text().strip()
+        value = None if not text else parse_number(text)
+        if text and value is None:
+            self.message.emit(f"{text!r} is not a number")
+            return
+        self.set_answer(key, value)
+
+    def _payer_changed(self, index: int) -> None:
+        value = self.payer.itemData(index)
+        if value != self.document.plan.settings.payer_profile:
+            try:
+                self.document.set_setting("payer_profile", value)
+            except PlanEditError as exc:
+                self.message.emit(str(exc))
+
+    def _notes_done(self) -> None:
+        self.notes.setModified(False)
+        if self.notes.text() != self.document.plan.eligibility.notes:
+            try:
+                self.document.set_eligibility_notes(self.notes.text())
+            except PlanEditError as exc:
+                self.message.emit(str(exc))
+
+    # ------------------------------------------------------------------ shutdown
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._unsubscribe()

@@ -1,0 +1,216 @@
+"""The levels panel driven with mouse and keyboard: propose, relabel, flags, findings, assistant, hints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from planner.document import PlanDocument
+from planner.plan import Level, Plan, SeriesRef
+from planner.session import Session
+from tests.test_modic import _landmarks, phantom
+
+pytestmark = pytest.mark.gui
+
+
+def _panel(qtbot, session):
+    from planner.views.levels_panel import LevelsPanel
+
+    w = LevelsPanel(session)
+    qtbot.addWidget(w)
+    w.resize(520, 760)
+    w.show()
+    messages: list[str] = []
+    w.message.connect(messages.append)
+    return w, messages
+
+
+@pytest.fixture
+def modic_session():
+    """One vertebra (L5) with landmarks, T1/T2/STIR phantoms with type 1 under the superior endplate."""
+    vols = phantom([("superior", "1", 9.0, 1.0)])
+    plan = Plan(levels=[Level(name="L4", landmarks=_landmarks(60.0)), Level(name="L5", landmarks=_landmarks())])
+    session = Session(PlanDocument(plan, user="dr"))
+    refs = []
+    for role, vol in vols.items():
+        uid = f"1.2.{len(refs) + 1}"
+        session.add_image(uid, vol)
+        refs.append(SeriesRef(series_instance_uid=uid, role=role, modality="MR"))
+    session.document.set_case(series=refs)
+    return session
+
+
+def _item_texts(panel):
+    out = []
+    for i in range(panel.tree.topLevelItemCount()):
+        top = panel.tree.topLevelItem(i)
+        out.append(top.text(0))
+    return out
+
+
+def test_propose_levels_on_the_real_ct(qtbot, shared_data):
+    from tests.test_levels import _sitk_volume
+
+    path = shared_data / "totalseg_example" / "example_ct.nii.gz"
+    if not path.is_file():
+        pytest.skip("no real CT")
+    session = Session(PlanDocument(Plan(), user="dr"))
+    session.add_image("ct", _sitk_volume(path))
+    panel, messages = _panel(qtbot, session)
+    qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
+    names = [lv.name for lv in session.document.plan.levels]
+    assert names == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"], messages
+    assert _item_texts(panel) == names and "Proposed 7 levels" in messages[-1]
+    assert session.document.undo_text == "Propose levels"
+    # relabel: every name one level down, then back up (each one undo step)
+    qtbot.mouseClick(panel.down_button, Qt.MouseButton.LeftButton)
+    assert [lv.name for lv in session.document.plan.levels] == ["L1", "L2", "L3", "L4", "L5", "S1", "S2"]
+    qtbot.mouseClick(panel.up_button, Qt.MouseButton.LeftButton)
+    assert [lv.name for lv in session.document.plan.levels] == names
+    # proposing again keeps the findings of existing levels
+    l4 = session.document.plan.level_by_name("L4")
+    session.document.set_endplate(l4.id, "inferior", modic_type="1", confirmed=True)
+    qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
+    again = session.document.plan.level_by_name("L4")
+    assert again.id == l4.id and again.inferior.modic_type == "1"
+    panel.close()
+
+
+def test_mri_without_marks_asks_for_them(qtbot):
+    vols = phantom()
+    session = Session(PlanDocument(Plan(), user="dr"))
+    session.add_image("t2", vols["T2"])
+    panel, messages = _panel(qtbot, session)
+    qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
+    assert session.document.plan.levels == []
+    assert messages and "mark a point inside S1 and inside L1" in messages[-1]
+
+
+def test_hint_from_a_click_or_the_crosshair(qtbot, modic_session):
+    panel, messages = _panel(qtbot, modic_session)
+    requested = []
+    panel.hint_requested.connect(requested.append)
+    qtbot.mouseClick(panel.hint_buttons["S1"], Qt.MouseButton.LeftButton)
+    assert panel.pending_hint == "S1" and requested == ["S1"] and "Click inside S1" in panel.hint_label.text()
+    assert panel.provide_hint((1.0, 2.0, 3.0))
+    assert panel.hints == {"S1": (1.0, 2.0, 3.0)} and panel.pending_hint is None
+    # no wiring: the next crosshair move in any view provides the hint
+    panel.request_hint("L1")
+    modic_session.set_cursor((4.0, 5.0, 6.0))
+    assert panel.hints["L1"] == (4.0, 5.0, 6.0)
+    modic_session.set_cursor((7.0, 8.0, 9.0))  # not pending any more: ignored
+    assert panel.hints["L1"] == (4.0, 5.0, 6.0)
+    panel.request_hint("S1")
+    qtbot.keyClick(panel.tree, Qt.Key.Key_Escape)
+    assert panel.pending_hint is None
+    assert not panel.provide_hint((0.0, 0.0, 0.0))
+    qtbot.mouseClick(panel.clear_hints_button, Qt.MouseButton.LeftButton)
+    assert panel.hints == {}
+
+
+def test_keyboard_entry_while_scrolling(qtbot, modic_session):
+    panel, _ = _panel(qtbot, modic_session)
+    doc = modic_session.document
+    panel.tree.setFocus()
+    l4, l5 = doc.plan.levels
+    panel.select(l4.id)
+    qtbot.keyClick(panel.tree, Qt.Key.Key_Down)  # first endplate of L4
+    assert panel.selected_endplate() == (l4.id, "superior")
+    qtbot.keyClick(panel.tree, Qt.Key.Key_Down)
+    assert panel.selected_endplate() == (l4.id, "inferior")
+    qtbot.keyClick(panel.tree, Qt.Key.Key_1)
+    qtbot.keyClick(panel.tree, Qt.Key.Key_B)
+    f = doc.plan.level(l4.id).inferior
+    assert f.modic_type == "1" and f.grade == "B" and f.confirmed
+    qtbot.keyClick(panel.tree, Qt.Key.Key_P)
+    qtbot.keyClick(panel.tree, Qt.Key.Key_T)
+    assert doc.plan.level(l4.id).painful and doc.plan.level(l4.id).treat
+    qtbot.keyClick(panel.tree, Qt.Key.Key_Down)  # on to L5 superior
+    assert panel.selected_endplate() == (l5.id, "superior")
+    qtbot.keyClick(panel.tree, Qt.Key.Key_4)
+    assert doc.plan.level(l5.id).superior.modic_type == "1/2"
+    qtbot.keyClick(panel.tree, Qt.Key.Key_0)
+    f = doc.plan.level(l5.id).superior
+    assert f.modic_type == "none" and f.grade is None
+    qtbot.keyClick(panel.tree, Qt.Key.Key_Up)
+    assert panel.selected_endplate() == (l4.id, "inferior")
+    assert "treat" in panel.tree.topLevelItem(0).text(0)
+    # every key press was one undo step
+    for _ in range(6):
+        doc.undo()
+    assert doc.plan.level(l4.id).inferior.modic_type == "none" and not doc.plan.level(l4.id).painful
+    assert "0 none" in panel.tree.toolTip() and "A/B/C grade" in panel.tree.toolTip()
+
+
+def test_level_flags_notes_and_delete_with_the_mouse(qtbot, modic_session):
+    panel, _ = _panel(qtbot, modic_session)
+    doc = modic_session.document
+    l5 = doc.plan.levels[1]
+    panel.select(l5.id)
+    qtbot.mouseClick(panel.prior, Qt.MouseButton.LeftButton)
+    assert doc.plan.level(l5.id).prior_ablation
+    panel.notes.setFocus()
+    qtbot.keyClicks(panel.notes, "worst on the MRI")
+    qtbot.keyClick(panel.notes, Qt.Key.Key_Return)
+    assert doc.plan.level(l5.id).notes == "worst on the MRI"
+    panel.select(l5.id)
+    qtbot.mouseClick(panel.delete_button, Qt.MouseButton.LeftButton)
+    assert [lv.name for lv in doc.plan.levels] == ["L4"] and _item_texts(panel) == ["L4"]
+    doc.undo()
+    assert [lv.name for lv in doc.plan.levels] == ["L4", "L5"] and len(_item_texts(panel)) == 2
+
+
+def test_modic_assistant_suggest_then_confirm_or_change(qtbot, modic_session):
+    panel, messages = _panel(qtbot, modic_session)
+    doc = modic_session.document
+    qtbot.mouseClick(panel.assistant_button, Qt.MouseButton.LeftButton)
+    assert "suggested Modic change" in messages[-1], messages
+    l5 = doc.plan.level_by_name("L5")
+    assert l5.superior.suggestion.modic_type == "1" and l5.superior.modic_type == "none"
+    panel.select(l5.id, "superior")
+    html = panel.suggestion.text()
+    assert "Suggested: type 1" in html and "T1 0." in html and "Region" in html
+    assert "to confirm" in panel.tree.topLevelItem(1).child(0).text(4)
+    qtbot.mouseClick(panel.confirm_button, Qt.MouseButton.LeftButton)
+    l5 = doc.plan.level_by_name("L5")
+    assert l5.superior.modic_type == "1" and l5.superior.grade == "B" and l5.superior.confirmed
+    assert "Confirmed" in panel.status.text()
+    # change the inferior finding against the suggestion with the combo
+    panel.select(l5.id, "inferior")
+    panel.type_combo.setCurrentIndex(2)
+    panel.type_combo.activated.emit(2)
+    l5 = doc.plan.level_by_name("L5")
+    assert l5.inferior.modic_type == "2" and l5.inferior.suggestion.modic_type == "none"
+    doc.undo()
+    doc.undo()
+    assert doc.plan.level_by_name("L5").superior.modic_type == "none"
+
+
+def test_assistant_needs_t1_and_t2(qtbot):
+    session = Session(PlanDocument(Plan(levels=[Level(name="L5", landmarks=_landmarks())]), user="dr"))
+    panel, messages = _panel(qtbot, session)
+    qtbot.mouseClick(panel.assistant_button, Qt.MouseButton.LeftButton)
+    assert "needs a T1" in messages[-1]
+
+
+def test_closing_is_safe(qtbot, modic_session):
+    panel, _ = _panel(qtbot, modic_session)
+    panel.close()
+    modic_session.document.add_level("S1")  # a late model event reaches no dead widget
+    modic_session.set_cursor((1.0, 1.0, 1.0))
+    assert modic_session.document.changed.receiver_count == 0
+
+
+def test_screenshot(qtbot, modic_session, tmp_path):
+    panel, _ = _panel(qtbot, modic_session)
+    panel.run_assistant()
+    panel.select(modic_session.document.plan.levels[1].id, "superior")
+    path = tmp_path / "levels_panel.png"
+    assert panel.grab().save(str(path))
+    assert path.stat().st_size > 1000
+    img = panel.grab().toImage()
+    assert img.width() > 300 and img.height() > 500
+    colors = {img.pixelColor(x, y).name() for x in range(0, img.width(), 25) for y in range(0, img.height(), 25)}
+    assert len(colors) > 3
+    np.testing.assert_equal(True, True)
