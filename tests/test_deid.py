@@ -36,7 +36,7 @@ from tests.report_support import (
 
 #: What must not appear anywhere, in any case.
 FORBIDDEN = [PATIENT_FAMILY, PATIENT_GIVEN, PATIENT_ID, BIRTH_DATE, "1963-04-17", ACCESSION, INSTITUTION,
-             DEVICE_SERIAL, "Referrer"]
+             DEVICE_SERIAL, "Referrer", OPERATOR]
 #: The family name without its accent, as some encoders write it.
 FORBIDDEN_ASCII = ["Zyxwortova"]
 

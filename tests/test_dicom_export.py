@@ -91,7 +91,8 @@ def test_sr_structured_items_alone_rebuild_the_plan(exported, tmp_path):
     """Without the JSON copy the plan is rebuilt from the SR content items (points at float32 precision)."""
     plan, result = exported
     ds = pydicom.dcmread(result.sr_file)
-    ds.ContentSequence = [it for it in ds.ContentSequence if it.ConceptNameCodeSequence[0].get("CodeValue") != JSON_CODE]
+    ds.ContentSequence = [it for it in ds.ContentSequence
+                          if it.ConceptNameCodeSequence[0].get("CodeValue") != JSON_CODE]
     stripped = tmp_path / "stripped.dcm"
     ds.save_as(stripped)
     back = import_plan_from_sr(stripped)

@@ -84,7 +84,9 @@ def _from_module(mod: Any, plan: Plan, traj: Trajectory) -> Optional[TrajectoryG
     instruments: list[InstrumentPath] = []
     items = segments.items() if isinstance(segments, dict) else enumerate(segments)
     for key, seg in items:
-        pts = _as_points(_attr(seg, "points_lps", "points", "polyline_lps")) if not isinstance(seg, np.ndarray) else None
+        pts = None
+        if not isinstance(seg, np.ndarray):
+            pts = _as_points(_attr(seg, "points_lps", "points", "polyline_lps"))
         if pts is None:
             start = _attr(seg, "start_lps", "start")
             end = _attr(seg, "end_lps", "end")

@@ -259,7 +259,8 @@ def _trajectory(pdf: ReportPDF, t: TrajectorySection) -> None:
         pdf.set_fill_color(253, 230, 230)
         pdf.set_draw_color(190, 30, 30)
         pdf.set_font(FONT, "B", BODY_PT)
-        pdf.multi_cell(0, 5, f"Override reason recorded by the physician: {t.override_reason}", border=1, fill=True, align="L",
+        pdf.multi_cell(0, 5, f"Override reason recorded by the physician: {t.override_reason}", border=1, fill=True,
+                       align="L",
                        new_x=XPos.LMARGIN, new_y=YPos.NEXT, padding=1.5)
         pdf.set_draw_color(*RULE)
         pdf.set_fill_color(255, 255, 255)

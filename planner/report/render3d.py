@@ -68,7 +68,12 @@ def render_trajectory_3d(plan: Plan, traj: Trajectory, volume: Optional[Volume] 
     from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData, vtkPolyLine
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
     from vtkmodules.vtkCommonTransforms import vtkTransform
-    from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkPolyDataNormals, vtkTubeFilter, vtkWindowedSincPolyDataFilter
+    from vtkmodules.vtkFiltersCore import (
+        vtkFlyingEdges3D,
+        vtkPolyDataNormals,
+        vtkTubeFilter,
+        vtkWindowedSincPolyDataFilter,
+    )
     from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
     from vtkmodules.vtkFiltersSources import vtkCylinderSource, vtkSphereSource
     from vtkmodules.vtkRenderingCore import (
@@ -155,8 +160,10 @@ def render_trajectory_3d(plan: Plan, traj: Trajectory, volume: Optional[Volume] 
             cyl.SetRadius(0.5)
             cyl.SetHeight(1.0)
             m = vtkMatrix4x4()
-            # cylinder local axes: x lateral, y along the cylinder (up), z antero-posterior
-            local = np.stack([axes[:, 0] * width, axes[:, 2] * height, axes[:, 1] * depth], axis=1)
+            # cylinder local axes: x lateral, y along the cylinder (up), z = x cross y (antero-posterior),
+            # so the matrix keeps a positive determinant and the surface normals point outwards
+            z_axis = np.cross(axes[:, 0], axes[:, 2])
+            local = np.stack([axes[:, 0] * width, axes[:, 2] * height, z_axis * depth], axis=1)
             for r in range(3):
                 for c in range(3):
                     m.SetElement(r, c, float(local[r, c]))
@@ -166,10 +173,13 @@ def render_trajectory_3d(plan: Plan, traj: Trajectory, volume: Optional[Volume] 
             tpf = vtkTransformFilter()
             tpf.SetInputConnection(cyl.GetOutputPort())
             tpf.SetTransform(tf)
+            body_normals = vtkPolyDataNormals()
+            body_normals.SetInputConnection(tpf.GetOutputPort())
+            body_normals.SetFeatureAngle(60.0)
             treated = level.treat or level.id == traj.level_id
             color = (236, 214, 170) if treated else (200, 200, 205)
-            add_polydata(tpf.GetOutputPort(), color, 0.45 if level.id == traj.level_id else 0.3)
-            keep += [cyl, tf, tpf]
+            add_polydata(body_normals.GetOutputPort(), color, 0.45 if level.id == traj.level_id else 0.3)
+            keep += [cyl, tf, tpf, body_normals]
             toward_camera = 1.0 if traj.side == "left" else -1.0  # axes[:, 0] points to the patient's left
             labels.append((level.name, center + axes[:, 0] * (width / 2 + 8) * toward_camera))
             for side in ("left", "right"):

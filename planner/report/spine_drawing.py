@@ -75,7 +75,8 @@ def draw_lumbar_spine(treated: Iterable[str], *, levels: Sequence[str] = ("L1", 
         return x, y, math.atan2(dxdt, bottom - top) * -1.0
 
     # Head arrow and orientation words.
-    draw.line([(x_mid + 10 * scale, 44 * scale), (x_mid + 10 * scale, 18 * scale)], fill=INK, width=max(2, int(3 * scale)))
+    draw.line([(x_mid + 10 * scale, 44 * scale), (x_mid + 10 * scale, 18 * scale)], fill=INK,
+              width=max(2, int(3 * scale)))
     draw.polygon([(x_mid + 10 * scale, 8 * scale), (x_mid, 28 * scale), (x_mid + 20 * scale, 28 * scale)], fill=INK)
     draw.text((x_mid + 26 * scale, 22 * scale), head_label, fill=INK, font=small_font, anchor="lm")
     draw.text((8 * scale, 64 * scale), "\u2190 " + front_label, fill=INK, font=small_font, anchor="lm")
@@ -98,7 +99,8 @@ def draw_lumbar_spine(treated: Iterable[str], *, levels: Sequence[str] = ("L1", 
         def rot(dx: float, dy: float) -> tuple[float, float]:
             return (cx + dx * c - dy * s, cy + dx * s + dy * c)
 
-        arch = [rot(body_w * 0.45, -body_h * 0.28), rot(body_w * 0.9, -body_h * 0.22), rot(body_w * 1.05, -body_h * 0.05),
+        arch = [rot(body_w * 0.45, -body_h * 0.28), rot(body_w * 0.9, -body_h * 0.22),
+                rot(body_w * 1.05, -body_h * 0.05),
                 rot(body_w * 1.32, body_h * 0.12), rot(body_w * 1.28, body_h * 0.36), rot(body_w * 1.0, body_h * 0.3),
                 rot(body_w * 0.78, body_h * 0.18), rot(body_w * 0.45, body_h * 0.1)]
         draw.polygon(arch, fill=fill, outline=edge)

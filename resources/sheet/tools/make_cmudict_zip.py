@@ -45,7 +45,8 @@ def main(data_dir: str) -> None:
         z.writestr("cmudict/cmudict", text)
         z.writestr("cmudict/LICENSE", licence)
         z.writestr("cmudict/README", "Carnegie Mellon Pronouncing Dictionary, converted to nltk's format by "
-                                     "resources/sheet/tools/make_cmudict_zip.py. Licence: see LICENSE (BSD-2-Clause).\n")
+                                     "resources/sheet/tools/make_cmudict_zip.py. "
+                                     "Licence: see LICENSE (BSD-2-Clause).\n")
     print(f"wrote {OUT} ({OUT.stat().st_size / 1e6:.2f} MB, {text.count(chr(10))} entries)")
 
 
