@@ -69,7 +69,10 @@ def load_volumes(path: Path) -> dict[str, Any]:
     except ImportError:
         load_path = None
     if load_path is not None:
-        result = load_path(path)
+        try:
+            result = load_path(path)
+        except Exception as exc:  # the importer reports per file; anything escaping is a bad input
+            raise _InputError(f"{path}: cannot read the images ({exc})") from None
         images = _images_of(result)
         vols = {k: v for k, v in images.items() if isinstance(v, Volume)}
         if vols:
@@ -100,8 +103,13 @@ def _key_of(image: Any, i: int) -> str:
 
 
 def _skips_of(result: Any) -> str:
-    skipped = getattr(result, "skipped", None) or getattr(result, "report", None)
-    return f" ({skipped})" if isinstance(skipped, str) and skipped else ""
+    report = getattr(result, "report", None)
+    summary = getattr(report, "summary", None)
+    text = summary() if callable(summary) else ""
+    if not text:
+        reasons = [f"{e.name}: {e.reason}" for e in (getattr(report, "skipped_files", lambda: [])() or [])[:3]]
+        text = "; ".join(reasons)
+    return f" ({text})" if text else ""
 
 
 def _sitk_volumes(path: Path) -> dict[str, Any]:
