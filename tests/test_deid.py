@@ -222,3 +222,22 @@ def test_cli_deidentify(tmp_path, sources):
     plan = load_plan(out / "plan.bvnplan")
     assert plan.case.patient_name == "Case^Seven"
     assert re.match(r"BVN-[0-9A-F]{6}$", plan.case.patient_id)
+
+
+def test_teaching_export_reopens_with_its_own_images(teaching):
+    """The de-identified plan finds the de-identified images by their new UIDs (images/ folder)."""
+    imaging = pytest.importorskip("planner.imaging")
+    if not hasattr(imaging, "load_path"):
+        pytest.skip("image loading not in this build")
+    from planner.report import build_report_data
+    from planner.report.sources import find_plan_images
+
+    _, result, _ = teaching
+    plan = load_plan(result.plan_file)
+    found = find_plan_images(plan, result.folder / "images")
+    assert found.missing == []
+    assert set(found.images) == {r.series_instance_uid for r in plan.case.series}
+    data = build_report_data(plan, found.images, with_3d=False)
+    assert data.images_available
+    kinds = [k.kind for s in data.trajectories for k in s.key_images]
+    assert kinds.count("sagittal") == len(plan.trajectories) and "fluoro" in kinds
