@@ -184,3 +184,49 @@ def test_cli_report_damaged_plan_exits_2(tmp_path, capsys):
     assert "bad.bvnplan" in err and "damaged" in err
     assert "Traceback" not in err
     assert not (tmp_path / "x.pdf").exists()
+
+
+def test_checks_and_geometry_modules_are_shown_when_present(monkeypatch, tmp_path):
+    """The report shows what planner.checks / planner.trajectory return (adapter test with stand-in
+    modules of the documented names; the real modules replace them when they are in the build)."""
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    @dataclass
+    class Check:
+        name: str
+        status: str
+        reason: str
+        source: str
+        value: float
+        unit: str
+
+    @dataclass
+    class Result:
+        checks: list
+        metrics: dict
+
+    checks_mod = types.ModuleType("planner.checks")
+    checks_mod.evaluate_trajectory = lambda plan, traj: Result(
+        [Check("Canal margin", "fail", "zone edge 8.1 mm from the canal", "Huang 2022 (domain.md 4.1)", 8.1, "mm"),
+         Check("Pedicle clearance", "pass", "", "", 3.4, "mm")],
+        {"path_length_mm": 61.25, "target_depth_pct": 41.0})
+    traj_mod = types.ModuleType("planner.trajectory")
+    traj_mod.instrument_segments = lambda traj: [
+        {"name": "introducer", "points_lps": [traj.entry_lps, traj.bend_lps], "diameter_mm": 4.2},
+        {"name": "probe", "points_lps": [traj.bend_lps, traj.target_lps], "diameter_mm": 1.6}]
+    traj_mod.ablation_zone = lambda traj: {"center_lps": traj.target_lps, "radius_mm": 6.0}
+    monkeypatch.setitem(sys.modules, "planner.checks", checks_mod)
+    monkeypatch.setitem(sys.modules, "planner.trajectory", traj_mod)
+    plan = rich_plan()
+    data = build_report_data(plan, {CT_SERIES_UID: phantom_volume()}, with_3d=False)
+    section = data.trajectories[0]
+    assert section.overall == "fail"
+    assert [c.status for c in section.checks] == ["fail", "pass"]
+    assert not any("straight segments" in n for n in section.image_notes)
+    text = _norm(" ".join(p.extract_text() for p in PdfReader(str(render_report_pdf(data, tmp_path / "r.pdf"))).pages))
+    assert "Checks: FAIL" in text and "Canal margin FAIL 8.1 mm zone edge 8.1 mm from the canal" in text
+    assert "Source: Huang 2022 (domain.md 4.1)." in text
+    assert "Path length 61.2 mm" in text or "Path length 61.3 mm" in text
+    assert "Target depth 41.0 %" in text

@@ -218,6 +218,7 @@ def secondary_capture(key: KeyImage, ref: Dataset, *, series_uid: str, sop_uid: 
         patient_orientation=orientation or ("L", "P"), specific_character_set="ISO_IR 192")
     if orientation is None:
         sc.PatientOrientation = ""  # Type 2C: empty when not known (fluoroscopy without orientation)
+    sc.ConversionType = "WSD"  # rendered on a workstation
     sc.SeriesDescription = "BVN key images"
     sc.ImageComments = key.caption[:10240]
     sc.BurnedInAnnotation = "YES" if key.kind in ("fluoro", "3d") else "NO"
