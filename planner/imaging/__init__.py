@@ -1,5 +1,21 @@
 """Image import (DICOM folders, DICOMDIR, zip, research formats, PACS) into volumes and projection
-images with exact patient geometry (``ijk_to_lps``, LPS mm)."""
+images with exact patient geometry (``ijk_to_lps``, LPS mm).
+
+Public API::
+
+    result = load_path(path_or_paths, progress=None, cancel=None, load_pixels=True)
+    result.images        # {key: Volume | ProjectionImage}, key = Series Instance UID (see ImageInfo.key)
+    result.series        # [SeriesSummary]: UIDs, modality, size, spacing, ijk_to_lps, warnings, ...
+    result.studies()     # [StudySummary]: studies -> series keys
+    result.report        # ImportReport: every file loaded or skipped with the reason
+
+    scanned = scan_path(path)                    # headers only: list series fast
+    image = load_series(scanned.groups[key])     # decode one of them
+    regular = resample_regular(volume)           # explicit resampling (tilt, irregular spacing)
+
+Cancelling returns what is complete with ``report.cancelled = True`` (no exception from
+``load_path``); ``load_series`` raises :class:`ImportCancelled`.
+"""
 
 from planner.imaging.volume import (  # noqa: F401
     ImageInfo,
@@ -10,3 +26,16 @@ from planner.imaging.volume import (  # noqa: F401
     WindowLevel,
     make_ijk_to_lps,
 )
+from planner.imaging.report import FileEntry, ImportReport  # noqa: F401
+from planner.imaging.importer import (  # noqa: F401
+    ImportCancelled,
+    ImportResult,
+    LoadError,
+    SeriesSummary,
+    StudySummary,
+    load_path,
+    load_series,
+    scan_path,
+)
+from planner.imaging.series import SeriesGroup  # noqa: F401
+from planner.imaging.resample import resample_regular  # noqa: F401

@@ -67,6 +67,14 @@ class ImageInfo:
     warnings: list[str] = field(default_factory=list)
     #: Any extra header values worth keeping (e.g. "ImageType", "ScanningSequence", "EchoTime").
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The key the importer gave the image (``ImportResult.images`` and ``Session.images``): the Series
+    #: Instance UID, a stable generated key when the UID is empty, plus "#2", "#3"... when one series
+    #: splits into several images.
+    key: str = ""
+    #: True Image Position (Patient) of every slice k, in array order (LPS mm). Equal to the k column of
+    #: ``ijk_to_lps`` for a regular stack; differs when the spacing is irregular (see the warnings).
+    #: Empty for projection images and research formats.
+    slice_positions_lps: list[tuple[float, float, float]] = field(default_factory=list)
 
 
 class Volume:
@@ -218,6 +226,10 @@ class ProjectionGeometry:
     patient_orientation: tuple[str, ...] = ()
     #: PixelSpacingCalibrationType / description, when present.
     calibration_type: str = ""
+    #: PixelSpacingCalibrationDescription, when present.
+    calibration_description: str = ""
+    #: NominalScannedPixelSpacing (row, col) in mm of digitised film (secondary capture), if present.
+    nominal_scanned_pixel_spacing: Optional[tuple[float, float]] = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +248,10 @@ class MeasurementScale:
             return float(np.hypot(d[0], d[1]))
         sr, sc = self.mm_per_pixel
         return float(np.hypot(d[0] * sc, d[1] * sr))
+
+
+#: Projection radiography modalities: their Pixel Spacing is at the detector unless calibrated.
+RADIOGRAPHIC_MODALITIES = frozenset({"XA", "RF", "DX", "CR", "MG", "IO", "PX", "RG", "DF", "DS"})
 
 
 class ProjectionImage:
@@ -281,10 +297,13 @@ class ProjectionImage:
         g = self.geometry
         if calibration_mm_per_pixel:
             return MeasurementScale((calibration_mm_per_pixel, calibration_mm_per_pixel), "mm (calibrated)")
-        if g.pixel_spacing and g.imager_pixel_spacing is None:
-            return MeasurementScale(tuple(g.pixel_spacing), "mm")  # type: ignore[arg-type]
-        if g.pixel_spacing and g.imager_pixel_spacing and g.calibration_type:
+        if g.pixel_spacing and g.calibration_type:
+            # PixelSpacingCalibrationType (GEOMETRY or FIDUCIAL): the modality calibrated Pixel Spacing
             return MeasurementScale(tuple(g.pixel_spacing), "mm (calibrated)")  # type: ignore[arg-type]
+        if g.pixel_spacing and g.imager_pixel_spacing is None and self.info.modality not in RADIOGRAPHIC_MODALITIES:
+            return MeasurementScale(tuple(g.pixel_spacing), "mm")  # type: ignore[arg-type]
+        # Radiographic projections: Pixel Spacing without a calibration type (alone, or equal to Imager
+        # Pixel Spacing) is still the detector-plane spacing; it is never shown as patient mm.
         if g.imager_pixel_spacing and g.magnification_factor and g.magnification_factor > 0:
             m = g.magnification_factor
             return MeasurementScale((g.imager_pixel_spacing[0] / m, g.imager_pixel_spacing[1] / m),

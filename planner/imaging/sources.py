@@ -1,0 +1,269 @@
+"""Where images come from: folders (recursive), DICOMDIR (CD/DVD layout), zip archives and single
+files. Produces :class:`FileRef` objects; a file inside a zip archive is read from the archive on
+demand, never extracted to disk."""
+
+from __future__ import annotations
+
+import os
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+#: Names of files that are never images (operating-system clutter on CDs and USB sticks).
+_SYSTEM_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "autorun.inf"}
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One file to read: a path, or a member of a zip archive (``path`` is then the archive)."""
+
+    path: str
+    member: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        """How the report names the file: the path, or ``archive.zip!member``."""
+        return f"{self.path}!{self.member}" if self.member else self.path
+
+    @property
+    def suffix(self) -> str:
+        name = (self.member or self.path).lower()
+        if name.endswith(".nii.gz"):
+            return ".nii.gz"
+        return os.path.splitext(name)[1]
+
+    def read_bytes(self, limit: Optional[int] = None) -> bytes:
+        if self.member is None:
+            with open(self.path, "rb") as fh:
+                return fh.read() if limit is None else fh.read(limit)
+        return _zip_read(self.path, self.member, limit)
+
+    def size(self) -> int:
+        if self.member is None:
+            return os.path.getsize(self.path)
+        with _zip_lock:
+            return _zip_open(self.path).getinfo(self.member).file_size
+
+    def sibling(self, name: str) -> "FileRef":
+        """A file named ``name`` relative to this one's folder (for detached headers: .mhd/.raw, .nhdr)."""
+        if self.member is None:
+            return FileRef(os.path.join(os.path.dirname(self.path), name))
+        base = os.path.dirname(self.member.replace("\\", "/"))
+        return FileRef(self.path, f"{base}/{name}" if base else name)
+
+    def exists(self) -> bool:
+        if self.member is None:
+            return os.path.isfile(self.path)
+        with _zip_lock:
+            try:
+                _zip_open(self.path).getinfo(self.member)
+                return True
+            except KeyError:
+                return False
+
+
+# ------------------------------------------------------------------ zip archives
+_zip_lock = threading.Lock()
+_zip_cache: dict[str, zipfile.ZipFile] = {}
+
+
+def _zip_open(path: str) -> zipfile.ZipFile:
+    zf = _zip_cache.get(path)
+    if zf is None:
+        zf = zipfile.ZipFile(path)
+        _zip_cache[path] = zf
+    return zf
+
+
+def _zip_read(path: str, member: str, limit: Optional[int]) -> bytes:
+    with _zip_lock:
+        zf = _zip_open(path)
+        with zf.open(member) as fh:
+            return fh.read() if limit is None else fh.read(limit)
+
+
+def close_archives() -> None:
+    """Close the zip archives kept open for reading members."""
+    with _zip_lock:
+        for zf in _zip_cache.values():
+            try:
+                zf.close()
+            except Exception:
+                pass
+        _zip_cache.clear()
+
+
+def is_zip(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------ listing
+@dataclass
+class Listing:
+    """The files found, plus files already decided on (name, status, reason) and general notes."""
+
+    refs: list[FileRef]
+    decided: list[tuple[str, str, str]]
+    notes: list[str]
+
+
+def _is_system_file(name: str) -> bool:
+    low = name.lower()
+    return low in _SYSTEM_NAMES or low.startswith("._")
+
+
+def is_dicomdir_name(name: str) -> bool:
+    return os.path.basename(name).upper() in ("DICOMDIR", "DICOMDIR.;1", "DICOMDIR.")
+
+
+def list_sources(paths: Iterable[str | os.PathLike[str]],
+                 cancelled: Callable[[], bool] = lambda: False) -> Listing:
+    """Expand folders, DICOMDIRs and zip archives into the files to read, in a stable order."""
+    out = Listing([], [], [])
+    seen: set[FileRef] = set()
+
+    def add(ref: FileRef) -> None:
+        if ref not in seen:
+            seen.add(ref)
+            out.refs.append(ref)
+
+    for raw in paths:
+        p = os.fspath(raw)
+        if cancelled():
+            break
+        if not os.path.exists(p):
+            out.decided.append((p, "skipped", "not found"))
+            continue
+        if os.path.isdir(p):
+            dicomdir = next((os.path.join(p, n) for n in sorted(os.listdir(p)) if is_dicomdir_name(n)
+                             and os.path.isfile(os.path.join(p, n))), None)
+            if dicomdir is not None:
+                refs = _from_dicomdir(dicomdir, out)
+                if refs is not None:
+                    for r in refs:
+                        add(r)
+                    continue
+            _walk(p, out, add, cancelled)
+        elif is_dicomdir_name(p):
+            refs = _from_dicomdir(p, out)
+            if refs is None:
+                _walk(os.path.dirname(os.path.abspath(p)), out, add, cancelled)
+            else:
+                for r in refs:
+                    add(r)
+        elif is_zip(p):
+            _from_zip(p, out, add)
+        else:
+            add(FileRef(p))
+    return out
+
+
+def _walk(root: str, out: Listing, add: Callable[[FileRef], None], cancelled: Callable[[], bool]) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        if cancelled():
+            return
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            if _is_system_file(name):
+                out.decided.append((full, "skipped", "operating-system file, not an image"))
+            elif is_dicomdir_name(name):
+                out.decided.append((full, "skipped", "DICOMDIR index (the folder's files were scanned directly)"))
+            elif is_zip(full):
+                _from_zip(full, out, add)
+            else:
+                add(FileRef(full))
+
+
+def _from_zip(path: str, out: Listing, add: Callable[[FileRef], None]) -> None:
+    try:
+        with _zip_lock:
+            zf = _zip_open(path)
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        out.decided.append((path, "skipped", f"damaged zip archive ({exc})"))
+        return
+    for info in sorted(infos, key=lambda i: i.filename):
+        base = os.path.basename(info.filename)
+        name = f"{path}!{info.filename}"
+        if _is_system_file(base) or info.filename.startswith("__MACOSX/"):
+            out.decided.append((name, "skipped", "operating-system file, not an image"))
+        elif is_dicomdir_name(base):
+            out.decided.append((name, "skipped", "DICOMDIR index (the archive's files were scanned directly)"))
+        elif info.flag_bits & 0x1:
+            out.decided.append((name, "skipped", "encrypted zip member (password protected)"))
+        elif base.lower().endswith(".zip"):
+            out.decided.append((name, "skipped", "zip archive inside a zip archive: unpack it first"))
+        else:
+            add(FileRef(path, info.filename))
+
+
+def _resolve_case_insensitive(base: Path, parts: list[str], cache: dict[str, dict[str, str]]) -> Optional[Path]:
+    cur = base
+    for i, part in enumerate(parts):
+        key = str(cur)
+        if key not in cache:
+            try:
+                cache[key] = {n.upper(): n for n in os.listdir(cur)}
+            except OSError:
+                return None
+        names = cache[key]
+        wanted = part.upper()
+        hit = names.get(wanted) or names.get(wanted + ";1") or names.get(wanted + ".") or names.get(wanted + ".;1")
+        if hit is None:
+            return None
+        cur = cur / hit
+    return cur if cur.is_file() else None
+
+
+def _from_dicomdir(path: str, out: Listing) -> Optional[list[FileRef]]:
+    """Files referenced by a DICOMDIR, or None (with a note) when the DICOMDIR cannot be used."""
+    import pydicom
+
+    out.decided.append((path, "skipped", "DICOMDIR index (used to find the images)"))
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        records = ds.get("DirectoryRecordSequence") or []
+    except Exception as exc:
+        out.notes.append(f"The DICOMDIR {path} could not be read ({type(exc).__name__}: {exc}); "
+                         "the folder was scanned instead.")
+        return None
+    base = Path(path).parent
+    cache: dict[str, dict[str, str]] = {}
+    refs: list[FileRef] = []
+    missing = 0
+    for rec in records:
+        try:
+            fid = rec.get("ReferencedFileID")
+        except Exception:
+            continue
+        if fid is None or fid.value in (None, ""):
+            continue
+        parts = [str(x) for x in (fid.value if isinstance(fid.value, (list, tuple)) or
+                                  type(fid.value).__name__ == "MultiValue" else [fid.value])]
+        parts = [q for p in parts for q in p.replace("\\", "/").split("/") if q]
+        hit = _resolve_case_insensitive(base, parts, cache)
+        if hit is None:
+            missing += 1
+            out.decided.append((str(base.joinpath(*parts)), "skipped", "listed in the DICOMDIR but not found"))
+            continue
+        refs.append(FileRef(str(hit)))
+    if not refs:
+        out.notes.append(f"The DICOMDIR {path} lists no readable image files; the folder was scanned instead.")
+        return None
+    if missing:
+        out.notes.append(f"{missing} file(s) listed in the DICOMDIR {path} were not found.")
+    # keep a stable order and drop duplicates
+    seen: set[str] = set()
+    uniq = []
+    for r in refs:
+        if r.path not in seen:
+            seen.add(r.path)
+            uniq.append(r)
+    return uniq
