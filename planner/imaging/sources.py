@@ -137,31 +137,36 @@ def list_sources(paths: Iterable[str | os.PathLike[str]],
         p = os.fspath(raw)
         if cancelled():
             break
-        if not os.path.exists(p):
-            out.decided.append((p, "skipped", "not found"))
-            continue
-        if os.path.isdir(p):
-            dicomdir = next((os.path.join(p, n) for n in sorted(os.listdir(p)) if is_dicomdir_name(n)
-                             and os.path.isfile(os.path.join(p, n))), None)
-            if dicomdir is not None:
-                refs = _from_dicomdir(dicomdir, out)
-                if refs is not None:
-                    for r in refs:
-                        add(r)
-                    continue
-            _walk(p, out, add, cancelled)
-        elif is_dicomdir_name(p):
-            refs = _from_dicomdir(p, out)
-            if refs is None:
-                _walk(os.path.dirname(os.path.abspath(p)), out, add, cancelled)
-            else:
-                for r in refs:
-                    add(r)
-        elif is_zip(p):
-            _from_zip(p, out, add)
-        else:
-            add(FileRef(p))
+        try:
+            _add_path(p, out, add, cancelled)
+        except Exception as exc:  # noqa: BLE001 - a damaged medium must not stop the import
+            out.notes.append(f"{p} could not be listed completely ({type(exc).__name__}: {exc})")
     return out
+
+
+def _add_path(p: str, out: Listing, add: Callable[[FileRef], None], cancelled: Callable[[], bool]) -> None:
+    if not os.path.exists(p):
+        out.decided.append((p, "skipped", "not found"))
+    elif os.path.isdir(p):
+        dicomdir = next((os.path.join(p, n) for n in sorted(os.listdir(p)) if is_dicomdir_name(n)
+                         and os.path.isfile(os.path.join(p, n))), None)
+        refs = _from_dicomdir(dicomdir, out) if dicomdir is not None else None
+        if refs is not None:
+            for r in refs:
+                add(r)
+        else:
+            _walk(p, out, add, cancelled)
+    elif is_dicomdir_name(p):
+        refs = _from_dicomdir(p, out)
+        if refs is None:
+            _walk(os.path.dirname(os.path.abspath(p)), out, add, cancelled)
+        else:
+            for r in refs:
+                add(r)
+    elif is_zip(p):
+        _from_zip(p, out, add)
+    else:
+        add(FileRef(p))
 
 
 def _walk(root: str, out: Listing, add: Callable[[FileRef], None], cancelled: Callable[[], bool]) -> None:
@@ -243,11 +248,11 @@ def _from_dicomdir(path: str, out: Listing) -> Optional[list[FileRef]]:
             fid = rec.get("ReferencedFileID")
         except Exception:
             continue
-        if fid is None or fid.value in (None, ""):
+        if fid is None or fid == "":
             continue
-        parts = [str(x) for x in (fid.value if isinstance(fid.value, (list, tuple)) or
-                                  type(fid.value).__name__ == "MultiValue" else [fid.value])]
-        parts = [q for p in parts for q in p.replace("\\", "/").split("/") if q]
+        parts = [str(x) for x in (fid if isinstance(fid, (list, tuple)) or type(fid).__name__ == "MultiValue"
+                                  else [fid])]
+        parts = [q for p in parts for q in p.replace("\\", "/").split("/") if q and q not in (".", "..")]
         hit = _resolve_case_insensitive(base, parts, cache)
         if hit is None:
             missing += 1
