@@ -230,3 +230,23 @@ def test_checks_and_geometry_modules_are_shown_when_present(monkeypatch, tmp_pat
     assert "Source: Huang 2022 (domain.md 4.1)." in text
     assert "Path length 61.2 mm" in text or "Path length 61.3 mm" in text
     assert "Target depth 41.0 %" in text
+
+
+def test_cli_report_finds_the_images_by_uid(tmp_path, capsys):
+    from main import main
+    from tests.report_support import write_fluoro_dicom, write_phantom_dicom
+
+    write_phantom_dicom(tmp_path / "images" / "ct", step=4)
+    plan_path = tmp_path / "p.bvnplan"
+    save_plan(rich_plan(), plan_path)
+    out = tmp_path / "r.pdf"
+    assert main(["report", str(plan_path), "-o", str(out), "--images", str(tmp_path / "images"), "--no-3d"]) == 0
+    captured = capsys.readouterr()
+    assert "Series not found: FLUORO_LAT Lateral" in captured.err  # the missing series is named
+    reader = PdfReader(str(out))
+    text = _norm(" ".join(p.extract_text() for p in reader.pages))
+    assert "Key images unavailable" not in text
+    assert sum(len(p.images) for p in reader.pages) == 2 * len(rich_plan().trajectories)  # sagittal + axial
+    write_fluoro_dicom(tmp_path / "images" / "rf")
+    assert main(["report", str(plan_path), "-o", str(out), "--images", str(tmp_path / "images"), "--no-3d"]) == 0
+    assert "Series not found" not in capsys.readouterr().err
