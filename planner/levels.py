@@ -91,6 +91,24 @@ class DetectionParams:
     pedicle_lateral_mm: tuple[float, float] = (5.0, 35.0)
     #: Largest sideways correction of the midline from the body's left and right edges (mm).
     max_midline_correction_mm: float = 5.0
+    #: MRI: the spine is followed this far beyond each mark (two vertebrae) (mm).
+    mr_extend_mm: float = 100.0
+    #: MRI: spacing of the working grid (mm).
+    mr_work_spacing_mm: float = 1.0
+    #: MRI: signal below this ratio to marrow is cortex or ligament (dark on every sequence).
+    mr_dark_ratio: float = 0.3
+    #: MRI: signal above this ratio to marrow is fluid or fat, not marrow.
+    mr_bright_ratio: float = 2.5
+    #: MRI: ratio band around 1 counted as normal marrow when following the column.
+    mr_marrow_tol: float = 0.3
+    #: MRI: AP depth range of a vertebral body while following the column (mm).
+    mr_body_depth_mm: tuple[float, float] = (20.0, 60.0)
+    #: MRI: half-width of the column sampled for the discs around the body-centre curve (mm).
+    mr_column_half_mm: float = 12.0
+    #: MRI: smallest disc score (ratio units) for discs found beyond the marks.
+    mr_min_disc_score: float = 0.25
+    #: MRI: a wall or endplate is the first dip of the signal below this ratio to marrow (cortical line).
+    mr_wall_dip: float = 0.6
 
 
 # ------------------------------------------------------------------------------------ grid
@@ -121,11 +139,18 @@ class WorkGrid:
         return out.reshape(pts.shape[:-1])
 
 
-def work_grid(volume: Volume, spacing_mm: float, fill: Optional[float] = None) -> WorkGrid:
-    """Resample ``volume`` onto an LPS-aligned grid covering its extent (trilinear)."""
+def work_grid(volume: Volume, spacing_mm: float, fill: Optional[float] = None,
+              bounds_lps: Optional[tuple[np.ndarray, np.ndarray]] = None) -> WorkGrid:
+    """Resample ``volume`` onto an LPS-aligned grid covering its extent, or the part of it inside
+    ``bounds_lps`` (low corner, high corner), with trilinear interpolation."""
     s = float(max(0.5, min(spacing_mm, 3.0)))
     corners = volume.corners_lps()
     lo, hi = corners.min(0), corners.max(0)
+    if bounds_lps is not None:
+        lo = np.maximum(lo, np.asarray(bounds_lps[0], dtype=float))
+        hi = np.minimum(hi, np.asarray(bounds_lps[1], dtype=float))
+        if np.any(hi - lo < s):
+            raise LevelDetectionError("the marked points lie outside the image")
     n = (np.floor((hi - lo) / s + 1e-6).astype(int) + 1)[::-1]  # (nz, ny, nx)
     a = volume.lps_to_ijk[:3, :3]
     b = volume.lps_to_ijk[:3, 3]
@@ -169,6 +194,19 @@ class SpineCurve:
 
     def __len__(self) -> int:
         return len(self.points)
+
+    def resampled(self, step_mm: float) -> "SpineCurve":
+        """The same curve with points every ``step_mm`` of arclength (index = mm / step)."""
+        seg = np.linalg.norm(np.diff(self.points, axis=0), axis=1)
+        arc = np.concatenate([[0.0], np.cumsum(seg)])
+        new = np.arange(0.0, arc[-1] + 1e-9, step_mm)
+        pts = np.stack([np.interp(new, arc, self.points[:, k]) for k in range(3)], axis=1)
+        return SpineCurve.from_points(pts)
+
+    def nearest_t(self, point_lps: np.ndarray) -> float:
+        """Index of the curve point nearest to ``point_lps``."""
+        d = np.linalg.norm(self.points - np.asarray(point_lps, dtype=float)[None, :], axis=1)
+        return float(np.argmin(d))
 
     def frame(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Interpolated (point, tangent, lateral, anterior) at fractional index t."""
@@ -686,9 +724,13 @@ def _line_profile(grid: WorkGrid, origin: np.ndarray, direction: np.ndarray, acr
 
 
 def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray, anterior_hint: np.ndarray,
-                 thr: float, p: DetectionParams, *, fill: float = -1024.0, bone: Optional[float] = None
-                 ) -> Optional[Landmarks]:
-    """Walls on the mid-height line, body centre, endplates moved onto the body's AP middle, pedicles."""
+                 thr: float, p: DetectionParams, *, fill: float = -1024.0, bone: Optional[float] = None,
+                 pedicle_thr: Optional[float] = None) -> Optional[Landmarks]:
+    """Walls on the mid-height line, body centre, endplates moved onto the body's AP middle, pedicles.
+
+    ``grid`` holds CT values (``thr`` between marrow and soft tissue, ``bone`` the cortex level) or,
+    for MRI, a marrow-likeness map that is positive inside marrow (``thr`` 0, ``bone`` None -> no
+    cortex-peak logic)."""
     bone_v = p.ct_bone_hu if bone is None else bone
     axis = sup - inf
     height = float(np.linalg.norm(axis))
@@ -728,7 +770,8 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
         mid, post, ant, center, sup, inf = (v + shift for v in (mid, post, ant, center, sup, inf))
     sup_c = center + ((sup - center) @ axis) * axis
     inf_c = center + ((inf - center) @ axis) * axis
-    ped_l, ped_r = _pedicles(grid, post, axis, ap, lat, height, p, thr=max(0.75 * bone_v, thr), fill=fill)
+    ped_thr = max(0.75 * bone_v, thr) if pedicle_thr is None else pedicle_thr
+    ped_l, ped_r = _pedicles(grid, post, axis, ap, lat, height, p, thr=ped_thr, fill=fill)
     return Landmarks(body_center_lps=_pt(center), superior_endplate_lps=_pt(sup_c), inferior_endplate_lps=_pt(inf_c),
                      posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant),
                      pedicle_left_lps=None if ped_l is None else _pt(ped_l),
@@ -798,7 +841,11 @@ def _pedicles(grid: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray
             continue
         areas = np.array([c[0] for c in cands])
         ok = areas >= 0.5 * np.median(areas)
-        area, d, hh, xx = min((c for c, k in zip(cands, ok) if k), key=lambda c: c[0])
+        good = [c for c, k in zip(cands, ok) if k]
+        amin = min(c[0] for c in good)
+        # the isthmus: the depths whose section is within 15% of the smallest; take their middle one
+        near_min = [c for c in good if c[0] <= 1.15 * amin]
+        area, d, hh, xx = near_min[len(near_min) // 2]
         out.append(post - d * ap + hh * axis + xx * lat)
     return out[0], out[1]
 
@@ -838,7 +885,419 @@ def _ct_has_alae(grid: WorkGrid, curve: SpineCurve, v: VertebraFound, p: Detecti
 # ------------------------------------------------------------------------------------ MRI
 def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParams, transitional: Optional[str],
                modality: str) -> tuple[list[VertebraFound], list[str]]:
+    """Levels on a sagittal MR from two marks inside named bodies (e.g. S1 and L1).
+
+    The marks give the marrow signal and the names; the bodies between them are found along the
+    spine as marrow segments separated by discs (their number is known from the names), and each
+    body is measured inside its cortical shell, which is dark on every sequence."""
     if not hints:
-        raise LevelDetectionError(f"on {modality or 'MR'} images the levels need one or two marks: a point inside "
+        raise LevelDetectionError(f"on {modality or 'MR'} images the levels need two marks: a point inside "
                                   "S1 and a point inside L1")
-    raise LevelDetectionError("MRI level finding is not available yet")
+    if len(hints) < 2:
+        raise LevelDetectionError("on MRI the levels need two marks, e.g. inside S1 and inside L1 (one was given)")
+    seq = _sequence(transitional)
+    ordered = sorted(hints.items(), key=lambda kv: seq.index(kv[0]))  # cranial first
+    (name_hi, p_hi), (name_lo, p_lo) = ordered[0], ordered[-1]
+    n_gaps = seq.index(name_lo) - seq.index(name_hi)
+    if n_gaps < 1:
+        raise LevelDetectionError("the two marks name the same level")
+    chord = p_hi - p_lo
+    length = float(np.linalg.norm(chord))
+    if not (p.disc_spacing_min_mm * n_gaps * 0.8 <= length <= p.disc_spacing_max_mm * n_gaps):
+        raise LevelDetectionError(f"the marks {name_hi} and {name_lo} are {length:.0f} mm apart, which does not fit "
+                                  f"{n_gaps} vertebra(e) between them; check which bodies were marked")
+    if chord[2] <= 0:
+        raise LevelDetectionError(f"the {name_hi} mark lies below the {name_lo} mark; check which bodies were "
+                                  "marked")
+    c_hat = chord / length
+    ext = p.mr_extend_mm
+    margin = np.array([60.0, 70.0, 40.0])
+    ends = np.stack([p_lo - ext * c_hat, p_hi + ext * c_hat, p_lo, p_hi])
+    grid = work_grid(volume, p.mr_work_spacing_mm, fill=0.0, bounds_lps=(ends.min(0) - margin, ends.max(0) + margin))
+    s = grid.spacing
+    ratio = _mr_ratio_grid(grid, p_lo, p_hi)
+    # the curve through the body centres, refined from the chord
+    ts = np.arange(0.0, length + 2 * ext + 1e-6, s)
+    centre = (p_lo - ext * c_hat)[None, :] + ts[:, None] * c_hat[None, :]
+    curve = SpineCurve.from_points(centre)
+    for _ in range(3):
+        curve = _mr_recentre(ratio, curve, np.arange(len(curve)) * s, curve.nearest_t(p_lo) * s,
+                             curve.nearest_t(p_hi) * s, p).resampled(s)
+    t_lo, t_hi = curve.nearest_t(p_lo) * s, curve.nearest_t(p_hi) * s
+    a_col = np.arange(-45.0, 45.0 + 1e-6, s)
+    x_mm = np.arange(-p.slab_half_width_mm, p.slab_half_width_mm + 1e-6, s)
+    img = curve.straighten(ratio, a_col, x_mm, fill=0.0)
+    dev = -np.minimum(np.abs(np.log(np.clip(img, 0.05, 20.0))), 2.0)  # 0 in marrow, negative elsewhere
+    pr = p.mr_column_half_mm
+    i_lo, i_hi = t_lo / s, t_hi / s
+    discs = _mr_discs(dev, a_col, s, p, (-pr, pr), i_lo, i_hi, n_gaps)
+    if len(discs) != n_gaps:
+        raise LevelDetectionError(f"found {len(discs)} of the {n_gaps} discs between {name_hi} and {name_lo}")
+    # discs beyond the marks: one above the upper mark (and the next above it), one below the lower
+    above = _mr_discs(dev, a_col, s, p, (-pr, pr), discs[-1][0] + p.disc_spacing_min_mm / s, len(curve) - 1, 2,
+                      exact=False)
+    below = _mr_discs(dev, a_col, s, p, (-pr, pr), 0, discs[0][0] - p.disc_spacing_min_mm / s, 1, exact=False,
+                      from_top=True)
+    all_discs = below + discs + above
+    seg_names = []
+    i_name_lo = seq.index(name_lo)
+    notes: list[str] = []
+    verts: list[VertebraFound] = []
+    idx_lo = len(below)  # index in all_discs of the disc just above the lower mark
+    for k in range(len(all_discs) + 1):
+        # segment k lies between disc k-1 and disc k; the lower marked body is segment idx_lo
+        j = i_name_lo - (k - idx_lo)
+        if not 0 <= j < len(seq):
+            continue
+        name = seq[j]
+        lo_t = all_discs[k - 1][0] if k >= 1 else None
+        hi_t = all_discs[k][0] if k < len(all_discs) else None
+        seg_names.append(name)
+        if name not in PROPOSED_ORDER:
+            continue
+        lm = _mr_landmarks(ratio, curve, dev, a_col, lo_t, hi_t, s, p)
+        if lm is None:
+            notes.append(f"{name} was found but its landmarks could not be measured; place them by hand")
+            continue
+        verts.append(VertebraFound(lo_t or 0.0, hi_t or 0.0, lm, name=name, partial=lo_t is None or hi_t is None))
+    return verts[::-1], notes
+
+
+def _mr_ratio_grid(grid: WorkGrid, p_lo: np.ndarray, p_hi: np.ndarray) -> WorkGrid:
+    """The working grid divided by the marrow signal, interpolated between the two marks."""
+    s = grid.spacing
+    offs = np.array([(i, j, k) for i in range(-3, 4) for j in range(-3, 4) for k in range(-3, 4)
+                     if i * i + j * j + k * k <= 9], dtype=float) * s
+    m_lo = float(np.median(grid.sample(p_lo[None, :] + offs)))
+    m_hi = float(np.median(grid.sample(p_hi[None, :] + offs)))
+    if m_lo <= 0 or m_hi <= 0:
+        raise LevelDetectionError("a mark lies where the image has no signal; click inside the vertebral body")
+    nz, ny, nx = grid.shape
+    kji = np.stack(np.meshgrid(np.arange(nz), [0], [0], indexing="ij"), -1).reshape(-1, 3)
+    # interpolate along the chord (projection of each grid point); done per axis-aligned plane for speed
+    c = p_hi - p_lo
+    L2 = float(c @ c)
+    zz, yy, xx = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij", sparse=True)
+    lps0 = grid.origin_lps
+    proj = ((lps0[0] + xx * s - p_lo[0]) * c[0] + (lps0[1] + yy * s - p_lo[1]) * c[1]
+            + (lps0[2] + zz * s - p_lo[2]) * c[2]) / L2
+    f = np.clip(proj, -0.5, 1.5)
+    marrow = m_lo + (m_hi - m_lo) * f
+    del kji
+    return WorkGrid((grid.array / np.maximum(marrow, 1e-6)).astype(np.float32), grid.origin_lps, s)
+
+
+def _mr_marrow_runs(prof: np.ndarray, pos: np.ndarray, p: DetectionParams) -> list[tuple[float, float]]:
+    """Runs (start, end) along ``pos`` between dips below ``mr_wall_dip`` (cortical lines, fluid on T1,
+    muscle and disc)."""
+    inside = prof > p.mr_wall_dip
+    lab, n = ndimage.label(inside)
+    return [(float(pos[lab == k][0]), float(pos[lab == k][-1])) for k in range(1, n + 1)]
+
+
+def _mr_recentre(ratio: WorkGrid, curve: SpineCurve, ts: np.ndarray, t_lo: float, t_hi: float,
+                 p: DetectionParams) -> SpineCurve:
+    """Move the curve to the AP middle of the body column: per row, the marrow-like run (body rows) whose
+    middle is nearest to the current curve, then a smooth fit anchored at the marks."""
+    s = ratio.spacing
+    a = np.arange(-45.0, 45.0 + 1e-6, s)
+    img = curve.straighten(ratio, a, np.arange(-3.0, 3.0 + 1e-6, s), fill=0.0)
+    sm = ndimage.uniform_filter1d(img, max(1, int(round(3.0 / s))), axis=0)
+    mids = np.full(len(ts), np.nan)
+    for i in range(len(ts)):
+        row = sm[i]
+        marrow = (row > 1 - p.mr_marrow_tol) & (row < 1 + p.mr_marrow_tol)
+        best = None
+        for a0, a1 in _mr_marrow_runs(row, a, p):
+            sel = (a >= a0) & (a <= a1)
+            if not (p.mr_body_depth_mm[0] <= a1 - a0 <= p.mr_body_depth_mm[1]) or marrow[sel].mean() < 0.5:
+                continue
+            mid = (a0 + a1) / 2
+            if best is None or abs(mid) < abs(best):
+                best = mid
+        if best is not None and abs(best) <= 30:
+            mids[i] = best
+    ok = np.isfinite(mids)
+    if ok.sum() < 10:
+        return curve
+    # smooth fit a(t): cubic polynomial, the marks weighted as fixed points (offset 0 there)
+    t_ok = ts[ok]
+    a_ok = ndimage.median_filter(mids[ok], size=max(3, int(round(9.0 / s))) | 1, mode="nearest")
+    w = np.ones(len(t_ok))
+    t_fit = np.concatenate([t_ok, [t_lo, t_hi]])
+    a_fit = np.concatenate([a_ok, [0.0, 0.0]])
+    w_fit = np.concatenate([w, [len(t_ok) / 4] * 2])
+    span = max(ts[-1], 1.0)
+    coef = np.polynomial.polynomial.polyfit(t_fit / span, a_fit, 3, w=w_fit)
+    offset = np.polynomial.polynomial.polyval(ts / span, coef)
+    pts = curve.to_lps(np.arange(len(ts), dtype=float), offset, np.zeros(len(ts)))
+    return SpineCurve.from_points(pts)
+
+
+def _mr_discs(dev: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams, col: tuple[float, float],
+              t_start: float, t_end: float, count: int, *, exact: bool = True, from_top: bool = False
+              ) -> list[tuple[float, float]]:
+    """``count`` discs between rows t_start and t_end of the straightened deviation image.
+
+    exact: choose exactly ``count`` (the marks say how many); otherwise up to ``count`` nearest to
+    t_start (or to t_end with ``from_top``), each with a clear disc signature."""
+    pr = DetectionParams(**{**p.__dict__, "column_depth_mm": col})
+    score = _disc_scores(dev, a_col, s, pr)
+    n = len(score[0])
+    lo_i, hi_i = max(0, int(math.ceil(t_start))), min(n - 1, int(math.floor(t_end)))
+    if hi_i <= lo_i:
+        return []
+    sc = np.full(n, -np.inf)
+    sc[lo_i:hi_i + 1] = score[0][lo_i:hi_i + 1]
+    peaks = [i for i in range(lo_i + 1, hi_i) if np.isfinite(sc[i]) and sc[i] >= sc[i - 1] and sc[i] >= sc[i + 1]
+             and sc[i] > 0]
+    lo_d, hi_d = p.disc_spacing_min_mm / s, p.disc_spacing_max_mm / s
+    if exact:
+        chain = _exact_chain(peaks, sc, count, lo_d, hi_d, t_start, t_end)
+    else:
+        # strongest peak of its neighbourhood only (a disc's two endplates give shoulders beside it)
+        half = max(1, int(round(8.0 / s)))
+        strong = [i for i in peaks if sc[i] >= p.mr_min_disc_score
+                  and sc[i] >= np.max(sc[max(0, i - half):i + half + 1])]
+        chain = []
+        last = t_end if from_top else t_start
+        for i in (sorted(strong, reverse=True) if from_top else sorted(strong)):
+            if len(chain) >= count:
+                break
+            d = (last - i) if from_top else (i - last)
+            if (chain and lo_d <= d <= hi_d) or (not chain and d <= hi_d):
+                chain.append(i)
+                last = i
+        chain.sort()
+    return [(float(i), float(score[1][i])) for i in chain]
+
+
+def _exact_chain(peaks: list[int], sc: np.ndarray, count: int, lo_d: float, hi_d: float, t_start: float,
+                 t_end: float) -> list[int]:
+    """The ``count`` peaks with the best total score whose spacing (and distance to the marks, at most
+    one vertebra) is that of vertebrae."""
+    if len(peaks) < count:
+        return peaks
+    n = len(peaks)
+    best = np.full((count, n), -np.inf)
+    prev = np.full((count, n), -1, dtype=int)
+    for j in range(n):
+        if peaks[j] - t_start <= hi_d:
+            best[0, j] = sc[peaks[j]]
+    for c in range(1, count):
+        for j in range(n):
+            for i in range(j):
+                d = peaks[j] - peaks[i]
+                if lo_d <= d <= hi_d and best[c - 1, i] + sc[peaks[j]] > best[c, j]:
+                    best[c, j] = best[c - 1, i] + sc[peaks[j]]
+                    prev[c, j] = i
+    ends = [j for j in range(n) if t_end - peaks[j] <= hi_d and np.isfinite(best[count - 1, j])]
+    if not ends:
+        return []
+    j = max(ends, key=lambda k: best[count - 1, k])
+    out = []
+    for c in range(count - 1, -1, -1):
+        out.append(peaks[j])
+        j = prev[c, j]
+    return out[::-1]
+
+
+def _disc_scores(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: how much a thin band (tilted up to ``disc_max_tilt_deg``) is darker than both sides, and
+    the tilt (radians) that fits best."""
+    n = img.shape[0]
+    a0, a1 = p.column_depth_mm
+    acol = np.flatnonzero((a_col >= a0) & (a_col <= a1)).astype(float)
+    a_rel = a_col[acol.astype(int)] - (a0 + a1) / 2
+    best = np.full(n, -np.inf)
+    tilt = np.zeros(n)
+    ts = np.arange(n, dtype=float)
+    for th_deg in np.arange(-p.disc_max_tilt_deg, p.disc_max_tilt_deg + 1e-6, 4.0):
+        off = a_rel * math.tan(math.radians(th_deg)) / s
+
+        def line_mean(t: np.ndarray) -> np.ndarray:
+            tt = t[:, None] + off[None, :]
+            aa = np.broadcast_to(acol[None, :], tt.shape)
+            return ndimage.map_coordinates(img, [tt.ravel(), aa.ravel()], order=1, mode="nearest").reshape(
+                tt.shape).mean(axis=1)
+
+        l0 = line_mean(ts)
+        sc = np.full(n, -np.inf)
+        for d_mm in (3.0, 4.5, 6.0, 8.0):
+            d = d_mm / s
+            flank = np.minimum(line_mean(ts - d), line_mean(ts + d))
+            sc = np.maximum(sc, flank - l0)
+        better = sc > best
+        best[better] = sc[better]
+        tilt[better] = math.radians(th_deg)
+    edge = int(6 / s)
+    best[:edge] = -np.inf
+    best[n - edge:] = -np.inf
+    return best, tilt
+
+
+def _mr_landmarks(ratio: WorkGrid, curve: SpineCurve, dev: np.ndarray, a_col: np.ndarray, lo_t: Optional[float],
+                  hi_t: Optional[float], s: float, p: DetectionParams) -> Optional[Landmarks]:
+    """Landmarks of the body between the discs at rows lo_t and hi_t (None at an end of the spine: the
+    endplate there is searched one typical body height away)."""
+    if lo_t is None and hi_t is None:
+        return None
+    typical = 30.0 / s
+    n = dev.shape[0]
+    if hi_t is None:
+        far = _mr_far_endplate(ratio, curve, lo_t, +1, typical, p)
+        sup, inf = far, _mr_endplate(ratio, curve, lo_t, toward=+1, p=p)
+    elif lo_t is None:
+        far = _mr_far_endplate(ratio, curve, hi_t, -1, typical, p)
+        sup, inf = _mr_endplate(ratio, curve, hi_t, toward=-1, p=p), far
+    else:
+        sup = _mr_endplate(ratio, curve, hi_t, toward=-1, p=p)
+        inf = _mr_endplate(ratio, curve, lo_t, toward=+1, p=p)
+    if sup is None or inf is None:
+        return None
+    t_mid = float(np.clip(((lo_t if lo_t is not None else hi_t - typical)
+                           + (hi_t if hi_t is not None else lo_t + typical)) / 2, 0, n - 1))
+    frame = curve.frame(t_mid)
+    return _mr_refine_body(ratio, sup, inf, frame[2], frame[3], p)
+
+
+def _mr_far_endplate(ratio: WorkGrid, curve: SpineCurve, t_disc: float, toward: int, typical: float,
+                     p: DetectionParams) -> Optional[np.ndarray]:
+    """The endplate at the far end of a body whose other disc is outside the search (end of the column):
+    the first cortical line found beyond 60% of a typical body height."""
+    s = ratio.spacing
+    start = t_disc + toward * 0.6 * typical
+    if not 0 <= start <= len(curve) - 1:
+        return None
+    prof_pts = np.arange(0.0, 0.8 * typical * s + 1e-6, s / 2)
+    tt = start + toward * prof_pts / s
+    if tt.min() < 0 or tt.max() > len(curve) - 1:
+        return None
+    prof = _mr_column_profile(ratio, curve, tt)
+    k = _first_dip(prof, p.mr_wall_dip)
+    if k is None:
+        return None
+    return curve.to_lps(np.array(start + toward * k * (s / 2) / s), np.array(0.0), np.array(0.0))
+
+
+def _mr_column_profile(ratio: WorkGrid, curve: SpineCurve, tt: np.ndarray) -> np.ndarray:
+    """Mean ratio along curve rows ``tt`` over the middle of the column (AP +-6 mm, lateral +-3 mm)."""
+    s = ratio.spacing
+    a = np.arange(-6.0, 6.0 + 1e-6, s)
+    xs = np.arange(-3.0, 3.0 + 1e-6, s)
+    prof = np.zeros(len(tt))
+    for x in xs:
+        prof += ratio.sample(curve.to_lps(tt[:, None], a[None, :], x)).mean(axis=1)
+    return prof / len(xs)
+
+
+def _first_dip(prof: np.ndarray, level: float, window: int = 4) -> Optional[float]:
+    """Index (fractional) of the cortical line: the lowest sample within ``window`` samples after the
+    profile first falls below ``level`` (a dark ligament or fluid beyond it is not taken), refined
+    with a parabola through its neighbours."""
+    below = np.flatnonzero(prof < level)
+    if below.size == 0:
+        return None
+    k0 = int(below[0])
+    k1 = min(len(prof) - 1, k0 + window)
+    k = k0 + int(np.argmin(prof[k0:k1 + 1]))
+    km = float(k)
+    if 0 < k < len(prof) - 1:
+        y0, y1, y2 = prof[k - 1], prof[k], prof[k + 1]
+        den = y0 - 2 * y1 + y2
+        if den > 1e-12:
+            km = k + 0.5 * (y0 - y2) / den
+    return km
+
+
+def _mr_endplate(ratio: WorkGrid, curve: SpineCurve, t_disc: float, toward: int, p: DetectionParams
+                 ) -> Optional[np.ndarray]:
+    """The endplate next to the disc at row ``t_disc``: the darkest line (the cortical endplate, dark on
+    every sequence) within 14 mm from the disc toward the body, on the column's middle; without a
+    clear cortical line, where the signal turns into marrow."""
+    s = ratio.spacing
+    steps = np.arange(0.0, 14.0 + 1e-6, s / 2)
+    tt = t_disc + toward * steps / s
+    if tt.min() < 0 or tt.max() > len(curve) - 1:
+        return None
+    prof = _mr_column_profile(ratio, curve, tt)
+    k = int(np.argmin(prof))
+    disc_level = float(np.median(prof[: max(2, int(round(2.0 / (s / 2))))]))
+    body_level = float(prof[k:].max()) if k < len(prof) else 1.0
+    if prof[k] < p.mr_wall_dip and prof[k] < 0.85 * min(disc_level, body_level):
+        pos = float(steps[k])
+        if 0 < k < len(prof) - 1:
+            y0, y1, y2 = prof[k - 1], prof[k], prof[k + 1]
+            den = y0 - 2 * y1 + y2
+            if den > 1e-12:
+                pos += 0.5 * (y0 - y2) / den * (s / 2)
+    else:
+        # no cortical line: halfway between the disc signal and the marrow signal
+        half = 0.5 * (disc_level + 1.0)
+        cross = np.flatnonzero((prof - half) * np.sign(1.0 - disc_level) >= 0)
+        if cross.size == 0 or abs(1.0 - disc_level) < p.mr_marrow_tol / 2:
+            return None
+        pos = float(steps[cross[0]])
+    return curve.to_lps(np.array(t_disc + toward * pos / s), np.array(0.0), np.array(0.0))
+
+
+def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray,
+                    anterior_hint: np.ndarray, p: DetectionParams) -> Optional[Landmarks]:
+    """MRI walls at the cortical lines on the mid-height line, centre, endplates on the AP middle, pedicles."""
+    axis = sup - inf
+    height = float(np.linalg.norm(axis))
+    if height < 5:
+        return None
+    axis /= height
+    lat = lateral - axis * (lateral @ axis)
+    lat /= np.linalg.norm(lat)
+    ap = np.cross(lat, axis)
+    if ap @ anterior_hint < 0:
+        ap = -ap
+    mid = 0.5 * (sup + inf)
+    step = ratio.spacing / 2
+    pos = np.arange(0.0, 45.0 + 1e-6, step)
+    hw = (p.slab_half_width_mm, min(3.0, 0.15 * height))
+
+    def wall(direction: np.ndarray, across: tuple[np.ndarray, np.ndarray], widths: tuple[float, float],
+             start: float) -> Optional[float]:
+        prof = _line_profile(ratio, mid_pt, direction, across, pos, widths, 0.0)
+        k = _first_dip(prof[pos >= start], p.mr_wall_dip)
+        return None if k is None else float(start + k * step)
+
+    mid_pt = mid
+    a_front = wall(ap, (lat, axis), hw, 3.0)
+    a_back = wall(-ap, (lat, axis), hw, 3.0)
+    if a_front is None or a_back is None:
+        return None
+    post = mid - a_back * ap
+    ant = mid + a_front * ap
+    center = 0.5 * (post + ant)
+    mid_pt = center
+    # left and right edges where the signal falls fastest (sagittal slices are thick across: no sharp line)
+    hw_lr = (min(4.0, 0.2 * (a_front + a_back)), min(3.0, 0.15 * height))
+
+    def side_edge(direction: np.ndarray) -> Optional[float]:
+        prof = ndimage.gaussian_filter1d(_line_profile(ratio, center, direction, (ap, axis), pos, hw_lr, 0.0), 2.0)
+        grad = np.gradient(prof)
+        sel = np.flatnonzero((pos >= 10.0) & (pos <= 40.0))
+        if sel.size == 0:
+            return None
+        k = sel[int(np.argmin(grad[sel]))]
+        return float(pos[k]) if grad[k] < 0 else None
+
+    left = side_edge(lat)
+    right = side_edge(-lat)
+    if (left is not None and right is not None and max(left, right) < 38.0
+            and abs(left - right) <= 2 * p.max_midline_correction_mm):
+        shift = 0.5 * (left - right) * lat
+        post, ant, center, sup, inf = (v + shift for v in (post, ant, center, sup, inf))
+    sup_c = center + ((sup - center) @ axis) * axis
+    inf_c = center + ((inf - center) @ axis) * axis
+    band = WorkGrid((p.mr_marrow_tol - np.abs(ratio.array - 1.0)).astype(np.float32), ratio.origin_lps,
+                    ratio.spacing)
+    ped_l, ped_r = _pedicles(band, post, axis, ap, lat, height, p, thr=0.0, fill=-1.0)
+    return Landmarks(body_center_lps=_pt(center), superior_endplate_lps=_pt(sup_c), inferior_endplate_lps=_pt(inf_c),
+                     posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant),
+                     pedicle_left_lps=None if ped_l is None else _pt(ped_l),
+                     pedicle_right_lps=None if ped_r is None else _pt(ped_r))

@@ -1,6 +1,7 @@
 """``python main.py levels PATH [--json] [--hint NAME=x,y,z ...] [--series UID]``: propose the levels.
 
-Loads the images at PATH (a DICOM folder or file, a zip, or a NIfTI/MHA/NRRD volume), picks the
+Loads the images at PATH with :func:`planner.imaging.load_path` (a DICOM folder or file, a zip, or a
+NIfTI/MHA/NRRD volume), picks the
 volume to label (``--series``, else a CT, else a sagittal T1/T2 MR, else the largest volume) and
 prints the proposed levels with their landmarks in LPS millimetres. CT needs no hint; MRI needs one or
 two (``--hint S1=x,y,z --hint L1=x,y,z``: points inside those bodies, LPS mm).
@@ -58,48 +59,18 @@ def parse_hint(text: str) -> tuple[str, tuple[float, float, float]]:
 
 # --------------------------------------------------------------------------- loading
 def load_volumes(path: Path) -> dict[str, Any]:
-    """Volumes found at ``path`` keyed by Series Instance UID (or a generated key).
-
-    Uses :func:`planner.imaging.load_path` when this build has it; otherwise a small SimpleITK
-    reader for research volumes and single-series DICOM folders."""
+    """Volumes found at ``path`` keyed by Series Instance UID (or the importer's key)."""
+    from planner.imaging import load_path
     from planner.imaging.volume import Volume
 
     try:
-        from planner.imaging import load_path  # type: ignore[attr-defined]
-    except ImportError:
-        load_path = None
-    if load_path is not None:
-        try:
-            result = load_path(path)
-        except Exception as exc:  # the importer reports per file; anything escaping is a bad input
-            raise _InputError(f"{path}: cannot read the images ({exc})") from None
-        images = _images_of(result)
-        vols = {k: v for k, v in images.items() if isinstance(v, Volume)}
-        if vols:
-            return vols
-        raise _InputError(f"{path}: no 3D image series found" + _skips_of(result))
-    return _sitk_volumes(path)
-
-
-def _images_of(result: Any) -> dict[str, Any]:
-    if isinstance(result, dict):
-        return dict(result)
-    for attr in ("images", "volumes", "series"):
-        val = getattr(result, attr, None)
-        if isinstance(val, dict):
-            return dict(val)
-        if isinstance(val, (list, tuple)):
-            return {_key_of(v, i): v for i, v in enumerate(val)}
-    if isinstance(result, (list, tuple)):
-        return {_key_of(v, i): v for i, v in enumerate(result)}
-    return {}
-
-
-def _key_of(image: Any, i: int) -> str:
-    img = getattr(image, "volume", image)
-    info = getattr(img, "info", None)
-    uid = getattr(info, "series_instance_uid", "") if info is not None else ""
-    return uid or f"series-{i + 1}"
+        result = load_path(path)
+    except Exception as exc:  # the importer reports per file; anything escaping is a bad input
+        raise _InputError(f"{path}: cannot read the images ({exc})") from None
+    vols = {k: v for k, v in result.images.items() if isinstance(v, Volume) and v.array.shape[0] >= 3}
+    if vols:
+        return vols
+    raise _InputError(f"{path}: no 3D image series found" + _skips_of(result))
 
 
 def _skips_of(result: Any) -> str:
@@ -110,46 +81,6 @@ def _skips_of(result: Any) -> str:
         reasons = [f"{e.name}: {e.reason}" for e in (getattr(report, "skipped_files", lambda: [])() or [])[:3]]
         text = "; ".join(reasons)
     return f" ({text})" if text else ""
-
-
-def _sitk_volumes(path: Path) -> dict[str, Any]:
-    import numpy as np
-    import SimpleITK as sitk
-
-    from planner.imaging.volume import ImageInfo, Volume, make_ijk_to_lps
-
-    def to_volume(img: Any, modality: str, uid: str) -> Volume:
-        if img.GetDimension() != 3:
-            raise _InputError(f"{path}: not a 3D image ({img.GetDimension()}D)")
-        direction = np.array(img.GetDirection()).reshape(3, 3)
-        arr = sitk.GetArrayFromImage(img)
-        if arr.ndim != 3:
-            raise _InputError(f"{path}: not a single-channel 3D image")
-        return Volume(arr, make_ijk_to_lps(img.GetOrigin(), direction, img.GetSpacing()),
-                      ImageInfo(modality=modality, series_instance_uid=uid, source_files=[str(path)]))
-
-    try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            ids = list(reader.GetGDCMSeriesIDs(str(path))) or [""]
-            out = {}
-            for sid in ids:
-                files = reader.GetGDCMSeriesFileNames(str(path), sid)
-                if len(files) < 3:
-                    continue
-                reader.SetFileNames(files)
-                reader.MetaDataDictionaryArrayUpdateOn()
-                img = reader.Execute()
-                mod = reader.GetMetaData(0, "0008|0060").strip() if reader.HasMetaDataKey(0, "0008|0060") else ""
-                out[sid or f"series-{len(out) + 1}"] = to_volume(img, mod, sid)
-            if not out:
-                raise _InputError(f"{path}: no DICOM series with 3 or more slices found")
-            return out
-        img = sitk.ReadImage(str(path))
-        return {path.name: to_volume(img, "", "")}
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-        raise _InputError(f"{path}: cannot read the image ({first})") from None
 
 
 def choose_volume(volumes: dict[str, Any], series: Optional[str]) -> tuple[str, Any]:
