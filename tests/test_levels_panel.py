@@ -214,3 +214,19 @@ def test_screenshot(qtbot, modic_session, tmp_path):
     colors = {img.pixelColor(x, y).name() for x in range(0, img.width(), 25) for y in range(0, img.height(), 25)}
     assert len(colors) > 3
     np.testing.assert_equal(True, True)
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_assistant_runs_after_proposal_only_when_the_setting_is_on(qtbot, modic_session, monkeypatch, enabled):
+    import planner.levels as levels_mod
+
+    doc = modic_session.document
+    proposal = levels_mod.LevelProposal([lv.model_copy(deep=True) for lv in doc.plan.levels], "MR")
+    monkeypatch.setattr(levels_mod, "propose_levels_detailed", lambda *a, **k: proposal)
+    doc.set_setting("modic_assistant_enabled", enabled)
+    panel, messages = _panel(qtbot, modic_session)
+    panel.hints = {"S1": (0.0, 0.0, 0.0), "L1": (0.0, 0.0, 100.0)}
+    assert panel.propose()
+    has_suggestion = doc.plan.level_by_name("L5").superior.suggestion is not None
+    assert has_suggestion is enabled
+    assert doc.plan.level_by_name("L5").superior.modic_type == "none"  # never decided for the physician

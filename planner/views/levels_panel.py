@@ -213,7 +213,9 @@ class LevelsPanel(QWidget):
         self.confirm_button.clicked.connect(self.confirm_selected)
         self.assistant_button = QPushButton("Run Modic assistant")
         self.assistant_button.setToolTip("Measure T1/T2/STIR signal next to each endplate and suggest type and grade; "
-                                         "needs T1 and T2 in one frame of reference. You confirm or change it.")
+                                         "needs T1 and T2 in one frame of reference. You confirm or change it. "
+                                         "It runs by itself after 'Propose levels' only when 'Automated Modic "
+                                         "suggestion' is on in the settings (off by default).")
         self.assistant_button.clicked.connect(self.run_assistant)
         self.status = QLabel()
         ep_box = QGroupBox("Endplate")
@@ -416,6 +418,12 @@ class LevelsPanel(QWidget):
         names = ", ".join(lv.name for lv in result.levels)
         self.message.emit(f"Proposed {len(result.levels)} levels ({names}) on {result.modality}"
                           + ("; " + "; ".join(result.notes) if result.notes else ""))
+        if self.document.plan.settings.modic_assistant_enabled:
+            from planner.modic import volumes_for
+
+            vols = volumes_for(self.session)
+            if "T1" in vols and "T2" in vols:
+                self.run_assistant()
         return True
 
     def shift_names(self, steps: int) -> bool:
