@@ -21,6 +21,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import warnings
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Optional
 
@@ -176,9 +177,13 @@ def _convert(raw: bytes, kind: int, vr: bytes, encodings: list[str]) -> Any:
     if kind == _TEXT or kind == _PN:
         if not raw:
             return ""
+        if raw.isascii() and b"\x1b" not in raw and (not encodings or encodings[0] != "iso2022_jp"):
+            return raw.decode("ascii").strip(" \x00")
         try:
-            text = _charset.decode_bytes(raw, encodings or ["iso8859"], {0x5C, 0x0D, 0x0A, 0x09, 0x0C} if kind == _TEXT
-                                         else {0x5E, 0x3D})
+            with warnings.catch_warnings():  # damaged or unknown character sets: replacement characters
+                warnings.simplefilter("ignore")
+                text = _charset.decode_bytes(raw, encodings or ["iso8859"],
+                                             {0x5C, 0x0D, 0x0A, 0x09, 0x0C} if kind == _TEXT else {0x5E, 0x3D})
         except Exception:
             text = raw.decode("latin-1")
         return text.strip(" \x00")
@@ -287,7 +292,7 @@ def _parse_elements(buf, pos: int, end: int, explicit: bool, out: dict[str, Any]
             continue
         nxt = vpos + length
         if nxt > end:
-            raise HeaderError(f"element ({g:04X},{e:04X}) is longer ({length} bytes) than the rest of the file")
+            raise HeaderError(f"element ({g:04X},{e:04X}) is longer ({length} bytes) than the rest of the file (truncated?)")
         spec = TAGS.get(tag)
         if spec is not None:
             kw, kind = spec
@@ -297,7 +302,9 @@ def _parse_elements(buf, pos: int, end: int, explicit: bool, out: dict[str, Any]
                 out[kw] = None
             if kw == "SpecificCharacterSet":
                 try:
-                    encodings[:] = _charset.convert_encodings(out[kw] or None)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        encodings[:] = _charset.convert_encodings(out[kw] or None)
                 except Exception:
                     encodings[:] = ["iso8859"]
         pos = nxt

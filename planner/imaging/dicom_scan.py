@@ -27,6 +27,11 @@ PROJECTION_MODALITIES = {"XA", "RF", "DX", "CR", "MG", "IO", "PX", "RG", "DF", "
 RADIOGRAPHIC_MODALITIES = {"XA", "RF", "DX", "CR", "MG", "IO", "PX", "RG", "DF", "DS"}
 
 
+#: Largest frame accepted (pixels): above any detector or film digitiser (16k x 16k); a damaged Rows or
+#: Columns value must not make the importer allocate gigabytes.
+MAX_FRAME_PIXELS = 16384 * 16384
+
+
 class SkipFile(Exception):
     """The file is not loaded; the message is the reason shown in the import report."""
 
@@ -283,8 +288,8 @@ def check_image_attributes(f: DicomFile) -> tuple[int, int]:
     spp = h.get("SamplesPerPixel", 1)
     if spp not in (1, 3, None):
         raise SkipFile(f"unsupported Samples per Pixel ({spp})")
-    if rows * cols > 40000 * 40000:
-        raise SkipFile(f"implausible image size {cols}x{rows}")
+    if rows * cols > MAX_FRAME_PIXELS:
+        raise SkipFile(f"implausible image size {cols}x{rows} (damaged header?)")
     return rows, cols
 
 
@@ -303,6 +308,13 @@ def frames_of(f: DicomFile) -> list[DicomFrame]:
         raise SkipFile(f"implausible Number of Frames ({nf_raw})")
     f.n_frames = nf
     _check_native_length(f, rows, cols, nf)
+    if nf > 1 and f.pixel is not None and f.pixel.length is None:
+        try:
+            size = f.ref.size()
+        except OSError:
+            size = None
+        if size is not None and nf * 8 > size:  # every encapsulated frame needs at least an item header
+            raise SkipFile(f"implausible Number of Frames ({nf}) for a {size}-byte file")
     if h.get("ModalityLUTSequence"):
         _inspect_modality_lut(f)
     ds = h.get("_dataset")

@@ -33,6 +33,7 @@ from planner.imaging.report import ImportReport
 from planner.imaging.series import SeriesGroup, build_groups
 from planner.imaging.sources import FileRef, list_sources
 from planner.imaging.volume import ProjectionImage, Volume
+from planner.logsafe import register_identifiers
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,18 @@ def _as_paths(path_or_paths: Union[PathLike, Iterable[PathLike]]) -> list[str]:
     return [os.fspath(p) for p in path_or_paths]  # type: ignore[union-attr]
 
 
+def _available_memory() -> Optional[int]:
+    """Memory available for new allocations in bytes (Linux MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _open_other(ref: FileRef) -> SeriesGroup:
     from planner.imaging.formats import open_non_dicom
 
@@ -277,6 +290,9 @@ def scan_path(path_or_paths: Union[PathLike, Iterable[PathLike]], *, progress: O
             report.skipped(ref.name, f"unreadable header ({type(exc).__name__}: {exc})")
     groups = build_groups(frames) + others
     _register(result, groups, file_notes)
+    # second line of defence for the logs (planner.logsafe): these values are redacted if ever logged
+    register_identifiers(v for g in groups for v in (g.info.patient_name, g.info.patient_id,
+                                                     g.info.patient_birth_date))
     result.report.elapsed_s = time.monotonic() - t0
     prog(1.0, f"Found {len(result.groups)} series", force=True)
     return result
@@ -340,6 +356,10 @@ def load_series(group: SeriesGroup, *, progress: Optional[ProgressFn] = None, ca
         img.info.key = group.key
         prog(1.0, "Done", force=True)
         return img
+    need = int(np.prod(group.shape, dtype=np.int64)) * np.dtype(group.dtype).itemsize
+    avail = _available_memory()
+    if avail is not None and need > 0.8 * avail:
+        raise LoadError(f"the image needs {need / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB of memory is free")
     try:
         out = np.empty(group.shape, dtype=group.dtype)
     except (MemoryError, ValueError) as exc:

@@ -268,20 +268,11 @@ def decode_into(out: np.ndarray, frames: list[DicomFrame], slots: list[int], *, 
             _decode_pydicom(f, jobs[f], invert_sum, abandoned[f.ref], color)
 
     n_workers = workers or default_workers()
-    if total == 1 or n_workers == 1:
-        # one file: run here (a damaged file still cannot hang: the readers are bounded by its size)
-        for i, f in enumerate(files):
-            if cancel is not None and cancel.is_set():
-                failures[f.ref] = "cancelled"
-                continue
-            try:
-                run(f)
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a reason in the report
-                failures[f.ref] = describe_failure(exc, f)
-            if on_file_done:
-                on_file_done(i + 1, total)
+    if not files:
         return failures
-    pool = cf.ThreadPoolExecutor(max_workers=min(n_workers, total), thread_name_prefix="bvn-decode")
+    # always in worker threads, even for one file, so that a decoder that never returns is abandoned
+    # after ``time_limit_s`` instead of hanging the import
+    pool = cf.ThreadPoolExecutor(max_workers=max(1, min(n_workers, total)), thread_name_prefix="bvn-decode")
     try:
         futs = {pool.submit(run, f): f for f in files}
         pending = set(futs)

@@ -374,8 +374,8 @@ def stack_geometry(positions: np.ndarray, orientation: np.ndarray, pixel_spacing
     max_resid = float(resid.max())
     exact = max_resid <= POSITION_TOL_MM
     if n_missing:
-        where = [f"{hs[i]:.2f}..{hs[i + 1]:.2f}" for i in np.nonzero(mround > 1)[0][:5]]
-        warnings.append(f"{n_missing} slice(s) missing (gaps of {', '.join(where)} mm along the slice normal); "
+        where = [f"{hs[i]:.2f} and {hs[i + 1]:.2f}" for i in np.nonzero(mround > 1)[0][:5]]
+        warnings.append(f"{n_missing} slice(s) missing (between {'; '.join(where)} mm along the slice normal); "
                         f"blank slices were inserted so every slice keeps its true position")
     if not multiples_ok:
         warnings.append(f"irregular slice spacing: gaps from {gaps.min():.3f} to {gaps.max():.3f} mm; the volume uses "
