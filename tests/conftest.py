@@ -33,3 +33,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_study(tmp_path_factory):
+    """The built-in demo study (planner.demo), written once per test session.
+
+    Returns the :class:`planner.demo.DemoManifest`: ``.folder`` (the output folder), ``.ground_truth``
+    (the parsed ground_truth.json), ``.plan_path`` (sample.bvnplan) and ``.series_dirs`` (role -> folder,
+    roles T1, T2, STIR, AX_T2, FLUORO_AP, FLUORO_LAT). Treat it as read-only: it is shared by all tests.
+    """
+    try:
+        from planner.demo import write_demo_study
+    except ImportError as exc:  # the demo package is being written
+        pytest.skip(f"planner.demo is not available yet ({exc})")
+    return write_demo_study(tmp_path_factory.mktemp("demo-study"))
