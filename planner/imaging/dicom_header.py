@@ -273,31 +273,59 @@ def _element_header(buf, pos: int, end: int, explicit: bool) -> tuple[int, bytes
     return pos + 8, b"", struct.unpack_from("<I", buf, pos + 4)[0], 8
 
 
+_S_TAG = struct.Struct("<HH")
+_S_EXPLICIT = struct.Struct("<HH2sH")
+_S_IMPLICIT = struct.Struct("<HHI")
+_S_U32 = struct.Struct("<I")
+#: every value representation of PS3.5 (an element with anything else means a damaged header)
+_VRS = frozenset(x.encode() for x in (
+    "AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV").split())
+
+
 def _parse_elements(buf, pos: int, end: int, explicit: bool, out: dict[str, Any],
                     stop_group: Optional[int], encodings: list[str]) -> tuple[int, Optional[PixelLocation]]:
+    """Walk the elements from ``pos``; convert those in :data:`TAGS`; stop at the pixel data (or at the
+    end of ``stop_group``). The hot loop of the header scan, so element headers are decoded inline."""
+    tags = TAGS
+    long_vrs = _LONG_VRS
     while pos + 8 <= end:
-        g, e = struct.unpack_from("<HH", buf, pos)
-        if stop_group is not None and g != stop_group:
-            return pos, None
+        if explicit:
+            g, e, vr, length = _S_EXPLICIT.unpack_from(buf, pos)
+            if stop_group is not None and g != stop_group:
+                return pos, None
+            if vr in long_vrs:
+                if pos + 12 > end:
+                    raise HeaderError("the header ends in the middle of an element")
+                length = _S_U32.unpack_from(buf, pos + 8)[0]
+                vpos = pos + 12
+            elif vr in _VRS:
+                vpos = pos + 8
+            else:
+                raise HeaderError(f"invalid value representation {vr!r} at byte {pos}")
+        else:
+            g, e, length = _S_IMPLICIT.unpack_from(buf, pos)
+            if stop_group is not None and g != stop_group:
+                return pos, None
+            vr = b""
+            vpos = pos + 8
         tag = (g << 16) | e
         if tag in _PIXEL_TAGS:
-            vpos, vr, length, _h = _element_header(buf, pos, end, explicit)
             return pos, PixelLocation(tag, vpos, None if length == _UNDEFINED else length, vr.decode("ascii", "replace"))
-        vpos, vr, length, _h = _element_header(buf, pos, end, explicit)
         if length == _UNDEFINED:
-            spec = TAGS.get(tag)
+            spec = tags.get(tag)
             if spec is not None and spec[1] == _PRESENT:
                 out[spec[0]] = True
             pos = _skip_undefined(buf, vpos, end, explicit and vr != b"UN", 0)
             continue
         nxt = vpos + length
         if nxt > end:
-            raise HeaderError(f"element ({g:04X},{e:04X}) is longer ({length} bytes) than the rest of the file (truncated?)")
-        spec = TAGS.get(tag)
+            raise HeaderError(f"element ({g:04X},{e:04X}) is longer ({length} bytes) than the rest of the file "
+                              "(truncated?)")
+        spec = tags.get(tag)
         if spec is not None:
             kw, kind = spec
             try:
-                out[kw] = _convert(bytes(buf[vpos:nxt]), kind, vr, encodings)
+                out[kw] = _convert(buf[vpos:nxt], kind, vr, encodings)
             except Exception:
                 out[kw] = None
             if kw == "SpecificCharacterSet":

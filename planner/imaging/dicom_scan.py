@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
@@ -191,19 +192,23 @@ def _pydicom_header(ref: FileRef, why: str) -> Any:
 def _floats(v: Any, n: int) -> Optional[np.ndarray]:
     if not isinstance(v, list) or len(v) < n:
         return None
-    a = np.asarray(v[:n], dtype=float)
-    return a if np.all(np.isfinite(a)) else None
+    vals = v[:n]
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in vals):
+        return None
+    return np.array(vals, dtype=float)
 
 
 def _orientation(v: Any) -> Optional[np.ndarray]:
     a = _floats(v, 6)
     if a is None:
         return None
-    r, c = a[:3], a[3:]
-    nr, nc = np.linalg.norm(r), np.linalg.norm(c)
+    r0, r1, r2, c0, c1, c2 = (float(x) for x in a)  # plain floats: this runs once per file
+    nr = math.sqrt(r0 * r0 + r1 * r1 + r2 * r2)
+    nc = math.sqrt(c0 * c0 + c1 * c1 + c2 * c2)
     if nr < 1e-3 or nc < 1e-3:
         return None
-    if np.linalg.norm(np.cross(r / nr, c / nc)) < 1e-3:  # parallel: no plane
+    x, y, z = r1 * c2 - r2 * c1, r2 * c0 - r0 * c2, r0 * c1 - r1 * c0
+    if math.sqrt(x * x + y * y + z * z) / (nr * nc) < 1e-3:  # parallel: no plane
         return None
     return a
 

@@ -31,7 +31,7 @@ from planner.imaging.dicom_scan import NotDicom, SkipFile, frames_of, read_dicom
 from planner.imaging.pixels import FILE_TIME_LIMIT_S, decode_into
 from planner.imaging.report import ImportReport
 from planner.imaging.series import SeriesGroup, build_groups
-from planner.imaging.sources import FileRef, list_sources
+from planner.imaging.sources import FileRef, Listing, _from_zip, is_zip, list_sources
 from planner.imaging.volume import ProjectionImage, Volume
 from planner.logsafe import register_identifiers
 
@@ -267,6 +267,14 @@ def scan_path(path_or_paths: Union[PathLike, Iterable[PathLike]], *, progress: O
             try:
                 f = read_dicom(ref)
             except NotDicom:
+                if ref.member is None and is_zip(ref.path):  # an archive not named .zip inside a folder
+                    sub = Listing([], [], [])
+                    _from_zip(ref.path, sub, lambda r: sub.refs.append(r))
+                    listing.refs.extend(sub.refs)
+                    for name, _st, why in sub.decided:
+                        report.skipped(name, why)
+                    total = len(listing.refs)
+                    continue
                 others.append(_open_other(ref))
                 continue
             fr = frames_of(f)

@@ -180,7 +180,7 @@ def _walk(root: str, out: Listing, add: Callable[[FileRef], None], cancelled: Ca
                 out.decided.append((full, "skipped", "operating-system file, not an image"))
             elif is_dicomdir_name(name):
                 out.decided.append((full, "skipped", "DICOMDIR index (the folder's files were scanned directly)"))
-            elif is_zip(full):
+            elif name.lower().endswith(".zip") and is_zip(full):
                 _from_zip(full, out, add)
             else:
                 add(FileRef(full))
