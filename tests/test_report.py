@@ -38,10 +38,12 @@ def volume():
 @pytest.fixture(scope="module")
 def report_with_images(tmp_path_factory, volume):
     plan = rich_plan()
-    data = build_report_data(plan, {CT_SERIES_UID: volume, FLUORO_SERIES_UID: fluoro_image()})
+    images = {CT_SERIES_UID: volume, FLUORO_SERIES_UID: fluoro_image()}
+    data = build_report_data(plan, images)
     path = render_report_pdf(data, tmp_path_factory.mktemp("report") / "summary.pdf")
     reader = PdfReader(str(path))
     pages = [_norm(p.extract_text()) for p in reader.pages]
+    data.images = images  # for the tests below
     return plan, data, reader, pages
 
 
@@ -92,11 +94,25 @@ def test_each_trajectory_has_its_page_metrics_checks_and_override(report_with_im
         assert f"Trajectory {level.name} {traj.side}" in everything
         x, y, z = traj.target_lps
         assert f"({x:.1f}, {y:.1f}, {z:.1f}) mm" in everything
-        ev = evaluate_trajectory(plan, traj)
+        ev = evaluate_trajectory(plan, traj, data.images)
+        section = next(s for s in data.trajectories if s.trajectory_id == traj.id)
+        assert section.overall == ev.overall
         for check in ev.checks:
             assert check.name in everything
+            assert check.status.upper() in everything
         for metric in ev.metrics:
             assert metric.value in everything
+        try:
+            import planner.checks as checks_mod
+        except ImportError:  # the checks module is not in this build: the adapter's own result was compared
+            continue
+        report = checks_mod.evaluate_trajectory(plan, traj, data.images)  # the module itself, independently
+        assert section.overall == report.overall
+        for c in report.checks:
+            assert f"{c.label} {c.status.upper()}" in everything
+        for m in report.metrics:
+            if m.value is not None:
+                assert f"{m.label} {m.value:.1f}" in everything
     t2 = plan.trajectories[1]
     assert f"Override reason recorded by the physician: {t2.override_reason}" in everything
     assert "Consider 2 mm more medial entry." in everything  # trajectory comment

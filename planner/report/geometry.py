@@ -108,7 +108,7 @@ def _from_module(mod: Any, plan: Plan, traj: Trajectory) -> Optional[TrajectoryG
 
 
 def _call(fn: Any, plan: Plan, traj: Trajectory) -> Any:
-    for args in ((traj,), (plan, traj), (traj, plan.settings)):
+    for args in ((plan, traj), (traj,), (traj, plan)):
         try:
             return fn(*args)
         except TypeError:

@@ -59,6 +59,10 @@ def _module(name: str) -> Any:
         return None
 
 
+#: How units are printed in the documents.
+UNIT_SYMBOLS = {"deg": "°", "degC": "°C"}
+
+
 def format_value(value: Any, unit: str = "") -> str:
     if value is None:
         return "n/a"
@@ -72,6 +76,9 @@ def format_value(value: Any, unit: str = "") -> str:
         text = "(" + ", ".join(f"{float(v):.1f}" for v in value) + ")"
     else:
         text = str(value)
+    unit = UNIT_SYMBOLS.get(unit, unit)
+    if unit == "°":
+        return f"{text}°"
     return f"{text} {unit}".strip() if unit else text
 
 
@@ -186,7 +193,7 @@ def evaluate_trajectory(plan: Plan, traj: Trajectory, images: Any = None) -> Tra
         return TrajectoryEvaluation(note="Safety checks are not available in this build; the trajectory has not "
                                          "been checked.")
     result = None
-    for args in ((plan, traj), (plan, traj.id)):
+    for args in ((plan, traj, images), (plan, traj), (plan, traj.id)):
         try:
             result = fn(*args)
             break

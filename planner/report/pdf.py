@@ -284,10 +284,16 @@ def _trajectory(pdf: ReportPDF, t: TrajectorySection) -> None:
     pdf.ln(2)
     pdf.h3("Metrics")
     if t.metrics:
-        with pdf.table(col_widths=(80, 45, 55)) as table:
-            table.row(["Measure", "Value", "Note"])
-            for m in t.metrics:
-                table.row([m.label, m.value, m.note])
+        # Two measures per row to keep the page short; a note follows its value.
+        cells = [(m.label, m.value + (f" ({m.note})" if m.note else "")) for m in t.metrics]
+        if len(cells) % 2:
+            cells.append(("", ""))
+        half = len(cells) // 2
+        with pdf.table(col_widths=(52, 38, 52, 38), font_size=SMALL_PT + 0.5,
+                       line_height=(SMALL_PT + 0.5) * 0.48) as table:
+            table.row(["Measure", "Value", "Measure", "Value"])
+            for (l1, v1), (l2, v2) in zip(cells[:half], cells[half:]):
+                table.row([l1, v1, l2, v2])
     if t.comments:
         pdf.ln(2)
         pdf.h3("Review comments on this trajectory")
