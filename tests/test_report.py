@@ -266,3 +266,19 @@ def test_cli_report_finds_the_images_by_uid(tmp_path, capsys):
     write_fluoro_dicom(tmp_path / "images" / "rf")
     assert main(["report", str(plan_path), "-o", str(out), "--images", str(tmp_path / "images"), "--no-3d"]) == 0
     assert "Series not found" not in capsys.readouterr().err
+
+
+def test_images_found_through_the_plans_path_hints(tmp_path):
+    """Without --images the plan's path hints are used; relative hints are taken from the plan's folder."""
+    from planner.report.sources import find_plan_images
+    from tests.report_support import write_phantom_dicom
+
+    imaging = pytest.importorskip("planner.imaging")
+    if not hasattr(imaging, "load_path"):
+        pytest.skip("image loading not in this build")
+    write_phantom_dicom(tmp_path / "case" / "ct", step=8)
+    plan = rich_plan()
+    plan.case.series[0].path_hint = "ct"
+    found = find_plan_images(plan, None, tmp_path / "case" / "p.bvnplan")
+    assert set(found.images) == {CT_SERIES_UID}
+    assert found.missing == ["FLUORO_LAT Lateral"]

@@ -31,14 +31,14 @@ def check_output(path: str, suffixes: tuple[str, ...], command: str) -> Optional
     return out
 
 
-def load_images(plan: Plan, folder: Optional[str], command: str) -> dict:
+def load_images(plan: Plan, folder: Optional[str], command: str, plan_path: Optional[str] = None) -> dict:
     from planner.report.sources import find_plan_images
 
     if folder is not None and not Path(folder).is_dir():
         print(f"bvn-planner {command}: the image folder {folder} does not exist; continuing without images",
               file=sys.stderr)
         return {}
-    found = find_plan_images(plan, folder)
+    found = find_plan_images(plan, folder, plan_path)
     for note in found.notes:
         print(f"bvn-planner {command}: {note}", file=sys.stderr)
     return found.images

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from planner.deidentify import Deidentifier
     from planner.export import ExportError, export_dicom
 
-    images = load_images(plan, args.images, "export-dicom")
+    images = load_images(plan, args.images, "export-dicom", args.plan)
     de = Deidentifier(pseudonym_name=args.pseudonym) if args.deidentify else None
     try:
         result = export_dicom(plan, args.output, images, deidentify=args.deidentify, with_3d=not args.no_3d,

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from planner.report import build_report_data, render_report_pdf
 
-    images = load_images(plan, args.images, "report")
+    images = load_images(plan, args.images, "report", args.plan)
     data = build_report_data(plan, images, with_3d=not args.no_3d)
     try:
         render_report_pdf(data, out)

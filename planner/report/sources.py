@@ -55,8 +55,10 @@ def _loader() -> Any:
     return getattr(mod, "load_path", None)
 
 
-def find_plan_images(plan: Plan, folder: Optional[os.PathLike | str] = None) -> FoundImages:
-    """Load the plan's series from ``folder`` (or the path hints when no folder is given)."""
+def find_plan_images(plan: Plan, folder: Optional[os.PathLike | str] = None,
+                     plan_path: Optional[os.PathLike | str] = None) -> FoundImages:
+    """Load the plan's series from ``folder`` (or the path hints when no folder is given; relative hints
+    are taken from the folder of ``plan_path``)."""
     found = FoundImages()
     load = _loader()
     wanted = {ref.series_instance_uid: ref for ref in plan.case.series if ref.series_instance_uid}
@@ -71,6 +73,8 @@ def find_plan_images(plan: Plan, folder: Optional[os.PathLike | str] = None) -> 
         for ref in wanted.values():
             if ref.path_hint:
                 hint = Path(ref.path_hint)
+                if not hint.is_absolute() and plan_path is not None:
+                    hint = Path(plan_path).resolve().parent / hint
                 hint = hint if hint.is_dir() else hint.parent
                 if hint.exists() and hint not in places:
                     places.append(hint)
