@@ -166,6 +166,15 @@ class PlanningSettings(BaseModel):
         [2.0, 4.0, 6.0], unit="mm", tag="[C]", label="Gertzbein-Robbins grade limits (B/C, C/D, D/E)",
         source="Gertzbein-Robbins 1990 Spine 15:11, modern A-E form: A none, B <2, C 2-4, D 4-6, E >=6 mm "
                "(domain.md 5.3)")
+    breach_fail_grade_medial_inferior: Literal["B", "C", "D", "E"] = setting(
+        "C", unit="Gertzbein-Robbins grade", tag="[C]", label="Medial/inferior wall breach: fail from grade",
+        source="A medial breach over 2 mm (grade C) counts as significant; grades A and B are acceptable; medial "
+               "and inferior walls weighted highest (domain.md 5.3, 10)")
+    breach_fail_grade_lateral_superior: Literal["B", "C", "D", "E"] = setting(
+        "D", unit="Gertzbein-Robbins grade", tag="design", label="Lateral/superior wall breach: fail from grade",
+        source="Design: these walls are weighted lower (pedicle-to-neural distances are larger above and lateral, "
+               "Lien 2007 [C]); breaches over 4 mm were linked to neurological deficit, Gertzbein [C] "
+               "(domain.md 5.2, 5.3)")
     pedicle_transverse_angle_deg: dict[str, float] = setting(
         {"T12": 10.0, "L1": 12.0, "L2": 10.0, "L3": 15.0, "L4": 20.0, "L5": 30.0, "L6": 30.0, "S1": 39.0},
         unit="deg", tag="[C]", label="Transverse (medial) pedicle angle per level",
