@@ -7,6 +7,7 @@ landmarks), then everything is rotated and moved by random rigid transforms.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from planner.trajectory import (
     vertebra_frame,
 )
 
+ROOT_DIR = Path(__file__).resolve().parents[1]
 DEPTH, HEIGHT = 36.0, 26.0
 #: Local coordinates (a along u, b along s, c along l); the patient's left is -l.
 LOCAL = {

@@ -1,0 +1,865 @@
+"""Metrics and safety checks of the planned trajectories, recomputed live (well under 5 ms each).
+
+:func:`evaluate_trajectory` measures one trajectory against its vertebra (:mod:`planner.trajectory`
+gives the frame and the instrument path) and grades every check as ``pass``, ``warning`` or
+``fail`` with a sentence for the physician, the value, the limit and the source of the limit (the
+setting's source, from ../shared/domain.md). :func:`evaluate_plan` does it for every trajectory
+of a plan. A failing check never blocks saving; the exports show it next to the physician's
+recorded ``override_reason``.
+
+Definitions (issue 6), with the frame u, s, l of :func:`planner.trajectory.vertebra_frame` and d
+the unit direction of the straight introducer:
+
+* ``target_depth_pct = 100 ((target - posterior_wall) . u) / |anterior_wall - posterior_wall|``
+* ``midline_offset_mm = |(target - body_center) . l|``
+* ``canal_margin_mm = (target - posterior_wall) . u - zone radius``
+* ``medial_angle_deg``: the angle between u and d projected onto the plane normal to s
+* ``cranial_angle_deg = asin(d . s)``, positive toward the superior endplate
+* endplate margins: distance from the zone's edge to the plane through each endplate centre normal
+  to s (``(superior - target) . s - r`` and ``(target - inferior) . s - r``)
+* anterior wall margin: ``(anterior_wall - target) . u - r``
+
+Pedicle clearance is measured in the pedicle's cross-section: the plane of the pedicle outline
+(``Level.pedicle_outline_left_lps``/``right`` when drawn or measured), else, on CT, the inner
+cortical outline measured automatically in the plane through the pedicle centre perpendicular to
+the pedicle axis (:func:`measure_pedicle_outline_ct`), else an ellipse of the per-level pedicle
+width and height settings in that plane (source ``"model"``). Where the path crosses that plane, the
+instrument's cross-section (its radius, widened along the direction in which it crosses the plane
+obliquely) is compared with the outline along four directions in the plane: medial (toward the
+midline), lateral, upper (toward the superior endplate) and lower. Clearance is the distance from
+the instrument surface to the wall (negative: the instrument is through the wall by that much; the
+breach depth grades Gertzbein-Robbins A-E with ``breach_grade_limits_mm``). The isthmus is the
+narrowest part of the pedicle, so one section is the critical one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from planner.plan import Level, Plan, Trajectory
+from planner.settings import PlanningSettings, level_setting
+from planner.trajectory import (
+    IMAGE_PARAMS,
+    ImageParams,
+    LandmarkError,
+    PathError,
+    TrajectoryPath,
+    VertebraFrame,
+    is_ct,
+    pedicle_axis,
+    trajectory_path,
+    vertebra_frame,
+)
+
+PASS, WARNING, FAIL = "pass", "warning", "fail"
+_ORDER = {PASS: 0, WARNING: 1, FAIL: 2}
+#: Rounding tolerance of the comparisons (mm, %, deg): a value on its limit passes.
+_TOL = 1e-6
+WALLS: tuple[str, ...] = ("medial", "lateral", "upper", "lower")
+GRADES: tuple[str, ...] = ("A", "B", "C", "D", "E")
+
+
+@dataclass(frozen=True)
+class CheckParams:
+    """Technical tolerances of the checks (geometry, not clinical numbers)."""
+
+    #: A straight instrument with a bend point off its line: warn above this angle (deg).
+    straight_kink_deg: float = 2.0
+    #: Instruments crossing the pedicle plane almost in-plane: cap of the obliquity factor tan(angle).
+    max_obliquity_tan: float = 5.0
+    #: Number of vertices of the elliptical pedicle model.
+    ellipse_vertices: int = 72
+    #: CT outline: number of rays and their length (mm) and step (mm).
+    ct_rays: int = 72
+    ct_ray_length_mm: float = 14.0
+    ct_ray_step_mm: float = 0.25
+    #: CT outline: a cortex counts as distinct when it is this much (HU) above the pedicle centre.
+    ct_cortex_contrast_hu: float = 120.0
+    #: CT outline: the share of rays that may fail before the outline is refused.
+    ct_max_failed_rays: float = 0.3
+
+
+CHECK_PARAMS = CheckParams()
+
+
+# ============================================================================ results
+@dataclass
+class CheckResult:
+    """One check: machine name, label, status, value, limit, a sentence and the source of the limit."""
+
+    name: str
+    label: str
+    status: str
+    value: Optional[float] = None
+    limit: Any = None
+    unit: str = ""
+    reason: str = ""
+    source: str = ""
+    #: The physician's recorded reason for going on, shown next to a failure.
+    override_reason: str = ""
+    #: Gertzbein-Robbins grade for pedicle wall checks.
+    grade: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "status": self.status, "reason": self.reason,
+                               "source": self.source, "value": _num(self.value), "limit": _num(self.limit),
+                               "unit": self.unit}
+        if self.grade is not None:
+            out["grade"] = self.grade
+        if self.status == FAIL and self.override_reason:
+            out["override_reason"] = self.override_reason
+        return out
+
+
+@dataclass
+class Metric:
+    name: str
+    label: str
+    value: Optional[float]
+    unit: str = ""
+    note: str = ""
+
+
+@dataclass
+class PedicleSection:
+    """A pedicle cross-section: a closed outline in the plane's own 2D coordinates."""
+
+    center_lps: np.ndarray
+    #: Unit normal of the plane (along the pedicle, posterior to anterior).
+    normal: np.ndarray
+    #: Unit in-plane directions toward the midline and toward the superior endplate.
+    e_medial: np.ndarray
+    e_upper: np.ndarray
+    #: (N, 2) outline vertices as (along e_medial, along e_upper) relative to ``center_lps``.
+    outline_2d: np.ndarray
+    #: "outline" (drawn or stored on the level), "ct" (measured automatically) or "model".
+    source: str
+    note: str = ""
+
+    def outline_lps(self) -> np.ndarray:
+        o = self.outline_2d
+        return self.center_lps[None, :] + o[:, :1] * self.e_medial[None, :] + o[:, 1:2] * self.e_upper[None, :]
+
+
+@dataclass
+class PedicleClearance:
+    clearance_mm: dict[str, Optional[float]]
+    breach_mm: dict[str, Optional[float]]
+    grade: dict[str, Optional[str]]
+    source: str
+    crossing_lps: Optional[np.ndarray] = None
+    instrument: str = ""
+    note: str = ""
+
+
+@dataclass
+class TrajectoryReport:
+    trajectory_id: str
+    level_name: str
+    side: str
+    checks: list[CheckResult] = field(default_factory=list)
+    path: Optional[TrajectoryPath] = None
+    length_mm: Optional[float] = None
+    introducer_length_mm: Optional[float] = None
+    cannula_length_mm: Optional[float] = None
+    probe_length_mm: Optional[float] = None
+    medial_angle_deg: Optional[float] = None
+    cranial_angle_deg: Optional[float] = None
+    target_depth_pct: Optional[float] = None
+    target_height_pct: Optional[float] = None
+    midline_offset_mm: Optional[float] = None
+    canal_margin_mm: Optional[float] = None
+    superior_endplate_margin_mm: Optional[float] = None
+    inferior_endplate_margin_mm: Optional[float] = None
+    anterior_wall_margin_mm: Optional[float] = None
+    bend_depth_mm: Optional[float] = None
+    curve_radius_needed_mm: Optional[float] = None
+    zone_diameter_mm: Optional[float] = None
+    pedicle: Optional[PedicleClearance] = None
+    override_reason: str = ""
+    note: str = ""
+
+    @property
+    def overall(self) -> str:
+        return worst(c.status for c in self.checks)
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.status == FAIL]
+
+    @property
+    def needs_override(self) -> bool:
+        """A check fails and the physician has not recorded a reason for going on."""
+        return bool(self.failed) and not self.override_reason.strip()
+
+    @property
+    def pedicle_clearance_mm(self) -> dict[str, Optional[float]]:
+        if self.pedicle is None:
+            return {w: None for w in WALLS}
+        return dict(self.pedicle.clearance_mm)
+
+    def check(self, name: str) -> CheckResult:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def metrics(self) -> list[Metric]:
+        m = [
+            Metric("length_mm", "Path length (entry to target)", self.length_mm, "mm"),
+            Metric("introducer_length_mm", "Introducer length", self.introducer_length_mm, "mm"),
+            Metric("cannula_length_mm", "Curved cannula length", self.cannula_length_mm, "mm"),
+            Metric("probe_length_mm", "Probe beyond the cannula", self.probe_length_mm, "mm"),
+            Metric("medial_angle_deg", "Medial angle", self.medial_angle_deg, "deg"),
+            Metric("cranial_angle_deg", "Cranial angle", self.cranial_angle_deg, "deg",
+                   "positive toward the superior endplate"),
+            Metric("target_depth_pct", "Target depth (of AP depth, from the posterior wall)",
+                   self.target_depth_pct, "%"),
+            Metric("target_height_pct", "Target height (above the inferior endplate)", self.target_height_pct, "%"),
+            Metric("midline_offset_mm", "Offset from the midline", self.midline_offset_mm, "mm"),
+            Metric("canal_margin_mm", "Zone to spinal canal", self.canal_margin_mm, "mm"),
+            Metric("superior_endplate_margin_mm", "Zone to superior endplate", self.superior_endplate_margin_mm, "mm"),
+            Metric("inferior_endplate_margin_mm", "Zone to inferior endplate", self.inferior_endplate_margin_mm, "mm"),
+            Metric("anterior_wall_margin_mm", "Zone to anterior wall", self.anterior_wall_margin_mm, "mm"),
+        ]
+        src = self.pedicle.source if self.pedicle else ""
+        for w in WALLS:
+            g = self.pedicle.grade.get(w) if self.pedicle else None
+            m.append(Metric(f"pedicle_clearance_{w}_mm", f"Pedicle clearance, {w} wall",
+                            self.pedicle_clearance_mm[w], "mm",
+                            f"Gertzbein-Robbins {g}; from the {_SOURCE_WORDS.get(src, src)}" if g else ""))
+        if self.curve_radius_needed_mm is not None:
+            m.append(Metric("curve_radius_needed_mm", "Curve radius the path needs", self.curve_radius_needed_mm, "mm"))
+        if self.bend_depth_mm is not None:
+            m.append(Metric("bend_depth_mm", "Curve start in front of the posterior wall", self.bend_depth_mm, "mm"))
+        return m
+
+    def to_dict(self, level_lookup: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+        """The fields of ``main.py check --json`` (issue 6) plus id, overall and override_reason."""
+        path = self.path
+        return {
+            "id": self.trajectory_id,
+            "level": self.level_name,
+            "side": self.side,
+            "entry_lps": _pt(path.entry_lps) if path else None,
+            "bend_lps": _pt(path.bend_lps) if path is not None and path.bend_lps is not None else None,
+            "target_lps": _pt(path.target_lps) if path else None,
+            "zone_diameter_mm": _num(self.zone_diameter_mm),
+            "length_mm": _num(self.length_mm),
+            "medial_angle_deg": _num(self.medial_angle_deg),
+            "cranial_angle_deg": _num(self.cranial_angle_deg),
+            "target_depth_pct": _num(self.target_depth_pct),
+            "midline_offset_mm": _num(self.midline_offset_mm),
+            "canal_margin_mm": _num(self.canal_margin_mm),
+            "pedicle_clearance_mm": {w: _num(v) for w, v in self.pedicle_clearance_mm.items()},
+            "checks": [c.to_dict() for c in self.checks],
+            "overall": self.overall,
+            "override_reason": self.override_reason,
+        }
+
+
+@dataclass
+class PlanReport:
+    levels: list[dict[str, Any]]
+    trajectories: list[TrajectoryReport]
+
+    @property
+    def overall(self) -> str:
+        return worst(t.overall for t in self.trajectories) if self.trajectories else PASS
+
+    @property
+    def any_fail(self) -> bool:
+        return any(t.overall == FAIL for t in self.trajectories)
+
+    @property
+    def missing_override_reasons(self) -> list[TrajectoryReport]:
+        return [t for t in self.trajectories if t.needs_override]
+
+    def trajectory(self, trajectory_id: str) -> TrajectoryReport:
+        for t in self.trajectories:
+            if t.trajectory_id == trajectory_id:
+                return t
+        raise KeyError(trajectory_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"levels": self.levels, "trajectories": [t.to_dict() for t in self.trajectories],
+                "overall": self.overall}
+
+
+def worst(statuses: Iterable[str]) -> str:
+    out = PASS
+    for s in statuses:
+        if _ORDER.get(s, 0) > _ORDER[out]:
+            out = s
+    return out
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return round(f, 3) if math.isfinite(f) else None
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return int(v)
+    return v
+
+
+def _pt(p: Optional[np.ndarray]) -> Optional[list[float]]:
+    return None if p is None else [round(float(v), 3) for v in p]
+
+
+_SOURCE_WORDS = {"outline": "pedicle outline on the plan", "ct": "pedicle outline measured on CT",
+                 "model": "elliptical pedicle model (width/height settings)"}
+
+
+def _src(settings: PlanningSettings, name: str) -> str:
+    extra = PlanningSettings.model_fields[name].json_schema_extra or {}
+    return str(extra.get("source", ""))  # type: ignore[union-attr]
+
+
+# ============================================================================ pedicle
+_UNIT_CIRCLE: dict[int, np.ndarray] = {}
+
+
+def _circle(n: int) -> np.ndarray:
+    if n not in _UNIT_CIRCLE:
+        a = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
+        _UNIT_CIRCLE[n] = np.column_stack([np.cos(a), np.sin(a)])
+    return _UNIT_CIRCLE[n]
+
+
+def _plane_axes(normal: np.ndarray, frame: VertebraFrame, side: str) -> tuple[np.ndarray, np.ndarray]:
+    up = frame.s - (frame.s @ normal) * normal
+    up /= np.linalg.norm(up)
+    m = frame.medial_direction(side)
+    med = m - (m @ normal) * normal - (m @ up) * up
+    med /= np.linalg.norm(med)
+    return med, up
+
+
+def outline_section(outline_lps: Sequence[Sequence[float]], frame: VertebraFrame, side: str,
+                    source: str = "outline") -> Optional[PedicleSection]:
+    """A section from an outline polygon in LPS (its best-fit plane, normal oriented along u)."""
+    pts = np.asarray(outline_lps, dtype=float)
+    if pts.ndim != 2 or len(pts) < 3:
+        return None
+    c = pts.mean(axis=0)
+    _, sv, vt = np.linalg.svd(pts - c)
+    if sv[1] < 1e-6:
+        return None
+    n = vt[2]
+    if n @ frame.u < 0:
+        n = -n
+    med, up = _plane_axes(n, frame, side)
+    rel = pts - c
+    return PedicleSection(c, n, med, up, np.column_stack([rel @ med, rel @ up]), source)
+
+
+def model_section(frame: VertebraFrame, settings: PlanningSettings, side: str,
+                  params: CheckParams = CHECK_PARAMS) -> PedicleSection:
+    """The elliptical pedicle model: per-level width (medial-lateral) and height settings, centred
+    on the pedicle centre landmark, perpendicular to the pedicle axis of the angle settings."""
+    center = frame.pedicle(side)
+    n = pedicle_axis(frame, settings, side)
+    n = n / np.linalg.norm(n)
+    med, up = _plane_axes(n, frame, side)
+    w = level_setting(settings.pedicle_width_mm, frame.level_name) / 2.0
+    h = level_setting(settings.pedicle_height_mm, frame.level_name) / 2.0
+    outline = _circle(params.ellipse_vertices) * np.array([w, h])[None, :]
+    return PedicleSection(center.copy(), n, med, up, outline, "model")
+
+
+_CT_CACHE: dict[tuple, Optional[np.ndarray]] = {}
+
+
+def measure_pedicle_outline_ct(volume: Any, center_lps: np.ndarray, normal: np.ndarray, e_medial: np.ndarray,
+                               e_upper: np.ndarray, image: ImageParams = IMAGE_PARAMS,
+                               params: CheckParams = CHECK_PARAMS) -> Optional[np.ndarray]:
+    """The inner cortical outline of a pedicle on CT, as (N, 2) points in (e_medial, e_upper).
+
+    Rays from the pedicle centre in the plane perpendicular to the pedicle axis; along each ray the
+    bone ends where the value falls below ``ct_bone_hu`` (outer surface). The cortex is the highest
+    value before that; when it stands out from the centre by ``ct_cortex_contrast_hu`` the inner
+    surface is where the profile first rises half-way from the centre value to that peak, otherwise
+    (thin cortex not resolved) the outer surface is used. Radii are median-filtered around the ring;
+    None when the centre is not bone or too many rays find no edge."""
+    from scipy import ndimage
+
+    key = (id(volume), tuple(np.round(center_lps, 2)), tuple(np.round(normal, 4)), tuple(np.round(e_medial, 4)))
+    if key in _CT_CACHE:
+        return _CT_CACHE[key]
+    n_rays = params.ct_rays
+    r = np.arange(0.0, params.ct_ray_length_mm + 1e-9, params.ct_ray_step_mm)
+    dirs2 = _circle(n_rays)
+    dirs = dirs2[:, :1] * e_medial[None, :] + dirs2[:, 1:2] * e_upper[None, :]
+    pts = center_lps[None, None, :] + r[None, :, None] * dirs[:, None, :]
+    vals = volume.sample(pts, order=1, fill=np.nan)
+    center_val = float(np.nanmedian(vals[:, : max(1, int(1.0 / params.ct_ray_step_mm))]))
+    result: Optional[np.ndarray] = None
+    if np.isfinite(center_val) and center_val >= image.ct_bone_hu:
+        radii = np.full(n_rays, np.nan)
+        for i in range(n_rays):
+            prof = vals[i]
+            below = np.where(~(np.nan_to_num(prof, nan=-1000.0) >= image.ct_bone_hu))[0]
+            if len(below) == 0:
+                continue
+            k_out = int(below[0])
+            if k_out < 2:
+                continue
+            seg = prof[:k_out]
+            k_pk = int(np.argmax(seg))
+            peak = float(seg[k_pk])
+            if peak - center_val >= params.ct_cortex_contrast_hu:
+                half = center_val + 0.5 * (peak - center_val)
+                above = np.where(seg[: k_pk + 1] >= half)[0]
+                k = int(above[0])
+                if k == 0:
+                    radii[i] = 0.0
+                else:
+                    v0, v1 = seg[k - 1], seg[k]
+                    frac = (half - v0) / (v1 - v0) if v1 != v0 else 0.0
+                    radii[i] = r[k - 1] + frac * params.ct_ray_step_mm
+            else:
+                v0, v1 = prof[k_out - 1], prof[k_out]
+                frac = (v0 - image.ct_bone_hu) / (v0 - v1) if np.isfinite(v1) and v1 != v0 else 0.0
+                radii[i] = r[k_out - 1] + float(np.clip(frac, 0, 1)) * params.ct_ray_step_mm
+        ok = np.isfinite(radii)
+        if ok.mean() >= 1.0 - params.ct_max_failed_rays and ok.sum() >= 8:
+            idx = np.arange(n_rays)
+            radii = np.interp(idx, idx[ok], radii[ok], period=n_rays)
+            radii = ndimage.median_filter(radii, size=5, mode="wrap")
+            if np.all(radii > 0.5):
+                result = dirs2 * radii[:, None]
+    if len(_CT_CACHE) > 256:
+        _CT_CACHE.clear()
+    _CT_CACHE[key] = result
+    return result
+
+
+def _ct_volumes(images: Any, point_lps: np.ndarray) -> list[Any]:
+    if images is None:
+        return []
+    if hasattr(images, "images") and isinstance(getattr(images, "images"), Mapping):
+        images = images.images
+    if isinstance(images, Mapping):
+        items = list(images.values())
+    elif hasattr(images, "array") and hasattr(images, "ijk_to_lps"):
+        items = [images]
+    else:
+        items = list(images)
+    out = []
+    for v in items:
+        if hasattr(v, "array") and hasattr(v, "ijk_to_lps") and getattr(v.array, "ndim", 0) == 3:
+            if is_ct(v) and v.contains(point_lps, margin_voxels=0.0):
+                out.append(v)
+    return out
+
+
+def pedicle_section(level: Level, frame: VertebraFrame, settings: PlanningSettings, side: str,
+                    images: Any = None) -> PedicleSection:
+    """The cross-section used for the clearance: the level's outline, else CT, else the model."""
+    outline = level.pedicle_outline_left_lps if side == "left" else level.pedicle_outline_right_lps
+    if outline:
+        sec = outline_section(outline, frame, side)
+        if sec is not None:
+            return sec
+    model = model_section(frame, settings, side)
+    for vol in _ct_volumes(images, model.center_lps):
+        measured = measure_pedicle_outline_ct(vol, model.center_lps, model.normal, model.e_medial, model.e_upper)
+        if measured is not None:
+            return PedicleSection(model.center_lps, model.normal, model.e_medial, model.e_upper, measured, "ct")
+    if images is not None and _ct_volumes(images, model.center_lps):
+        model.note = "the pedicle could not be measured on CT; the elliptical model is used"
+    return model
+
+
+def _point_in_polygon(x: np.ndarray, poly: np.ndarray) -> bool:
+    px, py = poly[:, 0], poly[:, 1]
+    qx, qy = np.roll(px, -1), np.roll(py, -1)
+    cond = (py > x[1]) != (qy > x[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xint = px + (x[1] - py) * (qx - px) / (qy - py)
+    return bool(np.count_nonzero(cond & (x[0] < xint)) % 2)
+
+
+def _line_hits(x: np.ndarray, e: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Parameters t where the line x + t e crosses the polygon's edges. Each vertex is assigned to one
+    side of the line (half-open rule), so a line through a vertex is counted exactly once."""
+    p = poly - x[None, :]
+    q = np.roll(p, -1, axis=0)
+    dp = e[0] * p[:, 1] - e[1] * p[:, 0]
+    dq = e[0] * q[:, 1] - e[1] * q[:, 0]
+    hit = (dp > 0) != (dq > 0)
+    if not np.any(hit):
+        return np.zeros(0)
+    f = dp[hit] / (dp[hit] - dq[hit])
+    pts = p[hit] + f[:, None] * (q[hit] - p[hit])
+    return pts @ e
+
+
+def wall_distances(x2: np.ndarray, poly: np.ndarray) -> dict[str, float]:
+    """Signed distance from a 2D point to the outline's wall along each direction (positive: the
+    wall is ahead; negative: the point is beyond that wall)."""
+    inside = _point_in_polygon(x2, poly)
+    dirs = {"medial": np.array([1.0, 0.0]), "lateral": np.array([-1.0, 0.0]),
+            "upper": np.array([0.0, 1.0]), "lower": np.array([0.0, -1.0])}
+    out = {}
+    for wall, e in dirs.items():
+        t = _line_hits(x2, e, poly)
+        if inside and np.any(t > 0):
+            out[wall] = float(t[t > 0].min())
+        elif len(t):
+            out[wall] = float(t.max())
+        else:  # the line misses the outline: the outline's extent along e
+            out[wall] = float(((poly - x2[None, :]) @ e).max())
+    return out
+
+
+def grade_breach(breach_mm: float, limits: Sequence[float]) -> str:
+    """Gertzbein-Robbins grade of a breach depth: A none, B < limits[0], C < limits[1], D < limits[2], E."""
+    if breach_mm <= _TOL:
+        return "A"
+    for g, lim in zip(("B", "C", "D"), limits):
+        if breach_mm < lim:
+            return g
+    return "E"
+
+
+def pedicle_clearance(section: PedicleSection, path: TrajectoryPath,
+                      params: CheckParams = CHECK_PARAMS) -> PedicleClearance:
+    """Clearance of the instrument to each wall where the path crosses the section's plane."""
+    poly = path.polyline(1.0)
+    sd = (poly - section.center_lps[None, :]) @ section.normal
+    cross = np.where((sd[:-1] <= 0) & (sd[1:] > 0) | (sd[:-1] >= 0) & (sd[1:] < 0))[0]
+    empty = {w: None for w in WALLS}
+    if len(cross) == 0:
+        return PedicleClearance(dict(empty), dict(empty), dict(empty), section.source,
+                                note="the path does not cross the pedicle's plane")
+    best = None
+    for i in cross:
+        f = sd[i] / (sd[i] - sd[i + 1]) if sd[i] != sd[i + 1] else 0.0
+        x = poly[i] + f * (poly[i + 1] - poly[i])
+        dist = float(np.linalg.norm(x - section.center_lps))
+        if best is None or dist < best[0]:
+            best = (dist, i, x)
+    assert best is not None
+    _, i, x = best
+    tangent = poly[i + 1] - poly[i]
+    tangent /= np.linalg.norm(tangent)
+    # which instrument is there: walk the cumulative length
+    s_at = float(np.linalg.norm(np.diff(poly[: i + 1], axis=0), axis=1).sum()) + float(np.linalg.norm(x - poly[i]))
+    if s_at <= path.introducer_mm + 1e-6:
+        name, diam = "introducer", path.introducer_diameter_mm
+    elif s_at <= path.introducer_mm + path.cannula_mm + 1e-6:
+        name, diam = "cannula", path.cannula_diameter_mm
+    else:
+        name, diam = "probe", path.probe_diameter_mm
+    r = diam / 2.0
+    cos_g = abs(float(tangent @ section.normal))
+    tan_g = min(math.sqrt(max(0.0, 1 - cos_g * cos_g)) / max(cos_g, 1e-9), params.max_obliquity_tan)
+    p_in = tangent - (tangent @ section.normal) * section.normal
+    pn = float(np.linalg.norm(p_in))
+    p2 = np.array([p_in @ section.e_medial, p_in @ section.e_upper]) / pn if pn > 1e-9 else np.zeros(2)
+    rel = x - section.center_lps
+    x2 = np.array([rel @ section.e_medial, rel @ section.e_upper])
+    walls = wall_distances(x2, section.outline_2d)
+    dirs = {"medial": (1.0, 0.0), "lateral": (-1.0, 0.0), "upper": (0.0, 1.0), "lower": (0.0, -1.0)}
+    clearance, breach, grade = {}, {}, {}
+    for w in WALLS:
+        e = np.array(dirs[w])
+        r_e = r * math.sqrt(1.0 + (tan_g * float(e @ p2)) ** 2)
+        c = walls[w] - r_e
+        clearance[w] = c
+        breach[w] = max(0.0, -c)
+    return PedicleClearance(clearance, breach, grade, section.source, x, name)
+
+
+# ============================================================================ evaluation
+def _level_for(plan: Plan, traj: Trajectory) -> Optional[Level]:
+    try:
+        return plan.level(traj.level_id)
+    except KeyError:
+        return None
+
+
+def _partner(plan: Plan, traj: Trajectory) -> Optional[Trajectory]:
+    for t in plan.trajectories:
+        if t.id != traj.id and t.level_id == traj.level_id and t.side != traj.side:
+            return t
+    return None
+
+
+def evaluate_trajectory(plan: Plan, trajectory: Trajectory | str, images: Any = None) -> TrajectoryReport:
+    """Metrics and checks of one trajectory (see the module docstring). ``images``: a mapping of
+    loaded images (or a Session, or one Volume); CT volumes are used to measure the pedicle."""
+    traj = plan.trajectory(trajectory) if isinstance(trajectory, str) else trajectory
+    st = plan.settings
+    level = _level_for(plan, traj)
+    rep = TrajectoryReport(traj.id, level.name if level else "?", traj.side,
+                           override_reason=traj.override_reason, zone_diameter_mm=traj.params.zone_diameter_mm)
+
+    def add(c: CheckResult) -> None:
+        if c.status == FAIL:
+            c.override_reason = traj.override_reason
+        rep.checks.append(c)
+
+    if level is None:
+        add(CheckResult("landmarks", "Vertebra landmarks", FAIL,
+                        reason="The trajectory belongs to a level that is not in the plan.", source=""))
+        return rep
+    try:
+        frame = vertebra_frame(level)
+    except LandmarkError as exc:
+        add(CheckResult("landmarks", "Vertebra landmarks", FAIL,
+                        reason=f"The metrics cannot be computed: {exc}.",
+                        source="Landmarks as defined in the levels step (issue 6 definitions)"))
+        try:
+            rep.path = trajectory_path(traj, plan)
+            rep.length_mm = rep.path.total_mm
+        except PathError:
+            pass
+        return rep
+    try:
+        path = trajectory_path(traj, plan, frame=frame)
+    except PathError as exc:
+        add(CheckResult("path", "Path", FAIL, reason=f"The path is undefined: {exc}.", source=""))
+        return rep
+    rep.path = path
+    target = path.target_lps
+    d = path.direction
+    r = traj.params.zone_diameter_mm / 2.0
+    u, s, l_ = frame.u, frame.s, frame.l
+    rep.length_mm = path.total_mm
+    rep.introducer_length_mm = path.introducer_mm
+    rep.cannula_length_mm = path.cannula_mm
+    rep.probe_length_mm = path.probe_mm
+    dp = d - (d @ s) * s
+    dpn = float(np.linalg.norm(dp))
+    rep.medial_angle_deg = math.degrees(math.acos(float(np.clip(dp @ u / dpn, -1, 1)))) if dpn > 1e-12 else 90.0
+    rep.cranial_angle_deg = math.degrees(math.asin(float(np.clip(d @ s, -1, 1))))
+    depth_mm = float((target - frame.posterior_wall_lps) @ u)
+    rep.target_depth_pct = 100.0 * depth_mm / frame.depth_mm
+    rep.target_height_pct = 100.0 * float((target - frame.inferior_endplate_lps) @ s) / frame.height_mm
+    rep.midline_offset_mm = abs(float((target - frame.body_center_lps) @ l_))
+    rep.canal_margin_mm = depth_mm - r
+    sup_c = float((frame.superior_endplate_lps - target) @ s)
+    inf_c = float((target - frame.inferior_endplate_lps) @ s)
+    rep.superior_endplate_margin_mm = sup_c - r
+    rep.inferior_endplate_margin_mm = inf_c - r
+    ant_c = float((frame.anterior_wall_lps - target) @ u)
+    rep.anterior_wall_margin_mm = ant_c - r
+    if path.bend_lps is not None:
+        rep.bend_depth_mm = frame.wall_depth_mm(path.bend_lps)
+    if path.kind == "curved":
+        rep.curve_radius_needed_mm = path.fit_radius_mm if math.isfinite(path.fit_radius_mm) else None
+
+    # --- canal margin
+    lim = traj.params.canal_margin_mm
+    if rep.canal_margin_mm >= lim - _TOL:
+        add(CheckResult("canal_margin", "Canal margin", PASS, rep.canal_margin_mm, lim, "mm",
+                        f"The ablation zone edge is {rep.canal_margin_mm:.1f} mm in front of the posterior wall "
+                        f"(spinal canal); at least {lim:.1f} mm is required.", _src(st, "canal_margin_mm")))
+    else:
+        where = ("reaches into the spinal canal" if rep.canal_margin_mm < 0 else
+                 f"is only {rep.canal_margin_mm:.1f} mm from the spinal canal")
+        add(CheckResult("canal_margin", "Canal margin", FAIL, rep.canal_margin_mm, lim, "mm",
+                        f"The ablation zone edge {where}; at least {lim:.1f} mm is required (ablation is "
+                        "contraindicated closer to the canal). Move the target anteriorly or reduce the zone.",
+                        _src(st, "canal_margin_mm")))
+
+    # --- target depth window
+    lo, hi = st.target_depth_min_pct, st.target_depth_max_pct
+    pct = rep.target_depth_pct
+    if lo - _TOL <= pct <= hi + _TOL:
+        add(CheckResult("target_depth", "Target depth", PASS, pct, [lo, hi], "%",
+                        f"The target lies at {pct:.0f}% of the vertebral body's AP depth from the posterior wall, "
+                        f"inside the {lo:.0f}-{hi:.0f}% window.", _src(st, "target_depth_min_pct")))
+    elif 0 <= pct <= 100:
+        add(CheckResult("target_depth", "Target depth", WARNING, pct, [lo, hi], "%",
+                        f"The target lies at {pct:.0f}% of the AP depth from the posterior wall, outside the "
+                        f"{lo:.0f}-{hi:.0f}% window where the basivertebral nerve terminus is expected.",
+                        _src(st, "target_depth_min_pct")))
+    else:
+        add(CheckResult("target_depth", "Target depth", FAIL, pct, [lo, hi], "%",
+                        f"The target lies outside the vertebral body ({pct:.0f}% of the AP depth from the posterior "
+                        "wall).", _src(st, "target_depth_min_pct")))
+
+    # --- midline offset (or bipedicular tip spacing)
+    partner = _partner(plan, traj)
+    max_off = st.max_midline_offset_mm
+    if partner is None:
+        st_ = PASS if rep.midline_offset_mm <= max_off + _TOL else WARNING
+        add(CheckResult("midline_offset", "Midline offset", st_, rep.midline_offset_mm, max_off, "mm",
+                        f"The target is {rep.midline_offset_mm:.1f} mm from the midline of the vertebral body "
+                        + ("(within " if st_ == PASS else "(more than ") + f"{max_off:.1f} mm).",
+                        _src(st, "max_midline_offset_mm")))
+    else:
+        pt = np.asarray(partner.target_lps, dtype=float)
+        mid_off = abs(float(((target + pt) / 2 - frame.body_center_lps) @ l_))
+        st_ = PASS if mid_off <= max_off + _TOL else WARNING
+        add(CheckResult("midline_offset", "Midline offset (bipedicular pair)", st_, mid_off, max_off, "mm",
+                        f"Bipedicular: the midpoint between the two tips is {mid_off:.1f} mm from the midline "
+                        f"(this tip: {rep.midline_offset_mm:.1f} mm).", _src(st, "max_midline_offset_mm")))
+        spacing = float(np.linalg.norm(target - pt))
+        win = list(st.bipedicular_tip_spacing_mm) + [10.0, 20.0]
+        slo, shi = float(win[0]), float(win[1])
+        st_ = PASS if slo - _TOL <= spacing <= shi + _TOL else WARNING
+        add(CheckResult("bipedicular_spacing", "Bipedicular tip spacing", st_, spacing, [slo, shi], "mm",
+                        f"The two tips are {spacing:.1f} mm apart"
+                        + (f", inside the {slo:.0f}-{shi:.0f} mm window." if st_ == PASS else
+                           f", outside the {slo:.0f}-{shi:.0f} mm window (described for a multitined device)."),
+                        _src(st, "bipedicular_tip_spacing_mm")))
+
+    # --- endplates and body walls
+    emin = st.endplate_margin_mm
+    for name, label, margin, centre in (
+            ("superior_endplate_margin", "Superior endplate margin", rep.superior_endplate_margin_mm, sup_c),
+            ("inferior_endplate_margin", "Inferior endplate margin", rep.inferior_endplate_margin_mm, inf_c)):
+        which = label.split()[0].lower()
+        if margin >= emin - _TOL:
+            add(CheckResult(name, label, PASS, margin, emin, "mm",
+                            f"The ablation zone edge is {margin:.1f} mm from the {which} endplate.",
+                            _src(st, "endplate_margin_mm")))
+        elif centre > 0:
+            add(CheckResult(name, label, WARNING, margin, emin, "mm",
+                            f"The ablation zone crosses the {which} endplate by {-margin:.1f} mm"
+                            if margin < 0 else f"The ablation zone edge is only {margin:.1f} mm from the {which} "
+                            f"endplate (at least {emin:.1f} mm set).", _src(st, "endplate_margin_mm")))
+        else:
+            add(CheckResult(name, label, FAIL, margin, emin, "mm",
+                            f"The target lies beyond the {which} endplate, in the disc.",
+                            _src(st, "endplate_margin_mm")))
+    if rep.anterior_wall_margin_mm >= -_TOL:
+        add(CheckResult("zone_inside_body", "Zone inside the body", PASS, rep.anterior_wall_margin_mm, 0.0, "mm",
+                        f"The ablation zone stays {rep.anterior_wall_margin_mm:.1f} mm behind the anterior wall.",
+                        "Warn on an anterior breach (domain.md 5.3); anterior breaches threaten vessels and viscera"))
+    elif ant_c > 0:
+        add(CheckResult("zone_inside_body", "Zone inside the body", WARNING, rep.anterior_wall_margin_mm, 0.0, "mm",
+                        f"The ablation zone crosses the anterior wall by {-rep.anterior_wall_margin_mm:.1f} mm.",
+                        "Warn on an anterior breach (domain.md 5.3); anterior breaches threaten vessels and viscera"))
+    else:
+        add(CheckResult("zone_inside_body", "Zone inside the body", FAIL, rep.anterior_wall_margin_mm, 0.0, "mm",
+                        "The target lies in front of the anterior wall, outside the vertebral body.",
+                        "Anterior breaches threaten vessels and viscera (domain.md 5.3)"))
+
+    # --- pedicle walls
+    _pedicle_checks(plan, level, frame, traj, path, images, rep, add)
+
+    # --- path shape
+    if path.kind == "curved":
+        if path.target_ahead_mm <= 0:
+            add(CheckResult("cannula_curve", "Curved cannula reach", FAIL, path.target_ahead_mm, 0.0, "mm",
+                            "The target is not ahead of the bend point; the curved cannula cannot reach it.",
+                            _src(st, "cannula_curve_radius_mm")))
+        elif path.reachable:
+            need = path.fit_radius_mm
+            add(CheckResult("cannula_curve", "Curved cannula reach", PASS,
+                            need if math.isfinite(need) else None, path.requested_radius_mm, "mm",
+                            f"The curved cannula ({path.requested_radius_mm:.0f} mm radius) reaches the target: "
+                            f"{path.cannula_mm:.1f} mm of curve, then {path.probe_mm:.1f} mm straight.",
+                            _src(st, "cannula_curve_radius_mm")))
+        else:
+            add(CheckResult("cannula_curve", "Curved cannula reach", FAIL, path.fit_radius_mm,
+                            path.requested_radius_mm, "mm",
+                            f"The requested curve radius of {path.requested_radius_mm:.0f} mm cannot reach the target "
+                            f"from this bend point; the path needs a {path.fit_radius_mm:.1f} mm radius. Move the "
+                            "bend point back or laterally, or the target.", _src(st, "cannula_curve_radius_mm")))
+        bd = rep.bend_depth_mm or 0.0
+        if bd >= -_TOL:
+            add(CheckResult("curve_start", "Curve start", PASS, bd, 0.0, "mm",
+                            f"The curve starts {bd:.1f} mm in front of the posterior wall.", _src(st, "curve_start")))
+        else:
+            add(CheckResult("curve_start", "Curve start", WARNING, bd, 0.0, "mm",
+                            f"The curve starts {-bd:.1f} mm behind the posterior wall, inside the pedicle; the curved "
+                            "stylet is usually introduced once the posterior wall is reached.", _src(st, "curve_start")))
+    elif path.kind == "straight_bend":
+        assert path.bend_lps is not None
+        v2 = path.target_lps - path.bend_lps
+        n2 = float(np.linalg.norm(v2))
+        kink = math.degrees(math.acos(float(np.clip(v2 @ d / n2, -1, 1)))) if n2 > 1e-9 else 0.0
+        lim_k = CHECK_PARAMS.straight_kink_deg
+        if kink <= lim_k:
+            add(CheckResult("straight_path", "Straight path", PASS, kink, lim_k, "deg",
+                            "The straight probe continues in line with the introducer.", ""))
+        else:
+            add(CheckResult("straight_path", "Straight path", FAIL, kink, lim_k, "deg",
+                            f"A straight probe cannot turn: the target is {kink:.0f}° off the introducer's line. "
+                            "Use the curved cannula or move the target.", ""))
+    return rep
+
+
+def _pedicle_checks(plan: Plan, level: Level, frame: VertebraFrame, traj: Trajectory, path: TrajectoryPath,
+                    images: Any, rep: TrajectoryReport, add: Any) -> None:
+    st = plan.settings
+    side = traj.side
+    try:
+        section = pedicle_section(level, frame, st, side, images)
+    except LandmarkError as exc:
+        for w in WALLS:
+            add(CheckResult(f"pedicle_{w}", f"Pedicle clearance, {w} wall", WARNING, None,
+                            st.pedicle_clearance_warn_mm, "mm", f"Not measured: {exc}.",
+                            _src(st, "pedicle_clearance_warn_mm")))
+        return
+    pc = pedicle_clearance(section, path)
+    rep.pedicle = pc
+    src_words = _SOURCE_WORDS.get(section.source, section.source)
+    if pc.crossing_lps is None:
+        for w in WALLS:
+            add(CheckResult(f"pedicle_{w}", f"Pedicle clearance, {w} wall", WARNING, None,
+                            st.pedicle_clearance_warn_mm, "mm",
+                            f"The path does not pass through the {side} pedicle's cross-section ({src_words}); "
+                            "check that the path stays in bone (extrapedicular approach).",
+                            _src(st, "pedicle_clearance_warn_mm")))
+        return
+    limits = st.breach_grade_limits_mm
+    for w in WALLS:
+        c = pc.clearance_mm[w]
+        assert c is not None
+        g = grade_breach(max(0.0, -c), limits)
+        pc.grade[w] = g
+        fail_from = (st.breach_fail_grade_medial_inferior if w in ("medial", "lower")
+                     else st.breach_fail_grade_lateral_superior)
+        fail_src = ("breach_fail_grade_medial_inferior" if w in ("medial", "lower")
+                    else "breach_fail_grade_lateral_superior")
+        wall_words = {"medial": "medial", "lateral": "lateral", "upper": "upper (superior)",
+                      "lower": "lower (inferior)"}[w]
+        note = "" if not section.note else f" ({section.note})"
+        if g == "A" and c >= st.pedicle_clearance_warn_mm - _TOL:
+            status = PASS
+            reason = (f"The {pc.instrument} clears the {wall_words} wall of the {side} pedicle by {c:.1f} mm "
+                      f"(Gertzbein-Robbins A; from the {src_words}){note}.")
+            source = _src(st, "pedicle_clearance_warn_mm")
+        elif g == "A":
+            status = WARNING
+            reason = (f"The {pc.instrument} is only {c:.1f} mm from the {wall_words} wall of the {side} pedicle "
+                      f"(warn below {st.pedicle_clearance_warn_mm:.1f} mm; from the {src_words}){note}.")
+            source = _src(st, "pedicle_clearance_warn_mm")
+        else:
+            status = FAIL if GRADES.index(g) >= GRADES.index(fail_from) else WARNING
+            reason = (f"The {pc.instrument} breaches the {wall_words} wall of the {side} pedicle by "
+                      f"{-c:.1f} mm: Gertzbein-Robbins grade {g} (from the {src_words}){note}.")
+            source = _src(st, "breach_grade_limits_mm") + "; " + _src(st, fail_src)
+        add(CheckResult(f"pedicle_{w}", f"Pedicle clearance, {w} wall", status, c, st.pedicle_clearance_warn_mm,
+                        "mm", reason, source, grade=g))
+
+
+def level_summary(level: Level) -> dict[str, Any]:
+    lm = level.landmarks
+    out: dict[str, Any] = {"name": level.name}
+    for n in ("body_center_lps", "superior_endplate_lps", "inferior_endplate_lps", "posterior_wall_lps",
+              "anterior_wall_lps", "pedicle_left_lps", "pedicle_right_lps"):
+        v = getattr(lm, n)
+        out[n] = None if v is None else [round(float(x), 3) for x in v]
+    return out
+
+
+def evaluate_plan(plan: Plan, images: Any = None) -> PlanReport:
+    """Every level (its landmarks) and every trajectory (metrics and checks) of ``plan``."""
+    levels = [level_summary(lv) for lv in plan.levels]
+    order = {lv.id: i for i, lv in enumerate(plan.levels)}
+    trajs = sorted(plan.trajectories, key=lambda t: (order.get(t.level_id, 1_000), t.side))
+    return PlanReport(levels, [evaluate_trajectory(plan, t, images) for t in trajs])

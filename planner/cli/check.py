@@ -1,0 +1,102 @@
+"""``python main.py check PLAN.bvnplan [--json] [--images FOLDER]``: metrics and safety checks.
+
+Prints every level (its landmarks, LPS mm) and every trajectory with its metrics and checks, as
+computed by :func:`planner.checks.evaluate_plan` (the same code the planning panel and the reports
+use). With ``--images`` the images found in FOLDER (by UID) are used for the image-based checks
+(pedicle outline measured on CT).
+
+Exit codes: 0 every check passes or warns; 1 at least one check fails; 2 the plan is missing or
+damaged (the message names the file and the problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+HELP = "print the levels, trajectory metrics and safety checks of a plan (exit 1 when a check fails)"
+
+_PREFIX = "bvn-planner check"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plan", help="the .bvnplan file")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--images", metavar="FOLDER",
+                        help="folder holding the plan's images (found by UID), for the image-based checks")
+
+
+def _fmt(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, (list, tuple)):
+        return "(" + ", ".join(f"{float(x):.{digits}f}" for x in v) + ")"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _table(data: dict[str, Any], plan_name: str) -> str:
+    lines = [f"Plan {plan_name}: overall {data['overall'].upper()}", "", "Levels (LPS mm)"]
+    if not data["levels"]:
+        lines.append("  (no levels)")
+    for lv in data["levels"]:
+        lines.append(f"  {lv['name']}")
+        for key in ("body_center_lps", "superior_endplate_lps", "inferior_endplate_lps", "posterior_wall_lps",
+                    "anterior_wall_lps", "pedicle_left_lps", "pedicle_right_lps"):
+            lines.append(f"    {key.removesuffix('_lps').replace('_', ' '):<20} {_fmt(lv[key])}")
+    lines += ["", "Trajectories"]
+    if not data["trajectories"]:
+        lines.append("  (no trajectories)")
+    for t in data["trajectories"]:
+        lines.append(f"  {t['level']} {t['side']}: {t['overall'].upper()}")
+        rows = [
+            ("entry (LPS mm)", _fmt(t["entry_lps"])),
+            ("bend (LPS mm)", _fmt(t["bend_lps"]) if t["bend_lps"] is not None else "straight path"),
+            ("target (LPS mm)", _fmt(t["target_lps"])),
+            ("zone diameter", f"{_fmt(t['zone_diameter_mm'])} mm"),
+            ("length", f"{_fmt(t['length_mm'])} mm"),
+            ("medial angle", f"{_fmt(t['medial_angle_deg'])} deg"),
+            ("cranial angle", f"{_fmt(t['cranial_angle_deg'])} deg"),
+            ("target depth", f"{_fmt(t['target_depth_pct'])} % of AP depth"),
+            ("midline offset", f"{_fmt(t['midline_offset_mm'])} mm"),
+            ("canal margin", f"{_fmt(t['canal_margin_mm'])} mm"),
+            ("pedicle clearance", ", ".join(f"{w} {_fmt(v)}" for w, v in t["pedicle_clearance_mm"].items()) + " mm"),
+        ]
+        for k, v in rows:
+            lines.append(f"    {k:<20} {v}")
+        lines.append("    checks:")
+        for c in t["checks"]:
+            lines.append(f"      [{c['status'].upper():<7}] {c['name']}: {c['reason']}")
+            if c["status"] == "fail" and t["override_reason"]:
+                lines.append(f"                override reason: {t['override_reason']}")
+        if t["overall"] == "fail" and not t["override_reason"].strip():
+            lines.append("    no override reason recorded for the failing check(s)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from planner.checks import evaluate_plan
+    from planner.storage import PlanFileError, load_plan
+
+    try:
+        plan = load_plan(args.plan)
+    except PlanFileError as exc:
+        print(f"{_PREFIX}: {exc}", file=sys.stderr)
+        return 2
+    images: Any = None
+    if args.images:
+        from planner.cli._docs_common import load_images
+
+        images = load_images(plan, args.images, "check")
+    report = evaluate_plan(plan, images)
+    data = report.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2, allow_nan=False))
+    else:
+        print(_table(data, Path(args.plan).name))
+    return 1 if report.any_fail else 0

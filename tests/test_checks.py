@@ -1,0 +1,374 @@
+"""Metrics and checks: analytic box vertebra under random rigid transforms, pedicle clearance on a
+cylinder pedicle, Gertzbein-Robbins grading, canal margin, CT pedicle outline, plan evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from planner.checks import (
+    FAIL,
+    PASS,
+    WARNING,
+    evaluate_plan,
+    evaluate_trajectory,
+    grade_breach,
+    measure_pedicle_outline_ct,
+    model_section,
+)
+from planner.imaging.volume import ImageInfo, Volume, make_ijk_to_lps
+from planner.plan import Plan, Trajectory, TrajectoryParams
+from planner.trajectory import pedicle_axis, suggest_bipedicular, suggest_trajectory, vertebra_frame
+from tests.test_trajectory import DEPTH, HEIGHT, LOCAL, POSES, _local_d, plan_with
+
+TOL_MM = 0.1
+TOL_DEG = 0.1
+
+
+def _straight(pose, plan, side, theta, phi, target_local, back=30.0):
+    """A straight trajectory whose introducer direction has the given medial/cranial angles."""
+    d = _local_d(theta, phi, side)
+    t = np.asarray(target_local, float)
+    entry = t - back * d
+    traj = Trajectory(level_id=plan.levels[0].id, side=side, entry_lps=pose(entry), target_lps=pose(t),
+                      params=TrajectoryParams(curved=False))
+    plan.trajectories.append(traj)
+    return traj
+
+
+@pytest.mark.parametrize("pose", POSES)
+@pytest.mark.parametrize("side,theta,phi,target", [
+    ("left", 25.0, 8.0, (-2.0, 2.0, -1.5)),
+    ("right", 12.0, -6.0, (1.5, -3.0, 2.5)),
+    ("left", 0.0, 0.0, (-4.0, 0.0, 0.0)),
+])
+def test_metrics_match_hand_derived_values(pose, side, theta, phi, target):
+    plan = plan_with(pose)
+    traj = _straight(pose, plan, side, theta, phi, target, back=40.0)
+    rep = evaluate_trajectory(plan, traj)
+    r = traj.params.zone_diameter_mm / 2
+    a, b, c = target
+    assert rep.length_mm == pytest.approx(40.0, abs=TOL_MM)
+    assert rep.medial_angle_deg == pytest.approx(theta, abs=TOL_DEG)
+    assert rep.cranial_angle_deg == pytest.approx(phi, abs=TOL_DEG)
+    assert rep.target_depth_pct == pytest.approx(100 * (a + DEPTH / 2) / DEPTH, abs=0.1)
+    assert rep.target_height_pct == pytest.approx(100 * (b + HEIGHT / 2) / HEIGHT, abs=0.1)
+    assert rep.midline_offset_mm == pytest.approx(abs(c), abs=TOL_MM)
+    assert rep.canal_margin_mm == pytest.approx(a + DEPTH / 2 - r, abs=TOL_MM)
+    assert rep.superior_endplate_margin_mm == pytest.approx(HEIGHT / 2 - b - r, abs=TOL_MM)
+    assert rep.inferior_endplate_margin_mm == pytest.approx(b + HEIGHT / 2 - r, abs=TOL_MM)
+    assert rep.anterior_wall_margin_mm == pytest.approx(DEPTH / 2 - a - r, abs=TOL_MM)
+    d = rep.to_dict()
+    for key in ("level", "side", "entry_lps", "bend_lps", "target_lps", "zone_diameter_mm", "length_mm",
+                "medial_angle_deg", "cranial_angle_deg", "target_depth_pct", "midline_offset_mm", "canal_margin_mm",
+                "pedicle_clearance_mm", "checks"):
+        assert key in d
+    assert d["bend_lps"] is None and d["level"] == "L4" and d["side"] == side
+    assert set(d["pedicle_clearance_mm"]) == {"medial", "lateral", "upper", "lower"}
+
+
+@pytest.mark.parametrize("pose", POSES[:3])
+def test_curved_metrics_use_the_introducer_direction(pose):
+    plan = plan_with(pose)
+    d = _local_d(18.0, 5.0, "left")
+    ped = np.array(LOCAL["pedicle_left_lps"])
+    entry, bend = ped - 10 * d, ped + 11 * d
+    traj = Trajectory(level_id=plan.levels[0].id, side="left", entry_lps=pose(entry), bend_lps=pose(bend),
+                      target_lps=pose((6.0, 1.0, 0.0)))
+    plan.trajectories.append(traj)
+    rep = evaluate_trajectory(plan, traj)
+    assert rep.medial_angle_deg == pytest.approx(18.0, abs=TOL_DEG)
+    assert rep.cranial_angle_deg == pytest.approx(5.0, abs=TOL_DEG)
+    assert rep.bend_depth_mm == pytest.approx(ped[0] + 11 * d[0] + DEPTH / 2, abs=TOL_MM)
+    assert rep.check("curve_start").status == PASS
+    assert rep.check("cannula_curve").status == PASS
+    assert rep.to_dict()["bend_lps"] == pytest.approx(list(pose(bend)), abs=1e-3)
+
+
+def test_grades():
+    lim = [2.0, 4.0, 6.0]
+    assert [grade_breach(b, lim) for b in (0.0, 0.5, 1.99, 2.0, 3.0, 4.0, 5.9, 6.0, 10.0)] == \
+        ["A", "B", "B", "C", "C", "D", "D", "E", "E"]
+
+
+# ------------------------------------------------------------------------------- pedicle cylinder
+RHO = 4.5  # cylinder pedicle radius (mm)
+
+
+def _cylinder_case(pose, offset_med=0.0, offset_up=0.0, tilt_deg=0.0, side="left", n=360):
+    plan = plan_with(pose)
+    level = plan.levels[0]
+    frame = vertebra_frame(level)
+    axis = pedicle_axis(frame, plan.settings, side)
+    sec = model_section(frame, plan.settings, side)
+    ped = np.asarray(getattr(level.landmarks, f"pedicle_{side}_lps"))
+    ang = np.linspace(0, 2 * math.pi, n, endpoint=False)
+    ring = ped + RHO * (np.cos(ang)[:, None] * sec.e_medial + np.sin(ang)[:, None] * sec.e_upper)
+    setattr(level, f"pedicle_outline_{side}_lps", [tuple(p) for p in ring])
+    cross = ped + offset_med * sec.e_medial + offset_up * sec.e_upper
+    tl = math.tan(math.radians(tilt_deg))
+    d = axis + tl * sec.e_medial
+    d /= np.linalg.norm(d)
+    traj = Trajectory(level_id=level.id, side=side, entry_lps=tuple(cross - 15 * d), target_lps=tuple(cross + 30 * d),
+                      params=TrajectoryParams(curved=False))
+    plan.trajectories.append(traj)
+    return plan, traj
+
+
+@pytest.mark.parametrize("pose", POSES[:4])
+def test_pedicle_clearance_on_centred_cylinder(pose):
+    plan, traj = _cylinder_case(pose)
+    rep = evaluate_trajectory(plan, traj)
+    r = traj.params.introducer_diameter_mm / 2
+    for wall in ("medial", "lateral", "upper", "lower"):
+        assert rep.pedicle_clearance_mm[wall] == pytest.approx(RHO - r, abs=0.01)
+        c = rep.check(f"pedicle_{wall}")
+        assert c.status == PASS and c.grade == "A"
+        assert "pedicle outline on the plan" in c.reason
+    assert rep.pedicle.source == "outline" and rep.pedicle.instrument == "introducer"
+
+
+@pytest.mark.parametrize("pose", POSES[:3])
+def test_medial_breach_3mm_is_grade_c_fail(pose):
+    r = TrajectoryParams().introducer_diameter_mm / 2
+    delta = RHO - r + 3.0  # the instrument surface 3 mm through the medial wall
+    plan, traj = _cylinder_case(pose, offset_med=delta)
+    traj.override_reason = "accepted after discussion"
+    rep = evaluate_trajectory(plan, traj)
+    assert rep.pedicle_clearance_mm["medial"] == pytest.approx(-3.0, abs=0.01)
+    assert rep.pedicle_clearance_mm["lateral"] == pytest.approx(RHO + delta - r, abs=0.01)
+    med = rep.check("pedicle_medial")
+    assert med.grade == "C" and med.status == FAIL
+    assert "breaches the medial wall" in med.reason and "grade C" in med.reason
+    assert "Gertzbein" in med.source
+    assert med.override_reason == "accepted after discussion"
+    assert rep.overall == FAIL and not rep.needs_override
+    # the same breach on the lateral wall is a warning (lateral fails from grade D by default)
+    plan, traj = _cylinder_case(pose, offset_med=-delta)
+    rep = evaluate_trajectory(plan, traj)
+    lat = rep.check("pedicle_lateral")
+    assert lat.grade == "C" and lat.status == WARNING
+    assert rep.overall == WARNING and not rep.needs_override
+
+
+def test_breach_grades_follow_settings():
+    r = TrajectoryParams().introducer_diameter_mm / 2
+    plan, traj = _cylinder_case(POSES[1], offset_up=-(RHO - r + 4.5))  # lower wall, 4.5 mm: grade D
+    rep = evaluate_trajectory(plan, traj)
+    low = rep.check("pedicle_lower")
+    assert low.grade == "D" and low.status == FAIL
+    assert rep.needs_override  # failing, no reason recorded
+    plan, traj = _cylinder_case(POSES[1], offset_up=RHO - r + 1.0)  # upper wall, 1 mm: grade B
+    rep = evaluate_trajectory(plan, traj)
+    up = rep.check("pedicle_upper")
+    assert up.grade == "B" and up.status == WARNING
+    plan, traj = _cylinder_case(POSES[1], offset_med=RHO - r - 1.0)  # 1 mm clearance, no breach
+    rep = evaluate_trajectory(plan, traj)
+    c = rep.check("pedicle_medial")
+    assert c.grade == "A" and c.status == WARNING and "only 1.0 mm" in c.reason
+    plan, traj = _cylinder_case(POSES[1], offset_med=RHO - r + 1.0)  # medial 1 mm: grade B
+    assert evaluate_trajectory(plan, traj).check("pedicle_medial").status == WARNING
+    plan.settings.breach_fail_grade_medial_inferior = "B"
+    assert evaluate_trajectory(plan, traj).check("pedicle_medial").status == FAIL
+
+
+def test_oblique_instrument_widens_its_cross_section():
+    plan, traj = _cylinder_case(POSES[2], tilt_deg=30.0)
+    rep = evaluate_trajectory(plan, traj)
+    r = traj.params.introducer_diameter_mm / 2
+    assert rep.pedicle_clearance_mm["medial"] == pytest.approx(RHO - r / math.cos(math.radians(30)), abs=0.02)
+    assert rep.pedicle_clearance_mm["upper"] == pytest.approx(RHO - r, abs=0.02)
+
+
+def test_pedicle_model_used_without_outline():
+    plan = plan_with(POSES[0], "L4")
+    traj = suggest_trajectory(plan, plan.levels[0], "left")
+    plan.trajectories.append(traj)
+    rep = evaluate_trajectory(plan, traj)
+    r = traj.params.introducer_diameter_mm / 2
+    # the suggested introducer runs along the model's axis through the pedicle centre
+    assert rep.pedicle.source == "model"
+    assert rep.pedicle_clearance_mm["medial"] == pytest.approx(12.9 / 2 - r, abs=0.05)
+    assert rep.pedicle_clearance_mm["upper"] == pytest.approx(14.8 / 2 - r, abs=0.05)
+    assert "elliptical pedicle model" in rep.check("pedicle_medial").reason
+
+
+# ------------------------------------------------------------------------------- CT outline
+def _ct_pedicle_volume(plan, side="left", inner=4.0, cortex=1.5, noise=15.0, seed=0):
+    level = plan.levels[0]
+    frame = vertebra_frame(level)
+    axis = pedicle_axis(frame, plan.settings, side)
+    ped = np.asarray(getattr(level.landmarks, f"pedicle_{side}_lps"))
+    sp = 0.5
+    n = 64
+    origin = ped - sp * (n - 1) / 2
+    m = make_ijk_to_lps(origin, np.eye(3), (sp, sp, sp))
+    ii = np.indices((n, n, n)).reshape(3, -1).T[:, ::-1].astype(float)  # (i, j, k) for array order (k, j, i)
+    lps = ii @ m[:3, :3].T + m[:3, 3]
+    rel = lps - ped
+    radial = np.linalg.norm(rel - (rel @ axis)[:, None] * axis, axis=1)
+    vals = np.where(radial < inner, 250.0, np.where(radial < inner + cortex, 1000.0, 20.0))
+    vals = vals + np.random.default_rng(seed).normal(0, noise, vals.shape)
+    arr = vals.reshape(n, n, n).astype(np.float32)
+    from scipy import ndimage
+    arr = ndimage.gaussian_filter(arr, 0.6)  # scanner blur
+    return Volume(arr, m, ImageInfo(modality="CT"))
+
+
+def test_ct_outline_measured_automatically():
+    plan = plan_with(POSES[0], "L4")
+    traj = suggest_trajectory(plan, plan.levels[0], "left")
+    plan.trajectories.append(traj)
+    vol = _ct_pedicle_volume(plan)
+    rep = evaluate_trajectory(plan, traj, images={"ct": vol})
+    r = traj.params.introducer_diameter_mm / 2
+    assert rep.pedicle.source == "ct"
+    for wall in ("medial", "lateral", "upper", "lower"):
+        assert rep.pedicle_clearance_mm[wall] == pytest.approx(4.0 - r, abs=0.3)
+    assert rep.check("pedicle_medial").status == WARNING  # 1.9 mm < 2 mm
+    assert "measured on CT" in rep.check("pedicle_medial").reason
+    # an MR volume is not used for the automatic outline
+    mr = Volume(vol.array, vol.ijk_to_lps, ImageInfo(modality="MR"))
+    assert evaluate_trajectory(plan, traj, images=[mr]).pedicle.source == "model"
+    # a drawn outline wins over CT
+    frame = vertebra_frame(plan.levels[0])
+    sec = model_section(frame, plan.settings, "left")
+    plan.levels[0].pedicle_outline_left_lps = [tuple(p) for p in sec.outline_lps()]
+    assert evaluate_trajectory(plan, traj, images={"ct": vol}).pedicle.source == "outline"
+
+
+def test_ct_outline_refused_when_centre_is_not_bone():
+    plan = plan_with(POSES[0], "L4")
+    vol = _ct_pedicle_volume(plan)
+    vol.array[:] = 20.0
+    frame = vertebra_frame(plan.levels[0])
+    sec = model_section(frame, plan.settings, "left")
+    assert measure_pedicle_outline_ct(vol, sec.center_lps, sec.normal, sec.e_medial, sec.e_upper) is None
+
+
+# ------------------------------------------------------------------------------- margins and plan
+@pytest.mark.parametrize("pose", POSES[:3])
+def test_suggested_box_trajectories_pass(pose):
+    plan = plan_with(pose, "L4")
+    for side in ("left", "right"):
+        plan.trajectories = [suggest_trajectory(plan, plan.levels[0], side)]
+        rep = evaluate_trajectory(plan, plan.trajectories[0])
+        bad = [(c.name, c.status, c.reason) for c in rep.checks if c.status != PASS]
+        assert not bad, bad
+
+
+def test_target_in_canal_fails_canal_margin():
+    pose = POSES[2]
+    plan = plan_with(pose, "L4")
+    traj = suggest_trajectory(plan, plan.levels[0], "left")
+    plan.trajectories.append(traj)
+    frame = vertebra_frame(plan.levels[0])
+    t = np.array(traj.target_lps) - (frame.wall_depth_mm(traj.target_lps) + 3.0) * frame.u  # 3 mm into the canal
+    traj.target_lps = tuple(t)
+    rep = evaluate_trajectory(plan, traj)
+    c = rep.check("canal_margin")
+    assert c.status == FAIL
+    assert rep.canal_margin_mm == pytest.approx(-3.0 - 5.0, abs=TOL_MM)
+    assert "reaches into the spinal canal" in c.reason and "Huang" in c.source
+    assert rep.check("target_depth").status == FAIL
+    assert rep.needs_override
+    traj.override_reason = "planned with the reviewer"
+    rep = evaluate_trajectory(plan, traj)
+    assert rep.check("canal_margin").override_reason == "planned with the reviewer"
+    assert not rep.needs_override
+
+
+def test_margin_limits_come_from_params():
+    plan = plan_with(POSES[0], "L4")
+    traj = suggest_trajectory(plan, plan.levels[0], "left")
+    plan.trajectories.append(traj)
+    assert evaluate_trajectory(plan, traj).check("canal_margin").status == PASS
+    traj.params.canal_margin_mm = 12.0  # per-trajectory setting
+    c = evaluate_trajectory(plan, traj).check("canal_margin")
+    assert c.status == FAIL and c.limit == 12.0
+
+
+def test_endplate_and_anterior_checks():
+    plan = plan_with(POSES[3], "L4")
+    traj = _straight(POSES[3], plan, "left", 20.0, 0.0, (-2.0, 10.0, 0.0))
+    rep = evaluate_trajectory(plan, traj)
+    assert rep.check("superior_endplate_margin").status == WARNING  # zone crosses by 2 mm
+    assert rep.superior_endplate_margin_mm == pytest.approx(-2.0, abs=TOL_MM)
+    traj.target_lps = POSES[3]((16.0, 0.0, 0.0))
+    rep = evaluate_trajectory(plan, traj)
+    assert rep.check("zone_inside_body").status == WARNING
+    assert rep.check("target_depth").status == WARNING  # 94% of the depth
+    traj.target_lps = POSES[3]((-2.0, 15.0, 0.0))
+    assert evaluate_trajectory(plan, traj).check("superior_endplate_margin").status == FAIL
+
+
+def test_unreachable_curve_fails_with_both_radii():
+    plan = plan_with(POSES[0], "L4")
+    traj = suggest_trajectory(plan, plan.levels[0], "left")
+    plan.trajectories.append(traj)
+    traj.params.cannula_curve_radius_mm = 80.0
+    c = evaluate_trajectory(plan, traj).check("cannula_curve")
+    assert c.status == FAIL and "80 mm" in c.reason and c.limit == 80.0 and c.value < 80.0
+
+
+def test_straight_probe_off_line_fails():
+    plan = plan_with(POSES[0], "L4")
+    traj = suggest_trajectory(plan, plan.levels[0], "left")
+    traj.params.curved = False
+    plan.trajectories.append(traj)
+    rep = evaluate_trajectory(plan, traj)
+    assert rep.check("straight_path").status == FAIL
+
+
+def test_missing_landmarks_reported_as_failing_check():
+    plan = plan_with(POSES[0], "L4")
+    traj = suggest_trajectory(plan, plan.levels[0], "left")
+    plan.trajectories.append(traj)
+    plan.levels[0].landmarks.anterior_wall_lps = None
+    rep = evaluate_trajectory(plan, traj)
+    assert [c.name for c in rep.checks] == ["landmarks"]
+    assert rep.checks[0].status == FAIL and "anterior wall" in rep.checks[0].reason
+    assert rep.to_dict()["target_depth_pct"] is None
+
+
+def test_evaluate_plan_bipedicular_pair():
+    plan = plan_with(POSES[1], "L5")
+    left, right = suggest_bipedicular(plan, "L5")
+    plan.trajectories += [left, right]
+    report = evaluate_plan(plan)
+    assert [t.side for t in report.trajectories] == ["left", "right"]
+    for t in report.trajectories:
+        assert t.check("bipedicular_spacing").status == PASS
+        assert t.check("midline_offset").status == PASS  # the pair's midpoint is on the midline
+        assert t.midline_offset_mm == pytest.approx(7.5, abs=TOL_MM)
+    d = report.to_dict()
+    assert d["levels"][0]["name"] == "L5" and len(d["levels"][0]) == 8
+    plan.settings.bipedicular_tip_spacing_mm = [16.0, 20.0]
+    assert evaluate_plan(plan).trajectories[0].check("bipedicular_spacing").status == WARNING
+
+
+def test_report_adapter_reads_real_checks():
+    """The plan summary's adapter shows the real checks and metrics."""
+    from planner.report.geometry import trajectory_geometry
+    from planner.report.integration import evaluate_trajectory as report_eval
+
+    plan = plan_with(POSES[0], "L4")
+    traj = suggest_trajectory(plan, plan.levels[0], "left")
+    plan.trajectories.append(traj)
+    ev = report_eval(plan, traj)
+    assert ev.overall == "pass"
+    assert any(c.name == "Canal margin" and c.status == "pass" for c in ev.checks)
+    assert any(m.label.startswith("Medial angle") for m in ev.metrics)
+    geom = trajectory_geometry(plan, traj)
+    assert geom.from_planner and [i.name for i in geom.instruments] == ["introducer", "cannula", "probe"]
+    assert geom.zone.radius_mm == 5.0
+
+
+# ------------------------------------------------------------------------------- demo case
+def _demo(request):
+    try:
+        return request.getfixturevalue("demo_study")
+    except pytest.FixtureLookupError:
+        pytest.skip("demo_study fixture not available yet")
