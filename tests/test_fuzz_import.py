@@ -39,7 +39,7 @@ def _sources(shared: Path, tmp: Path) -> dict[str, tuple[bytes, int]]:
     for name in ("MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_RLE.dcm",
                  "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "CT_small.dcm", "rtdose.dcm",
                  "SC_rgb_rle.dcm", "JPEG2000.dcm", "image_dfl.dcm", "SC_rgb_jpeg.dcm"):
-        add(name, get_testdata_file(name))
+        add(name, get_testdata_file(name, download=False))
     emr, _p, _f = write_enhanced_mr(tmp / "src" / "emr.dcm", n_frames=6)
     add("enhanced_mr", emr)
     rf_cine, _a = write_projection(tmp / "src" / "cine.dcm", modality="XA", frames=3, rows=32, cols=32)

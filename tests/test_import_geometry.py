@@ -157,7 +157,7 @@ SINGLE_FILES = ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm
 
 @pytest.mark.parametrize("name", SINGLE_FILES)
 def test_pydicom_single_slices(name):
-    f = get_testdata_file(name)
+    f = get_testdata_file(name, download=False)
     img = sitk.ReadImage(f)
     out = inspect_json(f)
     assert_summary_matches(out["series"][0], img)
@@ -207,7 +207,7 @@ def test_pydicom_cr_monochrome1_is_inverted_like_gdcm(name):
 
 
 def test_pydicom_rtdose_multiframe_grid_offsets():
-    f = get_testdata_file("rtdose.dcm")
+    f = get_testdata_file("rtdose.dcm", download=False)
     img = sitk.ReadImage(f)
     _key, vol = only_volume(load_path(f))
     o, d, s = sitk_geometry(img)
@@ -226,6 +226,7 @@ SYNTHETIC = {
     "sagittal": {"iop": (0, 1, 0, 0, 0, -1), "modality": "MR", "rescale": (1.0, 0.0)},
     "implicit": {"transfer_syntax": "1.2.840.10008.1.2"},
     "big_endian": {"transfer_syntax": "1.2.840.10008.1.2.2"},
+    "deflate": {"transfer_syntax": "1.2.840.10008.1.2.1.99"},
     "rle": {"transfer_syntax": "1.2.840.10008.1.2.5"},
     "jpeg2000": {"transfer_syntax": "1.2.840.10008.1.2.4.90"},
     "jpeg_ls": {"transfer_syntax": "1.2.840.10008.1.2.4.80"},
@@ -244,6 +245,30 @@ def test_synthetic_series_match_simpleitk(tmp_path, case):
     assert_summary_matches(out["series"][0], img)
     assert out["series"][0]["warnings"] == []
     _key, vol = only_volume(load_path(tmp_path))
+    assert_volume_matches(vol, img)
+
+
+def test_jpeg_baseline_series(tmp_path):
+    """Lossy JPEG: geometry exact; pixels within 1 of GDCM's decoder (IDCT rounding differs between
+    JPEG libraries) and identical to pydicom's own decoding of each file."""
+    paths = write_series(tmp_path, transfer_syntax="1.2.840.10008.1.2.4.50", bits_stored=8, rescale=(1.0, 0.0),
+                         shuffle_files=False)
+    img = sitk_series(tmp_path)
+    out = inspect_json(tmp_path)
+    assert_summary_matches(out["series"][0], img)
+    _key, vol = only_volume(load_path(tmp_path))
+    ref = sitk.GetArrayFromImage(img).astype(int)
+    assert np.abs(vol.array.astype(int) - ref).max() <= 1
+    for k, p in enumerate(paths):
+        np.testing.assert_array_equal(vol.array[k], pydicom.dcmread(p).pixel_array)
+
+
+@pytest.mark.skipif(get_testdata_file("emri_small.dcm", download=False) is None,
+                    reason="pydicom-data (emri_small.dcm) is not installed; it is never downloaded in tests")
+def test_pydicom_enhanced_mr_emri_small():
+    f = get_testdata_file("emri_small.dcm", download=False)
+    img = sitk.ReadImage(f)
+    _key, vol = only_volume(load_path(f))
     assert_volume_matches(vol, img)
 
 
@@ -334,3 +359,23 @@ def test_demo_study_matches_simpleitk(tmp_path):
         assert isinstance(vol, Volume), (key, list(result.images))
         assert_volume_matches(vol, img)
         assert_summary_matches(result.summary(key).to_dict(), img)
+
+
+def test_enhanced_mr_with_per_frame_orientations_splits_into_stacks(tmp_path):
+    """A multi-frame file whose frames carry their own Plane Orientation (a two-plane localizer) gives one
+    volume per orientation, each placed exactly by its per-frame positions."""
+    sag = (0, 1, 0, 0, 0, -1)
+    ax = (1, 0, 0, 0, 1, 0)
+    p, pos, frames = write_enhanced_mr(tmp_path / "loc.dcm", n_frames=4, iop=sag, second_orientation=ax)
+    result = load_path(p)
+    vols = result.volumes()
+    assert len(vols) == 2
+    by_normal = {tuple(np.round(np.cross(v.direction[:, 0], v.direction[:, 1]), 6)): v for v in vols.values()}
+    for iop, first in ((sag, 0), (ax, 4)):
+        normal = tuple(np.round(np.cross(iop[:3], iop[3:]), 6) + 0.0)
+        vol = by_normal[normal]
+        np.testing.assert_allclose(vol.direction[:, 0], iop[:3], atol=TOL_DIR)
+        np.testing.assert_allclose(vol.direction[:, 1], iop[3:], atol=TOL_DIR)
+        for k in range(4):
+            np.testing.assert_allclose(vol.ijk_to_world([0, 0, k]), pos[first + k], atol=TOL_MM)
+            np.testing.assert_array_equal(vol.array[k], frames[first + k])

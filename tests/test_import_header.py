@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 pydicom = pytest.importorskip("pydicom")
-from pydicom.data import get_testdata_files  # noqa: E402
+from pydicom.data import get_testdata_file  # noqa: E402
 
 from planner.imaging import dicom_header as dh  # noqa: E402
 
 
 def _files(shared: Path | None) -> list[str]:
-    files = [f for f in get_testdata_files() if os.path.isfile(f)]
+    # pydicom's bundled files, found locally (get_testdata_files would try to download more)
+    files = [str(p) for p in (Path(pydicom.data.__file__).parent / "test_files").rglob("*") if p.is_file()]
     if shared is not None:
         files += [str(p) for p in shared.rglob("*") if p.is_file() and (p.suffix == ".dcm" or "ct_dicom" in str(p))]
     return sorted(files)
@@ -50,13 +51,13 @@ def test_fast_parser_matches_pydicom_on_all_test_files(shared_data):
 
 def test_fast_parser_hands_back_big_endian_deflate_and_raw_files():
     for name in ("MR_small_bigendian.dcm", "image_dfl.dcm", "no_meta.dcm"):
-        (f,) = [p for p in get_testdata_files(name) if p.endswith(name)]
+        f = get_testdata_file(name, download=False)
         with pytest.raises(dh.NeedsPydicom):
             dh.read_fast(f)
 
 
 def test_damaged_lengths_raise_header_error_not_hang():
-    (f,) = [p for p in get_testdata_files("MR_small.dcm") if p.endswith("MR_small.dcm")]
+    f = get_testdata_file("MR_small.dcm", download=False)
     data = bytearray(Path(f).read_bytes())
     # an element length pointing far past the end of the file
     pos = data.index(b"\x08\x00\x60\x00")  # (0008,0060) Modality, explicit VR: tag, VR, 2-byte length

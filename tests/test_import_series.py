@@ -267,3 +267,19 @@ def test_file_paths_are_reported_as_given(tmp_path):
     p = write_series(tmp_path, n=2, rows=ROWS, cols=COLS)[0]
     result = load_path(Path(p))
     assert result.report.files[str(p)].status == "loaded"
+
+
+@pytest.mark.parametrize("ts", ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5"])
+def test_compressed_series_decode_the_same_in_processes_and_threads(tmp_path, monkeypatch, ts):
+    """Compressed series of >= PROCESS_MIN_FILES files are decoded in worker processes; where those
+    cannot start the importer falls back to threads with identical results."""
+    import planner.imaging.pixels as pixels
+
+    write_series(tmp_path, n=pixels.PROCESS_MIN_FILES + 2, rows=64, cols=64, transfer_syntax=ts)
+    via_processes = _only_volume(load_path(tmp_path))
+    monkeypatch.setattr(pixels, "_proc_disabled", True)
+    via_threads = _only_volume(load_path(tmp_path))
+    np.testing.assert_array_equal(via_processes.array, via_threads.array)
+    ref = sitk.ImageSeriesReader()
+    ref.SetFileNames(ref.GetGDCMSeriesFileNames(str(tmp_path)))
+    np.testing.assert_array_equal(via_threads.array, sitk.GetArrayFromImage(ref.Execute()))

@@ -15,6 +15,12 @@ Public API::
 
 Cancelling returns what is complete with ``report.cancelled = True`` (no exception from
 ``load_path``); ``load_series`` raises :class:`ImportCancelled`.
+
+Pixel values: Rescale Slope/Intercept applied (integer types when both are integers, else float32).
+MONOCHROME1 images (CR/DX) are inverted at load so that higher values are always brighter, exactly
+as GDCM/SimpleITK do: ``v -> (lo + hi) - v`` over the rescaled range of Bits Stored; header windows
+are mirrored the same way and ``ImageInfo.extra["inverted_monochrome1"]`` is set. Viewers therefore
+never need to know the photometric interpretation.
 """
 
 from planner.imaging.volume import (  # noqa: F401
@@ -39,3 +45,4 @@ from planner.imaging.importer import (  # noqa: F401
 )
 from planner.imaging.series import SeriesGroup  # noqa: F401
 from planner.imaging.resample import resample_regular  # noqa: F401
+from planner.imaging.pixels import prestart_decoders  # noqa: F401

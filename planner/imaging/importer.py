@@ -19,6 +19,7 @@ reason.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
 import os
 import time
@@ -31,7 +32,7 @@ from planner.imaging.dicom_scan import NotDicom, SkipFile, frames_of, read_dicom
 from planner.imaging.pixels import FILE_TIME_LIMIT_S, decode_into
 from planner.imaging.report import ImportReport
 from planner.imaging.series import SeriesGroup, build_groups
-from planner.imaging.sources import FileRef, Listing, _from_zip, is_zip, list_sources
+from planner.imaging.sources import FileRef, Listing, _from_zip, close_archives, is_zip, list_sources
 from planner.imaging.volume import ProjectionImage, Volume
 from planner.logsafe import register_identifiers
 
@@ -108,10 +109,11 @@ class StudySummary:
 
 def summarize(g: SeriesGroup, image: Optional[Image] = None) -> SeriesSummary:
     info = g.info
-    if g.kind == "volume" and g.ijk_to_lps is not None:
-        m = g.ijk_to_lps
+    m_img = image.ijk_to_lps if isinstance(image, Volume) else g.ijk_to_lps
+    if g.kind == "volume" and m_img is not None:
+        m = m_img
         sp = np.linalg.norm(m[:3, :3], axis=0)
-        nk, nj, ni = g.shape[:3]
+        nk, nj, ni = image.array.shape if isinstance(image, Volume) else g.shape[:3]
         size: tuple[int, ...] = (int(ni), int(nj), int(nk))
         spacing: Optional[tuple[float, float, float]] = (float(sp[0]), float(sp[1]), float(sp[2]))
         ijk = [[float(x) for x in row] for row in m]
@@ -353,14 +355,20 @@ def load_series(group: SeriesGroup, *, progress: Optional[ProgressFn] = None, ca
         if _is_set(cancel):
             raise ImportCancelled()
         prog(0.0, f"Reading {group.files[0].name if group.files else group.key}", force=True)
+        pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bvn-read")
         try:
-            img = group.reader()
+            # in a worker thread with the same time bound as DICOM decoding: a damaged file cannot hang us
+            img = pool.submit(group.reader).result(timeout=time_limit_s)
+        except cf.TimeoutError:
+            raise LoadError(f"reading took longer than {time_limit_s:.0f} s (damaged or unsupported data)") from None
         except SkipFile as exc:
             raise LoadError(str(exc)) from None
         except MemoryError:
             raise LoadError("not enough memory to load the image") from None
         except Exception as exc:  # noqa: BLE001
             raise LoadError(f"the image could not be read ({type(exc).__name__}: {exc})") from None
+        finally:
+            pool.shutdown(wait=False)
         img.info.key = group.key
         prog(1.0, "Done", force=True)
         return img
@@ -462,6 +470,8 @@ def load_path(path_or_paths: Union[PathLike, Iterable[PathLike]], *, progress: O
                     if e is not None and e.status == "loaded":
                         e.status, e.reason, e.series_key = "skipped", "not decoded: import cancelled", None
     result.series = [summarize(result.groups[s.key], result.images.get(s.key)) for s in result.series]
+    # every pixel is in memory now: release the zip archives this import read
+    close_archives({r.path for g in groups for r in g.files if r.member is not None})
     report.elapsed_s = time.monotonic() - t0
     prog(1.0, report.summary(), force=True)
     return result

@@ -20,7 +20,9 @@ values are always brighter.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import concurrent.futures.process  # noqa: F401 - BrokenProcessPool
 import io
+import logging
 import os
 import threading
 import time
@@ -31,6 +33,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from planner.imaging.dicom_scan import DicomFile, DicomFrame, syntax_name
+
+log = logging.getLogger(__name__)
 
 #: Seconds one file may take to decode before it is abandoned (a damaged file must not hang the import).
 FILE_TIME_LIMIT_S = 60.0
@@ -243,13 +247,113 @@ def _decode_pydicom(f: DicomFile, job: Job, invert_sum: Optional[float], abandon
 
 
 # ------------------------------------------------------------------ many files
+#: Compressed greyscale series with at least this many files are decoded in worker processes: the
+#: JPEG 2000 / JPEG-LS / JPEG decoders hold the GIL, so threads cannot run them in parallel. A decoder
+#: that crashes there on a damaged file cannot take the application down either.
+PROCESS_MIN_FILES = 8
+_proc_lock = threading.Lock()
+_proc_pool: Optional[cf.ProcessPoolExecutor] = None
+
+
+_proc_disabled = False
+#: Seconds the first start of the worker processes may take (they import numpy and pydicom).
+PROCESS_START_TIMEOUT_S = 60.0
+
+
+def _ping() -> int:
+    return os.getpid()
+
+
+def _process_pool() -> Optional[cf.ProcessPoolExecutor]:
+    """The shared decoding process pool, started (and checked with a trivial task) on first use; None
+    on a single-core machine or where worker processes cannot start (e.g. an interpreter whose main
+    module cannot be re-imported): decoding then stays in threads."""
+    global _proc_pool, _proc_disabled
+    n = min(os.cpu_count() or 1, 8)
+    if n < 2 or _proc_disabled:
+        return None
+    with _proc_lock:
+        if _proc_pool is None:
+            import multiprocessing
+
+            pool = cf.ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+            try:
+                pool.submit(_ping).result(timeout=PROCESS_START_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - fall back to threads for the whole session
+                log.warning("decoding worker processes could not start (%s); decoding in threads", type(exc).__name__)
+                _proc_disabled = True
+                try:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                except Exception:
+                    pass
+                return None
+            _proc_pool = pool
+        return _proc_pool
+
+
+def prestart_decoders() -> None:
+    """Start the decoding worker processes in the background (call once at application start, so the
+    first compressed series does not wait for them)."""
+    threading.Thread(target=_process_pool, name="bvn-decoder-start", daemon=True).start()
+
+
+def _discard_process_pool(pool: Optional[cf.ProcessPoolExecutor], kill: bool) -> None:
+    """Forget a broken pool (or one with a stuck worker); ``kill`` terminates its processes."""
+    global _proc_pool
+    if pool is None:
+        return
+    with _proc_lock:
+        if _proc_pool is pool:
+            _proc_pool = None
+    if kill:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            try:
+                proc.terminate()
+            except Exception:
+                pass
+    try:
+        pool.shutdown(wait=False, cancel_futures=True)
+    except Exception:
+        pass
+
+
+def _decode_in_process(path: Optional[str], data: Optional[bytes], indices: list[int], n_frames: int) -> list[Any]:
+    """Worker-process side: the stored (not rescaled) frames ``indices`` of one file."""
+    import pydicom
+    from pydicom.pixels import iter_pixels
+
+    src: Any = path if path is not None else io.BytesIO(data or b"")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path is not None:
+            with open(path, "rb") as fh:
+                head = fh.read(132)
+        else:
+            head = (data or b"")[:132]
+        ds = pydicom.dcmread(src, force=not (len(head) >= 132 and head[128:132] == b"DICM"))
+        if n_frames <= 1:
+            return [np.ascontiguousarray(ds.pixel_array)]
+        return [np.ascontiguousarray(a) for a in iter_pixels(ds, indices=indices)]
+
+
+def _process_eligible(f: DicomFile, color: bool) -> bool:
+    h = f.header
+    return (f.decode == "pydicom" and not color and f.transfer_syntax not in _COMPRESSED_OK
+            and not h.get("ModalityLUTSequence") and h.get("BitsAllocated") in (8, 16, 32)
+            and str(h.get("PhotometricInterpretation") or "") in ("MONOCHROME1", "MONOCHROME2"))
+
+
 def decode_into(out: np.ndarray, frames: list[DicomFrame], slots: list[int], *, invert_sum: Optional[float],
                 color: bool = False, cancel: Any = None, on_file_done: Optional[Callable[[int, int], None]] = None,
-                time_limit_s: float = FILE_TIME_LIMIT_S, workers: Optional[int] = None) -> dict[Any, str]:
+                time_limit_s: float = FILE_TIME_LIMIT_S, workers: Optional[int] = None,
+                processes: Optional[bool] = None) -> dict[Any, str]:
     """Decode ``frames`` into ``out[slots[i]]``. Returns {FileRef: reason} for the files that failed.
 
+    Native pixels are read by a thread pool; compressed greyscale series of at least
+    :data:`PROCESS_MIN_FILES` files are decoded by a process pool (``processes`` forces it on or off).
     ``cancel`` (an object with ``is_set()``) stops the work promptly; files not yet decoded are then
-    returned with the reason "cancelled".
+    returned with the reason "cancelled". A file whose decoding exceeds ``time_limit_s`` is abandoned
+    and reported.
     """
     jobs: dict[DicomFile, Job] = defaultdict(list)
     for fr, s in zip(frames, slots):
@@ -257,6 +361,8 @@ def decode_into(out: np.ndarray, frames: list[DicomFrame], slots: list[int], *, 
     failures: dict[Any, str] = {}
     files = list(jobs)
     total = len(files)
+    if not files:
+        return failures
     abandoned = {f.ref: threading.Event() for f in files}
     started: dict[Any, float] = {}
 
@@ -267,26 +373,63 @@ def decode_into(out: np.ndarray, frames: list[DicomFrame], slots: list[int], *, 
         else:
             _decode_pydicom(f, jobs[f], invert_sum, abandoned[f.ref], color)
 
+    def store_decoded(f: DicomFile, arrays: list[Any]) -> None:
+        if abandoned[f.ref].is_set():
+            return
+        if len(arrays) != len(jobs[f]):
+            raise FrameError(f"{len(arrays)} frame(s) decoded, {len(jobs[f])} expected")
+        for (fr, dst), a in zip(jobs[f], arrays):
+            store(dst, fix_bits(np.asarray(a), f.header), fr.slope, fr.intercept, invert_sum)
+
+    by_process = [f for f in files if _process_eligible(f, color)]
+    use_processes = processes if processes is not None else len(by_process) >= PROCESS_MIN_FILES
+    ppool = _process_pool() if use_processes and by_process else None
+    if ppool is None:
+        by_process = []
     n_workers = workers or default_workers()
-    if not files:
-        return failures
     # always in worker threads, even for one file, so that a decoder that never returns is abandoned
     # after ``time_limit_s`` instead of hanging the import
-    pool = cf.ThreadPoolExecutor(max_workers=max(1, min(n_workers, total)), thread_name_prefix="bvn-decode")
+    tpool = cf.ThreadPoolExecutor(max_workers=max(1, min(n_workers, total)), thread_name_prefix="bvn-decode")
+    futs: dict[cf.Future, DicomFile] = {}
+    in_process: set[cf.Future] = set()
+    crashed: list[DicomFile] = []
+    stuck_worker = False
     try:
-        futs = {pool.submit(run, f): f for f in files}
+        for f in files:
+            if f in by_process:
+                try:
+                    check_decoder(f.transfer_syntax)
+                except FrameError as exc:
+                    failures[f.ref] = str(exc)
+                    continue
+                indices = sorted({fr.frame or 0 for fr, _dst in jobs[f]})
+                fut = ppool.submit(_decode_in_process,  # type: ignore[union-attr]
+                                   f.ref.path if f.ref.member is None else None,
+                                   f.ref.read_bytes() if f.ref.member is not None else None, indices, f.n_frames)
+                in_process.add(fut)
+            else:
+                fut = tpool.submit(run, f)
+            futs[fut] = f
         pending = set(futs)
-        done_count = 0
+        done_count = len(failures)
         while pending:
             done, pending = cf.wait(pending, timeout=0.05, return_when=cf.FIRST_COMPLETED)
             for fut in done:
-                f = futs[fut]
+                f = futs.pop(fut)  # drop the future at once: it holds the decoded frames of a process task
                 done_count += 1
                 if fut.cancelled():
                     failures[f.ref] = "cancelled"
                     continue
                 exc = fut.exception()
-                if exc is not None:
+                if exc is None and fut in in_process:
+                    in_process.discard(fut)
+                    try:
+                        store_decoded(f, fut.result())
+                    except Exception as store_exc:  # noqa: BLE001
+                        exc = store_exc
+                if isinstance(exc, cf.process.BrokenProcessPool):
+                    crashed.append(f)
+                elif exc is not None:
                     failures[f.ref] = describe_failure(exc, f)
             if done and on_file_done:
                 on_file_done(done_count, total)
@@ -299,14 +442,48 @@ def decode_into(out: np.ndarray, frames: list[DicomFrame], slots: list[int], *, 
             now = time.monotonic()
             for fut in list(pending):
                 f = futs[fut]
+                if fut in in_process and f.ref not in started and fut.running():
+                    started[f.ref] = now
                 t0 = started.get(f.ref)
                 if t0 is not None and now - t0 > time_limit_s and not fut.done():
                     abandoned[f.ref].set()
                     failures[f.ref] = f"decoding took longer than {time_limit_s:.0f} s (damaged or unsupported data)"
                     pending.discard(fut)
                     done_count += 1
+                    stuck_worker = stuck_worker or fut in in_process
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        tpool.shutdown(wait=False, cancel_futures=True)
+        if crashed or stuck_worker:
+            _discard_process_pool(ppool, kill=True)
+    if crashed and not (cancel is not None and cancel.is_set()):
+        failures.update(_retry_isolated(crashed, jobs, store_decoded, time_limit_s))
+    return failures
+
+
+def _retry_isolated(files: list[DicomFile], jobs: dict[DicomFile, Job], store_decoded: Callable[..., None],
+                    time_limit_s: float) -> dict[Any, str]:
+    """After a worker process crashed: decode the affected files one by one, each in its own process,
+    so the file that crashes the decoder is found and the others still load."""
+    import multiprocessing
+
+    failures: dict[Any, str] = {}
+    ctx = multiprocessing.get_context("spawn")
+    for f in files:
+        pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        try:
+            indices = sorted({fr.frame or 0 for fr, _dst in jobs[f]})
+            fut = pool.submit(_decode_in_process, f.ref.path if f.ref.member is None else None,
+                              f.ref.read_bytes() if f.ref.member is not None else None, indices, f.n_frames)
+            store_decoded(f, fut.result(timeout=time_limit_s))
+        except cf.process.BrokenProcessPool:
+            failures[f.ref] = f"the {syntax_name(f.transfer_syntax)} decoder crashed on this file (damaged data)"
+        except cf.TimeoutError:
+            failures[f.ref] = f"decoding took longer than {time_limit_s:.0f} s (damaged or unsupported data)"
+            _discard_process_pool(pool, kill=True)
+        except Exception as exc:  # noqa: BLE001
+            failures[f.ref] = describe_failure(exc, f)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
     return failures
 
 

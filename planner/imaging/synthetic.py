@@ -177,11 +177,14 @@ def write_enhanced_mr(path: str | os.PathLike[str], *, n_frames: int = 10, rows:
                       iop: Sequence[float] = (0, 1, 0, 0, 0, -1), origin: Sequence[float] = (-20.0, -30.0, 40.0),
                       frame_order: Optional[Sequence[int]] = None, rescale: tuple[float, float] = (1.0, 0.0),
                       per_frame_rescale: bool = False, seed: int = 3, transfer_syntax: str = "1.2.840.10008.1.2.1",
-                      echoes: int = 1) -> tuple[Path, np.ndarray, np.ndarray]:
+                      echoes: int = 1, second_orientation: Optional[Sequence[float]] = None
+                      ) -> tuple[Path, np.ndarray, np.ndarray]:
     """Write an Enhanced MR multi-frame file (per-frame Plane Position, shared orientation and pixel
     measures). Returns (path, positions of the frames in file order, frames in file order).
     ``frame_order`` permutes the slices in the file (the reader must sort them by position).
-    ``echoes`` > 1 repeats every position once per echo (Effective Echo Time differs)."""
+    ``echoes`` > 1 repeats every position once per echo (Effective Echo Time differs).
+    ``second_orientation`` adds a second stack of ``n_frames`` frames with that orientation (per-frame
+    Plane Orientation, as in a multi-plane localizer)."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as Seq
     from pydicom.uid import generate_uid
@@ -216,16 +219,28 @@ def write_enhanced_mr(path: str | os.PathLike[str], *, n_frames: int = 10, rows:
         pv = Dataset()
         pv.RescaleSlope, pv.RescaleIntercept, pv.RescaleType = f"{rescale[0]:g}", f"{rescale[1]:g}", "US"
         shared.PixelValueTransformationSequence = Seq([pv])
+    if second_orientation is not None:
+        del shared.PlaneOrientationSequence
+        ds.NumberOfFrames = n_frames * echoes * 2
     ds.SharedFunctionalGroupsSequence = Seq([shared])
     per = []
     frames = []
     positions = []
-    for e in range(echoes):
+    stacks = [(iop, pos_sorted)]
+    if second_orientation is not None:
+        iop2 = np.asarray(second_orientation, dtype=float)
+        n2 = np.cross(iop2[:3], iop2[3:])
+        stacks.append((iop2, np.asarray(origin, float)[None, :] + np.arange(n_frames)[:, None] * slice_gap * n2[None, :]))
+    for (stack_iop, stack_pos), e in [(st, e) for st in stacks for e in range(echoes)]:
         for k in order:
             item = Dataset()
             pp = Dataset()
-            pp.ImagePositionPatient = [f"{x:.6f}" for x in pos_sorted[k]]
+            pp.ImagePositionPatient = [f"{x:.6f}" for x in stack_pos[k]]
             item.PlanePositionSequence = Seq([pp])
+            if second_orientation is not None:
+                po_k = Dataset()
+                po_k.ImageOrientationPatient = [f"{x:g}" for x in stack_iop]
+                item.PlaneOrientationSequence = Seq([po_k])
             fc = Dataset()
             fc.StackID = "1"
             fc.InStackPositionNumber = k + 1
@@ -242,7 +257,7 @@ def write_enhanced_mr(path: str | os.PathLike[str], *, n_frames: int = 10, rows:
                 item.PixelValueTransformationSequence = Seq([pv])
             per.append(item)
             frames.append(pattern(k + 100 * e, rows, cols, 12, False, seed))
-            positions.append(pos_sorted[k])
+            positions.append(stack_pos[k])
     ds.PerFrameFunctionalGroupsSequence = Seq(per)
     arr = np.stack(frames)
     _set_pixels(ds, arr, transfer_syntax, 12)
