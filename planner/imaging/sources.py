@@ -84,15 +84,15 @@ def _zip_read(path: str, member: str, limit: Optional[int]) -> bytes:
             return fh.read() if limit is None else fh.read(limit)
 
 
-def close_archives() -> None:
-    """Close the zip archives kept open for reading members."""
+def close_archives(paths: Optional[Iterable[str]] = None) -> None:
+    """Close the zip archives kept open for reading members (those in ``paths``, or all). A closed
+    archive is opened again when a member is read later."""
     with _zip_lock:
-        for zf in _zip_cache.values():
+        for p in list(_zip_cache) if paths is None else [p for p in paths if p in _zip_cache]:
             try:
-                zf.close()
+                _zip_cache.pop(p).close()
             except Exception:
                 pass
-        _zip_cache.clear()
 
 
 def is_zip(path: str) -> bool:
