@@ -23,6 +23,8 @@ class Session:
         #: Loaded images by Series Instance UID (or a generated key for research files).
         self.images: dict[str, Image] = {}
         self._cursor_lps = np.zeros(3)
+        #: Frame of Reference UID the cursor was last set in ("" = not tied to one).
+        self.cursor_frame_of_reference_uid = ""
         #: Emitted with the new LPS position (np.ndarray) when the linked crosshair moves.
         self.cursor_moved = Signal("Session.cursor_moved")
         #: Emitted with the series key when images are added or removed.
@@ -83,12 +85,16 @@ class Session:
     def cursor_lps(self) -> np.ndarray:
         return self._cursor_lps.copy()
 
-    def set_cursor(self, lps: Sequence[float]) -> None:
+    def set_cursor(self, lps: Sequence[float], frame_of_reference_uid: Optional[str] = None) -> None:
+        """Move the linked cursor. ``frame_of_reference_uid`` names the frame the point was picked in
+        (views of volumes in another frame of reference do not follow); None or "" means any."""
         p = np.asarray(lps, dtype=float).reshape(3)
         if not np.all(np.isfinite(p)):
             return
-        if not np.allclose(p, self._cursor_lps, atol=1e-9):
+        for_uid = frame_of_reference_uid or ""
+        if not np.allclose(p, self._cursor_lps, atol=1e-9) or for_uid != self.cursor_frame_of_reference_uid:
             self._cursor_lps = p
+            self.cursor_frame_of_reference_uid = for_uid
             self.cursor_moved.emit(p.copy())
 
     def set_active_trajectory(self, trajectory_id: Optional[str]) -> None:
