@@ -1,0 +1,352 @@
+"""Start the desktop application: ``run_gui(args)`` with the arguments of main.py
+(path, demo, review, images, layout, screenshot, size).
+
+Start-up is kept short (goal: first image on screen within 2 s): only the needed VTK modules are
+imported, the main window builds only the layout it shows, volume rendering and the side panels are
+set up after the first image is on screen, and no traceback ever reaches the user (a short message
+and the log file instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+log = logging.getLogger(__name__)
+
+#: Set when the process started (main.py imports this module early); the start-up benchmark reads it.
+PROCESS_START = time.perf_counter()
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+
+
+class StartupError(Exception):
+    """A start-up problem with a message for the user (bad path, missing module...)."""
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise StartupError(f"--size must look like 1600x1000, got {text!r}") from None
+    if not (200 <= w <= 10000 and 200 <= h <= 10000):
+        raise StartupError(f"--size {text} is out of range (200..10000 pixels per side)")
+    return w, h
+
+
+# ---------------------------------------------------------------------- application set-up
+def create_application(argv: Optional[list[str]] = None):
+    """The QApplication with high-DPI settings, the Fusion style, a dark palette and the style sheet."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        app = QApplication(argv if argv is not None else [sys.argv[0]])
+    from planner import APP_NAME, __version__
+
+    app.setApplicationName(APP_NAME)
+    app.setApplicationVersion(__version__)
+    app.setOrganizationName("BVN Planner")
+    apply_theme(app)
+    return app
+
+
+def apply_theme(app) -> None:
+    from PySide6.QtGui import QColor, QPalette
+
+    app.setStyle("Fusion")
+    pal = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: "#1e2227", QPalette.ColorRole.WindowText: "#dfe3e8",
+        QPalette.ColorRole.Base: "#15181c", QPalette.ColorRole.AlternateBase: "#1b1f24",
+        QPalette.ColorRole.ToolTipBase: "#2b3038", QPalette.ColorRole.ToolTipText: "#e8eaed",
+        QPalette.ColorRole.Text: "#dfe3e8", QPalette.ColorRole.Button: "#2a2f36",
+        QPalette.ColorRole.ButtonText: "#dfe3e8", QPalette.ColorRole.BrightText: "#ffffff",
+        QPalette.ColorRole.Highlight: "#2f6f9f", QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.Link: "#6ab0e6", QPalette.ColorRole.PlaceholderText: "#7d8590",
+    }
+    for role, color in roles.items():
+        pal.setColor(role, QColor(color))
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
+        pal.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6b727c"))
+    app.setPalette(pal)
+    qss = RESOURCES / "style.qss"
+    try:
+        app.setStyleSheet(qss.read_text(encoding="utf-8"))
+    except OSError as exc:
+        log.warning("style sheet %s not loaded: %s", qss, exc)
+
+
+def install_excepthook(window_getter) -> None:
+    """Unexpected errors are logged (redacted) and shown as a short message, never as a traceback."""
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        log.error("unexpected error:\n%s", "".join(traceback.format_exception(exc_type, exc, tb)))
+        try:
+            from PySide6.QtCore import Qt
+            from PySide6.QtWidgets import QMessageBox
+
+            from planner.logsafe import log_file_path
+
+            win = window_getter()
+            text = (f"Something went wrong ({exc_type.__name__}). Your plan is unchanged and an autosaved copy "
+                    f"is kept.\nDetails are in the log file:\n{log_file_path()}")
+            if win is not None and not getattr(win, "_closed", False):
+                win.show_message(f"Unexpected error ({exc_type.__name__}); see the log file")
+                box = QMessageBox(QMessageBox.Icon.Warning, "BVN Planner", text, QMessageBox.StandardButton.Ok, win)
+                box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                box.open()
+        except Exception:  # the hook itself must never raise
+            pass
+
+    sys.excepthook = hook
+
+
+# ---------------------------------------------------------------------- opening things
+def plan_image_folders(plan, images_folder: Optional[str]) -> list[str]:
+    """Folders where a plan's images may be: ``--images`` first, then the series' path hints (files
+    stand for their folder) that exist; duplicates removed."""
+    out: list[str] = []
+    cands: list[Path] = []
+    if images_folder:
+        cands.append(Path(images_folder))
+    for ref in plan.case.series:
+        if ref.path_hint:
+            cands.append(Path(ref.path_hint))
+    for c in cands:
+        p = c if c.is_dir() else c.parent if c.exists() else None
+        if p is not None and p.is_dir() and str(p) not in out:
+            out.append(str(p))
+    return out
+
+
+def _imaging():
+    try:
+        from planner.imaging import load_path
+    except ImportError as exc:  # pragma: no cover - the importer ships with the app
+        raise StartupError(f"The image importer is not available in this build: {exc}") from None
+    return load_path
+
+
+def load_images_into(session, paths: list[str], *, only_uids: Optional[set[str]] = None) -> Any:
+    """Import ``paths`` synchronously into the session; returns the ImportResult."""
+    load_path = _imaging()
+    result = load_path(paths if len(paths) != 1 else paths[0])
+    keys = [k for k in result.images if only_uids is None or k in only_uids]
+    # volumes first, so the planning views have their series as soon as possible
+    from planner.imaging.volume import Volume
+
+    keys.sort(key=lambda k: 0 if isinstance(result.images[k], Volume) else 1)
+    for key in keys:
+        session.add_image(key, result.images[key])
+    return result
+
+
+def open_demo(session) -> str:
+    """Load the built-in demo case: its images and its sample plan. Returns a title hint."""
+    try:
+        from planner.demo import ensure_demo_case
+    except ImportError as exc:
+        raise StartupError(f"The demo case is not available in this build ({exc}).") from None
+    folder = Path(ensure_demo_case())
+    load_images_into(session, [str(folder)])
+    sample = folder / "sample.bvnplan"
+    if sample.is_file():
+        from planner.storage import PlanFileError, load_plan
+
+        try:
+            plan = load_plan(str(sample))
+        except PlanFileError as exc:
+            raise StartupError(f"The demo plan could not be read: {exc}") from None
+        session.document.replace_plan(plan)
+    return "Demo case (not saved)"
+
+
+def open_path(session, path: str, *, review: bool = False, images: Optional[str] = None) -> str:
+    """Open a .bvnplan (then its images by UID) or a DICOM folder / zip / file. Returns a title hint."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise StartupError(f"{p} does not exist")
+    if p.suffix.lower() == ".bvnplan":
+        from planner.recent import add_recent_plan
+        from planner.storage import PlanFileError, load_plan
+
+        try:
+            plan = load_plan(str(p))
+        except PlanFileError as exc:
+            raise StartupError(str(exc)) from None
+        session.document.replace_plan(plan, read_only=review, path=str(p))
+        add_recent_plan(str(p))
+        uids = {r.series_instance_uid for r in plan.case.series}
+        folders = plan_image_folders(plan, images)
+        if folders and uids:
+            load_images_into(session, folders, only_uids=uids)
+        return p.name
+    result = load_images_into(session, [str(p)])
+    if not result.images:
+        raise StartupError(f"No images could be read from {p}: {result.report.to_text(max_files=5)}"
+                           if hasattr(result.report, "to_text") else f"No images could be read from {p}")
+    if review:
+        session.document.read_only = True
+    return p.name
+
+
+# ---------------------------------------------------------------------- the panels other helpers wrote
+def install_available_panels(window) -> list[str]:
+    """Add the side panels present in this build (levels, eligibility, review) as docks."""
+    added = []
+    for module, cls, name in (("planner.views.levels_panel", "LevelsPanel", "Levels"),
+                              ("planner.views.eligibility_panel", "EligibilityPanel", "Eligibility"),
+                              ("planner.views.review_panel", "ReviewPanel", "Review")):
+        if name in window.docks:
+            continue
+        try:
+            mod = __import__(module, fromlist=[cls])
+            panel = getattr(mod, cls)(window.session)
+        except Exception:
+            log.exception("panel %s not available", name)
+            continue
+        window.add_panel(name, panel)
+        added.append(name)
+    if "Levels" in window.docks:
+        window.docks["Levels"].raise_()
+    return added
+
+
+# ---------------------------------------------------------------------- first image timing
+def first_image_ms(window) -> Optional[float]:
+    """Milliseconds from process start until a slice view first painted an image (None if not yet)."""
+    return getattr(window, "first_image_at_ms", None)
+
+
+def _watch_first_image(window) -> None:
+    from PySide6.QtCore import QObject, QEvent
+
+    class Watcher(QObject):
+        def eventFilter(self, obj, ev):  # noqa: N802
+            if ev.type() == QEvent.Type.Paint and getattr(window, "first_image_at_ms", None) is None:
+                # the paint runs right after this filter; check on the next event loop turn
+                from PySide6.QtCore import QTimer
+
+                QTimer.singleShot(0, check)
+            return False
+
+    def check():
+        if getattr(window, "first_image_at_ms", None) is not None:
+            return
+        for c in window.views.all_canvases():
+            if c.image_paints > 0:
+                window.first_image_at_ms = (time.perf_counter() - PROCESS_START) * 1000.0
+                log.info("first image on screen %.0f ms after start", window.first_image_at_ms)
+                return
+
+    w = Watcher(window)
+    for c in window.views.all_canvases():
+        c.installEventFilter(w)
+    window._first_image_watcher = w
+
+
+# ---------------------------------------------------------------------- entry point
+def build_window(args, session=None):
+    """Create the application, the session and the main window and open what ``args`` ask for.
+    Returns (app, window). Raises StartupError with a message for the user."""
+    app = create_application()
+    from planner.session import Session
+    from planner.views.main_window import MainWindow
+
+    session = session or Session()
+    title = ""
+    if getattr(args, "demo", False):
+        title = open_demo(session)
+    elif getattr(args, "path", None):
+        title = open_path(session, args.path, review=bool(getattr(args, "review", False)),
+                          images=getattr(args, "images", None))
+    if getattr(args, "review", False):
+        session.document.read_only = True
+    screenshot = bool(getattr(args, "screenshot", None))
+    window = MainWindow(session, initial_layout=getattr(args, "layout", None), restore_state=not screenshot)
+    window.title_hint = title
+    window._update_title()
+    return app, window
+
+
+def run_gui(args) -> int:
+    from planner.logsafe import setup_logging
+
+    setup_logging()
+    try:
+        size = _parse_size(getattr(args, "size", None) or "1600x1000") if getattr(args, "screenshot", None) else None
+        app, window = build_window(args)
+    except StartupError as exc:
+        print(f"BVN Planner: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # never a traceback for the user
+        log.exception("start-up failed")
+        print(f"BVN Planner could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if getattr(args, "screenshot", None):
+        return take_screenshot(app, window, args.screenshot, size)
+    install_excepthook(lambda: window)
+    _watch_first_image(window)
+    window.show()
+    from PySide6.QtCore import QTimer
+
+    def after_first_frame():
+        try:
+            install_available_panels(window)
+        except Exception:
+            log.exception("panels could not be added")
+        try:
+            window.files.offer_recovery()
+        except Exception:
+            log.exception("recovery offer failed")
+
+    QTimer.singleShot(300, after_first_frame)
+    return int(app.exec())
+
+
+def settle(app, ms: int = 200) -> None:
+    """Process events for about ``ms`` milliseconds (layouts, deferred set-ups)."""
+    end = time.perf_counter() + ms / 1000.0
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def take_screenshot(app, window, path: str, size: Optional[tuple[int, int]]) -> int:
+    """Show the window at ``size``, let the views and the 3D view finish, save a PNG, close; 0 on success."""
+    try:
+        if size:
+            window.resize(*size)
+        install_available_panels(window)
+        window.show()
+        settle(app, 300)
+        vv = window.views.volume_view
+        if vv is not None and vv.isVisible():
+            vv.ensure_volume_now()
+            vv.render_now()
+        settle(app, 200)
+        img = window.grab_with_vtk()
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if img.isNull() or not img.save(str(out)):
+            print(f"BVN Planner: could not write the screenshot {out}", file=sys.stderr)
+            return 1
+        print(f"screenshot saved: {out} ({img.width()}x{img.height()})")
+        return 0
+    except Exception as exc:
+        log.exception("screenshot failed")
+        print(f"BVN Planner: screenshot failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        window.shutdown()
+        window.close()

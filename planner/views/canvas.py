@@ -1,0 +1,625 @@
+"""The 2D image canvas shared by the slice views and the fluoroscopy views.
+
+Drawn with QPainter (crisp text at any device pixel ratio; no OpenGL, so ``QWidget.grab()`` works
+and nothing can render after close). The image is windowed to 8 bits and drawn with the exact
+affine map from image pixels to the view plane (millimetres for slices, pixels for fluoroscopy);
+zoom is widget pixels per plane unit, pan is the plane point at the widget centre.
+
+Subclasses provide the image, the model coordinates (LPS mm or image pixels) and the overlays.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTransform
+from PySide6.QtWidgets import QMenu, QSizePolicy, QWidget
+
+from planner.document import PlanEditError
+from planner.imaging.volume import WindowLevel
+from planner.views.context import ViewContext
+from planner.views.tools import HandleDrag, Tool, make_tool
+
+log = logging.getLogger(__name__)
+
+TEXT_COLOR = QColor("#e8e8e8")
+DIM_TEXT_COLOR = QColor("#9fb3c8")
+LETTER_COLOR = QColor("#ffd54f")
+WARN_COLOR = QColor("#ffb74d")
+BACKGROUND = QColor("#000000")
+
+
+def window_to_uint8(arr: np.ndarray, center: float, width: float) -> np.ndarray:
+    """Linear window/level to 0..255 (contiguous uint8, same shape)."""
+    width = max(float(width), 1e-6)
+    lo = float(center) - width / 2.0
+    scale = 255.0 / width
+    if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2:
+        # lookup table over the dtype's range: one gather instead of float arithmetic
+        info = np.iinfo(arr.dtype)
+        base = int(info.min)
+        values = np.arange(info.min, int(info.max) + 1, dtype=np.float32)
+        lut = np.clip((values - lo) * scale, 0, 255).astype(np.uint8)
+        idx = arr if base == 0 else (arr.astype(np.int32) - base)
+        return np.ascontiguousarray(lut[idx])
+    out = np.asarray(arr, dtype=np.float32) - lo
+    out *= scale
+    np.clip(out, 0, 255, out=out)
+    return np.ascontiguousarray(out.astype(np.uint8))
+
+
+@dataclass
+class Handle:
+    """A draggable plan point drawn in a view."""
+
+    kind: str  # "landmark", "trajectory", "measurement"
+    key: tuple
+    point: np.ndarray  # model coordinates (LPS mm or pixels)
+    widget_xy: tuple[float, float]
+    apply: Callable[[np.ndarray, str], None]
+    tooltip: str = ""
+
+
+class ImageCanvas(QWidget):
+    #: Double-click: the layout maximises this view (and restores it on the next double-click).
+    maximize_requested = Signal()
+    #: Zoom or pan changed (compare views follow each other).
+    view_changed = Signal()
+    #: Window/level changed.
+    window_changed = Signal()
+
+    smooth = True
+    HANDLE_RADIUS_PX = 7.0
+
+    def __init__(self, context: ViewContext, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.ctx = context
+        self.session = context.session
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(120, 120)
+        self.closed = False
+        self.zoom = 1.0
+        self.center = np.zeros(2)
+        self._fitted = True
+        self.window: Optional[WindowLevel] = None
+        self._qimage: Optional[QImage] = None
+        self._img8: Optional[np.ndarray] = None
+        self._affine = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+        self._image_dirty = True
+        self._drag: Optional[tuple[str, Any]] = None
+        self._press_pos: Optional[QPointF] = None
+        self._press_state: Any = None
+        self._wheel_accum = 0.0
+        self._handles: list[Handle] = []
+        self._hover_handle: Optional[Handle] = None
+        self.selected_measurement: Optional[str] = None
+        self._disconnects: list[Callable[[], None]] = []
+        self._tools: dict[str, Tool] = {}
+        self.last_paint_ms = 0.0
+        #: Paints of this view that showed an image (start-up time and tests read it).
+        self.image_paints = 0
+        self._font = QFont(self.font())
+        self._font.setPointSizeF(9.0)
+        self._font_bold = QFont(self._font)
+        self._font_bold.setBold(True)
+        self._letter_font = QFont(self._font)
+        self._letter_font.setPointSizeF(12.0)
+        self._letter_font.setBold(True)
+        context.tool_changed.connect(self._on_tool_changed)
+        context.display_changed.connect(self.update)
+        self._on_tool_changed(context.tool)
+
+    # ================================================================== subclass interface
+    def has_image(self) -> bool:
+        return False
+
+    def current_array(self) -> Optional[np.ndarray]:
+        return None
+
+    def current_affine(self) -> np.ndarray:
+        """2x3: image pixel (c, r) -> plane (x, y)."""
+        return np.array([[1.0, 0, 0], [0, 1.0, 0]])
+
+    def plane_bounds(self) -> tuple[float, float, float, float]:
+        return (0.0, 0.0, 1.0, 1.0)
+
+    def model_point(self, pos: QPointF) -> Optional[np.ndarray]:
+        """Model coordinates (LPS mm or image pixels) under a widget position."""
+        return None
+
+    def to_widget(self, points: np.ndarray) -> np.ndarray:
+        """Model points (n, d) -> widget positions (n, 2)."""
+        return np.zeros((len(points), 2))
+
+    def auto_window(self) -> WindowLevel:
+        return WindowLevel(128, 256, "auto")
+
+    def data_range(self) -> tuple[float, float]:
+        return (0.0, 255.0)
+
+    def step(self, delta: int) -> None:
+        pass
+
+    def go_to_end(self, last: bool) -> None:
+        pass
+
+    def corner_texts(self) -> dict[str, list[tuple[str, QColor]]]:
+        return {}
+
+    def edge_letters(self) -> dict[str, str]:
+        return {}
+
+    def paint_overlays(self, painter: QPainter) -> list[Handle]:
+        return []
+
+    def empty_text(self) -> str:
+        return "No image"
+
+    def set_cursor_at(self, pos: QPointF) -> None:
+        pass
+
+    def commit_measurement(self, kind: str, points: Sequence[np.ndarray]) -> None:
+        pass
+
+    def measure_label(self, kind: str, points: Sequence[np.ndarray]) -> str:
+        return ""
+
+    def calibrate(self, points: Sequence[np.ndarray]) -> None:
+        self.ctx.message.emit("Calibration applies to fluoroscopy images only")
+
+    def hover_info(self, pos: QPointF) -> str:
+        return ""
+
+    def context_menu_actions(self, menu: QMenu) -> None:
+        pass
+
+    def delete_selected_measurement(self) -> None:
+        mid = self.selected_measurement
+        if not mid:
+            return
+        try:
+            self.session.document.remove_measurement(mid)
+        except PlanEditError as exc:
+            self.ctx.message.emit(str(exc))
+            return
+        self.selected_measurement = None
+        self.ctx.message.emit("Measurement deleted")
+
+    # ================================================================== life cycle
+    def subscribe(self, signal: Any, slot: Callable[..., Any]) -> None:
+        """Connect to a model Signal and remember to disconnect on close (STYLE.md 2.4)."""
+        signal.connect(slot)
+        self._disconnects.append(lambda: signal.disconnect(slot))
+
+    def shutdown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for d in self._disconnects:
+            try:
+                d()
+            except Exception:  # pragma: no cover
+                log.exception("disconnect failed")
+        self._disconnects.clear()
+        try:
+            self.ctx.tool_changed.disconnect(self._on_tool_changed)
+            self.ctx.display_changed.disconnect(self.update)
+        except (RuntimeError, TypeError):  # pragma: no cover
+            pass
+
+    def closeEvent(self, ev):  # noqa: N802
+        self.shutdown()
+        super().closeEvent(ev)
+
+    # ================================================================== tools
+    def active_tool(self) -> Tool:
+        name = self.ctx.tool
+        tool = self._tools.get(name)
+        if tool is None:
+            tool = self._tools[name] = make_tool(name)
+        return tool
+
+    def _on_tool_changed(self, name: str) -> None:
+        for t in self._tools.values():
+            if t.busy:
+                t.cancel(self)
+        self.setCursor(self.active_tool().cursor)
+
+    # ================================================================== window / level
+    def set_window(self, wl: WindowLevel) -> None:
+        if wl.width <= 0:
+            return
+        if self.window == wl:
+            return
+        self.window = wl
+        self._image_dirty = True
+        self.window_changed.emit()
+        self.update()
+
+    def invalidate_image(self) -> None:
+        self._image_dirty = True
+        self.update()
+
+    def _ensure_image(self) -> None:
+        if not self._image_dirty:
+            return
+        self._image_dirty = False
+        arr = self.current_array()
+        if arr is None:
+            self._qimage = None
+            self._img8 = None
+            return
+        if self.window is None:
+            self.window = self.auto_window()
+        if arr.ndim == 3:  # RGB
+            u8 = np.ascontiguousarray(arr[..., :3].astype(np.uint8))
+            rows, cols = u8.shape[:2]
+            self._qimage = QImage(u8.data, cols, rows, 3 * cols, QImage.Format.Format_RGB888)
+        else:
+            u8 = window_to_uint8(arr, self.window.center, self.window.width)
+            rows, cols = u8.shape
+            self._qimage = QImage(u8.data, cols, rows, cols, QImage.Format.Format_Grayscale8)
+        self._img8 = u8
+        self._affine = self.current_affine()
+
+    def display_image_uint8(self) -> Optional[np.ndarray]:
+        """The windowed 8-bit image currently shown (the 3D view textures its planes with it)."""
+        self._ensure_image()
+        return self._img8
+
+    # ================================================================== camera
+    def fit(self) -> None:
+        x0, y0, x1, y1 = self.plane_bounds()
+        w, h = max(self.width(), 1), max(self.height(), 1)
+        bw, bh = max(x1 - x0, 1e-6), max(y1 - y0, 1e-6)
+        self.zoom = 0.96 * min(w / bw, h / bh)
+        self.center = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        self._fitted = True
+
+    def reset_view(self) -> None:
+        self.fit()
+        self.set_window(self.default_window())
+        self.view_changed.emit()
+        self.update()
+
+    def default_window(self) -> WindowLevel:
+        return self.auto_window()
+
+    def set_camera(self, zoom: float, center: Sequence[float]) -> None:
+        """Zoom (widget px per plane unit) and pan (plane point at the centre); for linked views."""
+        self.zoom = float(zoom)
+        self.center = np.asarray(center, dtype=float).copy()
+        self._fitted = False
+        self.update()
+
+    def plane_to_widget(self, xy: np.ndarray) -> np.ndarray:
+        xy = np.asarray(xy, dtype=float)
+        return (xy - self.center) * self.zoom + np.array([self.width() / 2.0, self.height() / 2.0])
+
+    def widget_to_plane(self, pos: QPointF) -> np.ndarray:
+        p = np.array([pos.x(), pos.y()], dtype=float)
+        return (p - np.array([self.width() / 2.0, self.height() / 2.0])) / self.zoom + self.center
+
+    def zoom_about(self, factor: float, pos: Optional[QPointF] = None) -> None:
+        factor = float(np.clip(factor, 0.05, 20.0))
+        if pos is None:
+            pos = QPointF(self.width() / 2.0, self.height() / 2.0)
+        before = self.widget_to_plane(pos)
+        self.zoom = float(np.clip(self.zoom * factor, 1e-3, 1e4))
+        after = self.widget_to_plane(pos)
+        self.center = self.center + (before - after)
+        self._fitted = False
+        self.view_changed.emit()
+        self.update()
+
+    def pan_by(self, dx_px: float, dy_px: float) -> None:
+        self.center = self.center - np.array([dx_px, dy_px]) / self.zoom
+        self._fitted = False
+        self.view_changed.emit()
+        self.update()
+
+    def resizeEvent(self, ev):  # noqa: N802
+        if self._fitted:
+            self.fit()
+        super().resizeEvent(ev)
+
+    # ================================================================== painting
+    def image_transform(self) -> QTransform:
+        a = self._affine
+        z = self.zoom
+        w2, h2 = self.width() / 2.0, self.height() / 2.0
+        cx, cy = self.center
+        return QTransform(a[0, 0] * z, a[1, 0] * z, a[0, 1] * z, a[1, 1] * z,
+                          (a[0, 2] - cx) * z + w2, (a[1, 2] - cy) * z + h2)
+
+    def paintEvent(self, ev):  # noqa: N802
+        if self.closed:
+            return
+        import time
+
+        t0 = time.perf_counter()
+        p = QPainter(self)
+        try:
+            p.fillRect(self.rect(), BACKGROUND)
+            if not self.has_image():
+                p.setPen(DIM_TEXT_COLOR)
+                p.setFont(self._font)
+                p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.empty_text())
+                self._handles = []
+                return
+            self._ensure_image()
+            if self._qimage is not None:
+                p.save()
+                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.smooth)
+                p.setTransform(self.image_transform())
+                img = self._qimage
+                p.drawImage(QRectF(-0.5, -0.5, img.width(), img.height()), img)
+                p.restore()
+                self.image_paints += 1
+            p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+            try:
+                self._handles = self.paint_overlays(p)
+            except Exception:  # an overlay bug must not blank the image
+                log.exception("drawing the overlays failed")
+                self._handles = []
+            self.active_tool().paint(self, p)
+            self._paint_letters(p)
+            self._paint_corners(p)
+            if self.hasFocus():
+                pen = QPen(QColor(79, 195, 247, 110), 1)
+                p.setPen(pen)
+                p.setBrush(Qt.BrushStyle.NoBrush)
+                p.drawRect(QRectF(0.5, 0.5, self.width() - 1.0, self.height() - 1.0))
+        finally:
+            p.end()
+            self.last_paint_ms = (time.perf_counter() - t0) * 1000.0
+
+    def draw_text(self, p: QPainter, pos: QPointF, text: str, color: QColor,
+                  font: Optional[QFont] = None) -> None:
+        """Text with a dark shadow, readable on any image."""
+        p.setFont(font or self._font)
+        p.setPen(QColor(0, 0, 0, 220))
+        p.drawText(pos + QPointF(1, 1), text)
+        p.setPen(color)
+        p.drawText(pos, text)
+
+    def draw_label(self, p: QPainter, pos: QPointF, text: str, color: QColor, bold: bool = True) -> QRectF:
+        """A label on a translucent dark box (measurements, level names)."""
+        font = self._font_bold if bold else self._font
+        p.setFont(font)
+        fm = p.fontMetrics()
+        r = QRectF(fm.boundingRect(text)).adjusted(-4, -2, 4, 2)
+        r.moveTopLeft(pos + QPointF(0, -r.height() / 2))
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(0, 0, 0, 150))
+        p.drawRoundedRect(r, 3, 3)
+        p.setPen(color)
+        p.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
+        return r
+
+    def _paint_letters(self, p: QPainter) -> None:
+        letters = self.edge_letters()
+        if not letters:
+            return
+        p.setFont(self._letter_font)
+        fm = p.fontMetrics()
+        w, h = self.width(), self.height()
+        m = 6
+        for edge, text in letters.items():
+            if not text:
+                continue
+            tw = fm.horizontalAdvance(text)
+            if edge == "top":
+                pos = QPointF((w - tw) / 2, m + fm.ascent())
+            elif edge == "bottom":
+                pos = QPointF((w - tw) / 2, h - m - fm.descent())
+            elif edge == "left":
+                pos = QPointF(m, (h + fm.ascent() - fm.descent()) / 2)
+            else:
+                pos = QPointF(w - m - tw, (h + fm.ascent() - fm.descent()) / 2)
+            self.draw_text(p, pos, text, LETTER_COLOR, self._letter_font)
+
+    def _paint_corners(self, p: QPainter) -> None:
+        texts = self.corner_texts()
+        if not texts:
+            return
+        p.setFont(self._font)
+        fm = p.fontMetrics()
+        lh = fm.height()
+        w, h = self.width(), self.height()
+        m = 6
+        # small views keep the essentials: one line per corner, and the right corners only when the
+        # left and right texts fit side by side
+        compact = w < 460 or h < 300
+        for corner, lines in texts.items():
+            lines = [ln for ln in lines if ln[0]]
+            if compact:
+                lines = lines[-1:] if corner.startswith("bottom") else lines[:1]
+                other = texts.get(corner.replace("right", "left") if corner.endswith("right") else "")
+                if corner.endswith("right") and other:
+                    need = max((fm.horizontalAdvance(t) for t, _ in lines), default=0) + \
+                        max((fm.horizontalAdvance(t) for t, _ in other[:1] if t), default=0) + 3 * m + 30
+                    if need > w:
+                        lines = []
+            for idx, (text, color) in enumerate(lines):
+                tw = fm.horizontalAdvance(text)
+                x = m if corner.endswith("left") else w - m - tw
+                if corner.startswith("top"):
+                    y = m + fm.ascent() + idx * lh
+                else:
+                    y = h - m - fm.descent() - (len(lines) - 1 - idx) * lh
+                self.draw_text(p, QPointF(x, y), text, color)
+
+    # ================================================================== mouse
+    def _hit_handle(self, pos: QPointF) -> Optional[Handle]:
+        if self.session.document.read_only:
+            return None
+        best, best_d = None, self.HANDLE_RADIUS_PX
+        for h in self._handles:
+            d = math.hypot(h.widget_xy[0] - pos.x(), h.widget_xy[1] - pos.y())
+            if d <= best_d:
+                best, best_d = h, d
+        return best
+
+    def mousePressEvent(self, ev):  # noqa: N802
+        if self.closed:
+            return
+        self.setFocus(Qt.FocusReason.MouseFocusReason)
+        pos = ev.position()
+        action = self.ctx.bindings.mouse_action(ev.button(), ev.modifiers())
+        self._press_pos = QPointF(pos)
+        self._drag = None
+        if action == "tool":
+            tool = self.active_tool()
+            handle = None if tool.busy else self._hit_handle(pos)
+            if handle is not None:
+                model = self.model_point(pos)
+                if model is not None:
+                    if handle.kind == "measurement":
+                        self.selected_measurement = handle.key[0]
+                    self._drag = ("handle", HandleDrag(handle, model))
+                    return
+            tool.press(self, pos, ev.modifiers())
+            self._drag = ("tool", tool)
+        elif action == "crosshair":
+            self.set_cursor_at(pos)
+            self._drag = ("crosshair", None)
+        elif action in ("pan", "zoom", "window_level"):
+            self._drag = (action, None)
+            self._press_state = (QPointF(pos), self.zoom)
+            if action == "window_level":
+                tool = make_tool("window_level")
+                tool.press(self, pos, ev.modifiers())
+                self._drag = ("tool", tool)
+
+    def mouseMoveEvent(self, ev):  # noqa: N802
+        if self.closed:
+            return
+        pos = ev.position()
+        if self._drag is not None:
+            kind, obj = self._drag
+            if kind == "tool":
+                obj.drag(self, pos)
+            elif kind == "handle":
+                model = self.model_point(pos)
+                if model is not None:
+                    try:
+                        obj.move_to(model)
+                    except PlanEditError as exc:
+                        self.ctx.message.emit(str(exc))
+                        self._drag = None
+            elif kind == "crosshair":
+                self.set_cursor_at(pos)
+            elif kind == "pan":
+                last = self._press_state[0]
+                self.pan_by(pos.x() - last.x(), pos.y() - last.y())
+                self._press_state = (QPointF(pos), self.zoom)
+            elif kind == "zoom":
+                last = self._press_state[0]
+                self.zoom_about(math.exp(-(pos.y() - last.y()) * 0.01), self._press_pos)
+                self._press_state = (QPointF(pos), self.zoom)
+        else:
+            if self.ctx.bindings.hover_action(ev.modifiers()) == "crosshair":
+                self.set_cursor_at(pos)
+            self.active_tool().hover(self, pos)
+            h = self._hit_handle(pos)
+            if h is not self._hover_handle:
+                self._hover_handle = h
+                self.setCursor(Qt.CursorShape.OpenHandCursor if h else self.active_tool().cursor)
+                self.setToolTip(h.tooltip if h else "")
+        info = self.hover_info(pos)
+        if info:
+            self.ctx.cursor_info.emit(info)
+
+    def mouseReleaseEvent(self, ev):  # noqa: N802
+        if self.closed:
+            return
+        pos = ev.position()
+        drag = self._drag
+        self._drag = None
+        if drag is not None:
+            kind, obj = drag
+            if kind == "tool":
+                obj.release(self, pos)
+            elif kind == "handle" and obj.moved:
+                self.ctx.message.emit(f"Moved {obj.handle.tooltip or 'point'} (Ctrl+Z undoes)")
+            elif kind == "zoom" and ev.button() == Qt.MouseButton.RightButton and self._press_pos is not None \
+                    and (pos - self._press_pos).manhattanLength() < 4:
+                self._show_context_menu(pos)
+        elif ev.button() == Qt.MouseButton.RightButton:
+            self._show_context_menu(pos)
+        self.update()
+
+    def mouseDoubleClickEvent(self, ev):  # noqa: N802
+        if self.closed:
+            return
+        if ev.button() == Qt.MouseButton.LeftButton:
+            tool = self.active_tool()
+            if tool.busy:
+                tool.cancel(self)
+            self.maximize_requested.emit()
+
+    def wheelEvent(self, ev):  # noqa: N802
+        if self.closed:
+            return
+        action = self.ctx.bindings.wheel_action(ev.modifiers())
+        dy = ev.angleDelta().y() or ev.angleDelta().x()
+        self._wheel_accum += dy
+        steps = int(self._wheel_accum / 120)
+        if steps == 0:
+            return
+        self._wheel_accum -= steps * 120
+        if action == "slice":
+            self.step(-steps)
+        elif action == "page":
+            self.step(-steps * self.ctx.bindings.page_step)
+        elif action == "zoom":
+            self.zoom_about(1.15 ** steps, ev.position())
+        ev.accept()
+
+    def keyPressEvent(self, ev):  # noqa: N802
+        if self.closed:
+            return
+        action = self.ctx.bindings.key_action(ev.key(), ev.modifiers())
+        step = self.ctx.bindings.page_step
+        handlers = {
+            "previous_slice": lambda: self.step(-1),
+            "next_slice": lambda: self.step(1),
+            "previous_page": lambda: self.step(-step),
+            "next_page": lambda: self.step(step),
+            "first_slice": lambda: self.go_to_end(False),
+            "last_slice": lambda: self.go_to_end(True),
+            "reset_view": self.reset_view,
+            "zoom_in": lambda: self.zoom_about(1.25),
+            "zoom_out": lambda: self.zoom_about(0.8),
+            "auto_window": lambda: self.set_window(self.auto_window()),
+            "cancel": lambda: self.active_tool().cancel(self),
+            "delete_measurement": self.delete_selected_measurement,
+            "play_pause": self.toggle_play,
+        }
+        fn = handlers.get(action or "")
+        if fn is None:
+            super().keyPressEvent(ev)
+            return
+        fn()
+        ev.accept()
+
+    def toggle_play(self) -> None:
+        pass
+
+    def _show_context_menu(self, pos: QPointF) -> None:
+        menu = QMenu(self)
+        self.context_menu_actions(menu)
+        menu.addSeparator()
+        menu.addAction("Reset view", self.reset_view)
+        menu.addAction("Automatic window/level", lambda: self.set_window(self.auto_window()))
+        menu.popup(self.mapToGlobal(pos.toPoint()))

@@ -1,0 +1,285 @@
+"""The view layouts of the main window (viewer-conventions.md 1.9):
+
+* ``planning``: sagittal (the main view for the spine) with axial, coronal and 3D beside it;
+* ``fluoro``: AP and lateral fluoroscopy side by side;
+* ``compare``: sagittal T1, T2 and STIR side by side, at the same position, with linked zoom/pan.
+
+Pages are built on first use (start-up builds only the one shown). Double-click on a view
+maximises it within its page; double-click again restores the page.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtWidgets import QLabel, QSplitter, QStackedWidget, QVBoxLayout, QWidget
+
+from planner.views import roles
+from planner.views.context import ViewContext
+from planner.views.fluoro_view import FluoroPanel
+from planner.views.slice_view import SliceView
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = ("planning", "fluoro", "compare")
+LAYOUT_TITLES = {"planning": "Planning", "fluoro": "Fluoroscopy", "compare": "Compare T1 / T2 / STIR"}
+
+
+class ViewCell(QWidget):
+    """A frame around one view with a small title strip (what the view shows)."""
+
+    def __init__(self, title: str, content: QWidget, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("viewCell")
+        self.content = content
+        self.title_label = QLabel(title, self)
+        self.title_label.setObjectName("viewTitle")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(1, 1, 1, 1)
+        lay.setSpacing(0)
+        lay.addWidget(self.title_label)
+        lay.addWidget(content, 1)
+
+    def set_title(self, text: str) -> None:
+        self.title_label.setText(text)
+
+
+class LayoutPage(QWidget):
+    def __init__(self, name: str, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self.cells: list[ViewCell] = []
+        self.splitters: list[QSplitter] = []
+        self.maximized: Optional[ViewCell] = None
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self._layout = lay
+
+    def set_root(self, root: QWidget) -> None:
+        self._layout.addWidget(root)
+
+    def toggle_maximize(self, cell: ViewCell) -> None:
+        self.set_maximized(None if self.maximized is cell else cell)
+
+    def set_maximized(self, cell: Optional[ViewCell]) -> None:
+        self.maximized = cell
+        for c in self.cells:
+            c.setVisible(cell is None or c is cell)
+        # a splitter whose children are all hidden must hide too, or it keeps its share of space
+        for sp in reversed(self.splitters):
+            sp.setVisible(any(not sp.widget(i).isHidden() for i in range(sp.count())))
+
+
+class ViewLayout(QStackedWidget):
+    layout_changed = Signal(str)
+
+    def __init__(self, context: ViewContext, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.ctx = context
+        self.session = context.session
+        self.pages: dict[str, LayoutPage] = {}
+        self.current = ""
+        self.slice_views: dict[str, SliceView] = {}      # planning: sagittal / axial / coronal
+        self.compare_views: dict[str, SliceView] = {}    # compare: T1 / T2 / STIR
+        self.fluoro_panels: dict[str, FluoroPanel] = {}  # fluoro: AP / LAT
+        self.volume_view = None
+        self._linking = False
+        self._closed = False
+        self.session.images_changed.connect(self._on_images_changed)
+        self.session.document.changed.connect(self._on_plan_changed)
+
+    # ------------------------------------------------------------------ pages
+    def set_layout_name(self, name: str) -> None:
+        if name not in LAYOUTS:
+            raise ValueError(f"unknown layout {name!r}")
+        page = self.pages.get(name)
+        if page is None:
+            page = self._build(name)
+            self.pages[name] = page
+            self.addWidget(page)
+        self.setCurrentWidget(page)
+        changed = name != self.current
+        self.current = name
+        if changed:
+            self.layout_changed.emit(name)
+
+    def current_page(self) -> Optional[LayoutPage]:
+        return self.pages.get(self.current)
+
+    def _cell(self, page: LayoutPage, title: str, content: QWidget) -> ViewCell:
+        cell = ViewCell(title, content)
+        page.cells.append(cell)
+        view = content.view if isinstance(content, FluoroPanel) else content
+        if hasattr(view, "maximize_requested"):
+            view.maximize_requested.connect(lambda c=cell, p=page: p.toggle_maximize(c))
+        return cell
+
+    def _splitter(self, page: LayoutPage, orientation: Qt.Orientation, name: str) -> QSplitter:
+        sp = QSplitter(orientation)
+        sp.setObjectName(f"{page.name}_{name}")
+        sp.setChildrenCollapsible(False)
+        sp.setHandleWidth(3)
+        page.splitters.append(sp)
+        return sp
+
+    def _build(self, name: str) -> LayoutPage:
+        page = LayoutPage(name)
+        if name == "planning":
+            main = roles.main_volume_key(self.session)
+            sag = SliceView(self.ctx, "sagittal", main)
+            ax = SliceView(self.ctx, "axial", main)
+            cor = SliceView(self.ctx, "coronal", main)
+            self.slice_views = {"sagittal": sag, "axial": ax, "coronal": cor}
+            from planner.views.volume_view import VolumeView
+
+            vv = VolumeView(self.ctx)
+            self.volume_view = vv
+            vv.set_series(main)
+            root = self._splitter(page, Qt.Orientation.Horizontal, "root")
+            root.addWidget(self._cell(page, "Sagittal", sag))
+            right = self._splitter(page, Qt.Orientation.Vertical, "right")
+            right.addWidget(self._cell(page, "Axial", ax))
+            bottom = self._splitter(page, Qt.Orientation.Horizontal, "bottom")
+            bottom.addWidget(self._cell(page, "Coronal", cor))
+            bottom.addWidget(self._cell(page, "3D", vv))
+            right.addWidget(bottom)
+            root.addWidget(right)
+            root.setStretchFactor(0, 11)
+            root.setStretchFactor(1, 9)
+            right.setStretchFactor(0, 1)
+            right.setStretchFactor(1, 1)
+            root.setSizes([1100, 900])
+            right.setSizes([500, 500])
+            bottom.setSizes([450, 450])
+            page.set_root(root)
+            for v in self.slice_views.values():
+                v.slice_changed.connect(lambda v=v: self._plane_changed(v))
+                v.window_changed.connect(lambda v=v: self._plane_changed(v))
+                v.series_changed.connect(lambda _k, v=v: self._retitle(v))
+                self._retitle(v)
+                QTimer.singleShot(0, lambda v=v: self._plane_changed(v))
+        elif name == "fluoro":
+            ap_key, lat_key = roles.fluoro_keys(self.session)
+            ap = FluoroPanel(self.ctx, ap_key, title="AP")
+            lat = FluoroPanel(self.ctx, lat_key, title="Lateral")
+            self.fluoro_panels = {"AP": ap, "LAT": lat}
+            root = self._splitter(page, Qt.Orientation.Horizontal, "root")
+            root.addWidget(self._cell(page, "AP", ap))
+            root.addWidget(self._cell(page, "Lateral", lat))
+            page.set_root(root)
+        elif name == "compare":
+            root = self._splitter(page, Qt.Orientation.Horizontal, "root")
+            for role in ("T1", "T2", "STIR"):
+                v = SliceView(self.ctx, "sagittal", roles.key_for_role(self.session, role), role=role,
+                              title=f"Sagittal {role}")
+                self.compare_views[role] = v
+                root.addWidget(self._cell(page, f"Sagittal {role}", v))
+                v.view_changed.connect(lambda v=v: self._link_cameras(v))
+            page.set_root(root)
+        return page
+
+    def _retitle(self, view: SliceView) -> None:
+        cell = view.parent()
+        vol = view.volume
+        if isinstance(cell, ViewCell):
+            desc = vol.info.series_description if vol is not None else ""
+            cell.set_title(f"{view.title}  \u2014  {desc}" if desc else view.title)
+
+    # ------------------------------------------------------------------ linking
+    def _plane_changed(self, view: SliceView) -> None:
+        if self._closed or self.volume_view is None:
+            return
+        self.volume_view.update_slice_plane(view)
+
+    def _link_cameras(self, source: SliceView) -> None:
+        """Compare views show the same region: copy zoom and pan (plane coordinates are relative to
+        each volume's centre, so equal geometry gives equal pictures)."""
+        if self._linking:
+            return
+        self._linking = True
+        try:
+            for v in self.compare_views.values():
+                if v is not source and v.frame is not None:
+                    v.set_camera(source.zoom, source.center)
+        finally:
+            self._linking = False
+
+    # ------------------------------------------------------------------ model events
+    def _on_images_changed(self, key: str) -> None:
+        if self._closed:
+            return
+        QTimer.singleShot(0, self.assign_series)
+
+    def _on_plan_changed(self, change) -> None:
+        if self._closed:
+            return
+        if change.source == "load" or change.touches("case"):
+            QTimer.singleShot(0, self.assign_series)
+
+    def assign_series(self) -> None:
+        """Give views without an image the series they should show (after an import or a plan load)."""
+        if self._closed:
+            return
+        main = roles.main_volume_key(self.session)
+        for v in self.slice_views.values():
+            if v.series_key is None or v.series_key not in self.session.images:
+                v.set_series(main)
+        if self.volume_view is not None and (self.volume_view.series_key not in self.session.images):
+            self.volume_view.set_series(main)
+        for role, v in self.compare_views.items():
+            if v.series_key is None or v.series_key not in self.session.images:
+                v.set_series(roles.key_for_role(self.session, role))
+        ap_key, lat_key = roles.fluoro_keys(self.session)
+        for name, key in (("AP", ap_key), ("LAT", lat_key)):
+            panel = self.fluoro_panels.get(name)
+            if panel is not None and (panel.view.series_key is None or panel.view.series_key not in self.session.images):
+                panel.set_series(key)
+
+    def all_canvases(self) -> list:
+        out: list = list(self.slice_views.values()) + list(self.compare_views.values())
+        out += [p.view for p in self.fluoro_panels.values()]
+        return out
+
+    def focused_canvas(self):
+        for c in self.all_canvases():
+            if c.hasFocus():
+                return c
+        page = self.current_page()
+        if page is not None:
+            for cell in page.cells:
+                v = cell.content.view if isinstance(cell.content, FluoroPanel) else cell.content
+                if cell.isVisible() and hasattr(v, "reset_view"):
+                    return v
+        return None
+
+    # ------------------------------------------------------------------ state
+    def save_state(self) -> dict[str, QByteArray]:
+        out = {}
+        for page in self.pages.values():
+            for sp in page.splitters:
+                out[sp.objectName()] = sp.saveState()
+        return out
+
+    def restore_state(self, states: dict) -> None:
+        for page in self.pages.values():
+            for sp in page.splitters:
+                st = states.get(sp.objectName())
+                if st:
+                    sp.restoreState(st)
+
+    def shutdown(self) -> None:
+        """Close every view (unsubscribe, stop timers, finalise VTK) before the window goes."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.session.images_changed.disconnect(self._on_images_changed)
+            self.session.document.changed.disconnect(self._on_plan_changed)
+        except Exception:  # pragma: no cover
+            pass
+        for c in self.all_canvases():
+            c.shutdown()
+        if self.volume_view is not None:
+            self.volume_view.shutdown()

@@ -1,0 +1,635 @@
+"""The main window: menus and toolbar with the planned actions, the view layouts, dock panels,
+status bar, drag and drop, and remembered window state.
+
+It owns no plan data: it shows the :class:`planner.session.Session` and sends edits to its
+PlanDocument. Actions whose feature is not built yet are present but disabled, with a tooltip
+saying what they will do; :meth:`MainWindow.bind_action` enables one and connects it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from planner import APP_NAME, __version__
+from planner.session import Session
+from planner.views.bindings import TOOL_TEXT, Bindings, default_bindings
+from planner.views.context import TOOLS, ViewContext
+from planner.views.gui_settings import PresetStore, gui_settings
+from planner.views.layouts import LAYOUT_TITLES, LAYOUTS, ViewLayout
+
+log = logging.getLogger(__name__)
+
+TOOL_TITLES = {"window_level": "Window/level", "crosshair": "Crosshair", "distance": "Measure distance",
+               "angle": "Measure angle", "calibrate": "Calibrate fluoroscopy"}
+
+#: Actions other parts of the application implement (disabled here until bound), with their tooltips.
+PLANNED_ACTIONS = {
+    "file.export_report": ("Export plan summary (PDF)...",
+                           "Will write the plan summary PDF (levels, findings, trajectories, checks, key images)"),
+    "file.export_sheet": ("Export patient sheet...",
+                          "Will write the plain-language patient explanation sheet (PDF/HTML)"),
+    "file.export_dicom": ("Export to DICOM...",
+                          "Will write the plan as DICOM (Encapsulated PDF, key images, structured report) for PACS"),
+    "edit.preferences": ("Preferences...", "Will open the planning settings (clinical thresholds with their sources)"),
+}
+#: Plan menu entries that show a dock panel of the same name once a helper adds it (add_panel).
+PANEL_ACTIONS = {"plan.levels": "Levels", "plan.trajectories": "Trajectories", "plan.eligibility": "Eligibility",
+                 "plan.review": "Review"}
+PANEL_TIPS = {"Levels": "Show the levels panel: vertebral levels, landmarks and endplate (Modic) findings",
+              "Trajectories": "Show the trajectory planning panel",
+              "Eligibility": "Show the eligibility checklist",
+              "Review": "Show the review panel: comments, sign-off and the audit trail"}
+
+
+class ShortcutsDialog(QDialog):
+    """Every binding: mouse, wheel, view keys, tools and menu shortcuts."""
+
+    def __init__(self, bindings: Bindings, actions: dict[str, QAction], parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard and mouse shortcuts")
+        rows = list(bindings.describe())
+        for name, act in sorted(actions.items()):
+            seq = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            if seq and not name.startswith("tool."):
+                rows.append(("Menus", seq, act.text().replace("&", "").rstrip(".")))
+        self.table = QTableWidget(len(rows), 3, self)
+        self.table.setHorizontalHeaderLabels(["Where", "Shortcut", "What it does"])
+        for r, (cat, key, text) in enumerate(rows):
+            for c, val in enumerate((cat, key, text)):
+                item = QTableWidgetItem(val)
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                self.table.setItem(r, c, item)
+        self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setVisible(False)
+        self.table.resizeColumnsToContents()
+        note = QLabel(f"Bindings come from {bindings.data.get('scheme', '')} scheme in resources/bindings.json; "
+                      "a site can override them with bindings.json in the data folder.", self)
+        note.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.table)
+        lay.addWidget(note)
+        lay.addWidget(buttons)
+        self.resize(760, 560)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        return [tuple(self.table.item(r, c).text() for c in range(3)) for r in range(self.table.rowCount())]
+
+
+class MainWindow(QMainWindow):
+    #: Emitted with the ImportResult after an import from the window finished.
+    images_imported = Signal(object)
+
+    def __init__(self, session: Optional[Session] = None, *, bindings: Optional[Bindings] = None,
+                 settings: Optional[QSettings] = None, restore_state: bool = True,
+                 initial_layout: Optional[str] = None) -> None:
+        super().__init__()
+        self.session = session or Session()
+        self.bindings = bindings or default_bindings()
+        self.settings = settings or gui_settings()
+        self.ctx = ViewContext(self.session, self.bindings, self)
+        self.ctx.presets = PresetStore(self.settings)
+        self.actions: dict[str, QAction] = {}
+        self.docks: dict[str, QDockWidget] = {}
+        self._closed = False
+        self._import_tasks: list = []
+        self.title_hint = ""
+        self.setObjectName("MainWindow")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(False)
+        self.views = ViewLayout(self.ctx, self)
+        self.setCentralWidget(self.views)
+
+        from planner.views.file_controller import FileController
+
+        self.files = FileController(self.session, self, on_plan_loaded=self.find_plan_images)
+        self.files.status.connect(self.show_message)
+        self.files.plan_opened.connect(lambda _p: self._update_title())
+
+        self._build_actions()
+        self._build_menus()
+        self._build_toolbar()
+        self._build_statusbar()
+        doc = self.session.document
+        self._doc_slots = [(doc.dirty_changed, self._on_dirty), (doc.undo_changed, self._update_undo),
+                           (doc.changed, self._on_doc_changed), (self.session.cursor_moved, self._on_cursor)]
+        for sig, slot in self._doc_slots:
+            sig.connect(slot)
+        self.ctx.message.connect(self.show_message)
+        self.ctx.cursor_info.connect(self.cursor_label.setText)
+        self.views.layout_changed.connect(self._on_layout_changed)
+
+        self.resize(1600, 1000)
+        saved_layout = None
+        if restore_state:
+            saved_layout = self._restore_settings()
+        layout = initial_layout or saved_layout or "planning"
+        self.set_layout(layout if layout in LAYOUTS else "planning")
+        self._update_title()
+        self._update_undo()
+
+    # ================================================================== actions
+    def _act(self, name: str, text: str, slot: Optional[Callable] = None, *, tip: str = "",
+             shortcut: str = "", checkable: bool = False) -> QAction:
+        act = QAction(text, self)
+        act.setObjectName(name)
+        seq = shortcut or self.bindings.action_shortcut(name)
+        if seq:
+            act.setShortcut(QKeySequence(seq))
+        if tip:
+            act.setToolTip(tip + (f" ({act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})"
+                                  if seq else ""))
+            act.setStatusTip(tip)
+        act.setCheckable(checkable)
+        if slot is not None:
+            act.triggered.connect(slot)
+        self.actions[name] = act
+        self.addAction(act)  # shortcuts work even when the menu bar is hidden
+        return act
+
+    def _build_actions(self) -> None:
+        a = self._act
+        a("file.open", "&Open folder...", self.open_folder_dialog,
+          tip="Open a DICOM folder, CD/DVD (DICOMDIR) or folder of research images")
+        a("file.open_file", "Open &file...", self.open_file_dialog,
+          tip="Open a DICOM file, zip archive, DICOMDIR or NIfTI/NRRD/MetaImage file")
+        a("file.open_plan", "Open &plan...", lambda: self.files.open_plan(),
+          tip="Open a saved plan (.bvnplan); its images are found by their DICOM UIDs")
+        a("file.save", "&Save plan", lambda: self.files.save(), tip="Save the plan (atomic: a crash never damages the file)")
+        a("file.save_as", "Save plan &as...", lambda: self.files.save_as(), tip="Save the plan under a new name")
+        a("file.quit", "&Quit", self.close, tip="Quit (asks about unsaved changes)")
+        for name, (text, tip) in PLANNED_ACTIONS.items():
+            act = a(name, text, tip=tip)
+            act.setEnabled(False)
+        a("edit.undo", "&Undo", self._undo, tip="Undo the last plan edit")
+        a("edit.redo", "&Redo", self._redo, tip="Redo the last undone plan edit")
+        self.layout_group = QActionGroup(self)
+        for idx, name in enumerate(LAYOUTS):
+            act = a(f"view.layout_{name}", f"{LAYOUT_TITLES[name]} layout",
+                    lambda _=False, n=name: self.set_layout(n), checkable=True,
+                    tip={"planning": "Sagittal with axial, coronal and 3D views",
+                         "fluoro": "AP and lateral fluoroscopy side by side",
+                         "compare": "Sagittal T1, T2 and STIR side by side at the same position"}[name])
+            self.layout_group.addAction(act)
+        a("view.maximize", "&Maximise / restore view", self.toggle_maximize_focused,
+          tip="Maximise the view with the keyboard focus, or restore the layout (also: double-click a view)")
+        a("view.reset", "&Reset views", self.reset_views, tip="Reset zoom, pan and window/level of the views")
+        act = a("view.annotation_detail", "&Detailed annotations", self.ctx.set_annotation_detail, checkable=True,
+                tip="Show all corner annotations (patient, study, series, slice, spacing) or only the essentials")
+        act.setChecked(self.ctx.annotation_detail)
+        act = a("view.deidentified", "De-&identified display", self.ctx.set_deidentified, checkable=True,
+                tip="Hide patient name, ID and birth date in the views (for teaching screenshots)")
+        act.setChecked(self.ctx.deidentified)
+        self.slice_mode_group = QActionGroup(self)
+        for mode, text, tip in (("acquisition", "Slices along the acquisition", "Planes of the volume's own axes "
+                                 "(as acquired; lumbar MRI is often oblique)"),
+                                ("patient", "Slices along the patient axes", "True sagittal, coronal and axial "
+                                 "planes, resampled")):
+            act = a(f"view.slice_{mode}", text, lambda _=False, m=mode: self.ctx.set_slice_mode(m),
+                    checkable=True, tip=tip)
+            act.setChecked(self.ctx.slice_mode == mode)
+            self.slice_mode_group.addAction(act)
+        self.tool_group = QActionGroup(self)
+        for tool in TOOLS:
+            act = a(f"tool.{tool}", TOOL_TITLES[tool], lambda _=False, t=tool: self.ctx.set_tool(t),
+                    checkable=True, shortcut=self.bindings.tool_shortcut(tool), tip=TOOL_TEXT[tool])
+            act.setChecked(tool == self.ctx.tool)
+            self.tool_group.addAction(act)
+        self.ctx.tool_changed.connect(lambda t: self.actions[f"tool.{t}"].setChecked(True))
+        a("tool.auto_window", "Automatic window/level", self.auto_window_focused,
+          tip="Window/level from the 0.1-99.9 percentile range of the focused view's series")
+        for key, panel in PANEL_ACTIONS.items():
+            act = a(key, panel, lambda _=False, p=panel: self.show_panel(p), tip=PANEL_TIPS[panel])
+            act.setEnabled(False)
+        a("help.shortcuts", "&Keyboard and mouse shortcuts", self.show_shortcuts,
+          tip="List every mouse and keyboard binding")
+        a("help.about", f"&About {APP_NAME}", self.show_about, tip="Version and licence information")
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        for n in ("file.open", "file.open_file", "file.open_plan"):
+            m.addAction(self.actions[n])
+        self.recent_menu = m.addMenu("Open &recent plan")
+        self.recent_menu.setToolTipsVisible(True)
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        m.addSeparator()
+        m.addAction(self.actions["file.save"])
+        m.addAction(self.actions["file.save_as"])
+        m.addSeparator()
+        for n in ("file.export_report", "file.export_sheet", "file.export_dicom"):
+            m.addAction(self.actions[n])
+        m.addSeparator()
+        m.addAction(self.actions["file.quit"])
+        m = mb.addMenu("&Edit")
+        m.addAction(self.actions["edit.undo"])
+        m.addAction(self.actions["edit.redo"])
+        m.addSeparator()
+        m.addAction(self.actions["edit.preferences"])
+        m = mb.addMenu("&View")
+        for name in LAYOUTS:
+            m.addAction(self.actions[f"view.layout_{name}"])
+        m.addSeparator()
+        m.addAction(self.actions["view.maximize"])
+        m.addAction(self.actions["view.reset"])
+        m.addSeparator()
+        m.addAction(self.actions["view.annotation_detail"])
+        m.addAction(self.actions["view.deidentified"])
+        m.addSeparator()
+        m.addAction(self.actions["view.slice_acquisition"])
+        m.addAction(self.actions["view.slice_patient"])
+        self.panels_menu = m.addMenu("&Panels")
+        m = mb.addMenu("&Tools")
+        for tool in TOOLS:
+            m.addAction(self.actions[f"tool.{tool}"])
+        m.addSeparator()
+        m.addAction(self.actions["tool.auto_window"])
+        m = mb.addMenu("&Plan")
+        for key in PANEL_ACTIONS:
+            m.addAction(self.actions[key])
+        m = mb.addMenu("&Help")
+        m.addAction(self.actions["help.shortcuts"])
+        m.addAction(self.actions["help.about"])
+        for menu in mb.findChildren(type(self.recent_menu)):
+            menu.setToolTipsVisible(True)
+
+    def _build_toolbar(self) -> None:
+        tb = QToolBar("Main toolbar", self)
+        tb.setObjectName("mainToolbar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
+        for n in ("file.open", "file.open_plan", "file.save"):
+            tb.addAction(self.actions[n])
+        tb.addSeparator()
+        tb.addAction(self.actions["edit.undo"])
+        tb.addAction(self.actions["edit.redo"])
+        tb.addSeparator()
+        for name in LAYOUTS:
+            tb.addAction(self.actions[f"view.layout_{name}"])
+        tb.addSeparator()
+        for tool in TOOLS:
+            tb.addAction(self.actions[f"tool.{tool}"])
+        tb.addSeparator()
+        tb.addAction(self.actions["view.reset"])
+        self.toolbar = tb
+        short = {"file.open": "Open", "file.open_plan": "Open plan", "file.save": "Save", "edit.undo": "Undo",
+                 "edit.redo": "Redo", "view.layout_planning": "Planning", "view.layout_fluoro": "Fluoro",
+                 "view.layout_compare": "Compare", "tool.window_level": "W/L", "tool.crosshair": "Crosshair",
+                 "tool.distance": "Distance", "tool.angle": "Angle", "tool.calibrate": "Calibrate",
+                 "view.reset": "Reset"}
+        for name, text in short.items():
+            self.actions[name].setIconText(text)
+
+    def _build_statusbar(self) -> None:
+        sb = self.statusBar()
+        self.cursor_label = QLabel("", self)
+        self.cursor_label.setObjectName("cursorInfo")
+        self.cursor_label.setToolTip("Under the mouse: position (LPS, mm), value, view and slice")
+        self.crosshair_label = QLabel("", self)
+        self.crosshair_label.setObjectName("crosshairInfo")
+        self.crosshair_label.setToolTip("Linked crosshair position (LPS, mm)")
+        sb.addPermanentWidget(self.cursor_label)
+        sb.addPermanentWidget(self.crosshair_label)
+
+    def bind_action(self, name: str, slot: Callable, *, text: Optional[str] = None, tip: Optional[str] = None) -> QAction:
+        """Enable a planned action and connect it (used by the features that implement them)."""
+        act = self.actions[name]
+        try:
+            act.triggered.disconnect()
+        except (RuntimeError, TypeError):
+            pass
+        act.triggered.connect(slot)
+        if text:
+            act.setText(text)
+        if tip:
+            act.setToolTip(tip)
+            act.setStatusTip(tip)
+        act.setEnabled(True)
+        return act
+
+    # ================================================================== panels
+    def add_panel(self, name: str, widget: QWidget, area: Qt.DockWidgetArea = Qt.DockWidgetArea.RightDockWidgetArea
+                  ) -> QDockWidget:
+        """Add a dock panel; panels share one tabbed column. Returns the QDockWidget."""
+        dock = QDockWidget(name, self)
+        dock.setObjectName(f"dock_{name}")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        others = [d for d in self.docks.values() if self.dockWidgetArea(d) == area]
+        self.addDockWidget(area, dock)
+        if others:
+            self.tabifyDockWidget(others[-1], dock)
+        self.docks[name] = dock
+        self.panels_menu.addAction(dock.toggleViewAction())
+        for key, panel in PANEL_ACTIONS.items():
+            if panel == name:
+                self.actions[key].setEnabled(True)
+        msg = getattr(widget, "message", None)
+        if msg is not None and hasattr(msg, "connect"):
+            try:
+                msg.connect(self.show_message)
+            except (RuntimeError, TypeError):
+                pass
+        if others:
+            others[0].raise_()
+        state = getattr(self, "_saved_window_state", None)
+        if state is not None:
+            self.restoreDockWidget(dock)
+        return dock
+
+    def show_panel(self, name: str) -> None:
+        dock = self.docks.get(name)
+        if dock is not None:
+            dock.show()
+            dock.raise_()
+
+    # ================================================================== layouts and views
+    def set_layout(self, name: str) -> None:
+        self.views.set_layout_name(name)
+        self.views.restore_state(getattr(self, "_saved_splitters", {}))
+
+    def _on_layout_changed(self, name: str) -> None:
+        self.actions[f"view.layout_{name}"].setChecked(True)
+        self.show_message(f"{LAYOUT_TITLES[name]} layout")
+
+    def toggle_maximize_focused(self) -> None:
+        page = self.views.current_page()
+        if page is None:
+            return
+        if page.maximized is not None:
+            page.set_maximized(None)
+            return
+        canvas = self.views.focused_canvas()
+        for cell in page.cells:
+            content = cell.content
+            if content is canvas or getattr(content, "view", None) is canvas:
+                page.set_maximized(cell)
+                return
+
+    def reset_views(self) -> None:
+        for c in self.views.all_canvases():
+            if c.isVisible():
+                c.reset_view()
+        vv = self.views.volume_view
+        if vv is not None and vv.isVisible():
+            vv.set_camera_view("AP")
+
+    def auto_window_focused(self) -> None:
+        c = self.views.focused_canvas()
+        if c is not None:
+            c.set_window(c.auto_window())
+
+    # ================================================================== document
+    def _undo(self) -> None:
+        if self.session.document.undo():
+            self.show_message(f"Undone: {self.session.document.redo_text}")
+
+    def _redo(self) -> None:
+        if self.session.document.redo():
+            self.show_message(f"Redone: {self.session.document.undo_text}")
+
+    def _update_undo(self) -> None:
+        doc = self.session.document
+        u, r = self.actions["edit.undo"], self.actions["edit.redo"]
+        u.setEnabled(doc.can_undo)
+        r.setEnabled(doc.can_redo)
+        u.setText(f"&Undo {doc.undo_text}" if doc.can_undo else "&Undo")
+        r.setText(f"&Redo {doc.redo_text}" if doc.can_redo else "&Redo")
+
+    def _on_dirty(self, _dirty: bool = False) -> None:
+        self._update_title()
+
+    def _on_doc_changed(self, change) -> None:
+        if change.source == "load":
+            self._update_title()
+
+    def _update_title(self) -> None:
+        doc = self.session.document
+        if doc.path:
+            name = Path(doc.path).name
+        else:
+            name = self.title_hint or "Untitled plan"
+        ro = " (read-only review)" if doc.read_only else ""
+        self.setWindowTitle(f"{name}[*]{ro} \u2014 {APP_NAME}")
+        self.setWindowModified(doc.is_dirty)
+
+    def _on_cursor(self, lps) -> None:
+        self.crosshair_label.setText(f"Crosshair LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm")
+
+    def show_message(self, text: str, ms: int = 6000) -> None:
+        if not self._closed:
+            self.statusBar().showMessage(text, ms)
+
+    # ================================================================== images
+    def add_images(self, images: dict, *, make_first_active: bool = False) -> None:
+        for idx, (key, img) in enumerate(images.items()):
+            self.session.add_image(key, img, make_active=make_first_active and idx == 0)
+        self.views.assign_series()
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open DICOM folder or CD")
+        if path:
+            self.import_paths([path])
+
+    def open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open images", "", "Images (*.dcm *.zip DICOMDIR *.nii *.nii.gz *.nrrd *.mha *.mhd);;All files (*)")
+        if path:
+            self.import_paths([path])
+
+    def import_paths(self, paths: Sequence[str | Path], *, show_dialog: bool = True):
+        """Open dropped or chosen paths: a .bvnplan opens as the plan; anything else is imported
+        off the GUI thread. Returns the ImportTask (or None)."""
+        paths = [Path(p) for p in paths]
+        plans = [p for p in paths if p.suffix.lower() == ".bvnplan"]
+        if plans:
+            self.files.open_plan(str(plans[0]))
+            paths = [p for p in paths if p not in plans]
+        if not paths:
+            return None
+        try:
+            from planner.views.import_task import ImportTask
+        except ImportError as exc:  # pragma: no cover - shipped with the app
+            self.show_message(f"Image import is not available in this build ({exc})")
+            return None
+        task = ImportTask([str(p) for p in paths], self, show_dialog=show_dialog)
+        task.finished.connect(lambda result, t=task: self._on_import_done(t, result))
+        self._import_tasks.append(task)
+        task.start()
+        self.show_message(f"Reading {', '.join(p.name for p in paths)}...")
+        return task
+
+    def _on_import_done(self, task, result) -> None:
+        if task in self._import_tasks:
+            self._import_tasks.remove(task)
+        if self._closed:
+            return
+        self.add_images(result.images)
+        rep = result.report
+        n = len(result.images)
+        self.show_message(f"Loaded {n} image series" + (" (cancelled)" if getattr(rep, "cancelled", False) else ""))
+        if getattr(rep, "skipped_files", None) or getattr(rep, "notes", None) or getattr(rep, "series_warnings", None):
+            try:
+                from planner.views.import_task import show_import_report
+
+                show_import_report(self, result)
+            except Exception:  # the report dialog is optional
+                log.exception("could not show the import report")
+        self.images_imported.emit(result)
+
+    def find_plan_images(self, images_folder: Optional[str]) -> None:
+        """After a plan opens: load its series (by UID) from the path hints and ``images_folder``."""
+        from planner.views.app import plan_image_folders
+
+        missing = [r for r in self.session.document.plan.case.series if r.series_instance_uid not in self.session.images]
+        if not missing:
+            self.views.assign_series()
+            return
+        folders = plan_image_folders(self.session.document.plan, images_folder)
+        if folders:
+            self.import_paths(folders)
+        else:
+            self.show_message(f"{len(missing)} series of the plan are not loaded: open their folder (File > Open folder)")
+
+    # ================================================================== drag and drop
+    def dragEnterEvent(self, event):  # noqa: N802
+        try:
+            from planner.views.import_task import paths_from_mime
+        except ImportError:  # pragma: no cover
+            return
+        if paths_from_mime(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):  # noqa: N802
+        try:
+            from planner.views.import_task import paths_from_mime
+        except ImportError:  # pragma: no cover
+            return
+        paths = paths_from_mime(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.import_paths(paths)
+
+    # ================================================================== help
+    def show_shortcuts(self) -> ShortcutsDialog:
+        dlg = ShortcutsDialog(self.bindings, self.actions, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.show()
+        return dlg
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, f"About {APP_NAME}",
+                          f"<b>{APP_NAME}</b> {__version__}<br>"
+                          "Planning of basivertebral nerve ablation on lumbar spine MRI, CT and fluoroscopy.<br><br>"
+                          "A planning aid, not a navigation system. Every clinical threshold is a setting with "
+                          "its source.")
+
+    # ================================================================== settings
+    def _restore_settings(self) -> Optional[str]:
+        s = self.settings
+        geo = s.value("window/geometry")
+        if geo:
+            self.restoreGeometry(geo)
+        st = s.value("window/state")
+        if st:
+            self._saved_window_state = st
+            self.restoreState(st)
+        splitters = {}
+        s.beginGroup("splitters")
+        for key in s.childKeys():
+            splitters[key] = s.value(key)
+        s.endGroup()
+        self._saved_splitters = splitters
+        detail = s.value("view/annotation_detail")
+        if detail is not None:
+            on = str(detail).lower() in ("true", "1")
+            self.ctx.set_annotation_detail(on)
+            self.actions["view.annotation_detail"].setChecked(on)
+        mode = s.value("view/slice_mode")
+        if mode in ("acquisition", "patient"):
+            self.ctx.set_slice_mode(mode)
+            self.actions[f"view.slice_{mode}"].setChecked(True)
+        layout = s.value("view/layout")
+        return str(layout) if layout else None
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("view/layout", self.views.current)
+        s.setValue("view/annotation_detail", self.ctx.annotation_detail)
+        s.setValue("view/slice_mode", self.ctx.slice_mode)
+        s.beginGroup("splitters")
+        saved = dict(getattr(self, "_saved_splitters", {}))
+        saved.update(self.views.save_state())
+        for key, val in saved.items():
+            s.setValue(key, val)
+        s.endGroup()
+        s.sync()
+
+    # ================================================================== close
+    def closeEvent(self, event):  # noqa: N802
+        if self._closed:
+            event.accept()
+            return
+        if not self.files.maybe_close():
+            event.ignore()
+            return
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Save display state, then close every view before anything else (crash rules)."""
+        if self._closed:
+            return
+        try:
+            self.save_settings()
+        except Exception:
+            log.exception("could not save the window state")
+        self._closed = True
+        for task in list(self._import_tasks):
+            task.cancel()
+            task.wait(5000)
+        for sig, slot in self._doc_slots:
+            sig.disconnect(slot)
+        self.views.shutdown()
+
+    def grab_with_vtk(self):
+        from planner.views.vtk_setup import grab_with_vtk
+
+        return grab_with_vtk(self)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        items = self.files.recent()
+        if not items:
+            act = self.recent_menu.addAction("(no recent plans)")
+            act.setEnabled(False)
+            return
+        for p in items:
+            act = self.recent_menu.addAction(Path(p).name, lambda p=p: self.files.open_plan(p))
+            act.setToolTip(p)

@@ -1,0 +1,171 @@
+"""Plan objects as VTK actors for the 3D view (world coordinates = LPS mm): level labels beside the
+bodies, landmarks as small spheres, trajectories as tubes of the real instrument diameters, and
+the ablation zone as a translucent sphere. :meth:`PlanActors3D.update` rebuilds only the objects a
+``PlanChange`` names."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+from vtkmodules.vtkCommonCore import vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData, vtkPolyLine
+from vtkmodules.vtkFiltersCore import vtkTubeFilter
+from vtkmodules.vtkFiltersSources import vtkSphereSource
+from vtkmodules.vtkRenderingCore import vtkActor, vtkBillboardTextActor3D, vtkPolyDataMapper, vtkRenderer
+
+from planner.document import PlanChange
+from planner.plan import LANDMARK_NAMES, Plan
+from planner.views.render.plan_geometry import TrajectoryCache
+
+log = logging.getLogger(__name__)
+
+INSTRUMENT_RGB = {"introducer": (0.25, 0.63, 1.0), "cannula": (0.16, 0.82, 0.47), "probe": (1.0, 0.86, 0.16)}
+ZONE_RGB = (1.0, 0.44, 0.26)
+LEVEL_RGB = (1.0, 0.88, 0.51)
+LANDMARK_RGB = (0.5, 0.87, 0.92)
+
+
+def tube_actor(points_lps: np.ndarray, diameter_mm: float, rgb: tuple[float, float, float]) -> vtkActor:
+    pts = vtkPoints()
+    for p in np.asarray(points_lps, dtype=float):
+        pts.InsertNextPoint(*p)
+    line = vtkPolyLine()
+    line.GetPointIds().SetNumberOfIds(pts.GetNumberOfPoints())
+    for i in range(pts.GetNumberOfPoints()):
+        line.GetPointIds().SetId(i, i)
+    cells = vtkCellArray()
+    cells.InsertNextCell(line)
+    poly = vtkPolyData()
+    poly.SetPoints(pts)
+    poly.SetLines(cells)
+    tube = vtkTubeFilter()
+    tube.SetInputData(poly)
+    tube.SetRadius(max(diameter_mm, 0.1) / 2.0)
+    tube.SetNumberOfSides(18)
+    tube.CappingOn()
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputConnection(tube.GetOutputPort())
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetColor(*rgb)
+    actor.GetProperty().SetSpecular(0.4)
+    actor.GetProperty().SetSpecularPower(20)
+    return actor
+
+
+def sphere_actor(center_lps, radius_mm: float, rgb, opacity: float = 1.0, resolution: int = 24) -> vtkActor:
+    src = vtkSphereSource()
+    src.SetCenter(*[float(v) for v in center_lps])
+    src.SetRadius(float(radius_mm))
+    src.SetThetaResolution(resolution)
+    src.SetPhiResolution(resolution)
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputConnection(src.GetOutputPort())
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetColor(*rgb)
+    actor.GetProperty().SetOpacity(opacity)
+    return actor
+
+
+def label_actor(text: str, position_lps, rgb, font_size: int = 15) -> vtkBillboardTextActor3D:
+    actor = vtkBillboardTextActor3D()
+    actor.SetInput(text)
+    actor.SetPosition(*[float(v) for v in position_lps])
+    tp = actor.GetTextProperty()
+    tp.SetColor(*rgb)
+    tp.SetFontSize(font_size)
+    tp.BoldOn()
+    tp.ShadowOn()
+    tp.SetJustificationToCentered()
+    tp.SetVerticalJustificationToCentered()
+    return actor
+
+
+class PlanActors3D:
+    def __init__(self, renderer: vtkRenderer) -> None:
+        self.renderer = renderer
+        self.trajectory_cache = TrajectoryCache()
+        self._levels: dict[str, list] = {}
+        self._trajectories: dict[str, list] = {}
+        self.show_landmarks = True
+
+    def _remove(self, actors: list) -> None:
+        for a in actors:
+            self.renderer.RemoveActor(a)
+
+    def clear(self) -> None:
+        for actors in list(self._levels.values()) + list(self._trajectories.values()):
+            self._remove(actors)
+        self._levels.clear()
+        self._trajectories.clear()
+
+    def update(self, plan: Plan, change: Optional[PlanChange] = None) -> bool:
+        """Rebuild what ``change`` touched (everything when None or on load); True if anything changed."""
+        everything = change is None or change.source == "load" or change.touches("settings")
+        touched = False
+        self.trajectory_cache.invalidate(change)
+        if everything or change.touches("levels") or change.touches("level"):
+            ids = {lv.id for lv in plan.levels}
+            changed_ids = ids | set(self._levels) if everything or change.touches("levels") else \
+                {t[1] for t in change.topics if t[0] == "level" and len(t) > 1}
+            for lid in changed_ids:
+                self._remove(self._levels.pop(lid, []))
+                if lid in ids:
+                    self._levels[lid] = self._level_actors(plan, lid)
+            touched = True
+            # level edits can change the curve of trajectories (planner.trajectory): rebuild them too
+            everything_traj = True
+        else:
+            everything_traj = everything
+        if everything_traj or change.touches("trajectories") or change.touches("trajectory"):
+            ids = {t.id for t in plan.trajectories}
+            if everything_traj or change.touches("trajectories"):
+                changed_ids = ids | set(self._trajectories)
+            else:
+                changed_ids = {t[1] for t in change.topics if t[0] == "trajectory" and len(t) > 1}
+            for tid in changed_ids:
+                self._remove(self._trajectories.pop(tid, []))
+                if tid in ids:
+                    self._trajectories[tid] = self._trajectory_actors(plan, tid)
+            touched = True
+        return touched
+
+    def _level_actors(self, plan: Plan, level_id: str) -> list:
+        level = plan.level(level_id)
+        lm = level.landmarks
+        actors: list = []
+        if lm.body_center_lps is not None:
+            c = np.asarray(lm.body_center_lps, dtype=float)
+            if lm.anterior_wall_lps is not None:
+                a = np.asarray(lm.anterior_wall_lps, dtype=float)
+                d = a - c
+                nd = np.linalg.norm(d)
+                pos = a + (d / nd * 14.0 if nd > 0 else np.array([0.0, -14.0, 0.0]))
+            else:
+                pos = c + np.array([0.0, -35.0, 0.0])
+            actors.append(label_actor(level.name, pos, LEVEL_RGB))
+        if self.show_landmarks:
+            for name in LANDMARK_NAMES:
+                v = getattr(lm, name)
+                if v is not None:
+                    actors.append(sphere_actor(v, 1.3, LANDMARK_RGB, 1.0, 10))
+        for a in actors:
+            self.renderer.AddActor(a)
+        return actors
+
+    def _trajectory_actors(self, plan: Plan, traj_id: str) -> list:
+        traj = plan.trajectory(traj_id)
+        geom = self.trajectory_cache.get(plan, traj)
+        actors: list = []
+        for inst in geom.instruments:
+            actors.append(tube_actor(inst.points_lps, inst.diameter_mm, INSTRUMENT_RGB.get(inst.name, (0.9, 0.9, 0.9))))
+        actors.append(sphere_actor(geom.zone.center_lps, geom.zone.radius_mm, ZONE_RGB, 0.35, 32))
+        for a in actors:
+            self.renderer.AddActor(a)
+        return actors
+
+    def actor_count(self) -> int:
+        return sum(len(v) for v in self._levels.values()) + sum(len(v) for v in self._trajectories.values())

@@ -1,0 +1,237 @@
+"""Interaction modes as strategy objects (STYLE.md 2.12): what a left-drag or click does.
+
+The bindings decide which mouse button runs the *active tool*; these classes decide what the tool
+does. Each view (slice or fluoroscopy) offers the same small interface the tools call:
+``model_point(pos)``, ``to_widget(points)``, ``window``, ``set_window()``, ``set_cursor_at(pos)``,
+``commit_measurement(kind, points)``, ``measure_label(kind, points)``, ``calibrate(points)``.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor, QPainter, QPen
+
+from planner.imaging.volume import WindowLevel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from planner.views.canvas import ImageCanvas
+
+MEASURE_COLOR = QColor("#c6ff00")
+
+
+class Tool:
+    name = ""
+    cursor = Qt.CursorShape.ArrowCursor
+    #: True while a multi-click drawing is in progress (handles are not grabbed then).
+    busy = False
+
+    def press(self, view: "ImageCanvas", pos: QPointF, modifiers: Qt.KeyboardModifier) -> None:
+        pass
+
+    def drag(self, view: "ImageCanvas", pos: QPointF) -> None:
+        pass
+
+    def release(self, view: "ImageCanvas", pos: QPointF) -> None:
+        pass
+
+    def hover(self, view: "ImageCanvas", pos: QPointF) -> None:
+        pass
+
+    def cancel(self, view: "ImageCanvas") -> None:
+        self.busy = False
+
+    def paint(self, view: "ImageCanvas", painter: QPainter) -> None:
+        pass
+
+
+class WindowLevelTool(Tool):
+    """Drag right = wider window (less contrast), drag down = higher level (darker)."""
+
+    name = "window_level"
+    cursor = Qt.CursorShape.SizeAllCursor
+
+    def __init__(self) -> None:
+        self._start: Optional[QPointF] = None
+        self._w0: Optional[WindowLevel] = None
+
+    def press(self, view, pos, modifiers):
+        self._start = QPointF(pos)
+        self._w0 = view.window
+
+    def drag(self, view, pos):
+        if self._start is None or self._w0 is None:
+            return
+        dx = pos.x() - self._start.x()
+        dy = pos.y() - self._start.y()
+        w0 = self._w0
+        rng = view.data_range()
+        sens = max(w0.width, (rng[1] - rng[0]) * 0.02, 1e-6) / 200.0
+        width = max(w0.width + dx * sens * 2.0, 1e-3)
+        center = w0.center + dy * sens
+        view.set_window(WindowLevel(center, width, "user"))
+
+    def release(self, view, pos):
+        self._start = None
+        self._w0 = None
+
+
+class CrosshairTool(Tool):
+    name = "crosshair"
+    cursor = Qt.CursorShape.CrossCursor
+
+    def press(self, view, pos, modifiers):
+        view.set_cursor_at(pos)
+
+    def drag(self, view, pos):
+        view.set_cursor_at(pos)
+
+
+class _PointsTool(Tool):
+    """Click points one by one (or drag for the first segment); commits when enough are placed."""
+
+    needed = 2
+    kind = "distance"
+    cursor = Qt.CursorShape.CrossCursor
+
+    def __init__(self) -> None:
+        self.points: list[Any] = []
+        self._hover: Optional[Any] = None
+        self._press_pos: Optional[QPointF] = None
+        self._view: Optional["ImageCanvas"] = None
+
+    def _reset(self) -> None:
+        self.points = []
+        self._hover = None
+        self.busy = False
+        self._view = None
+
+    def press(self, view, pos, modifiers):
+        if self._view is not None and self._view is not view:
+            self._reset()
+        self._view = view
+        p = view.model_point(pos)
+        if p is None:
+            return
+        self._press_pos = QPointF(pos)
+        self.points.append(p)
+        self.busy = True
+        self._hover = p
+        if len(self.points) >= self.needed:
+            self._finish(view)
+        view.update()
+
+    def drag(self, view, pos):
+        self._hover = view.model_point(pos)
+        view.update()
+
+    def release(self, view, pos):
+        # a drag from the first point places the second point where the button is released
+        if self._press_pos is not None and self.busy and len(self.points) == 1:
+            if (pos - self._press_pos).manhattanLength() > 6:
+                p = view.model_point(pos)
+                if p is not None:
+                    self.points.append(p)
+                    if len(self.points) >= self.needed:
+                        self._finish(view)
+        self._press_pos = None
+        view.update()
+
+    def hover(self, view, pos):
+        if self.busy and view is self._view:
+            self._hover = view.model_point(pos)
+            view.update()
+
+    def cancel(self, view):
+        self._reset()
+        view.update()
+
+    def _finish(self, view) -> None:
+        pts = list(self.points[: self.needed])
+        self._reset()
+        self.commit(view, pts)
+
+    def commit(self, view, points) -> None:
+        view.commit_measurement(self.kind, points)
+
+    def paint(self, view, painter):
+        if not self.busy or view is not self._view:
+            return
+        pts = list(self.points) + ([self._hover] if self._hover is not None else [])
+        if len(pts) < 1:
+            return
+        w = view.to_widget(np.asarray(pts, dtype=float))
+        pen = QPen(MEASURE_COLOR, 1.5)
+        pen.setStyle(Qt.PenStyle.DashLine)
+        painter.setPen(pen)
+        for a, b in zip(w[:-1], w[1:]):
+            painter.drawLine(QPointF(*a), QPointF(*b))
+        for q in w:
+            painter.drawEllipse(QPointF(*q), 3.0, 3.0)
+        if len(pts) >= 2:
+            text = view.measure_label(self.kind, pts[: self.needed]) if len(pts) >= self.needed else \
+                view.measure_label("distance", pts[:2])
+            if text:
+                view.draw_label(painter, QPointF(*w[-1]) + QPointF(10, -10), text, MEASURE_COLOR)
+
+
+class DistanceTool(_PointsTool):
+    name = "distance"
+    kind = "distance"
+    needed = 2
+
+
+class AngleTool(_PointsTool):
+    name = "angle"
+    kind = "angle"
+    needed = 3
+
+
+class CalibrateTool(_PointsTool):
+    """Fluoroscopy only: a line over an object of known length, then its size in mm."""
+
+    name = "calibrate"
+    kind = "calibrate"
+    needed = 2
+
+    def commit(self, view, points) -> None:
+        view.calibrate(points)
+
+
+def make_tool(name: str) -> Tool:
+    return {"window_level": WindowLevelTool, "crosshair": CrosshairTool, "distance": DistanceTool,
+            "angle": AngleTool, "calibrate": CalibrateTool}[name]()
+
+
+class HandleDrag:
+    """Dragging a plan handle (landmark, trajectory point, measurement point): one undo step."""
+
+    def __init__(self, handle: Any, press_model: np.ndarray) -> None:
+        self.handle = handle
+        self.press_model = np.asarray(press_model, dtype=float)
+        self.start_point = np.asarray(handle.point, dtype=float)
+        #: A fresh merge key per mouse press: every move of this drag merges into one undo step.
+        self.merge_key = f"drag-{uuid.uuid4().hex}"
+        self.moved = False
+
+    def move_to(self, model_point: np.ndarray) -> None:
+        delta = np.asarray(model_point, dtype=float) - self.press_model
+        if not self.moved and float(np.linalg.norm(delta)) < 1e-9:
+            return
+        self.moved = True
+        self.handle.apply(self.start_point + delta, self.merge_key)
+
+
+def angle_deg(points: np.ndarray) -> float:
+    """Angle at the middle point of three points (degrees)."""
+    p = np.asarray(points, dtype=float)
+    a, b = p[0] - p[1], p[2] - p[1]
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return float("nan")
+    cos = float(np.clip(a @ b / (na * nb), -1.0, 1.0))
+    return math.degrees(math.acos(cos))

@@ -1,0 +1,489 @@
+"""The 3D view: volume rendering (MR and CT presets), the slice planes of the 2D views in place,
+level labels, trajectories and ablation zones, an orientation marker, and AP / lateral / axial
+camera buttons.
+
+Rendering is on demand: model and slice changes schedule one render a little later (so scrolling a
+slice view never waits for the volume renderer), and the volume itself is set up only after the
+window is on screen. Crash rules (stack.md 6) are kept by :class:`planner.views.vtk_setup.VtkWidget`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QToolButton, QVBoxLayout, QWidget
+from vtkmodules.util.numpy_support import numpy_to_vtk
+from vtkmodules.vtkCommonDataModel import vtkImageData
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
+from vtkmodules.vtkFiltersSources import vtkPlaneSource
+from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer, vtkTexture
+
+from planner.document import PlanChange
+from planner.imaging.volume import Volume
+from planner.views.context import ViewContext
+from planner.views.render.actors3d import PlanActors3D
+from planner.views.vtk_setup import VtkWidget
+
+log = logging.getLogger(__name__)
+
+#: Volume-rendering presets: name -> (modality family, opacity points as (percentile or HU, opacity),
+#: colour points as (value, r, g, b)). MR values are percentiles of the volume's intensities (MR has
+#: no absolute scale); CT values are Hounsfield units.
+PRESETS: dict[str, dict] = {
+    "MR: tissue": {"family": "MR", "kind": "percentile",
+                   "opacity": [(55, 0.0), (80, 0.08), (97, 0.35), (99.9, 0.6)],
+                   "color": [(55, 0.35, 0.25, 0.2), (80, 0.85, 0.7, 0.55), (99.9, 1.0, 0.97, 0.9)]},
+    "MR: fluid (CSF, discs)": {"family": "MR", "kind": "percentile",
+                               "opacity": [(90, 0.0), (97, 0.25), (99.9, 0.8)],
+                               "color": [(90, 0.3, 0.5, 0.9), (99.9, 0.8, 0.95, 1.0)]},
+    "CT: bone": {"family": "CT", "kind": "value",
+                 "opacity": [(150, 0.0), (300, 0.15), (700, 0.55), (1500, 0.85)],
+                 "color": [(150, 0.55, 0.35, 0.25), (400, 0.95, 0.85, 0.7), (1500, 1.0, 1.0, 0.95)]},
+    "CT: soft tissue": {"family": "CT", "kind": "value",
+                        "opacity": [(-200, 0.0), (0, 0.05), (100, 0.2), (300, 0.5)],
+                        "color": [(-200, 0.6, 0.3, 0.25), (60, 0.9, 0.6, 0.5), (300, 1.0, 0.95, 0.9)]},
+}
+
+CAMERA_VIEWS = {
+    # name: (direction from the focal point to the camera, view up), LPS
+    "AP": ((0.0, -1.0, 0.0), (0.0, 0.0, 1.0)),        # from the front: patient's left on screen right
+    "Lateral": ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0)),    # from the left: anterior on screen left
+    "Axial": ((0.0, 0.0, -1.0), (0.0, -1.0, 0.0)),    # from the feet, anterior up (radiological)
+}
+
+
+def _volume_image_data(vol: Volume) -> tuple[vtkImageData, np.ndarray, np.ndarray]:
+    """vtkImageData with the voxel spacing, plus the rigid user matrix placing it in LPS.
+    A left-handed direction matrix is made right-handed by flipping k (VTK's ray caster expects it)."""
+    arr = vol.array
+    direction = vol.direction.copy()
+    origin = vol.origin.copy()
+    spacing = vol.spacing.copy()
+    if np.linalg.det(direction) < 0:
+        arr = arr[::-1]
+        origin = origin + direction[:, 2] * spacing[2] * (arr.shape[0] - 1)
+        direction[:, 2] = -direction[:, 2]
+    arr = np.ascontiguousarray(arr)
+    data = vtkImageData()
+    nk, nj, ni = arr.shape
+    data.SetDimensions(ni, nj, nk)
+    data.SetSpacing(*[float(s) for s in spacing])
+    data.SetOrigin(0.0, 0.0, 0.0)
+    scalars = numpy_to_vtk(arr.ravel(), deep=False)
+    data.GetPointData().SetScalars(scalars)
+    m = np.eye(4)
+    m[:3, :3] = direction
+    m[:3, 3] = origin
+    data._keep = (arr, scalars)  # keep the numpy buffer alive as long as the VTK object
+    return data, m, arr
+
+
+def _vtk_matrix(m: np.ndarray) -> vtkMatrix4x4:
+    out = vtkMatrix4x4()
+    for i in range(4):
+        for j in range(4):
+            out.SetElement(i, j, float(m[i, j]))
+    return out
+
+
+class VolumeView(QWidget):
+    #: Emitted after each 3D render with its duration in ms.
+    rendered = Signal(float)
+
+    RENDER_DELAY_MS = 120
+
+    def __init__(self, context: ViewContext, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.ctx = context
+        self.session = context.session
+        self.closed = False
+        self.series_key: Optional[str] = None
+        self._volume_actor = None
+        self._volume_for: Optional[str] = None
+        self._volume_pending = False
+        self.preset_name = ""
+        self.last_render_ms = 0.0
+        self._planes: dict[str, tuple] = {}
+        self._disconnects: list = []
+
+        # ---- toolbar
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 2, 4, 2)
+        bar.setSpacing(3)
+        self.buttons: dict[str, QToolButton] = {}
+        tips = {"AP": "Camera: anterior-posterior view (from the front, patient's left on the right)",
+                "Lateral": "Camera: lateral view (from the patient's left, anterior on the left)",
+                "Axial": "Camera: axial view from the feet (radiological)"}
+        for name in CAMERA_VIEWS:
+            b = QToolButton(self)
+            b.setText(name)
+            b.setToolTip(tips[name])
+            b.clicked.connect(lambda _=False, n=name: self.set_camera_view(n))
+            bar.addWidget(b)
+            self.buttons[name] = b
+        bar.addStretch(1)
+        self.volume_check = QCheckBox("Volume", self)
+        self.volume_check.setChecked(True)
+        self.volume_check.setToolTip("Show the volume rendering (rendered on demand; slow with software OpenGL)")
+        self.volume_check.toggled.connect(self._on_volume_toggled)
+        self.slices_check = QCheckBox("Slices", self)
+        self.slices_check.setChecked(True)
+        self.slices_check.setToolTip("Show the planes of the 2D views in place")
+        self.slices_check.toggled.connect(self._on_slices_toggled)
+        self.preset_combo = QComboBox(self)
+        self.preset_combo.setToolTip("Volume rendering preset (MR presets use the volume's intensity percentiles)")
+        self.preset_combo.currentTextChanged.connect(self._on_preset_chosen)
+        bar.addWidget(self.volume_check)
+        bar.addWidget(self.slices_check)
+        bar.addWidget(self.preset_combo)
+        self.toolbar = QWidget(self)
+        self.toolbar.setObjectName("viewBar")
+        self.toolbar.setLayout(bar)
+
+        # ---- VTK
+        self.vtk = VtkWidget(self)
+        self.vtk.on_close(self._on_vtk_close)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.toolbar)
+        lay.addWidget(self.vtk, 1)
+        self.renderer = vtkRenderer()
+        self.renderer.SetBackground(0.02, 0.03, 0.05)
+        self.renderer.SetBackground2(0.10, 0.13, 0.18)
+        self.renderer.GradientBackgroundOn()
+        self.renderer.UseFXAAOn()
+        rw = self.vtk.GetRenderWindow()
+        rw.AddRenderer(self.renderer)
+        from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
+
+        self._style = vtkInteractorStyleTrackballCamera()
+        self.vtk.SetInteractorStyle(self._style)
+        self._marker = None
+        self.plan_actors = PlanActors3D(self.renderer)
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.timeout.connect(self.render_now)
+        self._camera_initialised = False
+
+        self._subscribe(self.session.document.changed, self._on_plan_changed)
+        self._subscribe(self.session.images_changed, self._on_images_changed)
+        self.plan_actors.update(self.session.document.plan)
+
+    # ------------------------------------------------------------------ life cycle
+    def _subscribe(self, signal, slot) -> None:
+        signal.connect(slot)
+        self._disconnects.append(lambda: signal.disconnect(slot))
+
+    def _on_vtk_close(self) -> None:
+        self.closed = True
+        self._render_timer.stop()
+        for d in self._disconnects:
+            d()
+        self._disconnects.clear()
+
+    def shutdown(self) -> None:
+        """Close the VTK widget (flag, unsubscribe, Finalize); nothing renders afterwards."""
+        self.closed = True
+        self._render_timer.stop()
+        self.vtk.shutdown()
+
+    def closeEvent(self, ev):  # noqa: N802
+        self.shutdown()
+        super().closeEvent(ev)
+
+    def showEvent(self, ev):  # noqa: N802
+        super().showEvent(ev)
+        if self._marker is None and not self.closed:
+            QTimer.singleShot(0, self._install_marker)
+        if self._volume_pending:
+            QTimer.singleShot(50, self._build_volume)
+        self.request_render()
+
+    # ------------------------------------------------------------------ rendering on demand
+    def request_render(self, delay_ms: Optional[int] = None) -> None:
+        if self.closed:
+            return
+        self._render_timer.start(self.RENDER_DELAY_MS if delay_ms is None else delay_ms)
+
+    def render_now(self) -> bool:
+        if self.closed or not self.isVisible():
+            return False
+        if not self._camera_initialised:
+            self.reset_camera()
+        t0 = time.perf_counter()
+        ok = self.vtk.render_now()
+        self.last_render_ms = (time.perf_counter() - t0) * 1000.0
+        if ok:
+            self.rendered.emit(self.last_render_ms)
+        return ok
+
+    def _install_marker(self) -> None:
+        if self.closed or self._marker is not None:
+            return
+        from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget
+        from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
+
+        cube = vtkAnnotatedCubeActor()
+        for face, text in (("XPlus", "L"), ("XMinus", "R"), ("YPlus", "P"), ("YMinus", "A"), ("ZPlus", "S"),
+                           ("ZMinus", "I")):
+            getattr(cube, f"Set{face}FaceText")(text)
+        cube.SetFaceTextScale(0.65)
+        cube.GetCubeProperty().SetColor(0.22, 0.27, 0.33)
+        cube.GetTextEdgesProperty().SetColor(0.6, 0.6, 0.6)
+        for prop in (cube.GetXPlusFaceProperty(), cube.GetXMinusFaceProperty(), cube.GetYPlusFaceProperty(),
+                     cube.GetYMinusFaceProperty(), cube.GetZPlusFaceProperty(), cube.GetZMinusFaceProperty()):
+            prop.SetColor(1.0, 0.84, 0.31)
+        marker = vtkOrientationMarkerWidget()
+        marker.SetOrientationMarker(cube)
+        marker.SetInteractor(self.vtk._Iren)
+        marker.SetViewport(0.0, 0.0, 0.16, 0.16)
+        marker.SetEnabled(1)
+        marker.InteractiveOff()
+        self._marker = marker
+        self.request_render(0)
+
+    # ------------------------------------------------------------------ camera
+    def reset_camera(self) -> None:
+        self.renderer.ResetCamera()
+        self.set_camera_view("AP", render=False)
+        self._camera_initialised = True
+
+    def set_camera_view(self, name: str, render: bool = True) -> None:
+        direction, up = (np.asarray(v, dtype=float) for v in CAMERA_VIEWS[name])
+        cam = self.renderer.GetActiveCamera()
+        bounds = self._content_bounds()
+        if bounds is None:
+            self.renderer.ResetCamera()
+            fp = np.asarray(cam.GetFocalPoint())
+            radius = 100.0
+        else:
+            lo, hi = bounds
+            fp = (lo + hi) / 2
+            radius = max(float(np.linalg.norm(hi - lo)) / 2, 10.0)
+        dist = radius / np.sin(np.radians(cam.GetViewAngle() / 2)) * 0.9
+        cam.SetFocalPoint(*fp)
+        cam.SetPosition(*(fp + direction * dist))
+        cam.SetViewUp(*up)
+        self.renderer.ResetCameraClippingRange()
+        self._camera_initialised = True
+        self.current_camera = name
+        if render:
+            self.request_render(0)
+
+    def _content_bounds(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        vol = self.session.images.get(self.series_key) if self.series_key else None
+        if isinstance(vol, Volume):
+            c = vol.corners_lps()
+            return c.min(axis=0), c.max(axis=0)
+        return None
+
+    def camera_direction(self) -> np.ndarray:
+        cam = self.renderer.GetActiveCamera()
+        d = np.asarray(cam.GetFocalPoint()) - np.asarray(cam.GetPosition())
+        return d / np.linalg.norm(d)
+
+    # ------------------------------------------------------------------ volume
+    def set_series(self, key: Optional[str]) -> None:
+        if key == self.series_key:
+            return
+        self.series_key = key
+        vol = self.session.images.get(key) if key else None
+        self._fill_presets(vol if isinstance(vol, Volume) else None)
+        if self._volume_actor is not None:
+            self.renderer.RemoveVolume(self._volume_actor)
+            self._volume_actor = None
+        self._volume_pending = isinstance(vol, Volume) and self.volume_check.isChecked()
+        self._camera_initialised = False
+        if self._volume_pending and self.isVisible():
+            QTimer.singleShot(50, self._build_volume)
+        self.request_render()
+
+    def _fill_presets(self, vol: Optional[Volume]) -> None:
+        family = "CT" if vol is not None and vol.info.modality.upper() == "CT" else "MR"
+        self.preset_combo.blockSignals(True)
+        self.preset_combo.clear()
+        for name, p in PRESETS.items():
+            if p["family"] == family:
+                self.preset_combo.addItem(name)
+        self.preset_combo.blockSignals(False)
+        self.preset_name = self.preset_combo.currentText()
+
+    def _build_volume(self) -> None:
+        """Set up volume rendering (deferred until the window is shown; about 0.1 s plus upload)."""
+        if self.closed or not self._volume_pending:
+            return
+        vol = self.session.images.get(self.series_key) if self.series_key else None
+        self._volume_pending = False
+        if not isinstance(vol, Volume):
+            return
+        from planner.views.vtk_setup import load_volume_rendering
+
+        load_volume_rendering()
+        from vtkmodules.vtkRenderingCore import vtkColorTransferFunction, vtkVolume, vtkVolumeProperty
+        from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
+        from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkSmartVolumeMapper
+
+        data, m, _ = _volume_image_data(vol)
+        mapper = vtkSmartVolumeMapper()
+        mapper.SetInputData(data)
+        mapper.SetBlendModeToComposite()
+        mapper.SetInteractiveUpdateRate(8.0)
+        mapper.AutoAdjustSampleDistancesOn()
+        prop = vtkVolumeProperty()
+        prop.SetInterpolationTypeToLinear()
+        prop.ShadeOn()
+        prop.SetAmbient(0.3)
+        prop.SetDiffuse(0.7)
+        prop.SetSpecular(0.2)
+        prop.SetScalarOpacity(vtkPiecewiseFunction())
+        prop.SetColor(vtkColorTransferFunction())
+        actor = vtkVolume()
+        actor.SetMapper(mapper)
+        actor.SetProperty(prop)
+        actor.SetUserMatrix(_vtk_matrix(m))
+        self._volume_actor = actor
+        self._volume_data = data
+        self._apply_preset(self.preset_combo.currentText() or next(iter(PRESETS)))
+        self.renderer.AddVolume(actor)
+        self._volume_for = self.series_key
+        self.request_render(0)
+
+    @property
+    def has_volume(self) -> bool:
+        return self._volume_actor is not None
+
+    def ensure_volume_now(self) -> None:
+        """Build the volume immediately (screenshots and tests)."""
+        if self._volume_pending:
+            self._build_volume()
+
+    def _apply_preset(self, name: str) -> None:
+        if self._volume_actor is None or name not in PRESETS:
+            return
+        vol = self.session.images.get(self.series_key)
+        p = PRESETS[name]
+        prop = self._volume_actor.GetProperty()
+        otf = prop.GetScalarOpacity()
+        ctf = prop.GetRGBTransferFunction()
+        otf.RemoveAllPoints()
+        ctf.RemoveAllPoints()
+        if p["kind"] == "percentile" and isinstance(vol, Volume):
+            a = vol.array
+            step = max(1, int(round((a.size / 1_000_000) ** (1 / 3))))
+            sub = np.asarray(a[::step, ::step, ::step], dtype=np.float32).ravel()
+            qs = sorted({q for q, *_ in p["opacity"]} | {q for q, *_ in p["color"]})
+            vals = dict(zip(qs, np.percentile(sub, qs)))
+
+            def val(q):
+                return float(vals[q])
+        else:
+            def val(q):
+                return float(q)
+        last = None
+        for q, o in p["opacity"]:
+            v = val(q)
+            if last is not None and v <= last:
+                v = last + 1e-3
+            otf.AddPoint(v, o)
+            last = v
+        last = None
+        for q, r, g, b in p["color"]:
+            v = val(q)
+            if last is not None and v <= last:
+                v = last + 1e-3
+            ctf.AddRGBPoint(v, r, g, b)
+            last = v
+        self.preset_name = name
+        self.request_render()
+
+    def _on_preset_chosen(self, name: str) -> None:
+        if name:
+            self._apply_preset(name)
+
+    def _on_volume_toggled(self, on: bool) -> None:
+        if self._volume_actor is not None:
+            self._volume_actor.SetVisibility(on)
+        elif on and self.series_key:
+            self._volume_pending = True
+            QTimer.singleShot(0, self._build_volume)
+        self.request_render(0)
+
+    def _on_slices_toggled(self, on: bool) -> None:
+        for actor, *_ in self._planes.values():
+            actor.SetVisibility(on)
+        self.request_render(0)
+
+    # ------------------------------------------------------------------ slice planes
+    def update_slice_plane(self, view) -> None:
+        """Show ``view``'s current slice (a SliceView) as a textured plane, in place."""
+        if self.closed:
+            return
+        frame = getattr(view, "frame", None)
+        key = view.orientation
+        if frame is None or view.volume is None:
+            if key in self._planes:
+                self.renderer.RemoveActor(self._planes.pop(key)[0])
+            return
+        img8 = view.display_image_uint8()
+        if img8 is None:
+            return
+        nc, nr, _ = frame.shape
+        n = view.n
+        c0 = frame.crn_to_world((-0.5, -0.5, n))
+        c1 = frame.crn_to_world((nc - 0.5, -0.5, n))
+        c2 = frame.crn_to_world((-0.5, nr - 0.5, n))
+        entry = self._planes.get(key)
+        if entry is None:
+            src = vtkPlaneSource()
+            tex = vtkTexture()
+            tex.InterpolateOn()
+            mapper = vtkPolyDataMapper()
+            mapper.SetInputConnection(src.GetOutputPort())
+            actor = vtkActor()
+            actor.SetMapper(mapper)
+            actor.SetTexture(tex)
+            actor.GetProperty().LightingOff()
+            actor.SetVisibility(self.slices_check.isChecked())
+            self.renderer.AddActor(actor)
+            entry = (actor, src, tex, None)
+        actor, src, tex, _ = entry
+        src.SetOrigin(*c0)
+        src.SetPoint1(*c1)
+        src.SetPoint2(*c2)
+        src.Update()
+        data = vtkImageData()
+        rows, cols = img8.shape
+        data.SetDimensions(cols, rows, 1)
+        buf = np.ascontiguousarray(img8)
+        scalars = numpy_to_vtk(buf.ravel(), deep=True)
+        data.GetPointData().SetScalars(scalars)
+        tex.SetInputData(data)
+        self._planes[key] = (actor, src, tex, data)
+        self.request_render(250)
+
+    # ------------------------------------------------------------------ model events
+    def _on_plan_changed(self, change: PlanChange) -> None:
+        if self.closed:
+            return
+        if self.plan_actors.update(self.session.document.plan, change):
+            self.request_render()
+
+    def _on_images_changed(self, key: str) -> None:
+        if self.closed:
+            return
+        if key == self.series_key and key not in self.session.images:
+            self.set_series(None)
+
+    def visible_prop_count(self) -> int:
+        return self.renderer.VisibleActorCount() + self.renderer.VisibleVolumeCount()
+
+    def frame_qimage(self):
+        return self.vtk.frame_image()
+
+
+__all__ = ["VolumeView", "PRESETS", "CAMERA_VIEWS", "Qt"]

@@ -1,0 +1,67 @@
+"""Synthetic images with exactly known geometry for the view tests (no patient data)."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from planner.document import PlanDocument
+from planner.imaging.volume import ImageInfo, ProjectionGeometry, ProjectionImage, Volume, WindowLevel, make_ijk_to_lps
+from planner.plan import Plan, SeriesRef
+from planner.session import Session
+
+FOR_UID = "1.2.826.0.1.3680043.10.999.1"
+
+
+def rot_x(deg: float) -> np.ndarray:
+    a = math.radians(deg)
+    return np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+
+
+def sagittal_volume(*, nk: int = 16, nj: int = 120, ni: int = 100, spacing=(1.0, 1.0, 4.0), tilt_deg: float = 0.0,
+                    desc: str = "SAG T2", uid: str = "1.2.3.100", for_uid: str = FOR_UID, seed: int = 0,
+                    header_window: Optional[WindowLevel] = None, dtype=np.int16) -> Volume:
+    """A sagittal stack: columns (i) run anterior -> posterior, rows (j) superior -> inferior, slices
+    (k) right -> left; optionally tilted about the patient's left-right axis by ``tilt_deg``.
+    Pixel values: bright blocks ("bodies") every 30 mm plus a ramp, so windowing is visible."""
+    direction = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # columns: i=P, j=I, k=L
+    direction = rot_x(tilt_deg) @ direction
+    size = np.array([ni, nj, nk], dtype=float)
+    center = np.zeros(3)
+    origin = center - direction @ ((size - 1) / 2 * np.asarray(spacing, dtype=float))
+    m = make_ijk_to_lps(origin, direction, spacing)
+    rng = np.random.default_rng(seed)
+    k, j, i = np.mgrid[0:nk, 0:nj, 0:ni]
+    arr = 100 + 2 * i + rng.integers(0, 30, size=(nk, nj, ni))
+    arr = arr + 600 * (((j // 30) % 2 == 0) & (i > 20) & (i < 60))
+    arr = arr + 300 * (np.abs(k - nk // 2) <= 1) * (i > 70)
+    info = ImageInfo(modality="MR", series_instance_uid=uid, frame_of_reference_uid=for_uid,
+                     series_description=desc, series_number=3, patient_name="Test^Patient", patient_id="TP-1",
+                     study_date="20240102", key=uid)
+    if header_window is not None:
+        info.header_windows.append(header_window)
+    return Volume(arr.astype(dtype), m, info)
+
+
+def projection(*, rows: int = 200, cols: int = 240, n_frames: int = 1, imager_spacing=(0.3, 0.3),
+               uid: str = "1.2.3.900", sop: str = "1.2.3.900.1", desc: str = "AP", view_position: str = "AP",
+               orientation=("L", "F")) -> ProjectionImage:
+    r, c = np.mgrid[0:rows, 0:cols]
+    frames = np.stack([(500 + 3 * c + 200 * ((r // 40) % 2) + 40 * f).astype(np.uint16) for f in range(n_frames)])
+    geo = ProjectionGeometry(imager_pixel_spacing=imager_spacing, view_position=view_position,
+                             patient_orientation=tuple(orientation))
+    info = ImageInfo(modality="RF", series_instance_uid=uid, series_description=desc, sop_instance_uids=[sop], key=uid)
+    return ProjectionImage(frames, geo, info, frame_time_ms=100.0)
+
+
+def session_with(*images: tuple[str, object, str], plan: Optional[Plan] = None) -> Session:
+    """A Session holding ``(key, image, role)`` triples, with the roles recorded in the plan."""
+    plan = plan or Plan()
+    plan.case.series = [SeriesRef(series_instance_uid=key, role=role, modality=img.info.modality)
+                        for key, img, role in images if role]
+    session = Session(PlanDocument(plan, user="tester"))
+    for key, img, _role in images:
+        session.add_image(key, img)
+    return session
