@@ -1,0 +1,593 @@
+"""Trajectory panel: trajectories per level, suggestions, per-trajectory parameters, live metrics and
+checks, and the override reason.
+
+A standalone QWidget on a :class:`planner.session.Session`. It shows the model and sends edits to it:
+
+* suggestions (left, right, bipedicular) for levels marked *treat*, computed by
+  :func:`planner.trajectory.suggest_trajectory` and added with ``PlanDocument.add_trajectory``;
+* per-trajectory parameters (zone diameter, curved or straight, curve radius, instrument diameters,
+  canal margin) through ``set_trajectory_params`` (each field's setting and source in its tooltip);
+* the metrics and checks of :func:`planner.checks.evaluate_trajectory` (with the session's images,
+  so a CT measures the pedicle), coloured by status, with the reason and the source in tooltips;
+* the physician's override reason through ``set_trajectory_fields``: required before export when a
+  check fails, and the panel says so.
+
+Every edit is undoable; the panel refreshes on ``document.changed`` and follows
+``Session.active_trajectory`` (and sets it when the user selects a trajectory).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from planner.checks import FAIL, PASS, WARNING, TrajectoryReport, evaluate_trajectory
+from planner.document import PlanChange, PlanEditError
+from planner.plan import Level, Trajectory
+from planner.session import Session
+from planner.settings import PlanningSettings
+from planner.trajectory import (
+    LandmarkError,
+    PathError,
+    is_ct,
+    suggest_bipedicular,
+    suggest_trajectory,
+    trajectory_path,
+)
+
+STATUS_COLOR = {PASS: "#4caf50", WARNING: "#ff9800", FAIL: "#e53935"}
+STATUS_WORD = {PASS: "pass", WARNING: "warning", FAIL: "FAIL"}
+
+#: Editable numeric parameters: field -> (label, unit, decimals, minimum, maximum, step).
+NUMERIC_PARAMS: dict[str, tuple[str, str, int, float, float, float]] = {
+    "zone_diameter_mm": ("Zone diameter", "mm", 1, 1.5, 40.0, 0.5),
+    "cannula_curve_radius_mm": ("Curve radius", "mm", 1, 3.5, 200.0, 1.0),
+    "introducer_diameter_mm": ("Introducer diameter", "mm", 2, 0.6, 8.0, 0.1),
+    "cannula_diameter_mm": ("Cannula diameter", "mm", 2, 0.6, 8.0, 0.1),
+    "probe_diameter_mm": ("Probe diameter", "mm", 2, 0.4, 6.0, 0.1),
+    "canal_margin_mm": ("Canal margin (minimum)", "mm", 1, 0.0, 40.0, 0.5),
+}
+
+
+def setting_tooltip(name: str) -> str:
+    """Tooltip of a per-trajectory parameter: its setting, default, tag and source."""
+    field = PlanningSettings.model_fields.get(name)
+    if field is None:
+        return ""
+    extra = field.json_schema_extra or {}
+    default = PlanningSettings().__getattribute__(name)
+    return (f"<b>{extra.get('label', name)}</b> (default {default} {extra.get('unit', '')}, "  # type: ignore[union-attr]
+            f"{extra.get('tag', '')})<br>Source: {extra.get('source', '')}")  # type: ignore[union-attr]
+
+
+def _fmt(value: Optional[float], unit: str) -> str:
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"{value:.1f} {unit}".strip()
+
+
+class TrajectoryPanel(QWidget):
+    """Trajectories per level with suggestions, parameters, metrics, checks and override reasons."""
+
+    #: A message for the status bar.
+    message = Signal(str)
+    #: The user selected a trajectory (id, or "" for none).
+    trajectory_selected = Signal(str)
+
+    def __init__(self, session: Session, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self._closed = False
+        self._updating = False
+        self._selected: str = ""
+        self._selected_level: str = ""
+        self.report: Optional[TrajectoryReport] = None
+
+        # --- list of levels and trajectories
+        self.tree = QTreeWidget()
+        self.tree.setColumnCount(3)
+        self.tree.setHeaderLabels(["Level / trajectory", "Path", "Checks"])
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.tree.setToolTip("Levels marked 'treat' and their trajectories; select one to see its metrics")
+        self.tree.currentItemChanged.connect(self._current_changed)
+
+        self.suggest_left = QPushButton("Suggest left")
+        self.suggest_left.setToolTip("Add a suggested trajectory through the left pedicle of the selected level "
+                                     "(pedicle angle settings, curved cannula, target at the configured depth)")
+        self.suggest_left.clicked.connect(lambda: self.suggest("left"))
+        self.suggest_right = QPushButton("Suggest right")
+        self.suggest_right.setToolTip("Add a suggested trajectory through the right pedicle of the selected level")
+        self.suggest_right.clicked.connect(lambda: self.suggest("right"))
+        self.suggest_bi = QPushButton("Bipedicular")
+        self.suggest_bi.setToolTip("Add a left and a right straight trajectory with tips spaced by the "
+                                   "bipedicular tip spacing setting (" + setting_tooltip("bipedicular_tip_spacing_mm")
+                                   + ")")
+        self.suggest_bi.clicked.connect(self.suggest_bipedicular)
+        self.delete_button = QPushButton("Delete trajectory")
+        self.delete_button.setToolTip("Remove the selected trajectory (undoable)")
+        self.delete_button.clicked.connect(self.delete_selected)
+        buttons = QHBoxLayout()
+        for b in (self.suggest_left, self.suggest_right, self.suggest_bi):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.delete_button)
+
+        # --- parameters
+        self.param_box = QGroupBox("Parameters")
+        form = QFormLayout(self.param_box)
+        self.curved = QCheckBox("Curved cannula")
+        self.curved.setToolTip("Curved cannula from the bend point (on), or one straight path from the entry to "
+                               "the target (off)<br>" + setting_tooltip("curve_start"))
+        self.curved.toggled.connect(self._curved_toggled)
+        form.addRow(self.curved)
+        self.spins: dict[str, QDoubleSpinBox] = {}
+        for name, (label, unit, dec, lo, hi, step) in NUMERIC_PARAMS.items():
+            sp = QDoubleSpinBox()
+            sp.setRange(lo, hi)
+            sp.setDecimals(dec)
+            sp.setSingleStep(step)
+            sp.setSuffix(f" {unit}")
+            sp.setKeyboardTracking(False)
+            sp.setToolTip(setting_tooltip(name))
+            sp.editingFinished.connect(lambda n=name: self._param_done(n))
+            form.addRow(label, sp)
+            form.labelForField(sp).setToolTip(setting_tooltip(name))
+            self.spins[name] = sp
+
+        # --- metrics and checks
+        self.metrics = QTableWidget(0, 2)
+        self.metrics.setHorizontalHeaderLabels(["Metric", "Value"])
+        self.metrics.verticalHeader().setVisible(False)
+        self.metrics.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.metrics.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.metrics.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.checks = QTableWidget(0, 3)
+        self.checks.setHorizontalHeaderLabels(["Status", "Check", "Reason"])
+        self.checks.verticalHeader().setVisible(False)
+        self.checks.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.checks.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.checks.setWordWrap(True)
+        self.overall = QLabel()
+        self.overall.setObjectName("trajectoryOverall")
+
+        # --- override reason
+        self.override = QLineEdit()
+        self.override.setPlaceholderText("Reason for going on despite a failing check")
+        self.override.setToolTip("Recorded in the plan and printed next to each failing check in the exports; "
+                                 "required before export when a check fails (saved on Enter or leaving the field)")
+        self.override.editingFinished.connect(self._override_done)
+        self.override_note = QLabel()
+        self.override_note.setWordWrap(True)
+        self.export_note = QLabel()
+        self.export_note.setWordWrap(True)
+
+        details = QWidget()
+        dl = QVBoxLayout(details)
+        dl.setContentsMargins(0, 0, 0, 0)
+        dl.addWidget(self.overall)
+        dl.addWidget(self.param_box)
+        dl.addWidget(QLabel("Metrics"))
+        dl.addWidget(self.metrics, 2)
+        dl.addWidget(QLabel("Checks"))
+        dl.addWidget(self.checks, 3)
+        ov = QHBoxLayout()
+        ov.addWidget(QLabel("Override reason:"))
+        ov.addWidget(self.override, 1)
+        dl.addLayout(ov)
+        dl.addWidget(self.override_note)
+        self.details = details
+
+        top = QWidget()
+        tl = QVBoxLayout(top)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(self.tree, 1)
+        tl.addLayout(buttons)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(top)
+        split.addWidget(details)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 3)
+        lay = QVBoxLayout(self)
+        lay.addWidget(split, 1)
+        lay.addWidget(self.export_note)
+
+        self._unsubscribe = session.document.subscribe(self._on_changed)
+        session.active_trajectory_changed.connect(self._on_active)
+        self.refresh()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def document(self):
+        return self.session.document
+
+    def _edit(self, fn, *args, **kwargs) -> bool:
+        try:
+            fn(*args, **kwargs)
+        except PlanEditError as exc:
+            self.message.emit(str(exc))
+            return False
+        return True
+
+    def selected_trajectory(self) -> Optional[Trajectory]:
+        if not self._selected:
+            return None
+        try:
+            return self.document.plan.trajectory(self._selected)
+        except KeyError:
+            return None
+
+    def selected_level(self) -> Optional[Level]:
+        traj = self.selected_trajectory()
+        lid = traj.level_id if traj is not None else self._selected_level
+        if not lid:
+            return None
+        try:
+            return self.document.plan.level(lid)
+        except KeyError:
+            return None
+
+    def select(self, trajectory_id: str = "", level_id: str = "") -> None:
+        """Select a trajectory (or a level row when ``trajectory_id`` is empty)."""
+        for i in range(self.tree.topLevelItemCount()):
+            top = self.tree.topLevelItem(i)
+            lid, _ = top.data(0, Qt.ItemDataRole.UserRole)
+            if not trajectory_id and lid == level_id:
+                self.tree.setCurrentItem(top)
+                return
+            for k in range(top.childCount()):
+                if top.child(k).data(0, Qt.ItemDataRole.UserRole)[1] == trajectory_id and trajectory_id:
+                    self.tree.setCurrentItem(top.child(k))
+                    return
+
+    def images(self) -> dict[str, Any]:
+        return dict(self.session.images)
+
+    def _ct_volume_for(self, level: Level) -> Any:
+        ped = level.landmarks.pedicle_left_lps or level.landmarks.pedicle_right_lps
+        for vol in self.session.volumes().values():
+            if is_ct(vol) and (ped is None or vol.contains(ped, margin_voxels=0.0)):
+                return vol
+        return None
+
+    def export_blockers(self) -> list[str]:
+        """Names ("L4 left") of trajectories with a failing check and no recorded reason."""
+        plan = self.document.plan
+        out = []
+        for t in plan.trajectories:
+            rep = evaluate_trajectory(plan, t, self.images())
+            if rep.needs_override:
+                out.append(f"{rep.level_name} {t.side}")
+        return out
+
+    # ------------------------------------------------------------------ model -> view
+    def _on_changed(self, change: PlanChange) -> None:
+        if self._closed:
+            return
+        if change.source == "load" or change.touches("trajectories") or change.touches("levels") or \
+                change.touches("level") or change.touches("settings"):
+            self.refresh()
+        elif change.touches("trajectory"):
+            self._refresh_items()
+            self._update_details()
+            self._update_export_note()
+
+    def _on_active(self, trajectory_id: Optional[str]) -> None:
+        if self._closed or (trajectory_id or "") == self._selected:
+            return
+        if trajectory_id:
+            self.select(trajectory_id)
+
+    def refresh(self) -> None:
+        if self._closed:
+            return
+        self._updating = True
+        try:
+            plan = self.document.plan
+            keep_t, keep_l = self._selected, self._selected_level
+            self.tree.clear()
+            for lv in plan.levels:
+                trajs = plan.trajectories_of(lv.id)
+                if not lv.treat and not trajs:
+                    continue
+                top = QTreeWidgetItem([lv.name + ("" if lv.treat else "  (not marked treat)"), "", ""])
+                top.setData(0, Qt.ItemDataRole.UserRole, (lv.id, ""))
+                if lv.treat:
+                    f = top.font(0)
+                    f.setBold(True)
+                    top.setFont(0, f)
+                self.tree.addTopLevelItem(top)
+                for t in sorted(trajs, key=lambda x: x.side):
+                    child = QTreeWidgetItem([t.side + ("  *" if t.label else ""), "", ""])
+                    child.setData(0, Qt.ItemDataRole.UserRole, (lv.id, t.id))
+                    child.setToolTip(0, f"Suggestion note: {t.label}" if t.label else "")
+                    top.addChild(child)
+            self.tree.expandAll()
+            self._refresh_items()
+            self._selected, self._selected_level = "", ""
+            if keep_t:
+                self.select(keep_t)
+            if not self._selected and keep_l:
+                self.select("", keep_l)
+            if not self._selected and not self._selected_level and self.tree.topLevelItemCount():
+                first = self.tree.topLevelItem(0)
+                self.tree.setCurrentItem(first.child(0) if first.childCount() else first)
+        finally:
+            self._updating = False
+        self._update_details()
+        self._update_export_note()
+
+    def _refresh_items(self) -> None:
+        plan = self.document.plan
+        for i in range(self.tree.topLevelItemCount()):
+            top = self.tree.topLevelItem(i)
+            for k in range(top.childCount()):
+                child = top.child(k)
+                tid = child.data(0, Qt.ItemDataRole.UserRole)[1]
+                try:
+                    t = plan.trajectory(tid)
+                except KeyError:
+                    continue
+                rep = evaluate_trajectory(plan, t, self.images())
+                child.setText(1, "curved" if t.params.curved and t.bend_lps is not None else "straight")
+                child.setText(2, STATUS_WORD[rep.overall] + ("  (reason recorded)" if rep.failed and
+                                                             t.override_reason.strip() else ""))
+                child.setForeground(2, QBrush(QColor(STATUS_COLOR[rep.overall])))
+
+    def _current_changed(self, current: Optional[QTreeWidgetItem], _previous=None) -> None:
+        data = current.data(0, Qt.ItemDataRole.UserRole) if current is not None else None
+        lid, tid = data if data else ("", "")
+        self._selected, self._selected_level = tid, lid
+        if self._updating:
+            return
+        self._update_details()
+        self.session.set_active_trajectory(tid or None)
+        self.trajectory_selected.emit(tid)
+
+    def _update_details(self) -> None:
+        traj = self.selected_trajectory()
+        level = self.selected_level()
+        ro = self.document.read_only
+        can_suggest = level is not None and level.treat and not ro
+        for b in (self.suggest_left, self.suggest_right, self.suggest_bi):
+            b.setEnabled(bool(can_suggest))
+        self.delete_button.setEnabled(traj is not None and not ro)
+        self.param_box.setEnabled(traj is not None and not ro)
+        self.override.setEnabled(traj is not None and not ro)
+        was = self._updating
+        self._updating = True
+        try:
+            if traj is None:
+                self.report = None
+                self.param_box.setTitle("Parameters")
+                self.metrics.setRowCount(0)
+                self.checks.setRowCount(0)
+                self.overall.setText("Select a trajectory" if level is None or level.treat else
+                                     f"{level.name} is not marked 'treat' in the levels step")
+                self.override_note.setText("")
+                if not self.override.hasFocus():
+                    self.override.setText("")
+                return
+            plan = self.document.plan
+            self.report = rep = evaluate_trajectory(plan, traj, self.images())
+            self.param_box.setTitle(f"Parameters: {rep.level_name} {traj.side}")
+            self.curved.blockSignals(True)
+            self.curved.setChecked(traj.params.curved and traj.bend_lps is not None)
+            self.curved.blockSignals(False)
+            for name, sp in self.spins.items():
+                if not sp.hasFocus():
+                    sp.blockSignals(True)
+                    sp.setValue(float(getattr(traj.params, name)))
+                    sp.blockSignals(False)
+            self.spins["cannula_curve_radius_mm"].setEnabled(bool(traj.params.curved and traj.bend_lps is not None))
+            color = STATUS_COLOR[rep.overall]
+            self.overall.setText(f"<b>{rep.level_name} {traj.side}</b>: checks "
+                                 f"<span style='color:{color}'><b>{STATUS_WORD[rep.overall]}</b></span>")
+            self._fill_metrics(rep)
+            self._fill_checks(rep)
+            if not (self.override.hasFocus() and self.override.isModified()):
+                self.override.setText(traj.override_reason)
+            if rep.needs_override:
+                self.override_note.setText(f"<span style='color:{STATUS_COLOR[FAIL]}'>A check fails: record the "
+                                           "reason for going on before exporting the plan.</span>")
+            elif rep.failed:
+                self.override_note.setText("Failing checks; your reason is recorded and printed with them.")
+            else:
+                self.override_note.setText("")
+        finally:
+            self._updating = was
+
+    def _fill_metrics(self, rep: TrajectoryReport) -> None:
+        rows = [m for m in rep.metrics if m.value is not None or m.name.startswith("pedicle")]
+        self.metrics.setRowCount(len(rows))
+        for i, m in enumerate(rows):
+            label = QTableWidgetItem(m.label)
+            grade = ""
+            if m.name.startswith("pedicle_clearance") and rep.pedicle is not None:
+                g = rep.pedicle.grade.get(m.name.split("_")[2])
+                grade = f"  (grade {g})" if g else ""
+            value = QTableWidgetItem(_fmt(m.value, {"deg": "°"}.get(m.unit, m.unit)) + grade)
+            value.setData(Qt.ItemDataRole.UserRole, m.name)
+            label.setData(Qt.ItemDataRole.UserRole, m.name)
+            if m.note:
+                label.setToolTip(m.note)
+                value.setToolTip(m.note)
+            self.metrics.setItem(i, 0, label)
+            self.metrics.setItem(i, 1, value)
+        self.metrics.resizeRowsToContents()
+
+    def _fill_checks(self, rep: TrajectoryReport) -> None:
+        self.checks.setRowCount(len(rep.checks))
+        bold = QFont()
+        bold.setBold(True)
+        for i, c in enumerate(rep.checks):
+            status = QTableWidgetItem(STATUS_WORD[c.status])
+            status.setForeground(QBrush(QColor(STATUS_COLOR[c.status])))
+            status.setFont(bold)
+            status.setData(Qt.ItemDataRole.UserRole, c.status)
+            name = QTableWidgetItem(c.label + (f" ({c.grade})" if c.grade else ""))
+            name.setData(Qt.ItemDataRole.UserRole, c.name)
+            reason_text = c.reason
+            if c.status == FAIL and c.override_reason:
+                reason_text += f"  Override: {c.override_reason}"
+            reason = QTableWidgetItem(reason_text)
+            tip = f"{c.reason}<br><i>Source:</i> {c.source or 'geometry'}"
+            for it in (status, name, reason):
+                it.setToolTip(tip)
+            self.checks.setItem(i, 0, status)
+            self.checks.setItem(i, 1, name)
+            self.checks.setItem(i, 2, reason)
+        self.checks.resizeColumnToContents(0)
+        self.checks.resizeColumnToContents(1)
+        self.checks.resizeRowsToContents()
+
+    def _update_export_note(self) -> None:
+        blockers = self.export_blockers()
+        if blockers:
+            self.export_note.setText(f"<span style='color:{STATUS_COLOR[FAIL]}'><b>Export needs a reason:</b> "
+                                     f"{', '.join(blockers)} " + ("has" if len(blockers) == 1 else "have")
+                                     + " a failing check without a recorded override reason.</span>")
+        elif self.document.plan.trajectories:
+            self.export_note.setText("Every failing check has a recorded reason; the plan can be exported.")
+        else:
+            self.export_note.setText("")
+
+    # ------------------------------------------------------------------ view -> model
+    def suggest(self, side: str) -> Optional[str]:
+        """Add a suggested trajectory on ``side`` for the selected (treated) level; returns its id."""
+        level = self.selected_level()
+        if level is None or not level.treat:
+            self.message.emit("Select a level marked 'treat' first")
+            return None
+        plan = self.document.plan
+        try:
+            traj = suggest_trajectory(plan, level, side, self._ct_volume_for(level))
+        except (LandmarkError, PathError, ValueError) as exc:
+            self.message.emit(f"No suggestion for {level.name} {side}: {exc}")
+            return None
+        if not self._edit(self.document.add_trajectory, traj):
+            return None
+        self.select(traj.id)
+        self.message.emit(f"Suggested {level.name} {side}" + (f" ({traj.label})" if traj.label else ""))
+        return traj.id
+
+    def suggest_bipedicular(self) -> Optional[tuple[str, str]]:
+        level = self.selected_level()
+        if level is None or not level.treat:
+            self.message.emit("Select a level marked 'treat' first")
+            return None
+        try:
+            left, right = suggest_bipedicular(self.document.plan, level, self._ct_volume_for(level))
+        except (LandmarkError, PathError, ValueError) as exc:
+            self.message.emit(f"No bipedicular suggestion for {level.name}: {exc}")
+            return None
+        try:
+            with self.document.edit(f"Suggest bipedicular {level.name}",
+                                    [("trajectories",), ("trajectory", left.id), ("trajectory", right.id)]):
+                self.document.add_trajectory(left)
+                self.document.add_trajectory(right)
+        except PlanEditError as exc:
+            self.message.emit(str(exc))
+            return None
+        self.select(left.id)
+        return left.id, right.id
+
+    def delete_selected(self) -> bool:
+        traj = self.selected_trajectory()
+        if traj is None:
+            return False
+        level_id = traj.level_id
+        ok = self._edit(self.document.remove_trajectory, traj.id)
+        if ok:
+            self.select("", level_id)
+        return ok
+
+    def set_param(self, name: str, value: Any) -> bool:
+        traj = self.selected_trajectory()
+        if traj is None:
+            return False
+        if getattr(traj.params, name) == value:
+            return True
+        return self._edit(self.document.set_trajectory_params, traj.id, **{name: value})
+
+    def _param_done(self, name: str) -> None:
+        if self._updating:
+            return
+        self.set_param(name, float(self.spins[name].value()))
+
+    def _curved_toggled(self, on: bool) -> None:
+        if not self._updating:
+            self.set_curved(on)
+
+    def set_curved(self, on: bool) -> bool:
+        """Curved on: the bend goes where the straight line passes the posterior wall (the curve start
+        setting); off: the bend is removed and the path runs straight to the target. One undo step."""
+        traj = self.selected_trajectory()
+        if traj is None:
+            return False
+        plan = self.document.plan
+        try:
+            with self.document.edit("Curved cannula " + ("on" if on else "off"), [("trajectory", traj.id)]):
+                if on:
+                    bend = traj.bend_lps
+                    if bend is None:
+                        path = trajectory_path(traj, plan)
+                        bend = tuple(float(v) for v in path.introducer_end_lps)
+                        if np.linalg.norm(np.asarray(bend) - np.asarray(traj.target_lps)) < 1e-6:
+                            raise ValueError("the straight path does not reach past the posterior wall")
+                    self.document.set_trajectory_params(traj.id, curved=True)
+                    self.document.set_trajectory_point(traj.id, "bend", bend)
+                else:
+                    self.document.set_trajectory_params(traj.id, curved=False)
+                    self.document.set_trajectory_point(traj.id, "bend", None)
+        except PlanEditError as exc:
+            self.message.emit(str(exc))
+            self._update_details()
+            return False
+        return True
+
+    def _override_done(self) -> None:
+        self.override.setModified(False)
+        self.set_override_reason(self.override.text())
+
+    def set_override_reason(self, text: str) -> bool:
+        traj = self.selected_trajectory()
+        if traj is None or text == traj.override_reason:
+            return False
+        return self._edit(self.document.set_trajectory_fields, traj.id, override_reason=text)
+
+    # ------------------------------------------------------------------ shutdown
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._unsubscribe()
+            self.session.active_trajectory_changed.disconnect(self._on_active)
+
+
+__all__ = ["TrajectoryPanel", "setting_tooltip", "NUMERIC_PARAMS"]

@@ -1,0 +1,184 @@
+"""The trajectory panel driven like a user: suggest, edit parameters, watch metrics and checks, record
+an override reason, delete, undo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from planner.document import PlanDocument
+from planner.session import Session
+from planner.trajectory import vertebra_frame
+from tests.test_trajectory import POSES, plan_with
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def session():
+    plan = plan_with(POSES[0], "L4")
+    plan.levels[0].treat = True
+    return Session(PlanDocument(plan, user="dr"))
+
+
+def _panel(qtbot, session):
+    from planner.views.trajectory_panel import TrajectoryPanel
+
+    w = TrajectoryPanel(session)
+    qtbot.addWidget(w)
+    w.resize(560, 900)
+    w.show()
+    messages: list[str] = []
+    w.message.connect(messages.append)
+    return w, messages
+
+
+def _check_rows(panel):
+    return {panel.checks.item(r, 1).data(Qt.ItemDataRole.UserRole): panel.checks.item(r, 0).data(Qt.ItemDataRole.UserRole)
+            for r in range(panel.checks.rowCount())}
+
+
+def _metric(panel, name):
+    for r in range(panel.metrics.rowCount()):
+        if panel.metrics.item(r, 0).data(Qt.ItemDataRole.UserRole) == name:
+            return panel.metrics.item(r, 1).text()
+    raise KeyError(name)
+
+
+def test_suggest_shows_metrics_and_checks(qtbot, session):
+    panel, messages = _panel(qtbot, session)
+    doc = session.document
+    assert panel.suggest_left.isEnabled()
+    qtbot.mouseClick(panel.suggest_left, Qt.MouseButton.LeftButton)
+    assert len(doc.plan.trajectories) == 1
+    traj = doc.plan.trajectories[0]
+    assert traj.side == "left" and panel.selected_trajectory().id == traj.id
+    assert session.active_trajectory == traj.id
+    rows = _check_rows(panel)
+    assert rows["canal_margin"] == "pass" and rows["pedicle_medial"] == "pass"
+    assert set(rows.values()) == {"pass"}
+    assert _metric(panel, "medial_angle_deg").startswith("20.0")
+    assert _metric(panel, "canal_margin_mm").startswith("10.0")
+    assert "pass" in panel.overall.text()
+    assert panel.checks.item(0, 0).foreground().color().name() == "#4caf50"
+    assert "Source:" in panel.checks.item(0, 2).toolTip()
+    assert "Huang" in panel.checks.item(0, 2).toolTip()
+    assert "Suggested L4 left" in messages[-1]
+    # the tooltips of the parameters name their setting's source
+    assert "domain.md" in panel.spins["zone_diameter_mm"].toolTip()
+    doc.undo()
+    assert doc.plan.trajectories == [] and panel.checks.rowCount() == 0
+
+
+def test_dragging_target_into_canal_fails_and_needs_reason(qtbot, session):
+    panel, _ = _panel(qtbot, session)
+    doc = session.document
+    tid = panel.suggest("right")
+    traj = doc.plan.trajectory(tid)
+    f = vertebra_frame(doc.plan.levels[0])
+    start = np.array(traj.target_lps)
+    for step in np.linspace(0, 1, 6)[1:]:  # a drag: one undo step
+        p = start - step * (f.wall_depth_mm(start) - 1.0) * f.u
+        doc.set_trajectory_point(tid, "target", p, merge_key="drag-1")
+    assert _check_rows(panel)["canal_margin"] == "fail"
+    assert "FAIL" in panel.overall.text()
+    assert "record the reason" in panel.override_note.text()
+    assert "Export needs a reason" in panel.export_note.text() and "L4 right" in panel.export_note.text()
+    assert panel.export_blockers() == ["L4 right"]
+    # the physician records a reason
+    panel.override.setFocus()
+    qtbot.keyClicks(panel.override, "reviewed with Dr B, margin accepted")
+    qtbot.keyClick(panel.override, Qt.Key.Key_Return)
+    assert doc.plan.trajectory(tid).override_reason == "reviewed with Dr B, margin accepted"
+    assert panel.export_blockers() == []
+    assert "can be exported" in panel.export_note.text()
+    assert "Override: reviewed with Dr B" in panel.checks.item(0, 2).text()
+    doc.undo()  # the reason
+    doc.undo()  # the drag, as one step
+    assert np.allclose(doc.plan.trajectory(tid).target_lps, start)
+    assert _check_rows(panel)["canal_margin"] == "pass"
+
+
+def test_parameters_edit_through_document(qtbot, session):
+    panel, _ = _panel(qtbot, session)
+    doc = session.document
+    tid = panel.suggest("left")
+    spin = panel.spins["zone_diameter_mm"]
+    spin.setFocus()
+    spin.selectAll()
+    qtbot.keyClicks(spin, "14")
+    qtbot.keyClick(spin, Qt.Key.Key_Return)
+    assert doc.plan.trajectory(tid).params.zone_diameter_mm == 14.0
+    assert _check_rows(panel)["canal_margin"] == "fail"  # a bigger zone reaches closer to the canal
+    doc.undo()
+    assert doc.plan.trajectory(tid).params.zone_diameter_mm == 10.0
+    assert spin.value() == 10.0
+    # curved off: straight path from the entry to the target (one undo step)
+    assert panel.curved.isChecked()
+    panel.curved.setChecked(False)
+    t = doc.plan.trajectory(tid)
+    assert t.bend_lps is None and not t.params.curved
+    assert "cannula_curve" not in _check_rows(panel)
+    assert not panel.spins["cannula_curve_radius_mm"].isEnabled()
+    panel.curved.setChecked(True)
+    t = doc.plan.trajectory(tid)
+    assert t.bend_lps is not None and t.params.curved
+    doc.undo()
+    doc.undo()
+    assert doc.plan.trajectory(tid).bend_lps is not None and doc.plan.trajectory(tid).params.curved
+
+
+def test_bipedicular_delete_and_untreated_level(qtbot, session):
+    panel, messages = _panel(qtbot, session)
+    doc = session.document
+    qtbot.mouseClick(panel.suggest_bi, Qt.MouseButton.LeftButton)
+    assert sorted(t.side for t in doc.plan.trajectories) == ["left", "right"]
+    assert _check_rows(panel)["bipedicular_spacing"] == "pass"
+    doc.undo()
+    assert doc.plan.trajectories == []  # one undo step for both
+    doc.redo()
+    panel.select(doc.plan.trajectories[0].id)
+    qtbot.mouseClick(panel.delete_button, Qt.MouseButton.LeftButton)
+    assert len(doc.plan.trajectories) == 1
+    # a level not marked treat: no suggestions
+    doc.set_level_fields(doc.plan.levels[0].id, treat=False)
+    panel.select("", doc.plan.levels[0].id)
+    assert not panel.suggest_left.isEnabled()
+    assert panel.suggest("left") is None and "treat" in messages[-1]
+
+
+def test_follows_active_trajectory_and_read_only(qtbot, session):
+    panel, _ = _panel(qtbot, session)
+    doc = session.document
+    a = panel.suggest("left")
+    b = panel.suggest("right")
+    session.set_active_trajectory(a)
+    assert panel.selected_trajectory().id == a
+    doc.read_only = True
+    panel.select(b)
+    assert not panel.param_box.isEnabled() and not panel.delete_button.isEnabled()
+    panel.close()
+    doc.read_only = False
+    doc.add_level("L5")  # no dead widget is called
+    assert doc.changed.receiver_count == 0
+
+
+def test_screenshot(qtbot, session, tmp_path):
+    panel, _ = _panel(qtbot, session)
+    tid = panel.suggest("left")
+    doc = session.document
+    f = vertebra_frame(doc.plan.levels[0])
+    t = np.array(doc.plan.trajectory(tid).target_lps)
+    doc.set_trajectory_point(tid, "target", t - 4.0 * f.u)
+    qtbot.wait(50)
+    path = tmp_path / "trajectory_panel.png"
+    img = panel.grab()
+    assert img.save(str(path))
+    image = img.toImage()
+    colors = {image.pixelColor(x, y).name() for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
+    assert len(colors) > 5
+    import os
+    out = os.environ.get("BVN_SCREENSHOT_DIR")
+    if out:
+        img.save(os.path.join(out, "trajectory_panel.png"))
