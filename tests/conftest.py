@@ -48,3 +48,17 @@ def demo_study(tmp_path_factory):
     except ImportError as exc:  # the demo package is being written
         pytest.skip(f"planner.demo is not available yet ({exc})")
     return write_demo_study(tmp_path_factory.mktemp("demo-study"))
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    """The local Orthanc test PACS (tests/orthanc.py), started once per test session on free ports;
+    the PACS tests are skipped with the reason when Orthanc is not installed."""
+    from tests.orthanc import orthanc_available, start_orthanc
+
+    reason = orthanc_available()
+    if reason:
+        pytest.skip(reason)
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    yield server
+    server.stop()

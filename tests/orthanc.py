@@ -212,3 +212,70 @@ def start_orthanc(folder: Path, *, dicomweb: Optional[bool] = None) -> OrthancSe
 
 def remove_folder(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- test data (pydicom's bundled files only)
+def planner_node(server: OrthancServer, **changes):
+    """A :class:`planner.imaging.pacs.PacsNode` for the test server (DIMSE, calling AE ``PLANNER``)."""
+    from planner.imaging.pacs import PacsNode
+
+    node = PacsNode(name="ORTHANC", ae_title=server.aet, host="127.0.0.1", port=server.dicom_port,
+                    calling_ae=server.planner_aet, local_port=server.store_port, timeout_s=5.0,
+                    retrieve_timeout_s=20.0)
+    for key, value in changes.items():
+        setattr(node, key, value)
+    return node
+
+
+def dicomweb_node(server: OrthancServer, **changes):
+    from planner.imaging.pacs import DICOMWEB, PacsNode
+
+    node = PacsNode(name="ORTHANC-WEB", protocol=DICOMWEB, dicomweb_url=server.dicomweb_url, username=server.user,
+                    password=server.password, timeout_s=5.0, retrieve_method="WADO-RS")
+    for key, value in changes.items():
+        setattr(node, key, value)
+    return node
+
+
+def write_series(folder: Path, n: int, *, study_uid: str, series_uid: str, patient_name: str, patient_id: str,
+                 study_date: str, accession: str, series_number: int = 1, description: str = "",
+                 source: str = "MR_small.dcm", spacing_mm: float = 4.0) -> dict:
+    """``n`` slices made from a pydicom test file, stacked along the slice normal, each with different
+    pixels. Returns {SOP Instance UID: (path, pixel array)}."""
+    import numpy as np
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for i in range(n):
+        ds = dcmread(get_testdata_file(source))
+        compressed = ds.file_meta.TransferSyntaxUID.is_compressed
+        ds.PatientName = patient_name
+        ds.PatientID = patient_id
+        ds.StudyDate = study_date
+        ds.AccessionNumber = accession
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesNumber = series_number
+        ds.SeriesDescription = description
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = i + 1
+        if not compressed:
+            pixels = ds.pixel_array.astype(np.int32) + 7 * i
+            pixels = np.clip(pixels, np.iinfo(ds.pixel_array.dtype).min,
+                             np.iinfo(ds.pixel_array.dtype).max).astype(ds.pixel_array.dtype)
+            ds.PixelData = pixels.tobytes()
+        if "ImageOrientationPatient" in ds and "ImagePositionPatient" in ds:
+            iop = np.array([float(x) for x in ds.ImageOrientationPatient])
+            normal = np.cross(iop[:3], iop[3:])
+            pos = np.array([float(x) for x in ds.ImagePositionPatient]) + i * spacing_mm * normal
+            ds.ImagePositionPatient = [f"{x:.4f}" for x in pos]
+            ds.SliceThickness = spacing_mm
+        path = folder / f"{series_number:03d}_{i:04d}.dcm"
+        ds.save_as(str(path), enforce_file_format=True)
+        out[str(ds.SOPInstanceUID)] = (path, dcmread(str(path)).pixel_array.copy())
+    return out
