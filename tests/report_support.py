@@ -106,8 +106,11 @@ def rich_plan():
     plan.trajectories.append(t2)
     plan.eligibility.answers = {"pain_duration_months": 14.0, "conservative_care_months": 9.0, "odi": 44.0,
                                 "vas": 7.0, "axial_pain": True, "radicular_pain": False}
+    # Lateral view of L4: posterior wall on the right, 100 px for its 35 mm depth, mid-height at row 128.
     plan.fluoro_landmarks.append(FluoroLandmark(sop_instance_uid=FLUORO_SOP_UID, level_id=l4.id,
-                                                kind="posterior_wall", point_px=(140.0, 120.0)))
+                                                kind="posterior_wall", point_px=(170.0, 128.0)))
+    plan.fluoro_landmarks.append(FluoroLandmark(sop_instance_uid=FLUORO_SOP_UID, level_id=l4.id,
+                                                kind="anterior_wall", point_px=(70.0, 128.0)))
     plan.measurements.append(Measurement(kind="distance", sop_instance_uid=FLUORO_SOP_UID,
                                          points_px=[(60.0, 60.0), (160.0, 60.0)], label="AP depth"))
     plan.review.comments.append(Comment(author="Dr Reviewer", anchor_kind="trajectory", anchor_id=t1.id,

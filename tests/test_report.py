@@ -282,3 +282,31 @@ def test_images_found_through_the_plans_path_hints(tmp_path):
     found = find_plan_images(plan, None, tmp_path / "case" / "p.bvnplan")
     assert set(found.images) == {CT_SERIES_UID}
     assert found.missing == ["FLUORO_LAT Lateral"]
+
+
+def test_fluoroscopy_key_image_shows_the_projected_plan():
+    """With the level's walls marked on a lateral image, the target is drawn where it lies between them:
+    (target - posterior wall) = 15.5 mm of the 35 mm depth, walls marked at columns 170 and 70, row 128."""
+    pytest.importorskip("planner.fluoro")
+    from planner.report.keyimages import KEY_IMAGE_PX, render_fluoro
+
+    plan = rich_plan()
+    l4_traj = plan.trajectories[0]
+    key = render_fluoro(plan, FLUORO_SERIES_UID, fluoro_image(), level_id=l4_traj.level_id,
+                        trajectory_id=l4_traj.id)
+    assert "plan projected" in key.caption
+    scale = KEY_IMAGE_PX / 256
+    col, row = (170.0 - 15.5 / 35.0 * 100.0) * scale, 128.0 * scale
+    r, g, b = key.image.getpixel((int(round(col)), int(round(row))))
+    assert r > 200 and g < 90 and b < 90  # the active tip marker
+    # The zone (radius 5 mm = 14.3 px at 100 px / 35 mm) is drawn around it, not far away.
+    zr, zg, zb = key.image.getpixel((int(round(col)), int(round(row - 9 * scale))))
+    assert zr > zb + 40  # orange tint inside the zone
+    far = key.image.getpixel((int(round(col)), int(round(row - 30 * scale))))
+    assert abs(far[0] - far[2]) < 20  # grey image outside the zone
+    # A level without marks gets a note saying which marks are needed.
+    l5_traj = plan.trajectories[1]
+    from planner.report.keyimages import trajectory_key_images
+
+    _, notes = trajectory_key_images(plan, l5_traj, {FLUORO_SERIES_UID: fluoro_image()}, with_3d=False)
+    assert any("mark the posterior wall and anterior wall" in n for n in notes)

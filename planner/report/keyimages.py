@@ -12,6 +12,7 @@ Everything is drawn with Pillow; no Qt, no screen state.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Union
@@ -239,10 +240,30 @@ def render_plane(volume: Volume, plan: Plan, traj: Trajectory, spec: PlaneSpec,
 
 
 # ------------------------------------------------------------------------------------ fluoroscopy
+def _fluoro_overlays(plan: Plan, sop_uid: str, level_id: str, frame_index: int,
+                     proj: ProjectionImage) -> tuple[list, list[str]]:
+    """The level's trajectories and zones projected onto the image by :mod:`planner.fluoro` (fitted to
+    the marked landmarks); ([], [reason]) when the marks do not allow it."""
+    try:
+        fluoro = importlib.import_module("planner.fluoro")
+    except ImportError:
+        return [], []
+    vp = proj.geometry.view_position.upper()
+    view = "AP" if vp in ("AP", "PA") else "LAT" if vp in ("LAT", "LATERAL", "LL", "RL") else None
+    try:
+        result = fluoro.plan_overlays(plan, sop_uid, level_id, view=view, frame_index=frame_index,
+                                      orientation=tuple(proj.geometry.patient_orientation))
+    except (ValueError, KeyError) as exc:
+        return [], [f"The plan is not drawn on this fluoroscopy image: {exc}."]
+    return result.overlays, [f"Fluoroscopy fit: {w}." for w in result.fit.warnings]
+
+
 def render_fluoro(plan: Plan, key: str, proj: ProjectionImage, size_px: int = KEY_IMAGE_PX,
-                  level_id: Optional[str] = None) -> Optional[KeyImage]:
+                  level_id: Optional[str] = None, trajectory_id: Optional[str] = None) -> Optional[KeyImage]:
     """A frame of a fluoroscopy image with the plan's landmarks (of ``level_id`` and those tied to no
-    level, or all when ``level_id`` is None) and measurements drawn on it."""
+    level, or all when ``level_id`` is None) and measurements drawn on it, and, when the landmarks of
+    the level are marked, the level's trajectories and ablation zones projected onto it
+    (:func:`planner.fluoro.plan_overlays`); ``trajectory_id`` is drawn highlighted."""
     uids = set(proj.info.sop_instance_uids) or {key}
     landmarks = [lm for lm in plan.fluoro_landmarks if lm.sop_instance_uid in uids
                  and (level_id is None or lm.level_id in ("", level_id))]
@@ -276,9 +297,31 @@ def render_fluoro(plan: Plan, key: str, proj: ProjectionImage, size_px: int = KE
             mid = np.mean(np.asarray(pts), axis=0)
             draw.text((mid[0] + 6, mid[1]), f"{length:.1f} {scale_info.unit_label}", fill=(0, 255, 255), font=font,
                       stroke_width=2, stroke_fill=(0, 0, 0))
-    view = proj.geometry.view_position or "fluoroscopy"
     notes = ["Text burned into the fluoroscopy pixels is shown as acquired."]
-    caption = (f"Fluoroscopy ({view}), frame {frame_index + 1} of {proj.n_frames}: landmarks and measurements "
+    drawn = False
+    if level_id is not None:
+        sop_uid = landmarks[0].sop_instance_uid if landmarks else proj.sop_instance_uid
+        overlays, fit_notes = _fluoro_overlays(plan, sop_uid, level_id, frame_index, proj)
+        notes += fit_notes
+        if overlays:
+            layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
+            ldraw = ImageDraw.Draw(layer)
+            for ov in overlays:
+                ldraw.polygon([tuple(p) for p in np.asarray(ov.zone.polygon_px) * scale], fill=ZONE_COLOR + (80,),
+                              outline=ZONE_COLOR + (255,))
+            img = Image.alpha_composite(img.convert("RGBA"), layer).convert("RGB")
+            draw = ImageDraw.Draw(img)
+            for ov in sorted(overlays, key=lambda o: o.trajectory_id == trajectory_id):
+                current = trajectory_id is None or ov.trajectory_id == trajectory_id
+                pts = [tuple(p) for p in np.asarray(ov.path_px) * scale]
+                draw.line(pts, fill=instrument_color("cannula") if current else (150, 150, 150),
+                          width=3 if current else 2, joint="curve")
+                _draw_marker(draw, np.asarray(ov.entry_px) * scale, (255, 255, 255), 3)
+                _draw_marker(draw, np.asarray(ov.target_px) * scale, (255, 40, 40), 4 if current else 3)
+            drawn = True
+    view = proj.geometry.view_position or "fluoroscopy"
+    what = "plan projected from the marked landmarks, landmarks" if drawn else "landmarks"
+    caption = (f"Fluoroscopy ({view}), frame {frame_index + 1} of {proj.n_frames}: {what} and measurements "
                f"({scale_info.unit_label})")
     po = tuple(x[:1] for x in proj.geometry.patient_orientation if x)
     return KeyImage("fluoro", caption, img, proj.info.series_instance_uid, notes,
@@ -317,12 +360,13 @@ def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping
             out.append(shot)
     for key, proj in plan_projections(plan, images):
         try:
-            fl = render_fluoro(plan, key, proj, level_id=traj.level_id)
+            fl = render_fluoro(plan, key, proj, level_id=traj.level_id, trajectory_id=traj.id)
         except (ValueError, MemoryError) as exc:
             notes.append(f"Fluoroscopy image could not be rendered: {exc}")
             continue
         if fl is not None:
             out.append(fl)
+            notes += [n for n in fl.notes if n not in notes]
     if not geom.from_planner:
         notes.append("Instrument shapes are drawn as straight segments (trajectory geometry module unavailable).")
     return out, notes
