@@ -79,6 +79,10 @@ class CheckParams:
     ct_ray_step_mm: float = 0.25
     #: CT outline: a cortex counts as distinct when it is this much (HU) above the pedicle centre.
     ct_cortex_contrast_hu: float = 120.0
+    #: CT outline: the pedicle centre must be at least this dense (cancellous bone, not soft tissue).
+    ct_cancellous_min_hu: float = 100.0
+    #: CT outline: the bone ends where the value stays below ct_bone_hu for this long (mm).
+    ct_gap_mm: float = 1.5
     #: CT outline: the share of rays that may fail before the outline is refused.
     ct_max_failed_rays: float = 0.3
 
@@ -382,11 +386,13 @@ def measure_pedicle_outline_ct(volume: Any, center_lps: np.ndarray, normal: np.n
     """The inner cortical outline of a pedicle on CT, as (N, 2) points in (e_medial, e_upper).
 
     Rays from the pedicle centre in the plane perpendicular to the pedicle axis; along each ray the
-    bone ends where the value falls below ``ct_bone_hu`` (outer surface). The cortex is the highest
-    value before that; when it stands out from the centre by ``ct_cortex_contrast_hu`` the inner
-    surface is where the profile first rises half-way from the centre value to that peak, otherwise
-    (thin cortex not resolved) the outer surface is used. Radii are median-filtered around the ring;
-    None when the centre is not bone or too many rays find no edge."""
+    bone ends where the value falls below ``ct_bone_hu`` and stays below for ``ct_gap_mm`` (outer
+    surface); the cortex is the highest value before that. When the cortical peak stands out from the (cancellous) centre by
+    ``ct_cortex_contrast_hu`` the inner surface is where the profile first rises half-way from the
+    centre value to that peak, otherwise (thin cortex not resolved) the outer surface is used. Rays
+    still in bone at their end (a neighbouring bone) are filled from their neighbours. Radii are
+    median-filtered around the ring; None when the centre is not bone (``ct_cancellous_min_hu``) or
+    too many rays find no edge."""
     from scipy import ndimage
 
     key = (id(volume), tuple(np.round(center_lps, 2)), tuple(np.round(normal, 4)), tuple(np.round(e_medial, 4)))
@@ -400,33 +406,45 @@ def measure_pedicle_outline_ct(volume: Any, center_lps: np.ndarray, normal: np.n
     vals = volume.sample(pts, order=1, fill=np.nan)
     center_val = float(np.nanmedian(vals[:, : max(1, int(1.0 / params.ct_ray_step_mm))]))
     result: Optional[np.ndarray] = None
-    if np.isfinite(center_val) and center_val >= image.ct_bone_hu:
+    if np.isfinite(center_val) and center_val >= params.ct_cancellous_min_hu:
         radii = np.full(n_rays, np.nan)
+        step = params.ct_ray_step_mm
+        gap = max(1, int(round(params.ct_gap_mm / step)))
         for i in range(n_rays):
-            prof = vals[i]
-            below = np.where(~(np.nan_to_num(prof, nan=-1000.0) >= image.ct_bone_hu))[0]
-            if len(below) == 0:
+            prof = np.nan_to_num(vals[i], nan=-1000.0)
+            bone = prof >= image.ct_bone_hu
+            # the cortex: the first sample clearly denser than the (cancellous) centre
+            dense = np.where(prof >= max(image.ct_bone_hu, center_val + params.ct_cortex_contrast_hu))[0]
+            if len(dense) == 0:
+                dense = np.where(bone & (np.arange(len(prof)) > 0))[0]
+            if len(dense) == 0:
                 continue
-            k_out = int(below[0])
-            if k_out < 2:
-                continue
-            seg = prof[:k_out]
-            k_pk = int(np.argmax(seg))
-            peak = float(seg[k_pk])
+            k_in = int(dense[0])
+            # the outer surface: where the value falls below ct_bone_hu and stays below for ct_gap_mm
+            soft = (~bone).astype(int)
+            run = np.convolve(soft, np.ones(gap, dtype=int), mode="full")[gap - 1:]
+            cand = np.where((run >= gap) & (np.arange(len(prof)) > k_in))[0]
+            if len(cand) == 0:
+                continue  # still bone at the end of the ray (a neighbouring bone): filled from the neighbours
+            k_out = int(cand[0])
+            k_pk = k_in + int(np.argmax(prof[k_in:k_out]))
+            peak = float(prof[k_pk])
             if peak - center_val >= params.ct_cortex_contrast_hu:
+                # inner surface: the inner flank of the cortical peak, half-way from the centre value
                 half = center_val + 0.5 * (peak - center_val)
-                above = np.where(seg[: k_pk + 1] >= half)[0]
-                k = int(above[0])
+                k = k_pk
+                while k > 0 and prof[k - 1] >= half:
+                    k -= 1
                 if k == 0:
                     radii[i] = 0.0
                 else:
-                    v0, v1 = seg[k - 1], seg[k]
+                    v0, v1 = prof[k - 1], prof[k]
                     frac = (half - v0) / (v1 - v0) if v1 != v0 else 0.0
-                    radii[i] = r[k - 1] + frac * params.ct_ray_step_mm
+                    radii[i] = r[k - 1] + frac * step
             else:
                 v0, v1 = prof[k_out - 1], prof[k_out]
-                frac = (v0 - image.ct_bone_hu) / (v0 - v1) if np.isfinite(v1) and v1 != v0 else 0.0
-                radii[i] = r[k_out - 1] + float(np.clip(frac, 0, 1)) * params.ct_ray_step_mm
+                frac = (v0 - image.ct_bone_hu) / (v0 - v1) if v1 != v0 else 0.0
+                radii[i] = r[k_out - 1] + float(np.clip(frac, 0, 1)) * step
         ok = np.isfinite(radii)
         if ok.mean() >= 1.0 - params.ct_max_failed_rays and ok.sum() >= 8:
             idx = np.arange(n_rays)

@@ -372,3 +372,86 @@ def _demo(request):
         return request.getfixturevalue("demo_study")
     except pytest.FixtureLookupError:
         pytest.skip("demo_study fixture not available yet")
+
+
+def test_demo_suggestions_pass_and_canal_move_fails(request):
+    demo = _demo(request)
+    from planner.storage import load_plan
+
+    plan = load_plan(demo.plan_path)
+    for name in ("L4", "L5"):
+        level = plan.level_by_name(name)
+        assert level is not None, f"the demo plan has no {name}"
+        for side in ("left", "right"):
+            traj = suggest_trajectory(plan, level, side)
+            plan.trajectories = [traj]
+            rep = evaluate_trajectory(plan, traj)
+            bad = [(c.name, c.status, c.reason) for c in rep.checks if c.status != PASS]
+            assert not bad, (name, side, bad)
+            frame = vertebra_frame(level)
+            moved = np.asarray(traj.target_lps) - (frame.wall_depth_mm(traj.target_lps) - 2.0) * frame.u
+            traj.target_lps = tuple(moved)  # 2 mm in front of the posterior wall: the zone reaches the canal
+            rep = evaluate_trajectory(plan, traj)
+            assert rep.check("canal_margin").status == FAIL
+            assert rep.canal_margin_mm == pytest.approx(2.0 - traj.params.zone_diameter_mm / 2, abs=TOL_MM)
+
+
+# ------------------------------------------------------------------------------- real CT, labelled
+def test_ct_outline_inside_labelled_pedicle_on_real_ct(shared_data):
+    """Real CT (L2-L4 crop, 1.5 mm) with vertebral sub-region labels: landmarks of L3 from the labels;
+    the automatic inner outline lies inside the labelled arch section of each pedicle and covers a
+    plausible share of it (the label includes the cortex)."""
+    sitk = pytest.importorskip("SimpleITK")
+    folder = shared_data / "tptbox_vertebra_crops" / "sample_ct"
+    if not (folder / "sub-ct_label-22_ct.nii.gz").is_file():
+        pytest.skip("TPTBox CT crop not in the shared data")
+    from planner.plan import Landmarks, Level
+
+    def load(name):
+        img = sitk.ReadImage(str(folder / name))
+        m = make_ijk_to_lps(img.GetOrigin(), np.array(img.GetDirection()).reshape(3, 3), img.GetSpacing())
+        return sitk.GetArrayFromImage(img), m
+
+    ct, m = load("sub-ct_label-22_ct.nii.gz")
+    vert, _ = load("sub-ct_seg-vert_label-22_msk.nii.gz")
+    sub, _ = load("sub-ct_seg-subreg_label-22_msk.nii.gz")
+    vol = Volume(ct.astype(np.float32), m, ImageInfo(modality="CT"))
+
+    def pts(mask):
+        return vol.ijk_to_world(np.argwhere(mask)[:, ::-1].astype(float))
+
+    body = pts((vert == 22) & ((sub == 50) | (sub == 49)))  # L3 body and its cortex
+    c = body.mean(axis=0)
+    mid = body[np.abs(body[:, 0] - c[0]) < 4]
+    col = mid[np.abs(mid[:, 1] - c[1]) < 4]
+    post = np.array([c[0], mid[:, 1].max(), c[2]])  # LPS: posterior is +y
+    arch = pts((vert == 22) & (sub == 41))
+    near = arch[(arch[:, 1] > post[1]) & (arch[:, 1] < post[1] + 9) & (np.abs(arch[:, 2] - c[2]) < 12)]
+    lm = Landmarks(body_center_lps=tuple(c), posterior_wall_lps=tuple(post),
+                   anterior_wall_lps=(c[0], mid[:, 1].min(), c[2]),
+                   superior_endplate_lps=(c[0], c[1], col[:, 2].max()),
+                   inferior_endplate_lps=(c[0], c[1], col[:, 2].min()),
+                   pedicle_left_lps=tuple(near[near[:, 0] > c[0]].mean(axis=0)),
+                   pedicle_right_lps=tuple(near[near[:, 0] < c[0]].mean(axis=0)))
+    plan = Plan(levels=[Level(name="L3", treat=True, landmarks=lm)])
+    frame = vertebra_frame(plan.levels[0])
+    label = Volume(((vert == 22) & (sub == 41)).astype(np.float32), m)
+    g = np.arange(-15.0, 15.0, 0.25)
+    g1, g2 = np.meshgrid(g, g)
+    for side in ("left", "right"):
+        sec = model_section(frame, plan.settings, side)
+        outline = measure_pedicle_outline_ct(vol, sec.center_lps, sec.normal, sec.e_medial, sec.e_upper)
+        assert outline is not None, side
+        lps = sec.center_lps + outline[:, :1] * sec.e_medial + outline[:, 1:] * sec.e_upper
+        inside = label.sample(lps, order=1)
+        assert np.mean(inside > 0.5) >= 0.95, (side, np.mean(inside > 0.5))
+        area = 0.5 * abs(np.dot(outline[:, 0], np.roll(outline[:, 1], 1)) - np.dot(outline[:, 1], np.roll(outline[:, 0], 1)))
+        plane = sec.center_lps + g1[..., None] * sec.e_medial + g2[..., None] * sec.e_upper
+        label_area = float((label.sample(plane, order=1) > 0.5).sum()) * 0.25 * 0.25
+        assert 0.25 * label_area <= area <= label_area, (side, area, label_area)
+        width = outline[:, 0].max() - outline[:, 0].min()
+        assert 5.0 <= width <= 12.0  # inner (cancellous) width of a lumbar pedicle
+        # the checks use it
+        plan.trajectories = [suggest_trajectory(plan, plan.levels[0], side)]
+        rep = evaluate_trajectory(plan, plan.trajectories[0], images={"ct": vol})
+        assert rep.pedicle.source == "ct"
