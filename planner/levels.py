@@ -107,6 +107,8 @@ class DetectionParams:
     mr_column_half_mm: float = 12.0
     #: MRI: smallest disc score (ratio units) for discs found beyond the marks.
     mr_min_disc_score: float = 0.25
+    #: MRI: endplate lines closer than this belong to one disc (a body is higher) (mm).
+    mr_disc_max_mm: float = 16.0
     #: MRI: a wall or endplate is the first dip of the signal below this ratio to marrow (cortical line).
     mr_wall_dip: float = 0.6
 
@@ -939,6 +941,8 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
     below = _mr_discs(dev, a_col, s, p, (-pr, pr), 0, discs[0][0] - p.disc_spacing_min_mm / s, 1, exact=False,
                       from_top=True)
     all_discs = below + discs + above
+    # each disc's two endplates: the cortical lines (dark on every sequence) that bracket it
+    plates = [_mr_disc_plates(ratio, curve, t, p) for t, _ in all_discs]
     seg_names = []
     i_name_lo = seq.index(name_lo)
     notes: list[str] = []
@@ -955,7 +959,9 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
         seg_names.append(name)
         if name not in PROPOSED_ORDER:
             continue
-        lm = _mr_landmarks(ratio, curve, dev, a_col, lo_t, hi_t, s, p)
+        lm = _mr_landmarks(ratio, curve, dev, a_col, lo_t, hi_t, s, p,
+                           inf_t=plates[k - 1][1] if k >= 1 else None,
+                           sup_t=plates[k][0] if k < len(all_discs) else None)
         if lm is None:
             notes.append(f"{name} was found but its landmarks could not be measured; place them by hand")
             continue
@@ -988,9 +994,9 @@ def _mr_ratio_grid(grid: WorkGrid, p_lo: np.ndarray, p_hi: np.ndarray) -> WorkGr
 
 
 def _mr_marrow_runs(prof: np.ndarray, pos: np.ndarray, p: DetectionParams) -> list[tuple[float, float]]:
-    """Runs (start, end) along ``pos`` between dips below ``mr_wall_dip`` (cortical lines, fluid on T1,
-    muscle and disc)."""
-    inside = prof > p.mr_wall_dip
+    """Runs (start, end) along ``pos`` of marrow-like signal: between dips below ``mr_wall_dip`` (cortical
+    lines; on T1 also fluid, muscle and disc) and peaks above its inverse (on T2: fluid, fat, disc)."""
+    inside = (prof > p.mr_wall_dip) & (prof < 1.0 / p.mr_wall_dip)
     lab, n = ndimage.label(inside)
     return [(float(pos[lab == k][0]), float(pos[lab == k][-1])) for k in range(1, n + 1)]
 
@@ -1011,6 +1017,11 @@ def _mr_recentre(ratio: WorkGrid, curve: SpineCurve, ts: np.ndarray, t_lo: float
         for a0, a1 in _mr_marrow_runs(row, a, p):
             sel = (a >= a0) & (a <= a1)
             if not (p.mr_body_depth_mm[0] <= a1 - a0 <= p.mr_body_depth_mm[1]) or marrow[sel].mean() < 0.5:
+                continue
+            # a body row ends in cortex (dark on every sequence) at both walls, unlike bowel or fat
+            near0 = row[(a >= a0 - 2.5) & (a < a0)]
+            near1 = row[(a > a1) & (a <= a1 + 2.5)]
+            if not (near0.size and near1.size and near0.min() < p.mr_wall_dip and near1.min() < p.mr_wall_dip):
                 continue
             mid = (a0 + a1) / 2
             if best is None or abs(mid) < abs(best):
@@ -1136,23 +1147,78 @@ def _disc_scores(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParam
     return best, tilt
 
 
+def _mr_disc_plates(ratio: WorkGrid, curve: SpineCurve, t_disc: float, p: DetectionParams
+                    ) -> tuple[Optional[float], Optional[float]]:
+    """Curve rows (lower, upper) of the two cortical endplate lines bracketing the disc found near row
+    ``t_disc``: consecutive dark lines 2-18 mm apart with no marrow between them. A Modic zone beside
+    the disc is marrow-dark on T1 or bright on T2 but never as dark as cortex, so it is not taken."""
+    s = ratio.spacing
+    step = s / 2
+    offs = np.arange(-22.0, 22.0 + 1e-6, step)
+    tt = t_disc + offs / s
+    ok = (tt >= 0) & (tt <= len(curve) - 1)
+    if ok.sum() < 10:
+        return None, None
+    offs, tt = offs[ok], tt[ok]
+    prof = _mr_column_profile(ratio, curve, tt)
+    win = max(2, int(round(3.0 / step)))
+    lines = []
+    for k in range(1, len(prof) - 1):
+        if prof[k] >= 0.85 or prof[k] > prof[k - 1] or prof[k] > prof[k + 1]:
+            continue
+        left = prof[max(0, k - win):k].max()
+        right = prof[k + 1:k + 1 + win].max()
+        if prof[k] < min(0.7 * min(left, right), p.mr_wall_dip * max(1.0, 0.5 * min(left, right))):
+            lines.append(k)
+    # group the lines into discs: lines closer than a vertebral body is high belong to one disc (a dark
+    # cleft inside the nucleus makes a third line); the disc's endplates are its outermost lines. (The
+    # disc's own signal is no guide: a nucleus averaged with the annulus can match marrow.)
+    groups: list[list[int]] = []
+    for k in lines:
+        if groups and offs[k] - offs[groups[-1][-1]] <= p.mr_disc_max_mm:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    best = None
+    for g in groups:
+        if len(g) < 2 or not 2.0 <= offs[g[-1]] - offs[g[0]] <= p.mr_disc_max_mm + 2.0:
+            continue
+        centre = 0.5 * (offs[g[0]] + offs[g[-1]])
+        if best is None or abs(centre) < abs(best[0]):
+            best = (centre, g[0], g[-1])
+    if best is None:
+        return None, None
+
+    def refine(k: int) -> float:
+        y0, y1, y2 = prof[k - 1], prof[k], prof[k + 1]
+        den = y0 - 2 * y1 + y2
+        return offs[k] + (0.5 * (y0 - y2) / den * step if den > 1e-12 else 0.0)
+
+    return t_disc + refine(best[1]) / s, t_disc + refine(best[2]) / s
+
+
 def _mr_landmarks(ratio: WorkGrid, curve: SpineCurve, dev: np.ndarray, a_col: np.ndarray, lo_t: Optional[float],
-                  hi_t: Optional[float], s: float, p: DetectionParams) -> Optional[Landmarks]:
+                  hi_t: Optional[float], s: float, p: DetectionParams, *, inf_t: Optional[float] = None,
+                  sup_t: Optional[float] = None) -> Optional[Landmarks]:
     """Landmarks of the body between the discs at rows lo_t and hi_t (None at an end of the spine: the
-    endplate there is searched one typical body height away)."""
+    endplate there is searched one typical body height away). ``inf_t``/``sup_t``: rows of the
+    endplate lines when already found beside the discs."""
     if lo_t is None and hi_t is None:
         return None
     typical = 30.0 / s
     n = dev.shape[0]
+
+    def at(t: float) -> np.ndarray:
+        return curve.to_lps(np.array(t), np.array(0.0), np.array(0.0))
+
     if hi_t is None:
-        far = _mr_far_endplate(ratio, curve, lo_t, +1, typical, p)
-        sup, inf = far, _mr_endplate(ratio, curve, lo_t, toward=+1, p=p)
-    elif lo_t is None:
-        far = _mr_far_endplate(ratio, curve, hi_t, -1, typical, p)
-        sup, inf = _mr_endplate(ratio, curve, hi_t, toward=-1, p=p), far
+        sup = _mr_far_endplate(ratio, curve, lo_t, +1, typical, p)
     else:
-        sup = _mr_endplate(ratio, curve, hi_t, toward=-1, p=p)
-        inf = _mr_endplate(ratio, curve, lo_t, toward=+1, p=p)
+        sup = at(sup_t) if sup_t is not None else _mr_endplate(ratio, curve, hi_t, toward=-1, p=p)
+    if lo_t is None:
+        inf = _mr_far_endplate(ratio, curve, hi_t, -1, typical, p)
+    else:
+        inf = at(inf_t) if inf_t is not None else _mr_endplate(ratio, curve, lo_t, toward=+1, p=p)
     if sup is None or inf is None:
         return None
     t_mid = float(np.clip(((lo_t if lo_t is not None else hi_t - typical)
@@ -1195,7 +1261,11 @@ def _first_dip(prof: np.ndarray, level: float, window: int = 4) -> Optional[floa
     """Index (fractional) of the cortical line: the lowest sample within ``window`` samples after the
     profile first falls below ``level`` (a dark ligament or fluid beyond it is not taken), refined
     with a parabola through its neighbours."""
-    below = np.flatnonzero(prof < level)
+    # below ``level``, or (thin cortex blurred on T2, between bright neighbours) clearly below the
+    # signal just before it: a drop of more than 0.25 (ratio to marrow) to under 0.85
+    run_max = np.maximum.accumulate(prof)
+    recent = np.array([prof[max(0, k - 6):k + 1].max() for k in range(len(prof))])
+    below = np.flatnonzero((prof < level) | ((prof < 0.85) & (recent - prof > 0.25) & (run_max > 0.9)))
     if below.size == 0:
         return None
     k0 = int(below[0])
@@ -1261,9 +1331,19 @@ def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: 
 
     def wall(direction: np.ndarray, across: tuple[np.ndarray, np.ndarray], widths: tuple[float, float],
              start: float) -> Optional[float]:
-        prof = _line_profile(ratio, mid_pt, direction, across, pos, widths, 0.0)
-        k = _first_dip(prof[pos >= start], p.mr_wall_dip)
-        return None if k is None else float(start + k * step)
+        """The cortical line: the first dip on each of a few parallel lines, then their median (a line
+        through the basivertebral veins, bright on T2, or a missed dip does not move the result)."""
+        found = []
+        for o1 in np.linspace(-widths[0], widths[0], 5):
+            for o2 in np.linspace(-widths[1], widths[1], 3):
+                origin = mid_pt + o1 * across[0] + o2 * across[1]
+                prof = ratio.sample(origin[None, :] + pos[:, None] * direction[None, :])
+                k = _first_dip(prof[pos >= start], p.mr_wall_dip)
+                if k is not None:
+                    found.append(start + k * step)
+        if len(found) < 4:
+            return None
+        return float(np.median(found))
 
     mid_pt = mid
     a_front = wall(ap, (lat, axis), hw, 3.0)
