@@ -310,7 +310,8 @@ def _parse_elements(buf, pos: int, end: int, explicit: bool, out: dict[str, Any]
             vpos = pos + 8
         tag = (g << 16) | e
         if tag in _PIXEL_TAGS:
-            return pos, PixelLocation(tag, vpos, None if length == _UNDEFINED else length, vr.decode("ascii", "replace"))
+            return pos, PixelLocation(tag, vpos, None if length == _UNDEFINED else length,
+                                      vr.decode("ascii", "replace"))
         if length == _UNDEFINED:
             spec = tags.get(tag)
             if spec is not None and spec[1] == _PRESENT:

@@ -126,7 +126,8 @@ def summarize(g: SeriesGroup, image: Optional[Image] = None) -> SeriesSummary:
     geo = g.projection_geometry
     unit = ""
     if g.kind == "projection":
-        probe = image if isinstance(image, ProjectionImage) else ProjectionImage(np.zeros((1, 1, 1), np.uint8), geo, info)
+        probe = (image if isinstance(image, ProjectionImage)
+                 else ProjectionImage(np.zeros((1, 1, 1), np.uint8), geo, info))
         unit = probe.measurement_scale().unit_label
     return SeriesSummary(
         key=g.key, kind=g.kind, source_format=g.source_format, study_key=g.study_key,
@@ -136,7 +137,8 @@ def summarize(g: SeriesGroup, image: Optional[Image] = None) -> SeriesSummary:
         size=size, spacing=spacing, ijk_to_lps=ijk, origin=origin, direction=direction,
         transfer_syntaxes=list(g.transfer_syntaxes), warnings=list(g.warnings), n_files=g.n_files,
         n_frames=len(g.frames) if g.frames else (g.shape[0] if g.shape else 0), geometry_exact=g.geometry_exact,
-        pixel_spacing=geo.pixel_spacing if geo else None, imager_pixel_spacing=geo.imager_pixel_spacing if geo else None,
+        pixel_spacing=geo.pixel_spacing if geo else None,
+        imager_pixel_spacing=geo.imager_pixel_spacing if geo else None,
         measurement_unit=unit, loaded=image is not None,
         dtype=str(image.array.dtype if isinstance(image, Volume) else image.frames.dtype) if image is not None
         else (str(g.dtype) if g.dtype is not None else ""))

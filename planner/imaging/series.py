@@ -165,7 +165,8 @@ def _header_windows(windows: list[tuple[float, float]], h: dict[str, Any]) -> li
 
 
 # ------------------------------------------------------------------ pixel format
-def plan_dtype(frames: list[DicomFrame], h: dict[str, Any]) -> tuple[np.dtype, tuple[float, float], tuple[float, float]]:
+def plan_dtype(frames: list[DicomFrame], h: dict[str, Any]
+               ) -> tuple[np.dtype, tuple[float, float], tuple[float, float]]:
     """Output dtype after rescale, the stored value range and the rescaled range.
 
     Integer slopes and intercepts keep an integer type just wide enough for the rescaled range of the

@@ -230,7 +230,8 @@ def write_enhanced_mr(path: str | os.PathLike[str], *, n_frames: int = 10, rows:
     if second_orientation is not None:
         iop2 = np.asarray(second_orientation, dtype=float)
         n2 = np.cross(iop2[:3], iop2[3:])
-        stacks.append((iop2, np.asarray(origin, float)[None, :] + np.arange(n_frames)[:, None] * slice_gap * n2[None, :]))
+        pos2 = np.asarray(origin, float)[None, :] + np.arange(n_frames)[:, None] * slice_gap * n2[None, :]
+        stacks.append((iop2, pos2))
     for (stack_iop, stack_pos), e in [(st, e) for st in stacks for e in range(echoes)]:
         for k in order:
             item = Dataset()
