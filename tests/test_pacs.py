@@ -382,7 +382,15 @@ def test_logs_carry_no_patient_identifiers(case, node, tmp_path, caplog):
 
 
 # ------------------------------------------------------------------ DICOMweb
-def test_dicomweb_query_retrieve_and_send(case, orthanc, tmp_path):
+@pytest.fixture
+def web_orthanc(orthanc):
+    if not orthanc.dicomweb:
+        pytest.skip("the Orthanc DICOMweb plugin (Debian package orthanc-dicomweb) is not installed")
+    return orthanc
+
+
+def test_dicomweb_query_retrieve_and_send(case, web_orthanc, tmp_path):
+    orthanc = web_orthanc
     web = dicomweb_node(orthanc)
     assert pacs.echo(web) < web.timeout_s
     found = pacs.find_studies(web, patient_name="pacstest")
@@ -404,7 +412,8 @@ def test_dicomweb_query_retrieve_and_send(case, orthanc, tmp_path):
     assert [s.n_instances for s in pacs.find_studies(web, patient_id="PT-0009")] == [2]
 
 
-def test_dicomweb_errors_name_the_node(orthanc):
+def test_dicomweb_errors_name_the_node(web_orthanc):
+    orthanc = web_orthanc
     with pytest.raises(PacsError) as exc:
         pacs.echo(dicomweb_node(orthanc, password="wrong"))
     assert str(exc.value) == (f"PACS ORTHANC-WEB at {orthanc.dicomweb_url} refused the user name or password for the "

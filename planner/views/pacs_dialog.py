@@ -1,0 +1,897 @@
+"""PACS dialogs: configure nodes (with Test connection), search, list studies and series, retrieve
+selected series into a local cache folder; and :func:`send_to_pacs` for the exports.
+
+Every network call (:mod:`planner.imaging.pacs`) runs off the GUI thread; a retrieve shows a progress
+bar and can be cancelled. Errors appear in the dialog as the message of :class:`PacsError` (which
+names the node and the problem), never as a traceback.
+
+Use from the main window::
+
+    dlg = PacsDialog(self)
+    dlg.retrieved.connect(lambda folder: self.import_paths([folder]))   # import with the importer
+    dlg.show()
+
+    # exports (e.g. after export_dicom):
+    send_to_pacs(self, [result.pdf_dicom, *result.key_image_files, result.sr_file])
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from planner.imaging import pacs
+from planner.imaging.pacs import DICOMWEB, DIMSE, PacsError, PacsNode, RetrieveResult, StoreResult
+from planner.logsafe import data_dir
+
+log = logging.getLogger(__name__)
+
+MODALITIES = ["", "MR", "CT", "XA", "RF", "DX", "CR", "MR\\CT"]
+DATE_PRESETS = ["Any date", "Today", "Last 7 days", "Last 30 days", "Last 12 months"]
+_ERROR_STYLE = "color: #c62828;"
+_OK_STYLE = "color: #2e7d32;"
+
+
+def cache_root() -> Path:
+    """Where retrieved studies are kept (one new folder per retrieve)."""
+    return data_dir() / "pacs-cache"
+
+
+def new_cache_folder(root: Optional[Path] = None) -> Path:
+    base = Path(root) if root is not None else cache_root()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    n = 0
+    while True:
+        folder = base / (stamp if n == 0 else f"{stamp}-{n}")
+        if not folder.exists():
+            return folder
+        n += 1
+
+
+# ====================================================================== background calls
+class _Worker(QObject):
+    #: (result, error message or "")
+    done = Signal(object, str)
+    progress = Signal(float, str)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+        self._last_emit = 0.0
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = self.fn(self._progress)
+        except PacsError as exc:
+            self.done.emit(None, str(exc))
+            return
+        except Exception as exc:  # a bug must not kill the window
+            log.exception("PACS operation failed unexpectedly")
+            self.done.emit(None, f"The operation failed unexpectedly ({type(exc).__name__}). "
+                                 "Please report this with the log file.")
+            return
+        self.done.emit(result, "")
+
+    def _progress(self, fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if fraction >= 1.0 or now - self._last_emit > 0.05:  # at most about 20 updates a second
+            self._last_emit = now
+            self.progress.emit(float(fraction), str(message))
+
+
+class BackgroundCall(QObject):
+    """Runs ``fn(progress)`` in a QThread; ``finished(result, error)`` arrives on the GUI thread."""
+
+    finished = Signal(object, str)
+    progress = Signal(float, str)
+
+    def __init__(self, fn: Callable[..., Any], parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self._thread = QThread()
+        self._thread.setObjectName("bvn-pacs")
+        self._worker = _Worker(fn)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.progress.connect(self.progress)
+        self._worker.done.connect(self._on_done)
+        # QThread.quit is thread-safe: call it from the worker thread, so wait() on the GUI thread returns
+        self._worker.done.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
+        self.result: Any = None
+        self.error = ""
+        self.done = False
+
+    def start(self) -> "BackgroundCall":
+        self._thread.start()
+        return self
+
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
+
+    def wait(self, ms: int = 30000) -> bool:
+        return bool(self._thread.wait(ms))
+
+    @Slot(object, str)
+    def _on_done(self, result: Any, error: str) -> None:
+        self.result, self.error, self.done = result, error, True
+        self.finished.emit(result, error)
+
+
+# ====================================================================== node editor
+class NodeEditor(QWidget):
+    """The list of PACS nodes with a form for the selected one; Save writes them to the user's settings."""
+
+    nodes_saved = Signal()
+    #: (node, elapsed seconds or None, message)
+    tested = Signal(object, object, str)
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.nodes: list[PacsNode] = pacs.load_nodes()
+        self._call: Optional[BackgroundCall] = None
+        self._loading = False
+        outer = QHBoxLayout(self)
+        left = QVBoxLayout()
+        self.list = QListWidget()
+        self.list.setObjectName("pacsNodeList")
+        self.list.currentRowChanged.connect(self._show_node)
+        left.addWidget(self.list, 1)
+        row = QHBoxLayout()
+        self.add_button = QPushButton("Add")
+        self.add_button.clicked.connect(self.add_node)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(self.remove_node)
+        row.addWidget(self.add_button)
+        row.addWidget(self.remove_button)
+        left.addLayout(row)
+        outer.addLayout(left, 1)
+
+        right = QVBoxLayout()
+        form = QFormLayout()
+        self.name_edit = QLineEdit()
+        self.protocol_combo = QComboBox()
+        self.protocol_combo.addItems([DIMSE, DICOMWEB])
+        self.ae_edit = QLineEdit()
+        self.ae_edit.setMaxLength(16)
+        self.host_edit = QLineEdit()
+        self.port_spin = QSpinBox()
+        self.port_spin.setRange(1, 65535)
+        self.calling_edit = QLineEdit()
+        self.calling_edit.setMaxLength(16)
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(["C-GET", "C-MOVE"])
+        self.move_ae_edit = QLineEdit()
+        self.move_ae_edit.setMaxLength(16)
+        self.move_ae_edit.setPlaceholderText("same as the calling AE title")
+        self.local_port_spin = QSpinBox()
+        self.local_port_spin.setRange(1, 65535)
+        self.timeout_spin = QDoubleSpinBox()
+        self.timeout_spin.setRange(1.0, 600.0)
+        self.timeout_spin.setSuffix(" s")
+        self.url_edit = QLineEdit()
+        self.url_edit.setPlaceholderText("https://pacs.example.org/dicom-web")
+        self.user_edit = QLineEdit()
+        self.password_edit = QLineEdit()
+        self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self._dimse_rows = [("PACS AE title", self.ae_edit), ("Host", self.host_edit), ("Port", self.port_spin),
+                            ("This workstation's AE title", self.calling_edit), ("Retrieve with", self.method_combo),
+                            ("C-MOVE destination AE", self.move_ae_edit), ("C-MOVE local port", self.local_port_spin)]
+        self._web_rows = [("DICOMweb URL", self.url_edit), ("User name", self.user_edit),
+                          ("Password", self.password_edit)]
+        form.addRow("Name", self.name_edit)
+        form.addRow("Protocol", self.protocol_combo)
+        for label, w in self._dimse_rows + self._web_rows:
+            form.addRow(label, w)
+        form.addRow("Timeout", self.timeout_spin)
+        self.form = form
+        right.addLayout(form)
+        for w in (self.name_edit, self.ae_edit, self.host_edit, self.calling_edit, self.move_ae_edit, self.url_edit,
+                  self.user_edit, self.password_edit):
+            w.textEdited.connect(self._form_changed)
+        for w in (self.port_spin, self.local_port_spin):
+            w.valueChanged.connect(self._form_changed)
+        self.timeout_spin.valueChanged.connect(self._form_changed)
+        self.protocol_combo.currentIndexChanged.connect(self._form_changed)
+        self.method_combo.currentIndexChanged.connect(self._form_changed)
+        buttons = QHBoxLayout()
+        self.test_button = QPushButton("Test connection")
+        self.test_button.setToolTip("C-ECHO (DIMSE) or a minimal QIDO-RS query (DICOMweb)")
+        self.test_button.clicked.connect(self.test_connection)
+        self.save_button = QPushButton("Save")
+        self.save_button.clicked.connect(self.save)
+        buttons.addWidget(self.test_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.save_button)
+        right.addLayout(buttons)
+        self.status = QLabel("")
+        self.status.setObjectName("pacsNodeStatus")
+        self.status.setWordWrap(True)
+        right.addWidget(self.status)
+        right.addStretch(1)
+        outer.addLayout(right, 2)
+        self._fill_list()
+
+    # ------------------------------------------------------------------
+    def _fill_list(self, select: int = 0) -> None:
+        self.list.blockSignals(True)
+        self.list.clear()
+        for n in self.nodes:
+            self.list.addItem(QListWidgetItem(n.display_name))
+        self.list.blockSignals(False)
+        if self.nodes:
+            self.list.setCurrentRow(min(max(select, 0), len(self.nodes) - 1))
+            self._show_node(self.list.currentRow())
+        else:
+            self._show_node(-1)
+
+    def current(self) -> Optional[PacsNode]:
+        row = self.list.currentRow()
+        return self.nodes[row] if 0 <= row < len(self.nodes) else None
+
+    def _show_node(self, row: int) -> None:
+        node = self.nodes[row] if 0 <= row < len(self.nodes) else None
+        self._loading = True
+        enabled = node is not None
+        for w in [self.name_edit, self.protocol_combo, self.timeout_spin, self.test_button, self.remove_button] + \
+                [w for _l, w in self._dimse_rows + self._web_rows]:
+            w.setEnabled(enabled)
+        n = node or PacsNode()
+        self.name_edit.setText(n.name)
+        self.protocol_combo.setCurrentText(n.protocol)
+        self.ae_edit.setText(n.ae_title)
+        self.host_edit.setText(n.host)
+        self.port_spin.setValue(int(n.port))
+        self.calling_edit.setText(n.calling_ae)
+        self.method_combo.setCurrentText(n.retrieve_method if n.retrieve_method in ("C-GET", "C-MOVE") else "C-GET")
+        self.move_ae_edit.setText(n.move_ae)
+        self.local_port_spin.setValue(int(n.local_port))
+        self.timeout_spin.setValue(float(n.timeout_s))
+        self.url_edit.setText(n.dicomweb_url)
+        self.user_edit.setText(n.username)
+        self.password_edit.setText(n.password)
+        self._loading = False
+        self._update_rows()
+
+    def _update_rows(self) -> None:
+        web = self.protocol_combo.currentText() == DICOMWEB
+        for label, w in self._dimse_rows:
+            self.form.setRowVisible(w, not web)
+        for label, w in self._web_rows:
+            self.form.setRowVisible(w, web)
+        move = self.method_combo.currentText() == "C-MOVE" and self.current() is not None
+        self.move_ae_edit.setEnabled(move)
+        self.local_port_spin.setEnabled(move)
+
+    def _form_changed(self, *_args: Any) -> None:
+        self._update_rows()
+        if self._loading:
+            return
+        node = self.current()
+        if node is None:
+            return
+        node.name = self.name_edit.text().strip()
+        node.protocol = self.protocol_combo.currentText()
+        node.ae_title = self.ae_edit.text().strip()
+        node.host = self.host_edit.text().strip()
+        node.port = self.port_spin.value()
+        node.calling_ae = self.calling_edit.text().strip()
+        node.retrieve_method = "WADO-RS" if node.protocol == DICOMWEB else self.method_combo.currentText()
+        node.move_ae = self.move_ae_edit.text().strip()
+        node.local_port = self.local_port_spin.value()
+        node.timeout_s = float(self.timeout_spin.value())
+        node.dicomweb_url = self.url_edit.text().strip()
+        node.username = self.user_edit.text()
+        node.password = self.password_edit.text()
+        item = self.list.item(self.list.currentRow())
+        if item is not None:
+            item.setText(node.display_name)
+
+    def add_node(self) -> PacsNode:
+        node = PacsNode(name="New PACS", ae_title="PACS", host="", port=104)
+        self.nodes.append(node)
+        self._fill_list(len(self.nodes) - 1)
+        self.name_edit.setFocus()
+        return node
+
+    def remove_node(self) -> None:
+        row = self.list.currentRow()
+        if 0 <= row < len(self.nodes):
+            del self.nodes[row]
+            self._fill_list(row - 1 if row > 0 else 0)
+
+    def save(self) -> bool:
+        problems = [f"{n.display_name}: {p}" for n in self.nodes for p in n.problems()]
+        if problems:
+            self._set_status("Not saved. " + " ".join(problems), error=True)
+            return False
+        try:
+            pacs.save_nodes(self.nodes)
+        except OSError as exc:
+            self._set_status(f"The PACS settings could not be saved: {exc.strerror or exc}.", error=True)
+            return False
+        self._set_status(f"Saved {len(self.nodes)} PACS node(s).")
+        self.nodes_saved.emit()
+        return True
+
+    def test_connection(self) -> Optional[BackgroundCall]:
+        node = self.current()
+        if node is None or (self._call is not None and not self._call.done):
+            return None
+        problems = node.problems()
+        if problems:
+            self._set_status(" ".join(problems), error=True)
+            return None
+        snapshot = PacsNode.from_dict(node.to_dict())
+        self.test_button.setEnabled(False)
+        self._set_status(f"Testing {snapshot.label}...")
+        call = BackgroundCall(lambda _p: pacs.echo(snapshot), self)
+        call.finished.connect(lambda result, error: self._tested(snapshot, result, error))
+        self._call = call.start()
+        return call
+
+    def _tested(self, node: PacsNode, elapsed: Any, error: str) -> None:
+        self.test_button.setEnabled(self.current() is not None)
+        if error:
+            self._set_status(error, error=True)
+        else:
+            self._set_status(f"{node.label} answered in {1000 * float(elapsed):.0f} ms.")
+        self.tested.emit(node, elapsed, error)
+
+    def _set_status(self, text: str, error: bool = False) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet(_ERROR_STYLE if error else _OK_STYLE)
+
+    def shutdown(self, ms: int = 20000) -> None:
+        if self._call is not None and self._call.is_running():
+            self._call.wait(ms)
+
+
+# ====================================================================== query / retrieve dialog
+class PacsDialog(QDialog):
+    """Search a PACS, list studies and series, retrieve the ticked series into a new cache folder.
+
+    ``retrieved(folder)`` is emitted when images arrived (the folder holds one sub-folder per series);
+    the main window imports it with :func:`planner.imaging.load_path`.
+    """
+
+    retrieved = Signal(str)
+    #: emitted after each search with the number of studies found (for tests and status bars)
+    searched = Signal(int)
+    series_listed = Signal(int)
+    #: the RetrieveResult (also after cancel or failure)
+    retrieve_finished = Signal(object)
+
+    STUDY_COLUMNS = ["Patient name", "Patient ID", "Birth date", "Study date", "Accession", "Description",
+                     "Modalities", "Series", "Images"]
+    SERIES_COLUMNS = ["", "No.", "Modality", "Description", "Images"]
+
+    def __init__(self, parent: Optional[QWidget] = None, *, cache_folder: Optional[Path] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("PACS: query and retrieve")
+        self.resize(1100, 720)
+        self.cache_folder = Path(cache_folder) if cache_folder is not None else None
+        self.studies: list[pacs.StudyMatch] = []
+        self.series: list[pacs.SeriesMatch] = []
+        self.cancel_event = threading.Event()
+        self._call: Optional[BackgroundCall] = None
+        self._closing = False
+        self.last_result: Optional[RetrieveResult] = None
+
+        layout = QVBoxLayout(self)
+        self.tabs = QTabWidget()
+        layout.addWidget(self.tabs, 1)
+        self.tabs.addTab(self._build_search_tab(), "Query / Retrieve")
+        self.node_editor = NodeEditor()
+        self.node_editor.nodes_saved.connect(self._reload_nodes)
+        self.tabs.addTab(self.node_editor, "PACS nodes")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self._reload_nodes()
+
+    # ------------------------------------------------------------------ layout
+    def _build_search_tab(self) -> QWidget:
+        tab = QWidget()
+        v = QVBoxLayout(tab)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("PACS"))
+        self.node_combo = QComboBox()
+        self.node_combo.setObjectName("pacsNodeCombo")
+        self.node_combo.setMinimumWidth(280)
+        top.addWidget(self.node_combo, 1)
+        self.echo_button = QPushButton("Test connection")
+        self.echo_button.clicked.connect(self.test_connection)
+        top.addWidget(self.echo_button)
+        self.edit_nodes_button = QPushButton("Configure...")
+        self.edit_nodes_button.clicked.connect(lambda: self.tabs.setCurrentWidget(self.node_editor))
+        top.addWidget(self.edit_nodes_button)
+        v.addLayout(top)
+
+        box = QGroupBox("Search")
+        grid = QGridLayout(box)
+        self.patient_id_edit = QLineEdit()
+        self.patient_name_edit = QLineEdit()
+        self.patient_name_edit.setPlaceholderText("SMITH or Smith, John (matches from the start)")
+        self.date_edit = QLineEdit()
+        self.date_edit.setPlaceholderText("YYYYMMDD or YYYYMMDD-YYYYMMDD")
+        self.date_preset = QComboBox()
+        self.date_preset.addItems(DATE_PRESETS)
+        self.date_preset.currentIndexChanged.connect(self._apply_date_preset)
+        self.accession_edit = QLineEdit()
+        self.modality_combo = QComboBox()
+        self.modality_combo.setEditable(True)
+        self.modality_combo.addItems(MODALITIES)
+        self.search_button = QPushButton("Search")
+        self.search_button.setDefault(True)
+        self.search_button.clicked.connect(self.search)
+        for w in (self.patient_id_edit, self.patient_name_edit, self.date_edit, self.accession_edit):
+            w.returnPressed.connect(self.search)
+        grid.addWidget(QLabel("Patient ID"), 0, 0)
+        grid.addWidget(self.patient_id_edit, 0, 1)
+        grid.addWidget(QLabel("Patient name"), 0, 2)
+        grid.addWidget(self.patient_name_edit, 0, 3)
+        grid.addWidget(QLabel("Accession"), 0, 4)
+        grid.addWidget(self.accession_edit, 0, 5)
+        grid.addWidget(QLabel("Study date"), 1, 0)
+        date_row = QHBoxLayout()
+        date_row.addWidget(self.date_edit, 1)
+        date_row.addWidget(self.date_preset)
+        grid.addLayout(date_row, 1, 1, 1, 3)
+        grid.addWidget(QLabel("Modality"), 1, 4)
+        grid.addWidget(self.modality_combo, 1, 5)
+        grid.addWidget(self.search_button, 0, 6, 2, 1)
+        v.addWidget(box)
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        self.study_table = self._table(self.STUDY_COLUMNS)
+        self.study_table.setObjectName("pacsStudyTable")
+        self.study_table.itemSelectionChanged.connect(self._study_selected)
+        split.addWidget(self.study_table)
+        series_box = QWidget()
+        sv = QVBoxLayout(series_box)
+        sv.setContentsMargins(0, 0, 0, 0)
+        srow = QHBoxLayout()
+        self.series_label = QLabel("Series")
+        srow.addWidget(self.series_label, 1)
+        self.select_all = QCheckBox("All series")
+        self.select_all.setChecked(True)
+        self.select_all.toggled.connect(self._tick_all)
+        srow.addWidget(self.select_all)
+        sv.addLayout(srow)
+        self.series_table = self._table(self.SERIES_COLUMNS)
+        self.series_table.setObjectName("pacsSeriesTable")
+        self.series_table.itemChanged.connect(lambda _i: self._update_buttons())
+        sv.addWidget(self.series_table, 1)
+        split.addWidget(series_box)
+        split.setSizes([320, 220])
+        v.addWidget(split, 1)
+
+        bottom = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(False)
+        bottom.addWidget(self.progress, 1)
+        self.retrieve_button = QPushButton("Retrieve")
+        self.retrieve_button.setToolTip("Copy the ticked series into a new local folder and open them")
+        self.retrieve_button.clicked.connect(self.retrieve)
+        bottom.addWidget(self.retrieve_button)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        bottom.addWidget(self.cancel_button)
+        v.addLayout(bottom)
+        self.message = QLabel("")
+        self.message.setObjectName("pacsMessage")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        v.addWidget(self.message)
+        return tab
+
+    @staticmethod
+    def _table(columns: Sequence[str]) -> QTableWidget:
+        t = QTableWidget(0, len(columns))
+        t.setHorizontalHeaderLabels(list(columns))
+        t.verticalHeader().setVisible(False)
+        t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        t.setAlternatingRowColors(True)
+        t.horizontalHeader().setStretchLastSection(True)
+        t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        return t
+
+    # ------------------------------------------------------------------ state
+    def _reload_nodes(self) -> None:
+        current = self.node_combo.currentText()
+        self.nodes = pacs.load_nodes()
+        self.node_combo.clear()
+        for n in self.nodes:
+            self.node_combo.addItem(n.display_name)
+        if current:
+            idx = self.node_combo.findText(current)
+            if idx >= 0:
+                self.node_combo.setCurrentIndex(idx)
+        if not self.nodes:
+            self._set_message("No PACS is configured yet: add one on the 'PACS nodes' tab.")
+        self._update_buttons()
+
+    def current_node(self) -> Optional[PacsNode]:
+        i = self.node_combo.currentIndex()
+        return self.nodes[i] if 0 <= i < len(self.nodes) else None
+
+    def busy(self) -> bool:
+        return self._call is not None and not self._call.done
+
+    def _update_buttons(self) -> None:
+        busy = self.busy()
+        has_node = self.current_node() is not None
+        for w in (self.search_button, self.echo_button, self.node_combo):
+            w.setEnabled(has_node and not busy)
+        self.retrieve_button.setEnabled(has_node and not busy and bool(self.checked_series()))
+        self.cancel_button.setEnabled(busy)
+
+    def _set_message(self, text: str, error: bool = False) -> None:
+        self.message.setText(text)
+        self.message.setStyleSheet(_ERROR_STYLE if error else "")
+
+    def _run(self, fn: Callable[..., Any], on_done: Callable[[Any, str], None],
+             on_progress: Optional[Callable[[float, str], None]] = None) -> Optional[BackgroundCall]:
+        if self.busy() or self._closing:
+            return None
+        call = BackgroundCall(fn, self)
+        call.finished.connect(lambda r, e: self._finished(on_done, r, e))
+        if on_progress is not None:
+            call.progress.connect(on_progress)
+        self._call = call
+        call.start()
+        self._update_buttons()
+        return call
+
+    def _finished(self, on_done: Callable[[Any, str], None], result: Any, error: str) -> None:
+        if self._closing:
+            return
+        try:
+            on_done(result, error)
+        finally:
+            self._update_buttons()
+
+    # ------------------------------------------------------------------ actions
+    def test_connection(self) -> Optional[BackgroundCall]:
+        node = self.current_node()
+        if node is None:
+            return None
+        self._set_message(f"Testing {node.label}...")
+        return self._run(lambda _p: pacs.echo(node), lambda r, e: self._set_message(
+            e or f"{node.label} answered in {1000 * float(r):.0f} ms.", error=bool(e)))
+
+    def _apply_date_preset(self, index: int) -> None:
+        today = date.today()
+        days = {1: 0, 2: 7, 3: 30, 4: 365}.get(index)
+        if index == 0:
+            self.date_edit.setText("")
+        elif days == 0:
+            self.date_edit.setText(today.strftime("%Y%m%d"))
+        elif days is not None:
+            self.date_edit.setText(f"{(today - timedelta(days=days)).strftime('%Y%m%d')}-{today.strftime('%Y%m%d')}")
+
+    def search(self) -> Optional[BackgroundCall]:
+        node = self.current_node()
+        if node is None or self.busy():
+            return None
+        try:
+            date_text = pacs.date_range(self.date_edit.text())
+        except PacsError as exc:
+            self._set_message(str(exc), error=True)
+            return None
+        criteria = dict(patient_id=self.patient_id_edit.text(), patient_name=self.patient_name_edit.text(),
+                        study_date=date_text, accession=self.accession_edit.text(),
+                        modality=self.modality_combo.currentText())
+        self._set_message(f"Searching {node.display_name}...")
+        self.study_table.setRowCount(0)
+        self.series_table.setRowCount(0)
+        self.studies, self.series = [], []
+        return self._run(lambda _p: pacs.find_studies(node, **criteria), self._show_studies)
+
+    def _show_studies(self, studies: Any, error: str) -> None:
+        if error:
+            self._set_message(error, error=True)
+            self.searched.emit(0)
+            return
+        self.studies = list(studies)
+        t = self.study_table
+        t.setRowCount(len(self.studies))
+        for row, s in enumerate(self.studies):
+            values = [s.patient_name.replace("^", ", ", 1).replace("^", " "), s.patient_id, _date(s.patient_birth_date),
+                      _date(s.study_date), s.accession, s.description, ", ".join(s.modalities),
+                      "" if s.n_series is None else str(s.n_series),
+                      "" if s.n_instances is None else str(s.n_instances)]
+            for col, text in enumerate(values):
+                t.setItem(row, col, QTableWidgetItem(text))
+        t.resizeColumnsToContents()
+        more = " (more matched; narrow the search)" if getattr(studies, "truncated", False) else ""
+        self._set_message(f"{len(self.studies)} stud{'y' if len(self.studies) == 1 else 'ies'} found{more}."
+                          if self.studies else "No study matches the search.")
+        self.searched.emit(len(self.studies))
+        if len(self.studies) == 1:
+            t.selectRow(0)
+
+    def selected_study(self) -> Optional[pacs.StudyMatch]:
+        rows = self.study_table.selectionModel().selectedRows() if self.study_table.selectionModel() else []
+        return self.studies[rows[0].row()] if rows and rows[0].row() < len(self.studies) else None
+
+    def _study_selected(self) -> None:
+        study = self.selected_study()
+        self.series_table.setRowCount(0)
+        self.series = []
+        self._update_buttons()
+        node = self.current_node()
+        if study is None or node is None:
+            return
+        if self.busy():  # a search or retrieve is running: list the series when it ends
+            return
+        self.series_label.setText("Series (asking the PACS...)")
+        self._run(lambda _p: pacs.find_series(node, study.study_uid), self._show_series)
+
+    def _show_series(self, series: Any, error: str) -> None:
+        if error:
+            self.series_label.setText("Series")
+            self._set_message(error, error=True)
+            self.series_listed.emit(0)
+            return
+        self.series = list(series)
+        t = self.series_table
+        t.blockSignals(True)
+        t.setRowCount(len(self.series))
+        for row, s in enumerate(self.series):
+            tick = QTableWidgetItem("")
+            tick.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+            tick.setCheckState(Qt.CheckState.Checked if self.select_all.isChecked() else Qt.CheckState.Unchecked)
+            t.setItem(row, 0, tick)
+            values = ["" if s.series_number is None else str(s.series_number), s.modality, s.description,
+                      "" if s.n_instances is None else str(s.n_instances)]
+            for col, text in enumerate(values, start=1):
+                t.setItem(row, col, QTableWidgetItem(text))
+        t.blockSignals(False)
+        t.resizeColumnsToContents()
+        self.series_label.setText(f"Series ({len(self.series)})")
+        self.series_listed.emit(len(self.series))
+        self._update_buttons()
+
+    def _tick_all(self, on: bool) -> None:
+        t = self.series_table
+        t.blockSignals(True)
+        for row in range(t.rowCount()):
+            item = t.item(row, 0)
+            if item is not None:
+                item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+        t.blockSignals(False)
+        self._update_buttons()
+
+    def set_series_checked(self, series_uid: str, on: bool) -> None:
+        for row, s in enumerate(self.series):
+            if s.series_uid == series_uid:
+                self.series_table.item(row, 0).setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+
+    def checked_series(self) -> list[pacs.SeriesMatch]:
+        out = []
+        for row, s in enumerate(self.series):
+            item = self.series_table.item(row, 0)
+            if item is not None and item.checkState() == Qt.CheckState.Checked:
+                out.append(s)
+        return out
+
+    def retrieve(self) -> Optional[BackgroundCall]:
+        node, study, chosen = self.current_node(), self.selected_study(), self.checked_series()
+        if node is None or study is None or not chosen or self.busy():
+            return None
+        folder = new_cache_folder(self.cache_folder)
+        uids = [s.series_uid for s in chosen] if len(chosen) < len(self.series) else None
+        self.cancel_event = threading.Event()
+        cancel = self.cancel_event
+        self.progress.setValue(0)
+        self._set_message(f"Retrieving {len(chosen)} series from {node.display_name}...")
+        return self._run(lambda p: pacs.retrieve(node, study.study_uid, uids, dest_folder=folder, progress=p,
+                                                 cancel=cancel),
+                         self._retrieved, self._on_progress)
+
+    @Slot(float, str)
+    def _on_progress(self, fraction: float, message: str) -> None:
+        if self._closing:
+            return
+        self.progress.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
+        if not self.cancel_event.is_set():
+            self._set_message(message)
+
+    def cancel(self) -> None:
+        if self.busy():
+            self.cancel_event.set()
+            self._set_message("Cancelling...")
+
+    def _retrieved(self, result: Optional[RetrieveResult], error: str) -> None:
+        if error or result is None:
+            self.progress.setValue(0)
+            self._set_message(error or "The retrieve failed.", error=True)
+            return
+        self.last_result = result
+        self.progress.setValue(1000 if result.ok else self.progress.value())
+        self._set_message(result.summary(), error=bool(result.problems))
+        self.retrieve_finished.emit(result)
+        if result.received and not result.cancelled:
+            self.retrieved.emit(str(result.folder))
+
+    # ------------------------------------------------------------------ closing
+    def shutdown(self, ms: int = 30000) -> None:
+        """Cancel what runs and wait for it (the network calls all have timeouts)."""
+        self.cancel_event.set()
+        if self._call is not None and self._call.is_running():
+            self._call.wait(ms)
+        self.node_editor.shutdown(ms)
+
+    def done(self, code: int) -> None:  # close, reject and accept all end here
+        self._closing = True
+        self.shutdown()
+        super().done(code)
+
+    def closeEvent(self, event: Any) -> None:
+        self._closing = True
+        self.shutdown()
+        super().closeEvent(event)
+
+
+def _date(value: str) -> str:
+    v = (value or "").strip()
+    return f"{v[:4]}-{v[4:6]}-{v[6:8]}" if len(v) == 8 and v.isdigit() else v
+
+
+# ====================================================================== sending exports
+class SendToPacsDialog(QDialog):
+    """Pick a configured PACS and send files (C-STORE or STOW-RS) with a progress bar and Cancel."""
+
+    #: the StoreResult
+    sent = Signal(object)
+
+    def __init__(self, files: Sequence[Union[str, Path]], parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Send to PACS")
+        self.resize(560, 240)
+        self.files = [Path(f) for f in files]
+        self.nodes = pacs.load_nodes()
+        self.result_: Optional[StoreResult] = None
+        self.cancel_event = threading.Event()
+        self._call: Optional[BackgroundCall] = None
+        self._closing = False
+        v = QVBoxLayout(self)
+        v.addWidget(QLabel(f"{len(self.files)} DICOM file(s) to send into the patient's record."))
+        row = QHBoxLayout()
+        row.addWidget(QLabel("PACS"))
+        self.node_combo = QComboBox()
+        for n in self.nodes:
+            self.node_combo.addItem(n.display_name)
+        row.addWidget(self.node_combo, 1)
+        v.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        v.addWidget(self.progress)
+        self.message = QLabel("" if self.nodes else "No PACS is configured: add one in File > PACS first.")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setStyleSheet("" if self.nodes else _ERROR_STYLE)
+        v.addWidget(self.message, 1)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        self.send_button = QPushButton("Send")
+        self.send_button.setDefault(True)
+        self.send_button.clicked.connect(self.send)
+        self.send_button.setEnabled(bool(self.nodes) and bool(self.files))
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self._cancel_or_close)
+        buttons.addWidget(self.send_button)
+        buttons.addWidget(self.cancel_button)
+        v.addLayout(buttons)
+
+    def current_node(self) -> Optional[PacsNode]:
+        i = self.node_combo.currentIndex()
+        return self.nodes[i] if 0 <= i < len(self.nodes) else None
+
+    def busy(self) -> bool:
+        return self._call is not None and not self._call.done
+
+    def send(self) -> Optional[BackgroundCall]:
+        node = self.current_node()
+        if node is None or self.busy():
+            return None
+        self.cancel_event = threading.Event()
+        cancel, files = self.cancel_event, list(self.files)
+        self.send_button.setEnabled(False)
+        self.node_combo.setEnabled(False)
+        self.message.setStyleSheet("")
+        self.message.setText(f"Sending to {node.label}...")
+        call = BackgroundCall(lambda p: pacs.store(node, files, progress=p, cancel=cancel), self)
+        call.progress.connect(self._on_progress)
+        call.finished.connect(self._done)
+        self._call = call.start()
+        return call
+
+    @Slot(float, str)
+    def _on_progress(self, fraction: float, message: str) -> None:
+        if not self._closing:
+            self.progress.setValue(int(round(1000 * fraction)))
+            self.message.setText(message)
+
+    def _done(self, result: Optional[StoreResult], error: str) -> None:
+        if self._closing:
+            return
+        self.send_button.setEnabled(True)
+        self.node_combo.setEnabled(True)
+        if error or result is None:
+            self.message.setText(error or "Sending failed.")
+            self.message.setStyleSheet(_ERROR_STYLE)
+            return
+        self.result_ = result
+        self.progress.setValue(1000 if result.ok else self.progress.value())
+        self.message.setText(result.summary())
+        self.message.setStyleSheet(_OK_STYLE if result.ok else _ERROR_STYLE)
+        self.cancel_button.setText("Close")
+        if result.ok:
+            self.send_button.setEnabled(False)
+        self.sent.emit(result)
+
+    def _cancel_or_close(self) -> None:
+        if self.busy():
+            self.cancel_event.set()
+            self.message.setText("Cancelling...")
+        else:
+            self.reject()
+
+    def done(self, code: int) -> None:
+        self._closing = True
+        self.cancel_event.set()
+        if self._call is not None and self._call.is_running():
+            self._call.wait(30000)
+        super().done(code)
+
+
+def send_to_pacs(parent: Optional[QWidget], files: Sequence[Union[str, Path]]) -> Optional[StoreResult]:
+    """Ask which PACS, send ``files`` there (modal) and return the StoreResult (None when not sent)."""
+    if not pacs.load_nodes():
+        QMessageBox.information(parent, "Send to PACS",
+                                "No PACS is configured yet. Open the PACS window and add one on its 'PACS nodes' tab.")
+        return None
+    dlg = SendToPacsDialog(files, parent)
+    dlg.exec()
+    return dlg.result_
