@@ -14,17 +14,23 @@ Fitting the plan to a fluoroscopy image (:func:`fit_view`)
       fitted scale; the residual perspective error grows with the depth difference between the marked
       landmarks and the target and with their distance from the central ray (about 1-3% of that
       distance).
-    * **The view looks along the vertebra's own axis.** AP: along ``u`` (posterior-anterior), with
-      image axes ``h`` = the patient's left (``-l``) and ``v`` = caudal (``-s``). Lateral: along ``l``,
-      with ``h`` = posterior (``-u``) and ``v`` = caudal. The fit is a 2D similarity (scale, in-plane
-      rotation, shift) from these frame coordinates to pixels; with four or more marks an affine fit
-      also absorbs a small C-arm obliquity. A vertebra rotated about its axis (spinous process off the
-      midline between the pedicles on AP) is reported, not corrected.
-    * **Handedness.** A projection may be mirrored (PA instead of AP, a lateral seen from the other
-      side). With three or more non-collinear marks the better of the plain and mirrored fits is
-      chosen; otherwise the image's Patient Orientation (when present) decides, else the usual
-      display (AP: patient's right on the viewer's left; lateral: anterior on the viewer's left; feet
-      down).
+    * **Projection direction.** When the image's Patient Orientation names its plane (e.g. ("L", "F")
+      for an AP, ("P", "F") for a lateral), the landmarks are projected onto the patient directions
+      of its columns and rows: the beam runs along the patient axis, and a lordotic vertebra is seen
+      as obliquely as on the C-arm image. Otherwise the view is taken to look along the vertebra's own
+      axis (a true AP/lateral of that vertebra, the C-arm aligned to its endplates): AP along ``u``
+      with image axes ``h`` = the patient's left (``-l``) and ``v`` = caudal (``-s``); lateral along
+      ``l`` with ``h`` = posterior (``-u``) and ``v`` = caudal. The fit is a 2D similarity (scale,
+      in-plane rotation, shift) from these coordinates to pixels; with four or more marks an affine
+      fit also absorbs a small C-arm obliquity. A C-arm tilted out of the assumed plane cannot be seen
+      from two marks: the target then shifts by its depth from the marks times the tangent of the tilt
+      (about 0.4 mm per degree for a target 23 mm in front of the pedicles). A vertebra rotated about
+      its axis (spinous process off the midline between the pedicles on AP) is reported, not
+      corrected.
+    * **Handedness** (vertebra basis only). A projection may be mirrored (PA instead of AP, a lateral
+      seen from the other side). With three or more non-collinear marks the better of the plain and
+      mirrored fits is chosen; otherwise the usual display is assumed (AP: patient's right on the
+      viewer's left; lateral: anterior on the viewer's left; feet down) and the fit says so.
 
     The fit maps every LPS point near the vertebra to pixels, so the target zone (a circle, or an
     ellipse after an affine fit) and the instrument path are drawn as they should appear.
@@ -157,6 +163,9 @@ class FluoroFit:
     residuals_px: dict[str, float] = field(default_factory=dict)
     spinous_offset_mm: Optional[float] = None
     warnings: list[str] = field(default_factory=list)
+    #: "vertebra" (along the vertebra's axis), "patient" (along the axis the image orientation names)
+    #: or "parallel" (a virtual projection).
+    basis_kind: str = "vertebra"
 
     def view_coords(self, points_lps: Any) -> np.ndarray:
         p = np.asarray(points_lps, dtype=float)
@@ -222,15 +231,37 @@ def _mirrored_from_orientation(orientation: Sequence[str], basis: np.ndarray) ->
     return det < 0
 
 
+def orientation_basis(orientation: Sequence[str]) -> Optional[np.ndarray]:
+    """2x3 basis (rows: LPS directions of increasing column and row) from DICOM Patient Orientation,
+    or None when the letters do not name two orthogonal directions."""
+    if not orientation or len(orientation) < 2:
+        return None
+    vecs = []
+    for code in orientation[:2]:
+        v = np.zeros(3)
+        for ch in str(code).upper():
+            if ch in _LETTER:
+                v += np.array(_LETTER[ch], dtype=float)
+        if not np.any(v):
+            return None
+        vecs.append(v / np.linalg.norm(v))
+    if abs(float(vecs[0] @ vecs[1])) > 1e-6:
+        return None
+    return np.vstack(vecs)
+
+
 def fit_view(level: Level | VertebraFrame, marks_px: Mapping[str, Sequence[float]], view: Optional[str] = None, *,
              orientation: Sequence[str] = (), method: str = "auto", mirrored: Optional[bool] = None,
-             params: FluoroParams = FLUORO_PARAMS) -> FluoroFit:
+             basis: str = "auto", params: FluoroParams = FLUORO_PARAMS) -> FluoroFit:
     """Fit the mapping from a vertebra (its plan landmarks) to an image from marks ``kind -> (col, row)``.
 
     ``view`` defaults to "AP" when pedicles are marked and "LAT" when walls are. ``orientation``: the
-    image's DICOM Patient Orientation (column and row directions, e.g. ("L", "F")), used for the
-    handedness when the marks cannot decide. ``method``: "similarity", "affine" or "auto" (affine
-    from four marks on)."""
+    image's DICOM Patient Orientation (patient directions of increasing column and row, e.g.
+    ("L", "F")). ``basis``: "patient" projects along the patient axis the orientation names (the
+    C-arm's beam; a lordotic vertebra is then seen obliquely, as on the image), "vertebra" along the
+    vertebra's own AP or left-right axis (a true AP/lateral of that vertebra); "auto" takes "patient"
+    when the orientation names the image plane and "vertebra" otherwise. ``method``: "similarity",
+    "affine" or "auto" (affine from four marks on)."""
     frame = level if isinstance(level, VertebraFrame) else vertebra_frame(level)
     kinds = set(marks_px)
     if view is None:
@@ -241,7 +272,11 @@ def fit_view(level: Level | VertebraFrame, marks_px: Mapping[str, Sequence[float
     if missing:
         raise FluoroFitError(f"{view} view of {frame.level_name or 'the level'}: mark the "
                              + " and ".join(k.replace("_", " ") for k in missing))
-    basis = view_basis(frame, view)
+    vert_basis = view_basis(frame, view)
+    img_basis = orientation_basis(orientation)
+    if basis == "patient" and img_basis is None:
+        raise FluoroFitError("the image's Patient Orientation does not name its plane; use the vertebra basis")
+    use_patient = basis == "patient" or (basis == "auto" and img_basis is not None)
     names, src3, dst = [], [], []
     for kind, px in marks_px.items():
         attr = MARK_LANDMARK.get(kind)
@@ -257,32 +292,39 @@ def fit_view(level: Level | VertebraFrame, marks_px: Mapping[str, Sequence[float
         dst.append(np.asarray(px, dtype=float))
     src3_a = np.array(src3)
     dst_a = np.array(dst)
-    plain = (src3_a - frame.body_center_lps) @ basis.T
     use_affine = method == "affine" or (method == "auto" and len(names) >= 4)
     fit_fn = _affine if use_affine else _similarity
+    warnings: list[str] = []
 
-    def fit(flip: bool) -> tuple[np.ndarray, np.ndarray]:
-        src = plain * np.array([-1.0 if flip else 1.0, 1.0])
+    def fit(b: np.ndarray, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+        src = ((src3_a - frame.body_center_lps) @ b.T) * np.array([-1.0 if flip else 1.0, 1.0])
         m = fit_fn(src, dst_a)
         res = np.linalg.norm(src @ m[:, :2].T + m[:, 2] - dst_a, axis=1)
         return m, res
 
-    warnings: list[str] = []
-    if mirrored is None:
-        spread = np.linalg.svd(plain - plain.mean(axis=0), compute_uv=False) if len(plain) >= 3 else np.zeros(2)
-        if len(plain) >= 3 and spread[-1] > 2.0 and not use_affine:
-            m0, r0 = fit(False)
-            m1, r1 = fit(True)
-            mirrored = bool(np.sqrt(np.mean(r1 ** 2)) < np.sqrt(np.mean(r0 ** 2)))
-        else:
-            guess = _mirrored_from_orientation(orientation, basis)
-            mirrored = bool(guess) if guess is not None else False
-            if guess is None and len(plain) < 3:
-                warnings.append("handedness assumed from the usual display (no Patient Orientation and fewer than "
-                                "three marks)")
-    matrix, res = fit(mirrored)
-    result = FluoroFit(view, frame.level_name, "affine" if use_affine else "similarity", mirrored, matrix, basis,
-                       frame.body_center_lps.copy(), {n: float(r) for n, r in zip(names, res)}, None, warnings)
+    if use_patient:
+        assert img_basis is not None
+        chosen_basis, mirrored = img_basis, False
+    else:
+        chosen_basis = vert_basis
+        if mirrored is None:
+            plain = (src3_a - frame.body_center_lps) @ vert_basis.T
+            spread = np.linalg.svd(plain - plain.mean(axis=0), compute_uv=False) if len(plain) >= 3 else np.zeros(2)
+            if len(plain) >= 3 and spread[-1] > 2.0 and not use_affine:
+                _, r0 = fit(vert_basis, False)
+                _, r1 = fit(vert_basis, True)
+                mirrored = bool(np.sqrt(np.mean(r1 ** 2)) < np.sqrt(np.mean(r0 ** 2)))
+            else:
+                guess = _mirrored_from_orientation(orientation, vert_basis)
+                mirrored = bool(guess) if guess is not None else False
+                if guess is None and len(plain) < 3:
+                    warnings.append("handedness assumed from the usual display (no Patient Orientation and fewer "
+                                    "than three marks)")
+    matrix, res = fit(chosen_basis, bool(mirrored))
+    result = FluoroFit(view, frame.level_name, "affine" if use_affine else "similarity", bool(mirrored), matrix,
+                       chosen_basis, frame.body_center_lps.copy(), {n: float(r) for n, r in zip(names, res)}, None,
+                       warnings)
+    result.basis_kind = "patient" if use_patient else "vertebra"
     scale = result.px_per_mm
     if scale > 0 and result.rms_px / scale > params.residual_warn_mm:
         warnings.append(f"the marks fit the plan's landmarks only to {result.rms_px / scale:.1f} mm (RMS); check "
@@ -335,6 +377,26 @@ def plan_overlays(plan: Plan, sop_instance_uid: str, level_id: str, *, view: Opt
         except PathError:
             continue
     return FluoroResult(fit, overlays)
+
+
+def view_of_image(image: Any) -> Optional[str]:
+    """"AP" or "LAT" from a projection image's View Position (AP, PA, LAT, LL, RL), else None."""
+    vp = (getattr(getattr(image, "geometry", None), "view_position", "") or "").upper()
+    if vp in ("AP", "PA"):
+        return "AP"
+    if vp in ("LAT", "LL", "RL", "LATERAL"):
+        return "LAT"
+    return None
+
+
+def image_overlays(plan: Plan, image: Any, level_id: str, frame_index: int = 0,
+                   view: Optional[str] = None) -> FluoroResult:
+    """:func:`plan_overlays` for a loaded :class:`~planner.imaging.volume.ProjectionImage`: its SOP
+    Instance UID selects the marks, its View Position the view and its Patient Orientation the basis."""
+    geom = getattr(image, "geometry", None)
+    orientation = tuple(getattr(geom, "patient_orientation", ()) or ())
+    return plan_overlays(plan, image.sop_instance_uid, level_id, view=view or view_of_image(image),
+                         frame_index=frame_index, orientation=orientation)
 
 
 # ======================================================================== virtual projections
