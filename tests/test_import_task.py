@@ -138,3 +138,17 @@ def test_paths_from_mime(tmp_path):
     text.setText(f"{a}\n\nfile://{b}\n/nonexistent/path")
     assert paths_from_mime(text) == [a, b]
     assert paths_from_mime(QMimeData()) == [] and paths_from_mime(None) == []
+
+
+def test_task_survives_when_the_caller_drops_it(qtbot, tmp_path):
+    import gc
+
+    write_series(tmp_path, n=20, rows=16, cols=16)
+    results = []
+    task = ImportTask(tmp_path, None, show_dialog=False)
+    task.finished.connect(results.append)
+    task.start()
+    del task
+    gc.collect()
+    qtbot.waitUntil(lambda: bool(results), timeout=30000)
+    assert results[0].volumes()

@@ -85,6 +85,9 @@ class _Worker(QObject):
         self.progress.emit(float(fraction), str(message))
 
 
+_RUNNING: set["ImportTask"] = set()
+
+
 class ImportTask(QObject):
     """Runs :func:`load_path` in a QThread with a QProgressDialog (Cancel) and emits ``finished``
     with the :class:`ImportResult` (also after Cancel, holding what was complete)."""
@@ -129,9 +132,12 @@ class ImportTask(QObject):
         thread.started.connect(worker.run)
         worker.progress.connect(self._on_progress)
         worker.done.connect(self._on_done)
-        worker.done.connect(thread.quit)
+        # direct: the worker thread ends its own event loop at once (a queued quit would wait for the
+        # GUI thread, and wait() called from the GUI thread would then block until its timeout)
+        worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         thread.finished.connect(worker.deleteLater)
         self._thread, self._worker = thread, worker
+        _RUNNING.add(self)  # kept alive until done, even if the caller drops its reference
         thread.start()
 
     def cancel(self) -> None:
@@ -158,6 +164,7 @@ class ImportTask(QObject):
     @Slot(object)
     def _on_done(self, result: ImportResult) -> None:
         self.result = result
+        _RUNNING.discard(self)
         if self.dialog is not None:
             self.dialog.canceled.disconnect(self.cancel)
             self.dialog.reset()
