@@ -120,7 +120,8 @@ def make_context(steps: int, use_demo: bool) -> BenchContext:
     start = np.asarray(traj.target_lps, dtype=float)
     # a drag that sweeps the target 6 mm toward the canal and 6 mm sideways and back
     t = np.linspace(0.0, 2 * np.pi, steps)
-    path = start[None, :] - (3.0 * (1 - np.cos(t)))[:, None] * frame.u[None, :] + (3.0 * np.sin(t))[:, None] * frame.l[None, :]
+    path = (start[None, :] - (3.0 * (1 - np.cos(t)))[:, None] * frame.u[None, :]
+            + (3.0 * np.sin(t))[:, None] * frame.l[None, :])
     return BenchContext(doc, traj.id, path, steps, {}, source)
 
 

@@ -35,6 +35,7 @@ narrowest part of the pedicle, so one section is the critical one.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -377,7 +378,8 @@ def model_section(frame: VertebraFrame, settings: PlanningSettings, side: str,
     return PedicleSection(center.copy(), n, med, up, outline, "model")
 
 
-_CT_CACHE: dict[tuple, Optional[np.ndarray]] = {}
+#: Measured outlines per volume (weakly keyed, so a closed image frees its entries).
+_CT_CACHE: "weakref.WeakKeyDictionary[Any, dict[tuple, Optional[np.ndarray]]]" = weakref.WeakKeyDictionary()
 
 
 def measure_pedicle_outline_ct(volume: Any, center_lps: np.ndarray, normal: np.ndarray, e_medial: np.ndarray,
@@ -387,17 +389,21 @@ def measure_pedicle_outline_ct(volume: Any, center_lps: np.ndarray, normal: np.n
 
     Rays from the pedicle centre in the plane perpendicular to the pedicle axis; along each ray the
     bone ends where the value falls below ``ct_bone_hu`` and stays below for ``ct_gap_mm`` (outer
-    surface); the cortex is the highest value before that. When the cortical peak stands out from the (cancellous) centre by
-    ``ct_cortex_contrast_hu`` the inner surface is where the profile first rises half-way from the
+    surface); the cortex is the highest value before that. When the cortical peak stands out from the
+    (cancellous) centre by ``ct_cortex_contrast_hu`` the inner surface is where the profile first rises half-way from the
     centre value to that peak, otherwise (thin cortex not resolved) the outer surface is used. Rays
     still in bone at their end (a neighbouring bone) are filled from their neighbours. Radii are
     median-filtered around the ring; None when the centre is not bone (``ct_cancellous_min_hu``) or
     too many rays find no edge."""
     from scipy import ndimage
 
-    key = (id(volume), tuple(np.round(center_lps, 2)), tuple(np.round(normal, 4)), tuple(np.round(e_medial, 4)))
-    if key in _CT_CACHE:
-        return _CT_CACHE[key]
+    key = (tuple(np.round(center_lps, 2)), tuple(np.round(normal, 4)), tuple(np.round(e_medial, 4)), image, params)
+    try:
+        per_volume = _CT_CACHE.setdefault(volume, {})
+    except TypeError:  # not weak-referenceable: no caching
+        per_volume = {}
+    if key in per_volume:
+        return per_volume[key]
     n_rays = params.ct_rays
     r = np.arange(0.0, params.ct_ray_length_mm + 1e-9, params.ct_ray_step_mm)
     dirs2 = _circle(n_rays)
@@ -452,9 +458,9 @@ def measure_pedicle_outline_ct(volume: Any, center_lps: np.ndarray, normal: np.n
             radii = ndimage.median_filter(radii, size=5, mode="wrap")
             if np.all(radii > 0.5):
                 result = dirs2 * radii[:, None]
-    if len(_CT_CACHE) > 256:
-        _CT_CACHE.clear()
-    _CT_CACHE[key] = result
+    if len(per_volume) > 64:
+        per_volume.clear()
+    per_volume[key] = result
     return result
 
 
@@ -793,7 +799,8 @@ def evaluate_trajectory(plan: Plan, trajectory: Trajectory | str, images: Any = 
         else:
             add(CheckResult("curve_start", "Curve start", WARNING, bd, 0.0, "mm",
                             f"The curve starts {-bd:.1f} mm behind the posterior wall, inside the pedicle; the curved "
-                            "stylet is usually introduced once the posterior wall is reached.", _src(st, "curve_start")))
+                            "stylet is usually introduced once the posterior wall is reached.",
+                            _src(st, "curve_start")))
     elif path.kind == "straight_bend":
         assert path.bend_lps is not None
         v2 = path.target_lps - path.bend_lps

@@ -50,9 +50,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from planner.plan import FluoroLandmark, Level, Plan, Trajectory
+from planner.plan import Level, Plan, Trajectory
 from planner.trajectory import (
-    LandmarkError,
     PathError,
     VertebraFrame,
     is_ct,

@@ -57,7 +57,8 @@ Suggestion (:func:`suggest_trajectory`)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -361,7 +362,9 @@ class InstrumentSegment:
 
     @property
     def length_mm(self) -> float:
-        return float(np.linalg.norm(np.diff(self.points_lps, axis=0), axis=1).sum()) if len(self.points_lps) > 1 else 0.0
+        if len(self.points_lps) < 2:
+            return 0.0
+        return float(np.linalg.norm(np.diff(self.points_lps, axis=0), axis=1).sum())
 
 
 class AblationZone(NamedTuple):
@@ -448,7 +451,7 @@ def trajectory_path(trajectory: Trajectory, plan: Optional[Plan] = None, *,
     if frame is None:
         frame = _frame_or_none(_level_of(plan, trajectory))
     if past_wall_mm is None:
-        past_wall_mm = plan.settings.introducer_past_wall_mm if plan is not None else PlanningSettings().introducer_past_wall_mm
+        past_wall_mm = (plan.settings if plan is not None else PlanningSettings()).introducer_past_wall_mm
     t_end = total
     if frame is not None:
         du = float(d @ frame.u)
@@ -523,7 +526,8 @@ def default_target(frame: VertebraFrame, settings: PlanningSettings, side: str =
     return c + along_u * frame.u + along_s * frame.s + off * toward_side
 
 
-def _bend_on_axis(frame: VertebraFrame, pedicle: np.ndarray, d: np.ndarray, past_wall_mm: float) -> Optional[np.ndarray]:
+def _bend_on_axis(frame: VertebraFrame, pedicle: np.ndarray, d: np.ndarray,
+                  past_wall_mm: float) -> Optional[np.ndarray]:
     du = float(d @ frame.u)
     if du < 1e-3:
         return None
@@ -679,7 +683,8 @@ def is_ct(volume: Any) -> bool:
     return bool(stats) and stats.get("p1", 0.0) < -500.0
 
 
-_OTSU_CACHE: dict[int, tuple[Any, float]] = {}
+#: Otsu thresholds per volume (weakly keyed).
+_OTSU_CACHE: "weakref.WeakKeyDictionary[Any, tuple[Any, float]]" = weakref.WeakKeyDictionary()
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -709,17 +714,20 @@ def air_threshold(volume: Any, params: ImageParams = IMAGE_PARAMS) -> float:
     volume's Otsu threshold on MR (computed once per volume)."""
     if is_ct(volume):
         return params.ct_air_hu
-    key = id(volume)
-    cached = _OTSU_CACHE.get(key)
+    try:
+        cached = _OTSU_CACHE.get(volume)
+    except TypeError:
+        cached = None
     if cached is not None and cached[0] is volume.array:
-        return cached[1]
+        return params.mr_air_fraction * cached[1]
     a = volume.array
     step = max(1, int(round((a.size / 1_000_000) ** (1 / 3))))
-    thr = params.mr_air_fraction * otsu_threshold(a[::step, ::step, ::step])
-    if len(_OTSU_CACHE) > 16:
-        _OTSU_CACHE.clear()
-    _OTSU_CACHE[key] = (volume.array, thr)
-    return thr
+    otsu = otsu_threshold(a[::step, ::step, ::step])
+    try:
+        _OTSU_CACHE[volume] = (volume.array, otsu)
+    except TypeError:
+        pass
+    return params.mr_air_fraction * otsu
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int, bool]]:

@@ -445,7 +445,8 @@ def test_ct_outline_inside_labelled_pedicle_on_real_ct(shared_data):
         lps = sec.center_lps + outline[:, :1] * sec.e_medial + outline[:, 1:] * sec.e_upper
         inside = label.sample(lps, order=1)
         assert np.mean(inside > 0.5) >= 0.95, (side, np.mean(inside > 0.5))
-        area = 0.5 * abs(np.dot(outline[:, 0], np.roll(outline[:, 1], 1)) - np.dot(outline[:, 1], np.roll(outline[:, 0], 1)))
+        x, y = outline[:, 0], outline[:, 1]
+        area = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
         plane = sec.center_lps + g1[..., None] * sec.e_medial + g2[..., None] * sec.e_upper
         label_area = float((label.sample(plane, order=1) > 0.5).sum()) * 0.25 * 0.25
         assert 0.25 * label_area <= area <= label_area, (side, area, label_area)

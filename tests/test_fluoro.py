@@ -208,7 +208,8 @@ def test_plan_overlays_from_plan_marks():
 def _sphere_volume(direction, spacing, shape_ijk, origin, center_lps, modality="CT", radius=4.0):
     m = make_ijk_to_lps(origin, direction, spacing)
     ni, nj, nk = shape_ijk
-    vol = Volume(np.full((nk, nj, ni), -1000.0 if modality == "CT" else 0.0, np.float32), m, ImageInfo(modality=modality))
+    background = -1000.0 if modality == "CT" else 0.0
+    vol = Volume(np.full((nk, nj, ni), background, np.float32), m, ImageInfo(modality=modality))
     ijk = np.indices((ni, nj, nk)).reshape(3, -1).T.astype(float)
     lps = vol.ijk_to_world(ijk)
     inside = np.linalg.norm(lps - center_lps, axis=1) <= radius
@@ -220,7 +221,10 @@ def _sphere_volume(direction, spacing, shape_ijk, origin, center_lps, modality="
 SAGITTAL = np.column_stack([[0, 1, 0], [0, 0, -1], [1, 0, 0]]).astype(float)  # i -> P, j -> F, k -> L
 
 
-@pytest.mark.parametrize("direction", [np.eye(3), SAGITTAL, Rotation.from_euler("xyz", [10, -15, 20], degrees=True).as_matrix()])
+OBLIQUE = Rotation.from_euler("xyz", [10, -15, 20], degrees=True).as_matrix()
+
+
+@pytest.mark.parametrize("direction", [np.eye(3), SAGITTAL, OBLIQUE])
 @pytest.mark.parametrize("view", ["AP", "LAT"])
 def test_virtual_projection_maps_lps_to_pixels(direction, view):
     center = np.array([12.0, -20.0, 35.0])

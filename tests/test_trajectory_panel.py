@@ -35,8 +35,8 @@ def _panel(qtbot, session):
 
 
 def _check_rows(panel):
-    return {panel.checks.item(r, 1).data(Qt.ItemDataRole.UserRole): panel.checks.item(r, 0).data(Qt.ItemDataRole.UserRole)
-            for r in range(panel.checks.rowCount())}
+    role = Qt.ItemDataRole.UserRole
+    return {panel.checks.item(r, 1).data(role): panel.checks.item(r, 0).data(role) for r in range(panel.checks.rowCount())}
 
 
 def _metric(panel, name):

@@ -78,8 +78,9 @@ def setting_tooltip(name: str) -> str:
         return ""
     extra = field.json_schema_extra or {}
     default = PlanningSettings().__getattribute__(name)
-    return (f"<b>{extra.get('label', name)}</b> (default {default} {extra.get('unit', '')}, "  # type: ignore[union-attr]
-            f"{extra.get('tag', '')})<br>Source: {extra.get('source', '')}")  # type: ignore[union-attr]
+    get = extra.get  # type: ignore[union-attr]
+    return (f"<b>{get('label', name)}</b> (default {default} {get('unit', '')}, {get('tag', '')})<br>"
+            f"Source: {get('source', '')}")
 
 
 def _fmt(value: Optional[float], unit: str) -> str:
