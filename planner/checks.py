@@ -501,45 +501,41 @@ def pedicle_section(level: Level, frame: VertebraFrame, settings: PlanningSettin
     return model
 
 
-def _point_in_polygon(x: np.ndarray, poly: np.ndarray) -> bool:
-    px, py = poly[:, 0], poly[:, 1]
-    qx, qy = np.roll(px, -1), np.roll(py, -1)
-    cond = (py > x[1]) != (qy > x[1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xint = px + (x[1] - py) * (qx - px) / (qy - py)
-    return bool(np.count_nonzero(cond & (x[0] < xint)) % 2)
-
-
-def _line_hits(x: np.ndarray, e: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Parameters t where the line x + t e crosses the polygon's edges. Each vertex is assigned to one
-    side of the line (half-open rule), so a line through a vertex is counted exactly once."""
-    p = poly - x[None, :]
-    q = np.roll(p, -1, axis=0)
-    dp = e[0] * p[:, 1] - e[1] * p[:, 0]
-    dq = e[0] * q[:, 1] - e[1] * q[:, 0]
-    hit = (dp > 0) != (dq > 0)
+def _axis_hits(p: np.ndarray, q: np.ndarray, axis: int) -> np.ndarray:
+    """Where the polygon edges p->q (relative to the query point) cross the line through the point
+    along ``axis`` (0: the horizontal line, returns x; 1: the vertical line, returns y). Each vertex
+    is on one side of the line (half-open rule), so a line through a vertex counts once."""
+    other = 1 - axis
+    hit = (p[:, other] > 0) != (q[:, other] > 0)
     if not np.any(hit):
         return np.zeros(0)
-    f = dp[hit] / (dp[hit] - dq[hit])
-    pts = p[hit] + f[:, None] * (q[hit] - p[hit])
-    return pts @ e
+    ph, qh = p[hit], q[hit]
+    f = ph[:, other] / (ph[:, other] - qh[:, other])
+    return ph[:, axis] + f * (qh[:, axis] - ph[:, axis])
+
+
+def _point_in_polygon(x: np.ndarray, poly: np.ndarray) -> bool:
+    p = poly - x[None, :]
+    return bool(np.count_nonzero(_axis_hits(p, np.roll(p, -1, axis=0), 0) > 0) % 2)
 
 
 def wall_distances(x2: np.ndarray, poly: np.ndarray) -> dict[str, float]:
-    """Signed distance from a 2D point to the outline's wall along each direction (positive: the
-    wall is ahead; negative: the point is beyond that wall)."""
-    inside = _point_in_polygon(x2, poly)
-    dirs = {"medial": np.array([1.0, 0.0]), "lateral": np.array([-1.0, 0.0]),
-            "upper": np.array([0.0, 1.0]), "lower": np.array([0.0, -1.0])}
+    """Signed distance from a 2D point to the outline's wall along each direction (+x medial, -x
+    lateral, +y upper, -y lower; positive: the wall is ahead; negative: the point is beyond it)."""
+    p = poly - x2[None, :]
+    q = np.roll(p, -1, axis=0)
+    xs = _axis_hits(p, q, 0)
+    ys = _axis_hits(p, q, 1)
+    inside = bool(np.count_nonzero(xs > 0) % 2)
     out = {}
-    for wall, e in dirs.items():
-        t = _line_hits(x2, e, poly)
+    for wall, t, axis, sign in (("medial", xs, 0, 1.0), ("lateral", -xs, 0, -1.0),
+                                ("upper", ys, 1, 1.0), ("lower", -ys, 1, -1.0)):
         if inside and np.any(t > 0):
             out[wall] = float(t[t > 0].min())
         elif len(t):
             out[wall] = float(t.max())
-        else:  # the line misses the outline: the outline's extent along e
-            out[wall] = float(((poly - x2[None, :]) @ e).max())
+        else:  # the line misses the outline: the outline's extent along the direction
+            out[wall] = float((sign * p[:, axis]).max())
     return out
 
 

@@ -87,6 +87,20 @@ def test_curved_metrics_use_the_introducer_direction(pose):
     assert rep.to_dict()["bend_lps"] == pytest.approx(list(pose(bend)), abs=1e-3)
 
 
+def test_wall_distances_on_a_square():
+    from planner.checks import wall_distances
+
+    sq = np.array([[-4.0, -3.0], [5.0, -3.0], [5.0, 6.0], [-4.0, 6.0]])
+    assert wall_distances(np.array([0.0, 0.0]), sq) == {"medial": 5.0, "lateral": 4.0, "upper": 6.0, "lower": 3.0}
+    # beyond the medial wall by 2 mm: medial negative, lateral the far wall
+    d = wall_distances(np.array([7.0, 1.0]), sq)
+    assert d["medial"] == pytest.approx(-2.0) and d["lateral"] == pytest.approx(11.0)
+    assert d["upper"] == pytest.approx(5.0) and d["lower"] == pytest.approx(4.0)  # extent fallback
+    # a line through a vertex is counted once
+    d = wall_distances(np.array([0.0, 6.0 - 1e-12]), np.vstack([sq, [[0.0, 6.0]]])[[0, 1, 2, 4, 3]])
+    assert d["medial"] == pytest.approx(5.0) and d["lateral"] == pytest.approx(4.0)
+
+
 def test_grades():
     lim = [2.0, 4.0, 6.0]
     assert [grade_breach(b, lim) for b in (0.0, 0.5, 1.99, 2.0, 3.0, 4.0, 5.9, 6.0, 10.0)] == \
