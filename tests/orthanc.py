@@ -79,6 +79,10 @@ class OrthancServer:
     user: str = TEST_USER
     password: str = TEST_PASSWORD
     dicomweb: bool = False
+    #: Extra environment for Orthanc. DCMTK (Orthanc's DICOM layer) sets TCP_NODELAY on its sockets when the
+    #: variable TCP_NODELAY is 1; without it every DIMSE exchange waits about 40 ms for delayed ACKs, and
+    #: C-STORE/C-GET of 100 small images take 5.6/5.2 s instead of 0.9/0.7 s.
+    env: dict = field(default_factory=lambda: {"TCP_NODELAY": "1"})
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
 
     # ------------------------------------------------------------ URLs and REST
@@ -163,7 +167,7 @@ class OrthancServer:
         cfg_path.write_text(json.dumps(self.config(), indent=1))
         self.proc = subprocess.Popen([ORTHANC_BINARY, str(cfg_path), f"--logfile={self.log_path}"],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     cwd=str(self.folder))
+                                     cwd=str(self.folder), env={**os.environ, **self.env})
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:

@@ -365,6 +365,53 @@ def test_timeout_when_a_query_gets_no_answer(node, stalling_scp):
     assert str(exc.value) == f"PACS STALL at 127.0.0.1:{stalling_scp} did not answer the C-FIND (study) within 1 s."
 
 
+@pytest.fixture
+def failing_scp():
+    """A pynetdicom Q/R SCP whose C-FIND answers with the failure status 0xC001."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    def on_find(event):
+        yield 0xC001, None
+
+    ae = AE(ae_title="FAILING")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    yield server.server_address[1]
+    server.shutdown()
+    ae.shutdown()
+
+
+def test_query_failure_status_is_reported(node, failing_scp):
+    failing = planner_node_copy(node, name="FAILING", ae_title="FAILING", port=failing_scp)
+    with pytest.raises(PacsError) as exc:
+        pacs.find_studies(failing, patient_id="x")
+    assert str(exc.value) == (f"PACS FAILING at 127.0.0.1:{failing_scp} could not process the request during the "
+                              "C-FIND (study) (status 0xC001).")
+
+
+def test_partial_retrieve_is_reported(orthanc, node, tmp_path, monkeypatch):
+    """A study with an MR and a CT image, retrieved by C-GET offering storage for MR only: the PACS cannot send
+    the CT; the result keeps the MR and says what is missing."""
+    study = generate_uid()
+    series = [generate_uid(), generate_uid()]
+    for source, n in (("MR_small.dcm", 0), ("CT_small.dcm", 1)):
+        made = write_series(tmp_path / f"s{n}", 1, study_uid=study, series_uid=series[n], series_number=n + 1,
+                            patient_name="PARTIAL^TEST", patient_id="PT-0004", study_date="20240202",
+                            accession="ACC-4", source=source)
+        for path, _px in made.values():
+            orthanc.upload(path)
+    real = pacs._storage_contexts
+    monkeypatch.setattr(pacs, "_storage_contexts", lambda classes: real(["1.2.840.10008.5.1.4.1.1.4"]))
+    result = pacs.retrieve(node, study, series, dest_folder=tmp_path / "p", method="C-GET")
+    assert result.received == 1 and result.expected == 2 and result.failed == 1
+    assert not result.ok and result.problems == [
+        f"{node.label} could not process the request during the C-GET (status 0xC000).",
+        f"{node.label} could not send 1 image(s)."]
+    assert dcmread(str(result.files[0])).Modality == "MR"
+    assert "Received 1 of 2 image(s)" in result.summary()
+
+
 def test_bad_configuration_is_reported_before_connecting(node):
     with pytest.raises(PacsError, match="calling AE title 'A-VERY-LONG-AE-TITLE' is not valid"):
         pacs.echo(planner_node_copy(node, calling_ae="A-VERY-LONG-AE-TITLE"))

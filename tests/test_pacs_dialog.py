@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -133,8 +134,15 @@ def test_search_filters_and_empty_results(qtbot, orthanc, study, dialog):
     assert len(dlg.date_edit.text()) == 17
 
 
-def test_cancel_a_retrieve(qtbot, orthanc, study, dialog):
+def test_cancel_a_retrieve(qtbot, orthanc, study, dialog, monkeypatch):
     pacs.save_nodes([planner_node(orthanc)])
+    real_store = pacs._Receiver.handle_store
+
+    def slow_store(self, event):  # a slow network: 0.1 s per image, so Cancel comes mid-way
+        time.sleep(0.1)
+        return real_store(self, event)
+
+    monkeypatch.setattr(pacs._Receiver, "handle_store", slow_store)
     dlg = dialog()
     with qtbot.waitSignal(dlg.series_listed, timeout=WAIT_MS):
         _search(qtbot, dlg, patient_id_edit="PT-0100")

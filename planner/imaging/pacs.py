@@ -1074,7 +1074,9 @@ def retrieve(node: PacsNode, study_uid: str, series_uids: Optional[Sequence[str]
             result.seconds = time.monotonic() - t0
             return result
     else:
-        wanted = None
+        # series by series: one series the PACS cannot send does not stop the others (and progress is finer);
+        # the whole study at once only when the PACS lists no series
+        wanted = [s.series_uid for s in series_found if s.series_uid] or None
     result.expected = sum(counts[u] for u in (wanted or counts))
 
     def on_file() -> None:

@@ -409,6 +409,8 @@ class PacsDialog(QDialog):
         self._call: Optional[BackgroundCall] = None
         self._closing = False
         self.last_result: Optional[RetrieveResult] = None
+        #: the study whose series the series table shows (or was asked for)
+        self._series_study_uid: Optional[str] = None
 
         layout = QVBoxLayout(self)
         self.tabs = QTabWidget()
@@ -588,6 +590,9 @@ class PacsDialog(QDialog):
             on_done(result, error)
         finally:
             self._update_buttons()
+        study = self.selected_study()
+        if study is not None and study.study_uid != self._series_study_uid and not self.busy():
+            self._study_selected()  # another study was picked while the PACS was busy
 
     # ------------------------------------------------------------------ actions
     def test_connection(self) -> Optional[BackgroundCall]:
@@ -655,14 +660,16 @@ class PacsDialog(QDialog):
 
     def _study_selected(self) -> None:
         study = self.selected_study()
+        if self.busy():  # a search or retrieve is running: the series are listed when it ends
+            return
         self.series_table.setRowCount(0)
         self.series = []
+        self._series_study_uid = None
         self._update_buttons()
         node = self.current_node()
         if study is None or node is None:
             return
-        if self.busy():  # a search or retrieve is running: list the series when it ends
-            return
+        self._series_study_uid = study.study_uid
         self.series_label.setText("Series (asking the PACS...)")
         self._run(lambda _p: pacs.find_series(node, study.study_uid), self._show_series)
 
