@@ -262,6 +262,7 @@ class TrajectoryReport:
             "midline_offset_mm": _num(self.midline_offset_mm),
             "canal_margin_mm": _num(self.canal_margin_mm),
             "pedicle_clearance_mm": {w: _num(v) for w, v in self.pedicle_clearance_mm.items()},
+            "pedicle_clearance_source": self.pedicle.source if self.pedicle is not None else None,
             "checks": [c.to_dict() for c in self.checks],
             "overall": self.overall,
             "override_reason": self.override_reason,

@@ -42,6 +42,7 @@ def test_json_fields_and_exit_0(tmp_path, capsys):
     for t in (left, right):
         assert TRAJ_FIELDS <= set(t)
         assert set(t["pedicle_clearance_mm"]) == {"medial", "lateral", "upper", "lower"}
+        assert t["pedicle_clearance_source"] == "model"
         for c in t["checks"]:
             assert {"name", "status", "reason"} <= set(c) and c["status"] in ("pass", "warning", "fail")
             assert c["reason"]

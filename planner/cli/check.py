@@ -63,7 +63,8 @@ def _table(data: dict[str, Any], plan_name: str) -> str:
             ("target depth", f"{_fmt(t['target_depth_pct'])} % of AP depth"),
             ("midline offset", f"{_fmt(t['midline_offset_mm'])} mm"),
             ("canal margin", f"{_fmt(t['canal_margin_mm'])} mm"),
-            ("pedicle clearance", ", ".join(f"{w} {_fmt(v)}" for w, v in t["pedicle_clearance_mm"].items()) + " mm"),
+            ("pedicle clearance", ", ".join(f"{w} {_fmt(v)}" for w, v in t["pedicle_clearance_mm"].items())
+             + f" mm (from the {t['pedicle_clearance_source'] or '-'})"),
         ]
         for k, v in rows:
             lines.append(f"    {k:<20} {v}")
