@@ -88,9 +88,13 @@ class DetectionParams:
     #: Pedicles are searched this far behind the posterior wall (mm).
     pedicle_depth_mm: tuple[float, float] = (3.0, 14.0)
     #: ... and this far from the midline (mm).
-    pedicle_lateral_mm: tuple[float, float] = (5.0, 35.0)
+    pedicle_lateral_mm: tuple[float, float] = (5.0, 40.0)
     #: Largest sideways correction of the midline from the body's left and right edges (mm).
     max_midline_correction_mm: float = 5.0
+    #: MRI: largest sideways correction of the midline from the body's left and right edges (mm).
+    mr_max_midline_correction_mm: float = 3.0
+    #: MRI: typical half-width of the lumbar canal, where the search for a pedicle starts (mm).
+    mr_canal_half_width_mm: float = 11.0
     #: MRI: the spine is followed this far beyond each mark (two vertebrae) (mm).
     mr_extend_mm: float = 100.0
     #: MRI: spacing of the working grid (mm).
@@ -107,6 +111,8 @@ class DetectionParams:
     mr_column_half_mm: float = 12.0
     #: MRI: smallest disc score (ratio units) for discs found beyond the marks.
     mr_min_disc_score: float = 0.25
+    #: MRI: the endplates' tilt is read this far in front of and behind the column's middle (mm).
+    mr_endplate_tilt_offset_mm: float = 7.0
     #: MRI: endplate lines closer than this belong to one disc (a body is higher) (mm).
     mr_disc_max_mm: float = 16.0
     #: MRI: a wall or endplate is the first dip of the signal below this ratio to marrow (cortical line).
@@ -366,12 +372,13 @@ def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequenc
 
 def labelling_volume(session: object) -> Optional[tuple[str, Volume]]:
     """The volume to label in a :class:`planner.session.Session`: the series with role CT, else the
-    sagittal T2 or T1, else the active volume, else any CT-like or sagittal volume (key, volume)."""
+    sagittal T1 (marrow bright, cortex and discs dark: the clearest for the bodies), else T2, else the
+    active volume, else any CT-like or sagittal volume (key, volume)."""
     vols: dict[str, Volume] = session.volumes()  # type: ignore[attr-defined]
     if not vols:
         return None
     roles = {ref.series_instance_uid: ref.role for ref in session.document.plan.case.series}  # type: ignore
-    for role in ("CT", "T2", "T1"):
+    for role in ("CT", "T1", "T2"):
         for key, vol in vols.items():
             if roles.get(key) == role:
                 return key, vol
@@ -959,7 +966,7 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
         seg_names.append(name)
         if name not in PROPOSED_ORDER:
             continue
-        lm = _mr_landmarks(ratio, curve, dev, a_col, lo_t, hi_t, s, p,
+        lm = _mr_landmarks(ratio, curve, dev, a_col, lo_t, hi_t, s, p, name=name,
                            inf_t=plates[k - 1][1] if k >= 1 else None,
                            sup_t=plates[k][0] if k < len(all_discs) else None)
         if lm is None:
@@ -1147,8 +1154,8 @@ def _disc_scores(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParam
     return best, tilt
 
 
-def _mr_disc_plates(ratio: WorkGrid, curve: SpineCurve, t_disc: float, p: DetectionParams
-                    ) -> tuple[Optional[float], Optional[float]]:
+def _mr_disc_plates(ratio: WorkGrid, curve: SpineCurve, t_disc: float, p: DetectionParams, a_off: float = 0.0,
+                    a_half: float = 6.0) -> tuple[Optional[float], Optional[float]]:
     """Curve rows (lower, upper) of the two cortical endplate lines bracketing the disc found near row
     ``t_disc``: consecutive dark lines 2-18 mm apart with no marrow between them. A Modic zone beside
     the disc is marrow-dark on T1 or bright on T2 but never as dark as cortex, so it is not taken."""
@@ -1160,7 +1167,7 @@ def _mr_disc_plates(ratio: WorkGrid, curve: SpineCurve, t_disc: float, p: Detect
     if ok.sum() < 10:
         return None, None
     offs, tt = offs[ok], tt[ok]
-    prof = _mr_column_profile(ratio, curve, tt)
+    prof = _mr_column_profile(ratio, curve, tt, a_off, a_half)
     win = max(2, int(round(3.0 / step)))
     lines = []
     for k in range(1, len(prof) - 1):
@@ -1168,7 +1175,7 @@ def _mr_disc_plates(ratio: WorkGrid, curve: SpineCurve, t_disc: float, p: Detect
             continue
         left = prof[max(0, k - win):k].max()
         right = prof[k + 1:k + 1 + win].max()
-        if prof[k] < min(0.7 * min(left, right), p.mr_wall_dip * max(1.0, 0.5 * min(left, right))):
+        if prof[k] < min(0.85 * min(left, right), p.mr_wall_dip * max(1.0, 0.5 * min(left, right))):
             lines.append(k)
     # group the lines into discs: lines closer than a vertebral body is high belong to one disc (a dark
     # cleft inside the nucleus makes a third line); the disc's endplates are its outermost lines. (The
@@ -1199,7 +1206,7 @@ def _mr_disc_plates(ratio: WorkGrid, curve: SpineCurve, t_disc: float, p: Detect
 
 def _mr_landmarks(ratio: WorkGrid, curve: SpineCurve, dev: np.ndarray, a_col: np.ndarray, lo_t: Optional[float],
                   hi_t: Optional[float], s: float, p: DetectionParams, *, inf_t: Optional[float] = None,
-                  sup_t: Optional[float] = None) -> Optional[Landmarks]:
+                  sup_t: Optional[float] = None, name: str = "L4") -> Optional[Landmarks]:
     """Landmarks of the body between the discs at rows lo_t and hi_t (None at an end of the spine: the
     endplate there is searched one typical body height away). ``inf_t``/``sup_t``: rows of the
     endplate lines when already found beside the discs."""
@@ -1224,7 +1231,34 @@ def _mr_landmarks(ratio: WorkGrid, curve: SpineCurve, dev: np.ndarray, a_col: np
     t_mid = float(np.clip(((lo_t if lo_t is not None else hi_t - typical)
                            + (hi_t if hi_t is not None else lo_t + typical)) / 2, 0, n - 1))
     frame = curve.frame(t_mid)
-    return _mr_refine_body(ratio, sup, inf, frame[2], frame[3], p)
+    # the body's axis: perpendicular to its endplates, whose tilt is read from the cortical lines in
+    # front of and behind the column's middle (the curve through the body centres may cross it obliquely)
+    dirs = []
+    for t_disc, which, t_mid_plate in ((hi_t, 0, sup_t), (lo_t, 1, inf_t)):
+        if t_disc is None:
+            continue
+        pts = [] if t_mid_plate is None else [curve.to_lps(np.array(t_mid_plate), np.array(0.0), np.array(0.0))]
+        for a_off in (-p.mr_endplate_tilt_offset_mm, p.mr_endplate_tilt_offset_mm):
+            t_pl = _mr_disc_plates(ratio, curve, t_disc, p, a_off=a_off, a_half=4.0)[which]
+            if t_pl is not None:
+                pts.append(curve.to_lps(np.array(t_pl), np.array(a_off), np.array(0.0)))
+        if len(pts) >= 2:
+            arr = np.asarray(pts)
+            centred = arr - arr.mean(axis=0)
+            direction = np.linalg.svd(centred)[2][0]
+            ant = curve.frame(float(t_disc))[3]
+            dirs.append(direction if direction @ ant >= 0 else -direction)
+    axis_hint = None
+    if dirs:
+        d = np.mean([v / np.linalg.norm(v) for v in dirs], axis=0)
+        tan = sup - inf
+        ax = tan - d * (tan @ d) / (d @ d)
+        if np.linalg.norm(ax) > 1e-6:
+            ax /= np.linalg.norm(ax)
+            # accept a tilt correction up to 25 degrees from the curve's line through the body
+            if ax @ (tan / np.linalg.norm(tan)) > math.cos(math.radians(25.0)):
+                axis_hint = ax
+    return _mr_refine_body(ratio, sup, inf, frame[2], frame[3], p, name=name, axis_hint=axis_hint)
 
 
 def _mr_far_endplate(ratio: WorkGrid, curve: SpineCurve, t_disc: float, toward: int, typical: float,
@@ -1246,10 +1280,12 @@ def _mr_far_endplate(ratio: WorkGrid, curve: SpineCurve, t_disc: float, toward: 
     return curve.to_lps(np.array(start + toward * k * (s / 2) / s), np.array(0.0), np.array(0.0))
 
 
-def _mr_column_profile(ratio: WorkGrid, curve: SpineCurve, tt: np.ndarray) -> np.ndarray:
-    """Mean ratio along curve rows ``tt`` over the middle of the column (AP +-6 mm, lateral +-3 mm)."""
+def _mr_column_profile(ratio: WorkGrid, curve: SpineCurve, tt: np.ndarray, a_off: float = 0.0,
+                       a_half: float = 6.0) -> np.ndarray:
+    """Mean ratio along curve rows ``tt`` over a strip of the column (AP ``a_off`` +- ``a_half`` mm,
+    lateral +-3 mm)."""
     s = ratio.spacing
-    a = np.arange(-6.0, 6.0 + 1e-6, s)
+    a = np.arange(a_off - a_half, a_off + a_half + 1e-6, s)
     xs = np.arange(-3.0, 3.0 + 1e-6, s)
     prof = np.zeros(len(tt))
     for x in xs:
@@ -1312,9 +1348,13 @@ def _mr_endplate(ratio: WorkGrid, curve: SpineCurve, t_disc: float, toward: int,
 
 
 def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray,
-                    anterior_hint: np.ndarray, p: DetectionParams) -> Optional[Landmarks]:
-    """MRI walls at the cortical lines on the mid-height line, centre, endplates on the AP middle, pedicles."""
+                    anterior_hint: np.ndarray, p: DetectionParams, name: str = "L4",
+                    axis_hint: Optional[np.ndarray] = None) -> Optional[Landmarks]:
+    """MRI walls at the cortical lines on the mid-height line, centre, endplates on the AP middle, pedicles.
+    ``axis_hint``: the body's axis when known from the endplates' tilt (else the line sup - inf)."""
     axis = sup - inf
+    if axis_hint is not None:
+        axis = axis_hint * float(axis @ axis_hint)
     height = float(np.linalg.norm(axis))
     if height < 5:
         return None
@@ -1358,26 +1398,84 @@ def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: 
     hw_lr = (min(4.0, 0.2 * (a_front + a_back)), min(3.0, 0.15 * height))
 
     def side_edge(direction: np.ndarray) -> Optional[float]:
-        prof = ndimage.gaussian_filter1d(_line_profile(ratio, center, direction, (ap, axis), pos, hw_lr, 0.0), 2.0)
-        grad = np.gradient(prof)
-        sel = np.flatnonzero((pos >= 10.0) & (pos <= 40.0))
-        if sel.size == 0:
-            return None
-        k = sel[int(np.argmin(grad[sel]))]
-        return float(pos[k]) if grad[k] < 0 else None
+        """Where the marrow ends sideways (leaves the marrow band for good), halfway through the blur."""
+        prof = _line_profile(ratio, center, direction, (ap, axis), pos, hw_lr, 0.0)
+        out = np.abs(prof - 1.0) >= p.mr_marrow_tol
+        need = max(1, int(round(3.0 / step)))
+        for k in np.flatnonzero((pos >= 8.0) & (pos <= 40.0)):
+            if out[k:k + need].all() and k + need <= len(prof):
+                return float(pos[k]) - step / 2
+        return None
 
     left = side_edge(lat)
     right = side_edge(-lat)
+    # a genuine sideways offset moves both edges the same amount; very unequal edges (the sacral alae,
+    # a neighbouring structure of marrow-like signal) leave the midline as it is
     if (left is not None and right is not None and max(left, right) < 38.0
-            and abs(left - right) <= 2 * p.max_midline_correction_mm):
+            and abs(left - right) <= 2 * p.mr_max_midline_correction_mm):
         shift = 0.5 * (left - right) * lat
         post, ant, center, sup, inf = (v + shift for v in (post, ant, center, sup, inf))
     sup_c = center + ((sup - center) @ axis) * axis
     inf_c = center + ((inf - center) @ axis) * axis
-    band = WorkGrid((p.mr_marrow_tol - np.abs(ratio.array - 1.0)).astype(np.float32), ratio.origin_lps,
-                    ratio.spacing)
-    ped_l, ped_r = _pedicles(band, post, axis, ap, lat, height, p, thr=0.0, fill=-1.0)
+    ped_l, ped_r = (_mr_pedicle(ratio, post, axis, ap, lat, height, side, name, p) for side in (+1, -1))
     return Landmarks(body_center_lps=_pt(center), superior_endplate_lps=_pt(sup_c), inferior_endplate_lps=_pt(inf_c),
                      posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant),
                      pedicle_left_lps=None if ped_l is None else _pt(ped_l),
                      pedicle_right_lps=None if ped_r is None else _pt(ped_r))
+
+
+def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
+                height: float, side: int, name: str, p: DetectionParams) -> Optional[np.ndarray]:
+    """MRI pedicle centre on one side (+1 left, -1 right).
+
+    In a coronal section (across, cranio-caudal) behind the posterior wall the pedicle is an oval of
+    marrow signal inside its dark cortex, lateral to the canal and surrounded by fat, fluid or muscle.
+    In each section from ``pedicle_depth_mm`` the marrow blob nearest the expected place is taken; in
+    front it joins the body, behind it the lamina and transverse process, so it is smallest at the
+    isthmus. The centre is the blob's innermost point (furthest from its edge), which the root of the
+    transverse process does not pull sideways."""
+    from planner.settings import PlanningSettings, level_setting
+
+    defaults = PlanningSettings()
+    # where to look first: beside a typical canal, half the level's pedicle-width placeholder further out
+    # (domain.md 5.1, 5.2 placeholders); the blob found in the image decides the position
+    half_w = 0.5 * level_setting(defaults.pedicle_width_mm, name) / max(
+        0.5, math.cos(math.radians(level_setting(defaults.pedicle_transverse_angle_deg, name))))
+    s = ratio.spacing
+    step = s / 2
+    hs = np.arange(-0.5 * height, 0.7 * height + 1e-6, step)
+    xs = np.arange(0.0, p.pedicle_lateral_mm[1] + 1e-6, step)
+    expect = np.array([0.1 * height, p.mr_canal_half_width_mm + half_w])  # (height, lateral)
+    found = []
+    for d in np.arange(p.pedicle_depth_mm[0], p.pedicle_depth_mm[1] + 1e-6, 1.0):
+        o = post - d * ap
+        pts = o[None, None, :] + hs[:, None, None] * axis[None, None, :] + side * xs[None, :, None] * lat[None, None, :]
+        band = np.abs(ratio.sample(pts) - 1.0) < p.mr_marrow_tol
+        band[:, xs < p.pedicle_lateral_mm[0]] = False
+        band = ndimage.binary_opening(band, structure=np.ones((3, 3), bool))
+        lab, n = ndimage.label(band)
+        if n == 0:
+            continue
+        best = None
+        for comp in range(1, n + 1):
+            m = lab == comp
+            area = float(m.sum()) * step * step
+            if not 15.0 <= area <= 700.0:
+                continue
+            dist = ndimage.distance_transform_edt(m)
+            iy, ix = np.unravel_index(int(np.argmax(dist)), dist.shape)
+            where = np.array([hs[iy], xs[ix]])
+            gap = float(np.linalg.norm((where - expect) / np.array([0.3 * height, 10.0])))
+            if gap < 1.5 and (best is None or gap < best[0]):
+                best = (gap, area, hs[iy], xs[ix])
+        if best is not None:
+            found.append((best[1], d, best[2], best[3]))
+    if not found:
+        return None
+    # the isthmus: the middle of the depths where the pedicle stands alone (joined to neither the body
+    # in front nor the arch behind), among those with the smallest sections
+    amin = min(f[0] for f in found)
+    near = [f for f in found if f[0] <= 1.3 * amin]
+    ds = np.array([f[1] for f in near])
+    _, d, h, x = near[int(np.argmin(np.abs(ds - np.median([f[1] for f in found]))))]
+    return post - d * ap + h * axis + side * x * lat
