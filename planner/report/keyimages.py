@@ -104,11 +104,17 @@ def plan_volumes(plan: Plan, images: Optional[Mapping[str, AnyImage]]) -> list[t
 
 
 def choose_volume(plan: Plan, images: Optional[Mapping[str, AnyImage]],
-                  near_lps: Optional[Sequence[float]] = None) -> Optional[tuple[str, Volume, str]]:
-    """The preferred volume that contains ``near_lps`` (any volume if none does)."""
+                  near_lps: Optional[Sequence[float]] = None,
+                  first_roles: Sequence[str] = ()) -> Optional[tuple[str, Volume, str]]:
+    """The preferred volume that contains ``near_lps`` (any volume if none does); volumes with one of
+    ``first_roles`` come first (e.g. the axial series for the axial reslice)."""
     vols = plan_volumes(plan, images)
     if not vols:
         return None
+    if near_lps is not None and first_roles:
+        for item in vols:
+            if item[2] in first_roles and item[1].contains(near_lps):
+                return item
     if near_lps is not None:
         for item in vols:
             if item[2] != "AX_T2" and item[1].contains(near_lps):
@@ -251,8 +257,11 @@ def _fluoro_overlays(plan: Plan, sop_uid: str, level_id: str, frame_index: int,
     vp = proj.geometry.view_position.upper()
     view = "AP" if vp in ("AP", "PA") else "LAT" if vp in ("LAT", "LATERAL", "LL", "RL") else None
     try:
-        result = fluoro.plan_overlays(plan, sop_uid, level_id, view=view, frame_index=frame_index,
-                                      orientation=tuple(proj.geometry.patient_orientation))
+        if hasattr(fluoro, "image_overlays") and sop_uid == proj.sop_instance_uid:
+            result = fluoro.image_overlays(plan, proj, level_id, frame_index=frame_index, view=view)
+        else:
+            result = fluoro.plan_overlays(plan, sop_uid, level_id, view=view, frame_index=frame_index,
+                                          orientation=tuple(proj.geometry.patient_orientation))
     except (ValueError, KeyError) as exc:
         return [], [f"The plan is not drawn on this fluoroscopy image: {exc}."]
     return result.overlays, [f"Fluoroscopy fit: {w}." for w in result.fit.warnings]
@@ -343,8 +352,13 @@ def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping
         if not volume.contains(traj.target_lps):
             notes.append("The active tip lies outside the loaded volume; the reslices show the nearest region.")
         for spec in (SAGITTAL, AXIAL):
+            # the axial reslice comes from the axial series when it covers the target
+            vol = volume
+            if spec is AXIAL:
+                ax = choose_volume(plan, images, traj.target_lps, first_roles=("AX_T2",))
+                vol = ax[1] if ax is not None else volume
             try:
-                out.append(render_plane(volume, plan, traj, spec, geom))
+                out.append(render_plane(vol, plan, traj, spec, geom))
             except (ValueError, MemoryError) as exc:
                 notes.append(f"{spec.name.capitalize()} reslice could not be rendered: {exc}")
     if with_3d:

@@ -82,7 +82,7 @@ class ReportPDF(BasePDF):
         self.ln(2)
         self.set_font(FONT, "B", H2_PT)
         self.set_text_color(*ACCENT)
-        self.cell(0, 7, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.multi_cell(0, 7, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.set_draw_color(*ACCENT)
         self.line(self.l_margin, self.get_y(), self.w - self.r_margin, self.get_y())
         self.set_text_color(*INK)
@@ -92,7 +92,7 @@ class ReportPDF(BasePDF):
         if self.will_page_break(20):
             self.add_page()
         self.set_font(FONT, "B", H3_PT)
-        self.cell(0, 6, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.multi_cell(0, 6, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     def para(self, text: str, size: float = BODY_PT, style: str = "", color=INK) -> None:
         self.text_line(text, size, style, color, h=size * 0.48)
@@ -111,17 +111,23 @@ class ReportPDF(BasePDF):
         self.set_fill_color(*PALE)
         rows = [fields[i:i + columns] for i in range(0, len(fields), columns)]
         for row in rows:
+            self.set_font(FONT, "", BODY_PT)
+            needed = max(self.multi_cell(col_w - label_w - 2, 5.5, f.value, dry_run=True, output="HEIGHT")
+                         for f in row)
+            if self.will_page_break(needed):
+                self.add_page()
             y = self.get_y()
-            heights = []
+            bottom = y + 5.5
             for c, f in enumerate(row):
                 x = self.l_margin + c * col_w
                 self.set_xy(x, y)
                 self.set_font(FONT, "B", BODY_PT)
                 self.cell(label_w, 5.5, f.label, fill=True, new_x=XPos.RIGHT, new_y=YPos.TOP)
                 self.set_font(FONT, "", BODY_PT)
-                self.multi_cell(col_w - label_w - 2, 5.5, f.value, new_x=XPos.RIGHT, new_y=YPos.TOP)
-                heights.append(self.get_y() - y)
-            self.set_xy(self.l_margin, y + max([5.5] + [h for h in heights if h > 0]) + 0.8)
+                self.set_xy(x + label_w + 1, y)
+                self.multi_cell(col_w - label_w - 2, 5.5, f.value, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+                bottom = max(bottom, self.get_y())
+            self.set_xy(self.l_margin, bottom + 0.8)
 
     def table(self, *args, **kwargs):  # type: ignore[override]
         kwargs.setdefault("line_height", BODY_PT * 0.5)
@@ -166,13 +172,12 @@ def _page1(pdf: ReportPDF, d: ReportData) -> None:
     pdf.para(f"Levels to treat: {', '.join(treated) if treated else 'none marked'}. "
              f"Trajectories: {len(d.trajectories)}.")
     for t in d.trajectories:
-        pdf.set_font(FONT, "", BODY_PT)
-        pdf.cell(38, 6.5, f"  {t.title}", new_x=XPos.RIGHT, new_y=YPos.TOP)
+        pdf.set_x(pdf.l_margin + 2)
         pdf.badge(t.overall.upper(), t.overall)
-        if t.override_reason:
-            pdf.set_font(FONT, "I", BODY_PT)
-            pdf.cell(0, 6, "  override recorded", new_x=XPos.RIGHT, new_y=YPos.TOP)
-        pdf.ln(7.5)
+        pdf.set_font(FONT, "", BODY_PT)
+        text = f"  {t.title}" + ("  (override reason recorded)" if t.override_reason else "")
+        pdf.multi_cell(0, 6, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(1.5)
     for note in d.notes:
         pdf.para(note, SMALL_PT, "I", MUTED)
 
