@@ -136,8 +136,9 @@ class ImportTask(QObject):
         # GUI thread, and wait() called from the GUI thread would then block until its timeout)
         worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         thread.finished.connect(worker.deleteLater)
+        thread.finished.connect(self._on_thread_finished)
         self._thread, self._worker = thread, worker
-        _RUNNING.add(self)  # kept alive until done, even if the caller drops its reference
+        _RUNNING.add(self)  # kept alive until its thread has ended, even if the caller drops its reference
         thread.start()
 
     def cancel(self) -> None:
@@ -161,10 +162,15 @@ class ImportTask(QObject):
             self.dialog.setLabelText(message)
             self.dialog.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
 
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        if self._thread is not None:
+            self._thread.wait(5000)  # "finished" comes just before the thread really ends
+        _RUNNING.discard(self)
+
     @Slot(object)
     def _on_done(self, result: ImportResult) -> None:
         self.result = result
-        _RUNNING.discard(self)
         if self.dialog is not None:
             self.dialog.canceled.disconnect(self.cancel)
             self.dialog.reset()
