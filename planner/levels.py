@@ -93,6 +93,10 @@ class DetectionParams:
     max_midline_correction_mm: float = 5.0
     #: MRI: largest sideways correction of the midline from the body's left and right edges (mm).
     mr_max_midline_correction_mm: float = 3.0
+    #: MRI: pedicle distances from the midline differing by more than this are averaged (mm).
+    mr_pedicle_asymmetry_mm: float = 2.0
+    #: MRI: S1 pedicle centre depth behind the posterior wall (no separate bone to measure) (mm).
+    mr_sacral_pedicle_depth_mm: float = 6.0
     #: MRI: typical half-width of the lumbar canal, where the search for a pedicle starts (mm).
     mr_canal_half_width_mm: float = 11.0
     #: MRI: the spine is followed this far beyond each mark (two vertebrae) (mm).
@@ -1418,6 +1422,10 @@ def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: 
     sup_c = center + ((sup - center) @ axis) * axis
     inf_c = center + ((inf - center) @ axis) * axis
     ped_l, ped_r = (_mr_pedicle(ratio, post, axis, ap, lat, height, side, name, p) for side in (+1, -1))
+    if name == "S1" and not _mirror_images(ped_l, ped_r, post, axis, ap, lat, 3.0):
+        # no pair of separate pedicles: they merge into the sacral alae
+        ped_l, ped_r = (_mr_sacral_pedicle(ratio, post, axis, ap, lat, height, side, p) for side in (+1, -1))
+    ped_l, ped_r = _symmetric_pedicles(ped_l, ped_r, post, axis, ap, lat, p)
     return Landmarks(body_center_lps=_pt(center), superior_endplate_lps=_pt(sup_c), inferior_endplate_lps=_pt(inf_c),
                      posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant),
                      pedicle_left_lps=None if ped_l is None else _pt(ped_l),
@@ -1479,3 +1487,64 @@ def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndar
     ds = np.array([f[1] for f in near])
     _, d, h, x = near[int(np.argmin(np.abs(ds - np.median([f[1] for f in found]))))]
     return post - d * ap + h * axis + side * x * lat
+
+
+def _mirror_images(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray], post: np.ndarray, axis: np.ndarray,
+                   ap: np.ndarray, lat: np.ndarray, tol_mm: float) -> bool:
+    """True if both pedicles were found and are mirror images within ``tol_mm`` in each direction."""
+    if ped_l is None or ped_r is None:
+        return False
+    a, b = ped_l - post, ped_r - post
+    return (abs(abs(a @ lat) - abs(b @ lat)) <= tol_mm and abs(a @ ap - b @ ap) <= tol_mm
+            and abs(a @ axis - b @ axis) <= tol_mm)
+
+
+def _symmetric_pedicles(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray], post: np.ndarray,
+                        axis: np.ndarray, ap: np.ndarray, lat: np.ndarray, p: DetectionParams
+                        ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """Thick sagittal slices leave each pedicle's position uncertain by a few millimetres; the two are
+    nearly mirror images, so their depth and height are averaged, and so are their distances from the
+    midline when these differ by more than ``mr_pedicle_asymmetry_mm``."""
+    if ped_l is None or ped_r is None:
+        return ped_l, ped_r
+    loc = []
+    for q in (ped_l, ped_r):
+        r = q - post
+        loc.append(np.array([abs(r @ lat), r @ ap, r @ axis]))
+    mean = 0.5 * (loc[0] + loc[1])
+    out = []
+    for side, l in zip((+1, -1), loc):
+        x = mean[0] if abs(loc[0][0] - loc[1][0]) > p.mr_pedicle_asymmetry_mm else l[0]
+        out.append(post + side * x * lat + mean[1] * ap + mean[2] * axis)
+    return out[0], out[1]
+
+
+def _mr_sacral_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
+                       height: float, side: int, p: DetectionParams) -> Optional[np.ndarray]:
+    """S1: the pedicles merge into the sacral alae and stand out as no separate bone on MRI. The centre is
+    placed beside the measured edge of the sacral canal, half the S1 pedicle-width placeholder further
+    out (domain.md 5.2), ``mr_sacral_pedicle_depth_mm`` behind the posterior wall at mid-height.
+    A placement from the anatomy, to be checked (and dragged) by the physician."""
+    from planner.settings import PlanningSettings, level_setting
+
+    defaults = PlanningSettings()
+    half_w = 0.5 * level_setting(defaults.pedicle_width_mm, "S1") / max(
+        0.5, math.cos(math.radians(level_setting(defaults.pedicle_transverse_angle_deg, "S1"))))
+    s = ratio.spacing
+    step = s / 2
+    xs = np.arange(0.0, 40.0 + 1e-6, step)
+    edges = []
+    for d in (4.0, 6.0, 8.0):
+        for h in (-0.15 * height, 0.0, 0.15 * height):
+            o = post - d * ap + h * axis
+            prof = ratio.sample(o[None, :] + side * xs[:, None] * lat[None, :])
+            band = np.abs(prof - 1.0) < p.mr_marrow_tol
+            need = max(1, int(round(3.0 / step)))
+            for k in np.flatnonzero(xs >= 4.0):
+                if k + need <= len(xs) and band[k:k + need].all():
+                    edges.append(float(xs[k]))
+                    break
+    if len(edges) < 3:
+        return None
+    x = float(np.median(edges)) + half_w
+    return post - p.mr_sacral_pedicle_depth_mm * ap + side * x * lat
