@@ -1482,10 +1482,22 @@ def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndar
         return None
     # the isthmus: the middle of the depths where the pedicle stands alone (joined to neither the body
     # in front nor the arch behind), among those with the smallest sections
-    amin = min(f[0] for f in found)
-    near = [f for f in found if f[0] <= 1.3 * amin]
-    ds = np.array([f[1] for f in near])
-    _, d, h, x = near[int(np.argmin(np.abs(ds - np.median([f[1] for f in found]))))]
+    # follow the pedicle from section to section (its centre moves little); the longest such track is
+    # the pedicle, from where it leaves the body to where it joins the arch: its middle is the isthmus
+    tracks: list[list[tuple[float, float, float, float]]] = []
+    for f in found:
+        for tr in tracks:
+            last = tr[-1]
+            if f[1] - last[1] <= 2.5 and abs(f[2] - last[2]) <= 3.0 and abs(f[3] - last[3]) <= 3.0:
+                tr.append(f)
+                break
+        else:
+            tracks.append([f])
+    track = max(tracks, key=len)
+    mid = track[len(track) // 3: len(track) - len(track) // 3] or track
+    d = float(np.median([f[1] for f in track]))
+    h = float(np.median([f[2] for f in mid]))
+    x = float(np.median([f[3] for f in mid]))
     return post - d * ap + h * axis + side * x * lat
 
 

@@ -24,8 +24,9 @@ HEIGHTS = [30.0, 27.0, 27.0, 27.0, 26.0, 25.0, 24.0, 23.0]
 DISC = [12.0, 11.0, 11.0, 10.0, 9.0, 8.0, 7.0]
 HALF_DEPTH = 17.0
 HALF_WIDTH = 23.0
-#: the pedicle centre is its isthmus (narrowest section), this far behind the posterior wall
-PEDICLE_ISTHMUS_MM = 6.0
+#: the pedicle centre is its isthmus (narrowest section, in the middle of its 14 mm free length), this far
+#: behind the posterior wall
+PEDICLE_ISTHMUS_MM = 7.0
 #: relative T1 signal
 T1 = {"marrow": 1.0, "cortex": 0.12, "disc": 0.5, "csf": 0.25, "fat": 1.45, "muscle": 0.55, "ligament": 0.15}
 
@@ -101,12 +102,12 @@ def _signal(pts: np.ndarray, bodies) -> np.ndarray:
         core = (ell <= (1 - 1.0 / HALF_DEPTH) ** 2) & (np.abs(h) <= hh - 1.0)
         val = np.where(core, T1["marrow"], val)
         # pedicles: tubes along -ap from the posterior wall, centre height +h/4, narrowest (the isthmus,
-        # marrow radius 3.5 mm) 6 mm behind the wall, widening by 0.15 mm per mm away from it
+        # marrow radius 3.5 mm) in the middle, widening by 0.15 mm per mm away from it
         behind = -HALF_DEPTH - u
         radius = 3.5 + 0.15 * np.abs(behind - PEDICLE_ISTHMUS_MM)
         for side in (13.0, -13.0):
             pr = np.sqrt((x - side) ** 2 + (h - hh / 2) ** 2)
-            ped = (pr <= radius + 1.0) & (behind > -2) & (behind < 16)
+            ped = (pr <= radius + 1.0) & (behind > -2) & (behind < 2 * PEDICLE_ISTHMUS_MM)
             val = np.where(ped & (pr > radius), T1["cortex"], val)
             val = np.where(ped & (pr <= radius), T1["marrow"], val)
     return val
@@ -195,3 +196,79 @@ def test_marks_that_do_not_fit_the_count_are_refused(mr_case):
     # S1 and "L4" marked five bodies apart: the count does not fit the distance
     with pytest.raises(LevelDetectionError, match="apart"):
         propose_levels(vol, {"S1": t["S1"]["body_center_lps"], "L4": t["L1"]["body_center_lps"]})
+
+
+# ------------------------------------------------------------------ the demo case (planner.demo)
+DEMO_LEVELS = ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+
+
+@pytest.fixture(scope="module")
+def demo_images(demo_study):
+    """The demo's sagittal T1, T2 and STIR loaded through the importer, and its ground truth."""
+    from planner.imaging import load_path
+    from planner.imaging.volume import Volume
+
+    vols = {}
+    for role in ("T1", "T2", "STIR"):
+        images = load_path(demo_study.series_dirs[role]).images
+        vols[role] = next(v for v in images.values() if isinstance(v, Volume))
+    return vols, demo_study.ground_truth
+
+
+@pytest.fixture(scope="module")
+def demo_levels(demo_images):
+    vols, gt = demo_images
+    v = gt["vertebrae"]
+    # the two clicks: a point inside S1 and a point inside L1 (not exactly their centres)
+    hints = {"S1": np.asarray(v["S1"]["body_center_lps"]) + [1.0, -2.0, 2.0],
+             "L1": np.asarray(v["L1"]["body_center_lps"]) + [-1.0, 2.0, -2.0]}
+    return propose_levels(vols["T1"], hints)
+
+
+def test_demo_levels_and_landmarks(demo_levels, demo_images):
+    _, gt = demo_images
+    assert [lv.name for lv in demo_levels] == DEMO_LEVELS
+    errors = {}
+    for lv in demo_levels:
+        for n in LANDMARK_NAMES:
+            got = getattr(lv.landmarks, n)
+            assert got is not None, (lv.name, n)
+            errors[(lv.name, n)] = float(np.linalg.norm(np.asarray(got) - np.asarray(gt["vertebrae"][lv.name][n])))
+    body = [n for n in LANDMARK_NAMES if not n.startswith("pedicle")]
+    # L1-L5: body centre, endplates and walls within 2 mm of the ground truth
+    inner = {k: round(e, 2) for k, e in errors.items() if k[0] not in ("T12", "S1") and k[1] in body and e > 2.0}
+    assert not inner, inner
+    # Not yet at the 2 mm goal everywhere: T12's upper and S1's lower endplate, next to the thin T11/T12
+    # disc and the sacral remnant disc, within 3 mm; the pedicle centres (their sides are blurred by the
+    # 3.5 mm sagittal slices) within 4 mm
+    far = {k: round(e, 2) for k, e in errors.items() if e > (4.0 if k[1].startswith("pedicle") else 3.0)}
+    assert not far, far
+    assert np.median(list(errors.values())) < 1.2
+    assert sum(e <= 2.0 for e in errors.values()) >= 0.85 * len(errors)
+
+
+def test_demo_modic_assistant_types_every_endplate(demo_levels, demo_images):
+    from planner.modic import suggest_plan
+    from planner.plan import Plan
+
+    vols, gt = demo_images
+    plan = Plan(levels=[lv.model_copy(deep=True) for lv in demo_levels])
+    sugg = suggest_plan(plan, vols)
+    expected = {(m["level"], m["endplate"]): m["modic_type"] for m in gt["modic"]}
+    assert len(expected) == 4
+    by_name = {lv.id: lv.name for lv in plan.levels}
+    got = {(by_name[lid], which): s for (lid, which), s in sugg.items()}
+    assert len(got) == 2 * len(DEMO_LEVELS)
+    for key, s in got.items():
+        assert s.modic_type == expected.get(key, "none"), (key, s.explanation)
+        # it states the numbers it used: a ratio per sequence, the region, and the explanation
+        assert set(s.ratios) == {"T1", "T2", "STIR"} and s.region_center_lps is not None
+        for seq, r in s.ratios.items():
+            assert f"{seq} {r:.2f}" in s.explanation
+        if s.modic_type != "none":
+            assert s.grade in ("A", "B", "C") and 0 < s.share_pct <= 100
+            assert f"grade {s.grade}" in s.explanation
+    t1 = got[("L4", "inferior")]
+    assert t1.ratios["T1"] < 0.8 and t1.ratios["T2"] > 1.2 and t1.ratios["STIR"] > 1.2
+    t2 = got[("S1", "superior")]
+    assert t2.ratios["T1"] > 1.2 and t2.ratios["STIR"] < 0.8
