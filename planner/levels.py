@@ -954,7 +954,6 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
     all_discs = below + discs + above
     # each disc's two endplates: the cortical lines (dark on every sequence) that bracket it
     plates = [_mr_disc_plates(ratio, curve, t, p) for t, _ in all_discs]
-    seg_names = []
     i_name_lo = seq.index(name_lo)
     notes: list[str] = []
     verts: list[VertebraFound] = []
@@ -967,7 +966,6 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
         name = seq[j]
         lo_t = all_discs[k - 1][0] if k >= 1 else None
         hi_t = all_discs[k][0] if k < len(all_discs) else None
-        seg_names.append(name)
         if name not in PROPOSED_ORDER:
             continue
         lm = _mr_landmarks(ratio, curve, dev, a_col, lo_t, hi_t, s, p, name=name,
@@ -990,7 +988,6 @@ def _mr_ratio_grid(grid: WorkGrid, p_lo: np.ndarray, p_hi: np.ndarray) -> WorkGr
     if m_lo <= 0 or m_hi <= 0:
         raise LevelDetectionError("a mark lies where the image has no signal; click inside the vertebral body")
     nz, ny, nx = grid.shape
-    kji = np.stack(np.meshgrid(np.arange(nz), [0], [0], indexing="ij"), -1).reshape(-1, 3)
     # interpolate along the chord (projection of each grid point); done per axis-aligned plane for speed
     c = p_hi - p_lo
     L2 = float(c @ c)
@@ -1000,7 +997,6 @@ def _mr_ratio_grid(grid: WorkGrid, p_lo: np.ndarray, p_hi: np.ndarray) -> WorkGr
             + (lps0[2] + zz * s - p_lo[2]) * c[2]) / L2
     f = np.clip(proj, -0.5, 1.5)
     marrow = m_lo + (m_hi - m_lo) * f
-    del kji
     return WorkGrid((grid.array / np.maximum(marrow, 1e-6)).astype(np.float32), grid.origin_lps, s)
 
 

@@ -164,3 +164,27 @@ def test_names_from_anchor():
     assert names_from_anchor(2) == ["L4", "L5", "S1"]
     assert names_from_anchor(2, transitional="L6") == ["L5", "L6", "S1"]
     assert names_from_anchor(1, "L5", transitional="sacralised_L5") == ["L4", "L5"]
+
+
+def test_proposed_levels_round_trip_and_undo(ct_levels, tmp_path):
+    from planner.document import PlanDocument
+    from planner.levels import merge_proposal
+    from planner.plan import Plan
+    from planner.storage import load_plan, save_plan
+
+    doc = PlanDocument(Plan(), user="t")
+    doc.replace_levels(merge_proposal(doc.plan.levels, ct_levels), "Propose levels")
+    l4 = doc.plan.level_by_name("L4")
+    doc.set_endplate(l4.id, "inferior", modic_type="1", grade="B", share_pct=60.0, confirmed=True)
+    doc.set_level_fields(l4.id, painful=True, treat=True, notes="worst")
+    loaded = load_plan(save_plan(doc.plan, tmp_path / "levels.bvnplan"))
+    assert loaded.model_dump(exclude={"audit", "modified"}) == doc.plan.model_dump(exclude={"audit", "modified"})
+    assert loaded.level_by_name("L4").landmarks == l4.landmarks
+    # a new proposal keeps the findings of the levels it finds again
+    merged = merge_proposal(doc.plan.levels, ct_levels)
+    again = next(lv for lv in merged if lv.name == "L4")
+    assert again.id == l4.id and again.inferior.modic_type == "1" and again.treat
+    doc.undo()
+    doc.undo()
+    doc.undo()
+    assert doc.plan.levels == []
