@@ -107,10 +107,12 @@ TEXTURE: dict[Tissue, float] = {
     Tissue.BOWEL: 0.30, Tissue.KIDNEY: 0.08, Tissue.NUCLEUS: 0.04, Tissue.EPIDURAL_FAT: 0.03,
 }
 
-#: CT-like attenuation per tissue (Hounsfield units), for the fluoroscopy projections.
+#: CT-like attenuation per tissue in Hounsfield units (relative to water), for the fluoroscopy
+#: projections. Bone is given as it attenuates at the effective energy of a fluoroscopy beam (about
+#: 60 keV), where bone mineral attenuates relatively more than at CT energies.
 HU: dict[Tissue, float] = {
-    Tissue.AIR: -1000, Tissue.SKIN: 30, Tissue.FAT: -100, Tissue.MUSCLE: 50, Tissue.CORTEX: 1300,
-    Tissue.MARROW: 260, Tissue.MODIC1: 220, Tissue.MODIC2: 150, Tissue.NUCLEUS: 90, Tissue.NUCLEUS_MILD: 95,
+    Tissue.AIR: -1000, Tissue.SKIN: 30, Tissue.FAT: -100, Tissue.MUSCLE: 50, Tissue.CORTEX: 1800,
+    Tissue.MARROW: 380, Tissue.MODIC1: 330, Tissue.MODIC2: 250, Tissue.NUCLEUS: 90, Tissue.NUCLEUS_MILD: 95,
     Tissue.NUCLEUS_DARK: 100, Tissue.ANNULUS: 110, Tissue.CSF: 10, Tissue.NERVE: 35, Tissue.EPIDURAL_FAT: -90,
     Tissue.FACET_JOINT: 80, Tissue.LIGAMENT: 90, Tissue.BASIVERTEBRAL: 40, Tissue.ARTERY: 45, Tissue.VEIN: 40,
     Tissue.KIDNEY: 35, Tissue.BOWEL: 30, Tissue.GAS: -1000,
@@ -161,7 +163,7 @@ def level_specs(settings: PlanningSettings) -> list[LevelSpec]:
                   spinous_radius=6.5),
         LevelSpec("T12", 40.0, 30.0, 23.5, pw("T12"), ph("T12"), 19.5, 28.0, 4.0, 30.0, 2.0, 2.5, 4.5,
                   spinous_radius=7.0),
-        LevelSpec("L1", 42.0, 31.5, 24.5, pw("L1"), ph("L1"), 21.0, 36.0, 4.5, 31.0, 2.0, 2.5, 5.0),
+        LevelSpec("L1", 42.0, 32.0, 24.5, pw("L1"), ph("L1"), 21.0, 36.0, 4.5, 31.0, 2.0, 2.5, 5.0),
         LevelSpec("L2", 44.0, 33.0, 25.0, pw("L2"), ph("L2"), 22.0, 42.0, 4.5, 32.0, 2.0, 2.5, 5.5),
         LevelSpec("L3", 46.0, 34.0, 25.5, pw("L3"), ph("L3"), 23.0, 48.0, 4.5, 32.0, 2.0, 2.5, 6.0),
         LevelSpec("L4", 48.0, 35.0, 26.0, pw("L4"), ph("L4"), 24.0, 45.0, 5.0, 30.0, 1.5, 2.5, 5.5,
@@ -169,7 +171,7 @@ def level_specs(settings: PlanningSettings) -> list[LevelSpec]:
         LevelSpec("L5", 50.0, 35.7, 26.3, 16.1, 12.9, 27.0, 43.0, 7.0, 24.0, 0.0, 2.0, 4.0,
                   pedicle_rise=0.05, bvf_rise=-0.10, spinous_radius=7.0),
         LevelSpec("S1", 50.0, 34.0, 28.0, pw("S1"), ph("S1"), 29.0, 0.0, 0.0, 0.0, 0.0, 2.5, 2.0,
-                  pedicle_rise=0.0, bvf_rise=-0.05, spinous_radius=4.5),
+                  pedicle_rise=0.0, bvf_rise=-0.12, spinous_radius=4.5),
     ]
 
 
@@ -195,7 +197,7 @@ class ModicSpec:
 
 
 MODIC: tuple[ModicSpec, ...] = (
-    ModicSpec("L4", "inferior", "1", 9.5),
+    ModicSpec("L4", "inferior", "1", 9.0),
     ModicSpec("L5", "superior", "1", 8.5),
     ModicSpec("L5", "inferior", "2", 8.0, (0.84, 0.82), -1.5),
     ModicSpec("S1", "superior", "2", 9.0, (0.84, 0.82), -1.5),
@@ -587,7 +589,7 @@ class ModicRegion:
     def height_map(self, u, v) -> np.ndarray:
         """Height of the band from the endplate surface (mm) over (u, v); 0 outside the footprint."""
         rho = self._footprint(u, v)
-        ripple = F(1.0) + F(0.10) * np.sin(u * F(0.31) + F(0.7)) * np.cos(v * F(0.23) - F(0.4))
+        ripple = F(0.94) + F(0.06) * np.sin(u * F(0.31) + F(0.7)) * np.cos(v * F(0.23) - F(0.4))
         prof = np.clip(F(1.0) - rho ** 4, 0.0, 1.0) ** F(0.35)
         return F(self.spec.max_height_mm) * prof * ripple
 
@@ -644,12 +646,12 @@ class Phantom:
         self.sacral: list[Vertebra] = []
         for name, wd, dp, ht in sizes:
             angle = prev_angle - math.radians(12.0)
-            t_prev = prev.frame.rot[:, 2]
-            corner = prev.frame.origin - (prev.h / 2) * t_prev
+            t_prev, n_prev = prev.frame.rot[:, 2], prev.frame.rot[:, 1]
+            front = prev.frame.origin - (prev.h / 2) * t_prev - 2 * prev.b * n_prev  # anterior-inferior corner
             t = np.array([0.0, -math.sin(angle), math.cos(angle)])
             n = np.array([0.0, math.cos(angle), math.sin(angle)])
-            top = corner - 2.2 * unit(t + t_prev)
-            origin = top - (ht / 2) * t
+            top_front = front - 1.6 * unit(t + t_prev)
+            origin = top_front - (ht / 2) * t + dp * n
             spec = LevelSpec(name, wd, dp, ht, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.5)
             vt = Vertebra(spec, Frame(origin, np.column_stack([[1.0, 0.0, 0.0], n, t])), prev.s_center, 0.0)
             vt.c = 0.3
@@ -705,7 +707,7 @@ class Phantom:
                     parts.append(BonePart(f2.box_corners(lo, hi), lat))
             if vt.name in ("S2", "S3", "S4"):
                 hw = {"S2": 22.0, "S3": 16.0, "S4": 11.0}[vt.name]
-                parts.append(plate(vt, hw, 11.0, 9.0, 4.0))
+                parts.append(plate(vt, hw, 11.0, 9.0, 7.0))
         # subtractions: sacral canal and anterior foramina (S1-S4)
         for vt, cw in [(s1, 13.0), (self.sacral[0], 11.0), (self.sacral[1], 9.0), (self.sacral[2], 6.5)]:
             parts.append(self._canal_cut(vt, cw))
@@ -1002,13 +1004,18 @@ class Phantom:
         sub[d < -CORTEX_MM] = Tissue.MARROW
         return vbox
 
-    def bone_groups(self, groups: Sequence[str]) -> list[list[BonePart]]:
-        out: list[list[BonePart]] = []
+    #: Relative density of the sacrum's cancellous bone (the sacral alae are less dense than the lumbar
+    #: bodies); used by :meth:`bone_density_on_grid` only.
+    SACRAL_MARROW_DENSITY = 0.55
+
+    def bone_groups(self, groups: Sequence[str]) -> list[tuple[list[BonePart], float]]:
+        """(parts, relative marrow density) of each bone in the named groups."""
+        out: list[tuple[list[BonePart], float]] = []
         if "spine" in groups:
-            out += [vt.bone_parts() for vt in self.vertebrae[:-1]]
-            out.append(self.s1.bone_parts() + self._sacral_parts())
+            out += [(vt.bone_parts(), 1.0) for vt in self.vertebrae[:-1]]
+            out.append((self.s1.bone_parts() + self._sacral_parts(), self.SACRAL_MARROW_DENSITY))
         if "pelvis" in groups:
-            out += [[p] for p in self._ilium_parts()]
+            out += [([p], 1.0) for p in self._ilium_parts()]
         return out
 
     def bone_density_on_grid(self, ijk_to_lps: np.ndarray, shape_kji: Sequence[int], groups: Sequence[str],
@@ -1017,13 +1024,13 @@ class Phantom:
         with partial-volume ramps of width ``edge_mm`` at every surface (for projections)."""
         target = GridTarget(ijk_to_lps, shape_kji)
         out = np.zeros(target.shape, dtype=F)
-        for parts in self.bone_groups(groups):
+        for parts, density in self.bone_groups(groups):
             vbox, d = self._bone_sdf(target, parts)
             if vbox is None:
                 continue
             occ_out = np.clip(F(0.5) - d / F(edge_mm), 0.0, 1.0)
             occ_in = np.clip(F(0.5) - (d + F(CORTEX_MM)) / F(edge_mm), 0.0, 1.0)
-            val = F(cortex) * (occ_out - occ_in) + F(marrow) * occ_in
+            val = F(cortex) * (occ_out - occ_in) + F(marrow * density) * occ_in
             np.maximum(out[vbox], val, out=out[vbox])
         return out
 
@@ -1150,7 +1157,9 @@ class Phantom:
             ps = np.abs(u)
             para = sd_superellipse(ps - F(33.0), v - F(41.0), F(36.0) * (F(0.55) + F(0.45) * taper),
                                    F(32.0) * (F(0.6) + F(0.4) * taper), 2.5) < 0
-            sub[para & (s > s_bot - 40)] = Tissue.MUSCLE
+            inside = (sub != Tissue.AIR) & (sub != Tissue.SKIN)  # muscles stay under the skin
+            para &= inside & (taper > 0.05)
+            sub[para] = Tissue.MUSCLE
             sub[para & (ps < 1.0) & (v > 18.0) & (v < 62.0)] = Tissue.LIGAMENT
             septum = para & (np.abs(ps - (F(22.0) + F(0.35) * (v - F(25.0)))) < 0.7) & (v > 22.0)
             sub[septum] = Tissue.FAT
@@ -1159,16 +1168,16 @@ class Phantom:
             l5 = self.by_name["L5"].s_center
             ql = smoothstep(l5 - 15, l5 + 5, s) * smoothstep(l1 + 25, l1 - 5, s) + F(0.0)
             qlm = (sd_superellipse(ps - (a + F(40.0)), v - F(4.0), F(16.0) * ql + F(0.01), F(8.0) * ql + F(0.01), 2.0) < 0)
-            sub[qlm & (ql > 0.1)] = Tissue.MUSCLE
+            sub[qlm & (ql > 0.1) & inside] = Tissue.MUSCLE
             s_t12 = self.by_name["T12"].s_center
-            r = np.interp(s, [s_bot, -30.0, 0.0, self.by_name["L5"].s_center, self.by_name["L3"].s_center,
-                              l1, s_t12 - 10, s_t12 + 5],
-                          [20.0, 22.0, 22.0, 21.0, 16.0, 8.0, 4.0, 0.0]).astype(F)
+            r = np.interp(s, [s_bot - 40.0, s_bot, -30.0, 0.0, self.by_name["L5"].s_center,
+                              self.by_name["L3"].s_center, l1, s_t12 - 10, s_t12 + 5],
+                          [0.0, 20.0, 22.0, 22.0, 21.0, 16.0, 8.0, 4.0, 0.0]).astype(F)
             below = np.maximum(F(-20.0) - s, 0.0)
             uc = a + r * F(0.9) + F(2.0) + below * F(0.45)
             vc = -dd * F(0.45) - F(2.0) - below * F(0.35)
             pso = sd_superellipse(ps - uc, v - vc, r + F(0.01), r * F(0.85) + F(0.01), 2.0) < 0
-            sub[pso & (r > 0.5)] = Tissue.MUSCLE
+            sub[pso & (r > 0.5) & inside] = Tissue.MUSCLE
         # --- aorta, IVC, iliac vessels
         box, pc = self._curv_box(target, -40, 35, -80, -25, self.s_ivc_conf - 5, top)
         if box is not None:

@@ -369,8 +369,8 @@ def render_fluoro(spec: ProjectionSpec, volumes: list[tuple[np.ndarray, np.ndarr
     att = -np.log(np.maximum(counts, 1.0) / n0)
     att = ndimage.gaussian_filter(att, 0.8)
     # image processing as on a fluoroscopy system: dynamic-range compression and edge enhancement
-    low = _smooth_large(att, 48.0)
-    att = 0.45 * low + 1.5 * (att - low) + 0.6 * (att - ndimage.gaussian_filter(att, 6.0))
+    low = _smooth_large(att, 64.0)
+    att = 0.5 * low + 1.2 * (att - low) + 0.5 * (att - ndimage.gaussian_filter(att, 6.0))
     img = 300.0 + (att - 0.5) * 900.0
     return np.clip(np.rint(img), 0, 4095).astype(np.uint16)
 
@@ -650,7 +650,21 @@ def _grade(height_pct: float, settings: PlanningSettings) -> str:
     return "B" if height_pct <= settings.modic_grade_b_max_pct else "C"
 
 
-def _modic_truth(m: ModicRegion, settings: PlanningSettings) -> dict[str, Any]:
+def normal_marrow_local(ph: Phantom, vt: Vertebra) -> np.ndarray:
+    """A point of normal marrow on the midline at mid-depth: the middle of the height that no Modic band
+    of this vertebra reaches (vertebra frame)."""
+    lm = vt.landmarks_local()
+    lo, hi = lm["inferior_endplate"][2], lm["superior_endplate"][2]
+    for m in ph.modic:
+        if m.vertebra is vt:
+            if m.sign > 0:
+                hi -= m.spec.max_height_mm
+            else:
+                lo += m.spec.max_height_mm
+    return np.array([0.0, lm["body_center"][1], 0.5 * (lo + hi)])
+
+
+def _modic_truth(ph: Phantom, m: ModicRegion, settings: PlanningSettings) -> dict[str, Any]:
     vt = m.vertebra
     fr = vt.frame
     lm = vt.landmarks_local()
@@ -658,8 +672,8 @@ def _modic_truth(m: ModicRegion, settings: PlanningSettings) -> dict[str, Any]:
     us = np.arange(-vt.a - 1, vt.a + 1, 0.25, dtype=np.float32)
     vs = np.arange(-2 * vt.b - 1, 1.0, 0.25, dtype=np.float32)
     uu, vv = np.meshgrid(us, vs)
-    w_end = m.sign * vt.h / 2
-    q = np.stack([uu, vv, np.full_like(uu, w_end * 0.98)], axis=-1)
+    w_end = m.sign * (vt.h / 2 - vt.c - 0.3)  # just inside the (concave) endplate everywhere
+    q = np.stack([uu, vv, np.full_like(uu, w_end)], axis=-1)
     inside = vt.body_sdf_local(q) < 0
     hmap = m.height_map(uu, vv)
     involved = inside & (hmap > 1.2 + 1.0)  # the band reaches beyond the cortical endplate
@@ -682,7 +696,7 @@ def _modic_truth(m: ModicRegion, settings: PlanningSettings) -> dict[str, Any]:
         "endplate_center_lps": _r(fr.to_world(ep), 4),
         "normal_into_body": _r(normal_in, 6),
         "band_point_lps": _r(band_pt, 4),
-        "reference_marrow_lps": _r(fr.to_world(lm["body_center"]), 4),
+        "reference_marrow_lps": _r(fr.to_world(normal_marrow_local(ph, vt)), 4),
         "footprint": {"center_uv_mm": [uc, _r(vc, 3)],
                       "semi_axes_mm": [_r(vt.a * m.spec.footprint[0], 3), _r(vt.b * m.spec.footprint[1], 3)],
                       "frame": "vertebra frame (u left, v posterior, w cranial; origin on the posterior wall "
@@ -701,7 +715,7 @@ def _vertebra_truth(ph: Phantom, vt: Vertebra) -> dict[str, Any]:
     d = {f"{k}_lps": _r(fr.to_world(lm[k]), 4) for k in ("body_center", "superior_endplate", "inferior_endplate",
                                                           "posterior_wall", "anterior_wall", "pedicle_left",
                                                           "pedicle_right")}
-    canal_v = 7.5 - 0.55 * 6.0  # anterior CSF, in front of the cord/roots
+    canal_v = 7.5 - 0.75 * 6.0  # anterior CSF, in front of the cord and the roots
     u_c, v_c, s_c = ph.curve.coords(fr.to_world(lm["body_center"])[None].astype(F))
     d.update({
         "body_height_mm": _r(lm["superior_endplate"][2] - lm["inferior_endplate"][2], 3),
@@ -717,6 +731,7 @@ def _vertebra_truth(ph: Phantom, vt: Vertebra) -> dict[str, Any]:
         "pedicle_axis_left": _r(fr.vec_to_world(vt.pedicle_axis_local(1)), 6),
         "pedicle_axis_right": _r(fr.vec_to_world(vt.pedicle_axis_local(-1)), 6),
         "canal_width_mm": sp.canal_width,
+        "normal_marrow_lps": _r(fr.to_world(normal_marrow_local(ph, vt)), 4),
         "canal_anterior_lps": d["posterior_wall_lps"],
         "canal_csf_lps": _r(ph.curve.world(0.0, canal_v, float(s_c[0])), 4),
         "basivertebral_foramen_lps": _r(fr.to_world(bvf["foramen"]), 4),
@@ -800,7 +815,11 @@ def build_plan(ph: Phantom, truth: dict[str, Any]):
         "age_years": 54.0, "bmi": 27.0, "bdi": 9.0, "waddell_signs": 0.0,
         "prior_lumbar_surgery": False, "spine_fracture": False, "spinal_cancer": False, "infection": False,
         "pregnancy": False, "metabolic_bone_disease": False, "spondylolisthesis": False,
-        "disc_protrusion": False, "electronic_implant": False,
+        "disc_protrusion": False, "electronic_implant": False, "symptomatic_stenosis": False,
+        "bleeding_diathesis": False, "other_pain_cause": False, "spondylolysis": False, "facet_pain": False,
+        "compensation_litigation": False, "narcotics_addiction": False, "bedbound": False,
+        "mri_contraindication": False, "device_allergy": False, "cardiopulmonary": False, "scoliosis": False,
+        "vertebral_injection": False,
     }, notes="Demo answers for a synthetic patient.")
     method = "planner.trajectory.suggest_trajectory"
     try:
@@ -946,7 +965,7 @@ def write_demo_study(outdir: os.PathLike | str, settings: Optional[PlanningSetti
         "levels": list(LEVELS),
         "vertebrae": vert_truth,
         "discs": discs,
-        "modic": [_modic_truth(m, ph.settings) for m in ph.modic],
+        "modic": [_modic_truth(ph, m, ph.settings) for m in ph.modic],
         "series": series_truth,
         "fluoroscopy": fluoro_truth,
         "tissues": {t.name: int(t) for t in Tissue},
