@@ -373,6 +373,9 @@ def test_sample_plan_loads_with_the_true_landmarks_and_findings(demo_study, gt):
         lv = plan.level(t.level_id)
         assert ph.labels_at(np.array([t.target_lps]))[0] in (Tissue.MARROW, Tissue.MODIC1, Tissue.MODIC2)
         assert abs(t.target_lps[0] - gt["vertebrae"][lv.name]["body_center_lps"][0]) < 1.0  # midline
+    for t in gt["plan"]["trajectories"]:  # the introducer line reaches the skin of the back
+        assert ph.labels_at(np.array([t["skin_lps"]]))[0] == Tissue.SKIN
+        assert 40.0 < np.linalg.norm(np.subtract(t["skin_lps"], t["entry_lps"])) < 120.0
 
 
 @pytest.mark.slow

@@ -24,15 +24,16 @@ an anatomical shape parameter of this synthetic phantom, not a clinical threshol
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from planner.demo.geometry import (
-    F, aabb_corners, Frame, sd_round_box, GridTarget, PointTarget, Target, rot_x, sd_capsule, sd_ellipsoid, sd_extrude, sd_superellipse,
+    F, Frame, GridTarget, PointTarget, Target, aabb_corners, sd_capsule, sd_ellipsoid, sd_extrude, sd_round_box,
+    sd_superellipse,
     seg_dist2, smoothstep, superellipse_rho, unit,
 )
 from planner.settings import PlanningSettings, level_setting
@@ -759,7 +760,8 @@ class Phantom:
                 self.facet_joints.append((J, axes, np.array([gap / 2 + 1.3, 7.5, 9.5]), n))
 
     @staticmethod
-    def _ellipsoid_part(center: np.ndarray, axes: np.ndarray, radii: Sequence[float], subtract: bool = False) -> BonePart:
+    def _ellipsoid_part(center: np.ndarray, axes: np.ndarray, radii: Sequence[float],
+                        subtract: bool = False) -> BonePart:
         c = center.astype(F)
         ax = axes.astype(F)
         r = [F(x) for x in radii]
@@ -796,7 +798,8 @@ class Phantom:
         th = np.arctan2(y, x)
         z_top = F(z_cr) - F(30.0) * ((th - F(math.radians(15.0))) / F(math.radians(75.0))) ** 2
         # the anterior border recedes below the anterior superior iliac spine
-        th_lo = F(math.radians(self.ILIUM_THETA[0])) + F(math.radians(38.0)) * smoothstep(0.0, 45.0, z_top - F(22.0) - z)
+        th_lo = F(math.radians(self.ILIUM_THETA[0])) \
+            + F(math.radians(38.0)) * smoothstep(0.0, 45.0, z_top - F(22.0) - z)
         return rho, r_eff, th, z, z_top, th_lo
 
     def _ilium_corners(self, side: int, pad: float = 0.0) -> np.ndarray:
@@ -898,7 +901,8 @@ class Phantom:
             ctr = c.world(side * 78.0, -8.0, L1.s_center + ds)
             axes = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
             tilt = np.radians(side * 14.0)  # upper pole medial
-            rz = np.array([[math.cos(tilt), 0.0, -math.sin(tilt)], [0.0, 1.0, 0.0], [math.sin(tilt), 0.0, math.cos(tilt)]])
+            rz = np.array([[math.cos(tilt), 0.0, -math.sin(tilt)], [0.0, 1.0, 0.0],
+                           [math.sin(tilt), 0.0, math.cos(tilt)]])
             self.kidneys.append((ctr, rz @ axes))
         rng = np.random.default_rng(20240315)
         self.gas = []
@@ -1113,7 +1117,7 @@ class Phantom:
         # bowel gas
         for ctr_c, r in self.gas:
             ctr = c.world(float(ctr_c[0]), float(ctr_c[1]), float(ctr_c[2]))
-            corners = np.array([ctr + np.array([sx, sy, sz]) * (r.max() + 1) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+            corners = aabb_corners(ctr - (r.max() + 1), ctr + (r.max() + 1))
             box = target.box(corners)
             if box is None:
                 continue
@@ -1123,7 +1127,8 @@ class Phantom:
             sub[(d < 0) & (sub == Tissue.BOWEL)] = Tissue.GAS
         # kidneys with renal sinus fat
         for ctr, axes in self.kidneys:
-            corners = np.array([ctr + np.array([sx * 32, sy * 34, sz * 60]) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+            ext = np.abs(axes.T) @ np.array([32.0, 34.0, 60.0])
+            corners = aabb_corners(ctr - ext, ctr + ext)
             box = target.box(corners)
             if box is None:
                 continue
@@ -1167,7 +1172,8 @@ class Phantom:
             l4 = self.by_name["L4"].s_center
             l5 = self.by_name["L5"].s_center
             ql = smoothstep(l5 - 15, l5 + 5, s) * smoothstep(l1 + 25, l1 - 5, s) + F(0.0)
-            qlm = (sd_superellipse(ps - (a + F(40.0)), v - F(4.0), F(16.0) * ql + F(0.01), F(8.0) * ql + F(0.01), 2.0) < 0)
+            qlm = sd_superellipse(ps - (a + F(40.0)), v - F(4.0), F(16.0) * ql + F(0.01), F(8.0) * ql + F(0.01),
+                                  2.0) < 0
             sub[qlm & (ql > 0.1) & inside] = Tissue.MUSCLE
             s_t12 = self.by_name["T12"].s_center
             r = np.interp(s, [s_bot - 40.0, s_bot, -30.0, 0.0, self.by_name["L5"].s_center,
@@ -1190,8 +1196,7 @@ class Phantom:
             sub[ivc & (s > self.s_ivc_conf)] = Tissue.VEIN
         for (a_, b_), r, t in [(seg, 6.5, Tissue.ARTERY) for seg in self.iliac_arteries] + \
                               [(seg, 7.5, Tissue.VEIN) for seg in self.iliac_veins]:
-            corners = np.array([a_ + d for d in ((r + 1) * np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]))]
-                               + [b_ + d for d in ((r + 1) * np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]))])
+            corners = aabb_corners(np.minimum(a_, b_) - (r + 1), np.maximum(a_, b_) + (r + 1))
             box = target.box(corners)
             if box is None:
                 continue
@@ -1256,7 +1261,7 @@ class Phantom:
                 w_f = w_i - vt.spec.pedicle_height / 2 - 5.0
                 fc = fr.to_world([u_i + side * 1.0, v_i - 3.0, w_f])
                 ext = np.array([10.0, 10.0, 10.0])
-                corners = np.array([fc + ext * np.array([sx, sy, sz]) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+                corners = aabb_corners(fc - ext, fc + ext)
                 box = target.box(corners)
                 if box is not None:
                     q = fr.to_local(target.points(box)) - np.array([u_i + side * 1.0, v_i - 3.0, w_f], dtype=F)

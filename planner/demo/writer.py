@@ -29,9 +29,9 @@ import numpy as np
 from scipy import ndimage, sparse
 
 from planner import __version__
-from planner.demo.geometry import F, Frame, rot_x, rot_z, unit
+from planner.demo.geometry import F, rot_x, rot_z, unit
 from planner.demo.phantom import (
-    GENERATOR_VERSION, HU, LEVELS, MR_SIGNAL, N_TISSUES, TEXTURE, ModicRegion, Phantom, Tissue, Vertebra, lut,
+    GENERATOR_VERSION, HU, LEVELS, MR_SIGNAL, TEXTURE, ModicRegion, Phantom, Tissue, Vertebra, lut,
 )
 from planner.settings import PlanningSettings
 
@@ -776,6 +776,19 @@ def _trajectory_points(ph: Phantom, vt: Vertebra, side: str, settings: PlanningS
     return {"entry": fr.to_world(entry), "bend": fr.to_world(bend), "target": fr.to_world(target)}
 
 
+def _skin_point(ph: Phantom, traj) -> Optional[list[float]]:
+    """Where the introducer line, continued backwards from the bone entry, leaves the body (LPS)."""
+    entry = np.asarray(traj.entry_lps, dtype=float)
+    ahead = np.asarray(traj.bend_lps if traj.bend_lps is not None else traj.target_lps, dtype=float)
+    back = unit(entry - ahead)
+    t = np.arange(0.0, 250.0, 0.1)
+    lab = ph.labels_at(entry[None, :] + t[:, None] * back[None, :])
+    air = np.nonzero(lab == int(Tissue.AIR))[0]
+    if len(air) == 0:
+        return None
+    return _r(entry + t[max(int(air[0]) - 1, 0)] * back, 3)
+
+
 def build_plan(ph: Phantom, truth: dict[str, Any]):
     """The sample plan: case, levels with true landmarks, Modic findings, L4 and L5 to treat, eligibility
     answers and one trajectory per treated level (left for L4, right for L5)."""
@@ -976,7 +989,8 @@ def write_demo_study(outdir: os.PathLike | str, settings: Optional[PlanningSetti
                      "trajectories": [{"level": plan.level(t.level_id).name, "side": t.side,
                                        "entry_lps": list(t.entry_lps),
                                        "bend_lps": None if t.bend_lps is None else list(t.bend_lps),
-                                       "target_lps": list(t.target_lps)} for t in plan.trajectories]}
+                                       "target_lps": list(t.target_lps),
+                                       "skin_lps": _skin_point(ph, t)} for t in plan.trajectories]}
     gt_path = out / GROUND_TRUTH
     atomic_write_text(gt_path, json.dumps(truth, indent=1, sort_keys=True, allow_nan=False) + "\n")
     plan_path = save_plan(plan, out / SAMPLE_PLAN)
