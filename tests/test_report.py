@@ -258,7 +258,7 @@ def test_cli_report_finds_the_images_by_uid(tmp_path, capsys):
     out = tmp_path / "r.pdf"
     assert main(["report", str(plan_path), "-o", str(out), "--images", str(tmp_path / "images"), "--no-3d"]) == 0
     captured = capsys.readouterr()
-    assert "Series not found: FLUORO_LAT Lateral" in captured.err  # the missing series is named
+    assert "Series not found: FLUORO_LAT RF Lateral (UID 1.2.826.0.1.3680043.8.498.1003)" in captured.err  # the missing series is named
     reader = PdfReader(str(out))
     text = _norm(" ".join(p.extract_text() for p in reader.pages))
     assert "Key images unavailable" not in text
@@ -281,7 +281,7 @@ def test_images_found_through_the_plans_path_hints(tmp_path):
     plan.case.series[0].path_hint = "ct"
     found = find_plan_images(plan, None, tmp_path / "case" / "p.bvnplan")
     assert set(found.images) == {CT_SERIES_UID}
-    assert found.missing == ["FLUORO_LAT Lateral"]
+    assert found.missing == ["FLUORO_LAT RF Lateral (UID 1.2.826.0.1.3680043.8.498.1003)"]
 
 
 def test_fluoroscopy_key_image_shows_the_projected_plan():
