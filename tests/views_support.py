@@ -65,3 +65,97 @@ def session_with(*images: tuple[str, object, str], plan: Optional[Plan] = None) 
     for key, img, _role in images:
         session.add_image(key, img)
     return session
+
+
+# ---------------------------------------------------------------------- driving widgets
+def send_mouse(widget, kind: str, pos, button=None, modifiers=None, buttons=None) -> None:
+    """Send a real QMouseEvent (press/move/release/double) with modifiers, as a user's mouse would."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    types = {"press": QEvent.Type.MouseButtonPress, "move": QEvent.Type.MouseMove,
+             "release": QEvent.Type.MouseButtonRelease, "double": QEvent.Type.MouseButtonDblClick}
+    button = button if button is not None else Qt.MouseButton.NoButton
+    modifiers = modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier
+    if buttons is None:
+        buttons = button if kind in ("press", "double") else Qt.MouseButton.NoButton
+    p = QPointF(*pos) if not isinstance(pos, QPointF) else pos
+    ev = QMouseEvent(types[kind], p, widget.mapToGlobal(p), button if kind != "move" else Qt.MouseButton.NoButton,
+                     buttons, modifiers)
+    QApplication.sendEvent(widget, ev)
+
+
+def drag(widget, start, end, button, modifiers=None, steps: int = 5) -> None:
+    send_mouse(widget, "press", start, button, modifiers)
+    for t in range(1, steps + 1):
+        p = (start[0] + (end[0] - start[0]) * t / steps, start[1] + (end[1] - start[1]) * t / steps)
+        send_mouse(widget, "move", p, None, modifiers, buttons=button)
+    send_mouse(widget, "release", end, button, modifiers)
+
+
+def click(widget, pos, button=None, modifiers=None) -> None:
+    from PySide6.QtCore import Qt
+
+    button = button or Qt.MouseButton.LeftButton
+    send_mouse(widget, "press", pos, button, modifiers)
+    send_mouse(widget, "release", pos, button, modifiers)
+
+
+def wheel(widget, pos, steps: int, modifiers=None) -> None:
+    """``steps`` > 0 rolls the wheel away from the user (forward), < 0 towards the user."""
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    modifiers = modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier
+    p = QPointF(*pos)
+    ev = QWheelEvent(p, widget.mapToGlobal(p), QPoint(0, 0), QPoint(0, 120 * steps), Qt.MouseButton.NoButton,
+                     modifiers, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, ev)
+
+
+def key(widget, qt_key, modifiers=None) -> None:
+    from PySide6.QtCore import QEvent, Qt
+    from PySide6.QtGui import QKeyEvent
+    from PySide6.QtWidgets import QApplication
+
+    modifiers = modifiers if modifiers is not None else Qt.KeyboardModifier.NoModifier
+    QApplication.sendEvent(widget, QKeyEvent(QEvent.Type.KeyPress, qt_key, modifiers))
+    QApplication.sendEvent(widget, QKeyEvent(QEvent.Type.KeyRelease, qt_key, modifiers))
+
+
+class ScriptedPrompter:
+    """Answers the file controller's questions without modal dialogs (tests)."""
+
+    def __init__(self, save_changes: str = "discard") -> None:
+        self.save_changes = save_changes
+        self.errors: list[tuple[str, str]] = []
+
+    def ask_save_changes(self, name: str) -> str:
+        return self.save_changes
+
+    def ask_save_path(self, suggestion: str):
+        return None
+
+    def ask_open_path(self):
+        return None
+
+    def error(self, title: str, text: str) -> None:
+        self.errors.append((title, text))
+
+    def ask_recover(self, orphan) -> str:
+        return "later"
+
+
+def open_window(qtbot, session, layout: str = "planning", size=(1400, 900)):
+    """The real main window on ``session``, shown, with scripted answers to its questions."""
+    from planner.views.main_window import MainWindow
+
+    w = MainWindow(session, initial_layout=layout)
+    w.files.prompter = ScriptedPrompter()
+    qtbot.addWidget(w)
+    w.resize(*size)
+    w.show()
+    qtbot.waitExposed(w)
+    return w

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QMenu, QSizePolicy, QWidget
 
@@ -72,6 +72,8 @@ class ImageCanvas(QWidget):
     view_changed = Signal()
     #: Window/level changed.
     window_changed = Signal()
+    #: Emitted once, after the first paint that showed an image.
+    image_shown = Signal()
 
     smooth = True
     HANDLE_RADIUS_PX = 7.0
@@ -99,6 +101,7 @@ class ImageCanvas(QWidget):
         self._press_state: Any = None
         self._wheel_accum = 0.0
         self._handles: list[Handle] = []
+        self._handles_at: tuple = ()
         self._hover_handle: Optional[Handle] = None
         self.selected_measurement: Optional[str] = None
         self._disconnects: list[Callable[[], None]] = []
@@ -364,10 +367,13 @@ class ImageCanvas(QWidget):
                 p.drawImage(QRectF(-0.5, -0.5, img.width(), img.height()), img)
                 p.restore()
                 self.image_paints += 1
+                if self.image_paints == 1:
+                    QTimer.singleShot(0, self.image_shown.emit)
             p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
             try:
                 self._handles = self.paint_overlays(p)
+                self._handles_at = self._handles_key()
             except Exception:  # an overlay bug must not blank the image
                 log.exception("drawing the overlays failed")
                 self._handles = []
@@ -460,9 +466,34 @@ class ImageCanvas(QWidget):
                 self.draw_text(p, QPointF(x, y), text, color)
 
     # ================================================================== mouse
+    def _handles_key(self) -> tuple:
+        return (self.zoom, float(self.center[0]), float(self.center[1]), self.width(), self.height(),
+                self.session.document.revision, self.display_state_key())
+
+    def display_state_key(self) -> tuple:
+        """What else decides where handles are (slice, frame, series); subclasses extend it."""
+        return ()
+
+    def current_handles(self) -> list[Handle]:
+        """The handles at their current widget positions (recomputed when the last paint is stale,
+        e.g. before the first paint or after a resize that has not been painted yet)."""
+        if self._handles_at != self._handles_key() and self.has_image():
+            img = QImage(1, 1, QImage.Format.Format_ARGB32)
+            p = QPainter(img)
+            try:
+                self._handles = self.paint_overlays(p)
+            except Exception:
+                log.exception("computing the handles failed")
+                self._handles = []
+            finally:
+                p.end()
+            self._handles_at = self._handles_key()
+        return self._handles
+
     def _hit_handle(self, pos: QPointF) -> Optional[Handle]:
         if self.session.document.read_only:
             return None
+        self.current_handles()
         best, best_d = None, self.HANDLE_RADIUS_PX
         for h in self._handles:
             d = math.hypot(h.widget_xy[0] - pos.x(), h.widget_xy[1] - pos.y())

@@ -240,6 +240,9 @@ class FluoroView(ImageCanvas):
             self.update()
 
     # ------------------------------------------------------------------ painting
+    def display_state_key(self) -> tuple:
+        return (self.series_key, self.frame_index)
+
     def paint_overlays(self, painter: QPainter) -> list[Handle]:
         if self.image is None:
             return []

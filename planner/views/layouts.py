@@ -85,6 +85,7 @@ class ViewLayout(QStackedWidget):
         self.compare_views: dict[str, SliceView] = {}    # compare: T1 / T2 / STIR
         self.fluoro_panels: dict[str, FluoroPanel] = {}  # fluoro: AP / LAT
         self.volume_view = None
+        self._volume_holder = None
         self._linking = False
         self._closed = False
         self.session.images_changed.connect(self._on_images_changed)
@@ -132,18 +133,24 @@ class ViewLayout(QStackedWidget):
             ax = SliceView(self.ctx, "axial", main)
             cor = SliceView(self.ctx, "coronal", main)
             self.slice_views = {"sagittal": sag, "axial": ax, "coronal": cor}
-            from planner.views.volume_view import VolumeView
-
-            vv = VolumeView(self.ctx)
-            self.volume_view = vv
-            vv.set_series(main)
+            # the 3D view (VTK, volume rendering) is created after the first image is on screen
+            holder = QWidget()
+            holder.setObjectName("volumeHolder")
+            hl = QVBoxLayout(holder)
+            hl.setContentsMargins(0, 0, 0, 0)
+            self._volume_placeholder = QLabel("3D view starting\u2026", holder)
+            self._volume_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            hl.addWidget(self._volume_placeholder)
+            self._volume_holder = holder
+            sag.image_shown.connect(lambda: QTimer.singleShot(0, self.ensure_volume_view))
             root = self._splitter(page, Qt.Orientation.Horizontal, "root")
             root.addWidget(self._cell(page, "Sagittal", sag))
             right = self._splitter(page, Qt.Orientation.Vertical, "right")
             right.addWidget(self._cell(page, "Axial", ax))
             bottom = self._splitter(page, Qt.Orientation.Horizontal, "bottom")
             bottom.addWidget(self._cell(page, "Coronal", cor))
-            bottom.addWidget(self._cell(page, "3D", vv))
+            self._volume_cell = self._cell(page, "3D", holder)
+            bottom.addWidget(self._volume_cell)
             right.addWidget(bottom)
             root.addWidget(right)
             root.setStretchFactor(0, 11)
@@ -159,7 +166,8 @@ class ViewLayout(QStackedWidget):
                 v.window_changed.connect(lambda v=v: self._plane_changed(v))
                 v.series_changed.connect(lambda _k, v=v: self._retitle(v))
                 self._retitle(v)
-                QTimer.singleShot(0, lambda v=v: self._plane_changed(v))
+            if not sag.has_image():
+                QTimer.singleShot(0, self.ensure_volume_view)
         elif name == "fluoro":
             ap_key, lat_key = roles.fluoro_keys(self.session)
             ap = FluoroPanel(self.ctx, ap_key, title="AP")
@@ -186,6 +194,23 @@ class ViewLayout(QStackedWidget):
         if isinstance(cell, ViewCell):
             desc = vol.info.series_description if vol is not None else ""
             cell.set_title(f"{view.title}  \u2014  {desc}" if desc else view.title)
+
+    def ensure_volume_view(self):
+        """Create the planning layout's 3D view now if it does not exist yet; returns it."""
+        if self.volume_view is not None or self._closed or "planning" not in self.pages:
+            return self.volume_view
+        from planner.views.volume_view import VolumeView
+
+        vv = VolumeView(self.ctx, self._volume_holder)
+        self._volume_placeholder.hide()
+        self._volume_holder.layout().addWidget(vv)
+        self.volume_view = vv
+        page = self.pages["planning"]
+        vv.maximize_requested.connect(lambda c=self._volume_cell, p=page: p.toggle_maximize(c))
+        vv.set_series(roles.main_volume_key(self.session))
+        for v in self.slice_views.values():
+            self._plane_changed(v)
+        return vv
 
     # ------------------------------------------------------------------ linking
     def _plane_changed(self, view: SliceView) -> None:

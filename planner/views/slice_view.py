@@ -241,6 +241,9 @@ class SliceView(ImageCanvas):
         return ""
 
     # ------------------------------------------------------------------ painting
+    def display_state_key(self) -> tuple:
+        return (self.series_key, self.n, id(self.frame), self.session.active_trajectory)
+
     def paint_overlays(self, painter: QPainter) -> list[Handle]:
         if self.frame is None:
             return []

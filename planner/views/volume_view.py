@@ -14,7 +14,7 @@ import time
 from typing import Optional
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QTimer, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QToolButton, QVBoxLayout, QWidget
 from vtkmodules.util.numpy_support import numpy_to_vtk
 from vtkmodules.vtkCommonDataModel import vtkImageData
@@ -93,6 +93,8 @@ def _vtk_matrix(m: np.ndarray) -> vtkMatrix4x4:
 class VolumeView(QWidget):
     #: Emitted after each 3D render with its duration in ms.
     rendered = Signal(float)
+    #: Double-click in the 3D picture: the layout maximises the view.
+    maximize_requested = Signal()
 
     RENDER_DELAY_MS = 120
 
@@ -147,6 +149,7 @@ class VolumeView(QWidget):
         # ---- VTK
         self.vtk = VtkWidget(self)
         self.vtk.on_close(self._on_vtk_close)
+        self.vtk.installEventFilter(self)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
@@ -195,6 +198,12 @@ class VolumeView(QWidget):
     def closeEvent(self, ev):  # noqa: N802
         self.shutdown()
         super().closeEvent(ev)
+
+    def eventFilter(self, obj, ev):  # noqa: N802
+        if obj is self.vtk and ev.type() == QEvent.Type.MouseButtonDblClick:
+            self.maximize_requested.emit()
+            return True
+        return False
 
     def showEvent(self, ev):  # noqa: N802
         super().showEvent(ev)
@@ -486,4 +495,4 @@ class VolumeView(QWidget):
         return self.vtk.frame_image()
 
 
-__all__ = ["VolumeView", "PRESETS", "CAMERA_VIEWS", "Qt"]
+__all__ = ["VolumeView", "PRESETS", "CAMERA_VIEWS"]

@@ -13,7 +13,7 @@ from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData, vtkPolyLine
 from vtkmodules.vtkFiltersCore import vtkTubeFilter
 from vtkmodules.vtkFiltersSources import vtkSphereSource
-from vtkmodules.vtkRenderingCore import vtkActor, vtkBillboardTextActor3D, vtkPolyDataMapper, vtkRenderer
+from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer, vtkTextActor
 
 from planner.document import PlanChange
 from planner.plan import LANDMARK_NAMES, Plan
@@ -70,15 +70,20 @@ def sphere_actor(center_lps, radius_mm: float, rgb, opacity: float = 1.0, resolu
     return actor
 
 
-def label_actor(text: str, position_lps, rgb, font_size: int = 15) -> vtkBillboardTextActor3D:
-    actor = vtkBillboardTextActor3D()
+def label_actor(text: str, position_lps, rgb, font_size: int = 15) -> vtkTextActor:
+    """A 2D text drawn on top of the scene at a 3D position (labels stay readable inside a volume)."""
+    actor = vtkTextActor()
     actor.SetInput(text)
-    actor.SetPosition(*[float(v) for v in position_lps])
+    coord = actor.GetPositionCoordinate()
+    coord.SetCoordinateSystemToWorld()
+    coord.SetValue(*[float(v) for v in position_lps])
     tp = actor.GetTextProperty()
     tp.SetColor(*rgb)
     tp.SetFontSize(font_size)
     tp.BoldOn()
     tp.ShadowOn()
+    tp.SetBackgroundColor(0.0, 0.0, 0.0)
+    tp.SetBackgroundOpacity(0.45)
     tp.SetJustificationToCentered()
     tp.SetVerticalJustificationToCentered()
     return actor
