@@ -923,6 +923,13 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
         raise LevelDetectionError(f"the {name_hi} mark lies below the {name_lo} mark; check which bodies were "
                                   "marked")
     c_hat = chord / length
+    if volume.array.dtype != np.float32:
+        volume = Volume(volume.array.astype(np.float32), volume.ijk_to_lps, volume.info)
+    # a click anywhere inside the body: move it to the body's AP middle and midsagittal plane first
+    p_lo, p_hi = (_snap_mark(volume, q, c_hat, p) for q in (p_lo, p_hi))
+    chord = p_hi - p_lo
+    length = float(np.linalg.norm(chord))
+    c_hat = chord / length
     ext = p.mr_extend_mm
     margin = np.array([60.0, 70.0, 40.0])
     ends = np.stack([p_lo - ext * c_hat, p_hi + ext * c_hat, p_lo, p_hi])
@@ -968,23 +975,112 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
         hi_t = all_discs[k][0] if k < len(all_discs) else None
         if name not in PROPOSED_ORDER:
             continue
-        lm = _mr_landmarks(ratio, curve, dev, a_col, lo_t, hi_t, s, p, name=name,
+        lm = _mr_landmarks(ratio, curve, dev, a_col, lo_t, hi_t, s, p, name=name, volume=volume,
                            inf_t=plates[k - 1][1] if k >= 1 else None,
                            sup_t=plates[k][0] if k < len(all_discs) else None)
         if lm is None:
             notes.append(f"{name} was found but its landmarks could not be measured; place them by hand")
             continue
         verts.append(VertebraFound(lo_t or 0.0, hi_t or 0.0, lm, name=name, partial=lo_t is None or hi_t is None))
+    _sacral_pedicle_depth_from_l5(verts, notes)
     return verts[::-1], notes
+
+
+def _pedicle_depth(lm: Landmarks) -> Optional[float]:
+    """Mean depth of the pedicle centres behind the posterior wall midpoint, along the body's AP line."""
+    if lm.pedicle_left_lps is None or lm.pedicle_right_lps is None:
+        return None
+    post, ant = np.asarray(lm.posterior_wall_lps), np.asarray(lm.anterior_wall_lps)
+    ap = (ant - post) / max(1e-6, float(np.linalg.norm(ant - post)))
+    return float(np.mean([(post - np.asarray(q)) @ ap for q in (lm.pedicle_left_lps, lm.pedicle_right_lps)]))
+
+
+def _sacral_pedicle_depth_from_l5(verts: list[VertebraFound], notes: list[str]) -> None:
+    """S1's pedicles show no separate bone and are placed from the sacral canal (see _mr_measure_body); their
+    depth behind the posterior wall is taken from L5's measured pedicles when these were found."""
+    by_name = {v.name: v for v in verts}
+    s1, l5 = by_name.get("S1"), by_name.get("L5")
+    if s1 is None or s1.landmarks.pedicle_left_lps is None:
+        return
+    notes.append("S1 pedicles placed beside the sacral canal from the typical S1 pedicle size (no separate pedicle "
+                 "bone is seen); check them")
+    if l5 is None:
+        return
+    d5, d1 = _pedicle_depth(l5.landmarks), _pedicle_depth(s1.landmarks)
+    if d5 is None or d1 is None or not 2.0 <= d5 <= 14.0:
+        return
+    lm = s1.landmarks
+    post, ant = np.asarray(lm.posterior_wall_lps), np.asarray(lm.anterior_wall_lps)
+    ap = (ant - post) / float(np.linalg.norm(ant - post))
+    shift = (d1 - d5) * ap
+    s1.landmarks = lm.model_copy(update={"pedicle_left_lps": _pt(np.asarray(lm.pedicle_left_lps) + shift),
+                                         "pedicle_right_lps": _pt(np.asarray(lm.pedicle_right_lps) + shift)})
+
+
+def _snap_mark(volume: Volume, mark: np.ndarray, axis: np.ndarray, p: DetectionParams) -> np.ndarray:
+    """A mark inside a vertebral body moved, at its height, to the middle between the body's front and back
+    walls and onto the vertebra's midsagittal plane of symmetry (so that where the user clicks inside the
+    body does not matter); the mark itself when the walls are not found."""
+    lat = np.array([1.0, 0.0, 0.0]) - axis * axis[0]
+    lat /= np.linalg.norm(lat)
+    ap = np.cross(lat, axis)
+    if ap[1] > 0:  # LPS: anterior is -y
+        ap = -ap
+    r = np.arange(-3.0, 3.0 + 1e-6, 1.5)
+    ball = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+    marrow = float(np.median(volume.sample(mark + ball)))
+    if not marrow > 0:
+        return mark
+    ns = _NativeSlices(volume, mark, lat, ap, axis, marrow)
+    pos = np.arange(0.0, 50.0 + 1e-6, 0.25)
+    out = []
+    for sgn in (+1, -1):
+        found = []
+        for dh in (-4.0, -2.0, 0.0, 2.0, 4.0):
+            for dx in (-1.5, 0.0, 1.5):
+                prof = ns.sample(dx, sgn * pos, dh)
+                e = _cortex_line(prof[pos >= 2.0], pos[pos >= 2.0], p)
+                if e is not None:
+                    found.append(_surface(e, "wall"))
+        if len(found) < 5:
+            return mark
+        out.append(float(np.median(found)))
+    a_front, a_back = out
+    depth = a_front + a_back
+    if not p.mr_body_depth_mm[0] <= depth <= p.mr_body_depth_mm[1]:
+        return mark
+    a_mid = 0.5 * (a_front - a_back)
+    c = None
+    if ns.sagittal:
+        c = _mirror_midline(ns, np.arange(-a_back - 25.0, a_front + 3.0 + 1e-6, 1.5), np.arange(-6.0, 6.0 + 1e-6, 1.5),
+                            search_mm=8.0)
+    return mark + a_mid * ap + (0.0 if c is None or abs(c) > 7.5 else c) * lat
+
+
+def _marrow_level(grid: WorkGrid, mark: np.ndarray) -> float:
+    """The normal marrow signal of the body around a mark: the most common value in a box of 16 x 16 x 30 mm
+    around it (a Modic zone or the basivertebral veins beside the mark take up less of the body than its
+    normal marrow; a median of the values next to the mark would follow them)."""
+    r_xy = np.arange(-8.0, 8.0 + 1e-6, 2.0)
+    r_z = np.arange(-15.0, 15.0 + 1e-6, 1.5)
+    box = np.stack(np.meshgrid(r_xy, r_xy, r_z, indexing="ij"), -1).reshape(-1, 3)
+    near = grid.sample(mark[None, :] + box[np.linalg.norm(box / [8.0, 8.0, 15.0], axis=1) <= 0.5])
+    med = float(np.median(near))
+    vals = grid.sample(mark[None, :] + box)
+    if med <= 0:
+        return med
+    edges = np.arange(0.3, 2.0 + 1e-6, 0.02) * med
+    hist, _ = np.histogram(vals, bins=edges)
+    hist = ndimage.gaussian_filter1d(hist.astype(float), 2.0)
+    mode = float(0.5 * (edges[int(np.argmax(hist))] + edges[int(np.argmax(hist)) + 1]))
+    # near the mark the marrow is normal unless the mark lies in a Modic zone: then take the box's mode
+    return med if abs(med / mode - 1.0) <= 0.15 else mode
 
 
 def _mr_ratio_grid(grid: WorkGrid, p_lo: np.ndarray, p_hi: np.ndarray) -> WorkGrid:
     """The working grid divided by the marrow signal, interpolated between the two marks."""
     s = grid.spacing
-    offs = np.array([(i, j, k) for i in range(-3, 4) for j in range(-3, 4) for k in range(-3, 4)
-                     if i * i + j * j + k * k <= 9], dtype=float) * s
-    m_lo = float(np.median(grid.sample(p_lo[None, :] + offs)))
-    m_hi = float(np.median(grid.sample(p_hi[None, :] + offs)))
+    m_lo, m_hi = _marrow_level(grid, p_lo), _marrow_level(grid, p_hi)
     if m_lo <= 0 or m_hi <= 0:
         raise LevelDetectionError("a mark lies where the image has no signal; click inside the vertebral body")
     nz, ny, nx = grid.shape
@@ -1026,9 +1122,7 @@ def _mr_recentre(ratio: WorkGrid, curve: SpineCurve, ts: np.ndarray, t_lo: float
             if not (p.mr_body_depth_mm[0] <= a1 - a0 <= p.mr_body_depth_mm[1]) or marrow[sel].mean() < 0.5:
                 continue
             # a body row ends in cortex (dark on every sequence) at both walls, unlike bowel or fat
-            near0 = row[(a >= a0 - 2.5) & (a < a0)]
-            near1 = row[(a > a1) & (a <= a1 + 2.5)]
-            if not (near0.size and near1.size and near0.min() < p.mr_wall_dip and near1.min() < p.mr_wall_dip):
+            if not (_ends_in_cortex(row, a, a0, -1, p) and _ends_in_cortex(row, a, a1, +1, p)):
                 continue
             mid = (a0 + a1) / 2
             if best is None or abs(mid) < abs(best):
@@ -1050,6 +1144,23 @@ def _mr_recentre(ratio: WorkGrid, curve: SpineCurve, ts: np.ndarray, t_lo: float
     offset = np.polynomial.polynomial.polyval(ts / span, coef)
     pts = curve.to_lps(np.arange(len(ts), dtype=float), offset, np.zeros(len(ts)))
     return SpineCurve.from_points(pts)
+
+
+def _ends_in_cortex(row: np.ndarray, a: np.ndarray, a_end: float, outward: int, p: DetectionParams) -> bool:
+    """True if a marrow run ending at ``a_end`` is closed by a cortical line: a dip below ``mr_wall_dip``
+    just beyond it (T1, or next to fluid and ligament), or (a thin cortex blurred between marrow and a
+    bright tissue, as fat and fluid are on T2) a dip at the run's end clearly darker than marrow and
+    than the tissue beyond."""
+    rel = (a - a_end) * outward
+    near = row[(rel > 0) & (rel <= 2.5)]
+    if near.size and near.min() < p.mr_wall_dip:
+        return True
+    around = row[(rel >= -3.0) & (rel <= 2.5)]
+    beyond = row[(rel >= 2.5) & (rel <= 6.0)]
+    if not around.size or not beyond.size:
+        return False
+    dip = float(around.min())
+    return dip < 0.8 and dip < 0.7 * float(np.median(beyond))
 
 
 def _mr_discs(dev: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams, col: tuple[float, float],
@@ -1206,7 +1317,8 @@ def _mr_disc_plates(ratio: WorkGrid, curve: SpineCurve, t_disc: float, p: Detect
 
 def _mr_landmarks(ratio: WorkGrid, curve: SpineCurve, dev: np.ndarray, a_col: np.ndarray, lo_t: Optional[float],
                   hi_t: Optional[float], s: float, p: DetectionParams, *, inf_t: Optional[float] = None,
-                  sup_t: Optional[float] = None, name: str = "L4") -> Optional[Landmarks]:
+                  sup_t: Optional[float] = None, name: str = "L4", volume: Optional[Volume] = None
+                  ) -> Optional[Landmarks]:
     """Landmarks of the body between the discs at rows lo_t and hi_t (None at an end of the spine: the
     endplate there is searched one typical body height away). ``inf_t``/``sup_t``: rows of the
     endplate lines when already found beside the discs."""
@@ -1258,7 +1370,19 @@ def _mr_landmarks(ratio: WorkGrid, curve: SpineCurve, dev: np.ndarray, a_col: np
             # accept a tilt correction up to 25 degrees from the curve's line through the body
             if ax @ (tan / np.linalg.norm(tan)) > math.cos(math.radians(25.0)):
                 axis_hint = ax
-    return _mr_refine_body(ratio, sup, inf, frame[2], frame[3], p, name=name, axis_hint=axis_hint)
+    # first estimates on the working grid (their pedicles seed the search in the acquired slices)
+    lm = _mr_refine_body(ratio, sup, inf, frame[2], frame[3], p, name=name, axis_hint=axis_hint)
+    if volume is None:
+        return lm
+    coarse = (None, None) if lm is None else (lm.pedicle_left_lps, lm.pedicle_right_lps)
+    measured = _mr_measure_body(volume, sup, inf, frame[2], frame[3], p, name=name, axis_hint=axis_hint,
+                                coarse_pedicles=coarse)
+    if measured is None:
+        return lm
+    if measured.pedicle_left_lps is None and lm is not None:
+        measured = measured.model_copy(update={"pedicle_left_lps": lm.pedicle_left_lps,
+                                               "pedicle_right_lps": lm.pedicle_right_lps})
+    return measured
 
 
 def _mr_far_endplate(ratio: WorkGrid, curve: SpineCurve, t_disc: float, toward: int, typical: float,
@@ -1300,7 +1424,8 @@ def _first_dip(prof: np.ndarray, level: float, window: int = 4) -> Optional[floa
     # below ``level``, or (thin cortex blurred on T2, between bright neighbours) clearly below the
     # signal just before it: a drop of more than 0.25 (ratio to marrow) to under 0.85
     run_max = np.maximum.accumulate(prof)
-    recent = np.array([prof[max(0, k - 6):k + 1].max() for k in range(len(prof))])
+    # maximum of the last 7 samples (this one and the 6 before)
+    recent = ndimage.maximum_filter1d(prof, size=7, origin=3, mode="nearest")
     below = np.flatnonzero((prof < level) | ((prof < 0.85) & (recent - prof > 0.25) & (run_max > 0.9)))
     if below.size == 0:
         return None
@@ -1312,7 +1437,7 @@ def _first_dip(prof: np.ndarray, level: float, window: int = 4) -> Optional[floa
         y0, y1, y2 = prof[k - 1], prof[k], prof[k + 1]
         den = y0 - 2 * y1 + y2
         if den > 1e-12:
-            km = k + 0.5 * (y0 - y2) / den
+            km = k + float(np.clip(0.5 * (y0 - y2) / den, -1.0, 1.0))
     return km
 
 
@@ -1521,8 +1646,8 @@ def _symmetric_pedicles(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray]
         loc.append(np.array([abs(r @ lat), r @ ap, r @ axis]))
     mean = 0.5 * (loc[0] + loc[1])
     out = []
-    for side, l in zip((+1, -1), loc):
-        x = mean[0] if abs(loc[0][0] - loc[1][0]) > p.mr_pedicle_asymmetry_mm else l[0]
+    for side, here in zip((+1, -1), loc):
+        x = mean[0] if abs(loc[0][0] - loc[1][0]) > p.mr_pedicle_asymmetry_mm else here[0]
         out.append(post + side * x * lat + mean[1] * ap + mean[2] * axis)
     return out[0], out[1]
 
@@ -1556,3 +1681,515 @@ def _mr_sacral_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: 
         return None
     x = float(np.median(edges)) + half_w
     return post - p.mr_sacral_pedicle_depth_mm * ap + side * x * lat
+
+
+# ------------------------------------------------------------------------------------ MRI: native slices
+class _NativeSlices:
+    """An MR volume seen from one vertebra's frame, sampled in its own (thick) slices.
+
+    Points are given as (x, a, h): ``x`` mm toward the patient's left, ``a`` mm anterior and ``h`` mm
+    cranial along the body's axis, from ``origin``; values are divided by ``marrow`` (the body's normal
+    marrow signal). :meth:`in_slice` samples on the centre plane of one acquired slice, so the
+    thick-slice signal is never mixed with the neighbouring slice; :meth:`sample` interpolates across
+    slices (trilinear). ``sagittal`` is True when the slices are roughly parallel to the midsagittal
+    plane (the only case where :meth:`x_of` and :meth:`in_slice` are meaningful)."""
+
+    def __init__(self, volume: Volume, origin: np.ndarray, lat: np.ndarray, ant: np.ndarray, axis: np.ndarray,
+                 marrow: float) -> None:
+        self.volume = volume
+        self.origin, self.lat, self.ant, self.axis = origin, lat, ant, axis
+        self.marrow = float(marrow)
+        m = volume.ijk_to_lps
+        normal = np.cross(m[:3, 0], m[:3, 1])
+        normal /= np.linalg.norm(normal)
+        self.normal = normal
+        nl = float(normal @ lat)
+        self.sagittal = abs(nl) > 0.7
+        nl = nl if abs(nl) > 1e-6 else 1e-6
+        self.k_step = float(normal @ m[:3, 2]) / nl
+        self.k0 = float(normal @ m[:3, 3] - normal @ origin) / nl
+        self.ga = float(normal @ ant) / nl
+        self.gh = float(normal @ axis) / nl
+        self.nk = int(volume.array.shape[0])
+        self.thickness = abs(self.k_step)
+
+    def lps(self, x, a, h) -> np.ndarray:
+        x, a, h = np.broadcast_arrays(np.asarray(x, float), np.asarray(a, float), np.asarray(h, float))
+        return (self.origin + x[..., None] * self.lat + a[..., None] * self.ant + h[..., None] * self.axis)
+
+    def local(self, p_lps: np.ndarray) -> np.ndarray:
+        """(x, a, h) of LPS points (..., 3)."""
+        r = np.asarray(p_lps, float) - self.origin
+        return np.stack([r @ self.lat, r @ self.ant, r @ self.axis], axis=-1)
+
+    def sample(self, x, a, h) -> np.ndarray:
+        return self.volume.sample(self.lps(x, a, h)) / self.marrow
+
+    def x_of(self, k, a, h) -> np.ndarray:
+        """Lateral position of the centre plane of slice ``k`` at (a, h)."""
+        return self.k0 + np.asarray(k, float) * self.k_step - np.asarray(a, float) * self.ga \
+            - np.asarray(h, float) * self.gh
+
+    def in_slice(self, k: int, a, h) -> np.ndarray:
+        return self.sample(self.x_of(k, a, h), a, h)
+
+    def slice_grid(self, a: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """Values of every slice on the (a, h) lattice: array (nk, len(a), len(h))."""
+        aa, hh = np.meshgrid(a, h, indexing="ij")
+        return np.stack([self.in_slice(k, aa, hh) for k in range(self.nk)])
+
+    def across(self, grid: np.ndarray, a: np.ndarray, h: np.ndarray, x: np.ndarray, cubic: bool = False
+               ) -> np.ndarray:
+        """Values at lateral offsets ``x`` (array (..., len(a), len(h)) or broadcastable) interpolated
+        between the slices of ``grid`` (from :meth:`slice_grid`): linearly, or with cubic convolution
+        (Keys, a = -0.5) through four slices; NaN outside the slices."""
+        aa, hh = np.meshgrid(a, h, indexing="ij")
+        base = self.k0 - aa * self.ga - hh * self.gh
+        s = (np.asarray(x, float) - base) / self.k_step
+        i0 = np.floor(s).astype(int)
+        f = s - i0
+        ia = np.arange(len(a))[:, None]
+        ih = np.arange(len(h))[None, :]
+        nk = self.nk
+        if cubic:
+            ok = (i0 >= 1) & (i0 <= nk - 3)
+            i0 = np.clip(i0, 1, nk - 3)
+            f2, f3 = f * f, f * f * f
+            w = (-0.5 * f3 + f2 - 0.5 * f, 1.5 * f3 - 2.5 * f2 + 1.0,
+                 -1.5 * f3 + 2.0 * f2 + 0.5 * f, 0.5 * f3 - 0.5 * f2)
+            v = sum(wj * grid[i0 + j - 1, ia, ih] for j, wj in enumerate(w))
+        else:
+            ok = (i0 >= 0) & (i0 <= nk - 2)
+            i0 = np.clip(i0, 0, nk - 2)
+            v = grid[i0, ia, ih] * (1 - f) + grid[i0 + 1, ia, ih] * f
+        return np.where(ok, v, np.nan)
+
+
+def _mirror_midline(ns: _NativeSlices, a: np.ndarray, h: np.ndarray, search_mm: float = 5.0,
+                    reach_mm: float = 30.0) -> Optional[float]:
+    """Lateral offset of the midsagittal plane of symmetry of the vertebra: the offset ``c`` that makes the
+    image at ``c + x`` most like the image at ``c - x`` over the (a, h) lattice (both sides of the body,
+    the canal, pedicles and posterior elements; a vertebra is close to mirror-symmetric). The slices are
+    interpolated linearly across, and the best ``c`` is refined with a parabola. None when too few
+    slices cover both sides."""
+    if not ns.sagittal or ns.nk < 5:
+        return None
+    grid = np.clip(ns.slice_grid(a, h), 0.0, 3.0)
+    cs = np.arange(-search_mm, search_mm + 1e-6, 0.25)
+    xs = np.arange(0.75, reach_mm + 1e-6, 1.5)
+    shape = (len(cs), len(xs), len(a), len(h))
+    plus = np.broadcast_to((cs[:, None] + xs[None, :])[:, :, None, None], shape)
+    minus = np.broadcast_to((cs[:, None] - xs[None, :])[:, :, None, None], shape)
+    d = ns.across(grid, a, h, plus, cubic=True) - ns.across(grid, a, h, minus, cubic=True)
+    ok = np.isfinite(d)
+    cnt = ok.sum(axis=(1, 2, 3))
+    tot = np.where(ok, d * d, 0.0).sum(axis=(1, 2, 3))
+    err = np.where(cnt > 0.3 * len(xs) * len(a) * len(h), tot / np.maximum(cnt, 1), np.inf)
+    if not np.isfinite(err).any():
+        return None
+    i = int(np.argmin(err))
+    c = float(cs[i])
+    if 0 < i < len(cs) - 1 and np.isfinite(err[i - 1]) and np.isfinite(err[i + 1]):
+        den = err[i - 1] - 2 * err[i] + err[i + 1]
+        if den > 1e-12:
+            c += 0.5 * (err[i - 1] - err[i + 1]) / den * (cs[1] - cs[0])
+    return c
+
+
+def _cortex_line(prof: np.ndarray, pos: np.ndarray, p: DetectionParams, dip_index: Optional[float] = None
+                 ) -> Optional[tuple[float, float, Optional[float]]]:
+    """The first cortical line along a profile that starts in marrow (positions ``pos`` increasing
+    outward, ratio to marrow): (inner edge, centre, outer edge) in mm. The edges are where the signal is
+    halfway between the line's minimum and the level on that side (sub-sample, linear); the outer edge
+    is None when the tissue beyond is not brighter than the line (a dark ligament or annulus).
+    ``dip_index``: the line's (fractional) sample index when already known."""
+    k = _first_dip(prof, p.mr_wall_dip) if dip_index is None else dip_index
+    if k is None:
+        return None
+    step = float(pos[1] - pos[0])
+    kc = int(round(k))
+    n = len(prof)
+    centre = float(np.interp(k, np.arange(n), pos))
+    dip = float(prof[kc])
+    lo = max(0, kc - int(round(5.0 / step)))
+    hi = max(lo + 1, kc - int(round(1.5 / step)))
+    inner_level = float(np.median(prof[lo:hi])) if hi > lo else float(prof[0])
+    half = 0.5 * (inner_level + dip)
+    j = kc
+    while j > 0 and prof[j - 1] < half:
+        j -= 1
+    if j == 0:
+        return None
+    a, b = prof[j - 1], prof[j]
+    inner = float(pos[j - 1] + step * (a - half) / (a - b)) if a != b else float(pos[j])
+    far = prof[kc + 1: min(n, kc + 1 + int(round(3.0 / step)))]
+    outer = None
+    if far.size and far.max() - dip > 0.15:
+        top = float(far.max())
+        half_o = 0.5 * (dip + top)
+        j = kc
+        while j + 1 < n and prof[j + 1] < half_o:
+            j += 1
+        if j + 1 < n:
+            a, b = prof[j], prof[j + 1]
+            outer = float(pos[j] + step * (half_o - a) / (b - a)) if a != b else float(pos[j])
+    return inner, centre, outer
+
+
+def _dip_near(prof: np.ndarray, pos: np.ndarray, expected: float, tol_mm: float, level: float) -> Optional[float]:
+    """Fractional index of the darkest local minimum below ``level`` within ``tol_mm`` of ``expected``
+    (parabola-refined), or None."""
+    n = len(prof)
+    cand = [k for k in range(1, n - 1) if prof[k] <= prof[k - 1] and prof[k] <= prof[k + 1] and prof[k] < level
+            and abs(pos[k] - expected) <= tol_mm]
+    if not cand:
+        return None
+    k = min(cand, key=lambda j: prof[j])
+    y0, y1, y2 = prof[k - 1], prof[k], prof[k + 1]
+    den = y0 - 2 * y1 + y2
+    return k + (float(np.clip(0.5 * (y0 - y2) / den, -1.0, 1.0)) if den > 1e-12 else 0.0)
+
+
+def _surface(edges: tuple[float, float, Optional[float]], kind: str) -> float:
+    """The bone surface from a cortical line's (inner edge, centre, outer edge) (distances outward).
+
+    A wall (``kind`` "wall"): the outer edge of the line where the tissue beyond is brighter than it
+    (fat, fluid, muscle); beside a dark ligament or fluid the line's far edge is not seen and the line
+    is taken as wide beyond its centre as it is within. An endplate ("endplate"): the centre of the dark
+    line, which on MRI is the cortical bone together with the cartilage endplate and the innermost
+    annulus; the bone surface lies between them."""
+    inner, centre, outer = edges
+    if kind == "endplate":
+        return centre
+    return outer if outer is not None else 2 * centre - inner
+
+
+def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray,
+                     anterior_hint: np.ndarray, p: DetectionParams, name: str = "L4",
+                     axis_hint: Optional[np.ndarray] = None,
+                     coarse_pedicles: tuple[Optional[np.ndarray], Optional[np.ndarray]] = (None, None)
+                     ) -> Optional[Landmarks]:
+    """MRI body landmarks measured in the acquired slices: the midsagittal plane from the vertebra's mirror
+    symmetry, walls and endplates at the outer edge of their cortical lines (sub-sample edges), the body
+    centre between them; ``sup``/``inf``: first estimates of the endplate centres (from the discs)."""
+    axis = sup - inf
+    if axis_hint is not None:
+        axis = axis_hint * float(axis @ axis_hint)
+    height = float(np.linalg.norm(axis))
+    if height < 5:
+        return None
+    axis = axis / height
+    lat = lateral - axis * (lateral @ axis)
+    lat /= np.linalg.norm(lat)
+    ap = np.cross(lat, axis)
+    if ap @ anterior_hint < 0:
+        ap = -ap
+    mid = 0.5 * (sup + inf)
+    box = np.stack(np.meshgrid(np.linspace(-6, 6, 5), np.linspace(-6, 6, 5), np.linspace(-0.2, 0.2, 5) * height,
+                               indexing="ij"), -1).reshape(-1, 3)
+    marrow = float(np.median(volume.sample(mid + box[:, :1] * lat + box[:, 1:2] * ap + box[:, 2:] * axis)))
+    if not marrow > 0:
+        return None
+    ns = _NativeSlices(volume, mid, lat, ap, axis, marrow)
+    step = 0.25
+    pos = np.arange(0.0, 45.0 + 1e-6, step)
+
+    def walls(x0: float, h0: float) -> Optional[tuple[float, float]]:
+        out = []
+        for sgn in (+1, -1):
+            found = []
+            for dh in np.linspace(-0.15, 0.15, 5) * height:
+                for dx in (-1.5, 0.0, 1.5):
+                    prof = ns.sample(x0 + dx, sgn * pos, h0 + dh)
+                    e = _cortex_line(prof[pos >= 3.0], pos[pos >= 3.0], p)
+                    if e is not None:
+                        found.append(_surface(e, "wall"))
+            if len(found) < 5:
+                return None
+            out.append(float(np.median(found)))
+        return out[0], out[1]
+
+    w = walls(0.0, 0.0)
+    if w is None:
+        return None
+    a_front, a_back = w
+    x0 = 0.0
+    if ns.sagittal:
+        c = _mirror_midline(ns, np.arange(-a_back - 25.0, a_front + 3.0 + 1e-6, 1.5),
+                            np.arange(-0.4 * height, 0.4 * height + 1e-6, 1.5))
+        if c is not None and abs(c) < 4.5:
+            x0 = c
+    # endplates: the cortical line nearest the first estimate, on lines parallel to the axis across the middle
+    # of the body's depth; a straight line through them, read at the AP middle
+    a_mid = 0.5 * (a_front - a_back)
+    plates = []
+    for sgn, ref in ((+1, sup), (-1, inf)):
+        expected = float((ref - mid) @ axis) * sgn
+        pts = []
+        for da in np.linspace(-0.25, 0.25, 7) * (a_front + a_back):
+            for dx in (-1.5, 0.0, 1.5):
+                prof = ns.sample(x0 + dx, a_mid + da, sgn * pos)
+                k = _dip_near(prof, pos, expected, 4.0, p.mr_wall_dip)
+                if k is None:
+                    continue
+                e = _cortex_line(prof, pos, p, dip_index=k)
+                if e is not None:
+                    pts.append((da, sgn * _surface(e, "endplate")))
+        if len(pts) < 6:
+            return None
+        arr = np.asarray(pts)
+        # robust line fit h = c0 + c1 * da (median of residuals clipping)
+        coef = np.polyfit(arr[:, 0], arr[:, 1], 1)
+        res = arr[:, 1] - np.polyval(coef, arr[:, 0])
+        keep = np.abs(res) <= max(0.75, 2.5 * float(np.median(np.abs(res))))
+        if keep.sum() >= 4:
+            coef = np.polyfit(arr[keep, 0], arr[keep, 1], 1)
+        plates.append(coef)
+    a_c = a_mid
+    for _ in range(2):
+        h_sup, h_inf = (float(np.polyval(c, a_c - a_mid)) for c in plates)
+        h_c = 0.5 * (h_sup + h_inf)
+        w = walls(x0, h_c)
+        if w is not None:
+            a_front, a_back = w
+        a_c = 0.5 * (a_front - a_back)
+    h_sup, h_inf = (float(np.polyval(c, a_c - a_mid)) for c in plates)
+    h_c = 0.5 * (h_sup + h_inf)
+    centre = ns.lps(x0, a_c, h_c)
+    # pedicles, in a frame on the posterior wall's midline point
+    nsp = _NativeSlices(volume, ns.lps(x0, -a_back, h_c), lat, ap, axis, marrow)
+    d_line = _posterior_wall_line(nsp, height, p)
+    found = {}
+    if name == "S1":
+        # S1: the pedicles merge into the sacral alae and show as no separate bone; they are placed beside
+        # the measured sacral canal, half the S1 pedicle width (domain.md 5.2, a placeholder) further out
+        # along the S1 transverse angle, at mid-height, ``mr_sacral_pedicle_depth_mm`` behind the wall line
+        # (_detect_mr moves them to the depth measured at L5 when L5's pedicles were found)
+        from planner.settings import PlanningSettings, level_setting
+
+        half_canal = _mr_sacral_canal_half_width(nsp, height, d_line, p)
+        if half_canal is not None:
+            defaults = PlanningSettings()
+            half_w = 0.5 * level_setting(defaults.pedicle_width_mm, "S1") / max(
+                0.5, math.cos(math.radians(level_setting(defaults.pedicle_transverse_angle_deg, "S1"))))
+            for side in (+1, -1):
+                found[side] = (side * (half_canal + half_w), d_line + p.mr_sacral_pedicle_depth_mm, 0.0, {})
+        coarse_pedicles = (None, None)
+    for side, coarse in zip((+1, -1), coarse_pedicles):
+        if name == "S1":
+            break
+        r = _mr_pedicle_native(nsp, side, height, None if coarse is None else np.asarray(coarse, float), d_line,
+                               name, p)
+        if r is not None:
+            found[side] = r
+    peds: dict[int, Optional[np.ndarray]] = {+1: None, -1: None}
+    if len(found) == 2:
+        (ul, dl, hl, _), (ur, dr, hr, _) = found[+1], found[-1]
+        if abs(abs(ul) - abs(ur)) <= 4.0 and abs(dl - dr) <= 4.0 and abs(hl - hr) <= 3.0:
+            u, d, hh = 0.5 * (abs(ul) + abs(ur)), 0.5 * (dl + dr), 0.5 * (hl + hr)
+            peds = {s: nsp.lps(s * u, -d, hh) for s in (+1, -1)}
+        else:
+            peds = {s: nsp.lps(found[s][0], -found[s][1], found[s][2]) for s in (+1, -1)}
+    elif len(found) == 1:
+        s, (u, d, hh, _) = next(iter(found.items()))
+        peds = {s: nsp.lps(u, -d, hh), -s: nsp.lps(-u, -d, hh)}
+    return Landmarks(body_center_lps=_pt(centre), superior_endplate_lps=_pt(ns.lps(x0, a_c, h_sup)),
+                     inferior_endplate_lps=_pt(ns.lps(x0, a_c, h_inf)),
+                     posterior_wall_lps=_pt(ns.lps(x0, -a_back, h_c)),
+                     anterior_wall_lps=_pt(ns.lps(x0, a_front, h_c)),
+                     pedicle_left_lps=None if peds[+1] is None else _pt(peds[+1]),
+                     pedicle_right_lps=None if peds[-1] is None else _pt(peds[-1]))
+
+
+def _marrow_run(prof: np.ndarray, pos: np.ndarray, pos0: float, lo: float = 0.72, search_mm: float = 3.0,
+                max_gap_mm: float = 2.0) -> Optional[tuple[float, float]]:
+    """(low, high) edges of the run of marrow-like signal (ratio above ``lo``) containing ``pos0`` (or
+    nearest to it within ``max_gap_mm``) along a profile: each edge where the signal is halfway
+    between the run's level and the darkest point of the cortical line beyond it (sub-sample). None
+    when no such run is closed by dark lines on both ends inside the profile."""
+    inside = prof > lo
+    lab, n = ndimage.label(inside)
+    if n == 0:
+        return None
+    best = None
+    for c in range(1, n + 1):
+        idx = np.flatnonzero(lab == c)
+        gap = 0.0 if pos[idx[0]] <= pos0 <= pos[idx[-1]] else min(abs(pos[idx[0]] - pos0), abs(pos[idx[-1]] - pos0))
+        if best is None or gap < best[0]:
+            best = (gap, idx)
+    if best[0] > max_gap_mm:
+        return None
+    idx = best[1]
+    if idx[0] == 0 or idx[-1] == len(prof) - 1:
+        return None
+    plateau = float(np.median(np.minimum(prof[idx], 1.3)))
+    step = float(pos[1] - pos[0])
+    nsr = int(round(search_mm / step))
+    out = []
+    for end, direction in ((int(idx[0]), -1), (int(idx[-1]), +1)):
+        seg = end + direction * np.arange(0, nsr + 1)
+        seg = seg[(seg >= 0) & (seg < len(prof))]
+        j = int(seg[int(np.argmin(prof[seg]))])
+        level = 0.5 * (plateau + float(prof[j]))
+        k = end
+        while k != j and prof[k + direction] >= level:
+            k += direction
+        if k == j:
+            out.append(float(pos[j]))
+            continue
+        a, b = prof[k], prof[k + direction]
+        out.append(float(pos[k] + direction * step * (a - level) / (a - b)))
+    return out[0], out[1]
+
+
+def _parabola_apex(xs: np.ndarray, ys: np.ndarray) -> float:
+    """x of the largest of ``ys`` refined with a parabola through it and its neighbours (xs sorted)."""
+    i = int(np.argmax(ys))
+    if 0 < i < len(ys) - 1:
+        y0, y1, y2 = ys[i - 1], ys[i], ys[i + 1]
+        den = y0 - 2 * y1 + y2
+        if den < -1e-9:
+            off = float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5))
+            return float(xs[i] + off * ((xs[i + 1] - xs[i]) if off >= 0 else (xs[i] - xs[i - 1])))
+    return float(xs[i])
+
+
+def _posterior_wall_line(ns: _NativeSlices, height: float, p: DetectionParams, half_span_mm: float = 7.0) -> float:
+    """Depth (mm behind ``ns.origin``, the posterior wall on the midline) of the most posterior point of the
+    body's posterior surface between the pedicles (|x| <= ``half_span_mm``): the line from which the
+    pedicles start (the midline wall itself may be recessed, as in a kidney-shaped body)."""
+    pos = np.arange(0.0, 30.0, 0.25)
+    found = []
+    for x in np.linspace(-half_span_mm, half_span_mm, 8):
+        here = []
+        for dh in np.linspace(-0.12, 0.12, 5) * height:
+            prof = ns.sample(x, 12.0 - pos, dh)
+            e = _cortex_line(prof[pos >= 3.0], pos[pos >= 3.0], p)
+            if e is not None:
+                here.append(_surface(e, "wall") - 12.0)
+        if len(here) >= 3:
+            found.append(float(np.median(here)))
+    if not found:
+        return 0.0
+    return float(np.clip(max(found), 0.0, 4.0))
+
+
+def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Optional[np.ndarray], d_line: float,
+                       name: str, p: DetectionParams) -> Optional[tuple[float, float, float, dict]]:
+    """MRI pedicle centre on one side (+1 left, -1 right) in the acquired sagittal slices, as (x, depth
+    behind the wall, h) in the frame of ``ns`` (origin: the posterior wall on the midline).
+
+    In each parasagittal slice through the pedicle it is a bar of marrow between the superior and
+    inferior vertebral notches, running from the body to the posterior arch. Its height is the
+    centre of the bar's top and bottom edges; its lateral place, at each depth, the apex of the bar
+    heights over neighbouring slices (a parabola through the tallest and its neighbours: the slice
+    through the pedicle's axis cuts the widest chord); its depth (the isthmus), the middle of the
+    bar from the posterior wall line to where it joins the arch."""
+    from planner.settings import PlanningSettings, level_setting
+
+    if not ns.sagittal:
+        return None
+    if coarse is not None:
+        x_c, a_c, h_c = ns.local(coarse)
+        d_c = -a_c
+    else:
+        defaults = PlanningSettings()
+        half_w = 0.5 * level_setting(defaults.pedicle_width_mm, name) / max(
+            0.5, math.cos(math.radians(level_setting(defaults.pedicle_transverse_angle_deg, name))))
+        x_c, d_c, h_c = side * (p.mr_canal_half_width_mm + half_w), d_line + 6.0, 0.1 * height
+    hs = np.arange(h_c - 16.0, h_c + 16.0 + 1e-6, 0.25)
+    ds = np.arange(d_line - 2.0, d_line + 18.0 + 1e-6, 0.5)
+    ks = [k for k in range(ns.nk) if 3.0 <= side * float(ns.x_of(k, -d_c, h_c)) <= 40.0]
+    if len(ks) < 2:
+        return None
+    runs = np.full((len(ks), len(ds), 2), np.nan)
+    xk = np.array([[float(ns.x_of(k, -d, h_c)) for d in ds] for k in ks])
+    dd_, hh_ = np.meshgrid(ds, hs, indexing="ij")
+    for i, k in enumerate(ks):
+        profs = ndimage.gaussian_filter1d(ns.in_slice(k, -dd_, hh_), 1.0, axis=1)
+        for j in range(len(ds)):
+            e = _marrow_run(profs[j], hs, h_c)
+            if e is not None:
+                runs[i, j] = e
+    H = runs[..., 1] - runs[..., 0]
+    C = runs.mean(axis=-1)
+    near = np.isfinite(H) & (np.abs(C - h_c) < 3.5) & (H > 3.0) & (H < 0.85 * height)
+    core = (ds >= d_line + 2.0) & (ds <= d_line + 9.0)
+    if not near[:, core].any():
+        return None
+    h_ref = np.array([np.median(H[i, core][near[i, core]]) if near[i, core].any() else np.inf
+                      for i in range(len(ks))])
+    valid = near & (H <= 1.35 * h_ref[:, None])
+    # the pedicle's height: centre of its bar in the slices with the tallest bars
+    tall = np.array([np.median(H[i, core][valid[i, core]]) if valid[i, core].sum() >= 3 else 0.0
+                     for i in range(len(ks))])
+    if tall.max() <= 0:
+        return None
+    main = tall >= 0.8 * tall.max()
+    h_i = float(np.median(C[main][:, core][valid[main][:, core]]))
+    # lateral place per depth: apex of the bar heights over the slices
+    us, dd = [], []
+    for j in range(len(ds)):
+        col = np.where(valid[:, j] & (np.abs(C[:, j] - h_i) < 2.5), np.maximum(runs[:, j, 1] - h_i, 0.0), 0.0)
+        if col.max() <= 0:
+            continue
+        order = np.argsort(xk[:, j])
+        us.append(_parabola_apex(xk[order, j], col[order]))
+        dd.append(ds[j])
+    if len(us) < 4:
+        return None
+    us, dd = np.asarray(us), np.asarray(dd)
+    # where the pedicle joins the arch: the end of the bar in the slice through its axis
+    j9 = int(np.argmin(np.abs(ds - (d_line + 9.0))))
+    u9 = float(np.median(us[np.abs(dd - ds[j9]) <= 2.0])) if np.any(np.abs(dd - ds[j9]) <= 2.0) else x_c
+    im = int(np.argmin(np.abs(xk[:, j9] - u9)))
+    j = j9
+    if not valid[im, j]:
+        return None
+    while j + 1 < len(ds) and valid[im, j + 1]:
+        j += 1
+    d_b = float(ds[j])
+    if not 7.0 <= d_b - d_line <= 20.0:
+        return None
+    d_i = 0.5 * (d_line + d_b)
+    sel = (dd >= d_line + 1.0) & (dd <= d_b - 1.0)
+    # the apex follows the pedicle from slice to slice; a jump to a transverse process beside it (where the
+    # pedicle's own bar is lost in a slice) is left out
+    incore = (dd >= d_line + 2.0) & (dd <= d_line + 9.0)
+    u_med = float(np.median(us[incore])) if incore.any() else float(np.median(us))
+    sel &= np.abs(us - u_med) <= 2.5
+    if sel.sum() >= 4:
+        coef = np.polyfit(dd[sel], us[sel], 1)
+        res = us[sel] - np.polyval(coef, dd[sel])
+        keep = np.abs(res) <= max(0.5, 2.5 * float(np.median(np.abs(res))))
+        if keep.sum() >= 4:
+            coef = np.polyfit(dd[sel][keep], us[sel][keep], 1)
+        u_i = float(np.polyval(coef, d_i))
+    else:
+        u_i = float(np.median(us))
+    return u_i, d_i, h_i, {"d_b": d_b}
+
+
+def _mr_sacral_canal_half_width(ns: _NativeSlices, height: float, d_line: float, p: DetectionParams
+                                ) -> Optional[float]:
+    """Half the interpedicular distance at S1: the widest transverse half-width of the sacral canal. Along
+    lines from the midline outward at depths from 2 to 12 mm behind the wall line and heights around
+    mid-height, where marrow signal starts and lasts 3 mm (the bone beside the canal); the upper quartile
+    over the lines (the canal is widest at its AP middle). ``ns`` is framed on the posterior wall's
+    midline point."""
+    step = 0.25
+    xs = np.arange(0.0, 40.0 + 1e-6, step)
+    need = max(1, int(round(3.0 / step)))
+    edges = []
+    for side in (+1, -1):
+        for d in np.arange(2.0, 12.0 + 1e-6, 2.0):
+            for dh in (-0.15 * height, 0.0, 0.15 * height):
+                prof = ns.sample(side * xs, -(d_line + d), dh)
+                band = np.abs(prof - 1.0) < p.mr_marrow_tol
+                for k in np.flatnonzero(xs >= 4.0):
+                    if k + need <= len(xs) and band[k:k + need].all():
+                        edges.append(float(xs[k]))
+                        break
+    if len(edges) < 8:
+        return None
+    return float(np.percentile(edges, 75))

@@ -82,3 +82,44 @@ def test_no_levels_found_exits_1(shared_data, capsys):
 
 def test_parse_hint():
     assert parse_hint("s1=1, -2.5,3e1") == ("S1", (1.0, -2.5, 30.0))
+
+
+def test_folder_without_images_names_the_skipped_files(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not an image", encoding="utf-8")
+    assert run_command(["levels", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no 3D image series found" in err and "notes.txt" in err and "Traceback" not in err
+
+
+def test_skip_summary_reads_the_import_report():
+    """ImportReport.skipped_files is a property (a list); a report offering it as a method works too."""
+    from types import SimpleNamespace
+
+    from planner.cli.levels import _skips_of
+    from planner.imaging.report import ImportReport
+
+    report = ImportReport()
+    report.skipped("a.dcm", "no pixel data")
+    report.skipped("b.dcm", "truncated file")
+    text = _skips_of(SimpleNamespace(report=report))
+    assert "2 skipped" in text and "a.dcm: no pixel data" in text and "b.dcm: truncated file" in text
+
+    entries = report.skipped_files
+    as_method = SimpleNamespace(summary=lambda: "", skipped_files=lambda: entries)
+    assert "a.dcm: no pixel data" in _skips_of(SimpleNamespace(report=as_method))
+    assert _skips_of(SimpleNamespace(report=None)) == ""
+    assert _skips_of(SimpleNamespace(report=SimpleNamespace(summary="x", skipped_files=3))) == " (x)"
+
+
+def test_mri_levels_from_two_hints_on_the_demo_t1(demo_study, capsys):
+    v = demo_study.ground_truth["vertebrae"]
+    hints = [f"--hint={n}=" + ",".join(f"{c:.2f}" for c in v[n]["body_center_lps"]) for n in ("S1", "L1")]
+    assert run_command(["levels", str(demo_study.series_dirs["T1"]), "--json", *hints]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["modality"] == "MR"
+    assert [lv["name"] for lv in out["levels"]] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    for lv in out["levels"]:
+        for n in LANDMARK_NAMES:
+            assert len(lv[n]) == 3, (lv["name"], n)
+        got, ref = lv["body_center_lps"], v[lv["name"]]["body_center_lps"]
+        assert sum((a - b) ** 2 for a, b in zip(got, ref)) ** 0.5 < 2.0, lv["name"]

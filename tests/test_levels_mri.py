@@ -150,15 +150,19 @@ def _hints(t):
             "L1": t["L1"]["body_center_lps"] + np.array([-2.0, 3.0, -2.5])}
 
 
-def test_two_marks_find_every_level(mr_case):
+@pytest.fixture(scope="module")
+def mr_levels(mr_case):
     vol, t = mr_case
-    levels = propose_levels(vol, _hints(t))
-    assert [lv.name for lv in levels] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    return propose_levels(vol, _hints(t))
 
 
-def test_landmarks_within_2_mm_of_the_phantom(mr_case):
-    vol, t = mr_case
-    levels = propose_levels(vol, _hints(t))
+def test_two_marks_find_every_level(mr_levels):
+    assert [lv.name for lv in mr_levels] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+
+
+def test_landmarks_within_2_mm_of_the_phantom(mr_case, mr_levels):
+    _, t = mr_case
+    levels = mr_levels
     errors = {}
     for lv in levels:
         for n in LANDMARK_NAMES:
@@ -200,6 +204,7 @@ def test_marks_that_do_not_fit_the_count_are_refused(mr_case):
 
 # ------------------------------------------------------------------ the demo case (planner.demo)
 DEMO_LEVELS = ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+BODY_LANDMARKS = [n for n in LANDMARK_NAMES if not n.startswith("pedicle")]
 
 
 @pytest.fixture(scope="module")
@@ -215,36 +220,61 @@ def demo_images(demo_study):
     return vols, demo_study.ground_truth
 
 
-@pytest.fixture(scope="module")
-def demo_levels(demo_images):
-    vols, gt = demo_images
+def _demo_hints(gt, s1_offset=(1.0, -2.0, 2.0), l1_offset=(-1.0, 2.0, -2.0)):
+    """The two clicks: a point inside S1 and a point inside L1 (not at their centres)."""
     v = gt["vertebrae"]
-    # the two clicks: a point inside S1 and a point inside L1 (not exactly their centres)
-    hints = {"S1": np.asarray(v["S1"]["body_center_lps"]) + [1.0, -2.0, 2.0],
-             "L1": np.asarray(v["L1"]["body_center_lps"]) + [-1.0, 2.0, -2.0]}
-    return propose_levels(vols["T1"], hints)
+    return {"S1": np.asarray(v["S1"]["body_center_lps"]) + s1_offset,
+            "L1": np.asarray(v["L1"]["body_center_lps"]) + l1_offset}
 
 
-def test_demo_levels_and_landmarks(demo_levels, demo_images):
-    _, gt = demo_images
-    assert [lv.name for lv in demo_levels] == DEMO_LEVELS
-    errors = {}
-    for lv in demo_levels:
+def _errors(levels, gt):
+    """{(level, landmark): distance to the ground truth in mm} (every landmark must be there)."""
+    out = {}
+    for lv in levels:
         for n in LANDMARK_NAMES:
             got = getattr(lv.landmarks, n)
             assert got is not None, (lv.name, n)
-            errors[(lv.name, n)] = float(np.linalg.norm(np.asarray(got) - np.asarray(gt["vertebrae"][lv.name][n])))
-    body = [n for n in LANDMARK_NAMES if not n.startswith("pedicle")]
-    # L1-L5: body centre, endplates and walls within 2 mm of the ground truth
-    inner = {k: round(e, 2) for k, e in errors.items() if k[0] not in ("T12", "S1") and k[1] in body and e > 2.0}
-    assert not inner, inner
-    # Not yet at the 2 mm goal everywhere: T12's upper and S1's lower endplate, next to the thin T11/T12
-    # disc and the sacral remnant disc, within 3 mm; the pedicle centres (their sides are blurred by the
-    # 3.5 mm sagittal slices) within 4 mm
-    far = {k: round(e, 2) for k, e in errors.items() if e > (4.0 if k[1].startswith("pedicle") else 3.0)}
+            out[(lv.name, n)] = float(np.linalg.norm(np.asarray(got) - np.asarray(gt["vertebrae"][lv.name][n])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_levels(demo_images):
+    vols, gt = demo_images
+    return propose_levels(vols["T1"], _demo_hints(gt))
+
+
+def test_demo_levels_and_landmarks(demo_levels, demo_images):
+    """Acceptance: on the demo case, every landmark of every level lies within 2 mm of the ground truth."""
+    _, gt = demo_images
+    assert [lv.name for lv in demo_levels] == DEMO_LEVELS
+    errors = _errors(demo_levels, gt)
+    far = {k: round(e, 2) for k, e in errors.items() if e > 2.0}
     assert not far, far
-    assert np.median(list(errors.values())) < 1.2
-    assert sum(e <= 2.0 for e in errors.values()) >= 0.85 * len(errors)
+
+
+def test_demo_result_does_not_depend_on_where_the_clicks_fall(demo_levels, demo_images):
+    """Clicks elsewhere inside S1 and L1 (4-5 mm from the first ones) give the same bodies."""
+    vols, gt = demo_images
+    other = propose_levels(vols["T1"], _demo_hints(gt, (-2.0, 3.0, -3.5), (3.5, -2.0, 3.0)))
+    assert [lv.name for lv in other] == DEMO_LEVELS
+    for a, b in zip(demo_levels, other):
+        for n in BODY_LANDMARKS:
+            assert np.linalg.norm(np.subtract(getattr(a.landmarks, n), getattr(b.landmarks, n))) < 1.0, (a.name, n)
+    errors = _errors(other, gt)
+    assert max(e for (_, n), e in errors.items() if n in BODY_LANDMARKS) < 2.0
+
+
+def test_demo_levels_on_the_t2_alone(demo_images):
+    """Labelling works on the sagittal T2 by itself (discs bright in the middle, fat and fluid bright):
+    every level named, body landmarks within 2 mm; pedicle centres within 3 mm (the thick slices leave
+    their sideways place less certain on T2, where their outline against fat is less sharp)."""
+    vols, gt = demo_images
+    levels = propose_levels(vols["T2"], _demo_hints(gt))
+    assert [lv.name for lv in levels] == DEMO_LEVELS
+    errors = _errors(levels, gt)
+    far = {k: round(e, 2) for k, e in errors.items() if e > (3.0 if k[1].startswith("pedicle") else 2.0)}
+    assert not far, far
 
 
 def test_demo_modic_assistant_types_every_endplate(demo_levels, demo_images):

@@ -74,12 +74,22 @@ def load_volumes(path: Path) -> dict[str, Any]:
 
 
 def _skips_of(result: Any) -> str:
+    """`` (summary; first skipped files and why)`` from the import report, or ""."""
     report = getattr(result, "report", None)
+    if report is None:
+        return ""
     summary = getattr(report, "summary", None)
-    text = summary() if callable(summary) else ""
-    if not text:
-        reasons = [f"{e.name}: {e.reason}" for e in (getattr(report, "skipped_files", lambda: [])() or [])[:3]]
-        text = "; ".join(reasons)
+    parts = [str(summary() if callable(summary) else summary or "")]
+    # ImportReport.skipped_files is a property (a list); accept a method too
+    skipped = getattr(report, "skipped_files", None)
+    if callable(skipped):
+        skipped = skipped()
+    try:
+        entries = list(skipped or [])
+    except TypeError:
+        entries = []
+    parts += [f"{getattr(e, 'name', e)}: {getattr(e, 'reason', '')}" for e in entries[:3]]
+    text = "; ".join(p for p in parts if p)
     return f" ({text})" if text else ""
 
 
