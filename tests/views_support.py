@@ -158,4 +158,6 @@ def open_window(qtbot, session, layout: str = "planning", size=(1400, 900)):
     w.resize(*size)
     w.show()
     qtbot.waitExposed(w)
+    w.activateWindow()  # keyboard shortcuts go to the active window
+    qtbot.waitUntil(w.isActiveWindow, timeout=3000)
     return w

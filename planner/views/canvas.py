@@ -449,7 +449,12 @@ class ImageCanvas(QWidget):
         for corner, lines in texts.items():
             lines = [ln for ln in lines if ln[0]]
             if compact:
-                lines = lines[-1:] if corner.startswith("bottom") else lines[:1]
+                if corner == "bottom_left":
+                    lines = lines[:1] + lines[-1:] if len(lines) > 1 else lines
+                elif corner.startswith("bottom"):
+                    lines = lines[-1:]
+                else:
+                    lines = lines[:1]
                 other = texts.get(corner.replace("right", "left") if corner.endswith("right") else "")
                 if corner.endswith("right") and other:
                     need = max((fm.horizontalAdvance(t) for t, _ in lines), default=0) + \

@@ -145,6 +145,7 @@ class MainWindow(QMainWindow):
         if restore_state:
             saved_layout = self._restore_settings()
         layout = initial_layout or saved_layout or "planning"
+        self.place_cursor()
         self.set_layout(layout if layout in LAYOUTS else "planning")
         self._update_title()
         self._update_undo()
@@ -396,7 +397,7 @@ class MainWindow(QMainWindow):
                 c.reset_view()
         vv = self.views.volume_view
         if vv is not None and vv.isVisible():
-            vv.set_camera_view("AP")
+            vv.set_camera_view(vv.default_camera())
 
     def auto_window_focused(self) -> None:
         c = self.views.focused_canvas()
@@ -426,6 +427,24 @@ class MainWindow(QMainWindow):
     def _on_doc_changed(self, change) -> None:
         if change.source == "load":
             self._update_title()
+            self.place_cursor()
+
+    def place_cursor(self) -> None:
+        """Start where the work is: the crosshair goes to the first level marked for treatment (else
+        the centre of the planning volume) unless it already lies inside that volume."""
+        from planner.views import roles
+
+        key = roles.main_volume_key(self.session)
+        vol = self.session.images.get(key) if key else None
+        if vol is None or vol.contains(self.session.cursor_lps):
+            return
+        target = vol.center_lps()
+        for lv in self.session.document.plan.levels:
+            c = lv.landmarks.body_center_lps
+            if lv.treat and c is not None and vol.contains(c):
+                target = c
+                break
+        self.session.set_cursor(target, vol.info.frame_of_reference_uid)
 
     def _update_title(self) -> None:
         doc = self.session.document
@@ -448,6 +467,7 @@ class MainWindow(QMainWindow):
     def add_images(self, images: dict, *, make_first_active: bool = False) -> None:
         for idx, (key, img) in enumerate(images.items()):
             self.session.add_image(key, img, make_active=make_first_active and idx == 0)
+        self.place_cursor()
         self.views.assign_series()
 
     def open_folder_dialog(self) -> None:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 #: no absolute scale); CT values are Hounsfield units.
 PRESETS: dict[str, dict] = {
     "MR: tissue": {"family": "MR", "kind": "percentile",
-                   "opacity": [(55, 0.0), (80, 0.08), (97, 0.35), (99.9, 0.6)],
+                   "opacity": [(60, 0.0), (85, 0.03), (97, 0.18), (99.9, 0.4)],
                    "color": [(55, 0.35, 0.25, 0.2), (80, 0.85, 0.7, 0.55), (99.9, 1.0, 0.97, 0.9)]},
     "MR: fluid (CSF, discs)": {"family": "MR", "kind": "percentile",
                                "opacity": [(90, 0.0), (97, 0.25), (99.9, 0.8)],
@@ -257,9 +257,19 @@ class VolumeView(QWidget):
         self.request_render(0)
 
     # ------------------------------------------------------------------ camera
+    def default_camera(self) -> str:
+        """Lateral for sagittal acquisitions (the spine's profile), AP otherwise."""
+        vol = self.session.images.get(self.series_key) if self.series_key else None
+        if isinstance(vol, Volume):
+            from planner.views.render.slice_geometry import native_orientation
+
+            if native_orientation(vol) == "sagittal":
+                return "Lateral"
+        return "AP"
+
     def reset_camera(self) -> None:
         self.renderer.ResetCamera()
-        self.set_camera_view("AP", render=False)
+        self.set_camera_view(self.default_camera(), render=False)
         self._camera_initialised = True
 
     def set_camera_view(self, name: str, render: bool = True) -> None:
@@ -319,6 +329,13 @@ class VolumeView(QWidget):
         for name, p in PRESETS.items():
             if p["family"] == family:
                 self.preset_combo.addItem(name)
+        if vol is not None and family == "MR":
+            # fluid-sensitive sequences (T2, STIR) show the canal and discs best
+            from planner.views.roles import role_of
+
+            role = role_of(self.session, self.series_key or "")
+            if role in ("T2", "STIR", "AX_T2") or "T2" in (vol.info.series_description or "").upper():
+                self.preset_combo.setCurrentText("MR: fluid (CSF, discs)")
         self.preset_combo.blockSignals(False)
         self.preset_name = self.preset_combo.currentText()
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CROSSHAIR_COLOR = QColor(79, 195, 247, 200)
 LEVEL_COLOR = QColor("#ffe082")
-LANDMARK_COLOR = QColor("#80deea")
+LANDMARK_COLOR = QColor(128, 222, 234, 200)
 ZONE_COLOR = QColor("#ff7043")
 ENTRY_COLOR = QColor("#ffffff")
 INSTRUMENT_COLORS = {
@@ -123,11 +123,11 @@ def paint_levels(view: "SliceView", p: QPainter, draw_handles: bool) -> list[Han
             if abs(float((pt - pp) @ frame.normal)) > tol:
                 continue
             w = view.to_widget(pt[None, :])[0]
-            p.setPen(QPen(QColor(0, 0, 0, 200), 3.0))
+            p.setPen(QPen(QColor(0, 0, 0, 160), 2.5))
             p.setBrush(Qt.BrushStyle.NoBrush)
-            p.drawEllipse(_qp(w), 4.0, 4.0)
-            p.setPen(QPen(LANDMARK_COLOR, 1.5))
-            p.drawEllipse(_qp(w), 4.0, 4.0)
+            p.drawEllipse(_qp(w), 3.0, 3.0)
+            p.setPen(QPen(LANDMARK_COLOR, 1.2))
+            p.drawEllipse(_qp(w), 3.0, 3.0)
             lid, lname = level.id, name
             handles.append(Handle(
                 "landmark", (lid, lname), pt, (float(w[0]), float(w[1])),
