@@ -13,8 +13,9 @@ volume's own ``ijk_to_lps``; results are returned in LPS mm):
    centre of the bone near the body's midline; in that plane a dynamic-programming track follows
    the anterior column (bright body/disc column with the dark canal behind it and the posterior
    elements behind that), and the posterior wall of the column is taken where the intensity falls
-   to the canal level. On MRI the user gives one or two points (``hints``, e.g. inside S1 and
-   inside L1) and the curve runs through them along the posterior wall found the same way.
+   to the canal level. On MRI the user gives two points (``hints``, e.g. inside S1 and inside L1)
+   and the curve runs through the middle of the body column between and beyond them (T1: marrow
+   bright between dark cortex; T2: marrow between a thin dark cortex and bright fat or fluid).
 2. **Discs.** The volume is straightened along the curve (rows perpendicular to the posterior
    wall). A disc is a thin dark band crossing the column, tilted by up to
    ``DetectionParams.disc_max_tilt_deg``, with brighter bone (CT: endplates; MRI: marrow) on both
@@ -25,13 +26,33 @@ volume's own ``ijk_to_lps``; results are returned in LPS mm):
    narrower and its transverse processes arise behind the body); the highest such segment is S1
    (or L5 when ``transitional="sacralised_L5"``) and the levels are counted up from it (with an
    extra L6 when ``transitional="L6"``). MRI: the hints name the bodies they lie in.
-4. **Landmarks per body.** Endplates where the body meets the discs on the body's AP middle,
+4. **Landmarks per body.** CT: endplates where the body meets the discs on the body's AP middle,
    walls on the mid-height line, body centre between them, pedicles as the centroids of the bone
-   (CT) or marrow (MR) bridges between the body and the arch on each side of the canal.
+   bridges between the body and the arch on each side of the canal.
 
-Every threshold is a documented field of :class:`DetectionParams` (image-processing values, not
-clinical ones; clinical numbers live in :mod:`planner.settings`). Relabel helpers
-(:func:`shift_level_names`, :func:`relabel_levels`) support the UI's "shift up/down" buttons.
+   MRI: measured in the acquired slices, never across two thick slices by rounding (sub-sample edges
+   everywhere). Each click is first moved to its body's AP middle and midsagittal plane, and the
+   marrow level is the most common value of the body around it (a click in a Modic zone does not
+   matter). Per body: the **midsagittal plane** is the plane of mirror symmetry of the vertebra (body,
+   canal, pedicles and arch; slices interpolated by cubic convolution across); **walls** at the outer
+   edge of their cortical line (where the tissue beyond is brighter, else the line taken as wide
+   beyond its centre as within); **endplates** at the centre of their dark line (cortex with the
+   cartilage endplate, on lines parallel to the axis across the middle of the body, a straight line
+   through them read at the AP middle); the **body centre** between them. **Pedicles**: in each
+   parasagittal slice the pedicle is a bar of marrow between the superior and inferior notches; its
+   height is the centre of the bar's edges, its sideways place at each depth the apex of the bar
+   heights over neighbouring slices (a straight line over depth, the pedicle running obliquely), its
+   depth (the isthmus) midway between the posterior wall line and the bar's junction with the arch;
+   both sides are averaged as mirror images about the midsagittal plane. An axial series of the same
+   frame of reference (``companions``) measures the sideways place in-plane where a slice passes
+   through the pedicle above its transverse process. S1, whose pedicles merge into the alae, gets
+   them beside the sacral canal from the typical S1 pedicle size (domain.md 5.2, a placeholder) at
+   L5's measured depth, with a note to check them.
+
+The main thresholds are documented fields of :class:`DetectionParams` (image-processing values, not
+clinical ones; clinical numbers live in :mod:`planner.settings`); small sampling choices (step
+sizes, search windows) are stated where they are used. Relabel helpers (:func:`shift_level_names`,
+:func:`relabel_levels`) support the UI's "shift up/down" buttons.
 """
 
 from __future__ import annotations
@@ -121,6 +142,19 @@ class DetectionParams:
     mr_disc_max_mm: float = 16.0
     #: MRI: a wall or endplate is the first dip of the signal below this ratio to marrow (cortical line).
     mr_wall_dip: float = 0.6
+    #: MRI: signal above this ratio to marrow belongs to a run of marrow-like signal (pedicle bars); the run
+    #: ends at the cortical lines around it.
+    mr_run_level: float = 0.72
+    #: MRI: the posterior wall line (where the pedicles start) is sought this far either side of the midline,
+    #: between the pedicles (mm).
+    mr_wall_line_half_span_mm: float = 7.0
+    #: MRI: depths behind the wall line where a pedicle is a free bar between the notches (mm).
+    mr_pedicle_core_mm: tuple[float, float] = (2.0, 9.0)
+    #: MRI: a pedicle bar taller than this times its height in the core has joined the body or the arch.
+    mr_pedicle_bar_jump: float = 1.35
+    #: MRI: axial slices used for a pedicle's sideways place lie in this band of its half-height above its
+    #: centre (above the transverse process, below its top).
+    mr_axial_pedicle_band: tuple[float, float] = (0.35, 0.8)
 
 
 # ------------------------------------------------------------------------------------ grid
@@ -337,19 +371,22 @@ def _sequence(transitional: Optional[str]) -> list[str]:
 # ------------------------------------------------------------------------------------ public API
 def propose_levels(volume: Volume, hints: Optional[Mapping[str, Sequence[float]]] = None, *,
                    modality: Optional[str] = None, transitional: Optional[str] = None,
-                   params: Optional[DetectionParams] = None) -> list[Level]:
+                   params: Optional[DetectionParams] = None, companions: Sequence[Volume] = ()) -> list[Level]:
     """Propose every lumbar level T12-S1 present in ``volume`` with its landmarks (LPS mm).
 
     ``hints`` maps level names to LPS points inside those bodies (MRI: at most two, e.g. ``{"S1": p,
     "L1": q}``; CT needs none). ``transitional`` is None, ``"L6"`` (six lumbar vertebrae) or
-    ``"sacralised_L5"`` (L5 fused into the sacrum). Raises :class:`LevelDetectionError`."""
+    ``"sacralised_L5"`` (L5 fused into the sacrum). ``companions``: other series of the same frame of
+    reference (MRI: an axial stack refines the pedicles of the levels it covers; others are ignored).
+    Raises :class:`LevelDetectionError`."""
     return propose_levels_detailed(volume, hints, modality=modality, transitional=transitional,
-                                   params=params).levels
+                                   params=params, companions=companions).levels
 
 
 def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequence[float]]] = None, *,
                             modality: Optional[str] = None, transitional: Optional[str] = None,
-                            params: Optional[DetectionParams] = None) -> LevelProposal:
+                            params: Optional[DetectionParams] = None, companions: Sequence[Volume] = ()
+                            ) -> LevelProposal:
     """Like :func:`propose_levels`, with the modality used and notes for the user."""
     if transitional not in TRANSITIONAL:
         raise LevelDetectionError(f"transitional must be None, 'L6' or 'sacralised_L5', not {transitional!r}")
@@ -367,7 +404,10 @@ def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequenc
     if mod == "CT" and not hints:
         found, notes = _detect_ct(volume, p, transitional)
     else:
-        found, notes = _detect_mr(volume, hints, p, transitional, mod)
+        for_uid = volume.info.frame_of_reference_uid
+        same_frame = [c for c in companions if c is not volume and isinstance(c, Volume) and c.array.ndim == 3
+                      and (not for_uid or c.info.frame_of_reference_uid == for_uid)]
+        found, notes = _detect_mr(volume, hints, p, transitional, mod, companions=same_frame)
     levels = [Level(name=v.name, landmarks=v.landmarks) for v in found if v.name in PROPOSED_ORDER]
     if not levels:
         raise LevelDetectionError("no lumbar level (T12-S1) was found in the image")
@@ -897,7 +937,7 @@ def _ct_has_alae(grid: WorkGrid, curve: SpineCurve, v: VertebraFound, p: Detecti
 
 # ------------------------------------------------------------------------------------ MRI
 def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParams, transitional: Optional[str],
-               modality: str) -> tuple[list[VertebraFound], list[str]]:
+               modality: str, companions: Sequence[Volume] = ()) -> tuple[list[VertebraFound], list[str]]:
     """Levels on a sagittal MR from two marks inside named bodies (e.g. S1 and L1).
 
     The marks give the marrow signal and the names; the bodies between them are found along the
@@ -923,8 +963,8 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
         raise LevelDetectionError(f"the {name_hi} mark lies below the {name_lo} mark; check which bodies were "
                                   "marked")
     c_hat = chord / length
-    if volume.array.dtype != np.float32:
-        volume = Volume(volume.array.astype(np.float32), volume.ijk_to_lps, volume.info)
+    volume = _as_float32(volume)
+    companions = [_as_float32(c) for c in companions]
     # a click anywhere inside the body: move it to the body's AP middle and midsagittal plane first
     p_lo, p_hi = (_snap_mark(volume, q, c_hat, p) for q in (p_lo, p_hi))
     chord = p_hi - p_lo
@@ -975,7 +1015,7 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
         hi_t = all_discs[k][0] if k < len(all_discs) else None
         if name not in PROPOSED_ORDER:
             continue
-        lm = _mr_landmarks(ratio, curve, dev, a_col, lo_t, hi_t, s, p, name=name, volume=volume,
+        lm = _mr_landmarks(ratio, curve, dev, a_col, lo_t, hi_t, s, p, name=name, volume=volume, companions=companions,
                            inf_t=plates[k - 1][1] if k >= 1 else None,
                            sup_t=plates[k][0] if k < len(all_discs) else None)
         if lm is None:
@@ -1015,6 +1055,13 @@ def _sacral_pedicle_depth_from_l5(verts: list[VertebraFound], notes: list[str]) 
     shift = (d1 - d5) * ap
     s1.landmarks = lm.model_copy(update={"pedicle_left_lps": _pt(np.asarray(lm.pedicle_left_lps) + shift),
                                          "pedicle_right_lps": _pt(np.asarray(lm.pedicle_right_lps) + shift)})
+
+
+def _as_float32(volume: Volume) -> Volume:
+    """The volume with a float32 array (sampled many times; converted once)."""
+    if volume.array.dtype == np.float32:
+        return volume
+    return Volume(volume.array.astype(np.float32), volume.ijk_to_lps, volume.info)
 
 
 def _snap_mark(volume: Volume, mark: np.ndarray, axis: np.ndarray, p: DetectionParams) -> np.ndarray:
@@ -1317,8 +1364,8 @@ def _mr_disc_plates(ratio: WorkGrid, curve: SpineCurve, t_disc: float, p: Detect
 
 def _mr_landmarks(ratio: WorkGrid, curve: SpineCurve, dev: np.ndarray, a_col: np.ndarray, lo_t: Optional[float],
                   hi_t: Optional[float], s: float, p: DetectionParams, *, inf_t: Optional[float] = None,
-                  sup_t: Optional[float] = None, name: str = "L4", volume: Optional[Volume] = None
-                  ) -> Optional[Landmarks]:
+                  sup_t: Optional[float] = None, name: str = "L4", volume: Optional[Volume] = None,
+                  companions: Sequence[Volume] = ()) -> Optional[Landmarks]:
     """Landmarks of the body between the discs at rows lo_t and hi_t (None at an end of the spine: the
     endplate there is searched one typical body height away). ``inf_t``/``sup_t``: rows of the
     endplate lines when already found beside the discs."""
@@ -1376,7 +1423,7 @@ def _mr_landmarks(ratio: WorkGrid, curve: SpineCurve, dev: np.ndarray, a_col: np
         return lm
     coarse = (None, None) if lm is None else (lm.pedicle_left_lps, lm.pedicle_right_lps)
     measured = _mr_measure_body(volume, sup, inf, frame[2], frame[3], p, name=name, axis_hint=axis_hint,
-                                coarse_pedicles=coarse)
+                                coarse_pedicles=coarse, companions=companions)
     if measured is None:
         return lm
     if measured.pedicle_left_lps is None and lm is not None:
@@ -1867,8 +1914,8 @@ def _surface(edges: tuple[float, float, Optional[float]], kind: str) -> float:
 def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray,
                      anterior_hint: np.ndarray, p: DetectionParams, name: str = "L4",
                      axis_hint: Optional[np.ndarray] = None,
-                     coarse_pedicles: tuple[Optional[np.ndarray], Optional[np.ndarray]] = (None, None)
-                     ) -> Optional[Landmarks]:
+                     coarse_pedicles: tuple[Optional[np.ndarray], Optional[np.ndarray]] = (None, None),
+                     companions: Sequence[Volume] = ()) -> Optional[Landmarks]:
     """MRI body landmarks measured in the acquired slices: the midsagittal plane from the vertebra's mirror
     symmetry, walls and endplates at the outer edge of their cortical lines (sub-sample edges), the body
     centre between them; ``sup``/``inf``: first estimates of the endplate centres (from the discs)."""
@@ -1980,8 +2027,18 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
             break
         r = _mr_pedicle_native(nsp, side, height, None if coarse is None else np.asarray(coarse, float), d_line,
                                name, p)
-        if r is not None:
-            found[side] = r
+        if r is None:
+            continue
+        # an axial series through the pedicle measures its sideways place in-plane (finer than thick sagittal
+        # slices can)
+        for ax in companions:
+            if not ax.contains(nsp.lps(r[0], -r[1], r[2]), margin_voxels=-0.5):
+                continue
+            x_ax = _axial_pedicle_x(ax, nsp.origin, lat, ap, axis, side, r[0], r[1], r[2], r[3]["half_height"], p)
+            if x_ax is not None and abs(x_ax - r[0]) <= 3.0:
+                r = (x_ax, r[1], r[2], {**r[3], "axial": True})
+                break
+        found[side] = r
     peds: dict[int, Optional[np.ndarray]] = {+1: None, -1: None}
     if len(found) == 2:
         (ul, dl, hl, _), (ur, dr, hr, _) = found[+1], found[-1]
@@ -2001,7 +2058,8 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
                      pedicle_right_lps=None if peds[-1] is None else _pt(peds[-1]))
 
 
-def _marrow_run(prof: np.ndarray, pos: np.ndarray, pos0: float, lo: float = 0.72, search_mm: float = 3.0,
+def _marrow_run(prof: np.ndarray, pos: np.ndarray, pos0: float, lo: float = DetectionParams.mr_run_level,
+                search_mm: float = 3.0,
                 max_gap_mm: float = 2.0) -> Optional[tuple[float, float]]:
     """(low, high) edges of the run of marrow-like signal (ratio above ``lo``) containing ``pos0`` (or
     nearest to it within ``max_gap_mm``) along a profile: each edge where the signal is halfway
@@ -2054,13 +2112,14 @@ def _parabola_apex(xs: np.ndarray, ys: np.ndarray) -> float:
     return float(xs[i])
 
 
-def _posterior_wall_line(ns: _NativeSlices, height: float, p: DetectionParams, half_span_mm: float = 7.0) -> float:
+def _posterior_wall_line(ns: _NativeSlices, height: float, p: DetectionParams) -> float:
     """Depth (mm behind ``ns.origin``, the posterior wall on the midline) of the most posterior point of the
-    body's posterior surface between the pedicles (|x| <= ``half_span_mm``): the line from which the
-    pedicles start (the midline wall itself may be recessed, as in a kidney-shaped body)."""
+    body's posterior surface between the pedicles (|x| <= ``mr_wall_line_half_span_mm``): the line from
+    which the pedicles start (the midline wall itself may be recessed, as in a kidney-shaped body)."""
     pos = np.arange(0.0, 30.0, 0.25)
     found = []
-    for x in np.linspace(-half_span_mm, half_span_mm, 8):
+    span = p.mr_wall_line_half_span_mm
+    for x in np.linspace(-span, span, 8):
         here = []
         for dh in np.linspace(-0.12, 0.12, 5) * height:
             prof = ns.sample(x, 12.0 - pos, dh)
@@ -2108,18 +2167,18 @@ def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Opti
     for i, k in enumerate(ks):
         profs = ndimage.gaussian_filter1d(ns.in_slice(k, -dd_, hh_), 1.0, axis=1)
         for j in range(len(ds)):
-            e = _marrow_run(profs[j], hs, h_c)
+            e = _marrow_run(profs[j], hs, h_c, lo=p.mr_run_level)
             if e is not None:
                 runs[i, j] = e
     H = runs[..., 1] - runs[..., 0]
     C = runs.mean(axis=-1)
     near = np.isfinite(H) & (np.abs(C - h_c) < 3.5) & (H > 3.0) & (H < 0.85 * height)
-    core = (ds >= d_line + 2.0) & (ds <= d_line + 9.0)
+    core = (ds >= d_line + p.mr_pedicle_core_mm[0]) & (ds <= d_line + p.mr_pedicle_core_mm[1])
     if not near[:, core].any():
         return None
     h_ref = np.array([np.median(H[i, core][near[i, core]]) if near[i, core].any() else np.inf
                       for i in range(len(ks))])
-    valid = near & (H <= 1.35 * h_ref[:, None])
+    valid = near & (H <= p.mr_pedicle_bar_jump * h_ref[:, None])
     # the pedicle's height: centre of its bar in the slices with the tallest bars
     tall = np.array([np.median(H[i, core][valid[i, core]]) if valid[i, core].sum() >= 3 else 0.0
                      for i in range(len(ks))])
@@ -2127,6 +2186,7 @@ def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Opti
         return None
     main = tall >= 0.8 * tall.max()
     h_i = float(np.median(C[main][:, core][valid[main][:, core]]))
+    half_h = 0.5 * float(np.median(H[main][:, core][valid[main][:, core]]))
     # lateral place per depth: apex of the bar heights over the slices
     us, dd = [], []
     for j in range(len(ds)):
@@ -2140,7 +2200,7 @@ def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Opti
         return None
     us, dd = np.asarray(us), np.asarray(dd)
     # where the pedicle joins the arch: the end of the bar in the slice through its axis
-    j9 = int(np.argmin(np.abs(ds - (d_line + 9.0))))
+    j9 = int(np.argmin(np.abs(ds - (d_line + p.mr_pedicle_core_mm[1]))))
     u9 = float(np.median(us[np.abs(dd - ds[j9]) <= 2.0])) if np.any(np.abs(dd - ds[j9]) <= 2.0) else x_c
     im = int(np.argmin(np.abs(xk[:, j9] - u9)))
     j = j9
@@ -2155,7 +2215,7 @@ def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Opti
     sel = (dd >= d_line + 1.0) & (dd <= d_b - 1.0)
     # the apex follows the pedicle from slice to slice; a jump to a transverse process beside it (where the
     # pedicle's own bar is lost in a slice) is left out
-    incore = (dd >= d_line + 2.0) & (dd <= d_line + 9.0)
+    incore = (dd >= d_line + p.mr_pedicle_core_mm[0]) & (dd <= d_line + p.mr_pedicle_core_mm[1])
     u_med = float(np.median(us[incore])) if incore.any() else float(np.median(us))
     sel &= np.abs(us - u_med) <= 2.5
     if sel.sum() >= 4:
@@ -2167,7 +2227,7 @@ def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Opti
         u_i = float(np.polyval(coef, d_i))
     else:
         u_i = float(np.median(us))
-    return u_i, d_i, h_i, {"d_b": d_b}
+    return u_i, d_i, h_i, {"d_b": d_b, "half_height": half_h}
 
 
 def _mr_sacral_canal_half_width(ns: _NativeSlices, height: float, d_line: float, p: DetectionParams
@@ -2193,3 +2253,59 @@ def _mr_sacral_canal_half_width(ns: _NativeSlices, height: float, d_line: float,
     if len(edges) < 8:
         return None
     return float(np.percentile(edges, 75))
+
+
+def _axial_pedicle_x(axial: Volume, origin: np.ndarray, lat: np.ndarray, ap: np.ndarray, axis: np.ndarray, side: int,
+                     x: float, d: float, h: float, half_h: float, p: DetectionParams) -> Optional[float]:
+    """The sideways place of a pedicle centre measured on an axial series that covers it: in each axial
+    slice through the pedicle's upper part (``mr_axial_pedicle_band`` of its half-height above its centre,
+    clear of the transverse process, which arises lower down), the middle of the pedicle's marrow between its
+    medial cortex (the canal) and its lateral cortex, at depths around the centre; a straight line through
+    these middles over depth (the pedicle runs obliquely) read at the centre's depth. Coordinates: ``x``
+    toward the left, ``d`` mm behind ``origin`` (the posterior wall's midline point), ``h`` cranial.
+    None when no slice qualifies or the pedicle is not found in it."""
+    m = axial.ijk_to_lps
+    normal = np.cross(m[:3, 0], m[:3, 1])
+    normal /= np.linalg.norm(normal)
+    n_ax = float(normal @ axis)
+    if abs(n_ax) < 0.8 or half_h < 2.0:
+        return None
+
+    def h_on(k: float, xx, aa):
+        plane = float(normal @ (m[:3, 3] + k * m[:3, 2])) - float(normal @ origin)
+        return (plane - np.asarray(xx) * float(normal @ lat) - np.asarray(aa) * float(normal @ ap)) / n_ax
+
+    def lps(xx, aa, hh):
+        xx, aa, hh = np.broadcast_arrays(np.asarray(xx, float), np.asarray(aa, float), np.asarray(hh, float))
+        return origin + xx[..., None] * lat + aa[..., None] * ap + hh[..., None] * axis
+
+    xs = np.arange(x - 14.0, x + 14.0 + 1e-6, 0.25)
+    centres, depths = [], []
+    for k in range(axial.array.shape[0]):
+        hk = float(h_on(k, x, -d))
+        if not h + p.mr_axial_pedicle_band[0] * half_h <= hk <= h + p.mr_axial_pedicle_band[1] * half_h:
+            continue
+        # the body's marrow in the same slice (this series' own signal level)
+        bx, ba = np.meshgrid(np.arange(-6.0, 6.0 + 1e-6, 1.5), np.arange(6.0, 16.0 + 1e-6, 1.5), indexing="ij")
+        marrow = float(np.median(axial.sample(lps(bx, ba, h_on(k, bx, ba)))))
+        if not marrow > 0:
+            continue
+        for dd in np.arange(d - 3.0, d + 3.0 + 1e-6, 0.5):
+            prof = axial.sample(lps(xs, -dd, h_on(k, xs, -dd))) / marrow
+            prof = ndimage.gaussian_filter1d(prof, 1.0)
+            e = _marrow_run(prof, xs, x, lo=p.mr_run_level, max_gap_mm=1.5)
+            if e is None or not 3.0 <= e[1] - e[0] <= 25.0:
+                continue
+            centres.append(0.5 * (e[0] + e[1]))
+            depths.append(dd)
+    if len(centres) < 5:
+        return None
+    c, dd = np.asarray(centres), np.asarray(depths)
+    med = float(np.median(c))
+    keep = np.abs(c - med) <= 2.5
+    if keep.sum() < 5:
+        return None
+    coef = np.polyfit(dd[keep], c[keep], 1)
+    if abs(coef[0]) > 1.2:
+        return med
+    return float(np.polyval(coef, d))

@@ -3,8 +3,10 @@
 Loads the images at PATH with :func:`planner.imaging.load_path` (a DICOM folder or file, a zip, or a
 NIfTI/MHA/NRRD volume), picks the
 volume to label (``--series``, else a CT, else a sagittal T1/T2 MR, else the largest volume) and
-prints the proposed levels with their landmarks in LPS millimetres. CT needs no hint; MRI needs one or
-two (``--hint S1=x,y,z --hint L1=x,y,z``: points inside those bodies, LPS mm).
+prints the proposed levels with their landmarks in LPS millimetres. CT needs no hint; MRI needs two
+(``--hint S1=x,y,z --hint L1=x,y,z``: points anywhere inside those bodies, LPS mm). The other series
+found at PATH in the same frame of reference go along (on MRI an axial stack refines the pedicles of
+the levels it covers).
 
 Exit codes: 0 levels found; 1 the images were read but no levels could be found (the message says
 why); 2 bad input (missing or unreadable file, bad hint, unknown series).
@@ -128,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{_PREFIX}: {exc}", file=sys.stderr)
         return 2
     try:
+        # the other series at PATH in the same frame of reference (an axial stack refines the MRI pedicles)
+        companions = [v for k, v in volumes.items() if k != key]
         result = propose_levels_detailed(volume, hints or None, modality=args.modality,
-                                         transitional=args.transitional)
+                                         transitional=args.transitional, companions=companions)
     except LevelDetectionError as exc:
         msg = str(exc)
         bad_input = any(w in msg for w in ("hint", "transitional", "outside the image"))

@@ -403,7 +403,9 @@ class LevelsPanel(QWidget):
         key, volume = chosen
         QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            result = propose_levels_detailed(volume, self.hints or None, transitional=self.anatomy.currentData())
+            others = [v for k, v in self.session.volumes().items() if k != key]  # e.g. an axial stack
+            result = propose_levels_detailed(volume, self.hints or None, transitional=self.anatomy.currentData(),
+                                             companions=others)
         except LevelDetectionError as exc:
             text = str(exc)
             if not self.hints and (volume.info.modality or "").upper() != "CT":
