@@ -166,13 +166,16 @@ def load_images_into(session, paths: list[str], *, only_uids: Optional[set[str]]
     return result
 
 
-def open_demo(session) -> str:
-    """Load the built-in demo case: its images and its sample plan. Returns a title hint."""
-    try:
-        from planner.demo import ensure_demo_case
-    except ImportError as exc:
-        raise StartupError(f"The demo case is not available in this build ({exc}).") from None
-    folder = Path(ensure_demo_case())
+def open_demo(session, folder: Optional[str | Path] = None) -> str:
+    """Load the built-in demo case (or a demo study already written to ``folder``): its images and its
+    sample plan. Returns a title hint."""
+    if folder is None:
+        try:
+            from planner.demo import ensure_demo_case
+        except ImportError as exc:
+            raise StartupError(f"The demo case is not available in this build ({exc}).") from None
+        folder = ensure_demo_case()
+    folder = Path(folder)
     load_images_into(session, [str(folder)])
     sample = folder / "sample.bvnplan"
     if sample.is_file():

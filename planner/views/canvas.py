@@ -448,6 +448,8 @@ class ImageCanvas(QWidget):
         compact = w < 460 or h < 300
         for corner, lines in texts.items():
             lines = [ln for ln in lines if ln[0]]
+            if compact and w < 300 and corner.startswith("top"):
+                lines = []  # too narrow: the orientation letter needs the top edge
             if compact:
                 if corner == "bottom_left":
                     lines = lines[:1] + lines[-1:] if len(lines) > 1 else lines
@@ -462,6 +464,7 @@ class ImageCanvas(QWidget):
                     if need > w:
                         lines = []
             for idx, (text, color) in enumerate(lines):
+                text = fm.elidedText(text, Qt.TextElideMode.ElideRight, max(20, w - 2 * m))
                 tw = fm.horizontalAdvance(text)
                 x = m if corner.endswith("left") else w - m - tw
                 if corner.startswith("top"):

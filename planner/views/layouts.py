@@ -159,7 +159,7 @@ class ViewLayout(QStackedWidget):
             right.setStretchFactor(1, 1)
             root.setSizes([1100, 900])
             right.setSizes([500, 500])
-            bottom.setSizes([450, 450])
+            bottom.setSizes([330, 570])
             page.set_root(root)
             for v in self.slice_views.values():
                 v.slice_changed.connect(lambda v=v: self._plane_changed(v))

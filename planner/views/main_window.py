@@ -427,6 +427,7 @@ class MainWindow(QMainWindow):
     def _on_doc_changed(self, change) -> None:
         if change.source == "load":
             self._update_title()
+            self._cursor_placed = False  # a newly opened plan starts at its treated level
             self.place_cursor()
 
     def place_cursor(self) -> None:
@@ -436,7 +437,13 @@ class MainWindow(QMainWindow):
 
         key = roles.main_volume_key(self.session)
         vol = self.session.images.get(key) if key else None
-        if vol is None or vol.contains(self.session.cursor_lps):
+        if vol is None:
+            return
+        first = not getattr(self, "_cursor_placed", False)
+        self._cursor_placed = True
+        cursor = self.session.cursor_lps
+        never_set = not cursor.any() and not self.session.cursor_frame_of_reference_uid
+        if vol.contains(cursor) and not (first and never_set):
             return
         target = vol.center_lps()
         for lv in self.session.document.plan.levels:
