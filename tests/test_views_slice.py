@@ -275,3 +275,31 @@ def test_closing_is_safe_then_model_events_render_nothing(qtbot):
     assert vv.vtk.closed and vv.render_now() is False
     assert session.document.changed.receiver_count == 0 or all(
         getattr(s, "__self__", None) not in canvases + [vv] for s in session.document.changed._slots)
+
+
+def test_dragging_a_trajectory_point_moves_it_in_the_slice_with_one_undo_step(qtbot):
+    from planner.plan import Trajectory
+    from planner.views.render.slice_geometry import SliceFrame
+
+    session = _session()
+    frame = SliceFrame(session.images[T2_KEY], "sagittal")
+    n = frame.n_slices // 2
+    entry, target = frame.crn_to_world((90, 60, n)), frame.crn_to_world((40, 60, n))
+    lid = session.document.add_level("L4", Landmarks(body_center_lps=tuple(frame.crn_to_world((40, 62, n)))))
+    tid = session.document.add_trajectory(Trajectory(level_id=lid, entry_lps=tuple(entry), target_lps=tuple(target)))
+    session.set_cursor(target, FOR_UID)
+    w = open_window(qtbot, session)
+    sag = w.views.slice_views["sagittal"]
+    assert sag.n == n
+    handles = {h.key: h for h in sag.current_handles() if h.kind == "trajectory"}
+    assert set(handles) == {(tid, "entry"), (tid, "target")}
+    steps_before = len(session.document._undo)
+    start = _widget_pos(sag, target)
+    drag(sag, start, (start[0] - 20, start[1] + 10), Qt.MouseButton.LeftButton, steps=8)
+    moved = np.asarray(session.document.plan.trajectory(tid).target_lps)
+    np.testing.assert_allclose(moved - target, (sag.frame.ex * -20 + sag.frame.ey * 10) / sag.zoom, atol=1e-6)
+    np.testing.assert_allclose(session.document.plan.trajectory(tid).entry_lps, entry)
+    assert len(session.document._undo) == steps_before + 1
+    assert "target" in session.document.undo_text.lower() or "move" in session.document.undo_text.lower()
+    w.actions["edit.undo"].trigger()
+    np.testing.assert_allclose(session.document.plan.trajectory(tid).target_lps, target)
