@@ -220,3 +220,18 @@ def test_command_line_refuses_bad_input_with_a_message(tmp_path):
     assert proc.returncode == 2 and "bad.bvnplan" in proc.stderr and "Traceback" not in proc.stderr
     proc = _run_main(["--demo", "--screenshot", str(tmp_path / "x.png"), "--size", "huge"], tmp_path / "home")
     assert proc.returncode == 2 and "--size" in proc.stderr
+
+
+def test_opening_a_plan_finds_its_images_by_uid(qtbot, tmp_path, demo_study):
+    """The demo plan opened from the File menu path: its series are found by UID in the images folder."""
+    from planner.storage import load_plan
+
+    w = open_window(qtbot, session_with())
+    assert w.files.open_plan(str(demo_study.plan_path), images_folder=str(demo_study.folder))
+    plan = load_plan(str(demo_study.plan_path))
+    wanted = {r.series_instance_uid for r in plan.case.series}
+    assert wanted and wanted <= set(w.session.images)
+    qtbot.waitUntil(lambda: w.views.slice_views["sagittal"].series_key is not None, timeout=3000)
+    t2 = next(r.series_instance_uid for r in plan.case.series if r.role == "T2")
+    assert w.views.slice_views["sagittal"].series_key == t2
+    assert demo_study.plan_path.name in w.windowTitle()

@@ -166,6 +166,29 @@ def load_images_into(session, paths: list[str], *, only_uids: Optional[set[str]]
     return result
 
 
+def relink_plan_images(session, images_folder: Optional[str] = None, *, plan_path: Optional[str] = None) -> str:
+    """Load the open plan's series found by UID (in ``images_folder``, else the plan's path hints);
+    adds them to the session and returns a message naming what is missing ("" when all were found)."""
+    plan = session.document.plan
+    if not plan.case.series:
+        return ""
+    try:
+        from planner.relink import find_plan_images
+    except ImportError:  # older builds: load the folders and keep the plan's series
+        folders = plan_image_folders(plan, images_folder)
+        if folders:
+            load_images_into(session, folders, only_uids={r.series_instance_uid for r in plan.case.series})
+        return ""
+    folders = [images_folder] if images_folder else None
+    result = find_plan_images(plan, folders, plan_path=plan_path or session.document.path)
+    from planner.imaging.volume import Volume
+
+    for key in sorted(result.images, key=lambda k: 0 if isinstance(result.images[k], Volume) else 1):
+        if key not in session.images:
+            session.add_image(key, result.images[key])
+    return "" if not result.missing and not result.notes else result.message()
+
+
 def open_demo(session, folder: Optional[str | Path] = None) -> str:
     """Load the built-in demo case (or a demo study already written to ``folder``): its images and its
     sample plan. Returns a title hint."""
@@ -204,10 +227,7 @@ def open_path(session, path: str, *, review: bool = False, images: Optional[str]
             raise StartupError(str(exc)) from None
         session.document.replace_plan(plan, read_only=review, path=str(p))
         add_recent_plan(str(p))
-        uids = {r.series_instance_uid for r in plan.case.series}
-        folders = plan_image_folders(plan, images)
-        if folders and uids:
-            load_images_into(session, folders, only_uids=uids)
+        relink_plan_images(session, images, plan_path=str(p))
         return p.name
     result = load_images_into(session, [str(p)])
     if not result.images:

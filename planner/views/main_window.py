@@ -358,8 +358,9 @@ class MainWindow(QMainWindow):
         if others:
             others[0].raise_()
         state = getattr(self, "_saved_window_state", None)
-        if state is not None:
-            self.restoreDockWidget(dock)
+        if state is None or not self.restoreDockWidget(dock):
+            # the views keep most of the width: the panel column starts at about a quarter of it
+            self.resizeDocks([dock], [max(280, int(self.width() * 0.26))], Qt.Orientation.Horizontal)
         return dock
 
     def show_panel(self, name: str) -> None:
@@ -529,18 +530,25 @@ class MainWindow(QMainWindow):
         self.images_imported.emit(result)
 
     def find_plan_images(self, images_folder: Optional[str]) -> None:
-        """After a plan opens: load its series (by UID) from the path hints and ``images_folder``."""
-        from planner.views.app import plan_image_folders
+        """After a plan opens: load its series found by UID (``images_folder``, else the path hints)."""
+        from PySide6.QtGui import QGuiApplication
+
+        from planner.views.app import relink_plan_images
 
         missing = [r for r in self.session.document.plan.case.series if r.series_instance_uid not in self.session.images]
-        if not missing:
-            self.views.assign_series()
-            return
-        folders = plan_image_folders(self.session.document.plan, images_folder)
-        if folders:
-            self.import_paths(folders)
-        else:
-            self.show_message(f"{len(missing)} series of the plan are not loaded: open their folder (File > Open folder)")
+        if missing:
+            QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            try:
+                message = relink_plan_images(self.session, images_folder)
+            except Exception as exc:  # reading images must never lose the opened plan
+                log.exception("finding the plan's images failed")
+                message = f"The plan's images could not be loaded ({type(exc).__name__}: {exc})."
+            finally:
+                QGuiApplication.restoreOverrideCursor()
+            if message:
+                self.show_message(message, 15000)
+        self.place_cursor()
+        self.views.assign_series()
 
     # ================================================================== drag and drop
     def dragEnterEvent(self, event):  # noqa: N802

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QEvent, QTimer, Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 from vtkmodules.util.numpy_support import numpy_to_vtk
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
@@ -145,6 +145,9 @@ class VolumeView(QWidget):
         self.toolbar = QWidget(self)
         self.toolbar.setObjectName("viewBar")
         self.toolbar.setLayout(bar)
+        # the bar may be clipped in a small cell rather than widen the whole layout column
+        self.toolbar.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.toolbar.setMinimumHeight(self.toolbar.sizeHint().height())
 
         # ---- VTK
         self.vtk = VtkWidget(self)
