@@ -178,8 +178,6 @@ def bench_3d(app) -> None:
     print(f"    while rotating (interactive update rate 15/s, coarser sampling): median "
           f"{statistics.median(interactive):.0f} ms")
     try:
-        from vtkmodules.vtkRenderingCore import vtkRenderWindow  # noqa: F401
-
         info = vv.vtk.GetRenderWindow().ReportCapabilities().splitlines()
         renderer = next((ln for ln in info if "OpenGL renderer" in ln), "")
         if renderer:
