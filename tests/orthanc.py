@@ -224,8 +224,9 @@ def planner_node(server: OrthancServer, **changes):
     from planner.imaging.pacs import PacsNode
 
     node = PacsNode(name="ORTHANC", ae_title=server.aet, host="127.0.0.1", port=server.dicom_port,
-                    calling_ae=server.planner_aet, local_port=server.store_port, timeout_s=5.0,
-                    retrieve_timeout_s=20.0)
+                    calling_ae=server.planner_aet, local_port=server.store_port,
+                    # generous: a loaded CI machine (2 cores, Xvfb) can keep Orthanc from answering for seconds
+                    timeout_s=15.0, retrieve_timeout_s=45.0)
     for key, value in changes.items():
         setattr(node, key, value)
     return node
@@ -235,7 +236,7 @@ def dicomweb_node(server: OrthancServer, **changes):
     from planner.imaging.pacs import DICOMWEB, PacsNode
 
     node = PacsNode(name="ORTHANC-WEB", protocol=DICOMWEB, dicomweb_url=server.dicomweb_url, username=server.user,
-                    password=server.password, timeout_s=5.0, retrieve_method="WADO-RS")
+                    password=server.password, timeout_s=15.0, retrieve_method="WADO-RS")
     for key, value in changes.items():
         setattr(node, key, value)
     return node

@@ -19,7 +19,7 @@ from tests.orthanc import free_port, planner_node, write_series
 
 pytestmark = [pytest.mark.gui, pytest.mark.pacs]
 
-WAIT_MS = 20000
+WAIT_MS = 90000  # above the node's retrieve timeout, so a failure shows the dialog's message
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +107,12 @@ def test_search_list_series_and_retrieve_the_ticked_ones(qtbot, orthanc, study, 
     assert dlg.retrieve_button.isEnabled()
     dlg.set_series_checked(study["big"], False)
     assert [s.series_uid for s in dlg.checked_series()] == [study["small"]]
-    with qtbot.waitSignal(dlg.retrieved, timeout=WAIT_MS) as got:
-        qtbot.mouseClick(dlg.retrieve_button, Qt.MouseButton.LeftButton)
-    folder = Path(got.args[0])
+    got = []
+    dlg.retrieved.connect(got.append)
+    qtbot.mouseClick(dlg.retrieve_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dlg.busy(), timeout=WAIT_MS)
+    assert len(got) == 1, dlg.message.text()  # on failure, say what the dialog told the user
+    folder = Path(got[0])
     assert folder.parent == tmp_path / "cache"
     files = sorted(folder.rglob("*.dcm"))
     assert len(files) == 4 and {dcmread(str(f)).SeriesInstanceUID for f in files} == {study["small"]}
