@@ -240,9 +240,10 @@ def open_path(session, path: str, *, review: bool = False, images: Optional[str]
 
 # ---------------------------------------------------------------------- the panels other helpers wrote
 def install_available_panels(window) -> list[str]:
-    """Add the side panels present in this build (levels, eligibility, review) as docks."""
+    """Add the side panels present in this build (levels, trajectories, eligibility, review) as docks."""
     added = []
     for module, cls, name in (("planner.views.levels_panel", "LevelsPanel", "Levels"),
+                              ("planner.views.trajectory_panel", "TrajectoryPanel", "Trajectories"),
                               ("planner.views.eligibility_panel", "EligibilityPanel", "Eligibility"),
                               ("planner.views.review_panel", "ReviewPanel", "Review")):
         if name in window.docks:

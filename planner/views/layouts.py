@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 LAYOUTS = ("planning", "fluoro", "compare")
 LAYOUT_TITLES = {"planning": "Planning", "fluoro": "Fluoroscopy", "compare": "Compare T1 / T2 / STIR"}
+#: Tooltips of the layout actions (menu and toolbar).
+LAYOUT_TIPS = {"planning": "Sagittal with axial, coronal and 3D views",
+               "fluoro": "AP and lateral fluoroscopy side by side",
+               "compare": "Sagittal T1, T2 and STIR side by side at the same position"}
 
 
 class ViewCell(QWidget):

@@ -35,7 +35,7 @@ from planner.session import Session
 from planner.views.bindings import TOOL_TEXT, Bindings, default_bindings
 from planner.views.context import TOOLS, ViewContext
 from planner.views.gui_settings import PresetStore, gui_settings
-from planner.views.layouts import LAYOUT_TITLES, LAYOUTS, ViewLayout
+from planner.views.layouts import LAYOUT_TIPS, LAYOUT_TITLES, LAYOUTS, ViewLayout
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +189,7 @@ class MainWindow(QMainWindow):
         for idx, name in enumerate(LAYOUTS):
             act = a(f"view.layout_{name}", f"{LAYOUT_TITLES[name]} layout",
                     lambda _=False, n=name: self.set_layout(n), checkable=True,
-                    tip={"planning": "Sagittal with axial, coronal and 3D views",
-                         "fluoro": "AP and lateral fluoroscopy side by side",
-                         "compare": "Sagittal T1, T2 and STIR side by side at the same position"}[name])
+                    tip=LAYOUT_TIPS.get(name, ""))
             self.layout_group.addAction(act)
         a("view.maximize", "&Maximise / restore view", self.toggle_maximize_focused,
           tip="Maximise the view with the keyboard focus, or restore the layout (also: double-click a view)")
