@@ -242,6 +242,40 @@ def test_export_refuses_a_non_empty_folder(tmp_path):
         export_dicom(rich_plan(), tmp_path, None, with_3d=False)
 
 
+def test_cancelled_or_failed_export_leaves_nothing_behind(tmp_path):
+    from planner.export import ExportCancelled, prepare_export, write_export
+
+    prep = prepare_export(rich_plan(), None, with_3d=False)
+    seen = []
+    out = tmp_path / "export"
+    with pytest.raises(ExportCancelled, match="cancelled"):
+        write_export(prep, out, progress=lambda f, m: seen.append(f), cancel=lambda: len(seen) >= 2)
+    assert seen == [pytest.approx(1 / prep.steps), pytest.approx(2 / prep.steps)]
+    assert list(tmp_path.iterdir()) == []  # neither the export folder nor the hidden work folder
+    # a failure while writing (here: the SR cannot be built) also leaves nothing; the empty target stays empty
+    out.mkdir()
+    import planner.export.sr as sr
+
+    def broken(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    real = sr.build_plan_sr
+    sr.build_plan_sr = broken
+    try:
+        with pytest.raises(OSError):
+            write_export(prep, out)
+    finally:
+        sr.build_plan_sr = real
+    assert [p.name for p in tmp_path.iterdir()] == ["export"] and list(out.iterdir()) == []
+    # the same prepared export then writes normally into the (empty) folder, with progress up to 1
+    seen.clear()
+    result = write_export(prep, out, progress=lambda f, m: seen.append(f))
+    assert result.folder == out and result.sr_file == out / "dicom" / "SR00001.dcm" and result.sr_file.is_file()
+    assert all(p.is_file() and out in p.parents for p in result.files)
+    assert seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
 def test_cli_export_dicom(tmp_path, capsys):
     from main import main
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import highdicom as hd
 import numpy as np
@@ -79,6 +81,28 @@ class ExportResult:
         if self.readme:
             out.append(self.readme)
         return out
+
+    @property
+    def dicom_files(self) -> list[Path]:
+        """The DICOM files of the export (what is sent to a PACS)."""
+        return [self.pdf_dicom, *self.key_image_files, self.sr_file, *self.source_image_files]
+
+    def moved(self, old: Path, new: Path) -> "ExportResult":
+        """This result with every path under ``old`` moved under ``new``."""
+
+        def mv(path: Optional[Path]) -> Optional[Path]:
+            if path is None:
+                return None
+            try:
+                return new / Path(path).relative_to(old)
+            except ValueError:
+                return path
+
+        return dataclasses.replace(
+            self, folder=new, pdf_file=mv(self.pdf_file), pdf_dicom=mv(self.pdf_dicom),
+            key_image_files=[mv(p) for p in self.key_image_files], sr_file=mv(self.sr_file),
+            plan_file=mv(self.plan_file), source_image_files=[mv(p) for p in self.source_image_files],
+            readme=mv(self.readme))
 
 
 # ------------------------------------------------------------------------------------ sources
@@ -286,17 +310,41 @@ def _write(ds: Dataset, path: Path) -> Path:
     return path
 
 
-def export_dicom(plan: Plan, outdir: os.PathLike | str, images: Optional[Mapping[str, Any]] = None, *,
-                 deidentify: bool = False, with_3d: bool = True, deidentifier: Optional[Deidentifier] = None,
-                 report: Optional[ReportData] = None) -> ExportResult:
-    """Write the plan summary (Encapsulated PDF), key images (SC) and the plan (SR) to ``outdir``.
+@dataclass
+class PreparedExport:
+    """Everything a DICOM export writes, gathered in the first phase (:func:`prepare_export`): the plan
+    (de-identified for a teaching export), its images, the source headers and the plan summary with its
+    key images (rendered here, so this phase runs where VTK may render: the GUI thread)."""
 
-    With ``deidentify=True`` the plan, the source images and everything built from them are de-identified
-    with one :class:`~planner.deidentify.Deidentifier` (consistent UIDs, shifted dates, a pseudonym);
-    ``report`` must then be None (it is rebuilt from the de-identified plan).
-    """
-    out = Path(outdir)
-    _check_folder(out)
+    plan: Plan
+    images: Optional[Mapping[str, Any]]
+    files: list[tuple[str, Path]]
+    headers: list[Dataset]
+    report: ReportData
+    study_uid: str
+    deidentifier: Optional[Deidentifier] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def deidentified(self) -> bool:
+        return self.deidentifier is not None
+
+    @property
+    def steps(self) -> int:
+        """How many files :func:`write_export` writes (for progress)."""
+        n = 3 + sum(len(t.key_images) for t in self.report.trajectories)
+        return n + (len(self.files) if self.deidentifier is not None else 0)
+
+
+class ExportCancelled(ExportError):
+    """The user cancelled the export; nothing was left in the output folder."""
+
+
+def prepare_export(plan: Plan, images: Optional[Mapping[str, Any]] = None, *, deidentify: bool = False,
+                   with_3d: bool = True, deidentifier: Optional[Deidentifier] = None,
+                   report: Optional[ReportData] = None) -> PreparedExport:
+    """First phase of :func:`export_dicom`: read the source headers, de-identify (teaching export) and
+    build the plan summary with its key images. Writes nothing."""
     notes: list[str] = []
     files = source_files(images)
     headers = read_headers(files)
@@ -314,17 +362,59 @@ def export_dicom(plan: Plan, outdir: os.PathLike | str, images: Optional[Mapping
     if not study_uid:
         study_uid = generate_uid()
         notes.append("The plan has no Study Instance UID; the export starts a new study.")
-    ref = reference_dataset(plan, headers, study_uid)
-    institution = plan.case.institution
     data = report or build_report_data(plan, images, with_3d=with_3d)
-    pdf = report_pdf_bytes(data)
+    return PreparedExport(plan, images, files, headers, data, study_uid, de, notes)
 
-    out.mkdir(parents=True, exist_ok=True)
+
+def write_export(prep: PreparedExport, outdir: os.PathLike | str, *,
+                 progress: Optional[Callable[[float, str], None]] = None,
+                 cancel: Optional[Callable[[], bool]] = None) -> ExportResult:
+    """Second phase of :func:`export_dicom`: write the files of ``prep`` into ``outdir`` (new or empty).
+
+    The files are written into a hidden folder beside ``outdir`` that is renamed at the end, so a
+    cancelled or failed export (:class:`ExportCancelled`, :class:`ExportError`, OSError) leaves no
+    half-written export behind. Safe to run off the GUI thread (no rendering here). ``progress(fraction,
+    message)`` is called after each file; ``cancel()`` is polled between files."""
+    out = Path(outdir)
+    _check_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        result = _write_export(prep, work, progress, cancel)
+        if out.is_dir():
+            out.rmdir()  # empty (checked above)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return result.moved(work, out)
+
+
+def _write_export(prep: PreparedExport, out: Path, progress: Optional[Callable[[float, str], None]],
+                  cancel: Optional[Callable[[], bool]]) -> ExportResult:
+    plan, headers, data, de = prep.plan, prep.headers, prep.report, prep.deidentifier
+    notes = list(prep.notes)
+    total = max(1, prep.steps)
+    done = 0
+
+    def step(message: str) -> None:
+        nonlocal done
+        if cancel is not None and cancel():
+            raise ExportCancelled("The export was cancelled; nothing was written.")
+        done += 1
+        if progress is not None:
+            progress(min(done / total, 1.0), message)
+
+    ref = reference_dataset(plan, headers, prep.study_uid)
+    institution = plan.case.institution
+    step("Writing the plan summary (PDF)")
+    pdf = report_pdf_bytes(data)
     dicom_dir = out / "dicom"
     pdf_file = out / "plan_summary.pdf"
     pdf_file.write_bytes(pdf)
     pdf_ds = encapsulated_pdf(pdf, ref, series_uid=generate_uid(), sop_uid=generate_uid(),
                               title=f"{data.title}", institution=institution)
+    step("Writing the Encapsulated PDF")
     pdf_path = _write(pdf_ds, dicom_dir / "PDF00001.dcm")
     sc_series = generate_uid()
     sc_paths: list[Path] = []
@@ -333,6 +423,7 @@ def export_dicom(plan: Plan, outdir: os.PathLike | str, images: Optional[Mapping
     for section in data.trajectories:
         for key in section.key_images:
             number += 1
+            step(f"Writing key image {number}")
             sc = secondary_capture(key, ref, series_uid=sc_series, sop_uid=generate_uid(), number=number,
                                    institution=institution)
             sc.ImageComments = f"{section.title}: {key.caption}"[:10240]
@@ -342,18 +433,20 @@ def export_dicom(plan: Plan, outdir: os.PathLike | str, images: Optional[Mapping
         notes.append("No key images were rendered; the export has no Secondary Capture series.")
     from planner.export.sr import build_plan_sr
 
+    step("Writing the structured report (the plan)")
     sr = build_plan_sr(plan, [pdf_ds, *sc_dss, *[h for h in headers if "SOPInstanceUID" in h]],
                        for_uid=planning_frame_of_reference(plan), series_instance_uid=generate_uid(),
                        sop_instance_uid=generate_uid(), series_number=SERIES_NUMBER["sr"], manufacturer=MANUFACTURER,
                        institution_name=institution or None)
     sr_path = _write(sr, dicom_dir / "SR00001.dcm")
     result = ExportResult(out, pdf_file, pdf_path, sc_paths, sr_path, notes=notes + list(data.notes),
-                          study_instance_uid=study_uid, deidentified=deidentify)
+                          study_instance_uid=prep.study_uid, deidentified=de is not None)
     extra = ""
     if de is not None:
         result.plan_file = save_plan(plan, out / "plan.bvnplan")
         series_dirs: dict[str, int] = {}
-        for (key, path), counter in zip(files, range(1, len(files) + 1)):
+        for (key, path), counter in zip(prep.files, range(1, len(prep.files) + 1)):
+            step(f"De-identifying source image {counter} of {len(prep.files)}")
             try:
                 full = pydicom.dcmread(str(path))
             except Exception as exc:
@@ -371,3 +464,21 @@ def export_dicom(plan: Plan, outdir: os.PathLike | str, images: Optional[Mapping
                                          version=__version__, n_sc=len(sc_paths), extra=extra), encoding="utf-8")
     result.readme = readme
     return result
+
+
+def export_dicom(plan: Plan, outdir: os.PathLike | str, images: Optional[Mapping[str, Any]] = None, *,
+                 deidentify: bool = False, with_3d: bool = True, deidentifier: Optional[Deidentifier] = None,
+                 report: Optional[ReportData] = None,
+                 progress: Optional[Callable[[float, str], None]] = None,
+                 cancel: Optional[Callable[[], bool]] = None) -> ExportResult:
+    """Write the plan summary (Encapsulated PDF), key images (SC) and the plan (SR) to ``outdir``.
+
+    With ``deidentify=True`` the plan, the source images and everything built from them are de-identified
+    with one :class:`~planner.deidentify.Deidentifier` (consistent UIDs, shifted dates, a pseudonym);
+    ``report`` must then be None (it is rebuilt from the de-identified plan). The two phases
+    (:func:`prepare_export`, :func:`write_export`) can also be run separately, as the app does.
+    """
+    _check_folder(Path(outdir))
+    prep = prepare_export(plan, images, deidentify=deidentify, with_3d=with_3d, deidentifier=deidentifier,
+                          report=report)
+    return write_export(prep, outdir, progress=progress, cancel=cancel)
