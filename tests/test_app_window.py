@@ -25,13 +25,16 @@ def _session():
     return session_with(("1.2.3.2", sagittal_volume(desc="SAG T2", uid="1.2.3.2"), "T2"))
 
 
-def test_menus_hold_the_planned_actions_unbuilt_ones_disabled_with_tooltips(qtbot):
+def test_menus_hold_the_actions_with_tooltips(qtbot):
     w = open_window(qtbot, _session())
     menus = {a.text().replace("&", ""): a.menu() for a in w.menuBar().actions()}
     assert list(menus) == ["File", "Edit", "View", "Tools", "Plan", "Help"]
-    for name in ("file.export_report", "file.export_sheet", "file.export_dicom", "edit.preferences"):
-        act = w.actions[name]
-        assert not act.isEnabled() and act.toolTip().startswith("Will ")
+    file_menu = [a.objectName() for a in menus["File"].actions() if a.objectName()]
+    for name in ("file.export_report", "file.export_sheet", "file.export_dicom", "file.export_teaching",
+                 "file.pacs", "file.send_pacs"):
+        assert name in file_menu and w.actions[name].isEnabled() and w.actions[name].toolTip(), name
+    assert w.actions["file.export_report"].shortcut().toString() == "Ctrl+E"
+    assert "edit.preferences" in [a.objectName() for a in menus["Edit"].actions()]
     for name in ("file.open", "file.open_plan", "file.save", "file.save_as", "file.quit", "edit.undo",
                  "view.layout_planning", "tool.window_level", "tool.crosshair", "tool.distance", "tool.angle",
                  "tool.calibrate", "help.shortcuts", "help.about"):

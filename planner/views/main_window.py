@@ -3,7 +3,8 @@ status bar, drag and drop, and remembered window state.
 
 It owns no plan data: it shows the :class:`planner.session.Session` and sends edits to its
 PlanDocument. Actions whose feature is not built yet are present but disabled, with a tooltip
-saying what they will do; :meth:`MainWindow.bind_action` enables one and connects it.
+saying what they will do; :meth:`MainWindow.bind_action` enables one and connects it. The export
+actions live in :mod:`planner.views.export_actions`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QToolBar,
@@ -42,15 +44,22 @@ log = logging.getLogger(__name__)
 TOOL_TITLES = {"window_level": "Window/level", "crosshair": "Crosshair", "distance": "Measure distance",
                "angle": "Measure angle", "calibrate": "Calibrate fluoroscopy"}
 
-#: Actions other parts of the application implement (disabled here until bound), with their tooltips.
-PLANNED_ACTIONS = {
-    "file.export_report": ("Export plan summary (PDF)...",
-                           "Will write the plan summary PDF (levels, findings, trajectories, checks, key images)"),
-    "file.export_sheet": ("Export patient sheet...",
-                          "Will write the plain-language patient explanation sheet (PDF/HTML)"),
-    "file.export_dicom": ("Export to DICOM...",
-                          "Will write the plan as DICOM (Encapsulated PDF, key images, structured report) for PACS"),
-    "edit.preferences": ("Preferences...", "Will open the planning settings (clinical thresholds with their sources)"),
+#: File and Edit actions implemented by the export controller and the settings dialog: text and tooltip.
+EXPORT_ACTIONS = {
+    "file.export_report": ("Export plan &summary (PDF)...",
+                           "Write the plan summary PDF: levels, findings, trajectories with key images, checks, "
+                           "review (the same file as 'main.py report')"),
+    "file.export_sheet": ("Export patient &sheet...",
+                          "Write the plain-language patient explanation sheet (PDF or HTML, English or Spanish)"),
+    "file.export_dicom": ("Export to &DICOM...",
+                          "Write the plan as DICOM for the PACS: Encapsulated PDF, key images (Secondary Capture) "
+                          "and the plan as a structured report"),
+    "file.export_teaching": ("Export de-identified &teaching copy...",
+                             "Write plan and images de-identified (DICOM PS3.15 basic profile) for teaching"),
+    "file.pacs": ("&PACS query / retrieve...", "Search a PACS and retrieve series into the planner"),
+    "file.send_pacs": ("Send last DICOM export to PACS...", "Send the files of the last DICOM export to a PACS"),
+    "edit.preferences": ("Planning &settings...",
+                         "The clinical thresholds of this plan with their sources (saved with the plan)"),
 }
 #: Plan menu entries that show a dock panel of the same name once a helper adds it (add_panel).
 PANEL_ACTIONS = {"plan.levels": "Levels", "plan.trajectories": "Trajectories", "plan.eligibility": "Eligibility",
@@ -112,6 +121,7 @@ class MainWindow(QMainWindow):
         self.ctx.presets = PresetStore(self.settings)
         self.actions: dict[str, QAction] = {}
         self.docks: dict[str, QDockWidget] = {}
+        self.panels: dict[str, QWidget] = {}  # the panel widget of each dock
         self._closed = False
         self._import_tasks: list = []
         self.title_hint = ""
@@ -127,6 +137,9 @@ class MainWindow(QMainWindow):
         self.files.status.connect(self.show_message)
         self.files.plan_opened.connect(lambda _p: self._update_title())
 
+        from planner.views.export_actions import ExportController
+
+        self.exports = ExportController(self)
         self._build_actions()
         self._build_menus()
         self._build_toolbar()
@@ -180,9 +193,14 @@ class MainWindow(QMainWindow):
         a("file.save", "&Save plan", lambda: self.files.save(), tip="Save the plan (atomic: a crash never damages the file)")
         a("file.save_as", "Save plan &as...", lambda: self.files.save_as(), tip="Save the plan under a new name")
         a("file.quit", "&Quit", self.close, tip="Quit (asks about unsaved changes)")
-        for name, (text, tip) in PLANNED_ACTIONS.items():
-            act = a(name, text, tip=tip)
-            act.setEnabled(False)
+        ex = self.exports
+        slots = {"file.export_report": lambda: ex.export_report(), "file.export_sheet": lambda: ex.export_sheet(),
+                 "file.export_dicom": lambda: ex.export_dicom(),
+                 "file.export_teaching": lambda: ex.export_dicom(deidentify=True),
+                 "file.pacs": lambda: ex.open_pacs(), "file.send_pacs": lambda: ex.send_last_export(),
+                 "edit.preferences": self.show_settings}
+        for name, (text, tip) in EXPORT_ACTIONS.items():
+            a(name, text, slots[name], tip=tip)
         a("edit.undo", "&Undo", self._undo, tip="Undo the last plan edit")
         a("edit.redo", "&Redo", self._redo, tip="Redo the last undone plan edit")
         self.layout_group = QActionGroup(self)
@@ -237,8 +255,11 @@ class MainWindow(QMainWindow):
         m.addAction(self.actions["file.save"])
         m.addAction(self.actions["file.save_as"])
         m.addSeparator()
-        for n in ("file.export_report", "file.export_sheet", "file.export_dicom"):
+        for n in ("file.export_report", "file.export_sheet", "file.export_dicom", "file.export_teaching"):
             m.addAction(self.actions[n])
+        m.addSeparator()
+        m.addAction(self.actions["file.pacs"])
+        m.addAction(self.actions["file.send_pacs"])
         m.addSeparator()
         m.addAction(self.actions["file.quit"])
         m = mb.addMenu("&Edit")
@@ -334,7 +355,15 @@ class MainWindow(QMainWindow):
         """Add a dock panel; panels share one tabbed column. Returns the QDockWidget."""
         dock = QDockWidget(name, self)
         dock.setObjectName(f"dock_{name}")
-        dock.setWidget(widget)
+        # a tall panel scrolls instead of forcing a minimum window height (small screens, screenshots)
+        scroll = QScrollArea(dock)
+        scroll.setObjectName(f"scroll_{name}")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(widget)
+        self.panels[name] = widget
+        dock.setWidget(scroll)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
@@ -568,6 +597,15 @@ class MainWindow(QMainWindow):
             self.import_paths(paths)
 
     # ================================================================== help
+    def show_settings(self):
+        """Edit > Planning settings (non-modal; OK applies the values as one undoable edit)."""
+        from planner.views.settings_dialog import SettingsDialog
+
+        dlg = SettingsDialog(self.session.document, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.open()
+        return dlg
+
     def show_shortcuts(self) -> ShortcutsDialog:
         dlg = ShortcutsDialog(self.bindings, self.actions, self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -644,6 +682,10 @@ class MainWindow(QMainWindow):
         except Exception:
             log.exception("could not save the window state")
         self._closed = True
+        try:
+            self.exports.shutdown()
+        except Exception:
+            log.exception("export shutdown failed")
         for task in list(self._import_tasks):
             task.cancel()
             task.wait(5000)

@@ -24,7 +24,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -56,6 +56,7 @@ from PySide6.QtWidgets import (
 from planner.imaging import pacs
 from planner.imaging.pacs import DICOMWEB, DIMSE, PacsError, PacsNode, RetrieveResult, StoreResult
 from planner.logsafe import data_dir
+from planner.views.background import BackgroundCall  # noqa: F401 (also used by the tests)
 
 log = logging.getLogger(__name__)
 
@@ -82,74 +83,6 @@ def new_cache_folder(root: Optional[Path] = None) -> Path:
 
 
 # ====================================================================== background calls
-class _Worker(QObject):
-    #: (result, error message or "")
-    done = Signal(object, str)
-    progress = Signal(float, str)
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.fn = fn
-        self._last_emit = 0.0
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            result = self.fn(self._progress)
-        except PacsError as exc:
-            self.done.emit(None, str(exc))
-            return
-        except Exception as exc:  # a bug must not kill the window
-            log.exception("PACS operation failed unexpectedly")
-            self.done.emit(None, f"The operation failed unexpectedly ({type(exc).__name__}). "
-                                 "Please report this with the log file.")
-            return
-        self.done.emit(result, "")
-
-    def _progress(self, fraction: float, message: str) -> None:
-        now = time.monotonic()
-        if fraction >= 1.0 or now - self._last_emit > 0.05:  # at most about 20 updates a second
-            self._last_emit = now
-            self.progress.emit(float(fraction), str(message))
-
-
-class BackgroundCall(QObject):
-    """Runs ``fn(progress)`` in a QThread; ``finished(result, error)`` arrives on the GUI thread."""
-
-    finished = Signal(object, str)
-    progress = Signal(float, str)
-
-    def __init__(self, fn: Callable[..., Any], parent: Optional[QObject] = None) -> None:
-        super().__init__(parent)
-        self._thread = QThread()
-        self._thread.setObjectName("bvn-pacs")
-        self._worker = _Worker(fn)
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.progress.connect(self.progress)
-        self._worker.done.connect(self._on_done)
-        # QThread.quit is thread-safe: call it from the worker thread, so wait() on the GUI thread returns
-        self._worker.done.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
-        self.result: Any = None
-        self.error = ""
-        self.done = False
-
-    def start(self) -> "BackgroundCall":
-        self._thread.start()
-        return self
-
-    def is_running(self) -> bool:
-        return self._thread.isRunning()
-
-    def wait(self, ms: int = 30000) -> bool:
-        return bool(self._thread.wait(ms))
-
-    @Slot(object, str)
-    def _on_done(self, result: Any, error: str) -> None:
-        self.result, self.error, self.done = result, error, True
-        self.finished.emit(result, error)
-
-
 # ====================================================================== node editor
 class NodeEditor(QWidget):
     """The list of PACS nodes with a form for the selected one; Save writes them to the user's settings."""

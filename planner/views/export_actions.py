@@ -1,0 +1,432 @@
+"""The export actions of the main window: plan summary (PDF), patient sheet (PDF or HTML, English or
+Spanish), DICOM export for the PACS (with an offer to send it), the de-identified teaching export,
+and the PACS query/retrieve window.
+
+Every export is built from the plan document and the loaded images with the same functions the
+command line uses (``report``, ``sheet``, ``export-dicom``), so the button and the command give the
+same file. The work runs in two phases: what renders (key images and the 3D view, VTK) runs on the
+GUI thread, the slow writing (PDF pages, DICOM files) in a background thread with a progress dialog
+and Cancel. Files are written under a temporary name and renamed at the end, so a cancelled or failed
+export never leaves a half-written file, and an existing file is replaced only by a complete one.
+
+A plan with a failing check and no recorded reason is not exported: the message names the
+trajectories and the Trajectories panel opens where the reason is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QProgressDialog, QWidget
+
+from planner.views.background import BackgroundCall
+
+log = logging.getLogger(__name__)
+
+SHEET_LANGUAGES = {"en": "English", "es": "Espa\u00f1ol (Spanish)"}
+
+
+class ExportPrompter:
+    """The questions the export actions ask; replaced by a scripted one in tests."""
+
+    def __init__(self, parent: QWidget) -> None:
+        self.parent = parent
+
+    def ask_save_file(self, title: str, suggestion: str, filters: str) -> Optional[str]:
+        path, _ = QFileDialog.getSaveFileName(self.parent, title, suggestion, filters)
+        return path or None
+
+    def ask_folder(self, title: str, start: str) -> Optional[str]:
+        path = QFileDialog.getExistingDirectory(self.parent, title, start)
+        return path or None
+
+    def ask_language(self, current: str) -> Optional[str]:
+        names = list(SHEET_LANGUAGES.values())
+        codes = list(SHEET_LANGUAGES)
+        name, ok = QInputDialog.getItem(self.parent, "Patient sheet", "Language of the sheet:", names,
+                                        codes.index(current) if current in codes else 0, False)
+        return codes[names.index(name)] if ok and name in names else None
+
+    def warn(self, title: str, text: str) -> None:
+        QMessageBox.warning(self.parent, title, text)
+
+    def offer_send(self, text: str) -> bool:
+        answer = QMessageBox.question(self.parent, "DICOM export", text,
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+
+def _safe_stem(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "plan"
+
+
+def _replace_atomically(write: Callable[[Path], Any], target: Path) -> Path:
+    """Run ``write(tmp)`` for a temporary file beside ``target``, then rename it to ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix + ".partial", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+class ExportController(QObject):
+    """Export actions of one main window (see the module text)."""
+
+    #: (kind, output path or "" when nothing was written, message) after each export attempt
+    finished = Signal(str, str, str)
+
+    def __init__(self, window: Any, prompter: Optional[ExportPrompter] = None) -> None:
+        super().__init__(window)
+        self.window = window
+        self.session = window.session
+        self.prompter = prompter or ExportPrompter(window)
+        self.call: Optional[BackgroundCall] = None
+        self.progress: Optional[QProgressDialog] = None
+        self._cancel = threading.Event()
+        self.last_dicom_result: Any = None
+        self.pacs_dialog: Any = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def plan(self):
+        return self.session.document.plan
+
+    def busy(self) -> bool:
+        return self.call is not None and not self.call.done
+
+    def _images(self) -> dict:
+        return dict(self.session.images)
+
+    def _default_dir(self) -> str:
+        last = self.window.settings.value("export/last_dir", "", type=str)
+        if last and Path(last).is_dir():
+            return last
+        path = self.session.document.path
+        return str(Path(path).parent) if path else str(Path.home())
+
+    def _stem(self) -> str:
+        path = self.session.document.path
+        return _safe_stem(Path(path).stem) if path else "bvn-plan"
+
+    def _remember_dir(self, path: Path) -> None:
+        self.window.settings.setValue("export/last_dir", str(path.parent if path.suffix else path))
+
+    def blockers(self) -> list[str]:
+        """Trajectories ("L4 left") with a failing check and no recorded reason."""
+        from planner.checks import evaluate_trajectory
+
+        plan, images = self.plan, self._images()
+        out = []
+        for traj in plan.trajectories:
+            try:
+                rep = evaluate_trajectory(plan, traj, images)
+            except Exception:  # a trajectory the checks cannot evaluate is shown as such in the panel
+                log.exception("checks failed for a trajectory")
+                continue
+            if rep.needs_override:
+                out.append(f"{rep.level_name} {traj.side}")
+        return out
+
+    def _can_export(self, what: str) -> bool:
+        if self.busy():
+            self.window.show_message("An export is already running")
+            return False
+        blocked = self.blockers()
+        if blocked:
+            self.prompter.warn(
+                what, f"The {what.lower()} was not written: {', '.join(blocked)} "
+                f"{'has' if len(blocked) == 1 else 'have'} a failing check without a recorded reason.\n\n"
+                "Move the trajectory, or record why you go ahead in the Trajectories panel; the export then "
+                "shows the failure and your reason.")
+            if hasattr(self.window, "show_panel"):
+                self.window.show_panel("Trajectories")
+            self.finished.emit(what, "", "blocked")
+            return False
+        return True
+
+    def _run(self, kind: str, label: str, work: Callable[[Callable[[float, str], None]], Any],
+             on_done: Callable[[Any], str]) -> Optional[BackgroundCall]:
+        """Run ``work(progress)`` in the background with a progress dialog; ``on_done(result)`` returns
+        the path to report."""
+        self._cancel.clear()
+        dlg = QProgressDialog(label, "Cancel", 0, 1000, self.window)
+        dlg.setWindowTitle(kind)
+        dlg.setWindowModality(Qt.WindowModality.WindowModal)
+        dlg.setMinimumDuration(300)
+        dlg.setAutoClose(False)
+        dlg.setAutoReset(False)
+        dlg.canceled.connect(self.cancel)
+        self.progress = dlg
+
+        def fn(report: Callable[[float, str], None]) -> Any:
+            from planner.export.dicom import ExportCancelled
+
+            def progress(fraction: float, message: str) -> None:
+                if self._cancel.is_set():
+                    raise ExportCancelled("The export was cancelled; nothing was written.")
+                report(fraction, message)  # forwarded to the GUI thread by the BackgroundCall
+
+            return work(progress)
+
+        call = BackgroundCall(fn, self)
+        call.progress.connect(self._on_progress)
+        call.finished.connect(lambda result, error: self._done(kind, result, error, on_done))
+        self.call = call
+        call.start()
+        return call
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        if self.progress is not None:
+            self.progress.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
+            if message:
+                self.progress.setLabelText(message)
+
+    def cancel(self) -> None:
+        if self.busy():
+            self._cancel.set()
+            if self.progress is not None:
+                self.progress.setLabelText("Cancelling\u2026")
+
+    def _close_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.reset()
+            self.progress.hide()
+            self.progress.deleteLater()
+            self.progress = None
+
+    def _done(self, kind: str, result: Any, error: str, on_done: Callable[[Any], str]) -> None:
+        self._close_progress()
+        if self._cancel.is_set() and (error or result is None):
+            msg = f"{kind}: cancelled; nothing was written"
+            self.window.show_message(msg)
+            self.finished.emit(kind, "", msg)
+            return
+        if error:
+            self.prompter.warn(kind, f"The {kind.lower()} could not be written: {error}")
+            self.finished.emit(kind, "", error)
+            return
+        try:
+            path = on_done(result)
+        except Exception as exc:  # reporting must not lose the export
+            log.exception("export follow-up failed")
+            self.finished.emit(kind, "", type(exc).__name__)
+            return
+        self.finished.emit(kind, path, "ok")
+
+    def _prepare_failed(self, kind: str, exc: Exception) -> None:
+        from planner.views.background import _expected, user_message
+
+        if not _expected(exc):
+            log.exception("%s failed while preparing", kind)
+        text = user_message(exc) if _expected(exc) else f"it failed unexpectedly ({type(exc).__name__}); " \
+                                                          "see the log file"
+        self.prompter.warn(kind, f"The {kind.lower()} could not be made: {text}")
+        self.finished.emit(kind, "", text)
+
+    def _busy_cursor(self, text: str):
+        from contextlib import contextmanager
+
+        from PySide6.QtGui import QGuiApplication
+
+        @contextmanager
+        def cm():
+            self.window.show_message(text, 0)
+            QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            QGuiApplication.processEvents()
+            try:
+                yield
+            finally:
+                QGuiApplication.restoreOverrideCursor()
+
+        return cm()
+
+    # ------------------------------------------------------------------ plan summary
+    def export_report(self, path: Optional[str] = None) -> Optional[BackgroundCall]:
+        kind = "Plan summary"
+        if not self._can_export(kind):
+            return None
+        if path is None:
+            path = self.prompter.ask_save_file("Export plan summary (PDF)",
+                                               str(Path(self._default_dir()) / f"{self._stem()}-summary.pdf"),
+                                               "PDF files (*.pdf)")
+        if not path:
+            return None
+        target = Path(path)
+        if target.suffix.lower() != ".pdf":
+            target = target.with_suffix(".pdf")
+        try:
+            with self._busy_cursor("Rendering the key images\u2026"):
+                from planner.report import build_report_data, render_report_pdf
+
+                data = build_report_data(self.plan, self._images())
+        except Exception as exc:
+            self._prepare_failed(kind, exc)
+            return None
+
+        def work(progress):
+            progress(0.1, f"Writing {target.name}\u2026")
+            _replace_atomically(lambda tmp: render_report_pdf(data, tmp), target)
+            progress(1.0, f"Wrote {target.name}")
+            return target
+
+        def done(out: Path) -> str:
+            self._remember_dir(out)
+            n = sum(len(t.key_images) for t in data.trajectories)
+            self.window.show_message(f"Wrote the plan summary {out} ({len(data.trajectories)} trajectories, "
+                                     f"{n} key images)", 10000)
+            return str(out)
+
+        return self._run(kind, f"Writing the plan summary {target.name}\u2026", work, done)
+
+    # ------------------------------------------------------------------ patient sheet
+    def export_sheet(self, path: Optional[str] = None, lang: Optional[str] = None) -> Optional[BackgroundCall]:
+        kind = "Patient sheet"
+        if self.busy():
+            self.window.show_message("An export is already running")
+            return None
+        if lang is None:
+            lang = self.prompter.ask_language(self.window.settings.value("export/sheet_lang", "en", type=str))
+            if lang is None:
+                return None
+        if path is None:
+            path = self.prompter.ask_save_file(
+                "Export patient sheet", str(Path(self._default_dir()) / f"{self._stem()}-patient-sheet-{lang}.pdf"),
+                "PDF files (*.pdf);;Web page (*.html)")
+        if not path:
+            return None
+        target = Path(path)
+        if target.suffix.lower() not in (".pdf", ".html", ".htm"):
+            target = target.with_suffix(".pdf")
+        try:
+            from planner.report.sheet import ClinicInfo, build_sheet_data, measure_readability, running_text
+            from planner.report.sheet_render import render_sheet
+
+            data = build_sheet_data(self.plan, lang, ClinicInfo.load(None))
+        except Exception as exc:
+            self._prepare_failed(kind, exc)
+            return None
+
+        def work(progress):
+            progress(0.1, f"Writing {target.name}\u2026")
+            _replace_atomically(lambda tmp: render_sheet(data, tmp), target)
+            grade = None
+            if lang == "en":
+                try:
+                    grade = measure_readability(running_text(data), lang).flesch_kincaid_grade
+                except (LookupError, OSError):
+                    grade = None
+            progress(1.0, f"Wrote {target.name}")
+            return target, grade
+
+        def done(result) -> str:
+            out, grade = result
+            self._remember_dir(out)
+            self.window.settings.setValue("export/sheet_lang", lang)
+            extra = f", reading grade {grade:.1f}" if grade is not None else ""
+            self.window.show_message(f"Wrote the patient sheet {out} ({SHEET_LANGUAGES[lang]}{extra})", 10000)
+            if grade is not None and grade > self.plan.settings.sheet_max_grade:
+                self.prompter.warn(kind, f"The sheet reads at grade {grade:.1f}, above the "
+                                         f"{self.plan.settings.sheet_max_grade:g} set in the settings.")
+            return str(out)
+
+        return self._run(kind, f"Writing the patient sheet {target.name}\u2026", work, done)
+
+    # ------------------------------------------------------------------ DICOM
+    def export_dicom(self, folder: Optional[str] = None, *, deidentify: bool = False,
+                     offer_send: bool = True) -> Optional[BackgroundCall]:
+        kind = "Teaching export" if deidentify else "DICOM export"
+        if not self._can_export(kind):
+            return None
+        if folder is None:
+            parent = self.prompter.ask_folder(
+                f"{kind}: choose where to create the export folder", self._default_dir())
+            if not parent:
+                return None
+            name = f"{self._stem()}-{'teaching' if deidentify else 'dicom'}"
+            out = Path(parent) / name
+            n = 1
+            while out.exists() and any(out.iterdir()):
+                n += 1
+                out = Path(parent) / f"{name}-{n}"
+        else:
+            out = Path(folder)
+        try:
+            with self._busy_cursor("Rendering the key images\u2026"):
+                from planner.export import prepare_export
+
+                prep = prepare_export(self.plan, self._images(), deidentify=deidentify)
+        except Exception as exc:
+            self._prepare_failed(kind, exc)
+            return None
+
+        def work(progress):
+            from planner.export import write_export
+
+            return write_export(prep, out, progress=progress)
+
+        def done(result) -> str:
+            self.last_dicom_result = result
+            self._remember_dir(Path(result.folder))
+            what = "de-identified teaching export" if deidentify else "DICOM export"
+            self.window.show_message(f"Wrote the {what} to {result.folder} ({len(result.files)} files)", 10000)
+            if deidentify:
+                self.prompter.warn(kind, "The teaching export is written. Text burned into image pixels "
+                                         "(names or dates on fluoroscopy frames) is not removed: look at every "
+                                         f"image before sharing the folder:\n{result.folder}")
+            elif offer_send and self.prompter.offer_send(
+                    f"The plan summary, {len(result.key_image_files)} key images and the plan (structured "
+                    f"report) were written to\n{result.folder}\n\nSend them to the PACS now?"):
+                self.send_last_export()
+            return str(result.folder)
+
+        return self._run(kind, f"Writing the {kind.lower()}\u2026", work, done)
+
+    def send_last_export(self) -> Any:
+        """Send the DICOM files of the last export to a PACS (asks which one)."""
+        result = self.last_dicom_result
+        if result is None:
+            self.prompter.warn("Send to PACS", "Export the plan to DICOM first (File > Export to DICOM).")
+            return None
+        from planner.views.pacs_dialog import send_to_pacs
+
+        return send_to_pacs(self.window, [str(p) for p in result.dicom_files])
+
+    # ------------------------------------------------------------------ PACS query / retrieve
+    def open_pacs(self) -> Any:
+        """The PACS window (non-modal): retrieved series are imported into the session."""
+        from planner.views.pacs_dialog import PacsDialog
+
+        dlg = self.pacs_dialog
+        if dlg is None:
+            dlg = PacsDialog(self.window)
+            dlg.retrieved.connect(lambda folder: self.window.import_paths([folder]))
+            dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+            self.pacs_dialog = dlg
+        dlg.show()
+        dlg.raise_()
+        return dlg
+
+    def shutdown(self) -> None:
+        self.cancel()
+        if self.call is not None and self.call.is_running():
+            self.call.wait(30000)
+        self._close_progress()
+        if self.pacs_dialog is not None:
+            try:
+                self.pacs_dialog.shutdown(5000)
+            except RuntimeError:
+                pass
