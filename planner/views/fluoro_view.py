@@ -1,9 +1,15 @@
-"""Fluoroscopy (projection image) view: frames with cine playback, window/level, zoom/pan, and the
-measurement tools with honest units.
+"""Fluoroscopy (projection image) view: frames with cine playback, window/level, zoom/pan, the
+measurement tools with honest units, and fluoroscopy guidance.
 
 Lengths use :meth:`ProjectionImage.measurement_scale` with the plan's calibration of the image:
 "mm at detector" until the user calibrates against an object of known length (viewer-conventions.md
 1.7), "px" when the image has no spacing at all. Model coordinates are image pixels (col, row).
+
+Guidance (:mod:`planner.views.fluoro_guidance`): the physician marks a level's landmarks in a guided
+sequence (Mark button of the panel's bar; each click is one undoable edit), and the level's
+trajectories are drawn as they should appear on the C-arm. A view can instead show a virtual AP or
+lateral projection of a volume (computed off the GUI thread) with the plan drawn in; it does so by
+default when it has no C-arm image.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ from typing import Optional, Sequence
 import numpy as np
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMenu, QSlider, QToolButton, QVBoxLayout, QWidget
 
+from planner import fluoro
 from planner.document import PlanChange, PlanEditError
-from planner.imaging.volume import MeasurementScale, ProjectionImage, WindowLevel
-from planner.plan import Measurement
+from planner.imaging.volume import MeasurementScale, ProjectionImage, Volume, WindowLevel
+from planner.plan import FluoroLandmark, Measurement
+from planner.views import fluoro_guidance as guidance
+from planner.views import roles
 from planner.views.canvas import DIM_TEXT_COLOR, TEXT_COLOR, WARN_COLOR, Handle, ImageCanvas
 from planner.views.context import ViewContext
 from planner.views.render.overlays2d import LANDMARK_COLOR, paint_measurement_shape
@@ -26,6 +35,10 @@ from planner.views.slice_view import format_person_name
 from planner.views.tools import angle_deg
 
 log = logging.getLogger(__name__)
+
+#: Plan changes that can change what the guidance draws.
+_REDRAW_TOPICS = frozenset({"measurement", "measurements", "fluoro_calibration", "fluoro_landmark", "fluoro_landmarks",
+                            "trajectory", "trajectories", "level", "levels", "settings", "case"})
 
 _OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H", "S": "I", "I": "S"}
 _DISPLAY = {"H": "S", "F": "I"}
@@ -44,40 +57,177 @@ def _letters(code: str, opposite: bool = False) -> str:
 class FluoroView(ImageCanvas):
     frame_changed = Signal(int)
     playing_changed = Signal(bool)
+    #: The source, the guidance level, the marking state or the fit changed (the bar follows).
+    guidance_changed = Signal()
+
+    #: How often a pending virtual projection is looked at (ms).
+    VIRTUAL_POLL_MS = 40
 
     def __init__(self, context: ViewContext, series_key: Optional[str] = None, parent: Optional[QWidget] = None,
-                 *, title: str = "Fluoroscopy") -> None:
+                 *, title: str = "Fluoroscopy", view_name: Optional[str] = None) -> None:
         super().__init__(context, parent)
         self.title = title
+        #: "AP" or "LAT": what this view is for (marks asked, virtual projection direction).
+        self.view_name = view_name or guidance.panel_view_name(title)
+        #: The C-arm image's key and image (kept while a virtual projection is shown).
         self.series_key: Optional[str] = None
+        self.carm_image: Optional[ProjectionImage] = None
+        #: What is drawn: the C-arm image or the virtual projection.
         self.image: Optional[ProjectionImage] = None
         self.frame_index = 0
+        #: The volume key of the virtual projection shown (None: the C-arm image is shown).
+        self.virtual_key: Optional[str] = None
+        self.virtual: Optional[guidance.VirtualResult] = None
+        self.virtual_error = ""
+        self._virtual_future = None
+        self._source_chosen = False  # the user picked the source: image arrivals do not switch it
+        self._level_id: Optional[str] = None
+        self._level_chosen = False
+        self.marking: Optional[guidance.MarkSequence] = None
+        self.selected_landmark: Optional[str] = None
+        self._swallow_release = False
+        self._menu_pos: Optional[QPointF] = None
+        self._drawings_key: tuple = ()
+        self._drawings: list[guidance.PlanDrawing] = []
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._advance)
+        self._virtual_timer = QTimer(self)
+        self._virtual_timer.setInterval(self.VIRTUAL_POLL_MS)
+        self._virtual_timer.timeout.connect(self._poll_virtual)
         self.subscribe(self.session.document.changed, self._on_plan_changed)
         self.subscribe(self.session.images_changed, self._on_images_changed)
-        if series_key is not None:
-            self.set_series(series_key)
+        self.subscribe(self.session.active_trajectory_changed, self._on_active_trajectory)
+        self.set_series(series_key)
 
     # ------------------------------------------------------------------ series and frames
     def set_series(self, key: Optional[str]) -> None:
+        """The C-arm image of this view (None: none). Without one the view shows a virtual projection
+        of the main volume; a C-arm image arriving replaces it unless the user chose the virtual one."""
         img = self.session.images.get(key) if key else None
         self.stop()
         if not isinstance(img, ProjectionImage):
-            self.series_key, self.image = None, None
-            self.update()
+            self.series_key, self.carm_image = None, None
+            if self.marking is not None:
+                self.stop_marking(cancelled=True)
+            if self.virtual_key is None or self.virtual_key not in self.session.images:
+                self.virtual_key = None
+                self._show(None)
+                self._auto_virtual()
+            self.guidance_changed.emit()
             return
-        self.series_key, self.image = key, img
+        self.series_key, self.carm_image = key, img
+        if self.virtual_key is None or not self._source_chosen:
+            self.show_carm()
+        self.guidance_changed.emit()
+
+    def _show(self, img: Optional[ProjectionImage]) -> None:
+        self.image = img
         self.frame_index = 0
-        self.window = img.default_window()
+        self.window = img.default_window() if img is not None else None
         self._image_dirty = True
+        self._drawings_key = ()
         self.fit()
         self.frame_changed.emit(0)
         self.update()
 
+    def show_carm(self, *, user: bool = False) -> None:
+        """Show the C-arm image (when there is one)."""
+        if user:
+            self._source_chosen = True
+        if self.carm_image is None:
+            return
+        self._cancel_virtual()
+        self.virtual_key, self.virtual, self.virtual_error = None, None, ""
+        if self.image is not self.carm_image:
+            self._show(self.carm_image)
+        self.guidance_changed.emit()
+
+    def virtual_sources(self) -> list[tuple[str, Volume]]:
+        """The volumes a virtual projection can be made of, the planning volume first."""
+        vols = dict(self.session.volumes())
+        main = roles.main_volume_key(self.session)
+        keys = ([main] if main in vols else []) + [k for k in vols if k != main]
+        return [(k, vols[k]) for k in keys]
+
+    def _auto_virtual(self) -> None:
+        if self.closed or self.carm_image is not None or self.virtual_key is not None:
+            return
+        main = roles.main_volume_key(self.session)
+        if main is not None and isinstance(self.session.images.get(main), Volume):
+            self.show_virtual(main)
+
+    def show_virtual(self, volume_key: str, *, user: bool = False, mode: Optional[str] = None) -> None:
+        """Show a virtual projection of a volume along this view's direction (computed in a worker;
+        the view says "computing" until it is there)."""
+        vol = self.session.images.get(volume_key)
+        if not isinstance(vol, Volume) or self.closed:
+            return
+        if user:
+            self._source_chosen = True
+        if self.marking is not None:
+            self.stop_marking(cancelled=True)
+        self.stop()
+        mode = mode or guidance.virtual_mode_for(vol)
+        self._cancel_virtual()
+        self.virtual_key, self.virtual, self.virtual_error = volume_key, None, ""
+        self._show(None)
+        self._virtual_future = guidance.VIRTUAL_PROJECTIONS.request(volume_key, vol, self.view_name, mode)
+        self._poll_virtual()
+        if self._virtual_future is not None:
+            self._virtual_timer.start()
+        self.guidance_changed.emit()
+
+    def _cancel_virtual(self) -> None:
+        self._virtual_timer.stop()
+        self._virtual_future = None
+
+    def _poll_virtual(self) -> None:
+        fut = self._virtual_future
+        if self.closed or fut is None:
+            self._virtual_timer.stop()
+            return
+        if not fut.done():
+            return
+        self._virtual_timer.stop()
+        self._virtual_future = None
+        try:
+            result = fut.result()
+        except Exception as exc:  # a bad volume: say so in the view, never a traceback dialog
+            log.warning("virtual projection failed: %s", exc)
+            self.virtual_error = f"The virtual projection could not be made: {exc}"
+            self.update()
+            self.guidance_changed.emit()
+            return
+        self.virtual = result
+        self._show(result.image)
+        self.guidance_changed.emit()
+
+    @property
+    def virtual_pending(self) -> bool:
+        return self._virtual_future is not None
+
+    def showing_carm(self) -> bool:
+        return self.image is not None and self.image is self.carm_image
+
+    def showing_virtual(self) -> bool:
+        return self.virtual_key is not None
+
     def _on_images_changed(self, key: str) -> None:
-        if not self.closed and key == self.series_key and key not in self.session.images:
+        if self.closed:
+            return
+        if key == self.series_key and key not in self.session.images:
             self.set_series(None)
+        elif key == self.virtual_key and key not in self.session.images:
+            self._cancel_virtual()
+            self.virtual_key, self.virtual = None, None
+            if self.carm_image is not None:
+                self.show_carm()
+            else:
+                self._show(None)
+                self._auto_virtual()
+            self.guidance_changed.emit()
+        elif self.image is None and self.virtual_key is None:
+            self._auto_virtual()
 
     @property
     def sop_instance_uid(self) -> str:
@@ -86,6 +236,8 @@ class FluoroView(ImageCanvas):
     def set_frame(self, idx: int) -> None:
         if self.image is None:
             return
+        if self.marking is not None and idx != self.frame_index:
+            self.stop_marking(cancelled=True)
         idx = int(min(max(idx, 0), self.image.n_frames - 1))
         if idx != self.frame_index:
             self.frame_index = idx
@@ -131,6 +283,7 @@ class FluoroView(ImageCanvas):
 
     def shutdown(self) -> None:
         self._timer.stop()
+        self._cancel_virtual()
         super().shutdown()
 
     # ------------------------------------------------------------------ canvas interface
@@ -170,6 +323,13 @@ class FluoroView(ImageCanvas):
         return (float(f.min()), float(f.max()))
 
     def empty_text(self) -> str:
+        if self.virtual_error:
+            return self.virtual_error
+        if self.virtual_key is not None:
+            vol = self.session.images.get(self.virtual_key)
+            desc = vol.info.series_description if vol is not None else ""
+            name = "AP" if self.view_name == "AP" else "lateral"
+            return f"Computing the virtual {name} projection" + (f" of {desc}" if desc else "") + "\u2026"
         return f"No {self.title.lower()} image loaded"
 
     # ------------------------------------------------------------------ measurement scale
@@ -200,6 +360,9 @@ class FluoroView(ImageCanvas):
     def commit_measurement(self, kind: str, points: Sequence[np.ndarray]) -> None:
         if self.image is None:
             return
+        if not self.showing_carm():
+            self.ctx.message.emit("Measurements are kept on C-arm images and slices, not on a virtual projection")
+            return
         pts = [(float(p[0]), float(p[1])) for p in points]
         m = Measurement(kind=kind, series_instance_uid=self.series_key or "", sop_instance_uid=self.sop_instance_uid,
                         frame=self.frame_index, points_px=pts)
@@ -213,6 +376,9 @@ class FluoroView(ImageCanvas):
 
     def calibrate(self, points: Sequence[np.ndarray]) -> None:
         if self.image is None:
+            return
+        if not self.showing_carm():
+            self.ctx.message.emit("A virtual projection is in patient mm already; calibrate C-arm images only")
             return
         p0, p1 = (np.asarray(p, dtype=float) for p in points[:2])
         length_px = float(np.hypot(*(p1 - p0)))
@@ -235,17 +401,241 @@ class FluoroView(ImageCanvas):
     def _on_plan_changed(self, change: PlanChange) -> None:
         if self.closed:
             return
-        if change.touches("measurement") or change.touches("measurements") or change.touches("fluoro_calibration") \
-                or change.touches("fluoro_landmark") or change.touches("fluoro_landmarks") or change.source == "load":
+        if change.source == "load":
+            self._level_chosen = False
+            if self.marking is not None:
+                self.stop_marking(cancelled=True)
+        if change.source == "load" or any(t[0] in _REDRAW_TOPICS for t in change.topics):
+            if self._level_id is not None and self._level_id not in {lv.id for lv in self.session.document.plan.levels}:
+                self._level_id, self._level_chosen = None, False
+            if self.selected_landmark is not None and \
+                    all(lm.id != self.selected_landmark for lm in self.session.document.plan.fluoro_landmarks):
+                self.selected_landmark = None
             self.update()
+            self.guidance_changed.emit()
+
+    def _on_active_trajectory(self, _tid) -> None:
+        if not self.closed and self.marking is None:
+            lid = guidance.default_level_id(self.session)
+            if lid is not None and lid != self._level_id:
+                self._level_id, self._level_chosen = lid, False
+                self.update()
+                self.guidance_changed.emit()
+
+    # ------------------------------------------------------------------ guidance: level and marks
+    def effective_view(self) -> str:
+        """"AP" or "LAT": the C-arm image's View Position when it has one, else this view's role."""
+        v = fluoro.view_of_image(self.carm_image) if self.carm_image is not None else None
+        return v or self.view_name
+
+    def guidance_level_id(self) -> Optional[str]:
+        levels = {lv.id for lv in self.session.document.plan.levels}
+        if self._level_id in levels:
+            return self._level_id
+        self._level_id = guidance.default_level_id(self.session)
+        return self._level_id
+
+    def guidance_level_name(self) -> str:
+        lid = self.guidance_level_id()
+        try:
+            return self.session.document.plan.level(lid).name if lid else ""
+        except KeyError:
+            return ""
+
+    def set_guidance_level(self, level_id: str, *, user: bool = False) -> None:
+        if level_id == self._level_id:
+            return
+        if self.marking is not None:
+            self.stop_marking(cancelled=True)
+        self._level_id = level_id
+        self._level_chosen = self._level_chosen or user
+        self.update()
+        self.guidance_changed.emit()
+
+    def can_mark(self) -> tuple[bool, str]:
+        """Whether landmarks can be marked now, and why not."""
+        if self.session.document.read_only:
+            return False, "The plan is open read-only (review): no marks can be added"
+        if not self.showing_carm():
+            return False, "Marks go on a C-arm image: choose it as the source of this view"
+        if self.guidance_level_id() is None:
+            return False, "The plan has no levels yet: find the levels first"
+        return True, ""
+
+    def marks_here(self, level_id: Optional[str] = None) -> list[FluoroLandmark]:
+        """The plan's marks on the image and frame shown (of one level, when given)."""
+        if not self.showing_carm():
+            return []
+        sop = self.sop_instance_uid
+        return [lm for lm in self.session.document.plan.fluoro_landmarks
+                if lm.sop_instance_uid == sop and lm.frame == self.frame_index
+                and (level_id is None or lm.level_id == level_id)]
+
+    def start_marking(self) -> bool:
+        """Begin the guided marking of the chosen level on this image: the marks it lacks, else all
+        of them again (a click replaces a mark of the same kind)."""
+        ok, why = self.can_mark()
+        if not ok:
+            self.ctx.message.emit(why)
+            self.guidance_changed.emit()
+            return False
+        self.stop()
+        lid = self.guidance_level_id()
+        assert lid is not None
+        kinds = guidance.GUIDED_MARKS[self.effective_view()]
+        have = {lm.kind for lm in self.marks_here(lid)}
+        todo = tuple(k for k in kinds if k not in have) or kinds
+        self.marking = guidance.MarkSequence(lid, self.guidance_level_name(), todo)
+        self.setCursor(Qt.CursorShape.CrossCursor)
+        self.setFocus(Qt.FocusReason.OtherFocusReason)
+        self.ctx.message.emit(self._mark_prompt())
+        self.update()
+        self.guidance_changed.emit()
+        return True
+
+    def stop_marking(self, cancelled: bool = False) -> None:
+        if self.marking is None:
+            return
+        seq = self.marking
+        self.marking = None
+        self.setCursor(self.active_tool().cursor)
+        if cancelled:
+            self.ctx.message.emit(f"Marking of {seq.level_name} stopped ({seq.index} of {len(seq.kinds)} placed)")
+        self.update()
+        self.guidance_changed.emit()
+
+    def _mark_prompt(self) -> str:
+        seq = self.marking
+        if seq is None or seq.done:
+            return ""
+        po = self.carm_image.geometry.patient_orientation if self.carm_image is not None else ()
+        return guidance.mark_prompt(seq.kind, seq.level_name, seq.index, len(seq.kinds), po)
+
+    def place_mark(self, point_px: Sequence[float]) -> bool:
+        """Place the mark the guided sequence asks for at an image pixel (col, row); one undo step."""
+        seq = self.marking
+        if seq is None or seq.done or self.carm_image is None:
+            return False
+        col, row = float(point_px[0]), float(point_px[1])
+        if not (-0.5 <= col <= self.carm_image.cols - 0.5 and -0.5 <= row <= self.carm_image.rows - 0.5):
+            self.ctx.message.emit("Click inside the image")
+            return False
+        doc = self.session.document
+        existing = next((lm for lm in self.marks_here(seq.level_id) if lm.kind == seq.kind), None)
+        try:
+            if existing is not None:
+                doc.move_fluoro_landmark(existing.id, [col, row])
+            else:
+                doc.add_fluoro_landmark(FluoroLandmark(sop_instance_uid=self.sop_instance_uid, frame=self.frame_index,
+                                                       level_id=seq.level_id, kind=seq.kind, point_px=(col, row)))
+        except (PlanEditError, KeyError) as exc:
+            self.ctx.message.emit(str(exc))
+            self.stop_marking()
+            return False
+        seq.index += 1
+        if seq.done:
+            self.stop_marking()
+            text, _ = self.guidance_text()
+            self.ctx.message.emit(text)
+        else:
+            self.ctx.message.emit(self._mark_prompt())
+            self.update()
+            self.guidance_changed.emit()
+        return True
+
+    def delete_landmark(self, landmark_id: str) -> None:
+        try:
+            self.session.document.remove_fluoro_landmark(landmark_id)
+        except (PlanEditError, KeyError) as exc:
+            self.ctx.message.emit(str(exc))
+            return
+        if self.selected_landmark == landmark_id:
+            self.selected_landmark = None
+        self.ctx.message.emit("Mark deleted (Ctrl+Z undoes)")
+
+    def delete_selected_measurement(self) -> None:
+        if self.selected_landmark is not None:
+            self.delete_landmark(self.selected_landmark)
+            return
+        super().delete_selected_measurement()
+
+    # ------------------------------------------------------------------ guidance: what is drawn
+    def plan_drawings(self) -> list[guidance.PlanDrawing]:
+        """The plan on the image shown (cached until the plan, the image, the frame or the level change)."""
+        if self.image is None:
+            return []
+        plan = self.session.document.plan
+        lid = self.guidance_level_id()
+        key = (self.session.document.revision, id(self.image), self.frame_index, lid, self.effective_view())
+        if key == self._drawings_key:
+            return self._drawings
+        if self.showing_virtual():
+            drawings = [guidance.drawing_for_projector(plan, self.virtual.projector)] if self.virtual else []
+        else:
+            marked = {lm.level_id for lm in self.marks_here()}
+            ids = [lv.id for lv in plan.levels if lv.id == lid or lv.id in marked]
+            drawings = guidance.drawings_for_image(plan, self.image, ids, self.frame_index, self.effective_view())
+        self._drawings_key, self._drawings = key, drawings
+        return drawings
+
+    def guidance_text(self) -> tuple[str, bool]:
+        """The instruction or fit result for the bar and the view, and whether it is a warning."""
+        if self.marking is not None:
+            return self._mark_prompt(), False
+        if self.virtual_error:
+            return self.virtual_error, True
+        if self.showing_virtual():
+            if self.virtual is None:
+                return "Computing the virtual projection\u2026", False
+            n = sum(len(d.trajectories) for d in self.plan_drawings())
+            return (f"Virtual projection (parallel, mm): {n} trajector{'y' if n == 1 else 'ies'} drawn"
+                    if n else "Virtual projection: the plan has no trajectory to draw"), False
+        if not self.showing_carm():
+            return "", False
+        lid = self.guidance_level_id()
+        drawing = next((d for d in self.plan_drawings() if d.level_name == self.guidance_level_name()), None)
+        if lid is None or drawing is None:
+            return "", False
+        if drawing.error:
+            if not drawing.n_marks:
+                ok, why = self.can_mark()
+                return (f"Press Mark to place the {drawing.level_name} landmarks and see the plan" if ok else why), False
+            return drawing.error, True
+        fit = drawing.fit
+        assert fit is not None
+        scale = fit.px_per_mm
+        # with the minimum of marks a similarity fits exactly: a residual says something from three marks on
+        rms = f", RMS {fit.rms_px / scale:.1f} mm" if scale > 0 and len(fit.residuals_px) > 2 else ""
+        text = f"{drawing.level_name}: plan fitted to {drawing.n_marks} marks ({fit.method}{rms})"
+        if drawing.warnings:
+            return text + "; " + "; ".join(drawing.warnings), True
+        return text, False
 
     # ------------------------------------------------------------------ painting
     def display_state_key(self) -> tuple:
-        return (self.series_key, self.frame_index)
+        return (self.series_key, self.virtual_key, id(self.image), self.frame_index)
 
     def paint_overlays(self, painter: QPainter) -> list[Handle]:
         if self.image is None:
             return []
+        handles: list[Handle] = []
+        banner: list[tuple[str, QColor]] = []
+        for d in self.plan_drawings():
+            if d.error:
+                if d.n_marks and d.level_name != self.guidance_level_name():
+                    banner.append((d.error, WARN_COLOR))
+                continue
+            guidance.paint_plan_drawing(self, painter, d)
+        if self.showing_carm():
+            handles = self._paint_marks(painter)
+        text, warn = self.guidance_text()
+        if text and (self.marking is not None or warn or self.showing_virtual() and self.virtual is not None
+                     and "no trajectory" in text):
+            banner.insert(0, (text, WARN_COLOR if warn else TEXT_COLOR))
+        guidance.paint_banner(self, painter, banner)
+        return handles
+
+    def _paint_marks(self, painter: QPainter) -> list[Handle]:
         handles: list[Handle] = []
         doc = self.session.document
         sop = self.sop_instance_uid
@@ -266,21 +656,90 @@ class FluoroView(ImageCanvas):
 
                 handles.append(Handle("measurement", (m.id, idx), pts[idx], (float(pts_w[idx][0]), float(pts_w[idx][1])),
                                       apply, f"{m.kind} measurement point (Del deletes the measurement)"))
+        levels = {lv.id: lv.name for lv in doc.plan.levels}
+        current = self.guidance_level_id()
         for lm in doc.plan.fluoro_landmarks:
             if lm.sop_instance_uid != sop or (self.image.n_frames > 1 and lm.frame != self.frame_index):
                 continue
             pt = np.asarray(lm.point_px, dtype=float)
             w = self.to_widget(pt[None, :])[0]
-            painter.setPen(QPen(LANDMARK_COLOR, 1.5))
+            selected = lm.id == self.selected_landmark
+            color = QColor(LANDMARK_COLOR)
+            if lm.level_id != current:
+                color.setAlpha(120)
+            painter.setPen(QPen(QColor(0, 0, 0, 200), 3.5))
             painter.drawLine(QPointF(w[0] - 6, w[1]), QPointF(w[0] + 6, w[1]))
             painter.drawLine(QPointF(w[0], w[1] - 6), QPointF(w[0], w[1] + 6))
-            self.draw_label(painter, QPointF(w[0] + 8, w[1] - 8), lm.kind.replace("_", " "), LANDMARK_COLOR, False)
+            painter.setPen(QPen(color, 2.5 if selected else 1.5))
+            painter.drawLine(QPointF(w[0] - 6, w[1]), QPointF(w[0] + 6, w[1]))
+            painter.drawLine(QPointF(w[0], w[1] - 6), QPointF(w[0], w[1] + 6))
+            name = guidance.MARK_SHORT.get(lm.kind, lm.kind.replace("_", " "))
+            level_name = levels.get(lm.level_id, "")
+            text = f"{level_name} {name}" if level_name else name
+            self.draw_label(painter, QPointF(w[0] + 8, w[1] - 8), text, color, selected)
             lid = lm.id
             handles.append(Handle("fluoro_landmark", (lid,), pt, (float(w[0]), float(w[1])),
                                   lambda point, key, lid=lid: doc.move_fluoro_landmark(lid, [float(point[0]), float(point[1])],
                                                                                        merge_key=key),
-                                  lm.kind.replace("_", " ")))
+                                  f"{text} mark (drag to move; Del or right-click deletes)"))
         return handles
+
+    # ------------------------------------------------------------------ mouse and keys
+    def mousePressEvent(self, ev):  # noqa: N802
+        if self.closed:
+            return
+        self._swallow_release = False
+        if self.marking is not None and \
+                self.ctx.bindings.mouse_action(ev.button(), ev.modifiers()) == "tool":
+            self.setFocus(Qt.FocusReason.MouseFocusReason)
+            p = self.model_point(ev.position())
+            if p is not None:
+                self.place_mark(p)
+            self._swallow_release = True
+            ev.accept()
+            return
+        super().mousePressEvent(ev)
+        drag = self._drag
+        if drag is not None and drag[0] == "handle":
+            h = drag[1].handle
+            self.selected_landmark = h.key[0] if h.kind == "fluoro_landmark" else None
+            self.update()
+        elif drag is not None and drag[0] == "tool":
+            self.selected_landmark = None
+
+    def mouseReleaseEvent(self, ev):  # noqa: N802
+        if self._swallow_release:
+            self._swallow_release = False
+            ev.accept()
+            return
+        super().mouseReleaseEvent(ev)
+
+    def keyPressEvent(self, ev):  # noqa: N802
+        if not self.closed and self.marking is not None and \
+                self.ctx.bindings.key_action(ev.key(), ev.modifiers()) == "cancel":
+            self.stop_marking(cancelled=True)
+            ev.accept()
+            return
+        super().keyPressEvent(ev)
+
+    def _show_context_menu(self, pos: QPointF) -> None:
+        self._menu_pos = QPointF(pos)
+        super()._show_context_menu(pos)
+
+    def context_menu_actions(self, menu: QMenu) -> None:
+        if self.showing_carm():
+            h = self._hit_handle(self._menu_pos) if self._menu_pos is not None else None
+            if h is not None and h.kind == "fluoro_landmark":
+                lid = h.key[0]
+                menu.addAction(f"Delete {h.tooltip.split(' mark')[0]} mark", lambda: self.delete_landmark(lid))
+            ok, _ = self.can_mark()
+            if ok:
+                menu.addAction(f"Mark the {self.guidance_level_name()} landmarks\u2026", self.start_marking)
+        if self.showing_virtual() and self.virtual is not None:
+            other = "mip" if self.virtual.mode != "mip" else guidance.virtual_mode_for(
+                self.session.images[self.virtual_key])
+            menu.addAction(f"Virtual projection: {guidance.VIRTUAL_MODE_TEXT.get(other, other)}",
+                           lambda: self.show_virtual(self.virtual_key, user=True, mode=other))
 
     def edge_letters(self) -> dict[str, str]:
         po = self.image.geometry.patient_orientation if self.image is not None else ()
@@ -327,12 +786,14 @@ class FluoroView(ImageCanvas):
 
 
 class FluoroPanel(QWidget):
-    """A fluoroscopy view with its cine controls (play/pause, frame slider)."""
+    """A fluoroscopy view with its guidance bar (source, level, Mark, instruction) and its cine
+    controls (play/pause, frame slider)."""
 
     def __init__(self, context: ViewContext, series_key: Optional[str] = None, parent: Optional[QWidget] = None,
                  *, title: str = "Fluoroscopy") -> None:
         super().__init__(parent)
         self.view = FluoroView(context, series_key, self, title=title)
+        self.guidance = guidance.GuidanceBar(self.view, self)
         self.play_button = QToolButton(self)
         self.play_button.setText("\u25b6")
         self.play_button.setToolTip("Play / pause the frames (cine). Shortcut: Space")
@@ -350,6 +811,7 @@ class FluoroPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
+        lay.addWidget(self.guidance)
         lay.addWidget(self.view, 1)
         self.controls = QWidget(self)
         self.controls.setObjectName("cineBar")
@@ -357,6 +819,7 @@ class FluoroPanel(QWidget):
         lay.addWidget(self.controls)
         self.view.frame_changed.connect(self._sync)
         self.view.playing_changed.connect(self._sync_button)
+        self.view.guidance_changed.connect(self._sync)
         self._sync()
 
     def set_series(self, key: Optional[str]) -> None:
