@@ -71,7 +71,7 @@ def _safe_stem(text: str) -> str:
 def _replace_atomically(write: Callable[[Path], Any], target: Path) -> Path:
     """Run ``write(tmp)`` for a temporary file beside ``target``, then rename it to ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix + ".partial", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.partial-", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -190,10 +190,11 @@ class ExportController(QObject):
         return call
 
     def _on_progress(self, fraction: float, message: str) -> None:
-        if self.progress is not None:
-            self.progress.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
+        dlg = self.progress  # (setValue of a modal dialog processes events: the export may end in it)
+        if dlg is not None:
             if message:
-                self.progress.setLabelText(message)
+                dlg.setLabelText(message)
+            dlg.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
 
     def cancel(self) -> None:
         if self.busy():
