@@ -14,19 +14,27 @@ import argparse
 import sys
 
 
+class _GuiParser(argparse.ArgumentParser):
+    """The list of commands is built only when help is shown (it imports every command module)."""
+
+    def format_help(self) -> str:
+        from planner.cli import command_help
+
+        self.epilog = "commands (python main.py COMMAND --help for details):\n" + command_help()
+        return super().format_help()
+
+
 def _gui_parser() -> argparse.ArgumentParser:
     from planner import APP_NAME, __version__
-    from planner.cli import command_help
 
-    p = argparse.ArgumentParser(
+    p = _GuiParser(
         prog="main.py", description=f"{APP_NAME} {__version__}: plan basivertebral nerve ablation.",
-        epilog="commands (python main.py COMMAND --help for details):\n" + command_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", nargs="?", help="DICOM folder, DICOMDIR, zip, image file or .bvnplan plan to open")
     p.add_argument("--demo", action="store_true", help="open the built-in demo case")
     p.add_argument("--review", action="store_true", help="open the plan read-only, for review")
     p.add_argument("--images", metavar="FOLDER", help="folder where the plan's images are found")
-    p.add_argument("--layout", choices=["planning", "fluoro", "compare"], help="layout to start with")
+    p.add_argument("--layout", choices=["planning", "fluoro", "compare", "trajectory"], help="layout to start with")
     p.add_argument("--screenshot", metavar="FILE.png", help="render the window to FILE.png and exit")
     p.add_argument("--size", default="1600x1000", help="window size for --screenshot (default 1600x1000)")
     p.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")

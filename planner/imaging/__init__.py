@@ -44,5 +44,13 @@ from planner.imaging.importer import (  # noqa: F401
     scan_path,
 )
 from planner.imaging.series import SeriesGroup  # noqa: F401
-from planner.imaging.resample import resample_regular  # noqa: F401
 from planner.imaging.pixels import prestart_decoders  # noqa: F401
+
+
+def __getattr__(name: str):
+    # resample_regular needs scipy (0.3 s to import): loaded on first use, not at start-up
+    if name == "resample_regular":
+        from planner.imaging.resample import resample_regular
+
+        return resample_regular
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

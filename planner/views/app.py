@@ -347,6 +347,12 @@ def run_gui(args) -> int:
     from PySide6.QtCore import QTimer
 
     def after_first_frame():
+        try:  # the compressed-image decoder processes start in the background, ready for the next import
+            from planner.imaging import prestart_decoders
+
+            prestart_decoders()
+        except Exception:
+            log.exception("decoder start failed")
         try:
             install_available_panels(window)
         except Exception:
