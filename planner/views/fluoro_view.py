@@ -658,9 +658,14 @@ class FluoroView(ImageCanvas):
                                       apply, f"{m.kind} measurement point (Del deletes the measurement)"))
         levels = {lv.id: lv.name for lv in doc.plan.levels}
         current = self.guidance_level_id()
-        for lm in doc.plan.fluoro_landmarks:
-            if lm.sop_instance_uid != sop or (self.image.n_frames > 1 and lm.frame != self.frame_index):
-                continue
+        shown = [lm for lm in doc.plan.fluoro_landmarks
+                 if lm.sop_instance_uid == sop and (self.image.n_frames == 1 or lm.frame == self.frame_index)]
+        centres: dict[str, np.ndarray] = {}
+        for lid_ in {lm.level_id for lm in shown}:
+            centres[lid_] = np.mean([lm.point_px for lm in shown if lm.level_id == lid_], axis=0)
+        painter.setFont(self._font)
+        fm = painter.fontMetrics()
+        for lm in shown:
             pt = np.asarray(lm.point_px, dtype=float)
             w = self.to_widget(pt[None, :])[0]
             selected = lm.id == self.selected_landmark
@@ -675,13 +680,23 @@ class FluoroView(ImageCanvas):
             painter.drawLine(QPointF(w[0], w[1] - 6), QPointF(w[0], w[1] + 6))
             name = guidance.MARK_SHORT.get(lm.kind, lm.kind.replace("_", " "))
             level_name = levels.get(lm.level_id, "")
-            text = f"{level_name} {name}" if level_name else name
-            self.draw_label(painter, QPointF(w[0] + 8, w[1] - 8), text, color, selected)
+            text = name if lm.level_id == current or not level_name else f"{level_name} {name}"
+            # the label away from the level's other marks: outward to the side, below a middle mark
+            dx = float((pt - centres[lm.level_id])[0]) * self.zoom
+            tw = fm.horizontalAdvance(text) + 8
+            if abs(dx) < 12:
+                pos = QPointF(w[0] - tw / 2, w[1] + 18)
+            elif dx < 0:
+                pos = QPointF(w[0] - 10 - tw, w[1] - 8)
+            else:
+                pos = QPointF(w[0] + 10, w[1] - 8)
+            self.draw_label(painter, pos, text, color, selected)
+            full = f"{level_name} {name}" if level_name else name
             lid = lm.id
             handles.append(Handle("fluoro_landmark", (lid,), pt, (float(w[0]), float(w[1])),
                                   lambda point, key, lid=lid: doc.move_fluoro_landmark(lid, [float(point[0]), float(point[1])],
                                                                                        merge_key=key),
-                                  f"{text} mark (drag to move; Del or right-click deletes)"))
+                                  f"{full} mark (drag to move; Del or right-click deletes)"))
         return handles
 
     # ------------------------------------------------------------------ mouse and keys
