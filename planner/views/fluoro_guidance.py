@@ -368,6 +368,9 @@ class GuidanceBar(QWidget):
         lay.addWidget(self.mark_button)
         lay.addWidget(self.prompt, 1)
         self._syncing = False
+        self._stale = False
+        self._items: list = []
+        self._levels: list = []
         self.source_combo.activated.connect(self._on_source_chosen)
         self.level_combo.activated.connect(self._on_level_chosen)
         self.mark_button.clicked.connect(self._on_mark_clicked)
@@ -398,9 +401,20 @@ class GuidanceBar(QWidget):
         self.sync()
 
     # ------------------------------------------------------------------ state
+    def showEvent(self, ev):  # noqa: N802
+        super().showEvent(ev)
+        if self._stale:
+            self.sync()
+
     def sync(self) -> None:
+        """Follow the view; while hidden (another layout is shown) only remember to do it when shown,
+        so edits elsewhere (e.g. dragging a trajectory in the planning layout) pay nothing here."""
         if self._syncing:
             return
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
         self._syncing = True
         try:
             self._sync_sources()
@@ -434,29 +448,31 @@ class GuidanceBar(QWidget):
         for key, vol in v.virtual_sources():
             items.append((f"Virtual from {vol.info.series_description or key[-8:]}", ("virtual", key)))
         current = ("virtual", v.virtual_key) if v.virtual_key else ("image", v.series_key)
+        sel = next((i for i, (_t, data) in enumerate(items) if data == current), 0)
         self.source_combo.blockSignals(True)
-        self.source_combo.clear()
-        sel = 0
-        for i, (text, data) in enumerate(items):
-            self.source_combo.addItem(text, data)
-            if data is None:
-                item = self.source_combo.model().item(i)
-                if item is not None:
-                    item.setEnabled(False)
-            elif data == current:
-                sel = i
+        if items != self._items:
+            self._items = items
+            self.source_combo.clear()
+            for i, (text, data) in enumerate(items):
+                self.source_combo.addItem(text, data)
+                if data is None:
+                    item = self.source_combo.model().item(i)
+                    if item is not None:
+                        item.setEnabled(False)
         self.source_combo.setCurrentIndex(sel)
         self.source_combo.blockSignals(False)
 
     def _sync_levels(self) -> None:
         plan = self.session.document.plan
+        levels = [(lv.name + (" \u2605" if lv.treat else ""), lv.id) for lv in plan.levels]
+        lid = self.view.guidance_level_id()
+        sel = next((i for i, (_t, x) in enumerate(levels) if x == lid), -1)
         self.level_combo.blockSignals(True)
-        self.level_combo.clear()
-        sel = -1
-        for i, lv in enumerate(plan.levels):
-            self.level_combo.addItem(lv.name + (" \u2605" if lv.treat else ""), lv.id)
-            if lv.id == self.view.guidance_level_id():
-                sel = i
+        if levels != self._levels:
+            self._levels = levels
+            self.level_combo.clear()
+            for text, x in levels:
+                self.level_combo.addItem(text, x)
         self.level_combo.setCurrentIndex(sel)
         self.level_combo.blockSignals(False)
 
