@@ -148,12 +148,31 @@ class ScriptedPrompter:
         return "later"
 
 
+class ScriptedMissingPrompter:
+    """Answers the missing-series question (default: continue without); records what was asked."""
+
+    def __init__(self, answer: str = "ignore", folder=None, node: int = 0) -> None:
+        self.answer, self.folder, self.node = answer, folder, node
+        self.asked: list[str] = []
+
+    def ask_missing(self, text: str, pacs_available: bool) -> str:
+        self.asked.append(text)
+        return self.answer
+
+    def ask_folder(self):
+        return self.folder
+
+    def choose_node(self, labels):
+        return self.node
+
+
 def open_window(qtbot, session, layout: str = "planning", size=(1400, 900)):
     """The real main window on ``session``, shown, with scripted answers to its questions."""
     from planner.views.main_window import MainWindow
 
     w = MainWindow(session, initial_layout=layout)
     w.files.prompter = ScriptedPrompter()
+    w.plan_images.prompter = ScriptedMissingPrompter()
     qtbot.addWidget(w)
     w.resize(*size)
     w.show()

@@ -361,6 +361,10 @@ def run_gui(args) -> int:
             window.files.offer_recovery()
         except Exception:
             log.exception("recovery offer failed")
+        try:  # a plan opened from the command line whose series were not found: say which, offer a folder or PACS
+            window.plan_images.offer()
+        except Exception:
+            log.exception("missing-series offer failed")
 
     if not os.environ.get("BVN_STARTUP_PROBE"):
         QTimer.singleShot(300, after_first_frame)

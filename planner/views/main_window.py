@@ -140,6 +140,9 @@ class MainWindow(QMainWindow):
         from planner.views.export_actions import ExportController
 
         self.exports = ExportController(self)
+        from planner.views.plan_images import PlanImages
+
+        self.plan_images = PlanImages(self)
         self._build_actions()
         self._build_menus()
         self._build_toolbar()
@@ -578,6 +581,11 @@ class MainWindow(QMainWindow):
                 self.show_message(message, 15000)
         self.place_cursor()
         self.views.assign_series()
+        if missing and self.plan_images.missing():
+            # say which series are missing; offer another folder or the PACS (after the window shows)
+            from PySide6.QtCore import QTimer
+
+            QTimer.singleShot(0, lambda: self.plan_images.offer() if self.isVisible() and not self._closed else None)
 
     # ================================================================== drag and drop
     def dragEnterEvent(self, event):  # noqa: N802
@@ -684,10 +692,11 @@ class MainWindow(QMainWindow):
         except Exception:
             log.exception("could not save the window state")
         self._closed = True
-        try:
-            self.exports.shutdown()
-        except Exception:
-            log.exception("export shutdown failed")
+        for part in (self.exports, self.plan_images):
+            try:
+                part.shutdown()
+            except Exception:
+                log.exception("shutdown of %s failed", type(part).__name__)
         for task in list(self._import_tasks):
             task.cancel()
             task.wait(5000)

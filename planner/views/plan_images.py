@@ -1,0 +1,190 @@
+"""Finding an opened plan's images: when series of the plan are not found by UID (another
+workstation, a moved folder), the window says which ones are missing and offers to look in another
+folder or to retrieve exactly those series from a PACS (off the GUI thread, with progress and
+Cancel). Retrieved files are imported like any other import; the plan's series match by UID.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Optional, Sequence
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QProgressDialog, QWidget
+
+from planner.views.background import BackgroundCall
+
+log = logging.getLogger(__name__)
+
+
+class MissingSeriesPrompter:
+    """The questions of this flow; replaced by a scripted one in tests."""
+
+    def __init__(self, parent: QWidget) -> None:
+        self.parent = parent
+
+    def ask_missing(self, text: str, pacs_available: bool) -> str:
+        """"folder", "pacs" or "ignore"."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Images not found", text, QMessageBox.StandardButton.NoButton,
+                          self.parent)
+        folder = box.addButton("Look in a folder\u2026", QMessageBox.ButtonRole.ActionRole)
+        pacs = box.addButton("Retrieve from PACS\u2026", QMessageBox.ButtonRole.ActionRole) if pacs_available else None
+        box.addButton("Continue without", QMessageBox.ButtonRole.RejectRole)
+        box.exec()
+        clicked = box.clickedButton()
+        return "folder" if clicked is folder else "pacs" if pacs is not None and clicked is pacs else "ignore"
+
+    def ask_folder(self) -> Optional[str]:
+        return QFileDialog.getExistingDirectory(self.parent, "Folder with the plan's images") or None
+
+    def choose_node(self, labels: Sequence[str]) -> Optional[int]:
+        if len(labels) == 1:
+            return 0
+        label, ok = QInputDialog.getItem(self.parent, "Retrieve from PACS", "PACS:", list(labels), 0, False)
+        return list(labels).index(label) if ok and label in labels else None
+
+
+def describe_missing(refs: Sequence[Any]) -> str:
+    """One line per missing series: role, modality, description, number of images."""
+    lines = []
+    for r in refs:
+        bits = [r.role or "", r.modality or "", r.description or "",
+                f"({r.number_of_images} images)" if getattr(r, "number_of_images", None) else ""]
+        lines.append("\u2022 " + " ".join(b for b in bits if b).strip() or f"\u2022 series {r.series_instance_uid}")
+    return "\n".join(lines)
+
+
+class PlanImages(QObject):
+    """The missing-series flow of one main window."""
+
+    #: (series retrieved, message) after a PACS retrieve ended (also when it failed or was cancelled)
+    retrieve_finished = Signal(int, str)
+
+    def __init__(self, window: Any, prompter: Optional[MissingSeriesPrompter] = None) -> None:
+        super().__init__(window)
+        self.window = window
+        self.prompter = prompter or MissingSeriesPrompter(window)
+        self.call: Optional[BackgroundCall] = None
+        self.progress: Optional[QProgressDialog] = None
+        self._cancel = threading.Event()
+
+    def missing(self) -> list:
+        session = self.window.session
+        return [r for r in session.document.plan.case.series if r.series_instance_uid not in session.images]
+
+    def offer(self, message: str = "") -> str:
+        """Say which series are missing and act on the answer; returns it ("" when none is missing)."""
+        refs = self.missing()
+        if not refs:
+            return ""
+        from planner.imaging import pacs
+
+        nodes = pacs.load_nodes()
+        text = (f"{len(refs)} series of this plan {'was' if len(refs) == 1 else 'were'} not found:\n"
+                f"{describe_missing(refs)}\n\n"
+                "The plan is open; views of the missing series stay empty until their images are found. "
+                + ("Look in another folder or retrieve them from the PACS?" if nodes else
+                   "Look in another folder? (No PACS is configured: File > PACS query / retrieve.)"))
+        if message:
+            log.info("plan images: %s", message)
+        answer = self.prompter.ask_missing(text, bool(nodes))
+        if answer == "folder":
+            folder = self.prompter.ask_folder()
+            if folder:
+                self.window.find_plan_images(folder)
+        elif answer == "pacs":
+            self.retrieve_missing()
+        return answer
+
+    def busy(self) -> bool:
+        return self.call is not None and not self.call.done
+
+    def retrieve_missing(self) -> Optional[BackgroundCall]:
+        """Retrieve the plan's missing series from a PACS, then import them."""
+        from planner.imaging import pacs
+        from planner.views.pacs_dialog import new_cache_folder
+
+        refs = self.missing()
+        plan = self.window.session.document.plan
+        nodes = pacs.load_nodes()
+        if not refs or not nodes or self.busy():
+            return None
+        idx = self.prompter.choose_node([n.label for n in nodes])
+        if idx is None:
+            return None
+        node = nodes[idx]
+        study_uid = plan.case.study_instance_uid
+        uids = [r.series_instance_uid for r in refs]
+        folder = new_cache_folder()
+        self._cancel.clear()
+        cancel = self._cancel
+        dlg = QProgressDialog(f"Retrieving {len(uids)} series from {node.label}\u2026", "Cancel", 0, 1000, self.window)
+        dlg.setWindowTitle("Retrieve from PACS")
+        dlg.setWindowModality(Qt.WindowModality.WindowModal)
+        dlg.setMinimumDuration(300)
+        dlg.setAutoClose(False)
+        dlg.setAutoReset(False)
+        dlg.canceled.connect(cancel.set)
+        self.progress = dlg
+
+        def work(progress):
+            if not study_uid:
+                found = pacs.find_series_by_uid(node, uids)
+                study = found[0].study_uid if found else ""
+                if not study:
+                    raise pacs.PacsError(f"{node.label} does not have the plan's series.")
+            else:
+                study = study_uid
+            return pacs.retrieve(node, study, uids, dest_folder=folder, progress=progress, cancel=cancel)
+
+        call = BackgroundCall(work, self)
+        call.progress.connect(self._on_progress)
+        call.finished.connect(self._retrieved)
+        self.call = call
+        call.start()
+        return call
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        dlg = self.progress
+        if dlg is not None:
+            if message:
+                dlg.setLabelText(message)
+            dlg.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
+
+    def _close_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.reset()
+            self.progress.hide()
+            self.progress.deleteLater()
+            self.progress = None
+
+    def _retrieved(self, result: Any, error: str) -> None:
+        self._close_progress()
+        if error or result is None:
+            msg = f"Retrieve from PACS failed: {error or 'no answer'}"
+            self.window.show_message(msg, 15000)
+            self.retrieve_finished.emit(0, msg)
+            return
+        summary = result.summary()
+        self.window.show_message(summary, 15000)
+        if result.received and not result.cancelled:
+            task = self.window.import_paths([str(result.folder)], show_dialog=False)
+            if task is not None:
+                task.finished.connect(lambda _r: self._after_import(summary))
+                return
+        self.retrieve_finished.emit(0, summary)
+
+    def _after_import(self, summary: str) -> None:
+        still = self.missing()
+        self.window.views.assign_series()
+        self.window.place_cursor()
+        msg = summary if not still else f"{summary}; still missing: {len(still)} series"
+        self.window.show_message(msg, 15000)
+        self.retrieve_finished.emit(len(self.window.session.document.plan.case.series) - len(still), msg)
+
+    def shutdown(self) -> None:
+        self._cancel.set()
+        if self.call is not None and self.call.is_running():
+            self.call.wait(30000)
+        self._close_progress()
