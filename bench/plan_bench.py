@@ -12,7 +12,17 @@ milliseconds per step, next to references measured in the same run:
   undo snapshot of the plan (``Plan.model_copy(deep=True)``), and the 33 ms frame budget of the
   issue (30 frames per second).
 
-More parts (for example the full view updates) are added with :func:`register_part`::
+* ``views``: the real main window offscreen on the demo case (planning layout, Trajectories panel
+  shown, 3D view with its volume): per step the edit (its synchronous listeners included: the
+  Trajectories panel refresh, the 3D actors of the trajectory, the view caches), then a forced
+  paint of the window with every visible slice view marked dirty (:func:`paint_window`; each view
+  is checked to have painted once), then the 3D render (``VolumeView.render_now``, in its drag
+  mode from the second step on), then the rest of the event queue. Each part and the total are
+  timed. References in the same run: the same paint without an edit, a full-quality 3D render
+  (what the view draws once the drag stops), and the 33 ms budget. The views part always uses the
+  demo case (its images are needed).
+
+More parts are added with :func:`register_part`::
 
     @register_part("views")
     def bench_views(ctx: BenchContext) -> dict: ...
@@ -20,7 +30,7 @@ More parts (for example the full view updates) are added with :func:`register_pa
 Each part receives a :class:`BenchContext` (the document, the dragged trajectory, the drag path and
 the step count) and returns a dict of named results in ms (see :func:`summarise`).
 
-    python bench/plan_bench.py [--steps 200] [--part core] [--json] [--demo]
+    python bench/plan_bench.py [--steps 200] [--part core|views] [--json] [--demo]
 
 The plan is the demo study's sample plan with ``--demo`` when :mod:`planner.demo` is available,
 else a synthetic plan (L4 and L5 box vertebrae, four trajectories).
@@ -162,6 +172,138 @@ def bench_core(ctx: BenchContext) -> dict:
     }
 
 
+def paint_window(app, views) -> None:
+    """Mark the slice views dirty and paint the window now, as the event loop would: one backing
+    store sync paints every dirty widget (the slice views and whatever the edit changed, such as the
+    panel's tables). ``QWidget.repaint()`` per view would paint the views that the edit had already
+    marked dirty twice (its first call syncs the whole window)."""
+    from PySide6.QtCore import QEvent
+
+    for v in views:
+        v.update()
+    app.sendPostedEvents(None, QEvent.Type.UpdateRequest.value)
+
+
+def level_name(plan, traj) -> str:
+    try:
+        return plan.level(traj.level_id).name
+    except KeyError:
+        return "?"
+
+
+@register_part("views")
+def bench_views(ctx: BenchContext) -> dict:
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    from planner.views.pyside_guard import guard_none_refcount
+
+    guard_none_refcount()  # PySide6 6.12.0 on Python 3.11 would abort after a few hundred repaints
+    from planner.demo import ensure_demo_case
+    from planner.session import Session
+    from planner.trajectory import vertebra_frame
+    from planner.views.app import create_application, install_available_panels, open_demo, settle
+    from planner.views.main_window import MainWindow
+
+    app = create_application()
+    session = Session()
+    open_demo(session, ensure_demo_case())
+    window = MainWindow(session, initial_layout="planning", restore_state=False)
+    install_available_panels(window)
+    window.resize(1600, 1000)
+    window.show()
+    settle(app, 400)
+    vv = window.views.ensure_volume_view()
+    vv.ensure_volume_now()
+    settle(app, 200)
+    doc = session.document
+    plan = doc.plan
+    traj = plan.trajectories[0]
+    panel = window.docks["Trajectories"].widget().widget()  # the dock holds a scroll area
+    window.docks["Trajectories"].raise_()
+    panel.select(traj.id)
+    main = session.images[window.views.slice_views["sagittal"].series_key]
+    session.set_cursor(np.asarray(traj.target_lps, dtype=float), main.info.frame_of_reference_uid)
+    settle(app, 300)
+    views = [v for v in window.views.slice_views.values() if v.isVisible()]
+    assert vv.isVisible() and panel.isVisible() and len(views) == 3, "the planning layout is not shown"
+
+    # the panel's share of the edit: time its listener where the document calls it
+    panel_s: list[float] = []
+    slots = doc.changed._slots
+    idx = slots.index(panel._on_changed)
+
+    def timed_panel(change, _slot=slots[idx]):
+        t0 = time.perf_counter()
+        _slot(change)
+        panel_s.append(time.perf_counter() - t0)
+
+    slots[idx] = timed_panel
+    # the same kind of drag as the core part, around this plan's first trajectory
+    frame = vertebra_frame(plan.level(traj.level_id))
+    start = np.asarray(traj.target_lps, dtype=float)
+    t = np.linspace(0.0, 2 * np.pi, ctx.steps)
+    path = (start[None, :] - (3.0 * (1 - np.cos(t)))[:, None] * frame.u[None, :]
+            + (3.0 * np.sin(t))[:, None] * frame.l[None, :])
+    key = uuid.uuid4().hex
+    edit_s, paint_s, render_s, events_s, total_s = [], [], [], [], []
+    per_view: dict[str, list[float]] = {v.orientation: [] for v in views}
+    drag_mode = 0
+    for p in path:
+        t0 = time.perf_counter()
+        doc.set_trajectory_point(traj.id, "target", p, merge_key=key)
+        t1 = time.perf_counter()
+        painted = [v.image_paints for v in views]
+        paint_window(app, views)
+        t2 = time.perf_counter()
+        for v, n in zip(views, painted):
+            assert v.image_paints == n + 1, f"the {v.orientation} view was not painted once"
+            per_view[v.orientation].append(v.last_paint_ms / 1000.0)
+        drag_mode += bool(getattr(vv, "interactive", False))
+        vv.render_now()
+        t3 = time.perf_counter()
+        app.processEvents()
+        t4 = time.perf_counter()
+        edit_s.append(t1 - t0)
+        paint_s.append(t2 - t1)
+        render_s.append(t3 - t2)
+        events_s.append(t4 - t3)
+        total_s.append(t4 - t0)
+    slots[idx] = panel._on_changed
+    # references: the same paint and a full-quality 3D render (as after the drag), without an edit
+    settle(app, 700)
+    bare_paint, bare_render = [], []
+    for _ in range(max(10, min(ctx.steps, 30))):
+        t0 = time.perf_counter()
+        paint_window(app, views)
+        t1 = time.perf_counter()
+        vv.render_now()
+        bare_paint.append(t1 - t0)
+        bare_render.append(time.perf_counter() - t1)
+    sizes = ", ".join(f"{v.orientation} {v.width()}x{v.height()}" for v in views)
+    note = (f"window 1600x1000 offscreen; {sizes}; 3D {vv.vtk.width()}x{vv.vtk.height()}; "
+            f"3D in drag mode at {drag_mode} of {len(path)} steps")
+    ctx.source = (f"demo case sample plan in the real window ({len(plan.trajectories)} trajectories, "
+                  f"{level_name(plan, traj)} {traj.side} target dragged)")
+    window.shutdown()
+    window.close()
+    app.processEvents()
+    return {
+        "edit incl. listeners (set_trajectory_point)": summarise(edit_s),
+        "  of which the Trajectories panel": summarise(panel_s),
+        f"paint: {len(views)} slice views + dirty panel": summarise(paint_s),
+        **{f"  {o} view (its paintEvent)": summarise(ts) for o, ts in per_view.items()},
+        "3D render (VolumeView.render_now)": summarise(render_s),
+        "remaining events": summarise(events_s),
+        "ALL VIEWS UPDATED (total per step)": summarise(total_s),
+        "reference: same paint without an edit": summarise(bare_paint),
+        "reference: 3D render at full quality": summarise(bare_render),
+        "reference: frame budget": {"median_ms": FRAME_BUDGET_MS},
+        "_note": {"text": note},
+    }
+
+
 # ------------------------------------------------------------------------------------ main
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -174,8 +316,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     source = ""
     for name in args.part or list(PARTS):
         ctx = make_context(args.steps, args.demo)  # a fresh document per part
-        source = ctx.source
         results[name] = PARTS[name](ctx)
+        source = ctx.source
     if args.json:
         print(json.dumps({"plan": source, "steps": args.steps, "results": results}, indent=2))
         return 0
@@ -183,7 +325,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     for part, rows in results.items():
         print(f"\n[{part}]")
         for label, r in rows.items():
-            if "p95_ms" in r:
+            if "text" in r:
+                print(f"  ({r['text']})")
+            elif "p95_ms" in r:
                 print(f"  {label:<48} median {r['median_ms']:7.3f} ms   p95 {r['p95_ms']:7.3f} ms")
             else:
                 print(f"  {label:<48} {r['median_ms']:7.3f} ms")

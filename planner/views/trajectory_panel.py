@@ -13,7 +13,9 @@ A standalone QWidget on a :class:`planner.session.Session`. It shows the model a
   check fails, and the panel says so.
 
 Every edit is undoable; the panel refreshes on ``document.changed`` and follows
-``Session.active_trajectory`` (and sets it when the user selects a trajectory).
+``Session.active_trajectory`` (and sets it when the user selects a trajectory). While a handle is
+dragged only the reports of the moved trajectory and its partner on the same level are recomputed
+(each once per edit), and the tables are updated in place (a drag stays within the frame budget).
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class TrajectoryPanel(QWidget):
 
     #: A message for the status bar.
     message = Signal(str)
+    #: Extra width of the metrics' value column, so that longer values during a drag still fit.
+    METRIC_VALUE_SLACK_PX = 28
     #: The user selected a trajectory (id, or "" for none).
     trajectory_selected = Signal(str)
 
@@ -105,6 +109,8 @@ class TrajectoryPanel(QWidget):
         self._selected: str = ""
         self._selected_level: str = ""
         self.report: Optional[TrajectoryReport] = None
+        #: trajectory id -> its report for the current plan (dropped for what a change touches)
+        self._reports: dict[str, TrajectoryReport] = {}
 
         # --- list of levels and trajectories
         self.tree = QTreeWidget()
@@ -163,7 +169,9 @@ class TrajectoryPanel(QWidget):
         self.metrics.setHorizontalHeaderLabels(["Metric", "Value"])
         self.metrics.verticalHeader().setVisible(False)
         self.metrics.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.metrics.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        # sized when the rows change, not at every value change: ResizeToContents re-measures every
+        # cell on each update, which made a drag repaint the table in about 30 ms
+        self.metrics.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         self.metrics.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.checks = QTableWidget(0, 3)
         self.checks.setHorizontalHeaderLabels(["Status", "Check", "Reason"])
@@ -273,12 +281,39 @@ class TrajectoryPanel(QWidget):
                 return vol
         return None
 
+    def report_for(self, traj: Trajectory) -> TrajectoryReport:
+        """The metrics and checks of ``traj`` (computed once per plan state)."""
+        rep = self._reports.get(traj.id)
+        if rep is None:
+            rep = evaluate_trajectory(self.document.plan, traj, self.images())
+            self._reports[traj.id] = rep
+        return rep
+
+    def _forget_reports(self, change: Optional[PlanChange]) -> None:
+        """Drop the reports ``change`` may have changed: the trajectories it names and those on the
+        same levels (the bipedicular checks look at the partner), everything for other changes."""
+        if change is None or change.source == "load" or any(t[0] != "trajectory" for t in change.topics):
+            self._reports.clear()
+            return
+        plan = self.document.plan
+        ids = {t[1] for t in change.topics if len(t) > 1}
+        levels = set()
+        for tid in ids:
+            try:
+                levels.add(plan.trajectory(tid).level_id)
+            except KeyError:
+                self._reports.clear()
+                return
+        for t in plan.trajectories:
+            if t.level_id in levels:
+                self._reports.pop(t.id, None)
+
     def export_blockers(self) -> list[str]:
         """Names ("L4 left") of trajectories with a failing check and no recorded reason."""
         plan = self.document.plan
         out = []
         for t in plan.trajectories:
-            rep = evaluate_trajectory(plan, t, self.images())
+            rep = self.report_for(t)
             if rep.needs_override:
                 out.append(f"{rep.level_name} {t.side}")
         return out
@@ -287,6 +322,7 @@ class TrajectoryPanel(QWidget):
     def _on_changed(self, change: PlanChange) -> None:
         if self._closed:
             return
+        self._forget_reports(change)
         if change.source == "load" or change.touches("trajectories") or change.touches("levels") or \
                 change.touches("level") or change.touches("settings"):
             self.refresh()
@@ -304,6 +340,7 @@ class TrajectoryPanel(QWidget):
     def refresh(self) -> None:
         if self._closed:
             return
+        self._reports.clear()  # images may have changed too (a CT measures the pedicle)
         self._updating = True
         try:
             plan = self.document.plan
@@ -351,7 +388,7 @@ class TrajectoryPanel(QWidget):
                     t = plan.trajectory(tid)
                 except KeyError:
                     continue
-                rep = evaluate_trajectory(plan, t, self.images())
+                rep = self.report_for(t)
                 child.setText(1, "curved" if t.params.curved and t.bend_lps is not None else "straight")
                 child.setText(2, STATUS_WORD[rep.overall] + ("  (reason recorded)" if rep.failed and
                                                              t.override_reason.strip() else ""))
@@ -391,8 +428,7 @@ class TrajectoryPanel(QWidget):
                 if not self.override.hasFocus():
                     self.override.setText("")
                 return
-            plan = self.document.plan
-            self.report = rep = evaluate_trajectory(plan, traj, self.images())
+            self.report = rep = self.report_for(traj)
             self.param_box.setTitle(f"Parameters: {rep.level_name} {traj.side}")
             self.curved.blockSignals(True)
             self.curved.setChecked(traj.params.curved and traj.bend_lps is not None)
@@ -420,49 +456,78 @@ class TrajectoryPanel(QWidget):
         finally:
             self._updating = was
 
+    @staticmethod
+    def _item(table: QTableWidget, row: int, col: int) -> QTableWidgetItem:
+        """The table's item at (row, col), created when missing (items are reused between updates:
+        a drag refreshes the tables at every mouse move)."""
+        it = table.item(row, col)
+        if it is None:
+            it = QTableWidgetItem()
+            table.setItem(row, col, it)
+        return it
+
     def _fill_metrics(self, rep: TrajectoryReport) -> None:
         rows = [m for m in rep.metrics if m.value is not None or m.name.startswith("pedicle")]
+        resize = self.metrics.rowCount() != len(rows)
         self.metrics.setRowCount(len(rows))
         for i, m in enumerate(rows):
-            label = QTableWidgetItem(m.label)
+            label = self._item(self.metrics, i, 0)
+            value = self._item(self.metrics, i, 1)
             grade = ""
             if m.name.startswith("pedicle_clearance") and rep.pedicle is not None:
                 g = rep.pedicle.grade.get(m.name.split("_")[2])
                 grade = f"  (grade {g})" if g else ""
-            value = QTableWidgetItem(_fmt(m.value, {"deg": "°"}.get(m.unit, m.unit)) + grade)
-            value.setData(Qt.ItemDataRole.UserRole, m.name)
-            label.setData(Qt.ItemDataRole.UserRole, m.name)
-            if m.note:
-                label.setToolTip(m.note)
-                value.setToolTip(m.note)
-            self.metrics.setItem(i, 0, label)
-            self.metrics.setItem(i, 1, value)
-        self.metrics.resizeRowsToContents()
+            text = _fmt(m.value, {"deg": "°"}.get(m.unit, m.unit)) + grade
+            if label.data(Qt.ItemDataRole.UserRole) != m.name:
+                label.setText(m.label)
+                label.setData(Qt.ItemDataRole.UserRole, m.name)
+                value.setData(Qt.ItemDataRole.UserRole, m.name)
+                label.setToolTip(m.note or "")
+                resize = True
+            if value.text() != text:
+                value.setText(text)
+            if value.toolTip() != (m.note or ""):
+                value.setToolTip(m.note or "")
+                label.setToolTip(m.note or "")
+        if resize:
+            self.metrics.resizeRowsToContents()
+            self.metrics.resizeColumnToContents(1)
+            self.metrics.setColumnWidth(1, self.metrics.columnWidth(1) + self.METRIC_VALUE_SLACK_PX)
 
     def _fill_checks(self, rep: TrajectoryReport) -> None:
+        resize = self.checks.rowCount() != len(rep.checks)
         self.checks.setRowCount(len(rep.checks))
         bold = QFont()
         bold.setBold(True)
+        role = Qt.ItemDataRole.UserRole
         for i, c in enumerate(rep.checks):
-            status = QTableWidgetItem(STATUS_WORD[c.status])
-            status.setForeground(QBrush(QColor(STATUS_COLOR[c.status])))
-            status.setFont(bold)
-            status.setData(Qt.ItemDataRole.UserRole, c.status)
-            name = QTableWidgetItem(c.label + (f" ({c.grade})" if c.grade else ""))
-            name.setData(Qt.ItemDataRole.UserRole, c.name)
+            status = self._item(self.checks, i, 0)
+            name = self._item(self.checks, i, 1)
+            reason = self._item(self.checks, i, 2)
+            if status.data(role) != c.status:
+                status.setText(STATUS_WORD[c.status])
+                status.setForeground(QBrush(QColor(STATUS_COLOR[c.status])))
+                status.setFont(bold)
+                status.setData(role, c.status)
+                resize = True
+            label = c.label + (f" ({c.grade})" if c.grade else "")
+            if name.data(role) != c.name or name.text() != label:
+                name.setText(label)
+                name.setData(role, c.name)
+                resize = True
             reason_text = c.reason
             if c.status == FAIL and c.override_reason:
                 reason_text += f"  Override: {c.override_reason}"
-            reason = QTableWidgetItem(reason_text)
+            if reason.text() != reason_text:
+                reason.setText(reason_text)
             tip = f"{c.reason}<br><i>Source:</i> {c.source or 'geometry'}"
-            for it in (status, name, reason):
-                it.setToolTip(tip)
-            self.checks.setItem(i, 0, status)
-            self.checks.setItem(i, 1, name)
-            self.checks.setItem(i, 2, reason)
-        self.checks.resizeColumnToContents(0)
-        self.checks.resizeColumnToContents(1)
-        self.checks.resizeRowsToContents()
+            if reason.toolTip() != tip:
+                for it in (status, name, reason):
+                    it.setToolTip(tip)
+        if resize:
+            self.checks.resizeColumnToContents(0)
+            self.checks.resizeColumnToContents(1)
+            self.checks.resizeRowsToContents()
 
     def _update_export_note(self) -> None:
         blockers = self.export_blockers()

@@ -4,7 +4,11 @@ camera buttons.
 
 Rendering is on demand: model and slice changes schedule one render a little later (so scrolling a
 slice view never waits for the volume renderer), and the volume itself is set up only after the
-window is on screen. Crash rules (stack.md 6) are kept by :class:`planner.views.vtk_setup.VtkWidget`.
+window is on screen. While the physician drags a handle (plan edits in quick succession, or with a
+mouse button held) the view is in *drag mode*: it renders at most every ``DRAG_RENDER_DELAY_MS``
+without the volume rendering and anti-aliasing (the instruments, the zone and the textured slice
+planes still move live; a full volume frame costs about 0.2 s with software OpenGL), and one
+full-quality frame follows ``DRAG_SETTLE_MS`` after the last edit. Crash rules (stack.md 6) are kept by :class:`planner.views.vtk_setup.VtkWidget`.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import time
 from typing import Optional
 
 import numpy as np
-from PySide6.QtCore import QEvent, QTimer, Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QHBoxLayout, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 from vtkmodules.util.numpy_support import numpy_to_vtk
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
@@ -97,6 +101,12 @@ class VolumeView(QWidget):
     maximize_requested = Signal()
 
     RENDER_DELAY_MS = 120
+    #: Plan edits closer together than this belong to one drag (drag mode).
+    DRAG_GAP_MS = 250
+    #: Longest wait for a frame during a drag (renders are throttled, never postponed).
+    DRAG_RENDER_DELAY_MS = 15
+    #: The full-quality frame comes this long after the last edit of a drag.
+    DRAG_SETTLE_MS = 300
 
     def __init__(self, context: ViewContext, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -175,6 +185,12 @@ class VolumeView(QWidget):
         self._render_timer.setSingleShot(True)
         self._render_timer.timeout.connect(self.render_now)
         self._camera_initialised = False
+        #: True while a drag is in progress (volume and FXAA off until the drag settles).
+        self.interactive = False
+        self._last_edit_t = -1e9
+        self._settle_timer = QTimer(self)
+        self._settle_timer.setSingleShot(True)
+        self._settle_timer.timeout.connect(self.end_drag_mode)
 
         self._subscribe(self.session.document.changed, self._on_plan_changed)
         self._subscribe(self.session.images_changed, self._on_images_changed)
@@ -188,6 +204,7 @@ class VolumeView(QWidget):
     def _on_vtk_close(self) -> None:
         self.closed = True
         self._render_timer.stop()
+        self._settle_timer.stop()
         for d in self._disconnects:
             d()
         self._disconnects.clear()
@@ -196,6 +213,7 @@ class VolumeView(QWidget):
         """Close the VTK widget (flag, unsubscribe, Finalize); nothing renders afterwards."""
         self.closed = True
         self._render_timer.stop()
+        self._settle_timer.stop()
         self.vtk.shutdown()
 
     def closeEvent(self, ev):  # noqa: N802
@@ -225,14 +243,58 @@ class VolumeView(QWidget):
     def render_now(self) -> bool:
         if self.closed or not self.isVisible():
             return False
+        self._render_timer.stop()  # a pending request is served by this frame
         if not self._camera_initialised:
             self.reset_camera()
         t0 = time.perf_counter()
         ok = self.vtk.render_now()
-        self.last_render_ms = (time.perf_counter() - t0) * 1000.0
+        t1 = time.perf_counter()
+        self.last_render_ms = (t1 - t0) * 1000.0
+        if self._last_edit_t >= t0 - self.DRAG_GAP_MS / 1000.0:
+            # this frame showed a recent edit: the gap to the next edit of a drag counts from here
+            # (a slow frame must not make the next mouse move look like a new, separate edit)
+            self._last_edit_t = t1
         if ok:
             self.rendered.emit(self.last_render_ms)
         return ok
+
+    # ------------------------------------------------------------------ drag mode
+    def begin_drag_mode(self) -> None:
+        """Cheap frames while a handle is dragged: no volume rendering, no FXAA."""
+        if self.closed:
+            return
+        if not self.interactive:
+            self.interactive = True
+            if self._volume_actor is not None:
+                self._volume_actor.SetVisibility(False)
+            self.renderer.UseFXAAOff()
+        self._settle_timer.start(self.DRAG_SETTLE_MS)
+
+    def end_drag_mode(self) -> None:
+        """Back to full quality (volume, FXAA) and render one frame."""
+        self._settle_timer.stop()
+        if not self.interactive or self.closed:
+            self.interactive = False
+            return
+        self.interactive = False
+        if self._volume_actor is not None:
+            self._volume_actor.SetVisibility(self.volume_check.isChecked())
+        self.renderer.UseFXAAOn()
+        self.request_render(0)
+
+    def _note_edit(self) -> None:
+        """A plan edit changed the scene: drag mode when edits come in quick succession or a mouse
+        button is held; a frame is scheduled either way."""
+        now = time.perf_counter()
+        held = QApplication.mouseButtons() != Qt.MouseButton.NoButton
+        dragging = held or (now - self._last_edit_t) * 1000.0 < self.DRAG_GAP_MS
+        self._last_edit_t = now
+        if not dragging:
+            self.request_render()
+            return
+        self.begin_drag_mode()
+        if not self._render_timer.isActive():
+            self._render_timer.start(self.DRAG_RENDER_DELAY_MS)
 
     def _install_marker(self) -> None:
         if self.closed or self._marker is not None:
@@ -378,6 +440,7 @@ class VolumeView(QWidget):
         self._volume_actor = actor
         self._volume_data = data
         self._apply_preset(self.preset_combo.currentText() or next(iter(PRESETS)))
+        actor.SetVisibility(not self.interactive)
         self.renderer.AddVolume(actor)
         self._volume_for = self.series_key
         self.request_render(0)
@@ -436,7 +499,7 @@ class VolumeView(QWidget):
 
     def _on_volume_toggled(self, on: bool) -> None:
         if self._volume_actor is not None:
-            self._volume_actor.SetVisibility(on)
+            self._volume_actor.SetVisibility(on and not self.interactive)
         elif on and self.series_key:
             self._volume_pending = True
             QTimer.singleShot(0, self._build_volume)
@@ -500,7 +563,7 @@ class VolumeView(QWidget):
         if self.closed:
             return
         if self.plan_actors.update(self.session.document.plan, change):
-            self.request_render()
+            self._note_edit()
 
     def _on_images_changed(self, key: str) -> None:
         if self.closed:

@@ -95,6 +95,8 @@ class PlanActors3D:
         self.trajectory_cache = TrajectoryCache()
         self._levels: dict[str, list] = {}
         self._trajectories: dict[str, list] = {}
+        #: trajectory id -> {"introducer"/"cannula"/"probe"/"zone": actor} (the same actors as above)
+        self._trajectory_parts: dict[str, dict[str, vtkActor]] = {}
         self.show_landmarks = True
 
     def _remove(self, actors: list) -> None:
@@ -106,6 +108,7 @@ class PlanActors3D:
             self._remove(actors)
         self._levels.clear()
         self._trajectories.clear()
+        self._trajectory_parts.clear()
 
     def update(self, plan: Plan, change: Optional[PlanChange] = None) -> bool:
         """Rebuild what ``change`` touched (everything when None or on load); True if anything changed."""
@@ -133,6 +136,7 @@ class PlanActors3D:
                 changed_ids = {t[1] for t in change.topics if t[0] == "trajectory" and len(t) > 1}
             for tid in changed_ids:
                 self._remove(self._trajectories.pop(tid, []))
+                self._trajectory_parts.pop(tid, None)
                 if tid in ids:
                     self._trajectories[tid] = self._trajectory_actors(plan, tid)
             touched = True
@@ -165,12 +169,41 @@ class PlanActors3D:
         traj = plan.trajectory(traj_id)
         geom = self.trajectory_cache.get(plan, traj)
         actors: list = []
+        parts: dict[str, vtkActor] = {}
         for inst in geom.instruments:
-            actors.append(tube_actor(inst.points_lps, inst.diameter_mm, INSTRUMENT_RGB.get(inst.name, (0.9, 0.9, 0.9))))
-        actors.append(sphere_actor(geom.zone.center_lps, geom.zone.radius_mm, ZONE_RGB, 0.35, 32))
+            a = tube_actor(inst.points_lps, inst.diameter_mm, INSTRUMENT_RGB.get(inst.name, (0.9, 0.9, 0.9)))
+            actors.append(a)
+            parts[inst.name] = a
+        zone = sphere_actor(geom.zone.center_lps, geom.zone.radius_mm, ZONE_RGB, 0.35, 32)
+        actors.append(zone)
+        parts["zone"] = zone
         for a in actors:
             self.renderer.AddActor(a)
+        self._trajectory_parts[traj_id] = parts
         return actors
+
+    # ------------------------------------------------------------------ what is drawn (tests, reports)
+    def trajectory_parts(self, traj_id: str) -> dict[str, vtkActor]:
+        """The actors of one trajectory by part: instrument names and "zone" (empty if not drawn)."""
+        return dict(self._trajectory_parts.get(traj_id, {}))
+
+    def zone_sphere(self, traj_id: str) -> Optional[tuple[np.ndarray, float]]:
+        """(centre LPS, radius mm) of the zone sphere drawn for a trajectory, or None."""
+        actor = self._trajectory_parts.get(traj_id, {}).get("zone")
+        if actor is None:
+            return None
+        src = actor.GetMapper().GetInputAlgorithm()
+        return np.asarray(src.GetCenter(), dtype=float), float(src.GetRadius())
+
+    def tube_axis_points(self, traj_id: str, name: str) -> Optional[np.ndarray]:
+        """(n, 3) LPS points of the axis of an instrument tube as drawn, or None."""
+        actor = self._trajectory_parts.get(traj_id, {}).get(name)
+        if actor is None:
+            return None
+        tube = actor.GetMapper().GetInputAlgorithm()
+        poly = tube.GetInput()
+        pts = poly.GetPoints()
+        return np.array([pts.GetPoint(i) for i in range(pts.GetNumberOfPoints())], dtype=float)
 
     def actor_count(self) -> int:
         return sum(len(v) for v in self._levels.values()) + sum(len(v) for v in self._trajectories.values())

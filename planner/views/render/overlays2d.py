@@ -15,7 +15,7 @@ from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen
 
 from planner.plan import LANDMARK_NAMES, Level, Measurement, Trajectory
 from planner.views.canvas import Handle
-from planner.views.render.slice_geometry import polyline_runs_near_plane, sphere_cut
+from planner.views.render.slice_geometry import sphere_cut
 from planner.views.tools import MEASURE_COLOR, angle_deg
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +42,50 @@ LANDMARK_TEXT = {
 
 def _qp(xy) -> QPointF:
     return QPointF(float(xy[0]), float(xy[1]))
+
+
+#: Spacing of the points along an instrument's axis where its cut through a slice is tested (mm).
+CUT_STEP_MM = 0.5
+
+
+def _dense_axis(inst) -> np.ndarray:
+    """The instrument's axis resampled every CUT_STEP_MM (cached on the cached instrument: the
+    trajectory caches rebuild it when the trajectory changes)."""
+    dense = getattr(inst, "_dense_axis", None)
+    if dense is None:
+        pts = np.asarray(inst.points_lps, dtype=float).reshape(-1, 3)
+        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+        counts = np.maximum(1, np.ceil(seg / CUT_STEP_MM).astype(int))
+        parts = [pts[:1]]
+        for a, b, k in zip(pts[:-1], pts[1:], counts):
+            t = (np.arange(1, k + 1) / k)[:, None]
+            parts.append(a + (b - a) * t)
+        dense = np.vstack(parts)
+        try:
+            inst._dense_axis = dense
+        except AttributeError:  # a frozen or slotted instrument: recompute next time
+            pass
+    return dense
+
+
+def runs_near_plane(dense_lps: np.ndarray, plane_point: np.ndarray, normal: np.ndarray,
+                    half_width_mm: float) -> list[np.ndarray]:
+    """Runs of consecutive points of ``dense_lps`` within ``half_width_mm`` of a plane (each (m, 3),
+    m >= 2): where a tube of that radius cuts the slice (same result as
+    :func:`planner.views.render.slice_geometry.polyline_runs_near_plane`, vectorised)."""
+    if len(dense_lps) < 2:
+        return []
+    inside = np.abs((dense_lps - plane_point) @ normal) <= half_width_mm
+    if not inside.any():
+        return []
+    edges = np.diff(np.concatenate(([0], inside.astype(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    runs = []
+    for a, b in zip(starts, stops):
+        run = dense_lps[a:b]
+        runs.append(run if len(run) >= 2 else np.vstack([run, run]))
+    return runs
 
 
 def handle_tolerance_mm(view: "SliceView") -> float:
@@ -115,18 +159,23 @@ def paint_levels(view: "SliceView", p: QPainter, draw_handles: bool) -> list[Han
                 view.draw_label(p, QPointF(x, y), text, LEVEL_COLOR)
         if not draw_handles:
             continue
-        for name in LANDMARK_NAMES:
-            v = getattr(lm, name)
-            if v is None:
-                continue
-            pt = np.asarray(v, dtype=float)
-            if abs(float((pt - pp) @ frame.normal)) > tol:
-                continue
-            w = view.to_widget(pt[None, :])[0]
-            p.setPen(QPen(QColor(0, 0, 0, 160), 2.5))
-            p.setBrush(Qt.BrushStyle.NoBrush)
+        names = [name for name in LANDMARK_NAMES if getattr(lm, name) is not None]
+        if not names:
+            continue
+        pts = np.asarray([getattr(lm, name) for name in names], dtype=float)
+        near = np.abs((pts - pp) @ frame.normal) <= tol
+        if not near.any():
+            continue
+        names = [nm for nm, ok in zip(names, near) if ok]
+        pts = pts[near]
+        pts_w = view.to_widget(pts)
+        shadow = QPen(QColor(0, 0, 0, 160), 2.5)
+        ring = QPen(LANDMARK_COLOR, 1.2)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        for name, pt, w in zip(names, pts, pts_w):
+            p.setPen(shadow)
             p.drawEllipse(_qp(w), 3.0, 3.0)
-            p.setPen(QPen(LANDMARK_COLOR, 1.2))
+            p.setPen(ring)
             p.drawEllipse(_qp(w), 3.0, 3.0)
             lid, lname = level.id, name
             handles.append(Handle(
@@ -173,7 +222,7 @@ def paint_trajectories(view: "SliceView", p: QPainter, draw_handles: bool) -> li
             p.drawPath(path)
             # where the tube cuts the slice: the real diameter
             radius = inst.diameter_mm / 2.0
-            for run in polyline_runs_near_plane(inst.points_lps, pp, frame.normal, radius + half_slab):
+            for run in runs_near_plane(_dense_axis(inst), pp, frame.normal, radius + half_slab):
                 rw = view.to_widget(run)
                 width = max(2.0, inst.diameter_mm * view.zoom)
                 pen = QPen(color, width)
