@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QImage
 
 from planner import fluoro
@@ -232,6 +232,16 @@ def test_esc_cancels_and_del_deletes_a_mark(demo_window, demo_study, qtbot):
     assert not doc.plan.fluoro_landmarks and doc.undo_text == "Remove fluoroscopy landmark"
     w.actions["edit.undo"].trigger()
     assert [x.id for x in doc.plan.fluoro_landmarks] == [lm.id]
+    # the right-click menu on a mark deletes it too
+    from PySide6.QtWidgets import QMenu
+
+    view._menu_pos = QPointF(*_widget(view, lm.point_px))
+    menu = QMenu(view)
+    view.context_menu_actions(menu)
+    delete = next(a for a in menu.actions() if a.text().startswith("Delete"))
+    assert "L5" in delete.text()
+    delete.trigger()
+    assert not doc.plan.fluoro_landmarks
 
 
 def test_read_only_plans_allow_no_marking(qtbot, demo_study, demo_images):
@@ -346,3 +356,22 @@ def test_screenshots_of_the_guidance(qtbot, demo_study, demo_images, tmp_path):
     qtbot.wait(50)
     out = tmp_path / "fluoro-virtual.png"
     assert w.grab().save(str(out)) and out.stat().st_size > 20000
+
+
+def test_virtual_views_follow_the_planning_volume_while_a_study_arrives(qtbot, demo_study, demo_images):
+    from planner.views import roles
+
+    session = Session(PlanDocument(load_plan(demo_study.plan_path), user="tester"))
+    w = open_window(qtbot, session, layout="fluoro", size=(1000, 700))
+    panels = w.views.fluoro_panels
+    assert all(p.view.virtual_key is None and not p.view.has_image() for p in panels.values())
+    by_role = {ref.role: ref.series_instance_uid for ref in session.document.plan.case.series}
+    session.add_image(by_role["T1"], demo_images[by_role["T1"]])  # the first series imported
+    assert all(p.view.virtual_key == by_role["T1"] for p in panels.values())
+    session.add_image(by_role["T2"], demo_images[by_role["T2"]])  # the planning sequence arrives
+    assert roles.main_volume_key(session) == by_role["T2"]
+    assert all(p.view.virtual_key == by_role["T2"] for p in panels.values())
+    # a C-arm image arriving takes its panel over (the user chose nothing)
+    session.add_image(by_role["FLUORO_LAT"], demo_images[by_role["FLUORO_LAT"]])
+    qtbot.waitUntil(lambda: panels["LAT"].view.showing_carm(), timeout=3000)
+    assert panels["AP"].view.virtual_key == by_role["T2"]

@@ -80,6 +80,7 @@ class FluoroView(ImageCanvas):
         self.virtual: Optional[guidance.VirtualResult] = None
         self.virtual_error = ""
         self._virtual_future = None
+        self._virtual_mode = ""
         self._source_chosen = False  # the user picked the source: image arrivals do not switch it
         self._level_id: Optional[str] = None
         self._level_chosen = False
@@ -170,6 +171,7 @@ class FluoroView(ImageCanvas):
         mode = mode or guidance.virtual_mode_for(vol)
         self._cancel_virtual()
         self.virtual_key, self.virtual, self.virtual_error = volume_key, None, ""
+        self._virtual_mode = mode
         self._show(None)
         self._virtual_future = guidance.VIRTUAL_PROJECTIONS.request(volume_key, vol, self.view_name, mode)
         self._poll_virtual()
@@ -178,7 +180,11 @@ class FluoroView(ImageCanvas):
         self.guidance_changed.emit()
 
     def _cancel_virtual(self) -> None:
+        """Stop waiting; a computation not started yet is dropped (another view asking for it again
+        gets a new one)."""
         self._virtual_timer.stop()
+        if self._virtual_future is not None:
+            self._virtual_future.cancel()
         self._virtual_future = None
 
     def _poll_virtual(self) -> None:
@@ -190,6 +196,13 @@ class FluoroView(ImageCanvas):
             return
         self._virtual_timer.stop()
         self._virtual_future = None
+        vol = self.session.images.get(self.virtual_key or "")
+        if fut.cancelled():  # dropped by another view that stopped waiting for the same projection
+            if isinstance(vol, Volume):
+                self._virtual_future = guidance.VIRTUAL_PROJECTIONS.request(self.virtual_key, vol, self.view_name,
+                                                                            self._virtual_mode)
+                self._virtual_timer.start()
+            return
         try:
             result = fut.result()
         except Exception as exc:  # a bad volume: say so in the view, never a traceback dialog
@@ -226,8 +239,13 @@ class FluoroView(ImageCanvas):
                 self._show(None)
                 self._auto_virtual()
             self.guidance_changed.emit()
-        elif self.image is None and self.virtual_key is None:
-            self._auto_virtual()
+        elif self.carm_image is None and not self._source_chosen:
+            # no C-arm image and no choice made: follow the planning volume (it can change while a study
+            # is imported series by series)
+            main = roles.main_volume_key(self.session)
+            if main is not None and main != self.virtual_key:
+                self.virtual_key = None
+                self._auto_virtual()
 
     @property
     def sop_instance_uid(self) -> str:
