@@ -268,7 +268,11 @@ class TrajectoryPanel(QWidget):
                 return
             for k in range(top.childCount()):
                 if top.child(k).data(0, Qt.ItemDataRole.UserRole)[1] == trajectory_id and trajectory_id:
-                    self.tree.setCurrentItem(top.child(k))
+                    if self.tree.currentItem() is top.child(k) and not self._updating:
+                        # already shown (the first row after a load): the session follows anyway
+                        self._current_changed(top.child(k))
+                    else:
+                        self.tree.setCurrentItem(top.child(k))
                     return
 
     def images(self) -> dict[str, Any]:
