@@ -1,20 +1,19 @@
-"""Trajectory geometry for the documents, taken from :mod:`planner.trajectory` when it is present.
+"""Trajectory geometry for the documents, from :mod:`planner.trajectory`, so the reports draw exactly
+the instruments and the ablation zone that the planning views show.
 
-The reports draw exactly the instruments and the ablation zone that the planning views show. When
-this build has no :mod:`planner.trajectory` module (it is written in parallel), a straight-segment
-fallback is used: entry -> bend (introducer) and bend -> target (cannula), and a sphere of the
-trajectory's zone diameter around the target; the report says so.
+A trajectory whose points do not define a path (:class:`planner.trajectory.PathError`, e.g. the entry
+on the bend point) is drawn as straight segments entry -> bend -> target with a sphere of the zone
+diameter around the target, and ``from_planner`` is False so the report can say so.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Any, Optional
 
 import numpy as np
 
 from planner.plan import Plan, Trajectory
+from planner.trajectory import PathError, ablation_zone, instrument_segments
 
 
 @dataclass
@@ -36,7 +35,7 @@ class ZoneSphere:
 class TrajectoryGeometry:
     instruments: list[InstrumentPath]
     zone: ZoneSphere
-    #: True when planner.trajectory provided the geometry; False for the straight fallback.
+    #: True when planner.trajectory built the path; False for the straight drawing of a broken path.
     from_planner: bool
 
     def all_points_lps(self) -> np.ndarray:
@@ -44,79 +43,8 @@ class TrajectoryGeometry:
         return np.vstack(pts)
 
 
-def _trajectory_module() -> Any:
-    try:
-        return importlib.import_module("planner.trajectory")
-    except ImportError:
-        return None
-
-
-def _as_points(value: Any) -> Optional[np.ndarray]:
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        return None
-    if arr.ndim == 1 and arr.size == 3:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != 3 or len(arr) == 0:
-        return None
-    return arr
-
-
-def _attr(obj: Any, *names: str) -> Any:
-    for n in names:
-        if isinstance(obj, dict) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    return None
-
-
-def _from_module(mod: Any, plan: Plan, traj: Trajectory) -> Optional[TrajectoryGeometry]:
-    seg_fn = getattr(mod, "instrument_segments", None)
-    zone_fn = getattr(mod, "ablation_zone", None)
-    if seg_fn is None or zone_fn is None:
-        return None
-    segments = _call(seg_fn, plan, traj)
-    zone = _call(zone_fn, plan, traj)
-    if segments is None or zone is None:
-        return None
-    instruments: list[InstrumentPath] = []
-    items = segments.items() if isinstance(segments, dict) else enumerate(segments)
-    for key, seg in items:
-        pts = None
-        if not isinstance(seg, np.ndarray):
-            pts = _as_points(_attr(seg, "points_lps", "points", "polyline_lps"))
-        if pts is None:
-            start = _attr(seg, "start_lps", "start")
-            end = _attr(seg, "end_lps", "end")
-            pts = _as_points([start, end]) if start is not None and end is not None else _as_points(seg)
-        if pts is None:
-            continue
-        name = _attr(seg, "name", "kind", "instrument")
-        diameter = _attr(seg, "diameter_mm", "diameter")
-        instruments.append(InstrumentPath(str(name if name is not None else key), pts,
-                                          float(diameter) if diameter is not None else traj.params.cannula_diameter_mm))
-    center = _as_points(_attr(zone, "center_lps", "center"))
-    radius = _attr(zone, "radius_mm", "radius")
-    if radius is None:
-        diam = _attr(zone, "diameter_mm", "diameter")
-        radius = float(diam) / 2 if diam is not None else None
-    if not instruments or center is None or radius is None:
-        return None
-    return TrajectoryGeometry(instruments, ZoneSphere(center[0], float(radius)), True)
-
-
-def _call(fn: Any, plan: Plan, traj: Trajectory) -> Any:
-    for args in ((plan, traj), (traj,), (traj, plan)):
-        try:
-            return fn(*args)
-        except TypeError:
-            continue
-    return None
-
-
 def fallback_geometry(traj: Trajectory) -> TrajectoryGeometry:
+    """Straight segments entry -> bend -> target (for a trajectory without a valid path)."""
     entry = np.asarray(traj.entry_lps, dtype=float)
     target = np.asarray(traj.target_lps, dtype=float)
     p = traj.params
@@ -130,16 +58,18 @@ def fallback_geometry(traj: Trajectory) -> TrajectoryGeometry:
 
 
 def trajectory_geometry(plan: Plan, traj: Trajectory) -> TrajectoryGeometry:
-    """Instruments and ablation zone of ``traj`` (planner.trajectory when present, else the fallback)."""
-    mod = _trajectory_module()
-    if mod is not None:
-        try:
-            geom = _from_module(mod, plan, traj)
-        except (ValueError, ArithmeticError, KeyError):
-            geom = None
-        if geom is not None:
-            return geom
-    return fallback_geometry(traj)
+    """Instruments and ablation zone of ``traj`` (see the module text)."""
+    try:
+        segments = instrument_segments(plan, traj)
+    except PathError:
+        return fallback_geometry(traj)
+    instruments = [InstrumentPath(s.name, np.asarray(s.points_lps, dtype=float).reshape(-1, 3), float(s.diameter_mm))
+                   for s in segments if len(s.points_lps) >= 2]
+    if not instruments:
+        return fallback_geometry(traj)
+    zone = ablation_zone(traj)
+    return TrajectoryGeometry(instruments, ZoneSphere(np.asarray(zone.center_lps, dtype=float), float(zone.radius_mm)),
+                              True)
 
 
 def path_length_mm(geom: TrajectoryGeometry) -> float:
