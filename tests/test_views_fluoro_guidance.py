@@ -145,7 +145,8 @@ def test_guided_marks_draw_the_plan_where_the_fit_says(panel_name, demo_window, 
         names = [name for name, _ in td.instruments]
         assert names[0] == "introducer" and len(names) >= 2  # introducer, then cannula (and probe)
         assert td.label == "L4 " + by_id[ov.trajectory_id].side
-        assert _zone_pixels(view, td.overlay.target_px, max(td.overlay.zone.axes_px)) > 20, "the zone is painted at the target"
+        zone_r = max(td.overlay.zone.axes_px)
+        assert _zone_pixels(view, td.overlay.target_px, zone_r) > 20, "the zone is painted at the target"
     assert "plan fitted" in panel.guidance.prompt.text()
 
     # one undo step per mark: each undo removes exactly the last mark; the overlay goes with the fit
@@ -288,7 +289,8 @@ def test_virtual_projections_show_the_plan_without_c_arm_images(qtbot, demo_stud
             back = proj.origin_lps + col * proj.spacing_mm[0] * proj.col_dir + row * proj.spacing_mm[1] * proj.row_dir
             across = [0, 2] if name == "AP" else [1, 2]
             assert np.allclose(back[across], np.asarray(traj.target_lps)[across], atol=1e-6)
-            assert _zone_pixels(view, td.overlay.target_px, max(td.overlay.zone.axes_px)) > 20, "the zone is painted at the projected target"
+            zone_r = max(td.overlay.zone.axes_px)
+            assert _zone_pixels(view, td.overlay.target_px, zone_r) > 20, "the zone is drawn at the projected target"
         assert view.edge_letters() == ({"right": "L", "left": "R", "bottom": "I", "top": "S"} if name == "AP" else
                                        {"right": "P", "left": "A", "bottom": "I", "top": "S"})
         assert view.scale().unit_label == "mm"

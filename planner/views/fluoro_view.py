@@ -617,7 +617,8 @@ class FluoroView(ImageCanvas):
         if drawing.error:
             if not drawing.n_marks:
                 ok, why = self.can_mark()
-                return (f"Press Mark to place the {drawing.level_name} landmarks and see the plan" if ok else why), False
+                hint = f"Press Mark to place the {drawing.level_name} landmarks and see the plan"
+                return (hint if ok else why), False
             return drawing.error, True
         fit = drawing.fit
         assert fit is not None
@@ -658,7 +659,8 @@ class FluoroView(ImageCanvas):
         doc = self.session.document
         sop = self.sop_instance_uid
         for m in doc.plan.measurements:
-            if not m.points_px or m.sop_instance_uid != sop or (self.image.n_frames > 1 and m.frame != self.frame_index):
+            if not m.points_px or m.sop_instance_uid != sop or \
+                    (self.image.n_frames > 1 and m.frame != self.frame_index):
                 continue
             pts = np.asarray(m.points_px, dtype=float)
             pts_w = self.to_widget(pts)
@@ -672,7 +674,8 @@ class FluoroView(ImageCanvas):
                     cur[idx] = [float(point[0]), float(point[1])]
                     doc.set_measurement_points(mid, points_px=cur, merge_key=key)
 
-                handles.append(Handle("measurement", (m.id, idx), pts[idx], (float(pts_w[idx][0]), float(pts_w[idx][1])),
+                handles.append(Handle("measurement", (m.id, idx), pts[idx],
+                                      (float(pts_w[idx][0]), float(pts_w[idx][1])),
                                       apply, f"{m.kind} measurement point (Del deletes the measurement)"))
         levels = {lv.id: lv.name for lv in doc.plan.levels}
         current = self.guidance_level_id()
@@ -712,8 +715,8 @@ class FluoroView(ImageCanvas):
             full = f"{level_name} {name}" if level_name else name
             lid = lm.id
             handles.append(Handle("fluoro_landmark", (lid,), pt, (float(w[0]), float(w[1])),
-                                  lambda point, key, lid=lid: doc.move_fluoro_landmark(lid, [float(point[0]), float(point[1])],
-                                                                                       merge_key=key),
+                                  lambda point, key, lid=lid: doc.move_fluoro_landmark(
+                                      lid, [float(point[0]), float(point[1])], merge_key=key),
                                   f"{full} mark (drag to move; Del or right-click deletes)"))
         return handles
 
@@ -815,7 +818,8 @@ class FluoroView(ImageCanvas):
         inside = 0 <= c < self.image.cols and 0 <= r < self.image.rows
         val = self.image.frames[self.frame_index][r, c] if inside else None
         v = "outside" if val is None else (f"{float(val):g}" if np.ndim(val) == 0 else str(tuple(int(x) for x in val)))
-        return f"{self.title}: pixel ({p[0]:.1f}, {p[1]:.1f})   value {v}   frame {self.frame_index + 1}/{self.image.n_frames}"
+        return (f"{self.title}: pixel ({p[0]:.1f}, {p[1]:.1f})   value {v}   "
+                f"frame {self.frame_index + 1}/{self.image.n_frames}")
 
 
 class FluoroPanel(QWidget):
