@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QTextBrowser
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel
@@ -35,6 +36,9 @@ def test_menus_hold_the_actions_with_tooltips(qtbot):
         assert name in file_menu and w.actions[name].isEnabled() and w.actions[name].toolTip(), name
     assert w.actions["file.export_report"].shortcut().toString() == "Ctrl+E"
     assert "edit.preferences" in [a.objectName() for a in menus["Edit"].actions()]
+    guide = w.show_user_guide()
+    assert "Export" in guide.findChild(QTextBrowser, "userGuide").toPlainText()
+    guide.close()
     for name in ("file.open", "file.open_plan", "file.save", "file.save_as", "file.quit", "edit.undo",
                  "view.layout_planning", "tool.window_level", "tool.crosshair", "tool.distance", "tool.angle",
                  "tool.calibrate", "help.shortcuts", "help.about"):

@@ -242,6 +242,7 @@ class MainWindow(QMainWindow):
         for key, panel in PANEL_ACTIONS.items():
             act = a(key, panel, lambda _=False, p=panel: self.show_panel(p), tip=PANEL_TIPS[panel])
             act.setEnabled(False)
+        a("help.guide", "&User guide", self.show_user_guide, tip="The user guide: a case from import to export")
         a("help.shortcuts", "&Keyboard and mouse shortcuts", self.show_shortcuts,
           tip="List every mouse and keyboard binding")
         a("help.about", f"&About {APP_NAME}", self.show_about, tip="Version and licence information")
@@ -292,6 +293,7 @@ class MainWindow(QMainWindow):
         for key in PANEL_ACTIONS:
             m.addAction(self.actions[key])
         m = mb.addMenu("&Help")
+        m.addAction(self.actions["help.guide"])
         m.addAction(self.actions["help.shortcuts"])
         m.addAction(self.actions["help.about"])
         for menu in mb.findChildren(type(self.recent_menu)):
@@ -619,6 +621,30 @@ class MainWindow(QMainWindow):
     def show_shortcuts(self) -> ShortcutsDialog:
         dlg = ShortcutsDialog(self.bindings, self.actions, self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.show()
+        return dlg
+
+    def show_user_guide(self) -> QDialog:
+        """docs/user-guide.md in a window (non-modal)."""
+        from PySide6.QtWidgets import QTextBrowser
+
+        guide = Path(__file__).resolve().parents[2] / "docs" / "user-guide.md"
+        dlg = QDialog(self)
+        dlg.setWindowTitle(f"{APP_NAME} user guide")
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.resize(900, 800)
+        lay = QVBoxLayout(dlg)
+        browser = QTextBrowser(dlg)
+        browser.setObjectName("userGuide")
+        browser.setOpenExternalLinks(True)
+        try:
+            browser.setMarkdown(guide.read_text(encoding="utf-8"))
+        except OSError as exc:
+            browser.setPlainText(f"The user guide {guide} could not be read: {exc.strerror or exc}.")
+        lay.addWidget(browser)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dlg)
+        buttons.rejected.connect(dlg.close)
+        lay.addWidget(buttons)
         dlg.show()
         return dlg
 
