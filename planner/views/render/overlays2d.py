@@ -46,6 +46,9 @@ def _qp(xy) -> QPointF:
 
 #: Spacing of the points along an instrument's axis where its cut through a slice is tested (mm).
 CUT_STEP_MM = 0.5
+#: The thin dashed projection of a trajectory's whole path is drawn only in slices that pass within
+#: this distance of the path (display choice: the L5 path must not seem to cross an axial L4 slice).
+PATH_PROJECTION_RANGE_MM = 20.0
 
 
 def _dense_axis(inst) -> np.ndarray:
@@ -206,20 +209,24 @@ def paint_trajectories(view: "SliceView", p: QPainter, draw_handles: bool) -> li
             p.setBrush(QBrush(fill))
             p.setPen(QPen(ZONE_COLOR, 1.5))
             p.drawEllipse(_qp(cw), r, r)
+        near = min(float(np.min(np.abs((_dense_axis(inst) - pp) @ frame.normal)))
+                   for inst in geom.instruments) <= PATH_PROJECTION_RANGE_MM if geom.instruments else False
+        is_active = traj.id == active
         for inst in geom.instruments:
             color = INSTRUMENT_COLORS.get(inst.name, DEFAULT_INSTRUMENT)
-            pts_w = view.to_widget(inst.points_lps)
-            # the whole path, projected: thin and dashed
-            faint = QColor(color)
-            faint.setAlpha(150)
-            pen = QPen(faint, 1.0)
-            pen.setStyle(Qt.PenStyle.DashLine)
-            p.setPen(pen)
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            path = QPainterPath(_qp(pts_w[0]))
-            for q in pts_w[1:]:
-                path.lineTo(_qp(q))
-            p.drawPath(path)
+            if near:
+                # the whole path, projected: thin and dashed (a little stronger for the active one)
+                pts_w = view.to_widget(inst.points_lps)
+                faint = QColor(color)
+                faint.setAlpha(220 if is_active else 150)
+                pen = QPen(faint, 1.6 if is_active else 1.0)
+                pen.setStyle(Qt.PenStyle.DashLine)
+                p.setPen(pen)
+                p.setBrush(Qt.BrushStyle.NoBrush)
+                path = QPainterPath(_qp(pts_w[0]))
+                for q in pts_w[1:]:
+                    path.lineTo(_qp(q))
+                p.drawPath(path)
             # where the tube cuts the slice: the real diameter
             radius = inst.diameter_mm / 2.0
             for run in runs_near_plane(_dense_axis(inst), pp, frame.normal, radius + half_slab):
