@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QWidget
 
 from planner import fluoro
@@ -207,56 +207,48 @@ def _qp(xy) -> QPointF:
     return QPointF(float(xy[0]), float(xy[1]))
 
 
-def _polyline(p: QPainter, pts_w: np.ndarray) -> None:
-    if len(pts_w) < 2:
-        return
-    path = QPainterPath(_qp(pts_w[0]))
-    for q in pts_w[1:]:
-        path.lineTo(_qp(q))
-    p.drawPath(path)
+def _polygon(pts_w: np.ndarray) -> QPolygonF:
+    return QPolygonF([QPointF(float(x), float(y)) for x, y in pts_w])
 
 
 def paint_plan_drawing(view: "FluoroView", p: QPainter, drawing: PlanDrawing) -> None:
     """Instruments (dark outline under the colour), the zone (filled, outlined), target and entry marks,
-    and a label per trajectory."""
+    and a label per trajectory. Polylines and polygons are drawn in one call each (few painter calls
+    per paint)."""
+    fill = QColor(ZONE_COLOR)
+    fill.setAlpha(60)
     for td in drawing.trajectories:
         ov = td.overlay
-        zone_w = view.to_widget(ov.zone.polygon_px)
-        fill = QColor(ZONE_COLOR)
-        fill.setAlpha(60)
-        path = QPainterPath(_qp(zone_w[0]))
-        for q in zone_w[1:]:
-            path.lineTo(_qp(q))
-        path.closeSubpath()
         p.setBrush(QBrush(fill))
         p.setPen(QPen(ZONE_COLOR, 1.8))
-        p.drawPath(path)
+        p.drawPolygon(_polygon(view.to_widget(ov.zone.polygon_px)))
         p.setBrush(Qt.BrushStyle.NoBrush)
+        outline = QPen(QColor(0, 0, 0, 170), 4.5)
+        outline.setCapStyle(Qt.PenCapStyle.RoundCap)
         for name, pts in td.instruments:
-            pts_w = view.to_widget(pts)
-            outline = QPen(QColor(0, 0, 0, 170), 4.5)
-            outline.setCapStyle(Qt.PenCapStyle.RoundCap)
+            if len(pts) < 2:
+                continue
+            poly = _polygon(view.to_widget(pts))
             p.setPen(outline)
-            _polyline(p, pts_w)
+            p.drawPolyline(poly)
             pen = QPen(INSTRUMENT_COLORS.get(name, DEFAULT_INSTRUMENT), 2.2)
             pen.setCapStyle(Qt.PenCapStyle.RoundCap)
             p.setPen(pen)
-            _polyline(p, pts_w)
+            p.drawPolyline(poly)
         t = view.to_widget(ov.target_px[None, :])[0]
+        cross = [QLineF(_qp(t - (5, 0)), _qp(t + (5, 0))), QLineF(_qp(t - (0, 5)), _qp(t + (0, 5)))]
         p.setPen(QPen(QColor(0, 0, 0, 200), 3.0))
-        p.drawLine(_qp(t - (5, 0)), _qp(t + (5, 0)))
-        p.drawLine(_qp(t - (0, 5)), _qp(t + (0, 5)))
+        p.drawLines(cross)
         p.setPen(QPen(ZONE_COLOR, 1.4))
-        p.drawLine(_qp(t - (5, 0)), _qp(t + (5, 0)))
-        p.drawLine(_qp(t - (0, 5)), _qp(t + (0, 5)))
+        p.drawLines(cross)
         e = view.to_widget(ov.entry_px[None, :])[0]
+        box = QRectF(e[0] - 3.5, e[1] - 3.5, 7, 7)
         p.setPen(QPen(QColor(0, 0, 0, 200), 3.0))
-        p.drawRect(QRectF(e[0] - 3.5, e[1] - 3.5, 7, 7))
+        p.drawRect(box)
         p.setPen(QPen(ENTRY_COLOR, 1.4))
-        p.drawRect(QRectF(e[0] - 3.5, e[1] - 3.5, 7, 7))
+        p.drawRect(box)
         if ov.bend_px is not None:
             b = view.to_widget(ov.bend_px[None, :])[0]
-            p.setPen(QPen(ENTRY_COLOR, 1.4))
             p.drawEllipse(_qp(b), 3.0, 3.0)
         radius_w = max(ov.zone.axes_px) * view.zoom
         view.draw_label(p, _qp(t + (radius_w + 6, -radius_w * 0.6)), td.label, ZONE_COLOR)
