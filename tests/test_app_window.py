@@ -15,7 +15,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel, QTextBrowser
 
 from planner.plan import Landmarks
-from tests.views_support import key, open_window, sagittal_volume, send_mouse, session_with
+from tests.views_support import key, open_window, sagittal_volume, send_mouse, session_with, wait_plan_images
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,6 +234,7 @@ def test_opening_a_plan_finds_its_images_by_uid(qtbot, tmp_path, demo_study):
 
     w = open_window(qtbot, session_with())
     assert w.files.open_plan(str(demo_study.plan_path), images_folder=str(demo_study.folder))
+    wait_plan_images(qtbot, w)
     plan = load_plan(str(demo_study.plan_path))
     wanted = {r.series_instance_uid for r in plan.case.series}
     assert wanted and wanted <= set(w.session.images)

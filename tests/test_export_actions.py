@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pypdf import PdfReader
 
-from tests.views_support import open_window, session_with
+from tests.views_support import open_window, session_with, wait_plan_images
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +53,7 @@ def demo_window(qtbot, demo_study):
 
     w = open_window(qtbot, session_with())
     assert w.files.open_plan(str(demo_study.plan_path), images_folder=str(demo_study.folder))
+    wait_plan_images(qtbot, w)
     install_available_panels(w)
     yield w
     w.exports.shutdown()

@@ -10,7 +10,7 @@ import pytest
 from planner.imaging import pacs
 from planner.storage import load_plan, save_plan
 from tests.orthanc import planner_node
-from tests.views_support import ScriptedMissingPrompter, open_window, session_with
+from tests.views_support import ScriptedMissingPrompter, open_window, session_with, wait_plan_images
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 120000
@@ -29,6 +29,7 @@ def _open(qtbot, path, prompter):
     w = open_window(qtbot, session_with())
     w.plan_images.prompter = prompter
     assert w.files.open_plan(str(path))
+    wait_plan_images(qtbot, w)
     return w
 
 
@@ -45,8 +46,9 @@ def test_missing_series_are_named_and_found_in_a_folder_the_user_points_to(qtbot
     # the user points to the folder: every series is found by UID
     prompter.answer, prompter.folder = "folder", str(demo_study.folder)
     prompter.asked.clear()
-    w.plan_images.offer()
-    assert not w.plan_images.missing()
+    with qtbot.waitSignal(w.plan_images.load_finished, timeout=60000) as loaded:
+        w.plan_images.offer()
+    assert loaded.args[0] == len(plan.case.series) and not w.plan_images.missing()
     assert {r.series_instance_uid for r in plan.case.series} <= set(w.session.images)
     qtbot.waitUntil(lambda: w.views.slice_views["sagittal"].series_key is not None, timeout=5000)
 

@@ -166,6 +166,11 @@ class ScriptedMissingPrompter:
         return self.node
 
 
+def wait_plan_images(qtbot, w, timeout: int = 60000) -> None:
+    """Wait until the window has finished looking for an opened plan's images (a background task)."""
+    qtbot.waitUntil(lambda: not w.plan_images.busy(), timeout=timeout)
+
+
 def open_window(qtbot, session, layout: str = "planning", size=(1400, 900)):
     """The real main window on ``session``, shown, with scripted answers to its questions."""
     from planner.views.main_window import MainWindow

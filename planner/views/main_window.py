@@ -564,30 +564,9 @@ class MainWindow(QMainWindow):
         self.images_imported.emit(result)
 
     def find_plan_images(self, images_folder: Optional[str]) -> None:
-        """After a plan opens: load its series found by UID (``images_folder``, else the path hints)."""
-        from PySide6.QtGui import QGuiApplication
-
-        from planner.views.app import relink_plan_images
-
-        missing = [r for r in self.session.document.plan.case.series if r.series_instance_uid not in self.session.images]
-        if missing:
-            QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-            try:
-                message = relink_plan_images(self.session, images_folder)
-            except Exception as exc:  # reading images must never lose the opened plan
-                log.exception("finding the plan's images failed")
-                message = f"The plan's images could not be loaded ({type(exc).__name__}: {exc})."
-            finally:
-                QGuiApplication.restoreOverrideCursor()
-            if message:
-                self.show_message(message, 15000)
-        self.place_cursor()
-        self.views.assign_series()
-        if missing and self.plan_images.missing():
-            # say which series are missing; offer another folder or the PACS (after the window shows)
-            from PySide6.QtCore import QTimer
-
-            QTimer.singleShot(0, lambda: self.plan_images.offer() if self.isVisible() and not self._closed else None)
+        """After a plan opens: load its series found by UID (``images_folder``, else the path hints) in
+        the background; then say which series are missing and offer another folder or the PACS."""
+        self.plan_images.load(images_folder)
 
     # ================================================================== drag and drop
     def dragEnterEvent(self, event):  # noqa: N802

@@ -60,6 +60,8 @@ class PlanImages(QObject):
 
     #: (series retrieved, message) after a PACS retrieve ended (also when it failed or was cancelled)
     retrieve_finished = Signal(int, str)
+    #: (series found, message) after the plan's images were looked for (also when cancelled)
+    load_finished = Signal(int, str)
 
     def __init__(self, window: Any, prompter: Optional[MissingSeriesPrompter] = None) -> None:
         super().__init__(window)
@@ -72,6 +74,72 @@ class PlanImages(QObject):
     def missing(self) -> list:
         session = self.window.session
         return [r for r in session.document.plan.case.series if r.series_instance_uid not in session.images]
+
+    def load(self, images_folder: Optional[str] = None, *, offer_missing: bool = True) -> Optional[BackgroundCall]:
+        """Look for the open plan's missing series by UID (in ``images_folder``, else the plan's path
+        hints) off the GUI thread, with progress and Cancel; found series are added to the session.
+        When some are still missing, :meth:`offer` says which (if ``offer_missing``)."""
+        from planner.relink import find_plan_images
+
+        if not self.missing() or self.busy():
+            self._finish_load(0, "", offer_missing=False)
+            return None
+        doc = self.window.session.document
+        plan, plan_path = doc.plan, doc.path
+        folders = [images_folder] if images_folder else None
+        self._cancel.clear()
+        cancel = self._cancel
+        self._open_progress("Finding the plan's images", "Looking for the plan's series…", cancel)
+        call = BackgroundCall(lambda progress: find_plan_images(plan, folders, plan_path=plan_path, progress=progress,
+                                                                cancel=cancel), self)
+        call.progress.connect(self._on_progress)
+        call.finished.connect(lambda result, error: self._loaded(result, error, offer_missing))
+        self.call = call
+        call.start()
+        return call
+
+    def _loaded(self, result: Any, error: str, offer_missing: bool) -> None:
+        self._close_progress()
+        if self.window._closed:
+            return
+        if error or result is None:
+            msg = f"The plan's images could not be loaded: {error or 'no result'}"
+            self.window.show_message(msg, 15000)
+            self._finish_load(0, msg, offer_missing)
+            return
+        from planner.imaging.volume import Volume
+
+        session = self.window.session
+        added = 0
+        for key in sorted(result.images, key=lambda k: 0 if isinstance(result.images[k], Volume) else 1):
+            if key not in session.images:
+                session.add_image(key, result.images[key])
+                added += 1
+        msg = "" if not result.missing and not result.notes else result.message()
+        if result.cancelled:
+            msg = "Looking for the plan's images was cancelled" + (f"; {msg}" if msg else "")
+        if msg:
+            self.window.show_message(msg, 15000)
+        self._finish_load(added, msg, offer_missing and not result.cancelled)
+
+    def _finish_load(self, added: int, msg: str, offer_missing: bool) -> None:
+        self.window.place_cursor()
+        self.window.views.assign_series()
+        self.load_finished.emit(added, msg)
+        if offer_missing and self.missing() and self.window.isVisible():
+            from PySide6.QtCore import QTimer
+
+            QTimer.singleShot(0, lambda: self.offer() if not self.window._closed else None)
+
+    def _open_progress(self, title: str, label: str, cancel: threading.Event) -> None:
+        dlg = QProgressDialog(label, "Cancel", 0, 1000, self.window)
+        dlg.setWindowTitle(title)
+        dlg.setWindowModality(Qt.WindowModality.WindowModal)
+        dlg.setMinimumDuration(400)
+        dlg.setAutoClose(False)
+        dlg.setAutoReset(False)
+        dlg.canceled.connect(cancel.set)
+        self.progress = dlg
 
     def offer(self, message: str = "") -> str:
         """Say which series are missing and act on the answer; returns it ("" when none is missing)."""
@@ -92,7 +160,7 @@ class PlanImages(QObject):
         if answer == "folder":
             folder = self.prompter.ask_folder()
             if folder:
-                self.window.find_plan_images(folder)
+                self.load(folder)
         elif answer == "pacs":
             self.retrieve_missing()
         return answer
@@ -119,14 +187,7 @@ class PlanImages(QObject):
         folder = new_cache_folder()
         self._cancel.clear()
         cancel = self._cancel
-        dlg = QProgressDialog(f"Retrieving {len(uids)} series from {node.label}\u2026", "Cancel", 0, 1000, self.window)
-        dlg.setWindowTitle("Retrieve from PACS")
-        dlg.setWindowModality(Qt.WindowModality.WindowModal)
-        dlg.setMinimumDuration(300)
-        dlg.setAutoClose(False)
-        dlg.setAutoReset(False)
-        dlg.canceled.connect(cancel.set)
-        self.progress = dlg
+        self._open_progress("Retrieve from PACS", f"Retrieving {len(uids)} series from {node.label}\u2026", cancel)
 
         def work(progress):
             if not study_uid:
