@@ -197,9 +197,6 @@ def bench_views(ctx: BenchContext) -> dict:
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-    from planner.views.pyside_guard import guard_none_refcount
-
-    guard_none_refcount()  # PySide6 6.12.0 on Python 3.11 would abort after a few hundred repaints
     from planner.demo import ensure_demo_case
     from planner.session import Session
     from planner.trajectory import vertebra_frame

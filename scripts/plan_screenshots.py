@@ -88,9 +88,6 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", default="L4,L5", help="levels whose (first) trajectory target is shown")
     args = ap.parse_args(argv)
 
-    from planner.views.pyside_guard import guard_none_refcount
-
-    guard_none_refcount()
     from PySide6.QtCore import QPoint, Qt
     from PySide6.QtGui import QImage, QPainter
 

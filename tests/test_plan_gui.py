@@ -11,14 +11,10 @@ from PySide6.QtCore import Qt
 
 from planner.checks import evaluate_trajectory
 from planner.trajectory import vertebra_frame
-from planner.views.pyside_guard import guard_none_refcount
 from tests.views_support import drag, open_window
 
 pytestmark = pytest.mark.gui
 
-# PySide6 6.12.0 on Python 3.11 loses a reference to None at every void Qt call; a few hundred
-# repaints (these drags) would abort the interpreter (planner/views/pyside_guard.py).
-guard_none_refcount()
 
 WATCHED = ("target_depth_pct", "canal_margin_mm", "midline_offset_mm", "length_mm", "medial_angle_deg")
 
