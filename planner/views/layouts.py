@@ -2,7 +2,9 @@
 
 * ``planning``: sagittal (the main view for the spine) with axial, coronal and 3D beside it;
 * ``fluoro``: AP and lateral fluoroscopy side by side;
-* ``compare``: sagittal T1, T2 and STIR side by side, at the same position, with linked zoom/pan.
+* ``compare``: sagittal T1, T2 and STIR side by side, at the same position, with linked zoom/pan;
+* ``trajectory``: the active trajectory's oblique view along the introducer (large) and its
+  probe's-eye view (planner.views.trajectory_views), with sagittal and axial slice views.
 
 Pages are built on first use (start-up builds only the one shown). Double-click on a view
 maximises it within its page; double-click again restores the page.
@@ -20,15 +22,27 @@ from planner.views import roles
 from planner.views.context import ViewContext
 from planner.views.fluoro_view import FluoroPanel
 from planner.views.slice_view import SliceView
+from planner.views.trajectory_views import (
+    ObliquePanel,
+    ObliqueTrajectoryView,
+    ProbeEyeView,
+    ProbePanel,
+    TrajectoryViewPanel,
+    active_trajectory,
+)
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("planning", "fluoro", "compare")
-LAYOUT_TITLES = {"planning": "Planning", "fluoro": "Fluoroscopy", "compare": "Compare T1 / T2 / STIR"}
+LAYOUTS = ("planning", "fluoro", "compare", "trajectory")
+LAYOUT_TITLES = {"planning": "Planning", "fluoro": "Fluoroscopy", "compare": "Compare T1 / T2 / STIR",
+                 "trajectory": "Trajectory"}
 #: Tooltips of the layout actions (menu and toolbar).
 LAYOUT_TIPS = {"planning": "Sagittal with axial, coronal and 3D views",
                "fluoro": "AP and lateral fluoroscopy side by side",
-               "compare": "Sagittal T1, T2 and STIR side by side at the same position"}
+               "compare": "Sagittal T1, T2 and STIR side by side at the same position",
+               "trajectory": "Views along the selected trajectory: oblique along the introducer (spin it about "
+                             "the introducer) and the probe's eye perpendicular to the path (step from the "
+                             "skin to the target), with sagittal and axial"}
 
 
 class ViewCell(QWidget):
@@ -88,12 +102,16 @@ class ViewLayout(QStackedWidget):
         self.slice_views: dict[str, SliceView] = {}      # planning: sagittal / axial / coronal
         self.compare_views: dict[str, SliceView] = {}    # compare: T1 / T2 / STIR
         self.fluoro_panels: dict[str, FluoroPanel] = {}  # fluoro: AP / LAT
+        #: trajectory: "oblique" and "probe" (TrajectoryPlaneView), "sagittal" and "axial" (SliceView)
+        self.trajectory_views: dict[str, SliceView] = {}
+        self.trajectory_panels: dict[str, TrajectoryViewPanel] = {}
         self.volume_view = None
         self._volume_holder = None
         self._linking = False
         self._closed = False
         self.session.images_changed.connect(self._on_images_changed)
         self.session.document.changed.connect(self._on_plan_changed)
+        self.session.active_trajectory_changed.connect(self._on_active_trajectory)
 
     # ------------------------------------------------------------------ pages
     def set_layout_name(self, name: str) -> None:
@@ -108,6 +126,8 @@ class ViewLayout(QStackedWidget):
         changed = name != self.current
         self.current = name
         if changed:
+            if name == "trajectory":
+                self.center_on_trajectory()
             self.layout_changed.emit(name)
 
     def current_page(self) -> Optional[LayoutPage]:
@@ -116,7 +136,7 @@ class ViewLayout(QStackedWidget):
     def _cell(self, page: LayoutPage, title: str, content: QWidget) -> ViewCell:
         cell = ViewCell(title, content)
         page.cells.append(cell)
-        view = content.view if isinstance(content, FluoroPanel) else content
+        view = _canvas_of(content)
         if hasattr(view, "maximize_requested"):
             view.maximize_requested.connect(lambda c=cell, p=page: p.toggle_maximize(c))
         return cell
@@ -190,14 +210,66 @@ class ViewLayout(QStackedWidget):
                 root.addWidget(self._cell(page, f"Sagittal {role}", v))
                 v.view_changed.connect(lambda v=v: self._link_cameras(v))
             page.set_root(root)
+        elif name == "trajectory":
+            self._build_trajectory(page)
         return page
+
+    def _build_trajectory(self, page: LayoutPage) -> None:
+        main = roles.main_volume_key(self.session)
+        oblique = ObliqueTrajectoryView(self.ctx, main)
+        probe = ProbeEyeView(self.ctx, main)
+        sag = SliceView(self.ctx, "sagittal", main)
+        ax = SliceView(self.ctx, "axial", main)
+        self.trajectory_views = {"oblique": oblique, "probe": probe, "sagittal": sag, "axial": ax}
+        self.trajectory_panels = {"oblique": ObliquePanel(oblique), "probe": ProbePanel(probe)}
+        root = self._splitter(page, Qt.Orientation.Horizontal, "root")
+        root.addWidget(self._cell(page, oblique.title, self.trajectory_panels["oblique"]))
+        right = self._splitter(page, Qt.Orientation.Vertical, "right")
+        right.addWidget(self._cell(page, probe.title, self.trajectory_panels["probe"]))
+        bottom = self._splitter(page, Qt.Orientation.Horizontal, "bottom")
+        bottom.addWidget(self._cell(page, "Sagittal", sag))
+        bottom.addWidget(self._cell(page, "Axial", ax))
+        right.addWidget(bottom)
+        root.addWidget(right)
+        root.setStretchFactor(0, 11)
+        root.setStretchFactor(1, 9)
+        root.setSizes([1100, 900])
+        right.setSizes([520, 480])
+        bottom.setSizes([450, 450])
+        page.set_root(root)
+        for v in (oblique, probe):
+            v.plane_changed.connect(lambda v=v: self._retitle(v))
+        for v in self.trajectory_views.values():
+            v.series_changed.connect(lambda _k, v=v: self._retitle(v))
+            self._retitle(v)
+
+    def center_on_trajectory(self) -> None:
+        """Put the linked cursor on the active trajectory's target (the trajectory layout's sagittal
+        and axial views then cut through it)."""
+        if self._closed or not self.trajectory_views:
+            return
+        traj = active_trajectory(self.session)
+        if traj is None:
+            return
+        vol = self.trajectory_views["sagittal"].volume
+        self.session.set_cursor(traj.target_lps, vol.info.frame_of_reference_uid if vol is not None else None)
+
+    def _on_active_trajectory(self, _tid) -> None:
+        if not self._closed and self.current == "trajectory":
+            self.center_on_trajectory()
 
     def _retitle(self, view: SliceView) -> None:
         cell = view.parent()
+        if isinstance(cell, TrajectoryViewPanel):
+            cell = cell.parent()
         vol = view.volume
         if isinstance(cell, ViewCell):
             desc = vol.info.series_description if vol is not None else ""
-            cell.set_title(f"{view.title}  \u2014  {desc}" if desc else view.title)
+            title = view.title
+            name = view.trajectory_title() if hasattr(view, "trajectory_title") else ""
+            if name:
+                title = f"{title}: {name}"
+            cell.set_title(f"{title}  \u2014  {desc}" if desc else title)
 
     def ensure_volume_view(self):
         """Create the planning layout's 3D view now if it does not exist yet; returns it."""
@@ -260,6 +332,9 @@ class ViewLayout(QStackedWidget):
         for role, v in self.compare_views.items():
             if v.series_key is None or v.series_key not in self.session.images:
                 v.set_series(roles.key_for_role(self.session, role))
+        for v in self.trajectory_views.values():
+            if v.series_key is None or v.series_key not in self.session.images:
+                v.set_series(main)
         ap_key, lat_key = roles.fluoro_keys(self.session)
         for name, key in (("AP", ap_key), ("LAT", lat_key)):
             panel = self.fluoro_panels.get(name)
@@ -269,6 +344,7 @@ class ViewLayout(QStackedWidget):
     def all_canvases(self) -> list:
         out: list = list(self.slice_views.values()) + list(self.compare_views.values())
         out += [p.view for p in self.fluoro_panels.values()]
+        out += list(self.trajectory_views.values())
         return out
 
     def focused_canvas(self):
@@ -278,7 +354,7 @@ class ViewLayout(QStackedWidget):
         page = self.current_page()
         if page is not None:
             for cell in page.cells:
-                v = cell.content.view if isinstance(cell.content, FluoroPanel) else cell.content
+                v = _canvas_of(cell.content)
                 if cell.isVisible() and hasattr(v, "reset_view"):
                     return v
         return None
@@ -306,9 +382,17 @@ class ViewLayout(QStackedWidget):
         try:
             self.session.images_changed.disconnect(self._on_images_changed)
             self.session.document.changed.disconnect(self._on_plan_changed)
+            self.session.active_trajectory_changed.disconnect(self._on_active_trajectory)
         except Exception:  # pragma: no cover
             pass
+        for p in self.trajectory_panels.values():
+            p.shutdown()
         for c in self.all_canvases():
             c.shutdown()
         if self.volume_view is not None:
             self.volume_view.shutdown()
+
+
+def _canvas_of(content: QWidget) -> QWidget:
+    """The canvas inside a layout cell (fluoroscopy and trajectory panels hold theirs in ``.view``)."""
+    return content.view if isinstance(content, (FluoroPanel, TrajectoryViewPanel)) else content

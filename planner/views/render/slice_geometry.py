@@ -107,6 +107,11 @@ class SliceFrame:
             self._init_resliced(right, down)
         else:
             raise ValueError(f"unknown slice mode {mode!r}")
+        self._derive_axes()
+        self.ref_lps = volume.center_lps()
+
+    def _derive_axes(self) -> None:
+        """Screen axes, normal and spacings from ``crn_to_lps``."""
         self.lps_to_crn = np.linalg.inv(self.crn_to_lps)
         m = self.crn_to_lps[:3, :3]
         self.ex = m[:, 0] / np.linalg.norm(m[:, 0])
@@ -116,7 +121,6 @@ class SliceFrame:
         self.pixel_spacing = (float(np.linalg.norm(m[:, 0])), float(np.linalg.norm(m[:, 1])))
         #: Distance between neighbouring slices along the plane normal (mm).
         self.slice_spacing = float(abs(m[:, 2] @ self.normal)) or 1.0
-        self.ref_lps = volume.center_lps()
 
     # ------------------------------------------------------------------ construction
     def _init_native(self, right: np.ndarray, down: np.ndarray) -> None:
@@ -298,6 +302,78 @@ class SliceFrame:
         rs.Update()
         out = rs.GetOutput()
         return vtk_to_numpy(out.GetPointData().GetScalars()).reshape(nr, nc)
+
+
+
+#: Largest side of a resliced oblique plane (pixels): keeps a reslice within a few milliseconds.
+MAX_PLANE_PIXELS = 1024
+
+
+class PlaneFrame(SliceFrame):
+    """One plane of any orientation through a volume (the views along a trajectory).
+
+    The plane passes through ``point_lps`` with screen axes ``right`` and ``down`` (unit vectors in
+    LPS; ``down`` is made orthogonal to ``right``); its normal is ``right x down``. The image covers
+    the volume's outline projected on the plane, at ``pixel_mm`` (the volume's finest spacing by
+    default), resampled like the ``"patient"`` mode (``vtkImageReslice`` or numpy). There is one
+    slice (``n == 0``); ``slice_spacing`` is the sampled thickness (``pixel_mm``), which decides
+    which plan objects count as cut by the plane. :meth:`set_plane` moves the plane in place and
+    keeps the reslice pipeline, so following a dragged trajectory costs one reslice per paint.
+    Plane coordinates are relative to ``ref_lps`` (``point_lps`` unless given).
+    """
+
+    def __init__(self, volume: Volume, point_lps: Sequence[float], right: Sequence[float],
+                 down: Sequence[float], *, ref_lps: Optional[Sequence[float]] = None,
+                 pixel_mm: Optional[float] = None, reslice_backend: str = "vtk") -> None:
+        self.volume = volume
+        self.orientation = "oblique"  # type: ignore[assignment]
+        self.mode = "oblique"
+        self.reslice_backend = reslice_backend
+        self._vtk_reslice = None
+        self._axes = None
+        self.pixel_mm = float(pixel_mm) if pixel_mm else float(min(volume.spacing))
+        self.set_plane(point_lps, right, down, ref_lps=ref_lps)
+
+    def set_plane(self, point_lps: Sequence[float], right: Sequence[float], down: Sequence[float], *,
+                  ref_lps: Optional[Sequence[float]] = None) -> None:
+        point = np.asarray(point_lps, dtype=float).reshape(3)
+        r = np.asarray(right, dtype=float).reshape(3)
+        r = r / np.linalg.norm(r)
+        d = np.asarray(down, dtype=float).reshape(3)
+        d = d - r * float(d @ r)
+        d = d / np.linalg.norm(d)
+        normal = np.cross(r, d)
+        rel = self.volume.corners_lps() - point
+        px, py = rel @ r, rel @ d
+        s = self.pixel_mm
+        if max(px.max() - px.min(), py.max() - py.min()) / s >= MAX_PLANE_PIXELS:
+            s = float(max(px.max() - px.min(), py.max() - py.min())) / (MAX_PLANE_PIXELS - 1)
+        nc = int(math.floor((px.max() - px.min()) / s)) + 1
+        nr = int(math.floor((py.max() - py.min()) / s)) + 1
+        m = np.eye(4)
+        m[:3, 0] = r * s
+        m[:3, 1] = d * s
+        m[:3, 2] = normal * self.pixel_mm
+        m[:3, 3] = point + r * px.min() + d * py.min()
+        self.crn_to_lps = m
+        self.crn_to_ijk = self.volume.lps_to_ijk @ m
+        self.shape = (nc, nr, 1)
+        self._derive_axes()
+        self.ref_lps = point.copy() if ref_lps is None else np.asarray(ref_lps, dtype=float).reshape(3).copy()
+        if self._vtk_reslice is not None:
+            mat = self._vtk_keep[3]
+            for i in range(4):
+                for j in range(4):
+                    mat.SetElement(i, j, float(self.crn_to_ijk[i, j]))
+            self._vtk_reslice.SetResliceAxes(mat)
+            self._vtk_reslice.Modified()
+
+    def slice_of(self, lps: Sequence[float]) -> int:
+        return 0
+
+    def distance_to_plane(self, points_lps: np.ndarray) -> np.ndarray:
+        """Signed distance (mm) of points (..., 3) from the plane."""
+        return self.distance_to_slice(points_lps, 0)
 
 
 # ---------------------------------------------------------------------- cuts of plan objects
