@@ -56,12 +56,19 @@ PROBE_STEP_MM = 1.0
 OBLIQUE_MARGIN_MM = 35.0
 #: Width of the region around the path shown by the probe's-eye view's fitted camera (mm).
 PROBE_FIELD_MM = 70.0
+#: The views reslice the volume only this far around the path (mm): zooming out further shows the
+#: region's edge; fewer pixels keep a reslice within a few milliseconds while the plan is dragged.
+RESLICE_MARGIN_MM = 80.0
 #: The linked crosshair is drawn in these views only when the cursor is this close to the plane (mm).
 CURSOR_NEAR_PLANE_MM = 2.0
 #: Instrument cuts further than this from the path point are not drawn in the probe's eye (mm).
 PROBE_CUT_RANGE_MM = 40.0
 
 NO_TRAJECTORY_TEXT = "Plan a trajectory to see the views along it"
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return np.asarray(v, dtype=float) / float(np.linalg.norm(v))
 
 
 def active_trajectory(session) -> Optional[Trajectory]:
@@ -164,10 +171,14 @@ class TrajectoryPlaneView(SliceView):
         new = self.trajectory is None or self.trajectory.id != traj.id
         self.trajectory, self.axis = traj, axis
         point, right, down, ref = self.place_plane(axis)
+        rel = np.vstack([axis.points_lps, axis.target_lps]) - point
+        xs, ys = rel @ _unit(right), rel @ _unit(down)
+        m = RESLICE_MARGIN_MM
+        extent = (xs.min() - m, ys.min() - m, xs.max() + m, ys.max() + m)
         if self.frame is None or self.frame.volume is not vol:
-            self.frame = PlaneFrame(vol, point, right, down, ref_lps=ref)
+            self.frame = PlaneFrame(vol, point, right, down, ref_lps=ref, extent_mm=extent)
         else:
-            self.frame.set_plane(point, right, down, ref_lps=ref)
+            self.frame.set_plane(point, right, down, ref_lps=ref, extent_mm=extent)
         self._plane_version += 1
         self._image_dirty = True
         if new and self._fitted:
@@ -247,7 +258,7 @@ class TrajectoryPlaneView(SliceView):
         if self.cursor_linked() and abs(float(self.frame.distance_to_plane(self.session.cursor_lps))) \
                 <= CURSOR_NEAR_PLANE_MM:
             overlays2d.paint_crosshair(self, painter)
-        handles += overlays2d.paint_levels(self, painter, True)
+        handles += overlays2d.paint_levels(self, painter, False)  # labels; landmarks are edited in the slice views
         handles += overlays2d.paint_trajectories(self, painter, True)
         handles += overlays2d.paint_measurements(self, painter, True)
         self.paint_extras(painter)

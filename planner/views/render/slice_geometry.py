@@ -315,7 +315,9 @@ class PlaneFrame(SliceFrame):
     The plane passes through ``point_lps`` with screen axes ``right`` and ``down`` (unit vectors in
     LPS; ``down`` is made orthogonal to ``right``); its normal is ``right x down``. The image covers
     the volume's outline projected on the plane, at ``pixel_mm`` (the volume's finest spacing by
-    default), resampled like the ``"patient"`` mode (``vtkImageReslice`` or numpy). There is one
+    default), or only the part of it within ``extent_mm`` (``(right_min, down_min, right_max,
+    down_max)`` in mm from ``point_lps``: a view that shows a region needs no more pixels), resampled
+    like the ``"patient"`` mode (``vtkImageReslice`` or numpy). There is one
     slice (``n == 0``); ``slice_spacing`` is the sampled thickness (``pixel_mm``), which decides
     which plan objects count as cut by the plane. :meth:`set_plane` moves the plane in place and
     keeps the reslice pipeline, so following a dragged trajectory costs one reslice per paint.
@@ -324,7 +326,8 @@ class PlaneFrame(SliceFrame):
 
     def __init__(self, volume: Volume, point_lps: Sequence[float], right: Sequence[float],
                  down: Sequence[float], *, ref_lps: Optional[Sequence[float]] = None,
-                 pixel_mm: Optional[float] = None, reslice_backend: str = "vtk") -> None:
+                 pixel_mm: Optional[float] = None, extent_mm: Optional[Sequence[float]] = None,
+                 reslice_backend: str = "vtk") -> None:
         self.volume = volume
         self.orientation = "oblique"  # type: ignore[assignment]
         self.mode = "oblique"
@@ -332,10 +335,10 @@ class PlaneFrame(SliceFrame):
         self._vtk_reslice = None
         self._axes = None
         self.pixel_mm = float(pixel_mm) if pixel_mm else float(min(volume.spacing))
-        self.set_plane(point_lps, right, down, ref_lps=ref_lps)
+        self.set_plane(point_lps, right, down, ref_lps=ref_lps, extent_mm=extent_mm)
 
     def set_plane(self, point_lps: Sequence[float], right: Sequence[float], down: Sequence[float], *,
-                  ref_lps: Optional[Sequence[float]] = None) -> None:
+                  ref_lps: Optional[Sequence[float]] = None, extent_mm: Optional[Sequence[float]] = None) -> None:
         point = np.asarray(point_lps, dtype=float).reshape(3)
         r = np.asarray(right, dtype=float).reshape(3)
         r = r / np.linalg.norm(r)
@@ -344,17 +347,23 @@ class PlaneFrame(SliceFrame):
         d = d / np.linalg.norm(d)
         normal = np.cross(r, d)
         rel = self.volume.corners_lps() - point
-        px, py = rel @ r, rel @ d
+        x0, y0, x1, y1 = float(rel.dot(r).min()), float(rel.dot(d).min()), float(rel.dot(r).max()), \
+            float(rel.dot(d).max())
+        if extent_mm is not None:
+            ex0, ey0, ex1, ey1 = (float(v) for v in extent_mm)
+            x0, y0, x1, y1 = max(x0, ex0), max(y0, ey0), min(x1, ex1), min(y1, ey1)
+            if x1 <= x0 or y1 <= y0:  # the region misses the volume: one background pixel
+                x1, y1 = x0, y0
         s = self.pixel_mm
-        if max(px.max() - px.min(), py.max() - py.min()) / s >= MAX_PLANE_PIXELS:
-            s = float(max(px.max() - px.min(), py.max() - py.min())) / (MAX_PLANE_PIXELS - 1)
-        nc = int(math.floor((px.max() - px.min()) / s)) + 1
-        nr = int(math.floor((py.max() - py.min()) / s)) + 1
+        if max(x1 - x0, y1 - y0) / s >= MAX_PLANE_PIXELS:
+            s = float(max(x1 - x0, y1 - y0)) / (MAX_PLANE_PIXELS - 1)
+        nc = int(math.floor((x1 - x0) / s)) + 1
+        nr = int(math.floor((y1 - y0) / s)) + 1
         m = np.eye(4)
         m[:3, 0] = r * s
         m[:3, 1] = d * s
         m[:3, 2] = normal * self.pixel_mm
-        m[:3, 3] = point + r * px.min() + d * py.min()
+        m[:3, 3] = point + r * x0 + d * y0
         self.crn_to_lps = m
         self.crn_to_ijk = self.volume.lps_to_ijk @ m
         self.shape = (nc, nr, 1)
