@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt
 
 from planner.plan import Landmarks, Plan, Trajectory, TrajectoryParams
 from planner.views.trajectory_views import NO_TRAJECTORY_TEXT, ROTATION_STEP_DEG
-from tests.views_support import drag, key, open_window, rot_x, sagittal_volume, session_with, wheel
+from tests.views_support import key, open_window, rot_x, sagittal_volume, send_mouse, session_with, wheel
 
 pytestmark = pytest.mark.gui
 
@@ -189,7 +189,18 @@ def test_views_follow_plan_edits_a_mouse_drag_and_undo(window, qtbot):
     goal = TARGET - 6.0 * obl.frame.ey                      # up on the screen: superior
     end = obl.to_widget(goal[None])[0]
     undo_depth = len(doc._undo)
-    drag(obl, h.widget_xy, (float(end[0]), float(end[1])), Qt.MouseButton.LeftButton, steps=6)
+    start = np.asarray(h.widget_xy, dtype=float)
+    left = Qt.MouseButton.LeftButton
+    send_mouse(obl, "press", tuple(start), left)
+    for t in (0.25, 0.5):
+        send_mouse(obl, "move", tuple(start + (end - start) * t), None, buttons=left)
+    obl.sync()
+    # while the mouse holds the point, the plane under it stays still (the plan has already changed)
+    assert np.linalg.norm(np.asarray(doc.plan.trajectory(tid).target_lps) - TARGET) > 2.0
+    np.testing.assert_allclose(obl.frame.crn_to_lps, frame_before)
+    for t in (0.75, 1.0):
+        send_mouse(obl, "move", tuple(start + (end - start) * t), None, buttons=left)
+    send_mouse(obl, "release", (float(end[0]), float(end[1])), left)
     new_target = np.asarray(doc.plan.trajectory(tid).target_lps)
     assert np.linalg.norm(new_target - goal) < 0.5           # where the mouse let go, in the plane
     assert len(doc._undo) == undo_depth + 1                  # one undo step for the whole drag
@@ -235,6 +246,14 @@ def test_layout_action_and_no_trajectory_message(qtbot):
     obl, probe = _views(w)
     assert obl.isVisible() and probe.isVisible()
     assert w.views.trajectory_views["sagittal"].isVisible() and w.views.trajectory_views["axial"].isVisible()
+    # double-click maximises the oblique view within the page (its control strip stays with it)
+    page = w.views.current_page()
+    send_mouse(obl, "double", (obl.width() / 2, obl.height() / 2), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not probe.isVisible(), timeout=2000)
+    assert page.maximized is not None and page.maximized.content is w.views.trajectory_panels["oblique"]
+    assert w.views.trajectory_panels["oblique"].bar.isVisible()
+    send_mouse(obl, "double", (obl.width() / 2, obl.height() / 2), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(probe.isVisible, timeout=2000)
     for v in (obl, probe):
         assert not v.has_image() and v.empty_text() == NO_TRAJECTORY_TEXT
     assert obl in w.views.all_canvases()
