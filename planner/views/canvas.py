@@ -6,6 +6,20 @@ affine map from image pixels to the view plane (millimetres for slices, pixels f
 zoom is widget pixels per plane unit, pan is the plane point at the widget centre.
 
 Subclasses provide the image, the model coordinates (LPS mm or image pixels) and the overlays.
+
+Painting is layered so that a drag, which changes only the plan drawn on top, does not pay for
+the picture underneath (the issue-6 frame budget, ``bench/plan_bench.py --part views``):
+
+* the *base layer*: background, the windowed image drawn with its transform, and the overlays of
+  :meth:`ImageCanvas.paint_static_overlays` (those that a drag does not move, e.g. the crosshair
+  and the level labels of a slice view), rendered once into a pixmap and blitted while the display
+  state (image, window/level, zoom, pan, size, pixel ratio, :meth:`ImageCanvas.static_overlays_key`)
+  is unchanged;
+* the overlays of :meth:`ImageCanvas.paint_overlays` and the active tool, drawn every paint;
+* the *text layer*: orientation letters and corner annotations, drawn into a transparent image
+  keyed by their text and blended on top (only where there is text).
+
+Set :attr:`ImageCanvas.layer_cache` to False to paint everything directly (tests compare both).
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTransform
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap, QRegion, QTransform
 from PySide6.QtWidgets import QMenu, QSizePolicy, QWidget
 
 from planner.document import PlanEditError
@@ -76,7 +90,10 @@ class ImageCanvas(QWidget):
     image_shown = Signal()
 
     smooth = True
+    _collect_text_rects = False
     HANDLE_RADIUS_PX = 7.0
+    #: Cache the base layer (image + static overlays) and the text layer between paints.
+    layer_cache = True
 
     def __init__(self, context: ViewContext, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -96,6 +113,18 @@ class ImageCanvas(QWidget):
         self._img8: Optional[np.ndarray] = None
         self._affine = np.array([[1.0, 0, 0], [0, 1.0, 0]])
         self._image_dirty = True
+        #: Incremented each time the 8-bit image is rebuilt (part of the base layer's key).
+        self._image_generation = 0
+        self._base_layer: Optional[QPixmap] = None
+        self._base_key: Optional[tuple] = None
+        self._static_handles: list[Handle] = []
+        self._text_layer: Optional[QImage] = None
+        self._text_key: Optional[tuple] = None
+        self._text_rects: list[QRectF] = []
+        self._text_region = QRegion()
+        #: Times the base / text layer was rendered (tests check that a drag reuses them).
+        self.base_layer_renders = 0
+        self.text_layer_renders = 0
         self._drag: Optional[tuple[str, Any]] = None
         self._press_pos: Optional[QPointF] = None
         self._press_state: Any = None
@@ -161,6 +190,18 @@ class ImageCanvas(QWidget):
         return {}
 
     def paint_overlays(self, painter: QPainter) -> list[Handle]:
+        """Overlays drawn on every paint, above the static ones (what a drag moves)."""
+        return []
+
+    def static_overlays_key(self) -> Optional[tuple]:
+        """What :meth:`paint_static_overlays` draws depends on, besides the view geometry and the
+        image (which the base layer's key holds already); None: this view has no static overlays.
+        The base layer is rebuilt whenever this key changes."""
+        return None
+
+    def paint_static_overlays(self, painter: QPainter) -> list[Handle]:
+        """Overlays under :meth:`paint_overlays` that change rarely; cached with the image in the
+        base layer (called only when :meth:`static_overlays_key` is not None)."""
         return []
 
     def empty_text(self) -> str:
@@ -272,6 +313,7 @@ class ImageCanvas(QWidget):
             self._qimage = QImage(u8.data, cols, rows, cols, QImage.Format.Format_Grayscale8)
         self._img8 = u8
         self._affine = self.current_affine()
+        self._image_generation += 1
 
     def display_image_uint8(self) -> Optional[np.ndarray]:
         """The windowed 8-bit image currently shown (the 3D view textures its planes with it)."""
@@ -351,35 +393,38 @@ class ImageCanvas(QWidget):
         t0 = time.perf_counter()
         p = QPainter(self)
         try:
-            p.fillRect(self.rect(), BACKGROUND)
             if not self.has_image():
+                p.fillRect(self.rect(), BACKGROUND)
                 p.setPen(DIM_TEXT_COLOR)
                 p.setFont(self._font)
                 p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.empty_text())
                 self._handles = []
                 return
             self._ensure_image()
+            static_key = self.static_overlays_key()
+            if self.layer_cache:
+                p.drawPixmap(0, 0, self._current_base_layer(static_key))
+                static_handles = list(self._static_handles)
+            else:
+                static_handles = self._paint_base(p, static_key)
             if self._qimage is not None:
-                p.save()
-                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.smooth)
-                p.setTransform(self.image_transform())
-                img = self._qimage
-                p.drawImage(QRectF(-0.5, -0.5, img.width(), img.height()), img)
-                p.restore()
                 self.image_paints += 1
                 if self.image_paints == 1:
                     QTimer.singleShot(0, self.image_shown.emit)
             p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
             try:
-                self._handles = self.paint_overlays(p)
+                self._handles = static_handles + self.paint_overlays(p)
                 self._handles_at = self._handles_key()
             except Exception:  # an overlay bug must not blank the image
                 log.exception("drawing the overlays failed")
-                self._handles = []
+                self._handles = static_handles
             self.active_tool().paint(self, p)
-            self._paint_letters(p)
-            self._paint_corners(p)
+            if self.layer_cache and self._text_layer_cacheable():
+                self._blit_text_layer(p)
+            else:
+                self._paint_letters(p)
+                self._paint_corners(p)
             if self.hasFocus():
                 pen = QPen(QColor(79, 195, 247, 110), 1)
                 p.setPen(pen)
@@ -389,10 +434,100 @@ class ImageCanvas(QWidget):
             p.end()
             self.last_paint_ms = (time.perf_counter() - t0) * 1000.0
 
+    # ------------------------------------------------------------------ layers
+    def _paint_base(self, p: QPainter, static_key: Optional[tuple]) -> list[Handle]:
+        """Background, image and static overlays; returns the static overlays' handles."""
+        p.fillRect(QRectF(0, 0, self.width(), self.height()), BACKGROUND)
+        if self._qimage is not None:
+            p.save()
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.smooth)
+            p.setTransform(self.image_transform())
+            img = self._qimage
+            p.drawImage(QRectF(-0.5, -0.5, img.width(), img.height()), img)
+            p.restore()
+        if static_key is None:
+            return []
+        p.save()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+        try:
+            return self.paint_static_overlays(p)
+        except Exception:  # an overlay bug must not blank the image
+            log.exception("drawing the static overlays failed")
+            return []
+        finally:
+            p.restore()
+
+    def _layer_size(self) -> tuple[int, int, float]:
+        dpr = float(self.devicePixelRatioF())
+        return (max(1, int(math.ceil(self.width() * dpr))), max(1, int(math.ceil(self.height() * dpr))), dpr)
+
+    def _current_base_layer(self, static_key: Optional[tuple]) -> QPixmap:
+        pw, ph, dpr = self._layer_size()
+        key = (self._image_generation, id(self._qimage), self._affine.tobytes(), self.zoom,
+               float(self.center[0]), float(self.center[1]), self.width(), self.height(), pw, ph, dpr,
+               bool(self.smooth), static_key)
+        if self._base_layer is None or key != self._base_key:
+            pm = QPixmap(pw, ph)
+            pm.setDevicePixelRatio(dpr)
+            lp = QPainter(pm)
+            try:
+                self._static_handles = self._paint_base(lp, static_key)
+            finally:
+                lp.end()
+            self._base_layer, self._base_key = pm, key
+            self.base_layer_renders += 1
+        return self._base_layer
+
+    def _text_layer_cacheable(self) -> bool:
+        cls = type(self)
+        return (cls._paint_letters is ImageCanvas._paint_letters and cls._paint_corners is ImageCanvas._paint_corners
+                and cls.draw_text is ImageCanvas.draw_text)
+
+    def _blit_text_layer(self, p: QPainter) -> None:
+        """Orientation letters and corner texts from a transparent layer keyed by their content."""
+        texts = self.corner_texts()
+        letters = self.edge_letters()
+        pw, ph, dpr = self._layer_size()
+        key = (pw, ph, dpr, self.width(), self.height(),
+               tuple((c, tuple((t, col.rgba()) for t, col in lines)) for c, lines in texts.items()),
+               tuple(letters.items()), self._font.key(), self._letter_font.key())
+        if self._text_layer is None or key != self._text_key:
+            img = QImage(pw, ph, QImage.Format.Format_ARGB32_Premultiplied)
+            img.setDevicePixelRatio(dpr)
+            img.fill(Qt.GlobalColor.transparent)
+            lp = QPainter(img)
+            self._text_rects = []
+            try:
+                lp.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+                lp.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+                self._collect_text_rects = True
+                self._paint_letters(lp, letters)
+                self._paint_corners(lp, texts)
+            finally:
+                self._collect_text_rects = False
+                lp.end()
+            self._text_layer, self._text_key = img, key
+            region = QRegion()
+            for r in self._text_rects:
+                region = region.united(r.toAlignedRect())
+            self._text_region = region
+            self.text_layer_renders += 1
+        if self._text_region.isEmpty():
+            return
+        # one blend clipped to the union of the text boxes (overlapping boxes must not blend twice)
+        p.save()
+        p.setClipRegion(self._text_region, Qt.ClipOperation.IntersectClip)
+        p.drawImage(QPointF(0, 0), self._text_layer)
+        p.restore()
+
     def draw_text(self, p: QPainter, pos: QPointF, text: str, color: QColor,
                   font: Optional[QFont] = None) -> None:
         """Text with a dark shadow, readable on any image."""
         p.setFont(font or self._font)
+        if self._collect_text_rects:
+            r = QRectF(p.fontMetrics().boundingRect(text)).translated(pos).adjusted(-4, -4, 5, 5)
+            self._text_rects.append(r)
         p.setPen(QColor(0, 0, 0, 220))
         p.drawText(pos + QPointF(1, 1), text)
         p.setPen(color)
@@ -412,8 +547,9 @@ class ImageCanvas(QWidget):
         p.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
         return r
 
-    def _paint_letters(self, p: QPainter) -> None:
-        letters = self.edge_letters()
+    def _paint_letters(self, p: QPainter, letters: Optional[dict[str, str]] = None) -> None:
+        if letters is None:
+            letters = self.edge_letters()
         if not letters:
             return
         p.setFont(self._letter_font)
@@ -434,8 +570,9 @@ class ImageCanvas(QWidget):
                 pos = QPointF(w - m - tw, (h + fm.ascent() - fm.descent()) / 2)
             self.draw_text(p, pos, text, LETTER_COLOR, self._letter_font)
 
-    def _paint_corners(self, p: QPainter) -> None:
-        texts = self.corner_texts()
+    def _paint_corners(self, p: QPainter, texts: Optional[dict[str, list[tuple[str, QColor]]]] = None) -> None:
+        if texts is None:
+            texts = self.corner_texts()
         if not texts:
             return
         p.setFont(self._font)
@@ -489,7 +626,8 @@ class ImageCanvas(QWidget):
             img = QImage(1, 1, QImage.Format.Format_ARGB32)
             p = QPainter(img)
             try:
-                self._handles = self.paint_overlays(p)
+                static = self.paint_static_overlays(p) if self.static_overlays_key() is not None else []
+                self._handles = static + self.paint_overlays(p)
             except Exception:
                 log.exception("computing the handles failed")
                 self._handles = []

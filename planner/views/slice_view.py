@@ -62,6 +62,9 @@ class SliceView(ImageCanvas):
         self.n = 0
         self._frame_mode = context.slice_mode
         self.trajectory_cache = TrajectoryCache()
+        #: Incremented by plan changes that can move the static overlays (the level labels and
+        #: landmarks); trajectory and measurement edits leave it (and the cached base layer) alone.
+        self._static_revision = 0
         self.subscribe(self.session.cursor_moved, self._on_cursor_moved)
         self.subscribe(self.session.document.changed, self._on_plan_changed)
         self.subscribe(self.session.images_changed, self._on_images_changed)
@@ -209,6 +212,9 @@ class SliceView(ImageCanvas):
         if self.closed:
             return
         self.trajectory_cache.invalidate(change)
+        if change.source == "load" or not change.topics or any(
+                t[0] not in ("trajectory", "trajectories", "measurement", "measurements") for t in change.topics):
+            self._static_revision += 1
         if change.source != "load" and not any(
                 t[0] in ("level", "levels", "trajectory", "trajectories", "measurement", "measurements",
                          "case", "settings") for t in change.topics):
@@ -244,12 +250,32 @@ class SliceView(ImageCanvas):
     def display_state_key(self) -> tuple:
         return (self.series_key, self.n, id(self.frame), self.session.active_trajectory)
 
+    def _layered(self) -> bool:
+        """The crosshair and the levels are drawn as static overlays (cached with the image) unless
+        a subclass replaces :meth:`paint_overlays` (it then draws what it wants itself)."""
+        return type(self).paint_overlays is SliceView.paint_overlays
+
+    def static_overlays_key(self) -> Optional[tuple]:
+        if self.frame is None or not self._layered():
+            return None
+        cursor = self.session.cursor_lps
+        return (self._static_revision, self.display_state_key(), self.cursor_linked(),
+                None if cursor is None else tuple(float(v) for v in cursor),
+                self.session.cursor_frame_of_reference_uid)
+
+    def paint_static_overlays(self, painter: QPainter) -> list[Handle]:
+        if self.frame is None or not self._layered():
+            return []
+        overlays2d.paint_crosshair(self, painter)
+        return overlays2d.paint_levels(self, painter, True)
+
     def paint_overlays(self, painter: QPainter) -> list[Handle]:
         if self.frame is None:
             return []
         handles: list[Handle] = []
-        overlays2d.paint_crosshair(self, painter)
-        handles += overlays2d.paint_levels(self, painter, True)
+        if not self._layered():  # called by a subclass's paint_overlays: draw everything
+            overlays2d.paint_crosshair(self, painter)
+            handles += overlays2d.paint_levels(self, painter, True)
         handles += overlays2d.paint_trajectories(self, painter, True)
         handles += overlays2d.paint_measurements(self, painter, True)
         return handles
