@@ -295,3 +295,27 @@ def test_demo_case_views_follow_the_selected_trajectory(qtbot, demo_study, tmp_p
         assert name in obl.parent().parent().title_label.text()
     img = w.grab().toImage()
     assert img.save(str(tmp_path / "trajectory-layout.png"))
+
+
+def test_probe_eye_starts_at_the_skin_when_the_image_shows_it(qtbot, monkeypatch):
+    d = _unit(TARGET - ENTRY)
+    skin = ENTRY - 30.0 * d
+    monkeypatch.setattr("planner.views.trajectory_views.find_skin", lambda traj, vol: skin.copy())
+    session, tid = _session()
+    w = open_window(qtbot, session, layout="trajectory")
+    _obl, probe = _views(w)
+    assert probe.axis.start_mm == pytest.approx(-30.0)
+    panel = w.views.trajectory_panels["probe"]
+    assert panel.to_start.text() == "Skin"
+    qtbot.mouseClick(panel.to_start, Qt.MouseButton.LeftButton)
+    probe.sync()
+    assert probe.position_mm == pytest.approx(-30.0)
+    assert abs(float(probe.frame.distance_to_plane(skin))) < 1e-9
+    np.testing.assert_allclose(probe.frame.normal, d, atol=1e-9)
+    assert probe.position_text() == "30.0 mm outside the bone entry (skin side)"
+    assert panel.slider.value() == panel.slider.minimum()
+    # the slider moves the plane along the path (0.5 mm a step)
+    panel.slider.setValue(int(round(10.0 / panel.SLIDER_MM)))
+    probe.sync()
+    assert probe.position_mm == pytest.approx(10.0)
+    assert abs(float(probe.frame.distance_to_plane(ENTRY + 10.0 * d))) < 1e-9

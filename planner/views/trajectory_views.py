@@ -606,8 +606,9 @@ class ProbePanel(TrajectoryViewPanel):
                 self.label.setText("")
                 return
             self.to_start.setText("Skin" if axis.skin_lps is not None else "Entry")
-            lo = int(math.floor(axis.start_mm / self.SLIDER_MM))
-            hi = int(math.ceil(axis.clamp(math.inf) / self.SLIDER_MM))
+            # slider steps inside the path's range (rounding must not add a step past either end)
+            lo = int(math.ceil(axis.start_mm / self.SLIDER_MM - 1e-6))
+            hi = int(math.floor(axis.clamp(math.inf) / self.SLIDER_MM + 1e-6))
             self.slider.setRange(lo, hi)
             self.slider.setValue(int(round(v.position_mm / self.SLIDER_MM)))
             self.label.setText(v.target_text())
