@@ -101,3 +101,35 @@ class BackgroundCall(QObject):
     def _on_done(self, result: Any, error: str) -> None:
         self.result, self.error, self.done = result, error, True
         self.finished.emit(result, error)
+
+
+class ProgressDialogOwner:
+    """Mixin for the owners of one window-modal progress dialog (with Cancel) at a time."""
+
+    progress: Any = None
+
+    def _open_progress(self, parent: Any, title: str, label: str, on_cancel: Callable[[], None]) -> None:
+        from PySide6.QtWidgets import QProgressDialog
+
+        dlg = QProgressDialog(label, "Cancel", 0, 1000, parent)
+        dlg.setWindowTitle(title)
+        dlg.setWindowModality(Qt.WindowModality.WindowModal)
+        dlg.setMinimumDuration(300)  # short work finishes without a flashing dialog
+        dlg.setAutoClose(False)
+        dlg.setAutoReset(False)
+        dlg.canceled.connect(on_cancel)
+        self.progress = dlg
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        dlg = self.progress  # (setValue of a modal dialog processes events: the work may end inside it)
+        if dlg is not None:
+            if message:
+                dlg.setLabelText(message)
+            dlg.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
+
+    def _close_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.reset()
+            self.progress.hide()
+            self.progress.deleteLater()
+            self.progress = None

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QProgressDialog, QWidget
 
-from planner.views.background import BackgroundCall
+from planner.views.background import BackgroundCall, ProgressDialogOwner
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _replace_atomically(write: Callable[[Path], Any], target: Path) -> Path:
     return target
 
 
-class ExportController(QObject):
+class ExportController(ProgressDialogOwner, QObject):
     """Export actions of one main window (see the module text)."""
 
     #: (kind, output path or "" when nothing was written, message) after each export attempt
@@ -163,14 +163,7 @@ class ExportController(QObject):
         """Run ``work(progress)`` in the background with a progress dialog; ``on_done(result)`` returns
         the path to report."""
         self._cancel.clear()
-        dlg = QProgressDialog(label, "Cancel", 0, 1000, self.window)
-        dlg.setWindowTitle(kind)
-        dlg.setWindowModality(Qt.WindowModality.WindowModal)
-        dlg.setMinimumDuration(300)
-        dlg.setAutoClose(False)
-        dlg.setAutoReset(False)
-        dlg.canceled.connect(self.cancel)
-        self.progress = dlg
+        self._open_progress(self.window, kind, label, self.cancel)
 
         def fn(report: Callable[[float, str], None]) -> Any:
             from planner.export.dicom import ExportCancelled
@@ -189,25 +182,11 @@ class ExportController(QObject):
         call.start()
         return call
 
-    def _on_progress(self, fraction: float, message: str) -> None:
-        dlg = self.progress  # (setValue of a modal dialog processes events: the export may end in it)
-        if dlg is not None:
-            if message:
-                dlg.setLabelText(message)
-            dlg.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
-
     def cancel(self) -> None:
         if self.busy():
             self._cancel.set()
             if self.progress is not None:
                 self.progress.setLabelText("Cancelling\u2026")
-
-    def _close_progress(self) -> None:
-        if self.progress is not None:
-            self.progress.reset()
-            self.progress.hide()
-            self.progress.deleteLater()
-            self.progress = None
 
     def _done(self, kind: str, result: Any, error: str, on_done: Callable[[Any], str]) -> None:
         self._close_progress()

@@ -10,10 +10,10 @@ import logging
 import threading
 from typing import Any, Optional, Sequence
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QProgressDialog, QWidget
 
-from planner.views.background import BackgroundCall
+from planner.views.background import BackgroundCall, ProgressDialogOwner
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def describe_missing(refs: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
-class PlanImages(QObject):
+class PlanImages(ProgressDialogOwner, QObject):
     """The missing-series flow of one main window."""
 
     #: (series retrieved, message) after a PACS retrieve ended (also when it failed or was cancelled)
@@ -89,7 +89,7 @@ class PlanImages(QObject):
         folders = [images_folder] if images_folder else None
         self._cancel.clear()
         cancel = self._cancel
-        self._open_progress("Finding the plan's images", "Looking for the plan's series…", cancel)
+        self._open_progress(self.window, "Finding the plan's images", "Looking for the plan's series\u2026", cancel.set)
         call = BackgroundCall(lambda progress: find_plan_images(plan, folders, plan_path=plan_path, progress=progress,
                                                                 cancel=cancel), self)
         call.progress.connect(self._on_progress)
@@ -130,16 +130,6 @@ class PlanImages(QObject):
             from PySide6.QtCore import QTimer
 
             QTimer.singleShot(0, lambda: self.offer() if not self.window._closed else None)
-
-    def _open_progress(self, title: str, label: str, cancel: threading.Event) -> None:
-        dlg = QProgressDialog(label, "Cancel", 0, 1000, self.window)
-        dlg.setWindowTitle(title)
-        dlg.setWindowModality(Qt.WindowModality.WindowModal)
-        dlg.setMinimumDuration(400)
-        dlg.setAutoClose(False)
-        dlg.setAutoReset(False)
-        dlg.canceled.connect(cancel.set)
-        self.progress = dlg
 
     def offer(self, message: str = "") -> str:
         """Say which series are missing and act on the answer; returns it ("" when none is missing)."""
@@ -187,7 +177,8 @@ class PlanImages(QObject):
         folder = new_cache_folder()
         self._cancel.clear()
         cancel = self._cancel
-        self._open_progress("Retrieve from PACS", f"Retrieving {len(uids)} series from {node.label}\u2026", cancel)
+        self._open_progress(self.window, "Retrieve from PACS", f"Retrieving {len(uids)} series from {node.label}\u2026",
+                            cancel.set)
 
         def work(progress):
             if not study_uid:
@@ -205,20 +196,6 @@ class PlanImages(QObject):
         self.call = call
         call.start()
         return call
-
-    def _on_progress(self, fraction: float, message: str) -> None:
-        dlg = self.progress
-        if dlg is not None:
-            if message:
-                dlg.setLabelText(message)
-            dlg.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
-
-    def _close_progress(self) -> None:
-        if self.progress is not None:
-            self.progress.reset()
-            self.progress.hide()
-            self.progress.deleteLater()
-            self.progress = None
 
     def _retrieved(self, result: Any, error: str) -> None:
         self._close_progress()
