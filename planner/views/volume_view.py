@@ -6,7 +6,7 @@ Rendering is on demand: model and slice changes schedule one render a little lat
 slice view never waits for the volume renderer), and the volume itself is set up only after the
 window is on screen. While the physician drags a handle (plan edits in quick succession, or with a
 mouse button held) the view is in *drag mode*: it renders at most every ``DRAG_RENDER_DELAY_MS``
-without the volume rendering and anti-aliasing (the instruments, the zone and the textured slice
+without the volume rendering, anti-aliasing and order-independent transparency (the instruments, the zone and the textured slice
 planes still move live; a full volume frame costs about 0.2 s with software OpenGL), and one
 full-quality frame follows ``DRAG_SETTLE_MS`` after the last edit. Crash rules (stack.md 6) are kept by :class:`planner.views.vtk_setup.VtkWidget`.
 """
@@ -268,6 +268,9 @@ class VolumeView(QWidget):
             if self._volume_actor is not None:
                 self._volume_actor.SetVisibility(False)
             self.renderer.UseFXAAOff()
+            # the translucent zones blended directly, not through the order-independent
+            # transparency pass (extra buffers: a third of a drag frame with software OpenGL)
+            self.renderer.UseOITOff()
         self._settle_timer.start(self.DRAG_SETTLE_MS)
 
     def end_drag_mode(self) -> None:
@@ -280,6 +283,7 @@ class VolumeView(QWidget):
         if self._volume_actor is not None:
             self._volume_actor.SetVisibility(self.volume_check.isChecked())
         self.renderer.UseFXAAOn()
+        self.renderer.UseOITOn()
         self.request_render(0)
 
     def _note_edit(self) -> None:

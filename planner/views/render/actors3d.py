@@ -1,5 +1,5 @@
 """Plan objects as VTK actors for the 3D view (world coordinates = LPS mm): level labels beside the
-bodies, landmarks as small spheres, trajectories as tubes of the real instrument diameters, and
+bodies, landmarks as small spheres (one actor per level), trajectories as tubes of the real instrument diameters, and
 the ablation zone as a translucent sphere. :meth:`PlanActors3D.update` rebuilds only the objects a
 ``PlanChange`` names."""
 
@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData, vtkPolyLine
-from vtkmodules.vtkFiltersCore import vtkTubeFilter
+from vtkmodules.vtkFiltersCore import vtkAppendPolyData, vtkTubeFilter
 from vtkmodules.vtkFiltersSources import vtkSphereSource
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer, vtkTextActor
 
@@ -67,6 +67,26 @@ def sphere_actor(center_lps, radius_mm: float, rgb, opacity: float = 1.0, resolu
     actor.SetMapper(mapper)
     actor.GetProperty().SetColor(*rgb)
     actor.GetProperty().SetOpacity(opacity)
+    return actor
+
+
+def spheres_actor(centers_lps, radius_mm: float, rgb, resolution: int = 10) -> vtkActor:
+    """Several equal spheres as one actor (one draw call: a software-OpenGL frame pays per actor)."""
+    append = vtkAppendPolyData()
+    for c in centers_lps:
+        src = vtkSphereSource()
+        src.SetCenter(*[float(v) for v in c])
+        src.SetRadius(float(radius_mm))
+        src.SetThetaResolution(resolution)
+        src.SetPhiResolution(resolution)
+        src.Update()
+        append.AddInputData(src.GetOutput())
+    append.Update()
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputData(append.GetOutput())
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetColor(*rgb)
     return actor
 
 
@@ -157,10 +177,9 @@ class PlanActors3D:
                 pos = c + np.array([0.0, -35.0, 0.0])
             actors.append(label_actor(level.name, pos, LEVEL_RGB))
         if self.show_landmarks:
-            for name in LANDMARK_NAMES:
-                v = getattr(lm, name)
-                if v is not None:
-                    actors.append(sphere_actor(v, 1.3, LANDMARK_RGB, 1.0, 10))
+            centers = [v for v in (getattr(lm, name) for name in LANDMARK_NAMES) if v is not None]
+            if centers:
+                actors.append(spheres_actor(centers, 1.3, LANDMARK_RGB, 10))
         for a in actors:
             self.renderer.AddActor(a)
         return actors
