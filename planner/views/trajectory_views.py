@@ -59,6 +59,9 @@ PROBE_FIELD_MM = 70.0
 #: The views reslice the volume only this far around the path (mm): zooming out further shows the
 #: region's edge; fewer pixels keep a reslice within a few milliseconds while the plan is dragged.
 RESLICE_MARGIN_MM = 80.0
+#: The resliced region's edges are rounded out to this step (mm), so that small edits of the path
+#: leave the region, and an unmoved plane's picture, as they are.
+RESLICE_EXTENT_STEP_MM = 20.0
 #: The linked crosshair is drawn in these views only when the cursor is this close to the plane (mm).
 CURSOR_NEAR_PLANE_MM = 2.0
 #: Instrument cuts further than this from the path point are not drawn in the probe's eye (mm).
@@ -173,14 +176,22 @@ class TrajectoryPlaneView(SliceView):
         point, right, down, ref = self.place_plane(axis)
         rel = np.vstack([axis.points_lps, axis.target_lps]) - point
         xs, ys = rel @ _unit(right), rel @ _unit(down)
-        m = RESLICE_MARGIN_MM
-        extent = (xs.min() - m, ys.min() - m, xs.max() + m, ys.max() + m)
+        m, q = RESLICE_MARGIN_MM, RESLICE_EXTENT_STEP_MM
+        extent = (q * math.floor((xs.min() - m) / q), q * math.floor((ys.min() - m) / q),
+                  q * math.ceil((xs.max() + m) / q), q * math.ceil((ys.max() + m) / q))
+        before = None
         if self.frame is None or self.frame.volume is not vol:
             self.frame = PlaneFrame(vol, point, right, down, ref_lps=ref, extent_mm=extent)
         else:
-            self.frame.set_plane(point, right, down, ref_lps=ref, extent_mm=extent)
-        self._plane_version += 1
-        self._image_dirty = True
+            f = self.frame
+            before = (f.crn_to_lps.copy(), f.shape, f.ref_lps.copy())
+            f.set_plane(point, right, down, ref_lps=ref, extent_mm=extent)
+        f = self.frame
+        if before is None or before[1] != f.shape or not np.allclose(before[0], f.crn_to_lps, rtol=0, atol=1e-9) \
+                or not np.allclose(before[2], f.ref_lps, rtol=0, atol=1e-9):
+            # the picture moved (a target dragged along a curved path leaves the oblique plane alone)
+            self._plane_version += 1
+            self._image_dirty = True
         if new and self._fitted:
             self.fit()
         self.plane_changed.emit()
