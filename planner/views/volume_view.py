@@ -101,7 +101,7 @@ def merged_marker_actor(cube) -> vtkActor:
     from vtkmodules.vtkCommonDataModel import vtkPolyData
     from vtkmodules.vtkCommonTransforms import vtkTransform
     from vtkmodules.vtkFiltersCore import vtkAppendPolyData
-    from vtkmodules.vtkFiltersGeneral import vtkTransformPolyDataFilter
+    from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
     from vtkmodules.vtkRenderingCore import vtkPropCollection
 
     parts = vtkPropCollection()
@@ -116,7 +116,7 @@ def merged_marker_actor(cube) -> vtkActor:
         poly.DeepCopy(part.GetMapper().GetInput())
         xf = vtkTransform()
         xf.SetMatrix(part.GetMatrix())
-        move = vtkTransformPolyDataFilter()
+        move = vtkTransformFilter()
         move.SetInputData(poly)
         move.SetTransform(xf)
         move.Update()
