@@ -321,7 +321,7 @@ class MainWindow(QMainWindow):
         self.toolbar = tb
         short = {"file.open": "Open", "file.open_plan": "Open plan", "file.save": "Save", "edit.undo": "Undo",
                  "edit.redo": "Redo", "view.layout_planning": "Planning", "view.layout_fluoro": "Fluoro",
-                 "view.layout_compare": "Compare", "tool.window_level": "W/L", "tool.crosshair": "Crosshair",
+                 "view.layout_compare": "Compare", "view.layout_trajectory": "Trajectory", "tool.window_level": "W/L", "tool.crosshair": "Crosshair",
                  "tool.distance": "Distance", "tool.angle": "Angle", "tool.calibrate": "Calibrate",
                  "view.reset": "Reset"}
         for name, text in short.items():
