@@ -16,9 +16,11 @@ milliseconds per step, next to references measured in the same run:
   shown, 3D view with its volume): per step the edit (its synchronous listeners included: the
   Trajectories panel refresh, the 3D actors of the trajectory, the view caches), then a forced
   paint of the window with every visible slice view marked dirty (:func:`paint_window`; each view
-  is checked to have painted once), then the 3D render (``VolumeView.render_now``, in its drag
+  is checked to have painted once; the slice views blit their cached image layer and draw the plan
+  over it, see :mod:`planner.views.canvas`), then the 3D render (``VolumeView.render_now``, in its drag
   mode from the second step on), then the rest of the event queue. Each part and the total are
-  timed. References in the same run: the same paint without an edit, a full-quality 3D render
+  timed. References in the same run: the same paint without an edit, the same paint with the
+  views' layer cache off (everything drawn directly), a full-quality 3D render
   (what the view draws once the drag stops), and the 33 ms budget. The views part always uses the
   demo case (its images are needed).
 
@@ -278,6 +280,16 @@ def bench_views(ctx: BenchContext) -> dict:
         vv.render_now()
         bare_paint.append(t1 - t0)
         bare_render.append(time.perf_counter() - t1)
+    # and the same paint with every layer drawn directly (no cached image/text layers)
+    direct_paint = []
+    for v in views:
+        v.layer_cache = False
+    for _ in range(max(10, min(ctx.steps, 30))):
+        t0 = time.perf_counter()
+        paint_window(app, views)
+        direct_paint.append(time.perf_counter() - t0)
+    for v in views:
+        v.layer_cache = True
     sizes = ", ".join(f"{v.orientation} {v.width()}x{v.height()}" for v in views)
     note = (f"window 1600x1000 offscreen; {sizes}; 3D {vv.vtk.width()}x{vv.vtk.height()}; "
             f"3D in drag mode at {drag_mode} of {len(path)} steps")
@@ -295,6 +307,7 @@ def bench_views(ctx: BenchContext) -> dict:
         "remaining events": summarise(events_s),
         "ALL VIEWS UPDATED (total per step)": summarise(total_s),
         "reference: same paint without an edit": summarise(bare_paint),
+        "reference: same paint, layers not cached": summarise(direct_paint),
         "reference: 3D render at full quality": summarise(bare_render),
         "reference: frame budget": {"median_ms": FRAME_BUDGET_MS},
         "_note": {"text": note},
