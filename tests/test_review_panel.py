@@ -86,3 +86,23 @@ def test_closed_panel_ignores_model_changes(qtbot):
     assert session.document.changed.receiver_count == connected - 1
     session.document.add_comment("after close")
     assert w.tree.topLevelItemCount() == 0
+
+
+def test_panels_in_hidden_tabs_refresh_when_shown(qtbot):
+    """While the physician drags in the views, panels in hidden tabs wait; shown, they are current."""
+    from planner.views.app import install_available_panels
+    from tests.views_support import open_window, session_with
+
+    w = open_window(qtbot, session_with())
+    install_available_panels(w)
+    w.show_panel("Levels")
+    review, eligibility = w.panels["Review"], w.panels["Eligibility"]
+    assert not review.isVisible() and not eligibility.isVisible()
+    w.session.document.sign_off("Dr Fellow")
+    assert review.signoffs.text() == "No sign-off yet."  # not refreshed while hidden
+    w.show_panel("Review")
+    qtbot.waitUntil(review.isVisible, timeout=3000)
+    assert "Dr Fellow" in review.signoffs.text()
+    w.show_panel("Eligibility")
+    qtbot.waitUntil(eligibility.isVisible, timeout=3000)
+    assert not getattr(eligibility, "_stale", False)

@@ -181,7 +181,18 @@ class EligibilityPanel(QWidget):
 
     # ------------------------------------------------------------------ model -> view
     def _on_changed(self, change: PlanChange) -> None:
-        if not self._closed:
+        if self._closed:
+            return
+        if self.window().isVisible() and not self.isVisible():
+            # a hidden tab of the panel column: refreshed when shown (keeps drags in the views fast)
+            self._stale = True
+            return
+        self.refresh()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().showEvent(event)
+        if getattr(self, "_stale", False) and not self._closed:
+            self._stale = False
             self.refresh()
 
     def refresh(self) -> None:

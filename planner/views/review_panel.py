@@ -156,7 +156,17 @@ class ReviewPanel(QWidget):
     def _on_changed(self, change: PlanChange) -> None:
         if self._closed:
             return
+        if self.window().isVisible() and not self.isVisible():
+            # a hidden tab of the panel column: refreshed when shown (keeps drags in the views fast)
+            self._stale = True
+            return
         self.refresh()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().showEvent(event)
+        if getattr(self, "_stale", False) and not self._closed:
+            self._stale = False
+            self.refresh()
 
     def refresh(self) -> None:
         plan = self.session.document.plan
