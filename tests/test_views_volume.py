@@ -54,6 +54,17 @@ def test_camera_buttons_look_from_the_named_side(planning, qtbot):
     assert vv.default_camera() == "Lateral"  # a sagittal acquisition starts in profile
 
 
+def test_any_frame_starts_from_the_default_camera(planning):
+    """A frame rendered outside render_now (a screenshot grab, the interactor) still starts in profile,
+    not from VTK's own first-render camera (looking down from the head, zoomed in)."""
+    w, vv = planning
+    vv.set_camera_view("Axial", render=False)
+    vv._camera_initialised = False  # as before the first frame
+    assert vv.vtk.frame_image() is not None
+    assert vv.current_camera == "Lateral"
+    np.testing.assert_allclose(vv.camera_direction(), (-1, 0, 0), atol=1e-9)
+
+
 def test_volume_rendering_presets_follow_the_modality_and_render_pixels(planning, qtbot):
     w, vv = planning
     names = [vv.preset_combo.itemText(i) for i in range(vv.preset_combo.count())]

@@ -388,6 +388,10 @@ def take_screenshot(app, window, path: str, size: Optional[tuple[int, int]]) -> 
         window.show()
         settle(app, 300)
         vv = window.views.ensure_volume_view() if window.views.current == "planning" else None
+        if vv is not None:
+            end = time.perf_counter() + 5.0  # a loaded machine may need a moment to show the new 3D view
+            while not vv.isVisible() and time.perf_counter() < end:
+                settle(app, 50)
         if vv is not None and vv.isVisible():
             vv.ensure_volume_now()
             vv.render_now()

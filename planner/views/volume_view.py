@@ -232,6 +232,9 @@ class VolumeView(QWidget):
         self._render_timer.setSingleShot(True)
         self._render_timer.timeout.connect(self.render_now)
         self._camera_initialised = False
+        # every frame, also one rendered outside render_now (a screenshot grab, the interactor), starts
+        # from the default camera: VTK's own first-render reset would look down from the head, zoomed in
+        rw.AddObserver("StartEvent", self._before_render)
         #: True while a drag is in progress (volume and FXAA off until the drag settles).
         self.interactive = False
         self._last_edit_t = -1e9
@@ -382,6 +385,10 @@ class VolumeView(QWidget):
             if native_orientation(vol) == "sagittal":
                 return "Lateral"
         return "AP"
+
+    def _before_render(self, *_args) -> None:
+        if not self._camera_initialised and not self.closed:
+            self.reset_camera()
 
     def reset_camera(self) -> None:
         self.renderer.ResetCamera()
