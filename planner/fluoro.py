@@ -45,6 +45,7 @@ Virtual projections (:func:`virtual_projection`)
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -484,13 +485,16 @@ def virtual_projection(volume: Any, view: str = "AP", plan: Optional[Plan] = Non
 
 
 def _reduce(values: np.ndarray, axis: int, mode: str, ct: bool) -> np.ndarray:
+    """Project along ``axis``; rays that miss the volume (all NaN) stay NaN, without a warning."""
     v = values.astype(np.float32, copy=False)
-    if mode == "drr":
-        v = np.maximum(v + (1000.0 if ct else 0.0), 0.0)
-        return np.nanmean(v, axis=axis)
-    if mode == "mean":
-        return np.nanmean(v, axis=axis)
-    return np.nanmax(v, axis=axis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Mean of empty slice" / "All-NaN slice"
+        if mode == "drr":
+            v = np.maximum(v + (1000.0 if ct else 0.0), 0.0)
+            return np.nanmean(v, axis=axis)
+        if mode == "mean":
+            return np.nanmean(v, axis=axis)
+        return np.nanmax(v, axis=axis)
 
 
 def _project_aligned(volume: Any, depth_axis: int, col_axis: int, mode: str) -> tuple[np.ndarray, np.ndarray, tuple]:
