@@ -45,7 +45,6 @@ Virtual projections (:func:`virtual_projection`)
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -484,17 +483,24 @@ def virtual_projection(volume: Any, view: str = "AP", plan: Optional[Plan] = Non
     return img.astype(np.float32), proj
 
 
+def _nanmean(v: np.ndarray, axis: int) -> np.ndarray:
+    """Mean ignoring NaN; NaN where every value is NaN (no warning: it runs off the GUI thread, where
+    ``warnings.catch_warnings`` is not safe)."""
+    valid = ~np.isnan(v)
+    count = valid.sum(axis=axis)
+    total = np.where(valid, v, 0.0).sum(axis=axis)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+
+
 def _reduce(values: np.ndarray, axis: int, mode: str, ct: bool) -> np.ndarray:
-    """Project along ``axis``; rays that miss the volume (all NaN) stay NaN, without a warning."""
+    """Project along ``axis``; rays that miss the volume (all NaN) stay NaN."""
     v = values.astype(np.float32, copy=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # "Mean of empty slice" / "All-NaN slice"
-        if mode == "drr":
-            v = np.maximum(v + (1000.0 if ct else 0.0), 0.0)
-            return np.nanmean(v, axis=axis)
-        if mode == "mean":
-            return np.nanmean(v, axis=axis)
-        return np.nanmax(v, axis=axis)
+    if mode == "drr":
+        v = np.maximum(v + (1000.0 if ct else 0.0), 0.0)  # NaN stays NaN
+        return _nanmean(v, axis)
+    if mode == "mean":
+        return _nanmean(v, axis)
+    return np.fmax.reduce(v, axis=axis)  # ignores NaN; NaN only where all are
 
 
 def _project_aligned(volume: Any, depth_axis: int, col_axis: int, mode: str) -> tuple[np.ndarray, np.ndarray, tuple]:
