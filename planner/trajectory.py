@@ -475,6 +475,48 @@ def ablation_zone(trajectory: Trajectory) -> AblationZone:
     return AblationZone(np.asarray(trajectory.target_lps, dtype=float), trajectory.params.zone_diameter_mm / 2.0)
 
 
+@dataclass
+class TrajectoryShape:
+    """What the views and the documents draw of a trajectory: its instruments and the ablation zone."""
+
+    instruments: list[InstrumentSegment]
+    zone: AblationZone
+    #: False when the path could not be built (for example the entry on the bend point during a drag)
+    #: and the instruments are straight segments entry -> bend -> target.
+    from_planner: bool
+
+    def all_points_lps(self) -> np.ndarray:
+        return np.vstack([i.points_lps for i in self.instruments] + [self.zone.center_lps[None, :]])
+
+
+def straight_shape(trajectory: Trajectory) -> TrajectoryShape:
+    """Straight segments entry -> bend (introducer) -> target (cannula), for a trajectory without a path."""
+    entry = np.asarray(trajectory.entry_lps, dtype=float)
+    target = np.asarray(trajectory.target_lps, dtype=float)
+    p = trajectory.params
+    if trajectory.bend_lps is not None:
+        bend = np.asarray(trajectory.bend_lps, dtype=float)
+        instruments = [InstrumentSegment("introducer", np.vstack([entry, bend]), p.introducer_diameter_mm),
+                       InstrumentSegment("cannula", np.vstack([bend, target]), p.cannula_diameter_mm)]
+    else:
+        instruments = [InstrumentSegment("introducer", np.vstack([entry, target]), p.introducer_diameter_mm)]
+    return TrajectoryShape(instruments, ablation_zone(trajectory), False)
+
+
+def trajectory_shape(plan: Optional[Plan], trajectory: Trajectory) -> TrajectoryShape:
+    """The instruments (:func:`instrument_segments`) and the zone of ``trajectory``; straight segments
+    (:func:`straight_shape`) when its points do not define a path."""
+    try:
+        segments = instrument_segments(plan, trajectory)
+    except (ValueError, ArithmeticError, KeyError):  # PathError, LandmarkError, an unknown level
+        return straight_shape(trajectory)
+    instruments = [InstrumentSegment(s.name, np.asarray(s.points_lps, dtype=float).reshape(-1, 3), float(s.diameter_mm))
+                   for s in segments if len(s.points_lps) >= 2]
+    if not instruments:
+        return straight_shape(trajectory)
+    return TrajectoryShape(instruments, ablation_zone(trajectory), True)
+
+
 def path_polyline(trajectory: Trajectory, plan: Optional[Plan] = None, step_mm: float = 0.5) -> np.ndarray:
     """(N, 3) points from the entry to the target along the instruments."""
     return trajectory_path(trajectory, plan).polyline(step_mm)

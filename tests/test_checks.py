@@ -365,7 +365,7 @@ def test_evaluate_plan_bipedicular_pair():
 
 def test_report_adapter_reads_real_checks():
     """The plan summary's adapter shows the real checks and metrics."""
-    from planner.report.geometry import trajectory_geometry
+    from planner.trajectory import trajectory_shape
     from planner.report.integration import evaluate_trajectory as report_eval
 
     plan = plan_with(POSES[0], "L4")
@@ -375,7 +375,7 @@ def test_report_adapter_reads_real_checks():
     assert ev.overall == "pass"
     assert any(c.name == "Canal margin" and c.status == "pass" for c in ev.checks)
     assert any(m.label.startswith("Medial angle") for m in ev.metrics)
-    geom = trajectory_geometry(plan, traj)
+    geom = trajectory_shape(plan, traj)
     assert geom.from_planner and [i.name for i in geom.instruments] == ["introducer", "cannula", "probe"]
     assert geom.zone.radius_mm == 5.0
 

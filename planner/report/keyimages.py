@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from planner.imaging.volume import ProjectionImage, Volume
 from planner.plan import Plan, Trajectory
 from planner.report.fonts import FontNotFoundError, dejavu_path
-from planner.report.geometry import TrajectoryGeometry, trajectory_geometry
+from planner.trajectory import TrajectoryShape, trajectory_shape
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ SAGITTAL = PlaneSpec("sagittal", np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 
 AXIAL = PlaneSpec("axial", np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), ("R", "L", "A", "P"))
 
 
-def _view_box(geom: TrajectoryGeometry, extra_lps: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+def _view_box(geom: TrajectoryShape, extra_lps: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
     pts = np.vstack([geom.all_points_lps()] + [np.atleast_2d(p) for p in extra_lps])
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     center = (lo + hi) / 2.0
@@ -192,9 +192,9 @@ def _draw_marker(draw: ImageDraw.ImageDraw, xy: np.ndarray, color: tuple[int, in
 
 # ------------------------------------------------------------------------------------ reslices
 def render_plane(volume: Volume, plan: Plan, traj: Trajectory, spec: PlaneSpec,
-                 geom: Optional[TrajectoryGeometry] = None, size_px: int = KEY_IMAGE_PX) -> KeyImage:
+                 geom: Optional[TrajectoryShape] = None, size_px: int = KEY_IMAGE_PX) -> KeyImage:
     """A reslice through the active tip, with the instruments projected and the zone cut drawn."""
-    geom = geom or trajectory_geometry(plan, traj)
+    geom = geom or trajectory_shape(plan, traj)
     target = np.asarray(traj.target_lps, dtype=float)
     level = next((lv for lv in plan.levels if lv.id == traj.level_id), None)
     extra = []
@@ -343,7 +343,7 @@ def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping
     """The key images of one trajectory and notes on what could not be rendered."""
     notes: list[str] = []
     out: list[KeyImage] = []
-    geom = trajectory_geometry(plan, traj)
+    geom = trajectory_shape(plan, traj)
     chosen = choose_volume(plan, images, traj.target_lps)
     if chosen is None:
         notes.append("Key images unavailable: the plan's images were not loaded (give --images FOLDER).")
@@ -382,5 +382,6 @@ def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping
             out.append(fl)
             notes += [n for n in fl.notes if n not in notes]
     if not geom.from_planner:
-        notes.append("Instrument shapes are drawn as straight segments (trajectory geometry module unavailable).")
+        notes.append("Instrument shapes are drawn as straight segments "
+                     "(the trajectory's points do not define a path).")
     return out, notes

@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw
 
 from planner.imaging.volume import Volume
 from planner.plan import Level, Plan, Trajectory
-from planner.report.geometry import TrajectoryGeometry, trajectory_geometry
 from planner.report.keyimages import ZONE_COLOR, KeyImage, _font, instrument_color
+from planner.trajectory import TrajectoryShape, trajectory_shape
 
 #: Display threshold for the CT bone surface (HU). A drawing choice, not a clinical threshold.
 CT_BONE_SURFACE_HU = 250.0
@@ -58,7 +58,7 @@ def _level_frame(level: Level) -> Optional[tuple[np.ndarray, np.ndarray, float, 
 
 
 def render_trajectory_3d(plan: Plan, traj: Trajectory, volume: Optional[Volume] = None,
-                         geom: Optional[TrajectoryGeometry] = None, size_px: int = IMAGE_PX) -> KeyImage:
+                         geom: Optional[TrajectoryShape] = None, size_px: int = IMAGE_PX) -> KeyImage:
     _prepare_environment()
     import vtkmodules.vtkInteractionStyle  # noqa: F401  (registers factories)
     import vtkmodules.vtkRenderingFreeType  # noqa: F401
@@ -84,7 +84,7 @@ def render_trajectory_3d(plan: Plan, traj: Trajectory, volume: Optional[Volume] 
         vtkWindowToImageFilter,
     )
 
-    geom = geom or trajectory_geometry(plan, traj)
+    geom = geom or trajectory_shape(plan, traj)
     renderer = vtkRenderer()
     renderer.SetBackground(0.12, 0.13, 0.16)
     renderer.SetBackground2(0.30, 0.32, 0.38)

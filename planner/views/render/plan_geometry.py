@@ -1,76 +1,19 @@
 """Per-object geometry caches for the views, invalidated by ``PlanChange`` topics.
 
-Trajectory instruments and ablation zones come from :mod:`planner.trajectory`
-(``instrument_segments(plan, trajectory)`` and ``ablation_zone(trajectory)``), the same functions the
-reports use, so the views and the documents draw the same instruments. When that module is missing
-or cannot build a path (e.g. coinciding points while a user drags), straight segments
-entry -> bend -> target with the TrajectoryParams diameters are drawn instead.
+Trajectory instruments and ablation zones come from :func:`planner.trajectory.trajectory_shape`, the
+function the reports use, so the views and the documents draw the same instruments (straight
+segments entry -> bend -> target when the points do not define a path, e.g. while a user drags).
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from typing import Optional
-
-import numpy as np
 
 from planner.document import PlanChange
 from planner.plan import Plan, Trajectory
+from planner.trajectory import TrajectoryShape, trajectory_shape
 
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class Instrument:
-    name: str  # "introducer", "cannula", "probe"
-    points_lps: np.ndarray  # (n, 3)
-    diameter_mm: float
-
-
-@dataclass
-class Zone:
-    center_lps: np.ndarray
-    radius_mm: float
-
-
-@dataclass
-class TrajectoryShape:
-    instruments: list[Instrument]
-    zone: Zone
-    #: True when planner.trajectory built it; False for the straight fallback.
-    from_planner: bool
-
-
-def straight_shape(traj: Trajectory) -> TrajectoryShape:
-    entry = np.asarray(traj.entry_lps, dtype=float)
-    target = np.asarray(traj.target_lps, dtype=float)
-    p = traj.params
-    if traj.bend_lps is not None:
-        bend = np.asarray(traj.bend_lps, dtype=float)
-        inst = [Instrument("introducer", np.vstack([entry, bend]), p.introducer_diameter_mm),
-                Instrument("cannula", np.vstack([bend, target]), p.cannula_diameter_mm)]
-    else:
-        inst = [Instrument("introducer", np.vstack([entry, target]), p.introducer_diameter_mm)]
-    return TrajectoryShape(inst, Zone(target, p.zone_diameter_mm / 2.0), False)
-
-
-def trajectory_shape(plan: Plan, traj: Trajectory) -> TrajectoryShape:
-    try:
-        from planner import trajectory as tmod
-    except ImportError:
-        return straight_shape(traj)
-    try:
-        segs = tmod.instrument_segments(plan, traj)
-        zone = tmod.ablation_zone(traj)
-        inst = [Instrument(str(s.name), np.asarray(s.points_lps, dtype=float).reshape(-1, 3), float(s.diameter_mm))
-                for s in segs if len(np.asarray(s.points_lps)) >= 2]
-        if not inst:
-            return straight_shape(traj)
-        return TrajectoryShape(inst, Zone(np.asarray(zone[0], dtype=float), float(zone[1])), True)
-    except (ValueError, ArithmeticError, KeyError, AttributeError, TypeError) as exc:
-        log.debug("trajectory %s drawn straight: %s", traj.id, exc)
-        return straight_shape(traj)
+__all__ = ["TrajectoryCache", "TrajectoryShape", "trajectory_shape"]
 
 
 class TrajectoryCache:
