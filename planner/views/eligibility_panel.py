@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -42,6 +42,7 @@ from planner.eligibility import (
     parse_yes_no,
 )
 from planner.session import Session
+from planner.views.panel import PlanPanel
 
 STATUS_STYLE = {MET: ("met", "#4caf50"), NOT_MET: ("not met", "#e53935"), UNANSWERED: ("unanswered", "#9aa4ad"),
                 NOT_APPLICABLE: ("n/a", "#6d7780")}
@@ -65,10 +66,8 @@ def item_tooltip(item: ChecklistItem) -> str:
             f"Kind: {item.tag} {item.confidence}")
 
 
-class EligibilityPanel(QWidget):
+class EligibilityPanel(PlanPanel):
     """The eligibility checklist with answers, per-item status, overall result and warnings."""
-
-    message = Signal(str)
 
     def __init__(self, session: Session, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -117,10 +116,6 @@ class EligibilityPanel(QWidget):
         self._settings_key: Any = None
         self._unsubscribe = session.document.subscribe(self._on_changed)
         self.refresh()
-
-    @property
-    def document(self):
-        return self.session.document
 
     # ------------------------------------------------------------------ build
     def _build(self) -> None:
@@ -181,19 +176,7 @@ class EligibilityPanel(QWidget):
 
     # ------------------------------------------------------------------ model -> view
     def _on_changed(self, change: PlanChange) -> None:
-        if self._closed:
-            return
-        if self.window().isVisible() and not self.isVisible():
-            # a hidden tab of the panel column: refreshed when shown (keeps drags in the views fast)
-            self._stale = True
-            return
-        self.refresh()
-
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
-        super().showEvent(event)
-        if getattr(self, "_stale", False) and not self._closed:
-            self._stale = False
-            self.refresh()
+        self.refresh_when_visible()  # a hidden tab waits until shown (keeps drags in the views fast)
 
     def refresh(self) -> None:
         if self._closed:

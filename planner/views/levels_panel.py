@@ -54,6 +54,7 @@ from PySide6.QtWidgets import (
 from planner.document import PlanChange, PlanEditError
 from planner.plan import Level, ModicSuggestion
 from planner.session import Session
+from planner.views.panel import PlanPanel
 
 MODIC_TYPES = ("none", "1", "2", "3", "1/2", "2/3")
 GRADES = ("", "A", "B", "C")
@@ -98,11 +99,9 @@ class _LevelTree(QTreeWidget):
             super().keyPressEvent(event)
 
 
-class LevelsPanel(QWidget):
+class LevelsPanel(PlanPanel):
     """Vertebral levels, their flags and endplate findings, with the proposal and the Modic assistant."""
 
-    #: A message for the status bar.
-    message = Signal(str)
     #: Hint mode started for a level name; slice views may arm a click and call provide_hint().
     hint_requested = Signal(str)
     #: The hints changed: dict name -> (x, y, z) LPS.
@@ -254,18 +253,6 @@ class LevelsPanel(QWidget):
         self.refresh()
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def document(self):
-        return self.session.document
-
-    def _edit(self, fn, *args, **kwargs) -> bool:
-        try:
-            fn(*args, **kwargs)
-        except PlanEditError as exc:
-            self.message.emit(str(exc))
-            return False
-        return True
-
     def selected_level(self) -> Optional[Level]:
         lid = self._selection[0]
         if not lid:

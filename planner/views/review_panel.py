@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from planner.document import PlanChange, PlanEditError
 from planner.review import AUDIT_COLUMNS, anchor_label, audit_to_csv, audit_to_json, review_state, signoff_statuses
 from planner.session import Session
+from planner.views.panel import PlanPanel
 
 _STATE_STYLE = {
     "not reviewed": ("Not reviewed", "#9aa4ad"),
@@ -88,11 +89,8 @@ class AuditDialog(QDialog):
             QMessageBox.warning(self, "Export audit trail", f"Could not write {Path(path).name}: {exc.strerror}")
 
 
-class ReviewPanel(QWidget):
+class ReviewPanel(PlanPanel):
     """Comments, sign-off and audit trail of the open plan."""
-
-    #: Emitted with a message for the status bar.
-    message = Signal(str)
 
     def __init__(self, session: Session, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -154,19 +152,7 @@ class ReviewPanel(QWidget):
 
     # ------------------------------------------------------------------ model -> view
     def _on_changed(self, change: PlanChange) -> None:
-        if self._closed:
-            return
-        if self.window().isVisible() and not self.isVisible():
-            # a hidden tab of the panel column: refreshed when shown (keeps drags in the views fast)
-            self._stale = True
-            return
-        self.refresh()
-
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
-        super().showEvent(event)
-        if getattr(self, "_stale", False) and not self._closed:
-            self._stale = False
-            self.refresh()
+        self.refresh_when_visible()  # a hidden tab waits until shown (keeps drags in the views fast)
 
     def refresh(self) -> None:
         plan = self.session.document.plan

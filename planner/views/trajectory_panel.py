@@ -58,6 +58,7 @@ from planner.trajectory import (
     suggest_trajectory,
     trajectory_path,
 )
+from planner.views.panel import PlanPanel
 
 STATUS_COLOR = {PASS: "#4caf50", WARNING: "#ff9800", FAIL: "#e53935"}
 STATUS_WORD = {PASS: "pass", WARNING: "warning", FAIL: "FAIL"}
@@ -91,11 +92,9 @@ def _fmt(value: Optional[float], unit: str) -> str:
     return f"{value:.1f} {unit}".strip()
 
 
-class TrajectoryPanel(QWidget):
+class TrajectoryPanel(PlanPanel):
     """Trajectories per level with suggestions, parameters, metrics, checks and override reasons."""
 
-    #: A message for the status bar.
-    message = Signal(str)
     #: Extra width of the metrics' value column, so that longer values during a drag still fit.
     METRIC_VALUE_SLACK_PX = 28
     #: The user selected a trajectory (id, or "" for none).
@@ -228,18 +227,6 @@ class TrajectoryPanel(QWidget):
         self.refresh()
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def document(self):
-        return self.session.document
-
-    def _edit(self, fn, *args, **kwargs) -> bool:
-        try:
-            fn(*args, **kwargs)
-        except PlanEditError as exc:
-            self.message.emit(str(exc))
-            return False
-        return True
-
     def selected_trajectory(self) -> Optional[Trajectory]:
         if not self._selected:
             return None

@@ -1,0 +1,47 @@
+"""The base of the side panels (levels, trajectories, eligibility, review): the ``message`` signal the
+main window shows in its status bar, edits that turn a refused edit into that message, and refreshes
+that wait while the panel is a hidden tab (so drags in the views stay fast)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QWidget
+
+from planner.document import PlanEditError
+
+
+class PlanPanel(QWidget):
+    """Subclasses set ``self.session`` and ``self._closed`` and implement ``refresh()``."""
+
+    #: A short message for the status bar (for example why an edit was refused).
+    message = Signal(str)
+
+    @property
+    def document(self):
+        return self.session.document
+
+    def _edit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+        """Run an edit method of the document; a refused edit becomes a message. True when applied."""
+        try:
+            fn(*args, **kwargs)
+        except PlanEditError as exc:
+            self.message.emit(str(exc))
+            return False
+        return True
+
+    def refresh_when_visible(self) -> None:
+        """Refresh now, or when shown if the panel is a hidden tab of a visible window."""
+        if self._closed:
+            return
+        if self.window().isVisible() and not self.isVisible():
+            self._stale = True
+            return
+        self.refresh()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().showEvent(event)
+        if getattr(self, "_stale", False) and not self._closed:
+            self._stale = False
+            self.refresh()
