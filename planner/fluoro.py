@@ -210,8 +210,9 @@ class FluoroFit:
             self.zone_ellipse(trajectory.target_lps, trajectory.params.zone_diameter_mm / 2.0))
 
 
-def _mirrored_from_orientation(orientation: Sequence[str], basis: np.ndarray) -> Optional[bool]:
-    """Is the image mirrored relative to the view basis, by DICOM Patient Orientation (col, row dirs)?"""
+def _orientation_vectors(orientation: Sequence[str]) -> Optional[list[np.ndarray]]:
+    """Unit LPS vectors of the column and row directions named by DICOM Patient Orientation letters
+    (combined letters for obliques), or None when there are not two named directions."""
     if not orientation or len(orientation) < 2:
         return None
     vecs = []
@@ -223,6 +224,14 @@ def _mirrored_from_orientation(orientation: Sequence[str], basis: np.ndarray) ->
         if not np.any(v):
             return None
         vecs.append(v / np.linalg.norm(v))
+    return vecs
+
+
+def _mirrored_from_orientation(orientation: Sequence[str], basis: np.ndarray) -> Optional[bool]:
+    """Is the image mirrored relative to the view basis, by DICOM Patient Orientation (col, row dirs)?"""
+    vecs = _orientation_vectors(orientation)
+    if vecs is None:
+        return None
     m = np.array([[vecs[0] @ basis[0], vecs[0] @ basis[1]], [vecs[1] @ basis[0], vecs[1] @ basis[1]]])
     det = float(np.linalg.det(m))
     if abs(det) < 0.25:
@@ -233,17 +242,9 @@ def _mirrored_from_orientation(orientation: Sequence[str], basis: np.ndarray) ->
 def orientation_basis(orientation: Sequence[str]) -> Optional[np.ndarray]:
     """2x3 basis (rows: LPS directions of increasing column and row) from DICOM Patient Orientation,
     or None when the letters do not name two orthogonal directions."""
-    if not orientation or len(orientation) < 2:
+    vecs = _orientation_vectors(orientation)
+    if vecs is None:
         return None
-    vecs = []
-    for code in orientation[:2]:
-        v = np.zeros(3)
-        for ch in str(code).upper():
-            if ch in _LETTER:
-                v += np.array(_LETTER[ch], dtype=float)
-        if not np.any(v):
-            return None
-        vecs.append(v / np.linalg.norm(v))
     if abs(float(vecs[0] @ vecs[1])) > 1e-6:
         return None
     return np.vstack(vecs)
