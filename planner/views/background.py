@@ -35,6 +35,15 @@ def _expected(exc: BaseException) -> bool:
     return isinstance(exc, (PacsError, ExportError, OSError))
 
 
+def failure_message(exc: BaseException) -> str:
+    """The message for the user about ``exc``: its own text for the expected failures, else a short
+    note (the traceback goes to the log; call this inside the ``except`` block)."""
+    if _expected(exc):
+        return user_message(exc)
+    log.exception("background operation failed unexpectedly")
+    return f"The operation failed unexpectedly ({type(exc).__name__}). Please report this with the log file."
+
+
 class _Worker(QObject):
     #: (result, error message or "")
     done = Signal(object, str)
@@ -50,12 +59,7 @@ class _Worker(QObject):
         try:
             result = self.fn(self._progress)
         except Exception as exc:  # a bug must not kill the window
-            if _expected(exc):
-                self.done.emit(None, user_message(exc))
-                return
-            log.exception("background operation failed unexpectedly")
-            self.done.emit(None, f"The operation failed unexpectedly ({type(exc).__name__}). "
-                                 "Please report this with the log file.")
+            self.done.emit(None, failure_message(exc))
             return
         self.done.emit(result, "")
 

@@ -20,13 +20,15 @@ import os
 import re
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QProgressDialog, QWidget
 
-from planner.views.background import BackgroundCall, ProgressDialogOwner
+from planner.views.background import BackgroundCall, ProgressDialogOwner, failure_message
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,18 @@ class ExportPrompter:
                                       QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                       QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
+
+
+@contextmanager
+def _busy(window: Any, text: str) -> Iterator[None]:
+    """A wait cursor and a status message around short work that must run on the GUI thread."""
+    window.show_message(text, 0)
+    QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+    QGuiApplication.processEvents()
+    try:
+        yield
+    finally:
+        QGuiApplication.restoreOverrideCursor()
 
 
 def _safe_stem(text: str) -> str:
@@ -127,19 +141,9 @@ class ExportController(ProgressDialogOwner, QObject):
 
     def blockers(self) -> list[str]:
         """Trajectories ("L4 left") with a failing check and no recorded reason."""
-        from planner.checks import evaluate_trajectory
+        from planner.checks import evaluate_plan
 
-        plan, images = self.plan, self._images()
-        out = []
-        for traj in plan.trajectories:
-            try:
-                rep = evaluate_trajectory(plan, traj, images)
-            except Exception:  # a trajectory the checks cannot evaluate is shown as such in the panel
-                log.exception("checks failed for a trajectory")
-                continue
-            if rep.needs_override:
-                out.append(f"{rep.level_name} {traj.side}")
-        return out
+        return [f"{r.level_name} {r.side}" for r in evaluate_plan(self.plan, self._images()).missing_override_reasons]
 
     def _can_export(self, what: str) -> bool:
         if self.busy():
@@ -208,31 +212,9 @@ class ExportController(ProgressDialogOwner, QObject):
         self.finished.emit(kind, path, "ok")
 
     def _prepare_failed(self, kind: str, exc: Exception) -> None:
-        from planner.views.background import _expected, user_message
-
-        if not _expected(exc):
-            log.exception("%s failed while preparing", kind)
-        text = user_message(exc) if _expected(exc) else f"it failed unexpectedly ({type(exc).__name__}); " \
-                                                          "see the log file"
+        text = failure_message(exc)
         self.prompter.warn(kind, f"The {kind.lower()} could not be made: {text}")
         self.finished.emit(kind, "", text)
-
-    def _busy_cursor(self, text: str):
-        from contextlib import contextmanager
-
-        from PySide6.QtGui import QGuiApplication
-
-        @contextmanager
-        def cm():
-            self.window.show_message(text, 0)
-            QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-            QGuiApplication.processEvents()
-            try:
-                yield
-            finally:
-                QGuiApplication.restoreOverrideCursor()
-
-        return cm()
 
     # ------------------------------------------------------------------ plan summary
     def export_report(self, path: Optional[str] = None) -> Optional[BackgroundCall]:
@@ -249,7 +231,7 @@ class ExportController(ProgressDialogOwner, QObject):
         if target.suffix.lower() != ".pdf":
             target = target.with_suffix(".pdf")
         try:
-            with self._busy_cursor("Rendering the key images\u2026"):
+            with _busy(self.window, "Rendering the key images\u2026"):
                 from planner.report import build_report_data, render_report_pdf
 
                 data = build_report_data(self.plan, self._images())
@@ -345,7 +327,7 @@ class ExportController(ProgressDialogOwner, QObject):
         else:
             out = Path(folder)
         try:
-            with self._busy_cursor("Rendering the key images\u2026"):
+            with _busy(self.window, "Rendering the key images\u2026"):
                 from planner.export import prepare_export
 
                 prep = prepare_export(self.plan, self._images(), deidentify=deidentify)
