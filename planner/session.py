@@ -6,7 +6,7 @@ here and keep only display state (camera, zoom, current slice of their own).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -42,6 +42,17 @@ class Session:
         self.images_changed.emit(key)
         if make_active or self.active_series is None and isinstance(image, Volume):
             self.set_active_series(key)
+
+    def add_images(self, images: Mapping[str, Image], *, keep_existing: bool = False) -> int:
+        """Add several images, volumes first (so the planning views have their series as soon as
+        possible); with ``keep_existing`` keys already loaded are left alone. Returns how many were added."""
+        added = 0
+        for key in sorted(images, key=lambda k: 0 if isinstance(images[k], Volume) else 1):
+            if keep_existing and key in self.images:
+                continue
+            self.add_image(key, images[key])
+            added += 1
+        return added
 
     def remove_image(self, key: str) -> None:
         if self.images.pop(key, None) is not None:

@@ -127,23 +127,6 @@ def install_excepthook(window_getter) -> None:
 
 
 # ---------------------------------------------------------------------- opening things
-def plan_image_folders(plan, images_folder: Optional[str]) -> list[str]:
-    """Folders where a plan's images may be: ``--images`` first, then the series' path hints (files
-    stand for their folder) that exist; duplicates removed."""
-    out: list[str] = []
-    cands: list[Path] = []
-    if images_folder:
-        cands.append(Path(images_folder))
-    for ref in plan.case.series:
-        if ref.path_hint:
-            cands.append(Path(ref.path_hint))
-    for c in cands:
-        p = c if c.is_dir() else c.parent if c.exists() else None
-        if p is not None and p.is_dir() and str(p) not in out:
-            out.append(str(p))
-    return out
-
-
 def _imaging():
     try:
         from planner.imaging import load_path
@@ -152,40 +135,25 @@ def _imaging():
     return load_path
 
 
-def load_images_into(session, paths: list[str], *, only_uids: Optional[set[str]] = None) -> Any:
+def load_images_into(session, paths: list[str]) -> Any:
     """Import ``paths`` synchronously into the session; returns the ImportResult."""
     load_path = _imaging()
     result = load_path(paths if len(paths) != 1 else paths[0])
-    keys = [k for k in result.images if only_uids is None or k in only_uids]
-    # volumes first, so the planning views have their series as soon as possible
-    from planner.imaging.volume import Volume
-
-    keys.sort(key=lambda k: 0 if isinstance(result.images[k], Volume) else 1)
-    for key in keys:
-        session.add_image(key, result.images[key])
+    session.add_images(result.images)
     return result
 
 
 def relink_plan_images(session, images_folder: Optional[str] = None, *, plan_path: Optional[str] = None) -> str:
     """Load the open plan's series found by UID (in ``images_folder``, else the plan's path hints);
     adds them to the session and returns a message naming what is missing ("" when all were found)."""
+    from planner.relink import find_plan_images
+
     plan = session.document.plan
     if not plan.case.series:
         return ""
-    try:
-        from planner.relink import find_plan_images
-    except ImportError:  # older builds: load the folders and keep the plan's series
-        folders = plan_image_folders(plan, images_folder)
-        if folders:
-            load_images_into(session, folders, only_uids={r.series_instance_uid for r in plan.case.series})
-        return ""
     folders = [images_folder] if images_folder else None
     result = find_plan_images(plan, folders, plan_path=plan_path or session.document.path)
-    from planner.imaging.volume import Volume
-
-    for key in sorted(result.images, key=lambda k: 0 if isinstance(result.images[k], Volume) else 1):
-        if key not in session.images:
-            session.add_image(key, result.images[key])
+    session.add_images(result.images, keep_existing=True)
     return "" if not result.missing and not result.notes else result.message()
 
 

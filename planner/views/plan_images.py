@@ -107,14 +107,7 @@ class PlanImages(ProgressDialogOwner, QObject):
             self.window.show_message(msg, 15000)
             self._finish_load(0, msg, offer_missing)
             return
-        from planner.imaging.volume import Volume
-
-        session = self.window.session
-        added = 0
-        for key in sorted(result.images, key=lambda k: 0 if isinstance(result.images[k], Volume) else 1):
-            if key not in session.images:
-                session.add_image(key, result.images[key])
-                added += 1
+        added = self.window.session.add_images(result.images, keep_existing=True)
         msg = "" if not result.missing and not result.notes else result.message()
         if result.cancelled:
             msg = "Looking for the plan's images was cancelled" + (f"; {msg}" if msg else "")
