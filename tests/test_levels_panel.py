@@ -50,7 +50,7 @@ def _item_texts(panel):
 
 
 def test_propose_levels_on_the_real_ct(qtbot, shared_data):
-    from tests.test_levels import _sitk_volume
+    from tests.test_levels_ct import _sitk_volume
 
     path = shared_data / "totalseg_example" / "example_ct.nii.gz"
     if not path.is_file():

@@ -1,4 +1,4 @@
-"""Level labelling on the real CT (TotalSegmentator example, ../shared/data) and the relabel helpers.
+"""Level labelling on the real CT (TotalSegmentator example, ../shared/data).
 
 The reference for each level is computed here, independently of planner code: the centroid of the
 voxels that are both in the level's label and in the vertebral-body mask, converted from the NIfTI's
@@ -11,15 +11,8 @@ import numpy as np
 import pytest
 
 from planner.imaging.volume import ImageInfo, Volume, make_ijk_to_lps
-from planner.levels import (
-    LevelDetectionError,
-    names_from_anchor,
-    propose_levels,
-    propose_levels_detailed,
-    relabel_levels,
-    shift_level_names,
-)
-from planner.plan import LANDMARK_NAMES, Level
+from planner.levels import LevelDetectionError, propose_levels, propose_levels_detailed
+from planner.plan import LANDMARK_NAMES
 
 #: TotalSegmentator v2 "total" labels in example_ct_vertebrae_labels.nii.gz (../shared/data/README.md)
 TS_LABELS = {"S1": 26, "L5": 27, "L4": 28, "L3": 29, "L2": 30, "L1": 31, "T12": 32}
@@ -138,32 +131,6 @@ def test_bad_arguments_are_refused(ct_volume):
         propose_levels(ct_volume, {"S1": (9999.0, 0.0, 0.0)})
     with pytest.raises(LevelDetectionError, match="unknown level"):
         propose_levels(ct_volume, {"X9": (0.0, 0.0, 0.0)})
-
-
-def test_shift_level_names():
-    assert shift_level_names(["L3", "L4", "L5"], +1) == ["L4", "L5", "S1"]
-    assert shift_level_names(["L1", "L2"], -1) == ["T12", "L1"]
-    assert shift_level_names(["L5", "L6", "S1"], -1) == ["L4", "L5", "L6"]  # L6 kept on a transitional spine
-    with pytest.raises(ValueError):
-        shift_level_names(["S2"], +1)
-    with pytest.raises(ValueError):
-        shift_level_names(["Q1"], +1)
-
-
-def test_relabel_levels_keeps_ids_and_findings():
-    levels = [Level(name="L4", painful=True), Level(name="L5")]
-    levels[0].inferior.modic_type = "1"
-    out = relabel_levels(levels, +1)
-    assert [lv.name for lv in out] == ["L5", "S1"]
-    assert [lv.id for lv in out] == [lv.id for lv in levels]
-    assert out[0].painful and out[0].inferior.modic_type == "1"
-    assert levels[0].name == "L4"  # originals untouched
-
-
-def test_names_from_anchor():
-    assert names_from_anchor(2) == ["L4", "L5", "S1"]
-    assert names_from_anchor(2, transitional="L6") == ["L5", "L6", "S1"]
-    assert names_from_anchor(1, "L5", transitional="sacralised_L5") == ["L4", "L5"]
 
 
 def test_proposed_levels_round_trip_and_undo(ct_levels, tmp_path):

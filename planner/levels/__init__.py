@@ -1,0 +1,92 @@
+"""Vertebral level labelling: propose every lumbar level present with its landmarks (LPS mm).
+
+:func:`propose_levels` finds the vertebral bodies T12-S1 (and a transitional L6 or a sacralised L5
+when the user says so) in a CT or MR volume and returns :class:`planner.plan.Level` objects whose
+:class:`~planner.plan.Landmarks` hold, for each vertebra: body centre, superior and inferior endplate
+centres, posterior and anterior wall midpoints at mid-height on the midline, and left and right
+pedicle centres.
+
+How it works (all in a working copy of the volume resampled onto an LPS-aligned grid through the
+volume's own ``ijk_to_lps``; results are returned in LPS mm):
+
+1. **Spine curve.** On CT (no click): the mid-sagittal plane is found per axial slice as the
+   centre of the bone near the body's midline; in that plane a dynamic-programming track follows
+   the anterior column (bright body/disc column with the dark canal behind it and the posterior
+   elements behind that), and the posterior wall of the column is taken where the intensity falls
+   to the canal level. On MRI the user gives two points (``hints``, e.g. inside S1 and inside L1)
+   and the curve runs through the middle of the body column between and beyond them (T1: marrow
+   bright between dark cortex; T2: marrow between a thin dark cortex and bright fat or fluid).
+2. **Discs.** The volume is straightened along the curve (rows perpendicular to the posterior
+   wall). A disc is a thin dark band crossing the column, tilted by up to
+   ``DetectionParams.disc_max_tilt_deg``, with brighter bone (CT: endplates; MRI: marrow) on both
+   sides; a dynamic programme picks the chain of such bands whose spacing is that of vertebrae
+   (``disc_spacing_min_mm``..``disc_spacing_max_mm``).
+3. **Naming.** CT: the sacrum is recognised by its alae (bone reaching more than
+   ``ala_min_halfwidth_mm`` from the midline at the level of the body, where a lumbar body is
+   narrower and its transverse processes arise behind the body); the highest such segment is S1
+   (or L5 when ``transitional="sacralised_L5"``) and the levels are counted up from it (with an
+   extra L6 when ``transitional="L6"``). MRI: the hints name the bodies they lie in.
+4. **Landmarks per body.** CT: endplates where the body meets the discs on the body's AP middle,
+   walls on the mid-height line, body centre between them, pedicles as the centroids of the bone
+   bridges between the body and the arch on each side of the canal.
+
+   MRI: measured in the acquired slices, never across two thick slices by rounding (sub-sample edges
+   everywhere). Each click is first moved to its body's AP middle and midsagittal plane, and the
+   marrow level is the most common value of the body around it (a click in a Modic zone does not
+   matter). Per body: the **midsagittal plane** is the plane of mirror symmetry of the vertebra (body,
+   canal, pedicles and arch; slices interpolated by cubic convolution across); **walls** at the outer
+   edge of their cortical line (where the tissue beyond is brighter, else the line taken as wide
+   beyond its centre as within); **endplates** at the centre of their dark line (cortex with the
+   cartilage endplate, on lines parallel to the axis across the middle of the body, a straight line
+   through them read at the AP middle); the **body centre** between them. **Pedicles**: in each
+   parasagittal slice the pedicle is a bar of marrow between the superior and inferior notches; its
+   height is the centre of the bar's edges, its sideways place at each depth the apex of the bar
+   heights over neighbouring slices (a straight line over depth, the pedicle running obliquely), its
+   depth (the isthmus) midway between the posterior wall line and the bar's junction with the arch;
+   both sides are averaged as mirror images about the midsagittal plane. An axial series of the same
+   frame of reference (``companions``) measures the sideways place in-plane where a slice passes
+   through the pedicle above its transverse process. S1, whose pedicles merge into the alae, gets
+   them beside the sacral canal from the typical S1 pedicle size (domain.md 5.2, a placeholder) at
+   L5's measured depth, with a note to check them.
+
+The main thresholds are documented fields of :class:`DetectionParams` (image-processing values, not
+clinical ones; clinical numbers live in :mod:`planner.settings`); small sampling choices (step
+sizes, search windows) are stated where they are used. Relabel helpers (:func:`shift_level_names`,
+:func:`relabel_levels`) support the UI's "shift up/down" buttons.
+
+Modules, one job each: :mod:`~planner.levels.api` (entry points), :mod:`~planner.levels.naming` (names
+and the ladder), :mod:`~planner.levels.grid` (working grid, spine curve), :mod:`~planner.levels.ct` and
+:mod:`~planner.levels.mri` (detection per modality), :mod:`~planner.levels.profiles` (MRI slice and
+profile primitives), :mod:`~planner.levels.pedicles`, :mod:`~planner.levels.canal`,
+:mod:`~planner.levels.params` (the technical parameters) and :mod:`~planner.levels.results`.
+"""
+
+from planner.levels.api import labelling_volume, propose_levels, propose_levels_detailed
+from planner.levels.naming import (
+    PROPOSED_ORDER,
+    SHIFT_ORDER,
+    TRANSITIONAL,
+    merge_proposal,
+    names_from_anchor,
+    relabel_levels,
+    shift_level_names,
+)
+from planner.levels.params import DetectionParams
+from planner.levels.results import LevelDetectionError, LevelProposal, VertebraFound
+
+__all__ = [
+    "DetectionParams",
+    "LevelDetectionError",
+    "LevelProposal",
+    "PROPOSED_ORDER",
+    "SHIFT_ORDER",
+    "TRANSITIONAL",
+    "VertebraFound",
+    "labelling_volume",
+    "merge_proposal",
+    "names_from_anchor",
+    "propose_levels",
+    "propose_levels_detailed",
+    "relabel_levels",
+    "shift_level_names",
+]

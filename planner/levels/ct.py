@@ -1,0 +1,459 @@
+"""Levels on CT without marks: the spine curve from the anterior column, discs along the straightened
+column, the sacrum from its alae (the anchor of the names) and the landmarks of each body."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+
+from planner.imaging.volume import Volume
+from planner.plan import Landmarks
+from planner.levels.params import DetectionParams
+from planner.levels.results import LevelDetectionError, _pt, VertebraFound
+from planner.levels.naming import PROPOSED_ORDER, _sequence
+from planner.levels.grid import _line_profile, SpineCurve, work_grid, WorkGrid
+from planner.levels.pedicles import _pedicles
+
+def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str]
+               ) -> tuple[list[VertebraFound], list[str]]:
+    grid = work_grid(volume, p.work_spacing_mm, fill=-1024.0)
+    curve = _ct_curve(grid, p)
+    s = grid.spacing
+    a_col = np.arange(-10.0, 60.0 + 1e-6, s)
+    img = curve.straighten(grid, a_col, np.arange(-p.slab_half_width_mm, p.slab_half_width_mm + 1e-6, s),
+                           fill=-1024.0)
+    discs = _find_discs(img, a_col, s, p, bright_flanks=True)
+    if len(discs) < 1:
+        raise LevelDetectionError("no intervertebral disc was found along the spine")
+    segments = _segments(discs, len(curve), s, p)
+    # every segment keeps its place in the count, even when its landmarks cannot be measured
+    verts = []
+    for lo_t, hi_t, partial in segments:
+        lm = _ct_landmarks(grid, curve, img, a_col, lo_t, hi_t, p)
+        verts.append(VertebraFound(lo_t, hi_t, lm or Landmarks(), partial=partial))
+    if not any(v.landmarks.body_center_lps is not None for v in verts):
+        raise LevelDetectionError("no vertebral body could be measured")
+    notes: list[str] = []
+    # sacrum: highest segment with alae
+    sacral_idx = None
+    for i in range(len(verts) - 1, -1, -1):  # verts are caudal -> cranial
+        if verts[i].landmarks.body_center_lps is not None and _ct_has_alae(grid, curve, verts[i], p):
+            sacral_idx = i
+            break
+    if sacral_idx is None:
+        raise LevelDetectionError("the sacrum (S1) was not found in the field of view; on CT the levels are "
+                                  "counted up from S1")
+    anchor = "L5" if transitional == "sacralised_L5" else "S1"
+    seq = _sequence(transitional)
+    ia = seq.index(anchor)
+    for i, v in enumerate(verts):
+        j = ia + (sacral_idx - i)  # cranial vertebrae have higher i -> smaller j
+        v.name = seq[j] if 0 <= j < len(seq) else ""
+        v.sacral = i <= sacral_idx
+    for v in verts:
+        if v.name in PROPOSED_ORDER and v.landmarks.body_center_lps is None:
+            notes.append(f"{v.name} was found but its landmarks could not be measured; place them by hand")
+    found = [v for v in verts if v.name and v.landmarks.body_center_lps is not None]
+    if transitional == "sacralised_L5":
+        notes.append("L5 named as the top segment of the sacrum (sacralised L5, as chosen)")
+        if not any(v.name == "S1" for v in found):
+            notes.append("S1 below the sacralised L5 could not be measured; add it by hand if needed")
+    if transitional == "L6":
+        notes.append("six lumbar vertebrae assumed (transitional L6, as chosen)")
+    for v in found:
+        if v.partial:
+            notes.append(f"{v.name} is only partly in the field of view; check its landmarks")
+    return found[::-1], notes
+
+
+
+def _ct_midline(grid: WorkGrid, p: DetectionParams) -> np.ndarray:
+    """x index of the mid-sagittal plane per axial row (smoothed)."""
+    w = grid.array
+    s = grid.spacing
+    nz, ny, nx = w.shape
+    xs = np.arange(nx)
+    x0 = np.full(nz, np.nan)
+    for kz in range(nz):
+        body = w[kz] > p.ct_body_hu
+        if body.sum() < 200:
+            continue
+        cx = ndimage.center_of_mass(body)[1]
+        bone = w[kz] > p.ct_bone_hu
+        c = cx
+        for hw in (60.0, 40.0, 25.0):
+            m = bone & (np.abs(xs - c) * s <= hw)[None, :]
+            if m.sum() < 10:
+                break
+            c = ndimage.center_of_mass(m)[1]
+        x0[kz] = c
+    ok = np.isfinite(x0)
+    if ok.sum() < 10:
+        raise LevelDetectionError("no patient body found in the CT (is it a CT in Hounsfield units?)")
+    x0 = np.interp(np.arange(nz), np.flatnonzero(ok), x0[ok])
+    x0 = ndimage.median_filter(x0, size=max(3, int(40 / s)), mode="nearest")
+    return ndimage.gaussian_filter1d(x0, 10 / s, mode="nearest")
+
+
+
+def _shift_rows(a: np.ndarray, mm: float, s: float, fill: float) -> np.ndarray:
+    """out[:, y] = a[:, y + mm/s] (columns are posterior-increasing y)."""
+    k = int(round(mm / s))
+    out = np.full_like(a, fill)
+    ny = a.shape[1]
+    if k > 0:
+        out[:, : ny - k] = a[:, k:]
+    elif k < 0:
+        out[:, -k:] = a[:, : ny + k]
+    else:
+        out[:] = a
+    return out
+
+
+
+def _dp_track(score: np.ndarray, max_step: int, penalty: float) -> np.ndarray:
+    """Column per row maximising the summed score with |step| <= max_step and a step penalty."""
+    nz, ny = score.shape
+    cost = score[0].copy()
+    back = np.zeros((nz, ny), dtype=int)
+    cols = np.arange(ny)
+    for kz in range(1, nz):
+        best = np.full(ny, -np.inf)
+        arg = np.zeros(ny, dtype=int)
+        for d in range(-max_step, max_step + 1):
+            prev = np.full(ny, -np.inf)
+            src = cols - d
+            ok = (src >= 0) & (src < ny)
+            prev[ok] = cost[src[ok]] - penalty * abs(d)
+            better = prev > best
+            best[better] = prev[better]
+            arg[better] = src[better]
+        cost = best + score[kz]
+        back[kz] = arg
+    path = np.zeros(nz, dtype=int)
+    path[-1] = int(np.argmax(cost))
+    for kz in range(nz - 1, 0, -1):
+        path[kz - 1] = back[kz, path[kz]]
+    return path
+
+
+
+def _ct_curve(grid: WorkGrid, p: DetectionParams) -> SpineCurve:
+    w = grid.array
+    s = grid.spacing
+    nz, ny, nx = w.shape
+    x0 = _ct_midline(grid, p)
+    half = max(1, int(round(p.slab_half_width_mm / s)))
+    slab = np.zeros((nz, ny), dtype=np.float64)
+    for kz in range(nz):
+        xi = np.clip(np.arange(int(round(x0[kz])) - half, int(round(x0[kz])) + half + 1), 0, nx - 1)
+        slab[kz] = w[kz][:, xi].mean(axis=1)
+    c = np.clip(slab, -200, 600)
+    column = ndimage.uniform_filter1d(c, max(3, int(20 / s)), axis=1)
+    canal = ndimage.uniform_filter1d(c, max(3, int(8 / s)), axis=1)
+    post = ndimage.maximum_filter(c, size=(max(3, int(20 / s)), 1))
+    post = ndimage.maximum_filter1d(post, max(3, int(25 / s)), axis=1)
+    behind = _shift_rows(canal, p.canal_offset_mm, s, 600.0)
+    post_b = _shift_rows(post, 2 * p.canal_offset_mm, s, -200.0)
+    score = np.clip(column, -100, 250) - np.clip(behind, -100, 250) + 0.5 * np.clip(post_b, -100, 500)
+    score = ndimage.uniform_filter1d(score, max(3, int(10 / s)), axis=0)
+    track = _dp_track(score, max_step=2, penalty=20.0)
+    # posterior boundary of the column: where the intensity falls to the canal level behind the track
+    sm = ndimage.gaussian_filter(slab, 0.7)
+    pb = np.zeros(nz)
+    lo_c = max(1, int(12 / s))
+    for kz in range(nz):
+        y = track[kz]
+        col_v = np.median(sm[kz, max(y - lo_c, 0): y + 1])
+        seg = sm[kz, y: y + int(25 / s)]
+        if seg.size < 3:
+            pb[kz] = y
+            continue
+        thr = (min(col_v, 250.0) + seg.min()) / 2
+        below = np.flatnonzero(seg < thr)
+        pb[kz] = y + (below[0] if below.size else 0)
+    pb = ndimage.median_filter(pb, size=max(3, int(15 / s)), mode="nearest")
+    pb = ndimage.gaussian_filter1d(pb, 4 / s, mode="nearest")
+    kji = np.stack([np.arange(nz, dtype=float), pb, x0], axis=1)
+    return SpineCurve.from_points(grid.lps_of(kji))
+
+
+
+def _find_discs(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams, *, bright_flanks: bool,
+                t_range: Optional[tuple[float, float]] = None) -> list[tuple[float, float]]:
+    """Discs along the straightened column: list of (t index, tilt in radians), caudal to cranial."""
+    n = img.shape[0]
+    a0, a1 = p.column_depth_mm
+    acol = np.flatnonzero((a_col >= a0) & (a_col <= a1)).astype(float)
+    a_rel = a_col[acol.astype(int)] - (a0 + a1) / 2
+    best = np.full(n, -np.inf)
+    tilt = np.zeros(n)
+    ts = np.arange(n, dtype=float)
+    for th_deg in np.arange(-p.disc_max_tilt_deg, p.disc_max_tilt_deg + 1e-6, 4.0):
+        off = a_rel * math.tan(math.radians(th_deg)) / s  # row offset along the line
+
+        def line_mean(t: np.ndarray) -> np.ndarray:
+            tt = t[:, None] + off[None, :]
+            aa = np.broadcast_to(acol[None, :], tt.shape)
+            return ndimage.map_coordinates(img, [tt.ravel(), aa.ravel()], order=1, mode="nearest").reshape(
+                tt.shape).mean(axis=1)
+
+        l0 = line_mean(ts)
+        sc = np.full(n, -np.inf)
+        for d_mm in (3.0, 4.5, 6.0):
+            d = d_mm / s
+            flank = np.minimum(line_mean(ts - d), line_mean(ts + d))
+            sc = np.maximum(sc, flank - l0)
+        better = sc > best
+        best[better] = sc[better]
+        tilt[better] = math.radians(th_deg)
+    edge = int(6 / s)
+    best[:edge] = -np.inf
+    best[n - edge:] = -np.inf
+    if t_range is not None:
+        best[: max(0, int(t_range[0]))] = -np.inf
+        best[int(t_range[1]) + 1:] = -np.inf
+    chain = _disc_chain(best, s, p)
+    return [(float(t), float(tilt[t])) for t in chain]
+
+
+
+def _disc_chain(score: np.ndarray, s: float, p: DetectionParams) -> list[int]:
+    """Best chain of disc positions (local maxima of ``score``) with vertebral spacing."""
+    n = len(score)
+    finite = np.isfinite(score)
+    if not finite.any():
+        return []
+    sm = score.copy()
+    sm[~finite] = -1e9
+    peaks = [i for i in range(1, n - 1) if finite[i] and sm[i] >= sm[i - 1] and sm[i] >= sm[i + 1] and sm[i] > 0]
+    if not peaks:
+        return []
+    vals = np.array([sm[i] for i in peaks])
+    # a disc has to pay for itself: weak peaks join a chain only when they fit its rhythm
+    base = float(np.percentile(vals, 30)) if len(vals) > 3 else 0.0
+    gain = vals - base
+    lo, hi = p.disc_spacing_min_mm / s, p.disc_spacing_max_mm / s
+    best = gain.copy()
+    prev = np.full(len(peaks), -1)
+    for j in range(len(peaks)):
+        for i in range(j):
+            d = peaks[j] - peaks[i]
+            if lo <= d <= hi and best[i] + gain[j] > best[j]:
+                best[j] = best[i] + gain[j]
+                prev[j] = i
+    j = int(np.argmax(best))
+    chain = []
+    while j >= 0:
+        chain.append(peaks[j])
+        j = prev[j]
+    return chain[::-1]
+
+
+
+def _segments(discs: list[tuple[float, float]], n: int, s: float, p: DetectionParams
+              ) -> list[tuple[float, float, bool]]:
+    """Vertebra segments (t_low, t_high, partial) between discs, plus partial ones at the ends."""
+    ts = [d[0] for d in discs]
+    segs = [(ts[i], ts[i + 1], False) for i in range(len(ts) - 1)]
+    typical = float(np.median(np.diff(ts))) if len(ts) > 1 else 35.0 / s
+    top = min(n - 1.0, ts[-1] + typical)
+    if top - ts[-1] > 0.5 * typical:
+        segs.append((ts[-1], top, top < ts[-1] + typical - 1))
+    bottom = max(0.0, ts[0] - typical)
+    if ts[0] - bottom > 0.5 * typical:
+        segs.insert(0, (bottom, ts[0], bottom > ts[0] - typical + 1))
+    return segs
+
+
+
+def _ct_landmarks(grid: WorkGrid, curve: SpineCurve, img: np.ndarray, a_col: np.ndarray, t_lo: float,
+                  t_hi: float, p: DetectionParams) -> Optional[Landmarks]:
+    """Landmarks of the body between the discs at curve rows ``t_lo`` and ``t_hi``."""
+    s = grid.spacing
+    body_rows = np.arange(int(math.ceil(t_lo + 0.25 * (t_hi - t_lo))), int(math.floor(t_hi - 0.25 * (t_hi - t_lo))) + 1)
+    body_rows = body_rows[(body_rows >= 0) & (body_rows < img.shape[0])]
+    if body_rows.size == 0:
+        return None
+    prof = ndimage.gaussian_filter1d(img[body_rows].mean(axis=0), 0.8)
+    mu_b = float(np.median(prof[(a_col >= 6) & (a_col <= 20)]))
+    thr = _ct_body_threshold(mu_b, p)
+    a_ant = _wall_in_profile(prof, a_col, thr, p.ct_bone_hu, start_mm=2.0, min_mm=15.0, max_mm=60.0)
+    if a_ant is None:
+        return None
+    sup = _endplate_point(img, a_col, curve, t_hi, a_ant / 2, s, toward=-1)
+    inf = _endplate_point(img, a_col, curve, t_lo, a_ant / 2, s, toward=+1)
+    t_mid = (t_lo + t_hi) / 2
+    lateral = curve.frame(t_mid)[2]
+    return _refine_body(grid, sup, inf, lateral, curve.frame(t_mid)[3], thr, p)
+
+
+
+def _ct_body_threshold(mu_body: float, p: DetectionParams) -> float:
+    """Halfway between the body's marrow level and soft tissue (never closer than 20 HU to soft tissue)."""
+    return (max(mu_body, p.ct_soft_hu + 40.0) + p.ct_soft_hu) / 2
+
+
+
+def _wall_in_profile(prof: np.ndarray, pos_mm: np.ndarray, thr: float, bone_hu: float, *, start_mm: float,
+                     min_mm: float, max_mm: float, max_gap_mm: float = 2.0) -> Optional[float]:
+    """Outer edge of the body along a profile that starts inside it (positions increasing outward).
+
+    Walks out while the value stays above ``thr`` (gaps up to ``max_gap_mm``: the basivertebral
+    venous channel just inside the posterior wall is darker than marrow); if the run goes on more than
+    6 mm beyond the last cortical peak (a contrast-filled vessel against the body), stops at that
+    peak's outer half-maximum instead."""
+    step = float(abs(pos_mm[1] - pos_mm[0])) if len(pos_mm) > 1 else 1.0
+    inside = prof > thr
+    last_in = None
+    gap = 0.0
+    # start from the brightest point near the start (surely inside the body)
+    near = np.flatnonzero((pos_mm >= start_mm) & (pos_mm <= start_mm + 15.0))
+    if near.size == 0 or not inside[near].any():
+        return None
+    i0 = near[int(np.argmax(prof[near]))]
+    for i in np.flatnonzero(pos_mm >= pos_mm[i0]):
+        if pos_mm[i] > max_mm + 10:
+            break
+        if inside[i]:
+            last_in = i
+            gap = 0.0
+        else:
+            gap += step
+            if gap > max_gap_mm and last_in is not None:
+                break
+    if last_in is None:
+        return None
+    peaks = [i for i in range(1, last_in + 1) if min_mm <= pos_mm[i] <= max_mm and prof[i] >= bone_hu
+             and prof[i] >= prof[i - 1] and prof[i] >= prof[min(i + 1, len(prof) - 1)]]
+    i_end = last_in
+    if peaks and (pos_mm[last_in] - pos_mm[peaks[-1]]) > 6.0:
+        pk = peaks[-1]
+        i_end = pk
+        while i_end + 1 < len(prof) and prof[i_end + 1] > 0.5 * (prof[pk] + thr):
+            i_end += 1
+    # sub-voxel: interpolate where the profile crosses thr after i_end
+    edge = float(pos_mm[i_end])
+    if i_end + 1 < len(prof) and prof[i_end] != prof[i_end + 1] and prof[i_end + 1] < thr <= prof[i_end]:
+        edge += step * (prof[i_end] - thr) / (prof[i_end] - prof[i_end + 1])
+    if edge < min_mm:
+        return None
+    return min(edge, max_mm)
+
+
+
+def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray, anterior_hint: np.ndarray,
+                 thr: float, p: DetectionParams, *, fill: float = -1024.0, bone: Optional[float] = None,
+                 pedicle_thr: Optional[float] = None) -> Optional[Landmarks]:
+    """Walls on the mid-height line, body centre, endplates moved onto the body's AP middle, pedicles.
+
+    ``grid`` holds CT values (``thr`` between marrow and soft tissue, ``bone`` the cortex level) or,
+    for MRI, a marrow-likeness map that is positive inside marrow (``thr`` 0, ``bone`` None -> no
+    cortex-peak logic)."""
+    bone_v = p.ct_bone_hu if bone is None else bone
+    axis = sup - inf
+    height = float(np.linalg.norm(axis))
+    if height < 5:
+        return None
+    axis /= height
+    lat = lateral - axis * (lateral @ axis)
+    lat /= np.linalg.norm(lat)
+    ap = np.cross(lat, axis)
+    if ap @ anterior_hint < 0:
+        ap = -ap
+    mid = 0.5 * (sup + inf)
+    pos = np.arange(0.0, 70.0 + 1e-6, grid.spacing / 2)
+    hw = (p.slab_half_width_mm, min(3.0, 0.15 * height))
+    fwd = _line_profile(grid, mid, ap, (lat, axis), pos, hw, fill)
+    back = _line_profile(grid, mid, -ap, (lat, axis), pos, hw, fill)
+    a_front = _wall_in_profile(fwd, pos, thr, bone_v, start_mm=0.0, min_mm=5.0, max_mm=50.0)
+    # behind the body lies the canal (CSF, fat): split halfway between the marrow and the canal level
+    marrow = float(np.median(np.concatenate([fwd[pos <= 8], back[pos <= 8]])))
+    canal = float(np.percentile(back[pos <= 40], 10))
+    thr_back = min(thr, 0.5 * (marrow + canal)) if marrow > canal else thr
+    a_back = _wall_in_profile(back, pos, thr_back, 1e9, start_mm=0.0, min_mm=2.0, max_mm=40.0, max_gap_mm=6.0)
+    if a_front is None or a_back is None:
+        return None
+    post = mid - a_back * ap
+    ant = mid + a_front * ap
+    center = 0.5 * (post + ant)
+    # centre the midline on the body: its left and right edges at mid-height and mid-depth
+    hw_lr = (min(4.0, 0.2 * (a_front + a_back)), min(3.0, 0.15 * height))
+    left = _wall_in_profile(_line_profile(grid, center, lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
+                            start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0)
+    right = _wall_in_profile(_line_profile(grid, center, -lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
+                             start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0)
+    if (left is not None and right is not None and max(left, right) < 38.0
+            and abs(left - right) <= 2 * p.max_midline_correction_mm):
+        shift = 0.5 * (left - right) * lat
+        mid, post, ant, center, sup, inf = (v + shift for v in (mid, post, ant, center, sup, inf))
+    sup_c = center + ((sup - center) @ axis) * axis
+    inf_c = center + ((inf - center) @ axis) * axis
+    ped_thr = max(0.75 * bone_v, thr) if pedicle_thr is None else pedicle_thr
+    ped_l, ped_r = _pedicles(grid, post, axis, ap, lat, height, p, thr=ped_thr, fill=fill)
+    return Landmarks(body_center_lps=_pt(center), superior_endplate_lps=_pt(sup_c), inferior_endplate_lps=_pt(inf_c),
+                     posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant),
+                     pedicle_left_lps=None if ped_l is None else _pt(ped_l),
+                     pedicle_right_lps=None if ped_r is None else _pt(ped_r))
+
+
+
+def _endplate_point(img: np.ndarray, a_col: np.ndarray, curve: SpineCurve, t_disc: float, a_mid: float,
+                    s: float, toward: int) -> np.ndarray:
+    """Endplate next to the disc at ``t_disc``: from the disc centre toward the body (``toward`` = +1
+    upward, -1 downward) to where the column profile at ``a_mid`` rises halfway to the body level."""
+    ia = int(np.argmin(np.abs(a_col - a_mid)))
+    cols = slice(max(ia - int(4 / s), 0), ia + int(4 / s) + 1)
+    prof = img[:, cols].mean(axis=1)
+    n = len(prof)
+    t0 = int(round(t_disc))
+    steps = np.arange(0, int(15 / s))
+    idx = np.clip(t0 + toward * steps, 0, n - 1)
+    vals = ndimage.gaussian_filter1d(prof, 0.8)[idx]
+    lo = vals[: max(2, int(2 / s))].min()
+    hi = np.percentile(vals, 80)
+    half = (lo + hi) / 2
+    k = int(np.argmax(vals >= half)) if np.any(vals >= half) else 0
+    if k > 0:
+        v0, v1 = vals[k - 1], vals[k]
+        frac = (half - v0) / (v1 - v0) if v1 != v0 else 0.0
+        t = t0 + toward * (k - 1 + frac)
+    else:
+        t = float(t0)
+    return curve.to_lps(np.array(t), np.array(a_mid), np.array(0.0))
+
+
+
+def _ct_has_alae(grid: WorkGrid, curve: SpineCurve, v: VertebraFound, p: DetectionParams) -> bool:
+    """True if bone connected to the body reaches beyond ``ala_min_halfwidth_mm`` on both sides in front of
+    the posterior wall (sacral alae). Lumbar transverse processes arise behind the wall and are ignored."""
+    s = grid.spacing
+    lm = v.landmarks
+    depth = float(np.linalg.norm(np.subtract(lm.anterior_wall_lps, lm.posterior_wall_lps)))
+    t = np.arange(v.t_low + 0.3 * (v.t_high - v.t_low), v.t_high - 0.3 * (v.t_high - v.t_low) + 1e-6, 1.0)
+    a = np.arange(0.0, depth + 15.0 + 1e-6, s)
+    x = np.arange(-100.0, 100.0 + 1e-6, s)
+    planes = grid.sample(curve.to_lps(t[:, None, None], a[None, :, None], x[None, None, :]), fill=-1024.0)
+    core = planes[:, (a >= 0.3 * depth) & (a <= 0.7 * depth)][:, :, np.abs(x) <= 8]
+    thr = max(0.5 * (float(np.median(core)) + p.ct_soft_hu), p.ct_soft_hu + 50.0)
+    seed = (np.abs(x) <= 8)[None, :] & ((a >= 0.3 * depth) & (a <= 0.7 * depth))[:, None]
+    st = np.ones((max(3, int(3 / s) + 1),) * 2, bool)
+    reach = []
+    for plane in planes:
+        mask = ndimage.binary_closing(plane > thr, structure=st)
+        lab, _ = ndimage.label(mask)
+        ids = set(np.unique(lab[seed]).tolist()) - {0}
+        if not ids:
+            reach.append(0.0)
+            continue
+        comp = np.isin(lab, list(ids))
+        dense = comp & (plane > p.ct_bone_hu)
+        cols = np.flatnonzero(dense.any(axis=0))
+        xs = x[cols]
+        left = xs[xs > 0].max() if np.any(xs > 0) else 0.0
+        right = -xs[xs < 0].min() if np.any(xs < 0) else 0.0
+        reach.append(min(left, right))
+    return bool(np.median(reach) >= p.ala_min_halfwidth_mm)

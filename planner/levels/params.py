@@ -1,0 +1,81 @@
+"""Technical parameters of the level finder: one documented, frozen object (image-processing values,
+not clinical ones; clinical numbers live in :mod:`planner.settings`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+@dataclass(frozen=True)
+class DetectionParams:
+    """Image-processing thresholds of the level finder (technical, not clinical)."""
+
+    #: Spacing of the LPS-aligned working grid (mm).
+    work_spacing_mm: float = 1.5
+    #: CT: Hounsfield value above which a voxel counts as bone (cortex and dense trabecular bone).
+    ct_bone_hu: float = 200.0
+    #: CT: Hounsfield value separating the patient from the air around it.
+    ct_body_hu: float = -300.0
+    #: CT: typical soft-tissue value used to split body from surrounding tissue (muscle ~ 40 HU).
+    ct_soft_hu: float = 40.0
+    #: Half-width of the mid-sagittal slab averaged for the sagittal analysis (mm).
+    slab_half_width_mm: float = 4.5
+    #: Distance from the body-column track to the canal centre behind it, used by the CT track (mm).
+    canal_offset_mm: float = 21.0
+    #: Depth of the body column sampled in front of the posterior wall for disc detection (mm).
+    column_depth_mm: tuple[float, float] = (4.0, 32.0)
+    #: Largest disc tilt relative to the posterior-wall normal that the disc detector tries (deg).
+    disc_max_tilt_deg: float = 20.0
+    #: Allowed distance between neighbouring discs (one vertebra plus one disc) (mm).
+    disc_spacing_min_mm: float = 24.0
+    disc_spacing_max_mm: float = 55.0
+    #: CT: a segment whose bone reaches this far from the midline at body level is sacral (alae).
+    ala_min_halfwidth_mm: float = 40.0
+    #: Pedicles are searched this far behind the posterior wall (mm).
+    pedicle_depth_mm: tuple[float, float] = (3.0, 14.0)
+    #: ... and this far from the midline (mm).
+    pedicle_lateral_mm: tuple[float, float] = (5.0, 40.0)
+    #: Largest sideways correction of the midline from the body's left and right edges (mm).
+    max_midline_correction_mm: float = 5.0
+    #: MRI: largest sideways correction of the midline from the body's left and right edges (mm).
+    mr_max_midline_correction_mm: float = 3.0
+    #: MRI: pedicle distances from the midline differing by more than this are averaged (mm).
+    mr_pedicle_asymmetry_mm: float = 2.0
+    #: MRI: S1 pedicle centre depth behind the posterior wall (no separate bone to measure) (mm).
+    mr_sacral_pedicle_depth_mm: float = 6.0
+    #: MRI: typical half-width of the lumbar canal, where the search for a pedicle starts (mm).
+    mr_canal_half_width_mm: float = 11.0
+    #: MRI: the spine is followed this far beyond each mark (two vertebrae) (mm).
+    mr_extend_mm: float = 100.0
+    #: MRI: spacing of the working grid (mm).
+    mr_work_spacing_mm: float = 1.0
+    #: MRI: signal below this ratio to marrow is cortex or ligament (dark on every sequence).
+    mr_dark_ratio: float = 0.3
+    #: MRI: signal above this ratio to marrow is fluid or fat, not marrow.
+    mr_bright_ratio: float = 2.5
+    #: MRI: ratio band around 1 counted as normal marrow when following the column.
+    mr_marrow_tol: float = 0.3
+    #: MRI: AP depth range of a vertebral body while following the column (mm).
+    mr_body_depth_mm: tuple[float, float] = (20.0, 60.0)
+    #: MRI: half-width of the column sampled for the discs around the body-centre curve (mm).
+    mr_column_half_mm: float = 12.0
+    #: MRI: smallest disc score (ratio units) for discs found beyond the marks.
+    mr_min_disc_score: float = 0.25
+    #: MRI: the endplates' tilt is read this far in front of and behind the column's middle (mm).
+    mr_endplate_tilt_offset_mm: float = 7.0
+    #: MRI: endplate lines closer than this belong to one disc (a body is higher) (mm).
+    mr_disc_max_mm: float = 16.0
+    #: MRI: a wall or endplate is the first dip of the signal below this ratio to marrow (cortical line).
+    mr_wall_dip: float = 0.6
+    #: MRI: signal above this ratio to marrow belongs to a run of marrow-like signal (pedicle bars); the run
+    #: ends at the cortical lines around it.
+    mr_run_level: float = 0.72
+    #: MRI: the posterior wall line (where the pedicles start) is sought this far either side of the midline,
+    #: between the pedicles (mm).
+    mr_wall_line_half_span_mm: float = 7.0
+    #: MRI: depths behind the wall line where a pedicle is a free bar between the notches (mm).
+    mr_pedicle_core_mm: tuple[float, float] = (2.0, 9.0)
+    #: MRI: a pedicle bar taller than this times its height in the core has joined the body or the arch.
+    mr_pedicle_bar_jump: float = 1.35
+    #: MRI: axial slices used for a pedicle's sideways place lie in this band of its half-height above its
+    #: centre (above the transverse process, below its top).
+    mr_axial_pedicle_band: tuple[float, float] = (0.35, 0.8)

@@ -1,0 +1,403 @@
+"""Pedicle centres per side: on CT the bone bridge between body and arch at its narrowest, on MRI the
+marrow bar between the vertebral notches (sagittal slices, refined on an axial companion series)."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+
+from planner.imaging.volume import Volume
+from planner.plan import Landmarks
+from planner.levels.params import DetectionParams
+from planner.levels.results import _pt, VertebraFound
+from planner.levels.grid import WorkGrid
+from planner.levels.profiles import _cortex_line, _marrow_run, _NativeSlices, _parabola_apex, _surface
+
+def _pedicles(grid: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
+              height: float, p: DetectionParams, thr: float, fill: float
+              ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """Centroids of the bone (CT) or marrow (MR) bridge on each side of the canal behind the posterior
+    wall midpoint ``post``, taken at the depth where that bridge is narrowest (the isthmus)."""
+    s = grid.spacing
+    h = np.arange(-0.45 * height, 0.5 * height + 1e-6, s)
+    x = np.arange(-p.pedicle_lateral_mm[1], p.pedicle_lateral_mm[1] + 1e-6, s)
+    out: list[Optional[np.ndarray]] = []
+    planes = []
+    for d in np.arange(p.pedicle_depth_mm[0], p.pedicle_depth_mm[1] + 1e-6, s):
+        o = post - d * ap
+        pts = o[None, None, :] + h[:, None, None] * axis[None, None, :] + x[None, :, None] * lat[None, None, :]
+        planes.append((d, grid.sample(pts, fill=fill)))
+    for side in (+1, -1):
+        cands = []
+        for d, plane in planes:
+            mask = (plane > thr) & (side * x >= p.pedicle_lateral_mm[0])[None, :]
+            lab, n = ndimage.label(mask)
+            if n == 0:
+                continue
+            sizes = ndimage.sum(mask, lab, range(1, n + 1))
+            k = int(np.argmax(sizes)) + 1
+            comp = lab == k
+            area = float(comp.sum()) * s * s
+            if area < 20:
+                continue
+            ch, cx = ndimage.center_of_mass(comp)
+            cands.append((area, d, h[0] + ch * s, x[0] + cx * s))
+        if not cands:
+            out.append(None)
+            continue
+        areas = np.array([c[0] for c in cands])
+        ok = areas >= 0.5 * np.median(areas)
+        good = [c for c, k in zip(cands, ok) if k]
+        amin = min(c[0] for c in good)
+        # the isthmus: the depths whose section is within 15% of the smallest; take their middle one
+        near_min = [c for c in good if c[0] <= 1.15 * amin]
+        area, d, hh, xx = near_min[len(near_min) // 2]
+        out.append(post - d * ap + hh * axis + xx * lat)
+    return out[0], out[1]
+
+
+
+def _pedicle_depth(lm: Landmarks) -> Optional[float]:
+    """Mean depth of the pedicle centres behind the posterior wall midpoint, along the body's AP line."""
+    if lm.pedicle_left_lps is None or lm.pedicle_right_lps is None:
+        return None
+    post, ant = np.asarray(lm.posterior_wall_lps), np.asarray(lm.anterior_wall_lps)
+    ap = (ant - post) / max(1e-6, float(np.linalg.norm(ant - post)))
+    return float(np.mean([(post - np.asarray(q)) @ ap for q in (lm.pedicle_left_lps, lm.pedicle_right_lps)]))
+
+
+
+def _sacral_pedicle_depth_from_l5(verts: list[VertebraFound], notes: list[str]) -> None:
+    """S1's pedicles show no separate bone and are placed from the sacral canal (see _mr_measure_body); their
+    depth behind the posterior wall is taken from L5's measured pedicles when these were found."""
+    by_name = {v.name: v for v in verts}
+    s1, l5 = by_name.get("S1"), by_name.get("L5")
+    if s1 is None or s1.landmarks.pedicle_left_lps is None:
+        return
+    notes.append("S1 pedicles placed beside the sacral canal from the typical S1 pedicle size (no separate pedicle "
+                 "bone is seen); check them")
+    if l5 is None:
+        return
+    d5, d1 = _pedicle_depth(l5.landmarks), _pedicle_depth(s1.landmarks)
+    if d5 is None or d1 is None or not 2.0 <= d5 <= 14.0:
+        return
+    lm = s1.landmarks
+    post, ant = np.asarray(lm.posterior_wall_lps), np.asarray(lm.anterior_wall_lps)
+    ap = (ant - post) / float(np.linalg.norm(ant - post))
+    shift = (d1 - d5) * ap
+    s1.landmarks = lm.model_copy(update={"pedicle_left_lps": _pt(np.asarray(lm.pedicle_left_lps) + shift),
+                                         "pedicle_right_lps": _pt(np.asarray(lm.pedicle_right_lps) + shift)})
+
+
+
+def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
+                height: float, side: int, name: str, p: DetectionParams) -> Optional[np.ndarray]:
+    """MRI pedicle centre on one side (+1 left, -1 right).
+
+    In a coronal section (across, cranio-caudal) behind the posterior wall the pedicle is an oval of
+    marrow signal inside its dark cortex, lateral to the canal and surrounded by fat, fluid or muscle.
+    In each section from ``pedicle_depth_mm`` the marrow blob nearest the expected place is taken; in
+    front it joins the body, behind it the lamina and transverse process, so it is smallest at the
+    isthmus. The centre is the blob's innermost point (furthest from its edge), which the root of the
+    transverse process does not pull sideways."""
+    from planner.settings import PlanningSettings, level_setting
+
+    defaults = PlanningSettings()
+    # where to look first: beside a typical canal, half the level's pedicle-width placeholder further out
+    # (domain.md 5.1, 5.2 placeholders); the blob found in the image decides the position
+    half_w = 0.5 * level_setting(defaults.pedicle_width_mm, name) / max(
+        0.5, math.cos(math.radians(level_setting(defaults.pedicle_transverse_angle_deg, name))))
+    s = ratio.spacing
+    step = s / 2
+    hs = np.arange(-0.5 * height, 0.7 * height + 1e-6, step)
+    xs = np.arange(0.0, p.pedicle_lateral_mm[1] + 1e-6, step)
+    expect = np.array([0.1 * height, p.mr_canal_half_width_mm + half_w])  # (height, lateral)
+    found = []
+    for d in np.arange(p.pedicle_depth_mm[0], p.pedicle_depth_mm[1] + 1e-6, 1.0):
+        o = post - d * ap
+        pts = o[None, None, :] + hs[:, None, None] * axis[None, None, :] + side * xs[None, :, None] * lat[None, None, :]
+        band = np.abs(ratio.sample(pts) - 1.0) < p.mr_marrow_tol
+        band[:, xs < p.pedicle_lateral_mm[0]] = False
+        band = ndimage.binary_opening(band, structure=np.ones((3, 3), bool))
+        lab, n = ndimage.label(band)
+        if n == 0:
+            continue
+        best = None
+        for comp in range(1, n + 1):
+            m = lab == comp
+            area = float(m.sum()) * step * step
+            if not 15.0 <= area <= 700.0:
+                continue
+            dist = ndimage.distance_transform_edt(m)
+            iy, ix = np.unravel_index(int(np.argmax(dist)), dist.shape)
+            where = np.array([hs[iy], xs[ix]])
+            gap = float(np.linalg.norm((where - expect) / np.array([0.3 * height, 10.0])))
+            if gap < 1.5 and (best is None or gap < best[0]):
+                best = (gap, area, hs[iy], xs[ix])
+        if best is not None:
+            found.append((best[1], d, best[2], best[3]))
+    if not found:
+        return None
+    # the isthmus: the middle of the depths where the pedicle stands alone (joined to neither the body
+    # in front nor the arch behind), among those with the smallest sections
+    # follow the pedicle from section to section (its centre moves little); the longest such track is
+    # the pedicle, from where it leaves the body to where it joins the arch: its middle is the isthmus
+    tracks: list[list[tuple[float, float, float, float]]] = []
+    for f in found:
+        for tr in tracks:
+            last = tr[-1]
+            if f[1] - last[1] <= 2.5 and abs(f[2] - last[2]) <= 3.0 and abs(f[3] - last[3]) <= 3.0:
+                tr.append(f)
+                break
+        else:
+            tracks.append([f])
+    track = max(tracks, key=len)
+    mid = track[len(track) // 3: len(track) - len(track) // 3] or track
+    d = float(np.median([f[1] for f in track]))
+    h = float(np.median([f[2] for f in mid]))
+    x = float(np.median([f[3] for f in mid]))
+    return post - d * ap + h * axis + side * x * lat
+
+
+
+def _mirror_images(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray], post: np.ndarray, axis: np.ndarray,
+                   ap: np.ndarray, lat: np.ndarray, tol_mm: float) -> bool:
+    """True if both pedicles were found and are mirror images within ``tol_mm`` in each direction."""
+    if ped_l is None or ped_r is None:
+        return False
+    a, b = ped_l - post, ped_r - post
+    return (abs(abs(a @ lat) - abs(b @ lat)) <= tol_mm and abs(a @ ap - b @ ap) <= tol_mm
+            and abs(a @ axis - b @ axis) <= tol_mm)
+
+
+
+def _symmetric_pedicles(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray], post: np.ndarray,
+                        axis: np.ndarray, ap: np.ndarray, lat: np.ndarray, p: DetectionParams
+                        ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """Thick sagittal slices leave each pedicle's position uncertain by a few millimetres; the two are
+    nearly mirror images, so their depth and height are averaged, and so are their distances from the
+    midline when these differ by more than ``mr_pedicle_asymmetry_mm``."""
+    if ped_l is None or ped_r is None:
+        return ped_l, ped_r
+    loc = []
+    for q in (ped_l, ped_r):
+        r = q - post
+        loc.append(np.array([abs(r @ lat), r @ ap, r @ axis]))
+    mean = 0.5 * (loc[0] + loc[1])
+    out = []
+    for side, here in zip((+1, -1), loc):
+        x = mean[0] if abs(loc[0][0] - loc[1][0]) > p.mr_pedicle_asymmetry_mm else here[0]
+        out.append(post + side * x * lat + mean[1] * ap + mean[2] * axis)
+    return out[0], out[1]
+
+
+
+def _mr_sacral_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
+                       height: float, side: int, p: DetectionParams) -> Optional[np.ndarray]:
+    """S1: the pedicles merge into the sacral alae and stand out as no separate bone on MRI. The centre is
+    placed beside the measured edge of the sacral canal, half the S1 pedicle-width placeholder further
+    out (domain.md 5.2), ``mr_sacral_pedicle_depth_mm`` behind the posterior wall at mid-height.
+    A placement from the anatomy, to be checked (and dragged) by the physician."""
+    from planner.settings import PlanningSettings, level_setting
+
+    defaults = PlanningSettings()
+    half_w = 0.5 * level_setting(defaults.pedicle_width_mm, "S1") / max(
+        0.5, math.cos(math.radians(level_setting(defaults.pedicle_transverse_angle_deg, "S1"))))
+    s = ratio.spacing
+    step = s / 2
+    xs = np.arange(0.0, 40.0 + 1e-6, step)
+    edges = []
+    for d in (4.0, 6.0, 8.0):
+        for h in (-0.15 * height, 0.0, 0.15 * height):
+            o = post - d * ap + h * axis
+            prof = ratio.sample(o[None, :] + side * xs[:, None] * lat[None, :])
+            band = np.abs(prof - 1.0) < p.mr_marrow_tol
+            need = max(1, int(round(3.0 / step)))
+            for k in np.flatnonzero(xs >= 4.0):
+                if k + need <= len(xs) and band[k:k + need].all():
+                    edges.append(float(xs[k]))
+                    break
+    if len(edges) < 3:
+        return None
+    x = float(np.median(edges)) + half_w
+    return post - p.mr_sacral_pedicle_depth_mm * ap + side * x * lat
+
+
+
+def _posterior_wall_line(ns: _NativeSlices, height: float, p: DetectionParams) -> float:
+    """Depth (mm behind ``ns.origin``, the posterior wall on the midline) of the most posterior point of the
+    body's posterior surface between the pedicles (|x| <= ``mr_wall_line_half_span_mm``): the line from
+    which the pedicles start (the midline wall itself may be recessed, as in a kidney-shaped body)."""
+    pos = np.arange(0.0, 30.0, 0.25)
+    found = []
+    span = p.mr_wall_line_half_span_mm
+    for x in np.linspace(-span, span, 8):
+        here = []
+        for dh in np.linspace(-0.12, 0.12, 5) * height:
+            prof = ns.sample(x, 12.0 - pos, dh)
+            e = _cortex_line(prof[pos >= 3.0], pos[pos >= 3.0], p)
+            if e is not None:
+                here.append(_surface(e, "wall") - 12.0)
+        if len(here) >= 3:
+            found.append(float(np.median(here)))
+    if not found:
+        return 0.0
+    return float(np.clip(max(found), 0.0, 4.0))
+
+
+
+def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Optional[np.ndarray], d_line: float,
+                       name: str, p: DetectionParams) -> Optional[tuple[float, float, float, dict]]:
+    """MRI pedicle centre on one side (+1 left, -1 right) in the acquired sagittal slices, as (x, depth
+    behind the wall, h) in the frame of ``ns`` (origin: the posterior wall on the midline).
+
+    In each parasagittal slice through the pedicle it is a bar of marrow between the superior and
+    inferior vertebral notches, running from the body to the posterior arch. Its height is the
+    centre of the bar's top and bottom edges; its lateral place, at each depth, the apex of the bar
+    heights over neighbouring slices (a parabola through the tallest and its neighbours: the slice
+    through the pedicle's axis cuts the widest chord); its depth (the isthmus), the middle of the
+    bar from the posterior wall line to where it joins the arch."""
+    from planner.settings import PlanningSettings, level_setting
+
+    if not ns.sagittal:
+        return None
+    if coarse is not None:
+        x_c, a_c, h_c = ns.local(coarse)
+        d_c = -a_c
+    else:
+        defaults = PlanningSettings()
+        half_w = 0.5 * level_setting(defaults.pedicle_width_mm, name) / max(
+            0.5, math.cos(math.radians(level_setting(defaults.pedicle_transverse_angle_deg, name))))
+        x_c, d_c, h_c = side * (p.mr_canal_half_width_mm + half_w), d_line + 6.0, 0.1 * height
+    hs = np.arange(h_c - 16.0, h_c + 16.0 + 1e-6, 0.25)
+    ds = np.arange(d_line - 2.0, d_line + 18.0 + 1e-6, 0.5)
+    ks = [k for k in range(ns.nk) if 3.0 <= side * float(ns.x_of(k, -d_c, h_c)) <= 40.0]
+    if len(ks) < 2:
+        return None
+    runs = np.full((len(ks), len(ds), 2), np.nan)
+    xk = np.array([[float(ns.x_of(k, -d, h_c)) for d in ds] for k in ks])
+    dd_, hh_ = np.meshgrid(ds, hs, indexing="ij")
+    for i, k in enumerate(ks):
+        profs = ndimage.gaussian_filter1d(ns.in_slice(k, -dd_, hh_), 1.0, axis=1)
+        for j in range(len(ds)):
+            e = _marrow_run(profs[j], hs, h_c, lo=p.mr_run_level)
+            if e is not None:
+                runs[i, j] = e
+    H = runs[..., 1] - runs[..., 0]
+    C = runs.mean(axis=-1)
+    near = np.isfinite(H) & (np.abs(C - h_c) < 3.5) & (H > 3.0) & (H < 0.85 * height)
+    core = (ds >= d_line + p.mr_pedicle_core_mm[0]) & (ds <= d_line + p.mr_pedicle_core_mm[1])
+    if not near[:, core].any():
+        return None
+    h_ref = np.array([np.median(H[i, core][near[i, core]]) if near[i, core].any() else np.inf
+                      for i in range(len(ks))])
+    valid = near & (H <= p.mr_pedicle_bar_jump * h_ref[:, None])
+    # the pedicle's height: centre of its bar in the slices with the tallest bars
+    tall = np.array([np.median(H[i, core][valid[i, core]]) if valid[i, core].sum() >= 3 else 0.0
+                     for i in range(len(ks))])
+    if tall.max() <= 0:
+        return None
+    main = tall >= 0.8 * tall.max()
+    h_i = float(np.median(C[main][:, core][valid[main][:, core]]))
+    half_h = 0.5 * float(np.median(H[main][:, core][valid[main][:, core]]))
+    # lateral place per depth: apex of the bar heights over the slices
+    us, dd = [], []
+    for j in range(len(ds)):
+        col = np.where(valid[:, j] & (np.abs(C[:, j] - h_i) < 2.5), np.maximum(runs[:, j, 1] - h_i, 0.0), 0.0)
+        if col.max() <= 0:
+            continue
+        order = np.argsort(xk[:, j])
+        us.append(_parabola_apex(xk[order, j], col[order]))
+        dd.append(ds[j])
+    if len(us) < 4:
+        return None
+    us, dd = np.asarray(us), np.asarray(dd)
+    # where the pedicle joins the arch: the end of the bar in the slice through its axis
+    j9 = int(np.argmin(np.abs(ds - (d_line + p.mr_pedicle_core_mm[1]))))
+    u9 = float(np.median(us[np.abs(dd - ds[j9]) <= 2.0])) if np.any(np.abs(dd - ds[j9]) <= 2.0) else x_c
+    im = int(np.argmin(np.abs(xk[:, j9] - u9)))
+    j = j9
+    if not valid[im, j]:
+        return None
+    while j + 1 < len(ds) and valid[im, j + 1]:
+        j += 1
+    d_b = float(ds[j])
+    if not 7.0 <= d_b - d_line <= 20.0:
+        return None
+    d_i = 0.5 * (d_line + d_b)
+    sel = (dd >= d_line + 1.0) & (dd <= d_b - 1.0)
+    # the apex follows the pedicle from slice to slice; a jump to a transverse process beside it (where the
+    # pedicle's own bar is lost in a slice) is left out
+    incore = (dd >= d_line + p.mr_pedicle_core_mm[0]) & (dd <= d_line + p.mr_pedicle_core_mm[1])
+    u_med = float(np.median(us[incore])) if incore.any() else float(np.median(us))
+    sel &= np.abs(us - u_med) <= 2.5
+    if sel.sum() >= 4:
+        coef = np.polyfit(dd[sel], us[sel], 1)
+        res = us[sel] - np.polyval(coef, dd[sel])
+        keep = np.abs(res) <= max(0.5, 2.5 * float(np.median(np.abs(res))))
+        if keep.sum() >= 4:
+            coef = np.polyfit(dd[sel][keep], us[sel][keep], 1)
+        u_i = float(np.polyval(coef, d_i))
+    else:
+        u_i = float(np.median(us))
+    return u_i, d_i, h_i, {"d_b": d_b, "half_height": half_h}
+
+
+
+def _axial_pedicle_x(axial: Volume, origin: np.ndarray, lat: np.ndarray, ap: np.ndarray, axis: np.ndarray, side: int,
+                     x: float, d: float, h: float, half_h: float, p: DetectionParams) -> Optional[float]:
+    """The sideways place of a pedicle centre measured on an axial series that covers it: in each axial
+    slice through the pedicle's upper part (``mr_axial_pedicle_band`` of its half-height above its centre,
+    clear of the transverse process, which arises lower down), the middle of the pedicle's marrow between its
+    medial cortex (the canal) and its lateral cortex, at depths around the centre; a straight line through
+    these middles over depth (the pedicle runs obliquely) read at the centre's depth. Coordinates: ``x``
+    toward the left, ``d`` mm behind ``origin`` (the posterior wall's midline point), ``h`` cranial.
+    None when no slice qualifies or the pedicle is not found in it."""
+    m = axial.ijk_to_lps
+    normal = np.cross(m[:3, 0], m[:3, 1])
+    normal /= np.linalg.norm(normal)
+    n_ax = float(normal @ axis)
+    if abs(n_ax) < 0.8 or half_h < 2.0:
+        return None
+
+    def h_on(k: float, xx, aa):
+        plane = float(normal @ (m[:3, 3] + k * m[:3, 2])) - float(normal @ origin)
+        return (plane - np.asarray(xx) * float(normal @ lat) - np.asarray(aa) * float(normal @ ap)) / n_ax
+
+    def lps(xx, aa, hh):
+        xx, aa, hh = np.broadcast_arrays(np.asarray(xx, float), np.asarray(aa, float), np.asarray(hh, float))
+        return origin + xx[..., None] * lat + aa[..., None] * ap + hh[..., None] * axis
+
+    xs = np.arange(x - 14.0, x + 14.0 + 1e-6, 0.25)
+    centres, depths = [], []
+    for k in range(axial.array.shape[0]):
+        hk = float(h_on(k, x, -d))
+        if not h + p.mr_axial_pedicle_band[0] * half_h <= hk <= h + p.mr_axial_pedicle_band[1] * half_h:
+            continue
+        # the body's marrow in the same slice (this series' own signal level)
+        bx, ba = np.meshgrid(np.arange(-6.0, 6.0 + 1e-6, 1.5), np.arange(6.0, 16.0 + 1e-6, 1.5), indexing="ij")
+        marrow = float(np.median(axial.sample(lps(bx, ba, h_on(k, bx, ba)))))
+        if not marrow > 0:
+            continue
+        for dd in np.arange(d - 3.0, d + 3.0 + 1e-6, 0.5):
+            prof = axial.sample(lps(xs, -dd, h_on(k, xs, -dd))) / marrow
+            prof = ndimage.gaussian_filter1d(prof, 1.0)
+            e = _marrow_run(prof, xs, x, lo=p.mr_run_level, max_gap_mm=1.5)
+            if e is None or not 3.0 <= e[1] - e[0] <= 25.0:
+                continue
+            centres.append(0.5 * (e[0] + e[1]))
+            depths.append(dd)
+    if len(centres) < 5:
+        return None
+    c, dd = np.asarray(centres), np.asarray(depths)
+    med = float(np.median(c))
+    keep = np.abs(c - med) <= 2.5
+    if keep.sum() < 5:
+        return None
+    coef = np.polyfit(dd[keep], c[keep], 1)
+    if abs(coef[0]) > 1.2:
+        return med
+    return float(np.polyval(coef, d))

@@ -1,0 +1,40 @@
+"""What the level finder returns and raises: the error with its message for the user, the vertebrae as
+found along the spine and the proposal handed to callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.plan import Landmarks, Level
+
+class LevelDetectionError(ValueError):
+    """The spine or its levels could not be found; the message says what is missing."""
+
+
+
+@dataclass
+class VertebraFound:
+    """One vertebra as found: the curve indices of the discs below and above and its landmarks."""
+
+    t_low: float
+    t_high: float
+    landmarks: Landmarks
+    name: str = ""
+    sacral: bool = False
+    #: Partially in the field of view (a disc missing at the top or bottom).
+    partial: bool = False
+
+
+
+@dataclass
+class LevelProposal:
+    levels: list[Level]
+    modality: str
+    notes: list[str] = field(default_factory=list)
+
+
+
+def _pt(v: np.ndarray) -> tuple[float, float, float]:
+    return (round(float(v[0]), 3), round(float(v[1]), 3), round(float(v[2]), 3))
