@@ -607,10 +607,30 @@ def _level_for(plan: Plan, traj: Trajectory) -> Optional[Level]:
         return None
 
 
+def bipedicular_pairs(plan: Plan, level_id: str) -> list[tuple[Trajectory, Trajectory]]:
+    """The (left, right) bipedicular pairs of one level: each left trajectory is paired with at most
+    one right one, the closest tips first (a level with extra trajectories on one side leaves those
+    unpaired instead of pairing the wrong two)."""
+    same = [t for t in plan.trajectories if t.level_id == level_id]
+    lefts = [t for t in same if t.side == "left"]
+    rights = [t for t in same if t.side == "right"]
+    gaps = sorted((float(np.linalg.norm(np.subtract(a.target_lps, b.target_lps))), i, j)
+                  for i, a in enumerate(lefts) for j, b in enumerate(rights))
+    used_l: set[int] = set()
+    used_r: set[int] = set()
+    pairs = []
+    for _gap, i, j in gaps:
+        if i not in used_l and j not in used_r:
+            used_l.add(i)
+            used_r.add(j)
+            pairs.append((lefts[i], rights[j]))
+    return pairs
+
+
 def _partner(plan: Plan, traj: Trajectory) -> Optional[Trajectory]:
-    for t in plan.trajectories:
-        if t.id != traj.id and t.level_id == traj.level_id and t.side != traj.side:
-            return t
+    for left, right in bipedicular_pairs(plan, traj.level_id):
+        if traj.id in (left.id, right.id):
+            return right if traj.id == left.id else left
     return None
 
 

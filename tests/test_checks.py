@@ -363,6 +363,30 @@ def test_evaluate_plan_bipedicular_pair():
     assert evaluate_plan(plan).trajectories[0].check("bipedicular_spacing").status == WARNING
 
 
+def test_tip_spacing_pairs_the_closest_left_and_right_of_a_level():
+    """A level with two left trajectories and one right: the spacing check pairs the right one with the
+    left tip nearest to it; the extra left trajectory is checked alone (midline offset, no spacing)."""
+    from planner.checks import bipedicular_pairs
+
+    plan = plan_with(POSES[1], "L5")
+    left, right = suggest_bipedicular(plan, "L5")
+    far_left = left.model_copy(deep=True, update={"id": "far-left"})
+    # the far left tip 12 mm further to the patient's left than the paired one
+    lateral = np.subtract(left.target_lps, right.target_lps)
+    lateral = lateral / np.linalg.norm(lateral)
+    far_left.target_lps = tuple(float(v) for v in np.asarray(left.target_lps) + 12.0 * lateral)
+    plan.trajectories += [far_left, right, left]  # the wrong partner comes first in the list
+    pairs = bipedicular_pairs(plan, plan.levels[0].id)
+    assert [(a.id, b.id) for a, b in pairs] == [(left.id, right.id)]
+    spacing = float(np.linalg.norm(np.subtract(left.target_lps, right.target_lps)))
+    rep_right = evaluate_trajectory(plan, right)
+    assert rep_right.check("bipedicular_spacing").value == pytest.approx(spacing, abs=TOL_MM)
+    assert rep_right.check("bipedicular_spacing").status == PASS
+    rep_far = evaluate_trajectory(plan, far_left)
+    assert "bipedicular_spacing" not in [c.name for c in rep_far.checks]
+    assert rep_far.check("midline_offset").label == "Midline offset"
+
+
 def test_report_adapter_reads_real_checks():
     """The plan summary's adapter shows the real checks and metrics."""
     from planner.trajectory import trajectory_shape
