@@ -401,8 +401,8 @@ def test_partial_retrieve_is_reported(orthanc, node, tmp_path, monkeypatch):
                             accession="ACC-4", source=source)
         for path, _px in made.values():
             orthanc.upload(path)
-    real = pacs._storage_contexts
-    monkeypatch.setattr(pacs, "_storage_contexts", lambda classes: real(["1.2.840.10008.5.1.4.1.1.4"]))
+    real = pacs.dimse._storage_contexts
+    monkeypatch.setattr(pacs.dimse, "_storage_contexts", lambda classes: real(["1.2.840.10008.5.1.4.1.1.4"]))
     result = pacs.retrieve(node, study, series, dest_folder=tmp_path / "p", method="C-GET")
     assert result.received == 1 and result.expected == 2 and result.failed == 1
     assert not result.ok and result.problems == [

@@ -74,7 +74,7 @@ def test_name_pattern():
 def test_multipart_parts_and_query_string():
     body = (b"--b1\r\nContent-Type: application/dicom\r\n\r\n" + b"\0" * 128 + b"DICMone\r\n"
             b"--b1\r\nContent-Type: application/dicom\r\n\r\ntwo\r\n--b1--\r\n")
-    parts = pacs._multipart_parts('multipart/related; type="application/dicom"; boundary=b1', body)
+    parts = pacs.dicomweb._multipart_parts('multipart/related; type="application/dicom"; boundary=b1', body)
     assert parts == [b"\0" * 128 + b"DICMone", b"two"]
-    q = pacs._query_string({"PatientName": "SMITH^J*", "includefield": ["A", "B"], "empty": "", "x": "a b&c"})
+    q = pacs.dicomweb._query_string({"PatientName": "SMITH^J*", "includefield": ["A", "B"], "empty": "", "x": "a b&c"})
     assert q == "PatientName=SMITH^J*&includefield=A&includefield=B&x=a%20b%26c"

@@ -1,0 +1,803 @@
+"""DIMSE backend: C-ECHO, C-FIND, C-GET, C-MOVE and C-STORE with pynetdicom.
+
+C-GET negotiates, for every SOP class in the study (``SOP Classes in Study`` from the C-FIND, or a
+list of common imaging and export classes), a presentation context in the SCP role (role selection)
+with uncompressed transfer syntaxes, and a second one with the usual lossless and lossy compressed
+syntaxes, so the PACS can send a compressed image as it is stored. C-MOVE starts a local storage SCP
+(``AE.start_server``) on ``PacsNode.local_port`` for the time of the retrieve; the PACS must know the
+move destination AE title (``PacsNode.move_ae``, by default the calling AE title) with this
+computer's address and that port.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+    UID,
+)
+from pynetdicom import AE, AllStoragePresentationContexts, build_context, build_role, evt
+from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from planner.imaging.pacs.backend import PacsBackend
+from planner.imaging.pacs.common import (
+    DIMSE,
+    SERIES_RETURN_KEYS,
+    STUDY_RETURN_KEYS,
+    CancelLike,
+    MatchList,
+    PacsError,
+    ProgressFn,
+    RetrieveResult,
+    StoreResult,
+    _int,
+    _is_cancelled,
+    _register_identifiers,
+    _report,
+    _safe_component,
+    _series_from,
+    _study_from,
+    _text,
+    _values,
+    log,
+)
+
+PacsNode = Any  # planner.imaging.pacs.nodes.PacsNode (not imported: nodes imports this module)
+
+UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+COMPRESSED = [JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless, JPEG2000, JPEGBaseline8Bit,
+              JPEGExtended12Bit, JPEGLSNearLossless, DeflatedExplicitVRLittleEndian]
+#: Transfer syntaxes the C-MOVE storage SCP accepts (uncompressed, big endian, every common compression).
+ALL_SYNTAXES = list(dict.fromkeys(UNCOMPRESSED + [ExplicitVRBigEndian] + COMPRESSED + [
+    UID("1.2.840.10008.1.2.4.51"), UID("1.2.840.10008.1.2.4.57"), UID("1.2.840.10008.1.2.4.201"),
+    UID("1.2.840.10008.1.2.4.202"), UID("1.2.840.10008.1.2.4.203"), UID("1.2.840.10008.1.2.1.99"),
+]))
+#: Storage SOP classes requested for a C-GET when the PACS does not report the study's classes.
+COMMON_STORAGE_CLASSES = [
+    "1.2.840.10008.5.1.4.1.1.2",        # CT Image
+    "1.2.840.10008.5.1.4.1.1.2.1",      # Enhanced CT Image
+    "1.2.840.10008.5.1.4.1.1.2.2",      # Legacy Converted Enhanced CT Image
+    "1.2.840.10008.5.1.4.1.1.4",        # MR Image
+    "1.2.840.10008.5.1.4.1.1.4.1",      # Enhanced MR Image
+    "1.2.840.10008.5.1.4.1.1.4.3",      # Enhanced MR Color Image
+    "1.2.840.10008.5.1.4.1.1.4.4",      # Legacy Converted Enhanced MR Image
+    "1.2.840.10008.5.1.4.1.1.12.1",     # X-Ray Angiographic Image
+    "1.2.840.10008.5.1.4.1.1.12.1.1",   # Enhanced XA Image
+    "1.2.840.10008.5.1.4.1.1.12.2",     # X-Ray Radiofluoroscopic Image
+    "1.2.840.10008.5.1.4.1.1.12.2.1",   # Enhanced XRF Image
+    "1.2.840.10008.5.1.4.1.1.13.1.1",   # X-Ray 3D Angiographic Image
+    "1.2.840.10008.5.1.4.1.1.1",        # Computed Radiography Image
+    "1.2.840.10008.5.1.4.1.1.1.1",      # Digital X-Ray Image - For Presentation
+    "1.2.840.10008.5.1.4.1.1.1.1.1",    # Digital X-Ray Image - For Processing
+    "1.2.840.10008.5.1.4.1.1.7",        # Secondary Capture Image
+    "1.2.840.10008.5.1.4.1.1.7.2",      # Multi-frame Grayscale Byte SC
+    "1.2.840.10008.5.1.4.1.1.7.3",      # Multi-frame Grayscale Word SC
+    "1.2.840.10008.5.1.4.1.1.7.4",      # Multi-frame True Color SC
+    "1.2.840.10008.5.1.4.1.1.104.1",    # Encapsulated PDF
+    "1.2.840.10008.5.1.4.1.1.88.11",    # Basic Text SR
+    "1.2.840.10008.5.1.4.1.1.88.22",    # Enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.33",    # Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.34",    # Comprehensive 3D SR
+    "1.2.840.10008.5.1.4.1.1.88.59",    # Key Object Selection Document
+    "1.2.840.10008.5.1.4.1.1.11.1",     # Grayscale Softcopy Presentation State
+    "1.2.840.10008.5.1.4.1.1.20",       # Nuclear Medicine Image
+    "1.2.840.10008.5.1.4.1.1.128",      # PET Image
+    "1.2.840.10008.5.1.4.1.1.6.1",      # Ultrasound Image
+    "1.2.840.10008.5.1.4.1.1.3.1",      # Ultrasound Multi-frame Image
+    "1.2.840.10008.5.1.4.1.1.66.4",     # Segmentation
+]
+MAX_CONTEXTS = 128  # DICOM PS3.8: presentation context IDs are odd numbers 1..255
+
+
+# ====================================================================== DIMSE association
+@dataclass
+class _AssocWatch:
+    connected: bool = False
+    peer_abort: bool = False
+
+    def handlers(self) -> list:
+        return [(evt.EVT_CONN_OPEN, self._on_open), (evt.EVT_PDU_RECV, self._on_pdu)]
+
+    def _on_open(self, event) -> None:
+        self.connected = True
+        _no_delay(event)
+
+    def _on_pdu(self, event) -> None:
+        if isinstance(event.pdu, A_ABORT_RQ):
+            self.peer_abort = True
+
+
+def _no_delay(event) -> None:
+    """Send small PDUs at once (TCP_NODELAY): without it each C-STORE waits for delayed ACKs (about 40 ms)."""
+    try:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
+
+
+def _connect_problem(node: PacsNode) -> str:
+    """Why a TCP connection to the node fails (asked only after pynetdicom could not connect)."""
+    try:
+        socket.getaddrinfo(node.host, node.port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return f"{node.label} could not be reached: the host name '{node.host}' is unknown."
+    try:
+        with socket.create_connection((node.host, node.port), timeout=node.timeout_s):
+            pass
+    except ConnectionRefusedError:
+        return (f"{node.label} refused the connection: nothing is listening on port {node.port} "
+                "(check the host, the port and that the PACS is running).")
+    except (socket.timeout, TimeoutError):
+        return (f"{node.label} did not answer the connection within {node.timeout_s:g} s "
+                "(check the host, the port and the firewall).")
+    except OSError as exc:
+        return f"{node.label} could not be reached: {exc.strerror or exc}."
+    return f"{node.label} could not be reached (the connection failed; it works now, please try again)."
+
+
+def _association_problem(node: PacsNode, assoc: Any, watch: _AssocWatch, elapsed: float) -> str:
+    if assoc is None or not watch.connected:
+        return _connect_problem(node)
+    if assoc.is_rejected:
+        prim = getattr(assoc.acceptor, "primitive", None)
+        reason = (getattr(prim, "reason_str", "") or "no reason given") if prim is not None else "no reason given"
+        reason = reason[0].lower() + reason[1:] if reason else reason
+        hint = ""
+        low = reason.lower()
+        if "called ae" in low:
+            hint = f" (is '{node.ae_title}' the PACS's AE title?)"
+        elif "calling ae" in low:
+            hint = f" (the PACS does not know this workstation's AE title '{node.calling_ae}')"
+        transient = " for now" if prim is not None and getattr(prim, "result", 1) == 2 else ""
+        return f"{node.label} refused the association{transient}: {reason}{hint}."
+    prim = getattr(getattr(assoc, "acceptor", None), "primitive", None)
+    if prim is not None and getattr(prim, "result", None) == 0 and not assoc.accepted_contexts:
+        return (f"{node.label} accepted the association but none of the requested services "
+                "(it may not support them for this AE title).")
+    if watch.peer_abort:
+        return (f"{node.label} aborted the association request (it may not accept the calling AE title "
+                f"'{node.calling_ae}' from this computer).")
+    if elapsed >= 0.9 * node.timeout_s:
+        return f"{node.label} did not answer the association request within {node.timeout_s:g} s."
+    return f"{node.label} closed the connection during the association request."
+
+
+def _make_ae(node: PacsNode, dimse_timeout: float) -> AE:
+    ae = AE(ae_title=node.calling_ae)
+    ae.connection_timeout = float(node.timeout_s)
+    ae.acse_timeout = float(node.timeout_s)
+    ae.dimse_timeout = float(dimse_timeout)
+    ae.network_timeout = float(max(dimse_timeout, node.timeout_s))
+    return ae
+
+
+@contextmanager
+def _association(node: PacsNode, contexts: Sequence[Any], *, roles: Sequence[Any] = (),
+                 handlers: Sequence[Any] = (), dimse_timeout: Optional[float] = None) -> Iterator[Any]:
+    """An established association to ``node`` (released on exit) or a PacsError saying why not."""
+    ae = _make_ae(node, dimse_timeout or node.timeout_s)
+    for cx in contexts:
+        if isinstance(cx, (str, UID)):
+            ae.add_requested_context(cx, UNCOMPRESSED)
+        else:
+            ae.add_requested_context(cx.abstract_syntax, cx.transfer_syntax)
+    watch = _AssocWatch()
+    t0 = time.monotonic()
+    assoc = None
+    try:
+        assoc = ae.associate(node.host, int(node.port), ae_title=node.ae_title, ext_neg=list(roles) or None,
+                             evt_handlers=watch.handlers() + list(handlers))
+    except Exception as exc:  # bad address and the like
+        log.warning("association with %s failed: %s", node.label, type(exc).__name__)
+        ae.shutdown()
+        if isinstance(exc, (OSError, ValueError)):
+            raise PacsError(_connect_problem(node)) from None
+        raise PacsError(f"{node.label} could not be contacted ({type(exc).__name__}: {exc}).") from None
+    if not assoc.is_established:
+        msg = _association_problem(node, assoc, watch, time.monotonic() - t0)
+        log.warning("%s", msg)
+        ae.shutdown()
+        raise PacsError(msg)
+    assoc._bvn_watch = watch  # type: ignore[attr-defined]
+    try:
+        yield assoc
+    finally:
+        try:
+            if assoc.is_established:
+                assoc.release()
+        except Exception:
+            assoc.abort()
+        ae.shutdown()
+
+
+def _lost(node: PacsNode, assoc: Any, what: str, elapsed: float, timeout: float) -> str:
+    """The message when an operation got no (valid) answer."""
+    watch: _AssocWatch = getattr(assoc, "_bvn_watch", _AssocWatch())
+    if watch.peer_abort:
+        verb = ("query" if "FIND" in what else "send images" if "STORE" in what
+                else "retrieve images" if ("GET" in what or "MOVE" in what) else "do this")
+        return (f"{node.label} aborted the association during the {what}: it may not know this workstation "
+                f"(calling AE title '{node.calling_ae}' at this computer's address) or may not allow it to {verb}.")
+    if elapsed >= 0.9 * timeout:
+        return f"{node.label} did not answer the {what} within {timeout:g} s."
+    return f"{node.label} closed the connection during the {what}."
+
+
+_FIND_STATUS = {
+    0xA700: "is out of resources",
+    0xA900: "says the query does not match the information model",
+    0xFE00: "cancelled the query",
+    0x0122: "does not support this kind of query",
+    0x0124: "does not allow this query",
+}
+_RETRIEVE_STATUS = {
+    0xA701: "is out of resources (it could not work out the number of matches)",
+    0xA702: "is out of resources (it could not start sending the images)",
+    0xA801: None,  # move destination unknown: message built below
+    0xA900: "says the request does not match the information model",
+    0xAA00: "has none of the requested frames",
+    0x0122: "does not support this kind of retrieve",
+    0x0124: "does not allow this retrieve",
+}
+
+
+def _status_problem(node: PacsNode, what: str, status: int, table: dict[int, Optional[str]],
+                    comment: str = "") -> str:
+    text = table.get(status)
+    if status == 0xA801:
+        return (f"{node.label} does not know the move destination '{node.destination_ae}' (ask the PACS "
+                f"administrator to add this AE title with this computer's address and port {node.local_port}, "
+                "or use C-GET).")
+    if text is None:
+        if 0xC000 <= status <= 0xCFFF:
+            text = "could not process the request"
+        elif 0xA700 <= status <= 0xA7FF:
+            text = "is out of resources"
+        else:
+            text = "answered with an error"
+    extra = f": {comment}" if comment else ""
+    return f"{node.label} {text} during the {what} (status 0x{status:04X}){extra}."
+
+
+
+# ====================================================================== echo and query
+def _echo(node: PacsNode) -> float:
+    t0 = time.monotonic()
+    with _association(node, [Verification]) as assoc:
+        t1 = time.monotonic()
+        status = assoc.send_c_echo()
+        if not status or "Status" not in status:
+            raise PacsError(_lost(node, assoc, "C-ECHO", time.monotonic() - t1, node.timeout_s))
+        if status.Status != 0x0000:
+            raise PacsError(f"{node.label} answered the C-ECHO with status 0x{status.Status:04X}.")
+    elapsed = time.monotonic() - t0
+    log.info("C-ECHO to %s: ok in %.3f s", node.label, elapsed)
+    return elapsed
+
+
+def _c_find(node: PacsNode, assoc: Any, identifier: Dataset, what: str, max_results: int,
+            cancel: CancelLike = None) -> MatchList:
+    out = MatchList()
+    t_last = time.monotonic()
+    model = StudyRootQueryRetrieveInformationModelFind
+    stopping = False
+    for status, ident in assoc.send_c_find(identifier, model, msg_id=1):
+        if not status or "Status" not in status:
+            if stopping:
+                break  # the PACS ignored the C-CANCEL; keep what we have
+            raise PacsError(_lost(node, assoc, what, time.monotonic() - t_last, node.timeout_s))
+        t_last = time.monotonic()
+        code = int(status.Status)
+        if code in (0xFF00, 0xFF01):
+            if stopping:
+                continue  # drain until the final response
+            if ident is not None:
+                out.append(ident)
+            if len(out) >= max_results or _is_cancelled(cancel):
+                out.truncated = len(out) >= max_results
+                stopping = True
+                try:
+                    assoc.send_c_cancel(1, query_model=model)
+                except Exception:
+                    pass
+        elif code == 0x0000 or (code == 0xFE00 and stopping):
+            break
+        else:
+            raise PacsError(_status_problem(node, what, code, _FIND_STATUS, _text(status, "ErrorComment")))
+    return out
+
+
+def _find_identifier(level: str, **values: Any) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    nonascii = False
+    for key, value in values.items():
+        setattr(ds, key, value if value is not None else "")
+        if isinstance(value, str) and not value.isascii():
+            nonascii = True
+    if nonascii:
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    return ds
+
+
+def _find_studies(node: PacsNode, keys: dict[str, Any], max_results: int, cancel: CancelLike) -> MatchList:
+    with _association(node, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
+        found = _c_find(node, assoc, _find_identifier("STUDY", **keys), "C-FIND (study)", max_results, cancel)
+    studies = MatchList(_study_from(ds) for ds in found)
+    studies.truncated = found.truncated
+    return studies
+
+
+def _find_series(node: PacsNode, study_uid: Optional[str], keys: dict[str, Any], max_results: int) -> MatchList:
+    keys = dict(keys, StudyInstanceUID=study_uid or keys.get("StudyInstanceUID", ""))
+    keys.setdefault("SeriesInstanceUID", "")
+    with _association(node, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
+        found = _c_find(node, assoc, _find_identifier("SERIES", **keys), "C-FIND (series)", max_results)
+    out = MatchList(_series_from(ds, study_uid or "") for ds in found)
+    out.truncated = found.truncated
+    return out
+
+
+def _find_series_by_uids(node: PacsNode, rest: Sequence[str]) -> MatchList:
+    found = MatchList()
+    with _association(node, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
+        # UID list matching (PS3.4 C.2.2.2.2), in chunks to keep each request small
+        for i in range(0, len(rest), 50):
+            chunk = rest[i:i + 50]
+            keys = {k: "" for k in SERIES_RETURN_KEYS}
+            keys.update(StudyInstanceUID="", SeriesInstanceUID="\\".join(chunk))
+            for ds in _c_find(node, assoc, _find_identifier("SERIES", **keys), "C-FIND (series by UID)",
+                              10 * len(chunk)):
+                s = _series_from(ds)
+                if s.series_uid in chunk:
+                    found.append(s)
+    return found
+
+
+# ====================================================================== receiving (C-GET / C-MOVE SCP)
+class _Receiver:
+    """Writes received C-STORE objects to disk; shared by C-GET (same association) and C-MOVE (local SCP)."""
+
+    def __init__(self, folder: Path, study_uid: str, series_uids: Optional[Sequence[str]], cancel: CancelLike,
+                 on_file: Callable[[], None]) -> None:
+        self.folder = folder
+        self.study_uid = study_uid
+        self.series_uids = set(series_uids) if series_uids else None
+        self.cancel = cancel
+        self.on_file = on_file
+        self.files: list[Path] = []
+        self.refused = 0
+        self.write_errors: list[str] = []
+        self.lock = threading.Lock()
+
+    def handle_store(self, event) -> int:
+        try:
+            if _is_cancelled(self.cancel):
+                return 0xA700  # refuse further objects once cancelled (out of resources)
+            ds = event.dataset
+            study = _text(ds, "StudyInstanceUID")
+            series = _text(ds, "SeriesInstanceUID")
+            if study != self.study_uid or (self.series_uids is not None and series not in self.series_uids):
+                with self.lock:
+                    self.refused += 1
+                return 0xC000  # not asked for (a C-MOVE SCP must not take in strangers' objects)
+            sop = str(event.request.AffectedSOPInstanceUID or _text(ds, "SOPInstanceUID"))
+            target_dir = self.folder / _safe_component(series)
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target = target_dir / f"{_safe_component(sop)}.dcm"
+            tmp = target_dir / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(event.encoded_dataset(include_meta=True))
+                os.replace(tmp, target)
+            finally:
+                if tmp.exists():
+                    tmp.unlink(missing_ok=True)
+            with self.lock:
+                self.files.append(target)
+            self.on_file()
+            return 0x0000
+        except OSError as exc:
+            with self.lock:
+                self.write_errors.append(exc.strerror or str(exc))
+            return 0xA700
+        except Exception as exc:
+            log.warning("a received object could not be stored: %s", type(exc).__name__)
+            with self.lock:
+                self.write_errors.append(type(exc).__name__)
+            return 0xC000
+
+
+class _CancelWatch:
+    """Polls ``cancel`` while a retrieve runs; on cancel it sends C-CANCEL, then aborts if the PACS goes on."""
+
+    def __init__(self, cancel: CancelLike, assoc: Any, model: str, grace_s: float = 2.0) -> None:
+        self.cancel = cancel
+        self.assoc = assoc
+        self.model = model
+        self.grace_s = grace_s
+        self.msg_id = 1
+        self.fired = False
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "_CancelWatch":
+        if self.cancel is not None:
+            self._thread = threading.Thread(target=self._run, name="bvn-pacs-cancel", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            if _is_cancelled(self.cancel):
+                self.fired = True
+                try:
+                    if self.assoc.is_established:
+                        self.assoc.send_c_cancel(self.msg_id, query_model=self.model)
+                except Exception:
+                    pass
+                if not self._stop.wait(self.grace_s):
+                    try:
+                        self.assoc.abort()
+                    except Exception:
+                        pass
+                return
+
+
+def _storage_contexts(sop_classes: Sequence[str]) -> tuple[list[Any], list[Any]]:
+    """Presentation contexts (SCP role) for C-GET: uncompressed and compressed per SOP class, within 128."""
+    classes = list(dict.fromkeys(str(c) for c in sop_classes if c))
+    budget = MAX_CONTEXTS - 1
+    contexts: list[Any] = []
+    for uid in classes[:budget]:
+        contexts.append(build_context(uid, UNCOMPRESSED))
+    for uid in classes:
+        if len(contexts) >= budget:
+            break
+        contexts.append(build_context(uid, COMPRESSED))
+    roles = [build_role(uid, scp_role=True) for uid in classes[:budget]]
+    return contexts, roles
+
+
+def _retrieve_identifier(study_uid: str, series_uid: Optional[str]) -> Dataset:
+    ds = Dataset()
+    if series_uid:
+        ds.QueryRetrieveLevel = "SERIES"
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+    else:
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = study_uid
+    return ds
+
+
+def _run_retrieve(node: PacsNode, assoc: Any, method: str, model: str, study_uid: str,
+                  series_uids: Optional[Sequence[str]], result: RetrieveResult, receiver: _Receiver,
+                  progress: Optional[ProgressFn], cancel: CancelLike, expected_each: dict[str, int]) -> None:
+    targets: list[Optional[str]] = list(series_uids) if series_uids else [None]
+    with _CancelWatch(cancel, assoc, model) as watch:
+        for n, series_uid in enumerate(targets, start=1):
+            if _is_cancelled(cancel):
+                result.cancelled = True
+                break
+            watch.msg_id = n
+            ident = _retrieve_identifier(study_uid, series_uid)
+            if method == "C-GET":
+                responses = assoc.send_c_get(ident, model, msg_id=n)
+            else:
+                responses = assoc.send_c_move(ident, node.destination_ae, model, msg_id=n)
+            t_last = time.monotonic()
+            last_counts = (0, 0, 0)
+            for status, _ident in responses:
+                if not status or "Status" not in status:
+                    if watch.fired or _is_cancelled(cancel):
+                        result.cancelled = True
+                    else:
+                        result.problems.append(_lost(node, assoc, method, time.monotonic() - t_last,
+                                                     node.retrieve_timeout_s))
+                    break
+                t_last = time.monotonic()
+                code = int(status.Status)
+                counts = (_int(status, "NumberOfCompletedSuboperations") or 0,
+                          _int(status, "NumberOfFailedSuboperations") or 0,
+                          _int(status, "NumberOfWarningSuboperations") or 0)
+                remaining = _int(status, "NumberOfRemainingSuboperations")
+                if code in (0xFF00, 0xFF01):
+                    last_counts = counts
+                    if remaining is not None and series_uid is not None:
+                        total = sum(counts) + remaining
+                        expected_each[series_uid] = max(expected_each.get(series_uid, 0), total)
+                    continue
+                last_counts = counts if any(counts) or code == 0x0000 else last_counts
+                if code == 0xFE00:
+                    result.cancelled = True
+                elif code == 0x0000:
+                    pass
+                elif code in (0xB000,):
+                    pass  # some sub-operations failed: counted below
+                elif watch.fired or _is_cancelled(cancel):
+                    result.cancelled = True  # the PACS reports the refused rest as failed
+                else:
+                    problem = _status_problem(node, method, code, _RETRIEVE_STATUS, _text(status, "ErrorComment"))
+                    if method == "C-MOVE" and code != 0xA801 and not any(counts):
+                        problem += (f" Check that the PACS knows the move destination '{node.destination_ae}' with "
+                                    f"this computer's address and port {node.local_port}, or use C-GET.")
+                    result.problems.append(problem)
+            result.completed += last_counts[0]
+            result.failed += last_counts[1]
+            result.warnings += last_counts[2]
+            if result.cancelled or (result.problems and not assoc.is_established):
+                break
+        if watch.fired:
+            result.cancelled = True
+
+
+def _retrieve(node: PacsNode, study_uid: str, series_uids: Optional[Sequence[str]], result: RetrieveResult,
+              progress: Optional[ProgressFn], cancel: CancelLike) -> RetrieveResult:
+    method, folder = result.method, result.folder
+    # what to expect (counts for progress and completeness; SOP classes for C-GET)
+    _report(progress, 0.0, f"Asking {node.display_name} for the study...")
+    with _association(node, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
+        keys = {k: "" for k in STUDY_RETURN_KEYS}
+        keys["StudyInstanceUID"] = study_uid
+        studies = _c_find(node, assoc, _find_identifier("STUDY", **keys), "C-FIND (study)", 5)
+        series_keys = {k: "" for k in SERIES_RETURN_KEYS}
+        series_keys.update(StudyInstanceUID=study_uid, SeriesInstanceUID="")
+        series_found = [_series_from(ds, study_uid) for ds in
+                        _c_find(node, assoc, _find_identifier("SERIES", **series_keys), "C-FIND (series)", 5000)]
+    if not studies:
+        result.problems.append(f"{node.label} does not have the requested study.")
+        return result
+    _register_identifiers([_study_from(studies[0])])
+    counts = {s.series_uid: s.n_instances or 0 for s in series_found}
+    if series_uids:
+        missing = [u for u in series_uids if u not in counts]
+        if missing:
+            result.problems.append(f"{node.label} does not have {len(missing)} of the {len(series_uids)} "
+                                   "requested series.")
+        wanted = [u for u in series_uids if u in counts]
+        if not wanted:
+            return result
+    else:
+        # series by series: one series the PACS cannot send does not stop the others (and progress is finer);
+        # the whole study at once only when the PACS lists no series
+        wanted = [s.series_uid for s in series_found if s.series_uid] or None
+    result.expected = sum(counts[u] for u in (wanted or counts))
+
+    def on_file() -> None:
+        n = len(receiver.files)
+        total = result.expected
+        _report(progress, n / total if total else 0.0,
+                f"Received {n} of {total} image(s)" if total else f"Received {n} image(s)")
+
+    receiver = _Receiver(folder, study_uid, wanted, cancel, on_file)
+    expected_each = {u: counts.get(u, 0) for u in (wanted or [])}
+    if method == "C-GET":
+        classes = _values(studies[0], "SOPClassesInStudy") or COMMON_STORAGE_CLASSES
+        contexts, roles = _storage_contexts(classes)
+        model = StudyRootQueryRetrieveInformationModelGet
+        with _association(node, [model] + contexts, roles=roles,
+                          handlers=[(evt.EVT_C_STORE, receiver.handle_store)],
+                          dimse_timeout=node.retrieve_timeout_s) as assoc:
+            _run_retrieve(node, assoc, method, model, study_uid, wanted, result, receiver, progress, cancel,
+                          expected_each)
+    else:
+        model = StudyRootQueryRetrieveInformationModelMove
+        scp = AE(ae_title=node.destination_ae)
+        scp.supported_contexts = [build_context(cx.abstract_syntax, ALL_SYNTAXES)
+                                  for cx in AllStoragePresentationContexts]
+        scp.acse_timeout = scp.dimse_timeout = scp.network_timeout = float(node.retrieve_timeout_s)
+        bind = "127.0.0.1" if _is_loopback(node.host) else ""
+        try:
+            server = scp.start_server((bind, int(node.local_port)), block=False,
+                                      evt_handlers=[(evt.EVT_C_STORE, receiver.handle_store),
+                                                    (evt.EVT_CONN_OPEN, _no_delay)])
+        except OSError as exc:
+            scp.shutdown()
+            raise PacsError(f"Cannot receive images from {node.label} by C-MOVE: the local port {node.local_port} "
+                            f"cannot be opened ({exc.strerror or exc}); close the program using it or choose "
+                            "another port (and tell the PACS).") from None
+        try:
+            with _association(node, [model], dimse_timeout=node.retrieve_timeout_s) as assoc:
+                _run_retrieve(node, assoc, method, model, study_uid, wanted, result, receiver, progress, cancel,
+                              expected_each)
+        finally:
+            server.shutdown()
+            scp.shutdown()
+    result.files = sorted(receiver.files)
+    if receiver.write_errors:
+        result.problems.append(f"{len(receiver.write_errors)} image(s) could not be written to {folder}: "
+                               f"{receiver.write_errors[0]}.")
+    if receiver.refused:
+        result.problems.append(f"{receiver.refused} object(s) that were not asked for were refused.")
+    result.expected = max(result.expected, sum(expected_each.values()))
+    return result
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(i[4][0].startswith("127.") or i[4][0] == "::1" for i in infos)
+
+
+# ====================================================================== store (C-STORE)
+_STORE_WARN = {0xB000: "coercion of data elements", 0xB007: "data set does not match the SOP class",
+               0xB006: "elements discarded"}
+_STORE_FAIL = {0xA700: "the PACS is out of resources", 0xA900: "the data set does not match the SOP class",
+               0xC000: "the PACS cannot understand it", 0x0122: "the PACS does not accept this kind of object",
+               0x0124: "the PACS does not allow this workstation to store", 0x0117: "invalid SOP Instance UID"}
+
+
+def _store(node: PacsNode, paths: Sequence[Path], result: StoreResult, progress: Optional[ProgressFn],
+           cancel: CancelLike) -> StoreResult:
+    t0 = time.monotonic()
+    # read headers: SOP class and transfer syntax decide the presentation contexts
+    items: list[tuple[Path, str, str]] = []
+    for p in paths:
+        try:
+            ds = dcmread(str(p), stop_before_pixels=True)
+            sop_class = str(ds.SOPClassUID)
+            ts = str(ds.file_meta.TransferSyntaxUID)
+            items.append((p, sop_class, ts))
+        except Exception as exc:
+            result.failed.append((p, f"not a readable DICOM file ({type(exc).__name__})"))
+    if not items:
+        result.seconds = time.monotonic() - t0
+        return result
+    # contexts: (SOP class, uncompressed) or (SOP class, its compressed syntax); batches of <= 128
+    wanted: dict[tuple[str, str], list[str]] = {}
+    for _p, sop, ts in items:
+        if ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+            wanted.setdefault((sop, "u"), [str(x) for x in UNCOMPRESSED])
+        else:
+            wanted.setdefault((sop, ts), [ts])
+    keys = list(wanted)
+    batches = [keys[i:i + MAX_CONTEXTS] for i in range(0, len(keys), MAX_CONTEXTS)]
+    done = 0
+    for batch in batches:
+        members = set(batch)
+        batch_items = [it for it in items
+                       if ((it[1], "u") if it[2] in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+                           else (it[1], it[2])) in members]
+        contexts = [build_context(sop, wanted[(sop, key)]) for sop, key in batch]
+        with _association(node, contexts) as assoc:
+            accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts}
+            for path, sop, ts in batch_items:
+                if _is_cancelled(cancel):
+                    result.cancelled = True
+                    break
+                done += 1
+                _report(progress, (done - 1) / len(items), f"Sending {path.name} ({done} of {len(items)})")
+                if not any(a[0] == sop and (a[1] == ts or (ts in UNCOMPRESSED and a[1] in UNCOMPRESSED))
+                           for a in accepted):
+                    result.failed.append((path, f"{node.label} does not accept this kind of object "
+                                                f"(SOP class {sop}, transfer syntax {ts})"))
+                    continue
+                try:
+                    ds = dcmread(str(path))
+                except Exception as exc:
+                    result.failed.append((path, f"not a readable DICOM file ({type(exc).__name__})"))
+                    continue
+                t1 = time.monotonic()
+                try:
+                    status = assoc.send_c_store(ds)
+                except Exception as exc:  # e.g. no context after all
+                    result.failed.append((path, f"could not be sent ({type(exc).__name__}: {exc})"))
+                    continue
+                if not status or "Status" not in status:
+                    msg = _lost(node, assoc, "C-STORE", time.monotonic() - t1, node.timeout_s)
+                    result.failed.append((path, msg))
+                    result.problems.append(msg)
+                    break
+                code = int(status.Status)
+                if code == 0x0000:
+                    result.sent.append(path)
+                elif code in _STORE_WARN or 0xB000 <= code <= 0xBFFF:
+                    result.sent.append(path)
+                    result.warnings.append((path, _STORE_WARN.get(code, f"warning 0x{code:04X}")))
+                else:
+                    why = _STORE_FAIL.get(code) or ("the PACS could not store it" if 0xC000 <= code <= 0xCFFF
+                                                    else "the PACS refused it")
+                    comment = _text(status, "ErrorComment")
+                    result.failed.append((path, f"{why} (status 0x{code:04X}{': ' + comment if comment else ''})"))
+        if result.cancelled or result.problems:
+            break
+    sent_or_failed = {p for p in result.sent} | {p for p, _ in result.failed}
+    if result.problems or result.cancelled:
+        for p, _s, _t in items:
+            if p not in sent_or_failed and not result.cancelled:
+                result.failed.append((p, "not sent (the association ended)"))
+    _report(progress, 1.0, f"Sent {len(result.sent)} of {len(paths)} file(s)")
+    result.seconds = time.monotonic() - t0
+    log.info("C-STORE to %s: %d sent, %d failed, %d warning(s), cancelled=%s", node.label, len(result.sent),
+             len(result.failed), len(result.warnings), result.cancelled)
+    return result
+
+
+
+# ====================================================================== the backend
+class DimseBackend(PacsBackend):
+    protocol = DIMSE
+    methods = ("C-GET", "C-MOVE")
+
+    @staticmethod
+    def address_of(node: PacsNode) -> str:
+        return f"{node.host}:{node.port}"
+
+    @staticmethod
+    def config_problems(node: PacsNode) -> list[str]:
+        out: list[str] = []
+        for what, value in (("PACS AE title", node.ae_title), ("calling AE title", node.calling_ae),
+                            ("move destination AE title", node.move_ae)):
+            if what != "move destination AE title" and not value.strip():
+                out.append(f"The {what} is empty.")
+            elif value and (len(value) > 16 or "\\" in value or not value.isascii()
+                            or any(ord(c) < 32 for c in value)):
+                out.append(f"The {what} '{value}' is not valid (at most 16 ASCII characters, no backslash).")
+        if not node.host.strip():
+            out.append("The host is empty.")
+        if not (1 <= int(node.port) <= 65535):
+            out.append(f"The port {node.port} is not between 1 and 65535.")
+        if node.retrieve_method == "C-MOVE" and not (1 <= int(node.local_port) <= 65535):
+            out.append(f"The local port {node.local_port} for C-MOVE is not between 1 and 65535.")
+        if node.retrieve_method not in DimseBackend.methods:
+            out.append(f"Unknown retrieve method '{node.retrieve_method}' (use C-GET or C-MOVE).")
+        return out
+
+    def default_method(self) -> str:
+        return self.node.retrieve_method
+
+    def echo(self) -> float:
+        return _echo(self.node)
+
+    def find_studies(self, keys: dict[str, Any], max_results: int, cancel: CancelLike = None) -> MatchList:
+        return _find_studies(self.node, keys, max_results, cancel)
+
+    def find_series(self, study_uid: Optional[str], keys: dict[str, Any], max_results: int) -> MatchList:
+        return _find_series(self.node, study_uid, keys, max_results)
+
+    def find_series_by_uids(self, series_uids: Sequence[str]) -> MatchList:
+        return _find_series_by_uids(self.node, list(series_uids))
+
+    def retrieve(self, study_uid: str, series_uids: Optional[Sequence[str]], result: RetrieveResult,
+                 progress: Optional[ProgressFn], cancel: CancelLike) -> RetrieveResult:
+        return _retrieve(self.node, study_uid, series_uids, result, progress, cancel)
+
+    def store(self, paths: Sequence[Path], result: StoreResult, progress: Optional[ProgressFn],
+              cancel: CancelLike) -> StoreResult:
+        return _store(self.node, paths, result, progress, cancel)

@@ -1,0 +1,134 @@
+"""PACS node configuration: :class:`PacsNode`, the user's node list, and :func:`backend_for`, the one
+factory that picks the protocol backend (DIMSE or DICOMweb) for a node."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+from planner.imaging.pacs.backend import PacsBackend
+from planner.imaging.pacs.common import DICOMWEB, DIMSE, PacsError
+from planner.imaging.pacs.dicomweb import DicomwebBackend
+from planner.imaging.pacs.dimse import DimseBackend
+from planner.logsafe import data_dir
+
+log = logging.getLogger("planner.imaging.pacs")
+
+#: protocol name -> backend class; the only dispatch on ``PacsNode.protocol``.
+BACKENDS: dict[str, type[PacsBackend]] = {DIMSE: DimseBackend, DICOMWEB: DicomwebBackend}
+
+
+@dataclass
+class PacsNode:
+    """A PACS (or any DICOM Q/R SCP) the planner talks to."""
+
+    #: Shown to the user; by default the called AE title.
+    name: str = ""
+    #: The PACS's AE title (called AE).
+    ae_title: str = ""
+    host: str = ""
+    port: int = 104
+    #: This workstation's AE title (calling AE), which the PACS must know.
+    calling_ae: str = "BVNPLANNER"
+    #: "C-GET", "C-MOVE" or "WADO-RS" (DICOMweb).
+    retrieve_method: str = "C-GET"
+    #: C-MOVE destination AE title (empty: the calling AE title); the PACS must know it with this
+    #: computer's address and :attr:`local_port`.
+    move_ae: str = ""
+    #: Port of the local storage SCP started for a C-MOVE.
+    local_port: int = 11113
+    #: Seconds allowed for connecting, for the association and for each answer of an echo, query or send.
+    timeout_s: float = 10.0
+    #: Longest wait (seconds) between two messages of a retrieve.
+    retrieve_timeout_s: float = 60.0
+    #: "DIMSE" (C-FIND/C-GET/C-MOVE/C-STORE) or "DICOMweb" (QIDO-RS/WADO-RS/STOW-RS).
+    protocol: str = DIMSE
+    #: DICOMweb base URL, e.g. ``https://pacs.example.org/dicom-web``.
+    dicomweb_url: str = ""
+    username: str = ""
+    password: str = ""
+
+    # ------------------------------------------------------------------
+    @property
+    def display_name(self) -> str:
+        return self.name or self.ae_title or self.host or "(unnamed)"
+
+    @property
+    def label(self) -> str:
+        """``PACS ORTHANC at 127.0.0.1:4242`` (or the DICOMweb URL), for messages."""
+        cls = BACKENDS.get(self.protocol)
+        where = cls.address_of(self) if cls is not None else f"(unknown protocol {self.protocol!r})"
+        return f"PACS {self.display_name} at {where}"
+
+    @property
+    def destination_ae(self) -> str:
+        return self.move_ae or self.calling_ae
+
+    def problems(self) -> list[str]:
+        """What is wrong with the configuration (empty when it can be used)."""
+        cls = BACKENDS.get(self.protocol)
+        if cls is None:
+            return [f"Unknown protocol '{self.protocol}' (use {' or '.join(BACKENDS)})."]
+        out = list(cls.config_problems(self))
+        if self.timeout_s <= 0 or self.retrieve_timeout_s <= 0:
+            out.append("Timeouts must be positive.")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PacsNode":
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in (data or {}).items():
+            if key not in known:
+                continue
+            default = getattr(cls(), key)
+            try:
+                kwargs[key] = type(default)(value) if not isinstance(default, str) else str(value)
+            except (TypeError, ValueError):
+                continue
+        return cls(**kwargs)
+
+
+def backend_for(node: PacsNode) -> PacsBackend:
+    """The backend that talks to ``node`` (raises PacsError when the node cannot be used)."""
+    problems = node.problems()
+    if problems:
+        raise PacsError(f"{node.label} is not configured correctly: " + " ".join(problems))
+    return BACKENDS[node.protocol](node)
+
+
+def nodes_path() -> Path:
+    return data_dir() / "pacs-nodes.json"
+
+
+def load_nodes() -> list[PacsNode]:
+    """The user's configured PACS nodes (an empty list when none or the file is unreadable)."""
+    try:
+        data = json.loads(nodes_path().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        log.warning("the PACS node list %s is unreadable; starting an empty one", nodes_path())
+        return []
+    items = data.get("nodes", []) if isinstance(data, dict) else []
+    return [PacsNode.from_dict(d) for d in items if isinstance(d, dict)]
+
+
+def save_nodes(nodes: Sequence[PacsNode]) -> Path:
+    """Save the nodes (JSON, readable by the user only since it may hold a DICOMweb password)."""
+    from planner.storage import atomic_write_text
+
+    path = nodes_path()
+    atomic_write_text(path, json.dumps({"version": 1, "nodes": [n.to_dict() for n in nodes]}, indent=1))
+    try:
+        os.chmod(path, 0o600)
+    except OSError:
+        pass
+    return path
