@@ -202,14 +202,14 @@ def bench_views(ctx: BenchContext) -> dict:
     from planner.demo import ensure_demo_case
     from planner.session import Session
     from planner.trajectory import vertebra_frame
-    from planner.views.app import create_application, install_available_panels, open_demo, settle
+    from planner.views.app import create_application, install_panels, open_demo, settle
     from planner.views.main_window import MainWindow
 
     app = create_application()
     session = Session()
     open_demo(session, ensure_demo_case())
     window = MainWindow(session, initial_layout="planning", restore_state=False)
-    install_available_panels(window)
+    install_panels(window)
     window.resize(1600, 1000)
     window.show()
     settle(app, 400)

@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     from PySide6.QtGui import QImage, QPainter
 
     from planner.session import Session
-    from planner.views.app import _parse_size, create_application, install_available_panels, open_demo, settle
+    from planner.views.app import _parse_size, create_application, install_panels, open_demo, settle
     from planner.views.main_window import MainWindow
 
     width, height = _parse_size(args.size)
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     window = MainWindow(session, initial_layout="planning", restore_state=False)
     window.title_hint = "Demo case (not saved)"
     try:
-        install_available_panels(window)
+        install_panels(window)
         window.resize(width, height)
         window.show()
         settle(app, 400)

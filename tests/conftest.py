@@ -31,7 +31,8 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+        pytest.fail(f"the shared real test data is not at {SHARED_DATA}: clone the project beside ../shared "
+                    "or set BVN_SHARED_DATA")
     return SHARED_DATA
 
 
@@ -43,10 +44,8 @@ def demo_study(tmp_path_factory):
     (the parsed ground_truth.json), ``.plan_path`` (sample.bvnplan) and ``.series_dirs`` (role -> folder,
     roles T1, T2, STIR, AX_T2, FLUORO_AP, FLUORO_LAT). Treat it as read-only: it is shared by all tests.
     """
-    try:
-        from planner.demo import write_demo_study
-    except ImportError as exc:  # the demo package is being written
-        pytest.skip(f"planner.demo is not available yet ({exc})")
+    from planner.demo import write_demo_study
+
     return write_demo_study(tmp_path_factory.mktemp("demo-study"))
 
 

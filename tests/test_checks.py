@@ -405,15 +405,8 @@ def test_report_adapter_reads_real_checks():
 
 
 # ------------------------------------------------------------------------------- demo case
-def _demo(request):
-    try:
-        return request.getfixturevalue("demo_study")
-    except pytest.FixtureLookupError:
-        pytest.skip("demo_study fixture not available yet")
-
-
-def test_demo_suggestions_pass_and_canal_move_fails(request):
-    demo = _demo(request)
+def test_demo_suggestions_pass_and_canal_move_fails(demo_study):
+    demo = demo_study
     from planner.storage import load_plan
 
     plan = load_plan(demo.plan_path)
@@ -439,10 +432,9 @@ def test_ct_outline_inside_labelled_pedicle_on_real_ct(shared_data):
     """Real CT (L2-L4 crop, 1.5 mm) with vertebral sub-region labels: landmarks of L3 from the labels;
     the automatic inner outline lies inside the labelled arch section of each pedicle and covers a
     plausible share of it (the label includes the cortex)."""
-    sitk = pytest.importorskip("SimpleITK")
+    import SimpleITK as sitk
+
     folder = shared_data / "tptbox_vertebra_crops" / "sample_ct"
-    if not (folder / "sub-ct_label-22_ct.nii.gz").is_file():
-        pytest.skip("TPTBox CT crop not in the shared data")
     from planner.plan import Landmarks, Level
 
     def load(name):

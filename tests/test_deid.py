@@ -226,9 +226,6 @@ def test_cli_deidentify(tmp_path, sources):
 
 def test_teaching_export_reopens_with_its_own_images(teaching):
     """The de-identified plan finds the de-identified images by their new UIDs (images/ folder)."""
-    imaging = pytest.importorskip("planner.imaging")
-    if not hasattr(imaging, "load_path"):
-        pytest.skip("image loading not in this build")
     from planner.report import build_report_data
     from planner.report.sources import find_plan_images
 

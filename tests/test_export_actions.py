@@ -49,12 +49,12 @@ class ScriptedExportPrompter:
 
 @pytest.fixture
 def demo_window(qtbot, demo_study):
-    from planner.views.app import install_available_panels
+    from planner.views.app import install_panels
 
     w = open_window(qtbot, session_with())
     assert w.files.open_plan(str(demo_study.plan_path), images_folder=str(demo_study.folder))
     wait_plan_images(qtbot, w)
-    install_available_panels(w)
+    install_panels(w)
     yield w
     w.exports.shutdown()
 

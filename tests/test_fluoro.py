@@ -265,13 +265,8 @@ def test_virtual_projection_modes_and_plan_overlay():
 
 
 # ----------------------------------------------------------------------------- demo case
-def test_demo_fluoro_marks_project_target(request):
-    try:
-        demo = request.getfixturevalue("demo_study")
-    except pytest.FixtureLookupError:
-        pytest.skip("demo_study fixture not available yet")
-    pytest.importorskip("planner.demo")
-    _demo_fluoro_check(demo)
+def test_demo_fluoro_marks_project_target(demo_study):
+    _demo_fluoro_check(demo_study)
 
 
 def _demo_fluoro_check(demo):

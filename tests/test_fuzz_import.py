@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pydicom = pytest.importorskip("pydicom")
 from pydicom.data import get_testdata_file  # noqa: E402
 
 from planner.imaging import ProjectionImage, Volume, load_path  # noqa: E402

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sitk = pytest.importorskip("SimpleITK")
-nib = pytest.importorskip("nibabel")
-pydicom = pytest.importorskip("pydicom")
+import SimpleITK as sitk
+import nibabel as nib
+import pydicom
 
 from planner.imaging import ProjectionImage, Volume, load_path  # noqa: E402
 from planner.imaging.synthetic import write_projection, write_series  # noqa: E402

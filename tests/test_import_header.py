@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pydicom = pytest.importorskip("pydicom")
+import pydicom
 from pydicom.data import get_testdata_file  # noqa: E402
 
 from planner.imaging import dicom_header as dh  # noqa: E402

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pydicom = pytest.importorskip("pydicom")
-sitk = pytest.importorskip("SimpleITK")
+import pydicom
+import SimpleITK as sitk
 
 from planner.imaging import Volume, load_path, resample_regular, scan_path  # noqa: E402
 from planner.imaging.series import stack_geometry  # noqa: E402

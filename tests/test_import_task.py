@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-pytest.importorskip("PySide6")
+import PySide6  # noqa: F401
 from PySide6.QtCore import QMimeData, QTimer, QUrl  # noqa: E402
 from PySide6.QtWidgets import QPushButton  # noqa: E402
 

@@ -22,12 +22,12 @@ WATCHED = ("target_depth_pct", "canal_margin_mm", "midline_offset_mm", "length_m
 @pytest.fixture
 def planning(qtbot, demo_study):
     from planner.session import Session
-    from planner.views.app import install_available_panels, open_demo
+    from planner.views.app import install_panels, open_demo
 
     session = Session()
     open_demo(session, demo_study.folder)
     w = open_window(qtbot, session, layout="planning", size=(1600, 1000))
-    install_available_panels(w)
+    install_panels(w)
     w.docks["Trajectories"].raise_()
     panel = w.docks["Trajectories"].widget().widget()  # the dock holds a scroll area
     vv = w.views.ensure_volume_view()

@@ -90,11 +90,11 @@ def test_closed_panel_ignores_model_changes(qtbot):
 
 def test_panels_in_hidden_tabs_refresh_when_shown(qtbot):
     """While the physician drags in the views, panels in hidden tabs wait; shown, they are current."""
-    from planner.views.app import install_available_panels
+    from planner.views.app import install_panels
     from tests.views_support import open_window, session_with
 
     w = open_window(qtbot, session_with())
-    install_available_panels(w)
+    install_panels(w)
     w.show_panel("Levels")
     review, eligibility = w.panels["Review"], w.panels["Eligibility"]
     assert not review.isVisible() and not eligibility.isVisible()

@@ -10,20 +10,22 @@ Commands never print tracebacks for bad input; they name the file and the proble
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
+from types import ModuleType
 from typing import Sequence
 
-#: name -> module implementing it
-COMMANDS: dict[str, str] = {
-    "demo-data": "planner.cli.demo_data",
-    "inspect": "planner.cli.inspect",
-    "levels": "planner.cli.levels",
-    "check": "planner.cli.check",
-    "report": "planner.cli.report",
-    "sheet": "planner.cli.sheet",
-    "export-dicom": "planner.cli.export_dicom",
+from planner.cli import check, demo_data, export_dicom, inspect, levels, report, sheet
+
+#: name -> module implementing it (each module imports its heavy dependencies inside ``run``)
+COMMANDS: dict[str, ModuleType] = {
+    "demo-data": demo_data,
+    "inspect": inspect,
+    "levels": levels,
+    "check": check,
+    "report": report,
+    "sheet": sheet,
+    "export-dicom": export_dicom,
 }
 
 log = logging.getLogger(__name__)
@@ -31,22 +33,14 @@ log = logging.getLogger(__name__)
 
 def command_help() -> str:
     lines = []
-    for name, mod in COMMANDS.items():
-        try:
-            text = importlib.import_module(mod).HELP
-        except ImportError:
-            text = "(not available in this build)"
-        lines.append(f"  {name:<14}{text}")
+    for name, module in COMMANDS.items():
+        lines.append(f"  {name:<14}{module.HELP}")
     return "\n".join(lines)
 
 
 def run_command(argv: Sequence[str]) -> int:
     name, rest = argv[0], list(argv[1:])
-    try:
-        module = importlib.import_module(COMMANDS[name])
-    except ImportError as exc:
-        print(f"bvn-planner: the '{name}' command is not available in this build ({exc})", file=sys.stderr)
-        return 2
+    module = COMMANDS[name]
     parser = argparse.ArgumentParser(prog=f"main.py {name}", description=module.HELP)
     module.add_arguments(parser)
     args = parser.parse_args(rest)

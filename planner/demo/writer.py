@@ -748,34 +748,6 @@ def _landmarks_for_plan(vt_truth: dict[str, Any]):
     return Landmarks(**{n: tuple(vt_truth[n]) for n in LANDMARK_NAMES})
 
 
-def _trajectory_points(ph: Phantom, vt: Vertebra, side: str, settings: PlanningSettings) -> dict[str, np.ndarray]:
-    """Entry, bend and target when planner.trajectory is not available: entry where the pedicle axis
-    leaves the dorsal bone surface, bend ``introducer_past_wall_mm`` past the posterior wall plane on that
-    axis, target on the midline at ``target_depth_pct`` of the AP depth in front of the posterior wall at
-    ``target_height_pct`` of the body height (LPS mm)."""
-    fr = vt.frame
-    lm = vt.landmarks_local()
-    sgn = 1 if side == "left" else -1
-    axis = vt.pedicle_axis_local(sgn)
-    ped = vt.isthmus_local(sgn)
-    # entry: march back along the axis to the last bone sample
-    t = np.arange(0.0, 40.0, 0.1)
-    pts = fr.to_world(ped[None, :] - t[:, None] * axis[None, :])
-    lab = ph.labels_at(pts)
-    bone = np.isin(lab, [int(x) for x in (Tissue.CORTEX, Tissue.MARROW, Tissue.MODIC1, Tissue.MODIC2)])
-    last = int(np.nonzero(bone)[0].max()) if bone.any() else 0
-    entry = ped - t[last] * axis
-    v_wall = lm["posterior_wall"][1] - settings.introducer_past_wall_mm
-    k = (ped[1] - v_wall) / -axis[1]
-    bend = ped + k * axis
-    depth = lm["posterior_wall"][1] - lm["anterior_wall"][1]
-    h_sup, h_inf = lm["superior_endplate"][2], lm["inferior_endplate"][2]
-    target = np.array([settings.target_midline_offset_mm * 0.0,
-                       lm["posterior_wall"][1] - settings.target_depth_pct / 100.0 * depth,
-                       h_inf + settings.target_height_pct / 100.0 * (h_sup - h_inf)])
-    return {"entry": fr.to_world(entry), "bend": fr.to_world(bend), "target": fr.to_world(target)}
-
-
 def _skin_point(ph: Phantom, traj) -> Optional[list[float]]:
     """Where the introducer line, continued backwards from the bone entry, leaves the body (LPS)."""
     entry = np.asarray(traj.entry_lps, dtype=float)
@@ -792,8 +764,8 @@ def _skin_point(ph: Phantom, traj) -> Optional[list[float]]:
 def build_plan(ph: Phantom, truth: dict[str, Any]):
     """The sample plan: case, levels with true landmarks, Modic findings, L4 and L5 to treat, eligibility
     answers and one trajectory per treated level (left for L4, right for L5)."""
-    from planner.plan import (AuditEntry, CaseInfo, Eligibility, EndplateFinding, Level, Plan, SeriesRef,
-                              Trajectory, TrajectoryParams)
+    from planner.plan import AuditEntry, CaseInfo, Eligibility, EndplateFinding, Level, Plan, SeriesRef
+    from planner.trajectory import suggest_trajectory
 
     settings = ph.settings
     series = [SeriesRef(series_instance_uid=s["series_instance_uid"], modality=s["modality"],
@@ -835,25 +807,8 @@ def build_plan(ph: Phantom, truth: dict[str, Any]):
         "vertebral_injection": False,
     }, notes="Demo answers for a synthetic patient.")
     method = "planner.trajectory.suggest_trajectory"
-    try:
-        from planner.trajectory import suggest_trajectory
-    except ImportError:
-        suggest_trajectory = None  # type: ignore[assignment]
-        method = "planner.demo.writer._trajectory_points"
     for name, side in (("L4", "left"), ("L5", "right")):
-        lv = plan.level_by_name(name)
-        traj = None
-        if suggest_trajectory is not None:
-            try:
-                traj = suggest_trajectory(plan, lv, side)
-            except Exception:  # a suggestion that cannot be made falls back to the direct construction
-                traj = None
-                method = "planner.demo.writer._trajectory_points"
-        if traj is None:
-            pts = _trajectory_points(ph, ph.by_name[name], side, settings)
-            traj = Trajectory(level_id=lv.id, side=side, entry_lps=tuple(_r(pts["entry"], 4)),
-                              bend_lps=tuple(_r(pts["bend"], 4)), target_lps=tuple(_r(pts["target"], 4)),
-                              params=TrajectoryParams.from_settings(settings))
+        traj = suggest_trajectory(plan, plan.level_by_name(name), side)
         traj.id = f"demo-{name}-{side}"
         traj.label = traj.label or f"{name} {side} transpedicular"
         plan.trajectories.append(traj)

@@ -12,7 +12,6 @@ Everything is drawn with Pillow; no Qt, no screen state.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Union
@@ -20,6 +19,7 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from planner import fluoro
 from planner.imaging.volume import ProjectionImage, Volume
 from planner.plan import Plan, Trajectory
 from planner.report.fonts import FontNotFoundError, dejavu_path
@@ -250,14 +250,10 @@ def _fluoro_overlays(plan: Plan, sop_uid: str, level_id: str, frame_index: int,
                      proj: ProjectionImage) -> tuple[list, list[str]]:
     """The level's trajectories and zones projected onto the image by :mod:`planner.fluoro` (fitted to
     the marked landmarks); ([], [reason]) when the marks do not allow it."""
-    try:
-        fluoro = importlib.import_module("planner.fluoro")
-    except ImportError:
-        return [], []
     vp = proj.geometry.view_position.upper()
     view = "AP" if vp in ("AP", "PA") else "LAT" if vp in ("LAT", "LATERAL", "LL", "RL") else None
     try:
-        if hasattr(fluoro, "image_overlays") and sop_uid == proj.sop_instance_uid:
+        if sop_uid == proj.sop_instance_uid:
             result = fluoro.image_overlays(plan, proj, level_id, frame_index=frame_index, view=view)
         else:
             result = fluoro.plan_overlays(plan, sop_uid, level_id, view=view, frame_index=frame_index,

@@ -127,17 +127,10 @@ def install_excepthook(window_getter) -> None:
 
 
 # ---------------------------------------------------------------------- opening things
-def _imaging():
-    try:
-        from planner.imaging import load_path
-    except ImportError as exc:  # pragma: no cover - the importer ships with the app
-        raise StartupError(f"The image importer is not available in this build: {exc}") from None
-    return load_path
-
-
 def load_images_into(session, paths: list[str]) -> Any:
     """Import ``paths`` synchronously into the session; returns the ImportResult."""
-    load_path = _imaging()
+    from planner.imaging import load_path
+
     result = load_path(paths if len(paths) != 1 else paths[0])
     session.add_images(result.images)
     return result
@@ -161,10 +154,8 @@ def open_demo(session, folder: Optional[str | Path] = None) -> str:
     """Load the built-in demo case (or a demo study already written to ``folder``): its images and its
     sample plan. Returns a title hint."""
     if folder is None:
-        try:
-            from planner.demo import ensure_demo_case
-        except ImportError as exc:
-            raise StartupError(f"The demo case is not available in this build ({exc}).") from None
+        from planner.demo import ensure_demo_case
+
         folder = ensure_demo_case()
     folder = Path(folder)
     load_images_into(session, [str(folder)])
@@ -206,23 +197,20 @@ def open_path(session, path: str, *, review: bool = False, images: Optional[str]
     return p.name
 
 
-# ---------------------------------------------------------------------- the panels other helpers wrote
-def install_available_panels(window) -> list[str]:
-    """Add the side panels present in this build (levels, trajectories, eligibility, review) as docks."""
+# ---------------------------------------------------------------------- the side panels
+def install_panels(window) -> list[str]:
+    """Add the side panels (levels, trajectories, eligibility, review) as docks."""
+    from planner.views.eligibility_panel import EligibilityPanel
+    from planner.views.levels_panel import LevelsPanel
+    from planner.views.review_panel import ReviewPanel
+    from planner.views.trajectory_panel import TrajectoryPanel
+
     added = []
-    for module, cls, name in (("planner.views.levels_panel", "LevelsPanel", "Levels"),
-                              ("planner.views.trajectory_panel", "TrajectoryPanel", "Trajectories"),
-                              ("planner.views.eligibility_panel", "EligibilityPanel", "Eligibility"),
-                              ("planner.views.review_panel", "ReviewPanel", "Review")):
+    for panel_class, name in ((LevelsPanel, "Levels"), (TrajectoryPanel, "Trajectories"),
+                              (EligibilityPanel, "Eligibility"), (ReviewPanel, "Review")):
         if name in window.docks:
             continue
-        try:
-            mod = __import__(module, fromlist=[cls])
-            panel = getattr(mod, cls)(window.session)
-        except Exception:
-            log.exception("panel %s not available", name)
-            continue
-        window.add_panel(name, panel)
+        window.add_panel(name, panel_class(window.session))
         added.append(name)
     if "Levels" in window.docks:
         window.docks["Levels"].raise_()
@@ -315,24 +303,18 @@ def run_gui(args) -> int:
     from PySide6.QtCore import QTimer
 
     def after_first_frame():
-        try:  # the compressed-image decoder processes start in the background, ready for the next import
-            from planner.imaging import prestart_decoders
+        # each step on its own: a failure is shown to the user and logged by the exception hook
+        # (sys.excepthook), and the later steps (crash recovery above all) still run
+        from planner.imaging import prestart_decoders
 
-            prestart_decoders()
-        except Exception:
-            log.exception("decoder start failed")
-        try:
-            install_available_panels(window)
-        except Exception:
-            log.exception("panels could not be added")
-        try:
-            window.files.offer_recovery()
-        except Exception:
-            log.exception("recovery offer failed")
-        try:  # a plan opened from the command line whose series were not found: say which, offer a folder or PACS
-            window.plan_images.offer()
-        except Exception:
-            log.exception("missing-series offer failed")
+        for step in (prestart_decoders,  # the compressed-image decoders start, ready for the next import
+                     lambda: install_panels(window),
+                     window.files.offer_recovery,
+                     window.plan_images.offer):  # a plan's series not found: say which, offer a folder or PACS
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - shown by the hook, not hidden
+                sys.excepthook(*sys.exc_info())
 
     if not os.environ.get("BVN_STARTUP_PROBE"):
         QTimer.singleShot(300, after_first_frame)
@@ -352,7 +334,7 @@ def take_screenshot(app, window, path: str, size: Optional[tuple[int, int]]) -> 
     try:
         if size:
             window.resize(*size)
-        install_available_panels(window)
+        install_panels(window)
         window.show()
         settle(app, 300)
         vv = window.views.ensure_volume_view() if window.views.current == "planning" else None

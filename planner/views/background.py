@@ -26,12 +26,9 @@ def user_message(exc: BaseException) -> str:
 
 
 def _expected(exc: BaseException) -> bool:
+    from planner.export import ExportError
     from planner.imaging.pacs import PacsError
 
-    try:
-        from planner.export import ExportError
-    except ImportError:  # pragma: no cover
-        ExportError = PacsError  # type: ignore[misc,assignment]
     return isinstance(exc, (PacsError, ExportError, OSError))
 
 

@@ -533,11 +533,8 @@ class MainWindow(QMainWindow):
             paths = [p for p in paths if p not in plans]
         if not paths:
             return None
-        try:
-            from planner.views.import_task import ImportTask
-        except ImportError as exc:  # pragma: no cover - shipped with the app
-            self.show_message(f"Image import is not available in this build ({exc})")
-            return None
+        from planner.views.import_task import ImportTask
+
         task = ImportTask([str(p) for p in paths], self, show_dialog=show_dialog)
         task.finished.connect(lambda result, t=task: self._on_import_done(t, result))
         self._import_tasks.append(task)
@@ -553,14 +550,11 @@ class MainWindow(QMainWindow):
         self.add_images(result.images)
         rep = result.report
         n = len(result.images)
-        self.show_message(f"Loaded {n} image series" + (" (cancelled)" if getattr(rep, "cancelled", False) else ""))
-        if getattr(rep, "skipped_files", None) or getattr(rep, "notes", None) or getattr(rep, "series_warnings", None):
-            try:
-                from planner.views.import_task import show_import_report
+        self.show_message(f"Loaded {n} image series" + (" (cancelled)" if rep.cancelled else ""))
+        if rep.skipped_files or rep.notes or rep.series_warnings:
+            from planner.views.import_task import show_import_report
 
-                show_import_report(self, result)
-            except Exception:  # the report dialog is optional
-                log.exception("could not show the import report")
+            show_import_report(self, result)
         self.images_imported.emit(result)
 
     def find_plan_images(self, images_folder: Optional[str]) -> None:
@@ -570,18 +564,14 @@ class MainWindow(QMainWindow):
 
     # ================================================================== drag and drop
     def dragEnterEvent(self, event):  # noqa: N802
-        try:
-            from planner.views.import_task import paths_from_mime
-        except ImportError:  # pragma: no cover
-            return
+        from planner.views.import_task import paths_from_mime
+
         if paths_from_mime(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event):  # noqa: N802
-        try:
-            from planner.views.import_task import paths_from_mime
-        except ImportError:  # pragma: no cover
-            return
+        from planner.views.import_task import paths_from_mime
+
         paths = paths_from_mime(event.mimeData())
         if paths:
             event.acceptProposedAction()
