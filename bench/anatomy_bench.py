@@ -1,0 +1,242 @@
+"""Anatomy benchmark: the level finder on the real labelled scans of ../shared/data.
+
+Per scan and in total: levels found and named right, body-centre error, posterior/anterior wall and
+endplate errors against the labels, pedicle errors on CT, time and peak memory.
+
+Scans and marks:
+
+* the 21 MRIs of ``lumbar_mri_vb/`` (1 mm, 8-bit, no DICOM header; left and right unknown, see that
+  folder's README, section 0), loaded with the project's own NIfTI reader (``planner.imaging``), in three
+  modes: ``centroid`` (marks at the L1 and L5 label centroids), ``moved`` (the same marks moved 5 mm in
+  a random direction that stays inside the body; fixed seed per scan) and ``none`` (no marks);
+* the CTs: ``totalseg`` (``totalseg_example/example_ct.nii.gz``, 3 mm, no marks) and ``tptbox``
+  (``tptbox_vertebra_crops/sample_ct``, the L2-L4 crop at 1.5 mm; one mark at the L3 label centroid,
+  as there is no sacrum to count from).
+
+The reference (walls and endplates on the mid-sagittal line through the labelled body's centroid, the
+pedicle centre from the labels) is defined and computed in ``tests/anatomy_reference.py``, independently
+of ``planner.levels``; this script calls only the public API (``propose_levels_detailed``), so it
+measures whatever the package does.
+
+Time and memory are measured per scan in a subprocess of its own: wall time of the
+``propose_levels_detailed`` call and the subprocess's peak resident memory (``ru_maxrss``: the
+interpreter, the libraries and the loaded image included; the rise during the call is printed too). The time to import the same image with ``planner.imaging.load_path`` is
+printed beside it as the reference measured in the same run. Each subprocess runs under an address-space
+limit (``--limit-gib``) so that a runaway allocation ends as a MemoryError in the report instead of
+exhausting the machine.
+
+Usage::
+
+    .venv/bin/python bench/anatomy_bench.py                      # everything (about 4 minutes)
+    .venv/bin/python bench/anatomy_bench.py --cases VB3_01,VB2_04 --modes centroid
+    .venv/bin/python bench/anatomy_bench.py --no-mri             # the CTs only
+    .venv/bin/python bench/anatomy_bench.py --json out.json      # also write every number
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SHARED = Path(os.environ.get("BVN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+MRI_DIR = SHARED / "lumbar_mri_vb"
+MODES = ("centroid", "moved", "none")
+#: Issue 10 acceptance (MRI with marks; CT pedicles; every scan).
+ACCEPT = {"found_share": 0.97, "centre_median": 3.0, "centre_p95": 6.0, "wall_median": 2.0,
+          "ct_pedicle_tptbox": 3.0, "ct_pedicle_totalseg": 4.5, "time_s": 10.0, "peak_gib": 2.0}
+
+
+# ------------------------------------------------------------------------------------ one run (child)
+def marks_for(case: dict, mode: str, seed: int) -> Optional[dict[str, list[float]]]:
+    """The marks of a run: None (no marks), the L1 and L5 centroids, or those moved 5 mm inside the body."""
+    from tests.anatomy_reference import moved_mark
+
+    if mode == "none":
+        return None
+    code = {n: v for v, n in case["names"].items()}
+    out = {}
+    rng = np.random.default_rng(seed)
+    for name in ("L1", "L5"):
+        c = case["bodies"][name].centroid
+        if mode == "moved":
+            c = moved_mark(case["labels"], case["ijk_to_lps"], code[name], c, rng)
+        out[name] = [float(v) for v in c]
+    return out
+
+
+def run_one(kind: str, case_name: str, mode: str) -> dict[str, Any]:
+    """Load one scan, run the level finder and score it (in the current process)."""
+    import resource
+
+    from planner.imaging import load_path
+    from planner.levels import LevelDetectionError, propose_levels_detailed
+    from tests.anatomy_reference import ct_cases, mri_case, score_levels
+
+    if kind == "mri":
+        case = mri_case(MRI_DIR, case_name)
+        image = MRI_DIR / f"{case_name}_mr.nii.gz"
+        hints = marks_for(case, mode, seed=sum(map(ord, case_name)))
+    else:
+        case = ct_cases(SHARED)[case_name]
+        image = case["image"]
+        hints = None
+        if case_name == "tptbox":
+            hints = {"L3": [float(v) for v in case["bodies"]["L3"].centroid]}
+    t0 = time.perf_counter()
+    loaded = load_path(image)
+    load_s = time.perf_counter() - t0
+    (key, volume), = loaded.images.items()
+    modality = "CT" if kind == "ct" else None
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    t0 = time.perf_counter()
+    error = None
+    levels: list = []
+    notes: list[str] = []
+    try:
+        result = propose_levels_detailed(volume, hints, modality=modality)
+        levels, notes = result.levels, result.notes
+    except LevelDetectionError as exc:
+        error = f"LevelDetectionError: {exc}"
+    except MemoryError:
+        error = "MemoryError"
+    elapsed = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    score = score_levels(levels, case)
+    return {"kind": kind, "case": case_name, "mode": mode, "hints": hints, "error": error, "notes": notes,
+            "names": [lv.name for lv in levels], "time_s": elapsed, "load_s": load_s,
+            "rss_before_mib": rss0, "rss_peak_mib": rss,
+            "shape": list(volume.array.shape), **score}
+
+
+def run_in_subprocess(kind: str, case_name: str, mode: str, limit_gib: float) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", kind, case_name, mode, "--limit-gib", str(limit_gib)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"kind": kind, "case": case_name, "mode": mode, "error": "crashed: " + " | ".join(tail),
+                "names": [], "labelled": [], "found_right": [], "misnamed": [], "off": [], "levels": {},
+                "time_s": float("nan"), "load_s": float("nan"), "rss_before_mib": float("nan"),
+                "rss_peak_mib": float("nan")}
+    return json.loads(lines[-1])
+
+
+# ------------------------------------------------------------------------------------ summary
+def _values(runs: list[dict], key: str, absolute: bool = True) -> np.ndarray:
+    vals = [e[key] for r in runs for e in r["levels"].values() if e.get(key) is not None]
+    a = np.asarray(vals, float)
+    return np.abs(a) if absolute else a
+
+
+def _stat(a: np.ndarray) -> str:
+    if a.size == 0:
+        return "      -       -"
+    return f"{np.median(a):7.1f} {np.percentile(a, 95):7.1f}"
+
+
+def summarize(runs: list[dict], title: str) -> dict[str, Any]:
+    labelled = sum(len(r["labelled"]) for r in runs)
+    right = sum(len(r["found_right"]) for r in runs)
+    misnamed = sum(len(r["misnamed"]) for r in runs)
+    errors = sum(1 for r in runs if r.get("error"))
+    share = right / labelled if labelled else float("nan")
+    out = {"runs": len(runs), "labelled": labelled, "found_right": right, "found_share": share,
+           "misnamed": misnamed, "errors": errors}
+    for key in ("centre", "posterior", "anterior", "superior", "inferior", "pedicle_left", "pedicle_right"):
+        a = _values(runs, key)
+        out[key] = {"n": int(a.size), "median": float(np.median(a)) if a.size else None,
+                    "p95": float(np.percentile(a, 95)) if a.size else None}
+    out["time_max_s"] = float(np.nanmax([r["time_s"] for r in runs])) if runs else None
+    out["rss_peak_max_mib"] = float(np.nanmax([r["rss_peak_mib"] for r in runs])) if runs else None
+    print(f"\n== {title}: {len(runs)} runs; levels found and named right {right}/{labelled} ({100 * share:.0f} %); "
+          f"misnamed {misnamed}; runs without levels {errors}")
+    print("   error (mm)      n  median     p95")
+    for key in ("centre", "posterior", "anterior", "superior", "inferior", "pedicle_left", "pedicle_right"):
+        a = _values(runs, key)
+        if a.size:
+            print(f"   {key:<13} {a.size:4d} {_stat(a)}")
+    print(f"   slowest {out['time_max_s']:.1f} s; largest peak resident memory {out['rss_peak_max_mib']:.0f} MiB")
+    return out
+
+
+def print_run(r: dict) -> None:
+    e = r["levels"]
+    cen = [v["centre"] for v in e.values()]
+    walls = [abs(v[k]) for v in e.values() for k in ("posterior", "anterior") if v.get(k) is not None]
+    plates = [abs(v[k]) for v in e.values() for k in ("superior", "inferior") if v.get(k) is not None]
+    peds = [v[k] for v in e.values() for k in ("pedicle_left", "pedicle_right") if v.get(k) is not None]
+    med = lambda a: f"{np.median(a):5.1f}" if a else "    -"  # noqa: E731
+    print(f"{r['case']:<9} {r['mode']:<9} {len(r['found_right'])}/{len(r['labelled'])} right"
+          f"{' misnamed ' + ','.join(r['misnamed']) if r['misnamed'] else ''}"
+          f"  centre {med(cen)}  walls {med(walls)}  endplates {med(plates)}  pedicles {med(peds)}"
+          f"  {r['time_s']:5.1f} s (load {r['load_s']:.1f} s)  peak {r['rss_peak_mib']:5.0f} MiB"
+          f" (+{r['rss_peak_mib'] - r['rss_before_mib']:.0f} in the call)" + (f"  [{r['error']}]" if r.get("error") else ""), flush=True)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", help="comma-separated MRI cases (default: all 21)")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated: centroid, moved, none")
+    ap.add_argument("--no-mri", action="store_true", help="skip the MRIs")
+    ap.add_argument("--no-ct", action="store_true", help="skip the CTs")
+    ap.add_argument("--json", type=Path, help="write every run and the summaries here")
+    ap.add_argument("--limit-gib", type=float, default=8.0, help="address-space limit of each subprocess (GiB)")
+    ap.add_argument("--one", nargs=3, metavar=("KIND", "CASE", "MODE"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        import resource
+
+        limit = int(args.limit_gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        print(json.dumps(run_one(*args.one)))
+        return 0
+    from tests.anatomy_reference import mri_cases
+
+    jobs = []
+    if not args.no_mri:
+        cases = args.cases.split(",") if args.cases else mri_cases(MRI_DIR)
+        for mode in args.modes.split(","):
+            if mode not in MODES:
+                ap.error(f"unknown mode {mode!r}")
+            jobs += [("mri", c, mode) for c in cases]
+    if not args.no_ct:
+        jobs += [("ct", "totalseg", "none"), ("ct", "tptbox", "mark")]
+    runs = []
+    for kind, case, mode in jobs:
+        r = run_in_subprocess(kind, case, mode, args.limit_gib)
+        print_run(r)
+        runs.append(r)
+    summaries = {}
+    for mode in MODES:
+        sel = [r for r in runs if r["kind"] == "mri" and r["mode"] == mode]
+        if sel:
+            summaries[f"mri_{mode}"] = summarize(sel, f"MRI, marks: {mode}")
+    for case in ("totalseg", "tptbox"):
+        sel = [r for r in runs if r["kind"] == "ct" and r["case"] == case]
+        if sel:
+            summaries[f"ct_{case}"] = summarize(sel, f"CT {case}")
+    if runs:
+        slow = max(runs, key=lambda r: r["time_s"] if np.isfinite(r["time_s"]) else 1e9)
+        big = max(runs, key=lambda r: r["rss_peak_mib"] if np.isfinite(r["rss_peak_mib"]) else 1e12)
+        print(f"\nall runs: slowest {slow['case']} ({slow['mode']}) {slow['time_s']:.1f} s "
+              f"(limit {ACCEPT['time_s']:.0f} s); largest peak memory {big['case']} ({big['mode']}) "
+              f"{big['rss_peak_mib']:.0f} MiB (limit {1024 * ACCEPT['peak_gib']:.0f} MiB)")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": runs, "summaries": summaries}, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,392 @@
+"""Reference anatomy from the label maps of ../shared/data, computed independently of planner code.
+
+Used by ``bench/anatomy_bench.py`` and ``tests/test_levels_real.py``. Everything here reads the label
+maps with nibabel (RAS affine converted to LPS) and measures them with numpy/scipy; nothing comes from
+``planner.levels``.
+
+**The body frame and the mid-sagittal line** (:func:`body_reference`). For one labelled vertebral body
+(a binary mask):
+
+* ``centroid``: the mean LPS position of its voxel centres.
+* ``e_lat``: the image's left-right axis (the direction across the sagittal slices; on CT the LPS x
+  axis), a unit vector.
+* The *mid-sagittal plane* of the body is the plane through the centroid with normal ``e_lat``. The
+  body's section in that plane is taken from the voxels whose centres lie within half a voxel
+  (at least 1 mm) of it.
+* ``e_h`` (cranio-caudal) and ``e_ap`` (antero-posterior) are the two principal axes (PCA) of that
+  section, in the plane: ``e_h`` is the one closer to the local direction of the spine (from the
+  centroid of the body below to the centroid of the body above when they are labelled, else the
+  image's superior axis), pointing cranially; ``e_ap`` is perpendicular to it in the plane, pointing
+  anteriorly (LPS -y).
+* The **mid-sagittal line** of a wall is the line through the centroid along ``e_ap``; the **anterior
+  and posterior wall points** are where that line leaves the body, going anteriorly and posteriorly
+  from the centroid: the first point where the trilinearly interpolated mask falls below 0.5 (sampled
+  every 0.1 mm, linear between samples). The **superior and inferior endplate points** are the same
+  along the line through the centroid along ``e_h``.
+
+Errors against a found landmark are taken along these axes: wall errors along ``e_ap`` (the AP
+direction, in the mid-sagittal plane), endplate errors along ``e_h``; the body-centre error is the 3D
+distance to the centroid.
+
+**Pedicle centre on CT** (:func:`pedicle_reference`): the narrowest part of the bone bridge between
+body and arch. The posterior elements of the vertebra (on the TPTBox crop the arch label 41, which
+holds pedicles and laminae; on the TotalSegmentator CT the vertebra label minus the body mask) are
+cut by planes perpendicular to ``e_ap`` every 0.5 mm behind the posterior wall point, between the
+heights of the body's endplate points (the articular processes reach above and below); on each side of
+the mid-sagittal plane, out to the body's own half-width on that side (measured from the centroid along
+``e_lat``: the pedicles lie within it, the transverse processes reach beyond), the section of the
+pedicle is the connected part of the cut (0.5 mm sampling, trilinear mask >= 0.5) whose centroid lies
+nearest to 70 % of that half-width. The bridge runs from the first depth where that section's area reaches
+30 % of its median area over all depths (smaller cuts are the edge of the body's rounded back) to the
+depth where the section first reaches within 3 mm of the mid-sagittal plane (the lamina) or falls to
+less than half of its largest area so far (the junction with the lamina and the transverse process
+has been passed; what follows are the articular processes). Over the inner 80 % of that run (its first and last
+tenth, where the plane cuts the body's rounded back or the lamina obliquely, are left out) the
+narrowest section (medio-lateral width) is found; the waist is the run of depths around it whose
+width is within one voxel (at least 1 mm) of that smallest width, and the reference is the
+area-weighted mean of the centroids of the waist's sections.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+#: VerSe numbers of the lumbar MRI set (lumbar_mri_vb/README section 0).
+VERSE_NAMES = {17: "T10", 18: "T11", 19: "T12", 20: "L1", 21: "L2", 22: "L3", 23: "L4", 24: "L5", 25: "L6", 26: "S1"}
+#: TotalSegmentator v2 "total" vertebra labels of example_ct_vertebrae_labels.nii.gz.
+TOTALSEG_NAMES = {26: "S1", 27: "L5", 28: "L4", 29: "L3", 30: "L2", 31: "L1", 32: "T12", 33: "T11"}
+#: The proposed ladder (names the level finder may return), cranial to caudal.
+LADDER = ("T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")
+
+
+def load_label_map(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(integer array indexed [i, j, k] as stored, 4x4 ijk -> LPS mm) of a NIfTI label map (nibabel)."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    return np.asarray(img.dataobj).astype(np.int32), RAS_TO_LPS @ img.affine
+
+
+def _lps_of(ijk: np.ndarray, ijk_to_lps: np.ndarray) -> np.ndarray:
+    return np.asarray(ijk, float) @ ijk_to_lps[:3, :3].T + ijk_to_lps[:3, 3]
+
+
+def _ijk_of(lps: np.ndarray, ijk_to_lps: np.ndarray) -> np.ndarray:
+    inv = np.linalg.inv(ijk_to_lps)
+    return np.asarray(lps, float) @ inv[:3, :3].T + inv[:3, 3]
+
+
+def sample_mask(mask: np.ndarray, ijk_to_lps: np.ndarray, pts_lps: np.ndarray) -> np.ndarray:
+    """Trilinear value of a binary mask at LPS points (..., 3); 0 outside."""
+    pts = np.asarray(pts_lps, float)
+    ijk = _ijk_of(pts.reshape(-1, 3), ijk_to_lps)
+    v = ndimage.map_coordinates(mask.astype(np.float32), ijk.T, order=1, mode="constant", cval=0.0)
+    return v.reshape(pts.shape[:-1])
+
+
+def label_at(labels: np.ndarray, ijk_to_lps: np.ndarray, p_lps: Sequence[float]) -> int:
+    """The label of the voxel nearest to an LPS point (0 outside the map)."""
+    ijk = np.round(_ijk_of(np.asarray(p_lps, float), ijk_to_lps)).astype(int)
+    if np.any(ijk < 0) or np.any(ijk >= labels.shape):
+        return 0
+    return int(labels[tuple(ijk)])
+
+
+def _exit(mask: np.ndarray, ijk_to_lps: np.ndarray, start: np.ndarray, direction: np.ndarray,
+          max_mm: float = 80.0) -> Optional[np.ndarray]:
+    """Where the ray from ``start`` along ``direction`` first leaves the mask (0.5 level)."""
+    t = np.arange(0.0, max_mm, 0.1)
+    v = sample_mask(mask, ijk_to_lps, start[None, :] + t[:, None] * direction[None, :])
+    out = np.flatnonzero(v < 0.5)
+    if out.size == 0 or out[0] == 0:
+        return None
+    k = int(out[0])
+    v0, v1 = float(v[k - 1]), float(v[k])
+    f = (v0 - 0.5) / (v0 - v1) if v0 != v1 else 0.0
+    return start + (t[k - 1] + f * 0.1) * direction
+
+
+@dataclass
+class BodyRef:
+    name: str
+    centroid: np.ndarray
+    e_lat: np.ndarray
+    e_h: np.ndarray
+    e_ap: np.ndarray
+    anterior_wall: Optional[np.ndarray]
+    posterior_wall: Optional[np.ndarray]
+    superior_endplate: Optional[np.ndarray]
+    inferior_endplate: Optional[np.ndarray]
+
+
+def body_reference(name: str, mask: np.ndarray, ijk_to_lps: np.ndarray, lateral_lps: Sequence[float],
+                   spine_dir_lps: Optional[Sequence[float]] = None) -> BodyRef:
+    """The body frame, mid-sagittal line, walls and endplates of one labelled body (module docstring)."""
+    vox = np.argwhere(mask)
+    pts = _lps_of(vox, ijk_to_lps)
+    c = pts.mean(axis=0)
+    e_lat = np.asarray(lateral_lps, float)
+    e_lat = e_lat / np.linalg.norm(e_lat)
+    voxel = float(np.min(np.linalg.norm(ijk_to_lps[:3, :3], axis=0)))
+    slab = pts[np.abs((pts - c) @ e_lat) <= max(1.0, 0.5 * voxel + 1e-6)]
+    inplane = (slab - c) - np.outer((slab - c) @ e_lat, e_lat)
+    _, _, vt = np.linalg.svd(inplane, full_matrices=False)
+    axes = [v - (v @ e_lat) * e_lat for v in vt[:2]]
+    axes = [v / np.linalg.norm(v) for v in axes]
+    sdir = np.array([0.0, 0.0, 1.0]) if spine_dir_lps is None else np.asarray(spine_dir_lps, float)
+    sdir = sdir / np.linalg.norm(sdir)
+    e_h = max(axes, key=lambda v: abs(v @ sdir))
+    if e_h @ sdir < 0:
+        e_h = -e_h
+    e_ap = np.cross(e_h, e_lat)
+    e_ap /= np.linalg.norm(e_ap)
+    if e_ap[1] > 0:  # LPS: anterior is -y
+        e_ap = -e_ap
+    return BodyRef(name, c, e_lat, e_h, e_ap,
+                   _exit(mask, ijk_to_lps, c, e_ap), _exit(mask, ijk_to_lps, c, -e_ap),
+                   _exit(mask, ijk_to_lps, c, e_h), _exit(mask, ijk_to_lps, c, -e_h))
+
+
+def spine_directions(centroids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per name, the direction from the body below to the body above (the neighbours labelled)."""
+    order = [n for n in ("T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1") if n in centroids]
+    out = {}
+    for i, n in enumerate(order):
+        up = centroids[order[max(0, i - 1)]]
+        down = centroids[order[min(len(order) - 1, i + 1)]]
+        d = up - down
+        out[n] = d / np.linalg.norm(d) if np.linalg.norm(d) > 1e-6 else np.array([0.0, 0.0, 1.0])
+    return out
+
+
+def bodies_reference(labels: np.ndarray, ijk_to_lps: np.ndarray, names: dict[int, str],
+                     lateral_lps: Sequence[float], body_mask: Optional[np.ndarray] = None) -> dict[str, BodyRef]:
+    """:func:`body_reference` for every named label (restricted to ``body_mask`` when given)."""
+    masks = {}
+    for value, name in names.items():
+        m = labels == value
+        if body_mask is not None:
+            m &= body_mask
+        if m.sum() >= 50:
+            masks[name] = m
+    cents = {n: _lps_of(np.argwhere(m), ijk_to_lps).mean(axis=0) for n, m in masks.items()}
+    dirs = spine_directions(cents)
+    return {n: body_reference(n, m, ijk_to_lps, lateral_lps, dirs[n]) for n, m in masks.items()}
+
+
+@dataclass
+class PedicleRef:
+    left: Optional[np.ndarray]
+    right: Optional[np.ndarray]
+    #: per side: (depth behind the posterior wall, section area mm^2) along the bridge, for inspection
+    profile: dict
+
+
+def pedicle_reference(body: BodyRef, body_mask: np.ndarray, posterior: np.ndarray, ijk_to_lps: np.ndarray
+                      ) -> PedicleRef:
+    """The pedicle centre per side from the posterior-elements mask (module docstring)."""
+    step = 0.5
+    xs = np.arange(-50.0, 50.0 + 1e-6, step)
+    if body.superior_endplate is not None and body.inferior_endplate is not None:
+        top = float((body.superior_endplate - body.centroid) @ body.e_h)
+        bottom = float((body.inferior_endplate - body.centroid) @ body.e_h)
+    else:
+        top, bottom = 12.5, -12.5
+    hs = np.arange(bottom, top + 1e-6, step)
+    depths = np.arange(0.0, 35.0 + 1e-6, step)
+    voxel_mm = float(np.max(np.linalg.norm(ijk_to_lps[:3, :3], axis=0)))
+    # the body's half-width on each side at its centroid (the pedicles lie inside it; the transverse
+    # processes reach beyond it)
+    half = {}
+    for sgn in (+1, -1):
+        e = _exit(body_mask, ijk_to_lps, body.centroid, sgn * body.e_lat)
+        half[sgn] = 20.0 if e is None else float(np.linalg.norm(e - body.centroid))
+    wall = body.posterior_wall if body.posterior_wall is not None else body.centroid
+    out: dict[int, Optional[np.ndarray]] = {}
+    prof = {}
+    lateral_sign = np.sign(body.e_lat[0]) or 1.0  # +1 when e_lat points to the patient's left
+    for side in (+1, -1):  # +1: patient's left
+        sx = side * lateral_sign
+        reach = half[int(sx)]
+        secs = []
+        for d in depths:
+            o = wall - d * body.e_ap
+            pts = (o[None, None, :] + hs[:, None, None] * body.e_h[None, None, :]
+                   + xs[None, :, None] * body.e_lat[None, None, :])
+            cut = sample_mask(posterior, ijk_to_lps, pts) >= 0.5
+            cut &= ((sx * xs > 0) & (sx * xs <= reach))[None, :]
+            lab, n = ndimage.label(cut)
+            if n == 0:
+                secs.append((d, 0.0, None, False, 0.0))
+                continue
+            best = None
+            for k in range(1, n + 1):
+                comp = lab == k
+                ch, cx = ndimage.center_of_mass(comp)
+                x_c = xs[0] + cx * step
+                gap = abs(abs(x_c) - 0.7 * reach)
+                if best is None or gap < best[0]:
+                    best = (gap, comp, ch, cx)
+            _, comp, ch, cx = best
+            area = float(comp.sum()) * step * step
+            width = float(comp.any(axis=0).sum()) * step
+            reach_mid = bool(np.any(comp[:, np.abs(xs) <= 3.0]))
+            centre = o + (hs[0] + ch * step) * body.e_h + (xs[0] + cx * step) * body.e_lat
+            secs.append((d, area, centre, reach_mid, width))
+        prof[side] = [(float(s[0]), s[1], s[4]) for s in secs]
+        areas = np.array([s[1] for s in secs])
+        if not np.any(areas > 0):
+            out[side] = None
+            continue
+        floor = 0.3 * float(np.median(areas[areas > 0]))
+        start = next(i for i, s in enumerate(secs) if s[1] >= floor)
+        end = next((i for i in range(start, len(secs)) if secs[i][3]), len(secs))
+        # ... or where the section falls to less than half of the largest so far (the arch behind the
+        # pedicle and the transverse process end; what follows are the articular processes)
+        top = 0.0
+        for i in range(start, end):
+            if secs[i][1] < 0.5 * top:
+                end = i
+                break
+            top = max(top, secs[i][1])
+        run = secs[start:end]
+        if len(run) < 3:
+            out[side] = None
+            continue
+        cut_n = max(1, int(round(0.1 * len(run))))
+        inner = [s for s in run[cut_n: len(run) - cut_n] if s[1] > 0]
+        if not inner:
+            out[side] = None
+            continue
+        # the waist: the depths around the narrowest section whose width is within one voxel (at least
+        # 1 mm) of the smallest; the reference is the area-weighted mean of their centroids
+        i_min = min(range(len(inner)), key=lambda i: (inner[i][4], inner[i][1]))
+        tol = inner[i_min][4] + max(1.0, voxel_mm)
+        lo = i_min
+        while lo > 0 and inner[lo - 1][4] <= tol:
+            lo -= 1
+        hi = i_min
+        while hi + 1 < len(inner) and inner[hi + 1][4] <= tol:
+            hi += 1
+        waist = inner[lo: hi + 1]
+        wts = np.array([w[1] for w in waist])
+        out[side] = (np.array([w[2] for w in waist]) * wts[:, None]).sum(axis=0) / wts.sum()
+    return PedicleRef(out[+1], out[-1], prof)
+
+
+# ------------------------------------------------------------------------------------ data sets
+def mri_cases(folder: Path) -> list[str]:
+    return sorted(p.name[: -len(".json")] for p in folder.glob("*.json"))
+
+
+def mri_case(folder: Path, case: str) -> dict:
+    """Labels, geometry and reference bodies of one lumbar_mri_vb scan. The lateral axis is the
+    direction across the sagittal slices (voxel axis k; left and right are unknown on these scans)."""
+    meta = json.loads((folder / f"{case}.json").read_text())
+    labels, ijk_to_lps = load_label_map(folder / f"{case}_vb.nii.gz")
+    lateral = ijk_to_lps[:3, 2] / np.linalg.norm(ijk_to_lps[:3, 2])
+    if lateral[0] < 0:
+        lateral = -lateral
+    refs = bodies_reference(labels, ijk_to_lps, VERSE_NAMES, lateral)
+    return {"case": case, "meta": meta, "labels": labels, "ijk_to_lps": ijk_to_lps, "bodies": refs,
+            "names": {v: n for v, n in VERSE_NAMES.items()}}
+
+
+def moved_mark(labels: np.ndarray, ijk_to_lps: np.ndarray, value: int, start: np.ndarray, rng: np.random.Generator,
+               distance_mm: float = 5.0, tries: int = 200) -> np.ndarray:
+    """``start`` moved ``distance_mm`` in a random direction, staying inside the body labelled ``value``."""
+    for _ in range(tries):
+        v = rng.normal(size=3)
+        p = start + distance_mm * v / np.linalg.norm(v)
+        if label_at(labels, ijk_to_lps, p) == value:
+            return p
+    raise RuntimeError(f"no point {distance_mm} mm from the mark inside label {value}")
+
+
+def ct_cases(shared: Path) -> dict[str, dict]:
+    """The labelled CTs: image path, labels, reference bodies and pedicles.
+
+    ``totalseg``: example_ct (3 mm), vertebra labels with the body mask (bodies = label and mask,
+    posterior elements = label without mask). ``tptbox``: the L2-L4 crop (1.5 mm), bodies = labels 49/50,
+    posterior elements for the pedicles = the arch label 41 (pedicles and laminae)."""
+    out = {}
+    t = shared / "totalseg_example"
+    lab, a = load_label_map(t / "example_ct_vertebrae_labels.nii.gz")
+    body, _ = load_label_map(t / "example_ct_vertebrae_body_ivd.nii.gz")
+    out["totalseg"] = _ct_case(t / "example_ct.nii.gz", lab, a, TOTALSEG_NAMES, body == 1, body != 1)
+    d = shared / "tptbox_vertebra_crops" / "sample_ct"
+    vert, a = load_label_map(d / "sub-ct_seg-vert_label-22_msk.nii.gz")
+    sub, _ = load_label_map(d / "sub-ct_seg-subreg_label-22_msk.nii.gz")
+    out["tptbox"] = _ct_case(d / "sub-ct_label-22_ct.nii.gz", vert, a, VERSE_NAMES, np.isin(sub, (49, 50)), sub == 41)
+    return out
+
+
+def _ct_case(image: Path, labels: np.ndarray, ijk_to_lps: np.ndarray, names: dict[int, str], body: np.ndarray,
+             posterior: np.ndarray) -> dict:
+    present = {v: n for v, n in names.items() if np.count_nonzero((labels == v) & body) >= 50}
+    bodies = bodies_reference(labels, ijk_to_lps, present, [1.0, 0.0, 0.0], body_mask=body)
+    pedicles = {n: pedicle_reference(bodies[n], (labels == v) & body, (labels == v) & posterior, ijk_to_lps)
+                for v, n in present.items() if n in bodies}
+    return {"image": image, "labels": labels, "ijk_to_lps": ijk_to_lps, "bodies": bodies, "pedicles": pedicles,
+            "names": present}
+
+
+# ------------------------------------------------------------------------------------ scoring
+def _arr(p) -> Optional[np.ndarray]:
+    return None if p is None else np.asarray(p, float)
+
+
+def score_levels(levels: Sequence, case: dict) -> dict:
+    """Compare proposed levels (``planner.plan.Level``-like: ``name`` and ``landmarks``) with a case's labels.
+
+    A level is *right* when its body centre lies in the labelled body of the same name, *misnamed* when
+    it lies in another labelled body, *off* when in none. Errors (mm) are given for the right ones:
+    ``centre`` (3D), ``posterior``/``anterior`` (along ``e_ap``, signed, + anterior), ``superior``/``inferior``
+    (along ``e_h``, signed, + cranial) and, where the case has pedicle references, ``pedicle_left/right``
+    (3D) and whether each pedicle lies inside its own vertebra's label (``pedicle_in_label``)."""
+    code_of = {n: v for v, n in case["names"].items()}
+    labelled = [n for n in LADDER if n in case["bodies"]]
+    per_level = {}
+    right, misnamed, off = [], [], []
+    for lv in levels:
+        lm = lv.landmarks
+        c = _arr(lm.body_center_lps)
+        if c is None:
+            continue
+        got = label_at(case["labels"], case["ijk_to_lps"], c)
+        got_name = case["names"].get(got)
+        if got_name == lv.name:
+            right.append(lv.name)
+        elif got_name is not None:
+            misnamed.append(f"{lv.name} (is {got_name})")
+            continue
+        else:
+            off.append(lv.name)
+            continue
+        ref = case["bodies"][lv.name]
+        e = {"centre": float(np.linalg.norm(c - ref.centroid))}
+        for key, found, want, axis in (("posterior", lm.posterior_wall_lps, ref.posterior_wall, ref.e_ap),
+                                       ("anterior", lm.anterior_wall_lps, ref.anterior_wall, ref.e_ap),
+                                       ("superior", lm.superior_endplate_lps, ref.superior_endplate, ref.e_h),
+                                       ("inferior", lm.inferior_endplate_lps, ref.inferior_endplate, ref.e_h)):
+            f = _arr(found)
+            e[key] = None if f is None or want is None else float((f - want) @ axis)
+        peds = case.get("pedicles", {}).get(lv.name)
+        if peds is not None:
+            for side in ("left", "right"):
+                f, want = _arr(getattr(lm, f"pedicle_{side}_lps")), getattr(peds, side)
+                e[f"pedicle_{side}"] = None if f is None or want is None else float(np.linalg.norm(f - want))
+                e[f"pedicle_{side}_in_label"] = (None if f is None else
+                                                 label_at(case["labels"], case["ijk_to_lps"], f) == code_of[lv.name])
+        per_level[lv.name] = e
+    found_right = [n for n in labelled if n in right]
+    return {"labelled": labelled, "found_right": found_right, "misnamed": misnamed, "off": off,
+            "levels": per_level}
