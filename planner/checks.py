@@ -327,6 +327,28 @@ def _src(settings: PlanningSettings, name: str) -> str:
     return str(extra.get("source", ""))  # type: ignore[union-attr]
 
 
+# ============================================================================ canal margin
+#: How the canal margin is described, per ``PlanningSettings.canal_margin_from``.
+CANAL_MARGIN_WORDS = {"zone_edge": "ablation zone edge", "zone_centre": "active tip (zone centre)"}
+
+
+def canal_margin_mm(frame: VertebraFrame, target_lps: Any, zone_diameter_mm: float, measured_from: str) -> float:
+    """Distance from the zone to the spinal canal along the vertebra's AP axis: the target's depth in
+    front of the posterior wall, less the zone radius when measured from the zone edge
+    (``canal_margin_from``; domain.md 4.1, open item 9)."""
+    depth = frame.wall_depth_mm(target_lps)
+    if measured_from == "zone_centre":
+        return depth
+    if measured_from == "zone_edge":
+        return depth - zone_diameter_mm / 2.0
+    raise ValueError(f"unknown canal margin rule {measured_from!r}")
+
+
+def canal_margin_depth_needed_mm(margin_mm: float, zone_diameter_mm: float, measured_from: str) -> float:
+    """The least depth of the zone centre in front of the posterior wall that keeps ``margin_mm``."""
+    return margin_mm + (zone_diameter_mm / 2.0 if measured_from == "zone_edge" else 0.0)
+
+
 # ============================================================================ pedicle
 _UNIT_CIRCLE: dict[int, np.ndarray] = {}
 
@@ -686,7 +708,7 @@ def evaluate_trajectory(plan: Plan, trajectory: Trajectory | str, images: Any = 
     rep.target_depth_pct = 100.0 * depth_mm / frame.depth_mm
     rep.target_height_pct = 100.0 * float((target - frame.inferior_endplate_lps) @ s) / frame.height_mm
     rep.midline_offset_mm = abs(float((target - frame.body_center_lps) @ l_))
-    rep.canal_margin_mm = depth_mm - r
+    rep.canal_margin_mm = canal_margin_mm(frame, target, traj.params.zone_diameter_mm, st.canal_margin_from)
     sup_c = float((frame.superior_endplate_lps - target) @ s)
     inf_c = float((target - frame.inferior_endplate_lps) @ s)
     rep.superior_endplate_margin_mm = sup_c - r
@@ -700,15 +722,17 @@ def evaluate_trajectory(plan: Plan, trajectory: Trajectory | str, images: Any = 
 
     # --- canal margin
     lim = traj.params.canal_margin_mm
+    what = CANAL_MARGIN_WORDS[st.canal_margin_from]
+    rule = f" (measured from the {what}: setting 'Canal margin measured from')"
     if rep.canal_margin_mm >= lim - _TOL:
         add(CheckResult("canal_margin", "Canal margin", PASS, rep.canal_margin_mm, lim, "mm",
-                        f"The ablation zone edge is {rep.canal_margin_mm:.1f} mm in front of the posterior wall "
-                        f"(spinal canal); at least {lim:.1f} mm is required.", _src(st, "canal_margin_mm")))
+                        f"The {what} is {rep.canal_margin_mm:.1f} mm in front of the posterior wall "
+                        f"(spinal canal); at least {lim:.1f} mm is required{rule}.", _src(st, "canal_margin_mm")))
     else:
         where = ("reaches into the spinal canal" if rep.canal_margin_mm < 0 else
                  f"is only {rep.canal_margin_mm:.1f} mm from the spinal canal")
         add(CheckResult("canal_margin", "Canal margin", FAIL, rep.canal_margin_mm, lim, "mm",
-                        f"The ablation zone edge {where}; at least {lim:.1f} mm is required (ablation is "
+                        f"The {what} {where}; at least {lim:.1f} mm is required{rule} (ablation is "
                         "contraindicated closer to the canal). Move the target anteriorly or reduce the zone.",
                         _src(st, "canal_margin_mm")))
 

@@ -1,19 +1,50 @@
 """Eligibility checklist for basivertebral nerve ablation, built from ../shared/domain.md (1.1-1.4, 2.1).
 
+Each criterion carries its **class**, the kind of source it comes from, and the class decides what a
+criterion that is not met does to the verdict (issue 12, decided against domain.md 1.1-1.4):
+
+=======================  =========================================================  ======================
+class                    criteria                                                   not met gives
+=======================  =========================================================  ======================
+FDA indication           pain >= 6 months, conservative care >= 6 months, Modic     not eligible (red)
+                         type 1/2 at every treated level, levels within L3-S1
+                         (K153272, domain.md 1.1 [C])
+device contraindication  active infection, skeletal immaturity, pregnancy,          not eligible (red),
+                         electronic implants, severe cardiac/pulmonary disease,     with its source
+                         ablation zone < 10 mm from the canal (Huang 2022 Table 1,
+                         domain.md 1.3 [S])
+clinic pages only        age under 18, scoliosis: listed as contraindications only  caution (amber), does
+                         by clinic web pages (domain.md 1.3 [S]); neither the       not decide
+                         510(k) nor Huang 2022 names them
+trial criterion          INTRACEPT/SMART inclusion and exclusion (scores, BMI,      "outside the trial
+                         litigation, ... ; domain.md 1.2 [C])                        population" (amber),
+                                                                                    does not decide
+payer rule               Medicare A59468 or CAM 394 (domain.md 1.4 [S]), only for   warning naming the
+                         the chosen payer profile                                   payer profile (amber)
+=======================  =========================================================  ======================
+
+Decisions documented here: skeletal maturity is asked once, as the device contraindication
+"skeletal immaturity" of Huang 2022 [S] (domain.md 1.1 notes it is not part of the 510(k); it is also
+a trial inclusion and not covered by Medicare). Age under 18 and scoliosis come only from clinic
+pages [S]; they are shown as a caution to check against the IFU, not as a contraindication that
+decides. "Isolated axial pain" is the trial's wording (the 510(k) says chronic low back pain), so it
+is a trial criterion; radicular pain is a trial exclusion.
+
 The checklist is data: :func:`checklist` returns one :class:`ChecklistItem` per question or derived
-check, each with its key, question text, kind, rule, source, tag (where the criterion comes from:
-FDA indication, trial inclusion, trial exclusion, device contraindication or payer rule) and
-confidence tag ([C]/[S]/[U] as in domain.md). Every threshold comes from
-:class:`planner.settings.PlanningSettings` (saved with the plan), never from a constant here.
+check, each with its key, class, question text, kind, rule, source, tag and confidence tag ([C]/[S]/[U]
+as in domain.md). Every threshold comes from :class:`planner.settings.PlanningSettings` (saved with the
+plan), never from a constant here.
 
 The physician's answers live in ``plan.eligibility.answers`` keyed by item key. Nothing derived is
-stored: :func:`evaluate_eligibility` computes the per-item status, the overall result and the
-warnings from the plan each time (the GUI panel, the command line and the exports all call it).
+stored: :func:`evaluate_eligibility` computes the per-item status, the verdict, the class that decided
+it, the non-deciding flags and the warnings from the plan each time (the GUI panel, the command line
+and the exports all call it).
 
-Statuses: ``met``, ``not met``, ``unanswered`` and ``not applicable`` (payer items of a payer
-profile that is not selected). Overall: ``not eligible`` if any applicable item is not met,
-``incomplete`` if none is not met but some are unanswered, ``eligible`` otherwise. Warnings never
-block planning (domain.md 10); they are listed for the physician and the exports.
+Statuses: ``met``, ``not met``, ``unanswered`` and ``not applicable`` (payer items of a payer profile
+that is not selected). Verdict: ``not eligible`` if an FDA-indication or device-contraindication item
+is not met, ``incomplete`` if none is not met but some of them are unanswered, ``eligible`` otherwise.
+Trial criteria, clinic-page cautions and payer rules never change the verdict; they are listed with
+it. Warnings never block planning (domain.md 10).
 """
 
 from __future__ import annotations
@@ -21,8 +52,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional, Sequence
 
+from planner.checks import CANAL_MARGIN_WORDS, canal_margin_mm
 from planner.plan import Level, Plan
 from planner.settings import LEVEL_ORDER, PlanningSettings
+from planner.trajectory import LandmarkError, vertebra_frame
 
 ItemKind = Literal["yes_no", "number", "derived"]
 Status = Literal["met", "not met", "unanswered", "not applicable"]
@@ -33,22 +66,65 @@ NOT_MET: Status = "not met"
 UNANSWERED: Status = "unanswered"
 NOT_APPLICABLE: Status = "not applicable"
 
-#: Panel groups, in display order.
-GROUPS: tuple[str, ...] = ("indication", "trial scores", "exclusions", "contraindications", "payer limits")
+#: Criterion classes (the item's ``group``), in display order.
+FDA = "fda_indication"
+CONTRA = "device_contraindication"
+CLINIC = "clinic_pages"
+TRIAL = "trial_criterion"
+PAYER = "payer_rule"
+GROUPS: tuple[str, ...] = (FDA, CONTRA, CLINIC, TRIAL, PAYER)
+
+#: Colours the documents and the panel use for a class's outcome.
+RED, AMBER, GREEN, GREY = "red", "amber", "green", "grey"
+
+
+@dataclass(frozen=True)
+class CriterionClass:
+    key: str
+    title: str
+    #: Whether a criterion of this class that is not met decides the verdict.
+    decides: bool
+    #: What "not met" means for a criterion of this class.
+    consequence: str
+    colour: str
+    #: One line on where the class comes from.
+    basis: str
+
+
+CLASSES: dict[str, CriterionClass] = {
+    FDA: CriterionClass(FDA, "FDA indication", True, "not eligible", RED,
+                        "510(k) K153272 intended use (domain.md 1.1) [C]"),
+    CONTRA: CriterionClass(CONTRA, "Device contraindication", True, "contraindicated: not eligible", RED,
+                           "Huang 2022 Semin Intervent Radiol Table 1, an IFU-style list read via a secondary "
+                           "summary (domain.md 1.3) [S]"),
+    CLINIC: CriterionClass(CLINIC, "Named by clinic pages only", False, "caution: check the IFU", AMBER,
+                           "Listed as contraindications only by clinic web pages (domain.md 1.3) [S]; not in the "
+                           "510(k) or Huang 2022; does not decide"),
+    TRIAL: CriterionClass(TRIAL, "Trial criterion", False, "outside the trial population", AMBER,
+                          "INTRACEPT/SMART inclusion and exclusion, Smuck 2021 Table 1 (domain.md 1.2) [C]; the "
+                          "trials' population, not the indication; does not decide"),
+    PAYER: CriterionClass(PAYER, "Payer rule", False, "payer warning", AMBER,
+                          "Payer coverage rules of the chosen payer profile (domain.md 1.4) [S]; a warning, "
+                          "does not decide"),
+}
+
+#: Payer profiles by name, as the warnings name them.
+PAYER_NAMES = {"medicare": "Medicare A59468", "cam394": "commercial policy CAM 394", "none": "no payer profile"}
 
 #: Where a criterion comes from (the item's ``tag``).
 TAG_INDICATION = "indication (FDA 510(k))"
 TAG_INCLUSION = "trial inclusion"
 TAG_EXCLUSION = "trial exclusion"
 TAG_CONTRA = "device contraindication"
-TAG_CONTRA_AND_EXCLUSION = "device contraindication; trial exclusion"
+TAG_CLINIC = "contraindication named by clinic pages"
 TAG_MEDICARE = "payer: Medicare A59468"
 TAG_CAM394 = "payer: CAM 394"
 
 _SRC_FDA = "FDA 510(k) K153272 intended use; Relievant (domain.md 1.1)"
 _SRC_TRIAL = "INTRACEPT RCT, Smuck 2021 RAPM Table 1 (domain.md 1.2)"
 _SRC_CONTRA = "Huang 2022 Semin Intervent Radiol Table 1, via a secondary summary (domain.md 1.3)"
-_SRC_CLINIC = "Clinic pages: axionspine.com, h-o-m-e.org (domain.md 1.3)"
+_SRC_CONTRA_SHORT = "Huang 2022 Table 1 [S], domain.md 1.3"
+_SRC_CLINIC = "Clinic pages only: axionspine.com, h-o-m-e.org (domain.md 1.3)"
 _SRC_MEDICARE = "CMS billing article A59468, via a summary site (domain.md 1.4)"
 _SRC_CAM394 = "Commercial policy CAM 394 (domain.md 1.4)"
 
@@ -58,6 +134,7 @@ class ChecklistItem:
     """One eligibility question or derived check."""
 
     key: str
+    #: The criterion class (one of GROUPS).
     group: str
     question: str
     kind: ItemKind
@@ -78,10 +155,20 @@ class ChecklistItem:
     payer: Optional[str] = None
     #: Key of the answer a number/yes-no item reads (default: its own key; payer variants share answers).
     answer_key: str = ""
+    #: A short name for verdict lines ("ODI", "BMI").
+    short: str = ""
 
     @property
     def reads(self) -> str:
         return self.answer_key or self.key
+
+    @property
+    def criterion_class(self) -> CriterionClass:
+        return CLASSES[self.group]
+
+    @property
+    def name(self) -> str:
+        return self.short or self.question.rstrip("?")
 
 
 @dataclass
@@ -93,6 +180,24 @@ class ItemResult:
     #: Why: the numbers compared, or what the plan shows.
     detail: str = ""
 
+    @property
+    def outcome(self) -> str:
+        """The status in the words of the item's class: "not met" of a trial criterion reads "outside the
+        trial population"."""
+        if self.status == NOT_MET:
+            return self.item.criterion_class.consequence
+        return self.status
+
+    @property
+    def colour(self) -> str:
+        if self.status == NOT_MET:
+            return self.item.criterion_class.colour
+        if self.status == MET:
+            return GREEN
+        if self.status == UNANSWERED and self.item.criterion_class.decides:
+            return AMBER
+        return GREY
+
 
 @dataclass
 class EligibilityWarning:
@@ -100,6 +205,8 @@ class EligibilityWarning:
     message: str
     source: str = ""
     levels: list[str] = field(default_factory=list)
+    #: The criterion class the warning belongs to ("" for warnings about the plan's findings).
+    group: str = ""
 
 
 @dataclass
@@ -107,6 +214,8 @@ class EligibilityResult:
     items: list[ItemResult]
     overall: Overall
     warnings: list[EligibilityWarning]
+    #: The payer profile the payer rules were read for.
+    payer_profile: str = "none"
 
     def item(self, key: str) -> ItemResult:
         for r in self.items:
@@ -126,21 +235,97 @@ class EligibilityResult:
             c[r.status] += 1
         return c
 
+    def not_met(self, group: str) -> list[ItemResult]:
+        return [r for r in self.items if r.item.group == group and r.status == NOT_MET]
+
+    @property
+    def decided_by(self) -> list[str]:
+        """The deciding classes with a criterion not met (empty unless the verdict is "not eligible")."""
+        return [g for g in GROUPS if CLASSES[g].decides and self.not_met(g)]
+
+    @property
+    def flags(self) -> dict[str, list[ItemResult]]:
+        """Non-deciding classes with criteria not met: trial, clinic pages, payer."""
+        return {g: self.not_met(g) for g in GROUPS if not CLASSES[g].decides and self.not_met(g)}
+
+    @property
+    def colour(self) -> str:
+        if self.overall == "not eligible":
+            return RED
+        if self.overall == "incomplete" or self.flags:
+            return AMBER
+        return GREEN
+
+    def class_title(self, group: str) -> str:
+        title = CLASSES[group].title
+        if group == PAYER:
+            title += f" ({PAYER_NAMES.get(self.payer_profile, self.payer_profile)})"
+        return title
+
+    def class_line(self, group: str) -> str:
+        """What one class says, e.g. "Outside the trial population: ODI 25 points (rule >= 30)"."""
+        rows = self.not_met(group)
+        if not rows:
+            return ""
+        heads = {FDA: "FDA indication not met", CONTRA: "Device contraindication",
+                 CLINIC: "Caution, named by clinic pages only (check the IFU)",
+                 TRIAL: "Outside the trial population",
+                 PAYER: f"Payer warning ({PAYER_NAMES.get(self.payer_profile, self.payer_profile)})"}
+        line = f"{heads[group]}: " + "; ".join(_item_words(r) for r in rows)
+        if group == CONTRA:
+            line += f" (source: {_SRC_CONTRA_SHORT})"
+        return line
+
+    def verdict_lines(self) -> list[str]:
+        """The verdict and which class decided it, then one line per class that flags without deciding."""
+        if self.overall == "not eligible":
+            head = ("Not eligible, decided by " + " and ".join(
+                "the FDA indication" if g == FDA else f"a {CLASSES[g].title.lower()}" for g in self.decided_by)
+                + ". " + ". ".join(self.class_line(g) for g in self.decided_by) + ".")
+        elif self.overall == "incomplete":
+            missing = [r.item.name for r in self.items
+                       if r.status == UNANSWERED and r.item.criterion_class.decides]
+            head = ("Incomplete: not yet answered (FDA indication or device contraindication): "
+                    + ", ".join(missing) + ".")
+        else:
+            head = "Eligible: FDA indication met, no device contraindication."
+        return [head] + [f"Not deciding: {self.class_line(g)}." for g in self.flags]
+
+    @property
+    def verdict_line(self) -> str:
+        """The verdict lines as one line (for exports and logs)."""
+        return " ".join(self.verdict_lines())
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for reports and JSON exports."""
         return {
             "overall": self.overall,
-            "items": [{"key": r.item.key, "group": r.item.group, "question": r.item.question,
-                       "status": r.status, "answer": r.answer, "detail": r.detail, "rule": r.item.rule,
+            "verdict": self.verdict_line,
+            "decided_by": self.decided_by,
+            "colour": self.colour,
+            "payer_profile": self.payer_profile,
+            "items": [{"key": r.item.key, "group": r.item.group, "class": CLASSES[r.item.group].title,
+                       "question": r.item.question, "status": r.status, "outcome": r.outcome,
+                       "colour": r.colour, "answer": r.answer, "detail": r.detail, "rule": r.item.rule,
                        "source": r.item.source, "tag": r.item.tag, "confidence": r.item.confidence}
                       for r in self.items],
-            "warnings": [{"key": w.key, "message": w.message, "source": w.source, "levels": list(w.levels)}
+            "warnings": [{"key": w.key, "message": w.message, "source": w.source, "levels": list(w.levels),
+                          "group": w.group}
                          for w in self.warnings],
         }
 
 
 def _fmt(v: float) -> str:
     return f"{v:g}"
+
+
+def _item_words(r: ItemResult) -> str:
+    """An item not met, in a verdict line: its short name, and what was found for numbers and derived items."""
+    if r.item.kind == "yes_no" or not r.detail:
+        return r.item.name
+    if r.item.kind == "number":
+        return f"{r.item.name} {r.detail}"
+    return f"{r.item.name} ({r.detail})"
 
 
 def checklist(settings: Optional[PlanningSettings] = None) -> list[ChecklistItem]:
@@ -151,150 +336,166 @@ def checklist(settings: Optional[PlanningSettings] = None) -> list[ChecklistItem
     rng = _range_text(s.treatable_levels)
     yes = "answer: yes"
     no = "answer: no"
+    margin_from = CANAL_MARGIN_WORDS[s.canal_margin_from]
     items = [
-        # --- indication -----------------------------------------------------------------------
-        ChecklistItem("pain_duration_months", "indication", "How long has the low back pain lasted?",
+        # --- FDA indication (domain.md 1.1) ----------------------------------------------------
+        ChecklistItem("pain_duration_months", FDA, "How long has the low back pain lasted?",
                       "number", f"at least {_fmt(s.min_pain_duration_months)} months", _SRC_FDA, TAG_INDICATION,
-                      unit="months", op=">=", setting="min_pain_duration_months"),
-        ChecklistItem("conservative_care_months", "indication",
+                      unit="months", op=">=", setting="min_pain_duration_months", short="pain duration"),
+        ChecklistItem("conservative_care_months", FDA,
                       "How long has conservative (non-operative) care been tried without relief?",
                       "number", f"at least {_fmt(s.min_conservative_care_months)} months", _SRC_FDA,
-                      TAG_INDICATION, unit="months", op=">=", setting="min_conservative_care_months"),
-        ChecklistItem("axial_pain", "indication",
-                      "Is the pain isolated axial low back pain (not radicular leg pain)?", "yes_no", yes,
-                      "FDA K153272 (chronic low back pain) and INTRACEPT inclusion 'isolated lumbar back pain' "
-                      "(domain.md 1.1, 1.2)", TAG_INDICATION, expected=True),
-        ChecklistItem("modic_at_targets", "indication",
+                      TAG_INDICATION, unit="months", op=">=", setting="min_conservative_care_months",
+                      short="conservative care"),
+        ChecklistItem("modic_at_targets", FDA,
                       f"Does every level marked to treat show Modic type {types} at an endplate?", "derived",
                       f"each treated level has an endplate finding of type {types} (the physician's decision, not "
                       "an unconfirmed suggestion; mixed types count when they include a qualifying type; type 3 "
                       "alone does not)",
                       "FDA K153272 / K190504; Type 3 alone does not qualify (domain.md 1.1, 2.1)",
-                      TAG_INDICATION),
-        ChecklistItem("levels_in_range", "indication",
+                      TAG_INDICATION, short=f"Modic type {types} at every treated level"),
+        ChecklistItem("levels_in_range", FDA,
                       f"Are all levels marked to treat within {rng}?", "derived",
-                      f"every treated level is one of {treatable}", _SRC_FDA, TAG_INDICATION),
-        ChecklistItem("skeletally_mature", "indication", "Is the patient skeletally mature?", "yes_no", yes,
-                      f"{_SRC_TRIAL}; skeletal immaturity is a device contraindication (1.3) and not covered by "
-                      "Medicare (1.4)", f"{TAG_INCLUSION}; {TAG_CONTRA}", expected=True),
-        ChecklistItem("able_to_consent", "indication",
-                      "Is the patient able to consent and to complete the questionnaires?", "yes_no", yes,
-                      _SRC_TRIAL, TAG_INCLUSION, expected=True),
-        # --- trial scores ---------------------------------------------------------------------
-        ChecklistItem("odi", "trial scores", "Oswestry Disability Index (ODI, 0-100)", "number",
-                      f"at least {_fmt(s.min_odi)}", _SRC_TRIAL, TAG_INCLUSION, unit="points", op=">=",
-                      setting="min_odi"),
-        ChecklistItem("vas", "trial scores", "Back pain VAS/NRS (0-10)", "number", f"at least {_fmt(s.min_vas)}",
-                      _SRC_TRIAL + "; a case report restates NRS > 4", TAG_INCLUSION, unit="cm", op=">=",
-                      setting="min_vas"),
-        ChecklistItem("bdi", "trial scores", "Beck Depression Inventory score", "number",
-                      f"at most {_fmt(s.max_bdi)}", _SRC_TRIAL, TAG_EXCLUSION, unit="points", op="<=",
-                      setting="max_bdi"),
-        ChecklistItem("waddell_signs", "trial scores", "Number of positive Waddell signs (0-5)", "number",
-                      f"at most {s.max_waddell_signs}", _SRC_TRIAL, TAG_EXCLUSION, unit="signs", op="<=",
-                      setting="max_waddell_signs"),
-        ChecklistItem("bmi", "trial scores", "Body-mass index", "number", f"at most {_fmt(s.max_bmi)}",
-                      _SRC_TRIAL, TAG_EXCLUSION, unit="kg/m2", op="<=", setting="max_bmi"),
-        # --- exclusions (trial, domain.md 1.2) ------------------------------------------------
-        ChecklistItem("modic_outside_range", "exclusions", f"Are there Modic changes at levels outside {rng}?",
-                      "derived", f"no level outside {treatable} has a Modic finding", _SRC_TRIAL, TAG_EXCLUSION),
-        ChecklistItem("radicular_pain", "exclusions",
-                      "Radicular pain (dermatomal pain matching nerve compression on imaging)?", "yes_no", no,
-                      _SRC_TRIAL, TAG_EXCLUSION, expected=False),
-        ChecklistItem("prior_lumbar_surgery", "exclusions",
-                      "Previous lumbar spine surgery? (An earlier discectomy or laminectomy more than "
-                      f"{_fmt(s.prior_surgery_min_months)} months ago with resolved radicular pain counts as no.)",
-                      "yes_no", no, _SRC_TRIAL, TAG_EXCLUSION, expected=False),
-        ChecklistItem("symptomatic_stenosis", "exclusions",
-                      "Symptomatic spinal stenosis (neurogenic claudication confirmed by imaging)?", "yes_no", no,
-                      _SRC_TRIAL, TAG_EXCLUSION, expected=False),
-        ChecklistItem("metabolic_bone_disease", "exclusions", "Metabolic bone disease?", "yes_no", no,
-                      _SRC_TRIAL + "; osteoporosis is not a labelled device contraindication [U] (1.3)",
-                      TAG_EXCLUSION, expected=False),
-        ChecklistItem("spine_fracture", "exclusions",
-                      "History of spine fragility fracture, trauma or compression fracture?", "yes_no", no,
-                      _SRC_TRIAL, TAG_EXCLUSION, expected=False),
-        ChecklistItem("spinal_cancer", "exclusions", "Spinal cancer?", "yes_no", no, _SRC_TRIAL, TAG_EXCLUSION,
-                      expected=False),
-        ChecklistItem("bleeding_diathesis", "exclusions", "Bleeding diathesis?", "yes_no", no, _SRC_TRIAL,
-                      TAG_EXCLUSION, expected=False),
-        ChecklistItem("other_pain_cause", "exclusions", "Radiographic evidence of another cause of the pain?",
-                      "yes_no", no, _SRC_TRIAL, TAG_EXCLUSION, expected=False),
-        ChecklistItem("disc_protrusion", "exclusions",
-                      f"Disc extrusion or protrusion larger than {_fmt(s.max_disc_protrusion_mm)} mm?", "yes_no", no,
-                      _SRC_TRIAL, TAG_EXCLUSION, expected=False),
-        ChecklistItem("spondylolisthesis", "exclusions",
-                      f"Spondylolisthesis larger than {_fmt(s.max_spondylolisthesis_mm)} mm at any level?",
-                      "yes_no", no, _SRC_TRIAL, TAG_EXCLUSION, expected=False),
-        ChecklistItem("spondylolysis", "exclusions", "Spondylolysis at any level?", "yes_no", no, _SRC_TRIAL,
-                      TAG_EXCLUSION, expected=False),
-        ChecklistItem("facet_pain", "exclusions",
-                      "Facet arthrosis or effusion matching suspected facet pain?", "yes_no", no, _SRC_TRIAL,
-                      TAG_EXCLUSION, expected=False),
-        ChecklistItem("compensation_litigation", "exclusions", "Compensated injury or litigation?", "yes_no", no,
-                      _SRC_TRIAL, TAG_EXCLUSION, expected=False),
-        ChecklistItem("narcotics_addiction", "exclusions",
-                      "Extended-release narcotics with addiction behaviours?", "yes_no", no, _SRC_TRIAL,
-                      TAG_EXCLUSION, expected=False),
-        ChecklistItem("bedbound", "exclusions",
-                      "Bedbound, or a neurological condition that prevents early mobility?", "yes_no", no,
-                      _SRC_TRIAL, TAG_EXCLUSION, expected=False),
-        ChecklistItem("mri_contraindication", "exclusions", "Contraindication to MRI?", "yes_no", no, _SRC_TRIAL,
-                      TAG_EXCLUSION, expected=False),
-        ChecklistItem("device_allergy", "exclusions", "Allergy to device components?", "yes_no", no, _SRC_TRIAL,
-                      TAG_EXCLUSION, expected=False),
-        # --- contraindications (device, domain.md 1.3) ----------------------------------------
-        ChecklistItem("infection", "contraindications",
+                      f"every treated level is one of {treatable}", _SRC_FDA, TAG_INDICATION,
+                      short=f"treated levels within {rng}"),
+        # --- device contraindications (Huang 2022, domain.md 1.3) -------------------------------
+        ChecklistItem("infection", CONTRA,
                       "Active systemic or local infection (including spine infection)?", "yes_no", no,
-                      f"{_SRC_CONTRA}; {_SRC_TRIAL}", TAG_CONTRA_AND_EXCLUSION, confidence="[S]", expected=False),
-        ChecklistItem("pregnancy", "contraindications", "Pregnant or breastfeeding?", "yes_no", no,
-                      f"{_SRC_CONTRA} (pregnancy); {_SRC_TRIAL} (pregnancy or lactation)", TAG_CONTRA_AND_EXCLUSION,
-                      confidence="[S]", expected=False),
-        ChecklistItem("electronic_implant", "contraindications",
+                      f"{_SRC_CONTRA}; also a trial exclusion, {_SRC_TRIAL}", TAG_CONTRA, confidence="[S]",
+                      expected=False, short="active infection"),
+        ChecklistItem("skeletally_mature", CONTRA, "Is the patient skeletally mature?", "yes_no", yes,
+                      f"{_SRC_CONTRA} (skeletal immaturity); also a trial inclusion ({_SRC_TRIAL}) and not covered "
+                      "by Medicare (domain.md 1.4); not part of the 510(k) intended use (domain.md 1.1)",
+                      TAG_CONTRA, confidence="[S]", expected=True, short="skeletal immaturity"),
+        ChecklistItem("pregnancy", CONTRA, "Pregnant or breastfeeding?", "yes_no", no,
+                      f"{_SRC_CONTRA} (pregnancy); also a trial exclusion (pregnancy or lactation)", TAG_CONTRA,
+                      confidence="[S]", expected=False, short="pregnancy"),
+        ChecklistItem("electronic_implant", CONTRA,
                       "Pacemaker, defibrillator or other active electronic implant?", "yes_no", no,
-                      f"{_SRC_CONTRA}; {_SRC_TRIAL} (active implantable devices)", TAG_CONTRA_AND_EXCLUSION,
-                      confidence="[S]", expected=False),
-        ChecklistItem("cardiopulmonary", "contraindications", "Severe cardiac or pulmonary compromise?", "yes_no",
-                      no, _SRC_CONTRA, TAG_CONTRA, confidence="[S]", expected=False),
-        ChecklistItem("age_years", "contraindications", "Age (years)", "number", f"at least {_fmt(s.min_age_years)}",
-                      _SRC_CLINIC, TAG_CONTRA, confidence="[S]", unit="years", op=">=", setting="min_age_years"),
-        ChecklistItem("scoliosis", "contraindications", "Scoliosis?", "yes_no", no, _SRC_CLINIC, TAG_CONTRA,
-                      confidence="[S]", expected=False),
-        ChecklistItem("canal_margin", "contraindications",
+                      f"{_SRC_CONTRA}; also a trial exclusion (active implantable devices)", TAG_CONTRA,
+                      confidence="[S]", expected=False, short="electronic implant"),
+        ChecklistItem("cardiopulmonary", CONTRA, "Severe cardiac or pulmonary compromise?", "yes_no",
+                      no, _SRC_CONTRA, TAG_CONTRA, confidence="[S]", expected=False,
+                      short="severe cardiac or pulmonary compromise"),
+        ChecklistItem("canal_margin", CONTRA,
                       f"Does every planned ablation zone stay at least {_fmt(s.canal_margin_mm)} mm from the "
                       "spinal canal?", "derived",
-                      f"for each trajectory, (target - posterior wall) along the AP axis minus the zone radius "
-                      f">= {_fmt(s.canal_margin_mm)} mm", _SRC_CONTRA + " and 4.1", TAG_CONTRA, confidence="[S]"),
-        # --- payer limits (domain.md 1.4) -----------------------------------------------------
-        ChecklistItem("medicare_no_prior_ablation", "payer limits",
+                      f"for each trajectory, the {margin_from} lies at least {_fmt(s.canal_margin_mm)} mm in front "
+                      "of the posterior wall along the vertebra's AP axis (setting 'Canal margin measured from')",
+                      _SRC_CONTRA + " and 4.1; how it is measured: open item 9", TAG_CONTRA, confidence="[S]",
+                      short="ablation zone less than "
+                            f"{_fmt(s.canal_margin_mm)} mm from the spinal canal"),
+        # --- named by clinic pages only (domain.md 1.3 [S]) ------------------------------------
+        ChecklistItem("age_years", CLINIC, "Age (years)", "number", f"at least {_fmt(s.min_age_years)}",
+                      _SRC_CLINIC + "; skeletal maturity is asked as the device contraindication", TAG_CLINIC,
+                      confidence="[S]", unit="years", op=">=", setting="min_age_years", short="age"),
+        ChecklistItem("scoliosis", CLINIC, "Scoliosis?", "yes_no", no, _SRC_CLINIC, TAG_CLINIC,
+                      confidence="[S]", expected=False, short="scoliosis"),
+        # --- trial criteria (INTRACEPT, domain.md 1.2) ------------------------------------------
+        ChecklistItem("axial_pain", TRIAL,
+                      "Is the pain isolated axial low back pain (not radicular leg pain)?", "yes_no", yes,
+                      "INTRACEPT inclusion 'isolated lumbar back pain' (domain.md 1.2); the 510(k) says chronic "
+                      "low back pain (1.1)", TAG_INCLUSION, expected=True, short="isolated axial pain"),
+        ChecklistItem("able_to_consent", TRIAL,
+                      "Is the patient able to consent and to complete the questionnaires?", "yes_no", yes,
+                      _SRC_TRIAL, TAG_INCLUSION, expected=True, short="able to consent"),
+        ChecklistItem("odi", TRIAL, "Oswestry Disability Index (ODI, 0-100)", "number",
+                      f"at least {_fmt(s.min_odi)}", _SRC_TRIAL, TAG_INCLUSION, unit="points", op=">=",
+                      setting="min_odi", short="ODI"),
+        ChecklistItem("vas", TRIAL, "Back pain VAS/NRS (0-10)", "number", f"at least {_fmt(s.min_vas)}",
+                      _SRC_TRIAL + "; a case report restates NRS > 4", TAG_INCLUSION, unit="cm", op=">=",
+                      setting="min_vas", short="VAS"),
+        ChecklistItem("bdi", TRIAL, "Beck Depression Inventory score", "number",
+                      f"at most {_fmt(s.max_bdi)}", _SRC_TRIAL, TAG_EXCLUSION, unit="points", op="<=",
+                      setting="max_bdi", short="Beck Depression Inventory"),
+        ChecklistItem("waddell_signs", TRIAL, "Number of positive Waddell signs (0-5)", "number",
+                      f"at most {s.max_waddell_signs}", _SRC_TRIAL, TAG_EXCLUSION, unit="signs", op="<=",
+                      setting="max_waddell_signs", short="Waddell signs"),
+        ChecklistItem("bmi", TRIAL, "Body-mass index", "number", f"at most {_fmt(s.max_bmi)}",
+                      _SRC_TRIAL, TAG_EXCLUSION, unit="kg/m2", op="<=", setting="max_bmi", short="BMI"),
+        ChecklistItem("modic_outside_range", TRIAL, f"Are there Modic changes at levels outside {rng}?",
+                      "derived", f"no level outside {treatable} has a Modic finding", _SRC_TRIAL, TAG_EXCLUSION,
+                      short=f"Modic changes outside {rng}"),
+        ChecklistItem("radicular_pain", TRIAL,
+                      "Radicular pain (dermatomal pain matching nerve compression on imaging)?", "yes_no", no,
+                      _SRC_TRIAL, TAG_EXCLUSION, expected=False, short="radicular pain"),
+        ChecklistItem("prior_lumbar_surgery", TRIAL,
+                      "Previous lumbar spine surgery? (An earlier discectomy or laminectomy more than "
+                      f"{_fmt(s.prior_surgery_min_months)} months ago with resolved radicular pain counts as no.)",
+                      "yes_no", no, _SRC_TRIAL, TAG_EXCLUSION, expected=False, short="previous lumbar surgery"),
+        ChecklistItem("symptomatic_stenosis", TRIAL,
+                      "Symptomatic spinal stenosis (neurogenic claudication confirmed by imaging)?", "yes_no", no,
+                      _SRC_TRIAL, TAG_EXCLUSION, expected=False, short="symptomatic stenosis"),
+        ChecklistItem("metabolic_bone_disease", TRIAL, "Metabolic bone disease?", "yes_no", no,
+                      _SRC_TRIAL + "; osteoporosis is not a labelled device contraindication [U] (1.3)",
+                      TAG_EXCLUSION, expected=False, short="metabolic bone disease"),
+        ChecklistItem("spine_fracture", TRIAL,
+                      "History of spine fragility fracture, trauma or compression fracture?", "yes_no", no,
+                      _SRC_TRIAL, TAG_EXCLUSION, expected=False, short="spine fracture"),
+        ChecklistItem("spinal_cancer", TRIAL, "Spinal cancer?", "yes_no", no, _SRC_TRIAL, TAG_EXCLUSION,
+                      expected=False, short="spinal cancer"),
+        ChecklistItem("bleeding_diathesis", TRIAL, "Bleeding diathesis?", "yes_no", no, _SRC_TRIAL,
+                      TAG_EXCLUSION, expected=False, short="bleeding diathesis"),
+        ChecklistItem("other_pain_cause", TRIAL, "Radiographic evidence of another cause of the pain?",
+                      "yes_no", no, _SRC_TRIAL, TAG_EXCLUSION, expected=False, short="another cause of the pain"),
+        ChecklistItem("disc_protrusion", TRIAL,
+                      f"Disc extrusion or protrusion larger than {_fmt(s.max_disc_protrusion_mm)} mm?", "yes_no", no,
+                      _SRC_TRIAL, TAG_EXCLUSION, expected=False, short="disc protrusion"),
+        ChecklistItem("spondylolisthesis", TRIAL,
+                      f"Spondylolisthesis larger than {_fmt(s.max_spondylolisthesis_mm)} mm at any level?",
+                      "yes_no", no, _SRC_TRIAL, TAG_EXCLUSION, expected=False, short="spondylolisthesis"),
+        ChecklistItem("spondylolysis", TRIAL, "Spondylolysis at any level?", "yes_no", no, _SRC_TRIAL,
+                      TAG_EXCLUSION, expected=False, short="spondylolysis"),
+        ChecklistItem("facet_pain", TRIAL,
+                      "Facet arthrosis or effusion matching suspected facet pain?", "yes_no", no, _SRC_TRIAL,
+                      TAG_EXCLUSION, expected=False, short="facet pain"),
+        ChecklistItem("compensation_litigation", TRIAL, "Compensated injury or litigation?", "yes_no", no,
+                      _SRC_TRIAL, TAG_EXCLUSION, expected=False, short="compensated injury or litigation"),
+        ChecklistItem("narcotics_addiction", TRIAL,
+                      "Extended-release narcotics with addiction behaviours?", "yes_no", no, _SRC_TRIAL,
+                      TAG_EXCLUSION, expected=False, short="extended-release narcotics"),
+        ChecklistItem("bedbound", TRIAL,
+                      "Bedbound, or a neurological condition that prevents early mobility?", "yes_no", no,
+                      _SRC_TRIAL, TAG_EXCLUSION, expected=False, short="bedbound"),
+        ChecklistItem("mri_contraindication", TRIAL, "Contraindication to MRI?", "yes_no", no, _SRC_TRIAL,
+                      TAG_EXCLUSION, expected=False, short="MRI contraindication"),
+        ChecklistItem("device_allergy", TRIAL, "Allergy to device components?", "yes_no", no, _SRC_TRIAL,
+                      TAG_EXCLUSION, expected=False, short="device allergy"),
+        # --- payer rules (domain.md 1.4) --------------------------------------------------------
+        ChecklistItem("medicare_no_prior_ablation", PAYER,
                       "No prior ablation of any vertebral body marked to treat?", "derived",
                       "no treated level is marked as ablated before", _SRC_MEDICARE, TAG_MEDICARE, confidence="[S]",
-                      payer="medicare"),
-        ChecklistItem("medicare_per_procedure", "payer limits",
+                      payer="medicare", short="prior ablation of a treated body"),
+        ChecklistItem("medicare_per_procedure", PAYER,
                       f"At most {s.max_levels_per_procedure} vertebral bodies in this procedure?", "derived",
                       f"treated levels <= {s.max_levels_per_procedure}", _SRC_MEDICARE, TAG_MEDICARE,
-                      confidence="[S]", payer="medicare"),
-        ChecklistItem("medicare_lifetime", "payer limits",
+                      confidence="[S]", payer="medicare",
+                      short=f"more than {s.max_levels_per_procedure} vertebral bodies in one procedure"),
+        ChecklistItem("medicare_lifetime", PAYER,
                       f"At most {s.max_levels_lifetime} vertebral bodies treated in a lifetime?", "derived",
                       f"levels ablated before + treated now <= {s.max_levels_lifetime}", _SRC_MEDICARE, TAG_MEDICARE,
-                      confidence="[S]", payer="medicare"),
-        ChecklistItem("vertebral_injection", "payer limits",
+                      confidence="[S]", payer="medicare",
+                      short=f"more than {s.max_levels_lifetime} vertebral bodies in a lifetime"),
+        ChecklistItem("vertebral_injection", PAYER,
                       "Biologic or medicament injection into the vertebral body planned together?", "yes_no", no,
-                      _SRC_MEDICARE, TAG_MEDICARE, confidence="[S]", expected=False, payer="medicare"),
-        ChecklistItem("cam394_pain_duration", "payer limits",
+                      _SRC_MEDICARE, TAG_MEDICARE, confidence="[S]", expected=False, payer="medicare",
+                      short="injection into the vertebral body"),
+        ChecklistItem("cam394_pain_duration", PAYER,
                       "Low back pain for the CAM 394 minimum?", "number",
                       f"at least {_fmt(s.min_pain_duration_months_cam394)} months (answer of the pain-duration "
                       "question)", _SRC_CAM394, TAG_CAM394, confidence="[S]", unit="months", op=">=",
-                      setting="min_pain_duration_months_cam394", payer="cam394", answer_key="pain_duration_months"),
-        ChecklistItem("cbt_sessions", "payer limits",
+                      setting="min_pain_duration_months_cam394", payer="cam394", answer_key="pain_duration_months",
+                      short="pain duration"),
+        ChecklistItem("cbt_sessions", PAYER,
                       "Number of cognitive behavioural therapy (CBT) sessions in the conservative care", "number",
                       f"at least {s.min_cbt_sessions_cam394}", _SRC_CAM394, TAG_CAM394, confidence="[S]",
-                      unit="sessions", op=">=", setting="min_cbt_sessions_cam394", payer="cam394"),
-        ChecklistItem("cam394_adjacent", "payer limits",
+                      unit="sessions", op=">=", setting="min_cbt_sessions_cam394", payer="cam394",
+                      short="CBT sessions"),
+        ChecklistItem("cam394_adjacent", PAYER,
                       f"At most {s.max_adjacent_levels_cam394} adjacent vertebral bodies, all within {rng}?",
                       "derived", f"longest run of adjacent treated levels <= {s.max_adjacent_levels_cam394} and "
                       f"every treated level one of {treatable}", _SRC_CAM394, TAG_CAM394, confidence="[S]",
-                      payer="cam394"),
+                      payer="cam394", short="adjacent vertebral bodies"),
     ]
     return items
 
@@ -379,30 +580,23 @@ def longest_adjacent_run(plan: Plan, names: Sequence[str]) -> list[str]:
 
 
 def canal_margins_mm(plan: Plan) -> list[tuple[str, Optional[float]]]:
-    """(trajectory label, margin) for each trajectory: the distance along the vertebra's posterior-to-
-    anterior axis from the posterior wall to the target, minus the zone radius (the definition of
-    issue 6's ``canal_margin_mm``). None when the level lacks wall landmarks."""
-    import numpy as np
-
+    """(level and side, margin) for each trajectory: the canal margin of :func:`planner.checks.canal_margin_mm`
+    (from the zone edge or the zone centre, as ``canal_margin_from`` says). None when the level lacks the
+    landmarks of its frame."""
     out: list[tuple[str, Optional[float]]] = []
+    s = plan.settings
     for t in plan.trajectories:
         try:
             lv = plan.level(t.level_id)
         except KeyError:
             continue
-        label = t.label or f"{lv.name} {t.side}"
-        lm = lv.landmarks
-        if lm.posterior_wall_lps is None or lm.anterior_wall_lps is None:
+        label = f"{lv.name} {t.side}"
+        try:
+            frame = vertebra_frame(lv)
+        except LandmarkError:
             out.append((label, None))
             continue
-        post = np.asarray(lm.posterior_wall_lps)
-        u = np.asarray(lm.anterior_wall_lps) - post
-        n = float(np.linalg.norm(u))
-        if n < 1e-6:
-            out.append((label, None))
-            continue
-        depth = float((np.asarray(t.target_lps) - post) @ (u / n))
-        out.append((label, depth - t.params.zone_diameter_mm / 2))
+        out.append((label, canal_margin_mm(frame, t.target_lps, t.params.zone_diameter_mm, s.canal_margin_from)))
     return out
 
 
@@ -443,11 +637,12 @@ def _derived(key: str, plan: Plan, s: PlanningSettings) -> tuple[Status, str]:
             return UNANSWERED, "no trajectory planned"
         missing = [lab for lab, m in margins if m is None]
         low = [f"{lab} {m:.1f} mm" for lab, m in margins if m is not None and m < s.canal_margin_mm]
+        what = f"from the {CANAL_MARGIN_WORDS[s.canal_margin_from]}"
         if low:
-            return NOT_MET, "below the margin: " + ", ".join(low)
+            return NOT_MET, f"below {_fmt(s.canal_margin_mm)} mm {what}: " + ", ".join(low)
         if missing:
             return UNANSWERED, "wall landmarks missing for " + ", ".join(missing)
-        return MET, ", ".join(f"{lab} {m:.1f} mm" for lab, m in margins)
+        return MET, f"{what}: " + ", ".join(f"{lab} {m:.1f} mm" for lab, m in margins)
     if key == "medicare_no_prior_ablation":
         if not treated:
             return UNANSWERED, "no level is marked to treat"
@@ -507,8 +702,22 @@ def evaluate_item(item: ChecklistItem, plan: Plan, settings: Optional[PlanningSe
     return ItemResult(item, MET if ok else NOT_MET, raw, f"{_fmt(num)}{unit} (rule {item.op} {_fmt(threshold)})")
 
 
-def warnings_for(plan: Plan, settings: Optional[PlanningSettings] = None) -> list[EligibilityWarning]:
-    """Warnings about the levels marked to treat (domain.md 1.4, 2.1, 4.2, 10)."""
+#: Payer warnings in words, per payer item (the detail of the item follows).
+_PAYER_WARNING_TEXT = {
+    "medicare_no_prior_ablation": "a repeat ablation of the same vertebral body is not covered",
+    "medicare_per_procedure": "more vertebral bodies in one procedure than covered",
+    "medicare_lifetime": "more vertebral bodies in a lifetime than covered",
+    "vertebral_injection": "not covered together with an injection into the vertebral body",
+    "cam394_pain_duration": "pain shorter than the policy's minimum",
+    "cbt_sessions": "fewer CBT sessions than the policy asks",
+    "cam394_adjacent": "more adjacent vertebral bodies than the policy covers",
+}
+
+
+def warnings_for(plan: Plan, settings: Optional[PlanningSettings] = None,
+                 items: Optional[Sequence[ItemResult]] = None) -> list[EligibilityWarning]:
+    """Warnings about the plan (domain.md 1.4, 2.1, 4.2, 10): findings at the treated levels, Modic
+    suggestions waiting for a decision, and one warning per payer rule not met, naming the payer profile."""
     s = settings or plan.settings
     out: list[EligibilityWarning] = []
     treated = _treated(plan)
@@ -517,49 +726,49 @@ def warnings_for(plan: Plan, settings: Optional[PlanningSettings] = None) -> lis
     t3 = [lv.name for lv in treated if level_type3_only(lv, q)]
     if t3:
         out.append(EligibilityWarning("type3_only", f"{', '.join(t3)}: Modic type 3 only; type 3 alone does not "
-                                      "qualify", "domain.md 1.1, 2.1", t3))
-    outside = [n for n in names if n not in s.treatable_levels]
-    if outside:
-        out.append(EligibilityWarning("outside_range", f"{', '.join(outside)} marked to treat is outside "
-                                      f"{_range_text(s.treatable_levels)}", "FDA K153272 (domain.md 1.1)", outside))
-    if len(treated) > s.max_levels_per_procedure:
+                                      "qualify", "domain.md 1.1, 2.1", t3, FDA))
+    results = list(items) if items is not None else [evaluate_item(it, plan, s) for it in checklist(s)]
+    payer = PAYER_NAMES.get(s.payer_profile, s.payer_profile)
+    for r in results:
+        if r.item.group == PAYER and r.status == NOT_MET:
+            levels = [lv.name for lv in treated if lv.prior_ablation] if r.item.key == "medicare_no_prior_ablation" \
+                else names
+            out.append(EligibilityWarning(r.item.key, f"Payer warning ({payer}): "
+                                          f"{_PAYER_WARNING_TEXT.get(r.item.key, r.item.name)} ({r.detail})",
+                                          r.item.source, levels, PAYER))
+    if s.payer_profile == "none" and len(treated) > s.max_levels_per_procedure:
         out.append(EligibilityWarning("per_procedure", f"{len(treated)} vertebral bodies in one procedure, above "
-                                      f"{s.max_levels_per_procedure}", "Medicare A59468 (domain.md 1.4, 4.2)", names))
-    total, prior = lifetime_count(plan)
-    if treated and total > s.max_levels_lifetime:
-        out.append(EligibilityWarning("lifetime", f"{total} vertebral bodies in a lifetime ({prior} before, "
-                                      f"{len(treated)} now), above {s.max_levels_lifetime}",
-                                      "Medicare A59468 (domain.md 1.4)", names))
-    if s.payer_profile == "cam394":
-        run = longest_adjacent_run(plan, names)
-        if len(run) > s.max_adjacent_levels_cam394:
-            out.append(EligibilityWarning("adjacent_cam394", f"{len(run)} adjacent vertebral bodies ({'-'.join(run)}), "
-                                          f"above {s.max_adjacent_levels_cam394} under CAM 394",
-                                          "CAM 394 (domain.md 1.4)", run))
-    again = [lv.name for lv in treated if lv.prior_ablation]
-    if again:
-        out.append(EligibilityWarning("prior_ablation", f"{', '.join(again)} was ablated before; a repeat ablation "
-                                      "of the same body is not covered", "Medicare A59468 (domain.md 1.4)", again))
+                                      f"{s.max_levels_per_procedure} (no payer profile chosen; the Medicare "
+                                      "limit)", "Medicare A59468 (domain.md 1.4, 4.2, 10)", names))
     pending = [f"{lv.name} {w}" for lv in plan.levels for w in ("superior", "inferior")
-               if getattr(lv, w).suggestion is not None and not getattr(lv, w).confirmed]
+               if needs_confirmation(getattr(lv, w))]
     if pending:
         out.append(EligibilityWarning("unconfirmed_suggestion", "Modic suggestion not yet confirmed: "
                                       + ", ".join(pending), "domain.md 2.3 (suggestions need confirmation)"))
     return out
 
 
+def needs_confirmation(finding: Any) -> bool:
+    """An endplate waits for the physician when the assistant suggested a Modic change (or one was entered)
+    and nobody confirmed it. A suggestion of "none" on an endplate recorded as "none" needs no click."""
+    if finding.confirmed:
+        return False
+    suggested = finding.suggestion is not None and finding.suggestion.modic_type != "none"
+    return suggested or (finding.suggestion is not None and finding.modic_type != "none")
+
+
 def evaluate_eligibility(plan: Plan) -> EligibilityResult:
     """Evaluate the checklist for ``plan`` with the plan's own settings."""
     s = plan.settings
     results = [evaluate_item(item, plan, s) for item in checklist(s)]
-    applicable = [r for r in results if r.status != NOT_APPLICABLE]
-    if any(r.status == NOT_MET for r in applicable):
+    deciding = [r for r in results if r.status != NOT_APPLICABLE and CLASSES[r.item.group].decides]
+    if any(r.status == NOT_MET for r in deciding):
         overall: Overall = "not eligible"
-    elif any(r.status == UNANSWERED for r in applicable):
+    elif any(r.status == UNANSWERED for r in deciding):
         overall = "incomplete"
     else:
         overall = "eligible"
-    return EligibilityResult(results, overall, warnings_for(plan, s))
+    return EligibilityResult(results, overall, warnings_for(plan, s, results), s.payer_profile)
 
 
 def item_by_key(key: str, settings: Optional[PlanningSettings] = None) -> ChecklistItem:

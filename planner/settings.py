@@ -12,7 +12,7 @@ Confidence tags, as in domain.md: [C] confirmed in the cited source, [S] seconda
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,13 +22,42 @@ LevelName = Literal["T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1"]
 LEVEL_ORDER: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")
 
 
-def _meta(unit: str, tag: str, source: str, label: str) -> dict[str, Any]:
-    return {"unit": unit, "tag": tag, "source": source, "label": label}
+def _meta(unit: str, tag: str, source: str, label: str,
+          row_tags: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"unit": unit, "tag": tag, "source": source, "label": label}
+    if row_tags is not None:
+        meta["row_tags"] = dict(row_tags)
+    return meta
 
 
-def setting(default: Any, *, unit: str, tag: str, source: str, label: str, **kwargs: Any) -> Any:
-    """A pydantic field that documents a clinical setting."""
-    return Field(default, json_schema_extra=_meta(unit, tag, source, label), **kwargs)
+def setting(default: Any, *, unit: str, tag: str, source: str, label: str,
+            row_tags: Optional[dict[str, str]] = None, **kwargs: Any) -> Any:
+    """A pydantic field that documents a clinical setting. ``row_tags`` gives a confidence tag per key of a
+    per-level table whose rows do not all share the field's tag (e.g. rows set by analogy)."""
+    return Field(default, json_schema_extra=_meta(unit, tag, source, label, row_tags), **kwargs)
+
+
+def setting_meta(name: str) -> dict[str, Any]:
+    """Unit, tag, source, label (and row_tags) of one setting."""
+    field = PlanningSettings.model_fields[name]
+    return dict(field.json_schema_extra or {})  # type: ignore[arg-type]
+
+
+def row_tag(name: str, key: str) -> str:
+    """The confidence tag of one row of a per-level setting (the field's tag unless the row has its own)."""
+    meta = setting_meta(name)
+    return str(meta.get("row_tags", {}).get(key, meta.get("tag", "")))
+
+
+def tag_summary(name: str) -> str:
+    """The field's tag, followed by the rows that carry another tag: "[C]; [U]: T12, L6"."""
+    meta = setting_meta(name)
+    tag = str(meta.get("tag", ""))
+    others: dict[str, list[str]] = {}
+    for key, t in meta.get("row_tags", {}).items():
+        if t != tag:
+            others.setdefault(t, []).append(key)
+    return "; ".join([tag] + [f"{t}: {', '.join(keys)}" for t, keys in others.items()])
 
 
 class PlanningSettings(BaseModel):
@@ -119,6 +148,17 @@ class PlanningSettings(BaseModel):
         ge=0, le=100,
         source="Design threshold: an abnormal zone covering less of the endplate is reported as none "
                "(applies the signal table of domain.md 2.1); not from a source")
+    modic_mixed_min_pct: float = setting(
+        25.0, unit="% of the abnormal endplate area", tag="design", label="Modic assistant: mixed type from",
+        gt=0, le=50,
+        source="Design threshold: an endplate is suggested as a mixed type (1/2, 2/3) when each type covers at "
+               "least this share of its abnormal area; mixed types are transitional (domain.md 2.1); not from a "
+               "source")
+    modic_band_majority_pct: float = setting(
+        50.0, unit="% of the band's height", tag="design", label="Modic assistant: abnormal column from",
+        gt=0, le=100,
+        source="Design threshold: a point of the endplate counts as abnormal when at least this share of the "
+               "marrow band under it reads as a Modic type (domain.md 2.1 signal table); not from a source")
     modic_band_mm: float = setting(
         6.0, unit="mm", tag="design", label="Modic assistant: band measured next to the endplate", gt=0, le=20,
         source="Design choice: subchondral marrow band used to compare with the central marrow (domain.md 2.1 "
@@ -129,19 +169,37 @@ class PlanningSettings(BaseModel):
         0.0, unit="mm", tag="[S]", label="Target offset from the midline", ge=-20, le=20,
         source="On the AP view the probe is placed at the midline of the vertebral body (domain.md 3)")
     target_depth_pct: float = setting(
-        40.0, unit="% of AP depth from the posterior wall", tag="[U]", label="Target depth", ge=5, le=95,
+        35.0, unit="% of AP depth from the posterior wall", tag="[U]", label="Target depth", ge=5, le=95,
         source="Often quoted 30-50% of AP depth from the posterior wall; FDA: terminus of the basivertebral "
-               "foramen; ASNR: posterior one-half to one-third (domain.md 3, 10)")
+               "foramen; ASNR: posterior one-half to one-third; a default of about 35-40% fits both (domain.md 3, "
+               "10). 35%, the lower end: the basivertebral canal reaches 12-21.8% of the AP depth (Tzika 2021 "
+               "[C]), and a 10 mm zone centred at 35% of a 33-36 mm body reaches back to about 20%, the "
+               "terminus; at 40% it stops short of it")
     target_depth_min_pct: float = setting(
         30.0, unit="% of AP depth", tag="[U]", label="Target depth window, lower end", ge=0, le=100,
         source="Acceptable window 30-50% of AP depth (domain.md 3, 10)")
     target_depth_max_pct: float = setting(
         50.0, unit="% of AP depth", tag="[U]", label="Target depth window, upper end", ge=0, le=100,
         source="Acceptable window 30-50% of AP depth; ASNR: posterior half (domain.md 3, 10)")
+    target_height_rule: Literal["by_level", "fixed"] = setting(
+        "by_level", unit="", tag="design", label="Target height rule",
+        source="by_level: the per-level height below, on the side of the basivertebral foramen (Tzika 2021 [C], "
+               "domain.md 3); fixed: the same height at every level (target_height_pct, mid-height [U], "
+               "domain.md 10)")
     target_height_pct: float = setting(
-        50.0, unit="% of body height from the inferior endplate", tag="[U]", label="Target height", ge=5, le=95,
-        source="Mid-height of the vertebral body; foramen nearer the upper rim at L3-L4 and the lower rim at L5 "
-               "[C] (Tzika 2021; domain.md 3, 10)")
+        50.0, unit="% of body height from the inferior endplate", tag="[U]", label="Target height (fixed rule)",
+        ge=5, le=95,
+        source="Mid-height of the vertebral body (domain.md 10); used when the target height rule is 'fixed'")
+    target_height_pct_by_level: dict[str, float] = setting(
+        {"T12": 60.0, "L1": 60.0, "L2": 60.0, "L3": 60.0, "L4": 60.0, "L5": 40.0, "L6": 40.0, "S1": 40.0},
+        unit="% of body height from the inferior endplate", tag="design",
+        label="Target height per level (by_level rule)",
+        source="Side of mid-height [C]: basivertebral foramina lie nearer the upper rim from T10 to L4 and nearer "
+               "the lower rim at L5 (Tzika 2021, 1,561 vertebrae; domain.md 3), nearer the upper endplate on MRI "
+               "(Wang 2023 [C]). How far from mid-height (10% of the body height) is a design value, not from a "
+               "source. S1 and L6 follow L5 by analogy [U]",
+        row_tags={"T12": "design", "L1": "design", "L2": "design", "L3": "design", "L4": "design", "L5": "design",
+                  "L6": "[U]", "S1": "[U]"})
     max_midline_offset_mm: float = setting(
         5.0, unit="mm", tag="design", label="Midline offset (warn above)", ge=0, le=30,
         source="Design tolerance around the midline target (domain.md 3: midline on AP [S])")
@@ -153,7 +211,13 @@ class PlanningSettings(BaseModel):
     canal_margin_mm: float = setting(
         10.0, unit="mm", tag="[S]", label="Minimum zone-to-canal margin", ge=0, le=40,
         source="Contraindicated when the ablation zone is <10 mm from the spinal canal, Huang 2022 Semin "
-               "Intervent Radiol (domain.md 1.3, 4.1); measured from the zone edge (conservative reading)")
+               "Intervent Radiol (domain.md 1.3, 4.1); measured as the canal margin rule says")
+    canal_margin_from: Literal["zone_edge", "zone_centre"] = setting(
+        "zone_edge", unit="", tag="[U]", label="Canal margin measured from",
+        source="The source does not say whether the 10 mm are measured from the zone's edge or from the active "
+               "tip (zone centre) (domain.md 4.1, open item 9). zone_edge is the conservative reading; with a "
+               "10 mm zone it needs the zone centre at least 15 mm in front of the posterior wall, deeper than a "
+               "35-40% depth default on most bodies (domain.md 4.1 derived arithmetic)")
     endplate_margin_mm: float = setting(
         0.0, unit="mm", tag="[U]", label="Minimum zone-to-endplate margin", ge=-10, le=20,
         source="Warn if the zone crosses an endplate (0 mm); no sourced value (domain.md 4.1, 10)")
@@ -179,7 +243,9 @@ class PlanningSettings(BaseModel):
         {"T12": 10.0, "L1": 12.0, "L2": 10.0, "L3": 15.0, "L4": 20.0, "L5": 30.0, "L6": 30.0, "S1": 39.0},
         unit="deg", tag="[C]", label="Transverse (medial) pedicle angle per level",
         source="L1 12, L5 30, S1 39 deg: Orthobullets; L2-L4 lumbar number x 5 deg: Dickman 1992 J Neurosurg "
-               "77:860; T12 and L6 by analogy [U] (domain.md 5.1, 10)")
+               "77:860; T12 and L6 by analogy [U] (domain.md 5.1, 10)",
+        row_tags={"T12": "[U]", "L1": "[C]", "L2": "[C]", "L3": "[C]", "L4": "[C]", "L5": "[C]", "L6": "[U]",
+                  "S1": "[C]"})
     pedicle_sagittal_angle_deg: float = setting(
         0.0, unit="deg from the superior endplate", tag="[U]", label="Sagittal pedicle angle", ge=-20, le=20,
         source="Lumbar pedicle axis roughly parallel to the superior endplate, about 0-10 deg (domain.md 5.2)")
@@ -239,8 +305,9 @@ class PlanningSettings(BaseModel):
         rows = []
         defaults = cls()
         for name, field in cls.model_fields.items():
-            extra = field.json_schema_extra or {}
-            rows.append({"name": name, "default": getattr(defaults, name), **extra})  # type: ignore[arg-type]
+            extra = dict(field.json_schema_extra or {})  # type: ignore[arg-type]
+            extra["tag"] = tag_summary(name)
+            rows.append({"name": name, "default": getattr(defaults, name), **extra})
         return rows
 
 

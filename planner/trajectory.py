@@ -32,12 +32,14 @@ Path model
     * **Ablation zone**: a sphere of ``params.zone_diameter_mm`` centred on the target (active tip).
 
 Suggestion (:func:`suggest_trajectory`)
-    * Target: on the midline (plus ``target_midline_offset_mm`` toward the approach side) at
-      ``target_depth_pct`` of the AP depth in front of the posterior wall and at
-      ``target_height_pct`` of the height above the inferior endplate. When that depth leaves less
-      than the canal margin between the zone and the posterior wall, the target is moved anteriorly
-      until the margin holds (the margin is a contraindication; domain.md 4.1 notes that a 35-40%
-      depth and the 10 mm margin can disagree), never past the anterior wall; the label says so.
+    * Target (:func:`place_target`): on the midline (plus ``target_midline_offset_mm`` toward the
+      approach side) at ``target_depth_pct`` of the AP depth in front of the posterior wall and at the
+      level's target height (:func:`target_height_pct`: per level on the side of the basivertebral
+      foramen, above mid-height T12-L4 and below it at L5/S1, or one fixed height). When that depth
+      leaves less than the canal margin (measured from the zone edge or the zone centre,
+      ``canal_margin_from``), the target is moved anteriorly until the margin holds (the margin is a
+      contraindication; domain.md 4.1 notes that a 35-40% depth and the 10 mm margin can disagree),
+      never past the anterior wall; the label says so and the placement explains the conflict.
     * Introducer direction, curved path: the pedicle axis through the pedicle centre landmark at
       the level's transverse (medial) angle and the sagittal angle from the settings
       (``pedicle_transverse_angle_deg``, ``pedicle_sagittal_angle_deg``; sagittal positive toward
@@ -552,18 +554,112 @@ def _resolve_level(plan_or_settings: Union[Plan, PlanningSettings, None], level:
         return found
 
 
+def target_height_pct(settings: PlanningSettings, level_name: str) -> tuple[float, str]:
+    """The target height (% of the body height above the inferior endplate) for a level and why: the
+    per-level value on the side of the basivertebral foramen (``target_height_rule`` "by_level") or the
+    fixed height."""
+    if settings.target_height_rule == "fixed":
+        return settings.target_height_pct, "fixed target height (setting)"
+    pct = level_setting(settings.target_height_pct_by_level, level_name)
+    if pct > 50.0:
+        side = "above mid-height, where the basivertebral foramen lies (nearer the upper rim T10-L4, Tzika 2021)"
+    elif pct < 50.0:
+        side = "below mid-height, where the basivertebral foramen lies (nearer the lower rim at L5, Tzika 2021)"
+    else:
+        side = "mid-height"
+    return pct, f"{level_name or 'level'}: {pct:g}% of the body height, {side}"
+
+
+@dataclass(frozen=True)
+class TargetPlacement:
+    """Where the default target goes and how the depth setting and the canal margin fit at this level.
+
+    ``depth_pct`` is where the target ends (the depth setting, or deeper when the canal margin needs it);
+    ``conflict`` explains, in words for the physician, when the two disagree and what was done (empty
+    when the depth setting keeps the margin)."""
+
+    target_lps: np.ndarray
+    depth_setting_pct: float
+    depth_pct: float
+    height_pct: float
+    height_basis: str
+    canal_margin_mm: float
+    margin_required_mm: float
+    margin_from: str
+    #: Least depth (mm, and % of this body's AP depth) of the zone centre that keeps the margin.
+    depth_needed_mm: float
+    depth_needed_pct: float
+    moved: bool
+    #: True when the margin and the depth window cannot both hold at this level.
+    conflict_unresolvable: bool
+    conflict: str
+
+    @property
+    def margin_met(self) -> bool:
+        return self.canal_margin_mm >= self.margin_required_mm - 1e-6
+
+
+def place_target(frame: VertebraFrame, settings: PlanningSettings, side: str = "left",
+                 lateral_offset_mm: Optional[float] = None, zone_diameter_mm: Optional[float] = None,
+                 canal_margin_mm: Optional[float] = None) -> TargetPlacement:
+    """The default target (:func:`default_target`), moved anteriorly when the canal margin needs it
+    (the margin is a contraindication; domain.md 4.1 notes that a 35-40% depth and a 10 mm margin measured
+    from the zone edge disagree), never so far that the zone leaves the anterior wall."""
+    from planner.checks import CANAL_MARGIN_WORDS, canal_margin_depth_needed_mm
+    from planner.checks import canal_margin_mm as margin_at
+
+    zone = settings.zone_diameter_mm if zone_diameter_mm is None else zone_diameter_mm
+    margin = settings.canal_margin_mm if canal_margin_mm is None else canal_margin_mm
+    rule = settings.canal_margin_from
+    what = CANAL_MARGIN_WORDS[rule]
+    r = zone / 2.0
+    target = default_target(frame, settings, side, lateral_offset_mm)
+    height, basis = target_height_pct(settings, frame.level_name)
+    needed = canal_margin_depth_needed_mm(margin, zone, rule)
+    needed_pct = 100.0 * needed / frame.depth_mm
+    depth_now = frame.wall_depth_mm(target)
+    moved = False
+    unresolvable = False
+    conflict = ""
+    lo, hi = settings.target_depth_min_pct, settings.target_depth_max_pct
+    if depth_now < needed - 1e-9:
+        new_depth = min(needed, frame.depth_mm - r)
+        if new_depth > depth_now:
+            target = target + (new_depth - depth_now) * frame.u
+            moved = True
+        new_pct = 100.0 * max(new_depth, depth_now) / frame.depth_mm
+        why = (f"a {margin:g} mm canal margin measured from the {what} needs the zone centre at least "
+               f"{needed:.1f} mm in front of the posterior wall, {needed_pct:.0f}% of this body's "
+               f"{frame.depth_mm:.1f} mm AP depth, deeper than the {settings.target_depth_pct:g}% depth setting")
+        if new_depth < needed - 1e-9:
+            unresolvable = True
+            conflict = (f"Depth and canal margin cannot both be met: {why}; the {zone:g} mm zone would leave the "
+                        f"anterior wall, so the target stays at {new_pct:.0f}% and the margin is not kept.")
+        elif new_pct > hi + 1e-6:
+            unresolvable = True
+            conflict = (f"Depth and canal margin cannot both be met: {why} and beyond the {lo:g}-{hi:g}% depth "
+                        f"window; the target was moved to {new_pct:.0f}% to keep the margin (a contraindication).")
+        else:
+            conflict = f"Target moved to {new_pct:.0f}% depth: {why}."
+    return TargetPlacement(target, settings.target_depth_pct, frame.depth_pct(target), height, basis,
+                           margin_at(frame, target, zone, rule), margin, rule, needed, needed_pct, moved,
+                           unresolvable, conflict)
+
+
 def default_target(frame: VertebraFrame, settings: PlanningSettings, side: str = "left",
                    lateral_offset_mm: Optional[float] = None) -> np.ndarray:
-    """The default target: ``target_depth_pct`` of the AP depth in front of the posterior wall,
-    ``target_height_pct`` of the height above the inferior endplate, on the midline plane (through
-    the body centre, normal to l) moved ``lateral_offset_mm`` (default ``target_midline_offset_mm``)
-    toward the approach side."""
+    """The default target before the canal margin is applied (:func:`place_target` applies it):
+    ``target_depth_pct`` of the AP depth in front of the posterior wall, at the level's target height
+    (:func:`target_height_pct`) above the inferior endplate, on the midline plane (through the body
+    centre, normal to l) moved ``lateral_offset_mm`` (default ``target_midline_offset_mm``) toward the
+    approach side."""
     off = settings.target_midline_offset_mm if lateral_offset_mm is None else lateral_offset_mm
     post = frame.posterior_wall_lps
     depth = settings.target_depth_pct / 100.0 * frame.depth_mm
     c = frame.body_center_lps
+    height, _ = target_height_pct(settings, frame.level_name)
     along_u = float((post - c) @ frame.u) + depth
-    along_s = float((frame.inferior_endplate_lps - c) @ frame.s) + settings.target_height_pct / 100.0 * frame.height_mm
+    along_s = float((frame.inferior_endplate_lps - c) @ frame.s) + height / 100.0 * frame.height_mm
     toward_side = -frame.medial_direction(side)
     return c + along_u * frame.u + along_s * frame.s + off * toward_side
 
@@ -645,20 +741,14 @@ def suggest_trajectory(plan_or_settings: Union[Plan, PlanningSettings, None], le
     params = TrajectoryParams.from_settings(settings)
     if curved is not None:
         params.curved = curved
-    target = default_target(frame, settings, side, lateral_offset_mm)
+    # the zone keeps the canal margin (a contraindication) even when the configured depth is shallower
+    # (domain.md 4.1): place_target moves the target anteriorly, never out of the anterior wall
+    placed = place_target(frame, settings, side, lateral_offset_mm, params.zone_diameter_mm,
+                          params.canal_margin_mm)
+    target = placed.target_lps
     past = settings.introducer_past_wall_mm
-    label = ""
-    # the zone must keep the canal margin (a contraindication) even when the configured depth is
-    # shallower (domain.md 4.1 notes that the two can disagree): move the target anteriorly, but keep
-    # the zone inside the anterior wall
-    needed = params.canal_margin_mm + params.zone_diameter_mm / 2.0
-    depth_now = frame.wall_depth_mm(target)
-    if depth_now < needed:
-        new_depth = min(needed, frame.depth_mm - params.zone_diameter_mm / 2.0)
-        if new_depth > depth_now:
-            target = target + (new_depth - depth_now) * frame.u
-            label = (f"target moved to {100 * new_depth / frame.depth_mm:.0f}% depth to keep the "
-                     f"{params.canal_margin_mm:.0f} mm canal margin")
+    label = (f"target moved to {placed.depth_pct:.0f}% depth to keep the {params.canal_margin_mm:g} mm canal "
+             "margin" if placed.moved else "")
     if float((target - pedicle) @ frame.u) <= 0:
         raise LandmarkError(f"level {lv.name}: the {side} pedicle centre is not behind the target; check the "
                             "pedicle and wall landmarks")
@@ -835,3 +925,59 @@ def skin_entry_point(trajectory: Trajectory, volume: Any, *, max_distance_mm: fl
     v0, v1 = smooth[i0], smooth[i0 + 1]
     frac = float(np.clip((v0 - thr) / (v0 - v1), 0.0, 1.0)) if v0 != v1 else 0.0
     return entry - (t[i0] + frac * step) * d
+
+
+# ============================================================================ depth and margin, in words
+@dataclass(frozen=True)
+class DepthMargin:
+    """The target's depth and canal margin as they are, and what the settings ask, with the conflict
+    between the two explained when the depth setting and the margin cannot both be met at this level."""
+
+    depth_pct: float
+    depth_setting_pct: float
+    depth_window_pct: tuple[float, float]
+    canal_margin_mm: float
+    margin_required_mm: float
+    margin_from: str
+    conflict: str
+
+    @property
+    def margin_met(self) -> bool:
+        return self.canal_margin_mm >= self.margin_required_mm - 1e-6
+
+    @property
+    def depth_in_window(self) -> bool:
+        lo, hi = self.depth_window_pct
+        return lo - 1e-6 <= self.depth_pct <= hi + 1e-6
+
+    def values_line(self) -> str:
+        from planner.checks import CANAL_MARGIN_WORDS
+
+        lo, hi = self.depth_window_pct
+        return (f"Depth {self.depth_pct:.0f}% of the AP depth (setting {self.depth_setting_pct:g}%, window "
+                f"{lo:g}-{hi:g}%); canal margin {self.canal_margin_mm:.1f} mm from the "
+                f"{CANAL_MARGIN_WORDS[self.margin_from]} (at least {self.margin_required_mm:g} mm)")
+
+
+def depth_and_margin(plan: Plan, trajectory: Trajectory) -> Optional[DepthMargin]:
+    """Depth and canal margin of ``trajectory`` and, for its level, whether the depth setting and the
+    canal margin (with the trajectory's zone and margin) can both be met; None without a frame."""
+    from planner.checks import canal_margin_mm
+
+    level = _level_of(plan, trajectory)
+    frame = _frame_or_none(level)
+    if frame is None:
+        return None
+    st = plan.settings
+    p = trajectory.params
+    placed = place_target(frame, st, trajectory.side, zone_diameter_mm=p.zone_diameter_mm,
+                          canal_margin_mm=p.canal_margin_mm)
+    target = np.asarray(trajectory.target_lps, dtype=float)
+    conflict = ""
+    if placed.conflict:
+        conflict = (f"At {frame.level_name}: {placed.conflict[0].lower()}{placed.conflict[1:]} The rule is the "
+                    "setting 'Canal margin measured from' (zone edge or zone centre; the source does not say, "
+                    "domain.md open item 9).")
+    return DepthMargin(frame.depth_pct(target), st.target_depth_pct, (st.target_depth_min_pct, st.target_depth_max_pct),
+                       canal_margin_mm(frame, target, p.zone_diameter_mm, st.canal_margin_from), p.canal_margin_mm,
+                       st.canal_margin_from, conflict)

@@ -57,7 +57,7 @@ EDITS = {
                                        d.move_fluoro_landmark(d.plan.fluoro_landmarks[0].id, (5, 6))),
     "remove_fluoro_landmark": lambda d: d.remove_fluoro_landmark(d.plan.fluoro_landmarks[0].id),
     "set_fluoro_calibration": lambda d: d.set_fluoro_calibration("1.2", 0.25, "30 mm marker"),
-    "set_setting": lambda d: d.set_setting("target_depth_pct", 35.0),
+    "set_setting": lambda d: d.set_setting("target_depth_pct", 38.0),
     "set_settings": lambda d: d.set_settings({"zone_diameter_mm": 12.0}),
     "add_comment": lambda d: d.add_comment("Check the L5 pedicle", anchor_kind="level", anchor_id=_ids(d)[0]),
     "remove_comment": lambda d: d.remove_comment(d.plan.review.comments[0].id),

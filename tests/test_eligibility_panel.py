@@ -51,8 +51,14 @@ def test_every_item_is_shown_with_its_source(panel):
         assert "Source:" in row.question.toolTip() and "Rule:" in row.question.toolTip()
     assert "trial exclusion" in panel.rows["bmi"].question.toolTip()
     assert "device contraindication" in panel.rows["cardiopulmonary"].question.toolTip()
-    assert [b.title() for b in panel.group_boxes.values()] == [
-        "Indication", "Trial scores", "Exclusions (trial)", "Contraindications (device)", "Payer limits"]
+    titles = [b.title() for b in panel.group_boxes.values()]
+    assert [t.split(" \u2014 ")[0] for t in titles] == [
+        "FDA indication", "Device contraindication", "Named by clinic pages only", "Trial criterion",
+        "Payer rule (Medicare A59468)"]
+    assert "not met: not eligible" in titles[0] and "outside the trial population; does not decide" in titles[3]
+    # each row sits in the box of its class
+    assert panel.rows["bmi"].question.parent() is panel.group_boxes["trial_criterion"]
+    assert panel.rows["scoliosis"].question.parent() is panel.group_boxes["clinic_pages"]
 
 
 def test_answering_everything_makes_the_patient_eligible(panel, qtbot):
@@ -67,14 +73,24 @@ def test_answering_everything_makes_the_patient_eligible(panel, qtbot):
     assert doc.plan.eligibility.answers["odi"] == 42.0 and doc.plan.eligibility.answers["axial_pain"] is True
     assert "Eligible" in panel.overall.text(), [(k, r.status.text()) for k, r in panel.rows.items()]
     assert panel.warnings.text() == "No warnings."
-    # one wrong answer turns it red, undo brings it back
+    assert "FDA indication met" in panel.verdict.text() and "#4caf50" in panel.overall.text()
+    # a trial criterion not met: still eligible, amber, "outside the trial population"
     _type(qtbot, panel.rows["vas"].editor, "3")
-    assert "Not eligible" in panel.overall.text() and "not met" in panel.rows["vas"].status.text()
+    assert "Eligible" in panel.overall.text() and "#ff9800" in panel.overall.text()
+    assert "outside trial" in panel.rows["vas"].status.text()
+    assert "Outside the trial population: VAS 3 cm" in panel.verdict.text()
+    # a device contraindication decides: red
+    _choose(qtbot, panel.rows["pregnancy"].editor, "Yes")
+    assert "Not eligible" in panel.overall.text() and "contraindicated" in panel.rows["pregnancy"].status.text()
+    assert "decided by a device contraindication" in panel.verdict.text()
+    doc.undo()
     doc.undo()
     assert "Eligible" in panel.overall.text() and panel.rows["vas"].editor.text() == "6.5"
     # clearing a number makes it unanswered again
     _type(qtbot, panel.rows["odi"].editor, "")
-    assert doc.plan.eligibility.answers["odi"] is None and "Incomplete" in panel.overall.text()
+    assert doc.plan.eligibility.answers["odi"] is None and "Eligible" in panel.overall.text()
+    _type(qtbot, panel.rows["pain_duration_months"].editor, "")
+    assert "Incomplete" in panel.overall.text() and "pain duration" in panel.verdict.text()
 
 
 def test_warnings_follow_the_levels_live(panel, qtbot):
@@ -82,11 +98,11 @@ def test_warnings_follow_the_levels_live(panel, qtbot):
     l3 = doc.plan.level_by_name("L3")
     doc.set_endplate(l3.id, "superior", modic_type="1", confirmed=True)
     doc.set_level_fields(l3.id, treat=True)
-    assert "3 vertebral bodies in one procedure" in panel.warnings.text()
-    assert "not met" in panel.rows["medicare_per_procedure"].status.text()
+    assert "Payer warning (Medicare A59468)" in panel.verdict.text() and "3 treated" in panel.verdict.text()
+    assert "payer warning" in panel.rows["medicare_per_procedure"].status.text()
     assert "3 treated" in panel.rows["medicare_per_procedure"].answer.text()
     doc.undo()
-    assert "3 vertebral bodies" not in panel.warnings.text()
+    assert "3 treated" not in panel.verdict.text()
 
 
 def test_payer_profile_switch(panel, qtbot):
@@ -96,7 +112,8 @@ def test_payer_profile_switch(panel, qtbot):
     assert "n/a" in panel.rows["medicare_per_procedure"].status.text()
     assert isinstance(panel.rows["cbt_sessions"].editor, QLineEdit)
     _type(qtbot, panel.rows["pain_duration_months"].editor, "9")
-    assert "not met" in panel.rows["cam394_pain_duration"].status.text()
+    assert "payer warning" in panel.rows["cam394_pain_duration"].status.text()
+    assert "CAM 394" in panel.group_boxes["payer_rule"].title()
     assert "9 months" in panel.rows["cam394_pain_duration"].answer.text()
     doc.undo()
     doc.undo()

@@ -12,7 +12,7 @@ from planner import __version__
 from planner import checks as checks_mod
 from planner.report import PLANNING_AID_STATEMENT, build_report_data, render_report_pdf
 from planner.report.data import format_person_name
-from planner.report.integration import evaluate_eligibility, evaluate_trajectory
+from planner.report.integration import evaluate_trajectory
 from planner.report.keyimages import AXIAL, SAGITTAL, render_plane
 from planner.storage import save_plan
 from tests.report_support import (
@@ -74,17 +74,19 @@ def test_header_levels_and_findings_match_the_plan(report_with_images):
 
 
 def test_eligibility_section_shows_the_evaluation(report_with_images):
+    from planner.eligibility import CLASSES, evaluate_eligibility as module_eval
+
     plan, data, _, pages = report_with_images
     everything = " ".join(pages)
-    result = evaluate_eligibility(plan)
-    assert data.eligibility.status == result.status
-    assert result.status.upper() in everything
-    if not result.pending:
-        from planner.eligibility import evaluate_eligibility as module_eval
-
-        assert result.status == module_eval(plan).overall
-        assert "How long has the low back pain lasted?" in everything
-        assert "14 months (rule >= 6)" in everything
+    result = module_eval(plan)
+    assert data.eligibility.overall == result.overall
+    assert f"ELIGIBILITY: {result.overall.upper()}" in everything
+    assert result.verdict_lines()[0] in everything
+    assert "How long has the low back pain lasted?" in everything
+    assert "14 months (rule >= 6)" in everything
+    for group in result.by_group():
+        if any(r.status != "not applicable" for r in result.by_group()[group]):
+            assert CLASSES[group].title in everything
 
 
 def test_each_trajectory_has_its_page_metrics_checks_and_override(report_with_images):

@@ -262,10 +262,12 @@ def test_suggestion_follows_settings(pose, side):
     f = vertebra_frame(plan.levels[0])
     loc = lambda p: f.to_local(p)  # noqa: E731
     t = loc(traj.target_lps)
-    # depth: 40% of 36 mm = 14.4 mm leaves 9.4 mm canal margin < 10 mm: moved to 15 mm (the margin holds)
+    # depth: 35% of 36 mm = 12.6 mm leaves 7.6 mm canal margin < 10 mm: moved to 15 mm (the margin holds)
     assert t[0] == pytest.approx(-DEPTH / 2 + st.canal_margin_mm + st.zone_diameter_mm / 2, abs=1e-9)
     assert "canal margin" in traj.label
-    assert t[1] == pytest.approx(0.0, abs=1e-9)  # mid-height
+    # height: L4 foramen nearer the upper rim (setting, 60% of the body height above the inferior endplate)
+    assert t[1] == pytest.approx((st.target_height_pct_by_level["L4"] / 100 - 0.5) * HEIGHT, abs=1e-9)
+    assert t[1] > 0
     assert t[2] == pytest.approx(0.0, abs=1e-9)  # midline
     # bend: on the pedicle axis at the L4 angles (20 deg medial, 0 sagittal), 2 mm past the posterior wall
     ped = loc(getattr(plan.levels[0].landmarks, f"pedicle_{side}_lps"))
@@ -280,6 +282,44 @@ def test_suggestion_follows_settings(pose, side):
     assert np.linalg.norm(ped - e) == pytest.approx(8.0 / d[0], abs=1e-9)
     assert traj.params.curved and traj.side == side
     assert trajectory_path(traj, plan).reachable
+
+
+@pytest.mark.parametrize("name, above", [("L3", True), ("L4", True), ("L5", False), ("S1", False)])
+def test_target_height_on_the_side_of_the_foramen(name, above):
+    """domain.md 3 (Tzika 2021): foramina nearer the upper rim T10-L4, nearer the lower rim at L5."""
+    plan = plan_with(POSES[2], name)
+    f = vertebra_frame(plan.levels[0])
+    t = f.to_local(suggest_trajectory(plan, plan.levels[0], "left").target_lps)
+    assert (t[1] > 1.0) if above else (t[1] < -1.0)
+    plan.settings.target_height_rule = "fixed"  # the mid-height rule of domain.md 10
+    t = f.to_local(suggest_trajectory(plan, plan.levels[0], "left").target_lps)
+    assert t[1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_target_placement_explains_the_depth_and_margin_conflict():
+    from planner.trajectory import place_target
+
+    plan = plan_with(POSES[0], "L4")
+    st = plan.settings
+    f = vertebra_frame(plan.levels[0])
+    # from the zone edge: 10 + 5 = 15 mm = 42% of 36 mm, deeper than 40%, inside the 30-50% window
+    p = place_target(f, st)
+    assert p.moved and not p.conflict_unresolvable and p.margin_met
+    assert p.depth_needed_mm == pytest.approx(15.0) and p.depth_pct == pytest.approx(100 * 15 / DEPTH)
+    assert "zone edge" in p.conflict and "42%" in p.conflict and f"{st.target_depth_pct:g}% depth setting" in p.conflict
+    # from the zone centre: 10 mm < 35% of 36 mm = 12.6 mm, no conflict, the target stays at the setting
+    st.canal_margin_from = "zone_centre"
+    p = place_target(f, st)
+    assert not p.moved and p.conflict == "" and p.depth_pct == pytest.approx(st.target_depth_pct)
+    assert p.canal_margin_mm == pytest.approx(st.target_depth_pct / 100 * DEPTH)
+    # a 20 mm margin from the edge needs 25 mm = 69%: beyond the window, both cannot be met
+    st.canal_margin_from = "zone_edge"
+    p = place_target(f, st, canal_margin_mm=20.0)
+    assert p.conflict_unresolvable and "cannot both be met" in p.conflict and "30-50%" in p.conflict
+    assert p.margin_met  # the margin (a contraindication) wins over the depth window
+    # a 30 mm margin does not fit inside a 36 mm body with a 10 mm zone
+    p = place_target(f, st, canal_margin_mm=30.0)
+    assert p.conflict_unresolvable and not p.margin_met and "anterior wall" in p.conflict
 
 
 def test_suggestion_turns_axis_when_cannula_cannot_reach():

@@ -71,6 +71,26 @@ def test_suggest_shows_metrics_and_checks(qtbot, session):
     assert doc.plan.trajectories == [] and panel.checks.rowCount() == 0
 
 
+def test_depth_and_margin_are_shown_with_their_conflict(qtbot, session, tmp_path):
+    """Issue 12: the panel shows the depth and the canal margin together, and says why the suggested
+    target is deeper than the depth setting (the margin rule), or that there is no conflict."""
+    panel, _ = _panel(qtbot, session)
+    doc = session.document
+    tid = panel.suggest("left")
+    text = panel.depth_margin.text()
+    assert "Depth" in text and "42%" in text and "setting 35%" in text  # 15 mm of 36 mm
+    assert "canal margin" in text and "10.0 mm</b> from the ablation zone edge" in text
+    assert "Canal margin measured from" in text and "zone edge" in text and "open item 9" in text
+    # measured from the zone centre, a fresh suggestion keeps the depth setting and there is no conflict
+    doc.set_setting("canal_margin_from", "zone_centre")
+    doc.remove_trajectory(tid)
+    tid = panel.suggest("left")
+    text = panel.depth_margin.text()
+    assert "35%" in text and "active tip (zone centre)" in text and "&#9888;" not in text
+    path = tmp_path / "depth_margin.png"
+    assert panel.grab().save(str(path))
+
+
 def test_dragging_target_into_canal_fails_and_needs_reason(qtbot, session):
     panel, _ = _panel(qtbot, session)
     doc = session.document

@@ -14,11 +14,10 @@ from typing import Any, Mapping, Optional
 
 from planner import APP_NAME, __version__
 from planner.plan import EndplateFinding, Level, Plan, Trajectory
+from planner.eligibility import EligibilityResult, evaluate_eligibility
 from planner.report.integration import (
     CheckRow,
-    EligibilityResult,
     MetricRow,
-    evaluate_eligibility,
     evaluate_trajectory,
     format_value,
 )

@@ -182,34 +182,62 @@ def _page1(pdf: ReportPDF, d: ReportData) -> None:
         pdf.para(note, SMALL_PT, "I", MUTED)
 
 
-def _eligibility(pdf: ReportPDF, d: ReportData) -> None:
+#: PDF colours of the eligibility colours (planner.eligibility RED/AMBER/GREEN/GREY).
+ELIGIBILITY_RGB = {"red": status_color("fail"), "amber": status_color("warning"), "green": status_color("pass"),
+                   "grey": status_color("not evaluated")}
+
+
+def _eligibility_verdict(pdf: ReportPDF, d: ReportData) -> None:
+    """The verdict badge in the colour of the result and the lines that say which class decided it."""
     e = d.eligibility
-    pdf.h2("Eligibility")
-    pdf.badge(e.status.upper() or "UNKNOWN", e.status)
-    pdf.ln(8)
-    pdf.para(e.summary)
+    rgb = ELIGIBILITY_RGB[e.colour]
+    pdf.set_font(FONT, "B", BODY_PT)
+    pdf.set_fill_color(*rgb)
+    pdf.set_text_color(255, 255, 255)
+    text = f"ELIGIBILITY: {e.overall.upper()}"
+    pdf.cell(pdf.get_string_width(text) + 6, 6, text, align="C", fill=True, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_text_color(*INK)
+    pdf.set_fill_color(255, 255, 255)
     pdf.ln(1)
+    lines = e.verdict_lines()
+    pdf.para(lines[0], BODY_PT, "B", rgb)
+    for line in lines[1:]:
+        pdf.para("\u2022 " + line, BODY_PT, "", ELIGIBILITY_RGB["amber"])
     for w in e.warnings:
-        pdf.para(f"Warning: {w}", BODY_PT, "B", status_color("warning"))
-    if not e.rows:
-        return
-    groups: dict[str, list] = {}
-    for r in e.rows:
-        groups.setdefault(r.group, []).append(r)
-    for group, rows in groups.items():
-        if group:
-            pdf.h3(group.capitalize())
-        with pdf.table(col_widths=(66, 18, 27, 69), font_size=SMALL_PT, line_height=SMALL_PT * 0.48) as table:
+        if w.group != "payer_rule":  # payer rules not met are in the verdict lines
+            pdf.para(f"Warning: {w.message} ({w.source})", SMALL_PT, "B", status_color("warning"))
+
+
+def _eligibility(pdf: ReportPDF, d: ReportData) -> None:
+    """The whole checklist, grouped by criterion class (FDA indication, device contraindication, clinic
+    pages, trial criterion, payer rule), each group saying what "not met" means for it."""
+    from planner.eligibility import CLASSES, NOT_APPLICABLE
+
+    e = d.eligibility
+    pdf.h2("Eligibility checklist by source")
+    _eligibility_verdict(pdf, d)
+    for group, rows in e.by_group().items():
+        rows = [r for r in rows if r.status != NOT_APPLICABLE]
+        if not rows:
+            continue
+        cls = CLASSES[group]
+        effect = f"not met: {cls.consequence}" if cls.decides else f"{cls.consequence}; does not decide"
+        pdf.h3(f"{e.class_title(group)} ({effect})")
+        pdf.para(cls.basis, SMALL_PT, "I", MUTED)
+        with pdf.table(col_widths=(70, 18, 30, 62), font_size=SMALL_PT, line_height=SMALL_PT * 0.48) as table:
             table.row(["Criterion", "Answer", "Result", "Detail"])
             for r in rows:
                 row = table.row()
-                row.cell(r.item)
-                row.cell(r.answer)
-                pdf.status_cell(row, r.status)
-                row.cell(r.reason + (f" (rule: {r.rule})" if r.rule and r.status != "met" else ""))
+                row.cell(r.item.question)
+                row.cell("-" if r.answer is None else str(r.answer))
+                row.cell(r.outcome.upper(), style=FontFace(emphasis="BOLD", color=ELIGIBILITY_RGB[r.colour]))
+                row.cell(r.detail + (f" (rule: {r.item.rule})" if r.item.rule and r.status != "met" else ""))
         pdf.ln(1)
-    pdf.para("Sources of each criterion are listed by the eligibility panel; thresholds are the plan's settings "
-             "(appendix).", SMALL_PT, "I", MUTED)
+    n_na = e.counts()[NOT_APPLICABLE]
+    if n_na:
+        pdf.para(f"{n_na} payer items belong to another payer profile and are not listed. Sources of each "
+                 "criterion are in the eligibility panel; thresholds are the plan's settings (appendix).",
+                 SMALL_PT, "I", MUTED)
 
 
 def _levels(pdf: ReportPDF, d: ReportData) -> None:

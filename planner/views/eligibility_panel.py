@@ -1,15 +1,20 @@
-"""Eligibility panel: the checklist of planner.eligibility, grouped, with live result and warnings.
+"""Eligibility panel: the checklist of planner.eligibility, grouped by criterion class, with the live
+verdict and warnings.
 
-A standalone QWidget on a :class:`planner.session.Session`. Answers are edited in place (yes/no
-combos, number fields) and stored through ``PlanDocument.set_eligibility_answer`` (undoable); the
-payer profile through ``set_setting``. Derived items (Modic at the targets, level range, canal margin,
-payer counts) are read from the plan. Each item's rule, source, tag and confidence are in its
-tooltip. The overall result and the warnings are recomputed on every ``document.changed``.
+A standalone QWidget on a :class:`planner.session.Session`. The groups are the criterion classes (FDA
+indication, device contraindication, named by clinic pages only, trial criterion, payer rule); each
+group's title says what a criterion of that class does when it is not met. Answers are edited in place
+(yes/no combos, number fields) and stored through ``PlanDocument.set_eligibility_answer`` (undoable);
+the payer profile through ``set_setting``. Derived items (Modic at the targets, level range, canal
+margin, payer counts) are read from the plan. Each item's rule, source, tag and confidence are in its
+tooltip. The verdict line (which class decided it, and the flags that do not decide) and the warnings
+are recomputed on every ``document.changed``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 from typing import Any, Optional
 
 from PySide6.QtCore import Qt
@@ -29,10 +34,16 @@ from PySide6.QtWidgets import (
 
 from planner.document import PlanChange, PlanEditError
 from planner.eligibility import (
+    AMBER,
+    CLASSES,
+    GREEN,
+    GREY,
     GROUPS,
     MET,
     NOT_APPLICABLE,
     NOT_MET,
+    PAYER,
+    RED,
     UNANSWERED,
     ChecklistItem,
     EligibilityResult,
@@ -44,11 +55,25 @@ from planner.eligibility import (
 from planner.session import Session
 from planner.views.panel import PlanPanel
 
-STATUS_STYLE = {MET: ("met", "#4caf50"), NOT_MET: ("not met", "#e53935"), UNANSWERED: ("unanswered", "#9aa4ad"),
-                NOT_APPLICABLE: ("n/a", "#6d7780")}
-OVERALL_STYLE = {"eligible": "#4caf50", "not eligible": "#e53935", "incomplete": "#ff9800"}
-GROUP_TITLES = {"indication": "Indication", "trial scores": "Trial scores", "exclusions": "Exclusions (trial)",
-                "contraindications": "Contraindications (device)", "payer limits": "Payer limits"}
+#: Screen colours of the eligibility colours (planner.eligibility RED/AMBER/GREEN/GREY).
+COLOURS = {RED: "#e53935", AMBER: "#ff9800", GREEN: "#4caf50", GREY: "#9aa4ad"}
+#: Short words for the statuses of items that are not "not met" (a "not met" item shows its class's outcome).
+STATUS_WORDS = {MET: "met", UNANSWERED: "unanswered", NOT_APPLICABLE: "n/a"}
+#: Short outcome words for an item that is not met, per class.
+NOT_MET_WORDS = {"fda_indication": "not met", "device_contraindication": "contraindicated",
+                 "clinic_pages": "caution", "trial_criterion": "outside trial", "payer_rule": "payer warning"}
+
+
+def group_title(group: str, payer_profile: str = "") -> str:
+    """The group box title: the class and what "not met" means for it."""
+    cls = CLASSES[group]
+    title = cls.title
+    if group == PAYER and payer_profile:
+        from planner.eligibility import PAYER_NAMES
+
+        title += f" ({PAYER_NAMES.get(payer_profile, payer_profile)})"
+    effect = f"not met: {cls.consequence}" if cls.decides else f"{cls.consequence}; does not decide"
+    return f"{title} \u2014 {effect}"
 PAYER_CHOICES = (("Medicare (A59468)", "medicare"), ("Commercial CAM 394", "cam394"), ("No payer rules", "none"))
 
 
@@ -77,6 +102,10 @@ class EligibilityPanel(PlanPanel):
         self.overall = QLabel()
         self.overall.setObjectName("eligibilityOverall")
         self.counts = QLabel()
+        self.verdict = QLabel()
+        self.verdict.setObjectName("eligibilityVerdict")
+        self.verdict.setWordWrap(True)
+        self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.warnings = QLabel()
         self.warnings.setWordWrap(True)
         self.warnings.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -105,6 +134,7 @@ class EligibilityPanel(PlanPanel):
         head.addWidget(self.payer)
         lay = QVBoxLayout(self)
         lay.addLayout(head)
+        lay.addWidget(self.verdict)
         lay.addWidget(self.counts)
         lay.addWidget(self.warnings)
         lay.addWidget(self.scroll, 1)
@@ -128,7 +158,8 @@ class EligibilityPanel(PlanPanel):
         self.group_boxes.clear()
         grids: dict[str, QGridLayout] = {}
         for g in GROUPS:
-            box = QGroupBox(GROUP_TITLES.get(g, g))
+            box = QGroupBox(group_title(g, plan.settings.payer_profile))
+            box.setToolTip(CLASSES[g].basis)
             grid = QGridLayout(box)
             grid.setColumnStretch(0, 1)
             grid.setHorizontalSpacing(8)
@@ -189,7 +220,8 @@ class EligibilityPanel(PlanPanel):
             result = self.result()
             for r in result.items:
                 row = self.rows[r.item.key]
-                text, color = STATUS_STYLE[r.status]
+                text = NOT_MET_WORDS[r.item.group] if r.status == NOT_MET else STATUS_WORDS[r.status]
+                color = COLOURS[r.colour]
                 row.status.setText(f"<span style='color:{color}'>{text}</span>")
                 tip = item_tooltip(r.item) + (f"<br>Now: {r.detail}" if r.detail else "")
                 row.status.setToolTip(tip)
@@ -206,14 +238,19 @@ class EligibilityPanel(PlanPanel):
                 else:
                     row.answer.setText(r.detail)
                     row.answer.setToolTip(tip)
-            color = OVERALL_STYLE[result.overall]
+            color = COLOURS[result.colour]
             self.overall.setText(f"<b style='color:{color}; font-size:14pt'>{result.overall.capitalize()}</b>")
             c = result.counts()
+            lines = result.verdict_lines()
+            self.verdict.setText(f"<span style='color:{color}'>{escape(lines[0])}</span>" + "".join(
+                f"<br><span style='color:{COLOURS[AMBER]}'>&#9679; {escape(x)}</span>" for x in lines[1:]))
             self.counts.setText(f"{c[MET]} met, {c[NOT_MET]} not met, {c[UNANSWERED]} unanswered"
                                 + (f", {c[NOT_APPLICABLE]} not applicable" if c[NOT_APPLICABLE] else ""))
-            if result.warnings:
-                self.warnings.setText("<br>".join(f"<span style='color:#ff9800'>&#9888; {w.message}</span> "
-                                                  f"<small>({w.source})</small>" for w in result.warnings))
+            # payer rules not met are in the verdict lines already
+            shown = [w for w in result.warnings if w.group != PAYER]
+            if shown:
+                self.warnings.setText("<br>".join(f"<span style='color:#ff9800'>&#9888; {escape(w.message)}</span> "
+                                                  f"<small>({escape(w.source)})</small>" for w in shown))
             else:
                 self.warnings.setText("No warnings.")
             self.payer.setCurrentIndex(max(0, self.payer.findData(plan.settings.payer_profile)))

@@ -53,6 +53,7 @@ from planner.settings import PlanningSettings
 from planner.trajectory import (
     LandmarkError,
     PathError,
+    depth_and_margin,
     is_ct,
     suggest_bipedicular,
     suggest_trajectory,
@@ -180,6 +181,12 @@ class TrajectoryPanel(PlanPanel):
         self.checks.setWordWrap(True)
         self.overall = QLabel()
         self.overall.setObjectName("trajectoryOverall")
+        # depth and canal margin side by side, with the conflict between them explained (issue 12)
+        self.depth_margin = QLabel()
+        self.depth_margin.setObjectName("trajectoryDepthMargin")
+        self.depth_margin.setWordWrap(True)
+        self.depth_margin.setToolTip(setting_tooltip("canal_margin_from") + "<br><br>"
+                                     + setting_tooltip("target_depth_pct"))
 
         # --- override reason
         self.override = QLineEdit()
@@ -196,6 +203,7 @@ class TrajectoryPanel(PlanPanel):
         dl = QVBoxLayout(details)
         dl.setContentsMargins(0, 0, 0, 0)
         dl.addWidget(self.overall)
+        dl.addWidget(self.depth_margin)
         dl.addWidget(self.param_box)
         dl.addWidget(QLabel("Metrics"))
         dl.addWidget(self.metrics, 2)
@@ -416,6 +424,7 @@ class TrajectoryPanel(PlanPanel):
                 self.overall.setText("Select a trajectory" if level is None or level.treat else
                                      f"{level.name} is not marked 'treat' in the levels step")
                 self.override_note.setText("")
+                self.depth_margin.setText("")
                 if not self.override.hasFocus():
                     self.override.setText("")
                 return
@@ -433,6 +442,7 @@ class TrajectoryPanel(PlanPanel):
             color = STATUS_COLOR[rep.overall]
             self.overall.setText(f"<b>{rep.level_name} {traj.side}</b>: checks "
                                  f"<span style='color:{color}'><b>{STATUS_WORD[rep.overall]}</b></span>")
+            self._fill_depth_margin(traj)
             self._fill_metrics(rep)
             self._fill_checks(rep)
             if not (self.override.hasFocus() and self.override.isModified()):
@@ -456,6 +466,24 @@ class TrajectoryPanel(PlanPanel):
             it = QTableWidgetItem()
             table.setItem(row, col, it)
         return it
+
+    def _fill_depth_margin(self, traj: Trajectory) -> None:
+        dm = depth_and_margin(self.document.plan, traj)
+        if dm is None:
+            self.depth_margin.setText("")
+            return
+        depth_c = STATUS_COLOR[PASS if dm.depth_in_window else WARNING]
+        margin_c = STATUS_COLOR[PASS if dm.margin_met else FAIL]
+        lo, hi = dm.depth_window_pct
+        from planner.checks import CANAL_MARGIN_WORDS
+
+        text = (f"Depth <b style='color:{depth_c}'>{dm.depth_pct:.0f}%</b> of the AP depth (setting "
+                f"{dm.depth_setting_pct:g}%, window {lo:g}-{hi:g}%) &middot; canal margin "
+                f"<b style='color:{margin_c}'>{dm.canal_margin_mm:.1f} mm</b> from the "
+                f"{CANAL_MARGIN_WORDS[dm.margin_from]} (at least {dm.margin_required_mm:g} mm)")
+        if dm.conflict:
+            text += f"<br><span style='color:{STATUS_COLOR[WARNING]}'>&#9888; {dm.conflict}</span>"
+        self.depth_margin.setText(text)
 
     def _fill_metrics(self, rep: TrajectoryReport) -> None:
         rows = [m for m in rep.metrics if m.value is not None or m.name.startswith("pedicle")]
