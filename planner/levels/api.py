@@ -15,6 +15,7 @@ from planner.levels.naming import PROPOSED_ORDER, _sequence, TRANSITIONAL
 from planner.levels.ct import _detect_ct
 from planner.levels.mri import _detect_mr
 
+
 def propose_levels(volume: Volume, hints: Optional[Mapping[str, Sequence[float]]] = None, *,
                    modality: Optional[str] = None, transitional: Optional[str] = None,
                    params: Optional[DetectionParams] = None, companions: Sequence[Volume] = ()) -> list[Level]:
@@ -27,7 +28,6 @@ def propose_levels(volume: Volume, hints: Optional[Mapping[str, Sequence[float]]
     Raises :class:`LevelDetectionError`."""
     return propose_levels_detailed(volume, hints, modality=modality, transitional=transitional,
                                    params=params, companions=companions).levels
-
 
 
 def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequence[float]]] = None, *,
@@ -61,7 +61,6 @@ def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequenc
     return LevelProposal(levels, mod, notes)
 
 
-
 def labelling_volume(session: object) -> Optional[tuple[str, Volume]]:
     """The volume to label in a :class:`planner.session.Session`: the series with role CT, else the
     sagittal T1 (marrow bright, cortex and discs dark: the clearest for the bodies), else T2, else the
@@ -84,7 +83,6 @@ def labelling_volume(session: object) -> Optional[tuple[str, Volume]]:
         return (2 if mod == "CT" else 1 if abs(v.slice_normal()[0]) > 0.7 else 0), int(v.array.size)
 
     return max(vols.items(), key=rank)
-
 
 
 def _guess_modality(volume: Volume) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 from planner.levels.params import DetectionParams
 from planner.levels.profiles import _NativeSlices
 
+
 def _mr_sacral_canal_half_width(ns: _NativeSlices, height: float, d_line: float, p: DetectionParams
                                 ) -> Optional[float]:
     """Half the interpedicular distance at S1: the widest transverse half-width of the sacral canal. Along

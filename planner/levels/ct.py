@@ -17,6 +17,7 @@ from planner.levels.naming import PROPOSED_ORDER, _sequence
 from planner.levels.grid import _line_profile, SpineCurve, work_grid, WorkGrid
 from planner.levels.pedicles import _pedicles
 
+
 def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str]
                ) -> tuple[list[VertebraFound], list[str]]:
     grid = work_grid(volume, p.work_spacing_mm, fill=-1024.0)
@@ -69,7 +70,6 @@ def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str]
     return found[::-1], notes
 
 
-
 def _ct_midline(grid: WorkGrid, p: DetectionParams) -> np.ndarray:
     """x index of the mid-sagittal plane per axial row (smoothed)."""
     w = grid.array
@@ -98,7 +98,6 @@ def _ct_midline(grid: WorkGrid, p: DetectionParams) -> np.ndarray:
     return ndimage.gaussian_filter1d(x0, 10 / s, mode="nearest")
 
 
-
 def _shift_rows(a: np.ndarray, mm: float, s: float, fill: float) -> np.ndarray:
     """out[:, y] = a[:, y + mm/s] (columns are posterior-increasing y)."""
     k = int(round(mm / s))
@@ -111,7 +110,6 @@ def _shift_rows(a: np.ndarray, mm: float, s: float, fill: float) -> np.ndarray:
     else:
         out[:] = a
     return out
-
 
 
 def _dp_track(score: np.ndarray, max_step: int, penalty: float) -> np.ndarray:
@@ -138,7 +136,6 @@ def _dp_track(score: np.ndarray, max_step: int, penalty: float) -> np.ndarray:
     for kz in range(nz - 1, 0, -1):
         path[kz - 1] = back[kz, path[kz]]
     return path
-
 
 
 def _ct_curve(grid: WorkGrid, p: DetectionParams) -> SpineCurve:
@@ -181,7 +178,6 @@ def _ct_curve(grid: WorkGrid, p: DetectionParams) -> SpineCurve:
     return SpineCurve.from_points(grid.lps_of(kji))
 
 
-
 def _find_discs(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams, *, bright_flanks: bool,
                 t_range: Optional[tuple[float, float]] = None) -> list[tuple[float, float]]:
     """Discs along the straightened column: list of (t index, tilt in radians), caudal to cranial."""
@@ -220,7 +216,6 @@ def _find_discs(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams
     return [(float(t), float(tilt[t])) for t in chain]
 
 
-
 def _disc_chain(score: np.ndarray, s: float, p: DetectionParams) -> list[int]:
     """Best chain of disc positions (local maxima of ``score``) with vertebral spacing."""
     n = len(score)
@@ -253,7 +248,6 @@ def _disc_chain(score: np.ndarray, s: float, p: DetectionParams) -> list[int]:
     return chain[::-1]
 
 
-
 def _segments(discs: list[tuple[float, float]], n: int, s: float, p: DetectionParams
               ) -> list[tuple[float, float, bool]]:
     """Vertebra segments (t_low, t_high, partial) between discs, plus partial ones at the ends."""
@@ -267,7 +261,6 @@ def _segments(discs: list[tuple[float, float]], n: int, s: float, p: DetectionPa
     if ts[0] - bottom > 0.5 * typical:
         segs.insert(0, (bottom, ts[0], bottom > ts[0] - typical + 1))
     return segs
-
 
 
 def _ct_landmarks(grid: WorkGrid, curve: SpineCurve, img: np.ndarray, a_col: np.ndarray, t_lo: float,
@@ -291,11 +284,9 @@ def _ct_landmarks(grid: WorkGrid, curve: SpineCurve, img: np.ndarray, a_col: np.
     return _refine_body(grid, sup, inf, lateral, curve.frame(t_mid)[3], thr, p)
 
 
-
 def _ct_body_threshold(mu_body: float, p: DetectionParams) -> float:
     """Halfway between the body's marrow level and soft tissue (never closer than 20 HU to soft tissue)."""
     return (max(mu_body, p.ct_soft_hu + 40.0) + p.ct_soft_hu) / 2
-
 
 
 def _wall_in_profile(prof: np.ndarray, pos_mm: np.ndarray, thr: float, bone_hu: float, *, start_mm: float,
@@ -342,7 +333,6 @@ def _wall_in_profile(prof: np.ndarray, pos_mm: np.ndarray, thr: float, bone_hu: 
     if edge < min_mm:
         return None
     return min(edge, max_mm)
-
 
 
 def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray, anterior_hint: np.ndarray,
@@ -400,7 +390,6 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
                      pedicle_right_lps=None if ped_r is None else _pt(ped_r))
 
 
-
 def _endplate_point(img: np.ndarray, a_col: np.ndarray, curve: SpineCurve, t_disc: float, a_mid: float,
                     s: float, toward: int) -> np.ndarray:
     """Endplate next to the disc at ``t_disc``: from the disc centre toward the body (``toward`` = +1
@@ -424,7 +413,6 @@ def _endplate_point(img: np.ndarray, a_col: np.ndarray, curve: SpineCurve, t_dis
     else:
         t = float(t0)
     return curve.to_lps(np.array(t), np.array(a_mid), np.array(0.0))
-
 
 
 def _ct_has_alae(grid: WorkGrid, curve: SpineCurve, v: VertebraFound, p: DetectionParams) -> bool:

@@ -11,7 +11,9 @@ import numpy as np
 from scipy import ndimage
 
 from planner.imaging.volume import Volume
+from planner.levels.params import DetectionParams
 from planner.levels.results import LevelDetectionError
+
 
 @dataclass
 class WorkGrid:
@@ -40,11 +42,14 @@ class WorkGrid:
         return out.reshape(pts.shape[:-1])
 
 
-
 def work_grid(volume: Volume, spacing_mm: float, fill: Optional[float] = None,
-              bounds_lps: Optional[tuple[np.ndarray, np.ndarray]] = None) -> WorkGrid:
+              bounds_lps: Optional[tuple[np.ndarray, np.ndarray]] = None,
+              max_voxels: int = DetectionParams.max_work_voxels) -> WorkGrid:
     """Resample ``volume`` onto an LPS-aligned grid covering its extent, or the part of it inside
-    ``bounds_lps`` (low corner, high corner), with trilinear interpolation."""
+    ``bounds_lps`` (low corner, high corner), with trilinear interpolation.
+
+    The grid holds at most ``max_voxels`` voxels: a region that would need more at ``spacing_mm`` is
+    resampled more coarsely (so the memory used is bounded whatever the input's size)."""
     s = float(max(0.5, min(spacing_mm, 3.0)))
     corners = volume.corners_lps()
     lo, hi = corners.min(0), corners.max(0)
@@ -53,7 +58,13 @@ def work_grid(volume: Volume, spacing_mm: float, fill: Optional[float] = None,
         hi = np.minimum(hi, np.asarray(bounds_lps[1], dtype=float))
         if np.any(hi - lo < s):
             raise LevelDetectionError("the marked points lie outside the image")
-    n = (np.floor((hi - lo) / s + 1e-6).astype(int) + 1)[::-1]  # (nz, ny, nx)
+    extent = np.maximum(hi - lo, 0.0)
+    if float(np.prod(extent / s + 1.0)) > max_voxels:
+        # the smallest spacing whose grid fits (the +1 per axis makes this a slight overestimate)
+        s = float((np.prod(extent) / max_voxels) ** (1.0 / 3.0)) * 1.05
+        while float(np.prod(np.floor(extent / s) + 1.0)) > max_voxels:
+            s *= 1.05
+    n = (np.floor(extent / s + 1e-6).astype(int) + 1)[::-1]  # (nz, ny, nx)
     a = volume.lps_to_ijk[:3, :3]
     b = volume.lps_to_ijk[:3, 3]
     rev = np.eye(3)[::-1]
@@ -61,13 +72,61 @@ def work_grid(volume: Volume, spacing_mm: float, fill: Optional[float] = None,
     matrix = rev @ a @ (s * np.eye(3)) @ rev
     offset = rev @ (a @ lo + b)
     src = volume.array
-    if src.dtype.kind not in "fiu" or src.dtype == np.float64:
+    if src.dtype.kind not in "fiu":
         src = src.astype(np.float32)
-    cval = float(np.min(src)) if fill is None else fill
+    cval = _finite_min(src) if fill is None else fill
     out = ndimage.affine_transform(src, matrix, offset=offset, output_shape=tuple(int(v) for v in n), order=1,
                                    cval=cval, output=np.float32, prefilter=False)
+    if out.dtype.kind == "f":
+        np.nan_to_num(out, copy=False, nan=cval, posinf=cval, neginf=cval)
     return WorkGrid(out, lo, s)
 
+
+def _finite_min(a: np.ndarray) -> float:
+    """The smallest finite value of ``a`` (0 when none), read slice by slice (no full-size temporary)."""
+    best = math.inf
+    for plane in a:
+        finite = plane[np.isfinite(plane)] if plane.dtype.kind == "f" else plane
+        if finite.size:
+            best = min(best, float(finite.min()))
+    return 0.0 if best == math.inf else best
+
+
+def working_volume(volume: Volume, bounds_lps: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                   max_voxels: int = DetectionParams.max_native_voxels) -> Volume:
+    """A float32 copy of the part of ``volume`` inside ``bounds_lps`` (low and high LPS corners; the
+    whole volume when None), in its own voxel grid (the acquired slices are kept), with non-finite
+    values replaced by the smallest finite one.
+
+    The copy holds at most ``max_voxels`` voxels: a larger part is subsampled, every n-th voxel along
+    the axis with the finest effective spacing first (in-plane before across slices), and its
+    ``ijk_to_lps`` says so. Raises :class:`LevelDetectionError` when the box misses the image."""
+    shape_ijk = np.array(volume.shape_ijk)
+    lo_i = np.zeros(3, int)
+    hi_i = shape_ijk - 1
+    if bounds_lps is not None:
+        lo, hi = (np.asarray(b, dtype=float) for b in bounds_lps)
+        box = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        ijk = volume.world_to_ijk(box)
+        lo_i = np.maximum(np.floor(ijk.min(0)).astype(int) - 1, 0)
+        hi_i = np.minimum(np.ceil(ijk.max(0)).astype(int) + 1, shape_ijk - 1)
+        if np.any(hi_i < lo_i):
+            raise LevelDetectionError("the marked points lie outside the image")
+    step = np.ones(3, int)
+    spacing = volume.spacing
+    count = (hi_i - lo_i) // step + 1
+    while float(np.prod(count)) > max_voxels:
+        ax = int(np.argmin(spacing * step + 1e9 * (count <= 2)))
+        step[ax] += 1
+        count = (hi_i - lo_i) // step + 1
+    sub = volume.array[lo_i[2]:hi_i[2] + 1:step[2], lo_i[1]:hi_i[1] + 1:step[1], lo_i[0]:hi_i[0] + 1:step[0]]
+    arr = np.array(sub, dtype=np.float32)
+    if not np.all(np.isfinite(arr)):
+        np.nan_to_num(arr, copy=False, nan=_finite_min(arr), posinf=_finite_min(arr), neginf=_finite_min(arr))
+    m = volume.ijk_to_lps.copy()
+    m[:3, 3] = volume.ijk_to_world(lo_i.astype(float))
+    m[:3, :3] = volume.ijk_to_lps[:3, :3] * step[None, :]
+    return Volume(arr, m, volume.info)
 
 
 @dataclass
@@ -97,10 +156,14 @@ class SpineCurve:
     def __len__(self) -> int:
         return len(self.points)
 
-    def resampled(self, step_mm: float) -> "SpineCurve":
-        """The same curve with points every ``step_mm`` of arclength (index = mm / step)."""
+    def resampled(self, step_mm: float, max_mm: float = DetectionParams.max_curve_mm) -> "SpineCurve":
+        """The same curve with points every ``step_mm`` of arclength (index = mm / step). Raises
+        :class:`LevelDetectionError` when the curve is longer than ``max_mm`` (it has left the spine)."""
         seg = np.linalg.norm(np.diff(self.points, axis=0), axis=1)
         arc = np.concatenate([[0.0], np.cumsum(seg)])
+        if not arc[-1] <= max_mm:
+            raise LevelDetectionError(f"the spine could not be followed (the traced curve is {arc[-1]:.0f} mm "
+                                      "long); check the marks")
         new = np.arange(0.0, arc[-1] + 1e-9, step_mm)
         pts = np.stack([np.interp(new, arc, self.points[:, k]) for k in range(3)], axis=1)
         return SpineCurve.from_points(pts)
@@ -147,7 +210,6 @@ class SpineCurve:
         return acc / len(x_mm)
 
 
-
 def _line_profile(grid: WorkGrid, origin: np.ndarray, direction: np.ndarray, across: Sequence[np.ndarray],
                   pos_mm: np.ndarray, half_widths: Sequence[float], fill: float) -> np.ndarray:
     """Mean profile along ``origin + pos * direction`` over a small box spanned by ``across``."""
@@ -161,11 +223,3 @@ def _line_profile(grid: WorkGrid, origin: np.ndarray, direction: np.ndarray, acr
     for o in offsets:
         acc += grid.sample(pts + o[None, :], fill=fill)
     return acc / len(offsets)
-
-
-
-def _as_float32(volume: Volume) -> Volume:
-    """The volume with a float32 array (sampled many times; converted once)."""
-    if volume.array.dtype == np.float32:
-        return volume
-    return Volume(volume.array.astype(np.float32), volume.ijk_to_lps, volume.info)

@@ -14,7 +14,7 @@ from planner.plan import Landmarks
 from planner.levels.params import DetectionParams
 from planner.levels.results import LevelDetectionError, _pt, VertebraFound
 from planner.levels.naming import PROPOSED_ORDER, _sequence
-from planner.levels.grid import _as_float32, _line_profile, SpineCurve, work_grid, WorkGrid
+from planner.levels.grid import _line_profile, SpineCurve, work_grid, WorkGrid, working_volume
 from planner.levels.profiles import _cortex_line, _dip_near, _first_dip, _mirror_midline, _NativeSlices, _surface
 from planner.levels.canal import _mr_sacral_canal_half_width
 from planner.levels.pedicles import (
@@ -27,6 +27,7 @@ from planner.levels.pedicles import (
     _sacral_pedicle_depth_from_l5,
     _symmetric_pedicles,
 )
+
 
 def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParams, transitional: Optional[str],
                modality: str, companions: Sequence[Volume] = ()) -> tuple[list[VertebraFound], list[str]]:
@@ -55,17 +56,23 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
         raise LevelDetectionError(f"the {name_hi} mark lies below the {name_lo} mark; check which bodies were "
                                   "marked")
     c_hat = chord / length
-    volume = _as_float32(volume)
-    companions = [_as_float32(c) for c in companions]
+    ext = p.mr_extend_mm
+    margin = np.array([60.0, 70.0, 40.0])
+    # a float32 copy of the region searched (the marks may move up to 30 mm when snapped to the body's
+    # middle), bounded in size whatever the input's size
+    ends = np.stack([p_lo - ext * c_hat, p_hi + ext * c_hat, p_lo, p_hi])
+    region = (ends.min(0) - margin - 30.0, ends.max(0) + margin + 30.0)
+    volume = working_volume(volume, region, p.max_native_voxels)
+    companions = [working_volume(c, region, p.max_native_voxels) for c in companions
+                  if _overlaps(c, region)]
     # a click anywhere inside the body: move it to the body's AP middle and midsagittal plane first
     p_lo, p_hi = (_snap_mark(volume, q, c_hat, p) for q in (p_lo, p_hi))
     chord = p_hi - p_lo
     length = float(np.linalg.norm(chord))
     c_hat = chord / length
-    ext = p.mr_extend_mm
-    margin = np.array([60.0, 70.0, 40.0])
     ends = np.stack([p_lo - ext * c_hat, p_hi + ext * c_hat, p_lo, p_hi])
-    grid = work_grid(volume, p.mr_work_spacing_mm, fill=0.0, bounds_lps=(ends.min(0) - margin, ends.max(0) + margin))
+    grid = work_grid(volume, p.mr_work_spacing_mm, fill=0.0, bounds_lps=(ends.min(0) - margin, ends.max(0) + margin),
+                     max_voxels=p.max_work_voxels)
     s = grid.spacing
     ratio = _mr_ratio_grid(grid, p_lo, p_hi)
     # the curve through the body centres, refined from the chord
@@ -118,6 +125,11 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
     return verts[::-1], notes
 
 
+def _overlaps(volume: Volume, bounds_lps: tuple[np.ndarray, np.ndarray]) -> bool:
+    """True if the volume's bounding box meets the LPS box."""
+    corners = volume.corners_lps()
+    return bool(np.all(corners.max(0) >= bounds_lps[0]) and np.all(corners.min(0) <= bounds_lps[1]))
+
 
 def _snap_mark(volume: Volume, mark: np.ndarray, axis: np.ndarray, p: DetectionParams) -> np.ndarray:
     """A mark inside a vertebral body moved, at its height, to the middle between the body's front and back
@@ -159,7 +171,6 @@ def _snap_mark(volume: Volume, mark: np.ndarray, axis: np.ndarray, p: DetectionP
     return mark + a_mid * ap + (0.0 if c is None or abs(c) > 7.5 else c) * lat
 
 
-
 def _marrow_level(grid: WorkGrid, mark: np.ndarray) -> float:
     """The normal marrow signal of the body around a mark: the most common value in a box of 16 x 16 x 30 mm
     around it (a Modic zone or the basivertebral veins beside the mark take up less of the body than its
@@ -178,7 +189,6 @@ def _marrow_level(grid: WorkGrid, mark: np.ndarray) -> float:
     mode = float(0.5 * (edges[int(np.argmax(hist))] + edges[int(np.argmax(hist)) + 1]))
     # near the mark the marrow is normal unless the mark lies in a Modic zone: then take the box's mode
     return med if abs(med / mode - 1.0) <= 0.15 else mode
-
 
 
 def _mr_ratio_grid(grid: WorkGrid, p_lo: np.ndarray, p_hi: np.ndarray) -> WorkGrid:
@@ -200,14 +210,12 @@ def _mr_ratio_grid(grid: WorkGrid, p_lo: np.ndarray, p_hi: np.ndarray) -> WorkGr
     return WorkGrid((grid.array / np.maximum(marrow, 1e-6)).astype(np.float32), grid.origin_lps, s)
 
 
-
 def _mr_marrow_runs(prof: np.ndarray, pos: np.ndarray, p: DetectionParams) -> list[tuple[float, float]]:
     """Runs (start, end) along ``pos`` of marrow-like signal: between dips below ``mr_wall_dip`` (cortical
     lines; on T1 also fluid, muscle and disc) and peaks above its inverse (on T2: fluid, fat, disc)."""
     inside = (prof > p.mr_wall_dip) & (prof < 1.0 / p.mr_wall_dip)
     lab, n = ndimage.label(inside)
     return [(float(pos[lab == k][0]), float(pos[lab == k][-1])) for k in range(1, n + 1)]
-
 
 
 def _mr_recentre(ratio: WorkGrid, curve: SpineCurve, ts: np.ndarray, t_lo: float, t_hi: float,
@@ -233,7 +241,7 @@ def _mr_recentre(ratio: WorkGrid, curve: SpineCurve, ts: np.ndarray, t_lo: float
             mid = (a0 + a1) / 2
             if best is None or abs(mid) < abs(best):
                 best = mid
-        if best is not None and abs(best) <= 30:
+        if best is not None and abs(best) <= p.mr_recentre_max_mm:
             mids[i] = best
     ok = np.isfinite(mids)
     if ok.sum() < 10:
@@ -247,10 +255,11 @@ def _mr_recentre(ratio: WorkGrid, curve: SpineCurve, ts: np.ndarray, t_lo: float
     w_fit = np.concatenate([w, [len(t_ok) / 4] * 2])
     span = max(ts[-1], 1.0)
     coef = np.polynomial.polynomial.polyfit(t_fit / span, a_fit, 3, w=w_fit)
-    offset = np.polynomial.polynomial.polyval(ts / span, coef)
+    # the fit is a correction inside the column search (bounded like the middles it fits), never an
+    # extrapolation that runs off (a curve far outside the grid)
+    offset = np.clip(np.polynomial.polynomial.polyval(ts / span, coef), -p.mr_recentre_max_mm, p.mr_recentre_max_mm)
     pts = curve.to_lps(np.arange(len(ts), dtype=float), offset, np.zeros(len(ts)))
     return SpineCurve.from_points(pts)
-
 
 
 def _ends_in_cortex(row: np.ndarray, a: np.ndarray, a_end: float, outward: int, p: DetectionParams) -> bool:
@@ -268,7 +277,6 @@ def _ends_in_cortex(row: np.ndarray, a: np.ndarray, a_end: float, outward: int, 
         return False
     dip = float(around.min())
     return dip < 0.8 and dip < 0.7 * float(np.median(beyond))
-
 
 
 def _mr_discs(dev: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams, col: tuple[float, float],
@@ -309,7 +317,6 @@ def _mr_discs(dev: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams, 
     return [(float(i), float(score[1][i])) for i in chain]
 
 
-
 def _exact_chain(peaks: list[int], sc: np.ndarray, count: int, lo_d: float, hi_d: float, t_start: float,
                  t_end: float) -> list[int]:
     """The ``count`` peaks with the best total score whose spacing (and distance to the marks, at most
@@ -338,7 +345,6 @@ def _exact_chain(peaks: list[int], sc: np.ndarray, count: int, lo_d: float, hi_d
         out.append(peaks[j])
         j = prev[c, j]
     return out[::-1]
-
 
 
 def _disc_scores(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams) -> tuple[np.ndarray, np.ndarray]:
@@ -373,7 +379,6 @@ def _disc_scores(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParam
     best[:edge] = -np.inf
     best[n - edge:] = -np.inf
     return best, tilt
-
 
 
 def _mr_disc_plates(ratio: WorkGrid, curve: SpineCurve, t_disc: float, p: DetectionParams, a_off: float = 0.0,
@@ -424,7 +429,6 @@ def _mr_disc_plates(ratio: WorkGrid, curve: SpineCurve, t_disc: float, p: Detect
         return offs[k] + (0.5 * (y0 - y2) / den * step if den > 1e-12 else 0.0)
 
     return t_disc + refine(best[1]) / s, t_disc + refine(best[2]) / s
-
 
 
 def _mr_landmarks(ratio: WorkGrid, curve: SpineCurve, dev: np.ndarray, a_col: np.ndarray, lo_t: Optional[float],
@@ -497,7 +501,6 @@ def _mr_landmarks(ratio: WorkGrid, curve: SpineCurve, dev: np.ndarray, a_col: np
     return measured
 
 
-
 def _mr_far_endplate(ratio: WorkGrid, curve: SpineCurve, t_disc: float, toward: int, typical: float,
                      p: DetectionParams) -> Optional[np.ndarray]:
     """The endplate at the far end of a body whose other disc is outside the search (end of the column):
@@ -517,7 +520,6 @@ def _mr_far_endplate(ratio: WorkGrid, curve: SpineCurve, t_disc: float, toward: 
     return curve.to_lps(np.array(start + toward * k * (s / 2) / s), np.array(0.0), np.array(0.0))
 
 
-
 def _mr_column_profile(ratio: WorkGrid, curve: SpineCurve, tt: np.ndarray, a_off: float = 0.0,
                        a_half: float = 6.0) -> np.ndarray:
     """Mean ratio along curve rows ``tt`` over a strip of the column (AP ``a_off`` +- ``a_half`` mm,
@@ -529,7 +531,6 @@ def _mr_column_profile(ratio: WorkGrid, curve: SpineCurve, tt: np.ndarray, a_off
     for x in xs:
         prof += ratio.sample(curve.to_lps(tt[:, None], a[None, :], x)).mean(axis=1)
     return prof / len(xs)
-
 
 
 def _mr_endplate(ratio: WorkGrid, curve: SpineCurve, t_disc: float, toward: int, p: DetectionParams
@@ -561,7 +562,6 @@ def _mr_endplate(ratio: WorkGrid, curve: SpineCurve, t_disc: float, toward: int,
             return None
         pos = float(steps[cross[0]])
     return curve.to_lps(np.array(t_disc + toward * pos / s), np.array(0.0), np.array(0.0))
-
 
 
 def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray,
@@ -643,7 +643,6 @@ def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: 
                      posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant),
                      pedicle_left_lps=None if ped_l is None else _pt(ped_l),
                      pedicle_right_lps=None if ped_r is None else _pt(ped_r))
-
 
 
 def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray,

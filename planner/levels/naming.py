@@ -18,7 +18,6 @@ SHIFT_ORDER: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5
 TRANSITIONAL = (None, "L6", "sacralised_L5")
 
 
-
 def shift_level_names(names: Sequence[str], steps: int) -> list[str]:
     """Shift every name ``steps`` places (+1 = one level caudal: L4 -> L5; -1 cranial: L4 -> L3).
 
@@ -36,12 +35,10 @@ def shift_level_names(names: Sequence[str], steps: int) -> list[str]:
     return out
 
 
-
 def relabel_levels(levels: Sequence[Level], steps: int) -> list[Level]:
     """Copies of ``levels`` with every name shifted (ids, landmarks and findings kept)."""
     names = shift_level_names([lv.name for lv in levels], steps)
     return [lv.model_copy(update={"name": n}, deep=True) for lv, n in zip(levels, names)]
-
 
 
 def merge_proposal(existing: Sequence[Level], proposed: Sequence[Level]) -> list[Level]:
@@ -58,14 +55,12 @@ def merge_proposal(existing: Sequence[Level], proposed: Sequence[Level]) -> list
     return out
 
 
-
 def names_from_anchor(count_above: int, anchor: str = "S1", transitional: Optional[str] = None) -> list[str]:
     """Names cranial to caudal for ``count_above`` vertebrae above an anchor, then the anchor."""
     seq = _sequence(transitional)
     i = seq.index(anchor)
     lo = i - count_above
     return [seq[j] if j >= 0 else "" for j in range(lo, i + 1)]
-
 
 
 def _sequence(transitional: Optional[str]) -> list[str]:

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class DetectionParams:
     """Image-processing thresholds of the level finder (technical, not clinical)."""
 
     #: Spacing of the LPS-aligned working grid (mm).
     work_spacing_mm: float = 1.5
+    #: Most voxels of a working grid (float32: 4 bytes each); a larger region is resampled more coarsely,
+    #: so the memory used does not grow with the input's size.
+    max_work_voxels: int = 24_000_000
+    #: Most voxels of the float32 copy of the input taken for measuring in the acquired slices (MRI); a
+    #: larger region is subsampled in-plane (every n-th pixel), never across slices first.
+    max_native_voxels: int = 24_000_000
+    #: Longest spine curve followed (mm): a curve that runs longer has left the spine (an error, not an
+    #: allocation that grows with the curve).
+    max_curve_mm: float = 1500.0
     #: CT: Hounsfield value above which a voxel counts as bone (cortex and dense trabecular bone).
     ct_bone_hu: float = 200.0
     #: CT: Hounsfield value separating the patient from the air around it.
@@ -54,6 +64,9 @@ class DetectionParams:
     mr_bright_ratio: float = 2.5
     #: MRI: ratio band around 1 counted as normal marrow when following the column.
     mr_marrow_tol: float = 0.3
+    #: MRI: largest AP correction of the curve through the body centres from the line between the marks
+    #: (mm); the body column's middle is searched this far and the fitted correction is kept within it.
+    mr_recentre_max_mm: float = 30.0
     #: MRI: AP depth range of a vertebral body while following the column (mm).
     mr_body_depth_mm: tuple[float, float] = (20.0, 60.0)
     #: MRI: half-width of the column sampled for the discs around the body-centre curve (mm).

@@ -16,6 +16,7 @@ from planner.levels.results import _pt, VertebraFound
 from planner.levels.grid import WorkGrid
 from planner.levels.profiles import _cortex_line, _marrow_run, _NativeSlices, _parabola_apex, _surface
 
+
 def _pedicles(grid: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
               height: float, p: DetectionParams, thr: float, fill: float
               ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
@@ -59,7 +60,6 @@ def _pedicles(grid: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray
     return out[0], out[1]
 
 
-
 def _pedicle_depth(lm: Landmarks) -> Optional[float]:
     """Mean depth of the pedicle centres behind the posterior wall midpoint, along the body's AP line."""
     if lm.pedicle_left_lps is None or lm.pedicle_right_lps is None:
@@ -67,7 +67,6 @@ def _pedicle_depth(lm: Landmarks) -> Optional[float]:
     post, ant = np.asarray(lm.posterior_wall_lps), np.asarray(lm.anterior_wall_lps)
     ap = (ant - post) / max(1e-6, float(np.linalg.norm(ant - post)))
     return float(np.mean([(post - np.asarray(q)) @ ap for q in (lm.pedicle_left_lps, lm.pedicle_right_lps)]))
-
 
 
 def _sacral_pedicle_depth_from_l5(verts: list[VertebraFound], notes: list[str]) -> None:
@@ -90,7 +89,6 @@ def _sacral_pedicle_depth_from_l5(verts: list[VertebraFound], notes: list[str]) 
     shift = (d1 - d5) * ap
     s1.landmarks = lm.model_copy(update={"pedicle_left_lps": _pt(np.asarray(lm.pedicle_left_lps) + shift),
                                          "pedicle_right_lps": _pt(np.asarray(lm.pedicle_right_lps) + shift)})
-
 
 
 def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
@@ -162,7 +160,6 @@ def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndar
     return post - d * ap + h * axis + side * x * lat
 
 
-
 def _mirror_images(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray], post: np.ndarray, axis: np.ndarray,
                    ap: np.ndarray, lat: np.ndarray, tol_mm: float) -> bool:
     """True if both pedicles were found and are mirror images within ``tol_mm`` in each direction."""
@@ -171,7 +168,6 @@ def _mirror_images(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray], pos
     a, b = ped_l - post, ped_r - post
     return (abs(abs(a @ lat) - abs(b @ lat)) <= tol_mm and abs(a @ ap - b @ ap) <= tol_mm
             and abs(a @ axis - b @ axis) <= tol_mm)
-
 
 
 def _symmetric_pedicles(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray], post: np.ndarray,
@@ -192,7 +188,6 @@ def _symmetric_pedicles(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray]
         x = mean[0] if abs(loc[0][0] - loc[1][0]) > p.mr_pedicle_asymmetry_mm else here[0]
         out.append(post + side * x * lat + mean[1] * ap + mean[2] * axis)
     return out[0], out[1]
-
 
 
 def _mr_sacral_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
@@ -226,7 +221,6 @@ def _mr_sacral_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: 
     return post - p.mr_sacral_pedicle_depth_mm * ap + side * x * lat
 
 
-
 def _posterior_wall_line(ns: _NativeSlices, height: float, p: DetectionParams) -> float:
     """Depth (mm behind ``ns.origin``, the posterior wall on the midline) of the most posterior point of the
     body's posterior surface between the pedicles (|x| <= ``mr_wall_line_half_span_mm``): the line from
@@ -246,7 +240,6 @@ def _posterior_wall_line(ns: _NativeSlices, height: float, p: DetectionParams) -
     if not found:
         return 0.0
     return float(np.clip(max(found), 0.0, 4.0))
-
 
 
 def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Optional[np.ndarray], d_line: float,
@@ -344,7 +337,6 @@ def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Opti
     else:
         u_i = float(np.median(us))
     return u_i, d_i, h_i, {"d_b": d_b, "half_height": half_h}
-
 
 
 def _axial_pedicle_x(axial: Volume, origin: np.ndarray, lat: np.ndarray, ap: np.ndarray, axis: np.ndarray, side: int,

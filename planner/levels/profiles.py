@@ -11,6 +11,7 @@ from scipy import ndimage
 from planner.imaging.volume import Volume
 from planner.levels.params import DetectionParams
 
+
 class _NativeSlices:
     """An MR volume seen from one vertebra's frame, sampled in its own (thick) slices.
 
@@ -92,7 +93,6 @@ class _NativeSlices:
         return np.where(ok, v, np.nan)
 
 
-
 def _mirror_midline(ns: _NativeSlices, a: np.ndarray, h: np.ndarray, search_mm: float = 5.0,
                     reach_mm: float = 30.0) -> Optional[float]:
     """Lateral offset of the midsagittal plane of symmetry of the vertebra: the offset ``c`` that makes the
@@ -124,7 +124,6 @@ def _mirror_midline(ns: _NativeSlices, a: np.ndarray, h: np.ndarray, search_mm: 
     return c
 
 
-
 def _first_dip(prof: np.ndarray, level: float, window: int = 4) -> Optional[float]:
     """Index (fractional) of the cortical line: the lowest sample within ``window`` samples after the
     profile first falls below ``level`` (a dark ligament or fluid beyond it is not taken), refined
@@ -147,7 +146,6 @@ def _first_dip(prof: np.ndarray, level: float, window: int = 4) -> Optional[floa
         if den > 1e-12:
             km = k + float(np.clip(0.5 * (y0 - y2) / den, -1.0, 1.0))
     return km
-
 
 
 def _cortex_line(prof: np.ndarray, pos: np.ndarray, p: DetectionParams, dip_index: Optional[float] = None
@@ -190,7 +188,6 @@ def _cortex_line(prof: np.ndarray, pos: np.ndarray, p: DetectionParams, dip_inde
     return inner, centre, outer
 
 
-
 def _dip_near(prof: np.ndarray, pos: np.ndarray, expected: float, tol_mm: float, level: float) -> Optional[float]:
     """Fractional index of the darkest local minimum below ``level`` within ``tol_mm`` of ``expected``
     (parabola-refined), or None."""
@@ -205,7 +202,6 @@ def _dip_near(prof: np.ndarray, pos: np.ndarray, expected: float, tol_mm: float,
     return k + (float(np.clip(0.5 * (y0 - y2) / den, -1.0, 1.0)) if den > 1e-12 else 0.0)
 
 
-
 def _surface(edges: tuple[float, float, Optional[float]], kind: str) -> float:
     """The bone surface from a cortical line's (inner edge, centre, outer edge) (distances outward).
 
@@ -218,7 +214,6 @@ def _surface(edges: tuple[float, float, Optional[float]], kind: str) -> float:
     if kind == "endplate":
         return centre
     return outer if outer is not None else 2 * centre - inner
-
 
 
 def _marrow_run(prof: np.ndarray, pos: np.ndarray, pos0: float, lo: float = DetectionParams.mr_run_level,
@@ -261,7 +256,6 @@ def _marrow_run(prof: np.ndarray, pos: np.ndarray, pos0: float, lo: float = Dete
         a, b = prof[k], prof[k + direction]
         out.append(float(pos[k] + direction * step * (a - level) / (a - b)))
     return out[0], out[1]
-
 
 
 def _parabola_apex(xs: np.ndarray, ys: np.ndarray) -> float:

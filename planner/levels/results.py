@@ -9,9 +9,9 @@ import numpy as np
 
 from planner.plan import Landmarks, Level
 
+
 class LevelDetectionError(ValueError):
     """The spine or its levels could not be found; the message says what is missing."""
-
 
 
 @dataclass
@@ -27,13 +27,11 @@ class VertebraFound:
     partial: bool = False
 
 
-
 @dataclass
 class LevelProposal:
     levels: list[Level]
     modality: str
     notes: list[str] = field(default_factory=list)
-
 
 
 def _pt(v: np.ndarray) -> tuple[float, float, float]:
