@@ -143,6 +143,9 @@ class PlanDocument:
         self._state_counter = 0
         self._saved_state = 0
         self._in_edit = False
+        #: Set by the Session: returns the CaseInfo fields that record the loaded images ({} when none).
+        #: The first edit of a plan whose case has no series records them in the same undo step.
+        self.case_fields: Optional[Callable[[], dict[str, Any]]] = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -252,6 +255,12 @@ class PlanDocument:
         self._in_edit = True
         try:
             yield self._plan
+            if not review and self.case_fields is not None and not self._plan.case.series:
+                fields = self.case_fields()
+                for name, value in fields.items():
+                    setattr(self._plan.case, name, value)
+                if fields:
+                    topics = [*topics, ("case",)]
         except ValidationError as exc:
             self._rollback(snapshot)
             raise PlanEditError(f"{action}: {_format_validation_error(exc)}") from None

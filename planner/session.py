@@ -6,15 +6,133 @@ here and keep only display state (camera, zoom, current slice of their own).
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, Union
+import os
+import re
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from planner.document import PlanDocument
+from planner.document import PlanChange, PlanDocument
 from planner.events import Signal
 from planner.imaging.volume import ProjectionImage, Volume
+from planner.plan import CaseInfo, SeriesRef
 
 Image = Union[Volume, ProjectionImage]
+
+#: The patient and study fields of CaseInfo that the first series of a case fills in.
+CASE_FIELDS = ("patient_name", "patient_id", "patient_birth_date", "patient_sex", "study_instance_uid",
+               "study_date", "study_description", "accession_number", "institution")
+
+
+class OtherPatientError(ValueError):
+    """Images of another patient were added to a session (one patient per plan); the message names
+    the two patients' descriptions (never logged)."""
+
+
+def _norm_name(name: str) -> str:
+    return re.sub(r"[\s^,]+", " ", str(name or "")).strip().upper()
+
+
+def patient_identity(info: Any) -> tuple[str, ...]:
+    """What identifies the patient of an image header or a plan's CaseInfo: the patient ID, else
+    name and birth date (both needed), else the Study Instance UID; () when nothing does (then the
+    images count as another patient than anything already open)."""
+    pid = str(getattr(info, "patient_id", "") or "").strip()
+    if pid:
+        return ("id", pid)
+    name = _norm_name(getattr(info, "patient_name", ""))
+    birth = str(getattr(info, "patient_birth_date", "") or "").strip()
+    if name and birth:
+        return ("name", name, birth)
+    study = str(getattr(info, "study_instance_uid", "") or "").strip()
+    return ("study", study) if study else ()
+
+
+def same_patient(a: Any, b: Any) -> bool:
+    """True when two headers (ImageInfo or CaseInfo) are of the same patient: the same study, or the
+    same patient ID, or (without IDs) the same name and birth date. Empty identities never match."""
+    study_a = str(getattr(a, "study_instance_uid", "") or "")
+    if study_a and study_a == str(getattr(b, "study_instance_uid", "") or ""):
+        return True
+    ida, idb = patient_identity(a), patient_identity(b)
+    if not ida or not idb or ida[0] != idb[0]:
+        return False
+    return ida == idb
+
+
+def group_by_patient(images: Mapping[str, Image]) -> list[dict[str, Image]]:
+    """Split one import into groups of one patient each, in the order they first appear. Images with
+    no identifying header (research files) form one group: they were opened together."""
+    groups: list[dict[str, Image]] = []
+    reps: list[Any] = []
+    for key, img in images.items():
+        for rep, group in zip(reps, groups):
+            if same_patient(rep, img.info) or (not patient_identity(rep) and not patient_identity(img.info)):
+                group[key] = img
+                break
+        else:
+            reps.append(img.info)
+            groups.append({key: img})
+    return groups
+
+
+def describe_patient(info: Any) -> str:
+    """A short description of a header's patient and study for questions to the user (not for logs)."""
+    name = str(getattr(info, "patient_name", "") or "").replace("^", " ").strip()
+    bits = [name or "no patient name", f"ID {info.patient_id}" if getattr(info, "patient_id", "") else "no patient ID"]
+    date = str(getattr(info, "study_date", "") or "")
+    if date:
+        bits.append(f"study of {date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) == 8 else f"study of {date}")
+    desc = str(getattr(info, "study_description", "") or "")
+    if desc:
+        bits.append(desc)
+    return ", ".join(bits)
+
+
+def series_role(image: Image) -> str:
+    """The plan role a series most likely has, from its modality, description and slice direction:
+    T1, T2, STIR, AX_T1, AX_T2, CT, FLUORO_AP, FLUORO_LAT, or "" when unclear."""
+    if isinstance(image, ProjectionImage):
+        vp = (image.geometry.view_position or "").upper()
+        if vp in ("AP", "PA"):
+            return "FLUORO_AP"
+        if vp in ("LAT", "LL", "RL", "LATERAL"):
+            return "FLUORO_LAT"
+        desc = (image.info.series_description or "").upper()
+        if re.search(r"\bLAT", desc):
+            return "FLUORO_LAT"
+        if re.search(r"\b(AP|PA)\b", desc):
+            return "FLUORO_AP"
+        return ""
+    from planner.trajectory import is_ct
+
+    if is_ct(image):
+        return "CT"
+    desc = (image.info.series_description or "").upper()
+    axial = int(np.argmax(np.abs(image.slice_normal()))) == 2  # slices across the patient's long axis
+    if "STIR" in desc:
+        return "STIR"
+    if "T1" in desc:
+        return "AX_T1" if axial else "T1"
+    if "T2" in desc:
+        return "AX_T2" if axial else "T2"
+    return ""
+
+
+def series_ref(key: str, image: Image, role: str = "") -> SeriesRef:
+    """The plan's record of a loaded series: UIDs, description, role, size and where it was found."""
+    info = image.info
+    n = len(info.sop_instance_uids) or (image.n_frames if isinstance(image, ProjectionImage) else image.shape_ijk[2])
+    folders = sorted({os.path.dirname(os.path.abspath(f)) for f in info.source_files if f})
+    hint = os.path.commonpath(folders) if folders else ""
+    return SeriesRef(series_instance_uid=key, modality=info.modality, description=info.series_description,
+                     frame_of_reference_uid=info.frame_of_reference_uid, role=role or series_role(image),
+                     number_of_images=int(n), path_hint=hint)
+
+
+def case_is_empty(case: CaseInfo) -> bool:
+    """True when a plan names neither a patient nor a study nor any series (such a plan is not saved)."""
+    return not (case.series or patient_identity(case) or case.patient_name)
 
 
 class Session:
@@ -35,6 +153,8 @@ class Session:
         self.active_trajectory_changed = Signal("Session.active_trajectory_changed")
         self.active_series: Optional[str] = None
         self.active_trajectory: Optional[str] = None
+        # the first plan edit records the case of the loaded images when nothing recorded it yet
+        self.document.case_fields = self.case_fields
 
     # ---------------------------------------------------------------- images
     def add_image(self, key: str, image: Image, *, make_active: bool = False) -> None:
@@ -44,15 +164,74 @@ class Session:
             self.set_active_series(key)
 
     def add_images(self, images: Mapping[str, Image], *, keep_existing: bool = False) -> int:
-        """Add several images, volumes first (so the planning views have their series as soon as
-        possible); with ``keep_existing`` keys already loaded are left alone. Returns how many were added."""
-        added = 0
+        """Add several images of the session's patient, volumes first (so the planning views have their
+        series as soon as possible), then record them in the plan's case (:meth:`record_case`); with
+        ``keep_existing`` keys already loaded are left alone. Returns how many were added.
+
+        One patient per plan: raises :class:`OtherPatientError` (adding nothing) when an image is of
+        another patient than the plan's case and the loaded images (split an import first with
+        :func:`group_by_patient` and :meth:`is_other_patient`)."""
+        others = [k for k in images if self.is_other_patient(k, images[k])]
+        if others or len(group_by_patient({k: v for k, v in images.items() if k not in self.images})) > 1:
+            ref = self.patient_reference()
+            raise OtherPatientError(
+                "These images are of another patient than the open plan"
+                + (f" ({describe_patient(ref)})" if ref is not None else "") + "; one plan holds one patient.")
+        added = []
         for key in sorted(images, key=lambda k: 0 if isinstance(images[k], Volume) else 1):
             if keep_existing and key in self.images:
                 continue
             self.add_image(key, images[key])
-            added += 1
-        return added
+            added.append(key)
+        if added:
+            self.record_case(added)
+        return len(added)
+
+    # ---------------------------------------------------------------- the case (one patient per plan)
+    def patient_reference(self) -> Optional[Any]:
+        """What the session's patient is compared with: the plan's case once it names a patient or
+        series, else the first loaded image's header; None when nothing is open."""
+        case = self.document.plan.case
+        if not case_is_empty(case):
+            return case
+        first = next(iter(self.images.values()), None)
+        return first.info if first is not None else None
+
+    def is_other_patient(self, key: str, image: Image) -> bool:
+        """True when ``image`` would mix another patient into this session's plan (the plan's own
+        series never count as another patient)."""
+        if any(r.series_instance_uid == key for r in self.document.plan.case.series):
+            return False
+        ref = self.patient_reference()
+        return ref is not None and not same_patient(ref, image.info)
+
+    def case_fields(self, keys: Optional[Sequence[str]] = None) -> dict[str, Any]:
+        """The CaseInfo fields that record the loaded images ``keys`` (all when None) in the plan: every
+        series not yet in the case, and the patient and study of the first one when the case names no
+        patient yet. {} when there is nothing to record."""
+        case = self.document.plan.case
+        known = {r.series_instance_uid for r in case.series}
+        keys = [k for k in (keys if keys is not None else list(self.images)) if k in self.images and k not in known]
+        if not keys:
+            return {}
+        fields: dict[str, Any] = {"series": list(case.series) + [series_ref(k, self.images[k]) for k in keys]}
+        if not patient_identity(case) and not case.patient_name:
+            first = self.images[keys[0]].info
+            fields.update({name: getattr(first, name) for name in CASE_FIELDS if getattr(first, name, "")})
+        return fields
+
+    def record_case(self, keys: Optional[Sequence[str]] = None) -> bool:
+        """Record the loaded images ``keys`` (all when None) in the plan's case through
+        ``PlanDocument.set_case`` (see :meth:`case_fields`): one undo step; nothing in a read-only plan.
+        Returns True when the case changed. (The first plan edit records them too when the case has
+        no series: ``PlanDocument.case_fields``.)"""
+        if self.document.read_only:
+            return False
+        fields = self.case_fields(keys)
+        if not fields:
+            return False
+        self.document.set_case(**fields)
+        return True
 
     def remove_image(self, key: str) -> None:
         if self.images.pop(key, None) is not None:

@@ -209,8 +209,13 @@ def test_command_line_screenshot_of_a_dicom_folder(tmp_path):
 
     write_series(tmp_path / "series", n=8, rows=48, cols=64)
     shot = tmp_path / "shot.png"
-    proc = _run_main([str(tmp_path / "series"), "--screenshot", str(shot), "--size", "1000x700"], tmp_path / "home")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "gui.ini").write_text("[view]\nlayout=compare\n", encoding="utf-8")
+    proc = _run_main([str(tmp_path / "series"), "--screenshot", str(shot), "--size", "1000x700"], home)
     assert proc.returncode == 0, proc.stderr
+    # a screenshot neither reads nor writes the user's window settings
+    assert (home / "gui.ini").read_text(encoding="utf-8") == "[view]\nlayout=compare\n"
     img = QImage(str(shot))
     assert (img.width(), img.height()) == (1000, 700)
     arr = np.frombuffer(img.convertToFormat(QImage.Format.Format_Grayscale8).constBits(), np.uint8)

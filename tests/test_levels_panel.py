@@ -87,26 +87,54 @@ def test_mri_without_marks_asks_for_them(qtbot):
     assert messages and "mark a point inside S1 and inside L1" in messages[-1]
 
 
-def test_hint_from_a_click_or_the_crosshair(qtbot, modic_session):
+def test_hint_from_a_point_and_never_from_the_crosshair(qtbot, modic_session):
     panel, messages = _panel(qtbot, modic_session)
-    requested = []
+    requested, cancelled = [], []
     panel.hint_requested.connect(requested.append)
+    panel.hint_cancelled.connect(lambda: cancelled.append(1))
     qtbot.mouseClick(panel.hint_buttons["S1"], Qt.MouseButton.LeftButton)
     assert panel.pending_hint == "S1" and requested == ["S1"] and "Click inside S1" in panel.hint_label.text()
     assert panel.provide_hint((1.0, 2.0, 3.0))
-    assert panel.hints == {"S1": (1.0, 2.0, 3.0)} and panel.pending_hint is None
-    # no wiring: the next crosshair move in any view provides the hint
+    assert panel.hints == {"S1": (1.0, 2.0, 3.0)} and panel.pending_hint is None and cancelled == [1]
+    # moving the crosshair (Shift+move, or a layout placing it) never sets a hint
     panel.request_hint("L1")
     modic_session.set_cursor((4.0, 5.0, 6.0))
-    assert panel.hints["L1"] == (4.0, 5.0, 6.0)
-    modic_session.set_cursor((7.0, 8.0, 9.0))  # not pending any more: ignored
-    assert panel.hints["L1"] == (4.0, 5.0, 6.0)
-    panel.request_hint("S1")
+    assert "L1" not in panel.hints and panel.pending_hint == "L1"
     qtbot.keyClick(panel.tree, Qt.Key.Key_Escape)
-    assert panel.pending_hint is None
+    assert panel.pending_hint is None and cancelled == [1, 1]
     assert not panel.provide_hint((0.0, 0.0, 0.0))
     qtbot.mouseClick(panel.clear_hints_button, Qt.MouseButton.LeftButton)
     assert panel.hints == {}
+
+
+def test_mark_s1_and_l1_take_the_next_click_with_the_default_tool(qtbot, tmp_path):
+    """Issue 15 item 4: in the window, "Mark S1" then a left click in the sagittal view with the default
+    window/level tool sets the mark (and does not window); Esc in a view cancels a mark."""
+    from planner.views.app import install_panels
+    from tests.views_support import click, key, open_window, sagittal_volume, session_with
+
+    session = session_with(("1.2.3.2", sagittal_volume(desc="SAG T2", uid="1.2.3.2"), "T2"))
+    w = open_window(qtbot, session)
+    install_panels(w)
+    panel = w.panels["Levels"]
+    sag = w.views.slice_views["sagittal"]
+    assert w.ctx.tool == "window_level"
+    wl = sag.window
+    qtbot.mouseClick(panel.hint_buttons["S1"], Qt.MouseButton.LeftButton)
+    assert "Click inside S1" in w.gesture_label.text() and "Click inside S1" in w.statusBar().currentMessage()
+    assert sag.cursor().shape() == Qt.CursorShape.CrossCursor
+    pos = (sag.width() * 0.5, sag.height() * 0.7)
+    click(sag, pos)
+    expected = sag.model_point(__import__("PySide6.QtCore", fromlist=["QPointF"]).QPointF(*pos))
+    assert panel.hints["S1"] == pytest.approx(tuple(expected)) and panel.pending_hint is None
+    assert sag.window == wl and w.ctx.point_request is None
+    assert not panel.hint_buttons["S1"].isChecked()
+    qtbot.mouseClick(panel.hint_buttons["L1"], Qt.MouseButton.LeftButton)
+    key(sag, Qt.Key.Key_Escape)
+    assert panel.pending_hint is None and w.ctx.point_request is None and "L1" not in panel.hints
+    click(sag, pos)  # the tool is back: a click marks nothing
+    assert set(panel.hints) == {"S1"}
+    w.shutdown()
 
 
 def test_keyboard_entry_while_scrolling(qtbot, modic_session):

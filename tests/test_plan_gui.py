@@ -93,7 +93,9 @@ def _drag_target(view, tid, to_lps):
     h = _target_handle(view, tid)
     start = h.widget_xy
     end = view.to_widget(np.asarray(to_lps, dtype=float)[None])[0]
-    drag(view, start, (float(end[0]), float(end[1])), Qt.MouseButton.LeftButton, steps=6)
+    # Alt+drag moves a handle whatever the tool (the default window/level tool never does)
+    drag(view, start, (float(end[0]), float(end[1])), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.AltModifier,
+         steps=6)
     return np.asarray(start), end
 
 

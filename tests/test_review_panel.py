@@ -55,8 +55,18 @@ def test_signoff_then_change_shows_out_of_date(qtbot):
     w = ReviewPanel(session)
     qtbot.addWidget(w)
     assert "Not reviewed" in w.state_label.text()
-    assert w.sign_off("Dr Fellow")
+    assert "Reviewing as <b>attending</b>" in w.identity.text()
+    changed = []
+    w.reviewer_changed.connect(changed.append)
+    assert w.set_reviewer("Dr Fellow") and changed == ["Dr Fellow"]
+    assert w.add_comment("Entry point fine")
+    assert w.sign_off()
     assert "Signed off" in w.state_label.text()
+    review = session.document.plan.review
+    # one identity: the comment author is the sign-off name (and the audit user)
+    assert review.comments[-1].author == review.signoffs[-1].reviewer == "Dr Fellow"
+    assert session.document.plan.audit[-1].user == "Dr Fellow"
+    assert not w.set_reviewer("  ")
     tid = session.document.plan.trajectories[0].id
     session.document.set_trajectory_point(tid, "target", (0.0, 4.0, -40.0))
     assert "out of date" in w.state_label.text()
@@ -97,12 +107,12 @@ def test_panels_in_hidden_tabs_refresh_when_shown(qtbot):
     install_panels(w)
     w.show_panel("Levels")
     review, eligibility = w.panels["Review"], w.panels["Eligibility"]
-    assert not review.isVisible() and not eligibility.isVisible()
+    assert not review.is_shown() and not eligibility.is_shown()
     w.session.document.sign_off("Dr Fellow")
     assert review.signoffs.text() == "No sign-off yet."  # not refreshed while hidden
     w.show_panel("Review")
-    qtbot.waitUntil(review.isVisible, timeout=3000)
+    qtbot.waitUntil(review.is_shown, timeout=3000)
     assert "Dr Fellow" in review.signoffs.text()
     w.show_panel("Eligibility")
-    qtbot.waitUntil(eligibility.isVisible, timeout=3000)
+    qtbot.waitUntil(eligibility.is_shown, timeout=3000)
     assert not getattr(eligibility, "_stale", False)

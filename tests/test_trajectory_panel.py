@@ -168,6 +168,50 @@ def test_bipedicular_delete_and_untreated_level(qtbot, session):
     assert panel.suggest("left") is None and "treat" in messages[-1]
 
 
+def test_bipedicular_twice_replaces_or_refuses_and_never_duplicates(qtbot, session):
+    """Issue 15 item 6: Bipedicular on a level that has trajectories asks; Yes replaces them (one undo
+    step), Cancel keeps them; the level never ends with three."""
+    panel, messages = _panel(qtbot, session)
+    doc = session.document
+    asked = []
+    panel.ask_replace = lambda text: asked.append(text) or False
+    first = panel.suggest_bipedicular()
+    assert first is not None and not asked
+    second = panel.suggest_bipedicular()  # refused
+    assert second is None and len(asked) == 1 and "L4 already has 2 trajectories" in asked[0]
+    assert sorted(t.id for t in doc.plan.trajectories) == sorted(first)
+    assert "keeps its trajectories" in messages[-1]
+    panel.ask_replace = lambda text: asked.append(text) or True
+    depth = len(doc._undo)
+    third = panel.suggest_bipedicular()  # replaced
+    assert third is not None and len(doc.plan.trajectories) == 2
+    assert {t.id for t in doc.plan.trajectories} == set(third) and sorted(t.side for t in doc.plan.trajectories) == \
+        ["left", "right"]
+    assert len(doc._undo) == depth + 1
+    # a single-side suggestion replaces that side only
+    left = panel.suggest("left")
+    assert sorted(t.side for t in doc.plan.trajectories) == ["left", "right"] and left in \
+        {t.id for t in doc.plan.trajectories}
+    doc.undo()
+    assert {t.id for t in doc.plan.trajectories} == set(third)
+
+
+def test_the_list_shows_every_trajectory_with_six_rows_visible(qtbot, session):
+    """The list has one row per trajectory (level, side, path, checks), treated levels without one
+    have a row, and six rows fit without scrolling."""
+    panel, _ = _panel(qtbot, session)
+    doc = session.document
+    assert panel.rows() == [(doc.plan.levels[0].id, "")]
+    assert panel.tree.topLevelItem(0).text(3) == "no trajectory yet"
+    left, right = panel.suggest_bipedicular()
+    assert [r[1] for r in panel.rows()] == [left, right]
+    item = panel.tree.topLevelItem(0)
+    assert (item.text(0), item.text(1).split()[0], item.text(2), item.text(3)) == ("L4", "left", "straight", "pass")
+    assert [panel.tree.headerItem().text(c) for c in range(4)] == ["Level", "Side", "Path", "Checks"]
+    row_h = panel.tree.visualItemRect(item).height()
+    assert row_h > 0 and panel.tree.viewport().height() >= 6 * row_h
+
+
 def test_follows_active_trajectory_and_read_only(qtbot, session):
     panel, _ = _panel(qtbot, session)
     doc = session.document

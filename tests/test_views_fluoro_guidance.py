@@ -190,7 +190,7 @@ def test_overlay_follows_the_plan_and_dragged_marks(demo_window, demo_study, qtb
     mark = next(lm for lm in plan.fluoro_landmarks if lm.kind == "anterior_wall")
     before = np.array(mark.point_px)
     start = _widget(view, before)
-    drag(view, start, (start[0] - 20, start[1] + 6), Qt.MouseButton.LeftButton)
+    drag(view, start, (start[0] - 20, start[1] + 6), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.AltModifier)
     moved = np.array(next(lm for lm in plan.fluoro_landmarks if lm.id == mark.id).point_px)
     assert np.linalg.norm(moved - before) == pytest.approx(np.hypot(20, 6) / view.zoom, rel=0.02)
     assert doc.undo_text == "Move fluoroscopy landmark"

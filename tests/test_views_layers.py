@@ -85,6 +85,7 @@ def test_a_trajectory_drag_reuses_the_image_layer_and_still_shows_the_move(plann
     renders, paints = sag.base_layer_renders, sag.image_paints
     before = _pixels(sag.grab().toImage())
     start = _widget_pos(sag, target)
+    w.ctx.set_tool("crosshair")  # the edit tool grabs handles
     drag(sag, start, (start[0] - 25, start[1] + 12), Qt.MouseButton.LeftButton, steps=6)
     qtbot.wait(20)
     after = _pixels(sag.grab().toImage())

@@ -193,7 +193,10 @@ def test_angle_measurement_in_degrees(window, qtbot):
     assert ax.measure_label("angle", np.asarray(m.points_lps)) == f"{got:.1f}\u00b0"
 
 
-def test_dragging_a_landmark_is_one_undo_step(qtbot):
+def test_window_level_drag_on_a_landmark_windows_and_edit_drags_move_it(qtbot):
+    """Issue 15 item 4: a W/L drag that starts on a landmark handle changes W/L, not the plan (the undo
+    stack is unchanged); hovering the handle says what a drag would move and how; Alt+drag, or the
+    crosshair/edit tool, moves it as one undo step."""
     session = _session()
     sag_frame_probe = __import__("planner.views.render.slice_geometry", fromlist=["SliceFrame"]).SliceFrame(
         session.images[T2_KEY], "sagittal")
@@ -204,17 +207,36 @@ def test_dragging_a_landmark_is_one_undo_step(qtbot):
     session.set_cursor(center, FOR_UID)
     w = open_window(qtbot, session)
     sag = w.views.slice_views["sagittal"]
-    assert sag.n == n
+    assert sag.n == n and w.ctx.tool == "window_level"
     sag.repaint()
     undo_before = len(session.document._undo)
     start = _widget_pos(sag, center)
-    drag(sag, start, (start[0] + 30, start[1]), Qt.MouseButton.LeftButton, steps=6)
+    # hovering the handle: what a drag would move, and the gesture that moves it
+    send_mouse(sag, "move", start)
+    assert "L4 body centre" in w.statusBar().currentMessage() and "Alt+drag" in w.statusBar().currentMessage()
+    assert sag.cursor().shape() != Qt.CursorShape.OpenHandCursor
+    # the W/L drag from the handle windows the image and leaves the plan alone
+    wl_before = sag.window
+    drag(sag, start, (start[0] + 30, start[1] + 20), Qt.MouseButton.LeftButton, steps=6)
+    np.testing.assert_allclose(session.document.plan.levels[0].landmarks.body_center_lps, center)
+    assert len(session.document._undo) == undo_before and not session.document.is_dirty
+    assert sag.window != wl_before and sag.window.width > wl_before.width
+    # Alt+drag moves the landmark: six moves, one undo step
+    drag(sag, start, (start[0] + 30, start[1]), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.AltModifier, steps=6)
     moved = np.asarray(session.document.plan.levels[0].landmarks.body_center_lps)
     np.testing.assert_allclose(moved - center, sag.frame.ex * 30 / sag.zoom, atol=1e-6)
-    assert len(session.document._undo) == undo_before + 1  # six moves, one undo step
-    assert sag.window == WindowLevel(700, 1200, "header")  # the drag did not change window/level
+    assert len(session.document._undo) == undo_before + 1
     w.actions["edit.undo"].trigger()
     np.testing.assert_allclose(session.document.plan.levels[0].landmarks.body_center_lps, center)
+    # the crosshair/edit tool grabs handles without a modifier
+    w.actions["tool.crosshair"].trigger()
+    sag.repaint()
+    send_mouse(sag, "move", start)
+    assert sag.cursor().shape() == Qt.CursorShape.OpenHandCursor
+    assert "drag moves it" in w.statusBar().currentMessage()
+    drag(sag, start, (start[0], start[1] + 25), Qt.MouseButton.LeftButton, steps=4)
+    moved = np.asarray(session.document.plan.levels[0].landmarks.body_center_lps)
+    np.testing.assert_allclose(moved - center, sag.frame.ey * 25 / sag.zoom, atol=1e-6)
     w.shutdown()
 
 
@@ -295,6 +317,7 @@ def test_dragging_a_trajectory_point_moves_it_in_the_slice_with_one_undo_step(qt
     assert set(handles) == {(tid, "entry"), (tid, "target")}
     steps_before = len(session.document._undo)
     start = _widget_pos(sag, target)
+    w.ctx.set_tool("crosshair")  # the edit tool grabs handles
     drag(sag, start, (start[0] - 20, start[1] + 10), Qt.MouseButton.LeftButton, steps=8)
     moved = np.asarray(session.document.plan.trajectory(tid).target_lps)
     np.testing.assert_allclose(moved - target, (sag.frame.ex * -20 + sag.frame.ey * 10) / sag.zoom, atol=1e-6)

@@ -190,6 +190,7 @@ def test_views_follow_plan_edits_a_mouse_drag_and_undo(window, qtbot):
     end = obl.to_widget(goal[None])[0]
     undo_depth = len(doc._undo)
     start = np.asarray(h.widget_xy, dtype=float)
+    w.ctx.set_tool("crosshair")  # the edit tool grabs handles
     left = Qt.MouseButton.LeftButton
     send_mouse(obl, "press", tuple(start), left)
     for t in (0.25, 0.5):

@@ -147,6 +147,13 @@ class ScriptedPrompter:
     def ask_recover(self, orphan) -> str:
         return "later"
 
+    #: The answer to "these images are of another patient" (the dialog's default: a new window).
+    other_patient = "window"
+
+    def ask_other_patient(self, current: str, other: str, can_replace: bool) -> str:
+        self.__dict__.setdefault("other_patient_asked", []).append((current, other, can_replace))
+        return self.other_patient
+
 
 class ScriptedMissingPrompter:
     """Answers the missing-series question (default: continue without); records what was asked."""

@@ -127,13 +127,24 @@ def install_excepthook(window_getter) -> None:
 
 
 # ---------------------------------------------------------------------- opening things
-def load_images_into(session, paths: list[str]) -> Any:
-    """Import ``paths`` synchronously into the session; returns the ImportResult."""
+def load_images_into(session, paths: list[str]) -> tuple[Any, list[dict]]:
+    """Import ``paths`` synchronously into the session: the images of the session's patient (the
+    first patient found when the session is empty) are added. Returns the ImportResult and the
+    images of other patients, one dict per patient, for the window to offer (one patient per plan)."""
     from planner.imaging import load_path
+    from planner.session import group_by_patient
 
     result = load_path(paths if len(paths) != 1 else paths[0])
-    session.add_images(result.images)
-    return result
+    mine: dict = {}
+    others: list[dict] = []
+    for group in group_by_patient(result.images):
+        empty = not session.images and not mine and not session.document.plan.case.series
+        if empty or not any(session.is_other_patient(k, img) for k, img in group.items()):
+            mine.update(group)
+        else:
+            others.append(group)
+    session.add_images(mine)
+    return result, others
 
 
 def relink_plan_images(session, images_folder: Optional[str] = None, *, plan_path: Optional[str] = None) -> str:
@@ -171,8 +182,9 @@ def open_demo(session, folder: Optional[str | Path] = None) -> str:
     return "Demo case (not saved)"
 
 
-def open_path(session, path: str, *, review: bool = False, images: Optional[str] = None) -> str:
-    """Open a .bvnplan (then its images by UID) or a DICOM folder / zip / file. Returns a title hint."""
+def open_path(session, path: str, *, review: bool = False, images: Optional[str] = None) -> tuple[str, list[dict]]:
+    """Open a .bvnplan (then its images by UID) or a DICOM folder / zip / file. Returns a title hint
+    and the images of other patients found in the folder (see :func:`load_images_into`)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise StartupError(f"{p} does not exist")
@@ -187,34 +199,21 @@ def open_path(session, path: str, *, review: bool = False, images: Optional[str]
         session.document.replace_plan(plan, read_only=review, path=str(p))
         add_recent_plan(str(p))
         relink_plan_images(session, images, plan_path=str(p))
-        return p.name
-    result = load_images_into(session, [str(p)])
+        return p.name, []
+    result, others = load_images_into(session, [str(p)])
     if not result.images:
         raise StartupError(f"No images could be read from {p}: {result.report.to_text(max_files=5)}"
                            if hasattr(result.report, "to_text") else f"No images could be read from {p}")
     if review:
         session.document.read_only = True
-    return p.name
+    return p.name, others
 
 
 # ---------------------------------------------------------------------- the side panels
 def install_panels(window) -> list[str]:
-    """Add the side panels (levels, trajectories, eligibility, review) as docks."""
-    from planner.views.eligibility_panel import EligibilityPanel
-    from planner.views.levels_panel import LevelsPanel
-    from planner.views.review_panel import ReviewPanel
-    from planner.views.trajectory_panel import TrajectoryPanel
-
-    added = []
-    for panel_class, name in ((LevelsPanel, "Levels"), (TrajectoryPanel, "Trajectories"),
-                              (EligibilityPanel, "Eligibility"), (ReviewPanel, "Review")):
-        if name in window.docks:
-            continue
-        window.add_panel(name, panel_class(window.session))
-        added.append(name)
-    if "Levels" in window.docks:
-        window.docks["Levels"].raise_()
-    return added
+    """Fill the window's docks with the side panels (series, levels, trajectories, eligibility,
+    review); returns the names added."""
+    return window.install_panels()
 
 
 # ---------------------------------------------------------------------- first image timing
@@ -267,18 +266,44 @@ def build_window(args, session=None):
 
     session = session or Session()
     title = ""
+    others: list[dict] = []
     if getattr(args, "demo", False):
         title = open_demo(session)
     elif getattr(args, "path", None):
-        title = open_path(session, args.path, review=bool(getattr(args, "review", False)),
-                          images=getattr(args, "images", None))
+        title, others = open_path(session, args.path, review=bool(getattr(args, "review", False)),
+                                  images=getattr(args, "images", None))
     if getattr(args, "review", False):
         session.document.read_only = True
     screenshot = bool(getattr(args, "screenshot", None))
     window = MainWindow(session, initial_layout=getattr(args, "layout", None), restore_state=not screenshot)
     window.title_hint = title
+    window.pending_other_patients = others
     window._update_title()
     return app, window
+
+
+def after_first_frame(window) -> None:
+    """What start-up defers until the first image is on screen: the decoder processes, the side
+    panels, the crash-recovery offer, the missing-series offer of a plan opened from the command
+    line (review mode too), and the question about other patients found in the opened folder.
+    Each step on its own: a failure is shown to the user and logged by the exception hook
+    (sys.excepthook), and the later steps (crash recovery above all) still run."""
+    from planner.imaging import prestart_decoders
+
+    def other_patients():  # a folder with several patients: ask about the others
+        groups, window.pending_other_patients = window.pending_other_patients, []
+        for group in groups:
+            window.offer_other_patient(group)
+
+    for step in (prestart_decoders,  # the compressed-image decoders start, ready for the next import
+                 window.install_panels,
+                 window.files.offer_recovery,
+                 window.plan_images.offer,  # a plan's series not found: say which, offer a folder or PACS
+                 other_patients):
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - shown by the hook, not hidden
+            sys.excepthook(*sys.exc_info())
 
 
 def run_gui(args) -> int:
@@ -302,22 +327,8 @@ def run_gui(args) -> int:
     window.show()
     from PySide6.QtCore import QTimer
 
-    def after_first_frame():
-        # each step on its own: a failure is shown to the user and logged by the exception hook
-        # (sys.excepthook), and the later steps (crash recovery above all) still run
-        from planner.imaging import prestart_decoders
-
-        for step in (prestart_decoders,  # the compressed-image decoders start, ready for the next import
-                     lambda: install_panels(window),
-                     window.files.offer_recovery,
-                     window.plan_images.offer):  # a plan's series not found: say which, offer a folder or PACS
-            try:
-                step()
-            except Exception:  # noqa: BLE001 - shown by the hook, not hidden
-                sys.excepthook(*sys.exc_info())
-
     if not os.environ.get("BVN_STARTUP_PROBE"):
-        QTimer.singleShot(300, after_first_frame)
+        QTimer.singleShot(300, lambda: after_first_frame(window))
     return int(app.exec())
 
 

@@ -30,6 +30,7 @@ ACTION_TEXT: dict[str, str] = {
     "pan": "pan",
     "zoom": "zoom (drag up = zoom in)",
     "crosshair": "move the linked crosshair (every view of the same frame of reference follows)",
+    "edit": "move the plan handle under the mouse (landmark, trajectory point, measurement), whatever the tool",
     "slice": "previous/next slice (fluoroscopy: frame)",
     "page": "move several slices at a time",
     "previous_slice": "previous slice / frame",
@@ -49,7 +50,8 @@ ACTION_TEXT: dict[str, str] = {
 
 TOOL_TEXT: dict[str, str] = {
     "window_level": "Window/level: left-drag changes contrast (right = wider) and brightness (down = higher level)",
-    "crosshair": "Crosshair: click or drag to move the linked cursor in every view of the same frame of reference",
+    "crosshair": "Crosshair / edit: click or drag to move the linked cursor in every view of the same frame of "
+                 "reference; drag a plan handle (landmark, trajectory point, measurement) to move it",
     "distance": "Distance: click two points; the length is shown in mm and kept in the plan",
     "angle": "Angle: click three points (vertex second); the angle is shown in degrees and kept in the plan",
     "calibrate": "Calibrate fluoroscopy: draw a line over an object of known length and enter its size in mm",

@@ -78,6 +78,11 @@ class Handle:
     apply: Callable[[np.ndarray, str], None]
     tooltip: str = ""
 
+    @property
+    def name(self) -> str:
+        """What a drag moves, e.g. "L4 left pedicle" (the tooltip without its notes in brackets)."""
+        return self.tooltip.split(" (")[0] or self.kind
+
 
 class ImageCanvas(QWidget):
     #: Double-click: the layout maximises this view (and restores it on the next double-click).
@@ -132,6 +137,8 @@ class ImageCanvas(QWidget):
         self._handles: list[Handle] = []
         self._handles_at: tuple = ()
         self._hover_handle: Optional[Handle] = None
+        #: (hovered handle id, whether a drag would move it) of the last hover report
+        self._hover_state: Optional[tuple] = None
         self.selected_measurement: Optional[str] = None
         self._disconnects: list[Callable[[], None]] = []
         self._tools: dict[str, Tool] = {}
@@ -147,6 +154,7 @@ class ImageCanvas(QWidget):
         self._letter_font.setBold(True)
         context.tool_changed.connect(self._on_tool_changed)
         context.display_changed.connect(self.update)
+        context.point_request_changed.connect(self._on_point_request)
         self._on_tool_changed(context.tool)
 
     # ================================================================== subclass interface
@@ -256,6 +264,7 @@ class ImageCanvas(QWidget):
         try:
             self.ctx.tool_changed.disconnect(self._on_tool_changed)
             self.ctx.display_changed.disconnect(self.update)
+            self.ctx.point_request_changed.disconnect(self._on_point_request)
         except (RuntimeError, TypeError):  # pragma: no cover
             pass
 
@@ -275,7 +284,15 @@ class ImageCanvas(QWidget):
         for t in self._tools.values():
             if t.busy:
                 t.cancel(self)
-        self.setCursor(self.active_tool().cursor)
+        self._hover_state = None
+        self._on_point_request(self.ctx.point_request[0] if self.ctx.point_request is not None else "")
+
+    def _on_point_request(self, prompt: str) -> None:
+        """A marking mode shows the cross cursor in the views that take its click."""
+        if self.closed:
+            return
+        marking = bool(prompt) and self.requested_point(QPointF(self.width() / 2, self.height() / 2)) is not None
+        self.setCursor(Qt.CursorShape.CrossCursor if marking else self.active_tool().cursor)
 
     # ================================================================== window / level
     def set_window(self, wl: WindowLevel) -> None:
@@ -420,6 +437,7 @@ class ImageCanvas(QWidget):
                 log.exception("drawing the overlays failed")
                 self._handles = static_handles
             self.active_tool().paint(self, p)
+            self.paint_hover(p)
             if self.layer_cache and self._text_layer_cacheable():
                 self._blit_text_layer(p)
             else:
@@ -647,24 +665,37 @@ class ImageCanvas(QWidget):
                 best, best_d = h, d
         return best
 
+    def requested_point(self, pos: QPointF) -> Optional[np.ndarray]:
+        """The point a pending point request (a marking mode) takes from a click here; None when this
+        view cannot give one (slice views give the LPS point)."""
+        return None
+
     def mousePressEvent(self, ev):  # noqa: N802
         if self.closed:
             return
         self.setFocus(Qt.FocusReason.MouseFocusReason)
         pos = ev.position()
-        action = self.ctx.bindings.mouse_action(ev.button(), ev.modifiers())
         self._press_pos = QPointF(pos)
         self._drag = None
-        if action == "tool":
+        if ev.button() == Qt.MouseButton.LeftButton and self.ctx.point_request is not None:
+            point = self.requested_point(pos)
+            if point is not None:  # a marking mode takes the click, whatever the tool
+                self._drag = ("taken", None)
+                self.ctx.deliver_point(point)
+                return
+        action = self.ctx.bindings.mouse_action(ev.button(), ev.modifiers())
+        if action in ("tool", "edit"):
             tool = self.active_tool()
             handle = None if tool.busy else self._hit_handle(pos)
-            if handle is not None:
+            if not tool.busy:
+                self.select_handle(handle)  # a click selects (for Del) whatever the tool; only edits drag
+            if handle is not None and self.ctx.grabs_handles(ev.modifiers()):
                 model = self.model_point(pos)
                 if model is not None:
-                    if handle.kind == "measurement":
-                        self.selected_measurement = handle.key[0]
                     self._drag = ("handle", HandleDrag(handle, model))
                     return
+            if action == "edit":
+                return  # the edit gesture off a handle does nothing
             tool.press(self, pos, ev.modifiers())
             self._drag = ("tool", tool)
         elif action == "crosshair":
@@ -708,14 +739,58 @@ class ImageCanvas(QWidget):
             if self.ctx.bindings.hover_action(ev.modifiers()) == "crosshair":
                 self.set_cursor_at(pos)
             self.active_tool().hover(self, pos)
-            h = self._hit_handle(pos)
-            if h is not self._hover_handle:
-                self._hover_handle = h
-                self.setCursor(Qt.CursorShape.OpenHandCursor if h else self.active_tool().cursor)
-                self.setToolTip(h.tooltip if h else "")
+            self._hover(self._hit_handle(pos), ev.modifiers())
         info = self.hover_info(pos)
         if info:
             self.ctx.cursor_info.emit(info)
+
+    def select_handle(self, handle: Optional[Handle]) -> None:
+        """A left click on (or off) a handle: a measurement point selects its measurement (Del
+        deletes it), a trajectory point makes its trajectory the selected one (the trajectory list and
+        the other views follow). Subclasses select their own kinds."""
+        if handle is None:
+            return
+        if handle.kind == "measurement":
+            self.selected_measurement = handle.key[0]
+        elif handle.kind == "trajectory":
+            self.session.set_active_trajectory(handle.key[0])
+
+    def _hover(self, handle: Optional[Handle], modifiers: Qt.KeyboardModifier) -> None:
+        """Hovering a handle says what a drag would move (status bar, tooltip, a ring around it) and
+        how: directly with the crosshair/edit tool, else with the edit modifier."""
+        grab = self.ctx.grabs_handles(modifiers)
+        state = (id(handle) if handle is not None else None, grab)
+        if state == self._hover_state:
+            return
+        self._hover_state = state
+        self._hover_handle = handle
+        if handle is None:
+            self.setCursor(self.active_tool().cursor if self.ctx.point_request is None else Qt.CursorShape.CrossCursor)
+            self.setToolTip("")
+        else:
+            self.setCursor(Qt.CursorShape.OpenHandCursor if grab else self.active_tool().cursor)
+            how = "drag moves it" if grab else \
+                f"{self.ctx.edit_gesture()} moves it (or the crosshair/edit tool, C)"
+            self.setToolTip(f"{handle.tooltip}: {how}")
+            self.ctx.message.emit(f"{handle.name}: {how}")
+        self.update()
+
+    def paint_hover(self, painter: QPainter) -> None:
+        """A ring around the handle under the mouse (solid when a drag would move it)."""
+        h = self._hover_handle
+        if h is None or self.session.document.read_only:
+            return
+        pen = QPen(QColor(255, 255, 255, 220), 1.5)
+        if self._hover_state is None or not self._hover_state[1]:
+            pen.setStyle(Qt.PenStyle.DotLine)
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawEllipse(QPointF(*h.widget_xy), self.HANDLE_RADIUS_PX + 2, self.HANDLE_RADIUS_PX + 2)
+
+    def leaveEvent(self, ev):  # noqa: N802
+        if self._hover_handle is not None and not self.closed:
+            self._hover(None, Qt.KeyboardModifier.NoModifier)
+        super().leaveEvent(ev)
 
     def mouseReleaseEvent(self, ev):  # noqa: N802
         if self.closed:
@@ -779,7 +854,7 @@ class ImageCanvas(QWidget):
             "zoom_in": lambda: self.zoom_about(1.25),
             "zoom_out": lambda: self.zoom_about(0.8),
             "auto_window": lambda: self.set_window(self.auto_window()),
-            "cancel": lambda: self.active_tool().cancel(self),
+            "cancel": self.cancel,
             "delete_measurement": self.delete_selected_measurement,
             "play_pause": self.toggle_play,
         }
@@ -792,6 +867,14 @@ class ImageCanvas(QWidget):
 
     def toggle_play(self) -> None:
         pass
+
+    def cancel(self) -> None:
+        """Esc: leave a marking mode, else stop the measurement being drawn."""
+        if self.ctx.point_request is not None:
+            self.ctx.cancel_point_request()
+            self.ctx.message.emit("Marking cancelled")
+        else:
+            self.active_tool().cancel(self)
 
     def _show_context_menu(self, pos: QPointF) -> None:
         menu = QMenu(self)

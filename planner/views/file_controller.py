@@ -8,6 +8,7 @@ ever lost: a failed save keeps the plan open and dirty (and its autosave recover
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -16,11 +17,35 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from planner.autosave import AutosaveController, OrphanedRecovery, find_orphaned_recoveries
 from planner.recent import add_recent_plan, recent_plans
-from planner.session import Session
+from planner.plan import Plan
+from planner.session import Session, case_is_empty
+from planner.settings import PlanningSettings
 from planner.storage import PLAN_SUFFIX, PlanFileError, load_plan, save_plan
 
 log = logging.getLogger(__name__)
 PLAN_FILTER = f"BVN plans (*{PLAN_SUFFIX});;All files (*)"
+
+
+def plan_has_work(plan: Plan) -> bool:
+    """True when the plan holds something a user made (levels, trajectories, measurements, answers,
+    fluoroscopy marks, review, changed settings), beyond the record of its images."""
+    return bool(plan.levels or plan.trajectories or plan.measurements or plan.fluoro_landmarks
+                or plan.fluoro_calibrations or plan.eligibility.answers or plan.eligibility.notes
+                or plan.review.comments or plan.review.signoffs or plan.author
+                or plan.settings != PlanningSettings())
+
+
+def suggested_stem(plan: Plan) -> str:
+    """A file name (no suffix) for a plan: patient name, treated levels and study date, e.g.
+    ``DOE-JANE_L4-L5_2024-01-02``; "bvn-plan" parts when the plan names none of them."""
+    case = plan.case
+    name = case.patient_name.replace("^", "-").strip("-") or case.patient_id or "bvn-plan"
+    treated = [lv.name for lv in plan.levels if lv.treat]
+    date = case.study_date
+    if len(date) == 8 and date.isdigit():
+        date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
+    parts = [name] + (["-".join(treated)] if treated else []) + ([date] if date else [])
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(parts)).strip("-._") or "bvn-plan"
 
 
 class Prompter:
@@ -55,6 +80,22 @@ class Prompter:
 
     def error(self, title: str, text: str) -> None:
         QMessageBox.warning(self.parent, title, text)
+
+    def ask_other_patient(self, current: str, other: str, can_replace: bool) -> str:
+        """Images of another patient were opened. Returns "window" (open them in a new window, the
+        default), "replace" (close this plan and open them here) or "cancel"."""
+        box = QMessageBox(self.parent)
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Another patient")
+        box.setText("These images are of another patient. One plan holds one patient.")
+        box.setInformativeText(f"Open now: {current}\nNew images: {other}")
+        window = box.addButton("Open in a new window", QMessageBox.ButtonRole.AcceptRole)
+        replace = box.addButton("Replace this case", QMessageBox.ButtonRole.DestructiveRole) if can_replace else None
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(window)
+        box.exec()
+        clicked = box.clickedButton()
+        return "window" if clicked is window else "replace" if replace is not None and clicked is replace else "cancel"
 
     def ask_recover(self, orphan: OrphanedRecovery) -> str:
         """Returns "recover", "discard" or "later"."""
@@ -104,27 +145,46 @@ class FileController(QObject):
 
     # ------------------------------------------------------------------ save
     def save(self) -> bool:
-        if self.document.read_only:
-            # A reviewer's comments and sign-off are saved into the plan; the clinical content is unchanged.
-            pass
+        # (a reviewer's comments and sign-off are saved into the plan; the clinical content is unchanged)
+        if not self._has_case():
+            return False
         if not self.document.path:
             return self.save_as()
         return self._save_to(self.document.path)
 
     def save_as(self, path: Optional[str] = None) -> bool:
+        if not self._has_case():
+            return False
         if path is None:
-            suggestion = self.document.path or self._suggest_name()
+            suggestion = self.document.path or self.suggest_path()
             path = self.prompter.ask_save_path(suggestion)
             if not path:
                 return False
         return self._save_to(path)
 
-    def _suggest_name(self) -> str:
-        case = self.document.plan.case
-        stem = "plan"
-        if case.study_date:
-            stem = f"plan-{case.study_date}"
-        return str(Path.home() / f"{stem}{PLAN_SUFFIX}")
+    def _has_case(self) -> bool:
+        """A plan is saved only when it names its case (patient, study or series); says why not."""
+        if not case_is_empty(self.document.plan.case):
+            return True
+        self.prompter.error("Save plan", "This plan names no patient and no images, so it was not saved.\n\n"
+                                         "Open the patient's images first (File > Open folder); the plan "
+                                         "then records the patient, the study and the series it uses.")
+        return False
+
+    def suggest_path(self) -> str:
+        """Where Save as starts: the folder of the last plan saved or opened (else the images' folder,
+        else the home folder), and a name from the patient, the treated levels and the study date."""
+        plan = self.document.plan
+        case = plan.case
+        name = suggested_stem(plan) + PLAN_SUFFIX
+        for p in self.recent():
+            if Path(p).parent.is_dir():
+                return str(Path(p).parent / name)
+        for ref in case.series:
+            hint = Path(ref.path_hint) if ref.path_hint else None
+            if hint is not None and hint.parent.is_dir():
+                return str(hint.parent / name)
+        return str(Path.home() / name)
 
     def _save_to(self, path: str) -> bool:
         try:
@@ -173,8 +233,11 @@ class FileController(QObject):
 
     # ------------------------------------------------------------------ close
     def maybe_discard_changes(self) -> bool:
-        """Ask about unsaved changes; True when it is fine to drop the current plan."""
+        """Ask about unsaved changes; True when it is fine to drop the current plan. A plan never
+        saved whose only content is the record of the opened images loses nothing: no question."""
         if not self.document.is_dirty:
+            return True
+        if not self.document.path and not plan_has_work(self.document.plan):
             return True
         answer = self.prompter.ask_save_changes(self.display_name())
         if answer == "save":

@@ -717,7 +717,7 @@ class FluoroView(ImageCanvas):
             handles.append(Handle("fluoro_landmark", (lid,), pt, (float(w[0]), float(w[1])),
                                   lambda point, key, lid=lid: doc.move_fluoro_landmark(
                                       lid, [float(point[0]), float(point[1])], merge_key=key),
-                                  f"{full} mark (drag to move; Del or right-click deletes)"))
+                                  f"{full} mark (Del or right-click deletes)"))
         return handles
 
     # ------------------------------------------------------------------ mouse and keys
@@ -735,13 +735,13 @@ class FluoroView(ImageCanvas):
             ev.accept()
             return
         super().mousePressEvent(ev)
-        drag = self._drag
-        if drag is not None and drag[0] == "handle":
-            h = drag[1].handle
-            self.selected_landmark = h.key[0] if h.kind == "fluoro_landmark" else None
+
+    def select_handle(self, handle) -> None:
+        super().select_handle(handle)
+        selected = handle.key[0] if handle is not None and handle.kind == "fluoro_landmark" else None
+        if selected != self.selected_landmark:
+            self.selected_landmark = selected
             self.update()
-        elif drag is not None and drag[0] == "tool":
-            self.selected_landmark = None
 
     def mouseReleaseEvent(self, ev):  # noqa: N802
         if self._swallow_release:

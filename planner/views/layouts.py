@@ -18,6 +18,7 @@ from typing import Optional
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
+from planner.imaging.volume import Volume
 from planner.views import roles
 from planner.views.context import ViewContext
 from planner.views.fluoro_view import FluoroPanel
@@ -109,9 +110,12 @@ class ViewLayout(QStackedWidget):
         self._volume_holder = None
         self._linking = False
         self._closed = False
+        #: splitter name -> its state as built (View > Reset layout)
+        self._default_splitters: dict[str, QByteArray] = {}
         self.session.images_changed.connect(self._on_images_changed)
         self.session.document.changed.connect(self._on_plan_changed)
         self.session.active_trajectory_changed.connect(self._on_active_trajectory)
+        self.session.cursor_moved.connect(self._on_cursor_moved)
 
     # ------------------------------------------------------------------ pages
     def set_layout_name(self, name: str) -> None:
@@ -122,6 +126,8 @@ class ViewLayout(QStackedWidget):
             page = self._build(name)
             self.pages[name] = page
             self.addWidget(page)
+            for sp in page.splitters:
+                self._default_splitters[sp.objectName()] = sp.saveState()
         self.setCurrentWidget(page)
         changed = name != self.current
         self.current = name
@@ -154,8 +160,8 @@ class ViewLayout(QStackedWidget):
         if name == "planning":
             main = roles.main_volume_key(self.session)
             sag = SliceView(self.ctx, "sagittal", main)
-            ax = SliceView(self.ctx, "axial", main)
-            cor = SliceView(self.ctx, "coronal", main)
+            ax = SliceView(self.ctx, "axial", self.native_series_for("axial", main))
+            cor = SliceView(self.ctx, "coronal", self.native_series_for("coronal", main))
             self.slice_views = {"sagittal": sag, "axial": ax, "coronal": cor}
             # the 3D view (VTK, volume rendering) is created after the first image is on screen
             holder = QWidget()
@@ -319,14 +325,73 @@ class ViewLayout(QStackedWidget):
         if change.source == "load" or change.touches("case"):
             QTimer.singleShot(0, self.assign_series)
 
+    def native_series_for(self, orientation: str, main: Optional[str]) -> Optional[str]:
+        """The series a planning view of ``orientation`` shows: a series acquired in that orientation
+        (e.g. the axial T2 for the axial view) in the main volume's frame of reference that covers the
+        crosshair, the one of the main volume's sequence first; else the main volume, resliced."""
+        vol = self.session.images.get(main) if main else None
+        if not isinstance(vol, Volume) or orientation == "sagittal":
+            return main
+        from planner.views.render.slice_geometry import native_orientation
+
+        for_uid = vol.info.frame_of_reference_uid
+        if native_orientation(vol) == orientation or not for_uid:
+            return main
+        cursor = self.session.cursor_lps
+        family = roles.role_of(self.session, main)
+        best, best_rank = main, 99
+        for key, other in self.session.volumes().items():
+            if key == main or other.info.frame_of_reference_uid != for_uid:
+                continue
+            if native_orientation(other) != orientation or not other.contains(cursor):
+                continue
+            role = roles.role_of(self.session, key)
+            rank = 0 if family and role.endswith(family) else 1
+            if rank < best_rank:
+                best, best_rank = key, rank
+        return best
+
+    def _on_cursor_moved(self, _lps) -> None:
+        """Axial and coronal planning views follow the crosshair onto the native series covering it."""
+        if self._closed or not self.slice_views:
+            return
+        main = roles.main_volume_key(self.session)
+        for orientation in ("axial", "coronal"):
+            v = self.slice_views[orientation]
+            if v.auto_series:
+                key = self.native_series_for(orientation, main)
+                if key != v.series_key:
+                    v.set_series(key)
+
+    def show_volume(self, key: str) -> None:
+        """Show a volume the user chose in the planning slice views and the 3D view."""
+        for v in self.slice_views.values():
+            v.auto_series = False
+            v.set_series(key)
+        if self.volume_view is not None:
+            self.volume_view.set_series(key)
+
+    def show_projection(self, key: str) -> None:
+        """Show a projection image the user chose in the fluoroscopy layout (lateral images on the
+        lateral side)."""
+        img = self.session.images.get(key)
+        side = "LAT" if img is not None and roles.guess_role(img) == "FLUORO_LAT" else "AP"
+        panel = self.fluoro_panels.get(side)
+        if panel is not None:
+            panel.set_series(key)
+
     def assign_series(self) -> None:
         """Give views without an image the series they should show (after an import or a plan load)."""
         if self._closed:
             return
         main = roles.main_volume_key(self.session)
-        for v in self.slice_views.values():
+        for orientation, v in self.slice_views.items():
             if v.series_key is None or v.series_key not in self.session.images:
-                v.set_series(main)
+                v.auto_series = True
+            if v.auto_series:
+                key = self.native_series_for(orientation, main)
+                if key != v.series_key:
+                    v.set_series(key)
         if self.volume_view is not None and (self.volume_view.series_key not in self.session.images):
             self.volume_view.set_series(main)
         for role, v in self.compare_views.items():
@@ -367,6 +432,14 @@ class ViewLayout(QStackedWidget):
                 out[sp.objectName()] = sp.saveState()
         return out
 
+    def reset_splitters(self) -> None:
+        """Every built page's splitters back to the sizes they were built with."""
+        for page in self.pages.values():
+            for sp in page.splitters:
+                default = self._default_splitters.get(sp.objectName())
+                if default is not None:
+                    sp.restoreState(default)
+
     def restore_state(self, states: dict) -> None:
         for page in self.pages.values():
             for sp in page.splitters:
@@ -383,6 +456,7 @@ class ViewLayout(QStackedWidget):
             self.session.images_changed.disconnect(self._on_images_changed)
             self.session.document.changed.disconnect(self._on_plan_changed)
             self.session.active_trajectory_changed.disconnect(self._on_active_trajectory)
+            self.session.cursor_moved.disconnect(self._on_cursor_moved)
         except Exception:  # pragma: no cover
             pass
         for p in self.trajectory_panels.values():

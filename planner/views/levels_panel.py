@@ -7,16 +7,13 @@ through :class:`planner.document.PlanDocument` edit methods (undoable) and the p
 Hint clicks (MRI needs at most two: inside S1 and inside L1)
 -------------------------------------------------------------
 ``panel.request_hint("S1")`` (or the "Mark S1" button) puts the panel in hint mode and emits
-:attr:`LevelsPanel.hint_requested` with the level name. The next point it receives becomes that
-hint. Two ways to deliver it:
+:attr:`LevelsPanel.hint_requested` with the level name. The main window then arms a marking mode
+in the slice views (``ViewContext.request_point``): the next left click, whatever the tool, calls
+``panel.provide_hint(point_lps)``. Moving the crosshair never sets a hint.
 
-* a slice view calls ``panel.provide_hint(point_lps)`` on the next left click (views that know the
-  panel: connect ``hint_requested`` to "arm one click" and call ``provide_hint``);
-* with no wiring at all: the panel listens to ``session.cursor_moved`` while a hint is pending, so
-  clicking in any slice view in crosshair mode (which moves the linked cursor) sets the hint.
-
-``panel.cancel_hint()`` (or Esc in the panel) leaves hint mode. :attr:`hint_changed` is emitted
-with the current hints after each change, e.g. for drawing them in the views.
+``panel.cancel_hint()`` (or Esc in the panel or a view) leaves hint mode and emits
+:attr:`hint_cancelled`. :attr:`hint_changed` is emitted with the current hints after each change,
+e.g. for drawing them in the views.
 
 Keyboard (the list has the focus; shown in its tooltip)
 -------------------------------------------------------
@@ -104,6 +101,8 @@ class LevelsPanel(PlanPanel):
 
     #: Hint mode started for a level name; slice views may arm a click and call provide_hint().
     hint_requested = Signal(str)
+    #: Hint mode ended (a point was given, or it was cancelled).
+    hint_cancelled = Signal()
     #: The hints changed: dict name -> (x, y, z) LPS.
     hint_changed = Signal(dict)
     #: The user selected a level (id) or an endplate (id, "superior"/"inferior"); views may jump there.
@@ -249,7 +248,6 @@ class LevelsPanel(PlanPanel):
         lay.addWidget(ep_box)
 
         self._unsubscribe = session.document.subscribe(self._on_changed)
-        session.cursor_moved.connect(self._on_cursor)
         self.refresh()
 
     # ------------------------------------------------------------------ helpers
@@ -331,9 +329,16 @@ class LevelsPanel(PlanPanel):
             self._update_details()
             self._update_hint_label()
             has_levels = bool(plan.levels)
+            ro = self.document.read_only
             for b in (self.up_button, self.down_button, self.delete_button):
-                b.setEnabled(has_levels and not self.document.read_only)
-            self.propose_button.setEnabled(not self.document.read_only)
+                b.setEnabled(has_levels and not ro)
+            # review (read-only): nothing here may change the plan
+            for b in (self.propose_button, self.assistant_button, self.clear_hints_button,
+                      *self.hint_buttons.values()):
+                b.setEnabled(not ro)
+            self.anatomy.setEnabled(not ro)
+            if ro and self.pending_hint:
+                self.cancel_hint()
         finally:
             self._updating = False
 
@@ -566,21 +571,20 @@ class LevelsPanel(PlanPanel):
         return True
 
     def cancel_hint(self) -> None:
+        was = self.pending_hint
         self.pending_hint = None
         for b in self.hint_buttons.values():
             b.blockSignals(True)
             b.setChecked(False)
             b.blockSignals(False)
         self._update_hint_label()
+        if was:
+            self.hint_cancelled.emit()
 
     def clear_hints(self) -> None:
         self.hints.clear()
         self.cancel_hint()
         self.hint_changed.emit({})
-
-    def _on_cursor(self, point_lps) -> None:
-        if not self._closed and self.pending_hint:
-            self.provide_hint(point_lps)
 
     def _update_hint_label(self) -> None:
         parts = [f"{n} at ({', '.join(f'{v:.0f}' for v in p)})" for n, p in self.hints.items()]
@@ -598,7 +602,6 @@ class LevelsPanel(PlanPanel):
         if not self._closed:
             self._closed = True
             self._unsubscribe()
-            self.session.cursor_moved.disconnect(self._on_cursor)
 
 
 __all__ = ["LevelsPanel", "KEY_HELP"]

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QPoint, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
@@ -33,15 +33,17 @@ from PySide6.QtWidgets import (
 )
 
 from planner import APP_NAME, __version__
-from planner.session import Session
+from planner.plan import Plan
+from planner.session import Session, case_is_empty, describe_patient, group_by_patient
 from planner.views.bindings import TOOL_TEXT, Bindings, default_bindings
 from planner.views.context import TOOLS, ViewContext
 from planner.views.gui_settings import PresetStore, gui_settings
 from planner.views.layouts import LAYOUT_TIPS, LAYOUT_TITLES, LAYOUTS, ViewLayout
+from planner.views.panel import PlanPanel
 
 log = logging.getLogger(__name__)
 
-TOOL_TITLES = {"window_level": "Window/level", "crosshair": "Crosshair", "distance": "Measure distance",
+TOOL_TITLES = {"window_level": "Window/level", "crosshair": "Crosshair / edit", "distance": "Measure distance",
                "angle": "Measure angle", "calibrate": "Calibrate fluoroscopy"}
 
 #: File and Edit actions implemented by the export controller and the settings dialog: text and tooltip.
@@ -62,12 +64,18 @@ EXPORT_ACTIONS = {
                          "The clinical thresholds of this plan with their sources (saved with the plan)"),
 }
 #: Plan menu entries that show a dock panel of the same name once a helper adds it (add_panel).
-PANEL_ACTIONS = {"plan.levels": "Levels", "plan.trajectories": "Trajectories", "plan.eligibility": "Eligibility",
-                 "plan.review": "Review"}
-PANEL_TIPS = {"Levels": "Show the levels panel: vertebral levels, landmarks and endplate (Modic) findings",
+PANEL_ACTIONS = {"plan.series": "Series", "plan.levels": "Levels", "plan.trajectories": "Trajectories",
+                 "plan.eligibility": "Eligibility", "plan.review": "Review"}
+PANEL_TIPS = {"Series": "Show the series list: the loaded series grouped by patient and study",
+              "Levels": "Show the levels panel: vertebral levels, landmarks and endplate (Modic) findings",
               "Trajectories": "Show the trajectory planning panel",
               "Eligibility": "Show the eligibility checklist",
               "Review": "Show the review panel: comments, sign-off and the audit trail"}
+#: The dock panels in their tab order. Their docks exist from the start (the panels fill them after the
+#: first image is on screen), so the remembered window state always finds them.
+PANEL_NAMES = tuple(PANEL_ACTIONS.values())
+#: Version of the saved dock layout; a state saved by an older layout is ignored (defaults instead).
+WINDOW_STATE_VERSION = 2
 
 
 class ShortcutsDialog(QDialog):
@@ -113,7 +121,11 @@ class MainWindow(QMainWindow):
     def __init__(self, session: Optional[Session] = None, *, bindings: Optional[Bindings] = None,
                  settings: Optional[QSettings] = None, restore_state: bool = True,
                  initial_layout: Optional[str] = None) -> None:
+        """``restore_state``: read the remembered window state (panels, docks, splitters, layout) at
+        start and write it at close; False for screenshots, benches and scripts, which never touch
+        the user's settings."""
         super().__init__()
+        self.persist_state = restore_state
         self.session = session or Session()
         self.bindings = bindings or default_bindings()
         self.settings = settings or gui_settings()
@@ -124,12 +136,29 @@ class MainWindow(QMainWindow):
         self.panels: dict[str, QWidget] = {}  # the panel widget of each dock
         self._closed = False
         self._import_tasks: list = []
+        #: Windows opened from this one for other patients' images (kept alive while open).
+        self.other_windows: list["MainWindow"] = []
+        #: Images of other patients found at start-up (asked about once the window is up).
+        self.pending_other_patients: list[dict] = []
         self.title_hint = ""
         self.setObjectName("MainWindow")
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(False)
         self.views = ViewLayout(self.ctx, self)
-        self.setCentralWidget(self.views)
+        #: Shown above the views while the plan is open read-only (review).
+        self.review_banner = QLabel(
+            "<b>Read-only review</b>: you can read everything, comment and sign off (Review panel); "
+            "the plan itself cannot be changed.", self)
+        self.review_banner.setObjectName("reviewBanner")
+        self.review_banner.setStyleSheet("QLabel#reviewBanner { background: #5d4200; color: #ffe8a3; "
+                                         "padding: 4px 8px; }")
+        central = QWidget(self)
+        central_lay = QVBoxLayout(central)
+        central_lay.setContentsMargins(0, 0, 0, 0)
+        central_lay.setSpacing(0)
+        central_lay.addWidget(self.review_banner)
+        central_lay.addWidget(self.views, 1)
+        self.setCentralWidget(central)
 
         from planner.views.file_controller import FileController
 
@@ -147,6 +176,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_toolbar()
         self._build_statusbar()
+        self._build_docks()
         doc = self.session.document
         self._doc_slots = [(doc.dirty_changed, self._on_dirty), (doc.undo_changed, self._update_undo),
                            (doc.changed, self._on_doc_changed), (self.session.cursor_moved, self._on_cursor)]
@@ -215,6 +245,8 @@ class MainWindow(QMainWindow):
         a("view.maximize", "&Maximise / restore view", self.toggle_maximize_focused,
           tip="Maximise the view with the keyboard focus, or restore the layout (also: double-click a view)")
         a("view.reset", "&Reset views", self.reset_views, tip="Reset zoom, pan and window/level of the views")
+        a("view.reset_layout", "Reset &layout", self.reset_layout,
+          tip="Show every panel in the tabbed column on the right and give the views their default sizes")
         act = a("view.annotation_detail", "&Detailed annotations", self.ctx.set_annotation_detail, checkable=True,
                 tip="Show all corner annotations (patient, study, series, slice, spacing) or only the essentials")
         act.setChecked(self.ctx.annotation_detail)
@@ -284,6 +316,7 @@ class MainWindow(QMainWindow):
         m.addAction(self.actions["view.slice_acquisition"])
         m.addAction(self.actions["view.slice_patient"])
         self.panels_menu = m.addMenu("&Panels")
+        m.addAction(self.actions["view.reset_layout"])
         m = mb.addMenu("&Tools")
         for tool in TOOLS:
             m.addAction(self.actions[f"tool.{tool}"])
@@ -321,7 +354,7 @@ class MainWindow(QMainWindow):
         self.toolbar = tb
         short = {"file.open": "Open", "file.open_plan": "Open plan", "file.save": "Save", "edit.undo": "Undo",
                  "edit.redo": "Redo", "view.layout_planning": "Planning", "view.layout_fluoro": "Fluoro",
-                 "view.layout_compare": "Compare", "view.layout_trajectory": "Trajectory", "tool.window_level": "W/L", "tool.crosshair": "Crosshair",
+                 "view.layout_compare": "Compare", "view.layout_trajectory": "Trajectory", "tool.window_level": "W/L", "tool.crosshair": "Crosshair/edit",
                  "tool.distance": "Distance", "tool.angle": "Angle", "tool.calibrate": "Calibrate",
                  "view.reset": "Reset"}
         for name, text in short.items():
@@ -335,8 +368,27 @@ class MainWindow(QMainWindow):
         self.crosshair_label = QLabel("", self)
         self.crosshair_label.setObjectName("crosshairInfo")
         self.crosshair_label.setToolTip("Linked crosshair position (LPS, mm)")
+        #: What a left-drag on a plan handle does now, or the marking mode waiting for a click.
+        self.gesture_label = QLabel("", self)
+        self.gesture_label.setObjectName("gestureInfo")
+        self.gesture_label.setToolTip("How plan handles (landmarks, trajectory points, measurements) are moved; "
+                                      "a marking mode waits for a click here")
+        sb.addPermanentWidget(self.gesture_label)
         sb.addPermanentWidget(self.cursor_label)
         sb.addPermanentWidget(self.crosshair_label)
+        self.ctx.tool_changed.connect(lambda _t: self._update_gesture_label())
+        self.ctx.point_request_changed.connect(lambda _p: self._update_gesture_label())
+        self._update_gesture_label()
+
+    def _update_gesture_label(self) -> None:
+        req = self.ctx.point_request
+        if req is not None:
+            self.gesture_label.setText(f"<b style='color:#ffd54f'>{req[0]}</b> (Esc cancels)")
+            self.show_message(f"{req[0]} (Esc cancels)", 0)
+        elif self.ctx.tool == "crosshair":
+            self.gesture_label.setText("Drag a handle to move it")
+        else:
+            self.gesture_label.setText(f"{self.ctx.edit_gesture()} moves a landmark or trajectory point")
 
     def bind_action(self, name: str, slot: Callable, *, text: Optional[str] = None, tip: Optional[str] = None) -> QAction:
         """Enable a planned action and connect it (used by the features that implement them)."""
@@ -355,47 +407,78 @@ class MainWindow(QMainWindow):
         return act
 
     # ================================================================== panels
-    def add_panel(self, name: str, widget: QWidget, area: Qt.DockWidgetArea = Qt.DockWidgetArea.RightDockWidgetArea
-                  ) -> QDockWidget:
-        """Add a dock panel; panels share one tabbed column. Returns the QDockWidget."""
-        dock = QDockWidget(name, self)
-        dock.setObjectName(f"dock_{name}")
-        # a tall panel scrolls instead of forcing a minimum window height (small screens, screenshots)
-        scroll = QScrollArea(dock)
-        scroll.setObjectName(f"scroll_{name}")
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    def _build_docks(self) -> None:
+        """One tabbed column of docks on the right, one per panel, each holding a placeholder until its
+        panel is added; the default arrangement is kept for View > Reset layout."""
+        first = None
+        for name in PANEL_NAMES:
+            dock = QDockWidget(name, self)
+            dock.setObjectName(f"dock_{name}")
+            # a tall panel scrolls instead of forcing a minimum window height (small screens, screenshots)
+            scroll = QScrollArea(dock)
+            scroll.setObjectName(f"scroll_{name}")
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            placeholder = QLabel(f"The {name.lower()} panel is starting\u2026", scroll)
+            placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            scroll.setWidget(placeholder)
+            dock.setWidget(scroll)
+            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                             | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+            if first is None:
+                first = dock
+            else:
+                self.tabifyDockWidget(first, dock)
+            self.docks[name] = dock
+            self.panels_menu.addAction(dock.toggleViewAction())
+        self._raise_default_dock()
+        # the views keep most of the width: the panel column starts at about a quarter of it
+        self.resizeDocks([first], [max(300, int(self.width() * 0.26))], Qt.Orientation.Horizontal)
+        self._default_window_state = self.saveState(WINDOW_STATE_VERSION)
+
+    def _raise_default_dock(self) -> None:
+        self.docks["Levels"].raise_()
+
+    def add_panel(self, name: str, widget: QWidget) -> QDockWidget:
+        """Put a panel into its dock (the tabbed column on the right). Returns the QDockWidget."""
+        dock = self.docks.get(name)
+        if dock is None:
+            raise KeyError(f"no dock for a panel named {name!r}; the panels are {', '.join(PANEL_NAMES)}")
+        scroll = dock.widget()
+        old = scroll.takeWidget()
+        if old is not None:
+            old.deleteLater()
         scroll.setWidget(widget)
         # as wide as the panel needs (only the height scrolls)
         scroll.setMinimumWidth(widget.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         self.panels[name] = widget
-        dock.setWidget(scroll)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
-        others = [d for d in self.docks.values() if self.dockWidgetArea(d) == area]
-        self.addDockWidget(area, dock)
-        if others:
-            self.tabifyDockWidget(others[-1], dock)
-        self.docks[name] = dock
-        self.panels_menu.addAction(dock.toggleViewAction())
         for key, panel in PANEL_ACTIONS.items():
             if panel == name:
                 self.actions[key].setEnabled(True)
-        msg = getattr(widget, "message", None)
-        if msg is not None and hasattr(msg, "connect"):
-            try:
-                msg.connect(self.show_message)
-            except (RuntimeError, TypeError):
-                pass
-        if others:
-            others[0].raise_()
-        state = getattr(self, "_saved_window_state", None)
-        if state is None or not self.restoreDockWidget(dock):
-            # the views keep most of the width: the panel column starts at about a quarter of it
-            self.resizeDocks([dock], [max(280, int(self.width() * 0.26))], Qt.Orientation.Horizontal)
+        if isinstance(widget, PlanPanel):
+            widget.message.connect(self.show_message)
+            # a raised tab: the panel catches up on the changes it skipped while hidden
+            dock.visibilityChanged.connect(lambda shown, w=widget: QTimer.singleShot(0, w.refresh_if_stale)
+                                           if shown else None)
         return dock
+
+    def reset_layout(self) -> None:
+        """View > Reset layout: every panel back in the tabbed column, the default view layout and
+        splitter positions."""
+        self.restoreState(self._default_window_state, WINDOW_STATE_VERSION)
+        for dock in self.docks.values():
+            dock.setFloating(False)
+            dock.show()
+        self._raise_default_dock()
+        self.resizeDocks([self.docks[PANEL_NAMES[0]]], [max(300, int(self.width() * 0.26))],
+                         Qt.Orientation.Horizontal)
+        self._saved_splitters = {}
+        self.views.reset_splitters()
+        self.set_layout("planning")
+        self.show_message("Layout reset: all panels shown, default view sizes")
 
     def show_panel(self, name: str) -> None:
         dock = self.docks.get(name)
@@ -497,6 +580,7 @@ class MainWindow(QMainWindow):
         ro = " (read-only review)" if doc.read_only else ""
         self.setWindowTitle(f"{name}[*]{ro} \u2014 {APP_NAME}")
         self.setWindowModified(doc.is_dirty)
+        self.review_banner.setVisible(doc.read_only)
 
     def _on_cursor(self, lps) -> None:
         self.crosshair_label.setText(f"Crosshair LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm")
@@ -506,11 +590,82 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(text, ms)
 
     # ================================================================== images
-    def add_images(self, images: dict, *, make_first_active: bool = False) -> None:
-        for idx, (key, img) in enumerate(images.items()):
-            self.session.add_image(key, img, make_active=make_first_active and idx == 0)
+    def add_images(self, images: dict) -> int:
+        """Add images of this window's patient to the session (recorded in the plan's case) and give
+        the views their series. Returns how many were added."""
+        n = self.session.add_images(images)
         self.place_cursor()
         self.views.assign_series()
+        return n
+
+    def receive_images(self, images: dict) -> list[str]:
+        """Images from an import: those of this window's patient are added; for each other patient
+        the user chooses to open them in a new window (the default), to replace this case, or not to
+        open them (one patient per plan, never mixed silently). Returns the keys added here."""
+        mine: dict = {}
+        others: list[dict] = []
+        open_now = bool(self.session.images) or not case_is_empty(self.session.document.plan.case)
+        for group in group_by_patient(images):
+            if open_now:
+                belongs = not any(self.session.is_other_patient(k, img) for k, img in group.items())
+            else:  # an empty window takes the first patient of the import
+                belongs = not mine
+            if belongs:
+                mine.update(group)
+            else:
+                others.append(group)
+        if mine:
+            self.add_images(mine)
+        for group in others:
+            self.offer_other_patient(group)
+        return list(mine)
+
+    def offer_other_patient(self, group: dict) -> str:
+        """Ask what to do with images of another patient; returns the answer."""
+        ref = self.session.patient_reference()
+        other = next(iter(group.values())).info
+        can_replace = not self.session.document.read_only
+        answer = self.files.prompter.ask_other_patient(describe_patient(ref) if ref is not None else "",
+                                                       describe_patient(other), can_replace)
+        if answer == "window":
+            self.open_in_new_window(group)
+        elif answer == "replace" and can_replace:
+            self.replace_case(group)
+        else:
+            self.show_message(f"Not opened: {len(group)} series of another patient", 10000)
+        return answer
+
+    def open_in_new_window(self, images: dict) -> "MainWindow":
+        """A new main window with its own empty plan for ``images`` (another patient)."""
+        win = MainWindow(Session(), restore_state=False, initial_layout="planning")
+        win.persist_state = self.persist_state
+        win.files.prompter = self.files.prompter
+        win.resize(self.size())
+        win.move(self.pos() + QPoint(40, 40))
+        win.add_images(images)
+        self.other_windows.append(win)
+        win.destroyed.connect(lambda _=None, w=win: self.other_windows.remove(w) if w in self.other_windows else None)
+        win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        win.show()
+        QTimer.singleShot(0, win.install_panels)
+        win.show_message(f"Opened {len(images)} series of {describe_patient(next(iter(images.values())).info)}")
+        return win
+
+    def replace_case(self, images: dict) -> bool:
+        """Close the open plan (asking about unsaved changes) and its images; open ``images`` with a new
+        plan. Returns False when the user kept the open plan."""
+        if not self.files.maybe_discard_changes():
+            return False
+        self.files.autosave.discard()
+        self.session.document.replace_plan(Plan(), read_only=False, path=None)
+        for key in list(self.session.images):
+            self.session.remove_image(key)
+        self._cursor_placed = False
+        self.title_hint = ""
+        self.add_images(images)
+        self._update_title()
+        self.show_message(f"Opened {len(images)} series of another patient in place of the previous case")
+        return True
 
     def open_folder_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open DICOM folder or CD")
@@ -547,10 +702,15 @@ class MainWindow(QMainWindow):
             self._import_tasks.remove(task)
         if self._closed:
             return
-        self.add_images(result.images)
+        added = self.receive_images(result.images)
         rep = result.report
-        n = len(result.images)
-        self.show_message(f"Loaded {n} image series" + (" (cancelled)" if rep.cancelled else ""))
+        if added:
+            names = ", ".join(self.session.images[k].info.series_description or k for k in added[:3])
+            self.show_message(f"Loaded {len(added)} image series ({names}{', ...' if len(added) > 3 else ''})"
+                              + (" (cancelled)" if rep.cancelled else "") + "; the Series panel lists them")
+            self.show_panel("Series")
+        elif not result.images:
+            self.show_message("No images were loaded" + (" (cancelled)" if rep.cancelled else ""))
         if rep.skipped_files or rep.notes or rep.series_warnings:
             from planner.views.import_task import show_import_report
 
@@ -558,9 +718,56 @@ class MainWindow(QMainWindow):
         self.images_imported.emit(result)
 
     def find_plan_images(self, images_folder: Optional[str]) -> None:
-        """After a plan opens: load its series found by UID (``images_folder``, else the path hints) in
-        the background; then say which series are missing and offer another folder or the PACS."""
+        """After a plan opens: images of another patient than the plan are closed (one patient per
+        plan); the plan's series are loaded by UID (``images_folder``, else the path hints) in the
+        background; then the window says which series are missing and offers another folder or the PACS."""
+        for key, img in list(self.session.images.items()):
+            if self.session.is_other_patient(key, img):
+                self.session.remove_image(key)
         self.plan_images.load(images_folder)
+
+    def install_panels(self) -> list[str]:
+        """Fill the docks with the side panels (after the first image is on screen: start-up stays
+        short) and wire them to the views. Returns the names of the panels added."""
+        from planner.views.eligibility_panel import EligibilityPanel
+        from planner.views.levels_panel import LevelsPanel
+        from planner.views.review_panel import ReviewPanel
+        from planner.views.series_panel import SeriesPanel
+        from planner.views.trajectory_panel import TrajectoryPanel
+
+        added = []
+        for name, cls in (("Series", SeriesPanel), ("Levels", LevelsPanel), ("Trajectories", TrajectoryPanel),
+                          ("Eligibility", EligibilityPanel), ("Review", ReviewPanel)):
+            if name in self.panels or self._closed:
+                continue
+            self.add_panel(name, cls(self.session))
+            added.append(name)
+        if "Series" in added:
+            series = self.panels["Series"]
+            series.series_activated.connect(self.show_series)
+            series.set_deidentified(self.ctx.deidentified)
+            self.ctx.display_changed.connect(lambda: series.set_deidentified(self.ctx.deidentified))
+        if "Levels" in added:
+            levels = self.panels["Levels"]
+            levels.hint_requested.connect(lambda name: self.ctx.request_point(
+                f"Click inside {name} in a slice view", levels.provide_hint, levels.cancel_hint))
+            levels.hint_cancelled.connect(self.ctx.cancel_point_request)
+        return added
+
+    def show_series(self, key: str) -> None:
+        """Show a series in the views: a volume in the planning slice views, a projection in the
+        fluoroscopy layout."""
+        img = self.session.images.get(key)
+        if img is None:
+            return
+        if key in self.session.volumes():
+            if self.views.current not in ("planning", "compare"):
+                self.set_layout("planning")
+            self.views.show_volume(key)
+        else:
+            self.set_layout("fluoro")
+            self.views.show_projection(key)
+        self.show_message(f"Showing {img.info.series_description or key}")
 
     # ================================================================== drag and drop
     def dragEnterEvent(self, event):  # noqa: N802
@@ -631,9 +838,8 @@ class MainWindow(QMainWindow):
         if geo:
             self.restoreGeometry(geo)
         st = s.value("window/state")
-        if st:
-            self._saved_window_state = st
-            self.restoreState(st)
+        if st and not self.restoreState(st, WINDOW_STATE_VERSION):
+            log.info("the remembered panel layout is from an older version; using the default layout")
         splitters = {}
         s.beginGroup("splitters")
         for key in s.childKeys():
@@ -653,9 +859,12 @@ class MainWindow(QMainWindow):
         return str(layout) if layout else None
 
     def save_settings(self) -> None:
+        """Remember the window state (not for screenshots and scripts: see ``restore_state``)."""
+        if not self.persist_state:
+            return
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/state", self.saveState())
+        s.setValue("window/state", self.saveState(WINDOW_STATE_VERSION))
         s.setValue("view/layout", self.views.current)
         s.setValue("view/annotation_detail", self.ctx.annotation_detail)
         s.setValue("view/slice_mode", self.ctx.slice_mode)
@@ -697,6 +906,9 @@ class MainWindow(QMainWindow):
             task.wait(5000)
         for sig, slot in self._doc_slots:
             sig.disconnect(slot)
+        for panel in self.panels.values():
+            if isinstance(panel, PlanPanel):
+                panel.shutdown()
         self.views.shutdown()
 
     def grab_with_vtk(self):

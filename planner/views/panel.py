@@ -31,17 +31,33 @@ class PlanPanel(QWidget):
             return False
         return True
 
+    def refresh(self) -> None:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Disconnect from the model (the window calls it when it closes)."""
+        raise NotImplementedError
+
+    def is_shown(self) -> bool:
+        """True when the panel is on screen: visible and not behind another tab (a dock in a
+        background tab stays "visible" but has nothing on screen)."""
+        return self.isVisible() and not self.visibleRegion().isEmpty()
+
     def refresh_when_visible(self) -> None:
         """Refresh now, or when shown if the panel is a hidden tab of a visible window."""
         if self._closed:
             return
-        if self.window().isVisible() and not self.isVisible():
+        if self.window().isVisible() and not self.is_shown():
             self._stale = True
             return
         self.refresh()
 
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
-        super().showEvent(event)
+    def refresh_if_stale(self) -> None:
+        """Catch up on the changes that arrived while the panel was hidden (its tab was raised)."""
         if getattr(self, "_stale", False) and not self._closed:
             self._stale = False
             self.refresh()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().showEvent(event)
+        self.refresh_if_stale()

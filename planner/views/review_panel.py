@@ -6,10 +6,11 @@ whether the latest sign-off is still current (the plan's content hash is unchang
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -90,12 +91,23 @@ class AuditDialog(QDialog):
 
 
 class ReviewPanel(PlanPanel):
-    """Comments, sign-off and audit trail of the open plan."""
+    """Comments, sign-off and audit trail of the open plan. One reviewer identity (the document's
+    user) signs the comments, the sign-off and the audit trail."""
+
+    #: The reviewer's name was changed (the window remembers it).
+    reviewer_changed = Signal(str)
 
     def __init__(self, session: Session, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.session = session
         self._closed = False
+
+        self.identity = QLabel()
+        self.identity.setObjectName("reviewerIdentity")
+        self.identity.setToolTip("The name your comments, your sign-off and the audit trail carry")
+        self.identity_button = QPushButton("Change name\u2026")
+        self.identity_button.setToolTip("Set the name you review under (remembered on this computer)")
+        self.identity_button.clicked.connect(self._identity_clicked)
 
         self.state_label = QLabel()
         self.state_label.setObjectName("reviewState")
@@ -138,7 +150,11 @@ class ReviewPanel(PlanPanel):
         row2.addWidget(self.sign_button)
         row2.addWidget(self.audit_button)
         row2.addStretch(1)
+        who = QHBoxLayout()
+        who.addWidget(self.identity, 1)
+        who.addWidget(self.identity_button)
         lay = QVBoxLayout(self)
+        lay.addLayout(who)
         lay.addWidget(self.state_label)
         lay.addWidget(self.signoffs)
         lay.addLayout(row2)
@@ -156,6 +172,7 @@ class ReviewPanel(PlanPanel):
 
     def refresh(self) -> None:
         plan = self.session.document.plan
+        self.identity.setText(f"Reviewing as <b>{escape(self.session.document.user)}</b>")
         state = review_state(plan)
         text, color = _STATE_STYLE[state]
         self.state_label.setText(f"<b style='color:{color}'>{text}</b>")
@@ -213,7 +230,26 @@ class ReviewPanel(PlanPanel):
             except PlanEditError as exc:
                 self.message.emit(str(exc))
 
-    def sign_off(self, reviewer: str, role: str = "reviewer") -> bool:
+    def set_reviewer(self, name: str) -> bool:
+        """The name comments, sign-off and audit entries carry from now on."""
+        name = name.strip()
+        if not name:
+            self.message.emit("A reviewer name is required")
+            return False
+        self.session.document.user = name
+        self.refresh()
+        self.reviewer_changed.emit(name)
+        return True
+
+    def _identity_clicked(self) -> None:
+        name, ok = QInputDialog.getText(self, "Reviewer", "Your name (comments, sign-off, audit trail):",
+                                        QLineEdit.EchoMode.Normal, self.session.document.user)
+        if ok:
+            self.set_reviewer(name)
+
+    def sign_off(self, role: str = "reviewer") -> bool:
+        """Sign the plan as the reviewer shown in the panel (the comments' author)."""
+        reviewer = self.session.document.user
         try:
             self.session.document.sign_off(reviewer, role=role)
         except PlanEditError as exc:
@@ -223,10 +259,12 @@ class ReviewPanel(PlanPanel):
         return True
 
     def _sign_clicked(self) -> None:
-        name, ok = QInputDialog.getText(self, "Sign off", "Reviewer name:", QLineEdit.EchoMode.Normal,
-                                        self.session.document.user)
-        if ok and name.strip():
-            self.sign_off(name.strip())
+        answer = QMessageBox.question(
+            self, "Sign off", f"Sign the plan as it is now, as {self.session.document.user}?\n\n"
+            "(Change name\u2026 sets another name.) Any later change marks the sign-off out of date.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes)
+        if answer == QMessageBox.StandardButton.Yes:
+            self.sign_off()
 
     def show_audit(self) -> AuditDialog:
         dlg = AuditDialog(self.session, self)

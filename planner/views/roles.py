@@ -3,40 +3,15 @@ series description and acquisition orientation (no Qt)."""
 
 from __future__ import annotations
 
-import re
 from typing import Optional
 
-from planner.imaging.volume import ProjectionImage, Volume
-from planner.session import Session
+from planner.imaging.volume import Volume
+from planner.session import Session, series_role
 
 
 def guess_role(image) -> str:
-    if isinstance(image, ProjectionImage):
-        vp = (image.geometry.view_position or "").upper()
-        if vp in ("AP", "PA"):
-            return "FLUORO_AP"
-        if vp in ("LAT", "LL", "RL", "LATERAL"):
-            return "FLUORO_LAT"
-        desc = (image.info.series_description or "").upper()
-        if re.search(r"\bLAT", desc):
-            return "FLUORO_LAT"
-        if re.search(r"\b(AP|PA)\b", desc):
-            return "FLUORO_AP"
-        return ""
-    info = image.info
-    if info.modality.upper() == "CT":
-        return "CT"
-    desc = (info.series_description or "").upper()
-    from planner.views.render.slice_geometry import native_orientation
-
-    axial = native_orientation(image) == "axial"
-    if "STIR" in desc:
-        return "STIR"
-    if re.search(r"T1", desc):
-        return "AX_T1" if axial else "T1"
-    if re.search(r"T2", desc):
-        return "AX_T2" if axial else "T2"
-    return ""
+    """The role a loaded series most likely has (the core's :func:`planner.session.series_role`)."""
+    return series_role(image)
 
 
 def role_of(session: Session, key: str) -> str:

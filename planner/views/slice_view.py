@@ -58,6 +58,9 @@ class SliceView(ImageCanvas):
         self.role = role
         self.title = title or ORIENTATION_TITLE[orientation]
         self.series_key: Optional[str] = None
+        #: The layout chooses the series (the main volume, or the native series of this orientation
+        #: covering the crosshair) until the user picks one.
+        self.auto_series = True
         self.frame: Optional[SliceFrame] = None
         self.n = 0
         self._frame_mode = context.slice_mode
@@ -102,6 +105,11 @@ class SliceView(ImageCanvas):
         self.series_changed.emit(key or "")
         self.slice_changed.emit()
         self.update()
+
+    def choose_series(self, key: Optional[str]) -> None:
+        """The user picked the series of this view (it then stays until the user picks another)."""
+        self.auto_series = False
+        self.set_series(key)
 
     def shows_series(self, series_uid: str) -> bool:
         """Measurements of this series (or of a volume in the same frame of reference) are drawn."""
@@ -148,6 +156,9 @@ class SliceView(ImageCanvas):
     def to_widget(self, points: np.ndarray) -> np.ndarray:
         pts = np.asarray(points, dtype=float).reshape(-1, 3)
         return self.plane_to_widget(self.frame.to_plane(pts))
+
+    def requested_point(self, pos: QPointF) -> Optional[np.ndarray]:
+        return self.model_point(pos)
 
     def auto_window(self) -> WindowLevel:
         return self.volume.auto_window() if self.volume is not None else WindowLevel(128, 256, "auto")
@@ -358,7 +369,7 @@ class SliceView(ImageCanvas):
                 act = sub.addAction(vol.info.series_description or key)
                 act.setCheckable(True)
                 act.setChecked(key == self.series_key)
-                act.triggered.connect(lambda _=False, k=key: self.set_series(k))
+                act.triggered.connect(lambda _=False, k=key: self.choose_series(k))
         vol = self.volume
         if vol is None:
             return

@@ -35,9 +35,9 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
-    QSplitter,
-    QTableWidget,
+        QTableWidget,
     QTableWidgetItem,
     QTreeWidget,
     QTreeWidgetItem,
@@ -98,6 +98,8 @@ class TrajectoryPanel(PlanPanel):
 
     #: Extra width of the metrics' value column, so that longer values during a drag still fit.
     METRIC_VALUE_SLACK_PX = 28
+    #: Rows of the trajectory list visible without scrolling.
+    LIST_ROWS = 6
     #: The user selected a trajectory (id, or "" for none).
     trajectory_selected = Signal(str)
 
@@ -112,14 +114,23 @@ class TrajectoryPanel(PlanPanel):
         #: trajectory id -> its report for the current plan (dropped for what a change touches)
         self._reports: dict[str, TrajectoryReport] = {}
 
-        # --- list of levels and trajectories
+        # --- the list: every trajectory of the case, and the treated levels that have none yet
         self.tree = QTreeWidget()
-        self.tree.setColumnCount(3)
-        self.tree.setHeaderLabels(["Level / trajectory", "Path", "Checks"])
+        self.tree.setObjectName("trajectoryList")
+        self.tree.setColumnCount(4)
+        self.tree.setHeaderLabels(["Level", "Side", "Path", "Checks"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.setUniformRowHeights(True)
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.tree.setToolTip("Levels marked 'treat' and their trajectories; select one to see its metrics")
+        self.tree.header().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.tree.setToolTip("Every trajectory of the plan (level, side, path, checks) and the levels marked "
+                             "'treat' without one; select a row to see its metrics and to follow it in the views")
         self.tree.currentItemChanged.connect(self._current_changed)
+        row_h = self.tree.fontMetrics().height() + 8
+        header_h = self.tree.header().sizeHint().height()
+        self.tree.setMinimumHeight(header_h + self.LIST_ROWS * row_h + 2 * self.tree.frameWidth() + 4)
+        #: Asks whether to replace a level's trajectories by a new suggestion (tests replace it).
+        self.ask_replace = self._ask_replace_dialog
 
         self.suggest_left = QPushButton("Suggest left")
         self.suggest_left.setToolTip("Add a suggested trajectory through the left pedicle of the selected level "
@@ -216,18 +227,10 @@ class TrajectoryPanel(PlanPanel):
         dl.addWidget(self.override_note)
         self.details = details
 
-        top = QWidget()
-        tl = QVBoxLayout(top)
-        tl.setContentsMargins(0, 0, 0, 0)
-        tl.addWidget(self.tree, 1)
-        tl.addLayout(buttons)
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(top)
-        split.addWidget(details)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 3)
         lay = QVBoxLayout(self)
-        lay.addWidget(split, 1)
+        lay.addWidget(self.tree)
+        lay.addLayout(buttons)
+        lay.addWidget(details, 1)
         lay.addWidget(self.export_note)
 
         self._unsubscribe = session.document.subscribe(self._on_changed)
@@ -253,22 +256,22 @@ class TrajectoryPanel(PlanPanel):
         except KeyError:
             return None
 
+    def rows(self) -> list[tuple[str, str]]:
+        """(level id, trajectory id or "") of the list's rows, in order."""
+        return [self.tree.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole) for i in range(self.tree.topLevelItemCount())]
+
     def select(self, trajectory_id: str = "", level_id: str = "") -> None:
-        """Select a trajectory (or a level row when ``trajectory_id`` is empty)."""
+        """Select a trajectory's row (or, with no ``trajectory_id``, the first row of ``level_id``)."""
         for i in range(self.tree.topLevelItemCount()):
-            top = self.tree.topLevelItem(i)
-            lid, _ = top.data(0, Qt.ItemDataRole.UserRole)
-            if not trajectory_id and lid == level_id:
-                self.tree.setCurrentItem(top)
+            item = self.tree.topLevelItem(i)
+            lid, tid = item.data(0, Qt.ItemDataRole.UserRole)
+            if (trajectory_id and tid == trajectory_id) or (not trajectory_id and lid == level_id):
+                if self.tree.currentItem() is item and not self._updating:
+                    # already shown (the first row after a load): the session follows anyway
+                    self._current_changed(item)
+                else:
+                    self.tree.setCurrentItem(item)
                 return
-            for k in range(top.childCount()):
-                if top.child(k).data(0, Qt.ItemDataRole.UserRole)[1] == trajectory_id and trajectory_id:
-                    if self.tree.currentItem() is top.child(k) and not self._updating:
-                        # already shown (the first row after a load): the session follows anyway
-                        self._current_changed(top.child(k))
-                    else:
-                        self.tree.setCurrentItem(top.child(k))
-                    return
 
     def images(self) -> dict[str, Any]:
         return dict(self.session.images)
@@ -345,23 +348,26 @@ class TrajectoryPanel(PlanPanel):
             plan = self.document.plan
             keep_t, keep_l = self._selected, self._selected_level
             self.tree.clear()
+            bold = QFont(self.tree.font())
+            bold.setBold(True)
             for lv in plan.levels:
-                trajs = plan.trajectories_of(lv.id)
-                if not lv.treat and not trajs:
-                    continue
-                top = QTreeWidgetItem([lv.name + ("" if lv.treat else "  (not marked treat)"), "", ""])
-                top.setData(0, Qt.ItemDataRole.UserRole, (lv.id, ""))
-                if lv.treat:
-                    f = top.font(0)
-                    f.setBold(True)
-                    top.setFont(0, f)
-                self.tree.addTopLevelItem(top)
-                for t in sorted(trajs, key=lambda x: x.side):
-                    child = QTreeWidgetItem([t.side + ("  *" if t.label else ""), "", ""])
-                    child.setData(0, Qt.ItemDataRole.UserRole, (lv.id, t.id))
-                    child.setToolTip(0, f"Suggestion note: {t.label}" if t.label else "")
-                    top.addChild(child)
-            self.tree.expandAll()
+                trajs = sorted(plan.trajectories_of(lv.id), key=lambda x: x.side)
+                level_text = lv.name + ("" if lv.treat else " (not treated)")
+                for t in trajs:
+                    item = QTreeWidgetItem([level_text, t.side + ("  *" if t.label else ""), "", ""])
+                    item.setData(0, Qt.ItemDataRole.UserRole, (lv.id, t.id))
+                    item.setToolTip(1, f"Suggestion note: {t.label}" if t.label else "")
+                    if lv.treat:
+                        item.setFont(0, bold)
+                    self.tree.addTopLevelItem(item)
+                if lv.treat and not trajs:
+                    item = QTreeWidgetItem([level_text, "\u2014", "", "no trajectory yet"])
+                    item.setData(0, Qt.ItemDataRole.UserRole, (lv.id, ""))
+                    item.setToolTip(3, "Choose Suggest left, Suggest right or Bipedicular")
+                    item.setFont(0, bold)
+                    self.tree.addTopLevelItem(item)
+            for c in (0, 1, 2):
+                self.tree.resizeColumnToContents(c)
             self._refresh_items()
             self._selected, self._selected_level = "", ""
             if keep_t:
@@ -369,8 +375,7 @@ class TrajectoryPanel(PlanPanel):
             if not self._selected and keep_l:
                 self.select("", keep_l)
             if not self._selected and not self._selected_level and self.tree.topLevelItemCount():
-                first = self.tree.topLevelItem(0)
-                self.tree.setCurrentItem(first.child(0) if first.childCount() else first)
+                self.tree.setCurrentItem(self.tree.topLevelItem(0))
         finally:
             self._updating = False
         self._update_details()
@@ -379,19 +384,19 @@ class TrajectoryPanel(PlanPanel):
     def _refresh_items(self) -> None:
         plan = self.document.plan
         for i in range(self.tree.topLevelItemCount()):
-            top = self.tree.topLevelItem(i)
-            for k in range(top.childCount()):
-                child = top.child(k)
-                tid = child.data(0, Qt.ItemDataRole.UserRole)[1]
-                try:
-                    t = plan.trajectory(tid)
-                except KeyError:
-                    continue
-                rep = self.report_for(t)
-                child.setText(1, "curved" if t.params.curved and t.bend_lps is not None else "straight")
-                child.setText(2, STATUS_WORD[rep.overall] + ("  (reason recorded)" if rep.failed and
-                                                             t.override_reason.strip() else ""))
-                child.setForeground(2, QBrush(QColor(STATUS_COLOR[rep.overall])))
+            item = self.tree.topLevelItem(i)
+            tid = item.data(0, Qt.ItemDataRole.UserRole)[1]
+            if not tid:
+                continue
+            try:
+                t = plan.trajectory(tid)
+            except KeyError:
+                continue
+            rep = self.report_for(t)
+            item.setText(2, "curved" if t.params.curved and t.bend_lps is not None else "straight")
+            item.setText(3, STATUS_WORD[rep.overall] + ("  (reason recorded)" if rep.failed and
+                                                        t.override_reason.strip() else ""))
+            item.setForeground(3, QBrush(QColor(STATUS_COLOR[rep.overall])))
 
     def _current_changed(self, current: Optional[QTreeWidgetItem], _previous=None) -> None:
         data = current.data(0, Qt.ItemDataRole.UserRole) if current is not None else None
@@ -560,8 +565,42 @@ class TrajectoryPanel(PlanPanel):
             self.export_note.setText("")
 
     # ------------------------------------------------------------------ view -> model
+    @staticmethod
+    def _describe(trajs: list[Trajectory]) -> str:
+        return ", ".join(f"{t.side} ({'curved' if t.params.curved and t.bend_lps is not None else 'straight'})"
+                         for t in sorted(trajs, key=lambda x: x.side))
+
+    def _ask_replace_dialog(self, text: str) -> bool:
+        answer = QMessageBox.question(self, "Replace trajectories", text,
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                                      QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _add_replacing(self, level: Level, new: list[Trajectory], replaced: list[Trajectory], what: str) -> bool:
+        """Add ``new`` trajectories to ``level``; when the level already has ``replaced`` ones, ask first
+        and replace them in the same undo step (never a silent duplicate). True when applied."""
+        if replaced and not self.ask_replace(
+                f"{level.name} already has {len(replaced)} trajector{'y' if len(replaced) == 1 else 'ies'}: "
+                f"{self._describe(replaced)}.\n\nReplace {'it' if len(replaced) == 1 else 'them'} with {what}? "
+                "(Ctrl+Z undoes it.)"):
+            self.message.emit(f"{what.capitalize()} not added: {level.name} keeps its trajectories")
+            return False
+        action = f"{'Replace with' if replaced else 'Add'} {what}"
+        topics = [("trajectories",)] + [("trajectory", t.id) for t in new + replaced]
+        try:
+            with self.document.edit(action, topics):
+                for t in replaced:
+                    self.document.remove_trajectory(t.id)
+                for t in new:
+                    self.document.add_trajectory(t)
+        except PlanEditError as exc:
+            self.message.emit(str(exc))
+            return False
+        return True
+
     def suggest(self, side: str) -> Optional[str]:
-        """Add a suggested trajectory on ``side`` for the selected (treated) level; returns its id."""
+        """Add a suggested trajectory on ``side`` for the selected (treated) level, replacing (after
+        asking) the level's trajectory on that side; returns its id."""
         level = self.selected_level()
         if level is None or not level.treat:
             self.message.emit("Select a level marked 'treat' first")
@@ -572,13 +611,16 @@ class TrajectoryPanel(PlanPanel):
         except (LandmarkError, PathError, ValueError) as exc:
             self.message.emit(f"No suggestion for {level.name} {side}: {exc}")
             return None
-        if not self._edit(self.document.add_trajectory, traj):
+        same_side = [t for t in plan.trajectories_of(level.id) if t.side == side]
+        if not self._add_replacing(level, [traj], same_side, f"a suggested {level.name} {side} trajectory"):
             return None
         self.select(traj.id)
         self.message.emit(f"Suggested {level.name} {side}" + (f" ({traj.label})" if traj.label else ""))
         return traj.id
 
     def suggest_bipedicular(self) -> Optional[tuple[str, str]]:
+        """A left and a right trajectory for the selected level; the level's existing trajectories are
+        replaced (after asking), so a level never holds two bipedicular sets."""
         level = self.selected_level()
         if level is None or not level.treat:
             self.message.emit("Select a level marked 'treat' first")
@@ -588,15 +630,11 @@ class TrajectoryPanel(PlanPanel):
         except (LandmarkError, PathError, ValueError) as exc:
             self.message.emit(f"No bipedicular suggestion for {level.name}: {exc}")
             return None
-        try:
-            with self.document.edit(f"Suggest bipedicular {level.name}",
-                                    [("trajectories",), ("trajectory", left.id), ("trajectory", right.id)]):
-                self.document.add_trajectory(left)
-                self.document.add_trajectory(right)
-        except PlanEditError as exc:
-            self.message.emit(str(exc))
+        existing = list(self.document.plan.trajectories_of(level.id))
+        if not self._add_replacing(level, [left, right], existing, f"a bipedicular pair at {level.name}"):
             return None
         self.select(left.id)
+        self.message.emit(f"Bipedicular pair at {level.name}")
         return left.id, right.id
 
     def delete_selected(self) -> bool:
