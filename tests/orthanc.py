@@ -236,7 +236,8 @@ def dicomweb_node(server: OrthancServer, **changes):
     from planner.imaging.pacs import DICOMWEB, PacsNode
 
     node = PacsNode(name="ORTHANC-WEB", protocol=DICOMWEB, dicomweb_url=server.dicomweb_url, username=server.user,
-                    password=server.password, timeout_s=15.0, retrieve_method="WADO-RS")
+                    password=server.password, timeout_s=15.0, retrieve_method="WADO-RS",
+                    allow_http_password=True)  # plain http to loopback: the test PACS only
     for key, value in changes.items():
         setattr(node, key, value)
     return node

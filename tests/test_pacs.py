@@ -297,7 +297,7 @@ def test_move_with_local_port_in_use(case, node, tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        with pytest.raises(PacsError, match=f"the local port {port} cannot be opened"):
+        with pytest.raises(PacsError, match=f"the local port {port} on 127.0.0.1 cannot be opened"):
             pacs.retrieve(planner_node_copy(node, local_port=port), case.study_a, dest_folder=tmp_path / "m",
                           method="C-MOVE")
 

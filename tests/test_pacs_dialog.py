@@ -139,13 +139,13 @@ def test_search_filters_and_empty_results(qtbot, orthanc, study, dialog):
 
 def test_cancel_a_retrieve(qtbot, orthanc, study, dialog, monkeypatch):
     pacs.save_nodes([planner_node(orthanc)])
-    real_store = pacs.dimse._Receiver.handle_store
+    real_accept = pacs.received.Receiver.accept
 
-    def slow_store(self, event):  # a slow network: 0.1 s per image, so Cancel comes mid-way
+    def slow_accept(self, *args):  # a slow network: 0.1 s per image, so Cancel comes mid-way
         time.sleep(0.1)
-        return real_store(self, event)
+        return real_accept(self, *args)
 
-    monkeypatch.setattr(pacs.dimse._Receiver, "handle_store", slow_store)
+    monkeypatch.setattr(pacs.received.Receiver, "accept", slow_accept)
     dlg = dialog()
     with qtbot.waitSignal(dlg.series_listed, timeout=WAIT_MS):
         _search(qtbot, dlg, patient_id_edit="PT-0100")

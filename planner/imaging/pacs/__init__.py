@@ -45,6 +45,7 @@ from planner.imaging.pacs.common import (  # noqa: F401 (public names)
     STUDY_RETURN_KEYS,
     CancelLike,
     MatchList,
+    PacsCancelled,
     PacsError,
     ProgressFn,
     RetrieveResult,
@@ -59,13 +60,16 @@ from planner.imaging.pacs.common import (  # noqa: F401 (public names)
     log,
     missing_series,
     name_pattern,
+    valid_matches,
 )
 from planner.imaging.pacs.nodes import PacsNode, backend_for, load_nodes, nodes_path, save_nodes  # noqa: F401
 
 
-def echo(node: PacsNode) -> float:
-    """Verify the connection (C-ECHO, or a minimal QIDO-RS query for DICOMweb); the round trip in seconds."""
-    return backend_for(node).echo()
+def echo(node: PacsNode, cancel: CancelLike = None) -> float:
+    """Test the node as it will be used: C-ECHO and a real C-FIND with the configured AE titles (or a
+    QIDO-RS query on the study root with the configured user); each failure named. The round trip in
+    seconds; raises :class:`PacsError` (:class:`PacsCancelled` when cancelled)."""
+    return backend_for(node).echo(cancel)
 
 
 def find_studies(node: PacsNode, patient_id: Optional[str] = None, patient_name: Optional[str] = None,
@@ -83,7 +87,7 @@ def find_studies(node: PacsNode, patient_id: Optional[str] = None, patient_name:
                 AccessionNumber=(accession or "").strip(), ModalitiesInStudy=(modality or "").strip().upper())
     studies = backend_for(node).find_studies(keys, max_results, cancel)
     truncated = studies.truncated
-    studies = MatchList(s for s in studies if s.study_uid)
+    studies = MatchList(valid_matches(studies, "study_uid"))
     studies.truncated = truncated
     _register_identifiers(studies)
     log.info("C-FIND studies on %s: %d match(es)%s", node.label, len(studies),
@@ -91,19 +95,20 @@ def find_studies(node: PacsNode, patient_id: Optional[str] = None, patient_name:
     return studies
 
 
-def find_series(node: PacsNode, study_uid: str, *, max_results: int = 2000) -> MatchList:
+def find_series(node: PacsNode, study_uid: str, *, max_results: int = 2000, cancel: CancelLike = None) -> MatchList:
     """The series of one study (empty when the PACS does not have the study)."""
     if not study_uid:
         raise PacsError("No Study Instance UID was given for the series query.")
     keys = {k: "" for k in SERIES_RETURN_KEYS}
     keys.update(StudyInstanceUID=study_uid, SeriesInstanceUID="")
-    out = backend_for(node).find_series(study_uid, keys, max_results)
+    out = MatchList(valid_matches(backend_for(node).find_series(study_uid, keys, max_results, cancel), "series_uid"))
     out.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.series_uid))
     log.info("C-FIND series on %s: %d match(es)", node.label, len(out))
     return out
 
 
-def find_series_by_uid(node: PacsNode, series_uids: Sequence[str], study_uid: Optional[str] = None) -> MatchList:
+def find_series_by_uid(node: PacsNode, series_uids: Sequence[str], study_uid: Optional[str] = None, *,
+                       cancel: CancelLike = None) -> MatchList:
     """The series among ``series_uids`` that the PACS has (in the order asked), to relink a plan's images.
 
     Asks the series of ``study_uid`` first when given (a plain hierarchical query every PACS answers), then
@@ -115,12 +120,12 @@ def find_series_by_uid(node: PacsNode, series_uids: Sequence[str], study_uid: Op
     if not wanted:
         return MatchList()
     if study_uid:
-        for s in find_series(node, study_uid):
+        for s in find_series(node, study_uid, cancel=cancel):
             if s.series_uid in wanted:
                 found[s.series_uid] = s
     rest = [u for u in wanted if u not in found]
     if rest:
-        for s in backend_for(node).find_series_by_uids(rest):
+        for s in backend_for(node).find_series_by_uids(rest, cancel):
             if s.series_uid in rest:
                 found[s.series_uid] = s
     out = MatchList(found[u] for u in wanted if u in found)
@@ -159,7 +164,7 @@ def fetch_series_by_uid(node: PacsNode, series_uids: Sequence[str], dest_folder:
                         study_uid: Optional[str] = None, progress: Optional[ProgressFn] = None,
                         cancel: CancelLike = None) -> tuple[list[RetrieveResult], list[str]]:
     """Find the plan's series by UID and retrieve those the PACS has; returns (results, missing UIDs)."""
-    matches = find_series_by_uid(node, series_uids, study_uid)
+    matches = find_series_by_uid(node, series_uids, study_uid, cancel=cancel)
     by_study: dict[str, list[str]] = {}
     for m in matches:
         by_study.setdefault(m.study_uid, []).append(m.series_uid)

@@ -49,19 +49,20 @@ class PacsBackend(ABC):
 
     # ------------------------------------------------------------ operations
     @abstractmethod
-    def echo(self) -> float:
-        """Verify the connection; the round trip in seconds."""
+    def echo(self, cancel: CancelLike = None) -> float:
+        """Verify the connection and that this workstation may query; the round trip in seconds."""
 
     @abstractmethod
     def find_studies(self, keys: dict[str, Any], max_results: int, cancel: CancelLike = None) -> MatchList:
         """Study-level matches (:class:`StudyMatch`) for the attribute ``keys`` (empty value: return it)."""
 
     @abstractmethod
-    def find_series(self, study_uid: Optional[str], keys: dict[str, Any], max_results: int) -> MatchList:
+    def find_series(self, study_uid: Optional[str], keys: dict[str, Any], max_results: int,
+                    cancel: CancelLike = None) -> MatchList:
         """Series-level matches (:class:`SeriesMatch`) of one study (or across studies when None)."""
 
     @abstractmethod
-    def find_series_by_uids(self, series_uids: Sequence[str]) -> MatchList:
+    def find_series_by_uids(self, series_uids: Sequence[str], cancel: CancelLike = None) -> MatchList:
         """The series among ``series_uids`` that the node has, in any study."""
 
     @abstractmethod

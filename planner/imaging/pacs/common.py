@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import re
 import urllib.parse
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -36,6 +35,10 @@ SERIES_RETURN_KEYS = ("Modality", "SeriesDescription", "SeriesNumber", "NumberOf
 
 class PacsError(RuntimeError):
     """A PACS operation failed; the message names the node and the problem (for the user)."""
+
+
+class PacsCancelled(PacsError):
+    """The user cancelled an operation that has no partial result (an echo or a query)."""
 
 
 # ====================================================================== results
@@ -87,21 +90,36 @@ class RetrieveResult:
     cancelled: bool = False
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Series Instance UID -> (received, expected) for every series that arrived short. Their files are
+    #: kept apart in :attr:`incomplete_folder` (never in :attr:`folder`, which holds complete series only).
+    incomplete: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Series Instance UID -> number of images, for the series that arrived complete.
+    complete: dict[str, int] = field(default_factory=dict)
+    #: Objects the PACS sent that belong to another patient, study or series than asked (rejected).
+    rejected: int = 0
 
     @property
     def received(self) -> int:
-        return len(self.files)
+        """Images received: those of complete series (``files``) and those of incomplete ones."""
+        return len(self.files) + sum(have for have, _want in self.incomplete.values())
+
+    @property
+    def incomplete_folder(self) -> Path:
+        return incomplete_folder(self.folder)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.cancelled
+        return not self.problems and not self.cancelled and not self.incomplete
 
     def summary(self) -> str:
         got = f"{self.received} of {self.expected}" if self.expected else f"{self.received}"
         text = f"Received {got} image(s) from {self.node_label} by {self.method} in {self.seconds:.1f} s"
         if self.cancelled:
             text += " (cancelled)"
-        return text + "." + "".join(" " + p for p in self.problems)
+        parts = [text + "."]
+        for uid, (have, want) in self.incomplete.items():
+            parts.append(f"Series ...{uid[-12:]} is incomplete ({have} of {want}).")
+        return " ".join(parts + self.problems)
 
 
 @dataclass
@@ -179,29 +197,52 @@ def _values(ds: Dataset, keyword: str) -> list[str]:
 
 
 def _int(ds: Dataset, keyword: str) -> Optional[int]:
+    """A count from an answer; None when missing, not a number or negative."""
     try:
         value = ds.get(keyword, None)
-        return None if value in (None, "") else int(value)
-    except (TypeError, ValueError):
+        n = None if value in (None, "") else int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return n if n is not None and 0 <= n < 1 << 31 else None
+
+
+def _shown(ds: Dataset, keyword: str) -> str:
+    return display_text(_text(ds, keyword))
 
 
 def _study_from(ds: Dataset) -> StudyMatch:
+    """A study match; every text is sanitised for display (control characters, length) and every count
+    that is not a non-negative number is dropped (None)."""
     return StudyMatch(
-        study_uid=_text(ds, "StudyInstanceUID"), patient_name=_text(ds, "PatientName"),
-        patient_id=_text(ds, "PatientID"), patient_birth_date=_text(ds, "PatientBirthDate"),
-        patient_sex=_text(ds, "PatientSex"), study_date=_text(ds, "StudyDate"), study_time=_text(ds, "StudyTime"),
-        accession=_text(ds, "AccessionNumber"), description=_text(ds, "StudyDescription"),
-        modalities=_values(ds, "ModalitiesInStudy"), sop_classes=_values(ds, "SOPClassesInStudy"),
+        study_uid=_text(ds, "StudyInstanceUID"), patient_name=_shown(ds, "PatientName"),
+        patient_id=_shown(ds, "PatientID"), patient_birth_date=_shown(ds, "PatientBirthDate")[:8],
+        patient_sex=_shown(ds, "PatientSex")[:16], study_date=_shown(ds, "StudyDate")[:8],
+        study_time=_shown(ds, "StudyTime")[:16], accession=_shown(ds, "AccessionNumber"),
+        description=_shown(ds, "StudyDescription"),
+        modalities=[display_text(m, 16) for m in _values(ds, "ModalitiesInStudy")][:32],
+        sop_classes=[c for c in _values(ds, "SOPClassesInStudy") if valid_uid(c)],
         n_series=_int(ds, "NumberOfStudyRelatedSeries"), n_instances=_int(ds, "NumberOfStudyRelatedInstances"))
 
 
 def _series_from(ds: Dataset, study_uid: str = "") -> SeriesMatch:
     return SeriesMatch(
         study_uid=_text(ds, "StudyInstanceUID") or study_uid, series_uid=_text(ds, "SeriesInstanceUID"),
-        modality=_text(ds, "Modality"), description=_text(ds, "SeriesDescription"),
+        modality=_shown(ds, "Modality")[:16], description=_shown(ds, "SeriesDescription"),
         series_number=_int(ds, "SeriesNumber"), n_instances=_int(ds, "NumberOfSeriesRelatedInstances"),
-        body_part=_text(ds, "BodyPartExamined"))
+        body_part=_shown(ds, "BodyPartExamined"))
+
+
+def valid_matches(matches: Iterable[Any], *uid_fields: str) -> list:
+    """The matches whose UIDs are valid (others are dropped with a log line: never shown, never a path)."""
+    out, dropped = [], 0
+    for m in matches:
+        if all(valid_uid(getattr(m, f)) for f in uid_fields):
+            out.append(m)
+        else:
+            dropped += 1
+    if dropped:
+        log.warning("%d query answer(s) with an invalid UID were ignored", dropped)
+    return out
 
 
 def _register_identifiers(studies: Iterable[StudyMatch]) -> None:
@@ -266,9 +307,41 @@ def name_pattern(text: Optional[str]) -> str:
     return t
 
 
-def _safe_component(uid: str) -> str:
-    cleaned = re.sub(r"[^0-9A-Za-z._-]", "_", uid or "")[:128]
-    return cleaned or uuid.uuid4().hex
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def valid_uid(uid: Any) -> bool:
+    """True for a DICOM UID (PS3.5 9.1: digits and dots, no leading zeros, at most 64 characters)."""
+    return isinstance(uid, str) and 0 < len(uid) <= 64 and bool(_UID.match(uid))
+
+
+def uid_component(uid: Any, what: str = "UID") -> str:
+    """``uid`` as a file or folder name; raises PacsError when it is not a valid UID (so ``..``, ``/`` or
+    any other text from the network never becomes a path)."""
+    if not valid_uid(uid):
+        shown = display_text(str(uid), 40)
+        raise PacsError(f"The PACS sent an invalid {what} '{shown}'; it is not used as a file name.")
+    return str(uid)
+
+
+def incomplete_folder(folder: Path) -> Path:
+    """Where the series of a retrieve into ``folder`` that arrived short are kept (beside it, so an import
+    of ``folder`` never takes them in)."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + ".incomplete")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: Longest text from a query answer that is shown (characters).
+DISPLAY_MAX = 128
+
+
+def display_text(value: Any, limit: int = DISPLAY_MAX) -> str:
+    """A value from a PACS answer made safe to show: control characters removed, whitespace folded,
+    at most ``limit`` characters (with an ellipsis)."""
+    text = _CONTROL.sub("", str(value if value is not None else ""))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 
@@ -281,7 +354,7 @@ def finish_retrieve(label: str, result: "RetrieveResult") -> "RetrieveResult":
     if not result.cancelled:
         if result.failed:
             result.problems.append(f"{label} could not send {result.failed} image(s).")
-        if result.expected and result.received < result.expected and not result.problems:
+        if result.expected and result.received < result.expected and not result.problems and not result.incomplete:
             result.problems.append(f"{label} sent {result.received} of {result.expected} image(s).")
         elif not result.expected and not result.received and not result.problems:
             result.problems.append(f"{label} sent no images.")

@@ -1,51 +1,274 @@
-"""DICOMweb backend: QIDO-RS queries, WADO-RS retrieve and STOW-RS send over HTTP(S) with ``urllib``
-and HTTP Basic authentication."""
+"""DICOMweb backend: QIDO-RS queries, WADO-RS retrieve and STOW-RS send over HTTP(S) (``http.client``)
+with HTTP Basic authentication.
+
+Network hygiene: a password is sent only over https (or, when the node explicitly allows it, over
+plain http to a loopback address); a redirect is followed only within the same origin (scheme, host
+and port), so credentials never reach another server; every reply is read in chunks with a size cap
+(the node's ``max_object_mb``) and written to disk as it arrives, never held whole in memory; every
+read has a timeout and Cancel closes the connection at once. Each retrieved object is checked
+(patient, study, series, valid UIDs) before it is kept (:mod:`.received`).
+"""
 
 from __future__ import annotations
 
 import base64
+import http.client
+import ipaddress
 import json
-import os
-import re
 import socket
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
 
 from planner.imaging.pacs.backend import PacsBackend
 from planner.imaging.pacs.common import (
     DICOMWEB,
     SERIES_RETURN_KEYS,
+    STUDY_RETURN_KEYS,
     CancelLike,
     MatchList,
+    PacsCancelled,
     PacsError,
     ProgressFn,
     RetrieveResult,
     StoreResult,
     _is_cancelled,
+    _register_identifiers,
     _report,
-    _safe_component,
     _safe_url,
     _series_from,
     _study_from,
     _text,
     log,
+    valid_matches,
+    valid_uid,
 )
+from planner.imaging.pacs.received import Receiver
+from planner.imaging.pacs.tls import client_context, describe_ssl_error
 
 PacsNode = Any  # planner.imaging.pacs.nodes.PacsNode (not imported: nodes imports this module)
 
-# ====================================================================== DICOMweb
-def _auth_header(node: PacsNode) -> dict[str, str]:
-    if not node.username:
-        return {}
-    token = base64.b64encode(f"{node.username}:{node.password}".encode("utf-8")).decode("ascii")
-    return {"Authorization": f"Basic {token}"}
+MAX_REDIRECTS = 3
+#: Largest answer to a query (QIDO-RS JSON), bytes.
+MAX_QUERY_BYTES = 64 << 20
+CHUNK = 1 << 16
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problems(node: PacsNode) -> list[str]:
+    url = urllib.parse.urlsplit(node.dicomweb_url or "")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return ["The DICOMweb URL must start with http:// or https:// and name a server."]
+    if url.username or url.password:
+        return ["Put the user name and password in their own fields, not in the DICOMweb URL."]
+    if url.scheme == "http" and node.password:
+        if not node.allow_http_password:
+            return ["A password is only sent over https://; use an https:// URL (or, for a PACS on this computer, "
+                    "allow plain http explicitly)."]
+        if not _is_loopback_host(url.hostname):
+            return ["A password over plain http:// is only allowed to a PACS on this computer (loopback); "
+                    "use https://."]
+    return []
+
+
+class _Cancel:
+    """Closes the connection of the running request when ``cancel`` fires (polled every 50 ms)."""
+
+    def __init__(self, cancel: CancelLike) -> None:
+        self.cancel = cancel
+        self.conn: Optional[http.client.HTTPConnection] = None
+        self.fired = False
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "_Cancel":
+        if self.cancel is not None:
+            self._thread = threading.Thread(target=self._run, name="bvn-dicomweb-cancel", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+
+    def is_set(self) -> bool:
+        return self.fired or _is_cancelled(self.cancel)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            if _is_cancelled(self.cancel):
+                self.fired = True
+                conn = self.conn
+                sock = getattr(conn, "sock", None)
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                return
+
+
+_NO_CANCEL = _Cancel(None)
+
+
+class _Client:
+    """HTTP(S) requests to one node: credentials, same-origin redirects, TLS, timeouts, size caps."""
+
+    def __init__(self, node: PacsNode, cancel: _Cancel = _NO_CANCEL) -> None:
+        self.node = node
+        self.cancel = cancel
+        self.base = urllib.parse.urlsplit(node.dicomweb_url.rstrip("/"))
+        self.conn: Optional[http.client.HTTPConnection] = None
+
+    def _origin(self, parts: urllib.parse.SplitResult) -> tuple[str, str, int]:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return parts.scheme, (parts.hostname or "").lower(), port
+
+    def _connect(self, parts: urllib.parse.SplitResult) -> http.client.HTTPConnection:
+        scheme, host, port = self._origin(parts)
+        if self.conn is not None and getattr(self.conn, "_bvn_origin", None) == (scheme, host, port):
+            return self.conn
+        self.close()
+        if scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                host, port, timeout=self.node.timeout_s, context=client_context(self.node))
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self.node.timeout_s)
+        conn._bvn_origin = (scheme, host, port)  # type: ignore[attr-defined]
+        self.conn = conn
+        self.cancel.conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _headers(self, parts: urllib.parse.SplitResult, extra: Optional[dict[str, str]]) -> dict[str, str]:
+        headers = {"User-Agent": "BVN-Planner", **(extra or {})}
+        if self.node.username and self._origin(parts) == self._origin(self.base):
+            token = base64.b64encode(f"{self.node.username}:{self.node.password}".encode("utf-8")).decode("ascii")
+            headers["Authorization"] = f"Basic {token}"
+        return headers
+
+    def request(self, method: str, path: str, *, params: Optional[dict[str, Any]] = None,
+                headers: Optional[dict[str, str]] = None, body: Optional[bytes] = None,
+                what: str = "request") -> http.client.HTTPResponse:
+        """The response (status 2xx; the caller reads it); errors become PacsError naming the problem."""
+        label = self.node.label
+        url = f"{self.node.dicomweb_url.rstrip('/')}/{path.lstrip('/')}"
+        if params:
+            url += "?" + _query_string(params)
+        for _hop in range(MAX_REDIRECTS + 1):
+            parts = urllib.parse.urlsplit(url)
+            if self.cancel.is_set():
+                raise PacsCancelled(f"Cancelled the {what} on {label}.")
+            target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+            for attempt in range(2):
+                reused = self.conn is not None
+                try:
+                    conn = self._connect(parts)
+                    conn.request(method, target, body=body, headers=self._headers(parts, headers))
+                    rsp = conn.getresponse()
+                    break
+                except Exception as exc:
+                    self.close()
+                    if self.cancel.is_set():
+                        raise PacsCancelled(f"Cancelled the {what} on {label}.") from None
+                    stale = isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                    if reused and stale and attempt == 0:
+                        continue  # the server closed a kept-alive connection: once more on a new one
+                    raise PacsError(_network_problem(self.node, exc, what)) from None
+            if rsp.status in (301, 302, 303, 307, 308):
+                location = rsp.getheader("Location") or ""
+                rsp.read(CHUNK)
+                self.close()
+                new = urllib.parse.urlsplit(urllib.parse.urljoin(url, location))
+                if self._origin(new) != self._origin(parts):
+                    raise PacsError(f"{label} redirected the {what} to another server ({new.hostname}); it is not "
+                                    "followed, so the credentials stay with the configured server. Check the URL.")
+                url = urllib.parse.urlunsplit(new)
+                if rsp.status == 303:
+                    method, body = "GET", None
+                continue
+            if 200 <= rsp.status < 300:
+                return rsp
+            payload = rsp.read(4096)
+            self.close()
+            raise PacsError(_http_problem(self.node, rsp.status, rsp.reason, what, payload))
+        raise PacsError(f"{label} redirected the {what} more than {MAX_REDIRECTS} times.")
+
+    def read_all(self, rsp: http.client.HTTPResponse, limit: int, what: str) -> bytes:
+        chunks, size = [], 0
+        for chunk in self.chunks(rsp, what):
+            size += len(chunk)
+            if size > limit:
+                self.close()
+                raise PacsError(f"{self.node.label} sent more than {limit >> 20} MB for the {what}; it was stopped.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def chunks(self, rsp: http.client.HTTPResponse, what: str) -> Iterator[bytes]:
+        while True:
+            try:
+                chunk = rsp.read(CHUNK)
+            except Exception as exc:
+                self.close()
+                if self.cancel.is_set():
+                    raise PacsCancelled(f"Cancelled the {what} on {self.node.label}.") from None
+                raise PacsError(_network_problem(self.node, exc, what)) from None
+            if self.cancel.is_set():
+                self.close()
+                raise PacsCancelled(f"Cancelled the {what} on {self.node.label}.")
+            if not chunk:
+                return
+            yield chunk
+
+
+def _network_problem(node: PacsNode, exc: BaseException, what: str) -> str:
+    import ssl
+
+    if isinstance(exc, ssl.SSLError):
+        return describe_ssl_error(node, exc)
+    if isinstance(exc, ConnectionRefusedError):
+        return (f"{node.label} refused the connection (nothing is listening there; check the URL "
+                "and that the PACS is running).")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"{node.label} did not answer the {what} within {node.timeout_s:g} s."
+    if isinstance(exc, socket.gaierror):
+        return f"{node.label} could not be reached: the host name is unknown."
+    if isinstance(exc, PacsError):
+        return str(exc)
+    if isinstance(exc, (http.client.HTTPException, ConnectionError)):
+        return f"{node.label} closed the connection during the {what}."
+    return f"{node.label} could not be reached: {getattr(exc, 'strerror', None) or exc}."
+
+
+def _http_problem(node: PacsNode, status: int, reason: str, what: str, payload: bytes) -> str:
+    if status == 401:
+        return f"{node.label} refused the user name or password for the {what} (HTTP 401)."
+    if status == 403:
+        return f"{node.label} denied access to the {what} (HTTP 403)."
+    if status == 404:
+        return (f"{node.label} has no DICOMweb service at this address (HTTP 404 for the {what}); "
+                "check the path of the URL (often ending in /dicom-web or /dicomweb).")
+    return f"{node.label} answered the {what} with HTTP {status} ({reason})."
 
 
 def _query_string(params: dict[str, Any]) -> str:
@@ -60,62 +283,20 @@ def _query_string(params: dict[str, Any]) -> str:
     return "&".join(items)
 
 
-def _http(node: PacsNode, method: str, path: str, *, params: Optional[dict[str, Any]] = None,
-          headers: Optional[dict[str, str]] = None, body: Optional[bytes] = None,
-          what: str = "request") -> tuple[int, Any, bytes]:
-    base = (node.dicomweb_url or "").rstrip("/")
-    if not base:
-        raise PacsError(f"{node.label} has no DICOMweb URL.")
-    url = f"{base}/{path.lstrip('/')}"
-    if params:
-        url += "?" + _query_string(params)
-    req = urllib.request.Request(url, data=body, method=method, headers={**_auth_header(node), **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=node.timeout_s) as rsp:
-            return rsp.status, rsp.headers, rsp.read()
-    except urllib.error.HTTPError as exc:
-        try:
-            payload = exc.read()
-        except Exception:
-            payload = b""
-        if exc.code in (200, 202, 204):
-            return exc.code, exc.headers, payload
-        if exc.code == 401:
-            raise PacsError(f"{node.label} refused the user name or password for the {what} (HTTP 401).") from None
-        if exc.code == 403:
-            raise PacsError(f"{node.label} denied access to the {what} (HTTP 403).") from None
-        if exc.code == 404:
-            return 404, exc.headers, payload
-        if exc.code == 409 and what.startswith("STOW"):
-            return 409, exc.headers, payload
-        raise PacsError(f"{node.label} answered the {what} with HTTP {exc.code} ({exc.reason}).") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, ConnectionRefusedError):
-            raise PacsError(f"{node.label} refused the connection (nothing is listening there; check the URL "
-                            "and that the PACS is running).") from None
-        if isinstance(reason, (socket.timeout, TimeoutError)):
-            raise PacsError(f"{node.label} did not answer the {what} within {node.timeout_s:g} s.") from None
-        if isinstance(reason, socket.gaierror):
-            raise PacsError(f"{node.label} could not be reached: the host name is unknown.") from None
-        raise PacsError(f"{node.label} could not be reached: {getattr(reason, 'strerror', None) or reason}.") \
-            from None
-    except (socket.timeout, TimeoutError):
-        raise PacsError(f"{node.label} did not answer the {what} within {node.timeout_s:g} s.") from None
-    except OSError as exc:
-        raise PacsError(f"{node.label} could not be reached: {exc.strerror or exc}.") from None
-
-
-def _qido(node: PacsNode, path: str, params: dict[str, Any]) -> list[Dataset]:
-    status, _headers, data = _http(node, "GET", path, params=params, headers={"Accept": "application/dicom+json"},
-                                   what="QIDO-RS query")
-    if status in (204, 404) or not data.strip():
+def _qido(client: _Client, path: str, params: dict[str, Any]) -> list[Dataset]:
+    rsp = client.request("GET", path, params=params, headers={"Accept": "application/dicom+json"},
+                         what="QIDO-RS query")
+    if rsp.status == 204:
+        rsp.read()
+        return []
+    data = client.read_all(rsp, MAX_QUERY_BYTES, "QIDO-RS query")
+    if not data.strip():
         return []
     try:
         items = json.loads(data.decode("utf-8"))
         return [Dataset.from_json(item) for item in items]
     except Exception:
-        raise PacsError(f"{node.label} sent an answer to the QIDO-RS query that is not DICOM JSON.") from None
+        raise PacsError(f"{client.node.label} sent an answer to the QIDO-RS query that is not DICOM JSON.") from None
 
 
 def _qido_params(keys: dict[str, Any], max_results: int) -> dict[str, Any]:
@@ -128,24 +309,20 @@ def _qido_params(keys: dict[str, Any], max_results: int) -> dict[str, Any]:
     return params
 
 
-def _qido_find_studies(node: PacsNode, keys: dict[str, Any], max_results: int) -> MatchList:
-    found = _qido(node, "studies", _qido_params(keys, max_results))
-    out = MatchList(_study_from(ds) for ds in found[:max_results])
-    out.truncated = len(found) > max_results
-    return out
-
-
-def _qido_find_series(node: PacsNode, study_uid: Optional[str], keys: dict[str, Any], max_results: int) -> MatchList:
+def _find_series(client: _Client, study_uid: Optional[str], keys: dict[str, Any], max_results: int) -> MatchList:
     path = f"studies/{study_uid}/series" if study_uid else "series"
     keys = {k: v for k, v in keys.items() if k != "StudyInstanceUID"}
     keys.setdefault("StudyInstanceUID", "")
-    found = _qido(node, path, _qido_params(keys, max_results))
+    found = _qido(client, path, _qido_params(keys, max_results))
     out = MatchList(_series_from(ds, study_uid or "") for ds in found[:max_results])
     out.truncated = len(found) > max_results
     return out
 
 
 def _multipart_parts(content_type: str, body: bytes) -> list[bytes]:
+    """The parts of a (small) multipart body; the retrieve streams instead (:func:`_stream_parts`)."""
+    import re
+
     m = re.search(r'boundary="?([^";,]+)"?', content_type or "", re.IGNORECASE)
     if not m:
         return [body] if body[128:132] == b"DICM" else []
@@ -163,57 +340,97 @@ def _multipart_parts(content_type: str, body: bytes) -> list[bytes]:
     return parts
 
 
-def _wado_retrieve(node: PacsNode, study_uid: str, series_uids: Optional[Sequence[str]], result: RetrieveResult,
-                   progress: Optional[ProgressFn], cancel: CancelLike) -> RetrieveResult:
-    series = _qido_find_series(node, study_uid, {k: "" for k in SERIES_RETURN_KEYS}, 5000)
-    have = {s.series_uid for s in series}
-    if not series:
+def _fetch_instance(client: _Client, study_uid: str, series_uid: str, sop_uid: str) -> list[bytes]:
+    """One instance by WADO-RS (multipart/related), read with the node's size cap."""
+    accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    rsp = client.request("GET", f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
+                         headers={"Accept": accept}, what="WADO-RS retrieve")
+    body = client.read_all(rsp, int(client.node.max_object_mb) << 20, "WADO-RS retrieve")
+    return _multipart_parts(rsp.getheader("Content-Type", ""), body)
+
+
+def _header_of(data: bytes) -> Optional[Dataset]:
+    try:
+        return dcmread(DicomBytesIO(data), stop_before_pixels=True)
+    except Exception:
+        return None
+
+
+def _wado_retrieve(client: _Client, study_uid: str, series_uids: Optional[Sequence[str]], result: RetrieveResult,
+                   progress: Optional[ProgressFn]) -> RetrieveResult:
+    node = client.node
+    studies = [s for s in (_study_from(ds) for ds in _qido(
+        client, "studies", _qido_params(dict({k: "" for k in STUDY_RETURN_KEYS}, StudyInstanceUID=study_uid), 5)))
+        if s.study_uid == study_uid]
+    if not studies:
         result.problems.append(f"{node.label} does not have the requested study.")
         return result
-    wanted = [u for u in series_uids if u in have] if series_uids else [s.series_uid for s in series]
+    study = studies[0]
+    _register_identifiers([study])
+    series = valid_matches(_find_series(client, study_uid, {k: "" for k in SERIES_RETURN_KEYS}, 5000), "series_uid")
+    have = {s.series_uid: s.n_instances for s in series}
+    wanted = [u for u in series_uids if u in have] if series_uids else list(have)
     if series_uids and len(wanted) < len(series_uids):
         result.problems.append(f"{node.label} does not have {len(series_uids) - len(wanted)} of the "
                                f"{len(series_uids)} requested series.")
-    instances: list[tuple[str, str]] = []
+    if not wanted:
+        return result
+    listed: dict[str, list[str]] = {}
     for s_uid in wanted:
-        for ds in _qido(node, f"studies/{study_uid}/series/{s_uid}/instances", {"includefield": "SOPInstanceUID"}):
-            sop = _text(ds, "SOPInstanceUID")
-            if sop:
-                instances.append((s_uid, sop))
-    result.expected = len(instances)
-    accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-    for n, (s_uid, sop) in enumerate(instances, start=1):
-        if _is_cancelled(cancel):
-            result.cancelled = True
-            break
-        try:
-            status, headers, body = _http(node, "GET", f"studies/{study_uid}/series/{s_uid}/instances/{sop}",
-                                          headers={"Accept": accept}, what="WADO-RS retrieve")
-        except PacsError as exc:
-            result.failed += 1
-            result.problems.append(str(exc))
-            break
-        parts = _multipart_parts(headers.get("Content-Type", ""), body) if status == 200 else []
-        if not parts:
-            result.failed += 1
-            continue
-        target_dir = result.folder / _safe_component(s_uid)
-        target_dir.mkdir(parents=True, exist_ok=True)
-        for k, part in enumerate(parts):
-            name = _safe_component(sop) + (f"_{k}" if k else "") + ".dcm"
-            tmp = target_dir / f".{name}.part"
-            tmp.write_bytes(part)
-            os.replace(tmp, target_dir / name)
-            result.files.append(target_dir / name)
-        result.completed += 1
-        _report(progress, n / len(instances), f"Received {n} of {len(instances)} image(s)")
+        found = _qido(client, f"studies/{study_uid}/series/{s_uid}/instances", {"includefield": "SOPInstanceUID"})
+        listed[s_uid] = [u for u in (_text(ds, "SOPInstanceUID") for ds in found) if valid_uid(u)]
+    # the promise: the larger of the series count and the instances listed
+    expected = {u: max(len(listed[u]), have[u] or 0) for u in wanted}
+    total = sum(expected.values())
+
+    def on_file(n: int) -> None:
+        _report(progress, n / total if total else 0.0, f"Received {n} of {total} image(s)")
+
+    receiver = Receiver(result.folder, study_uid, wanted, patient_id=study.patient_id or None, on_file=on_file)
+    try:
+        _wado_fetch(client, study_uid, wanted, listed, receiver, result)
+    except PacsCancelled:
+        result.cancelled = True
+    receiver.finish(result, expected, node.label)
     return result
 
 
-def _stow(node: PacsNode, paths: Sequence[Path], result: StoreResult, progress: Optional[ProgressFn],
-          cancel: CancelLike) -> None:
+def _wado_fetch(client: _Client, study_uid: str, wanted: list[str], listed: dict[str, list[str]], receiver: Receiver,
+                result: RetrieveResult) -> None:
+    for s_uid in wanted:
+        present = receiver.have(s_uid)
+        for sop in listed[s_uid]:
+            if sop in present:
+                continue
+            if client.cancel.is_set():
+                raise PacsCancelled("cancelled")
+            try:
+                parts = _fetch_instance(client, study_uid, s_uid, sop)
+            except PacsCancelled:
+                raise
+            except PacsError as exc:
+                result.failed += 1
+                result.problems.append(str(exc))
+                break
+            if not parts:
+                result.failed += 1
+                continue
+            for part in parts:
+                ds = _header_of(part)
+                if ds is None:
+                    result.failed += 1
+                    continue
+                if receiver.accept(_text(ds, "PatientID"), _text(ds, "StudyInstanceUID"),
+                                   _text(ds, "SeriesInstanceUID"), _text(ds, "SOPInstanceUID"), part):
+                    result.completed += 1
+        if result.problems:
+            break
+
+
+def _stow(client: _Client, paths: Sequence[Path], result: StoreResult, progress: Optional[ProgressFn]) -> None:
+    node = client.node
     for n, path in enumerate(paths, start=1):
-        if _is_cancelled(cancel):
+        if client.cancel.is_set():
             result.cancelled = True
             break
         _report(progress, (n - 1) / len(paths), f"Sending {path.name} ({n} of {len(paths)})")
@@ -230,8 +447,12 @@ def _stow(node: PacsNode, paths: Sequence[Path], result: StoreResult, progress: 
             f"\r\n--{boundary}--\r\n".encode("ascii")
         ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
         try:
-            status, _h, payload = _http(node, "POST", "studies", body=body, what="STOW-RS send",
-                                        headers={"Content-Type": ctype, "Accept": "application/dicom+json"})
+            rsp = client.request("POST", "studies", body=body, what="STOW-RS send",
+                                 headers={"Content-Type": ctype, "Accept": "application/dicom+json"})
+            status, payload = rsp.status, client.read_all(rsp, MAX_QUERY_BYTES, "STOW-RS send")
+        except PacsCancelled:
+            result.cancelled = True
+            break
         except PacsError as exc:
             result.failed.append((path, str(exc)))
             result.problems.append(str(exc))
@@ -251,7 +472,6 @@ def _stow(node: PacsNode, paths: Sequence[Path], result: StoreResult, progress: 
             result.failed.append((path, failed_reason or f"the PACS refused it (HTTP {status})"))
     _report(progress, 1.0, f"Sent {len(result.sent)} of {len(paths)} file(s)")
     log.info("STOW-RS to %s: %d sent, %d failed", node.label, len(result.sent), len(result.failed))
-    return result
 
 
 # ====================================================================== the backend
@@ -265,36 +485,57 @@ class DicomwebBackend(PacsBackend):
 
     @staticmethod
     def config_problems(node: PacsNode) -> list[str]:
-        url = urllib.parse.urlparse(node.dicomweb_url or "")
-        if url.scheme not in ("http", "https") or not url.netloc:
-            return ["The DICOMweb URL must start with http:// or https:// and name a server."]
-        return []
+        return url_problems(node)
 
-    def echo(self) -> float:
+    def _run(self, cancel: CancelLike, fn: Any) -> Any:
+        with _Cancel(cancel) as guard:
+            client = _Client(self.node, guard)
+            try:
+                return fn(client)
+            finally:
+                client.close()
+
+    def echo(self, cancel: CancelLike = None) -> float:
+        """A QIDO-RS query on the study root with the configured identity (a wrong path is HTTP 404: an
+        error here, not an empty answer)."""
         t0 = time.monotonic()
-        _qido(self.node, "studies", {"limit": "1"})
+        self._run(cancel, lambda c: _qido(c, "studies", {"limit": "1", "includefield": "StudyInstanceUID"}))
         return time.monotonic() - t0
 
     def find_studies(self, keys: dict[str, Any], max_results: int, cancel: CancelLike = None) -> MatchList:
-        return _qido_find_studies(self.node, keys, max_results)
+        def run(c: _Client) -> MatchList:
+            found = _qido(c, "studies", _qido_params(keys, max_results))
+            out = MatchList(_study_from(ds) for ds in found[:max_results])
+            out.truncated = len(found) > max_results
+            return out
 
-    def find_series(self, study_uid: Optional[str], keys: dict[str, Any], max_results: int) -> MatchList:
-        return _qido_find_series(self.node, study_uid, keys, max_results)
+        return self._run(cancel, run)
 
-    def find_series_by_uids(self, series_uids: Sequence[str]) -> MatchList:
-        found = MatchList()
-        for uid in series_uids:
-            keys = {k: "" for k in SERIES_RETURN_KEYS}
-            for s in _qido_find_series(self.node, None, dict(keys, SeriesInstanceUID=uid), 10):
-                if s.series_uid == uid:
-                    found.append(s)
-        return found
+    def find_series(self, study_uid: Optional[str], keys: dict[str, Any], max_results: int,
+                    cancel: CancelLike = None) -> MatchList:
+        return self._run(cancel, lambda c: _find_series(c, study_uid, keys, max_results))
+
+    def find_series_by_uids(self, series_uids: Sequence[str], cancel: CancelLike = None) -> MatchList:
+        def run(c: _Client) -> MatchList:
+            found = MatchList()
+            for uid in series_uids:
+                keys = {k: "" for k in SERIES_RETURN_KEYS}
+                for s in _find_series(c, None, dict(keys, SeriesInstanceUID=uid), 10):
+                    if s.series_uid == uid:
+                        found.append(s)
+            return found
+
+        return self._run(cancel, run)
 
     def retrieve(self, study_uid: str, series_uids: Optional[Sequence[str]], result: RetrieveResult,
                  progress: Optional[ProgressFn], cancel: CancelLike) -> RetrieveResult:
-        return _wado_retrieve(self.node, study_uid, series_uids, result, progress, cancel)
+        try:
+            return self._run(cancel, lambda c: _wado_retrieve(c, study_uid, series_uids, result, progress))
+        except PacsCancelled:
+            result.cancelled = True
+            return result
 
     def store(self, paths: Sequence[Path], result: StoreResult, progress: Optional[ProgressFn],
               cancel: CancelLike) -> StoreResult:
-        _stow(self.node, paths, result, progress, cancel)
+        self._run(cancel, lambda c: _stow(c, paths, result, progress))
         return result

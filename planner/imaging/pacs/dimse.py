@@ -11,11 +11,9 @@ computer's address and that port.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +22,12 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import (
+    JPEG2000,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -36,7 +35,7 @@ from pydicom.uid import (
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
-    UID,
+    generate_uid,
 )
 from pynetdicom import AE, AllStoragePresentationContexts, build_context, build_role, evt
 from pynetdicom.pdu import A_ABORT_RQ
@@ -54,6 +53,7 @@ from planner.imaging.pacs.common import (
     STUDY_RETURN_KEYS,
     CancelLike,
     MatchList,
+    PacsCancelled,
     PacsError,
     ProgressFn,
     RetrieveResult,
@@ -62,15 +62,20 @@ from planner.imaging.pacs.common import (
     _is_cancelled,
     _register_identifiers,
     _report,
-    _safe_component,
     _series_from,
     _study_from,
     _text,
-    _values,
     log,
+    valid_matches,
+    valid_uid,
 )
+from planner.imaging.pacs.received import Receiver
+from planner.imaging.pacs.tls import client_tls_args, server_tls_context, tls_problem
 
 PacsNode = Any  # planner.imaging.pacs.nodes.PacsNode (not imported: nodes imports this module)
+
+#: Instances asked for in one C-GET/C-MOVE when a short series is resumed (UID list matching).
+RESUME_CHUNK = 200
 
 UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 COMPRESSED = [JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless, JPEG2000, JPEGBaseline8Bit,
@@ -117,11 +122,74 @@ COMMON_STORAGE_CLASSES = [
 MAX_CONTEXTS = 128  # DICOM PS3.8: presentation context IDs are odd numbers 1..255
 
 
+# ====================================================================== cancel
+class _Guard:
+    """Watches ``cancel`` for one operation (polled every 50 ms on its own thread). When it fires, every
+    association the operation opened is aborted and its waiting reads are woken, so the operation returns
+    within a fraction of a second whatever the PACS does (even a frozen one)."""
+
+    POLL_S = 0.05
+
+    def __init__(self, cancel: CancelLike) -> None:
+        self.cancel = cancel
+        self.fired = threading.Event()
+        self._assocs: list[Any] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "_Guard":
+        if self.cancel is not None:
+            self._thread = threading.Thread(target=self._run, name="bvn-pacs-cancel", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+
+    def is_set(self) -> bool:
+        return self.fired.is_set() or _is_cancelled(self.cancel)
+
+    def track(self, assoc: Any) -> None:
+        with self._lock:
+            self._assocs.append(assoc)
+        if self.fired.is_set():
+            _kill(assoc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            if _is_cancelled(self.cancel):
+                self.fired.set()
+                with self._lock:
+                    assocs = list(self._assocs)
+                for assoc in assocs:
+                    _kill(assoc)
+                return
+
+
+def _kill(assoc: Any) -> None:
+    """Abort ``assoc`` without waiting and wake whatever waits for its next message."""
+    try:
+        assoc.abort(block=False)
+    except Exception:  # already gone
+        pass
+    for q, item in ((getattr(getattr(assoc, "dimse", None), "msg_queue", None), (None, None)),
+                    (getattr(getattr(assoc, "dul", None), "to_user_queue", None), None)):
+        if q is not None:
+            q.put(item)
+
+
+_NO_GUARD = _Guard(None)
+
+
 # ====================================================================== DIMSE association
 @dataclass
 class _AssocWatch:
     connected: bool = False
     peer_abort: bool = False
+    guard: Optional[_Guard] = None
 
     def handlers(self) -> list:
         return [(evt.EVT_CONN_OPEN, self._on_open), (evt.EVT_PDU_RECV, self._on_pdu)]
@@ -129,6 +197,8 @@ class _AssocWatch:
     def _on_open(self, event) -> None:
         self.connected = True
         _no_delay(event)
+        if self.guard is not None:
+            self.guard.track(event.assoc)
 
     def _on_pdu(self, event) -> None:
         if isinstance(event.pdu, A_ABORT_RQ):
@@ -150,7 +220,7 @@ def _connect_problem(node: PacsNode) -> str:
     except socket.gaierror:
         return f"{node.label} could not be reached: the host name '{node.host}' is unknown."
     try:
-        with socket.create_connection((node.host, node.port), timeout=node.timeout_s):
+        with socket.create_connection((node.host, node.port), timeout=min(node.timeout_s, 5.0)):
             pass
     except ConnectionRefusedError:
         return (f"{node.label} refused the connection: nothing is listening on port {node.port} "
@@ -164,6 +234,9 @@ def _connect_problem(node: PacsNode) -> str:
 
 
 def _association_problem(node: PacsNode, assoc: Any, watch: _AssocWatch, elapsed: float) -> str:
+    tls = tls_problem(node, assoc)
+    if tls:
+        return tls
     if assoc is None or not watch.connected:
         return _connect_problem(node)
     if assoc.is_rejected:
@@ -196,12 +269,45 @@ def _make_ae(node: PacsNode, dimse_timeout: float) -> AE:
     ae.acse_timeout = float(node.timeout_s)
     ae.dimse_timeout = float(dimse_timeout)
     ae.network_timeout = float(max(dimse_timeout, node.timeout_s))
+    ae.maximum_pdu_size = int(node.max_pdu)
     return ae
+
+
+def _associate_cancellable(ae: AE, node: PacsNode, roles: Sequence[Any], handlers: list, guard: _Guard) -> Any:
+    """``ae.associate`` that gives up at once when the guard fires (connect included): the attempt itself
+    ends by its own timeout on a helper thread, and an association it still makes is aborted."""
+    tls_args = client_tls_args(node)
+    if guard.cancel is None:
+        return ae.associate(node.host, int(node.port), ae_title=node.ae_title, ext_neg=list(roles) or None,
+                            evt_handlers=handlers, tls_args=tls_args)
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def attempt() -> None:
+        try:
+            box["assoc"] = ae.associate(node.host, int(node.port), ae_title=node.ae_title,
+                                        ext_neg=list(roles) or None, evt_handlers=handlers, tls_args=tls_args)
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+        finally:
+            done.set()
+            if guard.is_set() and box.get("assoc") is not None:
+                _kill(box["assoc"])
+                ae.shutdown()
+
+    threading.Thread(target=attempt, name="bvn-pacs-associate", daemon=True).start()
+    while not done.wait(_Guard.POLL_S):
+        if guard.is_set():
+            raise PacsCancelled(f"Cancelled while connecting to {node.label}.")
+    if "error" in box:
+        raise box["error"]
+    return box["assoc"]
 
 
 @contextmanager
 def _association(node: PacsNode, contexts: Sequence[Any], *, roles: Sequence[Any] = (),
-                 handlers: Sequence[Any] = (), dimse_timeout: Optional[float] = None) -> Iterator[Any]:
+                 handlers: Sequence[Any] = (), dimse_timeout: Optional[float] = None,
+                 guard: _Guard = _NO_GUARD) -> Iterator[Any]:
     """An established association to ``node`` (released on exit) or a PacsError saying why not."""
     ae = _make_ae(node, dimse_timeout or node.timeout_s)
     for cx in contexts:
@@ -209,32 +315,38 @@ def _association(node: PacsNode, contexts: Sequence[Any], *, roles: Sequence[Any
             ae.add_requested_context(cx, UNCOMPRESSED)
         else:
             ae.add_requested_context(cx.abstract_syntax, cx.transfer_syntax)
-    watch = _AssocWatch()
+    watch = _AssocWatch(guard=guard)
     t0 = time.monotonic()
     assoc = None
     try:
-        assoc = ae.associate(node.host, int(node.port), ae_title=node.ae_title, ext_neg=list(roles) or None,
-                             evt_handlers=watch.handlers() + list(handlers))
+        assoc = _associate_cancellable(ae, node, roles, watch.handlers() + list(handlers), guard)
+    except PacsCancelled:
+        raise
     except Exception as exc:  # bad address and the like
         log.warning("association with %s failed: %s", node.label, type(exc).__name__)
         ae.shutdown()
         if isinstance(exc, (OSError, ValueError)):
-            raise PacsError(_connect_problem(node)) from None
+            raise PacsError(tls_problem(node, None, exc) or _connect_problem(node)) from None
         raise PacsError(f"{node.label} could not be contacted ({type(exc).__name__}: {exc}).") from None
     if not assoc.is_established:
+        ae.shutdown()
+        if guard.is_set():
+            raise PacsCancelled(f"Cancelled while connecting to {node.label}.")
         msg = _association_problem(node, assoc, watch, time.monotonic() - t0)
         log.warning("%s", msg)
-        ae.shutdown()
         raise PacsError(msg)
     assoc._bvn_watch = watch  # type: ignore[attr-defined]
     try:
         yield assoc
     finally:
-        try:
-            if assoc.is_established:
-                assoc.release()
-        except Exception:
-            assoc.abort()
+        if guard.is_set():
+            _kill(assoc)
+        else:
+            try:
+                if assoc.is_established:
+                    assoc.release()
+            except Exception:
+                assoc.abort()
         ae.shutdown()
 
 
@@ -289,27 +401,41 @@ def _status_problem(node: PacsNode, what: str, status: int, table: dict[int, Opt
 
 
 # ====================================================================== echo and query
-def _echo(node: PacsNode) -> float:
+def _echo(node: PacsNode, cancel: CancelLike = None) -> float:
+    """C-ECHO, then a real C-FIND (study level, an unknown Study Instance UID) on a new association, so a
+    PACS that answers the echo but refuses this workstation's queries fails the test with that reason."""
     t0 = time.monotonic()
-    with _association(node, [Verification]) as assoc:
-        t1 = time.monotonic()
-        status = assoc.send_c_echo()
-        if not status or "Status" not in status:
-            raise PacsError(_lost(node, assoc, "C-ECHO", time.monotonic() - t1, node.timeout_s))
-        if status.Status != 0x0000:
-            raise PacsError(f"{node.label} answered the C-ECHO with status 0x{status.Status:04X}.")
-    elapsed = time.monotonic() - t0
-    log.info("C-ECHO to %s: ok in %.3f s", node.label, elapsed)
+    with _Guard(cancel) as guard:
+        with _association(node, [Verification], guard=guard) as assoc:
+            t1 = time.monotonic()
+            status = assoc.send_c_echo()
+            if guard.is_set():
+                raise PacsCancelled(f"Cancelled while testing {node.label}.")
+            if not status or "Status" not in status:
+                raise PacsError(_lost(node, assoc, "C-ECHO", time.monotonic() - t1, node.timeout_s))
+            if status.Status != 0x0000:
+                raise PacsError(f"{node.label} answered the C-ECHO with status 0x{status.Status:04X}.")
+        elapsed = time.monotonic() - t0
+        probe = {"StudyInstanceUID": generate_uid(prefix="2.25."), "PatientID": ""}
+        try:
+            _find(node, "STUDY", probe, "C-FIND (study)", 1, guard)
+        except PacsCancelled:
+            raise
+        except PacsError as exc:
+            raise PacsError(f"{node.label} answers the C-ECHO but not a query: {exc}") from None
+    log.info("C-ECHO and C-FIND to %s: ok in %.3f s", node.label, elapsed)
     return elapsed
 
 
 def _c_find(node: PacsNode, assoc: Any, identifier: Dataset, what: str, max_results: int,
-            cancel: CancelLike = None) -> MatchList:
+            guard: _Guard = _NO_GUARD) -> MatchList:
     out = MatchList()
     t_last = time.monotonic()
     model = StudyRootQueryRetrieveInformationModelFind
     stopping = False
     for status, ident in assoc.send_c_find(identifier, model, msg_id=1):
+        if guard.is_set():
+            raise PacsCancelled(f"Cancelled the {what} on {node.label}.")
         if not status or "Status" not in status:
             if stopping:
                 break  # the PACS ignored the C-CANCEL; keep what we have
@@ -321,8 +447,8 @@ def _c_find(node: PacsNode, assoc: Any, identifier: Dataset, what: str, max_resu
                 continue  # drain until the final response
             if ident is not None:
                 out.append(ident)
-            if len(out) >= max_results or _is_cancelled(cancel):
-                out.truncated = len(out) >= max_results
+            if len(out) >= max_results:
+                out.truncated = True
                 stopping = True
                 try:
                     assoc.send_c_cancel(1, query_model=model)
@@ -348,311 +474,280 @@ def _find_identifier(level: str, **values: Any) -> Dataset:
     return ds
 
 
+def _find(node: PacsNode, level: str, keys: dict[str, Any], what: str, max_results: int,
+          guard: _Guard = _NO_GUARD) -> MatchList:
+    """One C-FIND on its own association (so no answer of an earlier query can be mixed into it)."""
+    with _association(node, [StudyRootQueryRetrieveInformationModelFind], guard=guard) as assoc:
+        return _c_find(node, assoc, _find_identifier(level, **keys), what, max_results, guard)
+
+
 def _find_studies(node: PacsNode, keys: dict[str, Any], max_results: int, cancel: CancelLike) -> MatchList:
-    with _association(node, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
-        found = _c_find(node, assoc, _find_identifier("STUDY", **keys), "C-FIND (study)", max_results, cancel)
+    with _Guard(cancel) as guard:
+        found = _find(node, "STUDY", keys, "C-FIND (study)", max_results, guard)
     studies = MatchList(_study_from(ds) for ds in found)
     studies.truncated = found.truncated
     return studies
 
 
-def _find_series(node: PacsNode, study_uid: Optional[str], keys: dict[str, Any], max_results: int) -> MatchList:
+def _find_series(node: PacsNode, study_uid: Optional[str], keys: dict[str, Any], max_results: int,
+                 cancel: CancelLike = None) -> MatchList:
     keys = dict(keys, StudyInstanceUID=study_uid or keys.get("StudyInstanceUID", ""))
     keys.setdefault("SeriesInstanceUID", "")
-    with _association(node, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
-        found = _c_find(node, assoc, _find_identifier("SERIES", **keys), "C-FIND (series)", max_results)
+    with _Guard(cancel) as guard:
+        found = _find(node, "SERIES", keys, "C-FIND (series)", max_results, guard)
     out = MatchList(_series_from(ds, study_uid or "") for ds in found)
     out.truncated = found.truncated
     return out
 
 
-def _find_series_by_uids(node: PacsNode, rest: Sequence[str]) -> MatchList:
+def _find_series_by_uids(node: PacsNode, rest: Sequence[str], cancel: CancelLike = None) -> MatchList:
     found = MatchList()
-    with _association(node, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
+    with _Guard(cancel) as guard:
         # UID list matching (PS3.4 C.2.2.2.2), in chunks to keep each request small
         for i in range(0, len(rest), 50):
             chunk = rest[i:i + 50]
             keys = {k: "" for k in SERIES_RETURN_KEYS}
             keys.update(StudyInstanceUID="", SeriesInstanceUID="\\".join(chunk))
-            for ds in _c_find(node, assoc, _find_identifier("SERIES", **keys), "C-FIND (series by UID)",
-                              10 * len(chunk)):
+            for ds in _find(node, "SERIES", keys, "C-FIND (series by UID)", 10 * len(chunk), guard):
                 s = _series_from(ds)
                 if s.series_uid in chunk:
                     found.append(s)
     return found
 
 
-# ====================================================================== receiving (C-GET / C-MOVE SCP)
-class _Receiver:
-    """Writes received C-STORE objects to disk; shared by C-GET (same association) and C-MOVE (local SCP)."""
+def _instance_uids(node: PacsNode, study_uid: str, series_uid: str, guard: _Guard) -> list[str]:
+    keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid, "SOPInstanceUID": ""}
+    found = _find(node, "IMAGE", keys, "C-FIND (images)", 100000, guard)
+    return [u for u in (_text(ds, "SOPInstanceUID") for ds in found) if valid_uid(u)]
 
-    def __init__(self, folder: Path, study_uid: str, series_uids: Optional[Sequence[str]], cancel: CancelLike,
-                 on_file: Callable[[], None]) -> None:
-        self.folder = folder
-        self.study_uid = study_uid
-        self.series_uids = set(series_uids) if series_uids else None
-        self.cancel = cancel
-        self.on_file = on_file
-        self.files: list[Path] = []
-        self.refused = 0
-        self.write_errors: list[str] = []
-        self.lock = threading.Lock()
 
-    def handle_store(self, event) -> int:
+# ====================================================================== retrieve (C-GET / C-MOVE)
+def _store_handler(receiver: Receiver, guard: _Guard) -> Callable[[Any], int]:
+    """The C-STORE handler of a retrieve (C-GET on the same association, C-MOVE on the local SCP)."""
+
+    def handle(event) -> int:
+        if guard.is_set():
+            return 0xA700  # refuse further objects once cancelled (out of resources)
         try:
-            if _is_cancelled(self.cancel):
-                return 0xA700  # refuse further objects once cancelled (out of resources)
             ds = event.dataset
-            study = _text(ds, "StudyInstanceUID")
-            series = _text(ds, "SeriesInstanceUID")
-            if study != self.study_uid or (self.series_uids is not None and series not in self.series_uids):
-                with self.lock:
-                    self.refused += 1
-                return 0xC000  # not asked for (a C-MOVE SCP must not take in strangers' objects)
-            sop = str(event.request.AffectedSOPInstanceUID or _text(ds, "SOPInstanceUID"))
-            target_dir = self.folder / _safe_component(series)
-            target_dir.mkdir(parents=True, exist_ok=True)
-            target = target_dir / f"{_safe_component(sop)}.dcm"
-            tmp = target_dir / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
-            try:
-                with open(tmp, "wb") as fh:
-                    fh.write(event.encoded_dataset(include_meta=True))
-                os.replace(tmp, target)
-            finally:
-                if tmp.exists():
-                    tmp.unlink(missing_ok=True)
-            with self.lock:
-                self.files.append(target)
-            self.on_file()
-            return 0x0000
-        except OSError as exc:
-            with self.lock:
-                self.write_errors.append(exc.strerror or str(exc))
-            return 0xA700
-        except Exception as exc:
-            log.warning("a received object could not be stored: %s", type(exc).__name__)
-            with self.lock:
-                self.write_errors.append(type(exc).__name__)
+            data = event.encoded_dataset(include_meta=True)
+        except Exception as exc:  # undecodable: refuse it, counted as failed by the PACS
+            log.warning("a received object could not be decoded: %s", type(exc).__name__)
             return 0xC000
+        sop = str(event.request.AffectedSOPInstanceUID or _text(ds, "SOPInstanceUID"))
+        ok = receiver.accept(_text(ds, "PatientID"), _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"),
+                             sop, data)
+        return 0x0000 if ok else 0xC000
 
-
-class _CancelWatch:
-    """Polls ``cancel`` while a retrieve runs; on cancel it sends C-CANCEL, then aborts if the PACS goes on."""
-
-    def __init__(self, cancel: CancelLike, assoc: Any, model: str, grace_s: float = 2.0) -> None:
-        self.cancel = cancel
-        self.assoc = assoc
-        self.model = model
-        self.grace_s = grace_s
-        self.msg_id = 1
-        self.fired = False
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def __enter__(self) -> "_CancelWatch":
-        if self.cancel is not None:
-            self._thread = threading.Thread(target=self._run, name="bvn-pacs-cancel", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            if _is_cancelled(self.cancel):
-                self.fired = True
-                try:
-                    if self.assoc.is_established:
-                        self.assoc.send_c_cancel(self.msg_id, query_model=self.model)
-                except Exception:
-                    pass
-                if not self._stop.wait(self.grace_s):
-                    try:
-                        self.assoc.abort()
-                    except Exception:
-                        pass
-                return
+    return handle
 
 
 def _storage_contexts(sop_classes: Sequence[str]) -> tuple[list[Any], list[Any]]:
-    """Presentation contexts (SCP role) for C-GET: uncompressed and compressed per SOP class, within 128."""
-    classes = list(dict.fromkeys(str(c) for c in sop_classes if c))
-    budget = MAX_CONTEXTS - 1
-    contexts: list[Any] = []
-    for uid in classes[:budget]:
-        contexts.append(build_context(uid, UNCOMPRESSED))
+    """Presentation contexts (SCP role) for C-GET, within the 127 a request can hold next to the Q/R model.
+
+    Each SOP class gets one context with the uncompressed syntaxes (the fallback every PACS can make)
+    and then one context per compressed syntax, so the PACS picks the context of the syntax the image is
+    stored in and sends it unconverted (one context listing all compressed syntaxes lets the PACS accept
+    just one of them, and it then cannot send the others)."""
+    classes = list(dict.fromkeys(str(c) for c in sop_classes if c))[:MAX_CONTEXTS - 1]
+    budget = MAX_CONTEXTS - 1 - len(classes)
+    contexts: list[Any] = [build_context(uid, UNCOMPRESSED) for uid in classes]
     for uid in classes:
-        if len(contexts) >= budget:
-            break
-        contexts.append(build_context(uid, COMPRESSED))
-    roles = [build_role(uid, scp_role=True) for uid in classes[:budget]]
+        for ts in COMPRESSED:
+            if budget <= 0:
+                break
+            contexts.append(build_context(uid, [ts]))
+            budget -= 1
+    roles = [build_role(uid, scp_role=True) for uid in classes]
     return contexts, roles
 
 
-def _retrieve_identifier(study_uid: str, series_uid: Optional[str]) -> Dataset:
+def _retrieve_identifier(study_uid: str, series_uid: str, sop_uids: Optional[Sequence[str]] = None) -> Dataset:
     ds = Dataset()
-    if series_uid:
-        ds.QueryRetrieveLevel = "SERIES"
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-    else:
-        ds.QueryRetrieveLevel = "STUDY"
-        ds.StudyInstanceUID = study_uid
+    ds.QueryRetrieveLevel = "IMAGE" if sop_uids else "SERIES"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    if sop_uids:
+        ds.SOPInstanceUID = list(sop_uids)
     return ds
 
 
 def _run_retrieve(node: PacsNode, assoc: Any, method: str, model: str, study_uid: str,
-                  series_uids: Optional[Sequence[str]], result: RetrieveResult, receiver: _Receiver,
-                  progress: Optional[ProgressFn], cancel: CancelLike, expected_each: dict[str, int]) -> None:
-    targets: list[Optional[str]] = list(series_uids) if series_uids else [None]
-    with _CancelWatch(cancel, assoc, model) as watch:
-        for n, series_uid in enumerate(targets, start=1):
-            if _is_cancelled(cancel):
+                  requests: list[tuple[str, Optional[list[str]]]], result: RetrieveResult, guard: _Guard) -> None:
+    """One C-GET or C-MOVE per (series, instance list or None for the whole series)."""
+    for n, (series_uid, sop_uids) in enumerate(requests, start=1):
+        if guard.is_set():
+            result.cancelled = True
+            break
+        ident = _retrieve_identifier(study_uid, series_uid, sop_uids)
+        if method == "C-GET":
+            responses = assoc.send_c_get(ident, model, msg_id=n)
+        else:
+            responses = assoc.send_c_move(ident, node.destination_ae, model, msg_id=n)
+        t_last = time.monotonic()
+        last_counts = (0, 0, 0)
+        for status, _ident in responses:
+            if guard.is_set():
                 result.cancelled = True
                 break
-            watch.msg_id = n
-            ident = _retrieve_identifier(study_uid, series_uid)
-            if method == "C-GET":
-                responses = assoc.send_c_get(ident, model, msg_id=n)
-            else:
-                responses = assoc.send_c_move(ident, node.destination_ae, model, msg_id=n)
-            t_last = time.monotonic()
-            last_counts = (0, 0, 0)
-            for status, _ident in responses:
-                if not status or "Status" not in status:
-                    if watch.fired or _is_cancelled(cancel):
-                        result.cancelled = True
-                    else:
-                        result.problems.append(_lost(node, assoc, method, time.monotonic() - t_last,
-                                                     node.retrieve_timeout_s))
-                    break
-                t_last = time.monotonic()
-                code = int(status.Status)
-                counts = (_int(status, "NumberOfCompletedSuboperations") or 0,
-                          _int(status, "NumberOfFailedSuboperations") or 0,
-                          _int(status, "NumberOfWarningSuboperations") or 0)
-                remaining = _int(status, "NumberOfRemainingSuboperations")
-                if code in (0xFF00, 0xFF01):
-                    last_counts = counts
-                    if remaining is not None and series_uid is not None:
-                        total = sum(counts) + remaining
-                        expected_each[series_uid] = max(expected_each.get(series_uid, 0), total)
-                    continue
-                last_counts = counts if any(counts) or code == 0x0000 else last_counts
-                if code == 0xFE00:
-                    result.cancelled = True
-                elif code == 0x0000:
-                    pass
-                elif code in (0xB000,):
-                    pass  # some sub-operations failed: counted below
-                elif watch.fired or _is_cancelled(cancel):
-                    result.cancelled = True  # the PACS reports the refused rest as failed
-                else:
-                    problem = _status_problem(node, method, code, _RETRIEVE_STATUS, _text(status, "ErrorComment"))
-                    if method == "C-MOVE" and code != 0xA801 and not any(counts):
-                        problem += (f" Check that the PACS knows the move destination '{node.destination_ae}' with "
-                                    f"this computer's address and port {node.local_port}, or use C-GET.")
-                    result.problems.append(problem)
-            result.completed += last_counts[0]
-            result.failed += last_counts[1]
-            result.warnings += last_counts[2]
-            if result.cancelled or (result.problems and not assoc.is_established):
+            if not status or "Status" not in status:
+                result.problems.append(_lost(node, assoc, method, time.monotonic() - t_last,
+                                             node.retrieve_timeout_s))
                 break
-        if watch.fired:
-            result.cancelled = True
+            t_last = time.monotonic()
+            code = int(status.Status)
+            counts = (_int(status, "NumberOfCompletedSuboperations") or 0,
+                      _int(status, "NumberOfFailedSuboperations") or 0,
+                      _int(status, "NumberOfWarningSuboperations") or 0)
+            if code in (0xFF00, 0xFF01):
+                last_counts = counts
+                continue
+            last_counts = counts if any(counts) or code == 0x0000 else last_counts
+            if code == 0xFE00:
+                result.cancelled = True
+            elif code in (0x0000, 0xB000):
+                pass  # B000: some sub-operations failed, counted below
+            else:
+                problem = _status_problem(node, method, code, _RETRIEVE_STATUS, _text(status, "ErrorComment"))
+                if method == "C-MOVE" and code != 0xA801 and not any(counts):
+                    problem += (f" Check that the PACS knows the move destination '{node.destination_ae}' with "
+                                f"this computer's address and port {node.local_port}, or use C-GET.")
+                result.problems.append(problem)
+        result.completed += last_counts[0]
+        result.failed += last_counts[1]
+        result.warnings += last_counts[2]
+        if result.cancelled or (result.problems and not assoc.is_established):
+            break
+
+
+def _study_and_series(node: PacsNode, study_uid: str, guard: _Guard,
+                      result: RetrieveResult) -> tuple[Optional[Any], list[Any]]:
+    """The study and its series, each from its own C-FIND on its own association; when the study's
+    series count and the series listed disagree, the series are asked once more."""
+    keys = {k: "" for k in STUDY_RETURN_KEYS}
+    keys["StudyInstanceUID"] = study_uid
+    studies = [s for s in (_study_from(ds) for ds in _find(node, "STUDY", keys, "C-FIND (study)", 5, guard))
+               if s.study_uid == study_uid]
+    if not studies:
+        return None, []
+    study = studies[0]
+    series_keys = {k: "" for k in SERIES_RETURN_KEYS}
+    series_keys.update(StudyInstanceUID=study_uid, SeriesInstanceUID="")
+    series: list[Any] = []
+    for _attempt in range(2):
+        found = _find(node, "SERIES", series_keys, "C-FIND (series)", 5000, guard)
+        series = valid_matches((_series_from(ds, study_uid) for ds in found), "series_uid")
+        series = [s for s in series if s.study_uid == study_uid]
+        if study.n_series is None or len({s.series_uid for s in series}) == study.n_series:
+            break
+    if study.n_series is not None and len({s.series_uid for s in series}) != study.n_series:
+        result.problems.append(f"{node.label} lists {len(series)} series for a study it says has "
+                               f"{study.n_series}; the study may be incomplete on the PACS.")
+    return study, series
 
 
 def _retrieve(node: PacsNode, study_uid: str, series_uids: Optional[Sequence[str]], result: RetrieveResult,
               progress: Optional[ProgressFn], cancel: CancelLike) -> RetrieveResult:
+    """Retrieve series by series; every series is compared with the number of instances the PACS promised
+    (a short one is kept apart, see :mod:`.received`); what an earlier short retrieve into the same folder
+    left is kept and only the missing instances are asked for."""
     method, folder = result.method, result.folder
-    # what to expect (counts for progress and completeness; SOP classes for C-GET)
-    _report(progress, 0.0, f"Asking {node.display_name} for the study...")
-    with _association(node, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
-        keys = {k: "" for k in STUDY_RETURN_KEYS}
-        keys["StudyInstanceUID"] = study_uid
-        studies = _c_find(node, assoc, _find_identifier("STUDY", **keys), "C-FIND (study)", 5)
-        series_keys = {k: "" for k in SERIES_RETURN_KEYS}
-        series_keys.update(StudyInstanceUID=study_uid, SeriesInstanceUID="")
-        series_found = [_series_from(ds, study_uid) for ds in
-                        _c_find(node, assoc, _find_identifier("SERIES", **series_keys), "C-FIND (series)", 5000)]
-    if not studies:
-        result.problems.append(f"{node.label} does not have the requested study.")
-        return result
-    _register_identifiers([_study_from(studies[0])])
-    counts = {s.series_uid: s.n_instances or 0 for s in series_found}
-    if series_uids:
-        missing = [u for u in series_uids if u not in counts]
-        if missing:
-            result.problems.append(f"{node.label} does not have {len(missing)} of the {len(series_uids)} "
-                                   "requested series.")
-        wanted = [u for u in series_uids if u in counts]
-        if not wanted:
+    with _Guard(cancel) as guard:
+        try:
+            _report(progress, 0.0, f"Asking {node.display_name} for the study...")
+            study, series_found = _study_and_series(node, study_uid, guard, result)
+            if study is None:
+                result.problems.append(f"{node.label} does not have the requested study.")
+                return result
+            _register_identifiers([study])
+            counts = {s.series_uid: s.n_instances for s in series_found}
+            if series_uids:
+                missing = [u for u in series_uids if u not in counts]
+                if missing:
+                    result.problems.append(f"{node.label} does not have {len(missing)} of the {len(series_uids)} "
+                                           "requested series.")
+                wanted = [u for u in series_uids if u in counts]
+            else:
+                wanted = list(counts)
+            if not wanted:
+                if not series_uids:
+                    result.problems.append(f"{node.label} lists no series for the study.")
+                return result
+            total = sum(counts[u] or 0 for u in wanted)
+
+            def on_file(n: int) -> None:
+                _report(progress, n / total if total else 0.0,
+                        f"Received {n} of {total} image(s)" if total else f"Received {n} image(s)")
+
+            receiver = Receiver(folder, study_uid, wanted, patient_id=study.patient_id if study.patient_id else None,
+                                on_file=on_file)
+            requests: list[tuple[str, Optional[list[str]]]] = []
+            for uid in wanted:
+                have = receiver.have(uid)
+                if not have:
+                    requests.append((uid, None))
+                    continue
+                todo = [u for u in _instance_uids(node, study_uid, uid, guard) if u not in have]
+                for i in range(0, len(todo), RESUME_CHUNK):
+                    requests.append((uid, todo[i:i + RESUME_CHUNK]))
+            handler = _store_handler(receiver, guard)
+            if method == "C-GET":
+                classes = study.sop_classes or COMMON_STORAGE_CLASSES
+                contexts, roles = _storage_contexts(classes)
+                model = StudyRootQueryRetrieveInformationModelGet
+                if requests:
+                    with _association(node, [model] + contexts, roles=roles, handlers=[(evt.EVT_C_STORE, handler)],
+                                      dimse_timeout=node.retrieve_timeout_s, guard=guard) as assoc:
+                        _run_retrieve(node, assoc, method, model, study_uid, requests, result, guard)
+            elif requests:
+                _move(node, study_uid, requests, result, handler, guard)
+            # second count: the series that look short are asked again (the PACS may still be receiving)
+            short = [u for u in wanted if counts[u] is not None and len(receiver.have(u)) < counts[u]]
+            if short and not guard.is_set():
+                again = {s.series_uid: s.n_instances for s in _study_and_series(node, study_uid, guard, result)[1]}
+                for u in short:
+                    if again.get(u) is not None and again[u] != counts[u]:
+                        result.problems.append(f"{node.label} changed the number of images of a series during the "
+                                               f"retrieve ({counts[u]}, then {again[u]}).")
+                        counts[u] = max(counts[u] or 0, again[u])
+        except PacsCancelled:
+            result.cancelled = True
             return result
-    else:
-        # series by series: one series the PACS cannot send does not stop the others (and progress is finer);
-        # the whole study at once only when the PACS lists no series
-        wanted = [s.series_uid for s in series_found if s.series_uid] or None
-    result.expected = sum(counts[u] for u in (wanted or counts))
-
-    def on_file() -> None:
-        n = len(receiver.files)
-        total = result.expected
-        _report(progress, n / total if total else 0.0,
-                f"Received {n} of {total} image(s)" if total else f"Received {n} image(s)")
-
-    receiver = _Receiver(folder, study_uid, wanted, cancel, on_file)
-    expected_each = {u: counts.get(u, 0) for u in (wanted or [])}
-    if method == "C-GET":
-        classes = _values(studies[0], "SOPClassesInStudy") or COMMON_STORAGE_CLASSES
-        contexts, roles = _storage_contexts(classes)
-        model = StudyRootQueryRetrieveInformationModelGet
-        with _association(node, [model] + contexts, roles=roles,
-                          handlers=[(evt.EVT_C_STORE, receiver.handle_store)],
-                          dimse_timeout=node.retrieve_timeout_s) as assoc:
-            _run_retrieve(node, assoc, method, model, study_uid, wanted, result, receiver, progress, cancel,
-                          expected_each)
-    else:
-        model = StudyRootQueryRetrieveInformationModelMove
-        scp = AE(ae_title=node.destination_ae)
-        scp.supported_contexts = [build_context(cx.abstract_syntax, ALL_SYNTAXES)
-                                  for cx in AllStoragePresentationContexts]
-        scp.acse_timeout = scp.dimse_timeout = scp.network_timeout = float(node.retrieve_timeout_s)
-        bind = "127.0.0.1" if _is_loopback(node.host) else ""
-        try:
-            server = scp.start_server((bind, int(node.local_port)), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, receiver.handle_store),
-                                                    (evt.EVT_CONN_OPEN, _no_delay)])
-        except OSError as exc:
-            scp.shutdown()
-            raise PacsError(f"Cannot receive images from {node.label} by C-MOVE: the local port {node.local_port} "
-                            f"cannot be opened ({exc.strerror or exc}); close the program using it or choose "
-                            "another port (and tell the PACS).") from None
-        try:
-            with _association(node, [model], dimse_timeout=node.retrieve_timeout_s) as assoc:
-                _run_retrieve(node, assoc, method, model, study_uid, wanted, result, receiver, progress, cancel,
-                              expected_each)
-        finally:
-            server.shutdown()
-            scp.shutdown()
-    result.files = sorted(receiver.files)
-    if receiver.write_errors:
-        result.problems.append(f"{len(receiver.write_errors)} image(s) could not be written to {folder}: "
-                               f"{receiver.write_errors[0]}.")
-    if receiver.refused:
-        result.problems.append(f"{receiver.refused} object(s) that were not asked for were refused.")
-    result.expected = max(result.expected, sum(expected_each.values()))
+        if guard.is_set():
+            result.cancelled = True
+        receiver.finish(result, {u: counts[u] for u in wanted}, node.label)
     return result
 
 
-def _is_loopback(host: str) -> bool:
+def _move(node: PacsNode, study_uid: str, requests: list, result: RetrieveResult, handler: Callable,
+          guard: _Guard) -> None:
+    """C-MOVE to a storage SCP started here for the time of the retrieve, listening on
+    ``node.local_bind`` (loopback by default) and ``node.local_port``."""
+    model = StudyRootQueryRetrieveInformationModelMove
+    scp = AE(ae_title=node.destination_ae)
+    scp.supported_contexts = [build_context(cx.abstract_syntax, ALL_SYNTAXES) for cx in AllStoragePresentationContexts]
+    scp.acse_timeout = scp.dimse_timeout = scp.network_timeout = float(node.retrieve_timeout_s)
+    scp.maximum_pdu_size = int(node.max_pdu)
     try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(i[4][0].startswith("127.") or i[4][0] == "::1" for i in infos)
+        server = scp.start_server((node.local_bind, int(node.local_port)), block=False,
+                                  ssl_context=server_tls_context(node),
+                                  evt_handlers=[(evt.EVT_C_STORE, handler), (evt.EVT_CONN_OPEN, _no_delay)])
+    except OSError as exc:
+        scp.shutdown()
+        raise PacsError(f"Cannot receive images from {node.label} by C-MOVE: the local port {node.local_port} "
+                        f"on {node.local_bind or 'every interface'} cannot be opened ({exc.strerror or exc}); "
+                        "close the program using it or choose another port or interface (and tell the "
+                        "PACS).") from None
+    server.timeout = _Guard.POLL_S
+    try:
+        with _association(node, [model], dimse_timeout=node.retrieve_timeout_s, guard=guard) as assoc:
+            _run_retrieve(node, assoc, "C-MOVE", model, study_uid, requests, result, guard)
+    finally:
+        if guard.is_set():
+            for a in server.active_associations:
+                _kill(a)
+        server.shutdown()
+        scp.shutdown()
 
 
 # ====================================================================== store (C-STORE)
@@ -665,6 +760,16 @@ _STORE_FAIL = {0xA700: "the PACS is out of resources", 0xA900: "the data set doe
 
 def _store(node: PacsNode, paths: Sequence[Path], result: StoreResult, progress: Optional[ProgressFn],
            cancel: CancelLike) -> StoreResult:
+    with _Guard(cancel) as guard:
+        try:
+            return _store_guarded(node, paths, result, progress, guard)
+        except PacsCancelled:
+            result.cancelled = True
+            return result
+
+
+def _store_guarded(node: PacsNode, paths: Sequence[Path], result: StoreResult, progress: Optional[ProgressFn],
+                   guard: _Guard) -> StoreResult:
     t0 = time.monotonic()
     # read headers: SOP class and transfer syntax decide the presentation contexts
     items: list[tuple[Path, str, str]] = []
@@ -695,10 +800,10 @@ def _store(node: PacsNode, paths: Sequence[Path], result: StoreResult, progress:
                        if ((it[1], "u") if it[2] in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
                            else (it[1], it[2])) in members]
         contexts = [build_context(sop, wanted[(sop, key)]) for sop, key in batch]
-        with _association(node, contexts) as assoc:
+        with _association(node, contexts, guard=guard) as assoc:
             accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts}
             for path, sop, ts in batch_items:
-                if _is_cancelled(cancel):
+                if guard.is_set():
                     result.cancelled = True
                     break
                 done += 1
@@ -719,6 +824,9 @@ def _store(node: PacsNode, paths: Sequence[Path], result: StoreResult, progress:
                 except Exception as exc:  # e.g. no context after all
                     result.failed.append((path, f"could not be sent ({type(exc).__name__}: {exc})"))
                     continue
+                if guard.is_set():
+                    result.cancelled = True
+                    break
                 if not status or "Status" not in status:
                     msg = _lost(node, assoc, "C-STORE", time.monotonic() - t1, node.timeout_s)
                     result.failed.append((path, msg))
@@ -782,17 +890,18 @@ class DimseBackend(PacsBackend):
     def default_method(self) -> str:
         return self.node.retrieve_method
 
-    def echo(self) -> float:
-        return _echo(self.node)
+    def echo(self, cancel: CancelLike = None) -> float:
+        return _echo(self.node, cancel)
 
     def find_studies(self, keys: dict[str, Any], max_results: int, cancel: CancelLike = None) -> MatchList:
         return _find_studies(self.node, keys, max_results, cancel)
 
-    def find_series(self, study_uid: Optional[str], keys: dict[str, Any], max_results: int) -> MatchList:
-        return _find_series(self.node, study_uid, keys, max_results)
+    def find_series(self, study_uid: Optional[str], keys: dict[str, Any], max_results: int,
+                    cancel: CancelLike = None) -> MatchList:
+        return _find_series(self.node, study_uid, keys, max_results, cancel)
 
-    def find_series_by_uids(self, series_uids: Sequence[str]) -> MatchList:
-        return _find_series_by_uids(self.node, list(series_uids))
+    def find_series_by_uids(self, series_uids: Sequence[str], cancel: CancelLike = None) -> MatchList:
+        return _find_series_by_uids(self.node, list(series_uids), cancel)
 
     def retrieve(self, study_uid: str, series_uids: Optional[Sequence[str]], result: RetrieveResult,
                  progress: Optional[ProgressFn], cancel: CancelLike) -> RetrieveResult:

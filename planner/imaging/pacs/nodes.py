@@ -51,6 +51,22 @@ class PacsNode:
     dicomweb_url: str = ""
     username: str = ""
     password: str = ""
+    #: Largest PDU this workstation accepts (bytes; 0: no limit). Larger PDUs mean fewer round trips.
+    max_pdu: int = 0
+    #: The interface the C-MOVE storage SCP listens on (loopback unless the PACS is on another computer;
+    #: empty: every interface).
+    local_bind: str = "127.0.0.1"
+    #: DICOM TLS for DIMSE (the PACS's TLS port); DICOMweb uses TLS with an https:// URL.
+    tls: bool = False
+    #: CA bundle (PEM) that signs the PACS's certificate (empty: the system's trusted CAs).
+    tls_ca_file: str = ""
+    #: This workstation's certificate and key (PEM), when the PACS asks for one.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: Allow a password over plain http:// (only to a loopback address, e.g. a local test PACS).
+    allow_http_password: bool = False
+    #: Largest WADO reply accepted for one object (MB).
+    max_object_mb: int = 2048
 
     # ------------------------------------------------------------------
     @property
@@ -76,6 +92,16 @@ class PacsNode:
         out = list(cls.config_problems(self))
         if self.timeout_s <= 0 or self.retrieve_timeout_s <= 0:
             out.append("Timeouts must be positive.")
+        if self.max_pdu != 0 and not (4096 <= self.max_pdu <= 1 << 30):
+            out.append(f"The maximum PDU size {self.max_pdu} is not 0 (no limit) or between 4096 and 2^30 bytes.")
+        if self.max_object_mb <= 0:
+            out.append("The largest object size must be positive.")
+        for what, path in (("CA file", self.tls_ca_file), ("certificate", self.tls_cert_file),
+                           ("key", self.tls_key_file)):
+            if path and not Path(path).is_file():
+                out.append(f"The TLS {what} {path} does not exist.")
+        if self.tls_key_file and not self.tls_cert_file:
+            out.append("A TLS key is given without its certificate.")
         return out
 
     def to_dict(self) -> dict[str, Any]:
