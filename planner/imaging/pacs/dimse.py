@@ -11,6 +11,7 @@ computer's address and that port.
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -166,19 +167,36 @@ class _Guard:
                     assocs = list(self._assocs)
                 for assoc in assocs:
                     _kill(assoc)
-                return
+                break
+        # the association's own reactor thread may take a wake-up message first: repeat it until the
+        # operation has ended
+        while self.fired.is_set() and not self._stop.wait(self.POLL_S):
+            with self._lock:
+                assocs = list(self._assocs)
+            for assoc in assocs:
+                _wake(assoc)
+
+
+def _wake(assoc: Any) -> None:
+    q = getattr(getattr(assoc, "dimse", None), "msg_queue", None)
+    if q is not None and q.empty():
+        q.put((None, None))
 
 
 def _kill(assoc: Any) -> None:
-    """Abort ``assoc`` without waiting and wake whatever waits for its next message."""
+    """Abort ``assoc`` without waiting (a frozen PACS never answers), close its connection and wake
+    whatever waits for its next message."""
     try:
         assoc.abort(block=False)
     except Exception:  # already gone
         pass
-    for q, item in ((getattr(getattr(assoc, "dimse", None), "msg_queue", None), (None, None)),
-                    (getattr(getattr(assoc, "dul", None), "to_user_queue", None), None)):
-        if q is not None:
-            q.put(item)
+    sock = getattr(getattr(assoc, "dul", None), "socket", None)
+    if sock is not None:
+        threading.Timer(0.1, sock.close).start()  # after the A-ABORT had its chance to leave
+    _wake(assoc)
+    q = getattr(getattr(assoc, "dul", None), "to_user_queue", None)
+    if q is not None:
+        q.put(None)
 
 
 _NO_GUARD = _Guard(None)
@@ -728,17 +746,22 @@ def _move(node: PacsNode, study_uid: str, requests: list, result: RetrieveResult
     scp.supported_contexts = [build_context(cx.abstract_syntax, ALL_SYNTAXES) for cx in AllStoragePresentationContexts]
     scp.acse_timeout = scp.dimse_timeout = scp.network_timeout = float(node.retrieve_timeout_s)
     scp.maximum_pdu_size = int(node.max_pdu)
-    try:
-        server = scp.start_server((node.local_bind, int(node.local_port)), block=False,
-                                  ssl_context=server_tls_context(node),
-                                  evt_handlers=[(evt.EVT_C_STORE, handler), (evt.EVT_CONN_OPEN, _no_delay)])
-    except OSError as exc:
-        scp.shutdown()
-        raise PacsError(f"Cannot receive images from {node.label} by C-MOVE: the local port {node.local_port} "
-                        f"on {node.local_bind or 'every interface'} cannot be opened ({exc.strerror or exc}); "
-                        "close the program using it or choose another port or interface (and tell the "
-                        "PACS).") from None
-    server.timeout = _Guard.POLL_S
+    server = None
+    deadline = time.monotonic() + 1.5  # a cancelled retrieve's server may still be closing (0.5 s poll)
+    while server is None:
+        try:
+            server = scp.start_server((node.local_bind, int(node.local_port)), block=False,
+                                      ssl_context=server_tls_context(node),
+                                      evt_handlers=[(evt.EVT_C_STORE, handler), (evt.EVT_CONN_OPEN, _no_delay)])
+        except OSError as exc:
+            if getattr(exc, "errno", None) == errno.EADDRINUSE and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            scp.shutdown()
+            raise PacsError(f"Cannot receive images from {node.label} by C-MOVE: the local port {node.local_port} "
+                            f"on {node.local_bind or 'every interface'} cannot be opened ({exc.strerror or exc}); "
+                            "close the program using it or choose another port or interface (and tell the "
+                            "PACS).") from None
     try:
         with _association(node, [model], dimse_timeout=node.retrieve_timeout_s, guard=guard) as assoc:
             _run_retrieve(node, assoc, "C-MOVE", model, study_uid, requests, result, guard)
@@ -746,8 +769,11 @@ def _move(node: PacsNode, study_uid: str, requests: list, result: RetrieveResult
         if guard.is_set():
             for a in server.active_associations:
                 _kill(a)
-        server.shutdown()
-        scp.shutdown()
+            # the server's accept loop notices a shutdown within 0.5 s: not worth waiting for after a cancel
+            threading.Thread(target=lambda: (server.shutdown(), scp.shutdown()), daemon=True).start()
+        else:
+            server.shutdown()
+            scp.shutdown()
 
 
 # ====================================================================== store (C-STORE)
