@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap, QRegion, QTransform
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen, QPixmap, QRegion, QTransform
 from PySide6.QtWidgets import QMenu, QSizePolicy, QWidget
 
 from planner.document import PlanEditError
@@ -229,6 +229,19 @@ class ImageCanvas(QWidget):
 
     def hover_info(self, pos: QPointF) -> str:
         return ""
+
+    def window_presets(self) -> list[tuple[str, WindowLevel]]:
+        """The window/level presets offered for this view's image (name, window)."""
+        return [("Automatic (0.1-99.9 percentile)", self.auto_window())] if self.has_image() else []
+
+    def fill_window_menu(self, menu: QMenu) -> None:
+        """The window/level presets of this view as checkable menu entries (the toolbar's W/L presets
+        button and the context menu)."""
+        for name, wl in self.window_presets():
+            act = menu.addAction(name, lambda w=wl: self.set_window(w))
+            act.setCheckable(True)
+            act.setChecked(self.window is not None and abs(self.window.center - wl.center) < 1e-6
+                           and abs(self.window.width - wl.width) < 1e-6)
 
     def context_menu_actions(self, menu: QMenu) -> None:
         pass
@@ -598,6 +611,13 @@ class ImageCanvas(QWidget):
         lh = fm.height()
         w, h = self.width(), self.height()
         m = 6
+        # the corner texts keep clear of the orientation letters: no line beside the top or bottom letter
+        # reaches it, and no corner reaches down (or up) to the letters at mid-height of the sides
+        letters = self.edge_letters()
+        lfm = QFontMetrics(self._letter_font)
+        letter_h = lfm.height()
+        gap = 8
+        side_lines = max(1, int((h / 2.0 - letter_h / 2.0 - gap - m) // lh))
         # small views keep the essentials: one line per corner, and the right corners only when the
         # left and right texts fit side by side
         compact = w < 460 or h < 300
@@ -618,14 +638,33 @@ class ImageCanvas(QWidget):
                         max((fm.horizontalAdvance(t) for t, _ in other[:1] if t), default=0) + 3 * m + 30
                     if need > w:
                         lines = []
+            if len(lines) > side_lines:  # keep the first and the last lines (image number, window/level)
+                lines = lines[:side_lines - 1] + lines[-1:] if side_lines > 1 else lines[:1]
+            top = corner.startswith("top")
+            edge = "top" if top else "bottom"
+            letter_w = lfm.horizontalAdvance(letters.get(edge, "")) if letters.get(edge) else 0
+            beside = (w - letter_w) / 2.0 - m - gap if letter_w else w - 2 * m
+
+            def from_edge(idx: int) -> int:  # lines between this one and the view's top or bottom edge
+                return idx if top else len(lines) - 1 - idx
+
+            # a line that does not fit beside the letter moves the corner's lines past the letter instead
+            shift = 0.0
+            if letter_w and any(from_edge(i) * lh < letter_h + 2 and fm.horizontalAdvance(t) > beside
+                                for i, (t, _) in enumerate(lines)):
+                shift = letter_h + 2
+                if len(lines) >= side_lines:
+                    lines = lines[:-1] if top else lines[1:]
             for idx, (text, color) in enumerate(lines):
-                text = fm.elidedText(text, Qt.TextElideMode.ElideRight, max(20, w - 2 * m))
+                if top:
+                    y = m + fm.ascent() + idx * lh + shift
+                else:
+                    y = h - m - fm.descent() - (len(lines) - 1 - idx) * lh - shift
+                near_letter = not shift and from_edge(idx) * lh < letter_h + 2
+                room = beside if near_letter else w - 2 * m
+                text = fm.elidedText(text, Qt.TextElideMode.ElideRight, int(max(20, room)))
                 tw = fm.horizontalAdvance(text)
                 x = m if corner.endswith("left") else w - m - tw
-                if corner.startswith("top"):
-                    y = m + fm.ascent() + idx * lh
-                else:
-                    y = h - m - fm.descent() - (len(lines) - 1 - idx) * lh
                 self.draw_text(p, QPointF(x, y), text, color)
 
     # ================================================================== mouse
@@ -753,7 +792,11 @@ class ImageCanvas(QWidget):
         if handle.kind == "measurement":
             self.selected_measurement = handle.key[0]
         elif handle.kind == "trajectory":
-            self.session.set_active_trajectory(handle.key[0])
+            from planner.views.trajectory_views import active_trajectory
+
+            current = active_trajectory(self.session)  # the selected one, else the plan's first
+            if current is None or current.id != handle.key[0]:
+                self.session.set_active_trajectory(handle.key[0])
 
     def _hover(self, handle: Optional[Handle], modifiers: Qt.KeyboardModifier) -> None:
         """Hovering a handle says what a drag would move (status bar, tooltip, a ring around it) and

@@ -16,8 +16,18 @@ from PySide6.QtCore import QSettings
 
 from planner.imaging.volume import Volume, WindowLevel
 from planner.logsafe import data_dir
+from planner.trajectory import is_ct
 
 log = logging.getLogger(__name__)
+
+#: Display windows for CT in Hounsfield units (centre, width): OHIF's soft-tissue and bone presets
+#: (viewer-conventions.md 1.6, OHIF ``windowLevelPresets.js``). Display choices, not clinical numbers.
+CT_WINDOWS: dict[str, WindowLevel] = {
+    "CT bone": WindowLevel(480.0, 2500.0, "preset:CT bone"),
+    "CT soft tissue": WindowLevel(40.0, 400.0, "preset:CT soft tissue"),
+}
+#: The window a CT without a window in its header opens with (spine planning reads bone).
+CT_DEFAULT_WINDOW = "CT bone"
 
 
 def settings_path() -> str:
@@ -36,7 +46,7 @@ def sequence_of(volume: Volume, role: str = "") -> str:
     if role:
         return role
     info = volume.info
-    if info.modality.upper() == "CT":
+    if is_ct(volume):  # the modality tag, or (research files without one) the intensity range
         return "CT"
     desc = (info.series_description or "").upper()
     if "STIR" in desc:
@@ -86,10 +96,23 @@ class PresetStore:
         self.settings.sync()
 
     def presets_for(self, volume: Volume, sequence: str) -> list[tuple[str, WindowLevel]]:
-        """Header windows, the automatic range, then the user's presets for this sequence."""
+        """Header windows, the CT presets (bone, soft tissue) for a CT, the automatic range, then the
+        user's presets for this sequence."""
         out: list[tuple[str, WindowLevel]] = []
         for idx, w in enumerate(volume.info.header_windows):
             out.append((f"Header {idx + 1} (W {w.width:g} L {w.center:g})", WindowLevel(w.center, w.width, "header")))
+        if is_ct(volume):
+            out += [(f"{name} (W {w.width:g} L {w.center:g})", w) for name, w in CT_WINDOWS.items()]
         out.append(("Automatic (0.1-99.9 percentile)", volume.auto_window()))
         out.extend(self.user_presets(sequence))
         return out
+
+
+def default_window(volume: Volume) -> WindowLevel:
+    """The window a volume opens with: the header's first window, else the CT bone window for a CT
+    (also one recognised by its intensity range), else the automatic percentile range."""
+    if volume.info.header_windows:
+        return volume.info.header_windows[0]
+    if is_ct(volume):
+        return CT_WINDOWS[CT_DEFAULT_WINDOW]
+    return volume.auto_window()

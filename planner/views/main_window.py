@@ -23,11 +23,13 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -190,7 +192,10 @@ class MainWindow(QMainWindow):
         saved_layout = None
         if restore_state:
             saved_layout = self._restore_settings()
-        layout = initial_layout or saved_layout or "planning"
+        reviewer = self.settings.value("review/name", "", type=str) if restore_state else ""
+        if reviewer:  # the name this user reviews under (comments, sign-off, audit trail)
+            self.session.document.user = reviewer
+        layout = initial_layout or self._layout_showing_images(saved_layout or "planning")
         self.place_cursor()
         self.set_layout(layout if layout in LAYOUTS else "planning")
         self._update_title()
@@ -349,6 +354,17 @@ class MainWindow(QMainWindow):
         tb.addSeparator()
         for tool in TOOLS:
             tb.addAction(self.actions[f"tool.{tool}"])
+        self.wl_menu = QMenu("Window/level presets", self)
+        self.wl_menu.setToolTipsVisible(True)
+        self.wl_menu.aboutToShow.connect(self._fill_wl_menu)
+        self.wl_button = QToolButton(self)
+        self.wl_button.setObjectName("wlPresets")
+        self.wl_button.setText("W/L presets")
+        self.wl_button.setToolTip("Window/level presets of the focused view: header windows, CT bone and soft "
+                                  "tissue, automatic, and your presets per sequence")
+        self.wl_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.wl_button.setMenu(self.wl_menu)
+        tb.addWidget(self.wl_button)
         tb.addSeparator()
         tb.addAction(self.actions["view.reset"])
         self.toolbar = tb
@@ -359,6 +375,17 @@ class MainWindow(QMainWindow):
                  "view.reset": "Reset"}
         for name, text in short.items():
             self.actions[name].setIconText(text)
+
+    def _fill_wl_menu(self) -> None:
+        self.wl_menu.clear()
+        view = self.views.focused_canvas()
+        if view is None or not view.has_image():
+            act = self.wl_menu.addAction("(click a view with an image first)")
+            act.setEnabled(False)
+            return
+        title = self.wl_menu.addAction(f"For the {getattr(view, 'title', 'focused')} view")
+        title.setEnabled(False)
+        view.fill_window_menu(self.wl_menu)
 
     def _build_statusbar(self) -> None:
         sb = self.statusBar()
@@ -596,7 +623,17 @@ class MainWindow(QMainWindow):
         n = self.session.add_images(images)
         self.place_cursor()
         self.views.assign_series()
+        layout = self._layout_showing_images(self.views.current)
+        if layout != self.views.current:
+            self.set_layout(layout)
         return n
+
+    def _layout_showing_images(self, layout: str) -> str:
+        """``layout``, unless it would show none of the open images: fluoroscopy (RF/XA) alone opens in
+        the fluoroscopy layout, not in four empty slice views."""
+        if layout != "fluoro" and self.session.projections() and not self.session.volumes():
+            return "fluoro"
+        return layout
 
     def receive_images(self, images: dict) -> list[str]:
         """Images from an import: those of this window's patient are added; for each other patient
@@ -747,12 +784,19 @@ class MainWindow(QMainWindow):
             series.series_activated.connect(self.show_series)
             series.set_deidentified(self.ctx.deidentified)
             self.ctx.display_changed.connect(lambda: series.set_deidentified(self.ctx.deidentified))
+        if "Review" in added:
+            self.panels["Review"].reviewer_changed.connect(self._remember_reviewer)
         if "Levels" in added:
             levels = self.panels["Levels"]
             levels.hint_requested.connect(lambda name: self.ctx.request_point(
                 f"Click inside {name} in a slice view", levels.provide_hint, levels.cancel_hint))
             levels.hint_cancelled.connect(self.ctx.cancel_point_request)
         return added
+
+    def _remember_reviewer(self, name: str) -> None:
+        if self.persist_state:
+            self.settings.setValue("review/name", name)
+            self.settings.sync()
 
     def show_series(self, key: str) -> None:
         """Show a series in the views: a volume in the planning slice views, a projection in the

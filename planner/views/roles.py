@@ -7,11 +7,23 @@ from typing import Optional
 
 from planner.imaging.volume import Volume
 from planner.session import Session, series_role
+from planner.trajectory import is_ct
 
 
 def guess_role(image) -> str:
     """The role a loaded series most likely has (the core's :func:`planner.session.series_role`)."""
     return series_role(image)
+
+
+def modality_text(image) -> str:
+    """The modality shown for a series; a CT recognised by its intensities (no modality tag, e.g.
+    a NIfTI file) says so."""
+    mod = image.info.modality
+    if mod:
+        return mod
+    if isinstance(image, Volume) and is_ct(image):
+        return "CT (by intensity range)"
+    return "?"
 
 
 def role_of(session: Session, key: str) -> str:

@@ -13,10 +13,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from planner.document import PlanChange
-from planner.imaging.volume import ProjectionImage, Volume
+from planner.imaging.volume import ProjectionImage
 from planner.session import Session, patient_identity
-from planner.trajectory import is_ct
 from planner.views.panel import PlanPanel
+from planner.views.roles import modality_text, role_of
 
 #: Item data role holding the series key of a series row.
 KEY_ROLE = Qt.ItemDataRole.UserRole
@@ -24,17 +24,6 @@ KEY_ROLE = Qt.ItemDataRole.UserRole
 
 def _date(d: str) -> str:
     return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
-
-
-def modality_text(image: Any) -> str:
-    """The modality shown for a series; a CT recognised by its intensities (no modality tag, e.g.
-    NIfTI) says so."""
-    mod = image.info.modality
-    if mod:
-        return mod
-    if isinstance(image, Volume) and is_ct(image):
-        return "CT (by intensity range)"
-    return "?"
 
 
 class SeriesPanel(PlanPanel):
@@ -96,8 +85,6 @@ class SeriesPanel(PlanPanel):
     def refresh(self) -> None:
         if self._closed:
             return
-        from planner.views.roles import role_of
-
         self.tree.clear()
         patients: dict[tuple, QTreeWidgetItem] = {}
         studies: dict[tuple, QTreeWidgetItem] = {}
@@ -167,4 +154,4 @@ class SeriesPanel(PlanPanel):
             self.session.images_changed.disconnect(self._on_images)
 
 
-__all__ = ["SeriesPanel", "modality_text"]
+__all__ = ["SeriesPanel"]

@@ -21,7 +21,7 @@ from planner.plan import Measurement
 from planner.views import roles
 from planner.views.canvas import DIM_TEXT_COLOR, TEXT_COLOR, WARN_COLOR, Handle, ImageCanvas
 from planner.views.context import ViewContext
-from planner.views.gui_settings import sequence_of
+from planner.views.gui_settings import default_window, sequence_of
 from planner.views.render import overlays2d
 from planner.views.render.plan_geometry import TrajectoryCache
 from planner.views.render.slice_geometry import Orientation, SliceFrame
@@ -167,7 +167,7 @@ class SliceView(ImageCanvas):
         vol = self.volume
         if vol is None:
             return WindowLevel(128, 256, "auto")
-        return vol.default_window()
+        return default_window(vol)
 
     def data_range(self) -> tuple[float, float]:
         if self.volume is None:
@@ -270,7 +270,8 @@ class SliceView(ImageCanvas):
         if self.frame is None or not self._layered():
             return None
         cursor = self.session.cursor_lps
-        return (self._static_revision, self.display_state_key(), self.cursor_linked(),
+        # (not the selected trajectory: the crosshair and the levels do not depend on it)
+        return (self._static_revision, self.series_key, self.n, id(self.frame), self.cursor_linked(),
                 None if cursor is None else tuple(float(v) for v in cursor),
                 self.session.cursor_frame_of_reference_uid)
 
@@ -322,7 +323,7 @@ class SliceView(ImageCanvas):
         tr.append((info.series_description or (self.role or "Series"), TEXT_COLOR))
         if detail:
             se = f"Se {info.series_number}" if info.series_number is not None else ""
-            tr.append((" \u00b7 ".join(x for x in (info.modality, se) if x), DIM_TEXT_COLOR))
+            tr.append((" \u00b7 ".join(x for x in (roles.modality_text(vol), se) if x), DIM_TEXT_COLOR))
             if info.institution and not self.ctx.deidentified:
                 tr.append((info.institution, DIM_TEXT_COLOR))
         frame = self.frame
@@ -370,18 +371,28 @@ class SliceView(ImageCanvas):
                 act.setCheckable(True)
                 act.setChecked(key == self.series_key)
                 act.triggered.connect(lambda _=False, k=key: self.choose_series(k))
+        if self.volume is not None:
+            self.fill_window_menu(menu.addMenu(f"Window/level ({self.window_sequence()})"))
+
+    def window_sequence(self) -> str:
+        """The sequence name the window/level presets of this view's series are kept under."""
+        vol = self.volume
+        return sequence_of(vol, roles.role_of(self.session, self.series_key or "")) if vol is not None else ""
+
+    def window_presets(self):
         vol = self.volume
         if vol is None:
-            return
-        seq = sequence_of(vol, roles.role_of(self.session, self.series_key or ""))
-        presets = self.ctx.presets.presets_for(vol, seq) if self.ctx.presets is not None else \
-            [("Automatic", vol.auto_window())]
-        sub = menu.addMenu(f"Window/level ({seq})")
-        for name, wl in presets:
-            sub.addAction(name, lambda w=wl: self.set_window(w))
-        if self.ctx.presets is not None:
-            sub.addSeparator()
-            sub.addAction(f"Save current as a {seq} preset...", lambda: self.save_window_preset(seq))
+            return []
+        if self.ctx.presets is None:
+            return [("Automatic", vol.auto_window())]
+        return self.ctx.presets.presets_for(vol, self.window_sequence())
+
+    def fill_window_menu(self, menu: QMenu) -> None:
+        super().fill_window_menu(menu)
+        if self.ctx.presets is not None and self.volume is not None:
+            seq = self.window_sequence()
+            menu.addSeparator()
+            menu.addAction(f"Save current as a {seq} preset...", lambda: self.save_window_preset(seq))
 
     def save_window_preset(self, sequence: str, name: Optional[str] = None) -> None:
         if self.window is None or self.ctx.presets is None:

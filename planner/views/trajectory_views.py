@@ -133,7 +133,7 @@ class TrajectoryPlaneView(SliceView):
         self.series_key = key
         self.frame = None
         self.trajectory = None
-        self.window = img.default_window()
+        self.window = self.default_window()
         self._dirty = True
         self.sync()
         if not keep_camera:

@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QHBoxLayout, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QComboBox, QGridLayout, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 from vtkmodules.util.numpy_support import numpy_to_vtk
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
@@ -28,6 +28,7 @@ from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer
 
 from planner.document import PlanChange
 from planner.imaging.volume import Volume
+from planner.trajectory import is_ct
 from planner.views.context import ViewContext
 from planner.views.render.actors3d import PlanActors3D
 from planner.views.vtk_setup import VtkWidget
@@ -169,10 +170,8 @@ class VolumeView(QWidget):
         self._planes: dict[str, tuple] = {}
         self._disconnects: list = []
 
-        # ---- toolbar
-        bar = QHBoxLayout()
-        bar.setContentsMargins(4, 2, 4, 2)
-        bar.setSpacing(3)
+        # ---- toolbar: camera buttons, what is shown, the rendering preset; on two rows when the cell
+        # is too narrow for one (no label is ever clipped)
         self.buttons: dict[str, QToolButton] = {}
         tips = {"AP": "Camera: anterior-posterior view (from the front, patient's left on the right)",
                 "Lateral": "Camera: lateral view (from the patient's left, anterior on the left)",
@@ -182,29 +181,33 @@ class VolumeView(QWidget):
             b.setText(name)
             b.setToolTip(tips[name])
             b.clicked.connect(lambda _=False, n=name: self.set_camera_view(n))
-            bar.addWidget(b)
             self.buttons[name] = b
-        bar.addStretch(1)
-        self.volume_check = QCheckBox("Volume", self)
+        self.volume_check = QToolButton(self)
+        self.volume_check.setText("Volume")
+        self.volume_check.setCheckable(True)
         self.volume_check.setChecked(True)
         self.volume_check.setToolTip("Show the volume rendering (rendered on demand; slow with software OpenGL)")
         self.volume_check.toggled.connect(self._on_volume_toggled)
-        self.slices_check = QCheckBox("Slices", self)
+        self.slices_check = QToolButton(self)
+        self.slices_check.setText("Slices")
+        self.slices_check.setCheckable(True)
         self.slices_check.setChecked(True)
         self.slices_check.setToolTip("Show the planes of the 2D views in place")
         self.slices_check.toggled.connect(self._on_slices_toggled)
         self.preset_combo = QComboBox(self)
-        self.preset_combo.setToolTip("Volume rendering preset (MR presets use the volume's intensity percentiles)")
+        self.preset_combo.setToolTip("Volume rendering preset (MR presets use the volume's intensity percentiles; "
+                                     "CT presets Hounsfield units)")
+        self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.preset_combo.currentTextChanged.connect(self._on_preset_chosen)
-        bar.addWidget(self.volume_check)
-        bar.addWidget(self.slices_check)
-        bar.addWidget(self.preset_combo)
         self.toolbar = QWidget(self)
         self.toolbar.setObjectName("viewBar")
-        self.toolbar.setLayout(bar)
-        # the bar may be clipped in a small cell rather than widen the whole layout column
+        self._bar = QGridLayout(self.toolbar)
+        self._bar.setContentsMargins(4, 2, 4, 2)
+        self._bar.setHorizontalSpacing(3)
+        self._bar.setVerticalSpacing(2)
+        self._bar_rows = 0
+        self._arrange_toolbar(1)
         self.toolbar.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.toolbar.setMinimumHeight(self.toolbar.sizeHint().height())
 
         # ---- VTK
         self.vtk = VtkWidget(self)
@@ -445,8 +448,52 @@ class VolumeView(QWidget):
             QTimer.singleShot(50, self._build_volume)
         self.request_render()
 
+    def _toolbar_widgets(self) -> list[QWidget]:
+        return [*self.buttons.values(), self.volume_check, self.slices_check, self.preset_combo]
+
+    def _toolbar_rows(self) -> list[list[QWidget]]:
+        cams = list(self.buttons.values())
+        toggles = [self.volume_check, self.slices_check]
+        return [[*cams, *toggles, self.preset_combo]], [[*cams, *toggles], [self.preset_combo]], \
+            [cams, toggles, [self.preset_combo]]
+
+    def toolbar_width(self, rows: int) -> int:
+        """Width the toolbar needs on ``rows`` rows (1: everything; 2: the preset on its own row;
+        3: cameras, toggles and preset on a row each)."""
+        sp = self._bar.horizontalSpacing()
+        m = self._bar.contentsMargins()
+        widest = max(sum(wd.sizeHint().width() for wd in row) + sp * (len(row) - 1) + (12 if len(row) > 3 else 0)
+                     for row in self._toolbar_rows()[rows - 1])
+        return widest + m.left() + m.right()
+
+    def _arrange_toolbar(self, rows: int) -> None:
+        if rows == self._bar_rows:
+            return
+        self._bar_rows = rows
+        for wd in self._toolbar_widgets():
+            self._bar.removeWidget(wd)
+        for c in range(self._bar.columnCount()):
+            self._bar.setColumnStretch(c, 0)
+        ncols = 0
+        for r, row in enumerate(self._toolbar_rows()[rows - 1]):
+            for c, wd in enumerate(row):
+                wd.setMinimumWidth(0)
+                wd.setMinimumWidth(wd.sizeHint().width())  # never squeezed below its label
+                self._bar.addWidget(wd, r, c, Qt.AlignmentFlag.AlignLeft)
+            ncols = max(ncols, len(row))
+        self._bar.setColumnStretch(ncols, 1)
+        self.toolbar.setFixedHeight(self._bar.sizeHint().height())
+
+    def resizeEvent(self, ev):  # noqa: N802
+        self._arrange_toolbar(self._rows_for_width(ev.size().width()))
+        super().resizeEvent(ev)
+
+    def _rows_for_width(self, width: int) -> int:
+        return next((r for r in (1, 2) if width >= self.toolbar_width(r)), 3)
+
     def _fill_presets(self, vol: Optional[Volume]) -> None:
-        family = "CT" if vol is not None and vol.info.modality.upper() == "CT" else "MR"
+        # CT by its modality tag, or (research files without one) by its intensity range
+        family = "CT" if vol is not None and is_ct(vol) else "MR"
         self.preset_combo.blockSignals(True)
         self.preset_combo.clear()
         for name, p in PRESETS.items():
@@ -461,6 +508,9 @@ class VolumeView(QWidget):
                 self.preset_combo.setCurrentText("MR: fluid (CSF, discs)")
         self.preset_combo.blockSignals(False)
         self.preset_name = self.preset_combo.currentText()
+        self.preset_combo.setMinimumWidth(0)
+        self._bar_rows = 0  # the preset names changed: arrange again
+        self._arrange_toolbar(self._rows_for_width(self.width()))
 
     def _build_volume(self) -> None:
         """Set up volume rendering (deferred until the window is shown; about 0.1 s plus upload)."""
