@@ -155,3 +155,30 @@ def test_proposed_levels_round_trip_and_undo(ct_levels, tmp_path):
     doc.undo()
     doc.undo()
     assert doc.plan.levels == []
+
+
+def test_pedicles_lie_in_their_own_vertebra(ct_case, ct_levels):
+    """Every pedicle landmark lies inside its own vertebra's label (S1's inside S1, not L5)."""
+    nib = pytest.importorskip("nibabel")
+    img = nib.load(str(ct_case / "example_ct_vertebrae_labels.nii.gz"))
+    labels = np.asarray(img.dataobj).astype(int)
+    lps_to_ijk = np.linalg.inv(np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine)
+    for lv in ct_levels:
+        for side in ("left", "right"):
+            p = getattr(lv.landmarks, f"pedicle_{side}_lps")
+            ijk = np.round(lps_to_ijk[:3, :3] @ np.asarray(p) + lps_to_ijk[:3, 3]).astype(int)
+            assert labels[tuple(ijk)] == TS_LABELS[lv.name], (lv.name, side)
+
+
+def test_the_measured_pedicle_outline_is_stored_around_the_centre(ct_levels):
+    for lv in ct_levels:
+        for side in ("left", "right"):
+            ring = np.asarray(getattr(lv, f"pedicle_outline_{side}_lps"))
+            centre = np.asarray(getattr(lv.landmarks, f"pedicle_{side}_lps"))
+            assert ring.shape[0] >= 8, (lv.name, side)
+            assert np.linalg.norm(ring.mean(axis=0) - centre) < 0.5
+            # a plane section (perpendicular to the pedicle axis) a few millimetres across
+            sv = np.linalg.svd(ring - ring.mean(axis=0), compute_uv=False)
+            assert sv[2] < 0.01 * sv[0]
+            radii = np.linalg.norm(ring - centre, axis=1)
+            assert 1.0 <= np.median(radii) <= 12.0, (lv.name, side, np.median(radii))

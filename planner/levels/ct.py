@@ -4,7 +4,7 @@ column, the sacrum from its alae (the anchor of the names) and the landmarks of 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 from scipy import ndimage
@@ -14,12 +14,14 @@ from planner.plan import Landmarks
 from planner.levels.params import DetectionParams
 from planner.levels.results import LevelDetectionError, _pt, VertebraFound
 from planner.levels.naming import PROPOSED_ORDER, _sequence
-from planner.levels.grid import _line_profile, SpineCurve, work_grid, WorkGrid
-from planner.levels.pedicles import _pedicles
+from planner.levels.grid import _line_profile, SpineCurve, work_grid, WorkGrid, working_volume
+from planner.levels.pedicles import BodyFrame, ct_pedicle
 
 
-def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str]
-               ) -> tuple[list[VertebraFound], list[str]]:
+def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
+               hints: Optional[Mapping[str, np.ndarray]] = None) -> tuple[list[VertebraFound], list[str]]:
+    """Levels on CT: named from the sacrum, or from marks inside named bodies when given (a mark wins
+    over the sacrum; a disagreement between them is noted)."""
     grid = work_grid(volume, p.work_spacing_mm, fill=-1024.0)
     curve = _ct_curve(grid, p)
     s = grid.spacing
@@ -31,33 +33,46 @@ def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str]
         raise LevelDetectionError("no intervertebral disc was found along the spine")
     segments = _segments(discs, len(curve), s, p)
     # every segment keeps its place in the count, even when its landmarks cannot be measured
-    verts = []
+    verts, frames = [], []
     for lo_t, hi_t, partial in segments:
-        lm = _ct_landmarks(grid, curve, img, a_col, lo_t, hi_t, p)
-        verts.append(VertebraFound(lo_t, hi_t, lm or Landmarks(), partial=partial))
+        got = _ct_landmarks(grid, curve, img, a_col, lo_t, hi_t, p)
+        verts.append(VertebraFound(lo_t, hi_t, Landmarks() if got is None else got[0], partial=partial))
+        frames.append(None if got is None else got[1])
+    width_notes = _measure_all_pedicles(volume, verts, frames, p)
     if not any(v.landmarks.body_center_lps is not None for v in verts):
         raise LevelDetectionError("no vertebral body could be measured")
     notes: list[str] = []
+    seq = _sequence(transitional)
     # sacrum: highest segment with alae
     sacral_idx = None
     for i in range(len(verts) - 1, -1, -1):  # verts are caudal -> cranial
         if verts[i].landmarks.body_center_lps is not None and _ct_has_alae(grid, curve, verts[i], p):
             sacral_idx = i
             break
-    if sacral_idx is None:
-        raise LevelDetectionError("the sacrum (S1) was not found in the field of view; on CT the levels are "
-                                  "counted up from S1")
     anchor = "L5" if transitional == "sacralised_L5" else "S1"
-    seq = _sequence(transitional)
-    ia = seq.index(anchor)
+    by_sacrum = None if sacral_idx is None else (sacral_idx, seq.index(anchor))
+    by_marks = _anchor_from_marks(verts, curve, hints, seq, notes) if hints else None
+    if by_marks is None and by_sacrum is None:
+        raise LevelDetectionError("the sacrum (S1) was not found in the field of view; on CT the levels are "
+                                  "counted up from S1 (or mark one named body)")
+    if by_marks is not None and by_sacrum is not None:
+        i_m, j_m = by_marks
+        i_s, j_s = by_sacrum
+        shift = (j_s + (i_s - i_m)) - j_m  # where the sacrum puts the marked body, minus the mark's name
+        if shift:
+            named = seq[j_m + shift] if 0 <= j_m + shift < len(seq) else "another level"
+            notes.append(f"the mark named {seq[j_m]} lies in the body that counts as {named} from the sacrum; "
+                         f"the names follow the mark: check it")
+    i_a, j_a = by_marks if by_marks is not None else by_sacrum
     for i, v in enumerate(verts):
-        j = ia + (sacral_idx - i)  # cranial vertebrae have higher i -> smaller j
+        j = j_a + (i_a - i)  # cranial vertebrae have higher i -> smaller j
         v.name = seq[j] if 0 <= j < len(seq) else ""
-        v.sacral = i <= sacral_idx
+        v.sacral = sacral_idx is not None and i <= sacral_idx
     for v in verts:
         if v.name in PROPOSED_ORDER and v.landmarks.body_center_lps is None:
             notes.append(f"{v.name} was found but its landmarks could not be measured; place them by hand")
     found = [v for v in verts if v.name and v.landmarks.body_center_lps is not None]
+    notes += [f"{verts[i].name}: {text}" for i, text in width_notes if verts[i].name in PROPOSED_ORDER]
     if transitional == "sacralised_L5":
         notes.append("L5 named as the top segment of the sacrum (sacralised L5, as chosen)")
         if not any(v.name == "S1" for v in found):
@@ -68,6 +83,61 @@ def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str]
         if v.partial:
             notes.append(f"{v.name} is only partly in the field of view; check its landmarks")
     return found[::-1], notes
+
+
+def _anchor_from_marks(verts: list[VertebraFound], curve: SpineCurve, hints: Mapping[str, np.ndarray],
+                       seq: list[str], notes: list[str]) -> Optional[tuple[int, int]]:
+    """(index of the marked segment, index of its name in ``seq``) from the marks: each mark names the
+    segment between whose discs it lies (along the spine curve). Marks that disagree with the first are
+    noted; None when no mark lies on a segment."""
+    anchors = []
+    for name, mark in hints.items():
+        t = curve.nearest_t(mark)
+        i = next((k for k, v in enumerate(verts) if v.t_low <= t <= v.t_high), None)
+        if i is None:
+            notes.append(f"the {name} mark lies beside the spine that was found; it was not used")
+            continue
+        anchors.append((name, i, seq.index(name)))
+    if not anchors:
+        return None
+    name0, i0, j0 = anchors[0]
+    for name, i, j in anchors[1:]:
+        if j - j0 != i0 - i:
+            notes.append(f"the marks {name0} and {name} disagree with the number of vertebrae between them; the "
+                         f"names follow {name0}: check the marks")
+    return i0, j0
+
+
+def _measure_all_pedicles(volume: Volume, verts: list[VertebraFound], frames: list[Optional[BodyFrame]],
+                          p: DetectionParams) -> list[tuple[int, str]]:
+    """Both pedicles of every body from the CT itself (a float32 copy of the region around each vertebra,
+    bounded in size); a side that cannot be measured stays empty. A body whose lateral edge does not
+    show (S1: the alae continue it sideways) takes the half-width measured on the nearest body above it,
+    and says so. Returns notes as (vertebra index, text)."""
+    notes = []
+    for i, (v, frame) in enumerate(zip(verts, frames)):
+        if frame is None:
+            continue
+        for side in (+1, -1):
+            if side in frame.half_width:
+                continue
+            above = next((frames[k] for k in range(i + 1, len(frames))
+                          if frames[k] is not None and side in frames[k].half_width), None)
+            if above is not None:
+                frame.half_width[side] = above.half_width[side]
+                notes.append((i, "its lateral edge does not show; the pedicle search takes the half-width of the "
+                                 "body above"))
+        r = p.ct_pedicle_max_depth_mm + max(frame.half_width.values(), default=40.0) + frame.height
+        region = working_volume(volume, (frame.post - r, frame.post + r), p.max_native_voxels)
+        for side, name in ((+1, "left"), (-1, "right")):
+            if side not in frame.half_width:
+                continue
+            found = ct_pedicle(region, frame, side, p)
+            if found is None:
+                continue
+            v.landmarks = v.landmarks.model_copy(update={f"pedicle_{name}_lps": _pt(found.centre_lps)})
+            v.pedicle_outlines[name] = found.outline_lps
+    return list(dict.fromkeys(notes))
 
 
 def _ct_midline(grid: WorkGrid, p: DetectionParams) -> np.ndarray:
@@ -264,8 +334,8 @@ def _segments(discs: list[tuple[float, float]], n: int, s: float, p: DetectionPa
 
 
 def _ct_landmarks(grid: WorkGrid, curve: SpineCurve, img: np.ndarray, a_col: np.ndarray, t_lo: float,
-                  t_hi: float, p: DetectionParams) -> Optional[Landmarks]:
-    """Landmarks of the body between the discs at curve rows ``t_lo`` and ``t_hi``."""
+                  t_hi: float, p: DetectionParams) -> Optional[tuple[Landmarks, Optional[BodyFrame]]]:
+    """Landmarks of the body between the discs at curve rows ``t_lo`` and ``t_hi``, and its frame."""
     s = grid.spacing
     body_rows = np.arange(int(math.ceil(t_lo + 0.25 * (t_hi - t_lo))), int(math.floor(t_hi - 0.25 * (t_hi - t_lo))) + 1)
     body_rows = body_rows[(body_rows >= 0) & (body_rows < img.shape[0])]
@@ -337,8 +407,9 @@ def _wall_in_profile(prof: np.ndarray, pos_mm: np.ndarray, thr: float, bone_hu: 
 
 def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray, anterior_hint: np.ndarray,
                  thr: float, p: DetectionParams, *, fill: float = -1024.0, bone: Optional[float] = None,
-                 pedicle_thr: Optional[float] = None) -> Optional[Landmarks]:
-    """Walls on the mid-height line, body centre, endplates moved onto the body's AP middle, pedicles.
+                 pedicle_thr: Optional[float] = None) -> Optional[tuple[Landmarks, Optional[BodyFrame]]]:
+    """Walls on the mid-height line, body centre, endplates moved onto the body's AP middle, and the body's
+    frame for the pedicle search (its half-width only on the sides whose edge was found).
 
     ``grid`` holds CT values (``thr`` between marrow and soft tissue, ``bone`` the cortex level) or,
     for MRI, a marrow-likeness map that is positive inside marrow (``thr`` 0, ``bone`` None -> no
@@ -376,18 +447,21 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
                             start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0)
     right = _wall_in_profile(_line_profile(grid, center, -lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
                              start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0)
+    # an edge at the end of the profile was not found (the sacral alae continue the body sideways)
+    half = {+1: left if left is not None and left < 38.0 else None,
+            -1: right if right is not None and right < 38.0 else None}
     if (left is not None and right is not None and max(left, right) < 38.0
             and abs(left - right) <= 2 * p.max_midline_correction_mm):
         shift = 0.5 * (left - right) * lat
         mid, post, ant, center, sup, inf = (v + shift for v in (mid, post, ant, center, sup, inf))
+        half = {+1: 0.5 * (left + right), -1: 0.5 * (left + right)}
     sup_c = center + ((sup - center) @ axis) * axis
     inf_c = center + ((inf - center) @ axis) * axis
-    ped_thr = max(0.75 * bone_v, thr) if pedicle_thr is None else pedicle_thr
-    ped_l, ped_r = _pedicles(grid, post, axis, ap, lat, height, p, thr=ped_thr, fill=fill)
-    return Landmarks(body_center_lps=_pt(center), superior_endplate_lps=_pt(sup_c), inferior_endplate_lps=_pt(inf_c),
-                     posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant),
-                     pedicle_left_lps=None if ped_l is None else _pt(ped_l),
-                     pedicle_right_lps=None if ped_r is None else _pt(ped_r))
+    lm = Landmarks(body_center_lps=_pt(center), superior_endplate_lps=_pt(sup_c), inferior_endplate_lps=_pt(inf_c),
+                   posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant))
+    frame = BodyFrame(post, axis, ap, lat, height, {k: float(v) for k, v in half.items() if v is not None},
+                      max(0.75 * bone_v, thr) if pedicle_thr is None else pedicle_thr)
+    return lm, frame
 
 
 def _endplate_point(img: np.ndarray, a_col: np.ndarray, curve: SpineCurve, t_disc: float, a_mid: float,

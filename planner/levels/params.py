@@ -40,10 +40,21 @@ class DetectionParams:
     disc_spacing_max_mm: float = 55.0
     #: CT: a segment whose bone reaches this far from the midline at body level is sacral (alae).
     ala_min_halfwidth_mm: float = 40.0
-    #: Pedicles are searched this far behind the posterior wall (mm).
+    #: MRI: pedicles are searched this far behind the posterior wall (mm).
     pedicle_depth_mm: tuple[float, float] = (3.0, 14.0)
-    #: ... and this far from the midline (mm).
+    #: MRI: ... and this far from the midline (mm).
     pedicle_lateral_mm: tuple[float, float] = (5.0, 40.0)
+    #: CT: spacing of the cuts and of the samples in each cut across the pedicle bridge (mm).
+    ct_pedicle_step_mm: float = 0.5
+    #: CT: the bridge is followed this far behind the posterior wall line at most (mm).
+    ct_pedicle_max_depth_mm: float = 30.0
+    #: CT: the cut reaches this far beyond the body's own half-width (the pedicle's outer wall may stand
+    #: a little proud of the body; the transverse process reaches much further) (mm).
+    ct_pedicle_lateral_margin_mm: float = 3.0
+    #: CT: a section that comes this close to the midline has joined the lamina (mm).
+    ct_pedicle_midline_mm: float = 3.0
+    #: CT: a fitted pedicle axis tilted more than this from the body's AP axis is not believed (deg).
+    ct_pedicle_max_axis_tilt_deg: float = 45.0
     #: Largest sideways correction of the midline from the body's left and right edges (mm).
     max_midline_correction_mm: float = 5.0
     #: MRI: largest sideways correction of the midline from the body's left and right edges (mm).

@@ -4,6 +4,7 @@ marrow bar between the vertebral notches (sagittal slices, refined on an axial c
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -17,47 +18,139 @@ from planner.levels.grid import WorkGrid
 from planner.levels.profiles import _cortex_line, _marrow_run, _NativeSlices, _parabola_apex, _surface
 
 
-def _pedicles(grid: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
-              height: float, p: DetectionParams, thr: float, fill: float
-              ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """Centroids of the bone (CT) or marrow (MR) bridge on each side of the canal behind the posterior
-    wall midpoint ``post``, taken at the depth where that bridge is narrowest (the isthmus)."""
-    s = grid.spacing
-    h = np.arange(-0.45 * height, 0.5 * height + 1e-6, s)
-    x = np.arange(-p.pedicle_lateral_mm[1], p.pedicle_lateral_mm[1] + 1e-6, s)
-    out: list[Optional[np.ndarray]] = []
-    planes = []
-    for d in np.arange(p.pedicle_depth_mm[0], p.pedicle_depth_mm[1] + 1e-6, s):
-        o = post - d * ap
-        pts = o[None, None, :] + h[:, None, None] * axis[None, None, :] + x[None, :, None] * lat[None, None, :]
-        planes.append((d, grid.sample(pts, fill=fill)))
-    for side in (+1, -1):
-        cands = []
-        for d, plane in planes:
-            mask = (plane > thr) & (side * x >= p.pedicle_lateral_mm[0])[None, :]
-            lab, n = ndimage.label(mask)
-            if n == 0:
-                continue
-            sizes = ndimage.sum(mask, lab, range(1, n + 1))
-            k = int(np.argmax(sizes)) + 1
-            comp = lab == k
-            area = float(comp.sum()) * s * s
-            if area < 20:
-                continue
-            ch, cx = ndimage.center_of_mass(comp)
-            cands.append((area, d, h[0] + ch * s, x[0] + cx * s))
-        if not cands:
-            out.append(None)
+@dataclass
+class BodyFrame:
+    """A vertebral body as measured, for the pedicle search: the posterior wall point on the midline
+    (LPS), unit axes (``axis`` cranial, ``ap`` anterior, ``lat`` toward the patient's left), the body's
+    height, its half-width to each side (+1 left, -1 right; mm from the midline at mid-height) and the
+    value separating bone from soft tissue (CT: halfway between marrow and soft tissue)."""
+
+    post: np.ndarray
+    axis: np.ndarray
+    ap: np.ndarray
+    lat: np.ndarray
+    height: float
+    half_width: dict[int, float]
+    bone_thr: float
+
+
+@dataclass
+class PedicleFound:
+    """A pedicle as measured: its centre (LPS), its axis (unit, pointing into the body) and the inner
+    cortical outline of its narrowest section (LPS polygon; empty when the cortex could not be traced)."""
+
+    centre_lps: np.ndarray
+    axis: np.ndarray
+    outline_lps: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+def ct_pedicle(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams) -> Optional[PedicleFound]:
+    """The pedicle on one side (+1 left, -1 right) on CT, from the bone threshold and the bridge's shape.
+
+    The bone behind the body is cut by planes perpendicular to the body's AP axis, every
+    ``ct_pedicle_step_mm`` from the posterior wall line back, between the body's endplate heights and out
+    to the body's own half-width on that side (plus ``ct_pedicle_lateral_margin_mm``; the transverse
+    process reaches beyond it). In each cut the pedicle is the bone component (value above
+    ``frame.bone_thr``) nearest to 70 % of that half-width where the bridge starts, then followed from cut
+    to cut by overlap. The bridge runs from where that section, clear
+    of the midline (the canal behind the body), first reaches 30 % of its median area to where it reaches the midline
+    (the lamina) or falls to under half its largest area (past the junction with the arch). Over the
+    inner 80 % of the bridge the narrowest section (medio-lateral width) is found, and the waist is the
+    run of sections within one voxel (at least 1 mm) of that width; the centre is their area-weighted
+    centroid and the pedicle axis the straight line through the sections' centroids along the bridge.
+    The inner cortical outline is then traced in planes perpendicular to that axis
+    (:func:`planner.checks.measure_pedicle_outline_ct`) every millimetre along the waist; the narrowest
+    outline (smallest area) gives the final centre (its centroid) and the stored outline. None when no bridge is found."""
+    from planner.checks import measure_pedicle_outline_ct
+
+    step = p.ct_pedicle_step_mm
+    voxel = float(np.max(volume.spacing))
+    reach = frame.half_width[side] + p.ct_pedicle_lateral_margin_mm
+    xs = np.arange(step, reach + 1e-6, step)
+    hs = np.arange(-0.5 * frame.height, 0.5 * frame.height + 1e-6, step)
+    depths = np.arange(0.0, p.ct_pedicle_max_depth_mm + 1e-6, step)
+    lat = side * frame.lat
+    pts = (frame.post[None, None, None, :] - depths[:, None, None, None] * frame.ap
+           + hs[None, :, None, None] * frame.axis + xs[None, None, :, None] * lat)
+    bone = volume.sample(pts, order=1, fill=-1024.0) >= frame.bone_thr
+    secs = []  # (depth, area, centroid LPS, reaches the midline, width)
+    prev = None
+    for i, d in enumerate(depths):
+        lab, n = ndimage.label(bone[i])
+        if n == 0:
+            secs.append((d, 0.0, None, False, 0.0))
+            prev = None
             continue
-        areas = np.array([c[0] for c in cands])
-        ok = areas >= 0.5 * np.median(areas)
-        good = [c for c, k in zip(cands, ok) if k]
-        amin = min(c[0] for c in good)
-        # the isthmus: the depths whose section is within 15% of the smallest; take their middle one
-        near_min = [c for c in good if c[0] <= 1.15 * amin]
-        area, d, hh, xx = near_min[len(near_min) // 2]
-        out.append(post - d * ap + hh * axis + xx * lat)
-    return out[0], out[1]
+        idx = np.arange(1, n + 1)
+        cents = ndimage.center_of_mass(bone[i], lab, idx)
+        # follow the section from cut to cut (the component overlapping the previous one most), else the
+        # component nearest to 70 % of the half-width
+        overlap = ndimage.sum(prev, lab, idx) if prev is not None else np.zeros(n)
+        if overlap.max() > 0:
+            k = int(np.argmax(overlap)) + 1
+        else:
+            k = int(np.argmin([abs(xs[0] + c[1] * step - 0.7 * reach) for c in cents])) + 1
+        comp = lab == k
+        prev = comp
+        ch, cx = cents[k - 1]
+        cols = np.flatnonzero(comp.any(axis=0))
+        centre = frame.post - d * frame.ap + (hs[0] + ch * step) * frame.axis + (xs[0] + cx * step) * lat
+        secs.append((d, float(comp.sum()) * step * step, centre, bool(xs[cols[0]] <= p.ct_pedicle_midline_mm),
+                     float(len(cols)) * step))
+    # the bridge starts behind the body, where the canal separates it from the midline
+    free = np.array([sec[1] > 0 and not sec[3] for sec in secs])
+    if not free.any():
+        return None
+    floor = 0.3 * float(np.median([sec[1] for sec, f in zip(secs, free) if f]))
+    start = next(i for i, sec in enumerate(secs) if free[i] and sec[1] >= floor)
+    end = next((i for i in range(start, len(secs)) if secs[i][3]), len(secs))
+    top = 0.0
+    for i in range(start, end):
+        if secs[i][1] < 0.5 * top:
+            end = i
+            break
+        top = max(top, secs[i][1])
+    run = [sec for sec in secs[start:end] if sec[1] > 0]
+    if len(run) < 3:
+        return None
+    cut = max(1, int(round(0.1 * len(run))))
+    inner = run[cut: len(run) - cut] or run
+    i_min = min(range(len(inner)), key=lambda i: (inner[i][4], inner[i][1]))
+    tol = inner[i_min][4] + max(1.0, voxel)
+    lo = hi = i_min
+    while lo > 0 and inner[lo - 1][4] <= tol:
+        lo -= 1
+    while hi + 1 < len(inner) and inner[hi + 1][4] <= tol:
+        hi += 1
+    waist = inner[lo: hi + 1]
+    w = np.array([sec[1] for sec in waist])
+    centre = (np.array([sec[2] for sec in waist]) * w[:, None]).sum(axis=0) / w.sum()
+    # the pedicle axis: a straight line through the sections' centroids along the bridge
+    c_run = np.array([sec[2] for sec in run])
+    _, _, vt = np.linalg.svd(c_run - c_run.mean(axis=0), full_matrices=False)
+    ped_axis = vt[0] if vt[0] @ frame.ap >= 0 else -vt[0]
+    if ped_axis @ frame.ap < math.cos(math.radians(p.ct_pedicle_max_axis_tilt_deg)):
+        ped_axis = frame.ap.copy()
+    # the narrowest inner cortical outline in planes perpendicular to the axis near the centre
+    up = frame.axis - (frame.axis @ ped_axis) * ped_axis
+    up /= np.linalg.norm(up)
+    medial = np.cross(up, ped_axis) * (1.0 if np.cross(up, ped_axis) @ (-lat) >= 0 else -1.0)
+    best = None
+    # along the waist (the outline is not sought toward the body or the arch beyond it)
+    along = [float((sec[2] - centre) @ ped_axis) for sec in waist]
+    for off in np.arange(min(along), max(along) + 1e-6, 1.0) if max(along) - min(along) >= 1.0 else [0.0]:
+        c = centre + off * ped_axis
+        ring = measure_pedicle_outline_ct(volume, c, ped_axis, medial, up)
+        if ring is None:
+            continue
+        area = 0.5 * abs(float(np.dot(ring[:, 0], np.roll(ring[:, 1], -1)) - np.dot(ring[:, 1], np.roll(ring[:, 0], -1))))
+        if best is None or area < best[0]:
+            best = (area, c, ring)
+    if best is None:
+        return PedicleFound(centre, ped_axis)
+    _, c, ring = best
+    outline = c[None, :] + ring[:, :1] * medial[None, :] + ring[:, 1:2] * up[None, :]
+    return PedicleFound(outline.mean(axis=0), ped_axis, [_pt(q) for q in outline])
 
 
 def _pedicle_depth(lm: Landmarks) -> Optional[float]:

@@ -25,6 +25,8 @@ class VertebraFound:
     sacral: bool = False
     #: Partially in the field of view (a disc missing at the top or bottom).
     partial: bool = False
+    #: Measured inner cortical outline of each pedicle ("left", "right"): LPS polygons.
+    pedicle_outlines: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
 
 
 @dataclass
