@@ -288,6 +288,11 @@ class PlanningSettings(BaseModel):
         15.0, unit="min", tag="[U]", label="RF duration (display only)", ge=1, le=60,
         source="SMART/INTRACEPT protocol value widely quoted, not confirmed (domain.md 4, 9 item 1)")
 
+    procedure_duration_min: list[float] = setting(
+        [60.0, 90.0], unit="min", tag="[S]", label="Procedure duration (patient sheet)",
+        source="Outpatient; about 60-90 min, clinic and patient pages (domain.md 4 Logistics [S]; 7 typical sheet "
+               "content: about an hour)")
+
     # --- Display and documents ------------------------------------------------------------------
     fluoro_distances: Literal["detector_mm_unless_calibrated"] = setting(
         "detector_mm_unless_calibrated", unit="", tag="design", label="Fluoroscopy distances",

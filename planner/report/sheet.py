@@ -163,6 +163,8 @@ def build_sheet_data(plan: Plan, lang: str = "en", clinic: Optional[ClinicInfo] 
     clinic = clinic or ClinicInfo()
     treated = sorted({lv.name for lv in plan.levels if lv.treat}, key=_level_sort_key)
     levels_text = join_words(treated, words["and"])
+    st = plan.settings
+    low, high = (list(st.procedure_duration_min) + [0.0, 0.0])[:2]
     values = {
         "patient_name": format_person_name_natural(plan.case.patient_name),
         "levels": levels_text,
@@ -170,7 +172,15 @@ def build_sheet_data(plan: Plan, lang: str = "en", clinic: Optional[ClinicInfo] 
         "clinic_name": clinic.name or defaults["clinic_name"],
         "clinic_phone": clinic.phone or defaults["clinic_phone"],
         "after_hours_phone": clinic.after_hours_phone or defaults["after_hours_phone"],
+        "clinic_phone_phrase": (words["phone_phrase"].format(phone=clinic.phone) if clinic.phone
+                                else defaults["clinic_phone_phrase"]),
+        "after_hours_phrase": (words["after_hours_phrase"].format(phone=clinic.after_hours_phone)
+                               if clinic.after_hours_phone else defaults["after_hours_phrase"]),
         "date": _format_date(on_date or Date.today(), texts),
+        # durations come from the plan's settings (domain.md 4), never from the text
+        "rf_minutes": words["minutes"].format(n=f"{st.rf_duration_min:g}"),
+        "procedure_time": (words["minutes_range"].format(low=f"{low:g}", high=f"{high:g}") if high > low
+                           else words["minutes"].format(n=f"{low:g}")),
     }
     sections = []
     for sec in texts["sections"]:
