@@ -148,6 +148,9 @@ class Level(_Model):
     #: pedicle axis), measured on CT or drawn on MRI.
     pedicle_outline_left_lps: list[Point3] = Field(default_factory=list)
     pedicle_outline_right_lps: list[Point3] = Field(default_factory=list)
+    #: Optional spinal canal outline at the level's mid-height (a closed polygon in LPS mm, in the plane
+    #: perpendicular to the body's axis), measured on the image; empty when not measured.
+    canal_outline_lps: list[Point3] = Field(default_factory=list)
 
 
 class TrajectoryParams(_Model):

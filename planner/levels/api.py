@@ -57,7 +57,8 @@ def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequenc
         found, notes = _detect_mr(volume, hints, p, transitional, mod, companions=same_frame)
     levels = [Level(name=v.name, landmarks=v.landmarks,
                     pedicle_outline_left_lps=v.pedicle_outlines.get("left", []),
-                    pedicle_outline_right_lps=v.pedicle_outlines.get("right", []))
+                    pedicle_outline_right_lps=v.pedicle_outlines.get("right", []),
+                    canal_outline_lps=v.canal_outline)
               for v in found if v.name in PROPOSED_ORDER]
     if not levels:
         raise LevelDetectionError("no lumbar level (T12-S1) was found in the image")

@@ -1,4 +1,5 @@
-"""The spinal canal per level (today: the sacral canal's half-width on MRI, used to place S1's pedicles)."""
+"""The spinal canal per level: its outline at the body's mid-height on CT (from the bone ring around it),
+and the sacral canal's half-width on MRI (used to place S1's pedicles)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,78 @@ from typing import Optional
 
 import numpy as np
 
+from scipy import ndimage
+
+from planner.imaging.volume import Volume
 from planner.levels.params import DetectionParams
+from planner.levels.pedicles import BodyFrame
 from planner.levels.profiles import _NativeSlices
+from planner.levels.results import _pt
+
+
+def ct_canal_outline(volume: Volume, frame: BodyFrame, centre_lps: np.ndarray, p: DetectionParams
+                     ) -> list[tuple[float, float, float]]:
+    """The spinal canal's outline on CT in a plane perpendicular to the body's axis at (or, within a
+    quarter of the body's height, nearest to) its mid-height: a closed polygon (LPS) where rays from the
+    canal's middle first meet bone.
+
+    The canal's middle: along the midline behind the posterior wall, halfway between the wall's bone and
+    the next bone behind it (the lamina or spinous process) within ``ct_canal_max_depth_mm``; the plane
+    is the one nearest to mid-height where such bone closes the canal behind. From there
+    ``ct_canal_rays`` rays in the plane stop at the first sample above ``frame.bone_thr``, and those toward
+    the front at the posterior wall's back surface (found on the midline); a ray that meets no bone
+    within ``ct_canal_max_depth_mm`` (it leaves through a foramen, between the pedicles above and below
+    the plane) takes the radius interpolated from its neighbours around the ring, no radius exceeds 1.5
+    times the median radius (a ray slipping through a gap), and a running median of five rays smooths
+    the ring. Empty when the
+    middle is not found or fewer than half the rays meet bone."""
+    step = p.ct_pedicle_step_mm
+    wall = centre_lps + ((frame.post - centre_lps) @ frame.ap) * frame.ap  # the wall point at mid-height
+    depth = np.arange(0.0, p.ct_canal_max_depth_mm + 1e-6, step)
+    seed = None
+    # the plane nearest to mid-height (within a quarter of the body's height) where bone closes the canal
+    # behind (at mid-height the plane may pass between two laminae)
+    for dh in sorted(np.arange(-0.25 * frame.height, 0.25 * frame.height + 1e-6, 1.0), key=abs):
+        mid_h = wall + dh * frame.axis
+        line = volume.sample(mid_h[None, :] - depth[:, None] * frame.ap[None, :], order=1, fill=-1024.0)
+        soft = np.flatnonzero(line < frame.bone_thr)
+        if soft.size == 0:
+            continue
+        front = int(soft[0])  # the first sample behind the wall's bone
+        behind = np.flatnonzero(line[front:] >= frame.bone_thr)
+        if behind.size:
+            seed = mid_h - 0.5 * (depth[front] + depth[front + int(behind[0])]) * frame.ap
+            front_gap = 0.5 * (depth[front + int(behind[0])] - depth[front])  # seed to the wall's back
+            break
+    if seed is None:
+        return []
+    n = p.ct_canal_rays
+    ang = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+    dirs = np.cos(ang)[:, None] * frame.lat[None, :] + np.sin(ang)[:, None] * frame.ap[None, :]
+    r = np.arange(0.0, p.ct_canal_max_depth_mm + 1e-6, step)
+    vals = volume.sample(seed[None, None, :] + r[None, :, None] * dirs[:, None, :], order=1, fill=-1024.0)
+    radii = np.full(n, np.nan)
+    for i in range(n):
+        hit = np.flatnonzero(vals[i] >= frame.bone_thr)
+        if hit.size and hit[0] > 0:
+            k = int(hit[0])
+            v0, v1 = vals[i, k - 1], vals[i, k]
+            radii[i] = r[k - 1] + step * float(np.clip((frame.bone_thr - v0) / (v1 - v0), 0.0, 1.0))
+    # the canal's front is the posterior wall: a ray toward it stops there even where the thin cortex
+    # does not reach the bone threshold (it would run on into the body)
+    toward = dirs @ frame.ap
+    wall_r = np.where(toward > 1e-6, front_gap / np.maximum(toward, 1e-6), np.inf)
+    radii = np.where(np.isfinite(radii), np.minimum(radii, wall_r), np.where(np.isfinite(wall_r), wall_r, np.nan))
+    ok = np.isfinite(radii)
+    if ok.sum() < n / 2:
+        return []
+    idx = np.arange(n)
+    radii = np.interp(idx, idx[ok], radii[ok], period=n)
+    # a ray that slips through a gap in the ring (a foramen) is a spike: no radius beyond 1.5 times the
+    # median, then a running median around the ring
+    radii = np.minimum(radii, 1.5 * float(np.median(radii)))
+    radii = ndimage.median_filter(radii, size=5, mode="wrap")
+    return [_pt(seed + rr * d) for rr, d in zip(radii, dirs)]
 
 
 def _mr_sacral_canal_half_width(ns: _NativeSlices, height: float, d_line: float, p: DetectionParams

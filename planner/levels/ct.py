@@ -16,6 +16,7 @@ from planner.levels.results import LevelDetectionError, _pt, VertebraFound
 from planner.levels.naming import PROPOSED_ORDER, _sequence
 from planner.levels.grid import _line_profile, SpineCurve, work_grid, WorkGrid, working_volume
 from planner.levels.pedicles import BodyFrame, ct_pedicle
+from planner.levels.canal import ct_canal_outline
 
 
 def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
@@ -110,7 +111,7 @@ def _anchor_from_marks(verts: list[VertebraFound], curve: SpineCurve, hints: Map
 
 def _measure_all_pedicles(volume: Volume, verts: list[VertebraFound], frames: list[Optional[BodyFrame]],
                           p: DetectionParams) -> list[tuple[int, str]]:
-    """Both pedicles of every body from the CT itself (a float32 copy of the region around each vertebra,
+    """Both pedicles and the canal outline of every body from the CT itself (a float32 copy of the region around each vertebra,
     bounded in size); a side that cannot be measured stays empty. A body whose lateral edge does not
     show (S1: the alae continue it sideways) takes the half-width measured on the nearest body above it,
     and says so. Returns notes as (vertebra index, text)."""
@@ -137,6 +138,7 @@ def _measure_all_pedicles(volume: Volume, verts: list[VertebraFound], frames: li
                 continue
             v.landmarks = v.landmarks.model_copy(update={f"pedicle_{name}_lps": _pt(found.centre_lps)})
             v.pedicle_outlines[name] = found.outline_lps
+        v.canal_outline = ct_canal_outline(region, frame, np.asarray(v.landmarks.body_center_lps), p)
     return list(dict.fromkeys(notes))
 
 

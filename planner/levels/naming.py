@@ -16,6 +16,8 @@ SHIFT_ORDER: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5
 
 
 TRANSITIONAL = (None, "L6", "sacralised_L5")
+#: The measured outlines a level carries besides its landmarks.
+OUTLINE_FIELDS = ("pedicle_outline_left_lps", "pedicle_outline_right_lps", "canal_outline_lps")
 
 
 def shift_level_names(names: Sequence[str], steps: int) -> list[str]:
@@ -43,14 +45,21 @@ def relabel_levels(levels: Sequence[Level], steps: int) -> list[Level]:
 
 def merge_proposal(existing: Sequence[Level], proposed: Sequence[Level]) -> list[Level]:
     """The proposal merged into the plan's levels: a proposed level that already exists by name keeps
-    its id (so its trajectories stay), findings, flags, notes and pedicle outlines and takes the new
-    landmarks; existing levels that were not proposed are kept as they are."""
+    its id (so its trajectories stay), findings, flags and notes, and takes the new landmarks; its pedicle
+    and canal outlines are kept where it has them (drawn or accepted before) and taken from the proposal
+    where it has none; existing levels that were not proposed are kept as they are."""
     by_name = {lv.name: lv for lv in existing}
     out: list[Level] = []
     for new in proposed:
         old = by_name.pop(new.name, None)
-        out.append(new.model_copy(deep=True) if old is None
-                   else old.model_copy(update={"landmarks": new.landmarks.model_copy(deep=True)}, deep=True))
+        if old is None:
+            out.append(new.model_copy(deep=True))
+            continue
+        update = {"landmarks": new.landmarks.model_copy(deep=True)}
+        for f in OUTLINE_FIELDS:
+            if not getattr(old, f):
+                update[f] = list(getattr(new, f))
+        out.append(old.model_copy(update=update, deep=True))
     out.extend(lv.model_copy(deep=True) for lv in by_name.values())
     return out
 

@@ -53,6 +53,10 @@ class DetectionParams:
     ct_pedicle_lateral_margin_mm: float = 3.0
     #: CT: a section that comes this close to the midline has joined the lamina (mm).
     ct_pedicle_midline_mm: float = 3.0
+    #: CT: the canal is sought this far behind the posterior wall, and its outline's rays are this long (mm).
+    ct_canal_max_depth_mm: float = 35.0
+    #: CT: number of rays of the canal outline.
+    ct_canal_rays: int = 72
     #: CT: a fitted pedicle axis tilted more than this from the body's AP axis is not believed (deg).
     ct_pedicle_max_axis_tilt_deg: float = 45.0
     #: Largest sideways correction of the midline from the body's left and right edges (mm).

@@ -27,6 +27,8 @@ class VertebraFound:
     partial: bool = False
     #: Measured inner cortical outline of each pedicle ("left", "right"): LPS polygons.
     pedicle_outlines: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    #: Measured spinal canal outline at mid-height (LPS polygon; empty when not measured).
+    canal_outline: list[tuple[float, float, float]] = field(default_factory=list)
 
 
 @dataclass
