@@ -32,6 +32,8 @@ def test_json_output_on_the_real_ct(ct_path, capsys):
     for lv in out["levels"]:
         for n in LANDMARK_NAMES:
             assert len(lv[n]) == 3 and all(isinstance(v, float) for v in lv[n]), (lv["name"], n)
+        assert lv["not_measured"] == []
+        assert len(lv["pedicle_outline_left_lps"]) >= 8 and len(lv["canal_outline_lps"]) >= 8
     # S1 lies low in the pelvis of this CT (z of its labelled centroid is 217.5 mm)
     s1 = out["levels"][-1]["body_center_lps"]
     assert abs(s1[2] - 217.5) < 5
@@ -40,7 +42,7 @@ def test_json_output_on_the_real_ct(ct_path, capsys):
 def test_text_output_and_transitional(ct_path, capsys):
     assert run_command(["levels", str(ct_path), "--transitional", "L6"]) == 0
     text = capsys.readouterr().out
-    assert "L6" in text and "T12" not in text and "note:" in text
+    assert "L6" in text and "T12" not in text and "warning: six lumbar vertebrae assumed" in text
 
 
 def test_command_runs_through_main(ct_path):
@@ -123,3 +125,27 @@ def test_mri_levels_from_two_hints_on_the_demo_t1(demo_study, capsys):
             assert len(lv[n]) == 3, (lv["name"], n)
         got, ref = lv["body_center_lps"], v[lv["name"]]["body_center_lps"]
         assert sum((a - b) ** 2 for a, b in zip(got, ref)) ** 0.5 < 2.0, lv["name"]
+
+
+def test_landmarks_not_measured_say_place_by_hand(ct_path, capsys, monkeypatch):
+    """A landmark the finder could not measure is null in the JSON and 'not measured, place by hand' in
+    the text, and the notes are printed as warnings."""
+    import planner.levels as levels_mod
+    from planner.plan import Landmarks, Level
+
+    lm = Landmarks(body_center_lps=(1.0, 2.0, 3.0), superior_endplate_lps=(1.0, 2.0, 15.0),
+                   inferior_endplate_lps=(1.0, 2.0, -9.0), posterior_wall_lps=(1.0, 18.0, 3.0),
+                   anterior_wall_lps=(1.0, -14.0, 3.0), pedicle_left_lps=(15.0, 24.0, 6.0))
+    proposal = levels_mod.LevelProposal([Level(name="L4", landmarks=lm)], "MR",
+                                        ["the L5 mark lies in a disc; check it"])
+    monkeypatch.setattr(levels_mod, "propose_levels_detailed", lambda *a, **k: proposal)
+    assert run_command(["levels", str(ct_path)]) == 0
+    text = capsys.readouterr().out
+    assert "pedicle right: not measured, place by hand" in text
+    assert "pedicle left: not measured" not in text
+    assert "warning: the L5 mark lies in a disc; check it" in text
+    assert run_command(["levels", str(ct_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    level = out["levels"][0]
+    assert level["pedicle_right_lps"] is None and level["not_measured"] == ["pedicle_right_lps"]
+    assert out["notes"] == ["the L5 mark lies in a disc; check it"]

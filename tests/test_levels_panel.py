@@ -258,3 +258,41 @@ def test_assistant_runs_after_proposal_only_when_the_setting_is_on(qtbot, modic_
     has_suggestion = doc.plan.level_by_name("L5").superior.suggestion is not None
     assert has_suggestion is enabled
     assert doc.plan.level_by_name("L5").superior.modic_type == "none"  # never decided for the physician
+
+
+def test_warnings_and_landmarks_to_place_by_hand_are_shown(qtbot, modic_session, monkeypatch, tmp_path):
+    """After a proposal the finder's warnings stand above the list, and a level whose landmark could not be
+    measured says which one to place by hand (nothing is filled in from a model)."""
+    import planner.levels as levels_mod
+
+    doc = modic_session.document
+    levels = [lv.model_copy(deep=True) for lv in doc.plan.levels]
+    levels[0] = levels[0].model_copy(update={"landmarks": levels[0].landmarks.model_copy(
+        update={"pedicle_right_lps": None})})
+    proposal = levels_mod.LevelProposal(levels, "MR", ["the mark named S1 lies in L5 (a disc and a body lie "
+                                                       "below it); the likely correction is L5"])
+    monkeypatch.setattr(levels_mod, "propose_levels_detailed", lambda *a, **k: proposal)
+    panel, messages = _panel(qtbot, modic_session)
+    assert not panel.warnings.isVisible()
+    assert panel.propose()
+    assert panel.warnings.isVisible() and "likely correction is L5" in panel.warnings.text()
+    top = panel.tree.topLevelItem(0)
+    assert top.text(4) == "not measured: pedicle right; place by hand"
+    assert all(panel.tree.topLevelItem(i).text(4) == "" for i in range(1, panel.tree.topLevelItemCount()))
+    assert doc.plan.levels[0].landmarks.pedicle_right_lps is None
+    panel.select(doc.plan.levels[0].id)
+    assert panel.missing.isVisible() and panel.missing.text() == ("Not measured on the image: pedicle right. "
+                                                                  "Place by hand.")
+    panel.select(doc.plan.levels[1].id)
+    assert not panel.missing.isVisible()
+    panel.select(doc.plan.levels[0].id)
+    path = tmp_path / "levels_panel_warnings.png"
+    assert panel.grab().save(str(path))
+    import os
+    if os.environ.get("BVN_KEEP_SCREENSHOT"):
+        panel.grab().save(os.environ["BVN_KEEP_SCREENSHOT"])
+    # the next proposal without warnings clears them
+    monkeypatch.setattr(levels_mod, "propose_levels_detailed",
+                        lambda *a, **k: levels_mod.LevelProposal(levels, "MR", []))
+    assert panel.propose()
+    assert not panel.warnings.isVisible()

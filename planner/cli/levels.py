@@ -116,8 +116,7 @@ def choose_volume(volumes: dict[str, Any], series: Optional[str]) -> tuple[str, 
 
 # --------------------------------------------------------------------------- run
 def run(args: argparse.Namespace) -> int:
-    from planner.levels import LevelDetectionError, propose_levels_detailed
-    from planner.plan import LANDMARK_NAMES
+    from planner.levels import LevelDetectionError, landmark_label, propose_levels_detailed
 
     path = Path(args.path)
     try:
@@ -139,18 +138,36 @@ def run(args: argparse.Namespace) -> int:
         bad_input = any(w in msg for w in ("hint", "transitional", "outside the image"))
         print(f"{_PREFIX}: {path}: {msg}", file=sys.stderr)
         return 2 if bad_input else 1
-    levels = [{"name": lv.name, **{n: (list(getattr(lv.landmarks, n)) if getattr(lv.landmarks, n) is not None
-                                       else None) for n in LANDMARK_NAMES}} for lv in result.levels]
+    levels = [level_record(lv) for lv in result.levels]
     if args.json:
         out = {"path": str(path), "series": key, "modality": result.modality, "frame": "LPS", "units": "mm",
                "transitional": args.transitional, "hints": {k: list(v) for k, v in hints.items()},
                "levels": levels, "notes": result.notes}
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2, allow_nan=False))
     else:
         print(f"{len(levels)} levels in {path.name} ({result.modality}, series {key}); LPS mm")
         for lv in levels:
             c = lv["body_center_lps"]
             print(f"  {lv['name']:<4} body centre ({c[0]:7.1f}, {c[1]:7.1f}, {c[2]:7.1f})")
+            for name in lv["not_measured"]:
+                print(f"       {landmark_label(name)}: not measured, place by hand")
         for note in result.notes:
-            print(f"  note: {note}")
+            print(f"  warning: {note}")
     return 0
+
+
+def level_record(level: Any) -> dict[str, Any]:
+    """One proposed level for the output: its landmarks (None where not measured), the names of those
+    not measured (to place by hand) and its measured outlines (pedicles, canal; empty when none)."""
+    from planner.levels import not_measured
+    from planner.plan import LANDMARK_NAMES
+
+    lm = level.landmarks
+    out: dict[str, Any] = {"name": level.name}
+    for n in LANDMARK_NAMES:
+        v = getattr(lm, n)
+        out[n] = None if v is None else [float(x) for x in v]
+    out["not_measured"] = not_measured(lm)
+    for n in ("pedicle_outline_left_lps", "pedicle_outline_right_lps", "canal_outline_lps"):
+        out[n] = [[float(x) for x in q] for q in getattr(level, n)]
+    return out

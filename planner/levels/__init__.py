@@ -72,7 +72,7 @@ from planner.levels.naming import (
     shift_level_names,
 )
 from planner.levels.params import DetectionParams
-from planner.levels.results import LevelDetectionError, LevelProposal, VertebraFound
+from planner.levels.results import LevelDetectionError, LevelProposal, VertebraFound, landmark_label, not_measured
 
 __all__ = [
     "DetectionParams",
@@ -83,8 +83,10 @@ __all__ = [
     "TRANSITIONAL",
     "VertebraFound",
     "labelling_volume",
+    "landmark_label",
     "merge_proposal",
     "names_from_anchor",
+    "not_measured",
     "propose_levels",
     "propose_levels_detailed",
     "relabel_levels",

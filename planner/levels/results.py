@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner.plan import Landmarks, Level
+from planner.plan import LANDMARK_NAMES, Landmarks, Level
 
 
 class LevelDetectionError(ValueError):
@@ -40,3 +40,14 @@ class LevelProposal:
 
 def _pt(v: np.ndarray) -> tuple[float, float, float]:
     return (round(float(v[0]), 3), round(float(v[1]), 3), round(float(v[2]), 3))
+
+
+def not_measured(landmarks: Landmarks) -> list[str]:
+    """The landmark names (:data:`planner.plan.LANDMARK_NAMES`) that were not measured: absent, to be
+    placed by hand (never filled in from a model of the average spine)."""
+    return [n for n in LANDMARK_NAMES if getattr(landmarks, n) is None]
+
+
+def landmark_label(name: str) -> str:
+    """A landmark field name for people: ``pedicle_right_lps`` -> ``pedicle right``."""
+    return name.removesuffix("_lps").replace("_", " ")

@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
 )
 
 from planner.document import PlanChange, PlanEditError
+from planner.levels import landmark_label, not_measured
 from planner.plan import Level, ModicSuggestion
 from planner.session import Session
 from planner.views.panel import PlanPanel
@@ -183,6 +184,10 @@ class LevelsPanel(PlanPanel):
         flags.addStretch(1)
         lf.addLayout(flags)
         lf.addWidget(self.notes)
+        self.missing = QLabel()
+        self.missing.setWordWrap(True)
+        self.missing.setVisible(False)
+        lf.addWidget(self.missing)
         self.level_box = level_box
 
         # --- endplate details
@@ -242,6 +247,12 @@ class LevelsPanel(PlanPanel):
         lay.addLayout(top)
         lay.addLayout(hint_row)
         lay.addWidget(self.hint_label)
+        self.warnings = QLabel()
+        self.warnings.setObjectName("levelWarnings")
+        self.warnings.setWordWrap(True)
+        self.warnings.setTextFormat(Qt.TextFormat.RichText)
+        self.warnings.setVisible(False)
+        lay.addWidget(self.warnings)
         lay.addWidget(self.tree, 1)
         lay.addLayout(rel)
         lay.addWidget(level_box)
@@ -296,9 +307,13 @@ class LevelsPanel(PlanPanel):
             for lv in plan.levels:
                 flags = [f for f, on in (("painful", lv.painful), ("treat", lv.treat),
                                          ("ablated before", lv.prior_ablation)) if on]
-                top = QTreeWidgetItem([lv.name + (f"  ({', '.join(flags)})" if flags else ""), "", "", "", ""])
+                missing = ", ".join(landmark_label(n) for n in not_measured(lv.landmarks))
+                top = QTreeWidgetItem([lv.name + (f"  ({', '.join(flags)})" if flags else ""), "", "", "",
+                                       f"not measured: {missing}; place by hand" if missing else ""])
                 top.setData(0, Qt.ItemDataRole.UserRole, (lv.id, ""))
                 top.setToolTip(0, lv.notes or KEY_HELP)
+                if missing:
+                    top.setToolTip(4, f"{lv.name}: {missing} could not be measured on the image; place by hand")
                 if lv.treat:
                     font = top.font(0)
                     font.setBold(True)
@@ -361,6 +376,9 @@ class LevelsPanel(PlanPanel):
                 box.blockSignals(False)
             if not (self.notes.hasFocus() and self.notes.isModified()):  # never overwrite what is being typed
                 self.notes.setText(lv.notes if lv else "")
+            missing = [] if lv is None else [landmark_label(n) for n in not_measured(lv.landmarks)]
+            self.missing.setText(f"Not measured on the image: {', '.join(missing)}. Place by hand." if missing else "")
+            self.missing.setVisible(bool(missing))
             ep = self.selected_endplate()
             self.endplate_box.setEnabled(ep is not None and not self.document.read_only)
             if lv is not None and ep is not None:
@@ -409,6 +427,7 @@ class LevelsPanel(PlanPanel):
         merged = merge_proposal(self.document.plan.levels, result.levels)
         if not self._edit(self.document.replace_levels, merged, "Propose levels"):
             return False
+        self.show_warnings(result.notes)
         names = ", ".join(lv.name for lv in result.levels)
         self.message.emit(f"Proposed {len(result.levels)} levels ({names}) on {result.modality}"
                           + ("; " + "; ".join(result.notes) if result.notes else ""))
@@ -419,6 +438,12 @@ class LevelsPanel(PlanPanel):
             if "T1" in vols and "T2" in vols:
                 self.run_assistant()
         return True
+
+    def show_warnings(self, notes: Sequence[str]) -> None:
+        """The level finder's warnings for the last proposal (wrong or doubtful marks, landmarks to check),
+        shown above the list until the next proposal; hidden when there are none."""
+        self.warnings.setText("<br>".join(f"&#9888; {escape(n)}" for n in notes))
+        self.warnings.setVisible(bool(notes))
 
     def shift_names(self, steps: int) -> bool:
         """Rename every level ``steps`` places (+1 caudal, -1 cranial), one undo step."""
