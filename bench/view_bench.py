@@ -5,14 +5,21 @@
    with the cost of each reslice method for the same plane (native indexing, vtkImageReslice, numpy);
 2. the time from process start to the first image on screen with the demo case (goal < 2 s), next
    to a reference measured in the same run: a bare Qt window showing one image;
-3. the redraw time of the 3D view (volume rendering of the demo T2, and without the volume).
+3. the redraw time of the 3D view (volume rendering of the demo T2, and without the volume);
+4. the longest time the GUI thread cannot answer (a "stall": the longest gap between the ticks of a 5 ms
+   timer) while the plan summary and the DICOM export of the demo case are written from the window,
+   next to the reference measured in the same run: the key images rendered in one call on the GUI
+   thread, as the window did before issue 15 (``build_report_data`` / ``prepare_export``, then the
+   writing in the background).
 
-Run: ``.venv/bin/python bench/view_bench.py`` (offscreen when there is no DISPLAY). Numbers depend on
-the machine (software OpenGL on CI machines); compare runs on the same machine only.
+Run: ``.venv/bin/python bench/view_bench.py [--part slice|startup|3d|export]`` (all parts by default;
+offscreen when there is no DISPLAY). Numbers depend on the machine (software OpenGL on CI machines);
+compare runs on the same machine only.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -187,14 +194,129 @@ def bench_3d(app) -> None:
     vv.shutdown()
 
 
+class StallMeter:
+    """The longest gap between the ticks of a 5 ms timer on the GUI thread: how long the window could
+    not repaint or answer a click."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.timer = QTimer()
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(self._tick)
+        self.last = 0.0
+        self.longest = 0.0
+        #: What was running when the longest stall began (``where()`` at the tick before it).
+        self.during = ""
+        self.where = lambda: ""
+        self._where_last = ""
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if now - self.last > self.longest:
+            self.longest, self.during = now - self.last, self._where_last
+        self.last = now
+        self._where_last = self.where()
+
+    def start(self, where=lambda: "") -> None:
+        self.last, self.longest, self.during, self.where = time.perf_counter(), 0.0, "", where
+        self._where_last = where()
+        self.timer.start()
+
+    def stop(self) -> float:
+        self.timer.stop()
+        self._tick()
+        return self.longest
+
+
+def _wait(app, done) -> None:
+    while not done():
+        app.processEvents()
+        time.sleep(0.002)
+
+
+def bench_export(app) -> None:
+    from planner.session import Session
+    from planner.views.app import open_demo, settle
+    from planner.views.background import BackgroundCall
+    from planner.views.main_window import MainWindow
+
+    session = Session()
+    open_demo(session)
+    window = MainWindow(session, initial_layout="planning", restore_state=False)
+    window.resize(1280, 800)
+    window.show()
+    settle(app, 300)
+    out = Path(tempfile.mkdtemp(prefix="bvn-export-bench-"))
+    plan, images = session.document.plan, dict(session.images)
+    n = len(plan.trajectories)
+    meter = StallMeter()
+
+    def reference(build, write) -> tuple[float, float]:
+        """The window before: the key images in one call on the GUI thread, then writing in the background."""
+        state: dict = {}
+
+        def run() -> None:
+            data = build()
+            call = BackgroundCall(lambda _p: write(data))
+            call.finished.connect(lambda *_: state.setdefault("done", True))
+            state["call"] = call
+            call.start()
+
+        t0 = time.perf_counter()
+        meter.start()
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(0, run)
+        _wait(app, lambda: state.get("done"))
+        return meter.stop(), time.perf_counter() - t0
+
+    def window_export(start) -> tuple[float, float]:
+        result: list = []
+        window.exports.finished.connect(lambda *a: result.append(a))
+        t0 = time.perf_counter()
+        meter.start(lambda: window.exports.stage)
+        start()
+        _wait(app, lambda: result)
+        stall, total = meter.stop(), time.perf_counter() - t0
+        window.exports.finished.disconnect()
+        if result[0][2] != "ok":
+            raise RuntimeError(f"the export failed: {result[0][2]}")
+        return stall, total
+
+    from planner.export import prepare_export, write_export
+    from planner.report import build_report_data, render_report_pdf
+
+    # warm-up (not measured): the first imports and the first offscreen VTK context of the process
+    render_report_pdf(build_report_data(plan, images), out / "warm-up.pdf")
+    ref = reference(lambda: build_report_data(plan, images), lambda d: render_report_pdf(d, out / "ref.pdf"))
+    new = window_export(lambda: window.exports.export_report(str(out / "summary.pdf")))
+    print(f"Export from the window, demo case ({n} trajectories), longest GUI-thread stall / total time:")
+    print(f"    plan summary: {ms(new[0])} (in the {meter.during} stage) / {new[1]:.1f} s  (reference, key images "
+          f"in one GUI-thread call: {ms(ref[0])} / {ref[1]:.1f} s)")
+    ref = reference(lambda: prepare_export(plan, images), lambda p: write_export(p, out / "ref-dicom"))
+    new = window_export(lambda: window.exports.export_dicom(str(out / "dicom"), offer_send=False))
+    print(f"    DICOM export: {ms(new[0])} (in the {meter.during} stage) / {new[1]:.1f} s  (reference: {ms(ref[0])} / "
+          f"{ref[1]:.1f} s)")
+    window.shutdown()
+
+
 def main() -> int:
     from planner.views.app import create_application
 
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--part", choices=("all", "slice", "startup", "3d", "export"), default="all")
+    args = ap.parse_args()
     app = create_application()
     print(f"platform: {app.platformName()}, CPUs: {os.cpu_count()}")
-    bench_slice_redraw(app)
-    bench_startup()
-    bench_3d(app)
+    if args.part in ("all", "slice"):
+        bench_slice_redraw(app)
+    if args.part in ("all", "startup"):
+        bench_startup()
+    if args.part in ("all", "3d"):
+        bench_3d(app)
+    if args.part in ("all", "export"):
+        bench_export(app)
     return 0
 
 

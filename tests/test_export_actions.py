@@ -181,6 +181,54 @@ def test_failing_check_without_reason_blocks_exports_and_cancel_leaves_nothing(q
     assert "cancelled" in w.statusBar().currentMessage()
 
 
+def test_key_images_render_one_at_a_time_between_events_and_cancel_stops_them(qtbot, demo_window, tmp_path):
+    """Issue 15 item 8: the 3D key images render on the GUI thread one trajectory per event-loop turn,
+    with progress; the window handles events between them (a timer fires, the plan can be edited) and
+    Cancel between two of them writes nothing. The summary still carries every 3D key image."""
+    from PySide6.QtCore import QTimer
+
+    w = demo_window
+    exp = w.exports
+    n = len(w.session.document.plan.trajectories)
+    assert n >= 2
+    labels, stages, ticks = [], [], []
+    timer = QTimer()
+    timer.setInterval(1)
+    timer.timeout.connect(lambda: (ticks.append(exp.stage), stages.append(exp.stage) if not stages or
+                                   stages[-1] != exp.stage else None))
+    timer.start()
+    def export_until_a_3d_key_image(path, then):
+        """Export the summary to ``path``; once a 3D key image is rendering, call ``then()``."""
+        exp.prompter = ScriptedExportPrompter(path=str(path))
+        with qtbot.waitSignal(exp.finished, timeout=WAIT_MS) as done:
+            exp.export_report()
+            qtbot.waitUntil(lambda: exp.progress is not None and "3D key image of" in exp.progress.labelText(),
+                            timeout=WAIT_MS)
+            assert exp.stage == "render"
+            then()
+        return done.args
+
+    out = tmp_path / "summary.pdf"
+    args = export_until_a_3d_key_image(out, lambda: labels.append(exp.progress.labelText()))
+    assert args[2] == "ok" and out.is_file()
+    assert stages[:3] == ["prepare", "render", "write"]
+    assert ticks.count("render") >= n  # the event loop turned between the 3D key images
+    assert "(1 of" in labels[0] or "(2 of" in labels[0]
+    from planner.report import build_report_data
+
+    data = build_report_data(w.session.document.plan, w.session.images, with_3d=False)
+    text = _pdf_text(out)[1]
+    assert text.count("3D") >= n and all(t.title in text for t in data.trajectories)
+    # Cancel between two 3D key images (the dialog's Cancel button): nothing written, the window says so
+    from PySide6.QtWidgets import QPushButton
+
+    out2 = tmp_path / "cancelled.pdf"
+    args = export_until_a_3d_key_image(out2, lambda: exp.progress.findChild(QPushButton).click())
+    assert args[1] == "" and "cancelled" in args[2]
+    assert not out2.exists() and not exp.busy() and exp.progress is None
+    timer.stop()
+
+
 def test_settings_dialog_edits_the_plan_with_undo_and_names_bad_values(qtbot, demo_window):
     w = demo_window
     doc = w.session.document

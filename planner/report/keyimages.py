@@ -358,16 +358,10 @@ def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping
             except (ValueError, MemoryError) as exc:
                 notes.append(f"{spec.name.capitalize()} reslice could not be rendered: {exc}")
     if with_3d:
-        from planner.report.render3d import render_trajectory_3d
-
-        try:
-            shot = render_trajectory_3d(plan, traj, chosen[1] if chosen else None, geom)
-        except Exception as exc:  # VTK problems must not stop the report
-            log.warning("3D key image failed: %s", exc)
-            shot = None
-            notes.append("3D view unavailable: offscreen rendering failed on this computer.")
+        shot, more = trajectory_key_image_3d(plan, traj, images, geom)
+        notes += more
         if shot is not None:
-            out.append(shot)
+            add_3d_key_image(out, shot)
     for key, proj in plan_projections(plan, images):
         try:
             fl = render_fluoro(plan, key, proj, level_id=traj.level_id, trajectory_id=traj.id)
@@ -381,3 +375,24 @@ def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping
         notes.append("Instrument shapes are drawn as straight segments "
                      "(the trajectory's points do not define a path).")
     return out, notes
+
+
+def trajectory_key_image_3d(plan: Plan, traj: Trajectory, images: Optional[Mapping[str, AnyImage]],
+                            geom: Optional[TrajectoryShape] = None) -> tuple[Optional[KeyImage], list[str]]:
+    """The 3D key image of one trajectory and a note when it could not be rendered. VTK renders it
+    offscreen, so the app calls this on the GUI thread (one trajectory at a time, between events)."""
+    from planner.report.render3d import render_trajectory_3d
+
+    chosen = choose_volume(plan, images, traj.target_lps)
+    try:
+        return render_trajectory_3d(plan, traj, chosen[1] if chosen else None, geom), []
+    except Exception as exc:  # VTK problems must not stop the report
+        log.warning("3D key image failed: %s", exc)
+        return None, ["3D view unavailable: offscreen rendering failed on this computer."]
+
+
+def add_3d_key_image(key_images: list[KeyImage], shot: KeyImage) -> None:
+    """Put the 3D key image in its place among a trajectory's key images: after the reslices, before
+    the fluoroscopy images."""
+    at = next((i for i, k in enumerate(key_images) if k.kind == "fluoro"), len(key_images))
+    key_images.insert(at, shot)

@@ -4,10 +4,17 @@ and the PACS query/retrieve window.
 
 Every export is built from the plan document and the loaded images with the same functions the
 command line uses (``report``, ``sheet``, ``export-dicom``), so the button and the command give the
-same file. The work runs in two phases: what renders (key images and the 3D view, VTK) runs on the
-GUI thread, the slow writing (PDF pages, DICOM files) in a background thread with a progress dialog
-and Cancel. Files are written under a temporary name and renamed at the end, so a cancelled or failed
-export never leaves a half-written file, and an existing file is replaced only by a complete one.
+same file. The window never freezes: an export runs in three stages behind one progress dialog with
+Cancel, on a snapshot of the plan taken when it starts:
+
+1. *prepare* (background thread): checks, metrics, the reslice and fluoroscopy key images, the source
+   headers (``build_report_data`` / ``prepare_export`` without the 3D views);
+2. *3D key images* (GUI thread, where VTK renders): one trajectory per event-loop turn, so the window
+   repaints and Cancel answers between them (``keyimages.trajectory_key_image_3d``);
+3. *write* (background thread): the PDF pages or DICOM files.
+
+Files are written under a temporary name and renamed at the end, so a cancelled or failed export never
+leaves a half-written file, and an existing file is replaced only by a complete one.
 
 A plan with a failing check and no recorded reason is not exported: the message names the
 trajectories and the Trajectories panel opens where the reason is recorded.
@@ -20,15 +27,14 @@ import os
 import re
 import tempfile
 import threading
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QProgressDialog, QWidget
 
-from planner.views.background import BackgroundCall, ProgressDialogOwner, failure_message
+from planner.views.background import BackgroundCall, ProgressDialogOwner
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +72,22 @@ class ExportPrompter:
         return answer == QMessageBox.StandardButton.Yes
 
 
-@contextmanager
-def _busy(window: Any, text: str) -> Iterator[None]:
-    """A wait cursor and a status message around short work that must run on the GUI thread."""
-    window.show_message(text, 0)
-    QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-    QGuiApplication.processEvents()
-    try:
-        yield
-    finally:
-        QGuiApplication.restoreOverrideCursor()
+@dataclass
+class Prepared:
+    """What the prepare stage hands on: the ``payload`` the write stage needs, and the plan summary
+    whose 3D key images the GUI thread still renders (None when the export has none), drawn from
+    ``plan`` and ``images`` (the snapshot; de-identified for the teaching export)."""
+
+    payload: Any
+    report: Any = None
+    plan: Any = None
+    images: Optional[dict] = None
+
+
+#: Milliseconds the event loop gets between two 3D key images (timers and repaints run in them).
+RENDER_PAUSE_MS = 15
+#: Share of the progress bar of each stage (prepare, 3D key images, write).
+STAGE_SPAN = {"prepare": (0.0, 0.45), "render": (0.45, 0.8), "write": (0.8, 1.0)}
 
 
 def _safe_stem(text: str) -> str:
@@ -111,6 +123,10 @@ class ExportController(ProgressDialogOwner, QObject):
         self.call: Optional[BackgroundCall] = None
         self.progress: Optional[QProgressDialog] = None
         self._cancel = threading.Event()
+        #: The stage of the running export ("prepare", "render", "write") or "".
+        self.stage = ""
+        #: Trajectory sections whose 3D key image is still to render (render stage).
+        self._to_render: list = []
         self.last_dicom_result: Any = None
         self.pacs_dialog: Any = None
 
@@ -120,7 +136,7 @@ class ExportController(ProgressDialogOwner, QObject):
         return self.session.document.plan
 
     def busy(self) -> bool:
-        return self.call is not None and not self.call.done
+        return bool(self.stage)
 
     def _images(self) -> dict:
         return dict(self.session.images)
@@ -162,29 +178,90 @@ class ExportController(ProgressDialogOwner, QObject):
             return False
         return True
 
-    def _run(self, kind: str, label: str, work: Callable[[Callable[[float, str], None]], Any],
+    def _run(self, kind: str, label: str, prepare: Callable[[Callable[[float, str], None]], Prepared],
+             write: Callable[[Any, Callable[[float, str], None]], Any],
              on_done: Callable[[Any], str]) -> Optional[BackgroundCall]:
-        """Run ``work(progress)`` in the background with a progress dialog; ``on_done(result)`` returns
-        the path to report."""
+        """Run an export's stages (see the module text) behind one progress dialog with Cancel:
+        ``prepare(progress)`` and ``write(payload, progress)`` in the background, the 3D key images of
+        the prepared report on the GUI thread in between; ``on_done(result)`` returns the path to report.
+        Returns the background call of the prepare stage."""
         self._cancel.clear()
         self._open_progress(self.window, kind, label, self.cancel)
+        self.stage = "prepare"
+        call = self._background("prepare", prepare)
+        call.finished.connect(lambda prepared, error: self._prepared(kind, prepared, error, write, on_done))
+        return call
 
-        def fn(report: Callable[[float, str], None]) -> Any:
+    def _background(self, stage: str, fn: Callable[[Callable[[float, str], None]], Any]) -> BackgroundCall:
+        lo, hi = STAGE_SPAN[stage]
+
+        def work(report: Callable[[float, str], None]) -> Any:
             from planner.export.dicom import ExportCancelled
 
             def progress(fraction: float, message: str) -> None:
                 if self._cancel.is_set():
                     raise ExportCancelled("The export was cancelled; nothing was written.")
-                report(fraction, message)  # forwarded to the GUI thread by the BackgroundCall
+                report(lo + (hi - lo) * min(max(fraction, 0.0), 1.0), message)  # to the GUI thread
 
-            return work(progress)
+            return fn(progress)
 
-        call = BackgroundCall(fn, self)
+        call = BackgroundCall(work, self)
         call.progress.connect(self._on_progress)
-        call.finished.connect(lambda result, error: self._done(kind, result, error, on_done))
         self.call = call
         call.start()
         return call
+
+    def _prepared(self, kind: str, prepared: Optional[Prepared], error: str, write, on_done) -> None:
+        if self._stopped(kind, error or ("" if prepared is not None else "no result")):
+            return
+        self.stage = "render"
+        self._to_render = list(prepared.report.trajectories) if prepared.report is not None else []
+        self._render_total = max(1, len(self._to_render))
+        QTimer.singleShot(RENDER_PAUSE_MS, lambda: self._render_next(kind, prepared, write, on_done))
+
+    def _render_next(self, kind: str, prepared: Prepared, write, on_done) -> None:
+        """Render one trajectory's 3D key image, then give the event loop a turn (the window repaints,
+        Cancel answers) before the next; the write stage starts after the last."""
+        from planner.report.keyimages import add_3d_key_image, trajectory_key_image_3d
+
+        if self.window._closed or self._stopped(kind, ""):
+            return
+        if self._to_render:
+            section = self._to_render.pop(0)
+            done = self._render_total - len(self._to_render)
+            lo, hi = STAGE_SPAN["render"]
+            self._on_progress(lo + (hi - lo) * (done - 0.5) / self._render_total,
+                              f"3D key image of {section.title} ({done} of {self._render_total})\u2026")
+            traj = prepared.plan.trajectory(section.trajectory_id)
+            shot, notes = trajectory_key_image_3d(prepared.plan, traj, prepared.images)
+            if shot is not None:
+                add_3d_key_image(section.key_images, shot)
+            section.image_notes += [n for n in notes if n not in section.image_notes]
+            QTimer.singleShot(RENDER_PAUSE_MS, lambda: self._render_next(kind, prepared, write, on_done))
+            return
+        self.stage = "write"
+        call = self._background("write", lambda progress: write(prepared.payload, progress))
+        call.finished.connect(lambda result, error: self._done(kind, result, error, on_done))
+
+    def _stopped(self, kind: str, error: str) -> bool:
+        """End the export when it was cancelled or failed (says so); False when it goes on."""
+        if self._cancel.is_set():
+            self._finish()
+            msg = f"{kind}: cancelled; nothing was written"
+            self.window.show_message(msg)
+            self.finished.emit(kind, "", msg)
+            return True
+        if error:
+            self._finish()
+            self.prompter.warn(kind, f"The {kind.lower()} could not be written: {error}")
+            self.finished.emit(kind, "", error)
+            return True
+        return False
+
+    def _finish(self) -> None:
+        self.stage = ""
+        self._to_render = []
+        self._close_progress()
 
     def cancel(self) -> None:
         if self.busy():
@@ -193,16 +270,9 @@ class ExportController(ProgressDialogOwner, QObject):
                 self.progress.setLabelText("Cancelling\u2026")
 
     def _done(self, kind: str, result: Any, error: str, on_done: Callable[[Any], str]) -> None:
-        self._close_progress()
-        if self._cancel.is_set() and (error or result is None):
-            msg = f"{kind}: cancelled; nothing was written"
-            self.window.show_message(msg)
-            self.finished.emit(kind, "", msg)
+        if self._stopped(kind, error if error or result is not None else "no result"):
             return
-        if error:
-            self.prompter.warn(kind, f"The {kind.lower()} could not be written: {error}")
-            self.finished.emit(kind, "", error)
-            return
+        self._finish()
         try:
             path = on_done(result)
         except Exception as exc:  # reporting must not lose the export
@@ -210,11 +280,6 @@ class ExportController(ProgressDialogOwner, QObject):
             self.finished.emit(kind, "", type(exc).__name__)
             return
         self.finished.emit(kind, path, "ok")
-
-    def _prepare_failed(self, kind: str, exc: Exception) -> None:
-        text = failure_message(exc)
-        self.prompter.warn(kind, f"The {kind.lower()} could not be made: {text}")
-        self.finished.emit(kind, "", text)
 
     # ------------------------------------------------------------------ plan summary
     def export_report(self, path: Optional[str] = None) -> Optional[BackgroundCall]:
@@ -230,29 +295,32 @@ class ExportController(ProgressDialogOwner, QObject):
         target = Path(path)
         if target.suffix.lower() != ".pdf":
             target = target.with_suffix(".pdf")
-        try:
-            with _busy(self.window, "Rendering the key images\u2026"):
-                from planner.report import build_report_data, render_report_pdf
+        plan, images = self.plan.model_copy(deep=True), self._images()
 
-                data = build_report_data(self.plan, self._images())
-        except Exception as exc:
-            self._prepare_failed(kind, exc)
-            return None
+        def prepare(progress) -> Prepared:
+            from planner.report import build_report_data
 
-        def work(progress):
+            progress(0.05, "Checks, metrics and the reslice key images\u2026")
+            data = build_report_data(plan, images, with_3d=False)
+            return Prepared(data, data, plan, images)
+
+        def write(data, progress):
+            from planner.report import render_report_pdf
+
             progress(0.1, f"Writing {target.name}\u2026")
             _replace_atomically(lambda tmp: render_report_pdf(data, tmp), target)
             progress(1.0, f"Wrote {target.name}")
-            return target
+            return target, data
 
-        def done(out: Path) -> str:
+        def done(result) -> str:
+            out, data = result
             self._remember_dir(out)
             n = sum(len(t.key_images) for t in data.trajectories)
             self.window.show_message(f"Wrote the plan summary {out} ({len(data.trajectories)} trajectories, "
                                      f"{n} key images)", 10000)
             return str(out)
 
-        return self._run(kind, f"Writing the plan summary {target.name}\u2026", work, done)
+        return self._run(kind, f"Writing the plan summary {target.name}\u2026", prepare, write, done)
 
     # ------------------------------------------------------------------ patient sheet
     def export_sheet(self, path: Optional[str] = None, lang: Optional[str] = None) -> Optional[BackgroundCall]:
@@ -273,16 +341,18 @@ class ExportController(ProgressDialogOwner, QObject):
         target = Path(path)
         if target.suffix.lower() not in (".pdf", ".html", ".htm"):
             target = target.with_suffix(".pdf")
-        try:
-            from planner.report.sheet import ClinicInfo, build_sheet_data, measure_readability, running_text
+        plan = self.plan.model_copy(deep=True)
+
+        def prepare(progress) -> Prepared:
+            from planner.report.sheet import ClinicInfo, build_sheet_data
+
+            progress(0.1, "Composing the sheet\u2026")
+            return Prepared(build_sheet_data(plan, lang, ClinicInfo.load(None)))
+
+        def write(data, progress):
+            from planner.report.sheet import measure_readability, running_text
             from planner.report.sheet_render import render_sheet
 
-            data = build_sheet_data(self.plan, lang, ClinicInfo.load(None))
-        except Exception as exc:
-            self._prepare_failed(kind, exc)
-            return None
-
-        def work(progress):
             progress(0.1, f"Writing {target.name}\u2026")
             _replace_atomically(lambda tmp: render_sheet(data, tmp), target)
             grade = None
@@ -300,12 +370,12 @@ class ExportController(ProgressDialogOwner, QObject):
             self.window.settings.setValue("export/sheet_lang", lang)
             extra = f", reading grade {grade:.1f}" if grade is not None else ""
             self.window.show_message(f"Wrote the patient sheet {out} ({SHEET_LANGUAGES[lang]}{extra})", 10000)
-            if grade is not None and grade > self.plan.settings.sheet_max_grade:
+            if grade is not None and grade > plan.settings.sheet_max_grade:
                 self.prompter.warn(kind, f"The sheet reads at grade {grade:.1f}, above the "
-                                         f"{self.plan.settings.sheet_max_grade:g} set in the settings.")
+                                         f"{plan.settings.sheet_max_grade:g} set in the settings.")
             return str(out)
 
-        return self._run(kind, f"Writing the patient sheet {target.name}\u2026", work, done)
+        return self._run(kind, f"Writing the patient sheet {target.name}\u2026", prepare, write, done)
 
     # ------------------------------------------------------------------ DICOM
     def export_dicom(self, folder: Optional[str] = None, *, deidentify: bool = False,
@@ -326,16 +396,17 @@ class ExportController(ProgressDialogOwner, QObject):
                 out = Path(parent) / f"{name}-{n}"
         else:
             out = Path(folder)
-        try:
-            with _busy(self.window, "Rendering the key images\u2026"):
-                from planner.export import prepare_export
+        plan, images = self.plan.model_copy(deep=True), self._images()
 
-                prep = prepare_export(self.plan, self._images(), deidentify=deidentify)
-        except Exception as exc:
-            self._prepare_failed(kind, exc)
-            return None
+        def prepare(progress) -> Prepared:
+            from planner.export import prepare_export
 
-        def work(progress):
+            progress(0.05, "Reading the source headers; checks, metrics and the reslice key images\u2026")
+            prep = prepare_export(plan, images, deidentify=deidentify, with_3d=False)
+            # the 3D key images come from the exported (for teaching: de-identified) plan and images
+            return Prepared(prep, prep.report, prep.plan, dict(prep.images or {}))
+
+        def work(prep, progress):
             from planner.export import write_export
 
             return write_export(prep, out, progress=progress)
@@ -355,7 +426,7 @@ class ExportController(ProgressDialogOwner, QObject):
                 self.send_last_export()
             return str(result.folder)
 
-        return self._run(kind, f"Writing the {kind.lower()}\u2026", work, done)
+        return self._run(kind, f"Writing the {kind.lower()}\u2026", prepare, work, done)
 
     def send_last_export(self) -> Any:
         """Send the DICOM files of the last export to a PACS (asks which one)."""
