@@ -122,6 +122,9 @@ def test_mri_levels_from_two_hints_on_the_demo_t1(demo_study, capsys):
     assert [lv["name"] for lv in out["levels"]] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     for lv in out["levels"]:
         for n in LANDMARK_NAMES:
+            if lv["name"] == "S1" and n.startswith("pedicle"):  # not measured on MRI: placed by hand
+                assert lv[n] is None and n in lv["not_measured"]
+                continue
             assert len(lv[n]) == 3, (lv["name"], n)
         got, ref = lv["body_center_lps"], v[lv["name"]]["body_center_lps"]
         assert sum((a - b) ** 2 for a, b in zip(got, ref)) ** 0.5 < 2.0, lv["name"]

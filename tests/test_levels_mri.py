@@ -164,11 +164,7 @@ def test_landmarks_within_2_mm_of_the_phantom(mr_case, mr_levels):
     _, t = mr_case
     levels = mr_levels
     errors = {}
-    for lv in levels:
-        for n in LANDMARK_NAMES:
-            got = getattr(lv.landmarks, n)
-            assert got is not None, (lv.name, n)
-            errors[(lv.name, n)] = float(np.linalg.norm(np.asarray(got) - t[lv.name][n]))
+    errors = _errors_to(levels, t)
     bad = {k: round(v, 1) for k, v in errors.items() if v > 2.0}
     assert not bad, bad
 
@@ -227,15 +223,25 @@ def _demo_hints(gt, s1_offset=(1.0, -2.0, 2.0), l1_offset=(-1.0, 2.0, -2.0)):
             "L1": np.asarray(v["L1"]["body_center_lps"]) + l1_offset}
 
 
-def _errors(levels, gt):
-    """{(level, landmark): distance to the ground truth in mm} (every landmark must be there)."""
+def _errors_to(levels, truth):
+    """{(level, landmark): distance to ``truth[level][landmark]`` in mm}. Every landmark must be there,
+    except S1's pedicles: on MRI they merge into the sacral alae, are not measured and are left to place
+    by hand (absent, never a placement from a model)."""
     out = {}
     for lv in levels:
         for n in LANDMARK_NAMES:
             got = getattr(lv.landmarks, n)
+            if lv.name == "S1" and n.startswith("pedicle"):
+                assert got is None, (lv.name, n)
+                continue
             assert got is not None, (lv.name, n)
-            out[(lv.name, n)] = float(np.linalg.norm(np.asarray(got) - np.asarray(gt["vertebrae"][lv.name][n])))
+            out[(lv.name, n)] = float(np.linalg.norm(np.asarray(got) - np.asarray(truth[lv.name][n])))
     return out
+
+
+def _errors(levels, gt):
+    """:func:`_errors_to` the demo's ground truth."""
+    return _errors_to(levels, gt["vertebrae"])
 
 
 @pytest.fixture(scope="module")

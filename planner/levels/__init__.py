@@ -25,10 +25,15 @@ volume's own ``ijk_to_lps``; results are returned in LPS mm):
    ``ala_min_halfwidth_mm`` from the midline at the level of the body, where a lumbar body is
    narrower and its transverse processes arise behind the body); the highest such segment is S1
    (or L5 when ``transitional="sacralised_L5"``) and the levels are counted up from it (with an
-   extra L6 when ``transitional="L6"``). MRI: the hints name the bodies they lie in.
+   extra L6 when ``transitional="L6"``). Marks (``hints``), when given, name the bodies they lie in,
+   on CT too (a disagreement with the sacrum's count is noted). MRI: the hints name the bodies.
 4. **Landmarks per body.** CT: endplates where the body meets the discs on the body's AP middle,
-   walls on the mid-height line, body centre between them, pedicles as the centroids of the bone
-   bridges between the body and the arch on each side of the canal.
+   walls on the mid-height line, body centre between them. **Pedicles** from the image
+   (:func:`~planner.levels.pedicles.ct_pedicle`): the bone bridge behind the body is cut every 0.5 mm,
+   its waist (narrowest section) and axis found, and the narrowest inner cortical outline perpendicular
+   to the axis gives the centre and the stored outline (``Level.pedicle_outline_left/right_lps``).
+   The **canal** outline at mid-height (``Level.canal_outline_lps``,
+   :func:`~planner.levels.canal.ct_canal_outline`): rays from the canal's middle to the bone ring.
 
    MRI: measured in the acquired slices, never across two thick slices by rounding (sub-sample edges
    everywhere). Each click is first moved to its body's AP middle and midsagittal plane, and the
@@ -45,9 +50,11 @@ volume's own ``ijk_to_lps``; results are returned in LPS mm):
    depth (the isthmus) midway between the posterior wall line and the bar's junction with the arch;
    both sides are averaged as mirror images about the midsagittal plane. An axial series of the same
    frame of reference (``companions``) measures the sideways place in-plane where a slice passes
-   through the pedicle above its transverse process. S1, whose pedicles merge into the alae, gets
-   them beside the sacral canal from the typical S1 pedicle size (domain.md 5.2, a placeholder) at
-   L5's measured depth, with a note to check them.
+   through the pedicle above its transverse process.
+
+A landmark that cannot be measured on the image is absent (None): the command and the panel say
+"not measured, place by hand"; nothing is filled in from a model of the average spine (on MRI, S1's
+pedicles, which merge into the alae, are usually absent for that reason).
 
 The main thresholds are documented fields of :class:`DetectionParams` (image-processing values, not
 clinical ones; clinical numbers live in :mod:`planner.settings`); small sampling choices (step

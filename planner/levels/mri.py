@@ -16,15 +16,11 @@ from planner.levels.results import LevelDetectionError, _pt, VertebraFound
 from planner.levels.naming import PROPOSED_ORDER, _sequence
 from planner.levels.grid import _line_profile, SpineCurve, work_grid, WorkGrid, working_volume
 from planner.levels.profiles import _cortex_line, _dip_near, _first_dip, _mirror_midline, _NativeSlices, _surface
-from planner.levels.canal import _mr_sacral_canal_half_width
 from planner.levels.pedicles import (
     _axial_pedicle_x,
-    _mirror_images,
     _mr_pedicle,
     _mr_pedicle_native,
-    _mr_sacral_pedicle,
     _posterior_wall_line,
-    _sacral_pedicle_depth_from_l5,
     _symmetric_pedicles,
 )
 
@@ -120,8 +116,11 @@ def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionPara
         if lm is None:
             notes.append(f"{name} was found but its landmarks could not be measured; place them by hand")
             continue
+        if name == "S1":
+            # S1's pedicles merge into the sacral alae: on MRI no separate pedicle is seen to measure
+            lm = lm.model_copy(update={"pedicle_left_lps": None, "pedicle_right_lps": None})
+            notes.append("S1: the pedicles merge into the sacral alae and are not measured on MRI; place them by hand")
         verts.append(VertebraFound(lo_t or 0.0, hi_t or 0.0, lm, name=name, partial=lo_t is None or hi_t is None))
-    _sacral_pedicle_depth_from_l5(verts, notes)
     return verts[::-1], notes
 
 
@@ -634,10 +633,12 @@ def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: 
         post, ant, center, sup, inf = (v + shift for v in (post, ant, center, sup, inf))
     sup_c = center + ((sup - center) @ axis) * axis
     inf_c = center + ((inf - center) @ axis) * axis
-    ped_l, ped_r = (_mr_pedicle(ratio, post, axis, ap, lat, height, side, name, p) for side in (+1, -1))
-    if name == "S1" and not _mirror_images(ped_l, ped_r, post, axis, ap, lat, 3.0):
-        # no pair of separate pedicles: they merge into the sacral alae
-        ped_l, ped_r = (_mr_sacral_pedicle(ratio, post, axis, ap, lat, height, side, p) for side in (+1, -1))
+    # the pedicles are sought from the body's own half-width on each side (not measured: none)
+    half = {+1: left, -1: right}
+    if left is not None and right is not None and abs(left - right) <= 2 * p.mr_max_midline_correction_mm:
+        half = {+1: 0.5 * (left + right), -1: 0.5 * (left + right)}
+    ped_l, ped_r = (None if half[side] is None or half[side] >= 38.0 else
+                    _mr_pedicle(ratio, post, axis, ap, lat, height, side, half[side], p) for side in (+1, -1))
     ped_l, ped_r = _symmetric_pedicles(ped_l, ped_r, post, axis, ap, lat, p)
     return Landmarks(body_center_lps=_pt(center), superior_endplate_lps=_pt(sup_c), inferior_endplate_lps=_pt(inf_c),
                      posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant),
@@ -741,24 +742,7 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
     nsp = _NativeSlices(volume, ns.lps(x0, -a_back, h_c), lat, ap, axis, marrow)
     d_line = _posterior_wall_line(nsp, height, p)
     found = {}
-    if name == "S1":
-        # S1: the pedicles merge into the sacral alae and show as no separate bone; they are placed beside
-        # the measured sacral canal, half the S1 pedicle width (domain.md 5.2, a placeholder) further out
-        # along the S1 transverse angle, at mid-height, ``mr_sacral_pedicle_depth_mm`` behind the wall line
-        # (_detect_mr moves them to the depth measured at L5 when L5's pedicles were found)
-        from planner.settings import PlanningSettings, level_setting
-
-        half_canal = _mr_sacral_canal_half_width(nsp, height, d_line, p)
-        if half_canal is not None:
-            defaults = PlanningSettings()
-            half_w = 0.5 * level_setting(defaults.pedicle_width_mm, "S1") / max(
-                0.5, math.cos(math.radians(level_setting(defaults.pedicle_transverse_angle_deg, "S1"))))
-            for side in (+1, -1):
-                found[side] = (side * (half_canal + half_w), d_line + p.mr_sacral_pedicle_depth_mm, 0.0, {})
-        coarse_pedicles = (None, None)
     for side, coarse in zip((+1, -1), coarse_pedicles):
-        if name == "S1":
-            break
         r = _mr_pedicle_native(nsp, side, height, None if coarse is None else np.asarray(coarse, float), d_line,
                                name, p)
         if r is None:
@@ -781,9 +765,9 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
             peds = {s: nsp.lps(s * u, -d, hh) for s in (+1, -1)}
         else:
             peds = {s: nsp.lps(found[s][0], -found[s][1], found[s][2]) for s in (+1, -1)}
-    elif len(found) == 1:
+    elif len(found) == 1:  # the other side was not measured: it stays empty (placed by hand)
         s, (u, d, hh, _) = next(iter(found.items()))
-        peds = {s: nsp.lps(u, -d, hh), -s: nsp.lps(-u, -d, hh)}
+        peds[s] = nsp.lps(u, -d, hh)
     return Landmarks(body_center_lps=_pt(centre), superior_endplate_lps=_pt(ns.lps(x0, a_c, h_sup)),
                      inferior_endplate_lps=_pt(ns.lps(x0, a_c, h_inf)),
                      posterior_wall_lps=_pt(ns.lps(x0, -a_back, h_c)),

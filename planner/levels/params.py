@@ -44,6 +44,9 @@ class DetectionParams:
     pedicle_depth_mm: tuple[float, float] = (3.0, 14.0)
     #: MRI: ... and this far from the midline (mm).
     pedicle_lateral_mm: tuple[float, float] = (5.0, 40.0)
+    #: The pedicle's centre is sought first at this fraction of the body's own measured half-width from the
+    #: midline (a search start on each side; the bone or marrow found in the image decides the position).
+    pedicle_lateral_fraction: float = 0.7
     #: CT: spacing of the cuts and of the samples in each cut across the pedicle bridge (mm).
     ct_pedicle_step_mm: float = 0.5
     #: CT: the bridge is followed this far behind the posterior wall line at most (mm).
@@ -65,10 +68,6 @@ class DetectionParams:
     mr_max_midline_correction_mm: float = 3.0
     #: MRI: pedicle distances from the midline differing by more than this are averaged (mm).
     mr_pedicle_asymmetry_mm: float = 2.0
-    #: MRI: S1 pedicle centre depth behind the posterior wall (no separate bone to measure) (mm).
-    mr_sacral_pedicle_depth_mm: float = 6.0
-    #: MRI: typical half-width of the lumbar canal, where the search for a pedicle starts (mm).
-    mr_canal_half_width_mm: float = 11.0
     #: MRI: the spine is followed this far beyond each mark (two vertebrae) (mm).
     mr_extend_mm: float = 100.0
     #: MRI: spacing of the working grid (mm).

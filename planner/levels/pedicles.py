@@ -11,9 +11,8 @@ import numpy as np
 from scipy import ndimage
 
 from planner.imaging.volume import Volume
-from planner.plan import Landmarks
 from planner.levels.params import DetectionParams
-from planner.levels.results import _pt, VertebraFound
+from planner.levels.results import _pt
 from planner.levels.grid import WorkGrid
 from planner.levels.profiles import _cortex_line, _marrow_run, _NativeSlices, _parabola_apex, _surface
 
@@ -51,7 +50,7 @@ def ct_pedicle(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams) 
     ``ct_pedicle_step_mm`` from the posterior wall line back, between the body's endplate heights and out
     to the body's own half-width on that side (plus ``ct_pedicle_lateral_margin_mm``; the transverse
     process reaches beyond it). In each cut the pedicle is the bone component (value above
-    ``frame.bone_thr``) nearest to 70 % of that half-width where the bridge starts, then followed from cut
+    ``frame.bone_thr``) nearest to ``pedicle_lateral_fraction`` of that half-width where the bridge starts, then followed from cut
     to cut by overlap. The bridge runs from where that section, clear
     of the midline (the canal behind the body), first reaches 30 % of its median area to where it reaches the midline
     (the lamina) or falls to under half its largest area (past the junction with the arch). Over the
@@ -89,7 +88,7 @@ def ct_pedicle(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams) 
         if overlap.max() > 0:
             k = int(np.argmax(overlap)) + 1
         else:
-            k = int(np.argmin([abs(xs[0] + c[1] * step - 0.7 * reach) for c in cents])) + 1
+            k = int(np.argmin([abs(xs[0] + c[1] * step - p.pedicle_lateral_fraction * reach) for c in cents])) + 1
         comp = lab == k
         prev = comp
         ch, cx = cents[k - 1]
@@ -153,39 +152,8 @@ def ct_pedicle(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams) 
     return PedicleFound(outline.mean(axis=0), ped_axis, [_pt(q) for q in outline])
 
 
-def _pedicle_depth(lm: Landmarks) -> Optional[float]:
-    """Mean depth of the pedicle centres behind the posterior wall midpoint, along the body's AP line."""
-    if lm.pedicle_left_lps is None or lm.pedicle_right_lps is None:
-        return None
-    post, ant = np.asarray(lm.posterior_wall_lps), np.asarray(lm.anterior_wall_lps)
-    ap = (ant - post) / max(1e-6, float(np.linalg.norm(ant - post)))
-    return float(np.mean([(post - np.asarray(q)) @ ap for q in (lm.pedicle_left_lps, lm.pedicle_right_lps)]))
-
-
-def _sacral_pedicle_depth_from_l5(verts: list[VertebraFound], notes: list[str]) -> None:
-    """S1's pedicles show no separate bone and are placed from the sacral canal (see _mr_measure_body); their
-    depth behind the posterior wall is taken from L5's measured pedicles when these were found."""
-    by_name = {v.name: v for v in verts}
-    s1, l5 = by_name.get("S1"), by_name.get("L5")
-    if s1 is None or s1.landmarks.pedicle_left_lps is None:
-        return
-    notes.append("S1 pedicles placed beside the sacral canal from the typical S1 pedicle size (no separate pedicle "
-                 "bone is seen); check them")
-    if l5 is None:
-        return
-    d5, d1 = _pedicle_depth(l5.landmarks), _pedicle_depth(s1.landmarks)
-    if d5 is None or d1 is None or not 2.0 <= d5 <= 14.0:
-        return
-    lm = s1.landmarks
-    post, ant = np.asarray(lm.posterior_wall_lps), np.asarray(lm.anterior_wall_lps)
-    ap = (ant - post) / float(np.linalg.norm(ant - post))
-    shift = (d1 - d5) * ap
-    s1.landmarks = lm.model_copy(update={"pedicle_left_lps": _pt(np.asarray(lm.pedicle_left_lps) + shift),
-                                         "pedicle_right_lps": _pt(np.asarray(lm.pedicle_right_lps) + shift)})
-
-
 def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
-                height: float, side: int, name: str, p: DetectionParams) -> Optional[np.ndarray]:
+                height: float, side: int, half_width: float, p: DetectionParams) -> Optional[np.ndarray]:
     """MRI pedicle centre on one side (+1 left, -1 right).
 
     In a coronal section (across, cranio-caudal) behind the posterior wall the pedicle is an oval of
@@ -193,19 +161,13 @@ def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndar
     In each section from ``pedicle_depth_mm`` the marrow blob nearest the expected place is taken; in
     front it joins the body, behind it the lamina and transverse process, so it is smallest at the
     isthmus. The centre is the blob's innermost point (furthest from its edge), which the root of the
-    transverse process does not pull sideways."""
-    from planner.settings import PlanningSettings, level_setting
-
-    defaults = PlanningSettings()
-    # where to look first: beside a typical canal, half the level's pedicle-width placeholder further out
-    # (domain.md 5.1, 5.2 placeholders); the blob found in the image decides the position
-    half_w = 0.5 * level_setting(defaults.pedicle_width_mm, name) / max(
-        0.5, math.cos(math.radians(level_setting(defaults.pedicle_transverse_angle_deg, name))))
+    transverse process does not pull sideways. Where to look first: ``pedicle_lateral_fraction`` of the
+    body's own half-width on that side (``half_width``, measured); the blob found in the image decides."""
     s = ratio.spacing
     step = s / 2
     hs = np.arange(-0.5 * height, 0.7 * height + 1e-6, step)
     xs = np.arange(0.0, p.pedicle_lateral_mm[1] + 1e-6, step)
-    expect = np.array([0.1 * height, p.mr_canal_half_width_mm + half_w])  # (height, lateral)
+    expect = np.array([0.1 * height, p.pedicle_lateral_fraction * half_width])  # (height, lateral)
     found = []
     for d in np.arange(p.pedicle_depth_mm[0], p.pedicle_depth_mm[1] + 1e-6, 1.0):
         o = post - d * ap
@@ -253,16 +215,6 @@ def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndar
     return post - d * ap + h * axis + side * x * lat
 
 
-def _mirror_images(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray], post: np.ndarray, axis: np.ndarray,
-                   ap: np.ndarray, lat: np.ndarray, tol_mm: float) -> bool:
-    """True if both pedicles were found and are mirror images within ``tol_mm`` in each direction."""
-    if ped_l is None or ped_r is None:
-        return False
-    a, b = ped_l - post, ped_r - post
-    return (abs(abs(a @ lat) - abs(b @ lat)) <= tol_mm and abs(a @ ap - b @ ap) <= tol_mm
-            and abs(a @ axis - b @ axis) <= tol_mm)
-
-
 def _symmetric_pedicles(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray], post: np.ndarray,
                         axis: np.ndarray, ap: np.ndarray, lat: np.ndarray, p: DetectionParams
                         ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
@@ -281,37 +233,6 @@ def _symmetric_pedicles(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray]
         x = mean[0] if abs(loc[0][0] - loc[1][0]) > p.mr_pedicle_asymmetry_mm else here[0]
         out.append(post + side * x * lat + mean[1] * ap + mean[2] * axis)
     return out[0], out[1]
-
-
-def _mr_sacral_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
-                       height: float, side: int, p: DetectionParams) -> Optional[np.ndarray]:
-    """S1: the pedicles merge into the sacral alae and stand out as no separate bone on MRI. The centre is
-    placed beside the measured edge of the sacral canal, half the S1 pedicle-width placeholder further
-    out (domain.md 5.2), ``mr_sacral_pedicle_depth_mm`` behind the posterior wall at mid-height.
-    A placement from the anatomy, to be checked (and dragged) by the physician."""
-    from planner.settings import PlanningSettings, level_setting
-
-    defaults = PlanningSettings()
-    half_w = 0.5 * level_setting(defaults.pedicle_width_mm, "S1") / max(
-        0.5, math.cos(math.radians(level_setting(defaults.pedicle_transverse_angle_deg, "S1"))))
-    s = ratio.spacing
-    step = s / 2
-    xs = np.arange(0.0, 40.0 + 1e-6, step)
-    edges = []
-    for d in (4.0, 6.0, 8.0):
-        for h in (-0.15 * height, 0.0, 0.15 * height):
-            o = post - d * ap + h * axis
-            prof = ratio.sample(o[None, :] + side * xs[:, None] * lat[None, :])
-            band = np.abs(prof - 1.0) < p.mr_marrow_tol
-            need = max(1, int(round(3.0 / step)))
-            for k in np.flatnonzero(xs >= 4.0):
-                if k + need <= len(xs) and band[k:k + need].all():
-                    edges.append(float(xs[k]))
-                    break
-    if len(edges) < 3:
-        return None
-    x = float(np.median(edges)) + half_w
-    return post - p.mr_sacral_pedicle_depth_mm * ap + side * x * lat
 
 
 def _posterior_wall_line(ns: _NativeSlices, height: float, p: DetectionParams) -> float:
@@ -345,19 +266,12 @@ def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Opti
     centre of the bar's top and bottom edges; its lateral place, at each depth, the apex of the bar
     heights over neighbouring slices (a parabola through the tallest and its neighbours: the slice
     through the pedicle's axis cuts the widest chord); its depth (the isthmus), the middle of the
-    bar from the posterior wall line to where it joins the arch."""
-    from planner.settings import PlanningSettings, level_setting
-
-    if not ns.sagittal:
+    bar from the posterior wall line to where it joins the arch. The search starts at ``coarse`` (the
+    pedicle found on the working grid); None without it (not measured: placed by hand)."""
+    if not ns.sagittal or coarse is None:
         return None
-    if coarse is not None:
-        x_c, a_c, h_c = ns.local(coarse)
-        d_c = -a_c
-    else:
-        defaults = PlanningSettings()
-        half_w = 0.5 * level_setting(defaults.pedicle_width_mm, name) / max(
-            0.5, math.cos(math.radians(level_setting(defaults.pedicle_transverse_angle_deg, name))))
-        x_c, d_c, h_c = side * (p.mr_canal_half_width_mm + half_w), d_line + 6.0, 0.1 * height
+    x_c, a_c, h_c = ns.local(coarse)
+    d_c = -a_c
     hs = np.arange(h_c - 16.0, h_c + 16.0 + 1e-6, 0.25)
     ds = np.arange(d_line - 2.0, d_line + 18.0 + 1e-6, 0.5)
     ks = [k for k in range(ns.nk) if 3.0 <= side * float(ns.x_of(k, -d_c, h_c)) <= 40.0]
