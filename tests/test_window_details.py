@@ -132,15 +132,18 @@ def test_a_trajectory_selected_in_a_view_is_selected_in_the_list(qtbot, demo_stu
     plan = session.document.plan
     assert len(panel.rows()) >= len(plan.trajectories) >= 2
     first, second = plan.trajectories[0], plan.trajectories[1]
-    panel.select(first.id)
+    panel.select(first.id)  # chosen in the list: the views go to its target
     assert session.active_trajectory == first.id
+    np.testing.assert_allclose(session.cursor_lps, first.target_lps)
     # a click on the other trajectory's target handle in the sagittal view (any tool) selects it
     sag = w.views.slice_views["sagittal"]
     session.set_cursor(second.target_lps, sag.frame_of_reference_uid)
     sag.repaint()
     h = next(h for h in sag.current_handles() if h.kind == "trajectory" and h.key == (second.id, "target"))
     before = np.asarray(second.target_lps)
+    cursor = session.cursor_lps
     click(sag, h.widget_xy)
     assert session.active_trajectory == second.id and panel.selected_trajectory().id == second.id
+    np.testing.assert_allclose(session.cursor_lps, cursor)  # a click in a view does not move the views
     np.testing.assert_allclose(session.document.plan.trajectory(second.id).target_lps, before)  # not moved
     w.shutdown()

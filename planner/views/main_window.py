@@ -412,6 +412,8 @@ class MainWindow(QMainWindow):
         if req is not None:
             self.gesture_label.setText(f"<b style='color:#ffd54f'>{req[0]}</b> (Esc cancels)")
             self.show_message(f"{req[0]} (Esc cancels)", 0)
+        elif self.session.document.read_only:
+            self.gesture_label.setText("Read-only: plan handles stay where they are")
         elif self.ctx.tool == "crosshair":
             self.gesture_label.setText("Drag a handle to move it")
         else:
@@ -572,6 +574,7 @@ class MainWindow(QMainWindow):
     def _on_doc_changed(self, change) -> None:
         if change.source == "load":
             self._update_title()
+            self._update_gesture_label()
             self._cursor_placed = False  # a newly opened plan starts at its treated level
             self.place_cursor()
 
@@ -784,6 +787,8 @@ class MainWindow(QMainWindow):
             series.series_activated.connect(self.show_series)
             series.set_deidentified(self.ctx.deidentified)
             self.ctx.display_changed.connect(lambda: series.set_deidentified(self.ctx.deidentified))
+        if "Trajectories" in added:
+            self.panels["Trajectories"].trajectory_selected.connect(self.show_trajectory)
         if "Review" in added:
             self.panels["Review"].reviewer_changed.connect(self._remember_reviewer)
         if "Levels" in added:
@@ -792,6 +797,20 @@ class MainWindow(QMainWindow):
                 f"Click inside {name} in a slice view", levels.provide_hint, levels.cancel_hint))
             levels.hint_cancelled.connect(self.ctx.cancel_point_request)
         return added
+
+    def show_trajectory(self, trajectory_id: str) -> None:
+        """A trajectory chosen in the list: the crosshair goes to its target, so every view shows it."""
+        if not trajectory_id:
+            return
+        try:
+            traj = self.session.document.plan.trajectory(trajectory_id)
+        except KeyError:
+            return
+        from planner.views import roles
+
+        key = roles.main_volume_key(self.session)
+        vol = self.session.images.get(key) if key else None
+        self.session.set_cursor(traj.target_lps, vol.info.frame_of_reference_uid if vol is not None else None)
 
     def _remember_reviewer(self, name: str) -> None:
         if self.persist_state:

@@ -100,7 +100,8 @@ class TrajectoryPanel(PlanPanel):
     METRIC_VALUE_SLACK_PX = 28
     #: Rows of the trajectory list visible without scrolling.
     LIST_ROWS = 6
-    #: The user selected a trajectory (id, or "" for none).
+    #: The user selected a trajectory in the list (id, or "" for none); not emitted when the list only
+    #: follows a selection made elsewhere (a click on a handle in a view).
     trajectory_selected = Signal(str)
 
     def __init__(self, session: Session, parent: Optional[QWidget] = None) -> None:
@@ -108,6 +109,7 @@ class TrajectoryPanel(PlanPanel):
         self.session = session
         self._closed = False
         self._updating = False
+        self._following = False
         self._selected: str = ""
         self._selected_level: str = ""
         self.report: Optional[TrajectoryReport] = None
@@ -337,7 +339,11 @@ class TrajectoryPanel(PlanPanel):
         if self._closed or (trajectory_id or "") == self._selected:
             return
         if trajectory_id:
-            self.select(trajectory_id)
+            self._following = True
+            try:
+                self.select(trajectory_id)
+            finally:
+                self._following = False
 
     def refresh(self) -> None:
         if self._closed:
@@ -366,9 +372,9 @@ class TrajectoryPanel(PlanPanel):
                     item.setToolTip(3, "Choose Suggest left, Suggest right or Bipedicular")
                     item.setFont(0, bold)
                     self.tree.addTopLevelItem(item)
+            self._refresh_items()
             for c in (0, 1, 2):
                 self.tree.resizeColumnToContents(c)
-            self._refresh_items()
             self._selected, self._selected_level = "", ""
             if keep_t:
                 self.select(keep_t)
@@ -406,7 +412,8 @@ class TrajectoryPanel(PlanPanel):
             return
         self._update_details()
         self.session.set_active_trajectory(tid or None)
-        self.trajectory_selected.emit(tid)
+        if not self._following:
+            self.trajectory_selected.emit(tid)
 
     def _update_details(self) -> None:
         traj = self.selected_trajectory()

@@ -19,7 +19,15 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtWidgets import QApplication, QComboBox, QGridLayout, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QHBoxLayout,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 from vtkmodules.util.numpy_support import numpy_to_vtk
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
@@ -201,10 +209,15 @@ class VolumeView(QWidget):
         self.preset_combo.currentTextChanged.connect(self._on_preset_chosen)
         self.toolbar = QWidget(self)
         self.toolbar.setObjectName("viewBar")
-        self._bar = QGridLayout(self.toolbar)
+        self._bar = QVBoxLayout(self.toolbar)
         self._bar.setContentsMargins(4, 2, 4, 2)
-        self._bar.setHorizontalSpacing(3)
-        self._bar.setVerticalSpacing(2)
+        self._bar.setSpacing(2)
+        self._bar_lines: list[QHBoxLayout] = []
+        for _ in range(3):
+            line = QHBoxLayout()
+            line.setSpacing(3)
+            self._bar.addLayout(line)
+            self._bar_lines.append(line)
         self._bar_rows = 0
         self._arrange_toolbar(1)
         self.toolbar.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
@@ -460,7 +473,7 @@ class VolumeView(QWidget):
     def toolbar_width(self, rows: int) -> int:
         """Width the toolbar needs on ``rows`` rows (1: everything; 2: the preset on its own row;
         3: cameras, toggles and preset on a row each)."""
-        sp = self._bar.horizontalSpacing()
+        sp = self._bar_lines[0].spacing()
         m = self._bar.contentsMargins()
         widest = max(sum(wd.sizeHint().width() for wd in row) + sp * (len(row) - 1) + (12 if len(row) > 3 else 0)
                      for row in self._toolbar_rows()[rows - 1])
@@ -470,18 +483,17 @@ class VolumeView(QWidget):
         if rows == self._bar_rows:
             return
         self._bar_rows = rows
-        for wd in self._toolbar_widgets():
-            self._bar.removeWidget(wd)
-        for c in range(self._bar.columnCount()):
-            self._bar.setColumnStretch(c, 0)
-        ncols = 0
-        for r, row in enumerate(self._toolbar_rows()[rows - 1]):
-            for c, wd in enumerate(row):
+        for line in self._bar_lines:
+            while line.count():
+                line.takeAt(0)
+        for line, row in zip(self._bar_lines, self._toolbar_rows()[rows - 1]):
+            for wd in row:
                 wd.setMinimumWidth(0)
                 wd.setMinimumWidth(wd.sizeHint().width())  # never squeezed below its label
-                self._bar.addWidget(wd, r, c, Qt.AlignmentFlag.AlignLeft)
-            ncols = max(ncols, len(row))
-        self._bar.setColumnStretch(ncols, 1)
+                line.addWidget(wd)
+                if wd is self.buttons["Axial"] and len(row) > 3:
+                    line.addSpacing(12)  # cameras apart from the toggles
+            line.addStretch(1)
         self.toolbar.setFixedHeight(self._bar.sizeHint().height())
 
     def resizeEvent(self, ev):  # noqa: N802
