@@ -171,8 +171,9 @@ class Session:
         One patient per plan: raises :class:`OtherPatientError` (adding nothing) when an image is of
         another patient than the plan's case and the loaded images (split an import first with
         :func:`group_by_patient` and :meth:`is_other_patient`)."""
-        others = [k for k in images if self.is_other_patient(k, images[k])]
-        if others or len(group_by_patient({k: v for k, v in images.items() if k not in self.images})) > 1:
+        case_keys = {r.series_instance_uid for r in self.document.plan.case.series}
+        new = {k: v for k, v in images.items() if k not in self.images and k not in case_keys}
+        if any(self.is_other_patient(k, img) for k, img in new.items()) or len(group_by_patient(new)) > 1:
             ref = self.patient_reference()
             raise OtherPatientError(
                 "These images are of another patient than the open plan"

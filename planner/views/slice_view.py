@@ -176,6 +176,8 @@ class SliceView(ImageCanvas):
         return (s["min"], s["max"])
 
     def empty_text(self) -> str:
+        if not self.session.images:
+            return "No images open: File > Open folder (Ctrl+O), or drop a folder on the window"
         what = f"{self.role} " if self.role else ""
         return f"No {what}series loaded for this view"
 
