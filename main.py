@@ -2,7 +2,8 @@
 """BVN Planner entry point: the desktop application and the command line.
 
     python main.py                      start the application
-    python main.py PATH                 open a DICOM folder, DICOMDIR, zip, image file or .bvnplan plan
+    python main.py PATH                 open a DICOM folder, DICOMDIR, zip, image file, .bvnplan plan or plan SR
+    python main.py --pacs NODE --study UID   open the plan stored in the PACS (its images: cache, then PACS)
     python main.py --demo               open the built-in demo case
     python main.py --demo --screenshot shot.png   render the main window to a PNG and exit
     python main.py COMMAND ...          run a command (see --help)
@@ -30,10 +31,14 @@ def _gui_parser() -> argparse.ArgumentParser:
     p = _GuiParser(
         prog="main.py", description=f"{APP_NAME} {__version__}: plan basivertebral nerve ablation.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("path", nargs="?", help="DICOM folder, DICOMDIR, zip, image file or .bvnplan plan to open")
+    p.add_argument("path", nargs="?", help="DICOM folder, DICOMDIR, zip, image file, .bvnplan plan or plan SR (.dcm) to open")
     p.add_argument("--demo", action="store_true", help="open the built-in demo case")
     p.add_argument("--review", action="store_true", help="open the plan read-only, for review")
     p.add_argument("--images", metavar="FOLDER", help="folder where the plan's images are found")
+    p.add_argument("--pacs", metavar="NODE", help="open a plan stored in this PACS (a configured node's name); "
+                   "with --study (and --plan-series to choose one of several plans)")
+    p.add_argument("--study", metavar="UID", help="Study Instance UID of the plan to open from --pacs")
+    p.add_argument("--plan-series", metavar="UID", help="Series Instance UID of the plan SR (default: the newest)")
     p.add_argument("--layout", choices=["planning", "fluoro", "compare", "trajectory"], help="layout to start with")
     p.add_argument("--screenshot", metavar="FILE.png", help="render the window to FILE.png and exit")
     p.add_argument("--size", default="1600x1000", help="window size for --screenshot (default 1600x1000)")

@@ -218,3 +218,92 @@ def test_send_to_pacs_without_a_configured_node(qtbot, monkeypatch, tmp_path):
     monkeypatch.setattr(pacs_dialog.QMessageBox, "information", lambda *a, **k: shown.append(a[2]))
     assert pacs_dialog.send_to_pacs(None, [tmp_path / "x.dcm"]) is None
     assert "No PACS is configured" in shown[0]
+
+
+def test_a_short_series_is_offered_as_incomplete_and_retry_completes_it(qtbot, orthanc, study, dialog, monkeypatch,
+                                                                         tmp_path):
+    from planner.imaging.pacs.received import Receiver
+
+    pacs.save_nodes([planner_node(orthanc)])
+    dlg = dialog()
+    with qtbot.waitSignal(dlg.series_listed, timeout=WAIT_MS):
+        _search(qtbot, dlg, patient_id_edit="PT-0100")
+    real = Receiver.accept
+    lost = []
+
+    def lossy(self, *a):  # the network loses two images of the 12-image series
+        if a[2] == study["big"] and len(lost) < 2:
+            lost.append(a[3])
+            return True
+        return real(self, *a)
+
+    monkeypatch.setattr(Receiver, "accept", lossy)
+    imported = []
+    dlg.retrieved.connect(imported.append)
+    with qtbot.waitSignal(dlg.retrieve_finished, timeout=WAIT_MS) as first:
+        qtbot.mouseClick(dlg.retrieve_button, Qt.MouseButton.LeftButton)
+    result = first.args[0]
+    assert result.incomplete == {study["big"]: (10, 12)}
+    assert dlg.incomplete_box.isVisible() and "T2 SAG (10 of 12)" in dlg.incomplete_label.text()
+    # only the complete series is handed to the import
+    assert [Path(f) for f in imported] == [result.folder]
+    assert {p.name for p in result.folder.iterdir()} == {study["small"]}
+    dlg.grab().save(str(tmp_path / "pacs-incomplete.png"))
+    monkeypatch.setattr(Receiver, "accept", real)
+    with qtbot.waitSignal(dlg.retrieve_finished, timeout=WAIT_MS) as second:
+        qtbot.mouseClick(dlg.retry_button, Qt.MouseButton.LeftButton)
+    assert second.args[0].ok and second.args[0].complete == {study["big"]: 12}
+    assert not dlg.incomplete_box.isVisible()
+    assert len(list((result.folder / study["big"]).glob("*.dcm"))) == 12
+
+
+def test_the_plans_of_a_study_are_listed_and_one_opens(qtbot, orthanc, study, dialog, tmp_path):
+    from pydicom import dcmread as read
+
+    from planner.export.dicom import encapsulated_pdf, reference_dataset
+    from planner.export.sr import build_plan_sr, import_plan_from_sr
+    from tests.report_support import rich_plan
+
+    plan = rich_plan()
+    plan.case.study_instance_uid = study["study"]
+    plan.case.patient_id = "PT-0100"
+    plan.case.patient_name = "DIALOG^CAROL"
+    ref = reference_dataset(plan, [], study["study"])
+    pdf = encapsulated_pdf(b"%PDF-1.4\n%%EOF\n", ref, series_uid=generate_uid(), sop_uid=generate_uid(), title="x")
+    sr = build_plan_sr(plan, [pdf], for_uid=generate_uid(), series_instance_uid=generate_uid(),
+                       sop_instance_uid=generate_uid(), series_number=9903, manufacturer="BVN Planner")
+    sr.save_as(str(tmp_path / "sr.dcm"), enforce_file_format=True)
+    assert pacs.store(planner_node(orthanc), [tmp_path / "sr.dcm"]).ok
+    pacs.save_nodes([planner_node(orthanc)])
+    dlg = dialog()
+    with qtbot.waitSignal(dlg.plans_listed, timeout=WAIT_MS) as listed:
+        _search(qtbot, dlg, patient_id_edit="PT-0100")
+    assert listed.args[0] == 1 and dlg.plan_list.count() == 1 and dlg.open_plan_button.isEnabled()
+    dlg.grab().save(str(tmp_path / "pacs-plans.png"))
+    with qtbot.waitSignal(dlg.plan_retrieved, timeout=WAIT_MS) as opened:
+        qtbot.mouseClick(dlg.open_plan_button, Qt.MouseButton.LeftButton)
+    path = Path(opened.args[0])
+    assert read(str(path)).SOPInstanceUID == sr.SOPInstanceUID
+    assert import_plan_from_sr(path).model_dump(mode="json") == plan.model_dump(mode="json")
+    # the study's plan series is listed as a plan, and its series is still a series of the study
+    assert any(s.modality == "SR" for s in dlg.series)
+
+
+def test_closing_during_a_retrieve_from_a_frozen_pacs_does_not_block(qtbot, orthanc, study, dialog):
+    import os
+    import signal
+
+    pacs.save_nodes([planner_node(orthanc)])
+    dlg = dialog()
+    with qtbot.waitSignal(dlg.series_listed, timeout=WAIT_MS):
+        _search(qtbot, dlg, patient_id_edit="PT-0100")
+    os.kill(orthanc.proc.pid, signal.SIGSTOP)
+    try:
+        call = dlg.retrieve()
+        assert call is not None
+        qtbot.wait(300)
+        t0 = time.monotonic()
+        dlg.close()
+        assert time.monotonic() - t0 < 1.6 and call.done or not call.is_running()
+    finally:
+        os.kill(orthanc.proc.pid, signal.SIGCONT)

@@ -145,7 +145,9 @@ def test_an_object_of_another_patient_is_rejected_and_reported(orthanc, tmp_path
         orthanc.upload(path)
     node = node_for(orthanc, method)
     [match] = pacs.find_studies(node, patient_id=f"PT-MIX-A-{method}")
-    result = pacs.retrieve(node, uid, dest_folder=tmp_path / "in", method=method)
+    refused = pacs.retrieve(node, uid, dest_folder=tmp_path / "none", method=method)
+    assert refused.received == 0 and "under 2 different patients" in refused.summary()
+    result = pacs.retrieve(node, uid, dest_folder=tmp_path / "in", method=method, patient_id=match.patient_id)
     received = [dcmread(str(f), stop_before_pixels=True) for f in result.files]
     assert {ds.PatientID for ds in received} <= {match.patient_id}
     assert not result.ok and result.rejected >= 1

@@ -13,6 +13,7 @@ Layout of the output folder::
     plan_summary.pdf      the plan summary (the same PDF as inside the DICOM object)
     dicom/PDF00001.dcm    Encapsulated PDF (series "BVN plan summary", modality DOC)
     dicom/SC000NN.dcm     Secondary Capture key images (series "BVN key images")
+    dicom/KO00001.dcm     Key Object Selection of the key images (series "BVN key images (selection)")
     dicom/SR00001.dcm     Comprehensive 3D SR (series "BVN ablation plan (SR)")
     plan.bvnplan          teaching export only: the de-identified plan
     images/NNN/IMnnnnn.dcm  teaching export only: the de-identified source images
@@ -33,6 +34,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import highdicom as hd
 import numpy as np
 import pydicom
+from pydicom.sr.codedict import codes
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
 MANUFACTURER = APP_NAME
 #: Series numbers of the exported objects (high, to stay clear of the scanner's series).
-SERIES_NUMBER = {"pdf": 9901, "sc": 9902, "sr": 9903}
+SERIES_NUMBER = {"pdf": 9901, "sc": 9902, "sr": 9903, "ko": 9904}
 #: Roles whose Frame of Reference the plan's coordinates are given in, in order of preference.
 PLANNING_ROLES = ("T2", "T1", "STIR", "CT", "AX_T2")
 
@@ -67,6 +69,8 @@ class ExportResult:
     key_image_files: list[Path]
     sr_file: Path
     plan_file: Optional[Path] = None
+    #: the Key Object Selection document listing the key images (None when there are none)
+    kos_file: Optional[Path] = None
     source_image_files: list[Path] = field(default_factory=list)
     readme: Optional[Path] = None
     notes: list[str] = field(default_factory=list)
@@ -76,6 +80,8 @@ class ExportResult:
     @property
     def files(self) -> list[Path]:
         out = [self.pdf_file, self.pdf_dicom, *self.key_image_files, self.sr_file, *self.source_image_files]
+        if self.kos_file:
+            out.append(self.kos_file)
         if self.plan_file:
             out.append(self.plan_file)
         if self.readme:
@@ -85,7 +91,8 @@ class ExportResult:
     @property
     def dicom_files(self) -> list[Path]:
         """The DICOM files of the export (what is sent to a PACS)."""
-        return [self.pdf_dicom, *self.key_image_files, self.sr_file, *self.source_image_files]
+        return [self.pdf_dicom, *self.key_image_files, *([self.kos_file] if self.kos_file else []), self.sr_file,
+                *self.source_image_files]
 
     def moved(self, old: Path, new: Path) -> "ExportResult":
         """This result with every path under ``old`` moved under ``new``."""
@@ -102,7 +109,7 @@ class ExportResult:
             self, folder=new, pdf_file=mv(self.pdf_file), pdf_dicom=mv(self.pdf_dicom),
             key_image_files=[mv(p) for p in self.key_image_files], sr_file=mv(self.sr_file),
             plan_file=mv(self.plan_file), source_image_files=[mv(p) for p in self.source_image_files],
-            readme=mv(self.readme))
+            readme=mv(self.readme), kos_file=mv(self.kos_file))
 
 
 # ------------------------------------------------------------------------------------ sources
@@ -125,6 +132,26 @@ def read_headers(files: Sequence[tuple[str, Path]]) -> list[Dataset]:
         except Exception as exc:  # a damaged source file must not stop the export
             log.warning("cannot read a source header: %s", type(exc).__name__)
     return headers
+
+
+def source_references(headers: Sequence[Dataset], series_uid: Optional[str] = None) -> list[Dataset]:
+    """Items of a Source Image / Source Instance Sequence (SOP class and instance) for the source images
+    (only those of ``series_uid`` when given)."""
+    items = []
+    seen = set()
+    for h in headers:
+        if "SOPInstanceUID" not in h or "SOPClassUID" not in h:
+            continue
+        if series_uid and str(h.get("SeriesInstanceUID", "")) != series_uid:
+            continue
+        if str(h.SOPInstanceUID) in seen:
+            continue
+        seen.add(str(h.SOPInstanceUID))
+        item = Dataset()
+        item.ReferencedSOPClassUID = h.SOPClassUID
+        item.ReferencedSOPInstanceUID = h.SOPInstanceUID
+        items.append(item)
+    return items
 
 
 def planning_frame_of_reference(plan: Plan) -> str:
@@ -172,8 +199,9 @@ def _now() -> tuple[str, str]:
 
 # ------------------------------------------------------------------------------------ objects
 def encapsulated_pdf(pdf: bytes, ref: Dataset, *, series_uid: str, sop_uid: str, title: str,
-                     institution: str = "") -> FileDataset:
-    """An Encapsulated PDF instance (PS3.3 A.45.1) in a new series of the reference's study."""
+                     institution: str = "", sources: Sequence[Dataset] = ()) -> FileDataset:
+    """An Encapsulated PDF instance (PS3.3 A.45.1) in a new series of the reference's study; ``sources``
+    (see :func:`source_references`) are the images it was made from (Source Instance Sequence)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF_STORAGE
     meta.MediaStorageSOPInstanceUID = sop_uid
@@ -205,6 +233,8 @@ def encapsulated_pdf(pdf: bytes, ref: Dataset, *, series_uid: str, sop_uid: str,
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.EncapsulatedDocumentLength = len(pdf)
     ds.EncapsulatedDocument = pdf + (b"\0" if len(pdf) % 2 else b"")
+    if sources:
+        ds.SourceInstanceSequence = list(sources)
     return ds
 
 
@@ -228,7 +258,7 @@ def key_image_orientation(key: KeyImage) -> Optional[tuple[str, str]]:
 
 
 def secondary_capture(key: KeyImage, ref: Dataset, *, series_uid: str, sop_uid: str, number: int,
-                      institution: str = "") -> Dataset:
+                      institution: str = "", sources: Sequence[Dataset] = ()) -> Dataset:
     pixels = np.ascontiguousarray(np.asarray(key.image.convert("RGB"), dtype=np.uint8))
     orientation = key_image_orientation(key)
     sc = hd.sc.SCImage(
@@ -244,6 +274,7 @@ def secondary_capture(key: KeyImage, ref: Dataset, *, series_uid: str, sop_uid: 
         sc.PatientOrientation = ""  # Type 2C: empty when not known (fluoroscopy without orientation)
     sc.ConversionType = "WSD"  # rendered on a workstation
     sc.SeriesDescription = "BVN key images"
+    sc.BodyPartExamined = "LSPINE"  # the planning images are of the lumbar spine (PS3.16 CID 4031 defined term)
     sc.ImageComments = key.caption[:10240]
     sc.BurnedInAnnotation = "YES" if key.kind in ("fluoro", "3d") else "NO"
     if ref.get("StudyDescription"):
@@ -251,7 +282,23 @@ def secondary_capture(key: KeyImage, ref: Dataset, *, series_uid: str, sop_uid: 
     if institution:
         sc.InstitutionName = institution
     sc.SoftwareVersions = __version__
+    if sources:  # the images the picture was rendered from
+        sc.SourceImageSequence = list(sources)
+        sc.DerivationDescription = f"Rendered by {APP_NAME} from the source images ({key.kind})"[:1024]
     return sc
+
+
+def key_object_selection(key_images: Sequence[Dataset], ref: Dataset, *, series_uid: str, sop_uid: str,
+                         institution: str = "", description: str = "") -> hd.ko.KeyObjectSelectionDocument:
+    """A Key Object Selection document (PS3.3 A.35.4, title "Of Interest") listing the key images."""
+    content = hd.ko.KeyObjectSelection(document_title=codes.DCM.OfInterest, referenced_objects=list(key_images),
+                                       description=(description or "BVN plan key images")[:1024])
+    ko = hd.ko.KeyObjectSelectionDocument(
+        evidence=list(key_images), content=content, series_instance_uid=series_uid,
+        series_number=SERIES_NUMBER["ko"], sop_instance_uid=sop_uid, instance_number=1, manufacturer=MANUFACTURER,
+        institution_name=institution or None)
+    ko.SeriesDescription = "BVN key images (selection)"
+    return ko
 
 
 # ------------------------------------------------------------------------------------ de-identification
@@ -277,6 +324,7 @@ Made {when} by {app} {version}.
 plan_summary.pdf      plan summary (planning aid, not for navigation)
 dicom/PDF00001.dcm    the same summary as a DICOM Encapsulated PDF (series "BVN plan summary")
 dicom/SC*.dcm         key images as DICOM Secondary Capture (series "BVN key images"), {n_sc} image(s)
+dicom/KO00001.dcm     a Key Object Selection document listing the key images (when there are key images)
 dicom/SR00001.dcm     the plan as a DICOM Comprehensive 3D Structured Report (series "BVN ablation plan (SR)");
                       BVN Planner imports it back to the same plan (landmarks, trajectories, findings as 3D
                       coordinates in the planning frame of reference, plus an exact JSON copy of the plan)
@@ -413,7 +461,7 @@ def _write_export(prep: PreparedExport, out: Path, progress: Optional[Callable[[
     pdf_file = out / "plan_summary.pdf"
     pdf_file.write_bytes(pdf)
     pdf_ds = encapsulated_pdf(pdf, ref, series_uid=generate_uid(), sop_uid=generate_uid(),
-                              title=f"{data.title}", institution=institution)
+                              title=f"{data.title}", institution=institution, sources=source_references(headers))
     step("Writing the Encapsulated PDF")
     pdf_path = _write(pdf_ds, dicom_dir / "PDF00001.dcm")
     sc_series = generate_uid()
@@ -425,12 +473,19 @@ def _write_export(prep: PreparedExport, out: Path, progress: Optional[Callable[[
             number += 1
             step(f"Writing key image {number}")
             sc = secondary_capture(key, ref, series_uid=sc_series, sop_uid=generate_uid(), number=number,
-                                   institution=institution)
+                                   institution=institution,
+                                   sources=source_references(headers, key.series_instance_uid or None)
+                                   if key.series_instance_uid else [])
             sc.ImageComments = f"{section.title}: {key.caption}"[:10240]
             sc_dss.append(sc)
             sc_paths.append(_write(sc, dicom_dir / f"SC{number:05d}.dcm"))
+    kos_path: Optional[Path] = None
     if not sc_paths:
         notes.append("No key images were rendered; the export has no Secondary Capture series.")
+    else:
+        kos = key_object_selection(sc_dss, ref, series_uid=generate_uid(), sop_uid=generate_uid(),
+                                   institution=institution)
+        kos_path = _write(kos, dicom_dir / "KO00001.dcm")
     from planner.export.sr import build_plan_sr
 
     step("Writing the structured report (the plan)")
@@ -440,7 +495,7 @@ def _write_export(prep: PreparedExport, out: Path, progress: Optional[Callable[[
                        institution_name=institution or None)
     sr_path = _write(sr, dicom_dir / "SR00001.dcm")
     result = ExportResult(out, pdf_file, pdf_path, sc_paths, sr_path, notes=notes + list(data.notes),
-                          study_instance_uid=prep.study_uid, deidentified=de is not None)
+                          study_instance_uid=prep.study_uid, deidentified=de is not None, kos_file=kos_path)
     extra = ""
     if de is not None:
         result.plan_file = save_plan(plan, out / "plan.bvnplan")

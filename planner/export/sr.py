@@ -43,6 +43,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+from planner.imaging.pacs.plans import PLAN_SR_SERIES_DESCRIPTION
 from planner.plan import Plan
 from planner.storage import PlanFileError, plan_from_dict, plan_to_json
 
@@ -128,13 +129,15 @@ def encode_value(key: str, value: Any, for_uid: str) -> hd.sr.ContentItem:
         return _point_item(key, value, for_uid)
     if isinstance(value, dict):
         box = hd.sr.ContainerContentItem(name=_concept(key), is_content_continuous=True, relationship_type=CONTAINS)
-        box.ContentSequence = [encode_value(k, v, for_uid) for k, v in value.items()]
+        if value:  # an empty container has no Content Sequence at all (an empty one is not allowed: PS3.3 C.17.3)
+            box.ContentSequence = [encode_value(k, v, for_uid) for k, v in value.items()]
         return box
     if isinstance(value, (list, tuple)):
         box = hd.sr.ContainerContentItem(name=_concept(key), is_content_continuous=False,
                                          relationship_type=CONTAINS)
         item_key = "item_lps" if _is_point_list(key, list(value)) else "item"
-        box.ContentSequence = [encode_value(item_key, v, for_uid) for v in value]
+        if value:
+            box.ContentSequence = [encode_value(item_key, v, for_uid) for v in value]
         return box
     raise TypeError(f"cannot encode {key} of type {type(value).__name__}")
 
@@ -177,16 +180,35 @@ def plan_content_tree(plan: Plan, for_uid: str) -> hd.sr.ContainerContentItem:
     return root
 
 
+def current_signoff(plan: Plan) -> Optional[Any]:
+    """The newest sign-off that still matches the plan's content (None: not signed, or changed since)."""
+    current = [s for s in plan.review.signoffs if plan.signoff_is_current(s)]
+    return current[-1] if current else None
+
+
 def build_plan_sr(plan: Plan, evidence: Sequence[Dataset], *, for_uid: str, series_instance_uid: str,
                   sop_instance_uid: str, series_number: int, manufacturer: str,
                   institution_name: Optional[str] = None) -> hd.sr.Comprehensive3DSR:
-    """The SR document; patient and study come from ``evidence[0]`` (the exported PDF or key image)."""
+    """The SR document; patient and study come from ``evidence[0]`` (the exported PDF or key image).
+
+    Completion Flag COMPLETE; after a sign-off that is still current, Verification Flag VERIFIED with the
+    reviewer as verifying observer (else UNVERIFIED: a plan no one signed, or changed since)."""
+    signoff = current_signoff(plan)
+    verified = {}
+    if signoff is not None:
+        verified = dict(is_final=True, is_verified=True, verifying_observer_name=_person_name(signoff.reviewer),
+                        verifying_organization=(institution_name or manufacturer)[:64])
     sr = hd.sr.Comprehensive3DSR(
         evidence=list(evidence), content=plan_content_tree(plan, for_uid), series_instance_uid=series_instance_uid,
         series_number=series_number, sop_instance_uid=sop_instance_uid, instance_number=1,
-        manufacturer=manufacturer, is_complete=True, is_final=False, is_verified=False,
+        manufacturer=manufacturer, is_complete=True, is_final=bool(verified), is_verified=bool(verified),
         institution_name=institution_name or None, specific_character_set="ISO_IR 192",
-        series_description="BVN ablation plan (SR)")
+        series_description=PLAN_SR_SERIES_DESCRIPTION,
+        **{k: v for k, v in verified.items() if k.startswith("verifying")})
+    if signoff is not None and "VerifyingObserverSequence" in sr:
+        when = "".join(c for c in signoff.signed_at if c.isdigit())[:14]
+        if len(when) == 14:
+            sr.VerifyingObserverSequence[0].VerificationDateTime = when
     scheme = Dataset()
     scheme.CodingSchemeDesignator = SCHEME
     scheme.CodingSchemeName = SCHEME_NAME
@@ -333,3 +355,25 @@ def import_plan_from_sr(path: os.PathLike | str, *, require_copy: bool = False) 
         return plan_from_dict(data, p)
     except PlanFileError as exc:
         raise SRImportError(str(exc)) from None
+
+
+def _person_name(text: str) -> str:
+    """A reviewer's name as a DICOM Person Name (no backslash or control characters, 64 per component)."""
+    clean = "".join(c for c in (text or "unknown") if c.isprintable() and c not in "\\=")
+    return "^".join(part[:64] for part in clean.split("^")[:5]) or "unknown"
+
+
+def is_plan_sr_file(path: os.PathLike | str) -> bool:
+    """True for a DICOM file that is a plan SR of this application (read from its header only)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            if fh.read(132)[128:132] != b"DICM":
+                return False
+        ds = pydicom.dcmread(str(p), stop_before_pixels=True, specific_tags=["SOPClassUID", "ConceptNameCodeSequence"])
+        root = ds.ConceptNameCodeSequence[0]
+        return (_code_value(root), str(root.CodingSchemeDesignator)) == (ROOT_CODE[0], SCHEME)
+    except (OSError, AttributeError, IndexError, KeyError, ValueError, TypeError):
+        return False
+    except pydicom.errors.InvalidDicomError:
+        return False

@@ -188,6 +188,16 @@ def open_path(session, path: str, *, review: bool = False, images: Optional[str]
     p = Path(path).expanduser()
     if not p.exists():
         raise StartupError(f"{p} does not exist")
+    from planner.export.sr import SRImportError, import_plan_from_sr, is_plan_sr_file
+
+    if p.is_file() and is_plan_sr_file(p):  # a plan exported to the PACS (its SR): opened as the plan
+        try:
+            plan = import_plan_from_sr(p)
+        except SRImportError as exc:
+            raise StartupError(str(exc)) from None
+        session.document.replace_plan(plan, read_only=review)
+        relink_plan_images(session, images)
+        return f"{plan.case.patient_name or p.name} (from {p.name}, not saved)", []
     if p.suffix.lower() == ".bvnplan":
         from planner.recent import add_recent_plan
         from planner.storage import PlanFileError, load_plan
@@ -207,6 +217,32 @@ def open_path(session, path: str, *, review: bool = False, images: Optional[str]
     if review:
         session.document.read_only = True
     return p.name, others
+
+
+def open_from_pacs(session, node_name: str, study_uid: Optional[str], series_uid: Optional[str] = None, *,
+                   review: bool = False) -> str:
+    """Open the plan stored in a configured PACS (``main.py --pacs NODE --study UID``) and its images
+    (local cache first, then the PACS). Returns a title hint."""
+    from planner.export.sr import SRImportError
+    from planner.imaging.pacs import PacsError, load_nodes
+    from planner.pacs_plan import open_plan_from_pacs, plan_image_folders
+    from planner.relink import find_plan_images
+
+    nodes = {n.display_name: n for n in load_nodes()}
+    if node_name not in nodes:
+        raise StartupError(f"No PACS named '{node_name}' is configured (known: {', '.join(nodes) or 'none'}).")
+    if not study_uid:
+        raise StartupError("--pacs needs --study with the Study Instance UID of the plan.")
+    node = nodes[node_name]
+    try:
+        plan, sr_path = open_plan_from_pacs(node, study_uid, series_uid)
+        session.document.replace_plan(plan, read_only=review)
+        where = plan_image_folders(plan, node)
+    except (PacsError, SRImportError) as exc:
+        raise StartupError(str(exc)) from None
+    if where.folders:
+        session.add_images(find_plan_images(plan, where.folders).images, keep_existing=True)
+    return f"{plan.case.patient_name or sr_path.name} (from {node.display_name}, not saved)"
 
 
 # ---------------------------------------------------------------------- the side panels
@@ -269,6 +305,9 @@ def build_window(args, session=None):
     others: list[dict] = []
     if getattr(args, "demo", False):
         title = open_demo(session)
+    elif getattr(args, "pacs", None):
+        title = open_from_pacs(session, args.pacs, getattr(args, "study", None), getattr(args, "plan_series", None),
+                               review=bool(getattr(args, "review", False)))
     elif getattr(args, "path", None):
         title, others = open_path(session, args.path, review=bool(getattr(args, "review", False)),
                                   images=getattr(args, "images", None))

@@ -447,6 +447,7 @@ class ExportController(ProgressDialogOwner, QObject):
         if dlg is None:
             dlg = PacsDialog(self.window)
             dlg.retrieved.connect(lambda folder: self.window.import_paths([folder]))
+            dlg.plan_retrieved.connect(lambda path, node, _study: self.window.plan_images.open_pacs_plan(path, node))
             dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
             self.pacs_dialog = dlg
         dlg.show()

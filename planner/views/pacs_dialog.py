@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -55,7 +54,8 @@ from PySide6.QtWidgets import (
 
 from planner.imaging import pacs
 from planner.imaging.pacs import DICOMWEB, DIMSE, PacsError, PacsNode, RetrieveResult, StoreResult
-from planner.logsafe import data_dir
+from planner.imaging.pacs.cache import cache_root, new_cache_folder  # noqa: F401 (used by plan_images)
+from planner.imaging.pacs.plans import fetch_plan, is_plan_series
 from planner.views.background import BackgroundCall  # noqa: F401 (also used by the tests)
 
 log = logging.getLogger(__name__)
@@ -64,22 +64,6 @@ MODALITIES = ["", "MR", "CT", "XA", "RF", "DX", "CR", "MR\\CT"]
 DATE_PRESETS = ["Any date", "Today", "Last 7 days", "Last 30 days", "Last 12 months"]
 _ERROR_STYLE = "color: #c62828;"
 _OK_STYLE = "color: #2e7d32;"
-
-
-def cache_root() -> Path:
-    """Where retrieved studies are kept (one new folder per retrieve)."""
-    return data_dir() / "pacs-cache"
-
-
-def new_cache_folder(root: Optional[Path] = None) -> Path:
-    base = Path(root) if root is not None else cache_root()
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    n = 0
-    while True:
-        folder = base / (stamp if n == 0 else f"{stamp}-{n}")
-        if not folder.exists():
-            return folder
-        n += 1
 
 
 # ====================================================================== background calls
@@ -95,6 +79,7 @@ class NodeEditor(QWidget):
         super().__init__(parent)
         self.nodes: list[PacsNode] = pacs.load_nodes()
         self._call: Optional[BackgroundCall] = None
+        self._cancel = threading.Event()
         self._loading = False
         outer = QHBoxLayout(self)
         left = QVBoxLayout()
@@ -290,7 +275,9 @@ class NodeEditor(QWidget):
         snapshot = PacsNode.from_dict(node.to_dict())
         self.test_button.setEnabled(False)
         self._set_status(f"Testing {snapshot.label}...")
-        call = BackgroundCall(lambda _p: pacs.echo(snapshot), self)
+        self._cancel = threading.Event()
+        cancel = self._cancel
+        call = BackgroundCall(lambda _p: pacs.echo(snapshot, cancel=cancel), self)
         call.finished.connect(lambda result, error: self._tested(snapshot, result, error))
         self._call = call.start()
         return call
@@ -307,7 +294,8 @@ class NodeEditor(QWidget):
         self.status.setText(text)
         self.status.setStyleSheet(_ERROR_STYLE if error else _OK_STYLE)
 
-    def shutdown(self, ms: int = 20000) -> None:
+    def shutdown(self, ms: int = 1500) -> None:
+        self._cancel.set()
         if self._call is not None and self._call.is_running():
             self._call.wait(ms)
 
@@ -326,6 +314,10 @@ class PacsDialog(QDialog):
     series_listed = Signal(int)
     #: the RetrieveResult (also after cancel or failure)
     retrieve_finished = Signal(object)
+    #: (plan SR file, node, study match) after "Open plan" retrieved a plan of this application
+    plan_retrieved = Signal(str, object, object)
+    #: the number of plans found in the selected study
+    plans_listed = Signal(int)
 
     STUDY_COLUMNS = ["Patient name", "Patient ID", "Birth date", "Study date", "Accession", "Description",
                      "Modalities", "Series", "Images"]
@@ -342,6 +334,8 @@ class PacsDialog(QDialog):
         self._call: Optional[BackgroundCall] = None
         self._closing = False
         self.last_result: Optional[RetrieveResult] = None
+        #: the plan series (SRs of this application) of the selected study
+        self.plans: list[pacs.SeriesMatch] = []
         #: the study whose series the series table shows (or was asked for)
         self._series_study_uid: Optional[str] = None
 
@@ -430,8 +424,22 @@ class PacsDialog(QDialog):
         self.series_table.setObjectName("pacsSeriesTable")
         self.series_table.itemChanged.connect(lambda _i: self._update_buttons())
         sv.addWidget(self.series_table, 1)
+        prow = QHBoxLayout()
+        self.plans_label = QLabel("Plans in this study")
+        prow.addWidget(self.plans_label)
+        self.plan_list = QListWidget()
+        self.plan_list.setObjectName("pacsPlanList")
+        self.plan_list.setMaximumHeight(52)
+        self.plan_list.itemSelectionChanged.connect(self._update_buttons)
+        prow.addWidget(self.plan_list, 1)
+        self.open_plan_button = QPushButton("Open plan")
+        self.open_plan_button.setToolTip("Retrieve the plan (its structured report) and open it; its images are "
+                                         "taken from the local cache, else retrieved by UID")
+        self.open_plan_button.clicked.connect(self.open_plan)
+        prow.addWidget(self.open_plan_button)
+        sv.addLayout(prow)
         split.addWidget(series_box)
-        split.setSizes([320, 220])
+        split.setSizes([220, 360])
         v.addWidget(split, 1)
 
         bottom = QHBoxLayout()
@@ -454,6 +462,24 @@ class PacsDialog(QDialog):
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         v.addWidget(self.message)
+        self.incomplete_box = QWidget()
+        ib = QHBoxLayout(self.incomplete_box)
+        ib.setContentsMargins(0, 0, 0, 0)
+        self.incomplete_label = QLabel("")
+        self.incomplete_label.setObjectName("pacsIncomplete")
+        self.incomplete_label.setWordWrap(True)
+        self.incomplete_label.setStyleSheet(_ERROR_STYLE)
+        ib.addWidget(self.incomplete_label, 1)
+        self.retry_button = QPushButton("Retry")
+        self.retry_button.setToolTip("Ask the PACS again for the missing images only")
+        self.retry_button.clicked.connect(self.retry_incomplete)
+        ib.addWidget(self.retry_button)
+        self.keep_button = QPushButton("Keep as incomplete")
+        self.keep_button.setToolTip("Open the images that arrived, marked as an incomplete series")
+        self.keep_button.clicked.connect(self.keep_incomplete)
+        ib.addWidget(self.keep_button)
+        self.incomplete_box.hide()
+        v.addWidget(self.incomplete_box)
         return tab
 
     @staticmethod
@@ -497,6 +523,9 @@ class PacsDialog(QDialog):
         for w in (self.search_button, self.echo_button, self.node_combo):
             w.setEnabled(has_node and not busy)
         self.retrieve_button.setEnabled(has_node and not busy and bool(self.checked_series()))
+        self.open_plan_button.setEnabled(has_node and not busy and bool(self.plan_list.selectedItems()))
+        for w in (self.retry_button, self.keep_button):
+            w.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
 
     def _set_message(self, text: str, error: bool = False) -> None:
@@ -505,9 +534,12 @@ class PacsDialog(QDialog):
 
     def _run(self, fn: Callable[..., Any], on_done: Callable[[Any, str], None],
              on_progress: Optional[Callable[[float, str], None]] = None) -> Optional[BackgroundCall]:
+        """Run ``fn(progress, cancel)`` off the GUI thread; Cancel (and closing) sets ``cancel``."""
         if self.busy() or self._closing:
             return None
-        call = BackgroundCall(fn, self)
+        self.cancel_event = threading.Event()
+        cancel = self.cancel_event
+        call = BackgroundCall(lambda p: fn(p, cancel), self)
         call.finished.connect(lambda r, e: self._finished(on_done, r, e))
         if on_progress is not None:
             call.progress.connect(on_progress)
@@ -533,7 +565,7 @@ class PacsDialog(QDialog):
         if node is None:
             return None
         self._set_message(f"Testing {node.label}...")
-        return self._run(lambda _p: pacs.echo(node), lambda r, e: self._set_message(
+        return self._run(lambda _p, c: pacs.echo(node, cancel=c), lambda r, e: self._set_message(
             e or f"{node.label} answered in {1000 * float(r):.0f} ms.", error=bool(e)))
 
     def _apply_date_preset(self, index: int) -> None:
@@ -562,7 +594,7 @@ class PacsDialog(QDialog):
         self.study_table.setRowCount(0)
         self.series_table.setRowCount(0)
         self.studies, self.series = [], []
-        return self._run(lambda _p: pacs.find_studies(node, **criteria), self._show_studies)
+        return self._run(lambda _p, c: pacs.find_studies(node, **criteria, cancel=c), self._show_studies)
 
     def _show_studies(self, studies: Any, error: str) -> None:
         if error:
@@ -596,6 +628,7 @@ class PacsDialog(QDialog):
         if self.busy():  # a search or retrieve is running: the series are listed when it ends
             return
         self.series_table.setRowCount(0)
+        self.plan_list.clear()
         self.series = []
         self._series_study_uid = None
         self._update_buttons()
@@ -604,7 +637,7 @@ class PacsDialog(QDialog):
             return
         self._series_study_uid = study.study_uid
         self.series_label.setText("Series (asking the PACS...)")
-        self._run(lambda _p: pacs.find_series(node, study.study_uid), self._show_series)
+        self._run(lambda _p, c: pacs.find_series(node, study.study_uid, cancel=c), self._show_series)
 
     def _show_series(self, series: Any, error: str) -> None:
         if error:
@@ -612,6 +645,14 @@ class PacsDialog(QDialog):
             self._set_message(error, error=True)
             self.series_listed.emit(0)
             return
+        self.plans = [s for s in series if is_plan_series(s)]
+        self.plan_list.clear()
+        for s in self.plans:
+            self.plan_list.addItem(QListWidgetItem(f"Plan {s.series_number or ''} \u2014 {s.description}".strip()))
+        if self.plans:
+            self.plan_list.setCurrentRow(len(self.plans) - 1)
+        self.plans_label.setText(f"Plans in this study ({len(self.plans)})")
+        self.plans_listed.emit(len(self.plans))
         self.series = list(series)
         t = self.series_table
         t.blockSignals(True)
@@ -654,18 +695,20 @@ class PacsDialog(QDialog):
                 out.append(s)
         return out
 
-    def retrieve(self) -> Optional[BackgroundCall]:
+    def retrieve(self, *, folder: Optional[Path] = None,
+                 series_uids: Optional[Sequence[str]] = None) -> Optional[BackgroundCall]:
+        """Retrieve the ticked series (every one asked by UID, so a series missing from an answer is never
+        silently left out) into a new cache folder, or resume ``series_uids`` into ``folder``."""
         node, study, chosen = self.current_node(), self.selected_study(), self.checked_series()
-        if node is None or study is None or not chosen or self.busy():
+        uids = list(series_uids) if series_uids else [s.series_uid for s in chosen]
+        if node is None or study is None or not uids or self.busy():
             return None
-        folder = new_cache_folder(self.cache_folder)
-        uids = [s.series_uid for s in chosen] if len(chosen) < len(self.series) else None
-        self.cancel_event = threading.Event()
-        cancel = self.cancel_event
+        folder = folder or new_cache_folder(self.cache_folder)
         self.progress.setValue(0)
-        self._set_message(f"Retrieving {len(chosen)} series from {node.display_name}...")
-        return self._run(lambda p: pacs.retrieve(node, study.study_uid, uids, dest_folder=folder, progress=p,
-                                                 cancel=cancel),
+        self.incomplete_box.hide()
+        self._set_message(f"Retrieving {len(uids)} series from {node.display_name}...")
+        return self._run(lambda p, c: pacs.retrieve(node, study.study_uid, uids, dest_folder=folder,
+                                                    patient_id=study.patient_id, progress=p, cancel=c),
                          self._retrieved, self._on_progress)
 
     @Slot(float, str)
@@ -688,14 +731,55 @@ class PacsDialog(QDialog):
             return
         self.last_result = result
         self.progress.setValue(1000 if result.ok else self.progress.value())
-        self._set_message(result.summary(), error=bool(result.problems))
+        self._set_message(result.summary(), error=bool(result.problems or result.incomplete))
+        if result.incomplete:
+            names = {s.series_uid: (s.description or s.modality or "series") for s in self.series}
+            self.incomplete_label.setText("Incomplete: " + "; ".join(
+                f"{names.get(uid, 'series')} ({have} of {want})" for uid, (have, want) in result.incomplete.items())
+                + ". Retry fetches only the missing images.")
+            self.incomplete_box.show()
         self.retrieve_finished.emit(result)
-        if result.received and not result.cancelled:
-            self.retrieved.emit(str(result.folder))
+        if result.files and not result.cancelled:
+            self.retrieved.emit(str(result.folder))  # complete series only: short ones are kept apart
+
+    def retry_incomplete(self) -> Optional[BackgroundCall]:
+        result = self.last_result
+        if result is None or not result.incomplete:
+            return None
+        return self.retrieve(folder=result.folder, series_uids=list(result.incomplete))
+
+    def keep_incomplete(self) -> None:
+        """The user's choice: open the short series as they are (the message says they are incomplete)."""
+        result = self.last_result
+        if result is None or not result.incomplete:
+            return
+        self.incomplete_box.hide()
+        self._set_message(f"Opening {len(result.incomplete)} incomplete series as they are.", error=True)
+        self.retrieved.emit(str(result.incomplete_folder))
+
+    # ------------------------------------------------------------------ plans in the PACS
+    def open_plan(self) -> Optional[BackgroundCall]:
+        node, study = self.current_node(), self.selected_study()
+        rows = self.plan_list.selectedIndexes()
+        if node is None or study is None or not rows or self.busy():
+            return None
+        series = self.plans[rows[0].row()]
+        folder = new_cache_folder(self.cache_folder)
+        self._set_message(f"Retrieving the plan from {node.display_name}...")
+        return self._run(lambda p, c: fetch_plan(node, study.study_uid, series.series_uid, folder,
+                                                 patient_id=study.patient_id, progress=p, cancel=c),
+                         lambda r, e: self._plan_fetched(node, study, r, e), self._on_progress)
+
+    def _plan_fetched(self, node: PacsNode, study: Any, path: Any, error: str) -> None:
+        if error or not path:
+            self._set_message(error or "The plan could not be retrieved.", error=True)
+            return
+        self._set_message(f"Plan retrieved from {node.display_name}.")
+        self.plan_retrieved.emit(str(path), node, study)
 
     # ------------------------------------------------------------------ closing
-    def shutdown(self, ms: int = 30000) -> None:
-        """Cancel what runs and wait for it (the network calls all have timeouts)."""
+    def shutdown(self, ms: int = 1500) -> None:
+        """Cancel what runs and wait for it: a cancelled PACS call returns within a second."""
         self.cancel_event.set()
         if self._call is not None and self._call.is_running():
             self._call.wait(ms)
@@ -822,7 +906,7 @@ class SendToPacsDialog(QDialog):
         self._closing = True
         self.cancel_event.set()
         if self._call is not None and self._call.is_running():
-            self._call.wait(30000)
+            self._call.wait(1500)  # a cancelled send returns within a second
         super().done(code)
 
 

@@ -151,10 +151,58 @@ class PlanImages(ProgressDialogOwner, QObject):
     def busy(self) -> bool:
         return self.call is not None and not self.call.done
 
+    # ------------------------------------------------------------------ a plan from the PACS
+    def open_pacs_plan(self, sr_path: str, node: Any) -> Optional[BackgroundCall]:
+        """Open the plan SR retrieved from ``node`` (the PACS window's "Open plan"), then its images:
+        from the local retrieve cache first, the rest retrieved from the same PACS by UID."""
+        from planner.export.sr import SRImportError, import_plan_from_sr
+
+        if self.busy() or not self.window.files.maybe_discard_changes():
+            return None
+        try:
+            plan = import_plan_from_sr(sr_path)
+        except SRImportError as exc:
+            self.window.show_message(str(exc), 15000)
+            self.load_finished.emit(0, str(exc))
+            return None
+        self.window.session.document.replace_plan(plan)
+        self.window.show_message(f"Opened the plan of {plan.case.patient_name or 'the study'} from the PACS "
+                                 "(not saved yet)", 15000)
+        return self.load_from_pacs(node)
+
+    def load_from_pacs(self, node: Any) -> Optional[BackgroundCall]:
+        from planner.pacs_plan import plan_image_folders
+        from planner.relink import find_plan_images
+
+        plan = self.window.session.document.plan
+        if not self.missing() or self.busy():
+            self._finish_load(0, "", offer_missing=False)
+            return None
+        self._cancel.clear()
+        cancel = self._cancel
+        self._open_progress(self.window, "The plan's images", "Looking in the local cache and the PACS\u2026",
+                            cancel.set)
+
+        def work(progress):
+            where = plan_image_folders(plan, node, progress=lambda f, m: progress(0.8 * f, m), cancel=cancel)
+            found = find_plan_images(plan, where.folders or None, progress=lambda f, m: progress(0.8 + 0.2 * f, m),
+                                     cancel=cancel) if where.folders else None
+            if found is not None and where.message():
+                found.notes.append(where.message())
+            return found
+
+        call = BackgroundCall(work, self)
+        call.progress.connect(self._on_progress)
+        call.finished.connect(lambda result, error: self._loaded(result, error or (
+            "" if result is not None else "none of the plan's series is in the cache or the PACS"), True))
+        self.call = call
+        call.start()
+        return call
+
     def retrieve_missing(self) -> Optional[BackgroundCall]:
         """Retrieve the plan's missing series from a PACS, then import them."""
         from planner.imaging import pacs
-        from planner.views.pacs_dialog import new_cache_folder
+        from planner.imaging.pacs.cache import new_cache_folder
 
         refs = self.missing()
         plan = self.window.session.document.plan
@@ -181,7 +229,8 @@ class PlanImages(ProgressDialogOwner, QObject):
                     raise pacs.PacsError(f"{node.label} does not have the plan's series.")
             else:
                 study = study_uid
-            return pacs.retrieve(node, study, uids, dest_folder=folder, progress=progress, cancel=cancel)
+            return pacs.retrieve(node, study, uids, dest_folder=folder, patient_id=plan.case.patient_id or None,
+                             progress=progress, cancel=cancel)
 
         call = BackgroundCall(work, self)
         call.progress.connect(self._on_progress)
@@ -217,5 +266,5 @@ class PlanImages(ProgressDialogOwner, QObject):
     def shutdown(self) -> None:
         self._cancel.set()
         if self.call is not None and self.call.is_running():
-            self.call.wait(30000)
+            self.call.wait(5000)  # a cancelled PACS call returns within a second; a folder scan soon after
         self._close_progress()

@@ -134,9 +134,15 @@ def find_series_by_uid(node: PacsNode, series_uids: Sequence[str], study_uid: Op
 
 
 def retrieve(node: PacsNode, study_uid: str, series_uids: Optional[Sequence[str]] = None, *,
-             dest_folder: Union[str, os.PathLike], method: Optional[str] = None,
+             dest_folder: Union[str, os.PathLike], method: Optional[str] = None, patient_id: Optional[str] = None,
              progress: Optional[ProgressFn] = None, cancel: CancelLike = None) -> RetrieveResult:
     """Retrieve a study, or some of its series, into ``dest_folder`` (C-GET, C-MOVE or WADO-RS).
+
+    ``patient_id`` names the patient the study is asked for (as the search showed it or the plan records
+    it); every object of another patient or study is rejected and reported. Without it, a study the PACS
+    holds under several patients is not retrieved. A series that arrives short is reported in
+    ``result.incomplete`` and kept beside ``dest_folder``, never in it; retrieving into the same folder
+    again fetches only what is missing.
 
     Returns a :class:`RetrieveResult` (also when cancelled or partly failed: see ``problems``); raises
     :class:`PacsError` when the PACS cannot be used at all (connection, association, query refused).
@@ -153,7 +159,7 @@ def retrieve(node: PacsNode, study_uid: str, series_uids: Optional[Sequence[str]
     except OSError as exc:
         raise PacsError(f"The folder {folder} for the retrieved images cannot be created: "
                         f"{exc.strerror or exc}.") from None
-    result = RetrieveResult(node_label=node.label, folder=folder, method=method)
+    result = RetrieveResult(node_label=node.label, folder=folder, method=method, patient_id=(patient_id or "").strip())
     t0 = time.monotonic()
     backend.retrieve(study_uid, series_uids, result, progress, cancel)
     result.seconds = time.monotonic() - t0
@@ -161,7 +167,8 @@ def retrieve(node: PacsNode, study_uid: str, series_uids: Optional[Sequence[str]
 
 
 def fetch_series_by_uid(node: PacsNode, series_uids: Sequence[str], dest_folder: Union[str, os.PathLike], *,
-                        study_uid: Optional[str] = None, progress: Optional[ProgressFn] = None,
+                        study_uid: Optional[str] = None, patient_id: Optional[str] = None,
+                        progress: Optional[ProgressFn] = None,
                         cancel: CancelLike = None) -> tuple[list[RetrieveResult], list[str]]:
     """Find the plan's series by UID and retrieve those the PACS has; returns (results, missing UIDs)."""
     matches = find_series_by_uid(node, series_uids, study_uid, cancel=cancel)
@@ -177,7 +184,8 @@ def fetch_series_by_uid(node: PacsNode, series_uids: Sequence[str], dest_folder:
         def sub(f: float, msg: str, i: int = i) -> None:
             _report(progress, (i + f) / n, msg)
 
-        results.append(retrieve(node, study, uids, dest_folder=dest_folder, progress=sub, cancel=cancel))
+        results.append(retrieve(node, study, uids, dest_folder=dest_folder, patient_id=patient_id, progress=sub,
+                                cancel=cancel))
     return results, missing_series(series_uids, matches)
 
 

@@ -97,6 +97,9 @@ class RetrieveResult:
     complete: dict[str, int] = field(default_factory=dict)
     #: Objects the PACS sent that belong to another patient, study or series than asked (rejected).
     rejected: int = 0
+    #: The Patient ID the study was asked for ("" when the caller did not say: then the PACS must hold the
+    #: study under one patient only).
+    patient_id: str = ""
 
     @property
     def received(self) -> int:
@@ -361,3 +364,24 @@ def finish_retrieve(label: str, result: "RetrieveResult") -> "RetrieveResult":
     log.info("retrieve from %s by %s: %d of %d image(s), %d failed, cancelled=%s, %.2f s", label,
              result.method, result.received, result.expected, result.failed, result.cancelled, result.seconds)
     return result
+
+
+def pick_study(label: str, matches: list, study_uid: str, result: "RetrieveResult") -> Optional["StudyMatch"]:
+    """The match of ``study_uid`` for the patient asked for (``result.patient_id``); None with a problem
+    when the PACS does not have it, or holds the same study under several patients and no patient was
+    named."""
+    same = [m for m in matches if m.study_uid == study_uid]
+    if result.patient_id:
+        same = [m for m in same if m.patient_id == result.patient_id]
+        if not same and any(m.study_uid == study_uid for m in matches):
+            result.problems.append(f"{label} holds the requested study under another patient only; nothing was "
+                                   "retrieved.")
+            return None
+    if not same:
+        result.problems.append(f"{label} does not have the requested study.")
+        return None
+    if len({m.patient_id for m in same}) > 1:
+        result.problems.append(f"{label} holds the requested study under {len({m.patient_id for m in same})} "
+                               "different patients; nothing was retrieved (choose the study from a search).")
+        return None
+    return same[0]

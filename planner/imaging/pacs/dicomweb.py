@@ -47,6 +47,7 @@ from planner.imaging.pacs.common import (
     _study_from,
     _text,
     log,
+    pick_study,
     valid_matches,
     valid_uid,
 )
@@ -359,13 +360,11 @@ def _header_of(data: bytes) -> Optional[Dataset]:
 def _wado_retrieve(client: _Client, study_uid: str, series_uids: Optional[Sequence[str]], result: RetrieveResult,
                    progress: Optional[ProgressFn]) -> RetrieveResult:
     node = client.node
-    studies = [s for s in (_study_from(ds) for ds in _qido(
-        client, "studies", _qido_params(dict({k: "" for k in STUDY_RETURN_KEYS}, StudyInstanceUID=study_uid), 5)))
-        if s.study_uid == study_uid]
-    if not studies:
-        result.problems.append(f"{node.label} does not have the requested study.")
+    matches = [_study_from(ds) for ds in _qido(
+        client, "studies", _qido_params(dict({k: "" for k in STUDY_RETURN_KEYS}, StudyInstanceUID=study_uid), 50))]
+    study = pick_study(node.label, matches, study_uid, result)
+    if study is None:
         return result
-    study = studies[0]
     _register_identifiers([study])
     series = valid_matches(_find_series(client, study_uid, {k: "" for k in SERIES_RETURN_KEYS}, 5000), "series_uid")
     have = {s.series_uid: s.n_instances for s in series}

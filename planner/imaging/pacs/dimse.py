@@ -67,6 +67,7 @@ from planner.imaging.pacs.common import (
     _study_from,
     _text,
     log,
+    pick_study,
     valid_matches,
     valid_uid,
 )
@@ -644,11 +645,10 @@ def _study_and_series(node: PacsNode, study_uid: str, guard: _Guard,
     series count and the series listed disagree, the series are asked once more."""
     keys = {k: "" for k in STUDY_RETURN_KEYS}
     keys["StudyInstanceUID"] = study_uid
-    studies = [s for s in (_study_from(ds) for ds in _find(node, "STUDY", keys, "C-FIND (study)", 5, guard))
-               if s.study_uid == study_uid]
-    if not studies:
+    matches = [_study_from(ds) for ds in _find(node, "STUDY", keys, "C-FIND (study)", 50, guard)]
+    study = pick_study(node.label, matches, study_uid, result)
+    if study is None:
         return None, []
-    study = studies[0]
     series_keys = {k: "" for k in SERIES_RETURN_KEYS}
     series_keys.update(StudyInstanceUID=study_uid, SeriesInstanceUID="")
     series: list[Any] = []
@@ -675,7 +675,6 @@ def _retrieve(node: PacsNode, study_uid: str, series_uids: Optional[Sequence[str
             _report(progress, 0.0, f"Asking {node.display_name} for the study...")
             study, series_found = _study_and_series(node, study_uid, guard, result)
             if study is None:
-                result.problems.append(f"{node.label} does not have the requested study.")
                 return result
             _register_identifiers([study])
             counts = {s.series_uid: s.n_instances for s in series_found}
@@ -722,7 +721,8 @@ def _retrieve(node: PacsNode, study_uid: str, series_uids: Optional[Sequence[str
             # second count: the series that look short are asked again (the PACS may still be receiving)
             short = [u for u in wanted if counts[u] is not None and len(receiver.have(u)) < counts[u]]
             if short and not guard.is_set():
-                again = {s.series_uid: s.n_instances for s in _study_and_series(node, study_uid, guard, result)[1]}
+                check = RetrieveResult(node.label, folder, method, patient_id=study.patient_id)
+                again = {s.series_uid: s.n_instances for s in _study_and_series(node, study_uid, guard, check)[1]}
                 for u in short:
                     if again.get(u) is not None and again[u] != counts[u]:
                         result.problems.append(f"{node.label} changed the number of images of a series during the "
