@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.uid import (
     JPEG2000,
     UID,
@@ -541,6 +542,9 @@ def _instance_uids(node: PacsNode, study_uid: str, series_uid: str, guard: _Guar
 
 
 # ====================================================================== retrieve (C-GET / C-MOVE)
+_CHECKED_TAGS = ["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+
+
 def _store_handler(receiver: Receiver, guard: _Guard) -> Callable[[Any], int]:
     """The C-STORE handler of a retrieve (C-GET on the same association, C-MOVE on the local SCP)."""
 
@@ -548,8 +552,8 @@ def _store_handler(receiver: Receiver, guard: _Guard) -> Callable[[Any], int]:
         if guard.is_set():
             return 0xA700  # refuse further objects once cancelled (out of resources)
         try:
-            ds = event.dataset
-            data = event.encoded_dataset(include_meta=True)
+            data = event.encoded_dataset(include_meta=True)  # the bytes as sent, with file meta
+            ds = dcmread(DicomBytesIO(data), stop_before_pixels=True, specific_tags=_CHECKED_TAGS)
         except Exception as exc:  # undecodable: refuse it, counted as failed by the PACS
             log.warning("a received object could not be decoded: %s", type(exc).__name__)
             return 0xC000

@@ -1,0 +1,179 @@
+"""Retrieval speed against a local Orthanc (the test PACS of tests/orthanc.py), in one run:
+
+* the app's default retrieve (``pacs.retrieve`` on a DIMSE node: C-GET), and its C-MOVE and WADO-RS;
+* DCMTK ``getscu`` and ``movescu`` (Debian package dcmtk) with TCP_NODELAY, the references;
+* a plain WADO-RS download of the series (one multipart request, urllib), a reference.
+
+For a series of N CT images (512x512, 16 bit; default 300). Each method runs ``--repeat`` times into a new
+folder; the median is reported, with the ratio of the app's default to the fastest reference (the goal is
+1.2 or less). Also checks that every method delivered all N images. Usage::
+
+    .venv/bin/python bench/pacs_bench.py [--images 300] [--repeat 3]
+    .venv/bin/python bench/pacs_bench.py --retrieves 500 [--images 20]   # the completeness run (issue 14)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pydicom.uid import generate_uid  # noqa: E402
+
+from planner.imaging import pacs  # noqa: E402
+from planner.imaging.synthetic import write_series  # noqa: E402
+from tests.orthanc import dicomweb_node, orthanc_available, planner_node, start_orthanc  # noqa: E402
+
+
+def count(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def run_dcmtk(tool: str, server, study: str, series: str, out: Path) -> None:
+    out.mkdir(parents=True)
+    keys = ["-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={study}", "-k", f"SeriesInstanceUID={series}"]
+    if tool == "getscu":
+        cmd = ["getscu", "-aet", server.planner_aet, "-aec", server.aet, "-od", str(out), *keys, "127.0.0.1",
+               str(server.dicom_port)]
+    else:
+        cmd = ["movescu", "-aet", server.planner_aet, "-aem", server.planner_aet, "-aec", server.aet,
+               "--port", str(server.store_port), "-S", "-od", str(out), *keys, "127.0.0.1", str(server.dicom_port)]
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "TCP_NODELAY": "1"}, timeout=600)
+
+
+def wado_download(server, study: str, series: str, out: Path) -> None:
+    """The whole series in one WADO-RS request (multipart/related), written part by part."""
+    from planner.imaging.pacs.dicomweb import _multipart_parts
+
+    out.mkdir(parents=True)
+    req = urllib.request.Request(
+        f"{server.dicomweb_url}/studies/{study}/series/{series}",
+        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
+                 "Authorization": "Basic " + base64.b64encode(f"{server.user}:{server.password}".encode()).decode()})
+    with urllib.request.urlopen(req, timeout=600) as rsp:
+        parts = _multipart_parts(rsp.headers.get("Content-Type", ""), rsp.read())
+    for i, part in enumerate(parts):
+        (out / f"{i:05d}.dcm").write_bytes(part)
+
+
+def timed(fn, n_expected: int, repeat: int, work: Path, name: str) -> float:
+    times = []
+    for i in range(repeat):
+        out = work / f"{name}-{i}"
+        t0 = time.perf_counter()
+        fn(out)
+        times.append(time.perf_counter() - t0)
+        got = count(out)
+        if got != n_expected:
+            raise SystemExit(f"{name}: {got} of {n_expected} images arrived")
+        shutil.rmtree(out, ignore_errors=True)
+    return statistics.median(times)
+
+
+def speed(server, work: Path, n: int, repeat: int) -> None:
+    study, series = generate_uid(), generate_uid()
+    src = work / "src"
+    paths = write_series(src, n=n, rows=512, cols=512, study_uid=study, series_uid=series, bits_stored=12,
+                         extra={"PatientID": "PT-BENCH", "PatientName": "BENCH^PACS"}, shuffle_files=False)
+    for p in paths:
+        server.upload(p)
+    size_mb = sum(p.stat().st_size for p in paths) / 1e6
+    shutil.rmtree(src)
+    node = planner_node(server)
+    move = planner_node(server, retrieve_method="C-MOVE")
+    web = dicomweb_node(server)
+
+    def app(nd, method):
+        def go(out: Path) -> None:
+            r = pacs.retrieve(nd, study, [series], dest_folder=out, method=method, patient_id="PT-BENCH")
+            if not r.ok:
+                raise SystemExit(f"app {method}: {r.summary()}")
+        return go
+
+    print(f"series: {n} CT images 512x512, {size_mb:.0f} MB, Orthanc on loopback; median of {repeat}")
+    results = {
+        "app default (C-GET, pynetdicom)": timed(app(node, None), n, repeat, work, "app-get"),
+        "app C-MOVE": timed(app(move, "C-MOVE"), n, repeat, work, "app-move"),
+        "app WADO-RS": timed(app(web, "WADO-RS"), n, repeat, work, "app-wado"),
+    }
+    refs = {
+        "DCMTK getscu (TCP_NODELAY)": timed(lambda o: run_dcmtk("getscu", server, study, series, o), n, repeat, work,
+                                            "getscu"),
+        "DCMTK movescu (TCP_NODELAY)": timed(lambda o: run_dcmtk("movescu", server, study, series, o), n, repeat,
+                                             work, "movescu"),
+        "WADO-RS download (one request)": timed(lambda o: wado_download(server, study, series, o), n, repeat, work,
+                                                "wado"),
+    }
+    for name, t in {**results, **refs}.items():
+        print(f"  {name:34s} {t:7.2f} s  {size_mb / t:6.1f} MB/s")
+    fastest = min(refs, key=refs.get)
+    ratio = results["app default (C-GET, pynetdicom)"] / refs[fastest]
+    print(f"ratio app default / fastest reference ({fastest}): {ratio:.2f} (goal <= 1.2)")
+
+
+def completeness(server, work: Path, n_images: int, retrieves: int) -> None:
+    """Many whole-study retrieves in a row: none may be reported complete while short."""
+    study = generate_uid()
+    for k, n in enumerate((n_images, 3, 1), start=1):
+        for p in write_series(work / f"c{k}", n=n, study_uid=study, series_number=k,
+                              extra={"PatientID": "PT-COMPLETE"}):
+            server.upload(p)
+    expected = n_images + 4
+    node = planner_node(server)
+    bad = short = 0
+    t0 = time.perf_counter()
+    for i in range(retrieves):
+        out = work / f"r{i}"
+        r = pacs.retrieve(node, study, dest_folder=out, patient_id="PT-COMPLETE")
+        got = count(out)
+        if r.ok and got != expected:
+            bad += 1
+        if not r.ok:
+            short += 1
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(pacs.common.incomplete_folder(out), ignore_errors=True)
+    print(f"{retrieves} whole-study retrieves ({expected} images in 3 series) in {time.perf_counter() - t0:.0f} s: "
+          f"{bad} reported complete while short, {short} reported incomplete or failed")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=300)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--retrieves", type=int, default=0, help="run the completeness loop instead of the speed run")
+    args = ap.parse_args()
+    reason = orthanc_available()
+    if reason:
+        print(reason)
+        return 2
+    for tool in ("getscu", "movescu"):
+        if not shutil.which(tool):
+            print(f"{tool} is missing: install the Debian package dcmtk (scripts/_setup.sh does)")
+            return 2
+    work = Path(tempfile.mkdtemp(prefix="pacs-bench-"))
+    server = start_orthanc(work / "orthanc", dicomweb=True)
+    os.environ.setdefault("BVN_PLANNER_HOME", str(work / "home"))
+    try:
+        if args.retrieves:
+            completeness(server, work, args.images, args.retrieves)
+        else:
+            speed(server, work, args.images, args.repeat)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
