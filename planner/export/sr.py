@@ -359,8 +359,10 @@ def import_plan_from_sr(path: os.PathLike | str, *, require_copy: bool = False) 
 
 def _person_name(text: str) -> str:
     """A reviewer's name as a DICOM Person Name (no backslash or control characters, 64 per component)."""
-    clean = "".join(c for c in (text or "unknown") if c.isprintable() and c not in "\\=")
-    return "^".join(part[:64] for part in clean.split("^")[:5]) or "unknown"
+    clean = "".join(c for c in (text or "unknown") if c.isprintable() and c not in "\\=").strip() or "unknown"
+    if "^" not in clean:
+        return clean[:64] + "^"  # one free-text name: the family name component (trailing caret: PS3.5 6.2.1.2)
+    return "^".join(part[:64] for part in clean.split("^")[:5])
 
 
 def is_plan_sr_file(path: os.PathLike | str) -> bool:
