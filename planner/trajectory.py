@@ -100,8 +100,10 @@ class ImageParams:
     ct_air_hu: float = -500.0
     #: CT: Hounsfield value above which a voxel is bone (dorsal bone surface of the entry).
     ct_bone_hu: float = 200.0
-    #: MR: the skin threshold is this fraction of the volume's Otsu threshold (air vs tissue).
-    mr_air_fraction: float = 0.75
+    #: MR: the skin threshold is this fraction of the volume's Otsu threshold computed on log intensities
+    #: (air is orders of magnitude darker than any tissue; on linear intensities Otsu splits dark muscle
+    #: from fat instead, and T2-dark muscle then reads as air).
+    mr_air_fraction: float = 1.0
     #: Sampling step along lines (mm).
     line_step_mm: float = 0.5
     #: Median-filter window used on line profiles against noise (mm).
@@ -628,9 +630,9 @@ def place_target(frame: VertebraFrame, settings: PlanningSettings, side: str = "
             target = target + (new_depth - depth_now) * frame.u
             moved = True
         new_pct = 100.0 * max(new_depth, depth_now) / frame.depth_mm
-        why = (f"a {margin:g} mm canal margin measured from the {what} needs the zone centre at least "
-               f"{needed:.1f} mm in front of the posterior wall, {needed_pct:.0f}% of this body's "
-               f"{frame.depth_mm:.1f} mm AP depth, deeper than the {settings.target_depth_pct:g}% depth setting")
+        why = (f"a {margin:g} mm canal margin from the {what} needs the zone centre {needed:.1f} mm in front of "
+               f"the posterior wall ({needed_pct:.0f}% of this body's {frame.depth_mm:.1f} mm), deeper than the "
+               f"{settings.target_depth_pct:g}% depth setting")
         if new_depth < needed - 1e-9:
             unresolvable = True
             conflict = (f"Depth and canal margin cannot both be met: {why}; the {zone:g} mm zone would leave the "
@@ -842,8 +844,8 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 
 def air_threshold(volume: Any, params: ImageParams = IMAGE_PARAMS) -> float:
-    """Value separating air/background from the patient: fixed HU on CT, a fraction of the
-    volume's Otsu threshold on MR (computed once per volume)."""
+    """Value separating air/background from the patient: fixed HU on CT, on MR a fraction of the Otsu
+    threshold of the volume's log intensities (computed once per volume)."""
     if is_ct(volume):
         return params.ct_air_hu
     try:
@@ -854,7 +856,9 @@ def air_threshold(volume: Any, params: ImageParams = IMAGE_PARAMS) -> float:
         return params.mr_air_fraction * cached[1]
     a = volume.array
     step = max(1, int(round((a.size / 1_000_000) ** (1 / 3))))
-    otsu = otsu_threshold(a[::step, ::step, ::step])
+    sub = np.asarray(a[::step, ::step, ::step], dtype=np.float64)
+    floor = float(np.nanmin(sub))
+    otsu = float(np.expm1(otsu_threshold(np.log1p(sub - floor)))) + floor
     try:
         _OTSU_CACHE[volume] = (volume.array, otsu)
     except TypeError:
@@ -875,12 +879,15 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int, bool]]:
 
 def skin_entry_point(trajectory: Trajectory, volume: Any, *, max_distance_mm: float = 300.0,
                      params: ImageParams = IMAGE_PARAMS) -> Optional[np.ndarray]:
-    """Where the straight introducer line, extended backwards from the entry, leaves the body.
+    """Where the straight introducer line, extended backwards from the entry, leaves the body: the skin
+    of the back where the introducer goes in.
 
     The volume is sampled along the line (``line_step_mm``), median-filtered against noise, and
-    classified as tissue or air (:func:`air_threshold`). The skin is the outermost air-to-tissue
-    transition whose tissue continues at least ``min_tissue_run_mm`` inward and whose air extends at
-    least ``min_air_run_mm`` outward. None when the line does not leave the body inside the image
+    classified as tissue or air (:func:`air_threshold`). Going out from the bone entry, the skin is the
+    first tissue-to-air transition whose air extends at least ``min_air_run_mm`` (short tissue runs are
+    noise in air, short air runs noise in tissue). The line may go on through the air and meet another
+    body part (an arm beside the trunk on a supine CT, the table): that is never the entry, so the
+    first exit is taken, not the last. None when the line does not leave the body inside the image
     (or the entry itself lies in air)."""
     from scipy import ndimage
 
@@ -919,9 +926,9 @@ def skin_entry_point(trajectory: Trajectory, volume: Any, *, max_distance_mm: fl
         if not val and b - a < need_air and 0 < j < len(runs) - 1:
             tissue[a:b] = True
     runs = _runs(tissue)
-    if len(runs) < 2 or runs[-1][2] or not runs[-2][2]:
-        return None  # no air beyond the last tissue inside the image, or no tissue at all
-    i0 = runs[-2][1] - 1  # last tissue sample; i0 + 1 is air
+    if len(runs) < 2 or not runs[0][2]:
+        return None  # the entry lies in air, or the line never leaves the body inside the image
+    i0 = runs[0][1] - 1  # last sample of the first tissue run from the entry; i0 + 1 is air
     v0, v1 = smooth[i0], smooth[i0 + 1]
     frac = float(np.clip((v0 - thr) / (v0 - v1), 0.0, 1.0)) if v0 != v1 else 0.0
     return entry - (t[i0] + frac * step) * d
@@ -975,8 +982,8 @@ def depth_and_margin(plan: Plan, trajectory: Trajectory) -> Optional[DepthMargin
     target = np.asarray(trajectory.target_lps, dtype=float)
     conflict = ""
     if placed.conflict:
-        conflict = (f"At {frame.level_name}: {placed.conflict[0].lower()}{placed.conflict[1:]} The rule is the "
-                    "setting 'Canal margin measured from' (zone edge or zone centre; the source does not say, "
+        conflict = (f"At {frame.level_name}: {placed.conflict[0].lower()}{placed.conflict[1:]} Rule: the setting "
+                    "'Canal margin measured from' (zone edge or zone centre; the source does not say which, "
                     "domain.md open item 9).")
     return DepthMargin(frame.depth_pct(target), st.target_depth_pct, (st.target_depth_min_pct, st.target_depth_max_pct),
                        canal_margin_mm(frame, target, p.zone_diameter_mm, st.canal_margin_from), p.canal_margin_mm,

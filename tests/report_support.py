@@ -243,3 +243,35 @@ def write_fluoro_dicom(folder):
     ds.save_as(str(path), enforce_file_format=True)
     proj.info.source_files = [str(path)]
     return proj
+
+
+# ------------------------------------------------------------------------------------ a plan on the real CT
+def ct_example_plan(path, treat=(("L4", "left"), ("L5", "right"))):
+    """Plan L4 (left) and L5 (right) on a CT volume the way a physician would with the app: the level finder
+    proposes the levels (no click on CT), L4 and L5 are marked to treat, and suggest_trajectory suggests the
+    trajectories on the CT (entry on the dorsal bone surface). No Modic finding is recorded (a CT does not
+    show it). Returns (plan, images) with images mapping the series key to the loaded volume."""
+    from planner.imaging.importer import load_path
+    from planner.levels import propose_levels
+    from planner.plan import CaseInfo, Plan, SeriesRef
+    from planner.trajectory import suggest_trajectory
+
+    result = load_path(path)
+    if len(result.images) != 1:
+        raise ValueError(f"{path}: expected one CT volume, found {len(result.images)}")
+    [(key, volume)] = list(result.images.items())
+    plan = Plan(levels=propose_levels(volume, modality="CT"))
+    uid = volume.info.series_instance_uid or key
+    plan.case = CaseInfo(patient_name="EXAMPLE^CT", patient_id="TOTALSEG-EXAMPLE",
+                         series=[SeriesRef(series_instance_uid=uid, modality="CT", role="CT",
+                                           description="example_ct (TotalSegmentator test data)",
+                                           path_hint=str(path))])
+    names = {name for name, _ in treat}
+    for level in plan.levels:
+        level.treat = level.name in names
+    for name, side in treat:
+        level = plan.level_by_name(name)
+        if level is None:
+            raise ValueError(f"{path}: the level finder found no {name}")
+        plan.trajectories.append(suggest_trajectory(plan, level, side, volume))
+    return plan, {uid: volume}

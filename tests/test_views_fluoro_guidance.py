@@ -35,7 +35,9 @@ def demo_images(demo_study):
 
 
 def _session(demo_study, images, *, projections: bool = True, read_only: bool = False) -> Session:
-    s = Session(PlanDocument(load_plan(demo_study.plan_path), user="tester", read_only=read_only))
+    plan = load_plan(demo_study.plan_path)
+    plan.fluoro_landmarks = []  # these tests mark the C-arm images themselves (the sample plan comes marked)
+    s = Session(PlanDocument(plan, user="tester", read_only=read_only))
     for k, img in images.items():
         if projections or not isinstance(img, ProjectionImage):
             s.add_image(k, img)

@@ -806,6 +806,7 @@ def build_plan(ph: Phantom, truth: dict[str, Any]):
         "mri_contraindication": False, "device_allergy": False, "cardiopulmonary": False, "scoliosis": False,
         "vertebral_injection": False,
     }, notes="Demo answers for a synthetic patient.")
+    plan.fluoro_landmarks.extend(_fluoro_marks(plan, truth, ("L4", "L5")))
     method = "planner.trajectory.suggest_trajectory"
     for name, side in (("L4", "left"), ("L5", "right")):
         traj = suggest_trajectory(plan, plan.level_by_name(name), side)
@@ -815,6 +816,27 @@ def build_plan(ph: Phantom, truth: dict[str, Any]):
     plan.audit.append(AuditEntry(at=DEMO_TIME, user="demo", action="Demo plan created",
                                  detail="synthetic demo case written by planner.demo"))
     return plan, method
+
+
+def _fluoro_marks(plan, truth: dict[str, Any], level_names: Sequence[str]) -> list:
+    """The marks a physician places on the C-arm images to draw the plan there (planner.fluoro): on the AP
+    image the pedicle centres, on the lateral image the wall midpoints, of each treated level; placed
+    where the ground-truth projection matrix puts the true landmarks."""
+    from planner.fluoro import AP_REQUIRED, LAT_REQUIRED, MARK_LANDMARK
+    from planner.plan import FluoroLandmark
+
+    marks = []
+    for f in truth["fluoroscopy"]:
+        matrix = np.asarray(f["projection_matrix"], dtype=float)
+        kinds = AP_REQUIRED if f["view_position"] == "AP" else LAT_REQUIRED
+        for name in level_names:
+            level = plan.level_by_name(name)
+            for kind in kinds:
+                x = matrix @ np.r_[np.asarray(getattr(level.landmarks, MARK_LANDMARK[kind]), dtype=float), 1.0]
+                marks.append(FluoroLandmark(id=f"demo-{name}-{f['view_position']}-{kind}".replace("_", "-"),
+                                            sop_instance_uid=f["sop_instance_uid"], level_id=level.id, kind=kind,
+                                            point_px=(round(float(x[0] / x[2]), 2), round(float(x[1] / x[2]), 2))))
+    return marks
 
 
 def write_demo_study(outdir: os.PathLike | str, settings: Optional[PlanningSettings] = None) -> DemoManifest:

@@ -1,29 +1,31 @@
 """The plan summary as data: everything the PDF shows, built headless from the plan and the images.
 
-``build_report_data(plan, images)`` collects the header, eligibility, level findings, per-trajectory
-key images, metrics, checks and override reasons, the settings used, and the review; the renderer
+``build_report_data(plan, images)`` collects the header, the eligibility verdict, the level findings
+(changed endplates in a table, normal ones in one line), one page of plan per treated level (key
+images, the procedure-room numbers of each trajectory: skin entry, skin-to-target depth, angles in the
+patient's axes and for the C-arm, depth and canal margin, checks) and the appendix (eligibility by
+class, Modic details, metrics, checks with reasons and sources, settings, review). The renderer
 (:mod:`planner.report.pdf`) only lays it out. The GUI's export button and ``main.py report`` call the
-same two functions, so they produce the same file.
+same two functions, so they produce the same file. Checks and metrics come from
+:func:`planner.checks.evaluate_trajectory`, eligibility from :func:`planner.eligibility.evaluate_eligibility`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+import math
 from typing import Any, Mapping, Optional
 
 from planner import APP_NAME, __version__
 from planner.plan import EndplateFinding, Level, Plan, Trajectory
-from planner.eligibility import EligibilityResult, evaluate_eligibility
-from planner.report.integration import (
-    CheckRow,
-    MetricRow,
-    evaluate_trajectory,
-    format_value,
-)
+from planner.checks import TrajectoryReport, evaluate_trajectory
+from planner.eligibility import EligibilityResult, evaluate_eligibility, needs_confirmation
 from planner.report.keyimages import AnyImage, KeyImage, trajectory_key_images
+from planner.report.procedure import ProcedureNumbers, procedure_numbers, side_word
+from planner.trajectory import DepthMargin, depth_and_margin
 from planner.review import anchor_label, review_state, signoff_statuses
-from planner.settings import PlanningSettings
+from planner.settings import PlanningSettings, tag_summary
 
 #: Printed on every page of the plan summary.
 PLANNING_AID_STATEMENT = ("PLANNING AID ONLY - NOT FOR NAVIGATION. Verify every position on live imaging "
@@ -80,6 +82,47 @@ class Field:
     value: str
 
 
+#: How units are printed in the documents.
+UNIT_SYMBOLS = {"deg": "°", "degC": "°C"}
+
+
+def format_value(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "n/a"
+        text = f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+        text = "(" + ", ".join(f"{float(v):.1f}" for v in value) + ")"
+    else:
+        text = str(value)
+    unit = UNIT_SYMBOLS.get(unit, unit)
+    if unit == "°":
+        return f"{text}°"
+    return f"{text} {unit}".strip() if unit else text
+
+
+@dataclass
+class CheckRow:
+    key: str
+    name: str
+    status: str
+    value: str = ""
+    limit: str = ""
+    reason: str = ""
+    source: str = ""
+
+
+@dataclass
+class MetricRow:
+    label: str
+    value: str
+    note: str = ""
+
+
 @dataclass
 class EndplateRow:
     which: str  # "superior" / "inferior"
@@ -126,6 +169,39 @@ class TrajectorySection:
     key_images: list[KeyImage]
     image_notes: list[str]
     comments: list[CommentRow]
+    #: The procedure-room table: skin entry, depths, angles, C-arm (label, value).
+    procedure: list[Field] = field(default_factory=list)
+    #: Depth and canal margin in one line, and the conflict between them when there is one.
+    depth_margin: str = ""
+    depth_margin_conflict: str = ""
+
+
+#: Key images on a level page, in this order (kinds); the page holds at most this many.
+LEVEL_PAGE_KINDS = ("sagittal", "axial", "fluoro", "virtual", "3d")
+LEVEL_PAGE_MAX_IMAGES = 6
+
+
+@dataclass
+class LevelPage:
+    """One page of plan per treated level."""
+
+    level_id: str
+    name: str
+    finding: str
+    trajectories: list[TrajectorySection]
+
+    @property
+    def key_images(self) -> list[KeyImage]:
+        """The level's pictures, read from its trajectories when the page is laid out (the window adds the
+        3D views after the rest of the data is built): the reslices of every trajectory, the C-arm (or
+        virtual) and 3D views of the first, at most ``LEVEL_PAGE_MAX_IMAGES``."""
+        chosen: list[KeyImage] = []
+        for i, sec in enumerate(self.trajectories):
+            for kind in LEVEL_PAGE_KINDS:
+                if i > 0 and kind not in ("sagittal", "axial"):
+                    continue  # the C-arm and 3D views of the first trajectory show the whole level
+                chosen += [k for k in sec.key_images if k.kind == kind]
+        return chosen[:LEVEL_PAGE_MAX_IMAGES]
 
 
 @dataclass
@@ -173,6 +249,9 @@ class ReportData:
     eligibility: EligibilityResult
     levels: list[LevelRow]
     trajectories: list[TrajectorySection]
+    level_pages: list[LevelPage]
+    #: Endplates without a Modic change, as one line ("T12-L3 both endplates, L4 superior").
+    normal_endplates: str
     device_settings: list[SettingRow]
     all_settings: list[SettingRow]
     review: ReviewSection
@@ -184,8 +263,10 @@ def _endplate_row(which: str, f: EndplateFinding) -> EndplateRow:
     share = f"{f.share_pct:.0f}%" if f.share_pct is not None else "-"
     if f.confirmed:
         status = "confirmed by physician"
-    elif f.suggestion is not None:
+    elif needs_confirmation(f):
         status = "suggestion, not confirmed"
+    elif f.suggestion is not None:
+        status = "assistant: no change"
     elif f.modic_type != "none" or f.grade:
         status = "entered, not confirmed"
     else:
@@ -224,6 +305,44 @@ def _comments(plan: Plan, kind: str, anchor_id: Optional[str] = None) -> list[Co
             if c.anchor_kind == kind and (anchor_id is None or c.anchor_id == anchor_id)]
 
 
+def _check_rows(rep: TrajectoryReport) -> list[CheckRow]:
+    rows = []
+    for c in rep.checks:
+        limit = c.limit
+        if isinstance(limit, (list, tuple)):
+            limit_text = "-".join(format_value(float(v)) for v in limit) + (f" {c.unit}" if c.unit else "")
+        else:
+            limit_text = format_value(limit, c.unit) if limit is not None else ""
+        value = format_value(c.value, c.unit) if c.value is not None else ""
+        if c.grade:
+            value = f"{value} (G-R {c.grade})".strip()
+        rows.append(CheckRow(c.name, c.label, c.status, value, limit_text, c.reason, c.source))
+    return rows
+
+
+def _procedure_fields(n: ProcedureNumbers) -> list[Field]:
+    mm = lambda v: "not measured" if v is None else f"{v:.0f} mm"  # noqa: E731
+    skin = (f"{_fmt_point(tuple(n.skin_lps))} on the {n.skin_source}" if n.skin_lps is not None
+            else n.skin_note)
+    rows = [Field("Skin entry (back)", skin),
+            Field("Skin to target", (f"{mm(n.skin_to_target_mm)} along the path (skin to bone "
+                                     f"{mm(n.skin_to_entry_mm)}, bone to target {mm(n.entry_to_target_mm)})")
+                  if n.skin_to_target_mm is not None else f"not measured; bone entry to target "
+                                                          f"{mm(n.entry_to_target_mm)}"),
+            Field("Introducer angles", f"{side_word(n.medial_deg, 'medial', 'lateral')} (axial plane), "
+                                              f"{side_word(n.cranial_deg, 'cranial', 'caudal')} (sagittal plane), "
+                                              "from straight back-to-front")]
+    if n.ap_tilt_deg is not None:
+        rows.append(Field("C-arm AP", f"tilt {side_word(n.ap_tilt_deg, 'toward the head', 'toward the feet')} "
+                                      f"(superior endplate edge-on); en face on the pedicle: oblique "
+                                      f"{abs(n.enface_oblique_deg or 0):.1f}° to the {n.side} side, tilt "
+                                      f"{side_word(n.enface_tilt_deg, 'toward the head', 'toward the feet')}"))
+        rows.append(Field("C-arm lateral", f"angle {side_word(n.lateral_tilt_deg, 'right side toward the head', 'right side toward the feet')} "
+                                           f"(endplates edge-on); vertebra rotated "
+                                           f"{side_word(n.rotation_deg, 'right side back', 'right side forward')}"))
+    return rows
+
+
 def _trajectory_section(plan: Plan, traj: Trajectory, images: Optional[Mapping[str, AnyImage]],
                         with_3d: bool) -> TrajectorySection:
     level = next((lv for lv in plan.levels if lv.id == traj.level_id), None)
@@ -232,17 +351,66 @@ def _trajectory_section(plan: Plan, traj: Trajectory, images: Optional[Mapping[s
     points = [Field("Entry (bone)", _fmt_point(traj.entry_lps)),
               Field("Bend (curve start)", _fmt_point(traj.bend_lps) if traj.bend_lps else "straight path"),
               Field("Active tip (target)", _fmt_point(traj.target_lps))]
-    ev = evaluate_trajectory(plan, traj, images)
+    rep = evaluate_trajectory(plan, traj, images)
     p = traj.params
-    metrics = list(ev.metrics)
+    metrics = [MetricRow(m.label, format_value(m.value, m.unit), m.note) for m in rep.metrics]
     metrics += [MetricRow("Ablation zone diameter (used)", format_value(p.zone_diameter_mm, "mm")),
                 MetricRow("Path", "curved" if p.curved and traj.bend_lps is not None else "straight"),
                 MetricRow("Curved cannula radius (used)", format_value(p.cannula_curve_radius_mm, "mm")),
                 MetricRow("Canal margin required", format_value(p.canal_margin_mm, "mm"))]
     key_images, notes = trajectory_key_images(plan, traj, images, with_3d=with_3d)
-    return TrajectorySection(traj.id, title, level_name, traj.side, traj.label, points, metrics, ev.checks,
-                             ev.overall, ev.note, traj.override_reason, key_images, notes,
-                             _comments(plan, "trajectory", traj.id))
+    dm: Optional[DepthMargin] = depth_and_margin(plan, traj)
+    section = TrajectorySection(traj.id, title, level_name, traj.side, traj.label, points, metrics, _check_rows(rep),
+                                rep.overall, rep.note, traj.override_reason, key_images, notes,
+                                _comments(plan, "trajectory", traj.id),
+                                _procedure_fields(procedure_numbers(plan, traj, images)),
+                                dm.values_line() if dm else "", dm.conflict if dm else "")
+    return section
+
+
+def _level_finding(level: Level) -> str:
+    bits = []
+    for which in ("superior", "inferior"):
+        f = getattr(level, which)
+        if f.modic_type != "none":
+            extra = ", ".join(x for x in (f"grade {f.grade}" if f.grade else "",
+                                          f"{f.share_pct:.0f}% of the endplate" if f.share_pct is not None else "",
+                                          "confirmed" if f.confirmed else "not confirmed") if x)
+            bits.append(f"{which} endplate Modic type {f.modic_type} ({extra})")
+    return "; ".join(bits) if bits else "no Modic change recorded"
+
+
+def _level_pages(plan: Plan, sections: list[TrajectorySection]) -> list[LevelPage]:
+    pages = []
+    for lv in plan.levels:
+        secs = [s for s in sections if plan.trajectory(s.trajectory_id).level_id == lv.id]
+        if lv.treat or secs:
+            pages.append(LevelPage(lv.id, lv.name, _level_finding(lv), secs))
+    return pages
+
+
+def normal_endplates_line(plan: Plan) -> str:
+    """The endplates without a Modic change, runs of whole levels collapsed: "T12-L3, S1 inferior"."""
+    def normal(f: EndplateFinding) -> bool:
+        return f.modic_type == "none" and not needs_confirmation(f)
+
+    parts: list[str] = []
+    run: list[str] = []
+    for lv in plan.levels:
+        sup, inf = normal(lv.superior), normal(lv.inferior)
+        if sup and inf:
+            run.append(lv.name)
+            continue
+        if run:
+            parts.append(run[0] if len(run) == 1 else f"{run[0]}-{run[-1]}")
+            run = []
+        if sup:
+            parts.append(f"{lv.name} superior")
+        if inf:
+            parts.append(f"{lv.name} inferior")
+    if run:
+        parts.append(run[0] if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ", ".join(parts)
 
 
 def _settings_rows(settings: PlanningSettings) -> list[SettingRow]:
@@ -259,7 +427,7 @@ def _settings_rows(settings: PlanningSettings) -> list[SettingRow]:
             text = format_value(value)
         unit = UNIT_WORDS.get(str(meta.get("unit", "")), str(meta.get("unit", "")))  # type: ignore[union-attr]
         rows.append(SettingRow(name, str(meta.get("label", name)), text, unit,
-                               str(meta.get("tag", "")), str(meta.get("source", "")),  # type: ignore[union-attr]
+                               tag_summary(name), str(meta.get("source", "")),  # type: ignore[union-attr]
                                name in DISPLAY_ONLY_SETTINGS, value != getattr(defaults, name)))
     return rows
 
@@ -288,6 +456,7 @@ def build_report_data(plan: Plan, images: Optional[Mapping[str, Any]] = None, *,
     order = {lv.id: i for i, lv in enumerate(plan.levels)}
     for traj in sorted(plan.trajectories, key=lambda t: (order.get(t.level_id, 99), t.side)):
         traj_sections.append(_trajectory_section(plan, traj, images, with_3d))
+    level_pages = _level_pages(plan, traj_sections)
     all_settings = _settings_rows(plan.settings)
     device = [r for name in DEVICE_SETTINGS for r in all_settings if r.name == name]
     statuses = signoff_statuses(plan)
@@ -309,5 +478,6 @@ def build_report_data(plan: Plan, images: Optional[Mapping[str, Any]] = None, *,
         plan_id=plan.plan_id, plan_author=plan.author, plan_modified=plan.modified,
         patient_display_name=format_person_name(case.patient_name),
         patient=patient, study=study, series=series, eligibility=evaluate_eligibility(plan),
-        levels=[_level_row(lv) for lv in plan.levels], trajectories=traj_sections, device_settings=device,
+        levels=[_level_row(lv) for lv in plan.levels], trajectories=traj_sections, level_pages=level_pages,
+        normal_endplates=normal_endplates_line(plan), device_settings=device,
         all_settings=all_settings, review=review, notes=notes, images_available=has_volume)

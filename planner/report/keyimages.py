@@ -23,7 +23,7 @@ from planner import fluoro
 from planner.imaging.volume import ProjectionImage, Volume
 from planner.plan import Plan, Trajectory
 from planner.report.fonts import FontNotFoundError, dejavu_path
-from planner.trajectory import TrajectoryShape, trajectory_shape
+from planner.trajectory import TrajectoryShape, is_ct, trajectory_shape
 
 log = logging.getLogger(__name__)
 
@@ -362,15 +362,9 @@ def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping
         notes += more
         if shot is not None:
             add_3d_key_image(out, shot)
-    for key, proj in plan_projections(plan, images):
-        try:
-            fl = render_fluoro(plan, key, proj, level_id=traj.level_id, trajectory_id=traj.id)
-        except (ValueError, MemoryError) as exc:
-            notes.append(f"Fluoroscopy image could not be rendered: {exc}")
-            continue
-        if fl is not None:
-            out.append(fl)
-            notes += [n for n in fl.notes if n not in notes]
+    fluoro, fluoro_notes = fluoro_key_images(plan, images, traj)
+    out += fluoro
+    notes += [n for n in fluoro_notes if n not in notes]
     if not geom.from_planner:
         notes.append("Instrument shapes are drawn as straight segments "
                      "(the trajectory's points do not define a path).")
@@ -393,6 +387,199 @@ def trajectory_key_image_3d(plan: Plan, traj: Trajectory, images: Optional[Mappi
 
 def add_3d_key_image(key_images: list[KeyImage], shot: KeyImage) -> None:
     """Put the 3D key image in its place among a trajectory's key images: after the reslices, before
-    the fluoroscopy images."""
-    at = next((i for i, k in enumerate(key_images) if k.kind == "fluoro"), len(key_images))
+    the fluoroscopy images (C-arm or virtual)."""
+    at = next((i for i, k in enumerate(key_images) if k.kind in ("fluoro", "virtual")), len(key_images))
     key_images.insert(at, shot)
+
+
+# ------------------------------------------------------------------------------------ fluoroscopy, level view
+#: Fluoroscopy key images: the crop around the level holds at least this share of the image's larger side.
+FLUORO_MIN_CROP = 0.32
+#: ... and this margin around the plan and the level's marks (share of the box).
+FLUORO_CROP_MARGIN = 0.6
+#: Virtual projections: rays through a slab this thick around the target (mm), so that the vertebra is
+#: not hidden behind the bowel or the iliac wings.
+VIRTUAL_SLAB_MM = 90.0
+#: Orientation letters (left, right, top, bottom) of the virtual views (planner.fluoro.virtual_projection).
+VIRTUAL_LABELS = {"AP": ("R", "L", "H", "F"), "LAT": ("A", "P", "H", "F")}
+
+
+def _draw_overlays(img: Image.Image, overlays: Sequence, scale: float, offset: np.ndarray,
+                   trajectory_id: Optional[str]) -> Image.Image:
+    """The plan on a picture: zones, then paths, entries and targets (the current trajectory highlighted)."""
+    def px(points: Any) -> list[tuple[float, float]]:
+        return [tuple(p) for p in (np.atleast_2d(np.asarray(points, dtype=float)) - offset) * scale]
+
+    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
+    ldraw = ImageDraw.Draw(layer)
+    for ov in overlays:
+        ldraw.polygon(px(ov.zone.polygon_px), fill=ZONE_COLOR + (90,), outline=ZONE_COLOR + (255,))
+    img = Image.alpha_composite(img.convert("RGBA"), layer).convert("RGB")
+    draw = ImageDraw.Draw(img)
+    for ov in sorted(overlays, key=lambda o: o.trajectory_id == trajectory_id):
+        current = trajectory_id is None or ov.trajectory_id == trajectory_id
+        draw.line(px(ov.path_px), fill=instrument_color("cannula") if current else (150, 150, 150),
+                  width=3 if current else 2, joint="curve")
+        _draw_marker(draw, np.asarray(px(ov.entry_px)[0]), (255, 255, 255), 4)
+        _draw_marker(draw, np.asarray(px(ov.target_px)[0]), (255, 40, 40), 5 if current else 3)
+    return img
+
+
+def _crop_box(points_px: np.ndarray, shape_rc: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A square box (x0, y0, x1, y1) around the points, with a margin, inside the image."""
+    rows, cols = shape_rc
+    lo, hi = points_px.min(axis=0), points_px.max(axis=0)
+    side = max(float(np.max(hi - lo)) * (1 + FLUORO_CROP_MARGIN), FLUORO_MIN_CROP * max(rows, cols))
+    side = min(side, float(max(rows, cols)))
+    c = (lo + hi) / 2
+    x0 = int(round(np.clip(c[0] - side / 2, 0, max(0, cols - side))))
+    y0 = int(round(np.clip(c[1] - side / 2, 0, max(0, rows - side))))
+    return x0, y0, int(round(min(cols, x0 + side))), int(round(min(rows, y0 + side)))
+
+
+def _gray(values: np.ndarray, lo_pct: float = 1.0, hi_pct: float = 99.5) -> Image.Image:
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    lo, hi = (np.percentile(finite, [lo_pct, hi_pct]) if finite.size else (0.0, 1.0))
+    return Image.fromarray(window_to_uint8(np.nan_to_num(v, nan=lo), (lo + hi) / 2, max(hi - lo, 1e-6)), mode="L")
+
+
+def _level_fluoro_real(plan: Plan, key: str, proj: ProjectionImage, traj: Trajectory,
+                       size_px: int) -> tuple[Optional[KeyImage], list[str]]:
+    """One C-arm image with the level's plan drawn (from the physician's marks), cropped around the level."""
+    level = next((lv for lv in plan.levels if lv.id == traj.level_id), None)
+    uids = set(proj.info.sop_instance_uids) or {key}
+    marks = [lm for lm in plan.fluoro_landmarks if lm.sop_instance_uid in uids and lm.level_id == traj.level_id]
+    view = proj.geometry.view_position or "fluoroscopy"
+    if not marks:
+        return None, [f"The plan is not drawn on the {view} C-arm image: the landmarks of "
+                      f"{level.name if level else 'this level'} are not marked on it."]
+    frame_index = min(marks[0].frame, proj.n_frames - 1)
+    overlays, notes = _fluoro_overlays(plan, marks[0].sop_instance_uid, traj.level_id, frame_index, proj)
+    if not overlays:
+        return None, notes
+    frame = np.asarray(proj.frames[frame_index])
+    if proj.is_color:
+        full = Image.fromarray(frame.astype(np.uint8), mode="RGB")
+    else:
+        wl = proj.default_window()
+        full = Image.fromarray(window_to_uint8(frame, wl.center, wl.width), mode="L").convert("RGB")
+    pts = np.vstack([np.asarray(m.point_px, dtype=float)[None, :] for m in marks]
+                    + [np.atleast_2d(ov.path_px) for ov in overlays] + [np.atleast_2d(ov.zone.polygon_px)
+                                                                       for ov in overlays])
+    x0, y0, x1, y1 = _crop_box(pts, (proj.rows, proj.cols))
+    scale = size_px / max(1, x1 - x0)
+    img = full.crop((x0, y0, x1, y1)).resize((size_px, max(1, int(round((y1 - y0) * scale)))),
+                                             Image.Resampling.LANCZOS)
+    img = _draw_overlays(img, overlays, scale, np.array([x0, y0], dtype=float), traj.id)
+    draw = ImageDraw.Draw(img)
+    for m in marks:
+        _draw_marker(draw, (np.asarray(m.point_px, dtype=float) - [x0, y0]) * scale, LANDMARK_COLOR, 3)
+    po = tuple(x[:1] for x in proj.geometry.patient_orientation if x)
+    if len(po) == 2:
+        opposite = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+        _draw_orientation(draw, img.width, (opposite.get(po[0], "?"), po[0], opposite.get(po[1], "?"), po[1]))
+    name = level.name if level else "?"
+    caption = (f"C-arm {view}, {name}: the plan drawn from the marked landmarks (pink); path green, entry white, "
+               "target red, zone orange")
+    return KeyImage("fluoro", caption, img, proj.info.series_instance_uid, notes,
+                    patient_orientation=po if len(po) == 2 else None), notes  # type: ignore[arg-type]
+
+
+def _level_fluoro_virtual(plan: Plan, volume: Volume, view: str, traj: Trajectory,
+                          size_px: int) -> Optional[KeyImage]:
+    """A virtual AP or lateral projection of the planning volume with the level's plan, cropped around it."""
+    from planner import fluoro
+
+    level = next((lv for lv in plan.levels if lv.id == traj.level_id), None)
+    image, projector = fluoro.virtual_projection(volume, view, slab_center_lps=traj.target_lps,
+                                                 slab_mm=VIRTUAL_SLAB_MM)
+    same_level = [t for t in plan.trajectories if t.level_id == traj.level_id]
+    overlays = projector.plan_overlays(plan, same_level)
+    if not overlays:
+        return None
+    pts = np.vstack([np.atleast_2d(ov.path_px) for ov in overlays] + [np.atleast_2d(ov.zone.polygon_px)
+                                                                    for ov in overlays])
+    # the whole vertebral body in the box: its landmarks too
+    if level is not None:
+        lm = [getattr(level.landmarks, n) for n in ("superior_endplate_lps", "inferior_endplate_lps",
+                                                    "anterior_wall_lps", "posterior_wall_lps")]
+        lm = [p for p in lm if p is not None]
+        if lm:
+            pts = np.vstack([pts, projector.to_px(np.asarray(lm, dtype=float))])
+    rows, cols = image.shape
+    # square pixels: the projector's spacing may differ along columns and rows
+    sx, sy = projector.spacing_mm
+    x0, y0, x1, y1 = _crop_box(pts * [1.0, sy / sx], (int(rows * sy / sx), cols))
+    values = Image.fromarray(np.asarray(image, dtype=np.float32), mode="F")
+    if abs(sy - sx) > 1e-6:
+        values = values.resize((cols, max(1, int(round(rows * sy / sx)))), Image.Resampling.BILINEAR)
+    # the grey scale of the crop (the vertebra), not of the whole projection
+    gray = _gray(np.asarray(values.crop((x0, y0, x1, y1))))
+    scale = size_px / max(1, x1 - x0)
+    img = gray.convert("RGB").resize((size_px, max(1, int(round((y1 - y0) * scale)))), Image.Resampling.LANCZOS)
+    ovs = [_scaled_overlay(ov, [1.0, sy / sx]) for ov in overlays]
+    img = _draw_overlays(img, ovs, scale, np.array([x0, y0], dtype=float), traj.id)
+    draw = ImageDraw.Draw(img)
+    _draw_orientation(draw, img.width, VIRTUAL_LABELS[projector.view])
+    _draw_scale_bar(draw, img.width, sx / scale)
+    kind = "CT" if is_ct(volume) else "MR"
+    caption = (f"Virtual {'AP' if projector.view == 'AP' else 'lateral'} projection of the {kind} "
+               f"({level.name if level else '?'}; not a C-arm image; {VIRTUAL_SLAB_MM:g} mm slab): path green, entry "
+               "white, target red, zone orange")
+    # DICOM Patient Orientation of the picture: columns toward the patient's left (AP) or back (lateral),
+    # rows toward the feet
+    po = ("L", "F") if projector.view == "AP" else ("P", "F")
+    return KeyImage("virtual", caption, img, volume.info.series_instance_uid, patient_orientation=po)
+
+
+def _scaled_overlay(ov: Any, factor: Sequence[float]) -> Any:
+    from dataclasses import replace
+
+    f = np.asarray(factor, dtype=float)
+    zone = replace(ov.zone, polygon_px=np.asarray(ov.zone.polygon_px) * f)
+    return replace(ov, path_px=np.asarray(ov.path_px) * f, entry_px=np.asarray(ov.entry_px) * f,
+                   target_px=np.asarray(ov.target_px) * f, zone=zone)
+
+
+def fluoro_key_images(plan: Plan, images: Optional[Mapping[str, AnyImage]], traj: Trajectory,
+                      size_px: int = KEY_IMAGE_PX) -> tuple[list[KeyImage], list[str]]:
+    """The procedure-room fluoroscopy key images of one trajectory, cropped around its level, with the plan
+    drawn (paths, entries, targets, zones of the level's trajectories; this one highlighted):
+
+    * each C-arm image on which the level's landmarks are marked (:mod:`planner.fluoro` fits the plan to
+      the marks);
+    * when no C-arm image shows the plan, a virtual AP and a virtual lateral projection of the planning
+      volume (CT first), clearly labelled as not a C-arm image.
+
+    Returns the images and notes on what could not be drawn."""
+    out: list[KeyImage] = []
+    notes: list[str] = []
+    for key, proj in plan_projections(plan, images):
+        try:
+            img, why = _level_fluoro_real(plan, key, proj, traj, size_px)
+        except (ValueError, MemoryError) as exc:
+            notes.append(f"Fluoroscopy image could not be rendered: {exc}")
+            continue
+        notes += why
+        if img is not None:
+            out.append(img)
+    if out:
+        return out, notes
+    vols = plan_volumes(plan, images)
+    vols.sort(key=lambda v: 0 if is_ct(v[1]) else 1)
+    holding = [v for v in vols if v[1].contains(traj.target_lps)]
+    if not holding:
+        return out, notes
+    volume = holding[0][1]
+    for view in ("AP", "LAT"):
+        try:
+            img = _level_fluoro_virtual(plan, volume, view, traj, size_px)
+        except (ValueError, MemoryError) as exc:
+            notes.append(f"Virtual {view} projection could not be rendered: {exc}")
+            continue
+        if img is not None:
+            out.append(img)
+    if out:
+        notes.append("No C-arm image shows the plan; virtual projections of the planning volume are shown instead.")
+    return out, notes

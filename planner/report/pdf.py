@@ -6,9 +6,10 @@ date and the application version in the footer.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from fpdf.enums import XPos, YPos
 from fpdf.fonts import FontFace
@@ -24,6 +25,8 @@ SMALL_PT = 8.0
 H1_PT = 16.0
 H2_PT = 12.5
 H3_PT = 10.5
+#: JPEG quality of the key images in the summary (technical).
+KEY_IMAGE_JPEG_QUALITY = 90
 
 
 class ReportPDF(BasePDF):
@@ -35,6 +38,16 @@ class ReportPDF(BasePDF):
         self.set_title(data.title)
         self.set_subject("Planning aid, not for navigation")
         self.set_author(data.app_name)
+
+    def image_fit(self, img, x: float, y: float, w: float, h: Optional[float] = None) -> float:  # type: ignore[override]
+        """Key images as JPEG (quality ``KEY_IMAGE_JPEG_QUALITY``): grey-scale pictures with coloured
+        drawings, encoded about ten times faster than an optimised PNG."""
+        height = w * img.height / img.width if h is None else h
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="JPEG", quality=KEY_IMAGE_JPEG_QUALITY, subsampling=0)
+        buf.seek(0)
+        self.image(buf, x=x, y=y, w=w, h=height)
+        return height
 
     def header(self) -> None:
         d = self.data
@@ -148,6 +161,7 @@ class ReportPDF(BasePDF):
 
 
 def _page1(pdf: ReportPDF, d: ReportData) -> None:
+    """The overview: who, what study, the eligibility verdict, the findings, the trajectories at a glance."""
     pdf.h1(d.title)
     pdf.set_font(FONT, "", BODY_PT)
     pdf.set_text_color(*MUTED)
@@ -155,29 +169,26 @@ def _page1(pdf: ReportPDF, d: ReportData) -> None:
     pdf.cell(0, 5, f"{author} · last changed {d.plan_modified[:16].replace('T', ' ')} · review: {d.review.state}",
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_text_color(*INK)
-    pdf.ln(2)
-    pdf.h3("Patient")
-    pdf.field_grid(d.patient)
     pdf.ln(1)
-    pdf.h3("Study")
-    pdf.field_grid(d.study)
+    pdf.field_grid(d.patient)
+    pdf.field_grid(d.study[:4])
     if d.series:
-        pdf.ln(1)
-        pdf.h3("Series used")
-        pdf.field_grid(d.series)
-
-    # At a glance
-    pdf.h2("At a glance", new_page_if_below=30)
+        pdf.para("Series used: " + "; ".join(f"{f.label} {f.value}" for f in d.series), SMALL_PT, "", MUTED)
+    pdf.h2("Eligibility", new_page_if_below=30)
+    _eligibility_verdict(pdf, d)
+    _levels(pdf, d)
+    pdf.h2("Trajectories", new_page_if_below=30)
     treated = [lv.name for lv in d.levels if lv.treat]
     pdf.para(f"Levels to treat: {', '.join(treated) if treated else 'none marked'}. "
-             f"Trajectories: {len(d.trajectories)}.")
+             f"Trajectories: {len(d.trajectories)}. One page of plan per treated level follows; the details are in "
+             "the appendix.")
     for t in d.trajectories:
         pdf.set_x(pdf.l_margin + 2)
         pdf.badge(t.overall.upper(), t.overall)
         pdf.set_font(FONT, "", BODY_PT)
         text = f"  {t.title}" + ("  (override reason recorded)" if t.override_reason else "")
         pdf.multi_cell(0, 6, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        pdf.ln(1.5)
+        pdf.ln(1)
     for note in d.notes:
         pdf.para(note, SMALL_PT, "I", MUTED)
 
@@ -208,6 +219,16 @@ def _eligibility_verdict(pdf: ReportPDF, d: ReportData) -> None:
             pdf.para(f"Warning: {w.message} ({w.source})", SMALL_PT, "B", status_color("warning"))
 
 
+def _answer_text(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def _eligibility(pdf: ReportPDF, d: ReportData) -> None:
     """The whole checklist, grouped by criterion class (FDA indication, device contraindication, clinic
     pages, trial criterion, payer rule), each group saying what "not met" means for it."""
@@ -222,14 +243,17 @@ def _eligibility(pdf: ReportPDF, d: ReportData) -> None:
             continue
         cls = CLASSES[group]
         effect = f"not met: {cls.consequence}" if cls.decides else f"{cls.consequence}; does not decide"
-        pdf.h3(f"{e.class_title(group)} ({effect})")
-        pdf.para(cls.basis, SMALL_PT, "I", MUTED)
-        with pdf.table(col_widths=(70, 18, 30, 62), font_size=SMALL_PT, line_height=SMALL_PT * 0.48) as table:
+        pdf.set_font(FONT, "B", SMALL_PT + 0.5)
+        pdf.multi_cell(0, 4.2, f"{e.class_title(group)} ({effect})", align="L", new_x=XPos.LMARGIN,
+                       new_y=YPos.NEXT)
+        pdf.para(cls.basis, SMALL_PT - 1, "I", MUTED)
+        with pdf.table(col_widths=(74, 14, 30, 62), font_size=SMALL_PT - 1, line_height=(SMALL_PT - 1) * 0.44,
+                       padding=0.4) as table:
             table.row(["Criterion", "Answer", "Result", "Detail"])
             for r in rows:
                 row = table.row()
                 row.cell(r.item.question)
-                row.cell("-" if r.answer is None else str(r.answer))
+                row.cell(_answer_text(r.answer))
                 row.cell(r.outcome.upper(), style=FontFace(emphasis="BOLD", color=ELIGIBILITY_RGB[r.colour]))
                 row.cell(r.detail + (f" (rule: {r.item.rule})" if r.item.rule and r.status != "met" else ""))
         pdf.ln(1)
@@ -241,25 +265,27 @@ def _eligibility(pdf: ReportPDF, d: ReportData) -> None:
 
 
 def _levels(pdf: ReportPDF, d: ReportData) -> None:
-    pdf.h2("Levels and Modic findings")
+    """Endplates with a Modic change (or waiting for a decision) in a table; the normal ones in one line."""
+    pdf.h2("Levels and Modic findings", new_page_if_below=30)
     if not d.levels:
         pdf.para("No levels have been labelled.")
         return
-    with pdf.table(col_widths=(14, 16, 16, 18, 18, 13, 13, 44)) as table:
-        table.row(["Level", "Treat", "Painful", "Endplate", "Modic", "Grade", "Share", "Finding status"])
-        for lv in d.levels:
-            for i, ep in enumerate(lv.endplates):
+    rows = [(lv, ep) for lv in d.levels for ep in lv.endplates
+            if ep.modic_type != "none" or ep.status == "suggestion, not confirmed"]
+    if rows:
+        with pdf.table(col_widths=(16, 14, 22, 20, 14, 14, 80)) as table:
+            table.row(["Level", "Treat", "Endplate", "Modic", "Grade", "Share", "Finding status"])
+            for lv, ep in rows:
                 row = table.row()
-                if i == 0:
-                    row.cell(lv.name, rowspan=2, style=FontFace(emphasis="BOLD"))
-                    row.cell("yes" if lv.treat else "no", rowspan=2,
-                             style=FontFace(emphasis="BOLD" if lv.treat else None))
-                    row.cell("yes" if lv.painful else "no", rowspan=2)
+                row.cell(lv.name, style=FontFace(emphasis="BOLD"))
+                row.cell("yes" if lv.treat else "no", style=FontFace(emphasis="BOLD" if lv.treat else None))
                 row.cell(ep.which)
                 row.cell(ep.modic_type)
                 row.cell(ep.grade)
                 row.cell(ep.share)
-                row.cell(ep.status + (f". {ep.suggestion}" if ep.suggestion else ""))
+                row.cell(ep.status)
+    pdf.ln(1)
+    pdf.para(f"No Modic change: {d.normal_endplates or 'none'}.", BODY_PT)
     extra = [lv for lv in d.levels if lv.notes or lv.prior_ablation or not lv.landmarks_complete]
     for lv in extra:
         bits = []
@@ -270,6 +296,8 @@ def _levels(pdf: ReportPDF, d: ReportData) -> None:
         if lv.notes:
             bits.append(f"note: {lv.notes}")
         pdf.para(f"{lv.name}: " + "; ".join(bits), SMALL_PT, "", MUTED)
+    if any(ep.suggestion for lv in d.levels for ep in lv.endplates):
+        pdf.para("The Modic assistant's measurements are in the appendix.", SMALL_PT, "I", MUTED)
 
 
 def _legend(pdf: ReportPDF) -> None:
@@ -283,82 +311,143 @@ def _legend(pdf: ReportPDF) -> None:
     pdf.ln(5)
 
 
-def _trajectory(pdf: ReportPDF, t: TrajectorySection) -> None:
-    pdf.add_page()
-    pdf.h2(f"Trajectory {t.title}")
-    pdf.badge(f"Checks: {t.overall.upper()}", t.overall)
-    pdf.ln(8)
-    if t.override_reason:
-        pdf.set_fill_color(253, 230, 230)
-        pdf.set_draw_color(190, 30, 30)
-        pdf.set_font(FONT, "B", BODY_PT)
-        pdf.multi_cell(0, 5, f"Override reason recorded by the physician: {t.override_reason}", border=1, fill=True,
-                       align="L",
-                       new_x=XPos.LMARGIN, new_y=YPos.NEXT, padding=1.5)
-        pdf.set_draw_color(*RULE)
-        pdf.set_fill_color(255, 255, 255)
-        pdf.ln(2)
-    pdf.field_grid(t.points, columns=1, label_w=42)
-    pdf.para("Coordinates in patient LPS millimetres (x to the patient's left, y posterior, z superior).",
-             SMALL_PT, "I", MUTED)
-    pdf.ln(1)
-    pdf.h3("Checks")
+#: Short names of the key images on a level page.
+KIND_WORDS = {"sagittal": "Sagittal", "axial": "Axial", "3d": "3D", "fluoro": "C-arm", "virtual": "Virtual"}
+
+
+def _short_caption(key) -> str:
+    words = KIND_WORDS.get(key.kind, key.kind)
+    if key.kind == "fluoro":
+        words = key.caption.split(":")[0]
+    elif key.kind == "virtual":
+        words = "Virtual " + ("AP" if " AP " in key.caption else "lateral") + " (not a C-arm image)"
+    elif key.kind in ("sagittal", "axial"):
+        words += " reslice through the tip"
+    return words
+
+
+#: Width of a key image on a level page (mm): six fit on the page with the trajectory's table.
+LEVEL_IMAGE_MM = 50.0
+
+
+def _image_grid(pdf: ReportPDF, images: Sequence, columns: int = 3, gap: float = 3.0) -> None:
+    col_w = min(LEVEL_IMAGE_MM, (pdf.w - pdf.l_margin - pdf.r_margin - gap * (columns - 1)) / columns)
+    for i in range(0, len(images), columns):
+        row = images[i:i + columns]
+        heights = [col_w * img.image.height / img.image.width for img in row]
+        if pdf.will_page_break(max(heights) + 6):
+            pdf.add_page()
+        y = pdf.get_y()
+        bottom = y
+        for c, key in enumerate(row):
+            x = pdf.l_margin + c * (col_w + gap)
+            h = pdf.image_fit(key.image, x, y, col_w)
+            pdf.set_xy(x, y + h + 0.4)
+            pdf.set_font(FONT, "", SMALL_PT - 0.5)
+            pdf.multi_cell(col_w, 3.2, _short_caption(key), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            bottom = max(bottom, pdf.get_y())
+        pdf.set_y(bottom + 1.5)
+
+
+def _checks_compact(pdf: ReportPDF, t: TrajectorySection) -> None:
+    """The checks that do not pass, with value, limit and why; the passing ones in one line with their values.
+    Every check's reason and source is in the appendix."""
     if t.checks_note:
-        pdf.para(t.checks_note, BODY_PT, "I", MUTED)
-    if t.checks:
-        with pdf.table(col_widths=(42, 22, 24, 92)) as table:
-            table.row(["Check", "Status", "Value", "Reason and source"])
-            for c in t.checks:
+        pdf.para(t.checks_note, SMALL_PT, "I", MUTED)
+    if not t.checks:
+        return
+    open_ = [c for c in t.checks if c.status != "pass"]
+    if open_:
+        with pdf.table(col_widths=(40, 22, 24, 20, 74), font_size=SMALL_PT, line_height=SMALL_PT * 0.46) as table:
+            table.row(["Check", "Status", "Value", "Limit", "Why"])
+            for c in open_:
                 row = table.row()
                 row.cell(c.name)
                 pdf.status_cell(row, c.status)
                 row.cell(c.value)
-                row.cell(" ".join(x for x in (c.reason, f"Source: {c.source}." if c.source else "") if x))
-    pdf.ln(2)
-    pdf.h3("Metrics")
+                row.cell(c.limit)
+                row.cell(c.reason)
+    passed = [c for c in t.checks if c.status == "pass"]
+    if passed:
+        pdf.para("Passed: " + "; ".join(f"{c.name} {c.value}".strip() for c in passed) + ".", SMALL_PT - 0.5,
+                 "", status_color("pass"))
+
+
+def _level_page(pdf: ReportPDF, page) -> None:
+    pdf.add_page()
+    pdf.h2(f"{page.name}: plan for the procedure room")
+    pdf.para(f"{page.name}: {page.finding}.", BODY_PT)
+    if page.key_images:
+        _legend(pdf)
+        _image_grid(pdf, page.key_images)
+    for t in page.trajectories:
+        if pdf.will_page_break(40):
+            pdf.add_page()
+        pdf.set_font(FONT, "B", H3_PT)
+        pdf.badge(t.overall.upper(), t.overall)
+        pdf.set_font(FONT, "B", H3_PT)
+        pdf.cell(0, 6, f"  Trajectory {t.level_name} {t.side}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        if t.label:
+            pdf.para(t.label, SMALL_PT, "I", MUTED)
+        pdf.ln(0.5)
+        if t.override_reason:
+            pdf.para(f"Override reason recorded by the physician: {t.override_reason}", BODY_PT, "B",
+                     status_color("fail"))
+        pdf.field_grid(t.procedure, columns=1, label_w=38)
+        if t.depth_margin:
+            pdf.para(t.depth_margin + ".", SMALL_PT + 0.5)
+        if t.depth_margin_conflict:
+            pdf.para(t.depth_margin_conflict, SMALL_PT, "", status_color("warning"))
+        pdf.ln(0.5)
+        _checks_compact(pdf, t)
+        pdf.ln(1.5)
+
+
+def _trajectory_details(pdf: ReportPDF, t: TrajectorySection) -> None:
+    """Appendix: coordinates, every metric, every check with its reason and source, comments, image notes."""
+    if pdf.will_page_break(50):
+        pdf.add_page()
+    pdf.h3(f"Trajectory {t.title}")
+    pdf.field_grid(t.points, columns=1, label_w=42)
+    pdf.para("Coordinates in patient LPS millimetres (x to the patient's left, y posterior, z superior).",
+             SMALL_PT - 0.5, "I", MUTED)
     if t.metrics:
-        # Two measures per row to keep the page short; a note follows its value.
         cells = [(m.label, m.value + (f" ({m.note})" if m.note else "")) for m in t.metrics]
         if len(cells) % 2:
             cells.append(("", ""))
         half = len(cells) // 2
-        with pdf.table(col_widths=(52, 38, 52, 38), font_size=SMALL_PT + 0.5,
-                       line_height=(SMALL_PT + 0.5) * 0.48) as table:
+        with pdf.table(col_widths=(52, 38, 52, 38), font_size=SMALL_PT - 0.5,
+                       line_height=(SMALL_PT - 0.5) * 0.46) as table:
             table.row(["Measure", "Value", "Measure", "Value"])
             for (l1, v1), (l2, v2) in zip(cells[:half], cells[half:]):
                 table.row([l1, v1, l2, v2])
-    if t.comments:
-        pdf.ln(2)
-        pdf.h3("Review comments on this trajectory")
-        for cm in t.comments:
-            pdf.para(f"{cm.author} ({cm.created[:16].replace('T', ' ')}): {cm.text}")
-
-    # Key images: a 2-column grid.
-    if t.key_images:
-        pdf.ln(2)
-        if pdf.will_page_break(90):
-            pdf.add_page()
-        pdf.h3(f"Key images, {t.title}")
-        _legend(pdf)
-        col_w = (pdf.w - pdf.l_margin - pdf.r_margin - 6) / 2
-        for i in range(0, len(t.key_images), 2):
-            pair = t.key_images[i:i + 2]
-            heights = [col_w * img.image.height / img.image.width for img in pair]
-            needed = max(heights) + 12
-            if pdf.will_page_break(needed):
-                pdf.add_page()
-            y = pdf.get_y()
-            bottom = y
-            for c, key in enumerate(pair):
-                x = pdf.l_margin + c * (col_w + 6)
-                h = pdf.image_fit(key.image, x, y, col_w)
-                pdf.set_xy(x, y + h + 0.8)
-                pdf.set_font(FONT, "", SMALL_PT)
-                pdf.multi_cell(col_w, 3.6, key.caption, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-                bottom = max(bottom, pdf.get_y())
-            pdf.set_y(bottom + 2)
+    if t.checks:
+        pdf.ln(1)
+        with pdf.table(col_widths=(38, 18, 124), font_size=SMALL_PT - 0.5,
+                       line_height=(SMALL_PT - 0.5) * 0.46) as table:
+            table.row(["Check", "Status", "Reason and source"])
+            for c in t.checks:
+                row = table.row()
+                row.cell(c.name)
+                pdf.status_cell(row, c.status)
+                row.cell(" ".join(x for x in (c.reason, f"Source: {c.source}." if c.source else "") if x))
+    for cm in t.comments:
+        pdf.para(f"Comment, {cm.author} ({cm.created[:16].replace('T', ' ')}): {cm.text}", SMALL_PT)
     for note in t.image_notes:
-        pdf.para(note, SMALL_PT, "I", MUTED)
+        pdf.para(note, SMALL_PT - 0.5, "I", MUTED)
+    pdf.ln(1)
+
+
+def _modic_details(pdf: ReportPDF, d: ReportData) -> None:
+    rows = [(lv.name, ep) for lv in d.levels for ep in lv.endplates if ep.suggestion and
+            (ep.modic_type != "none" or "type none" not in ep.suggestion)]
+    if not rows:
+        return
+    pdf.h2("Modic assistant measurements", new_page_if_below=30)
+    for name, ep in rows:
+        pdf.para(f"{name} {ep.which}: {ep.suggestion}", SMALL_PT - 0.5)
+    pdf.para("Endplates where the assistant found no change are listed on page 1 and need no confirmation.",
+             SMALL_PT - 0.5, "I", MUTED)
 
 
 def _settings(pdf: ReportPDF, d: ReportData) -> None:
@@ -403,24 +492,33 @@ def _review(pdf: ReportPDF, d: ReportData) -> None:
 
 
 def _appendix(pdf: ReportPDF, d: ReportData) -> None:
-    pdf.add_page()
-    pdf.h2("Appendix: all thresholds used, with sources")
-    with pdf.table(col_widths=(42, 36, 10, 92), line_height=3.4, font_size=7) as table:
+    pdf.h2("All thresholds used, with sources", new_page_if_below=40)
+    pdf.para("Values saved with this plan. Tags: [C] confirmed in the cited source, [S] secondary source, [U] "
+             "unconfirmed, design = product choice; a table with rows of another tag names them. RF settings are "
+             "for the record only; no geometry depends on them.", SMALL_PT - 0.5, "", MUTED)
+    with pdf.table(col_widths=(38, 36, 16, 90), line_height=2.6, font_size=6.0, padding=0.4) as table:
         table.row(["Setting", "Value", "Tag", "Source"])
         for r in d.all_settings:
-            table.row([r.label + (" (changed)" if r.changed else ""), f"{r.value} {r.unit}".strip(), r.tag, r.source])
+            notes = [x for x in ("changed" if r.changed else "",
+                                 "display only" if r.display_only and "display only" not in r.label else "") if x]
+            table.row([r.label + (f" ({', '.join(notes)})" if notes else ""), f"{r.value} {r.unit}".strip(), r.tag,
+                       r.source])
 
 
 def _build(data: ReportData) -> ReportPDF:
     pdf = ReportPDF(data)
     pdf.add_page()
     _page1(pdf, data)
-    _eligibility(pdf, data)
-    _levels(pdf, data)
-    for t in data.trajectories:
-        _trajectory(pdf, t)
+    for page in data.level_pages:
+        _level_page(pdf, page)
     pdf.add_page()
-    _settings(pdf, data)
+    pdf.h1("Appendix: details")
+    _eligibility(pdf, data)
+    _modic_details(pdf, data)
+    if data.trajectories:
+        pdf.h2("Trajectories: coordinates, metrics and checks with their sources", new_page_if_below=40)
+        for t in data.trajectories:
+            _trajectory_details(pdf, t)
     _review(pdf, data)
     _appendix(pdf, data)
     return pdf
