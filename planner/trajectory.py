@@ -40,6 +40,9 @@ Suggestion (:func:`suggest_trajectory`)
       ``canal_margin_from``), the target is moved anteriorly until the margin holds (the margin is a
       contraindication; domain.md 4.1 notes that a 35-40% depth and the 10 mm margin can disagree),
       never past the anterior wall; the label says so and the placement explains the conflict.
+      The basivertebral foramen itself is not detected on the images: the real scans at hand
+      (../shared/data) carry no reference for it, so a detector could not be validated; the height
+      comes from the per-level setting, never from a guess on the image.
     * Introducer direction, curved path: the pedicle axis through the pedicle centre landmark at
       the level's transverse (medial) angle and the sagittal angle from the settings
       (``pedicle_transverse_angle_deg``, ``pedicle_sagittal_angle_deg``; sagittal positive toward
