@@ -57,7 +57,7 @@ def volume_512(nk: int = 24):
 def bench_slice_redraw(app) -> None:
     from planner.session import Session
     from planner.views.context import ViewContext
-    from planner.views.render.slice_geometry import SliceFrame
+    from planner.display.slice_geometry import SliceFrame
     from planner.views.slice_view import SliceView
 
     vol = volume_512()
@@ -141,7 +141,7 @@ def bench_startup() -> None:
 
 def bench_3d(app) -> None:
     from planner.session import Session
-    from planner.views import roles
+    from planner.display import roles
     from planner.views.app import open_demo
     from planner.views.context import ViewContext
     from planner.views.volume_view import VolumeView

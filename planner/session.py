@@ -12,7 +12,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from planner.document import PlanChange, PlanDocument
+from planner.display.results import PlanResults
+from planner.document import PlanDocument
 from planner.events import Signal
 from planner.imaging.volume import ProjectionImage, Volume
 from planner.plan import CaseInfo, SeriesRef
@@ -140,6 +141,9 @@ class Session:
         self.document = document or PlanDocument()
         #: Loaded images by Series Instance UID (or a generated key for research files).
         self.images: dict[str, Image] = {}
+        #: What the views and documents show, derived once (created first, so it hears each plan change
+        #: before any view does).
+        self.results = PlanResults(self.document, self.images)
         self._cursor_lps = np.zeros(3)
         #: Frame of Reference UID the cursor was last set in ("" = not tied to one).
         self.cursor_frame_of_reference_uid = ""
@@ -147,6 +151,7 @@ class Session:
         self.cursor_moved = Signal("Session.cursor_moved")
         #: Emitted with the series key when images are added or removed.
         self.images_changed = Signal("Session.images_changed")
+        self.images_changed.connect(self.results.image_changed)
         #: Emitted with the key of the series the user selected as the main one.
         self.active_series_changed = Signal("Session.active_series_changed")
         #: Emitted with the trajectory id (or None) the user selected.

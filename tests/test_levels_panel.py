@@ -227,7 +227,7 @@ def test_closing_is_safe(qtbot, modic_session):
     panel.close()
     modic_session.document.add_level("S1")  # a late model event reaches no dead widget
     modic_session.set_cursor((1.0, 1.0, 1.0))
-    assert modic_session.document.changed.receiver_count == 0
+    assert modic_session.document.changed.receiver_count == 1  # only the session's results listen
 
 
 def test_screenshot(qtbot, modic_session, tmp_path):

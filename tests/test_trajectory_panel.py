@@ -225,7 +225,7 @@ def test_follows_active_trajectory_and_read_only(qtbot, session):
     panel.close()
     doc.read_only = False
     doc.add_level("L5")  # no dead widget is called
-    assert doc.changed.receiver_count == 0
+    assert doc.changed.receiver_count == 1  # only the session's results listen
 
 
 def test_screenshot(qtbot, session, tmp_path):

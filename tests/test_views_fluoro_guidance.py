@@ -263,7 +263,7 @@ def test_virtual_projections_show_the_plan_without_c_arm_images(qtbot, demo_stud
     session = _session(demo_study, demo_images, projections=False)
     w = open_window(qtbot, session, layout="fluoro", size=(1300, 800))
     plan = session.document.plan
-    from planner.views import roles
+    from planner.display import roles
 
     main = roles.main_volume_key(session)
     for name, panel in w.views.fluoro_panels.items():
@@ -363,7 +363,7 @@ def test_screenshots_of_the_guidance(qtbot, demo_study, demo_images, tmp_path):
 
 
 def test_virtual_views_follow_the_planning_volume_while_a_study_arrives(qtbot, demo_study, demo_images):
-    from planner.views import roles
+    from planner.display import roles
 
     session = Session(PlanDocument(load_plan(demo_study.plan_path), user="tester"))
     w = open_window(qtbot, session, layout="fluoro", size=(1000, 700))

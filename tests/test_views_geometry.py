@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from planner.imaging.volume import Volume, make_ijk_to_lps
-from planner.views.render.slice_geometry import (
+from planner.display.slice_geometry import (
     SliceFrame,
     acquisition_axes,
     native_orientation,

@@ -12,7 +12,7 @@ from PySide6.QtGui import QImage
 
 from planner.imaging.volume import WindowLevel
 from planner.plan import Landmarks, Trajectory
-from planner.views.render.slice_geometry import SliceFrame
+from planner.display.slice_geometry import SliceFrame
 from tests.views_support import FOR_UID, drag, open_window, sagittal_volume, session_with
 
 pytestmark = pytest.mark.gui

@@ -186,7 +186,7 @@ def test_angle_measurement_in_degrees(window, qtbot):
         click(ax, _widget_pos(ax, p))
     m = window.session.document.plan.measurements[-1]
     assert m.kind == "angle" and len(m.points_lps) == 3
-    from planner.views.tools import angle_deg
+    from planner.display.annotations import angle_deg
 
     got = angle_deg(np.asarray(m.points_lps))
     assert got == pytest.approx(90.0, abs=2.0)  # the axial grid is orthogonal
@@ -198,7 +198,7 @@ def test_window_level_drag_on_a_landmark_windows_and_edit_drags_move_it(qtbot):
     stack is unchanged); hovering the handle says what a drag would move and how; Alt+drag, or the
     crosshair/edit tool, moves it as one undo step."""
     session = _session()
-    sag_frame_probe = __import__("planner.views.render.slice_geometry", fromlist=["SliceFrame"]).SliceFrame(
+    sag_frame_probe = __import__("planner.display.slice_geometry", fromlist=["SliceFrame"]).SliceFrame(
         session.images[T2_KEY], "sagittal")
     n = sag_frame_probe.n_slices // 2
     center = sag_frame_probe.crn_to_world((60, 70, n))
@@ -301,7 +301,7 @@ def test_closing_is_safe_then_model_events_render_nothing(qtbot):
 
 def test_dragging_a_trajectory_point_moves_it_in_the_slice_with_one_undo_step(qtbot):
     from planner.plan import Trajectory
-    from planner.views.render.slice_geometry import SliceFrame
+    from planner.display.slice_geometry import SliceFrame
 
     session = _session()
     frame = SliceFrame(session.images[T2_KEY], "sagittal")

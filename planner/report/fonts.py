@@ -7,7 +7,6 @@ is in requirements.txt), so the documents build the same on Linux, macOS and Win
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -37,9 +36,9 @@ def _candidate_dirs() -> list[Path]:
     if env:
         dirs.append(Path(env))
     dirs.extend(Path(d) for d in _SYSTEM_DIRS)
-    spec = importlib.util.find_spec("matplotlib")
-    if spec and spec.origin:
-        dirs.append(Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf")
+    import matplotlib  # a pinned requirement; imported here only for the path of its font files
+
+    dirs.append(Path(matplotlib.get_data_path()) / "fonts" / "ttf")
     return dirs
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -34,9 +33,11 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen, QPixmap, QRegion, QTransform
 from PySide6.QtWidgets import QMenu, QSizePolicy, QWidget
 
+from planner.display.annotations import active_trajectory
 from planner.document import PlanEditError
 from planner.imaging.volume import WindowLevel
 from planner.views.context import ViewContext
+from planner.views.render.surface import Handle, Surface, draw_label
 from planner.views.tools import HandleDrag, Tool, make_tool
 
 log = logging.getLogger(__name__)
@@ -65,23 +66,6 @@ def window_to_uint8(arr: np.ndarray, center: float, width: float) -> np.ndarray:
     out *= scale
     np.clip(out, 0, 255, out=out)
     return np.ascontiguousarray(out.astype(np.uint8))
-
-
-@dataclass
-class Handle:
-    """A draggable plan point drawn in a view."""
-
-    kind: str  # "landmark", "trajectory", "measurement"
-    key: tuple
-    point: np.ndarray  # model coordinates (LPS mm or pixels)
-    widget_xy: tuple[float, float]
-    apply: Callable[[np.ndarray, str], None]
-    tooltip: str = ""
-
-    @property
-    def name(self) -> str:
-        """What a drag moves, e.g. "L4 left pedicle" (the tooltip without its notes in brackets)."""
-        return self.tooltip.split(" (")[0] or self.kind
 
 
 class ImageCanvas(QWidget):
@@ -245,6 +229,11 @@ class ImageCanvas(QWidget):
 
     def context_menu_actions(self, menu: QMenu) -> None:
         pass
+
+    def apply_handle(self, handle: Handle, point: np.ndarray, merge_key: str) -> None:
+        """Move the plan point a handle of this view stands for to ``point`` (model coordinates): one
+        document edit; ``merge_key`` makes one drag one undo step."""
+        raise NotImplementedError(f"{type(self).__name__} has no {handle.kind} handles")
 
     def delete_selected_measurement(self) -> None:
         mid = self.selected_measurement
@@ -564,19 +553,14 @@ class ImageCanvas(QWidget):
         p.setPen(color)
         p.drawText(pos, text)
 
+    def surface(self) -> Surface:
+        """This view as the overlay functions of the renderer layer see it (planner/views/render)."""
+        return Surface(self.to_widget, self.zoom, float(self.width()), float(self.height()), self._font,
+                       self._font_bold)
+
     def draw_label(self, p: QPainter, pos: QPointF, text: str, color: QColor, bold: bool = True) -> QRectF:
         """A label on a translucent dark box (measurements, level names)."""
-        font = self._font_bold if bold else self._font
-        p.setFont(font)
-        fm = p.fontMetrics()
-        r = QRectF(fm.boundingRect(text)).adjusted(-4, -2, 4, 2)
-        r.moveTopLeft(pos + QPointF(0, -r.height() / 2))
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(QColor(0, 0, 0, 150))
-        p.drawRoundedRect(r, 3, 3)
-        p.setPen(color)
-        p.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
-        return r
+        return draw_label(p, self.surface(), pos, text, color, bold)
 
     def _paint_letters(self, p: QPainter, letters: Optional[dict[str, str]] = None) -> None:
         if letters is None:
@@ -731,7 +715,7 @@ class ImageCanvas(QWidget):
             if handle is not None and self.ctx.grabs_handles(ev.modifiers()):
                 model = self.model_point(pos)
                 if model is not None:
-                    self._drag = ("handle", HandleDrag(handle, model))
+                    self._drag = ("handle", HandleDrag(handle, model, self.apply_handle))
                     return
             if action == "edit":
                 return  # the edit gesture off a handle does nothing
@@ -792,8 +776,6 @@ class ImageCanvas(QWidget):
         if handle.kind == "measurement":
             self.selected_measurement = handle.key[0]
         elif handle.kind == "trajectory":
-            from planner.views.trajectory_views import active_trajectory
-
             current = active_trajectory(self.session)  # the selected one, else the plan's first
             if current is None or current.id != handle.key[0]:
                 self.session.set_active_trajectory(handle.key[0])

@@ -5,7 +5,8 @@ Lengths use :meth:`ProjectionImage.measurement_scale` with the plan's calibratio
 "mm at detector" until the user calibrates against an object of known length (viewer-conventions.md
 1.7), "px" when the image has no spacing at all. Model coordinates are image pixels (col, row).
 
-Guidance (:mod:`planner.views.fluoro_guidance`): the physician marks a level's landmarks in a guided
+Guidance (:mod:`planner.display.fluoro`, drawn by :mod:`planner.views.render.fluoro2d`; the bar is in
+:mod:`planner.views.fluoro_panel`): the physician marks a level's landmarks in a guided
 sequence (Mark button of the panel's bar; each click is one undoable edit), and the level's
 trajectories are drawn as they should appear on the C-arm. A view can instead show a virtual AP or
 lateral projection of a volume (computed off the GUI thread) with the plan drawn in; it does so by
@@ -20,19 +21,20 @@ from typing import Optional, Sequence
 import numpy as np
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QMenu, QSlider, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMenu, QWidget
 
 from planner import fluoro
+from planner.display import fluoro as guidance
+from planner.display import roles
+from planner.display.annotations import angle_deg, default_level_id, format_person_name
 from planner.document import PlanChange, PlanEditError
 from planner.imaging.volume import MeasurementScale, ProjectionImage, Volume, WindowLevel
 from planner.plan import FluoroLandmark, Measurement
-from planner.views import fluoro_guidance as guidance
-from planner.views import roles
-from planner.views.canvas import DIM_TEXT_COLOR, TEXT_COLOR, WARN_COLOR, Handle, ImageCanvas
+from planner.views.canvas import DIM_TEXT_COLOR, TEXT_COLOR, WARN_COLOR, ImageCanvas
 from planner.views.context import ViewContext
+from planner.views.render.fluoro2d import paint_banner, paint_plan_drawing
 from planner.views.render.overlays2d import LANDMARK_COLOR, paint_measurement_shape
-from planner.views.slice_view import format_person_name
-from planner.views.tools import angle_deg
+from planner.views.render.surface import Handle
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +175,7 @@ class FluoroView(ImageCanvas):
         self.virtual_key, self.virtual, self.virtual_error = volume_key, None, ""
         self._virtual_mode = mode
         self._show(None)
-        self._virtual_future = guidance.VIRTUAL_PROJECTIONS.request(volume_key, vol, self.view_name, mode)
+        self._virtual_future = self.session.results.virtual_projections.request(volume_key, vol, self.view_name, mode)
         self._poll_virtual()
         if self._virtual_future is not None:
             self._virtual_timer.start()
@@ -199,7 +201,7 @@ class FluoroView(ImageCanvas):
         vol = self.session.images.get(self.virtual_key or "")
         if fut.cancelled():  # dropped by another view that stopped waiting for the same projection
             if isinstance(vol, Volume):
-                self._virtual_future = guidance.VIRTUAL_PROJECTIONS.request(self.virtual_key, vol, self.view_name,
+                self._virtual_future = self.session.results.virtual_projections.request(self.virtual_key, vol, self.view_name,
                                                                             self._virtual_mode)
                 self._virtual_timer.start()
             return
@@ -434,7 +436,7 @@ class FluoroView(ImageCanvas):
 
     def _on_active_trajectory(self, _tid) -> None:
         if not self.closed and self.marking is None:
-            lid = guidance.default_level_id(self.session)
+            lid = default_level_id(self.session)
             if lid is not None and lid != self._level_id:
                 self._level_id, self._level_chosen = lid, False
                 self.update()
@@ -450,7 +452,7 @@ class FluoroView(ImageCanvas):
         levels = {lv.id for lv in self.session.document.plan.levels}
         if self._level_id in levels:
             return self._level_id
-        self._level_id = guidance.default_level_id(self.session)
+        self._level_id = default_level_id(self.session)
         return self._level_id
 
     def guidance_level_name(self) -> str:
@@ -588,11 +590,13 @@ class FluoroView(ImageCanvas):
         if key == self._drawings_key:
             return self._drawings
         if self.showing_virtual():
-            drawings = [guidance.drawing_for_projector(plan, self.virtual.projector)] if self.virtual else []
+            drawings = [guidance.drawing_for_projector(plan, self.virtual.projector, self.session.results.shape)] \
+                if self.virtual else []
         else:
             marked = {lm.level_id for lm in self.marks_here()}
             ids = [lv.id for lv in plan.levels if lv.id == lid or lv.id in marked]
-            drawings = guidance.drawings_for_image(plan, self.image, ids, self.frame_index, self.effective_view())
+            drawings = guidance.drawings_for_image(plan, self.image, ids, self.session.results.shape, self.frame_index,
+                                                  self.effective_view())
         self._drawings_key, self._drawings = key, drawings
         return drawings
 
@@ -644,14 +648,14 @@ class FluoroView(ImageCanvas):
                 if d.n_marks and d.level_name != self.guidance_level_name():
                     banner.append((d.error, WARN_COLOR))
                 continue
-            guidance.paint_plan_drawing(self, painter, d)
+            paint_plan_drawing(painter, self.surface(), d)
         if self.showing_carm():
             handles = self._paint_marks(painter)
         text, warn = self.guidance_text()
         if text and (self.marking is not None or warn or self.showing_virtual() and self.virtual is not None
                      and "no trajectory" in text):
             banner.insert(0, (text, WARN_COLOR if warn else TEXT_COLOR))
-        guidance.paint_banner(self, painter, banner)
+        paint_banner(painter, self.surface(), banner)
         return handles
 
     def _paint_marks(self, painter: QPainter) -> list[Handle]:
@@ -664,19 +668,12 @@ class FluoroView(ImageCanvas):
                 continue
             pts = np.asarray(m.points_px, dtype=float)
             pts_w = self.to_widget(pts)
-            paint_measurement_shape(self, painter, pts_w, m.kind, self.measure_label(m.kind, pts),
+            paint_measurement_shape(painter, self.surface(), pts_w, m.kind, self.measure_label(m.kind, pts),
                                     m.id == self.selected_measurement)
             for idx in range(len(pts)):
-                mid = m.id
-
-                def apply(point, key, mid=mid, idx=idx):
-                    cur = [list(x) for x in doc.plan.measurement(mid).points_px]
-                    cur[idx] = [float(point[0]), float(point[1])]
-                    doc.set_measurement_points(mid, points_px=cur, merge_key=key)
-
                 handles.append(Handle("measurement", (m.id, idx), pts[idx],
                                       (float(pts_w[idx][0]), float(pts_w[idx][1])),
-                                      apply, f"{m.kind} measurement point (Del deletes the measurement)"))
+                                      f"{m.kind} measurement point (Del deletes the measurement)"))
         levels = {lv.id: lv.name for lv in doc.plan.levels}
         current = self.guidance_level_id()
         shown = [lm for lm in doc.plan.fluoro_landmarks
@@ -715,10 +712,20 @@ class FluoroView(ImageCanvas):
             full = f"{level_name} {name}" if level_name else name
             lid = lm.id
             handles.append(Handle("fluoro_landmark", (lid,), pt, (float(w[0]), float(w[1])),
-                                  lambda point, key, lid=lid: doc.move_fluoro_landmark(
-                                      lid, [float(point[0]), float(point[1])], merge_key=key),
                                   f"{full} mark (Del or right-click deletes)"))
         return handles
+
+    def apply_handle(self, handle: Handle, point: np.ndarray, merge_key: str) -> None:
+        doc = self.session.document
+        if handle.kind == "measurement":
+            mid, idx = handle.key
+            cur = [list(x) for x in doc.plan.measurement(mid).points_px]
+            cur[idx] = [float(point[0]), float(point[1])]
+            doc.set_measurement_points(mid, points_px=cur, merge_key=merge_key)
+        elif handle.kind == "fluoro_landmark":
+            doc.move_fluoro_landmark(handle.key[0], [float(point[0]), float(point[1])], merge_key=merge_key)
+        else:
+            raise ValueError(f"a fluoroscopy view has no {handle.kind} handles")
 
     # ------------------------------------------------------------------ mouse and keys
     def mousePressEvent(self, ev):  # noqa: N802
@@ -820,59 +827,3 @@ class FluoroView(ImageCanvas):
         v = "outside" if val is None else (f"{float(val):g}" if np.ndim(val) == 0 else str(tuple(int(x) for x in val)))
         return (f"{self.title}: pixel ({p[0]:.1f}, {p[1]:.1f})   value {v}   "
                 f"frame {self.frame_index + 1}/{self.image.n_frames}")
-
-
-class FluoroPanel(QWidget):
-    """A fluoroscopy view with its guidance bar (source, level, Mark, instruction) and its cine
-    controls (play/pause, frame slider)."""
-
-    def __init__(self, context: ViewContext, series_key: Optional[str] = None, parent: Optional[QWidget] = None,
-                 *, title: str = "Fluoroscopy") -> None:
-        super().__init__(parent)
-        self.view = FluoroView(context, series_key, self, title=title)
-        self.guidance = guidance.GuidanceBar(self.view, self)
-        self.play_button = QToolButton(self)
-        self.play_button.setText("\u25b6")
-        self.play_button.setToolTip("Play / pause the frames (cine). Shortcut: Space")
-        self.play_button.clicked.connect(self.view.toggle_play)
-        self.slider = QSlider(Qt.Orientation.Horizontal, self)
-        self.slider.setToolTip("Frame")
-        self.slider.valueChanged.connect(self.view.set_frame)
-        self.label = QLabel(self)
-        self.label.setObjectName("frameLabel")
-        bar = QHBoxLayout()
-        bar.setContentsMargins(4, 2, 4, 2)
-        bar.addWidget(self.play_button)
-        bar.addWidget(self.slider, 1)
-        bar.addWidget(self.label)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(0)
-        lay.addWidget(self.guidance)
-        lay.addWidget(self.view, 1)
-        self.controls = QWidget(self)
-        self.controls.setObjectName("cineBar")
-        self.controls.setLayout(bar)
-        lay.addWidget(self.controls)
-        self.view.frame_changed.connect(self._sync)
-        self.view.playing_changed.connect(self._sync_button)
-        self.view.guidance_changed.connect(self._sync)
-        self._sync()
-
-    def set_series(self, key: Optional[str]) -> None:
-        self.view.set_series(key)
-        self._sync()
-
-    def _sync(self, *_):
-        img = self.view.image
-        n = img.n_frames if img is not None else 1
-        self.controls.setVisible(n > 1)
-        self.slider.blockSignals(True)
-        self.slider.setRange(0, max(0, n - 1))
-        self.slider.setValue(self.view.frame_index)
-        self.slider.blockSignals(False)
-        self.label.setText(f"{self.view.frame_index + 1}/{n}")
-        self._sync_button()
-
-    def _sync_button(self):
-        self.play_button.setText("\u23f8" if self.view.playing else "\u25b6")

@@ -18,10 +18,11 @@ from typing import Optional
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
+from planner.display import roles
+from planner.display.annotations import active_trajectory
 from planner.imaging.volume import Volume
-from planner.views import roles
 from planner.views.context import ViewContext
-from planner.views.fluoro_view import FluoroPanel
+from planner.views.fluoro_panel import FluoroPanel
 from planner.views.slice_view import SliceView
 from planner.views.trajectory_views import (
     ObliquePanel,
@@ -29,7 +30,6 @@ from planner.views.trajectory_views import (
     ProbeEyeView,
     ProbePanel,
     TrajectoryViewPanel,
-    active_trajectory,
 )
 
 log = logging.getLogger(__name__)
@@ -332,7 +332,7 @@ class ViewLayout(QStackedWidget):
         vol = self.session.images.get(main) if main else None
         if not isinstance(vol, Volume) or orientation == "sagittal":
             return main
-        from planner.views.render.slice_geometry import native_orientation
+        from planner.display.slice_geometry import native_orientation
 
         for_uid = vol.info.frame_of_reference_uid
         if native_orientation(vol) == orientation or not for_uid:

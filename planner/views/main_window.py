@@ -581,7 +581,7 @@ class MainWindow(QMainWindow):
     def place_cursor(self) -> None:
         """Start where the work is: the crosshair goes to the first level marked for treatment (else
         the centre of the planning volume) unless it already lies inside that volume."""
-        from planner.views import roles
+        from planner.display import roles
 
         key = roles.main_volume_key(self.session)
         vol = self.session.images.get(key) if key else None
@@ -806,7 +806,7 @@ class MainWindow(QMainWindow):
             traj = self.session.document.plan.trajectory(trajectory_id)
         except KeyError:
             return
-        from planner.views import roles
+        from planner.display import roles
 
         key = roles.main_volume_key(self.session)
         vol = self.session.images.get(key) if key else None

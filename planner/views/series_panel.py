@@ -16,7 +16,7 @@ from planner.document import PlanChange
 from planner.imaging.volume import ProjectionImage
 from planner.session import Session, patient_identity
 from planner.views.panel import PlanPanel
-from planner.views.roles import modality_text, role_of
+from planner.display.roles import modality_text, role_of
 
 #: Item data role holding the series key of a series row.
 KEY_ROLE = Qt.ItemDataRole.UserRole

@@ -15,33 +15,21 @@ from PySide6.QtCore import QPointF, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QInputDialog, QMenu, QWidget
 
+from planner.display import roles
+from planner.display.annotations import angle_deg, format_date, format_person_name, level_at
+from planner.display.slice_geometry import Orientation, SliceFrame
 from planner.document import PlanChange, PlanEditError
 from planner.imaging.volume import Volume, WindowLevel
 from planner.plan import Measurement
-from planner.views import roles
-from planner.views.canvas import DIM_TEXT_COLOR, TEXT_COLOR, WARN_COLOR, Handle, ImageCanvas
+from planner.views.canvas import DIM_TEXT_COLOR, TEXT_COLOR, WARN_COLOR, ImageCanvas
 from planner.views.context import ViewContext
 from planner.views.gui_settings import default_window, sequence_of
 from planner.views.render import overlays2d
-from planner.views.render.plan_geometry import TrajectoryCache
-from planner.views.render.slice_geometry import Orientation, SliceFrame
-from planner.views.tools import angle_deg
+from planner.views.render.surface import Handle
 
 log = logging.getLogger(__name__)
 
 ORIENTATION_TITLE = {"sagittal": "Sagittal", "coronal": "Coronal", "axial": "Axial"}
-
-
-def format_person_name(pn: str) -> str:
-    parts = [p for p in str(pn).split("^") if p]
-    if len(parts) >= 2:
-        return f"{parts[0].upper()}, {' '.join(parts[1:])}"
-    return parts[0] if parts else ""
-
-
-def format_date(d: str) -> str:
-    d = (d or "").strip()
-    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
 
 
 class SliceView(ImageCanvas):
@@ -64,7 +52,6 @@ class SliceView(ImageCanvas):
         self.frame: Optional[SliceFrame] = None
         self.n = 0
         self._frame_mode = context.slice_mode
-        self.trajectory_cache = TrajectoryCache()
         #: Incremented by plan changes that can move the static overlays (the level labels and
         #: landmarks); trajectory and measurement edits leave it (and the cached base layer) alone.
         self._static_revision = 0
@@ -224,7 +211,6 @@ class SliceView(ImageCanvas):
     def _on_plan_changed(self, change: PlanChange) -> None:
         if self.closed:
             return
-        self.trajectory_cache.invalidate(change)
         if change.source == "load" or not change.topics or any(
                 t[0] not in ("trajectory", "trajectories", "measurement", "measurements") for t in change.topics):
             self._static_revision += 1
@@ -280,19 +266,48 @@ class SliceView(ImageCanvas):
     def paint_static_overlays(self, painter: QPainter) -> list[Handle]:
         if self.frame is None or not self._layered():
             return []
-        overlays2d.paint_crosshair(self, painter)
-        return overlays2d.paint_levels(self, painter, True)
+        return self.paint_crosshair_and_levels(painter, self.surface(), True)
+
+    def paint_crosshair_and_levels(self, painter: QPainter, surface, landmark_handles: bool) -> list[Handle]:
+        if self.cursor_linked():
+            overlays2d.paint_crosshair(painter, surface, self.session.cursor_lps)
+        return overlays2d.paint_levels(painter, surface, self.frame, self.n, self.session.document.plan,
+                                       landmark_handles)
+
+    def paint_plan(self, painter: QPainter, surface) -> list[Handle]:
+        """The trajectories and the measurements of this view's series (what a drag moves)."""
+        plan = self.session.document.plan
+        handles = overlays2d.paint_trajectories(painter, surface, self.frame, self.n, plan,
+                                                self.session.results.shape, self.session.active_trajectory, True)
+        shown = [m for m in plan.measurements if self.shows_series(m.series_instance_uid)]
+        handles += overlays2d.paint_measurements(painter, surface, self.frame, self.n, shown,
+                                                 self.selected_measurement, True)
+        return handles
 
     def paint_overlays(self, painter: QPainter) -> list[Handle]:
         if self.frame is None:
             return []
+        surface = self.surface()
         handles: list[Handle] = []
         if not self._layered():  # called by a subclass's paint_overlays: draw everything
-            overlays2d.paint_crosshair(self, painter)
-            handles += overlays2d.paint_levels(self, painter, True)
-        handles += overlays2d.paint_trajectories(self, painter, True)
-        handles += overlays2d.paint_measurements(self, painter, True)
-        return handles
+            handles += self.paint_crosshair_and_levels(painter, surface, True)
+        return handles + self.paint_plan(painter, surface)
+
+    def apply_handle(self, handle: Handle, point: np.ndarray, merge_key: str) -> None:
+        doc = self.session.document
+        if handle.kind == "landmark":
+            level_id, name = handle.key
+            doc.set_landmark(level_id, name, point.tolist(), merge_key=merge_key)
+        elif handle.kind == "trajectory":
+            traj_id, which = handle.key
+            doc.set_trajectory_point(traj_id, which, point.tolist(), merge_key=merge_key)
+        elif handle.kind == "measurement":
+            mid, idx = handle.key
+            cur = [list(x) for x in doc.plan.measurement(mid).points_lps]
+            cur[idx] = point.tolist()
+            doc.set_measurement_points(mid, points_lps=cur, merge_key=merge_key)
+        else:
+            raise ValueError(f"a slice view has no {handle.kind} handles")
 
     def edge_letters(self) -> dict[str, str]:
         return self.frame.edge_letters() if self.frame is not None else {}
@@ -341,7 +356,7 @@ class SliceView(ImageCanvas):
         br: list[tuple[str, QColor]] = []
         for w in info.warnings[:2] if detail else info.warnings[:1]:
             br.append((w if len(w) < 70 else w[:67] + "...", WARN_COLOR))
-        level = overlays2d.level_at(self.session.document.plan, self.session.cursor_lps) \
+        level = level_at(self.session.document.plan, self.session.cursor_lps) \
             if self.cursor_linked() and self.session.document.plan.levels else None
         if level:
             br.append((f"Level {level}", overlays2d.LEVEL_COLOR))

@@ -8,20 +8,42 @@ does. Each view (slice or fluoroscopy) offers the same small interface the tools
 
 from __future__ import annotations
 
-import math
 import uuid
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 
 from planner.imaging.volume import WindowLevel
+from planner.views.render.overlays2d import MEASURE_COLOR
+from planner.views.render.surface import Handle
 
-if TYPE_CHECKING:  # pragma: no cover
-    from planner.views.canvas import ImageCanvas
 
-MEASURE_COLOR = QColor("#c6ff00")
+class ToolView(Protocol):
+    """What a tool needs of the view it works in (``planner.views.canvas.ImageCanvas`` provides it)."""
+
+    window: Optional[WindowLevel]
+
+    def model_point(self, pos: QPointF) -> Optional[np.ndarray]: ...
+
+    def to_widget(self, points: np.ndarray) -> np.ndarray: ...
+
+    def data_range(self) -> tuple[float, float]: ...
+
+    def set_window(self, wl: WindowLevel) -> None: ...
+
+    def set_cursor_at(self, pos: QPointF) -> None: ...
+
+    def commit_measurement(self, kind: str, points: Any) -> None: ...
+
+    def measure_label(self, kind: str, points: Any) -> str: ...
+
+    def calibrate(self, points: Any) -> None: ...
+
+    def draw_label(self, p: QPainter, pos: QPointF, text: str, color: QColor, bold: bool = True) -> QRectF: ...
+
+    def update(self) -> None: ...
 
 
 class Tool:
@@ -30,22 +52,22 @@ class Tool:
     #: True while a multi-click drawing is in progress (handles are not grabbed then).
     busy = False
 
-    def press(self, view: "ImageCanvas", pos: QPointF, modifiers: Qt.KeyboardModifier) -> None:
+    def press(self, view: ToolView, pos: QPointF, modifiers: Qt.KeyboardModifier) -> None:
         pass
 
-    def drag(self, view: "ImageCanvas", pos: QPointF) -> None:
+    def drag(self, view: ToolView, pos: QPointF) -> None:
         pass
 
-    def release(self, view: "ImageCanvas", pos: QPointF) -> None:
+    def release(self, view: ToolView, pos: QPointF) -> None:
         pass
 
-    def hover(self, view: "ImageCanvas", pos: QPointF) -> None:
+    def hover(self, view: ToolView, pos: QPointF) -> None:
         pass
 
-    def cancel(self, view: "ImageCanvas") -> None:
+    def cancel(self, view: ToolView) -> None:
         self.busy = False
 
-    def paint(self, view: "ImageCanvas", painter: QPainter) -> None:
+    def paint(self, view: ToolView, painter: QPainter) -> None:
         pass
 
 
@@ -102,7 +124,7 @@ class _PointsTool(Tool):
         self.points: list[Any] = []
         self._hover: Optional[Any] = None
         self._press_pos: Optional[QPointF] = None
-        self._view: Optional["ImageCanvas"] = None
+        self._view: Optional[ToolView] = None
 
     def _reset(self) -> None:
         self.points = []
@@ -208,10 +230,13 @@ def make_tool(name: str) -> Tool:
 
 
 class HandleDrag:
-    """Dragging a plan handle (landmark, trajectory point, measurement point): one undo step."""
+    """Dragging a plan handle (landmark, trajectory point, measurement point): one undo step.
+    ``apply(handle, point, merge_key)`` is the view's edit for its handles."""
 
-    def __init__(self, handle: Any, press_model: np.ndarray) -> None:
+    def __init__(self, handle: Handle, press_model: np.ndarray,
+                 apply: Callable[[Handle, np.ndarray, str], None]) -> None:
         self.handle = handle
+        self._apply = apply
         self.press_model = np.asarray(press_model, dtype=float)
         self.start_point = np.asarray(handle.point, dtype=float)
         #: A fresh merge key per mouse press: every move of this drag merges into one undo step.
@@ -223,15 +248,4 @@ class HandleDrag:
         if not self.moved and float(np.linalg.norm(delta)) < 1e-9:
             return
         self.moved = True
-        self.handle.apply(self.start_point + delta, self.merge_key)
-
-
-def angle_deg(points: np.ndarray) -> float:
-    """Angle at the middle point of three points (degrees)."""
-    p = np.asarray(points, dtype=float)
-    a, b = p[0] - p[1], p[2] - p[1]
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 or nb == 0:
-        return float("nan")
-    cos = float(np.clip(a @ b / (na * nb), -1.0, 1.0))
-    return math.degrees(math.acos(cos))
+        self._apply(self.handle, self.start_point + delta, self.merge_key)

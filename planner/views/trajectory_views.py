@@ -2,10 +2,10 @@
 and a probe's-eye view perpendicular to the path, both reslices of a volume.
 
 They are :class:`planner.views.slice_view.SliceView` subclasses on a
-:class:`planner.views.render.slice_geometry.PlaneFrame` (an arbitrary plane, resliced with VTK), so
+:class:`planner.display.slice_geometry.PlaneFrame` (an arbitrary plane, resliced with VTK), so
 window/level, zoom/pan, the series menu, measurements, the plan overlays (instrument cuts at their
 real diameters, zone circles, draggable entry/bend/target handles) and the corner annotations are
-the slice views' own. The planes come from :mod:`planner.views.render.trajectory_planes`.
+the slice views' own. The planes come from :mod:`planner.display.trajectory_planes`.
 
 * **Oblique** (:class:`ObliqueTrajectoryView`): the plane through the introducer axis that holds the
   vertebra's cranio-caudal direction, the introducer horizontal (entry on the right). Wheel and
@@ -34,14 +34,16 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout, QWidget
 
+from planner.display.annotations import active_trajectory, trajectory_name
+from planner.display.slice_geometry import PlaneFrame, sphere_cut
+from planner.display.trajectory_planes import TrajectoryAxis, find_skin, skin_key, trajectory_axis
 from planner.document import PlanChange
 from planner.imaging.volume import Volume
-from planner.plan import Plan, Trajectory
-from planner.views.canvas import DIM_TEXT_COLOR, TEXT_COLOR, Handle
+from planner.plan import Trajectory
+from planner.views.canvas import DIM_TEXT_COLOR, TEXT_COLOR
 from planner.views.context import ViewContext
 from planner.views.render import overlays2d
-from planner.views.render.slice_geometry import PlaneFrame, sphere_cut
-from planner.views.render.trajectory_planes import TrajectoryAxis, find_skin, skin_key, trajectory_axis
+from planner.views.render.surface import Handle
 from planner.views.slice_view import SliceView
 
 log = logging.getLogger(__name__)
@@ -72,27 +74,6 @@ NO_TRAJECTORY_TEXT = "Plan a trajectory to see the views along it"
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return np.asarray(v, dtype=float) / float(np.linalg.norm(v))
-
-
-def active_trajectory(session) -> Optional[Trajectory]:
-    """The trajectory the views follow: the session's active one, else the plan's first."""
-    plan = session.document.plan
-    tid = session.active_trajectory
-    if tid:
-        try:
-            return plan.trajectory(tid)
-        except KeyError:
-            pass
-    return plan.trajectories[0] if plan.trajectories else None
-
-
-def trajectory_name(plan: Plan, traj: Trajectory) -> str:
-    """"L4 left" (level name and side)."""
-    try:
-        level = plan.level(traj.level_id).name
-    except KeyError:
-        level = "?"
-    return f"{level} {traj.side}"
 
 
 class TrajectoryPlaneView(SliceView):
@@ -265,13 +246,13 @@ class TrajectoryPlaneView(SliceView):
     def paint_overlays(self, painter: QPainter) -> list[Handle]:
         if self.frame is None:
             return []
-        handles: list[Handle] = []
-        if self.cursor_linked() and abs(float(self.frame.distance_to_plane(self.session.cursor_lps))) \
-                <= CURSOR_NEAR_PLANE_MM:
-            overlays2d.paint_crosshair(self, painter)
-        handles += overlays2d.paint_levels(self, painter, False)  # labels; landmarks are edited in the slice views
-        handles += overlays2d.paint_trajectories(self, painter, True)
-        handles += overlays2d.paint_measurements(self, painter, True)
+        surface = self.surface()
+        cursor = self.session.cursor_lps
+        if self.cursor_linked() and abs(float(self.frame.distance_to_plane(cursor))) <= CURSOR_NEAR_PLANE_MM:
+            overlays2d.paint_crosshair(painter, surface, cursor)
+        # level labels only: the landmarks are edited in the slice views
+        handles = overlays2d.paint_levels(painter, surface, self.frame, self.n, self.session.document.plan, False)
+        handles += self.paint_plan(painter, surface)
         self.paint_extras(painter)
         return handles
 
@@ -448,7 +429,7 @@ class ProbeEyeView(TrajectoryPlaneView):
         self.sync()
         if self.frame is None or self.trajectory is None:
             return []
-        geom = self.trajectory_cache.get(self.session.document.plan, self.trajectory)
+        geom = self.session.results.shape(self.trajectory)
         centre = self.frame.ref_lps
         out = []
         for inst in geom.instruments:

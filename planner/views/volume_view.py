@@ -243,7 +243,7 @@ class VolumeView(QWidget):
         self._style = vtkInteractorStyleTrackballCamera()
         self.vtk.SetInteractorStyle(self._style)
         self._marker = None
-        self.plan_actors = PlanActors3D(self.renderer)
+        self.plan_actors = PlanActors3D(self.renderer, self.session.results.shape)
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.timeout.connect(self.render_now)
@@ -396,7 +396,7 @@ class VolumeView(QWidget):
         """Lateral for sagittal acquisitions (the spine's profile), AP otherwise."""
         vol = self.session.images.get(self.series_key) if self.series_key else None
         if isinstance(vol, Volume):
-            from planner.views.render.slice_geometry import native_orientation
+            from planner.display.slice_geometry import native_orientation
 
             if native_orientation(vol) == "sagittal":
                 return "Lateral"
@@ -513,7 +513,7 @@ class VolumeView(QWidget):
                 self.preset_combo.addItem(name)
         if vol is not None and family == "MR":
             # fluid-sensitive sequences (T2, STIR) show the canal and discs best
-            from planner.views.roles import role_of
+            from planner.display.roles import role_of
 
             role = role_of(self.session, self.series_key or "")
             if role in ("T2", "STIR", "AX_T2") or "T2" in (vol.info.series_description or "").upper():

@@ -6,7 +6,7 @@ the ablation zone as a translucent sphere. :meth:`PlanActors3D.update` rebuilds 
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from vtkmodules.vtkCommonCore import vtkPoints
@@ -16,8 +16,8 @@ from vtkmodules.vtkFiltersSources import vtkSphereSource
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer, vtkTextActor
 
 from planner.document import PlanChange
-from planner.plan import LANDMARK_NAMES, Plan
-from planner.views.render.plan_geometry import TrajectoryCache
+from planner.plan import LANDMARK_NAMES, Plan, Trajectory
+from planner.trajectory import TrajectoryShape
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,12 @@ def label_actor(text: str, position_lps, rgb, font_size: int = 15) -> vtkTextAct
 
 
 class PlanActors3D:
-    def __init__(self, renderer: vtkRenderer) -> None:
+    """The plan's actors in a renderer; ``shape_of`` gives a trajectory's drawn shape (the session's
+    results)."""
+
+    def __init__(self, renderer: vtkRenderer, shape_of: Callable[[Trajectory], TrajectoryShape]) -> None:
         self.renderer = renderer
-        self.trajectory_cache = TrajectoryCache()
+        self.shape_of = shape_of
         self._levels: dict[str, list] = {}
         self._trajectories: dict[str, list] = {}
         #: trajectory id -> {"introducer"/"cannula"/"probe"/"zone": actor} (the same actors as above)
@@ -134,7 +137,6 @@ class PlanActors3D:
         """Rebuild what ``change`` touched (everything when None or on load); True if anything changed."""
         everything = change is None or change.source == "load" or change.touches("settings")
         touched = False
-        self.trajectory_cache.invalidate(change)
         if everything or change.touches("levels") or change.touches("level"):
             ids = {lv.id for lv in plan.levels}
             changed_ids = ids | set(self._levels) if everything or change.touches("levels") else \
@@ -186,7 +188,7 @@ class PlanActors3D:
 
     def _trajectory_actors(self, plan: Plan, traj_id: str) -> list:
         traj = plan.trajectory(traj_id)
-        geom = self.trajectory_cache.get(plan, traj)
+        geom = self.shape_of(traj)
         actors: list = []
         parts: dict[str, vtkActor] = {}
         for inst in geom.instruments:

@@ -57,7 +57,7 @@ def main_volume_key(session: Session) -> Optional[str]:
     vols = session.volumes()
     if not vols:
         return None
-    from planner.views.render.slice_geometry import native_orientation
+    from planner.display.slice_geometry import native_orientation
 
     for k, v in vols.items():
         if native_orientation(v) == "sagittal":
