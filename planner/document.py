@@ -8,8 +8,9 @@ they call the typed edit methods below, which
   share a ``merge_key`` with the previous step merge into it, so a drag is one undo step:
   a view creates a fresh key when the mouse button goes down and reuses it while dragging,
 * append an entry to the audit trail (who changed what, when; not undone by undo),
-* emit :attr:`PlanDocument.changed` with the topics that changed, e.g.
-  ``("trajectory", id)``, ``("level", id)``, ``("case",)``, so a view updates only what it shows.
+* emit :attr:`PlanDocument.changed` with a :class:`PlanChange` that names what changed with typed
+  ids (``change.trajectories``, ``change.levels``, ...) and parts (``Part.SETTINGS in change.parts``),
+  so a view updates only what it shows.
 
 After undo/redo the plan objects are replaced by restored copies: views must look objects up by
 id (``doc.plan.level(id)``) on each change instead of keeping references.
@@ -20,8 +21,9 @@ from __future__ import annotations
 import getpass
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from pydantic import ValidationError
 
@@ -46,17 +48,29 @@ from planner.settings import LEVEL_ORDER, PlanningSettings
 
 log = logging.getLogger(__name__)
 
-Topic = tuple[str, ...]
 
-#: Sections whose items have ids, mapped to the topic name of one item.
-_ITEM_SECTIONS = {
-    "levels": "level",
-    "trajectories": "trajectory",
-    "measurements": "measurement",
-    "fluoro_landmarks": "fluoro_landmark",
-}
-_WHOLE_SECTIONS = {"case": "case", "eligibility": "eligibility", "settings": "settings",
-                   "review": "review", "fluoro_calibrations": "fluoro_calibration", "author": "case"}
+
+class Part(str, Enum):
+    """The parts of a plan a change can name. Items with ids (levels, trajectories, measurements, C-arm
+    marks) are named one by one in :class:`PlanChange`; the others change as a whole."""
+
+    LEVELS = "levels"
+    TRAJECTORIES = "trajectories"
+    MEASUREMENTS = "measurements"
+    FLUORO_LANDMARKS = "fluoro_landmarks"
+    CASE = "case"
+    ELIGIBILITY = "eligibility"
+    SETTINGS = "settings"
+    REVIEW = "review"
+    FLUORO_CALIBRATIONS = "fluoro_calibrations"
+
+
+#: The parts whose items have ids: Part -> the PlanChange field (and Plan list) that holds them.
+ITEM_PARTS = {Part.LEVELS: "levels", Part.TRAJECTORIES: "trajectories", Part.MEASUREMENTS: "measurements",
+              Part.FLUORO_LANDMARKS: "fluoro_landmarks"}
+#: The parts that change as a whole: Part -> the Plan fields it covers.
+WHOLE_PARTS = {Part.CASE: ("case", "author"), Part.ELIGIBILITY: ("eligibility",), Part.SETTINGS: ("settings",),
+               Part.REVIEW: ("review",), Part.FLUORO_CALIBRATIONS: ("fluoro_calibrations",)}
 
 
 class PlanEditError(ValueError):
@@ -69,19 +83,51 @@ class ReadOnlyError(PlanEditError):
 
 @dataclass(frozen=True)
 class PlanChange:
-    topics: frozenset[Topic]
-    action: str
-    #: "edit", "undo", "redo" or "load"
-    source: str = "edit"
+    """What one edit, undo, redo or opened plan changed (``source``: "edit", "undo", "redo", "load").
 
-    def touches(self, kind: str, item_id: Optional[str] = None) -> bool:
-        """True if the change concerns ``kind`` (and the item ``item_id`` when given)."""
-        if self.source == "load":
+    The ids of the items that changed (added, edited or removed) are in ``levels``, ``trajectories``,
+    ``measurements`` and ``fluoro_landmarks``; ``lists`` names the item lists whose membership or order
+    changed; ``parts`` the parts that changed as a whole (case, eligibility, settings, review,
+    calibrations). An opened plan (``source == "load"``) changes everything: :attr:`everything`."""
+
+    action: str
+    source: str = "edit"
+    levels: frozenset[str] = frozenset()
+    trajectories: frozenset[str] = frozenset()
+    measurements: frozenset[str] = frozenset()
+    fluoro_landmarks: frozenset[str] = frozenset()
+    lists: frozenset[Part] = frozenset()
+    parts: frozenset[Part] = frozenset()
+
+    @property
+    def everything(self) -> bool:
+        """True for an opened plan: every part and item may have changed."""
+        return self.source == "load"
+
+    def ids(self, part: Part) -> frozenset[str]:
+        """The ids of the items of ``part`` (levels, trajectories, ...) this change names."""
+        return getattr(self, ITEM_PARTS[part])
+
+    def touches(self, *parts: Part) -> bool:
+        """True if the change concerns any of ``parts`` (an item, the list or the whole part)."""
+        if self.everything:
             return True
-        for t in self.topics:
-            if t[0] == kind and (item_id is None or len(t) < 2 or t[1] == item_id):
+        for part in parts:
+            if part in self.parts or part in self.lists or (part in ITEM_PARTS and self.ids(part)):
                 return True
         return False
+
+    def list_changed(self, part: Part) -> bool:
+        """True when items of ``part`` were added, removed or reordered (or a plan was opened)."""
+        return self.everything or part in self.lists
+
+    @staticmethod
+    def of(action: str, source: str = "edit", *, levels: Iterable[str] = (), trajectories: Iterable[str] = (),
+           measurements: Iterable[str] = (), fluoro_landmarks: Iterable[str] = (), lists: Iterable[Part] = (),
+           parts: Iterable[Part] = ()) -> "PlanChange":
+        return PlanChange(action, source, frozenset(levels), frozenset(trajectories), frozenset(measurements),
+                          frozenset(fluoro_landmarks), frozenset(Part(p) for p in lists),
+                          frozenset(Part(p) for p in parts))
 
 
 @dataclass
@@ -92,7 +138,6 @@ class _UndoStep:
     after: Optional[Plan] = None
     before_state: int = 0
     after_state: int = 0
-    topics: set = field(default_factory=set)
 
 
 def _format_validation_error(exc: ValidationError) -> str:
@@ -103,22 +148,21 @@ def _format_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def diff_topics(before: Plan, after: Plan) -> set[Topic]:
-    """Topics that differ between two plans (used after undo/redo and by tests)."""
-    topics: set[Topic] = set()
+def diff_change(before: Plan, after: Plan, action: str = "", source: str = "edit") -> PlanChange:
+    """What differs between two plans, as a :class:`PlanChange` (used after undo/redo and by tests)."""
     b, a = before.model_dump(mode="json"), after.model_dump(mode="json")
-    for section, kind in _ITEM_SECTIONS.items():
+    ids: dict[Part, set[str]] = {}
+    lists: set[Part] = set()
+    for part, section in ITEM_PARTS.items():
         bi = {it["id"]: it for it in b[section]}
         ai = {it["id"]: it for it in a[section]}
-        for item_id in bi.keys() | ai.keys():
-            if bi.get(item_id) != ai.get(item_id):
-                topics.add((kind, item_id))
+        ids[part] = {item_id for item_id in bi.keys() | ai.keys() if bi.get(item_id) != ai.get(item_id)}
         if [it["id"] for it in b[section]] != [it["id"] for it in a[section]]:
-            topics.add((section,))
-    for section, kind in _WHOLE_SECTIONS.items():
-        if b[section] != a[section]:
-            topics.add((kind,))
-    return topics
+            lists.add(part)
+    parts = {part for part, fields in WHOLE_PARTS.items() if any(b[f] != a[f] for f in fields)}
+    return PlanChange.of(action, source, levels=ids[Part.LEVELS], trajectories=ids[Part.TRAJECTORIES],
+                         measurements=ids[Part.MEASUREMENTS], fluoro_landmarks=ids[Part.FLUORO_LANDMARKS],
+                         lists=lists, parts=parts)
 
 
 class PlanDocument:
@@ -178,7 +222,7 @@ class PlanDocument:
         self._redo.clear()
         self._state = self._next_state()
         self._saved_state = -1 if dirty else self._state
-        self.changed.emit(PlanChange(frozenset(), "Open plan", "load"))
+        self.changed.emit(PlanChange("Open plan", "load"))
         self.undo_changed.emit()
         self.dirty_changed.emit(self.is_dirty)
 
@@ -234,17 +278,19 @@ class PlanDocument:
         self._plan = restored
         self._state = state
         self._audit(action)
-        topics = diff_topics(before, restored)
-        self.changed.emit(PlanChange(frozenset(topics), action, source))
+        self.changed.emit(diff_change(before, restored, action, source))
         if was_dirty != self.is_dirty:
             self.dirty_changed.emit(self.is_dirty)
 
     # ------------------------------------------------------------------ edit core
     @contextmanager
-    def edit(self, action: str, topics: Sequence[Topic], *, merge_key: Optional[str] = None,
-             review: bool = False, detail: str = "") -> Iterator[Plan]:
+    def edit(self, action: str, *, levels: Iterable[str] = (), trajectories: Iterable[str] = (),
+             measurements: Iterable[str] = (), fluoro_landmarks: Iterable[str] = (), lists: Iterable[Part] = (),
+             parts: Iterable[Part] = (), merge_key: Optional[str] = None, review: bool = False,
+             detail: str = "") -> Iterator[Plan]:
         """Run one user edit on the live plan; on any error the plan is restored and
-        :class:`PlanEditError` is raised. Nested edits join the outer one."""
+        :class:`PlanEditError` is raised. Nested edits join the outer one. The keyword arguments name
+        what the edit changes (see :class:`PlanChange`): they are emitted with :attr:`changed`."""
         if self._in_edit:
             yield self._plan
             return
@@ -260,7 +306,7 @@ class PlanDocument:
                 for name, value in fields.items():
                     setattr(self._plan.case, name, value)
                 if fields:
-                    topics = [*topics, ("case",)]
+                    parts = [*parts, Part.CASE]
         except ValidationError as exc:
             self._rollback(snapshot)
             raise PlanEditError(f"{action}: {_format_validation_error(exc)}") from None
@@ -281,16 +327,17 @@ class PlanDocument:
         if merged:
             assert top is not None
             top.after_state = new_state
-            top.topics.update(topics)
             self._touch_last_audit()
         else:
             snapshot.audit = []
-            self._undo.append(_UndoStep(action, merge_key, snapshot, None, self._state, new_state, set(topics)))
+            self._undo.append(_UndoStep(action, merge_key, snapshot, None, self._state, new_state))
             del self._undo[: -self.UNDO_LIMIT]
             self._audit(action, detail)
         self._redo.clear()
         self._state = new_state
-        self.changed.emit(PlanChange(frozenset(topics), action, "edit"))
+        self.changed.emit(PlanChange.of(action, "edit", levels=levels, trajectories=trajectories,
+                                        measurements=measurements, fluoro_landmarks=fluoro_landmarks, lists=lists,
+                                        parts=parts))
         self.undo_changed.emit()
         if not was_dirty:
             self.dirty_changed.emit(True)
@@ -309,20 +356,20 @@ class PlanDocument:
     # ------------------------------------------------------------------ case
     def set_case(self, **fields: Any) -> None:
         """Set case fields (patient_name, study_instance_uid, series, ...)."""
-        with self.edit("Edit case details", [("case",)], detail=", ".join(sorted(fields))) as plan:
+        with self.edit("Edit case details", parts=[Part.CASE], detail=", ".join(sorted(fields))) as plan:
             for name, value in fields.items():
                 if name not in type(plan.case).model_fields:
                     raise ValueError(f"unknown case field {name!r}")
                 setattr(plan.case, name, value)
 
     def set_author(self, author: str) -> None:
-        with self.edit("Set plan author", [("case",)]) as plan:
+        with self.edit("Set plan author", parts=[Part.CASE]) as plan:
             plan.author = author
 
     # ------------------------------------------------------------------ levels
     def add_level(self, name: str, landmarks: Optional[Landmarks | dict] = None, **fields: Any) -> str:
         level = Level(name=name, landmarks=landmarks or Landmarks(), **fields)
-        with self.edit(f"Add level {name}", [("level", level.id), ("levels",)]) as plan:
+        with self.edit(f"Add level {name}", levels=[level.id], lists=[Part.LEVELS]) as plan:
             if plan.level_by_name(name) is not None:
                 raise ValueError(f"a level named {name} already exists")
             plan.levels.append(level)
@@ -337,14 +384,18 @@ class PlanDocument:
         if len(set(names)) != len(names):
             raise PlanEditError(f"{action}: duplicate level names {names}")
         ids = {lv.id for lv in new} | {lv.id for lv in self._plan.levels}
-        with self.edit(action, [("levels",), ("trajectories",)] + [("level", i) for i in sorted(ids)]) as plan:
+        kept = {lv.id for lv in new}
+        dropped = [t.id for t in self._plan.trajectories if t.level_id not in kept]
+        with self.edit(action, levels=ids, trajectories=dropped, lists=[Part.LEVELS, Part.TRAJECTORIES]) as plan:
             plan.levels = new
             self._sort_levels(plan)
             keep = {lv.id for lv in new}
             plan.trajectories = [t for t in plan.trajectories if t.level_id in keep]
 
     def remove_level(self, level_id: str) -> None:
-        with self.edit("Remove level", [("level", level_id), ("levels",)]) as plan:
+        dropped = [t.id for t in self._plan.trajectories if t.level_id == level_id]
+        with self.edit("Remove level", levels=[level_id], trajectories=dropped,
+                       lists=[Part.LEVELS, Part.TRAJECTORIES] if dropped else [Part.LEVELS]) as plan:
             level = plan.level(level_id)
             plan.levels.remove(level)
             plan.trajectories = [t for t in plan.trajectories if t.level_id != level_id]
@@ -352,7 +403,7 @@ class PlanDocument:
                                     if not (c.anchor_kind == "level" and c.anchor_id == level_id)]
 
     def rename_level(self, level_id: str, name: str) -> None:
-        with self.edit(f"Rename level to {name}", [("level", level_id), ("levels",)]) as plan:
+        with self.edit(f"Rename level to {name}", levels=[level_id], lists=[Part.LEVELS]) as plan:
             other = plan.level_by_name(name)
             if other is not None and other.id != level_id:
                 raise ValueError(f"a level named {name} already exists")
@@ -364,13 +415,13 @@ class PlanDocument:
         if landmark not in LANDMARK_NAMES:
             raise PlanEditError(f"unknown landmark {landmark!r}; expected one of {', '.join(LANDMARK_NAMES)}")
         value = None if point_lps is None else tuple(float(v) for v in point_lps)
-        with self.edit(f"Move {landmark.removesuffix('_lps').replace('_', ' ')}", [("level", level_id)],
+        with self.edit(f"Move {landmark.removesuffix('_lps').replace('_', ' ')}", levels=[level_id],
                        merge_key=merge_key) as plan:
             setattr(plan.level(level_id).landmarks, landmark, value)
 
     def set_landmarks(self, level_id: str, landmarks: Landmarks | dict, action: str = "Set landmarks") -> None:
         lm = landmarks if isinstance(landmarks, Landmarks) else Landmarks.model_validate(landmarks)
-        with self.edit(action, [("level", level_id)]) as plan:
+        with self.edit(action, levels=[level_id]) as plan:
             plan.level(level_id).landmarks = lm
 
     def set_endplate(self, level_id: str, which: str, **fields: Any) -> None:
@@ -378,7 +429,7 @@ class PlanDocument:
         suggestion, confirmed)."""
         if which not in ("superior", "inferior"):
             raise PlanEditError(f"endplate must be 'superior' or 'inferior', not {which!r}")
-        with self.edit(f"Edit {which} endplate finding", [("level", level_id)],
+        with self.edit(f"Edit {which} endplate finding", levels=[level_id],
                        detail=", ".join(f"{k}={v}" for k, v in fields.items() if k != "suggestion")) as plan:
             finding: EndplateFinding = getattr(plan.level(level_id), which)
             for name, value in fields.items():
@@ -390,7 +441,7 @@ class PlanDocument:
         """Set painful, treat, prior_ablation, notes or pedicle outlines of a level."""
         allowed = {"painful", "treat", "prior_ablation", "notes", "pedicle_outline_left_lps",
                    "pedicle_outline_right_lps"}
-        with self.edit("Edit level " + ", ".join(sorted(fields)), [("level", level_id)]) as plan:
+        with self.edit("Edit level " + ", ".join(sorted(fields)), levels=[level_id]) as plan:
             level = plan.level(level_id)
             for name, value in fields.items():
                 if name not in allowed:
@@ -405,13 +456,13 @@ class PlanDocument:
     # ------------------------------------------------------------------ trajectories
     def add_trajectory(self, trajectory: Trajectory | dict) -> str:
         traj = trajectory if isinstance(trajectory, Trajectory) else Trajectory.model_validate(trajectory)
-        with self.edit("Add trajectory", [("trajectory", traj.id), ("trajectories",)]) as plan:
+        with self.edit("Add trajectory", trajectories=[traj.id], lists=[Part.TRAJECTORIES]) as plan:
             plan.level(traj.level_id)  # must exist
             plan.trajectories.append(traj)
         return traj.id
 
     def remove_trajectory(self, trajectory_id: str) -> None:
-        with self.edit("Remove trajectory", [("trajectory", trajectory_id), ("trajectories",)]) as plan:
+        with self.edit("Remove trajectory", trajectories=[trajectory_id], lists=[Part.TRAJECTORIES]) as plan:
             plan.trajectories.remove(plan.trajectory(trajectory_id))
             plan.review.comments = [c for c in plan.review.comments
                                     if not (c.anchor_kind == "trajectory" and c.anchor_id == trajectory_id)]
@@ -424,11 +475,11 @@ class PlanDocument:
         if point_lps is None and which != "bend":
             raise PlanEditError(f"the {which} point cannot be removed")
         value = None if point_lps is None else tuple(float(v) for v in point_lps)
-        with self.edit(f"Move {which} point", [("trajectory", trajectory_id)], merge_key=merge_key) as plan:
+        with self.edit(f"Move {which} point", trajectories=[trajectory_id], merge_key=merge_key) as plan:
             setattr(plan.trajectory(trajectory_id), f"{which}_lps", value)
 
     def set_trajectory_params(self, trajectory_id: str, **params: Any) -> None:
-        with self.edit("Edit trajectory settings", [("trajectory", trajectory_id)],
+        with self.edit("Edit trajectory settings", trajectories=[trajectory_id],
                        detail=", ".join(f"{k}={v}" for k, v in params.items())) as plan:
             traj = plan.trajectory(trajectory_id)
             for name, value in params.items():
@@ -439,7 +490,7 @@ class PlanDocument:
     def set_trajectory_fields(self, trajectory_id: str, **fields: Any) -> None:
         """Set side, label or override_reason."""
         allowed = {"side", "label", "override_reason"}
-        with self.edit("Edit trajectory " + ", ".join(sorted(fields)), [("trajectory", trajectory_id)]) as plan:
+        with self.edit("Edit trajectory " + ", ".join(sorted(fields)), trajectories=[trajectory_id]) as plan:
             traj = plan.trajectory(trajectory_id)
             for name, value in fields.items():
                 if name not in allowed:
@@ -448,29 +499,29 @@ class PlanDocument:
 
     # ------------------------------------------------------------------ eligibility
     def set_eligibility_answer(self, key: str, value: Optional[bool | float | str]) -> None:
-        with self.edit(f"Answer eligibility item {key}", [("eligibility",)], detail=f"{key}={value}") as plan:
+        with self.edit(f"Answer eligibility item {key}", parts=[Part.ELIGIBILITY], detail=f"{key}={value}") as plan:
             answers = dict(plan.eligibility.answers)
             answers[key] = value
             plan.eligibility.answers = answers
 
     def set_eligibility_notes(self, notes: str) -> None:
-        with self.edit("Edit eligibility notes", [("eligibility",)]) as plan:
+        with self.edit("Edit eligibility notes", parts=[Part.ELIGIBILITY]) as plan:
             plan.eligibility.notes = notes
 
     # ------------------------------------------------------------------ measurements
     def add_measurement(self, measurement: Measurement | dict) -> str:
         m = measurement if isinstance(measurement, Measurement) else Measurement.model_validate(measurement)
-        with self.edit(f"Add {m.kind} measurement", [("measurement", m.id), ("measurements",)]) as plan:
+        with self.edit(f"Add {m.kind} measurement", measurements=[m.id], lists=[Part.MEASUREMENTS]) as plan:
             plan.measurements.append(m)
         return m.id
 
     def remove_measurement(self, measurement_id: str) -> None:
-        with self.edit("Remove measurement", [("measurement", measurement_id), ("measurements",)]) as plan:
+        with self.edit("Remove measurement", measurements=[measurement_id], lists=[Part.MEASUREMENTS]) as plan:
             plan.measurements.remove(plan.measurement(measurement_id))
 
     def set_measurement_points(self, measurement_id: str, *, points_lps: Optional[Sequence] = None,
                                points_px: Optional[Sequence] = None, merge_key: Optional[str] = None) -> None:
-        with self.edit("Move measurement point", [("measurement", measurement_id)], merge_key=merge_key) as plan:
+        with self.edit("Move measurement point", measurements=[measurement_id], merge_key=merge_key) as plan:
             m = plan.measurement(measurement_id)
             if points_lps is not None:
                 m.points_lps = [tuple(p) for p in points_lps]
@@ -478,20 +529,20 @@ class PlanDocument:
                 m.points_px = [tuple(p) for p in points_px]
 
     def set_measurement_label(self, measurement_id: str, label: str) -> None:
-        with self.edit("Rename measurement", [("measurement", measurement_id)]) as plan:
+        with self.edit("Rename measurement", measurements=[measurement_id]) as plan:
             plan.measurement(measurement_id).label = label
 
     # ------------------------------------------------------------------ fluoroscopy
     def add_fluoro_landmark(self, landmark: FluoroLandmark | dict) -> str:
         lm = landmark if isinstance(landmark, FluoroLandmark) else FluoroLandmark.model_validate(landmark)
         with self.edit(f"Mark {lm.kind.replace('_', ' ')} on fluoroscopy",
-                       [("fluoro_landmark", lm.id), ("fluoro_landmarks",)]) as plan:
+                       fluoro_landmarks=[lm.id], lists=[Part.FLUORO_LANDMARKS]) as plan:
             plan.fluoro_landmarks.append(lm)
         return lm.id
 
     def move_fluoro_landmark(self, landmark_id: str, point_px: Sequence[float], *,
                              merge_key: Optional[str] = None) -> None:
-        with self.edit("Move fluoroscopy landmark", [("fluoro_landmark", landmark_id)], merge_key=merge_key) as plan:
+        with self.edit("Move fluoroscopy landmark", fluoro_landmarks=[landmark_id], merge_key=merge_key) as plan:
             lm = next((x for x in plan.fluoro_landmarks if x.id == landmark_id), None)
             if lm is None:
                 raise KeyError(f"no fluoroscopy landmark with id {landmark_id!r}")
@@ -499,7 +550,7 @@ class PlanDocument:
 
     def remove_fluoro_landmark(self, landmark_id: str) -> None:
         with self.edit("Remove fluoroscopy landmark",
-                       [("fluoro_landmark", landmark_id), ("fluoro_landmarks",)]) as plan:
+                       fluoro_landmarks=[landmark_id], lists=[Part.FLUORO_LANDMARKS]) as plan:
             before = len(plan.fluoro_landmarks)
             plan.fluoro_landmarks = [x for x in plan.fluoro_landmarks if x.id != landmark_id]
             if len(plan.fluoro_landmarks) == before:
@@ -508,7 +559,7 @@ class PlanDocument:
     def set_fluoro_calibration(self, sop_instance_uid: str, mm_per_pixel: Optional[float], method: str = "") -> None:
         """Calibrate one projection image (None removes the calibration)."""
         with self.edit("Calibrate fluoroscopy image" if mm_per_pixel else "Remove fluoroscopy calibration",
-                       [("fluoro_calibration",)], detail=method) as plan:
+                       parts=[Part.FLUORO_CALIBRATIONS], detail=method) as plan:
             cals = [c for c in plan.fluoro_calibrations if c.sop_instance_uid != sop_instance_uid]
             if mm_per_pixel is not None:
                 cals.append(FluoroCalibration(sop_instance_uid=sop_instance_uid, mm_per_pixel=mm_per_pixel,
@@ -519,12 +570,12 @@ class PlanDocument:
     def set_setting(self, name: str, value: Any) -> None:
         if name not in PlanningSettings.model_fields:
             raise PlanEditError(f"unknown setting {name!r}")
-        with self.edit(f"Change setting {name}", [("settings",)], detail=f"{name}={value}") as plan:
+        with self.edit(f"Change setting {name}", parts=[Part.SETTINGS], detail=f"{name}={value}") as plan:
             setattr(plan.settings, name, value)
 
     def set_settings(self, settings: PlanningSettings | dict) -> None:
         s = settings if isinstance(settings, PlanningSettings) else PlanningSettings.model_validate(settings)
-        with self.edit("Change settings", [("settings",)]) as plan:
+        with self.edit("Change settings", parts=[Part.SETTINGS]) as plan:
             plan.settings = s
 
     # ------------------------------------------------------------------ review (allowed read-only)
@@ -533,7 +584,7 @@ class PlanDocument:
         if not text.strip():
             raise PlanEditError("Add comment: the comment is empty")
         comment = Comment(author=author or self.user, text=text, anchor_kind=anchor_kind, anchor_id=anchor_id)
-        with self.edit("Add review comment", [("review",)], review=True) as plan:
+        with self.edit("Add review comment", parts=[Part.REVIEW], review=True) as plan:
             if anchor_kind == "level":
                 plan.level(anchor_id)
             elif anchor_kind == "trajectory":
@@ -542,7 +593,7 @@ class PlanDocument:
         return comment.id
 
     def remove_comment(self, comment_id: str) -> None:
-        with self.edit("Remove review comment", [("review",)], review=True) as plan:
+        with self.edit("Remove review comment", parts=[Part.REVIEW], review=True) as plan:
             before = len(plan.review.comments)
             plan.review.comments = [c for c in plan.review.comments if c.id != comment_id]
             if len(plan.review.comments) == before:
@@ -554,7 +605,7 @@ class PlanDocument:
         if not name:
             raise PlanEditError("Sign off: a reviewer name is required")
         signoff = SignOff(reviewer=name, role=role, content_hash=self._plan.content_hash())
-        with self.edit(f"Sign off as {role}", [("review",)], review=True, detail=name) as plan:
+        with self.edit(f"Sign off as {role}", parts=[Part.REVIEW], review=True, detail=name) as plan:
             plan.review.signoffs.append(signoff)
         return signoff
 

@@ -504,8 +504,7 @@ def apply_suggestions(document: object, suggestions: Mapping[tuple[str, str], Mo
     if not suggestions:
         return
     doc = document
-    topics = sorted({("level", lid) for lid, _ in suggestions})
-    with doc.edit("Run Modic assistant", topics, detail=f"{len(suggestions)} endplates"):  # type: ignore[attr-defined]
+    with doc.edit("Run Modic assistant", levels={lid for lid, _ in suggestions}, detail=f"{len(suggestions)} endplates"):  # type: ignore[attr-defined]
         for (lid, which), sug in suggestions.items():
             doc.set_endplate(lid, which, suggestion=sug)  # type: ignore[attr-defined]
 

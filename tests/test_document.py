@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from planner.document import EDIT_METHODS, PlanChange, PlanDocument, PlanEditError, ReadOnlyError
+from planner.document import EDIT_METHODS, Part, PlanChange, PlanDocument, PlanEditError, ReadOnlyError
 from planner.plan import Comment, FluoroLandmark, Level, Measurement, Trajectory
 from tests.plan_factory import box_landmarks, sample_plan
 
@@ -143,12 +143,57 @@ def test_events_name_what_changed():
     events: list[PlanChange] = []
     doc.changed.connect(events.append)
     doc.set_trajectory_point(tid, "entry", (16, 40, -40))
-    assert events[-1].touches("trajectory", tid) and not events[-1].touches("level")
+    ev = events[-1]
+    assert ev.trajectories == {tid} and not ev.levels and not ev.lists and not ev.parts
+    assert ev.touches(Part.TRAJECTORIES) and not ev.touches(Part.LEVELS, Part.SETTINGS)
+    assert not ev.list_changed(Part.TRAJECTORIES)
     doc.set_landmark(lid, "posterior_wall_lps", (0, 18, -40))
-    assert events[-1].touches("level", lid)
+    assert events[-1].levels == {lid} and not events[-1].trajectories
     doc.undo()
-    assert events[-1].source == "undo" and events[-1].touches("level", lid)
-    assert not events[-1].touches("trajectory")
+    assert events[-1].source == "undo" and events[-1].levels == {lid}
+    assert not events[-1].touches(Part.TRAJECTORIES)
+    doc.set_setting("canal_margin_mm", 3.0)
+    assert events[-1].parts == {Part.SETTINGS} and events[-1].touches(Part.SETTINGS)
+    doc.replace_plan(doc.plan.model_copy(deep=True))
+    assert events[-1].everything and events[-1].touches(Part.REVIEW) and events[-1].list_changed(Part.LEVELS)
+
+
+def test_removing_a_level_names_the_trajectories_it_removes():
+    doc = _doc()
+    lid, tid = _ids(doc)
+    events: list[PlanChange] = []
+    doc.changed.connect(events.append)
+    doc.remove_level(lid)
+    ev = events[-1]
+    assert ev.levels == {lid} and ev.trajectories == {tid}
+    assert ev.list_changed(Part.LEVELS) and ev.list_changed(Part.TRAJECTORIES)
+    doc.undo()  # the undo's change (from the plans' difference) names the same items
+    assert (events[-1].levels, events[-1].trajectories) == (ev.levels, ev.trajectories)
+    assert events[-1].lists == {Part.LEVELS, Part.TRAJECTORIES}
+    all_levels = {lv.id for lv in doc.plan.levels}
+    all_trajectories = {t.id for t in doc.plan.trajectories}
+    doc.replace_levels([], action="Clear levels")
+    assert events[-1].levels == all_levels and events[-1].trajectories == all_trajectories
+
+
+def test_diff_change_matches_each_edit():
+    """For every edit of a scripted session, the undo's change names the items the edit named."""
+    doc = _doc()
+    lid, tid = _ids(doc)
+    events: list[PlanChange] = []
+    doc.changed.connect(events.append)
+    edits = [lambda: doc.set_trajectory_params(tid, zone_diameter_mm=8.0),
+             lambda: doc.add_measurement({"kind": "distance", "points_lps": [(0, 0, 0), (1, 0, 0)]}),
+             lambda: doc.set_eligibility_notes("note"),
+             lambda: doc.set_level_fields(lid, painful=True)]
+    for edit in edits:
+        edit()
+        done = events[-1]
+        doc.undo()
+        undone = events[-1]
+        for field in ("levels", "trajectories", "measurements", "fluoro_landmarks", "parts"):
+            assert getattr(undone, field) == getattr(done, field), (done.action, field)
+        doc.redo()
 
 
 def test_audit_trail_records_user_actions_and_survives_undo():

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Union
 
 from planner.display.fluoro import VirtualProjections
-from planner.document import PlanChange, PlanDocument
+from planner.document import Part, PlanChange, PlanDocument
 from planner.events import Signal
 from planner.plan import Trajectory
 from planner.trajectory import TrajectoryShape, trajectory_shape
@@ -44,10 +44,9 @@ class PlanResults:
     # ------------------------------------------------------------------ the rule
     def stale_trajectories(self, change: PlanChange) -> Optional[frozenset[str]]:
         """The trajectory ids whose results ``change`` makes stale; None: every trajectory."""
-        if change.source == "load" or change.touches("settings") \
-                or any(t[0] in ("trajectories", "levels", "level") for t in change.topics):
+        if change.touches(Part.LEVELS, Part.SETTINGS):
             return None
-        return frozenset(t[1] for t in change.topics if t[0] == "trajectory" and len(t) > 1)
+        return change.trajectories
 
     def _on_plan_changed(self, change: PlanChange) -> None:
         stale = self.stale_trajectories(change)

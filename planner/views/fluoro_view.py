@@ -27,7 +27,7 @@ from planner import fluoro
 from planner.display import fluoro as guidance
 from planner.display import roles
 from planner.display.annotations import angle_deg, default_level_id, format_person_name
-from planner.document import PlanChange, PlanEditError
+from planner.document import Part, PlanChange, PlanEditError
 from planner.imaging.volume import MeasurementScale, ProjectionImage, Volume, WindowLevel
 from planner.plan import FluoroLandmark, Measurement
 from planner.views.canvas import DIM_TEXT_COLOR, TEXT_COLOR, WARN_COLOR, ImageCanvas
@@ -39,8 +39,8 @@ from planner.views.render.surface import Handle
 log = logging.getLogger(__name__)
 
 #: Plan changes that can change what the guidance draws.
-_REDRAW_TOPICS = frozenset({"measurement", "measurements", "fluoro_calibration", "fluoro_landmark", "fluoro_landmarks",
-                            "trajectory", "trajectories", "level", "levels", "settings", "case"})
+_REDRAW_PARTS = (Part.MEASUREMENTS, Part.FLUORO_CALIBRATIONS, Part.FLUORO_LANDMARKS, Part.TRAJECTORIES, Part.LEVELS,
+                 Part.SETTINGS, Part.CASE)
 
 _OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H", "S": "I", "I": "S"}
 _DISPLAY = {"H": "S", "F": "I"}
@@ -425,7 +425,7 @@ class FluoroView(ImageCanvas):
             self._level_chosen = False
             if self.marking is not None:
                 self.stop_marking(cancelled=True)
-        if change.source == "load" or any(t[0] in _REDRAW_TOPICS for t in change.topics):
+        if change.touches(*_REDRAW_PARTS):
             if self._level_id is not None and self._level_id not in {lv.id for lv in self.session.document.plan.levels}:
                 self._level_id, self._level_chosen = None, False
             if self.selected_landmark is not None and \

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QLabel, QSplitter, QStackedWidget, QVBoxLayout, QW
 
 from planner.display import roles
 from planner.display.annotations import active_trajectory
+from planner.document import Part
 from planner.imaging.volume import Volume
 from planner.views.context import ViewContext
 from planner.views.fluoro_panel import FluoroPanel
@@ -322,7 +323,7 @@ class ViewLayout(QStackedWidget):
     def _on_plan_changed(self, change) -> None:
         if self._closed:
             return
-        if change.source == "load" or change.touches("case"):
+        if change.touches(Part.CASE):
             QTimer.singleShot(0, self.assign_series)
 
     def native_series_for(self, orientation: str, main: Optional[str]) -> Optional[str]:

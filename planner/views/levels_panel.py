@@ -48,7 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from planner.document import PlanChange, PlanEditError
+from planner.document import Part, PlanChange, PlanEditError
 from planner.levels import landmark_label, not_measured
 from planner.plan import Level, ModicSuggestion
 from planner.session import Session
@@ -292,8 +292,7 @@ class LevelsPanel(PlanPanel):
     def _on_changed(self, change: PlanChange) -> None:
         if self._closed:
             return
-        if change.source == "load" or change.touches("level") or change.touches("levels") or \
-                change.touches("settings"):
+        if change.touches(Part.LEVELS, Part.SETTINGS):
             self.refresh()
 
     def refresh(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
-from planner.document import PlanChange
+from planner.document import Part, PlanChange
 from planner.imaging.volume import ProjectionImage
 from planner.session import Session, patient_identity
 from planner.views.panel import PlanPanel
@@ -60,7 +60,7 @@ class SeriesPanel(PlanPanel):
         self.refresh_when_visible()
 
     def _on_plan(self, change: PlanChange) -> None:
-        if change.touches("case"):
+        if change.touches(Part.CASE):
             self.refresh_when_visible()
 
     def set_deidentified(self, on: bool) -> None:

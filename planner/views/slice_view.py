@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QInputDialog, QMenu, QWidget
 from planner.display import roles
 from planner.display.annotations import angle_deg, format_date, format_person_name, level_at
 from planner.display.slice_geometry import Orientation, SliceFrame
-from planner.document import PlanChange, PlanEditError
+from planner.document import Part, PlanChange, PlanEditError
 from planner.imaging.volume import Volume, WindowLevel
 from planner.plan import Measurement
 from planner.views.canvas import DIM_TEXT_COLOR, TEXT_COLOR, WARN_COLOR, ImageCanvas
@@ -30,6 +30,11 @@ from planner.views.render.surface import Handle
 log = logging.getLogger(__name__)
 
 ORIENTATION_TITLE = {"sagittal": "Sagittal", "coronal": "Coronal", "axial": "Axial"}
+
+
+def _names_anything(change: PlanChange) -> bool:
+    return bool(change.levels or change.trajectories or change.measurements or change.fluoro_landmarks
+                or change.lists or change.parts)
 
 
 class SliceView(ImageCanvas):
@@ -211,14 +216,12 @@ class SliceView(ImageCanvas):
     def _on_plan_changed(self, change: PlanChange) -> None:
         if self.closed:
             return
-        if change.source == "load" or not change.topics or any(
-                t[0] not in ("trajectory", "trajectories", "measurement", "measurements") for t in change.topics):
+        if change.touches(Part.LEVELS, Part.CASE, Part.SETTINGS, Part.ELIGIBILITY, Part.REVIEW,
+                          Part.FLUORO_LANDMARKS, Part.FLUORO_CALIBRATIONS) or not _names_anything(change):
             self._static_revision += 1
-        if change.source != "load" and not any(
-                t[0] in ("level", "levels", "trajectory", "trajectories", "measurement", "measurements",
-                         "case", "settings") for t in change.topics):
+        if not change.touches(Part.LEVELS, Part.TRAJECTORIES, Part.MEASUREMENTS, Part.CASE, Part.SETTINGS):
             return
-        if self.selected_measurement and change.touches("measurements"):
+        if self.selected_measurement and change.list_changed(Part.MEASUREMENTS):
             ids = {m.id for m in self.session.document.plan.measurements}
             if self.selected_measurement not in ids:
                 self.selected_measurement = None

@@ -46,7 +46,7 @@ from PySide6.QtWidgets import (
 )
 
 from planner.checks import FAIL, PASS, WARNING, TrajectoryReport, evaluate_trajectory
-from planner.document import PlanChange, PlanEditError
+from planner.document import Part, PlanChange, PlanEditError
 from planner.plan import Level, Trajectory
 from planner.session import Session
 from planner.settings import PlanningSettings
@@ -296,11 +296,12 @@ class TrajectoryPanel(PlanPanel):
     def _forget_reports(self, change: Optional[PlanChange]) -> None:
         """Drop the reports ``change`` may have changed: the trajectories it names and those on the
         same levels (the bipedicular checks look at the partner), everything for other changes."""
-        if change is None or change.source == "load" or any(t[0] != "trajectory" for t in change.topics):
+        if change is None or change.touches(*(p for p in Part if p is not Part.TRAJECTORIES)) \
+                or change.list_changed(Part.TRAJECTORIES):
             self._reports.clear()
             return
         plan = self.document.plan
-        ids = {t[1] for t in change.topics if len(t) > 1}
+        ids = change.trajectories
         levels = set()
         for tid in ids:
             try:
@@ -327,10 +328,9 @@ class TrajectoryPanel(PlanPanel):
         if self._closed:
             return
         self._forget_reports(change)
-        if change.source == "load" or change.touches("trajectories") or change.touches("levels") or \
-                change.touches("level") or change.touches("settings"):
+        if change.list_changed(Part.TRAJECTORIES) or change.touches(Part.LEVELS, Part.SETTINGS):
             self.refresh()
-        elif change.touches("trajectory"):
+        elif change.touches(Part.TRAJECTORIES):
             self._refresh_items()
             self._update_details()
             self._update_export_note()
@@ -593,9 +593,8 @@ class TrajectoryPanel(PlanPanel):
             self.message.emit(f"{what.capitalize()} not added: {level.name} keeps its trajectories")
             return False
         action = f"{'Replace with' if replaced else 'Add'} {what}"
-        topics = [("trajectories",)] + [("trajectory", t.id) for t in new + replaced]
         try:
-            with self.document.edit(action, topics):
+            with self.document.edit(action, trajectories=[t.id for t in new + replaced], lists=[Part.TRAJECTORIES]):
                 for t in replaced:
                     self.document.remove_trajectory(t.id)
                 for t in new:
@@ -679,7 +678,7 @@ class TrajectoryPanel(PlanPanel):
             return False
         plan = self.document.plan
         try:
-            with self.document.edit("Curved cannula " + ("on" if on else "off"), [("trajectory", traj.id)]):
+            with self.document.edit("Curved cannula " + ("on" if on else "off"), trajectories=[traj.id]):
                 if on:
                     bend = traj.bend_lps
                     if bend is None:

@@ -15,7 +15,7 @@ from vtkmodules.vtkFiltersCore import vtkAppendPolyData, vtkTubeFilter
 from vtkmodules.vtkFiltersSources import vtkSphereSource
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer, vtkTextActor
 
-from planner.document import PlanChange
+from planner.document import Part, PlanChange
 from planner.plan import LANDMARK_NAMES, Plan, Trajectory
 from planner.trajectory import TrajectoryShape
 
@@ -135,12 +135,12 @@ class PlanActors3D:
 
     def update(self, plan: Plan, change: Optional[PlanChange] = None) -> bool:
         """Rebuild what ``change`` touched (everything when None or on load); True if anything changed."""
-        everything = change is None or change.source == "load" or change.touches("settings")
+        everything = change is None or change.touches(Part.SETTINGS)
         touched = False
-        if everything or change.touches("levels") or change.touches("level"):
+        if everything or change.touches(Part.LEVELS):
             ids = {lv.id for lv in plan.levels}
-            changed_ids = ids | set(self._levels) if everything or change.touches("levels") else \
-                {t[1] for t in change.topics if t[0] == "level" and len(t) > 1}
+            changed_ids = ids | set(self._levels) if everything or change.list_changed(Part.LEVELS) else \
+                change.levels
             for lid in changed_ids:
                 self._remove(self._levels.pop(lid, []))
                 if lid in ids:
@@ -150,12 +150,12 @@ class PlanActors3D:
             everything_traj = True
         else:
             everything_traj = everything
-        if everything_traj or change.touches("trajectories") or change.touches("trajectory"):
+        if everything_traj or change.touches(Part.TRAJECTORIES):
             ids = {t.id for t in plan.trajectories}
-            if everything_traj or change.touches("trajectories"):
+            if everything_traj or change.list_changed(Part.TRAJECTORIES):
                 changed_ids = ids | set(self._trajectories)
             else:
-                changed_ids = {t[1] for t in change.topics if t[0] == "trajectory" and len(t) > 1}
+                changed_ids = change.trajectories
             for tid in changed_ids:
                 self._remove(self._trajectories.pop(tid, []))
                 self._trajectory_parts.pop(tid, None)
