@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     from planner.logsafe import setup_logging
 
     setup_logging()
+    from planner.safefiles import remove_stale_temporaries
+
+    remove_stale_temporaries()  # what saves or exports killed half-way left behind (cheap: one folder listing)
     from planner.cli import COMMANDS, run_command
 
     if argv and argv[0] in COMMANDS:

@@ -4,8 +4,11 @@ While a plan is open, every change is written (throttled: at most :attr:`Autosav
 after the first unsaved change, never held back by further edits) to a *recovery file* beside the plan
 (``.<name>.bvnplan.recovery``), or, for a plan never saved, in the user's data folder. A small
 *session record* (``<data>/recovery/session-<pid>-<id>.json``) says which recovery file belongs to which
-running process. A clean close or a save removes the recovery file; after a crash the record and the
-recovery file remain, and the next start offers to recover them (:func:`find_orphaned_recoveries`).
+running process: host, boot id, PID and the process's start time (:class:`planner.safefiles.ProcessIdentity`),
+so a PID that now belongs to another process, or a reboot, never hides a crashed session. A clean close
+or a save removes the recovery file; after a crash the record and the recovery file remain, and the
+next start offers to recover them (:func:`find_orphaned_recoveries`, which also removes temporary
+files that killed saves left behind).
 
 Writes are atomic (planner.storage.atomic_write_text), so a crash during an autosave leaves the previous
 recovery file intact. The scheduling is injected (a Qt timer in the GUI, a fake clock in tests), so this
@@ -17,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from typing import Callable, Optional
 
 from planner.document import PlanChange, PlanDocument
 from planner.logsafe import data_dir
+from planner.safefiles import ProcessIdentity, read_regular, remove_stale_temporaries
 from planner.storage import PlanFileError, atomic_write_text, load_plan, plan_to_json
 
 log = logging.getLogger(__name__)
@@ -43,18 +46,6 @@ def recovery_path_for(plan_path: Optional[os.PathLike | str], plan_id: str) -> P
         p = Path(plan_path)
         return p.with_name(f".{p.name}{RECOVERY_SUFFIX}")
     return recovery_dir() / f"unsaved-{plan_id}.bvnplan{RECOVERY_SUFFIX}"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -82,26 +73,31 @@ class OrphanedRecovery:
                 pass
 
 
+#: A session record is a few hundred bytes.
+_MAX_RECORD_BYTES = 64 * 1024
+
+
 def find_orphaned_recoveries() -> list[OrphanedRecovery]:
-    """Recovery files of sessions that ended without closing (crash, kill, power loss)."""
+    """Recovery files of sessions that ended without closing (crash, kill, power loss). Also removes
+    the temporary files that saves killed half-way left behind (:func:`planner.safefiles.remove_stale_temporaries`)."""
+    remove_stale_temporaries()
     out: list[OrphanedRecovery] = []
     folder = recovery_dir()
     if not folder.is_dir():
         return out
-    host = socket.gethostname()
+    me = ProcessIdentity.current()
     for rec in sorted(folder.glob("session-*.json")):
         try:
-            info = json.loads(rec.read_text(encoding="utf-8"))
-            pid = int(info.get("pid", -1))
-            same_host = info.get("host") == host
+            info = json.loads(read_regular(rec, _MAX_RECORD_BYTES).decode("utf-8"))
+            writer = ProcessIdentity.from_dict(info)
             recovery = Path(info["recovery_path"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignoring unreadable recovery record %s", rec.name)
             continue
-        if same_host and _pid_alive(pid) and pid != os.getpid():
-            continue  # still running elsewhere
-        if pid == os.getpid() and same_host:
-            continue
+        if writer == me or (writer.host == me.host and writer.pid == me.pid):
+            continue  # this session's own record
+        if writer.may_be_running():
+            continue  # still running (or on another computer that shares this folder)
         if not recovery.is_file():
             try:
                 rec.unlink()
@@ -180,9 +176,13 @@ class AutosaveController:
             self.last_error = f"Autosave failed: {exc.strerror or exc}"
             log.warning("autosave failed: %s", exc.strerror or exc)
             return False
+        except ValueError as exc:  # a value JSON cannot hold (the plan model refuses them; a bug if seen)
+            self.last_error = f"Autosave failed: the plan holds a value that cannot be saved ({exc})"
+            log.error("autosave failed: %s", exc)
+            return False
 
     def _write_record(self, target: Path) -> None:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "recovery_path": str(target),
+        info = {**ProcessIdentity.current().to_dict(), "recovery_path": str(target),
                 "plan_path": self.document.path, "updated": time.time()}
         atomic_write_text(self._record, json.dumps(info))
 

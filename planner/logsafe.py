@@ -45,6 +45,9 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
+    """Redacts the message, the traceback and the stack of every record (the traceback is formatted
+    here, before any handler writes it, so the exception's text is redacted too)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         if _pattern is not None:
             try:
@@ -53,9 +56,26 @@ class RedactingFilter(logging.Filter):
                 return True
             record.msg = redact(msg)
             record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
             if record.exc_text:
                 record.exc_text = redact(record.exc_text)
+            if record.stack_info:
+                record.stack_info = redact(record.stack_info)
         return True
+
+
+class ConsoleFormatter(logging.Formatter):
+    """One line per record on the console: tracebacks go to the log file only, never to the user."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            text = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        return text.splitlines()[0] if text else text
 
 
 def data_dir() -> Path:
@@ -79,7 +99,7 @@ def setup_logging(level: int = logging.INFO, to_file: bool = True) -> None:
     flt = RedactingFilter()
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING)
-    console.setFormatter(fmt)
+    console.setFormatter(ConsoleFormatter("%(levelname)s %(name)s: %(message)s"))
     console.addFilter(flt)
     root.addHandler(console)
     if to_file:

@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from planner import __version__
 from planner.settings import PlanningSettings
@@ -28,12 +28,49 @@ SCHEMA_VERSION = 1
 FILE_FORMAT = "bvnplan"
 
 
+# --- limits -------------------------------------------------------------------------------------
+# Far above any real plan, low enough that a damaged or hostile file cannot make loading, the checks
+# or the documents slow (docs/architecture.md, "Limits of a plan"). A file beyond them is refused at
+# load with a message naming the field; an edit beyond them is refused like any invalid edit.
+#: Names, IDs, UIDs, dates, labels, roles, kinds (DICOM allows 64 characters for most of them).
+MAX_SHORT_TEXT = 256
+#: Every other text: notes, comments, override reasons, explanations, audit details.
+MAX_TEXT = 10_000
+#: File path hints.
+MAX_PATH_TEXT = 4096
+MAX_SERIES = 200
+MAX_LEVELS = 30
+#: Trajectories in one plan (a procedure treats at most a few levels, one or two per side).
+MAX_TRAJECTORIES = 64
+MAX_MEASUREMENTS = 1000
+MAX_FLUORO_LANDMARKS = 1000
+MAX_FLUORO_CALIBRATIONS = 200
+#: Points of one outline or measurement.
+MAX_POINTS = 1000
+MAX_COMMENTS = 1000
+MAX_SIGNOFFS = 100
+MAX_AUDIT_ENTRIES = 200_000
+#: Entries of a free-form dictionary (eligibility answers, Modic ratios).
+MAX_DICT_ENTRIES = 200
+#: Frame numbers and image counts.
+MAX_INDEX = 1_000_000
+#: Largest coordinate accepted (LPS mm or pixels): a kilometre, far outside any image.
+MAX_COORD = 1e6
+
+#: The limits above by name (for the documentation and the tests).
+PLAN_LIMITS: dict[str, float] = {k: v for k, v in dict(globals()).items() if k.startswith("MAX_")}
+
+
 def _finite(value: float) -> float:
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
+    if abs(value) > MAX_COORD:
+        raise ValueError(f"must lie within +-{MAX_COORD:g}")
     return value
 
 
+Short = Annotated[str, StringConstraints(max_length=MAX_SHORT_TEXT)]
+PathText = Annotated[str, StringConstraints(max_length=MAX_PATH_TEXT)]
 Coord = Annotated[float, AfterValidator(_finite)]
 #: A point in patient space: (x, y, z) in LPS millimetres.
 Point3 = tuple[Coord, Coord, Coord]
@@ -54,34 +91,37 @@ def now_iso() -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+    # allow_inf_nan=False: every float field refuses NaN and infinities ("Input should be a finite
+    # number"); str_max_length: no text longer than MAX_TEXT anywhere (shorter limits per field below)
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", allow_inf_nan=False,
+                              str_max_length=MAX_TEXT)
 
 
 class SeriesRef(_Model):
     """An image series used by the plan, found again by its UIDs."""
 
-    series_instance_uid: str
-    modality: str = ""
-    description: str = ""
-    frame_of_reference_uid: str = ""
+    series_instance_uid: Short
+    modality: Short = ""
+    description: Short = ""
+    frame_of_reference_uid: Short = ""
     #: What the plan uses it for: "T1", "T2", "STIR", "AX_T2", "CT", "FLUORO_AP", "FLUORO_LAT", "" (other).
-    role: str = ""
-    number_of_images: int = Field(0, ge=0)
+    role: Short = ""
+    number_of_images: int = Field(0, ge=0, le=MAX_INDEX)
     #: Where it was last found; only a hint (the plan may be opened on another workstation).
-    path_hint: str = ""
+    path_hint: PathText = ""
 
 
 class CaseInfo(_Model):
-    patient_name: str = ""
-    patient_id: str = ""
-    patient_birth_date: str = ""
-    patient_sex: str = ""
-    study_instance_uid: str = ""
-    study_date: str = ""
-    study_description: str = ""
-    accession_number: str = ""
-    institution: str = ""
-    series: list[SeriesRef] = Field(default_factory=list)
+    patient_name: Short = ""
+    patient_id: Short = ""
+    patient_birth_date: Short = ""
+    patient_sex: Short = ""
+    study_instance_uid: Short = ""
+    study_date: Short = ""
+    study_description: Short = ""
+    accession_number: Short = ""
+    institution: Short = ""
+    series: list[SeriesRef] = Field(default_factory=list, max_length=MAX_SERIES)
 
 
 LANDMARK_NAMES: tuple[str, ...] = (
@@ -117,7 +157,7 @@ class ModicSuggestion(_Model):
     grade: Optional[ModicGrade] = None
     share_pct: Optional[float] = Field(None, ge=0, le=100)
     #: Measured signal ratios, e.g. {"T1": 0.55, "T2": 1.4, "STIR": 1.9} (endplate zone / normal marrow).
-    ratios: dict[str, float] = Field(default_factory=dict)
+    ratios: dict[Short, float] = Field(default_factory=dict, max_length=MAX_DICT_ENTRIES)
     #: Region used: centre and half-sizes in LPS mm, and which series.
     region_center_lps: Optional[Point3] = None
     region_half_size_mm: Optional[Point3] = None
@@ -135,8 +175,8 @@ class EndplateFinding(_Model):
 
 
 class Level(_Model):
-    id: str = Field(default_factory=new_id)
-    name: str
+    id: Short = Field(default_factory=new_id)
+    name: Short
     landmarks: Landmarks = Field(default_factory=Landmarks)
     superior: EndplateFinding = Field(default_factory=EndplateFinding)
     inferior: EndplateFinding = Field(default_factory=EndplateFinding)
@@ -146,11 +186,11 @@ class Level(_Model):
     notes: str = ""
     #: Optional pedicle outlines per side (a closed polygon in LPS mm, roughly perpendicular to the
     #: pedicle axis), measured on CT or drawn on MRI.
-    pedicle_outline_left_lps: list[Point3] = Field(default_factory=list)
-    pedicle_outline_right_lps: list[Point3] = Field(default_factory=list)
+    pedicle_outline_left_lps: list[Point3] = Field(default_factory=list, max_length=MAX_POINTS)
+    pedicle_outline_right_lps: list[Point3] = Field(default_factory=list, max_length=MAX_POINTS)
     #: Optional spinal canal outline at the level's mid-height (a closed polygon in LPS mm, in the plane
     #: perpendicular to the body's axis), measured on the image; empty when not measured.
-    canal_outline_lps: list[Point3] = Field(default_factory=list)
+    canal_outline_lps: list[Point3] = Field(default_factory=list, max_length=MAX_POINTS)
 
 
 class TrajectoryParams(_Model):
@@ -177,8 +217,8 @@ class TrajectoryParams(_Model):
 
 
 class Trajectory(_Model):
-    id: str = Field(default_factory=new_id)
-    level_id: str
+    id: Short = Field(default_factory=new_id)
+    level_id: Short
     side: Side = "left"
     #: Bone entry on the pedicle.
     entry_lps: Point3
@@ -189,41 +229,41 @@ class Trajectory(_Model):
     params: TrajectoryParams = Field(default_factory=TrajectoryParams)
     #: The physician's recorded reason for going on despite a failing check.
     override_reason: str = ""
-    label: str = ""
+    label: Short = ""
 
 
 class FluoroLandmark(_Model):
     """A point marked on a fluoroscopy image (pixel coordinates of that image)."""
 
-    id: str = Field(default_factory=new_id)
-    sop_instance_uid: str
-    frame: int = Field(0, ge=0)
-    level_id: str = ""
+    id: Short = Field(default_factory=new_id)
+    sop_instance_uid: Short
+    frame: int = Field(0, ge=0, le=MAX_INDEX)
+    level_id: Short = ""
     #: e.g. "posterior_wall", "anterior_wall", "pedicle_left", "pedicle_right", "spinous_process"
-    kind: str
+    kind: Short
     point_px: Point2
 
 
 class Measurement(_Model):
     """A distance (2 points) or angle (3 points, vertex in the middle) drawn on an image."""
 
-    id: str = Field(default_factory=new_id)
+    id: Short = Field(default_factory=new_id)
     kind: Literal["distance", "angle"]
-    series_instance_uid: str = ""
+    series_instance_uid: Short = ""
     #: For volume images: points in LPS mm.
-    points_lps: list[Point3] = Field(default_factory=list)
+    points_lps: list[Point3] = Field(default_factory=list, max_length=MAX_POINTS)
     #: For projection images (fluoroscopy): points in pixels of the given instance/frame.
-    sop_instance_uid: str = ""
-    frame: int = Field(0, ge=0)
-    points_px: list[Point2] = Field(default_factory=list)
-    label: str = ""
+    sop_instance_uid: Short = ""
+    frame: int = Field(0, ge=0, le=MAX_INDEX)
+    points_px: list[Point2] = Field(default_factory=list, max_length=MAX_POINTS)
+    label: Short = ""
 
 
 class FluoroCalibration(_Model):
     """A user calibration of one projection image: millimetres per pixel at the anatomy."""
 
-    sop_instance_uid: str
-    mm_per_pixel: float = Field(gt=0)
+    sop_instance_uid: Short
+    mm_per_pixel: float = Field(gt=0, le=MAX_COORD)
     #: How it was made, e.g. "known length 30 mm (marker ball)" or "L4 AP depth from MRI".
     method: str = ""
 
@@ -231,35 +271,35 @@ class FluoroCalibration(_Model):
 class Eligibility(_Model):
     """Answers to the eligibility checklist (keys defined in planner.eligibility)."""
 
-    answers: dict[str, Optional[bool | float | str]] = Field(default_factory=dict)
+    answers: dict[Short, Optional[bool | float | str]] = Field(default_factory=dict, max_length=MAX_DICT_ENTRIES)
     notes: str = ""
 
 
 class Comment(_Model):
-    id: str = Field(default_factory=new_id)
-    author: str
-    created: str = Field(default_factory=now_iso)
+    id: Short = Field(default_factory=new_id)
+    author: Short
+    created: Short = Field(default_factory=now_iso)
     anchor_kind: Literal["plan", "level", "trajectory"] = "plan"
-    anchor_id: str = ""
+    anchor_id: Short = ""
     text: str
 
 
 class SignOff(_Model):
-    reviewer: str
-    signed_at: str = Field(default_factory=now_iso)
-    role: str = "reviewer"
+    reviewer: Short
+    signed_at: Short = Field(default_factory=now_iso)
+    role: Short = "reviewer"
     #: sha256 of the plan content (see Plan.content_hash) at the time of signing.
-    content_hash: str
+    content_hash: Short
 
 
 class Review(_Model):
-    comments: list[Comment] = Field(default_factory=list)
-    signoffs: list[SignOff] = Field(default_factory=list)
+    comments: list[Comment] = Field(default_factory=list, max_length=MAX_COMMENTS)
+    signoffs: list[SignOff] = Field(default_factory=list, max_length=MAX_SIGNOFFS)
 
 
 class AuditEntry(_Model):
-    at: str = Field(default_factory=now_iso)
-    user: str = ""
+    at: Short = Field(default_factory=now_iso)
+    user: Short = ""
     action: str
     detail: str = ""
 
@@ -278,21 +318,21 @@ class Plan(_Model):
     schema_version: int = SCHEMA_VERSION
     units: Literal["mm"] = "mm"
     coordinate_frame: Literal["LPS"] = "LPS"
-    app_version: str = __version__
-    plan_id: str = Field(default_factory=new_id)
-    created: str = Field(default_factory=now_iso)
-    modified: str = Field(default_factory=now_iso)
-    author: str = ""
+    app_version: Short = __version__
+    plan_id: Short = Field(default_factory=new_id)
+    created: Short = Field(default_factory=now_iso)
+    modified: Short = Field(default_factory=now_iso)
+    author: Short = ""
     case: CaseInfo = Field(default_factory=CaseInfo)
-    levels: list[Level] = Field(default_factory=list)
-    trajectories: list[Trajectory] = Field(default_factory=list)
+    levels: list[Level] = Field(default_factory=list, max_length=MAX_LEVELS)
+    trajectories: list[Trajectory] = Field(default_factory=list, max_length=MAX_TRAJECTORIES)
     eligibility: Eligibility = Field(default_factory=Eligibility)
-    measurements: list[Measurement] = Field(default_factory=list)
-    fluoro_landmarks: list[FluoroLandmark] = Field(default_factory=list)
-    fluoro_calibrations: list[FluoroCalibration] = Field(default_factory=list)
+    measurements: list[Measurement] = Field(default_factory=list, max_length=MAX_MEASUREMENTS)
+    fluoro_landmarks: list[FluoroLandmark] = Field(default_factory=list, max_length=MAX_FLUORO_LANDMARKS)
+    fluoro_calibrations: list[FluoroCalibration] = Field(default_factory=list, max_length=MAX_FLUORO_CALIBRATIONS)
     settings: PlanningSettings = Field(default_factory=PlanningSettings)
     review: Review = Field(default_factory=Review)
-    audit: list[AuditEntry] = Field(default_factory=list)
+    audit: list[AuditEntry] = Field(default_factory=list, max_length=MAX_AUDIT_ENTRIES)
 
     # --- lookups ------------------------------------------------------------------------------
     def level(self, level_id: str) -> Level:

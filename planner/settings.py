@@ -63,7 +63,8 @@ def tag_summary(name: str) -> str:
 class PlanningSettings(BaseModel):
     """Defaults from domain.md section 10, each with its source. Saved with every plan."""
 
-    model_config = ConfigDict(validate_assignment=True, extra="forbid", ser_json_inf_nan="strings")
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", ser_json_inf_nan="strings",
+                              allow_inf_nan=False)  # a plan with NaN/Inf in a setting is refused at load
 
     # --- Eligibility (domain.md 1.1, 1.2, 1.4) --------------------------------------------------
     treatable_levels: list[str] = setting(

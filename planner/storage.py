@@ -5,7 +5,11 @@ A .bvnplan file is UTF-8 JSON holding the whole :class:`planner.plan.Plan`, with
 
 * Saving writes a temporary file in the same folder, flushes and fsyncs it, then renames it over
   the target (atomic on POSIX and Windows), so a crash during a save never damages the previous
-  file.
+  file. The temporary name is unpredictable and created exclusively (never through a planted
+  symlink), and one left by a killed save is removed at the next start (:mod:`planner.safefiles`).
+* Loading reads only regular files (never a FIFO, a device or ``/proc``) of at most
+  :data:`MAX_PLAN_BYTES`; numbers must be finite and strings and lists stay within the limits of
+  :mod:`planner.plan` (``PLAN_LIMITS``), so what opens can always be saved.
 * Loading refuses damaged files and files from a newer schema with a :class:`PlanFileError` whose
   message names the file and the problem; nothing is changed in the application.
 * Older schema versions are upgraded step by step by the functions in :data:`MIGRATIONS`.
@@ -15,17 +19,19 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from pydantic import ValidationError
 
 from planner.plan import FILE_FORMAT, SCHEMA_VERSION, Plan
+from planner.safefiles import FileTooLarge, NotAFile, read_regular
+from planner.safefiles import atomic_write_text as _atomic_write_text
 
 PLAN_SUFFIX = ".bvnplan"
-#: Refuse absurdly large files instead of reading them into memory (a plan is a few kB to MB).
-MAX_PLAN_BYTES = 256 * 1024 * 1024
+#: Refuse absurdly large files instead of reading them into memory (a plan is a few kB; a long audit
+#: trail at its limit stays under 20 MB).
+MAX_PLAN_BYTES = 32 * 1024 * 1024
 
 
 class PlanFileError(Exception):
@@ -54,55 +60,25 @@ def save_plan(plan: Plan, path: os.PathLike | str) -> Path:
     return target
 
 
-def atomic_write_text(target: Path, text: str) -> None:
-    """Write ``text`` to ``target`` through a temporary file, fsync and rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(str(folder), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def atomic_write_text(target: os.PathLike | str, text: str) -> None:
+    """Write ``text`` to ``target`` through an exclusive temporary file, fsync and rename
+    (:func:`planner.safefiles.atomic_write_text`)."""
+    _atomic_write_text(target, text)
 
 
 def load_plan(path: os.PathLike | str) -> Plan:
     """Read a plan file; raises :class:`PlanFileError` with a clear message on any problem."""
     p = Path(path)
     try:
-        size = p.stat().st_size
+        raw = read_regular(p, MAX_PLAN_BYTES)
     except FileNotFoundError:
         raise PlanFileError(p, "the file does not exist") from None
+    except FileTooLarge as exc:
+        raise PlanFileError(p, f"{exc.strerror}; no plan is that large, so it is not a plan file") from None
+    except NotAFile as exc:
+        raise PlanFileError(p, f"it is {exc.strerror}") from None
     except OSError as exc:
-        raise PlanFileError(p, f"the file cannot be read ({exc.strerror})") from None
-    if size > MAX_PLAN_BYTES:
-        raise PlanFileError(p, f"the file is {size / 1e6:.0f} MB, far larger than any plan; it is not a plan file")
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise PlanFileError(p, f"the file cannot be read ({exc.strerror})") from None
+        raise PlanFileError(p, f"the file cannot be read ({exc.strerror or exc})") from None
     return plan_from_bytes(raw, p)
 
 
@@ -121,7 +97,14 @@ def plan_from_bytes(raw: bytes, path: os.PathLike | str = "plan") -> Plan:
                                   f"({exc.msg})") from None
     except RecursionError:
         raise PlanFileError(path, "the file is damaged: JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits (Python's conversion limit)
+        raise PlanFileError(path, f"the file is damaged: {_first_sentence(exc)}") from None
     return plan_from_dict(data, path)
+
+
+def _first_sentence(exc: BaseException) -> str:
+    text = str(exc).strip().split(";")[0].split("\n")[0]
+    return text[:200] or type(exc).__name__
 
 
 def plan_from_dict(data: Any, path: os.PathLike | str = "plan") -> Plan:
@@ -144,13 +127,32 @@ def plan_from_dict(data: Any, path: os.PathLike | str = "plan") -> Plan:
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors()[:6]:
-            loc = ".".join(str(x) for x in err.get("loc", ()))
-            problems.append(f"{loc}: {err.get('msg')}")
-        more = exc.error_count() - len(problems)
+        problems = validation_problems(exc)
+        shown = problems[:6]
+        more = len(problems) - len(shown)
         suffix = f" (and {more} more problems)" if more > 0 else ""
-        raise PlanFileError(path, "the plan content is invalid: " + "; ".join(problems) + suffix) from None
+        raise PlanFileError(path, "the plan content is invalid: " + "; ".join(shown) + suffix) from None
+
+
+#: Names pydantic appends to an error location for the branches of a union ("answers.odi.float").
+_BRANCH_TAGS = {"bool", "float", "int", "str", "constrained-str", "none", "nullable", "list", "dict", "tuple"}
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """"field.path: problem" for each invalid field; the branches of a union (a value that may be a
+    yes/no, a number or a text) are reported once, with the most telling problem."""
+    by_loc: dict[str, list[str]] = {}
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = list(err.get("loc", ()))
+        if loc and isinstance(loc[-1], str) and (loc[-1] in _BRANCH_TAGS or loc[-1].startswith("function-")):
+            loc = loc[:-1]
+        key = ".".join(str(x) for x in loc) or "plan"
+        by_loc.setdefault(key, []).append(str(err.get("msg")))
+    out = []
+    for key, msgs in by_loc.items():
+        finite = [m for m in msgs if "finite" in m]
+        out.append(f"{key}: {(finite or msgs)[0]}")
+    return out
 
 
 def migrate(data: dict[str, Any], path: os.PathLike | str = "plan") -> dict[str, Any]:

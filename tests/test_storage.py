@@ -132,8 +132,8 @@ sys.path.insert(0, {root!r})
 from planner.plan import Measurement, Plan
 from planner.storage import save_plan
 plan = Plan(author="gen-0")
-plan.measurements = [Measurement(kind="distance", label="x" * 200, points_lps=[(1.0, 2.0, 3.0)] * 20)
-                     for _ in range(3000)]
+plan.measurements = [Measurement(kind="distance", label="x" * 200, points_lps=[(1.0, 2.0, 3.0)] * 60)
+                     for _ in range(1000)]
 print("ready", flush=True)
 i = 0
 while True:
@@ -143,7 +143,9 @@ while True:
 """
 
 
-def test_killing_a_process_mid_save_never_damages_the_file(tmp_path):
+def test_killing_a_process_mid_save_never_damages_the_file_and_the_next_start_removes_its_temporaries(tmp_path):
+    from planner.safefiles import TEMP_SUFFIX, remove_stale_temporaries
+
     path = tmp_path / "big.bvnplan"
     save_plan(Plan(author="initial"), path)
     script = _SAVER.format(root=str(ROOT), path=str(path))
@@ -156,7 +158,11 @@ def test_killing_a_process_mid_save_never_damages_the_file(tmp_path):
         plan = load_plan(path)  # must always load: either the old or a complete new version
         assert plan.author == "initial" or plan.author.startswith("gen-")
         if plan.author != "initial":
-            assert len(plan.measurements) == 3000
+            assert len(plan.measurements) == 1000
+    # the next start (main.py, the crash-recovery search) removes what the killed saves left behind
+    remove_stale_temporaries()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(TEMP_SUFFIX)] == []
+    assert load_plan(path).author.startswith(("gen-", "initial"))
 
 
 def test_migrations_run_in_order(monkeypatch):
@@ -168,3 +174,150 @@ def test_migrations_run_in_order(monkeypatch):
     })
     out = storage.migrate({"format": "bvnplan", "schema_version": 1})
     assert calls == [1, 2] and out["schema_version"] == 3 and out["a"] == 1 and out["b"] == 2
+
+
+# ------------------------------------------------------------------ hostile plans (issue 16 items 4, 5)
+def _full_plan() -> Plan:
+    """A plan with a value in every kind of number field (points, Modic ratios and shares, eligibility
+    answers, calibrations, measurements, fluoroscopy landmarks, settings, trajectory parameters)."""
+    from planner.plan import FluoroCalibration, FluoroLandmark, ModicSuggestion
+
+    plan = sample_plan()
+    lv = plan.levels[1]
+    lv.inferior.share_pct = 40.0
+    lv.inferior.suggestion = ModicSuggestion(modic_type="1", share_pct=35.0, ratios={"T1": 0.6, "T2": 1.4},
+                                             region_center_lps=(0.0, 0.0, -50.0),
+                                             region_half_size_mm=(10.0, 10.0, 2.0))
+    lv.pedicle_outline_left_lps = [(1.0, 2.0, 3.0), (2.0, 3.0, 4.0), (3.0, 4.0, 5.0)]
+    plan.eligibility.answers = {"odi": 42.0, "vas": 6.5, "smoker": False, "note": "x"}
+    plan.fluoro_calibrations.append(FluoroCalibration(sop_instance_uid="1.2", mm_per_pixel=0.21))
+    plan.fluoro_landmarks.append(FluoroLandmark(sop_instance_uid="1.2", kind="posterior_wall", point_px=(10.0, 20.0)))
+    plan.measurements.append(Measurement(kind="distance", points_lps=[(0.0, 0.0, 0.0), (1.0, 1.0, 1.0)],
+                                         points_px=[(1.0, 2.0)]))
+    return plan
+
+
+def _float_paths(data, path=()):
+    if isinstance(data, bool):
+        return
+    if isinstance(data, float):
+        yield path
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            yield from _float_paths(v, path + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _float_paths(v, path + (i,))
+
+
+def _set(data, path, value):
+    for p in path[:-1]:
+        data = data[p]
+    data[path[-1]] = value
+
+
+def test_nan_or_infinity_in_any_number_field_is_refused_at_load_naming_the_field(tmp_path):
+    base = json.loads(storage.plan_to_json(_full_plan()))
+    paths = list(_float_paths(base))
+    assert len(paths) > 60  # every kind of number field is covered
+    kinds = {p[0] for p in paths}
+    assert {"levels", "trajectories", "eligibility", "settings", "fluoro_calibrations", "measurements",
+            "fluoro_landmarks"} <= kinds
+    for i, path in enumerate(paths):
+        data = json.loads(json.dumps(base))
+        _set(data, path, [float("nan"), float("inf"), float("-inf")][i % 3])
+        f = tmp_path / "bad.bvnplan"
+        f.write_text(json.dumps(data))  # Python writes NaN / Infinity tokens, as a hostile file would
+        with pytest.raises(PlanFileError) as info:
+            load_plan(f)
+        field = ".".join(str(x) for x in path)
+        assert field in str(info.value) and "finite" in str(info.value), str(info.value)
+        assert "\n" not in str(info.value)
+
+
+def test_hostile_plans_end_at_once_with_one_sentence(tmp_path):
+    base = json.loads(storage.plan_to_json(sample_plan()))
+    cases = {}
+    d = json.loads(json.dumps(base))
+    d["case"]["patient_name"] = "A" * 10_000_000
+    cases["name"] = (json.dumps(d), "case.patient_name")
+    d = json.loads(json.dumps(base))
+    d["trajectories"] = d["trajectories"] * 3000
+    cases["trajectories"] = (json.dumps(d), "trajectories")
+    text = json.dumps(base).replace('"schema_version": 1', '"schema_version": ' + "9" * 5000)
+    cases["bigint"] = (text, "damaged")
+    text = json.dumps(base).replace('"frame_of_reference_uid"', '"x"', 0)
+    d = json.loads(json.dumps(base))
+    d["levels"][0]["landmarks"]["body_center_lps"] = [1e300, 0, 0]
+    cases["far"] = (json.dumps(d), "levels.0.landmarks.body_center_lps.0")
+    for name, (content, expected) in cases.items():
+        f = tmp_path / f"{name}.bvnplan"
+        f.write_text(content)
+        t0 = time.monotonic()
+        with pytest.raises(PlanFileError) as info:
+            load_plan(f)
+        assert time.monotonic() - t0 < 5, name
+        msg = str(info.value)
+        assert expected in msg and f.name in msg and "\n" not in msg and len(msg) < 600, msg
+    zero = tmp_path / "zero.bvnplan"
+    zero.symlink_to("/dev/zero")
+    fifo = tmp_path / "fifo.bvnplan"
+    os.mkfifo(fifo)
+    for f, what in ((zero, "device"), (fifo, "named pipe")):
+        t0 = time.monotonic()
+        with pytest.raises(PlanFileError, match=what):
+            load_plan(f)
+        assert time.monotonic() - t0 < 2
+
+
+def test_plan_limits_are_documented():
+    from planner.plan import PLAN_LIMITS
+
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    for name in PLAN_LIMITS:
+        assert name in doc, f"{name} is not documented in docs/architecture.md"
+
+
+def test_an_edit_beyond_a_limit_is_refused():
+    from planner.plan import MAX_SHORT_TEXT
+
+    plan = sample_plan()
+    with pytest.raises(ValueError):
+        plan.case.patient_name = "x" * (MAX_SHORT_TEXT + 1)
+    with pytest.raises(ValueError):
+        plan.levels[0].landmarks.body_center_lps = (float("nan"), 0.0, 0.0)
+
+
+@pytest.mark.parametrize("command", ["check", "report", "sheet", "export-dicom"])
+def test_no_command_prints_a_traceback_on_damaged_plans(tmp_path, command, capsys):
+    from planner.cli import run_command
+
+    base = json.loads(storage.plan_to_json(_full_plan()))
+    plans = {}
+    d = json.loads(json.dumps(base))
+    d["eligibility"]["answers"]["odi"] = float("nan")
+    plans["nan"] = json.dumps(d)
+    d = json.loads(json.dumps(base))
+    d["case"]["series"] = [{"series_instance_uid": "1.2.3", "path_hint": "/proc/self"}]
+    plans["proc_hint"] = json.dumps(d)
+    fifo_dir = tmp_path / "with_fifo"
+    fifo_dir.mkdir()
+    os.mkfifo(fifo_dir / "a.dcm")
+    d = json.loads(json.dumps(base))
+    d["case"]["series"] = [{"series_instance_uid": "1.2.3", "path_hint": str(fifo_dir / "a.dcm")}]
+    plans["fifo_hint"] = json.dumps(d)
+    plans["truncated"] = json.dumps(base)[:500]
+    plans["bigint"] = json.dumps(base).replace('"frame": 0', '"frame": ' + "7" * 5000)
+    for name, text in plans.items():
+        f = tmp_path / f"{name}.bvnplan"
+        f.write_text(text)
+        out = {"check": [], "report": ["-o", str(tmp_path / f"{name}.pdf"), "--no-3d"],
+               "sheet": ["-o", str(tmp_path / f"{name}.html")],
+               "export-dicom": ["-o", str(tmp_path / f"{name}-dicom"), "--no-3d"]}[command]
+        t0 = time.monotonic()
+        code = run_command([command, str(f), *out])
+        err = capsys.readouterr().err
+        assert time.monotonic() - t0 < 60, name
+        assert "Traceback" not in err, err
+        if name in ("nan", "truncated", "bigint"):
+            assert code == 2 and f.name in err, (name, err)

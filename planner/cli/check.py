@@ -12,9 +12,10 @@ damaged (the message names the file and the problem).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
+
+from planner.cli import json_text
 
 HELP = "print the levels, trajectory metrics and safety checks of a plan (exit 1 when a check fails)"
 
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_plan(plan, images)
     data = report.to_dict()
     if args.json:
-        print(json.dumps(data, indent=2, allow_nan=False))
+        print(json_text(data, "check", indent=2))
     else:
         print(_table(data, Path(args.plan).name))
     return 1 if report.any_fail else 0

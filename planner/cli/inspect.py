@@ -9,9 +9,10 @@ message on stderr). No patient identifiers are printed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
+
+from planner.cli import json_text
 
 HELP = "list the series in a folder, DICOMDIR, zip or image file, with geometry and skip reasons"
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     result = load_path(args.paths, load_pixels=not args.headers_only)
     out = build_output(result, list(args.paths))
     if args.json:
-        sys.stdout.write(json.dumps(out, indent=1) + "\n")
+        sys.stdout.write(json_text(out, "inspect") + "\n")
     else:
         sys.stdout.write(render_text(out))
     ok = [s for s in result.series if s.loaded or (args.headers_only and s.key in result.groups)]

@@ -15,10 +15,11 @@ why); 2 bad input (missing or unreadable file, bad hint, unknown series).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
+
+from planner.cli import json_text
 
 HELP = "propose the vertebral levels T12-S1 with their landmarks (LPS mm)"
 
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         out = {"path": str(path), "series": key, "modality": result.modality, "frame": "LPS", "units": "mm",
                "transitional": args.transitional, "hints": {k: list(v) for k, v in hints.items()},
                "levels": levels, "notes": result.notes}
-        print(json.dumps(out, indent=2, allow_nan=False))
+        print(json_text(out, "levels", indent=2))
     else:
         print(f"{len(levels)} levels in {path.name} ({result.modality}, series {key}); LPS mm")
         for lv in levels:

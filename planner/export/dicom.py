@@ -24,8 +24,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +43,7 @@ from planner.plan import Plan
 from planner.report.data import ReportData, build_report_data
 from planner.report.keyimages import KeyImage
 from planner.report.pdf import report_pdf_bytes
+from planner.safefiles import temporary_folder
 from planner.storage import save_plan
 
 log = logging.getLogger(__name__)
@@ -425,16 +424,13 @@ def write_export(prep: PreparedExport, outdir: os.PathLike | str, *,
     message)`` is called after each file; ``cancel()`` is polled between files."""
     out = Path(outdir)
     _check_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    # a private folder with an unpredictable name, listed in the temporaries journal so that one left by
+    # a killed export is removed at the next start (planner.safefiles)
+    with temporary_folder(out) as work:
         result = _write_export(prep, work, progress, cancel)
         if out.is_dir():
             out.rmdir()  # empty (checked above)
         work.rename(out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return result.moved(work, out)
 
 

@@ -1,15 +1,35 @@
 """Where images come from: folders (recursive), DICOMDIR (CD/DVD layout), zip archives and single
 files. Produces :class:`FileRef` objects; a file inside a zip archive is read from the archive on
-demand, never extracted to disk."""
+demand, never extracted to disk.
+
+Only regular files are read: named pipes (FIFOs), devices, sockets and the kernel's ``/proc`` and
+``/sys`` are skipped with the reason before anything is opened (:mod:`planner.safefiles`), so nothing
+can block the import or stream without end. Whole-file reads are capped at :data:`MAX_READ_BYTES`;
+zip members larger than :data:`MAX_ZIP_MEMBER_BYTES`, or large and implausibly compressed (a zip
+bomb), are skipped from the archive's directory without decompressing anything.
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import BinaryIO, Callable, Iterable, Optional
+
+from planner.safefiles import FileTooLarge, NotAFile, check_readable, describe_mode, open_regular, system_path_reason
+
+#: Largest file read whole into memory (zip members, image captures, text voxel data).
+MAX_READ_BYTES = 512 * 1024 * 1024
+#: Largest zip member read (it is decompressed into memory).
+MAX_ZIP_MEMBER_BYTES = MAX_READ_BYTES
+#: A zip member above this size that is compressed more than :data:`MAX_ZIP_RATIO` times is skipped as
+#: a zip bomb (real images compress 2 to 20 times; only long runs of one byte value compress ~1000 times).
+ZIP_RATIO_MIN_BYTES = 64 * 1024 * 1024
+MAX_ZIP_RATIO = 200
 
 #: Names of files that are never images (operating-system clutter on CDs and USB sticks).
 _SYSTEM_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "autorun.inf"}
@@ -35,10 +55,23 @@ class FileRef:
         return os.path.splitext(name)[1]
 
     def read_bytes(self, limit: Optional[int] = None) -> bytes:
+        """The first ``limit`` bytes, or the whole file (:class:`FileTooLarge` above :data:`MAX_READ_BYTES`).
+        Only regular files are read (:class:`planner.safefiles.NotAFile` otherwise)."""
         if self.member is None:
-            with open(self.path, "rb") as fh:
-                return fh.read() if limit is None else fh.read(limit)
+            with open_regular(self.path) as fh:
+                if limit is not None:
+                    return fh.read(limit)
+                size = os.fstat(fh.fileno()).st_size
+                if size > MAX_READ_BYTES:
+                    raise FileTooLarge(self.path, size, MAX_READ_BYTES)
+                return fh.read(MAX_READ_BYTES)
         return _zip_read(self.path, self.member, limit)
+
+    def open(self) -> BinaryIO:
+        """A binary file object: the regular file itself, or the zip member read into memory."""
+        if self.member is None:
+            return open_regular(self.path)
+        return io.BytesIO(self.read_bytes())
 
     def size(self) -> int:
         if self.member is None:
@@ -72,16 +105,45 @@ _zip_cache: dict[str, zipfile.ZipFile] = {}
 def _zip_open(path: str) -> zipfile.ZipFile:
     zf = _zip_cache.get(path)
     if zf is None:
-        zf = zipfile.ZipFile(path)
+        fh = open_regular(path)
+        try:
+            zf = zipfile.ZipFile(fh)
+        except BaseException:
+            fh.close()
+            raise
         _zip_cache[path] = zf
     return zf
+
+
+def _close_zip(zf: zipfile.ZipFile) -> None:
+    fp = zf.fp
+    zf.close()
+    if fp is not None:  # opened by us (a file object passed to ZipFile is not closed by it)
+        fp.close()
+
+
+def zip_member_problem(info: zipfile.ZipInfo) -> Optional[str]:
+    """Why a zip member is not read (from the archive's directory, before decompressing), or None."""
+    if info.file_size > MAX_ZIP_MEMBER_BYTES:
+        return (f"zip member of {info.file_size / 1e6:.0f} MB is larger than the limit of "
+                f"{MAX_ZIP_MEMBER_BYTES / 1e6:.0f} MB for one file")
+    if info.file_size > ZIP_RATIO_MIN_BYTES and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+        return (f"zip member compressed {info.file_size / max(info.compress_size, 1):.0f} times "
+                f"({info.compress_size} bytes for {info.file_size / 1e6:.0f} MB): implausible for an image "
+                "(a zip bomb?)")
+    return None
 
 
 def _zip_read(path: str, member: str, limit: Optional[int]) -> bytes:
     with _zip_lock:
         zf = _zip_open(path)
-        with zf.open(member) as fh:
-            return fh.read() if limit is None else fh.read(limit)
+        info = zf.getinfo(member)
+        if limit is None:
+            problem = zip_member_problem(info)
+            if problem:
+                raise FileTooLarge(f"{path}!{member}", info.file_size, MAX_ZIP_MEMBER_BYTES)
+        with zf.open(info) as fh:
+            return fh.read(MAX_ZIP_MEMBER_BYTES if limit is None else limit)
 
 
 def close_archives(paths: Optional[Iterable[str]] = None) -> None:
@@ -90,14 +152,14 @@ def close_archives(paths: Optional[Iterable[str]] = None) -> None:
     with _zip_lock:
         for p in list(_zip_cache) if paths is None else [p for p in paths if p in _zip_cache]:
             try:
-                _zip_cache.pop(p).close()
-            except Exception:
+                _close_zip(_zip_cache.pop(p))
+            except OSError:
                 pass
 
 
 def is_zip(path: str) -> bool:
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             return fh.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
     except OSError:
         return False
@@ -144,10 +206,28 @@ def list_sources(paths: Iterable[str | os.PathLike[str]],
     return out
 
 
+def _unreadable_reason(st: os.stat_result) -> Optional[str]:
+    """Why a file with this stat result is not read (None for a regular user file)."""
+    try:
+        check_readable("", st)
+    except NotAFile as exc:
+        return f"{exc.strerror}: skipped"
+    return None
+
+
 def _add_path(p: str, out: Listing, add: Callable[[FileRef], None], cancelled: Callable[[], bool]) -> None:
-    if not os.path.exists(p):
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
         out.decided.append((p, "skipped", "not found"))
-    elif os.path.isdir(p):
+        return
+    except OSError as exc:
+        out.decided.append((p, "skipped", f"cannot be read ({exc.strerror or exc})"))
+        return
+    system = system_path_reason(st)
+    if system:
+        out.decided.append((p, "skipped", f"{system}: skipped"))
+    elif stat.S_ISDIR(st.st_mode):
         dicomdir = next((os.path.join(p, n) for n in sorted(os.listdir(p)) if is_dicomdir_name(n)
                          and os.path.isfile(os.path.join(p, n))), None)
         refs = _from_dicomdir(dicomdir, out) if dicomdir is not None else None
@@ -163,6 +243,8 @@ def _add_path(p: str, out: Listing, add: Callable[[FileRef], None], cancelled: C
         else:
             for r in refs:
                 add(r)
+    elif not stat.S_ISREG(st.st_mode):
+        out.decided.append((p, "skipped", f"{describe_mode(st.st_mode)}, not a regular file: skipped"))
     elif is_zip(p):
         _from_zip(p, out, add)
     else:
@@ -173,10 +255,28 @@ def _walk(root: str, out: Listing, add: Callable[[FileRef], None], cancelled: Ca
     for dirpath, dirnames, filenames in os.walk(root):
         if cancelled():
             return
-        dirnames.sort()
+        keep = []
+        for d in sorted(dirnames):
+            try:
+                reason = system_path_reason(os.stat(os.path.join(dirpath, d)))
+            except OSError:
+                reason = None
+            if reason:  # /proc or /sys mounted (or bound) inside the folder
+                out.decided.append((os.path.join(dirpath, d), "skipped", f"{reason}: skipped"))
+            else:
+                keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
+            if cancelled():
+                return
             full = os.path.join(dirpath, name)
-            if _is_system_file(name):
+            try:
+                reason = _unreadable_reason(os.stat(full))
+            except OSError as exc:
+                reason = f"cannot be read ({exc.strerror or exc})"
+            if reason:
+                out.decided.append((full, "skipped", reason))
+            elif _is_system_file(name):
                 out.decided.append((full, "skipped", "operating-system file, not an image"))
             elif is_dicomdir_name(name):
                 out.decided.append((full, "skipped", "DICOMDIR index (the folder's files were scanned directly)"))
@@ -191,13 +291,16 @@ def _from_zip(path: str, out: Listing, add: Callable[[FileRef], None]) -> None:
         with _zip_lock:
             zf = _zip_open(path)
             infos = [i for i in zf.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         out.decided.append((path, "skipped", f"damaged zip archive ({exc})"))
         return
     for info in sorted(infos, key=lambda i: i.filename):
         base = os.path.basename(info.filename)
         name = f"{path}!{info.filename}"
-        if _is_system_file(base) or info.filename.startswith("__MACOSX/"):
+        problem = zip_member_problem(info)
+        if problem:
+            out.decided.append((name, "skipped", problem))
+        elif _is_system_file(base) or info.filename.startswith("__MACOSX/"):
             out.decided.append((name, "skipped", "operating-system file, not an image"))
         elif is_dicomdir_name(base):
             out.decided.append((name, "skipped", "DICOMDIR index (the archive's files were scanned directly)"))
@@ -233,7 +336,10 @@ def _from_dicomdir(path: str, out: Listing) -> Optional[list[FileRef]]:
 
     out.decided.append((path, "skipped", "DICOMDIR index (used to find the images)"))
     try:
-        ds = pydicom.dcmread(path, force=True)
+        with open_regular(path) as fh:
+            if os.fstat(fh.fileno()).st_size > MAX_READ_BYTES:
+                raise FileTooLarge(path, os.fstat(fh.fileno()).st_size, MAX_READ_BYTES)
+            ds = pydicom.dcmread(fh, force=True)
         records = ds.get("DirectoryRecordSequence") or []
     except Exception as exc:
         out.notes.append(f"The DICOMDIR {path} could not be read ({type(exc).__name__}: {exc}); "

@@ -535,9 +535,8 @@ def report_pdf_bytes(data: ReportData) -> bytes:
 
 
 def write_pdf_atomic(pdf: BasePDF, path: os.PathLike | str) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(bytes(pdf.output()))
-    os.replace(tmp, target)
-    return target
+    """Write ``pdf`` through an unpredictable, exclusive temporary file renamed over ``path``
+    (:func:`planner.safefiles.atomic_write_bytes`: a planted symlink is never followed)."""
+    from planner.safefiles import atomic_write_bytes
+
+    return atomic_write_bytes(path, bytes(pdf.output()))

@@ -330,12 +330,9 @@ def sheet_html(d: SheetData) -> str:
 
 
 def render_sheet_html(data: SheetData, path: os.PathLike | str) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(sheet_html(data), encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    from planner.safefiles import atomic_write_text
+
+    return atomic_write_text(path, sheet_html(data))  # exclusive temporary name, never through a symlink
 
 
 def render_sheet(data: SheetData, path: os.PathLike | str) -> Path:

@@ -23,9 +23,7 @@ trajectories and the Trajectories panel opens where the reason is recorded.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any, Callable, Optional
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QProgressDialog, QWidget
 
+from planner.safefiles import temporary_beside
 from planner.views.background import BackgroundCall, ProgressDialogOwner
 
 log = logging.getLogger(__name__)
@@ -95,17 +94,10 @@ def _safe_stem(text: str) -> str:
 
 
 def _replace_atomically(write: Callable[[Path], Any], target: Path) -> Path:
-    """Run ``write(tmp)`` for a temporary file beside ``target``, then rename it to ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.partial-", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    """Run ``write(tmp)`` for an exclusive, journaled temporary file beside ``target``, then rename it to
+    ``target`` (:func:`planner.safefiles.temporary_beside`)."""
+    with temporary_beside(target) as tmp:
         write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return target
 
 
