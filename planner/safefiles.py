@@ -49,7 +49,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: The suffix of every temporary file and folder this application creates beside a destination.
 TEMP_SUFFIX = ".bvn-tmp"
-_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{16}\.bvn-tmp$")
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{16}\.bvn-tmp(\.[A-Za-z0-9]{1,8})?$")
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -285,15 +285,17 @@ def is_temporary_name(name: str) -> bool:
     return bool(_TEMP_NAME.match(name))
 
 
-def temporary_name(target: Path) -> Path:
-    """An unpredictable temporary path beside ``target`` (not created)."""
+def temporary_name(target: Path, keep_suffix: bool = False) -> Path:
+    """An unpredictable temporary path beside ``target`` (not created); with ``keep_suffix`` it ends in the
+    target's suffix too (for writers that choose the format by the suffix)."""
     stem = target.name[:80]  # keep the name within NAME_MAX whatever the target's length
-    return target.with_name(f".{stem}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
+    suffix = target.suffix if keep_suffix and re.fullmatch(r"\.[A-Za-z0-9]{1,8}", target.suffix) else ""
+    return target.with_name(f".{stem}.{secrets.token_hex(8)}{TEMP_SUFFIX}{suffix}")
 
 
-def _create_exclusive(target: Path) -> tuple[int, Path]:
+def _create_exclusive(target: Path, keep_suffix: bool = False) -> tuple[int, Path]:
     for _ in range(16):
-        tmp = temporary_name(target)
+        tmp = temporary_name(target, keep_suffix)
         _journal_write("+", tmp)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
@@ -340,10 +342,11 @@ def atomic_write_text(target: PathLike, text: str) -> Path:
 @contextlib.contextmanager
 def temporary_beside(target: PathLike) -> Iterator[Path]:
     """A fresh, empty temporary file beside ``target`` for a writer that needs a path; renamed over
-    ``target`` when the block ends without an exception, removed otherwise."""
+    ``target`` when the block ends without an exception, removed otherwise. The temporary name ends in
+    the target's suffix (writers that choose the format by it see the right one)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_exclusive(target)
+    fd, tmp = _create_exclusive(target, keep_suffix=True)
     os.close(fd)
     try:
         yield tmp

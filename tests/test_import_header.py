@@ -65,8 +65,22 @@ def test_damaged_lengths_raise_header_error_not_hang():
     with pytest.raises(dh.HeaderError):
         dh.parse_fast(bytes(data[:pos + 200]))
     # an undefined-length sequence that never ends
-    meta_end, _ = dh._parse_elements(bytes(data), 132, len(data), True, {}, 0x0002, [])
+    meta_end, _ = dh._parse_elements(bytes(data), 132, len(data), True, {}, 0x0002, [], [0])
     bad = bytes(data[:meta_end]) + b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100" + \
         b"\x08\x00\x15\x11SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff" * 3
     with pytest.raises(dh.HeaderError):
         dh.parse_fast(bad)
+
+
+def test_a_header_of_millions_of_tiny_elements_ends_quickly():
+    """A hostile file of 3 million empty elements (24 MB) is refused in about a second, not walked for minutes."""
+    import time
+
+    f = get_testdata_file("MR_small.dcm", download=False)
+    data = bytearray(Path(f).read_bytes())
+    meta_end, _ = dh._parse_elements(bytes(data), 132, len(data), True, {}, 0x0002, [], [0])
+    bad = bytes(data[:meta_end]) + b"\x09\x00\x10\x00LO\x00\x00" * 3_000_000
+    t0 = time.monotonic()
+    with pytest.raises(dh.HeaderError, match="elements"):
+        dh.parse_fast(bad)
+    assert time.monotonic() - t0 < 10

@@ -50,9 +50,9 @@ def test_cancel_stops_promptly_and_returns_what_is_complete(qtbot, tmp_path, mon
 
     real = importer.read_dicom
 
-    def slow(ref):  # make the header scan slow enough to cancel in the middle
+    def slow(ref, *args):  # make the header scan slow enough to cancel in the middle
         time.sleep(0.004)
-        return real(ref)
+        return real(ref, *args)
 
     monkeypatch.setattr(importer, "read_dicom", slow)
     task = ImportTask(tmp_path, None, min_duration_ms=0)

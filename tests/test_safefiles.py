@@ -39,8 +39,8 @@ def predictable_names(monkeypatch):
     monkeypatch.setattr(safefiles.secrets, "token_hex", lambda n: next(names))
 
 
-def _plant(folder: Path, target_name: str, victim: Path, token: str = "0" * 16) -> Path:
-    link = folder / f".{target_name}.{token}{TEMP_SUFFIX}"
+def _plant(folder: Path, target_name: str, victim: Path, token: str = "0" * 16, suffix: str = "") -> Path:
+    link = folder / f".{target_name}.{token}{TEMP_SUFFIX}{suffix}"
     link.symlink_to(victim)
     return link
 
@@ -53,7 +53,7 @@ def test_a_symlink_planted_at_the_temporary_name_is_never_followed(tmp_path, pre
     out.mkdir()
     name = {"plan": "case.bvnplan", "pdf": "summary.pdf", "sheet_html": "sheet.html",
             "temporary_beside": "export.pdf"}[writer]
-    link = _plant(out, name, victim)
+    link = _plant(out, name, victim, suffix=".pdf" if writer == "temporary_beside" else "")
     target = out / name
     if writer == "plan":
         save_plan(sample_plan(), target)

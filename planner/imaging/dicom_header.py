@@ -23,7 +23,7 @@ import os
 import struct
 import warnings
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Optional
+from typing import Any, Callable, Optional
 
 from pydicom import charset as _charset
 
@@ -136,6 +136,9 @@ _LONG_VRS = {b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _MAX_DEPTH = 32
+#: Elements and items walked at most in one header (a real header has a few hundred to a few hundred
+#: thousand with large functional-group sequences); bounds the time a hostile file of tiny elements takes.
+MAX_ELEMENTS = 2_000_000
 _BIN_FMT = {b"US": "H", b"SS": "h", b"UL": "I", b"SL": "i", b"FL": "f", b"FD": "d", b"UV": "Q", b"SV": "q"}
 _DEFAULT_BIN = {_INT: "H", _FLOAT: "d"}
 
@@ -156,6 +159,10 @@ class PixelLocation:
     offset: int  # byte offset of the value
     length: Optional[int]  # None: undefined length (encapsulated frames)
     vr: str
+    #: encapsulated data: the frames present and the sizes their codestreams declare
+    encapsulated: Any = None
+    #: encapsulated data whose item structure is damaged: why
+    problem: str = ""
 
 
 def _is_vr(b: bytes) -> bool:
@@ -217,12 +224,19 @@ def _convert(raw: bytes, kind: int, vr: bytes, encodings: list[str]) -> Any:
     return vals[0] if n == 1 else list(vals)
 
 
-def _skip_undefined(buf, pos: int, end: int, explicit: bool, depth: int) -> int:
+def _count(counter: list[int], n: int = 1) -> None:
+    counter[0] += n
+    if counter[0] > MAX_ELEMENTS:
+        raise HeaderError(f"more than {MAX_ELEMENTS:,} elements before the pixel data (damaged or hostile file)")
+
+
+def _skip_undefined(buf, pos: int, end: int, explicit: bool, depth: int, counter: list[int]) -> int:
     """Skip the items of a sequence (or UN/OB value) of undefined length; returns the position after its
     Sequence Delimitation Item."""
     if depth > _MAX_DEPTH:
         raise HeaderError("sequences nested too deeply (damaged header)")
     while True:
+        _count(counter)
         if pos + 8 > end:
             raise HeaderError("a sequence runs past the end of the file")
         g, e, length = struct.unpack_from("<HHI", buf, pos)
@@ -235,12 +249,13 @@ def _skip_undefined(buf, pos: int, end: int, explicit: bool, depth: int) -> int:
         if length != _UNDEFINED:
             pos += length
             continue
-        pos = _skip_item(buf, pos, end, explicit, depth + 1)
+        pos = _skip_item(buf, pos, end, explicit, depth + 1, counter)
 
 
-def _skip_item(buf, pos: int, end: int, explicit: bool, depth: int) -> int:
+def _skip_item(buf, pos: int, end: int, explicit: bool, depth: int, counter: list[int]) -> int:
     """Skip the elements of an item of undefined length; returns the position after its delimiter."""
     while True:
+        _count(counter)
         if pos + 8 > end:
             raise HeaderError("a sequence item runs past the end of the file")
         g, e = struct.unpack_from("<HH", buf, pos)
@@ -250,7 +265,7 @@ def _skip_item(buf, pos: int, end: int, explicit: bool, depth: int) -> int:
         pos, _vr, length, _hdr = _element_header(buf, pos, end, explicit)
         if length == _UNDEFINED:
             # items inside UN of undefined length are implicit VR little endian
-            pos = _skip_undefined(buf, pos, end, explicit and _vr != b"UN", depth + 1)
+            pos = _skip_undefined(buf, pos, end, explicit and _vr != b"UN", depth + 1, counter)
         else:
             pos += length
 
@@ -283,12 +298,18 @@ _VRS = frozenset(x.encode() for x in (
 
 
 def _parse_elements(buf, pos: int, end: int, explicit: bool, out: dict[str, Any],
-                    stop_group: Optional[int], encodings: list[str]) -> tuple[int, Optional[PixelLocation]]:
+                    stop_group: Optional[int], encodings: list[str],
+                    counter: list[int]) -> tuple[int, Optional[PixelLocation]]:
     """Walk the elements from ``pos``; convert those in :data:`TAGS`; stop at the pixel data (or at the
     end of ``stop_group``). The hot loop of the header scan, so element headers are decoded inline."""
     tags = TAGS
     long_vrs = _LONG_VRS
+    n = 0
     while pos + 8 <= end:
+        n += 1
+        if n > 4096:
+            _count(counter, n)
+            n = 0
         if explicit:
             g, e, vr, length = _S_EXPLICIT.unpack_from(buf, pos)
             if stop_group is not None and g != stop_group:
@@ -316,7 +337,7 @@ def _parse_elements(buf, pos: int, end: int, explicit: bool, out: dict[str, Any]
             spec = tags.get(tag)
             if spec is not None and spec[1] == _PRESENT:
                 out[spec[0]] = True
-            pos = _skip_undefined(buf, vpos, end, explicit and vr != b"UN", 0)
+            pos = _skip_undefined(buf, vpos, end, explicit and vr != b"UN", 0, counter)
             continue
         nxt = vpos + length
         if nxt > end:
@@ -349,7 +370,8 @@ def parse_fast(buf) -> tuple[dict[str, Any], Optional[PixelLocation]]:
         raise NeedsPydicom("no DICM prefix")
     out: dict[str, Any] = {}
     encodings: list[str] = []
-    pos, _ = _parse_elements(buf, 132, end, True, out, 0x0002, encodings)
+    counter = [0]
+    pos, _ = _parse_elements(buf, 132, end, True, out, 0x0002, encodings, counter)
     ts = out.get("TransferSyntaxUID") or ""
     if not ts:
         raise NeedsPydicom("no transfer syntax")
@@ -363,14 +385,24 @@ def parse_fast(buf) -> tuple[dict[str, Any], Optional[PixelLocation]]:
             explicit = looks_explicit
             out["_vr_mismatch"] = True
     encodings.append("iso8859")
-    _pos, pixel = _parse_elements(buf, pos, end, explicit, out, None, encodings)
+    _pos, pixel = _parse_elements(buf, pos, end, explicit, out, None, encodings, counter)
     out["_explicit"] = explicit
+    if pixel is not None and pixel.length is None:
+        from planner.imaging.codestream import EncapsulationError, summarize_encapsulated
+
+        try:
+            pixel.encapsulated = summarize_encapsulated(buf, pixel.offset, end, ts)
+        except EncapsulationError as exc:
+            pixel.problem = str(exc)
     return out, pixel
 
 
 def read_fast(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Optional[PixelLocation]]:
-    """:func:`parse_fast` on a file, memory-mapped so skipped values are never read."""
-    with open(path, "rb") as fh:
+    """:func:`parse_fast` on a file, memory-mapped so skipped values are never read. Only regular files
+    are opened (:class:`planner.safefiles.NotAFile`, an ``OSError``, otherwise)."""
+    from planner.safefiles import open_regular
+
+    with open_regular(path) as fh:
         size = os.fstat(fh.fileno()).st_size
         if size == 0:
             raise HeaderError("the file is empty")
@@ -438,14 +470,6 @@ def from_dataset(ds, *, include_meta: bool = True) -> dict[str, Any]:
             except Exception:
                 out[kw] = None
     return out
-
-
-def read_with_pydicom(src: str | os.PathLike[str] | BinaryIO, *, force: bool) -> Any:
-    """Read a header with pydicom; large values (the pixel data) are deferred, not read. Returns the
-    Dataset."""
-    import pydicom
-
-    return pydicom.dcmread(src, force=force, defer_size=4096)
 
 
 def looks_like_raw_dataset(head: bytes) -> bool:

@@ -11,14 +11,18 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import time
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from planner.imaging import dicom_header as dh
+from planner.imaging.codestream import EncapsulationError, check_encapsulated
 from planner.imaging.dicom_header import HeaderError, NeedsPydicom, PixelLocation, first
+from planner.imaging.limits import DEFAULT_LIMITS, ImportLimits
 from planner.imaging.sources import FileRef
 
 #: Modalities whose images are 2D projections or photographs (never stacked into a volume).
@@ -31,6 +35,13 @@ RADIOGRAPHIC_MODALITIES = {"XA", "RF", "DX", "CR", "MG", "IO", "PX", "RG", "DF",
 #: Largest frame accepted (pixels): above any detector or film digitiser (16k x 16k); a damaged Rows or
 #: Columns value must not make the importer allocate gigabytes.
 MAX_FRAME_PIXELS = 16384 * 16384
+#: Plausible pixel spacing, slice spacing and slice thickness (mm): from microscopy-fine to the coarsest
+#: localiser; values outside come from damaged or hostile headers and would make the geometry singular.
+MIN_SPACING_MM, MAX_SPACING_MM = 0.01, 50.0
+#: Largest plausible coordinate of an image position (mm): a kilometre, far outside any scanner.
+MAX_POSITION_MM = 1e6
+#: A deflated data set may expand to at most this many bytes (it is inflated in memory).
+MAX_INFLATED_BYTES = 256 * 1024 * 1024
 
 
 class SkipFile(Exception):
@@ -102,18 +113,21 @@ class DicomFrame:
 
 
 # ------------------------------------------------------------------ reading a header
-def read_dicom(ref: FileRef) -> DicomFile:
+def read_dicom(ref: FileRef, limits: ImportLimits = DEFAULT_LIMITS) -> DicomFile:
     """Scan one file's header (no pixel decoding). Raises :class:`SkipFile` with the reason, or
-    :class:`NotDicom` when the file is no DICOM file at all."""
+    :class:`NotDicom` when the file is no DICOM file at all. Bounded: the fast parser by the file's size
+    and an element count, the general reader by ``limits`` (time and bytes)."""
     header: Optional[dict[str, Any]] = None
     pixel: Optional[PixelLocation] = None
     ds = None
     reason_fast = ""
+    data: Optional[bytes] = None
     try:
         if ref.member is None:
             header, pixel = dh.read_fast(ref.path)
         else:
-            header, pixel = dh.parse_fast(ref.read_bytes())
+            data = ref.read_bytes()
+            header, pixel = dh.parse_fast(data)
     except NeedsPydicom as exc:
         reason_fast = str(exc)
     except HeaderError as exc:
@@ -121,13 +135,21 @@ def read_dicom(ref: FileRef) -> DicomFile:
     except OSError as exc:
         raise SkipFile(f"cannot read the file ({exc.strerror or exc})") from None
     if header is None:
-        ds = _pydicom_header(ref, reason_fast)
+        if reason_fast == dh.DEFLATED_LE:
+            _check_inflated_size(ref, data)
+        ds = _pydicom_header(ref, reason_fast, data, limits)
         with quiet_pydicom():
             header = dh.from_dataset(ds)
         pixel = None
-        if "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            pixel = PixelLocation(0x7FE00010, -1, None, "")
-        elif reason_fast.startswith("damaged"):
+        for tag in (0x7FE00010, 0x7FE00008, 0x7FE00009):
+            if tag in ds:
+                raw = ds.get_item(tag)
+                length = getattr(raw, "length", None)
+                if length is None and isinstance(getattr(raw, "value", None), (bytes, bytearray)):
+                    length = len(raw.value)
+                pixel = PixelLocation(tag, -1, None if length in (None, 0xFFFFFFFF) else int(length), "")
+                break
+        if pixel is None and reason_fast.startswith("damaged"):
             raise SkipFile(reason_fast)
     ts = str(header.get("TransferSyntaxUID") or "")
     sop_class = str(header.get("SOPClassUID") or header.get("MediaStorageSOPClassUID") or "")
@@ -142,9 +164,75 @@ def read_dicom(ref: FileRef) -> DicomFile:
         f.notes.append("the file's meta information names the wrong VR encoding")
     if header.get("PerFrameFunctionalGroupsSequence") or header.get("SharedFunctionalGroupsSequence"):
         if ds is None:
-            ds = _pydicom_header(ref, "functional groups")
+            ds = _pydicom_header(ref, "functional groups", data, limits)
         f.header["_dataset"] = ds  # kept for the per-frame functional groups
     return f
+
+
+def _check_inflated_size(ref: FileRef, data: Optional[bytes]) -> None:
+    """A deflated data set is inflated whole by pydicom: refuse one that would expand past
+    :data:`MAX_INFLATED_BYTES` (a "deflate bomb"), counting the output without keeping it."""
+    try:
+        buf = data if data is not None else ref.read_bytes()
+    except OSError as exc:
+        raise SkipFile(f"cannot read the file ({exc.strerror or exc})") from None
+    try:
+        pos, _ = dh._parse_elements(buf, 132, len(buf), True, {}, 0x0002, [], [0])
+    except HeaderError as exc:
+        raise SkipFile(f"damaged header: {exc}") from None
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    view = memoryview(buf)[pos:]
+    try:
+        for start in range(0, len(view), 1 << 16):
+            chunk = view[start:start + (1 << 16)]
+            while chunk:
+                out = d.decompress(chunk, 1 << 20)
+                total += len(out)
+                if total > MAX_INFLATED_BYTES:
+                    raise SkipFile(f"the deflated data set expands to more than {MAX_INFLATED_BYTES // 2 ** 20} MB "
+                                   "(damaged or hostile file)")
+                chunk = d.unconsumed_tail
+    except zlib.error as exc:
+        raise SkipFile(f"damaged deflated data set ({exc})") from None
+
+
+class _HeaderBudget(Exception):
+    pass
+
+
+class _BoundedReader:
+    """A file for pydicom that ends the read (``_HeaderBudget``) past a byte count or a deadline, so a
+    damaged header cannot keep the general reader busy without end."""
+
+    def __init__(self, fh: Any, max_bytes: int, deadline: float, name: Optional[str]) -> None:
+        self._fh, self._left, self._deadline = fh, max_bytes, deadline
+        if name:
+            self.name = name
+
+    def read(self, n: int = -1) -> bytes:
+        if time.monotonic() > self._deadline:
+            raise _HeaderBudget("reading the header took too long")
+        if n is None or n < 0 or n > self._left:
+            n = self._left + 1
+        data = self._fh.read(n)
+        self._left -= len(data)
+        if self._left < 0:
+            raise _HeaderBudget("the header is implausibly large")
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+
+def _reopen(path: str, mode: str = "rb") -> Any:
+    """How pydicom reopens a file for a deferred value: regular files only."""
+    from planner.safefiles import open_regular
+
+    return open_regular(path)
 
 
 @contextlib.contextmanager
@@ -163,29 +251,49 @@ class NotDicom(Exception):
     """Not a DICOM file (the caller then tries the other formats)."""
 
 
-def _pydicom_header(ref: FileRef, why: str) -> Any:
+def _pydicom_header(ref: FileRef, why: str, data: Optional[bytes] = None,
+                    limits: ImportLimits = DEFAULT_LIMITS) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    if ref.member is None:
-        with open(ref.path, "rb") as fh:
-            head = fh.read(132)
-    else:
-        head = ref.read_bytes(132)
-    has_prefix = len(head) >= 132 and head[128:132] == b"DICM"
-    if not has_prefix and not dh.looks_like_raw_dataset(head):
-        raise NotDicom(why)
-    src: Any = ref.path if ref.member is None else io.BytesIO(ref.read_bytes())
     try:
-        with quiet_pydicom():
-            return dh.read_with_pydicom(src, force=not has_prefix)
-    except InvalidDicomError as exc:
-        raise SkipFile(f"not a valid DICOM file ({exc})") from None
-    except (MemoryError, RecursionError):
-        raise SkipFile("damaged DICOM header (implausible element lengths)") from None
-    except Exception as exc:
-        detail = f"{why}; " if why.startswith("damaged") else ""
-        raise SkipFile(f"damaged DICOM header ({detail}{type(exc).__name__}: {exc})") from None
+        fh: Any = ref.open() if data is None else io.BytesIO(data)
+    except OSError as exc:
+        raise SkipFile(f"cannot read the file ({exc.strerror or exc})") from None
+    try:
+        head = fh.read(140)
+        fh.seek(0)
+        has_prefix = len(head) >= 132 and head[128:132] == b"DICM"
+        if not has_prefix and not dh.looks_like_raw_dataset(head):
+            raise NotDicom(why)
+        if has_prefix and head[132:140] == b"\0" * 8:
+            raise SkipFile("no DICOM data elements after the DICM prefix (zeros): damaged or not a DICOM file")
+        src = _BoundedReader(fh, limits.header_max_bytes, time.monotonic() + limits.header_time_limit_s,
+                             ref.path if ref.member is None else None)
+        try:
+            with quiet_pydicom():
+                # a deflated data set is inflated in memory (size checked before): nothing can be deferred
+                ds = pydicom.dcmread(src, force=not has_prefix, defer_size=None if why == dh.DEFLATED_LE else 4096)
+        except _HeaderBudget as exc:
+            raise SkipFile(f"damaged DICOM header ({exc}; limits: {limits.header_max_bytes // 2 ** 20} MB, "
+                           f"{limits.header_time_limit_s:.0f} s)") from None
+        except InvalidDicomError as exc:
+            raise SkipFile(f"not a valid DICOM file ({exc})") from None
+        except (MemoryError, RecursionError):
+            raise SkipFile("damaged DICOM header (implausible element lengths)") from None
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on damaged data: a reason
+            detail = f"{why}; " if why.startswith("damaged") else ""
+            raise SkipFile(f"damaged DICOM header ({detail}{type(exc).__name__}: {exc})") from None
+    except BaseException:
+        fh.close()
+        raise
+    if ref.member is None:
+        fh.close()
+        ds.buffer = None
+        ds.fileobj_type = _reopen  # deferred values are read again from the regular file only
+    else:
+        ds.buffer = fh  # the member's bytes, kept for deferred values (no budget applies to those reads)
+    return ds
 
 
 # ------------------------------------------------------------------ frames
@@ -196,6 +304,42 @@ def _floats(v: Any, n: int) -> Optional[np.ndarray]:
     if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in vals):
         return None
     return np.array(vals, dtype=float)
+
+
+def _present(v: Any) -> bool:
+    return isinstance(v, list) and len(v) > 0
+
+
+def geometry_problem(ipp: Any, iop: Any, ps: Any) -> Optional[str]:
+    """Why the geometry a slice's header gives is implausible (None when it is plausible or absent).
+    Checked before any volume is built: such a slice would make ``ijk_to_lps`` singular or not finite."""
+    if _present(ipp):
+        a = _floats(ipp, 3)
+        if a is None or np.any(np.abs(a) > MAX_POSITION_MM):
+            return f"implausible Image Position (Patient) {_show(ipp)}"
+    if _present(iop):
+        a = _floats(iop, 6)
+        if a is None:
+            return f"implausible Image Orientation (Patient) {_show(iop)}"
+        r, c = a[:3], a[3:]
+        if np.any(np.abs(a) > 2):
+            return f"implausible Image Orientation (Patient) {_show(iop)} (direction cosines are at most 1)"
+        nr, nc = float(np.linalg.norm(r)), float(np.linalg.norm(c))
+        if not (0.5 < nr < 2 and 0.5 < nc < 2):
+            return f"implausible Image Orientation (Patient) {_show(iop)} (not unit vectors)"
+        if abs(float(r @ c)) / (nr * nc) > 0.1:
+            return f"implausible Image Orientation (Patient) {_show(iop)} (the row and column directions are not perpendicular)"
+    if _present(ps):
+        a = _floats(ps, 2)
+        if a is None or np.any(a < MIN_SPACING_MM) or np.any(a > MAX_SPACING_MM):
+            return (f"implausible Pixel Spacing {_show(ps)} mm (plausible: {MIN_SPACING_MM:g} to "
+                    f"{MAX_SPACING_MM:g} mm)")
+    return None
+
+
+def _show(v: Any) -> str:
+    text = "\\".join(f"{x:g}" if isinstance(x, float) else str(x) for x in (v[:6] if isinstance(v, list) else [v]))
+    return text[:80]
 
 
 def _orientation(v: Any) -> Optional[np.ndarray]:
@@ -215,18 +359,19 @@ def _orientation(v: Any) -> Optional[np.ndarray]:
 
 def _spacing(v: Any) -> Optional[tuple[float, float]]:
     a = _floats(v, 2)
-    if a is None or np.any(a <= 0):
+    if a is None or np.any(a < MIN_SPACING_MM) or np.any(a > MAX_SPACING_MM):
         return None
     return float(a[0]), float(a[1])
 
 
 def _pos_float(v: Any) -> Optional[float]:
+    """A slice spacing or thickness in the plausible range, else None (ignored)."""
     x = first(v)
     try:
         x = float(x)
     except (TypeError, ValueError):
         return None
-    return x if np.isfinite(x) and x > 0 else None
+    return x if np.isfinite(x) and MIN_SPACING_MM <= x <= MAX_SPACING_MM else None
 
 
 def _windows(centers: Any, widths: Any) -> list[tuple[float, float]]:
@@ -313,6 +458,12 @@ def frames_of(f: DicomFile) -> list[DicomFrame]:
         raise SkipFile(f"implausible Number of Frames ({nf_raw})")
     f.n_frames = nf
     _check_native_length(f, rows, cols, nf)
+    _check_encapsulated(f, rows, cols, nf)
+    if str(h.get("Modality") or "") not in PROJECTION_MODALITIES:
+        problem = geometry_problem(h.get("ImagePositionPatient"), h.get("ImageOrientationPatient"),
+                                   h.get("PixelSpacing"))
+        if problem:
+            raise SkipFile(problem)
     if nf > 1 and f.pixel is not None and f.pixel.length is None:
         try:
             size = f.ref.size()
@@ -343,9 +494,29 @@ def frames_of(f: DicomFile) -> list[DicomFrame]:
     return _legacy_multiframe(f, base, nf)
 
 
-def _check_native_length(f: DicomFile, rows: int, cols: int, nf: int) -> None:
-    if f.decode != "native" or f.pixel is None or f.pixel.length is None:
+def _check_encapsulated(f: DicomFile, rows: int, cols: int, nf: int) -> None:
+    """Compressed pixel data: the frames present and each frame's declared size must agree with the
+    header before any decoder runs (a small file claiming a huge image is refused here)."""
+    pix = f.pixel
+    if pix is None or pix.length is not None or pix.offset < 0:
         return
+    if pix.problem:
+        raise SkipFile(f"damaged compressed pixel data: {pix.problem}")
+    if pix.encapsulated is not None:
+        try:
+            check_encapsulated(pix.encapsulated, nf, rows, cols, int(f.header.get("SamplesPerPixel") or 1))
+        except EncapsulationError as exc:
+            raise SkipFile(str(exc)) from None
+
+
+
+def _check_native_length(f: DicomFile, rows: int, cols: int, nf: int) -> None:
+    """Native pixel data must hold every frame the header claims (files read by pydicom included, whose
+    Pixel Data length is known): the decoded size is never more than the bytes present allow."""
+    if f.pixel is None or f.pixel.length is None:
+        return
+    if f.decode != "native" and f.pixel.offset >= 0:
+        return  # a native syntax read by pydicom for another reason (1-bit, colour): checked below too
     h = f.header
     ba = int(h.get("BitsAllocated"))
     spp = int(h.get("SamplesPerPixel") or 1)
@@ -356,6 +527,8 @@ def _check_native_length(f: DicomFile, rows: int, cols: int, nf: int) -> None:
     if f.pixel.length < need:
         raise SkipFile(f"pixel data too short: {f.pixel.length} bytes for {nf} frame(s) of {cols}x{rows} "
                        f"({need} bytes expected)")
+    if f.pixel.offset < 0:
+        return  # read by pydicom (big endian, deflated, no DICM prefix): the element length was checked
     try:
         size = f.ref.size()
     except OSError:
@@ -477,6 +650,12 @@ def _enhanced_frames(f: DicomFile, ds: Any, rows: int, cols: int, nf: int) -> li
         ipp = _as_list(_fg(groups, "PlanePositionSequence", "ImagePositionPatient"))
         iop = _as_list(_fg(groups, "PlaneOrientationSequence", "ImageOrientationPatient"))
         ps = _as_list(_fg(groups, "PixelMeasuresSequence", "PixelSpacing"))
+        if str(h.get("Modality") or "") not in PROJECTION_MODALITIES:
+            problem = geometry_problem(ipp if ipp is not None else h.get("ImagePositionPatient"),
+                                       iop if iop is not None else h.get("ImageOrientationPatient"),
+                                       ps if ps is not None else h.get("PixelSpacing"))
+            if problem:
+                raise SkipFile(f"frame {i + 1}: {problem}")
         st = _as_list(_fg(groups, "PixelMeasuresSequence", "SliceThickness"))
         sbs = _as_list(_fg(groups, "PixelMeasuresSequence", "SpacingBetweenSlices"))
         slope = _as_list(_fg(groups, "PixelValueTransformationSequence", "RescaleSlope"))

@@ -14,22 +14,27 @@ from typing import Any
 import numpy as np
 
 from planner.imaging.dicom_scan import SkipFile
+from planner.imaging.limits import ReadContext
 from planner.imaging.research import (
     NeedsSimpleITK,
     ResearchHeader,
     content_key,
+    decoded_bytes,
     header_for,
     read_with_simpleitk,
     volume_from_header,
 )
 from planner.imaging.series import SeriesGroup
 from planner.imaging.sources import FileRef
-from planner.imaging.volume import ImageInfo, ProjectionGeometry, ProjectionImage
+from planner.imaging.volume import ImageInfo, ProjectionGeometry, ProjectionImage, matrix_problem
 
 _CAPTURE_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
                   b"BM": "BMP"}
 #: Largest capture accepted (pixels); a fluoroscopy capture is a few megapixels.
 MAX_CAPTURE_PIXELS = 100_000_000
+#: Largest capture file read, and frames of a multi-page capture loaded at most.
+MAX_CAPTURE_BYTES = 256 * 1024 * 1024
+MAX_CAPTURE_FRAMES = 10_000
 
 
 def sniff(ref: FileRef, head: bytes) -> str:
@@ -81,8 +86,8 @@ def _research_group(ref: FileRef, fmt: str) -> SeriesGroup:
     except NeedsSimpleITK as exc:
         why = str(exc)
 
-        def reader_sitk() -> Any:
-            vol = read_with_simpleitk(ref, fmt, why)
+        def reader_sitk(ctx: ReadContext) -> Any:
+            vol = read_with_simpleitk(ref, fmt, why, ctx)
             vol.info.key = key
             return vol
 
@@ -92,6 +97,9 @@ def _research_group(ref: FileRef, fmt: str) -> SeriesGroup:
     except (ValueError, IndexError, KeyError, OverflowError) as exc:
         raise SkipFile(f"damaged {fmt} header ({type(exc).__name__}: {exc})") from None
     assert isinstance(h, ResearchHeader)
+    problem = matrix_problem(h.ijk_to_lps, spacing_range=True)
+    if problem:
+        raise SkipFile(f"the {fmt} orientation matrix is {problem}")
     if h.description:
         info.series_description = f"{name}: {h.description}" if h.description != name else name
     info.warnings = list(h.warnings)
@@ -101,27 +109,32 @@ def _research_group(ref: FileRef, fmt: str) -> SeriesGroup:
         raise SkipFile(f"implausible {fmt} size {ni}x{nj}x{nk}")
     files = [ref] if h.data_ref == ref else [ref, h.data_ref]
 
-    def reader() -> Any:
-        return volume_from_header(h, info)
+    def reader(ctx: ReadContext) -> Any:
+        return volume_from_header(h, info, ctx)
 
     return SeriesGroup(key=key, kind="volume", source_format=fmt, info=info, files=files, warnings=list(h.warnings),
                        shape=h.shape, ijk_to_lps=h.ijk_to_lps, transfer_syntaxes=[], study_key=key, reader=reader,
-                       dtype=h.out_dtype)
+                       dtype=h.out_dtype, reader_bytes=decoded_bytes(h))
 
 
 def _capture_group(ref: FileRef, fmt: str) -> SeriesGroup:
     from PIL import Image, UnidentifiedImageError
 
-    data = ref.read_bytes()
+    data = ref.read_bytes(MAX_CAPTURE_BYTES + 1)
+    if len(data) > MAX_CAPTURE_BYTES:
+        raise SkipFile(f"{fmt} image larger than {MAX_CAPTURE_BYTES // 2 ** 20} MB")
     key = f"{fmt.lower()}-{hashlib.sha1(data).hexdigest()[:12]}"
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only (no pixel is decoded here)
             size = im.size
+            bands = len(im.getbands())
             n_frames = int(getattr(im, "n_frames", 1) or 1)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise SkipFile(f"damaged {fmt} image ({exc})") from None
     if size[0] * size[1] > MAX_CAPTURE_PIXELS or size[0] < 1 or size[1] < 1:
         raise SkipFile(f"implausible {fmt} image size {size[0]}x{size[1]}")
+    n_frames = min(n_frames, MAX_CAPTURE_FRAMES)
+    del data
     name = (ref.member or ref.path).replace("\\", "/").rsplit("/", 1)[-1]
     info = ImageInfo(series_description=name)
     info.key = key
@@ -129,13 +142,38 @@ def _capture_group(ref: FileRef, fmt: str) -> SeriesGroup:
     warning = "image capture without spacing or patient geometry: lengths are in pixels until it is calibrated"
     info.warnings = [warning]
 
-    def reader() -> Any:
-        frames = decode_capture(data, fmt)
-        return ProjectionImage(frames, ProjectionGeometry(), info)
+    # 4 bytes per band: a 16-bit or float channel at most; the decoder's output is checked against it
+    need = n_frames * size[0] * size[1] * max(bands, 1) * 4
+
+    def reader(ctx: ReadContext) -> Any:
+        return ProjectionImage(read_capture(ref, fmt, need, ctx), ProjectionGeometry(), info)
 
     return SeriesGroup(key=key, kind="projection", source_format=fmt, info=info, files=[ref], warnings=[warning],
                        shape=(n_frames, size[1], size[0]), transfer_syntaxes=[], study_key=key, reader=reader,
-                       projection_geometry=ProjectionGeometry())
+                       projection_geometry=ProjectionGeometry(), reader_bytes=need)
+
+
+def read_capture(ref: FileRef, fmt: str, max_bytes: int, ctx: ReadContext) -> np.ndarray:
+    """Decode a capture in a worker process (Pillow's decoders parse untrusted data), within the time limit."""
+    from planner.imaging.workers import Task, run_tasks
+
+    data = ref.read_bytes() if ref.member is not None else None
+    outcomes: list[Any] = []
+    run_tasks([Task(ref.name, "capture_frames", (ref.path if data is None else None, data, fmt), max_bytes)],
+              time_limit_s=ctx.limits.time_limit_s, cancel=ctx.cancel, on_outcome=outcomes.append,
+              memory_budget=ctx.limits.memory_budget())
+    o = outcomes[0]
+    if o.status == "cancelled":
+        ctx.check()
+    if o.status == "timeout":
+        raise SkipFile(f"decoding the {fmt} image took longer than {ctx.limits.time_limit_s:.0f} s; the decoder was "
+                       "stopped")
+    if o.status == "crash":
+        raise SkipFile(f"the {fmt} decoder crashed on this file (damaged data)")
+    if o.status != "ok":
+        msg = o.error.split(": ", 1)[-1] if o.error.startswith("SkipFile") else o.error
+        raise SkipFile(msg if o.error.startswith("SkipFile") else f"damaged {fmt} image ({msg[:200]})")
+    return o.arrays[0]
 
 
 def decode_capture(data: bytes, fmt: str) -> np.ndarray:
@@ -146,7 +184,7 @@ def decode_capture(data: bytes, fmt: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             for i, fr in enumerate(ImageSequence.Iterator(im)):
-                if i >= 10000:
+                if i >= MAX_CAPTURE_FRAMES:
                     break
                 fr = ImageOps.exif_transpose(fr) if fmt == "JPEG" else fr
                 frames.append(_to_array(fr))

@@ -14,12 +14,14 @@ Progress: ``progress(fraction, message)`` is called at most about 20 times a sec
 fraction rising from 0 to 1. It is called from the thread that runs the import.
 
 Nothing here raises for bad input: every file ends up in ``report`` as loaded or skipped with a
-reason.
+reason. Each file's header is read and validated inside its own guard, each series is decoded inside
+its own guard, and every image is checked against the memory budget (:class:`ImportLimits`) before
+anything is allocated or decoded; decoders run in worker processes killed at the time limit.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import dataclasses
 import logging
 import os
 import time
@@ -29,7 +31,8 @@ from typing import Any, Callable, Iterable, Optional, Union
 import numpy as np
 
 from planner.imaging.dicom_scan import NotDicom, SkipFile, frames_of, read_dicom
-from planner.imaging.pixels import FILE_TIME_LIMIT_S, decode_into
+from planner.imaging.limits import DEFAULT_LIMITS, ImportLimits, ReadContext, ReadStopped
+from planner.imaging.pixels import decode_into
 from planner.imaging.report import ImportReport
 from planner.imaging.series import SeriesGroup, build_groups
 from planner.imaging.sources import FileRef, Listing, _from_zip, close_archives, is_zip, list_sources
@@ -222,16 +225,9 @@ def _as_paths(path_or_paths: Union[PathLike, Iterable[PathLike]]) -> list[str]:
     return [os.fspath(p) for p in path_or_paths]  # type: ignore[union-attr]
 
 
-def _available_memory() -> Optional[int]:
-    """Memory available for new allocations in bytes (Linux MemAvailable), or None when unknown."""
-    try:
-        with open("/proc/meminfo", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+def _limits_with(limits: Optional[ImportLimits], time_limit_s: Optional[float]) -> ImportLimits:
+    lim = limits or DEFAULT_LIMITS
+    return lim if time_limit_s is None else dataclasses.replace(lim, time_limit_s=float(time_limit_s))
 
 
 def _open_other(ref: FileRef) -> SeriesGroup:
@@ -242,9 +238,10 @@ def _open_other(ref: FileRef) -> SeriesGroup:
 
 # ------------------------------------------------------------------ scan
 def scan_path(path_or_paths: Union[PathLike, Iterable[PathLike]], *, progress: Optional[ProgressFn] = None,
-              cancel: Any = None) -> ImportResult:
+              cancel: Any = None, limits: Optional[ImportLimits] = None) -> ImportResult:
     """Read headers only and build the series groups (no pixel decoding). Files are marked "loaded"
     in the report when they belong to a group; a later decoding failure turns them into "skipped"."""
+    limits = limits or DEFAULT_LIMITS
     t0 = time.monotonic()
     prog = progress if isinstance(progress, _Progress) else _Progress(progress)
     result = ImportResult()
@@ -269,7 +266,7 @@ def scan_path(path_or_paths: Union[PathLike, Iterable[PathLike]], *, progress: O
         prog(i / max(total, 1), f"Reading headers: {i} of {total} files")
         try:
             try:
-                f = read_dicom(ref)
+                f = read_dicom(ref, limits)
             except NotDicom:
                 if ref.member is None and is_zip(ref.path):  # an archive not named .zip inside a folder
                     sub = Listing([], [], [])
@@ -297,11 +294,19 @@ def scan_path(path_or_paths: Union[PathLike, Iterable[PathLike]], *, progress: O
             report.skipped(ref.name, "not enough memory to read the header")
         except RecursionError:
             report.skipped(ref.name, "damaged header (nested too deeply)")
+        except OSError as exc:
+            report.skipped(ref.name, f"cannot read the file ({exc.strerror or exc})")
         except Exception as exc:  # noqa: BLE001 - a reason in the report, never a traceback
             log.debug("header of %s unreadable", ref.name, exc_info=True)
-            report.skipped(ref.name, f"unreadable header ({type(exc).__name__}: {exc})")
-    groups = build_groups(frames) + others
+            report.skipped(ref.name, f"unreadable header ({type(exc).__name__}: {_short(exc)})")
+    groups, refused = build_groups(frames)
+    for fr, reason in refused:
+        report.skipped(fr.ref.name, reason)
+    groups += others
     _register(result, groups, file_notes)
+    if any(w.startswith("the files of this series belong to") for g in groups for w in g.warnings):
+        report.note("Some series hold files of different patients or studies; they were split into one image "
+                    "per patient and study (see the series warnings).")
     # second line of defence for the logs (planner.logsafe): these values are redacted if ever logged
     register_identifiers(v for g in groups for v in (g.info.patient_name, g.info.patient_id,
                                                      g.info.patient_birth_date))
@@ -346,38 +351,50 @@ def _register(result: ImportResult, groups: list[SeriesGroup], file_notes: dict[
 
 
 # ------------------------------------------------------------------ load
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
 def load_series(group: SeriesGroup, *, progress: Optional[ProgressFn] = None, cancel: Any = None,
-                report: Optional[ImportReport] = None, time_limit_s: float = FILE_TIME_LIMIT_S,
-                workers: Optional[int] = None) -> Image:
-    """Decode one group. Raises :class:`LoadError` when no pixel could be decoded and
-    :class:`ImportCancelled` when cancelled. Files that fail are recorded in ``report`` (and in the
-    image's warnings); their slices are shown blank."""
+                report: Optional[ImportReport] = None, time_limit_s: Optional[float] = None,
+                workers: Optional[int] = None, limits: Optional[ImportLimits] = None) -> Image:
+    """Decode one group. Raises :class:`LoadError` when no pixel could be decoded (or the image is over
+    the memory budget) and :class:`ImportCancelled` when cancelled. Files that fail are recorded in
+    ``report`` (and in the image's warnings); their slices are shown blank."""
+    lim = _limits_with(limits, time_limit_s)
     prog = progress if isinstance(progress, _Progress) else _Progress(progress)
     if group.reader is not None:
         if _is_set(cancel):
             raise ImportCancelled()
+        problem = lim.check_image(group.reader_bytes, "the image")
+        if problem:
+            raise LoadError(problem)
         prog(0.0, f"Reading {group.files[0].name if group.files else group.key}", force=True)
-        pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bvn-read")
         try:
-            # in a worker thread with the same time bound as DICOM decoding: a damaged file cannot hang us
-            img = pool.submit(group.reader).result(timeout=time_limit_s)
-        except cf.TimeoutError:
-            raise LoadError(f"reading took longer than {time_limit_s:.0f} s (damaged or unsupported data)") from None
+            # on this thread: the reader polls Cancel and the time limit between chunks, and decoders
+            # (captures, SimpleITK) run in worker processes that are killed at the limit
+            img = group.reader(ReadContext.start(lim, cancel))
+        except ReadStopped as exc:
+            if exc.cancelled:
+                raise ImportCancelled() from None
+            raise LoadError(str(exc)) from None
         except SkipFile as exc:
             raise LoadError(str(exc)) from None
         except MemoryError:
             raise LoadError("not enough memory to load the image") from None
-        except Exception as exc:  # noqa: BLE001
-            raise LoadError(f"the image could not be read ({type(exc).__name__}: {exc})") from None
-        finally:
-            pool.shutdown(wait=False)
+        except OSError as exc:
+            raise LoadError(f"the image could not be read ({exc.strerror or exc})") from None
+        except Exception as exc:  # noqa: BLE001 - a reason for this image; the import goes on
+            log.debug("reading %s failed", group.key, exc_info=True)
+            raise LoadError(f"the image could not be read ({type(exc).__name__}: {_short(exc)})") from None
         img.info.key = group.key
         prog(1.0, "Done", force=True)
         return img
     need = int(np.prod(group.shape, dtype=np.int64)) * np.dtype(group.dtype).itemsize
-    avail = _available_memory()
-    if avail is not None and need > 0.8 * avail:
-        raise LoadError(f"the image needs {need / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB of memory is free")
+    problem = lim.check_image(need, "the image")
+    if problem:
+        raise LoadError(problem)
     try:
         out = np.empty(group.shape, dtype=group.dtype)
     except (MemoryError, ValueError) as exc:
@@ -394,7 +411,8 @@ def load_series(group: SeriesGroup, *, progress: Optional[ProgressFn] = None, ca
         prog(n / max(total, 1), f"Decoding {desc}: {n} of {total} files")
 
     failures = decode_into(out, group.frames, group.slots, invert_sum=group.invert_sum, color=color, cancel=cancel,
-                           on_file_done=on_done, time_limit_s=time_limit_s, workers=workers)
+                           on_file_done=on_done, time_limit_s=lim.time_limit_s, workers=workers,
+                           memory_budget=lim.memory_budget())
     if _is_set(cancel):
         raise ImportCancelled()
     info = group.info
@@ -423,12 +441,15 @@ def load_series(group: SeriesGroup, *, progress: Optional[ProgressFn] = None, ca
 
 
 def load_path(path_or_paths: Union[PathLike, Iterable[PathLike]], *, progress: Optional[ProgressFn] = None,
-              cancel: Any = None, load_pixels: bool = True, time_limit_s: float = FILE_TIME_LIMIT_S) -> ImportResult:
+              cancel: Any = None, load_pixels: bool = True, time_limit_s: Optional[float] = None,
+              limits: Optional[ImportLimits] = None) -> ImportResult:
     """Import a folder (recursive), DICOMDIR, zip archive, DICOM file, NIfTI, MHA/MHD, NRRD, PNG or JPEG
-    (or a list of them). See the module docstring for cancelling and progress."""
+    (or a list of them). See the module docstring for cancelling and progress. ``limits`` sets the
+    budgets (memory, time; ``time_limit_s`` overrides its time limit)."""
     t0 = time.monotonic()
+    lim = _limits_with(limits, time_limit_s)
     prog = _Progress(progress)
-    result = scan_path(path_or_paths, progress=prog.sub(0.0, 0.15), cancel=cancel)
+    result = scan_path(path_or_paths, progress=prog.sub(0.0, 0.15), cancel=cancel, limits=lim)
     if not load_pixels or result.report.cancelled:
         result.report.elapsed_s = time.monotonic() - t0
         return result
@@ -443,7 +464,7 @@ def load_path(path_or_paths: Union[PathLike, Iterable[PathLike]], *, progress: O
             break
         sub = prog.sub(0.15 + 0.85 * done / total, 0.15 + 0.85 * (done + w) / total)
         try:
-            img = load_series(g, progress=sub, cancel=cancel, report=report, time_limit_s=time_limit_s)
+            img = load_series(g, progress=sub, cancel=cancel, report=report, limits=lim)
         except ImportCancelled:
             report.cancelled = True
             report.note(f"Import cancelled while decoding {g.key}; that series was not loaded.")
@@ -454,7 +475,10 @@ def load_path(path_or_paths: Union[PathLike, Iterable[PathLike]], *, progress: O
                     report.files[ref.name].reason = "not decoded: import cancelled"
                     report.files[ref.name].series_key = None
             break
-        except LoadError as exc:
+        except Exception as exc:  # noqa: BLE001 - LoadError, or a bug: this series is reported, the rest loads
+            if not isinstance(exc, LoadError):
+                log.error("loading series %s failed unexpectedly", g.key, exc_info=True)
+                exc = LoadError(f"unexpected error ({type(exc).__name__}: {_short(exc)}); see the log file")
             for ref in g.files:
                 e = report.files.get(ref.name)
                 if e is not None and e.status == "loaded":

@@ -1,14 +1,15 @@
 """Pixel decoding straight into a preallocated output array.
 
-* Native (uncompressed little-endian) pixel data is read from the byte offset the header scan
-  recorded, into a small per-thread scratch buffer (or directly into the output slice when no
-  conversion is needed), then rescaled into the output slice: no full-size temporary array.
-* Everything else (JPEG, JPEG-LS, JPEG 2000, RLE, deflate, big endian, 1-bit) goes through pydicom's
-  decoder plug-ins, frame by frame. A transfer syntax without an installed decoder is reported by
-  name and UID.
-* Files are decoded by a thread pool (file reads, numpy and the C decoders release the GIL). Each file
-  has a time limit: a decoder that does not return in time is abandoned (its result is discarded),
-  the file is reported as skipped and the import goes on. Cancelling stops the pool promptly.
+* Native (uncompressed little-endian) greyscale pixel data is read by a thread pool from the byte
+  offset the header scan recorded, into a small per-thread scratch buffer (or directly into the output
+  slice when no conversion is needed), then rescaled into the output slice: no full-size temporary
+  array, and no decoder runs (the header scan checked that the bytes are present).
+* Everything else (JPEG, JPEG-LS, JPEG 2000, RLE, deflate, big endian, 1-bit, colour, Modality LUT)
+  goes through pydicom's decoder plug-ins in worker processes (:mod:`planner.imaging.workers`), in
+  chunks of frames of at most :data:`TASK_BYTES`. Each file has a time limit: a worker that does not
+  answer in time is killed, the file is reported as skipped and the import goes on; a decoder crash
+  ends only its worker. Cancelling kills the busy workers at once. A transfer syntax without an
+  installed decoder is reported by name and UID.
 
 Values: Rescale Slope/Intercept are applied (integer types when slope and intercept are integers,
 float32 otherwise; see :func:`planner.imaging.series.plan_dtype`); bits above Bits Stored are masked
@@ -20,13 +21,10 @@ values are always brighter.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import concurrent.futures.process  # noqa: F401 - BrokenProcessPool
-import io
 import logging
 import os
 import threading
 import time
-import warnings
 from collections import defaultdict
 from typing import Any, Callable, Optional
 
@@ -137,25 +135,22 @@ Job = list[tuple[DicomFrame, np.ndarray]]  # (frame, destination view)
 
 
 def _decode_native(f: DicomFile, job: Job, invert_sum: Optional[float], abandoned: threading.Event) -> None:
+    """Native pixels read by offset (no decoder runs): bounded by the file's size, checked frame by frame."""
     h = f.header
     sdt = stored_dtype(h)
     first = job[0][0]
     frame_bytes = first.rows * first.cols * sdt.itemsize
     base = f.pixel.offset  # type: ignore[union-attr]
     bits_ok = not (isinstance(h.get("BitsStored"), int) and h["BitsStored"] < sdt.itemsize * 8)
-    if f.ref.member is not None:
-        fh: Any = io.BytesIO(f.ref.read_bytes())
-    else:
-        fh = open(f.ref.path, "rb", buffering=0)
-    try:
+    with f.ref.open() as fh:
         for fr, dst in job:
+            if abandoned.is_set():
+                return
             idx = fr.frame or 0
             fh.seek(base + idx * frame_bytes)
             direct = (bits_ok and invert_sum is None and fr.slope == 1.0 and fr.intercept == 0.0
                       and dst.dtype == sdt and dst.flags.c_contiguous)
             if direct:
-                if abandoned.is_set():
-                    return
                 n = fh.readinto(memoryview(dst).cast("B"))
                 if n != frame_bytes:
                     raise FrameError(f"file truncated in the pixel data (frame {idx})")
@@ -166,11 +161,7 @@ def _decode_native(f: DicomFile, job: Job, invert_sum: Optional[float], abandone
                 raise FrameError(f"file truncated in the pixel data (frame {idx})")
             a = np.frombuffer(mv, dtype=sdt).reshape(fr.rows, fr.cols)
             a = fix_bits(a, h)
-            if abandoned.is_set():
-                return
             store(dst, a, fr.slope, fr.intercept, invert_sum)
-    finally:
-        fh.close()
 
 
 def check_decoder(ts: str) -> None:
@@ -190,170 +181,58 @@ def check_decoder(ts: str) -> None:
         raise FrameError(f"no decoder plug-in is installed for the transfer syntax {syntax_name(ts)}")
 
 
-def _read_dataset(f: DicomFile) -> Any:
-    import pydicom
-
-    if f.ref.member is None:
-        with open(f.ref.path, "rb") as fh:
-            head = fh.read(132)
-        src: Any = f.ref.path
-    else:
-        data = f.ref.read_bytes()
-        head, src = data[:132], io.BytesIO(data)
-    prefix = len(head) >= 132 and head[128:132] == b"DICM"
-    return pydicom.dcmread(src, force=not prefix)
-
-
-def _decode_pydicom(f: DicomFile, job: Job, invert_sum: Optional[float], abandoned: threading.Event,
-                    color: bool) -> None:
-    from pydicom.pixels import apply_color_lut, apply_modality_lut, iter_pixels
-
-    check_decoder(f.transfer_syntax)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = _read_dataset(f)
-        if not getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None):
-            ds.file_meta = getattr(ds, "file_meta", None) or __import__("pydicom").dataset.FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = f.transfer_syntax or "1.2.840.10008.1.2"
-        h = f.header
-        palette = str(h.get("PhotometricInterpretation") or "").startswith("PALETTE")
-        modality_lut = bool(h.get("ModalityLUTSequence"))
-        wanted = {fr.frame or 0: (fr, dst) for fr, dst in job}
-        if f.n_frames <= 1:
-            arrays = [(0, ds.pixel_array)]
-        else:
-            arrays = zip(sorted(wanted), iter_pixels(ds, indices=sorted(wanted)))  # type: ignore[assignment]
-        for idx, a in arrays:
-            fr, dst = wanted[idx]
-            if abandoned.is_set():
-                return
-            if color:
-                if palette:
-                    a = apply_color_lut(a, ds)
-                if a.ndim == 2:  # grey image in a colour group
-                    a = np.repeat(a[..., None], 3, axis=-1)
-                if dst.dtype == np.uint8 and a.dtype.itemsize > 1:
-                    a = (a >> (8 * a.dtype.itemsize - 8)) if a.dtype.kind in "ui" else a
-                np.copyto(dst, a.reshape(dst.shape), casting="unsafe")
-                continue
-            if a.ndim == 3 and a.shape[-1] == 3 and dst.ndim == 2:
-                raise FrameError("colour pixels in a greyscale series")
-            if modality_lut:
-                a = apply_modality_lut(a, ds)
-                store(dst, a, 1.0, 0.0, invert_sum)
-            else:
-                a = fix_bits(np.asarray(a), h)
-                store(dst, a, fr.slope, fr.intercept, invert_sum)
-
-
 # ------------------------------------------------------------------ many files
-#: Compressed greyscale series with at least this many files are decoded in worker processes: the
-#: JPEG 2000 / JPEG-LS / JPEG decoders hold the GIL, so threads cannot run them in parallel. A decoder
-#: that crashes there on a damaged file cannot take the application down either.
-PROCESS_MIN_FILES = 8
-_proc_lock = threading.Lock()
-_proc_pool: Optional[cf.ProcessPoolExecutor] = None
-
-
-_proc_disabled = False
-#: Seconds the first start of the worker processes may take (they import numpy and pydicom).
-PROCESS_START_TIMEOUT_S = 60.0
-
-
-def _ping() -> int:
-    return os.getpid()
-
-
-def _process_pool() -> Optional[cf.ProcessPoolExecutor]:
-    """The shared decoding process pool, started (and checked with a trivial task) on first use; None
-    on a single-core machine or where worker processes cannot start (e.g. an interpreter whose main
-    module cannot be re-imported): decoding then stays in threads."""
-    global _proc_pool, _proc_disabled
-    n = min(os.cpu_count() or 1, 8)
-    if n < 2 or _proc_disabled:
-        return None
-    with _proc_lock:
-        if _proc_pool is None:
-            import multiprocessing
-
-            pool = cf.ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
-            try:
-                pool.submit(_ping).result(timeout=PROCESS_START_TIMEOUT_S)
-            except Exception as exc:  # noqa: BLE001 - fall back to threads for the whole session
-                log.warning("decoding worker processes could not start (%s); decoding in threads", type(exc).__name__)
-                _proc_disabled = True
-                try:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                except Exception:
-                    pass
-                return None
-            _proc_pool = pool
-        return _proc_pool
+#: Decoded bytes of one worker task at most: a multi-frame file is decoded in chunks of frames, so no
+#: result larger than this crosses between processes at once.
+TASK_BYTES = 64 * 1024 * 1024
 
 
 def prestart_decoders() -> None:
-    """Start the decoding worker processes in the background (call once at application start, so the
+    """Start the decoder worker processes in the background (call once at application start, so the
     first compressed series does not wait for them)."""
-    threading.Thread(target=_process_pool, name="bvn-decoder-start", daemon=True).start()
+    from planner.imaging.workers import prestart
+
+    threading.Thread(target=prestart, name="bvn-decoder-start", daemon=True).start()
 
 
-def _discard_process_pool(pool: Optional[cf.ProcessPoolExecutor], kill: bool) -> None:
-    """Forget a broken pool (or one with a stuck worker); ``kill`` terminates its processes."""
-    global _proc_pool
-    if pool is None:
-        return
-    with _proc_lock:
-        if _proc_pool is pool:
-            _proc_pool = None
-    if kill:
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            try:
-                proc.terminate()
-            except Exception:
-                pass
-    try:
-        pool.shutdown(wait=False, cancel_futures=True)
-    except Exception:
-        pass
+def _sample_bytes(f: DicomFile, color: bool) -> int:
+    """Bytes of one decoded frame (upper bound, for the worker's output check)."""
+    first_frame = f.header
+    rows, cols = int(first_frame.get("Rows") or 0), int(first_frame.get("Columns") or 0)
+    ba = int(first_frame.get("BitsAllocated") or 16)
+    per_sample = 8 if ba > 32 else 4 if ba > 16 else 2 if ba > 8 else 1
+    samples = 3 if color or int(first_frame.get("SamplesPerPixel") or 1) == 3 else 1
+    # a Modality LUT may map to wider values than stored; pydicom may return float64
+    return rows * cols * samples * max(per_sample, 8 if first_frame.get("ModalityLUTSequence") else per_sample)
 
 
-def _decode_in_process(path: Optional[str], data: Optional[bytes], indices: list[int], n_frames: int) -> list[Any]:
-    """Worker-process side: the stored (not rescaled) frames ``indices`` of one file."""
-    import pydicom
-    from pydicom.pixels import iter_pixels
+def _worker_tasks(f: DicomFile, job: Job, color: bool) -> list[Any]:
+    from planner.imaging.workers import Task
 
-    src: Any = path if path is not None else io.BytesIO(data or b"")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if path is not None:
-            with open(path, "rb") as fh:
-                head = fh.read(132)
-        else:
-            head = (data or b"")[:132]
-        ds = pydicom.dcmread(src, force=not (len(head) >= 132 and head[128:132] == b"DICM"))
-        if n_frames <= 1:
-            return [np.ascontiguousarray(ds.pixel_array)]
-        return [np.ascontiguousarray(a) for a in iter_pixels(ds, indices=indices)]
-
-
-def _process_eligible(f: DicomFile, color: bool) -> bool:
     h = f.header
-    return (f.decode == "pydicom" and not color and f.transfer_syntax not in _COMPRESSED_OK
-            and not h.get("ModalityLUTSequence") and h.get("BitsAllocated") in (8, 16, 32)
-            and str(h.get("PhotometricInterpretation") or "") in ("MONOCHROME1", "MONOCHROME2"))
+    options = {"color": color, "palette": str(h.get("PhotometricInterpretation") or "").startswith("PALETTE"),
+               "modality_lut": bool(h.get("ModalityLUTSequence")), "transfer_syntax": f.transfer_syntax}
+    per_frame = _sample_bytes(f, color)
+    per_task = max(1, TASK_BYTES // max(per_frame, 1))
+    indices = sorted({fr.frame or 0 for fr, _dst in job})
+    path = f.ref.path if f.ref.member is None else None
+    data = f.ref.read_bytes() if f.ref.member is not None else None
+    return [Task((f, tuple(chunk)), "dicom_frames", (path, data, list(chunk), f.n_frames, options),
+                 per_frame * len(chunk))
+            for chunk in (indices[i:i + per_task] for i in range(0, len(indices), per_task))]
 
 
 def decode_into(out: np.ndarray, frames: list[DicomFrame], slots: list[int], *, invert_sum: Optional[float],
                 color: bool = False, cancel: Any = None, on_file_done: Optional[Callable[[int, int], None]] = None,
                 time_limit_s: float = FILE_TIME_LIMIT_S, workers: Optional[int] = None,
-                processes: Optional[bool] = None) -> dict[Any, str]:
+                memory_budget: Optional[int] = None) -> dict[Any, str]:
     """Decode ``frames`` into ``out[slots[i]]``. Returns {FileRef: reason} for the files that failed.
 
-    Native pixels are read by a thread pool; compressed greyscale series of at least
-    :data:`PROCESS_MIN_FILES` files are decoded by a process pool (``processes`` forces it on or off).
-    ``cancel`` (an object with ``is_set()``) stops the work promptly; files not yet decoded are then
-    returned with the reason "cancelled". A file whose decoding exceeds ``time_limit_s`` is abandoned
-    and reported.
+    Native greyscale pixels are read by a thread pool straight from the file (no decoder runs). Everything
+    else (compressed, big endian, deflated, 1-bit, colour, Modality LUT) is decoded by worker processes
+    (:mod:`planner.imaging.workers`), each file within ``time_limit_s`` or its worker is killed.
+    ``cancel`` (an object with ``is_set()``) stops the work within 50 ms; files not yet decoded are then
+    returned with the reason "cancelled".
     """
     jobs: dict[DicomFile, Job] = defaultdict(list)
     for fr, s in zip(frames, slots):
@@ -363,76 +242,49 @@ def decode_into(out: np.ndarray, frames: list[DicomFrame], slots: list[int], *, 
     total = len(files)
     if not files:
         return failures
+    done_count = 0
+
+    def file_done() -> None:
+        nonlocal done_count
+        done_count += 1
+        if on_file_done:
+            on_file_done(done_count, total)
+
+    native = [f for f in files if f.decode == "native" and not color]
+    decoded = [f for f in files if f not in set(native)]
+    _read_native(native, jobs, invert_sum, failures, cancel, file_done, time_limit_s, workers)
+    if decoded and not (cancel is not None and cancel.is_set()):
+        _decode_in_workers(decoded, jobs, invert_sum, color, failures, cancel, file_done, time_limit_s,
+                           memory_budget)
+    return failures
+
+
+def _read_native(files: list[DicomFile], jobs: dict[DicomFile, Job], invert_sum: Optional[float],
+                 failures: dict[Any, str], cancel: Any, file_done: Callable[[], None], time_limit_s: float,
+                 workers: Optional[int]) -> None:
+    if not files:
+        return
     abandoned = {f.ref: threading.Event() for f in files}
     started: dict[Any, float] = {}
 
     def run(f: DicomFile) -> None:
         started[f.ref] = time.monotonic()
-        if f.decode == "native" and not color:
-            _decode_native(f, jobs[f], invert_sum, abandoned[f.ref])
-        else:
-            _decode_pydicom(f, jobs[f], invert_sum, abandoned[f.ref], color)
+        _decode_native(f, jobs[f], invert_sum, abandoned[f.ref])
 
-    def store_decoded(f: DicomFile, arrays: list[Any]) -> None:
-        if abandoned[f.ref].is_set():
-            return
-        if len(arrays) != len(jobs[f]):
-            raise FrameError(f"{len(arrays)} frame(s) decoded, {len(jobs[f])} expected")
-        for (fr, dst), a in zip(jobs[f], arrays):
-            store(dst, fix_bits(np.asarray(a), f.header), fr.slope, fr.intercept, invert_sum)
-
-    by_process = [f for f in files if _process_eligible(f, color)]
-    use_processes = processes if processes is not None else len(by_process) >= PROCESS_MIN_FILES
-    ppool = _process_pool() if use_processes and by_process else None
-    if ppool is None:
-        by_process = []
-    n_workers = workers or default_workers()
-    # always in worker threads, even for one file, so that a decoder that never returns is abandoned
-    # after ``time_limit_s`` instead of hanging the import
-    tpool = cf.ThreadPoolExecutor(max_workers=max(1, min(n_workers, total)), thread_name_prefix="bvn-decode")
-    futs: dict[cf.Future, DicomFile] = {}
-    in_process: set[cf.Future] = set()
-    crashed: list[DicomFile] = []
-    stuck_worker = False
+    tpool = cf.ThreadPoolExecutor(max_workers=max(1, min(workers or default_workers(), len(files))),
+                                  thread_name_prefix="bvn-read")
+    futs = {tpool.submit(run, f): f for f in files}
+    pending = set(futs)
     try:
-        for f in files:
-            if f in by_process:
-                try:
-                    check_decoder(f.transfer_syntax)
-                except FrameError as exc:
-                    failures[f.ref] = str(exc)
-                    continue
-                indices = sorted({fr.frame or 0 for fr, _dst in jobs[f]})
-                fut = ppool.submit(_decode_in_process,  # type: ignore[union-attr]
-                                   f.ref.path if f.ref.member is None else None,
-                                   f.ref.read_bytes() if f.ref.member is not None else None, indices, f.n_frames)
-                in_process.add(fut)
-            else:
-                fut = tpool.submit(run, f)
-            futs[fut] = f
-        pending = set(futs)
-        done_count = len(failures)
         while pending:
             done, pending = cf.wait(pending, timeout=0.05, return_when=cf.FIRST_COMPLETED)
             for fut in done:
-                f = futs.pop(fut)  # drop the future at once: it holds the decoded frames of a process task
-                done_count += 1
+                f = futs[fut]
                 if fut.cancelled():
                     failures[f.ref] = "cancelled"
-                    continue
-                exc = fut.exception()
-                if exc is None and fut in in_process:
-                    in_process.discard(fut)
-                    try:
-                        store_decoded(f, fut.result())
-                    except Exception as store_exc:  # noqa: BLE001
-                        exc = store_exc
-                if isinstance(exc, cf.process.BrokenProcessPool):
-                    crashed.append(f)
-                elif exc is not None:
-                    failures[f.ref] = describe_failure(exc, f)
-            if done and on_file_done:
-                on_file_done(done_count, total)
+                elif fut.exception() is not None:
+                    failures[f.ref] = describe_failure(fut.exception(), f)  # type: ignore[arg-type]
+                file_done()
             if cancel is not None and cancel.is_set():
                 for fut in pending:
                     fut.cancel()
@@ -440,51 +292,87 @@ def decode_into(out: np.ndarray, frames: list[DicomFrame], slots: list[int], *, 
                     failures[futs[fut].ref] = "cancelled"
                 break
             now = time.monotonic()
-            for fut in list(pending):
+            for fut in list(pending):  # a read of a regular file ends; this bounds a stalled network drive
                 f = futs[fut]
-                if fut in in_process and f.ref not in started and fut.running():
-                    started[f.ref] = now
                 t0 = started.get(f.ref)
-                if t0 is not None and now - t0 > time_limit_s and not fut.done():
-                    abandoned[f.ref].set()
-                    failures[f.ref] = f"decoding took longer than {time_limit_s:.0f} s (damaged or unsupported data)"
+                if t0 is not None and now - t0 > time_limit_s:
+                    abandoned[f.ref].set()  # the reading thread stops before its next frame
+                    failures[f.ref] = f"reading took longer than {time_limit_s:.0f} s (stalled drive?)"
                     pending.discard(fut)
-                    done_count += 1
-                    stuck_worker = stuck_worker or fut in in_process
+                    file_done()
     finally:
         tpool.shutdown(wait=False, cancel_futures=True)
-        if crashed or stuck_worker:
-            _discard_process_pool(ppool, kill=True)
-    if crashed and not (cancel is not None and cancel.is_set()):
-        failures.update(_retry_isolated(crashed, jobs, store_decoded, time_limit_s))
-    return failures
 
 
-def _retry_isolated(files: list[DicomFile], jobs: dict[DicomFile, Job], store_decoded: Callable[..., None],
-                    time_limit_s: float) -> dict[Any, str]:
-    """After a worker process crashed: decode the affected files one by one, each in its own process,
-    so the file that crashes the decoder is found and the others still load."""
-    import multiprocessing
+def _decode_in_workers(files: list[DicomFile], jobs: dict[DicomFile, Job], invert_sum: Optional[float], color: bool,
+                       failures: dict[Any, str], cancel: Any, file_done: Callable[[], None], time_limit_s: float,
+                       memory_budget: Optional[int]) -> None:
+    from planner.imaging.workers import Outcome, run_tasks
 
-    failures: dict[Any, str] = {}
-    ctx = multiprocessing.get_context("spawn")
+    tasks = []
+    remaining: dict[DicomFile, int] = {}
     for f in files:
-        pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx)
         try:
-            indices = sorted({fr.frame or 0 for fr, _dst in jobs[f]})
-            fut = pool.submit(_decode_in_process, f.ref.path if f.ref.member is None else None,
-                              f.ref.read_bytes() if f.ref.member is not None else None, indices, f.n_frames)
-            store_decoded(f, fut.result(timeout=time_limit_s))
-        except cf.process.BrokenProcessPool:
-            failures[f.ref] = f"the {syntax_name(f.transfer_syntax)} decoder crashed on this file (damaged data)"
-        except cf.TimeoutError:
-            failures[f.ref] = f"decoding took longer than {time_limit_s:.0f} s (damaged or unsupported data)"
-            _discard_process_pool(pool, kill=True)
-        except Exception as exc:  # noqa: BLE001
-            failures[f.ref] = describe_failure(exc, f)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-    return failures
+            check_decoder(f.transfer_syntax)
+            ts = _worker_tasks(f, jobs[f], color)
+        except (FrameError, OSError) as exc:
+            failures[f.ref] = str(exc) if isinstance(exc, FrameError) else \
+                f"cannot read the file ({getattr(exc, 'strerror', None) or exc})"
+            file_done()
+            continue
+        tasks += ts
+        remaining[f] = len(ts)
+
+    def on_outcome(o: Outcome) -> None:
+        f, chunk = o.key
+        if f.ref not in failures:
+            if o.status == "ok":
+                try:
+                    _store_decoded(f, jobs[f], chunk, o, invert_sum, color)
+                except (FrameError, ValueError, TypeError) as exc:
+                    failures[f.ref] = describe_failure(exc, f)
+            else:
+                failures[f.ref] = _outcome_reason(o, f, time_limit_s)
+        remaining[f] -= 1
+        if remaining[f] == 0:
+            file_done()
+
+    run_tasks(tasks, time_limit_s=time_limit_s, cancel=cancel, on_outcome=on_outcome, memory_budget=memory_budget)
+
+
+def _outcome_reason(o: Any, f: DicomFile, time_limit_s: float) -> str:
+    ts = syntax_name(f.transfer_syntax)
+    if o.status == "timeout":
+        return f"decoding took longer than {time_limit_s:.0f} s (damaged or unsupported data); the decoder was stopped"
+    if o.status == "crash":
+        return f"the {ts} decoder crashed on this file (damaged data)"
+    if o.status == "cancelled":
+        return "cancelled"
+    if o.error.startswith("MemoryError"):
+        return f"pixel data could not be decoded ({ts}): the decoder needed more memory than the image's size allows"
+    msg = o.error if len(o.error) <= 300 else o.error[:300] + "..."
+    return f"pixel data could not be decoded ({ts}): {msg}"
+
+
+def _store_decoded(f: DicomFile, job: Job, chunk: tuple[int, ...], o: Any, invert_sum: Optional[float],
+                   color: bool) -> None:
+    if len(o.arrays) != len(chunk):
+        raise FrameError(f"{len(o.arrays)} frame(s) decoded, {len(chunk)} expected")
+    by_index = dict(zip(chunk, o.arrays))
+    for fr, dst in job:
+        a = by_index.get(fr.frame or 0)
+        if a is None:
+            continue
+        if color:
+            if a.ndim == 2:
+                a = np.repeat(a[..., None], 3, axis=-1)
+            if dst.dtype == np.uint8 and a.dtype.itemsize > 1 and a.dtype.kind in "ui":
+                a = a >> (8 * a.dtype.itemsize - 8)
+            np.copyto(dst, a.reshape(dst.shape), casting="unsafe")
+        elif o.meta.get("lut"):
+            store(dst, a, 1.0, 0.0, invert_sum)
+        else:
+            store(dst, fix_bits(a, f.header), fr.slope, fr.intercept, invert_sum)
 
 
 def describe_failure(exc: BaseException, f: DicomFile) -> str:
@@ -492,6 +380,8 @@ def describe_failure(exc: BaseException, f: DicomFile) -> str:
         return str(exc)
     if isinstance(exc, MemoryError):
         return "not enough memory to decode the pixel data"
+    if isinstance(exc, OSError):
+        return f"cannot read the file ({exc.strerror or exc})"
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     msg = " ".join(lines)
     if len(msg) > 300:

@@ -30,8 +30,15 @@ from typing import Any, BinaryIO, Optional
 import numpy as np
 
 from planner.imaging.dicom_scan import SkipFile
+from planner.imaging.limits import ReadContext
 from planner.imaging.sources import FileRef
 from planner.imaging.volume import ImageInfo, Volume
+
+#: Voxels are read (and decompressed) in chunks of this many bytes, with a look at Cancel and the time
+#: limit between two chunks.
+CHUNK_BYTES = 16 * 1024 * 1024
+#: Largest text (ASCII-encoded) voxel data read (parsing text takes ~20 times its size in memory).
+MAX_TEXT_VOXEL_BYTES = 32 * 1024 * 1024
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -72,7 +79,7 @@ _NIFTI_DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: 
 
 
 def _open_stream(ref: FileRef, gz: bool) -> BinaryIO:
-    raw: BinaryIO = open(ref.path, "rb") if ref.member is None else io.BytesIO(ref.read_bytes())
+    raw: BinaryIO = ref.open()
     return gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw  # type: ignore[return-value]
 
 
@@ -447,33 +454,45 @@ def read_meta_header(ref: FileRef) -> ResearchHeader:
 
 
 # ------------------------------------------------------------------ voxels
-def read_voxels(h: ResearchHeader) -> np.ndarray:
-    """The voxels as (nk, nj, ni) in ``h.out_dtype`` (rescaled for NIfTI slope/intercept)."""
+def decoded_bytes(h: ResearchHeader) -> int:
+    """Memory the voxels take while read: the stored array, plus the output when the type changes."""
+    count = int(np.prod(h.shape, dtype=np.int64))
+    extra = count * h.out_dtype.itemsize if h.out_dtype != h.dtype.newbyteorder("=") else 0
+    return count * h.dtype.itemsize + extra
+
+
+def read_voxels(h: ResearchHeader, ctx: Optional[ReadContext] = None) -> np.ndarray:
+    """The voxels as (nk, nj, ni) in ``h.out_dtype`` (rescaled for NIfTI slope/intercept). Read in chunks;
+    ``ctx.check()`` (Cancel, time limit) runs between two chunks."""
+    ctx = ctx or ReadContext()
     nk, nj, ni = h.shape
     count = nk * nj * ni
     nbytes = count * h.dtype.itemsize
-    raw = np.empty(h.shape, dtype=h.dtype)
     ref = h.data_ref
     if not ref.exists():
         raise SkipFile(f"the data file {ref.name} named in the header is missing")
+    raw = np.empty(h.shape, dtype=h.dtype)
     if h.encoding == "ascii":
-        text = ref.read_bytes()[max(h.data_offset, 0):]
+        text = ref.read_bytes(max(h.data_offset, 0) + MAX_TEXT_VOXEL_BYTES + 1)[max(h.data_offset, 0):]
+        if len(text) > MAX_TEXT_VOXEL_BYTES:
+            raise SkipFile(f"{h.fmt} text voxel data larger than {MAX_TEXT_VOXEL_BYTES // 2 ** 20} MB")
+        ctx.check()
         vals = np.array(text.split()[:count], dtype=np.float64)
         if vals.size < count:
             raise SkipFile(f"{h.fmt} data truncated ({vals.size} of {count} values)")
         raw[...] = vals.reshape(h.shape).astype(h.dtype)
     elif h.encoding == "raw":
-        with (open(ref.path, "rb") if ref.member is None else io.BytesIO(ref.read_bytes())) as fh:
+        with ref.open() as fh:
             if h.data_offset == -1:  # data at the end of the file
                 fh.seek(0, io.SEEK_END)
                 fh.seek(max(fh.tell() - nbytes, 0))
             else:
                 fh.seek(h.data_offset)
-            n = fh.readinto(memoryview(raw).cast("B"))
+            n = _readinto_full(fh, memoryview(raw).cast("B"), ctx)
         if n != nbytes:
             raise SkipFile(f"{h.fmt} voxel data truncated ({n} of {nbytes} bytes)")
     else:
-        with (open(ref.path, "rb") if ref.member is None else io.BytesIO(ref.read_bytes())) as fh:
+        with ref.open() as fh:
             try:
                 if h.fmt == "NIfTI":
                     stream: Any = gzip.GzipFile(fileobj=fh, mode="rb")
@@ -486,7 +505,7 @@ def read_voxels(h: ResearchHeader) -> np.ndarray:
                         stream = bz2.BZ2File(fh, mode="rb")
                     else:
                         stream = _ZlibReader(fh)
-                n = _readinto_full(stream, memoryview(raw).cast("B"))
+                n = _readinto_full(stream, memoryview(raw).cast("B"), ctx)
             except (OSError, EOFError, zlib.error, ValueError) as exc:
                 raise SkipFile(f"{h.fmt} compressed voxel data damaged ({exc})") from None
         if n != nbytes:
@@ -496,6 +515,8 @@ def read_voxels(h: ResearchHeader) -> np.ndarray:
     if h.slope != 1.0 or h.intercept != 0.0:
         out = np.empty(h.shape, dtype=np.float32)
         for k in range(nk):  # slice by slice: float64 arithmetic without a full float64 copy
+            if k % 64 == 0:
+                ctx.check()
             t = raw[k].astype(np.float64)
             t *= h.slope
             t += h.intercept
@@ -506,10 +527,11 @@ def read_voxels(h: ResearchHeader) -> np.ndarray:
     return raw
 
 
-def _readinto_full(stream: Any, mv: memoryview) -> int:
+def _readinto_full(stream: Any, mv: memoryview, ctx: ReadContext) -> int:
     n = 0
     while n < len(mv):
-        got = stream.readinto(mv[n:])
+        ctx.check()
+        got = stream.readinto(mv[n:n + CHUNK_BYTES])
         if not got:
             break
         n += got
@@ -535,23 +557,31 @@ class _ZlibReader:
         return n
 
 
-def read_with_simpleitk(ref: FileRef, fmt: str, why: str) -> Volume:
+def read_with_simpleitk(ref: FileRef, fmt: str, why: str, ctx: Optional[ReadContext] = None) -> Volume:
+    """Read a research file SimpleITK handles (and our readers do not) in a worker process, within the
+    time limit and the memory budget."""
     if ref.member is not None:
         raise SkipFile(f"{fmt} feature not supported inside a zip archive ({why})")
-    import SimpleITK as sitk
+    from planner.imaging.volume import matrix_problem
+    from planner.imaging.workers import Task, run_tasks
 
-    try:
-        img = sitk.ReadImage(ref.path)
-    except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-        raise SkipFile(f"{fmt} file could not be read ({why}; SimpleITK: {first_line[:160]})") from None
-    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
-        raise SkipFile(f"{fmt} file is not a 3D scalar image ({why})")
-    arr = sitk.GetArrayFromImage(img)
-    m = np.eye(4)
-    d = np.array(img.GetDirection()).reshape(3, 3)
-    m[:3, :3] = d * np.array(img.GetSpacing())[None, :]
-    m[:3, 3] = img.GetOrigin()
+    ctx = ctx or ReadContext()
+    budget = ctx.limits.memory_budget()
+    outcomes: list[Any] = []
+    run_tasks([Task(ref.name, "simpleitk_volume", (ref.path,), budget + 128)],
+              time_limit_s=ctx.limits.time_limit_s, cancel=ctx.cancel, on_outcome=outcomes.append,
+              memory_budget=budget)
+    o = outcomes[0]
+    if o.status == "cancelled":
+        ctx.check()
+    if o.status != "ok":
+        detail = {"timeout": f"it took longer than {ctx.limits.time_limit_s:.0f} s", "crash": "the reader crashed"}.get(
+            o.status, o.error[:160])
+        raise SkipFile(f"{fmt} file could not be read ({why}; SimpleITK: {detail})")
+    arr, m = o.arrays
+    problem = matrix_problem(m, spacing_range=True)
+    if problem:
+        raise SkipFile(f"{fmt} file has an orientation matrix that is {problem}")
     info = ImageInfo(series_description=ref.name.rsplit("/", 1)[-1])
     info.extra["source_format"] = fmt
     info.warnings.append(f"read with SimpleITK ({why})")
@@ -566,6 +596,6 @@ def header_for(ref: FileRef, fmt: str) -> ResearchHeader:
     return read_meta_header(ref)
 
 
-def volume_from_header(h: ResearchHeader, info: ImageInfo) -> Volume:
-    arr = read_voxels(h)
+def volume_from_header(h: ResearchHeader, info: ImageInfo, ctx: Optional[ReadContext] = None) -> Volume:
+    arr = read_voxels(h, ctx)
     return Volume(arr, h.ijk_to_lps, info)

@@ -4,6 +4,12 @@ Rules (docs/architecture.md, data flow step 1):
 
 * Frames are grouped by Series Instance UID (a stable generated key when it is empty or missing),
   Frame of Reference, image orientation (within 1e-4), image size, pixel spacing and pixel format.
+* One patient per image: files of one Series Instance UID that disagree on Patient ID or Study
+  Instance UID are split into one image per patient and study (the largest keeps the series' key),
+  and every part carries a warning; a series split by Frame of Reference is flagged the same way.
+* The geometry is validated before a volume is built: a stack whose ``ijk_to_lps`` is not finite, is
+  singular or has a voxel spacing outside 0.01 to 50 mm is refused, each of its files reported with the
+  reason (the other series still load).
 * A volume's slices are sorted by their position along the slice normal (Image Position (Patient)
   projected on row x column direction), never by Instance Number.
 * Several images at one position (echoes, time points, b-values) are split into separate groups by
@@ -31,7 +37,7 @@ import numpy as np
 from planner.imaging.dicom_header import first
 from planner.imaging.dicom_scan import PROJECTION_MODALITIES, DicomFrame, syntax_name
 from planner.imaging.sources import FileRef
-from planner.imaging.volume import ImageInfo, ProjectionGeometry, WindowLevel
+from planner.imaging.volume import ImageInfo, ProjectionGeometry, WindowLevel, matrix_problem
 
 #: Orientations closer than this (max difference of the direction cosines) are the same.
 ORIENTATION_TOL = 1e-4
@@ -77,8 +83,10 @@ class SeriesGroup:
     fill_value: float = 0.0
     projection_geometry: Optional[ProjectionGeometry] = None
     frame_time_ms: Optional[float] = None
-    #: research formats and captures: reads the whole image
-    reader: Optional[Callable[[], Any]] = None
+    #: research formats and captures: reads the whole image; polls the ReadContext (Cancel, time limit)
+    reader: Optional[Callable[[Any], Any]] = None
+    #: research formats and captures: memory the reader needs (checked against the budget first)
+    reader_bytes: int = 0
     #: frames left out (same position as another image) -> reason
     dropped: list[tuple[DicomFrame, str]] = field(default_factory=list)
 
@@ -224,40 +232,93 @@ def _is_volume_frame(f: DicomFrame) -> bool:
     return f.is_volume_slice
 
 
-def build_groups(frames: list[DicomFrame]) -> list[SeriesGroup]:
-    """Group frames into volumes and projection images. Keys are unique; see the module docstring."""
+class GeometryError(Exception):
+    """A stack whose geometry cannot make a volume (the message is the reason for its files)."""
+
+
+def _identity(f: DicomFrame) -> tuple[str, str]:
+    h = f.file.header
+    return str(h.get("PatientID") or "").strip(), str(h.get("StudyInstanceUID") or "").strip()
+
+
+def _split_by_identity(base: str, fs: list[DicomFrame]) -> list[tuple[str, list[DicomFrame], list[str]]]:
+    """(key, frames, warnings) per patient and study within one Series Instance UID."""
+    by_id: dict[tuple[str, str], list[DicomFrame]] = defaultdict(list)
+    for f in fs:
+        by_id[_identity(f)].append(f)
+    if len(by_id) == 1:
+        return [(base, fs, [])]
+    ordered = sorted(by_id.values(), key=lambda m: (-len({x.ref for x in m}), min(x.ref.name for x in m)))
+    ids = list(by_id)
+    what = [w for w, i in (("Patient ID", 0), ("Study Instance UID", 1)) if len({k[i] for k in ids}) > 1]
+    n_files = [len({x.ref for x in m}) for m in ordered]
+    out = []
+    for n, members in enumerate(ordered):
+        warning = (f"the files of this series belong to {len(ordered)} different patients or studies "
+                   f"({' and '.join(what)} differ; {' + '.join(str(k) for k in n_files)} files): they were split "
+                   f"into one image each, this one has {n_files[n]} file(s); make sure it is the right patient")
+        out.append((base if n == 0 else f"{base}#patient{n + 1}", members, [warning]))
+    return out
+
+
+def build_groups(frames: list[DicomFrame]) -> tuple[list[SeriesGroup], list[tuple[DicomFrame, str]]]:
+    """Group frames into volumes and projection images. Keys are unique; see the module docstring.
+    Returns the groups and the frames refused (with the reason) because their stack's geometry is
+    implausible."""
     by_base: dict[str, list[DicomFrame]] = defaultdict(list)
     for f in frames:
         by_base[series_base_key(f.file.header)].append(f)
     groups: list[SeriesGroup] = []
-    for base, fs in by_base.items():
-        parts: list[tuple[str, list[DicomFrame]]] = []
-        vol = [f for f in fs if _is_volume_frame(f)]
-        proj = [f for f in fs if not _is_volume_frame(f)]
-        # volume frames: by frame of reference / size / spacing, then orientation within tolerance
-        clusters: list[tuple[tuple, np.ndarray, list[DicomFrame]]] = []
-        for f in vol:
-            k = _orientation_key(f)
-            for ck, co, members in clusters:
-                if ck == k and np.max(np.abs(co - f.orientation)) <= ORIENTATION_TOL:  # type: ignore[operator]
-                    members.append(f)
-                    break
-            else:
-                clusters.append((k, f.orientation, [f]))  # type: ignore[arg-type]
-        for _k, _o, members in clusters:
-            for sub in _split_same_position(members):
-                parts.append(("volume", sub))
-        # projection frames: one image per file (a multi-frame file is one cine image)
-        per_file: dict[FileRef, list[DicomFrame]] = defaultdict(list)
-        for f in proj:
-            per_file[f.ref].append(f)
-        for _ref, members in per_file.items():
-            parts.append(("projection", members))
-        parts.sort(key=_part_order)
-        for n, (kind, members) in enumerate(parts):
-            key = base if n == 0 else f"{base}#{n + 1}"
-            groups.append(make_volume_group(key, members) if kind == "volume" else make_projection_group(key, members))
-    return groups
+    refused: list[tuple[DicomFrame, str]] = []
+    for series_key, all_frames in by_base.items():
+        for base, fs, id_warnings in _split_by_identity(series_key, all_frames):
+            _build_series(base, fs, id_warnings, groups, refused)
+    return groups, refused
+
+
+def _build_series(base: str, fs: list[DicomFrame], id_warnings: list[str], groups: list[SeriesGroup],
+                  refused: list[tuple[DicomFrame, str]]) -> None:
+    parts: list[tuple[str, list[DicomFrame]]] = []
+    vol = [f for f in fs if _is_volume_frame(f)]
+    proj = [f for f in fs if not _is_volume_frame(f)]
+    # volume frames: by frame of reference / size / spacing, then orientation within tolerance
+    clusters: list[tuple[tuple, np.ndarray, list[DicomFrame]]] = []
+    for f in vol:
+        k = _orientation_key(f)
+        for ck, co, members in clusters:
+            if ck == k and np.max(np.abs(co - f.orientation)) <= ORIENTATION_TOL:  # type: ignore[operator]
+                members.append(f)
+                break
+        else:
+            clusters.append((k, f.orientation, [f]))  # type: ignore[arg-type]
+    for _k, _o, members in clusters:
+        for sub in _split_same_position(members):
+            parts.append(("volume", sub))
+    # projection frames: one image per file (a multi-frame file is one cine image)
+    per_file: dict[FileRef, list[DicomFrame]] = defaultdict(list)
+    for f in proj:
+        per_file[f.ref].append(f)
+    for _ref, members in per_file.items():
+        parts.append(("projection", members))
+    parts.sort(key=_part_order)
+    n_frames_of_ref = len({ck[0] for ck, _o, _m in clusters})
+    for n, (kind, members) in enumerate(parts):
+        key = base if n == 0 else f"{base}#{n + 1}"
+        if kind == "volume":
+            try:
+                g = make_volume_group(key, members)
+            except GeometryError as exc:
+                refused += [(m, str(exc)) for m in members]
+                continue
+            if n_frames_of_ref > 1:
+                g.warnings.append(f"the series holds images in {n_frames_of_ref} frames of reference: split into "
+                                  "separate images (their coordinates are not comparable)")
+        else:
+            g = make_projection_group(key, members)
+        for w in id_warnings:
+            g.warnings.insert(0, w)
+        g.info.warnings = g.warnings
+        groups.append(g)
 
 
 def _part_order(part: tuple[str, list[DicomFrame]]) -> tuple:
@@ -401,8 +462,13 @@ def make_volume_group(key: str, members: list[DicomFrame]) -> SeriesGroup:
     single = f0.spacing_between_slices or 1.0
     tiebreak = [(m.instance_number if isinstance(m.instance_number, int) else 0, m.ref.name, m.frame or 0)
                 for m in members]
-    geo = stack_geometry(np.array([m.position for m in members]), f0.orientation,  # type: ignore[arg-type]
-                         f0.pixel_spacing, single, tiebreak)  # type: ignore[arg-type]
+    with np.errstate(all="ignore"):
+        geo = stack_geometry(np.array([m.position for m in members]), f0.orientation,  # type: ignore[arg-type]
+                             f0.pixel_spacing, single, tiebreak)  # type: ignore[arg-type]
+    problem = matrix_problem(geo.ijk_to_lps, spacing_range=True)
+    if problem:
+        raise GeometryError(f"the slices of this stack give a voxel-to-patient matrix that is {problem}: "
+                            "damaged geometry, not loaded")
     frames = [members[i] for i in geo.order]
     mid = frames[len(frames) // 2]
     info = image_info(mid.file.header, key)
@@ -453,12 +519,13 @@ def make_volume_group(key: str, members: list[DicomFrame]) -> SeriesGroup:
 
 # ------------------------------------------------------------------ projections
 def _pair(v: Any) -> Optional[tuple[float, float]]:
+    """A (row, column) spacing in the plausible range (0.01 to 50 mm), else None."""
     if isinstance(v, list) and len(v) >= 2:
         try:
             a, b = float(v[0]), float(v[1])
         except (TypeError, ValueError):
             return None
-        if np.isfinite(a) and np.isfinite(b) and a > 0 and b > 0:
+        if np.isfinite(a) and np.isfinite(b) and 0.01 <= a <= 50 and 0.01 <= b <= 50:
             return a, b
     return None
 

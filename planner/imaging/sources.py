@@ -294,6 +294,8 @@ def _from_zip(path: str, out: Listing, add: Callable[[FileRef], None]) -> None:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         out.decided.append((path, "skipped", f"damaged zip archive ({exc})"))
         return
+    if not infos:
+        out.decided.append((path, "skipped", "empty zip archive"))
     for info in sorted(infos, key=lambda i: i.filename):
         base = os.path.basename(info.filename)
         name = f"{path}!{info.filename}"

@@ -29,6 +29,27 @@ def make_ijk_to_lps(origin_lps: Sequence[float], direction: np.ndarray | Sequenc
     return m
 
 
+#: Plausible voxel spacing (mm), checked before any volume is built: in-plane (i, j) and between slices
+#: (k; sparse stacks of a few slices far apart exist, but not beyond the length of a body).
+MIN_VOXEL_MM, MAX_VOXEL_MM, MAX_SLICE_GAP_MM = 0.01, 50.0, 500.0
+
+
+def matrix_problem(ijk_to_lps: np.ndarray, *, spacing_range: bool = False) -> str:
+    """What is wrong with a voxel-to-patient matrix ("" when usable): not finite, singular (zero
+    spacing or parallel axes), or, with ``spacing_range``, a spacing outside 0.01 to 50 mm."""
+    m = np.asarray(ijk_to_lps, dtype=float)
+    if not np.all(np.isfinite(m)):
+        return "not finite (damaged geometry)"
+    sp = np.linalg.norm(m[:3, :3], axis=0)
+    det = abs(np.linalg.det(m[:3, :3]))
+    if np.any(sp == 0) or det < 1e-12 or det < 1e-6 * float(np.prod(sp)):
+        return "singular (zero spacing or parallel axes)"
+    if spacing_range and (np.any(sp < MIN_VOXEL_MM) or np.any(sp[:2] > MAX_VOXEL_MM) or sp[2] > MAX_SLICE_GAP_MM):
+        return (f"implausible: voxel spacing {', '.join(f'{x:.3g}' for x in sp)} mm (plausible: {MIN_VOXEL_MM:g} to "
+                f"{MAX_VOXEL_MM:g} mm in-plane, up to {MAX_SLICE_GAP_MM:g} mm between slices)")
+    return ""
+
+
 @dataclass(frozen=True)
 class WindowLevel:
     center: float
@@ -85,8 +106,9 @@ class Volume:
         m = np.asarray(ijk_to_lps, dtype=float)
         if m.shape != (4, 4):
             raise ValueError("ijk_to_lps must be a 4x4 matrix")
-        if abs(np.linalg.det(m[:3, :3])) < 1e-12:
-            raise ValueError("ijk_to_lps is singular (zero spacing or parallel axes)")
+        problem = matrix_problem(m)
+        if problem:
+            raise ValueError(f"ijk_to_lps is {problem}")
         self.array = array
         self.ijk_to_lps = m
         self.lps_to_ijk = np.linalg.inv(m)
