@@ -221,3 +221,55 @@ def test_reads_refuse_fifos_devices_and_proc_at_once(tmp_path):
     with pytest.raises(FileTooLarge):
         read_regular(big, 1000)
     assert read_regular(big, 2000) == b"x" * 2000
+
+
+# ------------------------------------------------------------------ logs (issue 16 item 5)
+def test_tracebacks_go_to_the_log_file_redacted_and_never_to_the_console():
+    import io
+    import logging
+
+    from planner.logsafe import ConsoleFormatter, RedactingFilter, register_identifiers
+
+    register_identifiers(["Hostile^Patientname", "PID-778899"])
+    console_stream, file_stream = io.StringIO(), io.StringIO()
+    console = logging.StreamHandler(console_stream)
+    console.setFormatter(ConsoleFormatter("%(levelname)s %(name)s: %(message)s"))
+    console.addFilter(RedactingFilter())
+    to_file = logging.StreamHandler(file_stream)
+    to_file.setFormatter(logging.Formatter("%(message)s"))
+    to_file.addFilter(RedactingFilter())
+    log = logging.getLogger("bvn-test-logsafe")
+    log.propagate = False
+    log.addHandler(console)
+    log.addHandler(to_file)
+    try:
+        try:
+            raise ValueError("cannot read the plan of Hostile^Patientname (PID-778899)")
+        except ValueError:
+            log.exception("command failed")
+    finally:
+        log.removeHandler(console)
+        log.removeHandler(to_file)
+    shown, logged = console_stream.getvalue(), file_stream.getvalue()
+    assert shown.strip() == "ERROR bvn-test-logsafe: command failed"
+    assert "Traceback" in logged and "ValueError" in logged
+    assert "Patientname" not in logged and "778899" not in logged and "[redacted]" in logged
+
+
+def test_an_unexpected_command_error_is_one_sentence_naming_the_file(monkeypatch, capsys, tmp_path):
+    from planner import cli
+
+    plan = tmp_path / "case.bvnplan"
+    plan.write_text("{}")
+
+    def boom(args):
+        raise RuntimeError("something deep\nbroke")
+
+    import planner.cli.check as check
+
+    monkeypatch.setattr(check, "run", boom)
+    code = cli.run_command(["check", str(plan)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and str(plan) in err and "RuntimeError: something deep broke" in err
+    assert "Traceback" not in err and "log" in err

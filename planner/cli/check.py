@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Any
 
-from planner.cli import json_text
+from planner.cli._json import json_text
 
 HELP = "print the levels, trajectory metrics and safety checks of a plan (exit 1 when a check fails)"
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from planner.cli import json_text
+from planner.cli._json import json_text
 
 HELP = "list the series in a folder, DICOMDIR, zip or image file, with geometry and skip reasons"
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from planner.cli import json_text
+from planner.cli._json import json_text
 
 HELP = "propose the vertebral levels T12-S1 with their landmarks (LPS mm)"
 

@@ -22,7 +22,7 @@ import numpy as np
 from planner.imaging import dicom_header as dh
 from planner.imaging.codestream import EncapsulationError, check_encapsulated
 from planner.imaging.dicom_header import HeaderError, NeedsPydicom, PixelLocation, first
-from planner.imaging.limits import DEFAULT_LIMITS, ImportLimits
+from planner.imaging.limits import DEFAULT_LIMITS, ImportLimits, ReadStopped
 from planner.imaging.sources import FileRef
 
 #: Modalities whose images are 2D projections or photographs (never stacked into a volume).
@@ -113,10 +113,11 @@ class DicomFrame:
 
 
 # ------------------------------------------------------------------ reading a header
-def read_dicom(ref: FileRef, limits: ImportLimits = DEFAULT_LIMITS) -> DicomFile:
+def read_dicom(ref: FileRef, limits: ImportLimits = DEFAULT_LIMITS, cancel: Any = None) -> DicomFile:
     """Scan one file's header (no pixel decoding). Raises :class:`SkipFile` with the reason, or
     :class:`NotDicom` when the file is no DICOM file at all. Bounded: the fast parser by the file's size
-    and an element count, the general reader by ``limits`` (time and bytes)."""
+    and an element count, the general reader by ``limits`` (time and bytes) and ``cancel`` (it raises
+    :class:`planner.imaging.limits.ReadStopped` when the import is cancelled)."""
     header: Optional[dict[str, Any]] = None
     pixel: Optional[PixelLocation] = None
     ds = None
@@ -137,7 +138,7 @@ def read_dicom(ref: FileRef, limits: ImportLimits = DEFAULT_LIMITS) -> DicomFile
     if header is None:
         if reason_fast == dh.DEFLATED_LE:
             _check_inflated_size(ref, data)
-        ds = _pydicom_header(ref, reason_fast, data, limits)
+        ds = _pydicom_header(ref, reason_fast, data, limits, cancel)
         with quiet_pydicom():
             header = dh.from_dataset(ds)
         pixel = None
@@ -164,7 +165,7 @@ def read_dicom(ref: FileRef, limits: ImportLimits = DEFAULT_LIMITS) -> DicomFile
         f.notes.append("the file's meta information names the wrong VR encoding")
     if header.get("PerFrameFunctionalGroupsSequence") or header.get("SharedFunctionalGroupsSequence"):
         if ds is None:
-            ds = _pydicom_header(ref, "functional groups", data, limits)
+            ds = _pydicom_header(ref, "functional groups", data, limits, cancel)
         f.header["_dataset"] = ds  # kept for the per-frame functional groups
     return f
 
@@ -205,12 +206,18 @@ class _BoundedReader:
     """A file for pydicom that ends the read (``_HeaderBudget``) past a byte count or a deadline, so a
     damaged header cannot keep the general reader busy without end."""
 
-    def __init__(self, fh: Any, max_bytes: int, deadline: float, name: Optional[str]) -> None:
-        self._fh, self._left, self._deadline = fh, max_bytes, deadline
+    def __init__(self, fh: Any, max_bytes: int, deadline: float, name: Optional[str], cancel: Any = None) -> None:
+        self._fh, self._left, self._deadline, self._cancel = fh, max_bytes, deadline, cancel
         if name:
             self.name = name
 
+    @property
+    def closed(self) -> bool:
+        return bool(self._fh.closed)
+
     def read(self, n: int = -1) -> bytes:
+        if self._cancel is not None and self._cancel.is_set():
+            raise ReadStopped("cancelled", True)
         if time.monotonic() > self._deadline:
             raise _HeaderBudget("reading the header took too long")
         if n is None or n < 0 or n > self._left:
@@ -252,7 +259,7 @@ class NotDicom(Exception):
 
 
 def _pydicom_header(ref: FileRef, why: str, data: Optional[bytes] = None,
-                    limits: ImportLimits = DEFAULT_LIMITS) -> Any:
+                    limits: ImportLimits = DEFAULT_LIMITS, cancel: Any = None) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -269,11 +276,13 @@ def _pydicom_header(ref: FileRef, why: str, data: Optional[bytes] = None,
         if has_prefix and head[132:140] == b"\0" * 8:
             raise SkipFile("no DICOM data elements after the DICM prefix (zeros): damaged or not a DICOM file")
         src = _BoundedReader(fh, limits.header_max_bytes, time.monotonic() + limits.header_time_limit_s,
-                             ref.path if ref.member is None else None)
+                             ref.path if ref.member is None else None, cancel)
         try:
             with quiet_pydicom():
                 # a deflated data set is inflated in memory (size checked before): nothing can be deferred
                 ds = pydicom.dcmread(src, force=not has_prefix, defer_size=None if why == dh.DEFLATED_LE else 4096)
+        except ReadStopped:
+            raise
         except _HeaderBudget as exc:
             raise SkipFile(f"damaged DICOM header ({exc}; limits: {limits.header_max_bytes // 2 ** 20} MB, "
                            f"{limits.header_time_limit_s:.0f} s)") from None

@@ -266,7 +266,7 @@ def scan_path(path_or_paths: Union[PathLike, Iterable[PathLike]], *, progress: O
         prog(i / max(total, 1), f"Reading headers: {i} of {total} files")
         try:
             try:
-                f = read_dicom(ref, limits)
+                f = read_dicom(ref, limits, cancel)
             except NotDicom:
                 if ref.member is None and is_zip(ref.path):  # an archive not named .zip inside a folder
                     sub = Listing([], [], [])
@@ -290,6 +290,8 @@ def scan_path(path_or_paths: Union[PathLike, Iterable[PathLike]], *, progress: O
             frames.extend(fr)
         except SkipFile as exc:
             report.skipped(ref.name, str(exc))
+        except ReadStopped:  # cancelled while this header was read: the loop stops at the next file
+            report.skipped(ref.name, "not read: import cancelled")
         except MemoryError:
             report.skipped(ref.name, "not enough memory to read the header")
         except RecursionError:
