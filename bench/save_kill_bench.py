@@ -24,21 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-_SAVER = r"""
-import sys
-sys.path.insert(0, {root!r})
-from planner.plan import Measurement, Plan
-from planner.storage import save_plan
-plan = Plan(author="gen-0")
-plan.measurements = [Measurement(kind="distance", label="x" * 200, points_lps=[(1.0, 2.0, 3.0)] * 60)
-                     for _ in range(1000)]
-print("ready", flush=True)
-i = 0
-while True:
-    i += 1
-    plan.author = f"gen-{{i}}"
-    save_plan(plan, {path!r})
-"""
 
 
 def main() -> int:
@@ -47,6 +32,7 @@ def main() -> int:
     args = ap.parse_args()
     from planner.plan import Plan
     from planner.safefiles import TEMP_SUFFIX
+    from tests.fuzz.hostile import SAVE_LOOP
     from planner.storage import PlanFileError, load_plan, save_plan
 
     with tempfile.TemporaryDirectory(prefix="bvn-kill-") as tmp:
@@ -57,7 +43,7 @@ def main() -> int:
         os.environ["BVN_PLANNER_HOME"] = str(home)
         path = folder / "case.bvnplan"
         save_plan(Plan(author="initial"), path)
-        script = _SAVER.format(root=str(ROOT), path=str(path))
+        script = SAVE_LOOP.format(root=str(ROOT), path=str(path))
         failures = 0
         t0 = time.monotonic()
         for k in range(args.kills):

@@ -309,20 +309,14 @@ def _create_exclusive(target: Path, keep_suffix: bool = False) -> tuple[int, Pat
     raise FileExistsError(errno.EEXIST, "no free temporary name", os.fspath(target))
 
 
-def atomic_write_bytes(target: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``target`` atomically (temporary file beside it, fsync, rename); returns the target."""
-    target = Path(target)
+@contextlib.contextmanager
+def _replace_after(target: Path, keep_suffix: bool) -> Iterator[tuple[int, Path]]:
+    """An exclusive temporary beside ``target`` (its open descriptor, which the block closes, and its path),
+    renamed over ``target`` when the block ends without an exception, removed otherwise."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_exclusive(target)
+    fd, tmp = _create_exclusive(target, keep_suffix)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        yield fd, tmp
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -331,6 +325,20 @@ def atomic_write_bytes(target: PathLike, data: bytes) -> Path:
         raise
     _journal_write("-", tmp)
     _fsync_dir(target.parent)
+
+
+def atomic_write_bytes(target: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``target`` atomically (temporary file beside it, fsync, rename); returns the target."""
+    target = Path(target)
+    with _replace_after(target, keep_suffix=False) as (fd, _tmp):
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return target
 
 
@@ -344,22 +352,11 @@ def temporary_beside(target: PathLike) -> Iterator[Path]:
     """A fresh, empty temporary file beside ``target`` for a writer that needs a path; renamed over
     ``target`` when the block ends without an exception, removed otherwise. The temporary name ends in
     the target's suffix (writers that choose the format by it see the right one)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_exclusive(target, keep_suffix=True)
-    os.close(fd)
-    try:
+    with _replace_after(Path(target), keep_suffix=True) as (fd, tmp):
+        os.close(fd)
         yield tmp
         if tmp.is_symlink() or not tmp.is_file():
             raise NotAFile(tmp, "the temporary file was replaced while it was written")
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        _journal_write("-", tmp)
-        raise
-    _journal_write("-", tmp)
-    _fsync_dir(target.parent)
 
 
 @contextlib.contextmanager

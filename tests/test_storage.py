@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from planner import storage
 from planner.plan import SCHEMA_VERSION, Comment, Landmarks, Level, Measurement, Plan, Trajectory
 from planner.storage import PlanFileError, load_plan, save_plan
+from tests.fuzz.hostile import SAVE_LOOP
 from tests.plan_factory import sample_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,21 +127,6 @@ def test_failed_save_leaves_previous_file_intact(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["p.bvnplan"]  # no temporary file left behind
 
 
-_SAVER = r"""
-import sys
-sys.path.insert(0, {root!r})
-from planner.plan import Measurement, Plan
-from planner.storage import save_plan
-plan = Plan(author="gen-0")
-plan.measurements = [Measurement(kind="distance", label="x" * 200, points_lps=[(1.0, 2.0, 3.0)] * 60)
-                     for _ in range(1000)]
-print("ready", flush=True)
-i = 0
-while True:
-    i += 1
-    plan.author = f"gen-{{i}}"
-    save_plan(plan, {path!r})
-"""
 
 
 def test_killing_a_process_mid_save_never_damages_the_file_and_the_next_start_removes_its_temporaries(tmp_path):
@@ -148,7 +134,7 @@ def test_killing_a_process_mid_save_never_damages_the_file_and_the_next_start_re
 
     path = tmp_path / "big.bvnplan"
     save_plan(Plan(author="initial"), path)
-    script = _SAVER.format(root=str(ROOT), path=str(path))
+    script = SAVE_LOOP.format(root=str(ROOT), path=str(path))
     for attempt in range(8):
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
         assert proc.stdout.readline().strip() == b"ready"

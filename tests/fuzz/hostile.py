@@ -19,6 +19,24 @@ from planner.imaging.synthetic import write_series
 
 J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
 
+#: A child process that saves a large plan (1,000 measurements, about 4 MB) to ``{path}`` again and again
+#: (for kills during save); format with ``root`` and ``path``. It prints "ready" before the first save.
+SAVE_LOOP = r"""
+import sys
+sys.path.insert(0, {root!r})
+from planner.plan import Measurement, Plan
+from planner.storage import save_plan
+plan = Plan(author="gen-0")
+plan.measurements = [Measurement(kind="distance", label="x" * 200, points_lps=[(1.0, 2.0, 3.0)] * 60)
+                     for _ in range(1000)]
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    plan.author = f"gen-{{i}}"
+    save_plan(plan, {path!r})
+"""
+
 
 def _one_j2k_slice(folder: Path, rows: int = 64, cols: int = 64) -> bytes:
     (path,) = write_series(folder, n=1, rows=rows, cols=cols, transfer_syntax=J2K_LOSSLESS)
