@@ -58,7 +58,6 @@ PLUGIN_POINTS: dict[str, str] = {}
 #: Dynamic imports known and being removed (each must still be there; see PENDING).
 PENDING_DYNAMIC: dict[str, str] = {
     "planner.report.integration": "safety deletes the module (callers use planner.checks directly)",
-    "planner.imaging.pixels": "hostile's imaging rework removes the __import__ (landing)",
 }
 
 

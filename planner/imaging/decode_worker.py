@@ -1,6 +1,8 @@
-"""The work done inside decoder processes (:mod:`planner.imaging.workers`): decoding compressed or
-otherwise non-native DICOM pixel data with pydicom's plug-ins, image captures with Pillow, and research
-files with SimpleITK. Each function returns ``(arrays, meta)``; the arrays travel back as raw bytes.
+"""The work done inside decoder processes (started by :mod:`planner.imaging.workers` as
+``python -m planner.imaging.decode_worker FD``): decoding compressed or otherwise non-native DICOM pixel
+data with pydicom's plug-ins, image captures with Pillow, and research files with SimpleITK. Each
+function returns ``(arrays, meta)``; the arrays travel back as raw bytes. The worker's loop caps its
+data memory for each task (``RLIMIT_DATA``) and reports its peak resident memory.
 
 Nothing here runs in the application process: a decoder that hangs, crashes or allocates without bound
 on a damaged file only ends its own worker process.
@@ -9,6 +11,8 @@ on a damaged file only ends its own worker process.
 from __future__ import annotations
 
 import io
+import logging
+import os
 import warnings
 from typing import Any, Optional
 
@@ -96,3 +100,84 @@ def simpleitk_volume(path: str) -> tuple[list[np.ndarray], dict[str, Any]]:
 
 #: The functions a worker may run, by name.
 FUNCTIONS = {"dicom_frames": dicom_frames, "capture_frames": capture_frames, "simpleitk_volume": simpleitk_volume}
+
+
+# ------------------------------------------------------------------ the worker's loop
+def _status_kb(field_name: str) -> int:
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(field_name.encode() + b":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _set_data_limit(limit: Optional[int]) -> None:
+    try:
+        import resource
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    want = resource.RLIM_INFINITY if limit is None else int(limit)
+    if hard != resource.RLIM_INFINITY and (want == resource.RLIM_INFINITY or want > hard):
+        want = hard
+    try:
+        resource.setrlimit(resource.RLIMIT_DATA, (want, hard))
+    except (ValueError, OSError):
+        pass
+
+
+def _worker_main(conn: Any) -> None:
+    """Loop of a worker process: receive (function, args, memory), run, send the arrays back."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is for the application
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)  # decoders print to stderr; the import report gives the reason instead
+    os.close(devnull)
+    logging.getLogger().handlers[:] = [logging.NullHandler()]
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        name, args, memory = msg
+        _reset_peak()
+        _set_data_limit(_status_kb("VmData") * 1024 + memory)
+        try:
+            arrays, meta = FUNCTIONS[name](*args)
+            arrays = [np.ascontiguousarray(a) for a in arrays]
+            for a in arrays:
+                if a.dtype.kind not in "biuf":
+                    raise TypeError(f"unexpected pixel type {a.dtype}")
+            reply: Any = ("ok", [(a.dtype.str, a.shape) for a in arrays], meta)
+        except MemoryError:
+            arrays, reply = [], ("error", "MemoryError: the decoder needed more memory than the image's size allows")
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent as the file's reason
+            text = " ".join(str(exc).split())[:500]
+            arrays, reply = [], ("error", f"{type(exc).__name__}{': ' + text if text else ''}")
+        finally:
+            _set_data_limit(None)
+        conn.send((*reply, _status_kb("VmHWM") * 1024))
+        for a in arrays:
+            conn.send_bytes(memoryview(a).cast("B") if a.nbytes else b"")
+        del arrays
+
+
+if __name__ == "__main__":  # a worker process: python -m planner.imaging.decode_worker FD
+    import sys
+    from multiprocessing.connection import Connection
+
+    _worker_main(Connection(int(sys.argv[1])))

@@ -11,7 +11,7 @@ the application process.
 * Results come back as raw bytes received straight into preallocated arrays whose size was checked
   against what the header allows.
 
-Workers are fresh interpreters (``python -m planner.imaging.workers FD``) talking over a socket pair,
+Workers are fresh interpreters (``python -m planner.imaging.decode_worker FD``) talking over a socket pair,
 independent of how the application was started (no re-import of its main module); starting one takes
 about half a second, so idle workers are kept for the next import and the GUI starts one at launch
 (:func:`prestart`). Their stdin, stdout and stderr go to /dev/null: decoders print their complaints
@@ -89,82 +89,6 @@ def reset_stats() -> None:
     STATS = Stats()
 
 
-# ------------------------------------------------------------------ worker side
-def _status_kb(field_name: str) -> int:
-    try:
-        with open("/proc/self/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(field_name.encode() + b":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
-
-
-def _set_data_limit(limit: Optional[int]) -> None:
-    try:
-        import resource
-    except ImportError:
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    want = resource.RLIM_INFINITY if limit is None else int(limit)
-    if hard != resource.RLIM_INFINITY and (want == resource.RLIM_INFINITY or want > hard):
-        want = hard
-    try:
-        resource.setrlimit(resource.RLIMIT_DATA, (want, hard))
-    except (ValueError, OSError):
-        pass
-
-
-def _worker_main(conn: Any) -> None:
-    """Loop of a worker process: receive (function, args, memory), run, send the arrays back."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is for the application
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)  # decoders print to stderr; the import report gives the reason instead
-    os.close(devnull)
-    logging.getLogger().handlers[:] = [logging.NullHandler()]
-    from planner.imaging.decode_worker import FUNCTIONS
-
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg is None:
-            return
-        name, args, memory = msg
-        _reset_peak()
-        _set_data_limit(_status_kb("VmData") * 1024 + memory)
-        try:
-            arrays, meta = FUNCTIONS[name](*args)
-            arrays = [np.ascontiguousarray(a) for a in arrays]
-            for a in arrays:
-                if a.dtype.kind not in "biuf":
-                    raise TypeError(f"unexpected pixel type {a.dtype}")
-            reply: Any = ("ok", [(a.dtype.str, a.shape) for a in arrays], meta)
-        except MemoryError:
-            arrays, reply = [], ("error", "MemoryError: the decoder needed more memory than the image's size allows")
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent as the file's reason
-            text = " ".join(str(exc).split())[:500]
-            arrays, reply = [], ("error", f"{type(exc).__name__}{': ' + text if text else ''}")
-        finally:
-            _set_data_limit(None)
-        conn.send((*reply, _status_kb("VmHWM") * 1024))
-        for a in arrays:
-            conn.send_bytes(memoryview(a).cast("B") if a.nbytes else b"")
-        del arrays
-
-
 # ------------------------------------------------------------------ parent side
 _ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -178,7 +102,7 @@ class _Worker:
                    PYTHONDONTWRITEBYTECODE="1")
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "planner.imaging.workers", str(child_sock.fileno())],
+                [sys.executable, "-m", "planner.imaging.decode_worker", str(child_sock.fileno())],
                 pass_fds=[child_sock.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, env=env, close_fds=True)
         except BaseException:
@@ -346,8 +270,3 @@ def _receive(w: _Worker, finish: Callable[[_Worker, Outcome, bool], None]) -> No
         return
     finish(w, Outcome(task.key, "ok", arrays=arrays, meta=dict(meta), peak_bytes=peak), True)
 
-
-if __name__ == "__main__":  # a worker process: python -m planner.imaging.workers FD
-    from multiprocessing.connection import Connection
-
-    _worker_main(Connection(int(sys.argv[1])))
