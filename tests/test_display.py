@@ -44,8 +44,8 @@ def test_one_rule_drops_what_a_change_makes_stale():
     res.results_changed.connect(dropped.append)
     before = {t: res.shape(t) for t in (left, right)}
     doc.set_trajectory_point(left, "target", (1.0, 3.0, -40.0))
-    assert dropped[-1] == {left}
-    assert res.shape(right) is before[right]  # untouched
+    assert dropped[-1] == {left, right}  # the partner on the level: its report (bipedicular checks)
+    assert res.shape(right) is before[right]  # but not its shape
     moved = res.shape(left)
     assert moved is not before[left] and np.allclose(moved.zone.center_lps, (1.0, 3.0, -40.0))
     level_id = doc.plan.trajectory(left).level_id
@@ -97,3 +97,26 @@ def test_annotations():
     assert abs(annotations.angle_deg(np.array([[1.0, 0, 0], [0, 0, 0], [0, 1.0, 0]])) - 90.0) < 1e-9
     assert annotations.format_person_name("DOE^Jane^Q") == "DOE, Jane Q"
     assert annotations.format_date("20240131") == "2024-01-31"
+
+
+def test_reports_are_computed_once_per_edit_and_partners_follow():
+    s, left, right = _session()
+    res, doc = s.results, s.document
+    from planner.checks import evaluate_trajectory
+
+    first = res.reports()
+    assert set(first) == {left, right} and res.report_computations == 2
+    assert res.report(left) is first[left]  # kept
+    ref = evaluate_trajectory(doc.plan, doc.plan.trajectory(left), s.images)
+    assert res.report(left).to_dict() == ref.to_dict()
+    doc.set_trajectory_point(left, "target", (1.0, 3.0, -40.0))
+    res.reports()
+    res.reports()
+    assert res.report_computations == 4  # the moved one and its partner on the level, once each
+    doc.set_eligibility_notes("no path changed")
+    res.reports()
+    assert res.report_computations == 4
+    doc.remove_trajectory(right)
+    assert set(res.reports()) == {left} and res.report_computations == 5
+    plan_report = res.plan_report()
+    assert [t.trajectory_id for t in plan_report.trajectories] == [left]

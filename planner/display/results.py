@@ -5,12 +5,17 @@
 * per trajectory the drawn shape (:func:`planner.trajectory.trajectory_shape`: instruments and
   ablation zone), which the slice views, the trajectory views, the 3D view and the fluoroscopy
   overlays draw;
+* per trajectory the metrics and checks (:func:`planner.checks.evaluate_trajectory` with the session's
+  images, so a CT measures the pedicle), which the trajectory panel, the export buttons and the
+  documents show (:meth:`PlanResults.report`, :meth:`PlanResults.plan_report`);
 * the virtual projections of the loaded volumes (:class:`planner.display.fluoro.VirtualProjections`),
   shared by the fluoroscopy views.
 
-One rule drops what a change makes stale (:meth:`PlanResults.stale_trajectories`): a trajectory's own
-change drops that trajectory; a change of the levels or of the settings (which shape every
-trajectory) or a plan opened drops them all. :attr:`PlanResults.results_changed` is then emitted with
+One rule drops what a change makes stale (:meth:`PlanResults.stale`): a trajectory's own change drops
+its shape, and its report and those of the trajectories on its level (the bipedicular checks look at
+the partner); a change of the levels or of the settings (which shape and check every trajectory) or a
+plan opened drops them all; a change of the case (the series' roles choose the image the checks
+measure on) or of the loaded images drops every report. :attr:`PlanResults.results_changed` is then emitted with
 the ids dropped, so a reader recomputes only those. The results listen to the document before any
 view (the Session creates them first); a reader that runs earlier still gets fresh values, because a
 revision the results have not seen drops everything.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Union
 
+from planner.checks import PlanReport, TrajectoryReport, evaluate_trajectory, level_summary
 from planner.display.fluoro import VirtualProjections
 from planner.document import Part, PlanChange, PlanDocument
 from planner.events import Signal
@@ -36,40 +42,71 @@ class PlanResults:
         self.results_changed = Signal("PlanResults.results_changed")
         self.virtual_projections = VirtualProjections()
         self._shapes: dict[str, TrajectoryShape] = {}
+        self._reports: dict[str, TrajectoryReport] = {}
+        #: trajectory id -> its level id, for the reports kept (a removed trajectory's partners)
+        self._report_levels: dict[str, str] = {}
         self._revision = document.revision
-        #: Shapes computed (tests and benchmarks count them).
+        #: Shapes and reports computed (tests and benchmarks count them).
         self.shape_computations = 0
+        self.report_computations = 0
         document.changed.connect(self._on_plan_changed)
 
     # ------------------------------------------------------------------ the rule
-    def stale_trajectories(self, change: PlanChange) -> Optional[frozenset[str]]:
-        """The trajectory ids whose results ``change`` makes stale; None: every trajectory."""
+    def stale(self, change: PlanChange) -> tuple[Optional[frozenset[str]], Optional[frozenset[str]]]:
+        """(shape ids, report ids) that ``change`` makes stale; None: every trajectory's."""
         if change.touches(Part.LEVELS, Part.SETTINGS):
-            return None
-        return change.trajectories
+            return None, None
+        shapes = change.trajectories
+        if change.touches(Part.CASE):
+            return shapes, None
+        levels = set()
+        plan = self.document.plan
+        for tid in change.trajectories:
+            level_id = self._report_levels.get(tid)
+            if level_id is None:
+                try:
+                    level_id = plan.trajectory(tid).level_id
+                except KeyError:  # removed, its level unknown here: its partners are unknown too
+                    return shapes, None
+            levels.add(level_id)
+        partners = {tid for tid, lid in self._report_levels.items() if lid in levels}
+        partners |= {t.id for t in plan.trajectories if t.level_id in levels}
+        return shapes, frozenset(change.trajectories | partners)
 
     def _on_plan_changed(self, change: PlanChange) -> None:
-        stale = self.stale_trajectories(change)
+        shapes, reports = self.stale(change)
         self._revision = self.document.revision
-        if stale is None:
-            dropped = frozenset(self._shapes) | {t.id for t in self.document.plan.trajectories}
-            self._shapes.clear()
-        else:
-            dropped = stale
-            for tid in stale:
-                self._shapes.pop(tid, None)
+        dropped = self._drop(shapes, reports)
         if dropped:
             self.results_changed.emit(dropped)
+
+    def _drop(self, shapes: Optional[frozenset[str]], reports: Optional[frozenset[str]]) -> frozenset[str]:
+        """Forget stale results (None: all); returns the trajectory ids whose results are gone or changed."""
+        current = {t.id for t in self.document.plan.trajectories}
+        shape_ids = (set(self._shapes) | current) if shapes is None else set(shapes)
+        report_ids = (set(self._reports) | current) if reports is None else set(reports)
+        for tid in shape_ids:
+            self._shapes.pop(tid, None)
+        for tid in report_ids:
+            self._reports.pop(tid, None)
+            self._report_levels.pop(tid, None)
+        return frozenset(shape_ids | report_ids)
 
     def _check_revision(self) -> None:
         if self._revision != self.document.revision:  # a change not seen yet: nothing cached is trusted
             self._shapes.clear()
+            self._reports.clear()
+            self._report_levels.clear()
             self._revision = self.document.revision
 
     def image_changed(self, key: str) -> None:
-        """An image was added, replaced or removed (the Session calls it)."""
+        """An image was added, replaced or removed (the Session calls it): every report may measure on
+        other images now."""
         if key not in self.images:
             self.virtual_projections.forget(key)
+        dropped = self._drop(frozenset(), None)
+        if dropped:
+            self.results_changed.emit(dropped)
 
     # ------------------------------------------------------------------ reading
     def shape(self, trajectory: Union[Trajectory, str]) -> TrajectoryShape:
@@ -84,8 +121,35 @@ class PlanResults:
             self._shapes[tid] = shape
         return shape
 
+    def report(self, trajectory: Union[Trajectory, str]) -> TrajectoryReport:
+        """The metrics and checks of a trajectory of the plan, with the session's images."""
+        self._check_revision()
+        tid = trajectory if isinstance(trajectory, str) else trajectory.id
+        rep = self._reports.get(tid)
+        if rep is None:
+            plan = self.document.plan
+            traj = plan.trajectory(tid)
+            rep = evaluate_trajectory(plan, traj, self.images)
+            self.report_computations += 1
+            self._reports[tid] = rep
+            self._report_levels[tid] = traj.level_id
+        return rep
+
+    def reports(self) -> dict[str, TrajectoryReport]:
+        """Every trajectory's report, by id (in the plan's order)."""
+        return {t.id: self.report(t.id) for t in self.document.plan.trajectories}
+
+    def plan_report(self) -> PlanReport:
+        """Every level (its landmarks) and every trajectory (metrics and checks), as
+        :func:`planner.checks.evaluate_plan` gives them, from the reports kept here."""
+        plan = self.document.plan
+        order = {lv.id: i for i, lv in enumerate(plan.levels)}
+        trajs = sorted(plan.trajectories, key=lambda t: (order.get(t.level_id, 1_000), t.side))
+        return PlanReport([level_summary(lv) for lv in plan.levels], [self.report(t.id) for t in trajs])
+
     def close(self) -> None:
         """Stop listening and drop everything (the session closes)."""
         self.document.changed.disconnect(self._on_plan_changed)
         self._shapes.clear()
+        self._reports.clear()
         self.virtual_projections.close()

@@ -149,9 +149,7 @@ class ExportController(ProgressDialogOwner, QObject):
 
     def blockers(self) -> list[str]:
         """Trajectories ("L4 left") with a failing check and no recorded reason."""
-        from planner.checks import evaluate_plan
-
-        return [f"{r.level_name} {r.side}" for r in evaluate_plan(self.plan, self._images()).missing_override_reasons]
+        return [f"{r.level_name} {r.side}" for r in self.session.results.plan_report().missing_override_reasons]
 
     def _can_export(self, what: str) -> bool:
         if self.busy():

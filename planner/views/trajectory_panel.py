@@ -8,14 +8,15 @@ A standalone QWidget on a :class:`planner.session.Session`. It shows the model a
 * per-trajectory parameters (zone diameter, curved or straight, curve radius, instrument diameters,
   canal margin) through ``set_trajectory_params`` (each field's setting and source in its tooltip);
 * the metrics and checks of :func:`planner.checks.evaluate_trajectory` (with the session's images,
-  so a CT measures the pedicle), coloured by status, with the reason and the source in tooltips;
+  so a CT measures the pedicle), read from the session's results (``session.results.report``, the
+  values the views and the documents show), coloured by status, with the reason and the source in tooltips;
 * the physician's override reason through ``set_trajectory_fields``: required before export when a
   check fails, and the panel says so.
 
 Every edit is undoable; the panel refreshes on ``document.changed`` and follows
 ``Session.active_trajectory`` (and sets it when the user selects a trajectory). While a handle is
 dragged only the reports of the moved trajectory and its partner on the same level are recomputed
-(each once per edit), and the tables are updated in place (a drag stays within the frame budget).
+(each once per edit, by the session's results), and the tables are updated in place (a drag stays within the frame budget).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from planner.checks import FAIL, PASS, WARNING, TrajectoryReport, evaluate_trajectory
+from planner.checks import FAIL, PASS, WARNING, TrajectoryReport
 from planner.document import Part, PlanChange, PlanEditError
 from planner.plan import Level, Trajectory
 from planner.session import Session
@@ -113,8 +114,9 @@ class TrajectoryPanel(PlanPanel):
         self._selected: str = ""
         self._selected_level: str = ""
         self.report: Optional[TrajectoryReport] = None
-        #: trajectory id -> its report for the current plan (dropped for what a change touches)
-        self._reports: dict[str, TrajectoryReport] = {}
+        #: The plan revision whose change this panel has handled (results dropped at another revision
+        #: come with a plan change the panel handles itself).
+        self._seen_revision = session.document.revision
 
         # --- the list: every trajectory of the case, and the treated levels that have none yet
         self.tree = QTreeWidget()
@@ -237,6 +239,7 @@ class TrajectoryPanel(PlanPanel):
 
         self._unsubscribe = session.document.subscribe(self._on_changed)
         session.active_trajectory_changed.connect(self._on_active)
+        session.results.results_changed.connect(self._on_results)
         self.refresh()
 
     # ------------------------------------------------------------------ helpers
@@ -286,32 +289,8 @@ class TrajectoryPanel(PlanPanel):
         return None
 
     def report_for(self, traj: Trajectory) -> TrajectoryReport:
-        """The metrics and checks of ``traj`` (computed once per plan state)."""
-        rep = self._reports.get(traj.id)
-        if rep is None:
-            rep = evaluate_trajectory(self.document.plan, traj, self.images())
-            self._reports[traj.id] = rep
-        return rep
-
-    def _forget_reports(self, change: Optional[PlanChange]) -> None:
-        """Drop the reports ``change`` may have changed: the trajectories it names and those on the
-        same levels (the bipedicular checks look at the partner), everything for other changes."""
-        if change is None or change.touches(*(p for p in Part if p is not Part.TRAJECTORIES)) \
-                or change.list_changed(Part.TRAJECTORIES):
-            self._reports.clear()
-            return
-        plan = self.document.plan
-        ids = change.trajectories
-        levels = set()
-        for tid in ids:
-            try:
-                levels.add(plan.trajectory(tid).level_id)
-            except KeyError:
-                self._reports.clear()
-                return
-        for t in plan.trajectories:
-            if t.level_id in levels:
-                self._reports.pop(t.id, None)
+        """The metrics and checks of ``traj``: the session's results (computed once per plan state)."""
+        return self.session.results.report(traj.id)
 
     def export_blockers(self) -> list[str]:
         """Names ("L4 left") of trajectories with a failing check and no recorded reason."""
@@ -327,13 +306,18 @@ class TrajectoryPanel(PlanPanel):
     def _on_changed(self, change: PlanChange) -> None:
         if self._closed:
             return
-        self._forget_reports(change)
+        self._seen_revision = self.document.revision
         if change.list_changed(Part.TRAJECTORIES) or change.touches(Part.LEVELS, Part.SETTINGS):
             self.refresh()
         elif change.touches(Part.TRAJECTORIES):
             self._refresh_items()
             self._update_details()
             self._update_export_note()
+
+    def _on_results(self, ids: frozenset) -> None:
+        """Results dropped without a plan change (the loaded images changed): show the new ones."""
+        if not self._closed and self.document.revision == self._seen_revision:
+            self.refresh_when_visible()
 
     def _on_active(self, trajectory_id: Optional[str]) -> None:
         if self._closed or (trajectory_id or "") == self._selected:
@@ -348,7 +332,6 @@ class TrajectoryPanel(PlanPanel):
     def refresh(self) -> None:
         if self._closed:
             return
-        self._reports.clear()  # images may have changed too (a CT measures the pedicle)
         self._updating = True
         try:
             plan = self.document.plan
@@ -717,6 +700,7 @@ class TrajectoryPanel(PlanPanel):
             self._closed = True
             self._unsubscribe()
             self.session.active_trajectory_changed.disconnect(self._on_active)
+            self.session.results.results_changed.disconnect(self._on_results)
 
 
 __all__ = ["TrajectoryPanel", "setting_tooltip", "NUMERIC_PARAMS"]
