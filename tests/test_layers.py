@@ -48,8 +48,6 @@ PENDING: dict[tuple[str, str], str] = {
     ("planner.report.keyimages", "planner.report.render3d"): "arch, with one VTK actor builder (after safety's "
                                                              "key-image changes land)",
     ("planner.report.render3d", "planner.report.keyimages"): "arch, with one VTK actor builder",
-    ("planner.imaging.pacs.cache", "planner.storage"): "arch, atomic writes from planner.safefiles once hostile lands it",
-    ("planner.imaging.pacs.nodes", "planner.storage"): "arch, atomic writes from planner.safefiles once hostile lands it",
 }
 
 #: Modules allowed to use importlib / __import__, with the documented plug-in point they implement.

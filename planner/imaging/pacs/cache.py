@@ -38,7 +38,7 @@ class CacheSettings:
             return cls()
 
     def save(self) -> Path:
-        from planner.storage import atomic_write_text
+        from planner.safefiles import atomic_write_text
 
         atomic_write_text(settings_path(), json.dumps(asdict(self), indent=1))
         return settings_path()

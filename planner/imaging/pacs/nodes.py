@@ -149,7 +149,7 @@ def load_nodes() -> list[PacsNode]:
 
 def save_nodes(nodes: Sequence[PacsNode]) -> Path:
     """Save the nodes (JSON, readable by the user only since it may hold a DICOMweb password)."""
-    from planner.storage import atomic_write_text
+    from planner.safefiles import atomic_write_text
 
     path = nodes_path()
     atomic_write_text(path, json.dumps({"version": 1, "nodes": [n.to_dict() for n in nodes]}, indent=1))
