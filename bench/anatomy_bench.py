@@ -19,7 +19,8 @@ of ``planner.levels``; this script calls only the public API (``propose_levels_d
 measures whatever the package does.
 
 Time and memory are measured per scan in a subprocess of its own: wall time of the
-``propose_levels_detailed`` call and the subprocess's peak resident memory (``ru_maxrss``: the
+``propose_levels_detailed`` call (and its CPU time: on a shared machine the wall time grows with the
+load), and the subprocess's peak resident memory (``ru_maxrss``: the
 interpreter, the libraries and the loaded image included; the rise during the call is printed too). The time to import the same image with ``planner.imaging.load_path`` is
 printed beside it as the reference measured in the same run. Each subprocess runs under an address-space
 limit (``--limit-gib``) so that a runaway allocation ends as a MemoryError in the report instead of
@@ -101,6 +102,7 @@ def run_one(kind: str, case_name: str, mode: str) -> dict[str, Any]:
     modality = "CT" if kind == "ct" else None
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     t0 = time.perf_counter()
+    c0 = time.process_time()
     error = None
     levels: list = []
     notes: list[str] = []
@@ -112,10 +114,11 @@ def run_one(kind: str, case_name: str, mode: str) -> dict[str, Any]:
     except MemoryError:
         error = "MemoryError"
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     score = score_levels(levels, case)
     return {"kind": kind, "case": case_name, "mode": mode, "hints": hints, "error": error, "notes": notes,
-            "names": [lv.name for lv in levels], "time_s": elapsed, "load_s": load_s,
+            "names": [lv.name for lv in levels], "time_s": elapsed, "cpu_s": cpu, "load_s": load_s,
             "rss_before_mib": rss0, "rss_peak_mib": rss,
             "shape": list(volume.array.shape), **score}
 
@@ -128,7 +131,7 @@ def run_in_subprocess(kind: str, case_name: str, mode: str, limit_gib: float) ->
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"kind": kind, "case": case_name, "mode": mode, "error": "crashed: " + " | ".join(tail),
                 "names": [], "labelled": [], "found_right": [], "misnamed": [], "off": [], "levels": {},
-                "time_s": float("nan"), "load_s": float("nan"), "rss_before_mib": float("nan"),
+                "time_s": float("nan"), "cpu_s": float("nan"), "load_s": float("nan"), "rss_before_mib": float("nan"),
                 "rss_peak_mib": float("nan")}
     return json.loads(lines[-1])
 
@@ -158,7 +161,10 @@ def summarize(runs: list[dict], title: str) -> dict[str, Any]:
         a = _values(runs, key)
         out[key] = {"n": int(a.size), "median": float(np.median(a)) if a.size else None,
                     "p95": float(np.percentile(a, 95)) if a.size else None}
+    peds = [e["pedicles_measured"] for r in runs for e in r["levels"].values() if "pedicles_measured" in e]
+    out["pedicles_measured"] = {"levels": len(peds), "both": sum(v == 2 for v in peds), "one": sum(v == 1 for v in peds)}
     out["time_max_s"] = float(np.nanmax([r["time_s"] for r in runs])) if runs else None
+    out["cpu_max_s"] = float(np.nanmax([r["cpu_s"] for r in runs])) if runs else None
     out["rss_peak_max_mib"] = float(np.nanmax([r["rss_peak_mib"] for r in runs])) if runs else None
     print(f"\n== {title}: {len(runs)} runs; levels found and named right {right}/{labelled} ({100 * share:.0f} %); "
           f"misnamed {misnamed}; runs without levels {errors}")
@@ -167,7 +173,10 @@ def summarize(runs: list[dict], title: str) -> dict[str, Any]:
         a = _values(runs, key)
         if a.size:
             print(f"   {key:<13} {a.size:4d} {_stat(a)}")
-    print(f"   slowest {out['time_max_s']:.1f} s; largest peak resident memory {out['rss_peak_max_mib']:.0f} MiB")
+    pm = out["pedicles_measured"]
+    print(f"   pedicles measured: both on {pm['both']} and one on {pm['one']} of {pm['levels']} levels named right")
+    print(f"   slowest {out['time_max_s']:.1f} s (cpu {out['cpu_max_s']:.1f} s); largest peak resident memory "
+          f"{out['rss_peak_max_mib']:.0f} MiB")
     return out
 
 
@@ -181,7 +190,7 @@ def print_run(r: dict) -> None:
     print(f"{r['case']:<9} {r['mode']:<9} {len(r['found_right'])}/{len(r['labelled'])} right"
           f"{' misnamed ' + ','.join(r['misnamed']) if r['misnamed'] else ''}"
           f"  centre {med(cen)}  walls {med(walls)}  endplates {med(plates)}  pedicles {med(peds)}"
-          f"  {r['time_s']:5.1f} s (load {r['load_s']:.1f} s)  peak {r['rss_peak_mib']:5.0f} MiB"
+          f"  {r['time_s']:5.1f} s (cpu {r['cpu_s']:.1f} s; load {r['load_s']:.1f} s)  peak {r['rss_peak_mib']:5.0f} MiB"
           f" (+{r['rss_peak_mib'] - r['rss_before_mib']:.0f} in the call)" + (f"  [{r['error']}]" if r.get("error") else ""), flush=True)
 
 

@@ -351,7 +351,8 @@ def score_levels(levels: Sequence, case: dict) -> dict:
     it lies in another labelled body, *off* when in none. Errors (mm) are given for the right ones:
     ``centre`` (3D), ``posterior``/``anterior`` (along ``e_ap``, signed, + anterior), ``superior``/``inferior``
     (along ``e_h``, signed, + cranial) and, where the case has pedicle references, ``pedicle_left/right``
-    (3D) and whether each pedicle lies inside its own vertebra's label (``pedicle_in_label``)."""
+    (3D) and whether each pedicle lies inside its own vertebra's label (``pedicle_in_label``), and how many
+    of its two pedicles were measured (``pedicles_measured``)."""
     code_of = {n: v for v, n in case["names"].items()}
     labelled = [n for n in LADDER if n in case["bodies"]]
     per_level = {}
@@ -372,7 +373,8 @@ def score_levels(levels: Sequence, case: dict) -> dict:
             off.append(lv.name)
             continue
         ref = case["bodies"][lv.name]
-        e = {"centre": float(np.linalg.norm(c - ref.centroid))}
+        e = {"centre": float(np.linalg.norm(c - ref.centroid)),
+             "pedicles_measured": sum(getattr(lm, f"pedicle_{s}_lps") is not None for s in ("left", "right"))}
         for key, found, want, axis in (("posterior", lm.posterior_wall_lps, ref.posterior_wall, ref.e_ap),
                                        ("anterior", lm.anterior_wall_lps, ref.anterior_wall, ref.e_ap),
                                        ("superior", lm.superior_endplate_lps, ref.superior_endplate, ref.e_h),
