@@ -120,3 +120,24 @@ def test_reports_are_computed_once_per_edit_and_partners_follow():
     assert set(res.reports()) == {left} and res.report_computations == 5
     plan_report = res.plan_report()
     assert [t.trajectory_id for t in plan_report.trajectories] == [left]
+
+
+def test_field_ranges_are_the_plan_model_s():
+    import pytest
+    from pydantic import ValidationError
+
+    from planner.display.fields import field_range
+    from planner.plan import TrajectoryParams
+
+    assert field_range(TrajectoryParams, "zone_diameter_mm", 1) == (1.1, 40.0)  # gt=1, le=40
+    assert field_range(TrajectoryParams, "introducer_diameter_mm", 2) == (0.51, 8.0)  # gt=0.5
+    assert field_range(TrajectoryParams, "canal_margin_mm", 1) == (0.0, 40.0)  # ge=0
+    for name, dec in (("zone_diameter_mm", 1), ("introducer_diameter_mm", 2), ("probe_diameter_mm", 2),
+                      ("cannula_curve_radius_mm", 1)):
+        lo, hi = field_range(TrajectoryParams, name, dec)
+        TrajectoryParams(**{name: lo})
+        TrajectoryParams(**{name: hi})  # both ends are accepted by the model
+        with pytest.raises(ValidationError):
+            TrajectoryParams(**{name: round(lo - 10 ** -dec, dec)})
+        with pytest.raises(ValidationError):
+            TrajectoryParams(**{name: hi + 10 ** -dec})

@@ -125,6 +125,9 @@ def test_parameters_edit_through_document(qtbot, session):
     doc = session.document
     tid = panel.suggest("left")
     spin = panel.spins["zone_diameter_mm"]
+    # the editor offers what the plan accepts (TrajectoryParams: > 1 mm, <= 40 mm), no narrower range of its own
+    assert (spin.minimum(), spin.maximum()) == (1.1, 40.0)
+    assert panel.spins["introducer_diameter_mm"].minimum() == 0.51
     spin.setFocus()
     spin.selectAll()
     qtbot.keyClicks(spin, "14")

@@ -47,8 +47,9 @@ from PySide6.QtWidgets import (
 )
 
 from planner.checks import FAIL, PASS, WARNING, TrajectoryReport
+from planner.display.fields import field_range
 from planner.document import Part, PlanChange, PlanEditError
-from planner.plan import Level, Trajectory
+from planner.plan import Level, Trajectory, TrajectoryParams
 from planner.session import Session
 from planner.settings import PlanningSettings
 from planner.trajectory import (
@@ -66,13 +67,15 @@ STATUS_COLOR = {PASS: "#4caf50", WARNING: "#ff9800", FAIL: "#e53935"}
 STATUS_WORD = {PASS: "pass", WARNING: "warning", FAIL: "FAIL"}
 
 #: Editable numeric parameters: field -> (label, unit, decimals, minimum, maximum, step).
-NUMERIC_PARAMS: dict[str, tuple[str, str, int, float, float, float]] = {
-    "zone_diameter_mm": ("Zone diameter", "mm", 1, 1.5, 40.0, 0.5),
-    "cannula_curve_radius_mm": ("Curve radius", "mm", 1, 3.5, 200.0, 1.0),
-    "introducer_diameter_mm": ("Introducer diameter", "mm", 2, 0.6, 8.0, 0.1),
-    "cannula_diameter_mm": ("Cannula diameter", "mm", 2, 0.6, 8.0, 0.1),
-    "probe_diameter_mm": ("Probe diameter", "mm", 2, 0.4, 6.0, 0.1),
-    "canal_margin_mm": ("Canal margin (minimum)", "mm", 1, 0.0, 40.0, 0.5),
+#: The numeric trajectory parameters: (label, unit, decimals, step). Their ranges are the plan model's
+#: (:class:`planner.plan.TrajectoryParams`, read by :func:`planner.display.fields.field_range`).
+NUMERIC_PARAMS: dict[str, tuple[str, str, int, float]] = {
+    "zone_diameter_mm": ("Zone diameter", "mm", 1, 0.5),
+    "cannula_curve_radius_mm": ("Curve radius", "mm", 1, 1.0),
+    "introducer_diameter_mm": ("Introducer diameter", "mm", 2, 0.1),
+    "cannula_diameter_mm": ("Cannula diameter", "mm", 2, 0.1),
+    "probe_diameter_mm": ("Probe diameter", "mm", 2, 0.1),
+    "canal_margin_mm": ("Canal margin (minimum)", "mm", 1, 0.5),
 }
 
 
@@ -166,9 +169,9 @@ class TrajectoryPanel(PlanPanel):
         self.curved.toggled.connect(self._curved_toggled)
         form.addRow(self.curved)
         self.spins: dict[str, QDoubleSpinBox] = {}
-        for name, (label, unit, dec, lo, hi, step) in NUMERIC_PARAMS.items():
+        for name, (label, unit, dec, step) in NUMERIC_PARAMS.items():
             sp = QDoubleSpinBox()
-            sp.setRange(lo, hi)
+            sp.setRange(*field_range(TrajectoryParams, name, dec))
             sp.setDecimals(dec)
             sp.setSingleStep(step)
             sp.setSuffix(f" {unit}")
