@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
@@ -37,6 +37,7 @@ from planner.display.annotations import active_trajectory
 from planner.document import PlanEditError
 from planner.imaging.volume import WindowLevel
 from planner.views.context import ViewContext
+from planner.views.lifecycle import ModelWidget
 from planner.views.render.surface import Handle, Surface, draw_label
 from planner.views.tools import HandleDrag, Tool, make_tool
 
@@ -68,7 +69,7 @@ def window_to_uint8(arr: np.ndarray, center: float, width: float) -> np.ndarray:
     return np.ascontiguousarray(out.astype(np.uint8))
 
 
-class ImageCanvas(QWidget):
+class ImageCanvas(ModelWidget, QWidget):
     #: Double-click: the layout maximises this view (and restores it on the next double-click).
     maximize_requested = Signal()
     #: Zoom or pan changed (compare views follow each other).
@@ -93,7 +94,6 @@ class ImageCanvas(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(120, 120)
-        self.closed = False
         self.zoom = 1.0
         self.center = np.zeros(2)
         self._fitted = True
@@ -124,7 +124,6 @@ class ImageCanvas(QWidget):
         #: (hovered handle id, whether a drag would move it) of the last hover report
         self._hover_state: Optional[tuple] = None
         self.selected_measurement: Optional[str] = None
-        self._disconnects: list[Callable[[], None]] = []
         self._tools: dict[str, Tool] = {}
         self.last_paint_ms = 0.0
         #: Paints of this view that showed an image (start-up time and tests read it).
@@ -136,9 +135,9 @@ class ImageCanvas(QWidget):
         self._letter_font = QFont(self._font)
         self._letter_font.setPointSizeF(12.0)
         self._letter_font.setBold(True)
-        context.tool_changed.connect(self._on_tool_changed)
-        context.display_changed.connect(self.update)
-        context.point_request_changed.connect(self._on_point_request)
+        self.subscribe(context.tool_changed, self._on_tool_changed)
+        self.subscribe(context.display_changed, self.update)
+        self.subscribe(context.point_request_changed, self._on_point_request)
         self._on_tool_changed(context.tool)
 
     # ================================================================== subclass interface
@@ -246,33 +245,6 @@ class ImageCanvas(QWidget):
             return
         self.selected_measurement = None
         self.ctx.message.emit("Measurement deleted")
-
-    # ================================================================== life cycle
-    def subscribe(self, signal: Any, slot: Callable[..., Any]) -> None:
-        """Connect to a model Signal and remember to disconnect on close (STYLE.md 2.4)."""
-        signal.connect(slot)
-        self._disconnects.append(lambda: signal.disconnect(slot))
-
-    def shutdown(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for d in self._disconnects:
-            try:
-                d()
-            except Exception:  # pragma: no cover
-                log.exception("disconnect failed")
-        self._disconnects.clear()
-        try:
-            self.ctx.tool_changed.disconnect(self._on_tool_changed)
-            self.ctx.display_changed.disconnect(self.update)
-            self.ctx.point_request_changed.disconnect(self._on_point_request)
-        except (RuntimeError, TypeError):  # pragma: no cover
-            pass
-
-    def closeEvent(self, ev):  # noqa: N802
-        self.shutdown()
-        super().closeEvent(ev)
 
     # ================================================================== tools
     def active_tool(self) -> Tool:

@@ -97,7 +97,6 @@ class EligibilityPanel(PlanPanel):
     def __init__(self, session: Session, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.session = session
-        self._closed = False
         self._updating = False
         self.overall = QLabel()
         self.overall.setObjectName("eligibilityOverall")
@@ -144,7 +143,7 @@ class EligibilityPanel(PlanPanel):
         self.rows: dict[str, _Row] = {}
         self.group_boxes: dict[str, QGroupBox] = {}
         self._settings_key: Any = None
-        self._unsubscribe = session.document.subscribe(self._on_changed)
+        self.subscribe(session.document.changed, self._on_changed)
         self.refresh()
 
     # ------------------------------------------------------------------ build
@@ -210,7 +209,7 @@ class EligibilityPanel(PlanPanel):
         self.refresh_when_visible()  # a hidden tab waits until shown (keeps drags in the views fast)
 
     def refresh(self) -> None:
-        if self._closed:
+        if self.closed:
             return
         plan = self.document.plan
         self._updating = True
@@ -307,12 +306,3 @@ class EligibilityPanel(PlanPanel):
             except PlanEditError as exc:
                 self.message.emit(str(exc))
 
-    # ------------------------------------------------------------------ shutdown
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
-        self.shutdown()
-        super().closeEvent(event)
-
-    def shutdown(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._unsubscribe()

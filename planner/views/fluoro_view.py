@@ -301,10 +301,9 @@ class FluoroView(ImageCanvas):
         nxt = (self.frame_index + 1) % self.image.n_frames
         self.set_frame(nxt)
 
-    def shutdown(self) -> None:
+    def on_shutdown(self) -> None:
         self._timer.stop()
         self._cancel_virtual()
-        super().shutdown()
 
     # ------------------------------------------------------------------ canvas interface
     def has_image(self) -> bool:

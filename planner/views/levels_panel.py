@@ -112,7 +112,6 @@ class LevelsPanel(PlanPanel):
     def __init__(self, session: Session, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.session = session
-        self._closed = False
         self._updating = False
         self.hints: dict[str, tuple[float, float, float]] = {}
         self.pending_hint: Optional[str] = None
@@ -258,7 +257,7 @@ class LevelsPanel(PlanPanel):
         lay.addWidget(level_box)
         lay.addWidget(ep_box)
 
-        self._unsubscribe = session.document.subscribe(self._on_changed)
+        self.subscribe(session.document.changed, self._on_changed)
         self.refresh()
 
     # ------------------------------------------------------------------ helpers
@@ -290,13 +289,13 @@ class LevelsPanel(PlanPanel):
 
     # ------------------------------------------------------------------ model -> view
     def _on_changed(self, change: PlanChange) -> None:
-        if self._closed:
+        if self.closed:
             return
         if change.touches(Part.LEVELS, Part.SETTINGS):
             self.refresh()
 
     def refresh(self) -> None:
-        if self._closed:
+        if self.closed:
             return
         self._updating = True
         try:
@@ -617,15 +616,6 @@ class LevelsPanel(PlanPanel):
             text = f"<b>Click inside {self.pending_hint} in a slice view</b> (Esc cancels). " + text
         self.hint_label.setText(text)
 
-    # ------------------------------------------------------------------ shutdown
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
-        self.shutdown()
-        super().closeEvent(event)
-
-    def shutdown(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._unsubscribe()
 
 
 __all__ = ["LevelsPanel", "KEY_HELP"]

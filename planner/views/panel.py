@@ -10,10 +10,12 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QWidget
 
 from planner.document import PlanEditError
+from planner.views.lifecycle import ModelWidget
 
 
-class PlanPanel(QWidget):
-    """Subclasses set ``self.session`` and ``self._closed`` and implement ``refresh()``."""
+class PlanPanel(ModelWidget, QWidget):
+    """Subclasses set ``self.session``, subscribe to the model with ``self.subscribe`` and implement
+    ``refresh()`` (the life cycle: :class:`planner.views.lifecycle.ModelWidget`)."""
 
     #: A short message for the status bar (for example why an edit was refused).
     message = Signal(str)
@@ -34,10 +36,6 @@ class PlanPanel(QWidget):
     def refresh(self) -> None:
         raise NotImplementedError
 
-    def shutdown(self) -> None:
-        """Disconnect from the model (the window calls it when it closes)."""
-        raise NotImplementedError
-
     def is_shown(self) -> bool:
         """True when the panel is on screen: visible and not behind another tab (a dock in a
         background tab stays "visible" but has nothing on screen)."""
@@ -45,7 +43,7 @@ class PlanPanel(QWidget):
 
     def refresh_when_visible(self) -> None:
         """Refresh now, or when shown if the panel is a hidden tab of a visible window."""
-        if self._closed:
+        if self.closed:
             return
         if self.window().isVisible() and not self.is_shown():
             self._stale = True
@@ -54,7 +52,7 @@ class PlanPanel(QWidget):
 
     def refresh_if_stale(self) -> None:
         """Catch up on the changes that arrived while the panel was hidden (its tab was raised)."""
-        if getattr(self, "_stale", False) and not self._closed:
+        if getattr(self, "_stale", False) and not self.closed:
             self._stale = False
             self.refresh()
 

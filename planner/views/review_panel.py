@@ -100,7 +100,6 @@ class ReviewPanel(PlanPanel):
     def __init__(self, session: Session, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.session = session
-        self._closed = False
 
         self.identity = QLabel()
         self.identity.setObjectName("reviewerIdentity")
@@ -163,7 +162,7 @@ class ReviewPanel(PlanPanel):
         lay.addWidget(self.text)
         lay.addLayout(row)
 
-        self._unsubscribe = session.document.subscribe(self._on_changed)
+        self.subscribe(session.document.changed, self._on_changed)
         self.refresh()
 
     # ------------------------------------------------------------------ model -> view
@@ -271,11 +270,3 @@ class ReviewPanel(PlanPanel):
         dlg.show()
         return dlg
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
-        self.shutdown()
-        super().closeEvent(event)
-
-    def shutdown(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._unsubscribe()

@@ -35,7 +35,6 @@ class SeriesPanel(PlanPanel):
     def __init__(self, session: Session, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.session = session
-        self._closed = False
         self.deidentified = False
         self.tree = QTreeWidget(self)
         self.tree.setObjectName("seriesTree")
@@ -51,8 +50,8 @@ class SeriesPanel(PlanPanel):
         lay = QVBoxLayout(self)
         lay.addWidget(self.tree, 1)
         lay.addWidget(self.note)
-        session.images_changed.connect(self._on_images)
-        self._unsubscribe = session.document.subscribe(self._on_plan)
+        self.subscribe(session.images_changed, self._on_images)
+        self.subscribe(session.document.changed, self._on_plan)
         self.refresh()
 
     # ------------------------------------------------------------------ model -> view
@@ -83,7 +82,7 @@ class SeriesPanel(PlanPanel):
         return "Study " + ", ".join(b for b in bits if b)
 
     def refresh(self) -> None:
-        if self._closed:
+        if self.closed:
             return
         self.tree.clear()
         patients: dict[tuple, QTreeWidgetItem] = {}
@@ -143,15 +142,6 @@ class SeriesPanel(PlanPanel):
         if key:
             self.series_activated.emit(str(key))
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
-        self.shutdown()
-        super().closeEvent(event)
-
-    def shutdown(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._unsubscribe()
-            self.session.images_changed.disconnect(self._on_images)
 
 
 __all__ = ["SeriesPanel"]

@@ -63,8 +63,7 @@ class SliceView(ImageCanvas):
         self.subscribe(self.session.cursor_moved, self._on_cursor_moved)
         self.subscribe(self.session.document.changed, self._on_plan_changed)
         self.subscribe(self.session.images_changed, self._on_images_changed)
-        context.display_changed.connect(self._on_display_changed)
-        self._disconnects.append(lambda: context.display_changed.disconnect(self._on_display_changed))
+        self.subscribe(context.display_changed, self._on_display_changed)
         self.setToolTip("")
         if series_key is not None:
             self.set_series(series_key)

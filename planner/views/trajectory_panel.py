@@ -111,7 +111,6 @@ class TrajectoryPanel(PlanPanel):
     def __init__(self, session: Session, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.session = session
-        self._closed = False
         self._updating = False
         self._following = False
         self._selected: str = ""
@@ -240,9 +239,9 @@ class TrajectoryPanel(PlanPanel):
         lay.addWidget(details, 1)
         lay.addWidget(self.export_note)
 
-        self._unsubscribe = session.document.subscribe(self._on_changed)
-        session.active_trajectory_changed.connect(self._on_active)
-        session.results.results_changed.connect(self._on_results)
+        self.subscribe(session.document.changed, self._on_changed)
+        self.subscribe(session.active_trajectory_changed, self._on_active)
+        self.subscribe(session.results.results_changed, self._on_results)
         self.refresh()
 
     # ------------------------------------------------------------------ helpers
@@ -307,7 +306,7 @@ class TrajectoryPanel(PlanPanel):
 
     # ------------------------------------------------------------------ model -> view
     def _on_changed(self, change: PlanChange) -> None:
-        if self._closed:
+        if self.closed:
             return
         self._seen_revision = self.document.revision
         if change.list_changed(Part.TRAJECTORIES) or change.touches(Part.LEVELS, Part.SETTINGS):
@@ -319,11 +318,11 @@ class TrajectoryPanel(PlanPanel):
 
     def _on_results(self, ids: frozenset) -> None:
         """Results dropped without a plan change (the loaded images changed): show the new ones."""
-        if not self._closed and self.document.revision == self._seen_revision:
+        if not self.closed and self.document.revision == self._seen_revision:
             self.refresh_when_visible()
 
     def _on_active(self, trajectory_id: Optional[str]) -> None:
-        if self._closed or (trajectory_id or "") == self._selected:
+        if self.closed or (trajectory_id or "") == self._selected:
             return
         if trajectory_id:
             self._following = True
@@ -333,7 +332,7 @@ class TrajectoryPanel(PlanPanel):
                 self._following = False
 
     def refresh(self) -> None:
-        if self._closed:
+        if self.closed:
             return
         self._updating = True
         try:
@@ -693,17 +692,6 @@ class TrajectoryPanel(PlanPanel):
             return False
         return self._edit(self.document.set_trajectory_fields, traj.id, override_reason=text)
 
-    # ------------------------------------------------------------------ shutdown
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
-        self.shutdown()
-        super().closeEvent(event)
-
-    def shutdown(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._unsubscribe()
-            self.session.active_trajectory_changed.disconnect(self._on_active)
-            self.session.results.results_changed.disconnect(self._on_results)
 
 
 __all__ = ["TrajectoryPanel", "setting_tooltip", "NUMERIC_PARAMS"]

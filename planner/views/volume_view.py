@@ -38,6 +38,7 @@ from planner.document import PlanChange
 from planner.imaging.volume import Volume
 from planner.trajectory import is_ct
 from planner.views.context import ViewContext
+from planner.views.lifecycle import ModelWidget
 from planner.views.render.actors3d import PlanActors3D
 from planner.views.vtk_setup import VtkWidget
 
@@ -150,7 +151,7 @@ def merged_marker_actor(cube) -> vtkActor:
     return actor
 
 
-class VolumeView(QWidget):
+class VolumeView(ModelWidget, QWidget):
     #: Emitted after each 3D render with its duration in ms.
     rendered = Signal(float)
     #: Double-click in the 3D picture: the layout maximises the view.
@@ -168,7 +169,6 @@ class VolumeView(QWidget):
         super().__init__(parent)
         self.ctx = context
         self.session = context.session
-        self.closed = False
         self.series_key: Optional[str] = None
         self._volume_actor = None
         self._volume_for: Optional[str] = None
@@ -176,7 +176,6 @@ class VolumeView(QWidget):
         self.preset_name = ""
         self.last_render_ms = 0.0
         self._planes: dict[str, tuple] = {}
-        self._disconnects: list = []
 
         # ---- toolbar: camera buttons, what is shown, the rendering preset; on two rows when the cell
         # is too narrow for one (no label is ever clipped)
@@ -258,33 +257,20 @@ class VolumeView(QWidget):
         self._settle_timer.setSingleShot(True)
         self._settle_timer.timeout.connect(self.end_drag_mode)
 
-        self._subscribe(self.session.document.changed, self._on_plan_changed)
-        self._subscribe(self.session.images_changed, self._on_images_changed)
+        self.subscribe(self.session.document.changed, self._on_plan_changed)
+        self.subscribe(self.session.images_changed, self._on_images_changed)
         self.plan_actors.update(self.session.document.plan)
 
     # ------------------------------------------------------------------ life cycle
-    def _subscribe(self, signal, slot) -> None:
-        signal.connect(slot)
-        self._disconnects.append(lambda: signal.disconnect(slot))
-
     def _on_vtk_close(self) -> None:
-        self.closed = True
-        self._render_timer.stop()
-        self._settle_timer.stop()
-        for d in self._disconnects:
-            d()
-        self._disconnects.clear()
+        """The VTK widget closed on its own (its window went away): this view closes with it."""
+        self.shutdown()
 
-    def shutdown(self) -> None:
-        """Close the VTK widget (flag, unsubscribe, Finalize); nothing renders afterwards."""
-        self.closed = True
+    def on_shutdown(self) -> None:
+        """Stop the timers and close the VTK widget (Finalize); nothing renders afterwards."""
         self._render_timer.stop()
         self._settle_timer.stop()
         self.vtk.shutdown()
-
-    def closeEvent(self, ev):  # noqa: N802
-        self.shutdown()
-        super().closeEvent(ev)
 
     def eventFilter(self, obj, ev):  # noqa: N802
         if obj is self.vtk and ev.type() == QEvent.Type.MouseButtonDblClick:
