@@ -5,7 +5,7 @@
 #   3. the pinned pip packages of requirements.txt (skipped when unchanged since the last install).
 set -euo pipefail
 
-APT_PKGS="xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libegl-mesa0 libgl1-mesa-dri fonts-dejavu-core poppler-utils orthanc orthanc-dicomweb dcmtk dicom3tools"
+APT_PKGS="xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libegl-mesa0 libgl1-mesa-dri fonts-dejavu-core poppler-utils orthanc orthanc-dicomweb dcmtk dicom3tools openssl"
 
 bvn_setup() {
   local missing=""

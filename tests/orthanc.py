@@ -83,6 +83,8 @@ class OrthancServer:
     #: variable TCP_NODELAY is 1; without it every DIMSE exchange waits about 40 ms for delayed ACKs, and
     #: C-STORE/C-GET of 100 small images take 5.6/5.2 s instead of 0.9/0.7 s.
     env: dict = field(default_factory=lambda: {"TCP_NODELAY": "1"})
+    #: Extra configuration merged over :meth:`config` (e.g. the DICOM TLS settings of the TLS tests).
+    extra_config: dict = field(default_factory=dict)
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
 
     # ------------------------------------------------------------ URLs and REST
@@ -159,6 +161,7 @@ class OrthancServer:
         if self.dicomweb:
             cfg["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado",
                                "Host": f"127.0.0.1:{self.http_port}", "Ssl": False}
+        cfg.update(self.extra_config)
         return cfg
 
     def start(self, timeout: float = 30.0) -> None:
@@ -203,13 +206,13 @@ class OrthancServer:
             proc.wait(10)
 
 
-def start_orthanc(folder: Path, *, dicomweb: Optional[bool] = None) -> OrthancServer:
+def start_orthanc(folder: Path, *, dicomweb: Optional[bool] = None, extra_config: Optional[dict] = None) -> OrthancServer:
     """Start Orthanc in ``folder`` on free ports (DICOMweb when the plugin is installed)."""
     if dicomweb is None:
         dicomweb = os.path.isfile(DICOMWEB_PLUGIN)
     http_port, dicom_port, store_port = free_ports(3)
     server = OrthancServer(folder=Path(folder), http_port=http_port, dicom_port=dicom_port, store_port=store_port,
-                           dicomweb=dicomweb)
+                           dicomweb=dicomweb, extra_config=dict(extra_config or {}))
     server.start()
     return server
 
@@ -285,3 +288,28 @@ def write_series(folder: Path, n: int, *, study_uid: str, series_uid: str, patie
         ds.save_as(str(path), enforce_file_format=True)
         out[str(ds.SOPInstanceUID)] = (path, dcmread(str(path)).pixel_array.copy())
     return out
+
+
+# ---------------------------------------------------------------- a test certificate authority (openssl)
+def make_test_pki(folder: Path) -> dict:
+    """A test CA with a server certificate for 127.0.0.1 (Orthanc) and a client certificate (the planner), plus
+    a second, unrelated CA: {name: path} for ca, server_cert, server_key, client_cert, client_key, other_ca.
+    Test material only (short keys' lifetime, never reused)."""
+    import subprocess
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=str(folder), timeout=60)
+
+    for ca in ("ca", "other_ca"):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=BVN test {ca}",
+            "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for who, cn in (("server", "127.0.0.1"), ("client", "PLANNER")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{who}.key", "-out", f"{who}.csr")
+        run("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", "san.cnf", "-out", f"{who}.pem")
+    return {"ca": folder / "ca.pem", "server_cert": folder / "server.pem", "server_key": folder / "server.key",
+            "client_cert": folder / "client.pem", "client_key": folder / "client.key", "other_ca": folder / "other_ca.pem"}

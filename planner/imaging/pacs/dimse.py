@@ -280,7 +280,8 @@ def _association_problem(node: PacsNode, assoc: Any, watch: _AssocWatch, elapsed
                 f"'{node.calling_ae}' from this computer).")
     if elapsed >= 0.9 * node.timeout_s:
         return f"{node.label} did not answer the association request within {node.timeout_s:g} s."
-    return f"{node.label} closed the connection during the association request."
+    hint = "" if node.tls else " (if the PACS uses DICOM TLS on this port, turn TLS on for this node)"
+    return f"{node.label} closed the connection during the association request{hint}."
 
 
 def _make_ae(node: PacsNode, dimse_timeout: float) -> AE:
