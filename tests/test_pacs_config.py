@@ -78,3 +78,74 @@ def test_multipart_parts_and_query_string():
     assert parts == [b"\0" * 128 + b"DICMone", b"two"]
     q = pacs.dicomweb._query_string({"PatientName": "SMITH^J*", "includefield": ["A", "B"], "empty": "", "x": "a b&c"})
     assert q == "PatientName=SMITH^J*&includefield=A&includefield=B&x=a%20b%26c"
+
+
+# ------------------------------------------------------------------ administration
+def test_passwords_never_go_into_the_node_list(_isolated_home):
+    from planner.imaging.pacs import passwords
+
+    node = PacsNode(name="Cloud", protocol=DICOMWEB, dicomweb_url="https://pacs.example.org/dicom-web",
+                    username="u", password="s3cret-pw")
+    path = pacs.save_nodes([node])
+    assert "s3cret-pw" not in path.read_text()
+    assert "system keyring" in passwords.store_name() or "private file" in passwords.store_name()
+    if "private file" in passwords.store_name():  # no keyring on this machine: a 0600 file in a 0700 folder
+        assert stat.S_IMODE(os.stat(passwords.secrets_path()).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(passwords.secrets_path().parent).st_mode) == 0o700
+    assert pacs.load_nodes()[0].password == "s3cret-pw"
+    node.password = ""
+    pacs.save_nodes([node])
+    assert pacs.load_nodes()[0].password == ""
+
+
+def test_site_nodes_with_user_overrides(_isolated_home, tmp_path, monkeypatch):
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps({"nodes": [{"name": "Main PACS", "ae_title": "MAIN", "host": "pacs.hospital",
+                                           "port": 104, "calling_ae": "SITEAE"}]}))
+    monkeypatch.setenv("BVN_PACS_SITE_NODES", str(site))
+    [main] = pacs.load_nodes()
+    assert (main.origin, main.host, main.calling_ae) == ("site", "pacs.hospital", "SITEAE")
+    main.calling_ae = "MYDESK"  # this workstation's own AE title
+    mine = PacsNode(name="Mine", ae_title="X", host="h")
+    pacs.save_nodes([main, mine])
+    saved = json.loads(pacs.nodes_path().read_text())["nodes"]
+    assert saved[0] == {"name": "Main PACS", "calling_ae": "MYDESK"}  # only what the user changed
+    # the administrator moves the PACS: the user's override of the AE title stays, the new host applies
+    site.write_text(json.dumps({"nodes": [{"name": "Main PACS", "ae_title": "MAIN", "host": "new.hospital",
+                                           "port": 11112, "calling_ae": "SITEAE"}]}))
+    main2, mine2 = pacs.load_nodes()
+    assert (main2.host, main2.port, main2.calling_ae) == ("new.hospital", 11112, "MYDESK")
+    assert mine2 == mine and mine2.origin == "user"
+
+
+def test_the_send_queue_survives_a_restart_and_retries(_isolated_home, tmp_path):
+    from planner.imaging.pacs import send_queue
+
+    f = tmp_path / "a.dcm"
+    f.write_bytes(b"not really dicom")
+    down = PacsNode(name="Down", ae_title="X", host="127.0.0.1", port=1, timeout_s=1.0)
+    job = send_queue.enqueue(down, [f])
+    f.unlink()  # the export folder may go away: the queue has its own copy
+    assert stat.S_IMODE(os.stat(job.folder).st_mode) == 0o700
+    lines = send_queue.process([down], now=1e12)
+    assert "stay in the send queue" in lines[0]
+    [again] = send_queue.load_jobs()  # read from disk, as after a restart
+    assert again.id == job.id and again.attempts == 1 and again.next_try > 1e12 and again.last_error
+    assert send_queue.process([down], now=1e12) == []  # not due yet
+    assert "No PACS named 'Down'" in send_queue.process([], now=2e12)[0]
+
+
+def test_cache_retention_and_size_limit(_isolated_home, tmp_path):
+    from planner.imaging.pacs.cache import CacheSettings, cache_root, clean_cache, new_cache_folder
+
+    old = new_cache_folder()
+    (old / "1.2.3").mkdir(parents=True)
+    (old / "1.2.3" / "x.dcm").write_bytes(b"x" * 1000)
+    os.utime(old, (0, 0))
+    new = new_cache_folder()
+    (new / "1.2.4").mkdir(parents=True)
+    (new / "1.2.4" / "y.dcm").write_bytes(b"y" * 1000)
+    assert old.parent == cache_root() and stat.S_IMODE(os.stat(cache_root()).st_mode) == 0o700
+    assert clean_cache(CacheSettings(retention_days=14, max_gb=1)) == [old]
+    assert clean_cache(CacheSettings(retention_days=0, max_gb=500 / (1 << 30)), keep=[new]) == []
+    assert clean_cache(CacheSettings(retention_days=0, max_gb=500 / (1 << 30))) == [new]

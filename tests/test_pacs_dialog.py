@@ -307,3 +307,30 @@ def test_closing_during_a_retrieve_from_a_frozen_pacs_does_not_block(qtbot, orth
         assert time.monotonic() - t0 < 1.6 and call.done or not call.is_running()
     finally:
         os.kill(orthanc.proc.pid, signal.SIGCONT)
+
+
+def test_node_settings_for_an_administrator(qtbot, orthanc, dialog, tmp_path):
+    from planner.imaging.pacs.cache import CacheSettings, cache_root
+
+    pacs.save_nodes([planner_node(orthanc)])
+    dlg = dialog()
+    editor = dlg.node_editor
+    dlg.tabs.setCurrentWidget(editor)
+    assert editor.cache_label.text() == str(cache_root())
+    assert "Passwords are kept in" in editor.password_store_label.text()
+    editor.retrieve_timeout_spin.setValue(120.0)
+    editor.pdu_spin.setValue(131072)
+    editor.tls_check.setChecked(True)
+    editor.ca_edit.setText(str(tmp_path / "missing-ca.pem"))
+    editor._form_changed()
+    editor.retention_spin.setValue(3.0)
+    qtbot.mouseClick(editor.save_button, Qt.MouseButton.LeftButton)
+    assert "Not saved" in editor.status.text() and "missing-ca.pem does not exist" in editor.status.text()
+    editor.ca_edit.setText("")
+    editor._form_changed()
+    qtbot.mouseClick(editor.save_button, Qt.MouseButton.LeftButton)
+    [saved] = pacs.load_nodes()
+    assert (saved.retrieve_timeout_s, saved.max_pdu, saved.tls) == (120.0, 131072, True)
+    assert CacheSettings.load().retention_days == 3.0
+    dlg.resize(1100, 900)
+    dlg.grab().save(str(tmp_path / "pacs-nodes.png"))

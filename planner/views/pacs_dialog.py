@@ -55,6 +55,7 @@ from PySide6.QtWidgets import (
 from planner.imaging import pacs
 from planner.imaging.pacs import DICOMWEB, DIMSE, PacsError, PacsNode, RetrieveResult, StoreResult
 from planner.imaging.pacs.cache import cache_root, new_cache_folder  # noqa: F401 (used by plan_images)
+from planner.imaging.pacs import send_queue
 from planner.imaging.pacs.plans import fetch_plan, is_plan_series
 from planner.views.background import BackgroundCall  # noqa: F401 (also used by the tests)
 
@@ -134,11 +135,42 @@ class NodeEditor(QWidget):
         for label, w in self._dimse_rows + self._web_rows:
             form.addRow(label, w)
         form.addRow("Timeout", self.timeout_spin)
+        # administrator settings (issue 14 item 8)
+        self.retrieve_timeout_spin = QDoubleSpinBox()
+        self.retrieve_timeout_spin.setRange(1.0, 3600.0)
+        self.retrieve_timeout_spin.setSuffix(" s")
+        self.retrieve_timeout_spin.setToolTip("Longest wait between two images of a retrieve")
+        self.pdu_spin = QSpinBox()
+        self.pdu_spin.setRange(0, 1 << 30)
+        self.pdu_spin.setSingleStep(16384)
+        self.pdu_spin.setSpecialValueText("no limit")
+        self.pdu_spin.setSuffix(" bytes")
+        self.bind_edit = QLineEdit()
+        self.bind_edit.setToolTip("Interface the C-MOVE receiver listens on (127.0.0.1: this computer only; "
+                                  "empty: every interface)")
+        self.tls_check = QCheckBox("DICOM TLS")
+        self.ca_edit = QLineEdit()
+        self.ca_edit.setPlaceholderText("CA certificates (PEM); empty: the system's")
+        self.cert_edit = QLineEdit()
+        self.cert_edit.setPlaceholderText("this workstation's certificate (PEM), if the PACS asks for one")
+        self.key_edit = QLineEdit()
+        self.key_edit.setPlaceholderText("its private key (PEM)")
+        self.http_password_check = QCheckBox("Allow the password over plain http (this computer only)")
+        self._admin_rows = [("Retrieve timeout", self.retrieve_timeout_spin), ("Largest PDU", self.pdu_spin),
+                            ("C-MOVE listens on", self.bind_edit), ("Security", self.tls_check),
+                            ("CA file", self.ca_edit), ("Certificate", self.cert_edit), ("Key", self.key_edit),
+                            ("Plain http", self.http_password_check)]
+        for label, w in self._admin_rows:
+            form.addRow(label, w)
         self.form = form
         right.addLayout(form)
         for w in (self.name_edit, self.ae_edit, self.host_edit, self.calling_edit, self.move_ae_edit, self.url_edit,
-                  self.user_edit, self.password_edit):
+                  self.user_edit, self.password_edit, self.bind_edit, self.ca_edit, self.cert_edit, self.key_edit):
             w.textEdited.connect(self._form_changed)
+        for w in (self.retrieve_timeout_spin, self.pdu_spin):
+            w.valueChanged.connect(self._form_changed)
+        for w in (self.tls_check, self.http_password_check):
+            w.toggled.connect(self._form_changed)
         for w in (self.port_spin, self.local_port_spin):
             w.valueChanged.connect(self._form_changed)
         self.timeout_spin.valueChanged.connect(self._form_changed)
@@ -158,9 +190,60 @@ class NodeEditor(QWidget):
         self.status.setObjectName("pacsNodeStatus")
         self.status.setWordWrap(True)
         right.addWidget(self.status)
+        right.addWidget(self._build_cache_box())
         right.addStretch(1)
         outer.addLayout(right, 2)
         self._fill_list()
+
+    def _build_cache_box(self) -> QGroupBox:
+        from planner.imaging.pacs.cache import CacheSettings
+        from planner.imaging.pacs.passwords import store_name
+
+        box = QGroupBox("Retrieved images and passwords")
+        form = QFormLayout(box)
+        self.cache_label = QLabel(str(cache_root()))
+        self.cache_label.setObjectName("pacsCacheLocation")
+        self.cache_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.cache_label.setWordWrap(True)
+        settings = CacheSettings.load()
+        self.retention_spin = QDoubleSpinBox()
+        self.retention_spin.setRange(0.0, 3650.0)
+        self.retention_spin.setSuffix(" days")
+        self.retention_spin.setSpecialValueText("until the size limit needs the room")
+        self.retention_spin.setValue(settings.retention_days)
+        self.cache_size_spin = QDoubleSpinBox()
+        self.cache_size_spin.setRange(0.1, 100000.0)
+        self.cache_size_spin.setSuffix(" GB")
+        self.cache_size_spin.setValue(settings.max_gb)
+        row = QHBoxLayout()
+        self.clean_button = QPushButton("Clean now")
+        self.clean_button.clicked.connect(self.clean_cache)
+        row.addWidget(self.clean_button)
+        row.addStretch(1)
+        form.addRow("Cache folder", self.cache_label)
+        form.addRow("Keep retrieves for", self.retention_spin)
+        form.addRow("Cache size limit", self.cache_size_spin)
+        form.addRow("", row)
+        self.password_store_label = QLabel(f"Passwords are kept in {store_name()}.")
+        self.password_store_label.setWordWrap(True)
+        form.addRow("Passwords", self.password_store_label)
+        return box
+
+    def cache_settings(self) -> Any:
+        from planner.imaging.pacs.cache import CacheSettings
+
+        return CacheSettings(retention_days=float(self.retention_spin.value()),
+                             max_gb=float(self.cache_size_spin.value()))
+
+    def clean_cache(self) -> list:
+        from planner.imaging.pacs.cache import cache_size, clean_cache
+
+        settings = self.cache_settings()
+        settings.save()
+        removed = clean_cache(settings)
+        self._set_status(f"Removed {len(removed)} old retrieve(s); the cache holds "
+                         f"{cache_size() / (1 << 20):.0f} MB.")
+        return removed
 
     # ------------------------------------------------------------------
     def _fill_list(self, select: int = 0) -> None:
@@ -184,7 +267,7 @@ class NodeEditor(QWidget):
         self._loading = True
         enabled = node is not None
         for w in [self.name_edit, self.protocol_combo, self.timeout_spin, self.test_button, self.remove_button] + \
-                [w for _l, w in self._dimse_rows + self._web_rows]:
+                [w for _l, w in self._dimse_rows + self._web_rows + self._admin_rows]:
             w.setEnabled(enabled)
         n = node or PacsNode()
         self.name_edit.setText(n.name)
@@ -197,6 +280,14 @@ class NodeEditor(QWidget):
         self.move_ae_edit.setText(n.move_ae)
         self.local_port_spin.setValue(int(n.local_port))
         self.timeout_spin.setValue(float(n.timeout_s))
+        self.retrieve_timeout_spin.setValue(float(n.retrieve_timeout_s))
+        self.pdu_spin.setValue(int(n.max_pdu))
+        self.bind_edit.setText(n.local_bind)
+        self.tls_check.setChecked(bool(n.tls))
+        self.ca_edit.setText(n.tls_ca_file)
+        self.cert_edit.setText(n.tls_cert_file)
+        self.key_edit.setText(n.tls_key_file)
+        self.http_password_check.setChecked(bool(n.allow_http_password))
         self.url_edit.setText(n.dicomweb_url)
         self.user_edit.setText(n.username)
         self.password_edit.setText(n.password)
@@ -209,6 +300,9 @@ class NodeEditor(QWidget):
             self.form.setRowVisible(w, not web)
         for label, w in self._web_rows:
             self.form.setRowVisible(w, web)
+        for w in (self.pdu_spin, self.bind_edit, self.tls_check):
+            self.form.setRowVisible(w, not web)
+        self.form.setRowVisible(self.http_password_check, web)
         move = self.method_combo.currentText() == "C-MOVE" and self.current() is not None
         self.move_ae_edit.setEnabled(move)
         self.local_port_spin.setEnabled(move)
@@ -230,6 +324,14 @@ class NodeEditor(QWidget):
         node.move_ae = self.move_ae_edit.text().strip()
         node.local_port = self.local_port_spin.value()
         node.timeout_s = float(self.timeout_spin.value())
+        node.retrieve_timeout_s = float(self.retrieve_timeout_spin.value())
+        node.max_pdu = int(self.pdu_spin.value())
+        node.local_bind = self.bind_edit.text().strip()
+        node.tls = self.tls_check.isChecked()
+        node.tls_ca_file = self.ca_edit.text().strip()
+        node.tls_cert_file = self.cert_edit.text().strip()
+        node.tls_key_file = self.key_edit.text().strip()
+        node.allow_http_password = self.http_password_check.isChecked()
         node.dicomweb_url = self.url_edit.text().strip()
         node.username = self.user_edit.text()
         node.password = self.password_edit.text()
@@ -257,6 +359,7 @@ class NodeEditor(QWidget):
             return False
         try:
             pacs.save_nodes(self.nodes)
+            self.cache_settings().save()
         except OSError as exc:
             self._set_status(f"The PACS settings could not be saved: {exc.strerror or exc}.", error=True)
             return False
@@ -707,9 +810,14 @@ class PacsDialog(QDialog):
         self.progress.setValue(0)
         self.incomplete_box.hide()
         self._set_message(f"Retrieving {len(uids)} series from {node.display_name}...")
-        return self._run(lambda p, c: pacs.retrieve(node, study.study_uid, uids, dest_folder=folder,
-                                                    patient_id=study.patient_id, progress=p, cancel=c),
-                         self._retrieved, self._on_progress)
+        def work(progress, cancel):
+            from planner.imaging.pacs.cache import clean_cache
+
+            clean_cache(keep=[folder])  # expired retrieves go first (retention and size limit of the cache)
+            return pacs.retrieve(node, study.study_uid, uids, dest_folder=folder, patient_id=study.patient_id,
+                                 progress=progress, cancel=cancel)
+
+        return self._run(work, self._retrieved, self._on_progress)
 
     @Slot(float, str)
     def _on_progress(self, fraction: float, message: str) -> None:
@@ -865,7 +973,15 @@ class SendToPacsDialog(QDialog):
         self.node_combo.setEnabled(False)
         self.message.setStyleSheet("")
         self.message.setText(f"Sending to {node.label}...")
-        call = BackgroundCall(lambda p: pacs.store(node, files, progress=p, cancel=cancel), self)
+        def work(progress):
+            # through the send queue on disk: what does not arrive now is sent again later, also after a restart
+            job = send_queue.enqueue(node, files)
+            result = send_queue.send(job, node, progress=progress, cancel=cancel)
+            if isinstance(result, PacsError):
+                raise PacsError(f"{result} The files stay in the send queue and are sent again later.")
+            return result
+
+        call = BackgroundCall(work, self)
         call.progress.connect(self._on_progress)
         call.finished.connect(self._done)
         self._call = call.start()
@@ -888,7 +1004,8 @@ class SendToPacsDialog(QDialog):
             return
         self.result_ = result
         self.progress.setValue(1000 if result.ok else self.progress.value())
-        self.message.setText(result.summary())
+        self.message.setText(result.summary() + ("" if result.ok else
+                                                 "\nWhat did not arrive stays in the send queue and is sent again later."))
         self.message.setStyleSheet(_OK_STYLE if result.ok else _ERROR_STYLE)
         self.cancel_button.setText("Close")
         if result.ok:

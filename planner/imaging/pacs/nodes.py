@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
+from planner.imaging.pacs import passwords
 from planner.imaging.pacs.backend import PacsBackend
 from planner.imaging.pacs.common import DICOMWEB, DIMSE, PacsError
 from planner.imaging.pacs.dicomweb import DicomwebBackend
@@ -67,6 +68,15 @@ class PacsNode:
     allow_http_password: bool = False
     #: Largest WADO reply accepted for one object (MB).
     max_object_mb: int = 2048
+    #: "site" for a node from the site-wide file (the user's file holds only what the user changed),
+    #: "user" for the user's own nodes. Not saved.
+    origin: str = field(default="user", compare=False, repr=False)
+
+    @property
+    def secret_key(self) -> str:
+        """Under which name the password is kept (:mod:`.passwords`)."""
+        return "|".join((self.display_name, self.protocol, self.dicomweb_url or f"{self.host}:{self.port}",
+                         self.username))
 
     # ------------------------------------------------------------------
     @property
@@ -105,14 +115,18 @@ class PacsNode:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as saved: without the password (kept in the keyring) and the origin."""
+        data = asdict(self)
+        data.pop("password")
+        data.pop("origin")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PacsNode":
         known = {f.name: f for f in fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in (data or {}).items():
-            if key not in known:
+            if key not in known or key == "origin":
                 continue
             default = getattr(cls(), key)
             try:
@@ -131,30 +145,61 @@ def backend_for(node: PacsNode) -> PacsBackend:
 
 
 def nodes_path() -> Path:
+    """The user's node list (the user's own nodes and their changes to the site's)."""
     return data_dir() / "pacs-nodes.json"
 
 
-def load_nodes() -> list[PacsNode]:
-    """The user's configured PACS nodes (an empty list when none or the file is unreadable)."""
+def site_nodes_path() -> Path:
+    """The site-wide node list an administrator installs (``$BVN_PACS_SITE_NODES``, else
+    ``/etc/bvn-planner/pacs-nodes.json``); read-only for the application."""
+    return Path(os.environ.get("BVN_PACS_SITE_NODES") or "/etc/bvn-planner/pacs-nodes.json")
+
+
+def _read_list(path: Path, what: str) -> list[dict]:
     try:
-        data = json.loads(nodes_path().read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return []
     except (OSError, ValueError):
-        log.warning("the PACS node list %s is unreadable; starting an empty one", nodes_path())
+        log.warning("the %s PACS node list %s is unreadable; it is ignored", what, path)
         return []
     items = data.get("nodes", []) if isinstance(data, dict) else []
-    return [PacsNode.from_dict(d) for d in items if isinstance(d, dict)]
+    return [d for d in items if isinstance(d, dict)]
+
+
+def load_nodes() -> list[PacsNode]:
+    """The site's nodes (with the user's changes) and then the user's own; passwords from the keyring."""
+    site = {str(d.get("name", "")): d for d in _read_list(site_nodes_path(), "site-wide") if d.get("name")}
+    user = _read_list(nodes_path(), "user's")
+    overrides = {str(d.get("name", "")): d for d in user if str(d.get("name", "")) in site}
+    nodes: list[PacsNode] = []
+    for name, base in site.items():
+        node = PacsNode.from_dict({**base, **overrides.get(name, {})})
+        node.origin = "site"
+        nodes.append(node)
+    nodes += [PacsNode.from_dict(d) for d in user if str(d.get("name", "")) not in site]
+    for node in nodes:
+        if node.username:
+            node.password = passwords.get_password(node.secret_key) or ""
+    return nodes
 
 
 def save_nodes(nodes: Sequence[PacsNode]) -> Path:
-    """Save the nodes (JSON, readable by the user only since it may hold a DICOMweb password)."""
+    """Save the user's nodes, and of a site node only what differs from the site file; passwords go to the
+    keyring (or the private password file), never into the node list. The list is readable by the user only."""
     from planner.safefiles import atomic_write_text
 
+    site = {str(d.get("name", "")): PacsNode.from_dict(d).to_dict()
+            for d in _read_list(site_nodes_path(), "site-wide") if d.get("name")}
+    out = []
+    for node in nodes:
+        data = node.to_dict()
+        if node.origin == "site" and node.name in site:
+            data = {"name": node.name, **{k: v for k, v in data.items() if site[node.name].get(k) != v}}
+        out.append(data)
+        if node.username or node.password:
+            passwords.set_password(node.secret_key, node.password)
     path = nodes_path()
-    atomic_write_text(path, json.dumps({"version": 1, "nodes": [n.to_dict() for n in nodes]}, indent=1))
-    try:
-        os.chmod(path, 0o600)
-    except OSError:
-        pass
+    atomic_write_text(path, json.dumps({"version": 2, "nodes": out}, indent=1))
+    os.chmod(path, 0o600)
     return path
