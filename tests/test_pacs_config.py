@@ -149,3 +149,26 @@ def test_cache_retention_and_size_limit(_isolated_home, tmp_path):
     assert clean_cache(CacheSettings(retention_days=14, max_gb=1)) == [old]
     assert clean_cache(CacheSettings(retention_days=0, max_gb=500 / (1 << 30)), keep=[new]) == []
     assert clean_cache(CacheSettings(retention_days=0, max_gb=500 / (1 << 30))) == [new]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 100000])
+def test_streamed_multipart_parts_whatever_the_chunking(chunk):
+    from planner.imaging.pacs import dicomweb
+
+    parts = [b"\0" * 128 + b"DICM" + bytes(range(256)) * 3, b"\r\n--not-the-boundary\r\n", b""]
+    body = b"preamble\r\n" + b"".join(b"--bnd\r\nContent-Type: application/dicom\r\n\r\n" + p + b"\r\n"
+                                      for p in parts) + b"--bnd--\r\n"
+
+    class Rsp:
+        def getheader(self, name, default=""):
+            return 'multipart/related; type="application/dicom"; boundary=bnd'
+
+    class Client:
+        node = PacsNode(max_object_mb=1)
+
+        def chunks(self, rsp, what):
+            for i in range(0, len(body), chunk):
+                yield body[i:i + chunk]
+
+    assert list(dicomweb._stream_parts(Client(), Rsp(), "WADO-RS retrieve")) == parts
+    assert dicomweb._multipart_parts(Rsp().getheader(""), body) == parts

@@ -212,7 +212,8 @@ class _Client:
                 return rsp
             payload = rsp.read(4096)
             self.close()
-            raise PacsError(_http_problem(self.node, rsp.status, rsp.reason, what, payload))
+            error = _NotFound if rsp.status == 404 else PacsError
+            raise error(_http_problem(self.node, rsp.status, rsp.reason, what, payload))
         raise PacsError(f"{label} redirected the {what} more than {MAX_REDIRECTS} times.")
 
     def read_all(self, rsp: http.client.HTTPResponse, limit: int, what: str) -> bytes:
@@ -261,7 +262,13 @@ def _network_problem(node: PacsNode, exc: BaseException, what: str) -> str:
     return f"{node.label} could not be reached: {getattr(exc, 'strerror', None) or exc}."
 
 
+class _NotFound(PacsError):
+    """HTTP 404."""
+
+
 def _http_problem(node: PacsNode, status: int, reason: str, what: str, payload: bytes) -> str:
+    if status == 404 and "WADO" in what:
+        return f"{node.label} does not have the requested images (HTTP 404 for the {what})."
     if status == 401:
         return f"{node.label} refused the user name or password for the {what} (HTTP 401)."
     if status == 403:
@@ -341,12 +348,78 @@ def _multipart_parts(content_type: str, body: bytes) -> list[bytes]:
     return parts
 
 
+def object_limit(node: PacsNode) -> int:
+    """The largest object accepted in a WADO reply, bytes (the node's setting, MB)."""
+    return int(node.max_object_mb) << 20
+
+
+def _boundary(content_type: str) -> bytes:
+    import re
+
+    m = re.search(r'boundary="?([^";,]+)"?', content_type or "", re.IGNORECASE)
+    if not m:
+        raise PacsError("the WADO-RS answer is not multipart/related")
+    return m.group(1).encode("latin-1")
+
+
+def _stream_parts(client: _Client, rsp: http.client.HTTPResponse, what: str) -> Iterator[bytes]:
+    """The parts of a multipart/related reply, one at a time, as they arrive: at most one part (capped by
+    the node's largest object) is held in memory, never the whole reply."""
+    limit = object_limit(client.node)
+    delim = b"--" + _boundary(rsp.getheader("Content-Type", ""))
+    buf = bytearray()
+    chunks = client.chunks(rsp, what)
+    state = "preamble"
+    for chunk in chunks:
+        buf += chunk
+        while True:
+            if state == "preamble":
+                i = buf.find(delim)
+                if i < 0:
+                    del buf[:max(0, len(buf) - len(delim))]
+                    break
+                j = buf.find(b"\r\n", i)
+                if j < 0:
+                    break
+                if buf[i + len(delim):i + len(delim) + 2] == b"--":
+                    return
+                del buf[:j + 2]
+                state = "headers"
+            if state == "headers":
+                k = buf.find(b"\r\n\r\n")
+                if k < 0:
+                    if len(buf) > 65536:
+                        raise PacsError(f"{client.node.label} sent a WADO-RS part with headers over 64 kB.")
+                    break
+                del buf[:k + 4]
+                state = "body"
+            if state == "body":
+                end = buf.find(b"\r\n" + delim)
+                if (end < 0 and len(buf) > limit + len(delim) + 2) or end > limit:
+                    client.close()
+                    raise PacsError(f"{client.node.label} sent more than {limit >> 20} MB for one object of the "
+                                    f"{what}; it was stopped.")
+                if end < 0:
+                    break
+                yield bytes(buf[:end])
+                del buf[:end + 2]
+                state = "preamble"
+
+
+def _fetch_series(client: _Client, study_uid: str, series_uid: str) -> Iterator[bytes]:
+    """A whole series by WADO-RS in one request, streamed part by part."""
+    accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    rsp = client.request("GET", f"studies/{study_uid}/series/{series_uid}", headers={"Accept": accept},
+                         what="WADO-RS retrieve")
+    return _stream_parts(client, rsp, "WADO-RS retrieve")
+
+
 def _fetch_instance(client: _Client, study_uid: str, series_uid: str, sop_uid: str) -> list[bytes]:
     """One instance by WADO-RS (multipart/related), read with the node's size cap."""
     accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
     rsp = client.request("GET", f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
                          headers={"Accept": accept}, what="WADO-RS retrieve")
-    body = client.read_all(rsp, int(client.node.max_object_mb) << 20, "WADO-RS retrieve")
+    body = client.read_all(rsp, object_limit(client.node), "WADO-RS retrieve")
     return _multipart_parts(rsp.getheader("Content-Type", ""), body)
 
 
@@ -396,34 +469,50 @@ def _wado_retrieve(client: _Client, study_uid: str, series_uids: Optional[Sequen
 
 def _wado_fetch(client: _Client, study_uid: str, wanted: list[str], listed: dict[str, list[str]], receiver: Receiver,
                 result: RetrieveResult) -> None:
+    """Each series in one streamed request; a series resumed after a short retrieve (or one the server will
+    not send as a whole) instance by instance, only the missing ones."""
     for s_uid in wanted:
-        present = receiver.have(s_uid)
-        for sop in listed[s_uid]:
-            if sop in present:
+        try:
+            if not receiver.have(s_uid) and _whole_series(client, study_uid, s_uid, receiver, result):
                 continue
-            if client.cancel.is_set():
-                raise PacsCancelled("cancelled")
-            try:
-                parts = _fetch_instance(client, study_uid, s_uid, sop)
-            except PacsCancelled:
-                raise
-            except PacsError as exc:
-                result.failed += 1
-                result.problems.append(str(exc))
-                break
-            if not parts:
-                result.failed += 1
-                continue
-            for part in parts:
-                ds = _header_of(part)
-                if ds is None:
-                    result.failed += 1
+            present = receiver.have(s_uid)
+            for sop in listed[s_uid]:
+                if sop in present:
                     continue
-                if receiver.accept(_text(ds, "PatientID"), _text(ds, "StudyInstanceUID"),
-                                   _text(ds, "SeriesInstanceUID"), _text(ds, "SOPInstanceUID"), part):
-                    result.completed += 1
-        if result.problems:
+                if client.cancel.is_set():
+                    raise PacsCancelled("cancelled")
+                parts = _fetch_instance(client, study_uid, s_uid, sop)
+                if not parts:
+                    result.failed += 1
+                for part in parts:
+                    _take(part, receiver, result)
+        except PacsCancelled:
+            raise
+        except PacsError as exc:
+            result.problems.append(str(exc))
             break
+
+
+def _whole_series(client: _Client, study_uid: str, series_uid: str, receiver: Receiver,
+                  result: RetrieveResult) -> bool:
+    """The series in one request; False when the server answers 404 for the series as a whole (some do,
+    e.g. for one UID held under two patients), so it is asked instance by instance."""
+    try:
+        for part in _fetch_series(client, study_uid, series_uid):
+            _take(part, receiver, result)
+    except _NotFound:
+        return False
+    return True
+
+
+def _take(part: bytes, receiver: Receiver, result: RetrieveResult) -> None:
+    ds = _header_of(part)
+    if ds is None:
+        result.failed += 1
+        return
+    if receiver.accept(_text(ds, "PatientID"), _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"),
+                       _text(ds, "SOPInstanceUID"), part):
+        result.completed += 1
 
 
 def _stow(client: _Client, paths: Sequence[Path], result: StoreResult, progress: Optional[ProgressFn]) -> None:
