@@ -78,6 +78,13 @@ def test_missing_series_are_retrieved_from_the_pacs(qtbot, moved_plan, demo_stud
     assert "Received" in message and "still missing" not in message
     assert wanted <= set(w.session.images)
     assert not w.plan_images.missing()
+    w.close()
+    # reopened later: the series come from the local retrieve cache, the PACS is not asked (and is gone)
+    pacs.save_nodes([])
+    again_prompter = ScriptedMissingPrompter(answer="pacs")
+    again = _open(qtbot, path, again_prompter)
+    qtbot.waitUntil(lambda: not again.plan_images.missing(), timeout=WAIT_MS)
+    assert wanted <= set(again.session.images) and not again_prompter.asked and not again.retrieved
 
 
 @pytest.mark.pacs

@@ -178,7 +178,8 @@ class NodeEditor(QWidget):
         self.method_combo.currentIndexChanged.connect(self._form_changed)
         buttons = QHBoxLayout()
         self.test_button = QPushButton("Test connection")
-        self.test_button.setToolTip("C-ECHO (DIMSE) or a minimal QIDO-RS query (DICOMweb)")
+        self.test_button.setToolTip("C-ECHO and a real C-FIND (DIMSE), or a QIDO-RS query on the study root "
+                                    "(DICOMweb), with these settings")
         self.test_button.clicked.connect(self.test_connection)
         self.save_button = QPushButton("Save")
         self.save_button.clicked.connect(self.save)
@@ -320,7 +321,9 @@ class NodeEditor(QWidget):
         node.host = self.host_edit.text().strip()
         node.port = self.port_spin.value()
         node.calling_ae = self.calling_edit.text().strip()
-        node.retrieve_method = "WADO-RS" if node.protocol == DICOMWEB else self.method_combo.currentText()
+        backend = pacs.nodes.BACKENDS[node.protocol]
+        method = self.method_combo.currentText()
+        node.retrieve_method = method if method in backend.methods else backend.methods[0]
         node.move_ae = self.move_ae_edit.text().strip()
         node.local_port = self.local_port_spin.value()
         node.timeout_s = float(self.timeout_spin.value())

@@ -77,16 +77,22 @@ class PlanImages(ProgressDialogOwner, QObject):
 
     def load(self, images_folder: Optional[str] = None, *, offer_missing: bool = True) -> Optional[BackgroundCall]:
         """Look for the open plan's missing series by UID (in ``images_folder``, else the plan's path
-        hints) off the GUI thread, with progress and Cancel; found series are added to the session.
-        When some are still missing, :meth:`offer` says which (if ``offer_missing``)."""
-        from planner.relink import find_plan_images
+        hints and the local PACS retrieve cache) off the GUI thread, with progress and Cancel; found series
+        are added to the session. When some are still missing, :meth:`offer` says which (if
+        ``offer_missing``): the PACS is asked only for what is in neither place."""
+        from planner.imaging.pacs.cache import cached_series
+        from planner.relink import candidate_places, find_plan_images
 
         if not self.missing() or self.busy():
             self._finish_load(0, "", offer_missing=False)
             return None
         doc = self.window.session.document
         plan, plan_path = doc.plan, doc.path
-        folders = [images_folder] if images_folder else None
+        if images_folder:
+            folders: Optional[list] = [images_folder]
+        else:
+            cached = cached_series([r.series_instance_uid for r in self.missing()])
+            folders = list(dict.fromkeys(candidate_places(plan, plan_path) + list(cached.values()))) or None
         self._cancel.clear()
         cancel = self._cancel
         self._open_progress(self.window, "Finding the plan's images", "Looking for the plan's series\u2026", cancel.set)
