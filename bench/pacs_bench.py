@@ -9,7 +9,7 @@ folder; the median is reported, with the ratio of the app's default to the faste
 1.2 or less). Also checks that every method delivered all N images. Usage::
 
     .venv/bin/python bench/pacs_bench.py [--images 300] [--repeat 3]
-    .venv/bin/python bench/pacs_bench.py --retrieves 500 [--images 20]   # the completeness run (issue 14)
+    .venv/bin/python bench/pacs_bench.py --retrieves 500 [--images 20] [--cut-every 10]   # completeness (issue 14)
 """
 
 from __future__ import annotations
@@ -122,8 +122,14 @@ def speed(server, work: Path, n: int, repeat: int) -> None:
     print(f"ratio app default / fastest reference ({fastest}): {ratio:.2f} (goal <= 1.2)")
 
 
-def completeness(server, work: Path, n_images: int, retrieves: int) -> None:
-    """Many whole-study retrieves in a row: none may be reported complete while short."""
+def completeness(server, work: Path, n_images: int, retrieves: int, cut_every: int) -> None:
+    """Many whole-study retrieves in a row: none may be reported complete while short. Every
+    ``cut_every``-th retrieve is cut (cancelled) after a random number of images: it must be reported
+    incomplete, and a second retrieve into the same folder must complete it fetching only the rest."""
+    import random
+    import threading
+
+    rng = random.Random(14)
     study = generate_uid()
     for k, n in enumerate((n_images, 3, 1), start=1):
         for p in write_series(work / f"c{k}", n=n, study_uid=study, series_number=k,
@@ -131,20 +137,34 @@ def completeness(server, work: Path, n_images: int, retrieves: int) -> None:
             server.upload(p)
     expected = n_images + 4
     node = planner_node(server)
-    bad = short = 0
+    complete_while_short = reported_short = cuts = cuts_reported = resumed = 0
     t0 = time.perf_counter()
     for i in range(retrieves):
         out = work / f"r{i}"
-        r = pacs.retrieve(node, study, dest_folder=out, patient_id="PT-COMPLETE")
+        cancel = threading.Event()
+        cut_at = rng.randint(1, expected - 1) if cut_every and i % cut_every == cut_every - 1 else 0
+
+        def progress(_f: float, msg: str, cut_at: int = cut_at, cancel=cancel) -> None:
+            if cut_at and msg.startswith(f"Received {cut_at} of"):
+                cancel.set()
+
+        r = pacs.retrieve(node, study, dest_folder=out, patient_id="PT-COMPLETE", progress=progress, cancel=cancel)
         got = count(out)
         if r.ok and got != expected:
-            bad += 1
-        if not r.ok:
-            short += 1
+            complete_while_short += 1
+        if cut_at:
+            cuts += 1
+            cuts_reported += bool(r.incomplete) and not r.ok
+            again = pacs.retrieve(node, study, dest_folder=out, patient_id="PT-COMPLETE")
+            resumed += again.ok and count(out) == expected
+        elif not r.ok:
+            reported_short += 1
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(pacs.common.incomplete_folder(out), ignore_errors=True)
     print(f"{retrieves} whole-study retrieves ({expected} images in 3 series) in {time.perf_counter() - t0:.0f} s: "
-          f"{bad} reported complete while short, {short} reported incomplete or failed")
+          f"{complete_while_short} reported complete while short; {reported_short} uncut ones reported incomplete "
+          f"or failed; {cuts} cut at a random point: {cuts_reported} reported incomplete, {resumed} resumed to "
+          "complete")
 
 
 def main() -> int:
@@ -152,6 +172,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--retrieves", type=int, default=0, help="run the completeness loop instead of the speed run")
+    ap.add_argument("--cut-every", type=int, default=10, help="in the completeness loop, cut every N-th retrieve")
     args = ap.parse_args()
     reason = orthanc_available()
     if reason:
@@ -166,7 +187,7 @@ def main() -> int:
     os.environ.setdefault("BVN_PLANNER_HOME", str(work / "home"))
     try:
         if args.retrieves:
-            completeness(server, work, args.images, args.retrieves)
+            completeness(server, work, args.images, args.retrieves, args.cut_every)
         else:
             speed(server, work, args.images, args.repeat)
     finally:

@@ -172,3 +172,16 @@ def test_streamed_multipart_parts_whatever_the_chunking(chunk):
 
     assert list(dicomweb._stream_parts(Client(), Rsp(), "WADO-RS retrieve")) == parts
     assert dicomweb._multipart_parts(Rsp().getheader(""), body) == parts
+
+
+def test_the_send_queue_command(_isolated_home, tmp_path, capsys):
+    from planner.cli import run_command
+    from planner.imaging.pacs import send_queue
+
+    assert run_command(["pacs-queue"]) == 0 and "empty" in capsys.readouterr().out
+    f = tmp_path / "a.dcm"
+    f.write_bytes(b"x")
+    send_queue.enqueue(PacsNode(name="Gone", ae_title="X", host="h"), [f])
+    assert run_command(["pacs-queue", "--send", "--all"]) == 1
+    out = capsys.readouterr().out
+    assert "No PACS named 'Gone'" in out and "Gone: 1 file(s), 1 attempt(s)" in out

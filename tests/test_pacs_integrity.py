@@ -386,3 +386,16 @@ def test_a_wado_reply_over_the_size_cap_is_stopped(orthanc, study, tmp_path, mon
     assert not result.ok and result.incomplete == {study["small"]: (0, 3)}
     assert any("sent more than 0 MB for one object of the WADO-RS retrieve; it was stopped" in p
                for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("method", ["C-GET", "WADO-RS"])
+def test_cancel_of_a_send_returns_within_a_second_with_a_frozen_pacs(orthanc, tmp_path, frozen, method):
+    made = write_series(tmp_path / "send", 2, study_uid=generate_uid(), series_uid=generate_uid(),
+                        patient_name="SEND^FROZEN", patient_id="PT-SEND", study_date="20240603", accession="ACC-S")
+    node = node_for(orthanc, method)
+    frozen()
+    cancel = _cancel_after(0.5)
+    t0 = time.monotonic()
+    result = pacs.store(node, [p for p, _ in made.values()], cancel=cancel)
+    assert result.cancelled and not result.ok
+    assert time.monotonic() - t0 - 0.5 < 1.0

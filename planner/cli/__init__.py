@@ -15,7 +15,7 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
-from planner.cli import check, demo_data, export_dicom, inspect, levels, report, sheet
+from planner.cli import check, demo_data, export_dicom, inspect, levels, pacs_queue, report, sheet
 
 #: name -> module implementing it (each module imports its heavy dependencies inside ``run``)
 COMMANDS: dict[str, ModuleType] = {
@@ -26,6 +26,7 @@ COMMANDS: dict[str, ModuleType] = {
     "report": report,
     "sheet": sheet,
     "export-dicom": export_dicom,
+    "pacs-queue": pacs_queue,
 }
 
 log = logging.getLogger(__name__)

@@ -982,6 +982,7 @@ class SendToPacsDialog(QDialog):
             result = send_queue.send(job, node, progress=progress, cancel=cancel)
             if isinstance(result, PacsError):
                 raise PacsError(f"{result} The files stay in the send queue and are sent again later.")
+            send_queue.process(self.nodes, cancel=cancel)  # earlier exports that are due go along
             return result
 
         call = BackgroundCall(work, self)
