@@ -16,6 +16,7 @@ from typing import Iterable, Optional
 from planner.imaging.pacs.common import incomplete_folder, log, valid_uid
 from planner.imaging.pacs.received import private_folder
 from planner.logsafe import data_dir
+from planner.safefiles import atomic_write_text
 
 
 @dataclass
@@ -38,8 +39,6 @@ class CacheSettings:
             return cls()
 
     def save(self) -> Path:
-        from planner.safefiles import atomic_write_text
-
         atomic_write_text(settings_path(), json.dumps(asdict(self), indent=1))
         return settings_path()
 

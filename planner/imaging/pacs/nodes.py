@@ -16,6 +16,7 @@ from planner.imaging.pacs.common import DICOMWEB, DIMSE, PacsError
 from planner.imaging.pacs.dicomweb import DicomwebBackend
 from planner.imaging.pacs.dimse import DimseBackend
 from planner.logsafe import data_dir
+from planner.safefiles import atomic_write_text
 
 log = logging.getLogger("planner.imaging.pacs")
 
@@ -187,8 +188,6 @@ def load_nodes() -> list[PacsNode]:
 def save_nodes(nodes: Sequence[PacsNode]) -> Path:
     """Save the user's nodes, and of a site node only what differs from the site file; passwords go to the
     keyring (or the private password file), never into the node list. The list is readable by the user only."""
-    from planner.safefiles import atomic_write_text
-
     site = {str(d.get("name", "")): PacsNode.from_dict(d).to_dict()
             for d in _read_list(site_nodes_path(), "site-wide") if d.get("name")}
     out = []

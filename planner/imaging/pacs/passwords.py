@@ -6,7 +6,6 @@ only (0600, in a 0700 folder), never the node list itself and never anything wor
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +16,7 @@ from keyring.backends import fail
 from planner.imaging.pacs.common import log
 from planner.imaging.pacs.received import private_folder
 from planner.logsafe import data_dir
+from planner.safefiles import atomic_write_text
 
 SERVICE = "BVN Planner PACS"
 
@@ -48,12 +48,7 @@ def _read_file() -> dict:
 def _write_file(data: dict) -> None:
     path = secrets_path()
     private_folder(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data))  # an exclusive 0600 temporary renamed over the file
 
 
 def get_password(key: str) -> Optional[str]:

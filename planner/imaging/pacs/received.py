@@ -37,7 +37,9 @@ def private_folder(path: Path) -> Path:
 
 
 def write_private(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` (mode 0600) through an unpredictable temporary name and a rename."""
+    """Write ``data`` to ``target`` (mode 0600) through an unpredictable temporary name and a rename.
+    Unlike :func:`planner.safefiles.atomic_write_bytes` there is no fsync and no journal entry per file: a
+    retrieve writes hundreds of images that the PACS still holds (a crash costs a retry, not data)."""
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
     try:

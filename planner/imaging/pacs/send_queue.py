@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 from planner.imaging.pacs.common import CancelLike, PacsError, _is_cancelled, log
 from planner.imaging.pacs.received import private_folder, write_private
 from planner.logsafe import data_dir
+from planner.safefiles import atomic_write_text
 
 #: Seconds before the first retry; doubled after each failure, at most MAX_DELAY_S.
 FIRST_DELAY_S = 60.0
@@ -67,7 +68,7 @@ def load_jobs() -> list[SendJob]:
 
 def _save(jobs: Sequence[SendJob]) -> None:
     private_folder(queue_root())
-    write_private(_index(), json.dumps({"version": 1, "jobs": [asdict(j) for j in jobs]}, indent=1).encode())
+    atomic_write_text(_index(), json.dumps({"version": 1, "jobs": [asdict(j) for j in jobs]}, indent=1))
 
 
 def enqueue(node: Any, files: Sequence[Union[str, os.PathLike]]) -> SendJob:
