@@ -1,9 +1,10 @@
-"""Fluoroscopy (projection image) view: frames with cine playback, window/level, zoom/pan, the
-measurement tools with honest units, and fluoroscopy guidance.
+"""Fluoroscopy (projection image) view: what it shows (the C-arm image or a virtual projection of a
+volume), its frames, window/level, zoom/pan, the plan drawn on it, and the mouse. Model coordinates
+are image pixels (col, row).
 
-Lengths use :meth:`ProjectionImage.measurement_scale` with the plan's calibration of the image:
-"mm at detector" until the user calibrates against an object of known length (viewer-conventions.md
-1.7), "px" when the image has no spacing at all. Model coordinates are image pixels (col, row).
+The view's other rooms are mixins in their own modules: cine playback (:mod:`planner.views.fluoro_cine`),
+lengths and calibration (:mod:`planner.views.fluoro_measure`), the guided marking and the marks drawn
+as handles (:mod:`planner.views.fluoro_marking`).
 
 Guidance (:mod:`planner.display.fluoro`, drawn by :mod:`planner.views.render.fluoro2d`; the bar is in
 :mod:`planner.views.fluoro_panel`): the physician marks a level's landmarks in a guided
@@ -16,24 +17,24 @@ default when it has no C-arm image.
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QMenu, QWidget
 
-from planner import fluoro
 from planner.display import fluoro as guidance
 from planner.display import roles
-from planner.display.annotations import angle_deg, default_level_id, format_person_name
-from planner.document import Part, PlanChange, PlanEditError
-from planner.imaging.volume import MeasurementScale, ProjectionImage, Volume, WindowLevel
-from planner.plan import FluoroLandmark, Measurement
+from planner.display.annotations import default_level_id, format_person_name
+from planner.document import Part, PlanChange
+from planner.imaging.volume import ProjectionImage, Volume, WindowLevel
 from planner.views.canvas import DIM_TEXT_COLOR, TEXT_COLOR, WARN_COLOR, ImageCanvas
 from planner.views.context import ViewContext
+from planner.views.fluoro_cine import CineMixin
+from planner.views.fluoro_marking import MarkingMixin
+from planner.views.fluoro_measure import MeasuringMixin
 from planner.views.render.fluoro2d import paint_banner, paint_plan_drawing
-from planner.views.render.overlays2d import LANDMARK_COLOR, paint_measurement_shape
 from planner.views.render.surface import Handle
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def _letters(code: str, opposite: bool = False) -> str:
     return out
 
 
-class FluoroView(ImageCanvas):
+class FluoroView(CineMixin, MeasuringMixin, MarkingMixin, ImageCanvas):
     frame_changed = Signal(int)
     playing_changed = Signal(bool)
     #: The source, the guidance level, the marking state or the fit changed (the bar follows).
@@ -92,8 +93,7 @@ class FluoroView(ImageCanvas):
         self._menu_pos: Optional[QPointF] = None
         self._drawings_key: tuple = ()
         self._drawings: list[guidance.PlanDrawing] = []
-        self._timer = QTimer(self)
-        self._timer.timeout.connect(self._advance)
+        self._init_cine()
         self._virtual_timer = QTimer(self)
         self._virtual_timer.setInterval(self.VIRTUAL_POLL_MS)
         self._virtual_timer.timeout.connect(self._poll_virtual)
@@ -272,34 +272,6 @@ class FluoroView(ImageCanvas):
         if self.image is not None:
             self.set_frame(self.image.n_frames - 1 if last else 0)
 
-    # ------------------------------------------------------------------ cine
-    @property
-    def playing(self) -> bool:
-        return self._timer.isActive()
-
-    def play(self) -> None:
-        if self.image is None or self.image.n_frames < 2 or self.closed:
-            return
-        interval = int(self.image.frame_time_ms or 100)
-        self._timer.start(max(20, interval))
-        self.playing_changed.emit(True)
-        self.update()
-
-    def stop(self) -> None:
-        if self._timer.isActive():
-            self._timer.stop()
-            self.playing_changed.emit(False)
-            self.update()
-
-    def toggle_play(self) -> None:
-        self.stop() if self.playing else self.play()
-
-    def _advance(self) -> None:
-        if self.closed or self.image is None:
-            self._timer.stop()
-            return
-        nxt = (self.frame_index + 1) % self.image.n_frames
-        self.set_frame(nxt)
 
     def on_shutdown(self) -> None:
         self._timer.stop()
@@ -351,72 +323,6 @@ class FluoroView(ImageCanvas):
             return f"Computing the virtual {name} projection" + (f" of {desc}" if desc else "") + "\u2026"
         return f"No {self.title.lower()} image loaded"
 
-    # ------------------------------------------------------------------ measurement scale
-    def calibration_mm_per_pixel(self) -> Optional[float]:
-        sop = self.sop_instance_uid
-        for c in self.session.document.plan.fluoro_calibrations:
-            if c.sop_instance_uid == sop:
-                return c.mm_per_pixel
-        return None
-
-    def scale(self) -> MeasurementScale:
-        if self.image is None:
-            return MeasurementScale(None, "px")
-        return self.image.measurement_scale(self.calibration_mm_per_pixel())
-
-    def measure_label(self, kind: str, points: Sequence[np.ndarray]) -> str:
-        pts = np.asarray(points, dtype=float)
-        sc = self.scale()
-        if kind in ("distance", "calibrate") and len(pts) >= 2:
-            return f"{sc.length(pts[0], pts[1]):.1f} {sc.unit_label}"
-        if kind == "angle" and len(pts) >= 3:
-            if sc.mm_per_pixel is not None:
-                sr, scol = sc.mm_per_pixel
-                pts = pts * np.array([scol, sr])
-            return f"{angle_deg(np.c_[pts, np.zeros(len(pts))]):.1f}\u00b0"
-        return ""
-
-    def commit_measurement(self, kind: str, points: Sequence[np.ndarray]) -> None:
-        if self.image is None:
-            return
-        if not self.showing_carm():
-            self.ctx.message.emit("Measurements are kept on C-arm images and slices, not on a virtual projection")
-            return
-        pts = [(float(p[0]), float(p[1])) for p in points]
-        m = Measurement(kind=kind, series_instance_uid=self.series_key or "", sop_instance_uid=self.sop_instance_uid,
-                        frame=self.frame_index, points_px=pts)
-        try:
-            mid = self.session.document.add_measurement(m)
-        except PlanEditError as exc:
-            self.ctx.message.emit(str(exc))
-            return
-        self.selected_measurement = mid
-        self.ctx.message.emit(f"{kind.capitalize()}: {self.measure_label(kind, points)} (kept in the plan)")
-
-    def calibrate(self, points: Sequence[np.ndarray]) -> None:
-        if self.image is None:
-            return
-        if not self.showing_carm():
-            self.ctx.message.emit("A virtual projection is in patient mm already; calibrate C-arm images only")
-            return
-        p0, p1 = (np.asarray(p, dtype=float) for p in points[:2])
-        length_px = float(np.hypot(*(p1 - p0)))
-        if length_px < 2:
-            self.ctx.message.emit("Calibration line too short: draw over the whole object")
-            return
-        known = self.ctx.ask_length_mm(f"Known length of the object under the line ({length_px:.0f} px), in mm:")
-        if not known:
-            self.ctx.message.emit("Calibration cancelled")
-            return
-        mm_per_px = float(known) / length_px
-        try:
-            self.session.document.set_fluoro_calibration(self.sop_instance_uid, mm_per_px,
-                                                         method=f"known length {known:g} mm")
-        except PlanEditError as exc:
-            self.ctx.message.emit(str(exc))
-            return
-        self.ctx.message.emit(f"Calibrated: {mm_per_px:.4f} mm per pixel (known length {known:g} mm)")
-
     def _on_plan_changed(self, change: PlanChange) -> None:
         if self.closed:
             return
@@ -440,143 +346,6 @@ class FluoroView(ImageCanvas):
                 self._level_id, self._level_chosen = lid, False
                 self.update()
                 self.guidance_changed.emit()
-
-    # ------------------------------------------------------------------ guidance: level and marks
-    def effective_view(self) -> str:
-        """"AP" or "LAT": the C-arm image's View Position when it has one, else this view's role."""
-        v = fluoro.view_of_image(self.carm_image) if self.carm_image is not None else None
-        return v or self.view_name
-
-    def guidance_level_id(self) -> Optional[str]:
-        levels = {lv.id for lv in self.session.document.plan.levels}
-        if self._level_id in levels:
-            return self._level_id
-        self._level_id = default_level_id(self.session)
-        return self._level_id
-
-    def guidance_level_name(self) -> str:
-        lid = self.guidance_level_id()
-        try:
-            return self.session.document.plan.level(lid).name if lid else ""
-        except KeyError:
-            return ""
-
-    def set_guidance_level(self, level_id: str, *, user: bool = False) -> None:
-        if level_id == self._level_id:
-            return
-        if self.marking is not None:
-            self.stop_marking(cancelled=True)
-        self._level_id = level_id
-        self._level_chosen = self._level_chosen or user
-        self.update()
-        self.guidance_changed.emit()
-
-    def can_mark(self) -> tuple[bool, str]:
-        """Whether landmarks can be marked now, and why not."""
-        if self.session.document.read_only:
-            return False, "The plan is open read-only (review): no marks can be added"
-        if not self.showing_carm():
-            return False, "Marks go on a C-arm image: choose it as the source of this view"
-        if self.guidance_level_id() is None:
-            return False, "The plan has no levels yet: find the levels first"
-        return True, ""
-
-    def marks_here(self, level_id: Optional[str] = None) -> list[FluoroLandmark]:
-        """The plan's marks on the image and frame shown (of one level, when given)."""
-        if not self.showing_carm():
-            return []
-        sop = self.sop_instance_uid
-        return [lm for lm in self.session.document.plan.fluoro_landmarks
-                if lm.sop_instance_uid == sop and lm.frame == self.frame_index
-                and (level_id is None or lm.level_id == level_id)]
-
-    def start_marking(self) -> bool:
-        """Begin the guided marking of the chosen level on this image: the marks it lacks, else all
-        of them again (a click replaces a mark of the same kind)."""
-        ok, why = self.can_mark()
-        if not ok:
-            self.ctx.message.emit(why)
-            self.guidance_changed.emit()
-            return False
-        self.stop()
-        lid = self.guidance_level_id()
-        assert lid is not None
-        kinds = guidance.GUIDED_MARKS[self.effective_view()]
-        have = {lm.kind for lm in self.marks_here(lid)}
-        todo = tuple(k for k in kinds if k not in have) or kinds
-        self.marking = guidance.MarkSequence(lid, self.guidance_level_name(), todo)
-        self.setCursor(Qt.CursorShape.CrossCursor)
-        self.setFocus(Qt.FocusReason.OtherFocusReason)
-        self.ctx.message.emit(self._mark_prompt())
-        self.update()
-        self.guidance_changed.emit()
-        return True
-
-    def stop_marking(self, cancelled: bool = False) -> None:
-        if self.marking is None:
-            return
-        seq = self.marking
-        self.marking = None
-        self.setCursor(self.active_tool().cursor)
-        if cancelled:
-            self.ctx.message.emit(f"Marking of {seq.level_name} stopped ({seq.index} of {len(seq.kinds)} placed)")
-        self.update()
-        self.guidance_changed.emit()
-
-    def _mark_prompt(self) -> str:
-        seq = self.marking
-        if seq is None or seq.done:
-            return ""
-        po = self.carm_image.geometry.patient_orientation if self.carm_image is not None else ()
-        return guidance.mark_prompt(seq.kind, seq.level_name, seq.index, len(seq.kinds), po)
-
-    def place_mark(self, point_px: Sequence[float]) -> bool:
-        """Place the mark the guided sequence asks for at an image pixel (col, row); one undo step."""
-        seq = self.marking
-        if seq is None or seq.done or self.carm_image is None:
-            return False
-        col, row = float(point_px[0]), float(point_px[1])
-        if not (-0.5 <= col <= self.carm_image.cols - 0.5 and -0.5 <= row <= self.carm_image.rows - 0.5):
-            self.ctx.message.emit("Click inside the image")
-            return False
-        doc = self.session.document
-        existing = next((lm for lm in self.marks_here(seq.level_id) if lm.kind == seq.kind), None)
-        try:
-            if existing is not None:
-                doc.move_fluoro_landmark(existing.id, [col, row])
-            else:
-                doc.add_fluoro_landmark(FluoroLandmark(sop_instance_uid=self.sop_instance_uid, frame=self.frame_index,
-                                                       level_id=seq.level_id, kind=seq.kind, point_px=(col, row)))
-        except (PlanEditError, KeyError) as exc:
-            self.ctx.message.emit(str(exc))
-            self.stop_marking()
-            return False
-        seq.index += 1
-        if seq.done:
-            self.stop_marking()
-            text, _ = self.guidance_text()
-            self.ctx.message.emit(text)
-        else:
-            self.ctx.message.emit(self._mark_prompt())
-            self.update()
-            self.guidance_changed.emit()
-        return True
-
-    def delete_landmark(self, landmark_id: str) -> None:
-        try:
-            self.session.document.remove_fluoro_landmark(landmark_id)
-        except (PlanEditError, KeyError) as exc:
-            self.ctx.message.emit(str(exc))
-            return
-        if self.selected_landmark == landmark_id:
-            self.selected_landmark = None
-        self.ctx.message.emit("Mark deleted (Ctrl+Z undoes)")
-
-    def delete_selected_measurement(self) -> None:
-        if self.selected_landmark is not None:
-            self.delete_landmark(self.selected_landmark)
-            return
-        super().delete_selected_measurement()
 
     # ------------------------------------------------------------------ guidance: what is drawn
     def plan_drawings(self) -> list[guidance.PlanDrawing]:
@@ -656,75 +425,6 @@ class FluoroView(ImageCanvas):
             banner.insert(0, (text, WARN_COLOR if warn else TEXT_COLOR))
         paint_banner(painter, self.surface(), banner)
         return handles
-
-    def _paint_marks(self, painter: QPainter) -> list[Handle]:
-        handles: list[Handle] = []
-        doc = self.session.document
-        sop = self.sop_instance_uid
-        for m in doc.plan.measurements:
-            if not m.points_px or m.sop_instance_uid != sop or \
-                    (self.image.n_frames > 1 and m.frame != self.frame_index):
-                continue
-            pts = np.asarray(m.points_px, dtype=float)
-            pts_w = self.to_widget(pts)
-            paint_measurement_shape(painter, self.surface(), pts_w, m.kind, self.measure_label(m.kind, pts),
-                                    m.id == self.selected_measurement)
-            for idx in range(len(pts)):
-                handles.append(Handle("measurement", (m.id, idx), pts[idx],
-                                      (float(pts_w[idx][0]), float(pts_w[idx][1])),
-                                      f"{m.kind} measurement point (Del deletes the measurement)"))
-        levels = {lv.id: lv.name for lv in doc.plan.levels}
-        current = self.guidance_level_id()
-        shown = [lm for lm in doc.plan.fluoro_landmarks
-                 if lm.sop_instance_uid == sop and (self.image.n_frames == 1 or lm.frame == self.frame_index)]
-        centres: dict[str, np.ndarray] = {}
-        for lid_ in {lm.level_id for lm in shown}:
-            centres[lid_] = np.mean([lm.point_px for lm in shown if lm.level_id == lid_], axis=0)
-        painter.setFont(self._font)
-        fm = painter.fontMetrics()
-        for lm in shown:
-            pt = np.asarray(lm.point_px, dtype=float)
-            w = self.to_widget(pt[None, :])[0]
-            selected = lm.id == self.selected_landmark
-            color = QColor(LANDMARK_COLOR)
-            if lm.level_id != current:
-                color.setAlpha(120)
-            painter.setPen(QPen(QColor(0, 0, 0, 200), 3.5))
-            painter.drawLine(QPointF(w[0] - 6, w[1]), QPointF(w[0] + 6, w[1]))
-            painter.drawLine(QPointF(w[0], w[1] - 6), QPointF(w[0], w[1] + 6))
-            painter.setPen(QPen(color, 2.5 if selected else 1.5))
-            painter.drawLine(QPointF(w[0] - 6, w[1]), QPointF(w[0] + 6, w[1]))
-            painter.drawLine(QPointF(w[0], w[1] - 6), QPointF(w[0], w[1] + 6))
-            name = guidance.MARK_SHORT.get(lm.kind, lm.kind.replace("_", " "))
-            level_name = levels.get(lm.level_id, "")
-            text = name if lm.level_id == current or not level_name else f"{level_name} {name}"
-            # the label away from the level's other marks: outward to the side, below a middle mark
-            dx = float((pt - centres[lm.level_id])[0]) * self.zoom
-            tw = fm.horizontalAdvance(text) + 8
-            if abs(dx) < 12:
-                pos = QPointF(w[0] - tw / 2, w[1] + 18)
-            elif dx < 0:
-                pos = QPointF(w[0] - 10 - tw, w[1] - 8)
-            else:
-                pos = QPointF(w[0] + 10, w[1] - 8)
-            self.draw_label(painter, pos, text, color, selected)
-            full = f"{level_name} {name}" if level_name else name
-            lid = lm.id
-            handles.append(Handle("fluoro_landmark", (lid,), pt, (float(w[0]), float(w[1])),
-                                  f"{full} mark (Del or right-click deletes)"))
-        return handles
-
-    def apply_handle(self, handle: Handle, point: np.ndarray, merge_key: str) -> None:
-        doc = self.session.document
-        if handle.kind == "measurement":
-            mid, idx = handle.key
-            cur = [list(x) for x in doc.plan.measurement(mid).points_px]
-            cur[idx] = [float(point[0]), float(point[1])]
-            doc.set_measurement_points(mid, points_px=cur, merge_key=merge_key)
-        elif handle.kind == "fluoro_landmark":
-            doc.move_fluoro_landmark(handle.key[0], [float(point[0]), float(point[1])], merge_key=merge_key)
-        else:
-            raise ValueError(f"a fluoroscopy view has no {handle.kind} handles")
 
     # ------------------------------------------------------------------ mouse and keys
     def mousePressEvent(self, ev):  # noqa: N802
