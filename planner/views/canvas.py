@@ -39,7 +39,7 @@ from planner.imaging.volume import WindowLevel
 from planner.views.context import ViewContext
 from planner.views.lifecycle import ModelWidget
 from planner.views.render.surface import Handle, Surface, draw_label
-from planner.views.tools import HandleDrag, Tool, make_tool
+from planner.views.tools import PointerGesture, Tool, make_tool
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,8 @@ class ImageCanvas(ModelWidget, QWidget):
         #: Times the base / text layer was rendered (tests check that a drag reuses them).
         self.base_layer_renders = 0
         self.text_layer_renders = 0
-        self._drag: Optional[tuple[str, Any]] = None
-        self._press_pos: Optional[QPointF] = None
-        self._press_state: Any = None
+        #: What the mouse buttons do (the marking mode, handles, the active tool, pan/zoom/window).
+        self.gesture = PointerGesture()
         self._wheel_accum = 0.0
         self._handles: list[Handle] = []
         self._handles_at: tuple = ()
@@ -669,68 +668,13 @@ class ImageCanvas(ModelWidget, QWidget):
         if self.closed:
             return
         self.setFocus(Qt.FocusReason.MouseFocusReason)
-        pos = ev.position()
-        self._press_pos = QPointF(pos)
-        self._drag = None
-        if ev.button() == Qt.MouseButton.LeftButton and self.ctx.point_request is not None:
-            point = self.requested_point(pos)
-            if point is not None:  # a marking mode takes the click, whatever the tool
-                self._drag = ("taken", None)
-                self.ctx.deliver_point(point)
-                return
-        action = self.ctx.bindings.mouse_action(ev.button(), ev.modifiers())
-        if action in ("tool", "edit"):
-            tool = self.active_tool()
-            handle = None if tool.busy else self._hit_handle(pos)
-            if not tool.busy:
-                self.select_handle(handle)  # a click selects (for Del) whatever the tool; only edits drag
-            if handle is not None and self.ctx.grabs_handles(ev.modifiers()):
-                model = self.model_point(pos)
-                if model is not None:
-                    self._drag = ("handle", HandleDrag(handle, model, self.apply_handle))
-                    return
-            if action == "edit":
-                return  # the edit gesture off a handle does nothing
-            tool.press(self, pos, ev.modifiers())
-            self._drag = ("tool", tool)
-        elif action == "crosshair":
-            self.set_cursor_at(pos)
-            self._drag = ("crosshair", None)
-        elif action in ("pan", "zoom", "window_level"):
-            self._drag = (action, None)
-            self._press_state = (QPointF(pos), self.zoom)
-            if action == "window_level":
-                tool = make_tool("window_level")
-                tool.press(self, pos, ev.modifiers())
-                self._drag = ("tool", tool)
+        self.gesture.press(self, ev.position(), ev.button(), ev.modifiers())
 
     def mouseMoveEvent(self, ev):  # noqa: N802
         if self.closed:
             return
         pos = ev.position()
-        if self._drag is not None:
-            kind, obj = self._drag
-            if kind == "tool":
-                obj.drag(self, pos)
-            elif kind == "handle":
-                model = self.model_point(pos)
-                if model is not None:
-                    try:
-                        obj.move_to(model)
-                    except PlanEditError as exc:
-                        self.ctx.message.emit(str(exc))
-                        self._drag = None
-            elif kind == "crosshair":
-                self.set_cursor_at(pos)
-            elif kind == "pan":
-                last = self._press_state[0]
-                self.pan_by(pos.x() - last.x(), pos.y() - last.y())
-                self._press_state = (QPointF(pos), self.zoom)
-            elif kind == "zoom":
-                last = self._press_state[0]
-                self.zoom_about(math.exp(-(pos.y() - last.y()) * 0.01), self._press_pos)
-                self._press_state = (QPointF(pos), self.zoom)
-        else:
+        if not self.gesture.move(self, pos):
             if self.ctx.bindings.hover_action(ev.modifiers()) == "crosshair":
                 self.set_cursor_at(pos)
             self.active_tool().hover(self, pos)
@@ -738,6 +682,11 @@ class ImageCanvas(ModelWidget, QWidget):
         info = self.hover_info(pos)
         if info:
             self.ctx.cursor_info.emit(info)
+
+    @property
+    def _drag(self) -> Optional[tuple[str, Any]]:
+        """The gesture in progress: (kind, object) or None (see :class:`planner.views.tools.PointerGesture`)."""
+        return self.gesture.drag
 
     def select_handle(self, handle: Optional[Handle]) -> None:
         """A left click on (or off) a handle: a measurement point selects its measurement (Del
@@ -792,20 +741,7 @@ class ImageCanvas(ModelWidget, QWidget):
     def mouseReleaseEvent(self, ev):  # noqa: N802
         if self.closed:
             return
-        pos = ev.position()
-        drag = self._drag
-        self._drag = None
-        if drag is not None:
-            kind, obj = drag
-            if kind == "tool":
-                obj.release(self, pos)
-            elif kind == "handle" and obj.moved:
-                self.ctx.message.emit(f"Moved {obj.handle.tooltip or 'point'} (Ctrl+Z undoes)")
-            elif kind == "zoom" and ev.button() == Qt.MouseButton.RightButton and self._press_pos is not None \
-                    and (pos - self._press_pos).manhattanLength() < 4:
-                self._show_context_menu(pos)
-        elif ev.button() == Qt.MouseButton.RightButton:
-            self._show_context_menu(pos)
+        self.gesture.release(self, ev.position(), ev.button())
         self.update()
 
     def mouseDoubleClickEvent(self, ev):  # noqa: N802

@@ -8,6 +8,7 @@ does. Each view (slice or fluoroscopy) offers the same small interface the tools
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Any, Callable, Optional, Protocol
 
@@ -15,6 +16,7 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 
+from planner.document import PlanEditError
 from planner.imaging.volume import WindowLevel
 from planner.views.render.overlays2d import MEASURE_COLOR
 from planner.views.render.surface import Handle
@@ -249,3 +251,96 @@ class HandleDrag:
             return
         self.moved = True
         self._apply(self.handle, self.start_point + delta, self.merge_key)
+
+
+class PointerGesture:
+    """What a mouse press, the moves and the release do in an image canvas (the canvas only forwards its
+    events): a pending marking mode takes a left click; else the bindings choose the action; with the
+    tool (or the edit gesture) on a handle the handle is dragged (one undo step) when the tool or the
+    modifier grabs handles, else the active tool runs; the other buttons pan, zoom, window or move the
+    crosshair; a right click without a drag opens the context menu.
+
+    The canvas provides ``ctx``, ``zoom``, ``active_tool()``, ``_hit_handle(pos)``, ``select_handle()``,
+    ``model_point()``, ``apply_handle()``, ``requested_point()``, ``set_cursor_at()``, ``pan_by()``,
+    ``zoom_about()`` and ``_show_context_menu()``."""
+
+    def __init__(self) -> None:
+        #: (kind, object) of the gesture in progress: "taken", "handle", "tool", "crosshair", "pan", "zoom".
+        self.drag: Optional[tuple[str, Any]] = None
+        self._press_pos: Optional[QPointF] = None
+        self._last: Optional[QPointF] = None
+
+    def press(self, view: Any, pos: QPointF, button: Qt.MouseButton, modifiers: Qt.KeyboardModifier) -> None:
+        self._press_pos = QPointF(pos)
+        self.drag = None
+        ctx = view.ctx
+        if button == Qt.MouseButton.LeftButton and ctx.point_request is not None:
+            point = view.requested_point(pos)
+            if point is not None:  # a marking mode takes the click, whatever the tool
+                self.drag = ("taken", None)
+                ctx.deliver_point(point)
+                return
+        action = ctx.bindings.mouse_action(button, modifiers)
+        if action in ("tool", "edit"):
+            tool = view.active_tool()
+            handle = None if tool.busy else view._hit_handle(pos)
+            if not tool.busy:
+                view.select_handle(handle)  # a click selects (for Del) whatever the tool; only edits drag
+            if handle is not None and ctx.grabs_handles(modifiers):
+                model = view.model_point(pos)
+                if model is not None:
+                    self.drag = ("handle", HandleDrag(handle, model, view.apply_handle))
+                    return
+            if action == "edit":
+                return  # the edit gesture off a handle does nothing
+            tool.press(view, pos, modifiers)
+            self.drag = ("tool", tool)
+        elif action == "crosshair":
+            view.set_cursor_at(pos)
+            self.drag = ("crosshair", None)
+        elif action in ("pan", "zoom"):
+            self.drag = (action, None)
+            self._last = QPointF(pos)
+        elif action == "window_level":
+            tool = make_tool("window_level")
+            tool.press(view, pos, modifiers)
+            self.drag = ("tool", tool)
+
+    def move(self, view: Any, pos: QPointF) -> bool:
+        """Follow a move with a button down; False when no gesture is in progress (a hover)."""
+        if self.drag is None:
+            return False
+        kind, obj = self.drag
+        if kind == "tool":
+            obj.drag(view, pos)
+        elif kind == "handle":
+            model = view.model_point(pos)
+            if model is not None:
+                try:
+                    obj.move_to(model)
+                except PlanEditError as exc:
+                    view.ctx.message.emit(str(exc))
+                    self.drag = None
+        elif kind == "crosshair":
+            view.set_cursor_at(pos)
+        elif kind == "pan":
+            view.pan_by(pos.x() - self._last.x(), pos.y() - self._last.y())
+            self._last = QPointF(pos)
+        elif kind == "zoom":
+            view.zoom_about(math.exp(-(pos.y() - self._last.y()) * 0.01), self._press_pos)
+            self._last = QPointF(pos)
+        return True
+
+    def release(self, view: Any, pos: QPointF, button: Qt.MouseButton) -> None:
+        drag, self.drag = self.drag, None
+        if drag is not None:
+            kind, obj = drag
+            if kind == "tool":
+                obj.release(view, pos)
+            elif kind == "handle" and obj.moved:
+                view.ctx.message.emit(f"Moved {obj.handle.tooltip or 'point'} (Ctrl+Z undoes)")
+            elif kind == "zoom" and button == Qt.MouseButton.RightButton and self._press_pos is not None \
+                    and (pos - self._press_pos).manhattanLength() < 4:
+                view._show_context_menu(pos)
+        elif button == Qt.MouseButton.RightButton:
+            view._show_context_menu(pos)
