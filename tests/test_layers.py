@@ -22,7 +22,7 @@ from pathlib import Path
 
 import grimp
 
-from tests.test_headless import ROOT, blocked_import_script
+from tests.test_headless import QT_PACKAGES, ROOT, blocked_import_script
 
 #: The layers, top to bottom: a module may import its own layer and the layers below it. A module
 #: belongs to the layer of the longest prefix that names it (``planner.views.render`` is not
@@ -198,6 +198,13 @@ def test_render_layer_imports_no_widget():
     mods = _render_modules()
     assert "planner.views.render.overlays2d" in mods and "planner.views.render.actors3d" in mods
     script = blocked_import_script(("PySide6.QtWidgets", "vtkmodules.qt", "PyQt5", "PyQt6", "PySide2"), mods)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_vtk_actor_builder_imports_without_qt():
+    """The report's offscreen 3D picture builds its actors with the 3D view's builder: no Qt at all."""
+    script = blocked_import_script(QT_PACKAGES, ["planner.views.render.actors3d", "planner.report.render3d"])
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -3,7 +3,9 @@
 The scene is built in patient coordinates (LPS mm, a right-handed frame, so the picture is not
 mirrored): on CT a bone surface extracted around the trajectory; otherwise (MRI, or no images)
 schematic vertebral bodies shaped from each level's landmarks. The instruments are tubes of their
-planned diameters, the ablation zone a translucent sphere. Levels are labelled in the picture.
+planned diameters, the ablation zone a translucent sphere, built by the 3D view's own builder
+(:func:`planner.views.render.actors3d.trajectory_actors`) in the key images' colours. Levels are
+labelled in the picture.
 
 Headless: with no DISPLAY, VTK is pointed at its EGL render window (../shared/stack.md, section 3).
 """
@@ -18,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from planner.imaging.volume import Volume
 from planner.plan import Level, Plan, Trajectory
-from planner.report.keyimages import ZONE_COLOR, KeyImage, _font, instrument_color
+from planner.report.keyimages import INSTRUMENT_COLORS, ZONE_COLOR, KeyImage, _font
 from planner.trajectory import TrajectoryShape, trajectory_shape
 
 #: Display threshold for the CT bone surface (HU). A drawing choice, not a clinical threshold.
@@ -64,16 +66,10 @@ def render_trajectory_3d(plan: Plan, traj: Trajectory, volume: Optional[Volume] 
     import vtkmodules.vtkRenderingFreeType  # noqa: F401
     import vtkmodules.vtkRenderingOpenGL2  # noqa: F401
     from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
-    from vtkmodules.vtkCommonCore import vtkPoints
-    from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData, vtkPolyLine
+    from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
     from vtkmodules.vtkCommonTransforms import vtkTransform
-    from vtkmodules.vtkFiltersCore import (
-        vtkFlyingEdges3D,
-        vtkPolyDataNormals,
-        vtkTubeFilter,
-        vtkWindowedSincPolyDataFilter,
-    )
+    from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkPolyDataNormals, vtkWindowedSincPolyDataFilter
     from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
     from vtkmodules.vtkFiltersSources import vtkCylinderSource, vtkSphereSource
     from vtkmodules.vtkRenderingCore import (
@@ -83,6 +79,8 @@ def render_trajectory_3d(plan: Plan, traj: Trajectory, volume: Optional[Volume] 
         vtkRenderWindow,
         vtkWindowToImageFilter,
     )
+
+    from planner.views.render.actors3d import trajectory_actors
 
     geom = geom or trajectory_shape(plan, traj)
     renderer = vtkRenderer()
@@ -197,37 +195,15 @@ def render_trajectory_3d(plan: Plan, traj: Trajectory, volume: Optional[Volume] 
                 if np.linalg.norm(c - target) < 80:
                     labels.append((level.name, c))
 
-    for inst in geom.instruments:
-        pts = vtkPoints()
-        for p in inst.points_lps:
-            pts.InsertNextPoint(*map(float, p))
-        line = vtkPolyLine()
-        line.GetPointIds().SetNumberOfIds(len(inst.points_lps))
-        for i in range(len(inst.points_lps)):
-            line.GetPointIds().SetId(i, i)
-        cells = vtkCellArray()
-        cells.InsertNextCell(line)
-        poly = vtkPolyData()
-        poly.SetPoints(pts)
-        poly.SetLines(cells)
-        tube = vtkTubeFilter()
-        tube.SetInputData(poly)
-        tube.SetRadius(max(inst.diameter_mm / 2.0, 0.3))
-        tube.SetNumberOfSides(20)
-        tube.CappingOn()
-        add_polydata(tube.GetOutputPort(), instrument_color(inst.name), 1.0, 0.5)
-        keep += [pts, line, cells, poly, tube]
-    zone = vtkSphereSource()
-    zone.SetCenter(*map(float, geom.zone.center_lps))
-    zone.SetRadius(geom.zone.radius_mm)
-    zone.SetThetaResolution(40)
-    zone.SetPhiResolution(30)
-    add_polydata(zone.GetOutputPort(), ZONE_COLOR, 0.45)
+    rgb = {name: tuple(c / 255.0 for c in color) for name, color in INSTRUMENT_COLORS.items()}
+    for actor in trajectory_actors(geom, rgb, tuple(c / 255.0 for c in ZONE_COLOR), 0.45, 0.5).values():
+        actor.GetMapper().ScalarVisibilityOff()
+        renderer.AddActor(actor)
     tip = vtkSphereSource()
     tip.SetCenter(*map(float, target))
     tip.SetRadius(1.2)
     add_polydata(tip.GetOutputPort(), (255, 40, 40), 1.0)
-    keep += [zone, tip]
+    keep.append(tip)
 
     # Camera: from behind, on the side of the approach and a little above.
     side_sign = 1.0 if traj.side == "left" else -1.0  # +x is the patient's left in LPS

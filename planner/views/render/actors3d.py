@@ -1,12 +1,13 @@
-"""Plan objects as VTK actors for the 3D view (world coordinates = LPS mm): level labels beside the
-bodies, landmarks as small spheres (one actor per level), trajectories as tubes of the real instrument diameters, and
-the ablation zone as a translucent sphere. :meth:`PlanActors3D.update` rebuilds only the objects a
-``PlanChange`` names."""
+"""Plan objects as VTK actors (world coordinates = LPS mm), for the 3D view and the report's offscreen
+3D picture alike: level labels beside the bodies, landmarks as small spheres (one actor per level),
+trajectories as tubes of the real instrument diameters and the ablation zone as a translucent sphere
+(:func:`trajectory_actors`, the one builder both use). :meth:`PlanActors3D.update` rebuilds only the
+objects a ``PlanChange`` names. No Qt: the report imports this module headless."""
 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 from vtkmodules.vtkCommonCore import vtkPoints
@@ -23,11 +24,18 @@ log = logging.getLogger(__name__)
 
 INSTRUMENT_RGB = {"introducer": (0.25, 0.63, 1.0), "cannula": (0.16, 0.82, 0.47), "probe": (1.0, 0.86, 0.16)}
 ZONE_RGB = (1.0, 0.44, 0.26)
+ZONE_OPACITY = 0.35
+#: Sides of an instrument tube and resolution of the zone sphere (display choices).
+TUBE_SIDES = 18
+ZONE_RESOLUTION = 32
+#: Thinnest tube drawn (mm), so a thin probe stays visible.
+MIN_TUBE_DIAMETER_MM = 0.2
 LEVEL_RGB = (1.0, 0.88, 0.51)
 LANDMARK_RGB = (0.5, 0.87, 0.92)
 
 
-def tube_actor(points_lps: np.ndarray, diameter_mm: float, rgb: tuple[float, float, float]) -> vtkActor:
+def tube_actor(points_lps: np.ndarray, diameter_mm: float, rgb: tuple[float, float, float],
+               specular: float = 0.4) -> vtkActor:
     pts = vtkPoints()
     for p in np.asarray(points_lps, dtype=float):
         pts.InsertNextPoint(*p)
@@ -42,15 +50,15 @@ def tube_actor(points_lps: np.ndarray, diameter_mm: float, rgb: tuple[float, flo
     poly.SetLines(cells)
     tube = vtkTubeFilter()
     tube.SetInputData(poly)
-    tube.SetRadius(max(diameter_mm, 0.1) / 2.0)
-    tube.SetNumberOfSides(18)
+    tube.SetRadius(max(diameter_mm, MIN_TUBE_DIAMETER_MM) / 2.0)
+    tube.SetNumberOfSides(TUBE_SIDES)
     tube.CappingOn()
     mapper = vtkPolyDataMapper()
     mapper.SetInputConnection(tube.GetOutputPort())
     actor = vtkActor()
     actor.SetMapper(mapper)
     actor.GetProperty().SetColor(*rgb)
-    actor.GetProperty().SetSpecular(0.4)
+    actor.GetProperty().SetSpecular(specular)
     actor.GetProperty().SetSpecularPower(20)
     return actor
 
@@ -107,6 +115,19 @@ def label_actor(text: str, position_lps, rgb, font_size: int = 15) -> vtkTextAct
     tp.SetJustificationToCentered()
     tp.SetVerticalJustificationToCentered()
     return actor
+
+
+def trajectory_actors(shape: TrajectoryShape, instrument_rgb: Mapping[str, tuple[float, float, float]] = INSTRUMENT_RGB,
+                      zone_rgb: tuple[float, float, float] = ZONE_RGB, zone_opacity: float = ZONE_OPACITY,
+                      specular: float = 0.4) -> dict[str, vtkActor]:
+    """The actors of one trajectory's drawn shape by part: each instrument (its name) as a tube of its
+    diameter, and "zone" as the ablation-zone sphere. Colours default to the 3D view's."""
+    parts: dict[str, vtkActor] = {}
+    for inst in shape.instruments:
+        parts[inst.name] = tube_actor(inst.points_lps, inst.diameter_mm,
+                                      instrument_rgb.get(inst.name, (0.9, 0.9, 0.9)), specular)
+    parts["zone"] = sphere_actor(shape.zone.center_lps, shape.zone.radius_mm, zone_rgb, zone_opacity, ZONE_RESOLUTION)
+    return parts
 
 
 class PlanActors3D:
@@ -188,16 +209,8 @@ class PlanActors3D:
 
     def _trajectory_actors(self, plan: Plan, traj_id: str) -> list:
         traj = plan.trajectory(traj_id)
-        geom = self.shape_of(traj)
-        actors: list = []
-        parts: dict[str, vtkActor] = {}
-        for inst in geom.instruments:
-            a = tube_actor(inst.points_lps, inst.diameter_mm, INSTRUMENT_RGB.get(inst.name, (0.9, 0.9, 0.9)))
-            actors.append(a)
-            parts[inst.name] = a
-        zone = sphere_actor(geom.zone.center_lps, geom.zone.radius_mm, ZONE_RGB, 0.35, 32)
-        actors.append(zone)
-        parts["zone"] = zone
+        parts = trajectory_actors(self.shape_of(traj))
+        actors = list(parts.values())
         for a in actors:
             self.renderer.AddActor(a)
         self._trajectory_parts[traj_id] = parts
