@@ -327,6 +327,8 @@ def test_invalid_uids_never_become_paths(tmp_path, bad):
     assert not valid_uid(bad)
     with pytest.raises(PacsError, match="invalid"):
         uid_component(bad)
+    with pytest.raises(PacsError, match="not a valid DICOM UID"):
+        pacs.retrieve(pacs.PacsNode(name="P", ae_title="P", host="h"), "1.2.3", [bad], dest_folder=tmp_path / "x")
     receiver = Receiver(tmp_path / "r", "1.2.3", [bad], patient_id=None)
     assert not receiver.accept("", "1.2.3", bad, "1.2.3.4", b"x")
     assert not receiver.accept("", "1.2.3", bad, bad, b"x")

@@ -59,8 +59,10 @@ from planner.imaging.pacs.common import (  # noqa: F401 (public names)
     finish_retrieve,
     log,
     missing_series,
+    display_text,
     name_pattern,
     valid_matches,
+    valid_uid,
 )
 from planner.imaging.pacs.nodes import PacsNode, backend_for, load_nodes, nodes_path, save_nodes  # noqa: F401
 
@@ -153,6 +155,9 @@ def retrieve(node: PacsNode, study_uid: str, series_uids: Optional[Sequence[str]
         raise PacsError(f"{node.label} cannot retrieve by '{method}' (use {' or '.join(backend.methods)}).")
     if not study_uid:
         raise PacsError("No Study Instance UID was given for the retrieve.")
+    bad = [u for u in [study_uid, *(series_uids or [])] if not valid_uid(u)]
+    if bad:
+        raise PacsError(f"'{display_text(bad[0], 70)}' is not a valid DICOM UID; nothing was retrieved.")
     folder = Path(dest_folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
