@@ -775,6 +775,10 @@ class PacsDialog(QDialog):
         t.blockSignals(False)
         t.resizeColumnsToContents()
         self.series_label.setText(f"Series ({len(self.series)})")
+        study = self.selected_study()
+        if study is not None and study.n_series is not None and study.n_series != len(self.series):
+            self._set_message(f"The PACS lists {len(self.series)} series for a study it says has {study.n_series}; "
+                              "select the study again to ask once more.", error=True)
         self.series_listed.emit(len(self.series))
         self._update_buttons()
 
