@@ -240,6 +240,49 @@ def test_no_dynamic_imports():
     assert not stale, f"these modules no longer import dynamically: take them off PENDING_DYNAMIC: {stale}"
 
 
+#: Who may compute the checks (planner.checks.evaluate_trajectory / evaluate_plan). Everything else reads
+#: them from the session's results (planner.display.results.PlanResults), so one edit computes them once.
+CHECKS_CALLERS: dict[str, str] = {
+    "planner.checks": "defines them",
+    "planner.display.results": "the session's results: the one place the plan's checks are computed",
+    "planner.suggest": "checks candidate paths before one is in the plan",
+}
+#: Callers being moved to the results (each must still call; see PENDING).
+PENDING_CHECKS_CALLERS: dict[str, str] = {
+    "planner.report.data": "arch, after safety's report/data.py changes land: reads the reports it is given",
+    "planner.cli.check": "arch, after safety's cli changes land: a PlanResults for the command's session",
+}
+
+
+def _checks_calls(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    names = ("evaluate_trajectory", "evaluate_plan")
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            fn = node.func
+            name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+            if name in names:
+                found.append(f"line {node.lineno}: {name}()")
+    return found
+
+
+def test_only_the_results_compute_the_checks():
+    found, pending_seen = [], set()
+    for path in sorted((ROOT / "planner").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        hits = _checks_calls(path)
+        if not hits or module in CHECKS_CALLERS:
+            continue
+        if module in PENDING_CHECKS_CALLERS:
+            pending_seen.add(module)
+            continue
+        found += [f"{module} {hit}" for hit in hits]
+    assert not found, "the checks are computed outside the session's results:\n" + "\n".join(found)
+    stale = sorted(set(PENDING_CHECKS_CALLERS) - pending_seen)
+    assert not stale, f"take these off PENDING_CHECKS_CALLERS in tests/test_layers.py: {stale}"
+
+
 def test_dynamic_import_finder_finds_them(tmp_path):
     src = tmp_path / "m.py"
     src.write_text("import importlib.util\nfrom importlib import import_module\nx = __import__('os')\n")

@@ -166,3 +166,38 @@ def test_dragging_the_target_updates_panel_and_3d_and_undo_restores(planning, qt
     assert _metric_texts(panel) == metrics0
     assert _check_states(panel) == checks0
     _assert_3d_matches_model(vv, session, tid)
+
+
+def test_one_edit_computes_the_checks_once_and_everyone_reads_them(planning, qtbot, monkeypatch):
+    """A drag step in the real window: the checks of the moved trajectory (and of its partners on the
+    level) are computed once, by the session's results, whatever the slice views, the 3D view, the
+    panel and the export buttons do with them; the panel shows those very reports."""
+    import planner.display.results as results_mod
+
+    w, session, panel, vv = planning
+    doc = session.document
+    plan = doc.plan
+    traj = next(t for t in plan.trajectories if plan.level(t.level_id).name == "L4")
+    panel.select(traj.id)
+    session.results.reports()  # everything computed for the plan as it is
+    calls: list[str] = []
+    real = results_mod.evaluate_trajectory
+
+    def counting(plan_, trajectory, images=None):
+        calls.append(trajectory.id if hasattr(trajectory, "id") else trajectory)
+        return real(plan_, trajectory, images)
+
+    monkeypatch.setattr(results_mod, "evaluate_trajectory", counting)
+    target = np.asarray(traj.target_lps, dtype=float) + np.array([0.0, -1.0, 0.5])
+    doc.set_trajectory_point(traj.id, "target", target.tolist(), merge_key="drag-count")
+    w.repaint()
+    qtbot.wait(50)
+    for view in w.views.slice_views.values():
+        view.repaint()
+    vv.render_now()
+    w.exports.blockers()
+    session.results.plan_report()
+    partners = sorted(t.id for t in doc.plan.trajectories if t.level_id == traj.level_id)
+    assert sorted(calls) == partners, "each affected trajectory's checks once per edit"
+    assert panel.report is session.results.report(traj.id), "the panel shows the session's report"
+    _assert_panel_matches_model(panel, session, traj.id)
