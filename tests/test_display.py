@@ -141,3 +141,20 @@ def test_field_ranges_are_the_plan_model_s():
             TrajectoryParams(**{name: round(lo - 10 ** -dec, dec)})
         with pytest.raises(ValidationError):
             TrajectoryParams(**{name: hi + 10 ** -dec})
+
+
+def test_trajectory_axis_is_kept_per_volume_until_the_trajectory_changes():
+    from tests.views_support import sagittal_volume
+
+    s, left, right = _session()
+    s.add_image("vol", sagittal_volume(nk=24, nj=200, ni=160))
+    res = s.results
+    a = res.trajectory_axis(left, "vol")
+    assert res.trajectory_axis(left, "vol") is a
+    b = res.trajectory_axis(right, "vol")
+    s.document.set_trajectory_point(left, "target", (1.0, 3.0, -40.0))
+    assert res.trajectory_axis(right, "vol") is b  # the other trajectory's path is unchanged
+    moved = res.trajectory_axis(left, "vol")
+    assert moved is not a and np.allclose(moved.target_lps, (1.0, 3.0, -40.0))
+    s.remove_image("vol")
+    assert not res._axes and not res._skins

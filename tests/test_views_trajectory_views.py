@@ -301,7 +301,7 @@ def test_demo_case_views_follow_the_selected_trajectory(qtbot, demo_study, tmp_p
 def test_probe_eye_starts_at_the_skin_when_the_image_shows_it(qtbot, monkeypatch):
     d = _unit(TARGET - ENTRY)
     skin = ENTRY - 30.0 * d
-    monkeypatch.setattr("planner.views.trajectory_views.find_skin", lambda traj, vol: skin.copy())
+    monkeypatch.setattr("planner.display.results.find_skin", lambda traj, vol: skin.copy())
     session, tid = _session()
     w = open_window(qtbot, session, layout="trajectory")
     _obl, probe = _views(w)

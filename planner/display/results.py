@@ -8,6 +8,8 @@
 * per trajectory the metrics and checks (:func:`planner.checks.evaluate_trajectory` with the session's
   images, so a CT measures the pedicle), which the trajectory panel, the export buttons and the
   documents show (:meth:`PlanResults.report`, :meth:`PlanResults.plan_report`);
+* per trajectory and volume the walked path of the trajectory views
+  (:func:`planner.display.trajectory_planes.trajectory_axis`, with the skin point found on that volume);
 * the virtual projections of the loaded volumes (:class:`planner.display.fluoro.VirtualProjections`),
   shared by the fluoroscopy views.
 
@@ -27,6 +29,7 @@ from typing import Any, Mapping, Optional, Union
 
 from planner.checks import PlanReport, TrajectoryReport, evaluate_trajectory, level_summary
 from planner.display.fluoro import VirtualProjections
+from planner.display.trajectory_planes import TrajectoryAxis, find_skin, skin_key, trajectory_axis
 from planner.document import Part, PlanChange, PlanDocument
 from planner.events import Signal
 from planner.plan import Trajectory
@@ -34,6 +37,10 @@ from planner.trajectory import TrajectoryShape, trajectory_shape
 
 
 class PlanResults:
+    #: Skin points kept (each is a search along a line through a volume; a drag makes a new one per step
+    #: only when the entry or the introducer's direction moves).
+    SKINS_KEPT = 64
+
     def __init__(self, document: PlanDocument, images: Mapping[str, Any]) -> None:
         self.document = document
         #: The session's loaded images (the same mapping object, never a copy).
@@ -43,6 +50,9 @@ class PlanResults:
         self.virtual_projections = VirtualProjections()
         self._shapes: dict[str, TrajectoryShape] = {}
         self._reports: dict[str, TrajectoryReport] = {}
+        #: (trajectory id, volume key) -> the walked path; (volume key, skin key) -> the skin point
+        self._axes: dict[tuple[str, str], TrajectoryAxis] = {}
+        self._skins: dict[tuple, Any] = {}
         #: trajectory id -> its level id, for the reports kept (a removed trajectory's partners)
         self._report_levels: dict[str, str] = {}
         self._revision = document.revision
@@ -87,6 +97,8 @@ class PlanResults:
         report_ids = (set(self._reports) | current) if reports is None else set(reports)
         for tid in shape_ids:
             self._shapes.pop(tid, None)
+        for key in [k for k in self._axes if k[0] in shape_ids]:
+            del self._axes[key]
         for tid in report_ids:
             self._reports.pop(tid, None)
             self._report_levels.pop(tid, None)
@@ -97,6 +109,7 @@ class PlanResults:
             self._shapes.clear()
             self._reports.clear()
             self._report_levels.clear()
+            self._axes.clear()
             self._revision = self.document.revision
 
     def image_changed(self, key: str) -> None:
@@ -104,6 +117,10 @@ class PlanResults:
         other images now."""
         if key not in self.images:
             self.virtual_projections.forget(key)
+        for k in [k for k in self._axes if k[1] == key]:
+            del self._axes[k]
+        for k in [k for k in self._skins if k[0] == key]:
+            del self._skins[k]
         dropped = self._drop(frozenset(), None)
         if dropped:
             self.results_changed.emit(dropped)
@@ -120,6 +137,24 @@ class PlanResults:
             self.shape_computations += 1
             self._shapes[tid] = shape
         return shape
+
+    def trajectory_axis(self, trajectory: Union[Trajectory, str], volume_key: str) -> TrajectoryAxis:
+        """The walked path of a trajectory as the trajectory views show it on the volume ``volume_key``
+        (from the skin when the volume shows it); raises ValueError when the path has no direction."""
+        self._check_revision()
+        tid = trajectory if isinstance(trajectory, str) else trajectory.id
+        axis = self._axes.get((tid, volume_key))
+        if axis is None:
+            plan = self.document.plan
+            traj = plan.trajectory(tid)
+            skin_at = (volume_key, skin_key(traj))
+            if skin_at not in self._skins:
+                if len(self._skins) > self.SKINS_KEPT:
+                    self._skins.clear()
+                self._skins[skin_at] = find_skin(traj, self.images[volume_key])
+            axis = trajectory_axis(plan, traj, self._skins[skin_at])
+            self._axes[(tid, volume_key)] = axis
+        return axis
 
     def report(self, trajectory: Union[Trajectory, str]) -> TrajectoryReport:
         """The metrics and checks of a trajectory of the plan, with the session's images."""
@@ -152,4 +187,6 @@ class PlanResults:
         self.document.changed.disconnect(self._on_plan_changed)
         self._shapes.clear()
         self._reports.clear()
+        self._axes.clear()
+        self._skins.clear()
         self.virtual_projections.close()

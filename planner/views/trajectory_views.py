@@ -36,7 +36,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLa
 
 from planner.display.annotations import active_trajectory, trajectory_name
 from planner.display.slice_geometry import PlaneFrame, sphere_cut
-from planner.display.trajectory_planes import TrajectoryAxis, find_skin, skin_key, trajectory_axis
+from planner.display.trajectory_planes import TrajectoryAxis
 from planner.document import PlanChange
 from planner.imaging.volume import Volume
 from planner.plan import Trajectory
@@ -94,7 +94,6 @@ class TrajectoryPlaneView(SliceView):
         self._dirty = True
         self._pending = False
         self._plane_version = 0
-        self._skins: dict[tuple, Optional[np.ndarray]] = {}
         self.subscribe(self.session.active_trajectory_changed, self._on_active)
         self.init_state()
         if series_key is not None:
@@ -137,7 +136,6 @@ class TrajectoryPlaneView(SliceView):
         self._dirty = False
         vol = self.volume
         traj = active_trajectory(self.session)
-        plan = self.session.document.plan
         self.axis_error = ""
         if vol is None or traj is None:
             changed = self.frame is not None or self.trajectory is not None
@@ -146,7 +144,7 @@ class TrajectoryPlaneView(SliceView):
                 self.plane_changed.emit()
             return
         try:
-            axis = trajectory_axis(plan, traj, self._skin(traj, vol))
+            axis = self.session.results.trajectory_axis(traj, self.series_key)
         except ValueError as exc:  # coinciding points while a user drags
             self.frame, self.axis = None, None
             self.axis_error = str(exc)
@@ -183,14 +181,6 @@ class TrajectoryPlaneView(SliceView):
     def place_plane(self, axis: TrajectoryAxis) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(point on the plane, screen right, screen down, reference point of plane coordinates)."""
         raise NotImplementedError
-
-    def _skin(self, traj: Trajectory, vol: Volume) -> Optional[np.ndarray]:
-        key = (self.series_key, skin_key(traj))
-        if key not in self._skins:
-            if len(self._skins) > 64:
-                self._skins.clear()
-            self._skins[key] = find_skin(traj, vol)
-        return self._skins[key]
 
     def invalidate_plane(self) -> None:
         self._dirty = True
