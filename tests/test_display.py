@@ -158,3 +158,16 @@ def test_trajectory_axis_is_kept_per_volume_until_the_trajectory_changes():
     assert moved is not a and np.allclose(moved.target_lps, (1.0, 3.0, -40.0))
     s.remove_image("vol")
     assert not res._axes and not res._skins
+
+
+def test_slice_geometry_is_shared_per_volume_and_orientation():
+    from tests.views_support import sagittal_volume
+
+    s, _, _ = _session()
+    s.add_image("vol", sagittal_volume())
+    res = s.results
+    f = res.slice_frame("vol", "axial")
+    assert res.slice_frame("vol", "axial") is f and res.slice_frame("vol", "axial", "patient") is not f
+    assert f.volume is s.images["vol"] and f.orientation == "axial"
+    s.add_image("vol", sagittal_volume(seed=1))  # replaced under the same key
+    assert res.slice_frame("vol", "axial") is not f

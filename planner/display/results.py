@@ -8,6 +8,8 @@
 * per trajectory the metrics and checks (:func:`planner.checks.evaluate_trajectory` with the session's
   images, so a CT measures the pedicle), which the trajectory panel, the export buttons and the
   documents show (:meth:`PlanResults.report`, :meth:`PlanResults.plan_report`);
+* per volume and orientation the slice geometry of the slice views
+  (:class:`planner.display.slice_geometry.SliceFrame`, shared by every view showing that volume so);
 * per trajectory and volume the walked path of the trajectory views
   (:func:`planner.display.trajectory_planes.trajectory_axis`, with the skin point found on that volume);
 * the virtual projections of the loaded volumes (:class:`planner.display.fluoro.VirtualProjections`),
@@ -29,6 +31,7 @@ from typing import Any, Mapping, Optional, Union
 
 from planner.checks import PlanReport, TrajectoryReport, evaluate_trajectory, level_summary
 from planner.display.fluoro import VirtualProjections
+from planner.display.slice_geometry import SliceFrame
 from planner.display.trajectory_planes import TrajectoryAxis, find_skin, skin_key, trajectory_axis
 from planner.document import Part, PlanChange, PlanDocument
 from planner.events import Signal
@@ -53,6 +56,8 @@ class PlanResults:
         #: (trajectory id, volume key) -> the walked path; (volume key, skin key) -> the skin point
         self._axes: dict[tuple[str, str], TrajectoryAxis] = {}
         self._skins: dict[tuple, Any] = {}
+        #: (volume key, orientation, mode) -> slice geometry
+        self._frames: dict[tuple[str, str, str], SliceFrame] = {}
         #: trajectory id -> its level id, for the reports kept (a removed trajectory's partners)
         self._report_levels: dict[str, str] = {}
         self._revision = document.revision
@@ -121,6 +126,8 @@ class PlanResults:
             del self._axes[k]
         for k in [k for k in self._skins if k[0] == key]:
             del self._skins[k]
+        for k in [k for k in self._frames if k[0] == key]:
+            del self._frames[k]
         dropped = self._drop(frozenset(), None)
         if dropped:
             self.results_changed.emit(dropped)
@@ -137,6 +144,15 @@ class PlanResults:
             self.shape_computations += 1
             self._shapes[tid] = shape
         return shape
+
+    def slice_frame(self, volume_key: str, orientation: str, mode: str = "acquisition") -> SliceFrame:
+        """The slice geometry of the loaded volume ``volume_key`` in ``orientation`` ("sagittal",
+        "coronal", "axial"; ``mode`` "acquisition" or "patient"), shared by the views that show it."""
+        key = (volume_key, orientation, mode)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frames[key] = SliceFrame(self.images[volume_key], orientation, mode=mode)
+        return frame
 
     def trajectory_axis(self, trajectory: Union[Trajectory, str], volume_key: str) -> TrajectoryAxis:
         """The walked path of a trajectory as the trajectory views show it on the volume ``volume_key``
@@ -189,4 +205,5 @@ class PlanResults:
         self._reports.clear()
         self._axes.clear()
         self._skins.clear()
+        self._frames.clear()
         self.virtual_projections.close()

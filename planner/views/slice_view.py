@@ -83,7 +83,7 @@ class SliceView(ImageCanvas):
             return
         self.series_key = key
         self._frame_mode = self.ctx.slice_mode
-        self.frame = SliceFrame(img, self.orientation, mode=self._frame_mode)
+        self.frame = self.session.results.slice_frame(key, self.orientation, self._frame_mode)
         cursor = self.session.cursor_lps
         if self.cursor_linked() and img.contains(cursor):
             self.n = self.frame.slice_of(cursor)
