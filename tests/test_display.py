@@ -171,3 +171,19 @@ def test_slice_geometry_is_shared_per_volume_and_orientation():
     assert f.volume is s.images["vol"] and f.orientation == "axial"
     s.add_image("vol", sagittal_volume(seed=1))  # replaced under the same key
     assert res.slice_frame("vol", "axial") is not f
+
+
+def test_fluoro_drawings_are_kept_until_a_change_that_can_move_them():
+    from tests.views_support import projection
+
+    s, left, _ = _session()
+    res, doc = s.results, s.document
+    img = projection()
+    level_ids = [doc.plan.levels[1].id]
+    first = res.fluoro_drawings(img, level_ids)
+    assert first[0].error  # no marks on this image: the reason, not a drawing
+    assert res.fluoro_drawings(img, level_ids) is first
+    doc.set_eligibility_notes("does not move the plan on the C-arm image")
+    assert res.fluoro_drawings(img, level_ids) is first
+    doc.set_trajectory_point(left, "target", (1.0, 3.0, -40.0))
+    assert res.fluoro_drawings(img, level_ids) is not first

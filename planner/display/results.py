@@ -12,6 +12,10 @@
   (:class:`planner.display.slice_geometry.SliceFrame`, shared by every view showing that volume so);
 * per trajectory and volume the walked path of the trajectory views
   (:func:`planner.display.trajectory_planes.trajectory_axis`, with the skin point found on that volume);
+* per fluoroscopy image (and frame, levels and view) the plan fitted to the C-arm marks and drawn as
+  it should appear (:func:`planner.display.fluoro.drawings_for_image`), and the plan on each virtual
+  projection (:func:`planner.display.fluoro.drawing_for_projector`); any change of the plan but its
+  eligibility, review or measurements drops them;
 * the virtual projections of the loaded volumes (:class:`planner.display.fluoro.VirtualProjections`),
   shared by the fluoroscopy views.
 
@@ -27,10 +31,10 @@ revision the results have not seen drops everything.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from planner.checks import PlanReport, TrajectoryReport, evaluate_trajectory, level_summary
-from planner.display.fluoro import VirtualProjections
+from planner.display.fluoro import PlanDrawing, VirtualProjections, drawing_for_projector, drawings_for_image
 from planner.display.slice_geometry import SliceFrame
 from planner.display.trajectory_planes import TrajectoryAxis, find_skin, skin_key, trajectory_axis
 from planner.document import Part, PlanChange, PlanDocument
@@ -56,6 +60,8 @@ class PlanResults:
         #: (trajectory id, volume key) -> the walked path; (volume key, skin key) -> the skin point
         self._axes: dict[tuple[str, str], TrajectoryAxis] = {}
         self._skins: dict[tuple, Any] = {}
+        #: fluoroscopy drawings: key -> (the image or projector they are of, the drawings)
+        self._drawings: dict[tuple, tuple[Any, Any]] = {}
         #: (volume key, orientation, mode) -> slice geometry
         self._frames: dict[tuple[str, str, str], SliceFrame] = {}
         #: trajectory id -> its level id, for the reports kept (a removed trajectory's partners)
@@ -89,6 +95,8 @@ class PlanResults:
         return shapes, frozenset(change.trajectories | partners)
 
     def _on_plan_changed(self, change: PlanChange) -> None:
+        if change.touches(*(p for p in Part if p not in (Part.ELIGIBILITY, Part.REVIEW, Part.MEASUREMENTS))):
+            self._drawings.clear()
         shapes, reports = self.stale(change)
         self._revision = self.document.revision
         dropped = self._drop(shapes, reports)
@@ -115,6 +123,7 @@ class PlanResults:
             self._reports.clear()
             self._report_levels.clear()
             self._axes.clear()
+            self._drawings.clear()
             self._revision = self.document.revision
 
     def image_changed(self, key: str) -> None:
@@ -128,6 +137,7 @@ class PlanResults:
             del self._skins[k]
         for k in [k for k in self._frames if k[0] == key]:
             del self._frames[k]
+        self._drawings.clear()
         dropped = self._drop(frozenset(), None)
         if dropped:
             self.results_changed.emit(dropped)
@@ -153,6 +163,28 @@ class PlanResults:
         if frame is None:
             frame = self._frames[key] = SliceFrame(self.images[volume_key], orientation, mode=mode)
         return frame
+
+    def fluoro_drawings(self, image: Any, level_ids: Sequence[str], frame_index: int = 0,
+                        view: Optional[str] = None) -> list[PlanDrawing]:
+        """The plan of each level fitted to its marks on a C-arm image (a ProjectionImage) and drawn as
+        it should appear there (errors as text)."""
+        self._check_revision()
+        key = ("image", id(image), frame_index, tuple(level_ids), view)
+        hit = self._drawings.get(key)
+        if hit is None or hit[0] is not image:
+            plan = self.document.plan
+            hit = self._drawings[key] = (image, drawings_for_image(plan, image, level_ids, self.shape, frame_index,
+                                                                   view))
+        return hit[1]
+
+    def projector_drawing(self, projector: Any) -> PlanDrawing:
+        """Every trajectory of the plan on a virtual projection (:class:`planner.fluoro.Projector`)."""
+        self._check_revision()
+        key = ("virtual", id(projector))
+        hit = self._drawings.get(key)
+        if hit is None or hit[0] is not projector:
+            hit = self._drawings[key] = (projector, drawing_for_projector(self.document.plan, projector, self.shape))
+        return hit[1]
 
     def trajectory_axis(self, trajectory: Union[Trajectory, str], volume_key: str) -> TrajectoryAxis:
         """The walked path of a trajectory as the trajectory views show it on the volume ``volume_key``
@@ -206,4 +238,5 @@ class PlanResults:
         self._axes.clear()
         self._skins.clear()
         self._frames.clear()
+        self._drawings.clear()
         self.virtual_projections.close()

@@ -91,8 +91,6 @@ class FluoroView(CineMixin, MeasuringMixin, MarkingMixin, ImageCanvas):
         self.selected_landmark: Optional[str] = None
         self._swallow_release = False
         self._menu_pos: Optional[QPointF] = None
-        self._drawings_key: tuple = ()
-        self._drawings: list[guidance.PlanDrawing] = []
         self._init_cine()
         self._virtual_timer = QTimer(self)
         self._virtual_timer.setInterval(self.VIRTUAL_POLL_MS)
@@ -128,7 +126,6 @@ class FluoroView(CineMixin, MeasuringMixin, MarkingMixin, ImageCanvas):
         self.frame_index = 0
         self.window = img.default_window() if img is not None else None
         self._image_dirty = True
-        self._drawings_key = ()
         self.fit()
         self.frame_changed.emit(0)
         self.update()
@@ -349,24 +346,17 @@ class FluoroView(CineMixin, MeasuringMixin, MarkingMixin, ImageCanvas):
 
     # ------------------------------------------------------------------ guidance: what is drawn
     def plan_drawings(self) -> list[guidance.PlanDrawing]:
-        """The plan on the image shown (cached until the plan, the image, the frame or the level change)."""
+        """The plan on the image shown: the session's results for this image, frame and levels."""
         if self.image is None:
             return []
+        results = self.session.results
+        if self.showing_virtual():
+            return [results.projector_drawing(self.virtual.projector)] if self.virtual else []
         plan = self.session.document.plan
         lid = self.guidance_level_id()
-        key = (self.session.document.revision, id(self.image), self.frame_index, lid, self.effective_view())
-        if key == self._drawings_key:
-            return self._drawings
-        if self.showing_virtual():
-            drawings = [guidance.drawing_for_projector(plan, self.virtual.projector, self.session.results.shape)] \
-                if self.virtual else []
-        else:
-            marked = {lm.level_id for lm in self.marks_here()}
-            ids = [lv.id for lv in plan.levels if lv.id == lid or lv.id in marked]
-            drawings = guidance.drawings_for_image(plan, self.image, ids, self.session.results.shape, self.frame_index,
-                                                  self.effective_view())
-        self._drawings_key, self._drawings = key, drawings
-        return drawings
+        marked = {lm.level_id for lm in self.marks_here()}
+        ids = [lv.id for lv in plan.levels if lv.id == lid or lv.id in marked]
+        return results.fluoro_drawings(self.image, ids, self.frame_index, self.effective_view())
 
     def guidance_text(self) -> tuple[str, bool]:
         """The instruction or fit result for the bar and the view, and whether it is a warning."""
