@@ -319,28 +319,40 @@ def _present(v: Any) -> bool:
     return isinstance(v, list) and len(v) > 0
 
 
+def _plain(v: Any, n: int) -> Optional[list[float]]:
+    """The first ``n`` values as finite floats, or None (plain Python: this runs for every file)."""
+    if not isinstance(v, list) or len(v) < n:
+        return None
+    vals = v[:n]
+    for x in vals:
+        if not isinstance(x, (int, float)) or not math.isfinite(x):
+            return None
+    return [float(x) for x in vals]
+
+
 def geometry_problem(ipp: Any, iop: Any, ps: Any) -> Optional[str]:
     """Why the geometry a slice's header gives is implausible (None when it is plausible or absent).
     Checked before any volume is built: such a slice would make ``ijk_to_lps`` singular or not finite."""
     if _present(ipp):
-        a = _floats(ipp, 3)
-        if a is None or np.any(np.abs(a) > MAX_POSITION_MM):
+        a = _plain(ipp, 3)
+        if a is None or max(abs(x) for x in a) > MAX_POSITION_MM:
             return f"implausible Image Position (Patient) {_show(ipp)}"
     if _present(iop):
-        a = _floats(iop, 6)
+        a = _plain(iop, 6)
         if a is None:
             return f"implausible Image Orientation (Patient) {_show(iop)}"
-        r, c = a[:3], a[3:]
-        if np.any(np.abs(a) > 2):
+        if max(abs(x) for x in a) > 2:
             return f"implausible Image Orientation (Patient) {_show(iop)} (direction cosines are at most 1)"
-        nr, nc = float(np.linalg.norm(r)), float(np.linalg.norm(c))
+        r0, r1, r2, c0, c1, c2 = a
+        nr, nc = math.sqrt(r0 * r0 + r1 * r1 + r2 * r2), math.sqrt(c0 * c0 + c1 * c1 + c2 * c2)
         if not (0.5 < nr < 2 and 0.5 < nc < 2):
             return f"implausible Image Orientation (Patient) {_show(iop)} (not unit vectors)"
-        if abs(float(r @ c)) / (nr * nc) > 0.1:
-            return f"implausible Image Orientation (Patient) {_show(iop)} (the row and column directions are not perpendicular)"
+        if abs(r0 * c0 + r1 * c1 + r2 * c2) / (nr * nc) > 0.1:
+            return (f"implausible Image Orientation (Patient) {_show(iop)} (the row and column directions are not "
+                    "perpendicular)")
     if _present(ps):
-        a = _floats(ps, 2)
-        if a is None or np.any(a < MIN_SPACING_MM) or np.any(a > MAX_SPACING_MM):
+        a = _plain(ps, 2)
+        if a is None or min(a) < MIN_SPACING_MM or max(a) > MAX_SPACING_MM:
             return (f"implausible Pixel Spacing {_show(ps)} mm (plausible: {MIN_SPACING_MM:g} to "
                     f"{MAX_SPACING_MM:g} mm)")
     return None
@@ -367,10 +379,10 @@ def _orientation(v: Any) -> Optional[np.ndarray]:
 
 
 def _spacing(v: Any) -> Optional[tuple[float, float]]:
-    a = _floats(v, 2)
-    if a is None or np.any(a < MIN_SPACING_MM) or np.any(a > MAX_SPACING_MM):
+    a = _plain(v, 2)
+    if a is None or min(a) < MIN_SPACING_MM or max(a) > MAX_SPACING_MM:
         return None
-    return float(a[0]), float(a[1])
+    return a[0], a[1]
 
 
 def _pos_float(v: Any) -> Optional[float]:

@@ -201,6 +201,8 @@ def _sample_bytes(f: DicomFile, color: bool) -> int:
     rows, cols = int(first_frame.get("Rows") or 0), int(first_frame.get("Columns") or 0)
     ba = int(first_frame.get("BitsAllocated") or 16)
     per_sample = 8 if ba > 32 else 4 if ba > 16 else 2 if ba > 8 else 1
+    if str(first_frame.get("PhotometricInterpretation") or "").startswith("PALETTE"):
+        per_sample = max(per_sample, 2)  # palette entries are 16-bit
     samples = 3 if color or int(first_frame.get("SamplesPerPixel") or 1) == 3 else 1
     # a Modality LUT may map to wider values than stored; pydicom may return float64
     return rows * cols * samples * max(per_sample, 8 if first_frame.get("ModalityLUTSequence") else per_sample)

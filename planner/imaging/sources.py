@@ -29,6 +29,8 @@ MAX_ZIP_MEMBER_BYTES = MAX_READ_BYTES
 #: A zip member above this size that is compressed more than :data:`MAX_ZIP_RATIO` times is skipped as
 #: a zip bomb (real images compress 2 to 20 times; only long runs of one byte value compress ~1000 times).
 ZIP_RATIO_MIN_BYTES = 64 * 1024 * 1024
+#: Largest DICOMDIR read (a DICOMDIR of 100,000 images is about 50 MB).
+MAX_DICOMDIR_BYTES = 128 * 1024 * 1024
 MAX_ZIP_RATIO = 200
 
 #: Names of files that are never images (operating-system clutter on CDs and USB sticks).
@@ -339,8 +341,8 @@ def _from_dicomdir(path: str, out: Listing) -> Optional[list[FileRef]]:
     out.decided.append((path, "skipped", "DICOMDIR index (used to find the images)"))
     try:
         with open_regular(path) as fh:
-            if os.fstat(fh.fileno()).st_size > MAX_READ_BYTES:
-                raise FileTooLarge(path, os.fstat(fh.fileno()).st_size, MAX_READ_BYTES)
+            if os.fstat(fh.fileno()).st_size > MAX_DICOMDIR_BYTES:
+                raise FileTooLarge(path, os.fstat(fh.fileno()).st_size, MAX_DICOMDIR_BYTES)
             ds = pydicom.dcmread(fh, force=True)
         records = ds.get("DirectoryRecordSequence") or []
     except Exception as exc:
