@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Worker processes used at most at once.
 MAX_WORKERS = max(1, min(os.cpu_count() or 1, 8))
+#: Tasks sent ahead to one worker.
+DEPTH = 2
 #: Seconds between two looks at the workers (also the longest a cancel waits).
 POLL_S = 0.05
 #: Seconds a new worker may take to start.
@@ -111,7 +113,8 @@ class _Worker:
         finally:
             child_sock.close()
         self.conn = Connection(parent_sock.detach())
-        self.task: Optional[Task] = None
+        #: tasks sent, in order; the first is running (since ``started``)
+        self.inflight: deque[Task] = deque()
         self.started = 0.0
 
     def alive(self) -> bool:
@@ -140,7 +143,6 @@ def _checkout() -> _Worker:
 
 
 def _checkin(w: _Worker) -> None:
-    w.task = None
     with _lock:
         if len(_idle) < MAX_WORKERS and w.alive():
             _idle.append(w)
@@ -169,9 +171,12 @@ def run_tasks(tasks: list[Task], *, time_limit_s: float, cancel: Any = None,
               on_outcome: Callable[[Outcome], None], parallel: Optional[int] = None,
               memory_budget: Optional[int] = None) -> None:
     """Run ``tasks`` on worker processes; ``on_outcome`` is called (on this thread) once for every task,
-    in the order they end. Never raises for a task's failure; a cancel ends every task at once."""
+    in the order they end. Never raises for a task's failure; a cancel ends every task at once.
+
+    Each worker gets up to :data:`DEPTH` tasks ahead (the next waits in its socket while one runs, so it
+    never idles between two files); the time limit counts from the moment a task's turn comes."""
     queue = deque(tasks)
-    busy: dict[Any, _Worker] = {}
+    mine: list[_Worker] = []  # the workers this call uses
     n = max(1, min(parallel or MAX_WORKERS, MAX_WORKERS))
 
     def cancelled() -> bool:
@@ -180,80 +185,104 @@ def run_tasks(tasks: list[Task], *, time_limit_s: float, cancel: Any = None,
         except Exception:  # noqa: BLE001 - a broken cancel object must not break the import
             return False
 
-    def finish(w: _Worker, outcome: Outcome, keep: bool) -> None:
-        busy.pop(w.conn, None)
-        outcome.seconds = time.monotonic() - w.started
+    def end(w: _Worker, outcome: Outcome, keep: bool) -> None:
+        """The worker's current task ended; ``keep`` False kills the worker and requeues its other tasks."""
+        now = time.monotonic()
+        outcome.seconds = now - w.started
         STATS.tasks += 1
         STATS.max_peak_bytes = max(STATS.max_peak_bytes, outcome.peak_bytes)
-        if keep:
-            _checkin(w)
-        else:
+        w.inflight.popleft()
+        w.started = now
+        if not keep:
+            queue.extendleft(reversed(w.inflight))
+            w.inflight.clear()
             w.kill()
+            mine.remove(w)
         on_outcome(outcome)
 
+    def pick() -> _Worker:
+        idle = [w for w in mine if not w.inflight]
+        if idle:
+            return idle[0]
+        if len(mine) < n:
+            w = _checkout()
+            mine.append(w)
+            return w
+        return min(mine, key=lambda x: len(x.inflight))
+
     try:
-        while queue or busy:
-            while queue and len(busy) < n and not cancelled():
+        while queue or any(w.inflight for w in mine):
+            if cancelled():
+                for w in [w for w in mine if w.inflight]:
+                    for task in w.inflight:
+                        on_outcome(Outcome(task.key, "cancelled"))
+                    w.inflight.clear()
+                    w.kill()
+                    mine.remove(w)
+                while queue:
+                    on_outcome(Outcome(queue.popleft().key, "cancelled"))
+                return
+            while queue and (len(mine) < n or any(len(w.inflight) < DEPTH for w in mine)):
                 task = queue.popleft()
                 memory = MEMORY_MARGIN * task.max_output_bytes + MEMORY_ALLOWANCE
                 if memory_budget is not None:
                     memory = min(memory, max(memory_budget, MEMORY_ALLOWANCE))
                 try:
-                    w = _checkout()
-                    w.task, w.started = task, time.monotonic()
+                    w = pick()
                     w.conn.send((task.function, task.args, memory))
                 except (OSError, RuntimeError, ValueError) as exc:
                     first_line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
                     on_outcome(Outcome(task.key, "error", error=f"the decoder process could not start ({first_line})"))
                     continue
-                busy[w.conn] = w
-            if cancelled():
-                for w in list(busy.values()):
-                    finish(w, Outcome(w.task.key if w.task else None, "cancelled"), keep=False)
-                while queue:
-                    on_outcome(Outcome(queue.popleft().key, "cancelled"))
-                return
+                if not w.inflight:
+                    w.started = time.monotonic()
+                w.inflight.append(task)
+            busy = {w.conn: w for w in mine if w.inflight}
             if not busy:
                 continue
             from multiprocessing.connection import wait
 
             for r in wait(list(busy), timeout=POLL_S):  # a worker that dies makes its socket readable (EOF)
-                w = busy.get(r)
-                if w is not None:
-                    _receive(w, finish)
+                w = busy[r]
+                while w in mine and w.inflight and (not w.conn.closed) and w.conn.poll():
+                    _receive(w, end)  # every answer that is there
+                if w in mine and w.inflight and not w.alive():
+                    _receive(w, end)  # the crash of the current task
             now = time.monotonic()
-            for w in list(busy.values()):
+            for w in [w for w in mine if w.inflight]:
                 if now - w.started > time_limit_s:
                     STATS.killed += 1
-                    finish(w, Outcome(w.task.key if w.task else None, "timeout"), keep=False)
+                    end(w, Outcome(w.inflight[0].key, "timeout"), keep=False)
     finally:
-        for w in list(busy.values()):
-            w.kill()
+        for w in mine:
+            if w.inflight:
+                w.kill()
+            else:
+                _checkin(w)
 
 
-def _receive(w: _Worker, finish: Callable[[_Worker, Outcome, bool], None]) -> None:
+def _receive(w: _Worker, end: Callable[[_Worker, Outcome, bool], None]) -> None:
     from multiprocessing import BufferTooShort
 
-    task = w.task
-    assert task is not None
+    task = w.inflight[0]
     try:
         if not w.conn.poll():
             raise EOFError  # the process ended without an answer
         msg = w.conn.recv()
     except (EOFError, OSError):
         STATS.crashed += 1
-        finish(w, Outcome(task.key, "crash"), False)
+        end(w, Outcome(task.key, "crash"), False)
         return
     status, peak = msg[0], int(msg[-1])
     if status != "ok":
-        finish(w, Outcome(task.key, "error", error=str(msg[1]), peak_bytes=peak), True)
+        end(w, Outcome(task.key, "error", error=str(msg[1]), peak_bytes=peak), True)
         return
     specs, meta = msg[1], msg[2]
     total = sum(math.prod(shape) * np.dtype(dt).itemsize for dt, shape in specs)
     if total > task.max_output_bytes:
-        finish(w, Outcome(task.key, "error", peak_bytes=peak,
-                          error=f"the decoder produced {total} bytes, more than the header allows "
-                                f"({task.max_output_bytes})"), False)
+        end(w, Outcome(task.key, "error", peak_bytes=peak,
+                       error=f"the decoder produced {total} bytes, more than the header allows "
+                             f"({task.max_output_bytes})"), False)
         return
     arrays = []
     try:
@@ -266,7 +295,6 @@ def _receive(w: _Worker, finish: Callable[[_Worker, Outcome, bool], None]) -> No
             arrays.append(a)
     except (EOFError, OSError, ValueError, BufferTooShort) as exc:
         STATS.crashed += 1
-        finish(w, Outcome(task.key, "crash", error=str(exc), peak_bytes=peak), False)
+        end(w, Outcome(task.key, "crash", error=str(exc), peak_bytes=peak), False)
         return
-    finish(w, Outcome(task.key, "ok", arrays=arrays, meta=dict(meta), peak_bytes=peak), True)
-
+    end(w, Outcome(task.key, "ok", arrays=arrays, meta=dict(meta), peak_bytes=peak), True)
