@@ -16,6 +16,11 @@ Public API::
 Cancelling returns what is complete with ``report.cancelled = True`` (no exception from
 ``load_path``); ``load_series`` raises :class:`ImportCancelled`.
 
+Hostile and damaged input: every file is read and decoded inside its own guard (a failure is a report
+entry, never the end of the import); images are checked against :class:`ImportLimits` (memory budget,
+time limit) before anything is allocated; decoders run in worker processes killed at the time limit
+or on Cancel (docs/architecture.md, "Hostile and damaged input").
+
 Pixel values: Rescale Slope/Intercept applied (integer types when both are integers, else float32).
 MONOCHROME1 images (CR/DX) are inverted at load so that higher values are always brighter, exactly
 as GDCM/SimpleITK do: ``v -> (lo + hi) - v`` over the rescaled range of Bits Stored; header windows
@@ -33,6 +38,7 @@ from planner.imaging.volume import (  # noqa: F401
     make_ijk_to_lps,
 )
 from planner.imaging.report import FileEntry, ImportReport  # noqa: F401
+from planner.imaging.limits import ImportLimits  # noqa: F401
 from planner.imaging.importer import (  # noqa: F401
     ImportCancelled,
     ImportResult,
