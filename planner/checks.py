@@ -30,6 +30,32 @@ midline), lateral, upper (toward the superior endplate) and lower. Clearance is 
 the instrument surface to the wall (negative: the instrument is through the wall by that much; the
 breach depth grades Gertzbein-Robbins A-E with ``breach_grade_limits_mm``). The isthmus is the
 narrowest part of the pedicle, so one section is the critical one.
+
+Image checks (issue 11)
+    When an image of the level is loaded, :mod:`planner.safety` builds a model of bone, spinal canal
+    and the owners of the bone from the image itself and measures the whole instrument path (from the
+    skin through introducer, curved cannula and probe, with their diameters, every 0.5 mm) against
+    it; each measurement is its own row:
+
+    * ``canal``: the instrument's surface enters the canal (or the lateral recess): fail; the value is
+      the smallest distance from the surface to the canal;
+    * ``bone_corridor``: from the first contact with the treated vertebra's bone to the tip, every
+      sample is in that bone; a gap fails, with where and how long;
+    * ``other_bone``: before that contact the path crosses another bone: fail for another vertebra and
+      the ilium (a rib or an unknown bone warns), with its name and length;
+    * ``pedicle_clearance``: the instrument's surface to the edge of the bone in the pedicle, toward the
+      midline, away from it, up and down, graded Gertzbein-Robbins as above; where the image cannot
+      show it (no image of the level, or an image whose bone was not measured) the row is *not
+      measured* and the elliptical model is only quoted as an estimate;
+    * ``zone``: the ablation zone lies inside the treated body (its segmented outline on the image) and
+      its distance to the canal on the image meets the canal margin.
+
+    Every row says how it was obtained (``basis``): ``measured`` (on the image), ``from landmarks`` or
+    ``not measured``. A safety row (the five above) that is not measured is ``unverified``; a
+    trajectory with such a row is ``unverified`` overall (shown in amber) and, like a failure, blocks
+    the exports until the physician records a reason (``override_reason``). Failing and unverified
+    rows carry the parts of the path they concern (``parts``: points and a label such as
+    "canal 2.1 mm") so that the views and the key images draw them in red.
 """
 
 from __future__ import annotations
@@ -52,12 +78,17 @@ from planner.trajectory import (
     VertebraFrame,
     is_ct,
     pedicle_axis,
+    skin_entry_point,
     trajectory_path,
     vertebra_frame,
 )
 
-PASS, WARNING, FAIL = "pass", "warning", "fail"
-_ORDER = {PASS: 0, WARNING: 1, FAIL: 2}
+PASS, WARNING, UNVERIFIED, FAIL = "pass", "warning", "unverified", "fail"
+_ORDER = {PASS: 0, WARNING: 1, UNVERIFIED: 2, FAIL: 3}
+#: How a check's value was obtained.
+MEASURED, FROM_LANDMARKS, NOT_MEASURED = "measured", "from landmarks", "not measured"
+#: The rows that look at the image; when one is not measured the trajectory is unverified.
+SAFETY_CHECKS: tuple[str, ...] = ("canal", "bone_corridor", "other_bone", "pedicle_clearance", "zone")
 #: Rounding tolerance of the comparisons (mm, %, deg): a value on its limit passes.
 _TOL = 1e-6
 WALLS: tuple[str, ...] = ("medial", "lateral", "upper", "lower")
@@ -93,6 +124,20 @@ CHECK_PARAMS = CheckParams()
 
 # ============================================================================ results
 @dataclass
+class PathPart:
+    """A part of a trajectory's path that a check is about (drawn in red when the check fails)."""
+
+    label: str  # e.g. "canal 2.1 mm"
+    points_lps: np.ndarray  # (N, 3) along the path's axis
+    start_mm: float  # from the start of the path (the skin, or the entry)
+    length_mm: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "start_mm": _num(self.start_mm), "length_mm": _num(self.length_mm),
+                "from_lps": _pt(self.points_lps[0]), "to_lps": _pt(self.points_lps[-1])}
+
+
+@dataclass
 class CheckResult:
     """One check: machine name, label, status, value, limit, a sentence and the source of the limit."""
 
@@ -108,14 +153,24 @@ class CheckResult:
     override_reason: str = ""
     #: Gertzbein-Robbins grade for pedicle wall checks.
     grade: Optional[str] = None
+    #: MEASURED (on the image), FROM_LANDMARKS or NOT_MEASURED.
+    basis: str = FROM_LANDMARKS
+    #: The parts of the path the check is about (failing parts, drawn in red).
+    parts: list[PathPart] = field(default_factory=list)
+
+    @property
+    def blocks_export(self) -> bool:
+        return self.status in (FAIL, UNVERIFIED)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "status": self.status, "reason": self.reason,
-                               "source": self.source, "value": _num(self.value), "limit": _num(self.limit),
-                               "unit": self.unit}
+        out: dict[str, Any] = {"name": self.name, "label": self.label, "status": self.status, "basis": self.basis,
+                               "reason": self.reason, "source": self.source, "value": _num(self.value),
+                               "limit": _num(self.limit), "unit": self.unit}
         if self.grade is not None:
             out["grade"] = self.grade
-        if self.status == FAIL and self.override_reason:
+        if self.parts:
+            out["parts"] = [p.to_dict() for p in self.parts]
+        if self.blocks_export and self.override_reason:
             out["override_reason"] = self.override_reason
         return out
 
@@ -187,6 +242,12 @@ class TrajectoryReport:
     pedicle: Optional[PedicleClearance] = None
     override_reason: str = ""
     note: str = ""
+    #: The instrument's axis from the skin (when found on the image) or the entry to the tip, points at
+    #: most 1 mm apart; ``path_start`` says which ("skin" or "entry").
+    path_lps: Optional[np.ndarray] = None
+    path_start: str = ""
+    #: The image the image checks were measured on (a description, no identifiers), or why none.
+    image_note: str = ""
 
     @property
     def overall(self) -> str:
@@ -197,9 +258,23 @@ class TrajectoryReport:
         return [c for c in self.checks if c.status == FAIL]
 
     @property
+    def unverified(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.status == UNVERIFIED]
+
+    @property
+    def blocking(self) -> list[CheckResult]:
+        """The checks that block the exports until a reason is recorded (failing or unverified)."""
+        return [c for c in self.checks if c.blocks_export]
+
+    @property
     def needs_override(self) -> bool:
-        """A check fails and the physician has not recorded a reason for going on."""
-        return bool(self.failed) and not self.override_reason.strip()
+        """A check fails or is unverified and the physician has not recorded a reason for going on."""
+        return bool(self.blocking) and not self.override_reason.strip()
+
+    @property
+    def failing_parts(self) -> list[tuple[CheckResult, PathPart]]:
+        """The parts of the path of every failing or unverified check, for drawing."""
+        return [(c, p) for c in self.checks if c.blocks_export for p in c.parts]
 
     @property
     def pedicle_clearance_mm(self) -> dict[str, Optional[float]]:
@@ -266,6 +341,9 @@ class TrajectoryReport:
             "checks": [c.to_dict() for c in self.checks],
             "overall": self.overall,
             "override_reason": self.override_reason,
+            "path_start": self.path_start or None,
+            "path_lps": None if self.path_lps is None else [_pt(p) for p in self.path_lps],
+            "image": self.image_note,
         }
 
 
@@ -281,6 +359,10 @@ class PlanReport:
     @property
     def any_fail(self) -> bool:
         return any(t.overall == FAIL for t in self.trajectories)
+
+    @property
+    def any_unverified(self) -> bool:
+        return any(t.overall == UNVERIFIED for t in self.trajectories)
 
     @property
     def missing_override_reasons(self) -> list[TrajectoryReport]:
@@ -318,7 +400,8 @@ def _pt(p: Optional[np.ndarray]) -> Optional[list[float]]:
     return None if p is None else [round(float(v), 3) for v in p]
 
 
-_SOURCE_WORDS = {"outline": "pedicle outline on the plan", "ct": "pedicle outline measured on CT",
+_SOURCE_WORDS = {"image": "bone segmented on the image", "outline": "pedicle outline on the plan",
+                 "ct": "pedicle outline measured on CT",
                  "model": "elliptical pedicle model (width/height settings)"}
 
 
@@ -341,6 +424,16 @@ def canal_margin_mm(frame: VertebraFrame, target_lps: Any, zone_diameter_mm: flo
         return depth
     if measured_from == "zone_edge":
         return depth - zone_diameter_mm / 2.0
+    raise ValueError(f"unknown canal margin rule {measured_from!r}")
+
+
+def image_canal_margin_mm(zone_edge_to_canal_mm: float, zone_diameter_mm: float, measured_from: str) -> float:
+    """The canal margin from the distance measured on the image between the zone's edge and the canal,
+    by the same rule (``canal_margin_from``) as :func:`canal_margin_mm`."""
+    if measured_from == "zone_edge":
+        return zone_edge_to_canal_mm
+    if measured_from == "zone_centre":
+        return zone_edge_to_canal_mm + zone_diameter_mm / 2.0
     raise ValueError(f"unknown canal margin rule {measured_from!r}")
 
 
@@ -666,7 +759,7 @@ def evaluate_trajectory(plan: Plan, trajectory: Trajectory | str, images: Any = 
                            override_reason=traj.override_reason, zone_diameter_mm=traj.params.zone_diameter_mm)
 
     def add(c: CheckResult) -> None:
-        if c.status == FAIL:
+        if c.blocks_export:
             c.override_reason = traj.override_reason
         rep.checks.append(c)
 
@@ -720,21 +813,34 @@ def evaluate_trajectory(plan: Plan, trajectory: Trajectory | str, images: Any = 
     if path.kind == "curved":
         rep.curve_radius_needed_mm = path.fit_radius_mm if math.isfinite(path.fit_radius_mm) else None
 
-    # --- canal margin
+    # --- the image: a model of bone and canal, the path measured against it
+    img = _measure_on_image(plan, level, traj, path, images)
+    rep.image_note = img.note
+    rep.path_lps, rep.path_start = _path_line(path, img.measurement)
+    _image_rows(plan, level, frame, traj, path, img, rep, add, images)
+
+    # --- canal margin: the zone's distance to the canal on the image, else to the posterior wall landmark
     lim = traj.params.canal_margin_mm
     what = CANAL_MARGIN_WORDS[st.canal_margin_from]
     rule = f" (measured from the {what}: setting 'Canal margin measured from')"
+    m = img.measurement
+    if m is not None and m.zone_canal_mm is not None:
+        rep.canal_margin_mm = image_canal_margin_mm(m.zone_canal_mm, traj.params.zone_diameter_mm,
+                                                    st.canal_margin_from)
+        basis, where_from = MEASURED, "the spinal canal on the image"
+    else:
+        basis, where_from = FROM_LANDMARKS, "the posterior wall (spinal canal)"
     if rep.canal_margin_mm >= lim - _TOL:
         add(CheckResult("canal_margin", "Canal margin", PASS, rep.canal_margin_mm, lim, "mm",
-                        f"The {what} is {rep.canal_margin_mm:.1f} mm in front of the posterior wall "
-                        f"(spinal canal); at least {lim:.1f} mm is required{rule}.", _src(st, "canal_margin_mm")))
+                        f"The {what} is {rep.canal_margin_mm:.1f} mm from {where_from}; at least {lim:.1f} mm is "
+                        f"required{rule}.", _src(st, "canal_margin_mm"), basis=basis))
     else:
         where = ("reaches into the spinal canal" if rep.canal_margin_mm < 0 else
-                 f"is only {rep.canal_margin_mm:.1f} mm from the spinal canal")
+                 f"is only {rep.canal_margin_mm:.1f} mm from {where_from}")
         add(CheckResult("canal_margin", "Canal margin", FAIL, rep.canal_margin_mm, lim, "mm",
                         f"The {what} {where}; at least {lim:.1f} mm is required{rule} (ablation is "
                         "contraindicated closer to the canal). Move the target anteriorly or reduce the zone.",
-                        _src(st, "canal_margin_mm")))
+                        _src(st, "canal_margin_mm"), basis=basis))
 
     # --- target depth window
     lo, hi = st.target_depth_min_pct, st.target_depth_max_pct
@@ -798,22 +904,6 @@ def evaluate_trajectory(plan: Plan, trajectory: Trajectory | str, images: Any = 
             add(CheckResult(name, label, FAIL, margin, emin, "mm",
                             f"The target lies beyond the {which} endplate, in the disc.",
                             _src(st, "endplate_margin_mm")))
-    if rep.anterior_wall_margin_mm >= -_TOL:
-        add(CheckResult("zone_inside_body", "Zone inside the body", PASS, rep.anterior_wall_margin_mm, 0.0, "mm",
-                        f"The ablation zone stays {rep.anterior_wall_margin_mm:.1f} mm behind the anterior wall.",
-                        "Warn on an anterior breach (domain.md 5.3); anterior breaches threaten vessels and viscera"))
-    elif ant_c > 0:
-        add(CheckResult("zone_inside_body", "Zone inside the body", WARNING, rep.anterior_wall_margin_mm, 0.0, "mm",
-                        f"The ablation zone crosses the anterior wall by {-rep.anterior_wall_margin_mm:.1f} mm.",
-                        "Warn on an anterior breach (domain.md 5.3); anterior breaches threaten vessels and viscera"))
-    else:
-        add(CheckResult("zone_inside_body", "Zone inside the body", FAIL, rep.anterior_wall_margin_mm, 0.0, "mm",
-                        "The target lies in front of the anterior wall, outside the vertebral body.",
-                        "Anterior breaches threaten vessels and viscera (domain.md 5.3)"))
-
-    # --- pedicle walls
-    _pedicle_checks(plan, level, frame, traj, path, images, rep, add)
-
     # --- path shape
     if path.kind == "curved":
         if path.target_ahead_mm <= 0:
@@ -858,59 +948,347 @@ def evaluate_trajectory(plan: Plan, trajectory: Trajectory | str, images: Any = 
     return rep
 
 
-def _pedicle_checks(plan: Plan, level: Level, frame: VertebraFrame, traj: Trajectory, path: TrajectoryPath,
-                    images: Any, rep: TrajectoryReport, add: Any) -> None:
+# ============================================================================ image checks
+@dataclass
+class _ImageResult:
+    measurement: Optional[Any] = None  # planner.safety.paths.PathMeasurement
+    model: Optional[Any] = None  # planner.safety.model.SpineModel
+    volume: Optional[Any] = None
+    note: str = ""
+
+
+def _volumes(images: Any) -> list[tuple[str, Any]]:
+    """(key, volume) of the 3D volumes in ``images`` (a mapping, a Session or one Volume)."""
+    if images is None:
+        return []
+    if hasattr(images, "images") and isinstance(getattr(images, "images"), Mapping):
+        images = images.images
+    if isinstance(images, Mapping):
+        items = list(images.items())
+    elif hasattr(images, "array") and hasattr(images, "ijk_to_lps"):
+        items = [("", images)]
+    else:
+        items = [(str(i), v) for i, v in enumerate(images)]
+    return [(k, v) for k, v in items
+            if hasattr(v, "array") and hasattr(v, "ijk_to_lps") and getattr(v.array, "ndim", 0) == 3]
+
+
+#: MR roles in order of preference for the image checks: T2 shows the canal's fluid, and an axial stack
+#: resolves the pedicle's medial and lateral walls (a sagittal stack blurs them over its slice thickness).
+_MR_ROLES = ("AX_T2", "T2", "STIR", "T1")
+
+
+def choose_check_volume(plan: Plan, images: Any, points_lps: Sequence[Sequence[float]]) -> Optional[tuple[str, Any]]:
+    """The volume the image checks use: one that contains every point, CT first, then MR by role
+    (axial T2, T2, STIR, T1, other); the largest among equals."""
+    roles = {ref.series_instance_uid: ref.role for ref in plan.case.series}
+    found = []
+    for key, vol in _volumes(images):
+        if not all(vol.contains(p, margin_voxels=0.0) for p in points_lps):
+            continue
+        uid = getattr(getattr(vol, "info", None), "series_instance_uid", "") or key
+        role = roles.get(uid, roles.get(key, ""))
+        rank = 0 if is_ct(vol) else 1 + (_MR_ROLES.index(role) if role in _MR_ROLES else len(_MR_ROLES))
+        found.append((rank, -int(vol.array.size), key, vol))
+    if not found:
+        return None
+    found.sort(key=lambda t: (t[0], t[1]))
+    return found[0][2], found[0][3]
+
+
+def _describe_volume(vol: Any) -> str:
+    sp = " x ".join(f"{v:.1f}" for v in vol.spacing)
+    return f"{'CT' if is_ct(vol) else 'MR'} ({sp} mm voxels)"
+
+
+def _measure_on_image(plan: Plan, level: Level, traj: Trajectory, path: TrajectoryPath, images: Any) -> _ImageResult:
+    from planner.safety.model import anchors_of, level_box, spine_model
+    from planner.safety.params import SAFETY_PARAMS
+    from planner.safety.paths import measure_path
+
+    chosen = choose_check_volume(plan, images, [path.entry_lps, path.target_lps])
+    if chosen is None:
+        why = ("no image is loaded" if not _volumes(images) else
+               "no loaded image contains both the entry and the target")
+        return _ImageResult(note=f"not measured on these images: {why}")
+    _, vol = chosen
+    anchors = [a for a in anchors_of([level])]
+    if not anchors:
+        return _ImageResult(volume=vol, note=f"not measured: level {level.name} has no body centre landmark")
+    skin = skin_entry_point(traj, vol)
+    lo, hi = level_box(anchors[0])
+    start = skin if skin is not None else path.entry_lps - SAFETY_PARAMS.approach_mm * path.direction
+    pts = np.vstack([path.polyline(1.0), start[None, :]])
+    lo = np.minimum(lo, pts.min(axis=0) - 10.0)
+    hi = np.maximum(hi, pts.max(axis=0) + 10.0)
+    try:
+        model = spine_model(vol, plan.levels, (lo, hi))
+    except ValueError as exc:
+        return _ImageResult(volume=vol, note=f"not measured on {_describe_volume(vol)}: {exc}")
+    m = measure_path(model, level.id, path, skin, traj.params.zone_diameter_mm / 2.0)
+    return _ImageResult(m, model, vol, f"measured on {_describe_volume(vol)}")
+
+
+def _path_line(path: TrajectoryPath, m: Any) -> tuple[np.ndarray, str]:
+    """The instrument's axis, points at most 1 mm apart: from the skin when it was found on the image,
+    else from the entry."""
+    if m is not None and m.samples.from_skin:
+        return m.samples.centre_lps.copy(), "skin"
+    if m is not None:
+        return m.samples.centre_lps[m.samples.entry_index:].copy(), "entry"
+    poly = path.polyline(0.5)
+    seg = np.linalg.norm(np.diff(poly, axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    n = max(2, int(math.ceil(s[-1] / 0.5)) + 1)
+    ss = np.linspace(0.0, s[-1], n)
+    return np.column_stack([np.interp(ss, s, poly[:, k]) for k in range(3)]), "entry"
+
+
+def _part(m: Any, run: Any, label: str) -> PathPart:
+    return PathPart(label, m.samples.centre_lps[run.i0:run.i1 + 1].copy(), run.start_mm, run.length_mm)
+
+
+def _from_entry(m: Any, i: int) -> float:
+    """Distance of sample ``i`` past the plan's entry point (negative: before it), mm."""
+    return float(m.samples.s_mm[i] - m.samples.s_mm[m.samples.entry_index])
+
+
+def _where(m: Any, run: Any) -> str:
+    d = _from_entry(m, run.i0)
+    return f"{d:.1f} mm past the entry" if d >= 0 else f"{-d:.1f} mm before the entry"
+
+
+def _not_measured(name: str, label: str, why: str, source: str = "", value: Optional[float] = None,
+                  unit: str = "mm") -> CheckResult:
+    return CheckResult(name, label, UNVERIFIED, value, None, unit, f"Not measured on these images: {why}.", source,
+                       basis=NOT_MEASURED)
+
+
+_IMAGE_SOURCE = ("Measured on the image along the instrument's surface every 0.5 mm (issue 11); the bone, canal "
+                 "and other bones are segmented from the image, the landmarks only place the search")
+
+
+def _image_rows(plan: Plan, level: Level, frame: VertebraFrame, traj: Trajectory, path: TrajectoryPath,
+                img: _ImageResult, rep: TrajectoryReport, add: Any, images: Any) -> None:
+    """The five image rows (module docstring), measured or not measured."""
+    st = plan.settings
+    m = img.measurement
+    model = img.model
+    name = level.name
+    why = img.note.removeprefix("not measured on these images: ").removeprefix("not measured: ")
+    measured = model.measured if model is not None else set()
+    code = m.level_code if m is not None else 0
+    if m is not None and code == 0:
+        measured = set()
+        why = f"level {name} was not found on the image"
+    warn = st.pedicle_clearance_warn_mm
+
+    # --- canal
+    if m is not None and "canal" in measured and m.canal_min_mm is not None:
+        if m.canal_runs:
+            deepest = max(r.depth_mm for r in m.canal_runs)
+            first = m.canal_runs[0]
+            add(CheckResult("canal", "Path clear of the spinal canal", FAIL, m.canal_min_mm, 0.0, "mm",
+                            f"The instrument enters the spinal canal or the lateral recess ({_where(m, first)}, "
+                            f"{sum(r.length_mm for r in m.canal_runs):.1f} mm of path, up to {deepest:.1f} mm deep).",
+                            _IMAGE_SOURCE, basis=MEASURED,
+                            parts=[_part(m, r, f"canal {r.length_mm:.1f} mm") for r in m.canal_runs]))
+        else:
+            status = PASS if m.canal_min_mm >= warn - _TOL else WARNING
+            add(CheckResult("canal", "Path clear of the spinal canal", status, m.canal_min_mm, 0.0, "mm",
+                            f"The instrument's surface stays {m.canal_min_mm:.1f} mm or more from the spinal canal "
+                            "on the image" + ("." if status == PASS else f" (less than {warn:.1f} mm)."),
+                            _IMAGE_SOURCE, basis=MEASURED))
+    else:
+        add(_not_measured("canal", "Path clear of the spinal canal",
+                          why if m is None or code == 0 else "the spinal canal was not found on this image",
+                          _IMAGE_SOURCE))
+
+    bone_ok = m is not None and {"bone", "owners"} <= measured
+    # --- bone corridor
+    if bone_ok:
+        if m.first_contact is None:
+            i0 = m.samples.entry_index
+            whole = PathPart(f"outside {name} bone", m.samples.centre_lps[i0:].copy(), float(m.samples.s_mm[i0]),
+                             float(m.samples.s_mm[-1] - m.samples.s_mm[i0]))
+            add(CheckResult("bone_corridor", "Path in the vertebra's bone", FAIL, None, 0.0, "mm",
+                            f"The path never meets the bone of {name} on the image.", _IMAGE_SOURCE, basis=MEASURED,
+                            parts=[whole]))
+        elif m.gaps:
+            total = sum(g.length_mm for g in m.gaps)
+            words = "; ".join(f"{g.length_mm:.1f} mm from {_where(m, g)}" for g in m.gaps)
+            add(CheckResult("bone_corridor", "Path in the vertebra's bone", FAIL, total, 0.0, "mm",
+                            f"After it first meets the bone of {name}, the path leaves it: {words} (a gap: the "
+                            "cortex is left or a foramen or the canal is crossed).", _IMAGE_SOURCE, basis=MEASURED,
+                            parts=[_part(m, g, f"gap {g.length_mm:.1f} mm") for g in m.gaps]))
+        else:
+            inside = float(m.samples.s_mm[-1] - m.samples.s_mm[m.first_contact])
+            add(CheckResult("bone_corridor", "Path in the vertebra's bone", PASS, 0.0, 0.0, "mm",
+                            f"From its first contact with the bone of {name} ({_where(m, _Point(m.first_contact))}) "
+                            f"to the tip, the path stays in that bone ({inside:.1f} mm).", _IMAGE_SOURCE,
+                            basis=MEASURED))
+    else:
+        add(_not_measured("bone_corridor", "Path in the vertebra's bone", why, _IMAGE_SOURCE))
+
+    # --- other bones before the entry
+    if bone_ok:
+        from planner.safety.model import OWNER_ILIUM
+
+        start_words = "the skin" if m.samples.from_skin else f"{-_from_entry(m, 0):.0f} mm behind the entry"
+        bad = [r for r in m.others if r.code > 0 or r.code == OWNER_ILIUM]
+        if m.others:
+            words = "; ".join(f"{r.what} {r.length_mm:.1f} mm ({_where(m, r)})" for r in m.others)
+            status = FAIL if bad else WARNING
+            add(CheckResult("other_bone", "No other bone on the way", status,
+                            sum(r.length_mm for r in m.others), 0.0, "mm",
+                            f"Between {start_words} and the bone of {name} the path crosses {words}.",
+                            _IMAGE_SOURCE, basis=MEASURED,
+                            parts=[_part(m, r, f"{r.what} {r.length_mm:.1f} mm") for r in m.others]))
+        else:
+            add(CheckResult("other_bone", "No other bone on the way", PASS, 0.0, 0.0, "mm",
+                            f"Between {start_words} and the bone of {name} the path crosses no other bone "
+                            "(ilium, another vertebra's articular or transverse process, rib).", _IMAGE_SOURCE,
+                            basis=MEASURED))
+    else:
+        add(_not_measured("other_bone", "No other bone on the way", why, _IMAGE_SOURCE))
+
+    # --- pedicle clearance
+    _pedicle_row(plan, level, frame, traj, path, img, rep, add, bone_ok, why, images)
+
+    # --- zone inside the body, and its distance to the canal
+    zone_src = ("The zone must lie inside the treated vertebral body (anterior breaches threaten vessels and viscera, "
+                "domain.md 5.3); " + _src(st, "canal_margin_mm"))
+    r = traj.params.zone_diameter_mm / 2.0
+    if bone_ok and m.zone_inside_mm is not None:
+        lim = traj.params.canal_margin_mm
+        canal_txt = ""
+        canal_bad = False
+        if m.zone_canal_mm is not None:
+            margin = image_canal_margin_mm(m.zone_canal_mm, traj.params.zone_diameter_mm, st.canal_margin_from)
+            canal_bad = margin < lim - _TOL
+            canal_txt = (f" Its {CANAL_MARGIN_WORDS[st.canal_margin_from]} is {margin:.1f} mm from the spinal canal "
+                         f"on the image ({'less than' if canal_bad else 'at least'} the {lim:.1f} mm canal margin).")
+        else:
+            canal_txt = " Its distance to the canal is not measured on this image (see the canal margin row)."
+        if not m.target_in_body:
+            status, text = FAIL, f"The target lies outside the body of {name} on the image."
+        elif m.zone_inside_mm < -_TOL:
+            status, text = FAIL, (f"The ablation zone ({r * 2:.0f} mm) reaches {-m.zone_inside_mm:.1f} mm out of the "
+                                  f"body of {name} on the image (its segmented outline).")
+        else:
+            status, text = PASS, (f"The ablation zone ({r * 2:.0f} mm) lies inside the body of {name} on the image, "
+                                  f"{m.zone_inside_mm:.1f} mm from its outline.")
+        if canal_bad:
+            status = FAIL
+        add(CheckResult("zone", "Zone inside the body", status, m.zone_inside_mm, 0.0, "mm", text + canal_txt,
+                        zone_src, basis=MEASURED))
+    else:
+        est = (f" From the landmarks (an estimate that does not decide the check) the zone edge stays "
+               f"{rep.anterior_wall_margin_mm:.1f} mm behind the anterior wall." if rep.anterior_wall_margin_mm is not None
+               else "")
+        c = _not_measured("zone", "Zone inside the body", why, zone_src)
+        c.reason += est
+        add(c)
+
+
+@dataclass
+class _Point:
+    """A one-sample run (for :func:`_where`)."""
+
+    i0: int
+
+
+def _pedicle_row(plan: Plan, level: Level, frame: VertebraFrame, traj: Trajectory, path: TrajectoryPath,
+                 img: _ImageResult, rep: TrajectoryReport, add: Any, bone_ok: bool, why: str, images: Any) -> None:
+    """The pedicle clearance: on the image model; else from an outline drawn on the plan or measured on
+    a CT around the pedicle landmark (:func:`pedicle_section`); else not measured, with the elliptical
+    model quoted as an estimate."""
     st = plan.settings
     side = traj.side
-    try:
-        section = pedicle_section(level, frame, st, side, images)
-    except LandmarkError as exc:
-        for w in WALLS:
-            add(CheckResult(f"pedicle_{w}", f"Pedicle clearance, {w} wall", WARNING, None,
-                            st.pedicle_clearance_warn_mm, "mm", f"Not measured: {exc}.",
-                            _src(st, "pedicle_clearance_warn_mm")))
+    label = "Pedicle clearance"
+    m = img.measurement
+    if bone_ok and m.clearance_mm:
+        clearance = dict(m.clearance_mm)
+        at = m.clearance_at
+        instrument = str(m.samples.instrument[int(np.argmin(np.linalg.norm(m.samples.centre_lps - at, axis=1)))]) \
+            if at is not None else "instrument"
+        instrument = "introducer" if instrument == "approach" else instrument
+        pc = PedicleClearance(clearance, {w: max(0.0, -float(c)) for w, c in clearance.items() if c is not None},
+                              {}, "image", at, instrument)
+        words = "on the image"
+        basis = MEASURED
+    elif bone_ok and m.first_contact is None:
+        add(CheckResult("pedicle_clearance", label, FAIL, None, st.pedicle_clearance_warn_mm, "mm",
+                        f"The path does not enter the bone of the {side} pedicle on the image.", _IMAGE_SOURCE,
+                        basis=MEASURED))
         return
-    pc = pedicle_clearance(section, path)
+    elif bone_ok:
+        add(CheckResult("pedicle_clearance", label, WARNING, None, st.pedicle_clearance_warn_mm, "mm",
+                        f"The path meets the bone of {level.name} only in front of the posterior wall (an "
+                        "extrapedicular path): there is no pedicle to clear.", _IMAGE_SOURCE, basis=MEASURED))
+        return
+    else:
+        section = None
+        outline = level.pedicle_outline_left_lps if side == "left" else level.pedicle_outline_right_lps
+        try:
+            section = pedicle_section(level, frame, st, side, images)
+        except LandmarkError as exc:
+            add(_not_measured("pedicle_clearance", label, f"{why}; no model estimate either ({exc})",
+                              _src(st, "pedicle_clearance_warn_mm")))
+            return
+        pc = pedicle_clearance(section, path)
+        if section.source == "model" or pc.crossing_lps is None:
+            rep.pedicle = pc if section.source != "model" else None
+            est = ""
+            if pc.crossing_lps is not None:
+                est = (" Estimate from the average pedicle model (per-level width and height settings; it does not "
+                       "decide the check): " + ", ".join(f"{w} {pc.clearance_mm[w]:.1f} mm" for w in WALLS) + ".")
+            c = _not_measured("pedicle_clearance", label, why, _src(st, "pedicle_clearance_warn_mm"))
+            c.reason += est
+            add(c)
+            return
+        clearance = dict(pc.clearance_mm)
+        words = "from the " + _SOURCE_WORDS.get(section.source, section.source)
+        basis = MEASURED
+        if outline:
+            words += " (drawn on the plan)"
     rep.pedicle = pc
-    src_words = _SOURCE_WORDS.get(section.source, section.source)
-    if pc.crossing_lps is None:
-        for w in WALLS:
-            add(CheckResult(f"pedicle_{w}", f"Pedicle clearance, {w} wall", WARNING, None,
-                            st.pedicle_clearance_warn_mm, "mm",
-                            f"The path does not pass through the {side} pedicle's cross-section ({src_words}); "
-                            "check that the path stays in bone (extrapedicular approach).",
-                            _src(st, "pedicle_clearance_warn_mm")))
-        return
     limits = st.breach_grade_limits_mm
+    worst_status, grades, texts = PASS, {}, []
     for w in WALLS:
-        c = pc.clearance_mm[w]
-        assert c is not None
+        c = clearance.get(w)
+        if c is None:
+            continue
         g = grade_breach(max(0.0, -c), limits)
-        pc.grade[w] = g
+        grades[w] = g
         fail_from = (st.breach_fail_grade_medial_inferior if w in ("medial", "lower")
                      else st.breach_fail_grade_lateral_superior)
-        fail_src = ("breach_fail_grade_medial_inferior" if w in ("medial", "lower")
-                    else "breach_fail_grade_lateral_superior")
-        wall_words = {"medial": "medial", "lateral": "lateral", "upper": "upper (superior)",
-                      "lower": "lower (inferior)"}[w]
-        note = "" if not section.note else f" ({section.note})"
         if g == "A" and c >= st.pedicle_clearance_warn_mm - _TOL:
             status = PASS
-            reason = (f"The {pc.instrument} clears the {wall_words} wall of the {side} pedicle by {c:.1f} mm "
-                      f"(Gertzbein-Robbins A; from the {src_words}){note}.")
-            source = _src(st, "pedicle_clearance_warn_mm")
+            texts.append(f"{w} {c:.1f} mm")
         elif g == "A":
             status = WARNING
-            reason = (f"The {pc.instrument} is only {c:.1f} mm from the {wall_words} wall of the {side} pedicle "
-                      f"(warn below {st.pedicle_clearance_warn_mm:.1f} mm; from the {src_words}){note}.")
-            source = _src(st, "pedicle_clearance_warn_mm")
+            texts.append(f"{w} only {c:.1f} mm")
         else:
             status = FAIL if GRADES.index(g) >= GRADES.index(fail_from) else WARNING
-            reason = (f"The {pc.instrument} breaches the {wall_words} wall of the {side} pedicle by "
-                      f"{-c:.1f} mm: Gertzbein-Robbins grade {g} (from the {src_words}){note}.")
-            source = _src(st, "breach_grade_limits_mm") + "; " + _src(st, fail_src)
-        add(CheckResult(f"pedicle_{w}", f"Pedicle clearance, {w} wall", status, c, st.pedicle_clearance_warn_mm,
-                        "mm", reason, source, grade=g))
+            texts.append(f"{w} wall breached by {-c:.1f} mm (Gertzbein-Robbins {g})")
+        worst_status = worst([worst_status, status])
+    pc.grade = grades
+    cmin = min(v for v in clearance.values() if v is not None)
+    wmin = min((w for w in WALLS if clearance.get(w) is not None), key=lambda w: clearance[w])
+    gmax = max(grades.values(), key=GRADES.index) if grades else None
+    parts = []
+    if worst_status == FAIL and m is not None and pc.crossing_lps is not None:
+        near = np.nonzero(np.linalg.norm(m.samples.centre_lps - pc.crossing_lps, axis=1) <= 2.0)[0]
+        if len(near):
+            i0, i1 = int(near[0]), int(near[-1])
+            parts = [PathPart(f"pedicle {wmin} {-cmin:.1f} mm", m.samples.centre_lps[i0:i1 + 1].copy(),
+                              float(m.samples.s_mm[i0]), float(m.samples.s_mm[i1] - m.samples.s_mm[i0]))]
+    fail_src = (_src(st, "pedicle_clearance_warn_mm") + "; " + _src(st, "breach_grade_limits_mm") + "; "
+                + _src(st, "breach_fail_grade_medial_inferior") + "; " + _src(st, "breach_fail_grade_lateral_superior"))
+    add(CheckResult("pedicle_clearance", label, worst_status, cmin, st.pedicle_clearance_warn_mm, "mm",
+                    f"The {pc.instrument} in the {side} pedicle, {words}: " + "; ".join(texts)
+                    + f" (narrowest: {wmin}).", fail_src, grade=gmax, basis=basis, parts=parts))
 
 
 def level_summary(level: Level) -> dict[str, Any]:

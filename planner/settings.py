@@ -250,6 +250,16 @@ class PlanningSettings(BaseModel):
     pedicle_sagittal_angle_deg: float = setting(
         0.0, unit="deg from the superior endplate", tag="[U]", label="Sagittal pedicle angle", ge=-20, le=20,
         source="Lumbar pedicle axis roughly parallel to the superior endplate, about 0-10 deg (domain.md 5.2)")
+    suggestion_transverse_range_deg: float = setting(
+        12.0, unit="deg", tag="design", label="Suggestion: transverse angle searched around the setting", ge=0,
+        le=30,
+        source="Design: the per-level transverse angles are averages (L1 12 deg, L5 30 deg, S1 39 deg; the Dickman rule "
+               "differs by 5-10 deg; stenosis makes the pedicles more sagittal, domain.md 5.1); the suggestion searches "
+               "this far to either side for a path that passes the image checks")
+    suggestion_sagittal_range_deg: float = setting(
+        8.0, unit="deg", tag="design", label="Suggestion: sagittal angle searched around the setting", ge=0, le=20,
+        source="Design: the lumbar pedicle axis lies about 0-10 deg from the superior endplate (domain.md 5.2); the "
+               "suggestion searches this far to either side")
     pedicle_width_mm: dict[str, float] = setting(
         {"T12": 7.8, "L1": 8.7, "L2": 8.9, "L3": 10.3, "L4": 12.9, "L5": 18.0, "L6": 18.0, "S1": 19.0},
         unit="mm", tag="[U]", label="Pedicle width placeholders (replaced by measurement)",

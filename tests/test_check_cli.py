@@ -1,4 +1,4 @@
-"""``python main.py check PLAN.bvnplan [--json]``: fields, exit codes, clear errors."""
+"""``python main.py check PLAN.bvnplan [--json]``: fields, exit codes, clear errors (the image checks on\nreal images are in tests/test_plan_cli.py)."""
 
 from __future__ import annotations
 
@@ -28,10 +28,12 @@ def _passing_plan():
     return plan
 
 
-def test_json_fields_and_exit_0(tmp_path, capsys):
+def test_json_fields_and_exit_1_when_unverified(tmp_path, capsys):
+    """Without images every landmark check passes but the image checks are not measured: the
+    trajectories are unverified (exit 1), and every check says how it was obtained."""
     plan = _passing_plan()
     path = save_plan(plan, tmp_path / "p.bvnplan")
-    assert main(["check", str(path), "--json"]) == 0
+    assert main(["check", str(path), "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert len(data["levels"]) == 1 and LEVEL_FIELDS <= set(data["levels"][0])
     lv = data["levels"][0]
@@ -42,10 +44,18 @@ def test_json_fields_and_exit_0(tmp_path, capsys):
     for t in (left, right):
         assert TRAJ_FIELDS <= set(t)
         assert set(t["pedicle_clearance_mm"]) == {"medial", "lateral", "upper", "lower"}
-        assert t["pedicle_clearance_source"] == "model"
+        assert t["pedicle_clearance_source"] is None  # not measured: the model is only quoted as an estimate
+        assert t["overall"] == "unverified" and t["path_start"] == "entry"
         for c in t["checks"]:
-            assert {"name", "status", "reason"} <= set(c) and c["status"] in ("pass", "warning", "fail")
+            assert {"name", "status", "reason", "basis"} <= set(c)
             assert c["reason"]
+            if c["name"] in ("canal", "bone_corridor", "other_bone", "pedicle_clearance", "zone"):
+                assert c["status"] == "unverified" and c["basis"] == "not measured"
+            else:
+                assert c["status"] in ("pass", "warning") and c["basis"] == "from landmarks"
+        pts = np.asarray(t["path_lps"])
+        assert np.linalg.norm(np.diff(pts, axis=0), axis=1).max() <= 1.0
+        assert pts[0] == pytest.approx(t["entry_lps"]) and pts[-1] == pytest.approx(t["target_lps"])
     assert left["level"] == "L4" and left["side"] == "left"
     assert left["bend_lps"] is not None and right["bend_lps"] is None  # straight path: null
     f = vertebra_frame(plan.levels[0])
@@ -67,7 +77,7 @@ def test_failing_check_exit_1_and_table(tmp_path, capsys):
     assert canal["status"] == "fail" and canal["override_reason"] == "discussed with Dr B"
     assert main(["check", str(path)]) == 1
     out = capsys.readouterr().out
-    assert "[FAIL   ] canal_margin" in out and "override reason: discussed with Dr B" in out
+    assert "[FAIL      ] canal_margin (from landmarks)" in out and "override reason: discussed with Dr B" in out
     assert "L4 left: FAIL" in out and "posterior wall" in out
 
 
@@ -95,7 +105,7 @@ def test_levels_without_trajectories_and_missing_landmarks(tmp_path, capsys):
 
 def test_images_folder_missing_is_not_fatal(tmp_path, capsys):
     path = save_plan(_passing_plan(), tmp_path / "p.bvnplan")
-    assert main(["check", str(path), "--json", "--images", str(tmp_path / "nope")]) == 0
+    assert main(["check", str(path), "--json", "--images", str(tmp_path / "nope")]) == 1  # unverified
     captured = capsys.readouterr()
     assert "does not exist" in captured.err
     json.loads(captured.out)
@@ -105,5 +115,5 @@ def test_runs_as_a_process(tmp_path):
     path = save_plan(_passing_plan(), tmp_path / "p.bvnplan")
     proc = subprocess.run([sys.executable, "main.py", "check", str(path), "--json"], cwd=ROOT_DIR,
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["overall"] in ("pass", "warning")
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["overall"] == "unverified"

@@ -10,7 +10,11 @@ import pytest
 
 from planner.checks import (
     FAIL,
+    MEASURED,
+    NOT_MEASURED,
     PASS,
+    SAFETY_CHECKS,
+    UNVERIFIED,
     WARNING,
     evaluate_plan,
     evaluate_trajectory,
@@ -138,9 +142,10 @@ def test_pedicle_clearance_on_centred_cylinder(pose):
     r = traj.params.introducer_diameter_mm / 2
     for wall in ("medial", "lateral", "upper", "lower"):
         assert rep.pedicle_clearance_mm[wall] == pytest.approx(RHO - r, abs=0.01)
-        c = rep.check(f"pedicle_{wall}")
-        assert c.status == PASS and c.grade == "A"
-        assert "pedicle outline on the plan" in c.reason
+        assert rep.pedicle.grade[wall] == "A"
+    c = rep.check("pedicle_clearance")
+    assert c.status == PASS and c.grade == "A" and c.basis == MEASURED
+    assert "pedicle outline on the plan" in c.reason
     assert rep.pedicle.source == "outline" and rep.pedicle.instrument == "introducer"
 
 
@@ -153,39 +158,39 @@ def test_medial_breach_3mm_is_grade_c_fail(pose):
     rep = evaluate_trajectory(plan, traj)
     assert rep.pedicle_clearance_mm["medial"] == pytest.approx(-3.0, abs=0.01)
     assert rep.pedicle_clearance_mm["lateral"] == pytest.approx(RHO + delta - r, abs=0.01)
-    med = rep.check("pedicle_medial")
-    assert med.grade == "C" and med.status == FAIL
-    assert "breaches the medial wall" in med.reason and "grade C" in med.reason
+    med = rep.check("pedicle_clearance")
+    assert rep.pedicle.grade["medial"] == "C" and med.grade == "C" and med.status == FAIL
+    assert "medial wall breached by 3.0 mm (Gertzbein-Robbins C)" in med.reason
     assert "Gertzbein" in med.source
     assert med.override_reason == "accepted after discussion"
     assert rep.overall == FAIL and not rep.needs_override
     # the same breach on the lateral wall is a warning (lateral fails from grade D by default)
     plan, traj = _cylinder_case(pose, offset_med=-delta)
     rep = evaluate_trajectory(plan, traj)
-    lat = rep.check("pedicle_lateral")
-    assert lat.grade == "C" and lat.status == WARNING
-    assert rep.overall == WARNING and not rep.needs_override
+    lat = rep.check("pedicle_clearance")
+    assert rep.pedicle.grade["lateral"] == "C" and lat.status == WARNING
+    # without images the other image checks are not measured: unverified, which needs a reason too
+    assert rep.overall == UNVERIFIED and rep.needs_override
 
 
 def test_breach_grades_follow_settings():
     r = TrajectoryParams().introducer_diameter_mm / 2
     plan, traj = _cylinder_case(POSES[1], offset_up=-(RHO - r + 4.5))  # lower wall, 4.5 mm: grade D
     rep = evaluate_trajectory(plan, traj)
-    low = rep.check("pedicle_lower")
-    assert low.grade == "D" and low.status == FAIL
+    low = rep.check("pedicle_clearance")
+    assert rep.pedicle.grade["lower"] == "D" and low.status == FAIL
     assert rep.needs_override  # failing, no reason recorded
     plan, traj = _cylinder_case(POSES[1], offset_up=RHO - r + 1.0)  # upper wall, 1 mm: grade B
     rep = evaluate_trajectory(plan, traj)
-    up = rep.check("pedicle_upper")
-    assert up.grade == "B" and up.status == WARNING
+    assert rep.pedicle.grade["upper"] == "B" and rep.check("pedicle_clearance").status == WARNING
     plan, traj = _cylinder_case(POSES[1], offset_med=RHO - r - 1.0)  # 1 mm clearance, no breach
     rep = evaluate_trajectory(plan, traj)
-    c = rep.check("pedicle_medial")
-    assert c.grade == "A" and c.status == WARNING and "only 1.0 mm" in c.reason
+    c = rep.check("pedicle_clearance")
+    assert rep.pedicle.grade["medial"] == "A" and c.status == WARNING and "medial only 1.0 mm" in c.reason
     plan, traj = _cylinder_case(POSES[1], offset_med=RHO - r + 1.0)  # medial 1 mm: grade B
-    assert evaluate_trajectory(plan, traj).check("pedicle_medial").status == WARNING
+    assert evaluate_trajectory(plan, traj).check("pedicle_clearance").status == WARNING
     plan.settings.breach_fail_grade_medial_inferior = "B"
-    assert evaluate_trajectory(plan, traj).check("pedicle_medial").status == FAIL
+    assert evaluate_trajectory(plan, traj).check("pedicle_clearance").status == FAIL
 
 
 def test_oblique_instrument_widens_its_cross_section():
@@ -196,17 +201,20 @@ def test_oblique_instrument_widens_its_cross_section():
     assert rep.pedicle_clearance_mm["upper"] == pytest.approx(RHO - r, abs=0.02)
 
 
-def test_pedicle_model_used_without_outline():
+def test_pedicle_model_is_only_an_estimate_without_images():
+    """Without an image (and no drawn outline) the clearance is not measured: the elliptical model of
+    the average pedicle is quoted as an estimate and never decides the check."""
     plan = plan_with(POSES[0], "L4")
     traj = suggest_trajectory(plan, plan.levels[0], "left")
     plan.trajectories.append(traj)
     rep = evaluate_trajectory(plan, traj)
     r = traj.params.introducer_diameter_mm / 2
+    c = rep.check("pedicle_clearance")
+    assert c.status == UNVERIFIED and c.basis == NOT_MEASURED and c.value is None
+    assert rep.pedicle is None and all(v is None for v in rep.pedicle_clearance_mm.values())
     # the suggested introducer runs along the model's axis through the pedicle centre
-    assert rep.pedicle.source == "model"
-    assert rep.pedicle_clearance_mm["medial"] == pytest.approx(12.9 / 2 - r, abs=0.05)
-    assert rep.pedicle_clearance_mm["upper"] == pytest.approx(14.8 / 2 - r, abs=0.05)
-    assert "elliptical pedicle model" in rep.check("pedicle_medial").reason
+    assert "Estimate from the average pedicle model" in c.reason
+    assert f"medial {12.9 / 2 - r:.1f} mm" in c.reason and f"upper {14.8 / 2 - r:.1f} mm" in c.reason
 
 
 # ------------------------------------------------------------------------------- CT outline
@@ -241,11 +249,11 @@ def test_ct_outline_measured_automatically():
     assert rep.pedicle.source == "ct"
     for wall in ("medial", "lateral", "upper", "lower"):
         assert rep.pedicle_clearance_mm[wall] == pytest.approx(4.0 - r, abs=0.3)
-    assert rep.check("pedicle_medial").status == WARNING  # 1.9 mm < 2 mm
-    assert "measured on CT" in rep.check("pedicle_medial").reason
+    assert rep.check("pedicle_clearance").status == WARNING  # 1.9 mm < 2 mm
+    assert "measured on CT" in rep.check("pedicle_clearance").reason
     # an MR volume is not used for the automatic outline
     mr = Volume(vol.array, vol.ijk_to_lps, ImageInfo(modality="MR"))
-    assert evaluate_trajectory(plan, traj, images=[mr]).pedicle.source == "model"
+    assert evaluate_trajectory(plan, traj, images=[mr]).check("pedicle_clearance").status == UNVERIFIED
     # a drawn outline wins over CT
     frame = vertebra_frame(plan.levels[0])
     sec = model_section(frame, plan.settings, "left")
@@ -264,13 +272,16 @@ def test_ct_outline_refused_when_centre_is_not_bone():
 
 # ------------------------------------------------------------------------------- margins and plan
 @pytest.mark.parametrize("pose", POSES[:3])
-def test_suggested_box_trajectories_pass(pose):
+def test_suggested_box_trajectories_pass_the_landmark_checks(pose):
+    """Without images every landmark check of a suggestion passes; the image checks are unverified."""
     plan = plan_with(pose, "L4")
     for side in ("left", "right"):
         plan.trajectories = [suggest_trajectory(plan, plan.levels[0], side)]
         rep = evaluate_trajectory(plan, plan.trajectories[0])
-        bad = [(c.name, c.status, c.reason) for c in rep.checks if c.status != PASS]
+        bad = [(c.name, c.status, c.reason) for c in rep.checks if c.status != PASS and c.name not in SAFETY_CHECKS]
         assert not bad, bad
+        assert all(rep.check(n).status == UNVERIFIED for n in SAFETY_CHECKS)
+        assert rep.overall == UNVERIFIED
 
 
 def test_target_in_canal_fails_canal_margin():
@@ -312,7 +323,10 @@ def test_endplate_and_anterior_checks():
     assert rep.superior_endplate_margin_mm == pytest.approx(-2.0, abs=TOL_MM)
     traj.target_lps = POSES[3]((16.0, 0.0, 0.0))
     rep = evaluate_trajectory(plan, traj)
-    assert rep.check("zone_inside_body").status == WARNING
+    assert rep.anterior_wall_margin_mm == pytest.approx(DEPTH / 2 - 16.0 - 5.0, abs=TOL_MM)
+    # without an image the zone's place in the body is not measured; the landmarks give an estimate
+    zone = rep.check("zone")
+    assert zone.status == UNVERIFIED and "-3.0 mm behind the anterior wall" in zone.reason
     assert rep.check("target_depth").status == WARNING  # 94% of the depth
     traj.target_lps = POSES[3]((-2.0, 15.0, 0.0))
     assert evaluate_trajectory(plan, traj).check("superior_endplate_margin").status == FAIL
@@ -387,18 +401,21 @@ def test_tip_spacing_pairs_the_closest_left_and_right_of_a_level():
     assert rep_far.check("midline_offset").label == "Midline offset"
 
 
-def test_report_adapter_reads_real_checks():
-    """The plan summary's adapter shows the real checks and metrics."""
+def test_report_rows_are_the_checks():
+    """The plan summary prints the checks' own rows: labels, statuses, how each was obtained."""
+    from planner.report.data import _check_rows
     from planner.trajectory import trajectory_shape
-    from planner.report.integration import evaluate_trajectory as report_eval
 
     plan = plan_with(POSES[0], "L4")
     traj = suggest_trajectory(plan, plan.levels[0], "left")
     plan.trajectories.append(traj)
-    ev = report_eval(plan, traj)
-    assert ev.overall == "pass"
-    assert any(c.name == "Canal margin" and c.status == "pass" for c in ev.checks)
-    assert any(m.label.startswith("Medial angle") for m in ev.metrics)
+    rep = evaluate_trajectory(plan, traj)
+    rows = _check_rows(rep)
+    assert [r.name for r in rows] == [c.label for c in rep.checks]
+    assert any(r.name == "Canal margin" and r.status == "pass" and r.basis == "from landmarks" for r in rows)
+    assert any(r.name == "Path clear of the spinal canal" and r.status == "unverified" and r.basis == "not measured"
+               for r in rows)
+    assert any(m.label.startswith("Medial angle") for m in rep.metrics)
     geom = trajectory_shape(plan, traj)
     assert geom.from_planner and [i.name for i in geom.instruments] == ["introducer", "cannula", "probe"]
     assert geom.zone.radius_mm == 5.0
@@ -406,25 +423,35 @@ def test_report_adapter_reads_real_checks():
 
 # ------------------------------------------------------------------------------- demo case
 def test_demo_suggestions_pass_and_canal_move_fails(demo_study):
-    demo = demo_study
+    """On the demo's images (MRI) the checked suggestions pass the image checks; a target moved to 2 mm
+    in front of the posterior wall fails the canal margin measured on the image."""
+    from planner.imaging import load_path
     from planner.storage import load_plan
+    from planner.suggest import suggest_checked
 
-    plan = load_plan(demo.plan_path)
+    plan = load_plan(demo_study.plan_path)
+    images = dict(load_path(demo_study.folder).images)
     for name in ("L4", "L5"):
         level = plan.level_by_name(name)
         assert level is not None, f"the demo plan has no {name}"
         for side in ("left", "right"):
-            traj = suggest_trajectory(plan, level, side)
-            plan.trajectories = [traj]
-            rep = evaluate_trajectory(plan, traj)
-            bad = [(c.name, c.status, c.reason) for c in rep.checks if c.status != PASS]
+            probe = plan.model_copy(deep=True)
+            probe.trajectories = []
+            sg = suggest_checked(probe, name, side, images)
+            assert sg.trajectory is not None, sg.message
+            rep = sg.report
+            bad = [(c.name, c.status, c.reason) for c in rep.checks if c.status in (FAIL, UNVERIFIED)]
             assert not bad, (name, side, bad)
-            frame = vertebra_frame(level)
+            assert all(rep.check(n).basis == MEASURED for n in SAFETY_CHECKS)
+            traj = sg.trajectory
+            probe.trajectories = [traj]
+            frame = vertebra_frame(probe.level_by_name(name))
             moved = np.asarray(traj.target_lps) - (frame.wall_depth_mm(traj.target_lps) - 2.0) * frame.u
             traj.target_lps = tuple(moved)  # 2 mm in front of the posterior wall: the zone reaches the canal
-            rep = evaluate_trajectory(plan, traj)
-            assert rep.check("canal_margin").status == FAIL
-            assert rep.canal_margin_mm == pytest.approx(2.0 - traj.params.zone_diameter_mm / 2, abs=TOL_MM)
+            rep = evaluate_trajectory(probe, traj, images)
+            c = rep.check("canal_margin")
+            assert c.status == FAIL and c.basis == MEASURED
+            assert rep.canal_margin_mm < 0.0  # the zone's edge is inside the canal on the image
 
 
 # ------------------------------------------------------------------------------- real CT, labelled
@@ -485,4 +512,5 @@ def test_ct_outline_inside_labelled_pedicle_on_real_ct(shared_data):
         # the checks use it
         plan.trajectories = [suggest_trajectory(plan, plan.levels[0], side)]
         rep = evaluate_trajectory(plan, plan.trajectories[0], images={"ct": vol})
-        assert rep.pedicle.source == "ct"
+        # the image model measures the pedicle on this crop (the ray outline above is its fallback)
+        assert rep.pedicle.source == "image" and rep.check("pedicle_clearance").basis == MEASURED

@@ -29,6 +29,7 @@ from tests.report_support import (
     PATIENT_GIVEN,
     PATIENT_ID,
     STUDY_UID,
+    reviewed_plan,
     rich_plan,
     write_fluoro_dicom,
     write_phantom_dicom,
@@ -214,7 +215,7 @@ def test_cli_deidentify(tmp_path, sources):
     from planner.storage import save_plan
 
     plan_path = tmp_path / "p.bvnplan"
-    save_plan(rich_plan(), plan_path)
+    save_plan(reviewed_plan(), plan_path)
     out = tmp_path / "teach"
     assert main(["export-dicom", str(plan_path), "-o", str(out), "--deidentify", "--pseudonym", "Case^Seven",
                  "--no-3d"]) == 0

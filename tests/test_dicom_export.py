@@ -23,6 +23,7 @@ from tests.report_support import (
     PATIENT_FAMILY,
     PATIENT_GIVEN,
     STUDY_UID,
+    reviewed_plan,
     rich_plan,
     write_fluoro_dicom,
     write_phantom_dicom,
@@ -281,7 +282,7 @@ def test_cli_export_dicom(tmp_path, capsys):
     from main import main
 
     plan_path = tmp_path / "p.bvnplan"
-    save_plan(rich_plan(), plan_path)
+    save_plan(reviewed_plan(), plan_path)
     out = tmp_path / "export"
     assert main(["export-dicom", str(plan_path), "-o", str(out), "--no-3d"]) == 0
     assert (out / "dicom" / "SR00001.dcm").is_file() and (out / "README.txt").is_file()

@@ -12,7 +12,8 @@ from planner import __version__
 from planner import checks as checks_mod
 from planner.report import PLANNING_AID_STATEMENT, build_report_data, render_report_pdf
 from planner.report.data import format_person_name
-from planner.report.integration import evaluate_trajectory
+from planner.checks import evaluate_trajectory
+from planner.report.data import _check_rows
 from planner.report.keyimages import AXIAL, SAGITTAL, render_plane
 from planner.storage import save_plan
 from tests.report_support import (
@@ -97,16 +98,11 @@ def test_each_trajectory_has_its_page_metrics_checks_and_override(report_with_im
         assert f"Trajectory {level.name} {traj.side}" in everything
         x, y, z = traj.target_lps
         assert f"({x:.1f}, {y:.1f}, {z:.1f}) mm" in everything
-        ev = evaluate_trajectory(plan, traj, data.images)
+        report = evaluate_trajectory(plan, traj, data.images)
         section = next(s for s in data.trajectories if s.trajectory_id == traj.id)
-        assert section.overall == ev.overall
-        for check in ev.checks:
-            assert check.name in everything
-            assert check.status.upper() in everything
-        for metric in ev.metrics:
-            assert metric.value in everything
-        report = checks_mod.evaluate_trajectory(plan, traj, data.images)  # the module itself, independently
         assert section.overall == report.overall
+        assert [(r.key, r.status, r.basis) for r in section.checks] == \
+            [(r.key, r.status, r.basis) for r in _check_rows(report)]
         for c in report.checks:
             assert f"{c.label} {c.status.upper()}" in everything
         for m in report.metrics:
@@ -187,14 +183,57 @@ def test_reslice_geometry_matches_the_phantom(volume, spec):
 
 
 def test_cli_report(tmp_path):
+    """Without the images the image checks are unverified: the summary is written once the physician has
+    recorded why each trajectory is acceptable."""
     from main import main
+    from tests.report_support import reviewed_plan
 
     plan_path = tmp_path / "p.bvnplan"
-    save_plan(rich_plan(), plan_path)
+    save_plan(reviewed_plan(), plan_path)
     out = tmp_path / "out" / "summary.pdf"
     assert main(["report", str(plan_path), "-o", str(out), "--no-3d"]) == 0
     reader = PdfReader(str(out))
     assert PLANNING_AID_STATEMENT in _norm(reader.pages[0].extract_text())
+
+
+@pytest.mark.parametrize("command,suffix", [("report", "summary.pdf"), ("sheet", "sheet.pdf"),
+                                            ("export-dicom", "dicom")])
+def test_documents_refuse_unverified_checks_without_a_reason(tmp_path, capsys, command, suffix):
+    """report, sheet and export-dicom exit 2 naming the trajectory whose checks are unverified (no image
+    found for the plan) and no reason is recorded; nothing is written."""
+    from main import main
+
+    plan = rich_plan()
+    plan.trajectories[1].override_reason = "Canal margin 8 mm accepted"
+    plan_path = tmp_path / "p.bvnplan"
+    save_plan(plan, plan_path)
+    out = tmp_path / "out" / suffix
+    args = [command, str(plan_path), "-o", str(out)] + (["--no-3d"] if command != "sheet" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "trajectory L4 left" in err and "UNVERIFIED" in err and "L5 right" not in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_failing_check_function_stops_the_report(tmp_path, capsys, monkeypatch):
+    """A TypeError inside evaluate_trajectory is an error of the report command, not a quieter summary
+    (issue 13: no retry without images, no guessed signature)."""
+    from main import main
+    from tests.report_support import reviewed_plan
+
+    plan_path = tmp_path / "p.bvnplan"
+    save_plan(reviewed_plan(), plan_path)
+
+    def broken(*args, **kwargs):
+        raise TypeError("injected")
+
+    monkeypatch.setattr(checks_mod, "trajectory_path", broken)
+    out = tmp_path / "summary.pdf"
+    assert main(["report", str(plan_path), "-o", str(out), "--no-3d"]) == 2
+    err = capsys.readouterr().err
+    assert "TypeError" in err and "injected" in err and "report" in err
+    assert not out.exists()
 
 
 def test_cli_report_damaged_plan_exits_2(tmp_path, capsys):
@@ -215,7 +254,10 @@ def test_cli_report_finds_the_images_by_uid(tmp_path, capsys):
 
     write_phantom_dicom(tmp_path / "images" / "ct", step=4)
     plan_path = tmp_path / "p.bvnplan"
-    save_plan(rich_plan(), plan_path)
+    plan = rich_plan()
+    # on this phantom the L4 path meets the canal (the image checks fail): a reason is recorded
+    plan.trajectories[0].override_reason = "Reviewed on the phantom"
+    save_plan(plan, plan_path)
     out = tmp_path / "r.pdf"
     assert main(["report", str(plan_path), "-o", str(out), "--images", str(tmp_path / "images"), "--no-3d"]) == 0
     captured = capsys.readouterr()

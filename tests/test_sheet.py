@@ -22,7 +22,7 @@ from planner.report.sheet import (
 )
 from planner.report.sheet_render import render_sheet, render_sheet_html, render_sheet_pdf
 from planner.storage import save_plan
-from tests.report_support import PATIENT_FAMILY, PATIENT_GIVEN, rich_plan
+from tests.report_support import PATIENT_FAMILY, PATIENT_GIVEN, reviewed_plan, rich_plan
 
 CLINIC = ClinicInfo(name="Spine Care Clinic", phone="+1 555 0100", after_hours_phone="+1 555 0199",
                     doctor="Dr Ana Ruiz")
@@ -199,7 +199,7 @@ def test_clinic_file_and_options(tmp_path, monkeypatch):
     from main import main
 
     plan_path = tmp_path / "p.bvnplan"
-    save_plan(rich_plan(), plan_path)
+    save_plan(reviewed_plan(), plan_path)
     clinic = tmp_path / "clinic.json"
     clinic.write_text(json.dumps({"name": "Clínica del Sur", "phone": "0800 123", "after_hours_phone": "0800 999"}),
                       encoding="utf-8")
@@ -220,7 +220,7 @@ def test_cli_sheet_errors(tmp_path, capsys):
     from main import main
 
     plan_path = tmp_path / "p.bvnplan"
-    save_plan(rich_plan(), plan_path)
+    save_plan(reviewed_plan(), plan_path)
     assert main(["sheet", str(plan_path), "-o", str(tmp_path / "s.docx")]) == 2
     assert "must end in" in capsys.readouterr().err
     bad_clinic = tmp_path / "c.json"

@@ -56,15 +56,22 @@ def test_suggest_shows_metrics_and_checks(qtbot, session):
     assert traj.side == "left" and panel.selected_trajectory().id == traj.id
     assert session.active_trajectory == traj.id
     rows = _check_rows(panel)
-    assert rows["canal_margin"] == "pass" and rows["pedicle_medial"] == "pass"
-    assert set(rows.values()) == {"pass"}
+    # no image is loaded: the landmark checks pass, the image checks are unverified (amber)
+    assert rows["canal_margin"] == "pass"
+    image_rows = ("canal", "bone_corridor", "other_bone", "pedicle_clearance", "zone")
+    assert {rows[n] for n in image_rows} == {"unverified"}
+    assert {v for k, v in rows.items() if k not in image_rows} == {"pass"}
     assert _metric(panel, "medial_angle_deg").startswith("20.0")
     assert _metric(panel, "canal_margin_mm").startswith("10.0")
-    assert "pass" in panel.overall.text()
-    assert panel.checks.item(0, 0).foreground().color().name() == "#4caf50"
-    assert "Source:" in panel.checks.item(0, 2).toolTip()
-    assert "Huang" in panel.checks.item(0, 2).toolTip()
-    assert "Suggested L4 left" in messages[-1]
+    assert "unverified" in panel.overall.text()
+    assert panel.checks.item(0, 0).foreground().color().name() == "#ffb300"
+    canal_margin = [i for i in range(panel.checks.rowCount())
+                    if panel.checks.item(i, 1).data(Qt.ItemDataRole.UserRole) == "canal_margin"][0]
+    assert "Source:" in panel.checks.item(canal_margin, 2).toolTip()
+    assert "Huang" in panel.checks.item(canal_margin, 2).toolTip()
+    assert "from landmarks" in panel.checks.item(canal_margin, 2).toolTip()
+    assert "L4 left" in messages[-1] and "not checked on the image" in messages[-1]
+    assert "not measured on these images" in panel.override_note.text()
     # the tooltips of the parameters name their setting's source
     assert "domain.md" in panel.spins["zone_diameter_mm"].toolTip()
     doc.undo()

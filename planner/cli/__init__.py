@@ -15,13 +15,14 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
-from planner.cli import check, demo_data, export_dicom, inspect, levels, pacs_queue, report, sheet
+from planner.cli import check, demo_data, export_dicom, inspect, levels, pacs_queue, plan, report, sheet
 
 #: name -> module implementing it (each module imports its heavy dependencies inside ``run``)
 COMMANDS: dict[str, ModuleType] = {
     "demo-data": demo_data,
     "inspect": inspect,
     "levels": levels,
+    "plan": plan,
     "check": check,
     "report": report,
     "sheet": sheet,

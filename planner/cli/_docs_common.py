@@ -20,6 +20,26 @@ def load_plan_or_message(path: str, command: str) -> Optional[Plan]:
         return None
 
 
+def blocked_by_checks(plan: Plan, images: dict, command: str) -> bool:
+    """True (after printing a message naming each trajectory) when a trajectory has a failing or an
+    unverified check and no recorded reason: the document is not written (exit 2), as the GUI
+    refuses the export. The checks run with the images found for the plan (the image checks)."""
+    from planner.checks import evaluate_plan
+
+    report = evaluate_plan(plan, images)
+    blocked = report.missing_override_reasons
+    for t in blocked:
+        what = "; ".join(f"{c.label} {c.status.upper()}" + (f" ({c.basis})" if c.basis == "not measured" else "")
+                         for c in t.blocking)
+        print(f"bvn-planner {command}: trajectory {t.level_name} {t.side}: {what}. Record the reason for going on "
+              "(override reason) in the plan, or load the images that let the checks measure it (--images).",
+              file=sys.stderr)
+    if blocked:
+        print(f"bvn-planner {command}: nothing written: {len(blocked)} trajectory(ies) with failing or unverified "
+              "checks and no recorded reason", file=sys.stderr)
+    return bool(blocked)
+
+
 def check_output(path: str, suffixes: tuple[str, ...], command: str) -> Optional[Path]:
     out = Path(path)
     if out.suffix.lower() not in suffixes:

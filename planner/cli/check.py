@@ -2,11 +2,14 @@
 
 Prints every level (its landmarks, LPS mm) and every trajectory with its metrics and checks, as
 computed by :func:`planner.checks.evaluate_plan` (the same code the planning panel and the reports
-use). With ``--images`` the images found in FOLDER (by UID) are used for the image-based checks
-(pedicle outline measured on CT).
+use). The images are found by UID in FOLDER (``--images``), else at the plan's path hints; the
+image checks (canal, bone corridor, other bones, pedicle clearance, zone) are measured on them and
+say "not measured" without them. Each check says how it was obtained (measured / from landmarks /
+not measured). The JSON lists each trajectory's instrument axis as ``path_lps`` (points at most
+1 mm apart, from the skin when it is found on the image, else from the entry, to the tip).
 
-Exit codes: 0 every check passes or warns; 1 at least one check fails; 2 the plan is missing or
-damaged (the message names the file and the problem).
+Exit codes: 0 every check passes or warns; 1 at least one check fails or is unverified (not
+measured); 2 the plan is missing or damaged (the message names the file and the problem).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from planner.cli._json import json_text
 
-HELP = "print the levels, trajectory metrics and safety checks of a plan (exit 1 when a check fails)"
+HELP = "print the levels, trajectory metrics and safety checks of a plan (exit 1 when a check fails or is unverified)"
 
 _PREFIX = "bvn-planner check"
 
@@ -26,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("plan", help="the .bvnplan file")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--images", metavar="FOLDER",
-                        help="folder holding the plan's images (found by UID), for the image-based checks")
+                        help="folder holding the plan's images (found by UID), for the image checks; default: the "
+                             "plan's path hints")
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -52,7 +56,7 @@ def _table(data: dict[str, Any], plan_name: str) -> str:
     if not data["trajectories"]:
         lines.append("  (no trajectories)")
     for t in data["trajectories"]:
-        lines.append(f"  {t['level']} {t['side']}: {t['overall'].upper()}")
+        lines.append(f"  {t['level']} {t['side']}: {t['overall'].upper()}  (image checks: {t['image'] or '-'})")
         rows = [
             ("entry (LPS mm)", _fmt(t["entry_lps"])),
             ("bend (LPS mm)", _fmt(t["bend_lps"]) if t["bend_lps"] is not None else "straight path"),
@@ -71,11 +75,13 @@ def _table(data: dict[str, Any], plan_name: str) -> str:
             lines.append(f"    {k:<20} {v}")
         lines.append("    checks:")
         for c in t["checks"]:
-            lines.append(f"      [{c['status'].upper():<7}] {c['name']}: {c['reason']}")
-            if c["status"] == "fail" and t["override_reason"]:
+            lines.append(f"      [{c['status'].upper():<10}] {c['name']} ({c['basis']}): {c['reason']}")
+            for part in c.get("parts", []):
+                lines.append(f"                   {part['label']} from {part['start_mm']:.1f} mm along the path")
+            if c["status"] in ("fail", "unverified") and t["override_reason"]:
                 lines.append(f"                override reason: {t['override_reason']}")
-        if t["overall"] == "fail" and not t["override_reason"].strip():
-            lines.append("    no override reason recorded for the failing check(s)")
+        if t["overall"] in ("fail", "unverified") and not t["override_reason"].strip():
+            lines.append(f"    no override reason recorded for the {t['overall']} check(s)")
     return "\n".join(lines)
 
 
@@ -90,15 +96,13 @@ def run(args: argparse.Namespace) -> int:
     except PlanFileError as exc:
         print(f"{_PREFIX}: {exc}", file=sys.stderr)
         return 2
-    images: Any = None
-    if args.images:
-        from planner.cli._docs_common import load_images
+    from planner.cli._docs_common import load_images
 
-        images = load_images(plan, args.images, "check")
+    images: Any = load_images(plan, args.images, "check", args.plan)
     report = evaluate_plan(plan, images)
     data = report.to_dict()
     if args.json:
         print(json_text(data, "check", indent=2))
     else:
         print(_table(data, Path(args.plan).name))
-    return 1 if report.any_fail else 0
+    return 1 if report.any_fail or report.any_unverified else 0

@@ -1,11 +1,14 @@
-"""``python main.py export-dicom PLAN.bvnplan -o OUTDIR [--images FOLDER] [--deidentify]``."""
+"""``python main.py export-dicom PLAN.bvnplan -o OUTDIR [--images FOLDER] [--deidentify]``.
+
+Exit codes: 0 written; 2 bad input, or a trajectory whose checks fail or are unverified without a
+recorded reason (the message names it; nothing is written)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from planner.cli._docs_common import load_images, load_plan_or_message
+from planner.cli._docs_common import blocked_by_checks, load_images, load_plan_or_message
 
 HELP = "export the plan summary (Encapsulated PDF), key images (SC) and the plan (SR) as DICOM"
 
@@ -29,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from planner.export import ExportError, export_dicom
 
     images = load_images(plan, args.images, "export-dicom", args.plan)
+    if blocked_by_checks(plan, images, "export-dicom"):
+        return 2
     de = Deidentifier(pseudonym_name=args.pseudonym) if args.deidentify else None
     try:
         result = export_dicom(plan, args.output, images, deidentify=args.deidentify, with_3d=not args.no_3d,

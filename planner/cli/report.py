@@ -1,11 +1,14 @@
-"""``python main.py report PLAN.bvnplan -o FILE.pdf [--images FOLDER]``: the plan summary PDF."""
+"""``python main.py report PLAN.bvnplan -o FILE.pdf [--images FOLDER]``: the plan summary PDF.
+
+Exit codes: 0 written; 2 bad input, or a trajectory whose checks fail or are unverified (not measured
+on the images) without a recorded reason (the message names it; nothing is written)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from planner.cli._docs_common import check_output, load_images, load_plan_or_message
+from planner.cli._docs_common import blocked_by_checks, check_output, load_images, load_plan_or_message
 
 HELP = "write the plan summary PDF (planning aid, for the physician and the chart)"
 
@@ -28,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from planner.report import build_report_data, render_report_pdf
 
     images = load_images(plan, args.images, "report", args.plan)
+    if blocked_by_checks(plan, images, "report"):
+        return 2
     data = build_report_data(plan, images, with_3d=not args.no_3d)
     try:
         render_report_pdf(data, out)

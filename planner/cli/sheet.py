@@ -1,11 +1,14 @@
-"""``python main.py sheet PLAN.bvnplan -o FILE.pdf|FILE.html [--lang en|es]``: the patient sheet."""
+"""``python main.py sheet PLAN.bvnplan -o FILE.pdf|FILE.html [--lang en|es] [--images FOLDER]``: the patient sheet.
+
+Exit codes: 0 written; 2 bad input, or a trajectory whose checks fail or are unverified without a
+recorded reason (the message names it; nothing is written)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from planner.cli._docs_common import check_output, load_plan_or_message
+from planner.cli._docs_common import blocked_by_checks, check_output, load_images, load_plan_or_message
 
 HELP = "write the patient explanation sheet (PDF or HTML, English or Spanish)"
 
@@ -14,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("plan", help="the .bvnplan file")
     parser.add_argument("-o", "--output", required=True, metavar="FILE.pdf|FILE.html", help="file to write")
     parser.add_argument("--lang", choices=["en", "es"], default="en", help="language of the sheet (default en)")
+    parser.add_argument("--images", metavar="FOLDER",
+                        help="folder holding the plan's images (found by UID) for the safety checks; default: the "
+                             "plan's path hints")
     parser.add_argument("--clinic", metavar="FILE.json",
                         help='clinic contact details {"name", "phone", "after_hours_phone", "doctor"}; default: '
                              "clinic.json in the application's data folder, if present")
@@ -38,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
                                                      after_hours_phone=args.after_hours_phone, doctor=args.doctor)
     except ValueError as exc:
         print(f"bvn-planner sheet: {exc}", file=sys.stderr)
+        return 2
+    images = load_images(plan, args.images, "sheet", args.plan)
+    if blocked_by_checks(plan, images, "sheet"):
         return 2
     data = build_sheet_data(plan, args.lang, clinic)
     try:

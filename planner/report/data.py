@@ -114,6 +114,8 @@ class CheckRow:
     limit: str = ""
     reason: str = ""
     source: str = ""
+    #: How the value was obtained: "measured" (on the image), "from landmarks" or "not measured".
+    basis: str = ""
 
 
 @dataclass
@@ -316,8 +318,20 @@ def _check_rows(rep: TrajectoryReport) -> list[CheckRow]:
         value = format_value(c.value, c.unit) if c.value is not None else ""
         if c.grade:
             value = f"{value} (G-R {c.grade})".strip()
-        rows.append(CheckRow(c.name, c.label, c.status, value, limit_text, c.reason, c.source))
+        rows.append(CheckRow(c.name, c.label, c.status, value, limit_text, c.reason, c.source, c.basis))
     return rows
+
+
+def trajectory_description(rep: TrajectoryReport) -> str:
+    """A short description of the trajectory as it is now (never the note from when it was suggested)."""
+    bits = []
+    if rep.path is not None:
+        bits.append("curved path" if rep.path.kind == "curved" else "straight path")
+    if rep.target_depth_pct is not None:
+        bits.append(f"target at {rep.target_depth_pct:.0f}% depth")
+    if rep.midline_offset_mm is not None:
+        bits.append(f"{rep.midline_offset_mm:.1f} mm from the midline")
+    return ", ".join(bits)
 
 
 def _procedure_fields(n: ProcedureNumbers) -> list[Field]:
@@ -347,21 +361,25 @@ def _trajectory_section(plan: Plan, traj: Trajectory, images: Optional[Mapping[s
                         with_3d: bool) -> TrajectorySection:
     level = next((lv for lv in plan.levels if lv.id == traj.level_id), None)
     level_name = level.name if level else "unknown level"
-    title = f"{level_name} {traj.side}" + (f" ({traj.label})" if traj.label else "")
+    rep = evaluate_trajectory(plan, traj, images)
+    # the description is made from the plan as it is now: the note stored when the trajectory was
+    # suggested (e.g. "target moved to 46% depth") may no longer be true after an edit
+    description = trajectory_description(rep)
+    title = f"{level_name} {traj.side}" + (f" ({description})" if description else "")
     points = [Field("Entry (bone)", _fmt_point(traj.entry_lps)),
               Field("Bend (curve start)", _fmt_point(traj.bend_lps) if traj.bend_lps else "straight path"),
               Field("Active tip (target)", _fmt_point(traj.target_lps))]
-    rep = evaluate_trajectory(plan, traj, images)
     p = traj.params
     metrics = [MetricRow(m.label, format_value(m.value, m.unit), m.note) for m in rep.metrics]
     metrics += [MetricRow("Ablation zone diameter (used)", format_value(p.zone_diameter_mm, "mm")),
                 MetricRow("Path", "curved" if p.curved and traj.bend_lps is not None else "straight"),
                 MetricRow("Curved cannula radius (used)", format_value(p.cannula_curve_radius_mm, "mm")),
                 MetricRow("Canal margin required", format_value(p.canal_margin_mm, "mm"))]
-    key_images, notes = trajectory_key_images(plan, traj, images, with_3d=with_3d)
+    key_images, notes = trajectory_key_images(plan, traj, images, with_3d=with_3d, report=rep)
     dm: Optional[DepthMargin] = depth_and_margin(plan, traj)
-    section = TrajectorySection(traj.id, title, level_name, traj.side, traj.label, points, metrics, _check_rows(rep),
-                                rep.overall, rep.note, traj.override_reason, key_images, notes,
+    checks_note = " ".join(x for x in (rep.note, f"Image checks: {rep.image_note}." if rep.image_note else "") if x)
+    section = TrajectorySection(traj.id, title, level_name, traj.side, description, points, metrics, _check_rows(rep),
+                                rep.overall, checks_note, traj.override_reason, key_images, notes,
                                 _comments(plan, "trajectory", traj.id),
                                 _procedure_fields(procedure_numbers(plan, traj, images)),
                                 dm.values_line() if dm else "", dm.conflict if dm else "")

@@ -1,9 +1,14 @@
 """Key images for the plan summary, rendered headless from the plan and the images.
 
-* Sagittal and axial reslices through the active tip (``Volume.reslice``, numpy), displayed in the
-  radiological convention (viewer-conventions.md): sagittal with anterior on the left and superior
-  at the top, axial with the patient's right on the left and anterior at the top. The instruments
-  are projected onto the plane and the ablation zone is drawn as its cut through the plane.
+* Per trajectory, the axial plane of the vertebra through the pedicle (where the path crosses it) and
+  the sagittal plane through the path (containing the introducer's direction and the vertebra's
+  superior direction), resliced from the volume (``Volume.reslice``, numpy) with a bone window on CT,
+  displayed in the radiological convention (viewer-conventions.md): sagittal with anterior on the
+  left and superior at the top, axial with the patient's right on the left and anterior at the top.
+  The instruments are projected onto the plane, the ablation zone is drawn as its cut through the
+  plane, and the parts of the path where a check fails or is unverified are drawn in red with their
+  label (e.g. "canal 2.1 mm"). Without a vertebra frame the planes are the patient's own, through
+  the active tip.
 * A 3D view (VTK offscreen, :mod:`planner.report.render3d`).
 * The fluoroscopy frames the plan uses, with the landmarks and measurements marked on them.
 
@@ -20,10 +25,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from planner import fluoro
-from planner.imaging.volume import ProjectionImage, Volume
+from planner.checks import TrajectoryReport
+from planner.imaging.volume import ProjectionImage, Volume, WindowLevel
 from planner.plan import Plan, Trajectory
 from planner.report.fonts import FontNotFoundError, dejavu_path
-from planner.trajectory import TrajectoryShape, is_ct, trajectory_shape
+from planner.trajectory import LandmarkError, TrajectoryShape, is_ct, trajectory_shape, vertebra_frame
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,11 @@ LANDMARK_COLOR = (255, 80, 200)
 #: Pixel size of the 2D key images and the width of their field of view.
 KEY_IMAGE_PX = 420
 MIN_FOV_MM = 70.0
+#: Failing parts of a path (checks that fail or are unverified).
+FAILING_COLOR = (235, 30, 30)
+#: The bone window used for CT key images (centre, width in HU): cortex, cancellous bone and the canal
+#: are told apart (viewer-conventions: bone window).
+CT_BONE_WINDOW = (400.0, 1800.0)
 
 
 @dataclass
@@ -145,10 +156,67 @@ class PlaneSpec:
     u_lps: np.ndarray  # screen x direction
     v_lps: np.ndarray  # screen y direction (down)
     labels: tuple[str, str, str, str]  # left, right, top, bottom orientation letters
+    #: A point the plane passes through (default: the active tip).
+    through_lps: Optional[np.ndarray] = None
+    caption: str = ""
 
 
 SAGITTAL = PlaneSpec("sagittal", np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0]), ("A", "P", "S", "I"))
 AXIAL = PlaneSpec("axial", np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), ("R", "L", "A", "P"))
+
+_LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS axes: -x R / +x L, -y A / +y P, -z I / +z S
+
+
+def orientation_letters(u_lps: np.ndarray, v_lps: np.ndarray) -> tuple[str, str, str, str]:
+    """Orientation letters (left, right, top, bottom) of a picture whose columns run along ``u`` and
+    rows along ``v``: the patient directions nearest to -u, +u, -v, +v."""
+    def letter(d: np.ndarray) -> str:
+        k = int(np.argmax(np.abs(d)))
+        return _LETTERS[k][1] if d[k] > 0 else _LETTERS[k][0]
+
+    return letter(-u_lps), letter(u_lps), letter(-v_lps), letter(v_lps)
+
+
+def trajectory_planes(plan: Plan, traj: Trajectory, report: Optional[TrajectoryReport] = None) -> list[PlaneSpec]:
+    """The axial plane of the vertebra through the pedicle and the sagittal plane through the path; the
+    patient's own axial and sagittal planes through the tip when the vertebra's frame is unknown."""
+    level = next((lv for lv in plan.levels if lv.id == traj.level_id), None)
+    try:
+        frame = vertebra_frame(level) if level is not None else None
+    except LandmarkError:
+        frame = None
+    target = np.asarray(traj.target_lps, dtype=float)
+    if frame is None:
+        return [SAGITTAL, AXIAL]
+    s_up = frame.s
+    # axial: the vertebra's transverse plane; screen x toward the patient's left, y posterior
+    ux = np.array([1.0, 0.0, 0.0]) - s_up[0] * s_up
+    if np.linalg.norm(ux) < 0.3:
+        ux = -frame.l - (-frame.l @ s_up) * s_up
+    ux /= np.linalg.norm(ux)
+    vy = np.cross(s_up, ux)
+    if vy[1] < 0:
+        vy = -vy
+    through = None
+    if report is not None and report.pedicle is not None and report.pedicle.crossing_lps is not None:
+        through = np.asarray(report.pedicle.crossing_lps, dtype=float)
+    if through is None:
+        ped = frame.pedicle_left_lps if traj.side == "left" else frame.pedicle_right_lps
+        through = ped if ped is not None else np.asarray(traj.entry_lps, dtype=float)
+    axial = PlaneSpec("axial", ux, vy, orientation_letters(ux, vy), through,
+                      "Axial plane of the vertebra through the pedicle")
+    # sagittal through the path: contains the introducer's direction and the superior direction
+    entry = np.asarray(traj.entry_lps, dtype=float)
+    aim = (np.asarray(traj.bend_lps, dtype=float) if traj.bend_lps is not None else target) - entry
+    d = aim - (aim @ s_up) * s_up
+    if np.linalg.norm(d) < 1e-6:
+        d = frame.u.copy()
+    d /= np.linalg.norm(d)
+    if d[1] < 0:  # screen x toward posterior: anterior on the left
+        d = -d
+    sag = PlaneSpec("sagittal", d, -s_up, orientation_letters(d, -s_up), entry,
+                    "Sagittal plane through the path (the introducer's direction and the vertebra's long axis)")
+    return [sag, axial]
 
 
 def _view_box(geom: TrajectoryShape, extra_lps: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
@@ -191,11 +259,21 @@ def _draw_marker(draw: ImageDraw.ImageDraw, xy: np.ndarray, color: tuple[int, in
 
 
 # ------------------------------------------------------------------------------------ reslices
+def key_window(volume: Volume) -> WindowLevel:
+    """The window of a key image: the bone window on CT, the volume's default elsewhere."""
+    if is_ct(volume):
+        return WindowLevel(center=CT_BONE_WINDOW[0], width=CT_BONE_WINDOW[1], source="bone")
+    return volume.default_window()
+
+
 def render_plane(volume: Volume, plan: Plan, traj: Trajectory, spec: PlaneSpec,
-                 geom: Optional[TrajectoryShape] = None, size_px: int = KEY_IMAGE_PX) -> KeyImage:
-    """A reslice through the active tip, with the instruments projected and the zone cut drawn."""
+                 geom: Optional[TrajectoryShape] = None, size_px: int = KEY_IMAGE_PX,
+                 report: Optional[TrajectoryReport] = None) -> KeyImage:
+    """A reslice through ``spec.through_lps`` (default the active tip), with the instruments projected,
+    the zone cut drawn and the failing parts of ``report`` drawn in red with their labels."""
     geom = geom or trajectory_shape(plan, traj)
     target = np.asarray(traj.target_lps, dtype=float)
+    through = target if spec.through_lps is None else np.asarray(spec.through_lps, dtype=float)
     level = next((lv for lv in plan.levels if lv.id == traj.level_id), None)
     extra = []
     if level is not None:
@@ -204,14 +282,15 @@ def render_plane(volume: Volume, plan: Plan, traj: Trajectory, spec: PlaneSpec,
             if p is not None:
                 extra.append(np.asarray(p, dtype=float))
     center, fov = _view_box(geom, extra)
-    # The plane passes through the target; centre the view on the box projected into the plane.
+    # The plane passes through the chosen point; centre the view on the box projected into the plane.
     normal = np.cross(spec.u_lps, spec.v_lps)
-    center = center - normal * float((center - target) @ normal)
+    normal /= np.linalg.norm(normal)
+    center = center - normal * float((center - through) @ normal)
     mm_per_px = fov / size_px
     origin = center - spec.u_lps * fov / 2.0 - spec.v_lps * fov / 2.0
     values = volume.reslice(origin, spec.u_lps, spec.v_lps, (size_px, size_px), mm_per_px,
                             fill=volume.statistics()["min"])
-    wl = volume.default_window()
+    wl = key_window(volume)
     gray = window_to_uint8(values, wl.center, wl.width)
     img = Image.fromarray(gray, mode="L").convert("RGB")
 
@@ -221,17 +300,21 @@ def render_plane(volume: Volume, plan: Plan, traj: Trajectory, spec: PlaneSpec,
     zc = geom.zone.center_lps
     d = float((zc - origin) @ normal)
     r = geom.zone.radius_mm
+    zone_failed = report is not None and any(c.name == "zone" and c.blocks_export for c in report.checks)
+    zcol = FAILING_COLOR if zone_failed else ZONE_COLOR
     if abs(d) < r:
         rc = np.sqrt(r * r - d * d) / mm_per_px
         c = _to_px(zc, origin, spec, mm_per_px)[0]
-        odraw.ellipse([c[0] - rc, c[1] - rc, c[0] + rc, c[1] + rc], fill=ZONE_COLOR + (90,),
-                      outline=ZONE_COLOR + (255,), width=2)
+        odraw.ellipse([c[0] - rc, c[1] - rc, c[0] + rc, c[1] + rc], fill=zcol + (90,), outline=zcol + (255,), width=2)
     img = Image.alpha_composite(img.convert("RGBA"), overlay).convert("RGB")
     draw = ImageDraw.Draw(img)
     for inst in geom.instruments:
         px = _to_px(inst.points_lps, origin, spec, mm_per_px)
         width = max(2, int(round(inst.diameter_mm / mm_per_px / 2)))
         draw.line([tuple(p) for p in px], fill=instrument_color(inst.name), width=width, joint="curve")
+    parts = report.failing_parts if report is not None else []
+    if parts:
+        _draw_failing_parts(draw, parts, origin, spec, mm_per_px, geom, size_px)
     _draw_marker(draw, _to_px(np.asarray(traj.entry_lps), origin, spec, mm_per_px)[0], (255, 255, 255))
     if traj.bend_lps is not None:
         _draw_marker(draw, _to_px(np.asarray(traj.bend_lps), origin, spec, mm_per_px)[0], (200, 200, 200), 3)
@@ -239,10 +322,34 @@ def render_plane(volume: Volume, plan: Plan, traj: Trajectory, spec: PlaneSpec,
     _draw_orientation(draw, size_px, spec.labels)
     _draw_scale_bar(draw, size_px, mm_per_px)
     level_name = level.name if level else "?"
-    caption = (f"{spec.name.capitalize()} reslice through the active tip ({level_name} {traj.side}); "
-               f"instruments projected onto the plane; zone cut by the plane")
+    what = spec.caption or f"{spec.name.capitalize()} reslice through the active tip"
+    window = f"; bone window (C {wl.center:.0f}, W {wl.width:.0f} HU)" if wl.source == "bone" else ""
+    red = "; failing or unverified parts of the path in red" if parts else ""
+    caption = (f"{what} ({level_name} {traj.side}); instruments projected onto the plane; zone cut by the "
+               f"plane{red}{window}")
     return KeyImage(spec.name, caption, img, volume.info.series_instance_uid, plane_origin_lps=origin,
                     plane_u_lps=spec.u_lps.copy(), plane_v_lps=spec.v_lps.copy(), mm_per_px=mm_per_px)
+
+
+def _draw_failing_parts(draw: ImageDraw.ImageDraw, parts: list, origin: np.ndarray, spec: PlaneSpec,
+                        mm_per_px: float, geom: TrajectoryShape, size_px: int) -> None:
+    """The parts of the path where a check fails, in red over the instruments, each with its label."""
+    font = _font(max(11, size_px // 34))
+    width = max(3, int(round(max((i.diameter_mm for i in geom.instruments), default=2.0) / mm_per_px / 2)) + 2)
+    placed: list[tuple[float, float]] = []
+    for _check, part in parts:
+        px = _to_px(part.points_lps, origin, spec, mm_per_px)
+        if len(px) == 1:
+            px = np.vstack([px, px + 0.5])
+        draw.line([tuple(p) for p in px], fill=FAILING_COLOR, width=width, joint="curve")
+        mid = px[len(px) // 2]
+        x, y = float(mid[0]) + 10, float(mid[1]) - 10
+        while any(abs(y - py) < 14 and abs(x - qx) < 120 for qx, py in placed):
+            y += 15
+        placed.append((x, y))
+        x = min(max(x, 4.0), size_px - 4.0)
+        y = min(max(y, 4.0), size_px - 16.0)
+        draw.text((x, y), part.label, fill=FAILING_COLOR, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
 
 
 # ------------------------------------------------------------------------------------ fluoroscopy
@@ -335,8 +442,10 @@ def render_fluoro(plan: Plan, key: str, proj: ProjectionImage, size_px: int = KE
 
 # ------------------------------------------------------------------------------------ all key images
 def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping[str, AnyImage]],
-                          *, with_3d: bool = True) -> tuple[list[KeyImage], list[str]]:
-    """The key images of one trajectory and notes on what could not be rendered."""
+                          *, with_3d: bool = True, report: Optional[TrajectoryReport] = None
+                          ) -> tuple[list[KeyImage], list[str]]:
+    """The key images of one trajectory and notes on what could not be rendered. ``report`` (the
+    trajectory's checks) places the axial plane at the pedicle and marks the failing parts."""
     notes: list[str] = []
     out: list[KeyImage] = []
     geom = trajectory_shape(plan, traj)
@@ -347,14 +456,14 @@ def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping
         _, volume, _ = chosen
         if not volume.contains(traj.target_lps):
             notes.append("The active tip lies outside the loaded volume; the reslices show the nearest region.")
-        for spec in (SAGITTAL, AXIAL):
+        for spec in trajectory_planes(plan, traj, report):
             # the axial reslice comes from the axial series when it covers the target
             vol = volume
-            if spec is AXIAL:
+            if spec.name == "axial":
                 ax = choose_volume(plan, images, traj.target_lps, first_roles=("AX_T2",))
                 vol = ax[1] if ax is not None else volume
             try:
-                out.append(render_plane(vol, plan, traj, spec, geom))
+                out.append(render_plane(vol, plan, traj, spec, geom, report=report))
             except (ValueError, MemoryError) as exc:
                 notes.append(f"{spec.name.capitalize()} reslice could not be rendered: {exc}")
     if with_3d:

@@ -3,15 +3,17 @@ checks, and the override reason.
 
 A standalone QWidget on a :class:`planner.session.Session`. It shows the model and sends edits to it:
 
-* suggestions (left, right, bipedicular) for levels marked *treat*, computed by
-  :func:`planner.trajectory.suggest_trajectory` and added with ``PlanDocument.add_trajectory``;
+* suggestions (left, right, bipedicular) for levels marked *treat*, searched by
+  :func:`planner.suggest.suggest_checked` so that they pass the image checks (or a message says why
+  none does and what is proposed instead), added with ``PlanDocument.add_trajectory``;
 * per-trajectory parameters (zone diameter, curved or straight, curve radius, instrument diameters,
   canal margin) through ``set_trajectory_params`` (each field's setting and source in its tooltip);
-* the metrics and checks of :func:`planner.checks.evaluate_trajectory` (with the session's images,
-  so a CT measures the pedicle), read from the session's results (``session.results.report``, the
-  values the views and the documents show), coloured by status, with the reason and the source in tooltips;
+* the metrics and checks of :func:`planner.checks.evaluate_trajectory` (with the session's images:
+  the image checks measure the path on them), read from the session's results
+  (``session.results.report``, the values the views and the documents show), coloured by status
+  (unverified in amber), with the reason, how it was obtained and the source in tooltips;
 * the physician's override reason through ``set_trajectory_fields``: required before export when a
-  check fails, and the panel says so.
+  check fails or is unverified, and the panel says so.
 
 Every edit is undoable; the panel refreshes on ``document.changed`` and follows
 ``Session.active_trajectory`` (and sets it when the user selects a trajectory). While a handle is
@@ -46,7 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from planner.checks import FAIL, PASS, WARNING, TrajectoryReport
+from planner.checks import FAIL, PASS, UNVERIFIED, WARNING, TrajectoryReport
 from planner.display.fields import field_range
 from planner.document import Part, PlanChange, PlanEditError
 from planner.plan import Level, Trajectory, TrajectoryParams
@@ -56,15 +58,13 @@ from planner.trajectory import (
     LandmarkError,
     PathError,
     depth_and_margin,
-    is_ct,
-    suggest_bipedicular,
-    suggest_trajectory,
     trajectory_path,
 )
+from planner.suggest import suggest_bipedicular_checked, suggest_checked
 from planner.views.panel import PlanPanel
 
-STATUS_COLOR = {PASS: "#4caf50", WARNING: "#ff9800", FAIL: "#e53935"}
-STATUS_WORD = {PASS: "pass", WARNING: "warning", FAIL: "FAIL"}
+STATUS_COLOR = {PASS: "#4caf50", WARNING: "#ff9800", UNVERIFIED: "#ffb300", FAIL: "#e53935"}
+STATUS_WORD = {PASS: "pass", WARNING: "warning", UNVERIFIED: "unverified", FAIL: "FAIL"}
 
 #: Editable numeric parameters: field -> (label, unit, decimals, minimum, maximum, step).
 #: The numeric trajectory parameters: (label, unit, decimals, step). Their ranges are the plan model's
@@ -283,13 +283,6 @@ class TrajectoryPanel(PlanPanel):
     def images(self) -> dict[str, Any]:
         return dict(self.session.images)
 
-    def _ct_volume_for(self, level: Level) -> Any:
-        ped = level.landmarks.pedicle_left_lps or level.landmarks.pedicle_right_lps
-        for vol in self.session.volumes().values():
-            if is_ct(vol) and (ped is None or vol.contains(ped, margin_voxels=0.0)):
-                return vol
-        return None
-
     def report_for(self, traj: Trajectory) -> TrajectoryReport:
         """The metrics and checks of ``traj``: the session's results (computed once per plan state)."""
         return self.session.results.report(traj.id)
@@ -385,7 +378,7 @@ class TrajectoryPanel(PlanPanel):
                 continue
             rep = self.report_for(t)
             item.setText(2, "curved" if t.params.curved and t.bend_lps is not None else "straight")
-            item.setText(3, STATUS_WORD[rep.overall] + ("  (reason recorded)" if rep.failed and
+            item.setText(3, STATUS_WORD[rep.overall] + ("  (reason recorded)" if rep.blocking and
                                                         t.override_reason.strip() else ""))
             item.setForeground(3, QBrush(QColor(STATUS_COLOR[rep.overall])))
 
@@ -445,10 +438,12 @@ class TrajectoryPanel(PlanPanel):
             if not (self.override.hasFocus() and self.override.isModified()):
                 self.override.setText(traj.override_reason)
             if rep.needs_override:
-                self.override_note.setText(f"<span style='color:{STATUS_COLOR[FAIL]}'>A check fails: record the "
+                what = "A check fails" if rep.failed else "A safety check is not measured on these images"
+                self.override_note.setText(f"<span style='color:{STATUS_COLOR[FAIL]}'>{what}: record the "
                                            "reason for going on before exporting the plan.</span>")
-            elif rep.failed:
-                self.override_note.setText("Failing checks; your reason is recorded and printed with them.")
+            elif rep.blocking:
+                self.override_note.setText("Failing or unverified checks; your reason is recorded and printed with "
+                                           "them.")
             else:
                 self.override_note.setText("")
         finally:
@@ -532,11 +527,11 @@ class TrajectoryPanel(PlanPanel):
                 name.setData(role, c.name)
                 resize = True
             reason_text = c.reason
-            if c.status == FAIL and c.override_reason:
+            if c.blocks_export and c.override_reason:
                 reason_text += f"  Override: {c.override_reason}"
             if reason.text() != reason_text:
                 reason.setText(reason_text)
-            tip = f"{c.reason}<br><i>Source:</i> {c.source or 'geometry'}"
+            tip = f"{c.reason}<br><i>How:</i> {c.basis}<br><i>Source:</i> {c.source or 'geometry'}"
             if reason.toolTip() != tip:
                 for it in (status, name, reason):
                     it.setToolTip(tip)
@@ -598,15 +593,19 @@ class TrajectoryPanel(PlanPanel):
             return None
         plan = self.document.plan
         try:
-            traj = suggest_trajectory(plan, level, side, self._ct_volume_for(level))
+            sg = suggest_checked(plan, level, side, self.images())
         except (LandmarkError, PathError, ValueError) as exc:
             self.message.emit(f"No suggestion for {level.name} {side}: {exc}")
             return None
+        if sg.trajectory is None:
+            self.message.emit(sg.message)
+            return None
+        traj = sg.trajectory
         same_side = [t for t in plan.trajectories_of(level.id) if t.side == side]
         if not self._add_replacing(level, [traj], same_side, f"a suggested {level.name} {side} trajectory"):
             return None
         self.select(traj.id)
-        self.message.emit(f"Suggested {level.name} {side}" + (f" ({traj.label})" if traj.label else ""))
+        self.message.emit(sg.message)
         return traj.id
 
     def suggest_bipedicular(self) -> Optional[tuple[str, str]]:
@@ -617,10 +616,16 @@ class TrajectoryPanel(PlanPanel):
             self.message.emit("Select a level marked 'treat' first")
             return None
         try:
-            left, right = suggest_bipedicular(self.document.plan, level, self._ct_volume_for(level))
+            sg_left, sg_right = suggest_bipedicular_checked(self.document.plan, level, self.images())
         except (LandmarkError, PathError, ValueError) as exc:
             self.message.emit(f"No bipedicular suggestion for {level.name}: {exc}")
             return None
+        if sg_left.trajectory is None or sg_right.trajectory is None:
+            missing = sg_left if sg_left.trajectory is None else sg_right
+            self.message.emit(f"No bipedicular pair for {level.name}: {missing.message} Try a unipedicular "
+                              "suggestion (Suggest left or right).")
+            return None
+        left, right = sg_left.trajectory, sg_right.trajectory
         existing = list(self.document.plan.trajectories_of(level.id))
         if not self._add_replacing(level, [left, right], existing, f"a bipedicular pair at {level.name}"):
             return None

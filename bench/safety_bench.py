@@ -1,0 +1,368 @@
+"""Image safety checks and checked suggestions on the real scans in ../shared/data (issue 11).
+
+Run: ``.venv/bin/python bench/safety_bench.py [--ct] [--mri] [--quick]``
+
+CT (``totalseg_example/example_ct.nii.gz``, 3 mm voxels):
+  * ``main.py plan ... --treat L3,L4,L5,S1`` (the same code: :func:`planner.cli.plan.run`), then every
+    trajectory it returns is checked; each must pass every image check or be reported failing or
+    unverified;
+  * an independent recheck with the vertebra labels (``example_ct_vertebrae_labels.nii.gz``, never seen
+    by the app): the path's axis samples between the first contact with any vertebra label and the
+    target that lie outside every vertebra label (a gap); no path the app calls pass may have one;
+  * hand-made paths (from the labels: through the canal, through the L5 inferior articular process into
+    S1, through the ilium into S1) must fail the right check;
+  * the time of each suggestion (the model is built once per level, then cached) against the time of
+    the landmark-only suggestion in the same run.
+
+MRI (``lumbar_mri_vb``, 21 scans, 1 mm voxels, labels of the bodies only, left/right unknown):
+  ``plan ... --treat L4,L5`` with two marks (the L1 and L5 label centroids as hints). For each
+  suggested trajectory: the target lies inside the labelled body, at 30-50 % of the label's AP depth
+  from its posterior wall (along the level's AP axis through the target), within 3 mm of the label's
+  mid-sagittal plane, and the zone inside the label; or a clear "cannot suggest" with its reason.
+  The landmarks come from the level finder (planner.levels, the MRI developer's work): rerun after
+  their landings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DATA = ROOT.parent / "shared" / "data"
+CT = DATA / "totalseg_example" / "example_ct.nii.gz"
+CT_LABELS = DATA / "totalseg_example" / "example_ct_vertebrae_labels.nii.gz"
+MRI = DATA / "lumbar_mri_vb"
+#: TotalSegmentator v2 labels of example_ct_vertebrae_labels.
+CT_LABEL_OF = {"S1": 26, "L5": 27, "L4": 28, "L3": 29, "L2": 30, "L1": 31, "T12": 32, "T11": 33}
+
+
+def _label_volume(path: Path, like: Any) -> Any:
+    """A label NIfTI as a :class:`Volume` in the same LPS geometry as the image (read with nibabel, an
+    independent reader)."""
+    import nibabel as nib
+
+    from planner.imaging.volume import Volume
+
+    img = nib.load(str(path))
+    arr = np.asarray(img.dataobj)
+    ras_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    m = ras_to_lps @ img.affine
+    vol = Volume(np.ascontiguousarray(np.transpose(arr, (2, 1, 0))).astype(np.int16), m)
+    assert np.allclose(vol.ijk_to_lps, like.ijk_to_lps, atol=1e-3), "label and image grids differ"
+    return vol
+
+
+def _axis_samples(path_lps: np.ndarray, step: float = 0.5) -> np.ndarray:
+    seg = np.linalg.norm(np.diff(path_lps, axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    ss = np.arange(0.0, s[-1] + 1e-9, step)
+    return np.column_stack([np.interp(ss, s, path_lps[:, k]) for k in range(3)])
+
+
+def label_gaps(labels: Any, path_lps: np.ndarray) -> list[tuple[float, float]]:
+    """(start from the first contact, length) in mm of the runs outside every vertebra label between the
+    first sample in a vertebra label and the target (nearest-voxel labels)."""
+    pts = _axis_samples(path_lps)
+    lab = labels.sample(pts, order=0)
+    inside = lab > 0
+    hits = np.nonzero(inside)[0]
+    if len(hits) == 0:
+        return [(0.0, len(pts) * 0.5)]
+    out = []
+    i = int(hits[0])
+    while i < len(pts):
+        if not inside[i]:
+            j = i
+            while j + 1 < len(pts) and not inside[j + 1]:
+                j += 1
+            out.append(((i - hits[0]) * 0.5, (j - i + 1) * 0.5))
+            i = j + 1
+        else:
+            i += 1
+    # a single sample is the labels' own voxel edge (3 mm voxels), not a gap
+    return [g for g in out if g[1] > 1.0]
+
+
+# ============================================================================ CT
+def bench_ct(quick: bool) -> dict[str, Any]:
+    import tempfile
+
+    from planner.checks import evaluate_plan, evaluate_trajectory
+    from planner.cli.plan import add_arguments, run
+    from planner.imaging import load_path
+    from planner.storage import load_plan
+    from planner.suggest import suggest_checked
+    from planner.trajectory import suggest_trajectory
+
+    vol = next(iter(load_path(CT).images.values()))
+    labels = _label_volume(CT_LABELS, vol)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        plan_path = Path(tmp) / "ct.bvnplan"
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        t0 = time.perf_counter()
+        rc = run(parser.parse_args([str(CT), "--treat", "L3,L4,L5,S1", "-o", str(plan_path)]))
+        out["plan_seconds"] = round(time.perf_counter() - t0, 1)
+        out["plan_exit"] = rc
+        plan = load_plan(plan_path)
+    images = {"ct": vol}
+    rep = evaluate_plan(plan, images)
+    rows = []
+    pass_with_gap = 0
+    for t in rep.trajectories:
+        gaps = label_gaps(labels, t.path_lps)
+        image_rows = {c.name: c.status for c in t.checks if c.name in
+                      ("canal", "bone_corridor", "other_bone", "pedicle_clearance", "zone")}
+        called_ok = t.overall in ("pass", "warning")
+        if called_ok and gaps:
+            pass_with_gap += 1
+        rows.append({"trajectory": f"{t.level_name} {t.side}", "overall": t.overall, "image_checks": image_rows,
+                     "label_gaps_mm": [(round(a, 1), round(b, 1)) for a, b in gaps]})
+    out["trajectories"] = rows
+    out["every_trajectory_passes_or_is_reported"] = all(
+        r["overall"] in ("pass", "warning") and all(v in ("pass", "warning") for v in r["image_checks"].values())
+        or r["overall"] in ("fail", "unverified") for r in rows)
+    out["pass_paths_with_a_label_gap"] = pass_with_gap
+
+    # hand-made paths (from the labels, not from the app)
+    out["hand_made"] = hand_made_ct(plan, vol, labels)
+
+    # timing of a suggestion: image search (model cached after the first level) vs landmarks only, same run
+    times = []
+    for name in ("L3", "L4", "L5"):
+        level = plan.level_by_name(name)
+        for side in ("left", "right"):
+            t1 = time.perf_counter()
+            suggest_checked(plan, level, side, images)
+            t2 = time.perf_counter()
+            suggest_trajectory(plan, level, side, vol)
+            t3 = time.perf_counter()
+            times.append((t2 - t1, t3 - t2))
+    out["suggestion_seconds_median"] = round(float(np.median([a for a, _ in times])), 2)
+    out["suggestion_seconds_max"] = round(float(np.max([a for a, _ in times])), 2)
+    out["landmark_suggestion_seconds_median"] = round(float(np.median([b for _, b in times])), 3)
+    _ = evaluate_trajectory
+    return out
+
+
+def _label_points(labels: Any, value: int) -> np.ndarray:
+    idx = np.argwhere(labels.array == value)[:, ::-1]  # (i, j, k)
+    return labels.ijk_to_world(idx.astype(float))
+
+
+def hand_made_ct(plan: Any, vol: Any, labels: Any) -> list[dict[str, Any]]:
+    """Paths built from the labels through the canal, the L5 inferior articular process and the ilium."""
+    from planner.checks import evaluate_trajectory
+    from planner.plan import Trajectory, TrajectoryParams
+    from planner.trajectory import vertebra_frame
+
+    out = []
+    images = {"ct": vol}
+    l5 = plan.level_by_name("L5")
+    s1 = plan.level_by_name("S1")
+    f5 = vertebra_frame(l5)
+    f1 = vertebra_frame(s1)
+    # 1. through the canal: a straight path into L5 from straight behind, on the midline (it crosses the
+    #    canal by construction: the lamina, the canal, the posterior wall)
+    target = f5.body_center_lps
+    entry = target - 45.0 * f5.u
+    out.append(_hand(plan, Trajectory(level_id=l5.id, side="left", entry_lps=tuple(entry), target_lps=tuple(target),
+                                      params=TrajectoryParams(curved=False)), images, "canal", labels))
+    # 2. through the L5 inferior articular process into S1: the L5 label voxel behind S1's body, lateral,
+    #    nearest to S1's pedicle level, then on to S1's body centre
+    l5_pts = _label_points(labels, CT_LABEL_OF["L5"])
+    depth = (l5_pts - f1.posterior_wall_lps) @ f1.u
+    lat = (l5_pts - f1.body_center_lps) @ f1.l
+    height = (l5_pts - f1.body_center_lps) @ f1.s
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        sel = (depth < -8.0) & (sign * lat > 8.0) & (sign * lat < 30.0) & (height < 25.0)
+        if not sel.any():
+            out.append({"path": f"L5 inferior articular process ({side})", "result": "no such label voxels"})
+            continue
+        iap = l5_pts[sel][np.argmin(height[sel])]
+        target = f1.body_center_lps + 0.0
+        d = (target - iap) / np.linalg.norm(target - iap)
+        entry = iap - 8.0 * d
+        out.append(_hand(plan, Trajectory(level_id=s1.id, side=side, entry_lps=tuple(entry), target_lps=tuple(target),
+                                          params=TrajectoryParams(curved=False)), images, "other_bone", labels,
+                         f"L5 inferior articular process ({side})"))
+    # 3. through the ilium into S1: from far lateral and behind through the posterior iliac wing
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        target = f1.body_center_lps
+        start = target + sign * 85.0 * f1.l - 60.0 * f1.u
+        pts = np.linspace(start, target, 200)
+        lab = labels.sample(pts, order=0)
+        hu = vol.sample(pts, order=1)
+        ilium = np.nonzero((lab == 0) & (hu > 250) & (np.abs((pts - f1.body_center_lps) @ f1.l) > 45.0))[0]
+        if len(ilium) == 0:
+            out.append({"path": f"ilium ({side})", "result": "the line misses the ilium"})
+            continue
+        entry = pts[max(0, int(ilium[0]) - 10)]
+        out.append(_hand(plan, Trajectory(level_id=s1.id, side=side, entry_lps=tuple(entry), target_lps=tuple(target),
+                                          params=TrajectoryParams(curved=False)), images, "other_bone", labels,
+                         f"ilium ({side})"))
+    _ = evaluate_trajectory
+    return out
+
+
+def _hand(plan: Any, traj: Any, images: dict, expect: str, labels: Any, name: Optional[str] = None) -> dict[str, Any]:
+    from planner.checks import evaluate_trajectory
+
+    probe = plan.model_copy(deep=True)
+    probe.trajectories = [traj]
+    rep = evaluate_trajectory(probe, traj, images)
+    c = rep.check(expect)
+    return {"path": name or expect, "expected": f"{expect} fails", "status": c.status,
+            "ok": c.status == "fail", "reason": c.reason[:200], "overall": rep.overall}
+
+
+# ============================================================================ MRI
+def bench_mri(quick: bool) -> dict[str, Any]:
+    import tempfile
+
+    from planner.cli.plan import add_arguments, run
+    from planner.storage import load_plan
+    from planner.trajectory import vertebra_frame
+
+    cases = sorted(p.name[:-5] for p in MRI.glob("*.json"))
+    if quick:
+        cases = cases[:4]
+    counts: Counter = Counter()
+    per_case = []
+    for case in cases:
+        meta = json.loads((MRI / f"{case}.json").read_text())
+        cen = meta["body_centroid_lps_mm"]
+        if "L1" not in cen or "L5" not in cen:
+            per_case.append({"case": case, "result": "no L1 or L5 label"})
+            continue
+        img_path = MRI / f"{case}_mr.nii.gz"
+        with tempfile.TemporaryDirectory() as tmp:
+            plan_path = Path(tmp) / "p.bvnplan"
+            parser = argparse.ArgumentParser()
+            add_arguments(parser)
+            hints = [f"L1={','.join(str(v) for v in cen['L1'])}", f"L5={','.join(str(v) for v in cen['L5'])}"]
+            args = parser.parse_args([str(img_path), "--treat", "L4,L5", "--hint", hints[0], "--hint", hints[1],
+                                      "-o", str(plan_path), "--json"])
+            t0 = time.perf_counter()
+            import contextlib
+            import io
+
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()) as err:
+                rc = run(args)
+            seconds = time.perf_counter() - t0
+            result = json.loads(buf.getvalue()) if buf.getvalue().strip() else None
+            plan = load_plan(plan_path) if plan_path.exists() else None
+        if plan is None or result is None:
+            counts["cannot suggest"] += 2
+            per_case.append({"case": case, "exit": rc, "result": err.getvalue().strip()[:200]})
+            continue
+        from planner.imaging import load_path
+
+        vol = next(iter(load_path(img_path).images.values()))
+        labels = _label_volume(MRI / f"{case}_vb.nii.gz", vol)
+        rows = []
+        for r in result["trajectories"]:
+            if r["status"] == "none":
+                counts["cannot suggest"] += 1 if r["side"] != "both" else 2
+                rows.append({"level": r["level"], "side": r["side"], "result": "cannot suggest",
+                             "reason": r["message"][:160]})
+                continue
+            traj = plan.trajectory(r["trajectory_id"])
+            level = plan.level(traj.level_id)
+            ok, detail = _mri_target_ok(labels, meta["label_values"][level.name], traj, vertebra_frame(level))
+            counts["target right" if ok else "target wrong"] += 1
+            rows.append({"level": level.name, "side": traj.side, "status": r["status"], "ok": ok, **detail})
+        per_case.append({"case": case, "exit": rc, "seconds": round(seconds, 1), "trajectories": rows})
+    return {"counts": dict(counts), "cases": per_case}
+
+
+def _mri_target_ok(labels: Any, value: int, traj: Any, frame: Any) -> tuple[bool, dict[str, Any]]:
+    """Target inside the labelled body, at 30-50 % of its AP depth from the posterior wall, within 3 mm of
+    its mid-sagittal plane, and the zone inside the label."""
+    t = np.asarray(traj.target_lps, dtype=float)
+    inside = int(labels.sample(t[None, :], order=0)[0]) == value
+    line = t[None, :] + np.arange(-60.0, 60.0, 0.25)[:, None] * frame.u[None, :]
+    lab = labels.sample(line, order=0) == value
+    depth_pct = None
+    if lab.any():
+        idx = np.nonzero(lab)[0]
+        post = -60.0 + idx[0] * 0.25
+        ant = -60.0 + idx[-1] * 0.25
+        depth_pct = 100.0 * (0.0 - post) / max(ant - post, 1e-6)
+    pts = np.argwhere(labels.array == value)[:, ::-1]
+    centre = labels.ijk_to_world(pts.mean(axis=0)) if len(pts) else t
+    lateral = abs(float((t - centre) @ frame.l))
+    r = traj.params.zone_diameter_mm / 2.0
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(200, 3))
+    sphere = t[None, :] + r * v / np.linalg.norm(v, axis=1, keepdims=True)
+    zone_in = bool(np.all(labels.sample(sphere, order=0) == value))
+    ok = inside and depth_pct is not None and 30.0 <= depth_pct <= 50.0 and lateral <= 3.0 and zone_in
+    return ok, {"inside": inside, "depth_pct": None if depth_pct is None else round(depth_pct, 1),
+                "lateral_mm": round(lateral, 1), "zone_inside": zone_in}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ct", action="store_true", help="only the CT part")
+    ap.add_argument("--mri", action="store_true", help="only the MRI part")
+    ap.add_argument("--quick", action="store_true", help="four MRI scans only")
+    ap.add_argument("--json", action="store_true", help="print everything as JSON")
+    args = ap.parse_args(argv)
+    both = not args.ct and not args.mri
+    out: dict[str, Any] = {}
+    if args.ct or both:
+        out["ct"] = bench_ct(args.quick)
+    if args.mri or both:
+        out["mri"] = bench_mri(args.quick)
+    if args.json:
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    if "ct" in out:
+        ct = out["ct"]
+        print(f"CT example_ct: plan L3,L4,L5,S1 in {ct['plan_seconds']} s (exit {ct['plan_exit']})")
+        for r in ct["trajectories"]:
+            print(f"  {r['trajectory']:<10} {r['overall']:<10} image checks {r['image_checks']} label gaps "
+                  f"{r['label_gaps_mm'] or 'none'}")
+        print(f"  every trajectory passes every image check or is reported failing/unverified: "
+              f"{ct['every_trajectory_passes_or_is_reported']}")
+        print(f"  paths called pass/warning with a gap outside the vertebra labels: {ct['pass_paths_with_a_label_gap']}")
+        for h in ct["hand_made"]:
+            print(f"  hand-made path through the {h['path']}: {h.get('status', '-')} "
+                  f"({'right' if h.get('ok') else 'WRONG'}; {h.get('reason', h.get('result', ''))})")
+        print(f"  suggestion time (image search, model cached per level): median {ct['suggestion_seconds_median']} s, "
+              f"max {ct['suggestion_seconds_max']} s; landmark-only suggestion (same run): median "
+              f"{ct['landmark_suggestion_seconds_median']} s")
+    if "mri" in out:
+        m = out["mri"]
+        print(f"MRI lumbar_mri_vb ({len(m['cases'])} scans), plan --treat L4,L5 with hints at the L1 and L5 centroids:")
+        for c in m["cases"]:
+            if "trajectories" not in c:
+                print(f"  {c['case']}: {c.get('result')}")
+                continue
+            bits = []
+            for r in c["trajectories"]:
+                if r.get("result") == "cannot suggest":
+                    bits.append(f"{r['level']} {r['side']} cannot suggest ({r['reason'][:70]})")
+                else:
+                    bits.append(f"{r['level']} {r['side']} {'ok' if r['ok'] else 'WRONG'} (depth {r['depth_pct']}%, "
+                                f"lateral {r['lateral_mm']} mm, inside {r['inside']}, zone inside {r['zone_inside']})")
+            print(f"  {c['case']} ({c['seconds']} s): " + "; ".join(bits))
+        print(f"  counts: {m['counts']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

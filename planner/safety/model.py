@@ -1,0 +1,581 @@
+"""The spine as seen on one image: bone, spinal canal and who owns each piece of bone.
+
+:func:`spine_model` builds a :class:`SpineModel` for the part of a volume around some levels of a
+plan: on CT from Hounsfield thresholds (:mod:`planner.safety.ct`), on MRI from the signal of marrow
+and fluid relative to the image itself (:mod:`planner.safety.mr`). The plan's landmarks are used
+only to say *where* to look (the search region of the canal, one seed point per vertebral body to
+name the bone, the mid-sagittal plane that separates the spine from the ilium and the ribs); the
+outlines come from the image. The model answers the questions of the safety checks along a path:
+is a point in bone, whose bone is it, how far is it from the canal.
+
+Models are cached per volume (weakly) and per region, so dragging a trajectory reuses them.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from planner.imaging.volume import Volume
+from planner.plan import Level
+from planner.safety.grid import Grid, resample_box
+from planner.safety.params import SAFETY_PARAMS, SafetyParams
+from planner.trajectory import LandmarkError, VertebraFrame, is_ct, vertebra_frame
+
+log = logging.getLogger(__name__)
+
+#: Owner codes of bone that belongs to no level of the plan.
+OWNER_NONE = 0
+OWNER_ILIUM = -1
+OWNER_RIB = -2
+OWNER_OTHER = -3
+#: Levels whose neighbourhood holds the iliac crest (lateral bone at or below them is ilium).
+_PELVIC_LEVELS = ("L4", "L5", "L6", "S1", "S2")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Where a level of the plan is, from its landmarks: only used to place searches and seeds."""
+
+    level_id: str
+    name: str
+    body_center_lps: np.ndarray
+    #: Unit vectors: anterior (u), superior (s) and lateral (l, to the patient's right) of the level;
+    #: the patient's axes when the level's frame cannot be built.
+    u: np.ndarray
+    s: np.ndarray
+    l: np.ndarray  # noqa: E741
+    posterior_wall_lps: np.ndarray
+    height_mm: float
+    frame: Optional[VertebraFrame] = None
+
+    @staticmethod
+    def of(level: Level) -> Optional["Anchor"]:
+        lm = level.landmarks
+        if lm.body_center_lps is None:
+            return None
+        c = np.asarray(lm.body_center_lps, dtype=float)
+        try:
+            f = vertebra_frame(level)
+        except LandmarkError:
+            u, s, l_ = np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, 1.0]), np.array([-1.0, 0.0, 0.0])
+            post = np.asarray(lm.posterior_wall_lps, dtype=float) if lm.posterior_wall_lps is not None \
+                else c + 17.0 * np.array([0.0, 1.0, 0.0])
+            return Anchor(level.id, level.name, c, u, s, l_, post, 26.0, None)
+        return Anchor(level.id, level.name, c, f.u, f.s, f.l, f.posterior_wall_lps, f.height_mm, f)
+
+
+def anchors_of(levels: Sequence[Level]) -> list[Anchor]:
+    return [a for a in (Anchor.of(lv) for lv in levels) if a is not None]
+
+
+@dataclass
+class SpineModel:
+    """Bone, canal and owners of the bone on an LPS-aligned grid (see the module docstring)."""
+
+    grid: Grid
+    modality: str  # "CT" or "MR"
+    #: Bone of any kind (cortex and cancellous); on MRI the marrow and its cortex.
+    bone: np.ndarray
+    #: The spinal canal (CT: inside the vertebral ring, lateral recesses included; MRI: the thecal sac).
+    canal: np.ndarray
+    #: Per voxel: 0 no bone; k > 0 the k-th anchor's vertebra (``anchors[k - 1]``); OWNER_ILIUM,
+    #: OWNER_RIB, OWNER_OTHER for bone that is not a vertebra of the plan.
+    owner: np.ndarray
+    anchors: list[Anchor]
+    #: What was measured on this image: "bone", "canal", "owners".
+    measured: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+    _trees: dict[Any, Optional[cKDTree]] = field(default_factory=dict, repr=False)
+    _masks: dict[Any, np.ndarray] = field(default_factory=dict, repr=False)
+    _floats: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    # ---------------------------------------------------------------- lookups
+    def owner_index(self, level_id: str) -> int:
+        for i, a in enumerate(self.anchors):
+            if a.level_id == level_id:
+                return i + 1
+        return OWNER_NONE
+
+    def owner_index_by_name(self, name: str) -> int:
+        for i, a in enumerate(self.anchors):
+            if a.name == name:
+                return i + 1
+        return OWNER_NONE
+
+    def neighbour_above(self, code: int) -> str:
+        """The name of the level of the plan just above the ``code``-th level's (along its superior
+        direction), or ""."""
+        a = self.anchors[code - 1]
+        above = [(float((b.body_center_lps - a.body_center_lps) @ a.s), b.name) for b in self.anchors
+                 if b.level_id != a.level_id and float((b.body_center_lps - a.body_center_lps) @ a.s) > 10.0]
+        return min(above)[1] if above else ""
+
+    def owner_name(self, code: int) -> str:
+        if code > 0:
+            return self.anchors[code - 1].name
+        return {OWNER_ILIUM: "ilium", OWNER_RIB: "rib", OWNER_OTHER: "another bone"}.get(code, "soft tissue")
+
+    def lookup(self, mask: np.ndarray, points_lps: np.ndarray) -> np.ndarray:
+        """Nearest-voxel values of ``mask`` at LPS points (False / 0 outside the grid)."""
+        pts = np.asarray(points_lps, dtype=float)
+        idx = np.rint(self.grid.index_of(pts.reshape(-1, 3))).astype(int)
+        ok = np.all((idx >= 0) & (idx < np.array(mask.shape)), axis=1)
+        out = np.zeros(len(idx), dtype=mask.dtype)
+        i = idx[ok]
+        out[ok] = mask[i[:, 0], i[:, 1], i[:, 2]]
+        return out.reshape(pts.shape[:-1])
+
+    def _as_float(self, mask: np.ndarray) -> np.ndarray:
+        entry = self._floats.get(id(mask))
+        if entry is None or entry[0] is not mask:
+            entry = (mask, mask.astype(np.float32))
+            self._floats[id(mask)] = entry
+        return entry[1]
+
+    def inside(self, mask: np.ndarray, points_lps: np.ndarray) -> np.ndarray:
+        """Sub-voxel membership: trilinear interpolation of the mask, at least one half."""
+        pts = np.asarray(points_lps, dtype=float)
+        idx = self.grid.index_of(pts.reshape(-1, 3)).T
+        v = ndimage.map_coordinates(self._as_float(mask), idx, order=1, mode="constant", cval=0.0,
+                                    prefilter=False)
+        return (v >= 0.5).reshape(pts.shape[:-1])
+
+    def covers(self, points_lps: np.ndarray) -> np.ndarray:
+        return self.grid.contains(points_lps)
+
+    def _boundary_tree(self, key: Any, mask: np.ndarray) -> Optional[cKDTree]:
+        """KD-tree of the voxel centres of ``mask`` that touch its outside (its surface)."""
+        if key not in self._trees:
+            surface = mask & ~ndimage.binary_erosion(mask, border_value=1)
+            pts = np.argwhere(surface)
+            self._trees[key] = cKDTree(self.grid.lps_of(pts)) if len(pts) else None
+        return self._trees[key]
+
+    #: Distances beyond this are not needed exactly (they are reported as infinite) (mm).
+    far_mm: float = 40.0
+
+    def distance_to(self, key: Any, mask: np.ndarray, points_lps: np.ndarray) -> np.ndarray:
+        """Signed distance (mm) from points to the surface of ``mask``: positive outside, negative
+        inside; +inf when the mask is empty or the surface is farther than ``far_mm``. The surface lies
+        half a voxel outside the surface voxels' centres."""
+        pts = np.asarray(points_lps, dtype=float).reshape(-1, 3)
+        tree = self._boundary_tree(key, mask)
+        if tree is None:
+            return np.full(len(pts), np.inf)
+        d, _ = tree.query(pts, distance_upper_bound=self.far_mm)
+        half = 0.5 * self.grid.spacing_mm
+        ins = self.inside(mask, pts)
+        return np.where(ins, -(d + half), np.maximum(d - half, 0.0))
+
+    def canal_distance_mm(self, points_lps: np.ndarray) -> np.ndarray:
+        return self.distance_to("canal", self.canal, points_lps)
+
+    def vertebra_mask(self, code: int) -> np.ndarray:
+        key = ("vertebra", code)
+        if key not in self._masks:
+            self._masks[key] = self.owner == code
+        return self._masks[key]
+
+    def _body_region(self, code: int) -> np.ndarray:
+        """The ``code``-th vertebra's bone in front of its posterior wall plane."""
+        key = ("body_region", code)
+        if key not in self._masks:
+            a = self.anchors[code - 1]
+            vert = self.vertebra_mask(code)
+            zz, yy, xx = np.indices(vert.shape, sparse=True)
+            g = self.grid
+            p = [g.origin_lps[0] + xx * g.spacing_mm, g.origin_lps[1] + yy * g.spacing_mm,
+                 g.origin_lps[2] + zz * g.spacing_mm]
+            depth = sum((p[i] - a.posterior_wall_lps[i]) * a.u[i] for i in range(3))
+            self._masks[key] = vert & (depth >= -1.0)
+        return self._masks[key]
+
+    def _filled(self, mask: np.ndarray, closing_mm: float) -> np.ndarray:
+        """``mask`` with its holes filled in 3D and in every axial, coronal and sagittal slice, after a
+        closing that bridges gaps up to twice ``closing_mm`` (none when 0)."""
+        if not mask.any():
+            return mask
+        r = int(round(closing_mm / self.grid.spacing_mm))
+        box = ndimage.find_objects(mask.astype(np.int8))[0]
+        box = tuple(slice(max(0, b.start - r), b.stop + r) for b in box)
+        sub = mask[box]
+        if r > 0:
+            ball = np.sum((np.indices((2 * r + 1,) * 3) - r) ** 2, axis=0) <= r * r
+            sub = ndimage.binary_closing(sub, structure=ball, border_value=0) | sub
+        sub = ndimage.binary_fill_holes(sub)
+        for axis in range(3):
+            sub |= np.stack([ndimage.binary_fill_holes(x) for x in np.moveaxis(sub, axis, 0)], axis=axis)
+        out = mask.copy()
+        out[box] = sub
+        return out
+
+    def body_mask(self, code: int) -> np.ndarray:
+        """The outline of the ``code``-th anchor's vertebral body (for the zone): its bone in front of the
+        posterior wall plane with the holes inside filled (fatty marrow, veins, the basivertebral
+        foramen), also where its cortex shows gaps narrower than twice ``body_closing_mm``."""
+        key = ("body", code)
+        if key not in self._masks:
+            self._masks[key] = self._filled(self._body_region(code), SAFETY_PARAMS.body_closing_mm)
+        return self._masks[key]
+
+    def solid_mask(self, code: int) -> np.ndarray:
+        """The vertebra's bone with the holes inside its body filled (for the path: inside the body counts
+        as bone even where the cancellous bone is faint; no closing, so a gap in the cortex that the path
+        crosses stays a gap)."""
+        key = ("solid", code)
+        if key not in self._masks:
+            self._masks[key] = self.vertebra_mask(code) | self._filled(self._body_region(code), 0.0)
+        return self._masks[key]
+
+    def body_distance_mm(self, code: int, points_lps: np.ndarray) -> np.ndarray:
+        return self.distance_to(("body", code), self.body_mask(code), points_lps)
+
+    def bone_distance_mm(self, code: int, points_lps: np.ndarray) -> np.ndarray:
+        return self.distance_to(("vertebra", code), self.vertebra_mask(code), points_lps)
+
+    def part_name(self, code: int, point_lps: np.ndarray) -> str:
+        """Which part of the ``code``-th vertebra a point is in, from its place in the level's frame."""
+        if code <= 0:
+            return self.owner_name(code)
+        a = self.anchors[code - 1]
+        p = np.asarray(point_lps, dtype=float)
+        depth = float((p - a.posterior_wall_lps) @ a.u)
+        lat = abs(float((p - a.body_center_lps) @ a.l))
+        up = float((p - a.body_center_lps) @ a.s)
+        if depth >= -1.0:
+            part = "body"
+        elif lat > 30.0:
+            part = "transverse process"
+        elif lat < 8.0 and depth < -15.0:
+            part = "lamina or spinous process"
+        elif up > 0.2 * a.height_mm and depth < -8.0:
+            part = "superior articular process"
+        elif up < -0.2 * a.height_mm and depth < -8.0:
+            part = "inferior articular process"
+        else:
+            part = "pedicle"
+        return f"{a.name} {part}"
+
+
+# ============================================================================ building
+def _spacing_for(volume: Volume, params: SafetyParams) -> float:
+    lo, hi = params.grid_spacing_mm
+    return float(np.clip(np.median(volume.spacing), lo, hi))
+
+
+def level_box(anchor: Anchor, params: SafetyParams = SAFETY_PARAMS) -> tuple[np.ndarray, np.ndarray]:
+    """The LPS box modelled around one level (see :class:`SafetyParams`)."""
+    c = anchor.body_center_lps
+    pts = []
+    for a in (-params.region_front_mm - 25.0, params.region_back_mm):
+        for b in (-params.region_height_mm, params.region_height_mm):
+            for w in (-params.region_lateral_mm, params.region_lateral_mm):
+                pts.append(c - a * anchor.u + b * anchor.s + w * anchor.l)
+    pts_a = np.asarray(pts)
+    return pts_a.min(0), pts_a.max(0)
+
+
+def _round_box(lo: np.ndarray, hi: np.ndarray, lattice: float) -> tuple[np.ndarray, np.ndarray]:
+    return np.floor(lo / lattice) * lattice, np.ceil(hi / lattice) * lattice
+
+
+def _mid_plane_distance(grid: Grid, anchors: Sequence[Anchor]) -> np.ndarray:
+    """Per voxel: distance (mm) from the mid-sagittal plane of the nearest level along the spine."""
+    zz, yy, xx = np.indices(grid.shape, sparse=True)
+    p = [grid.origin_lps[0] + xx * grid.spacing_mm, grid.origin_lps[1] + yy * grid.spacing_mm,
+         grid.origin_lps[2] + zz * grid.spacing_mm]
+    best = np.full(grid.shape, np.inf, dtype=np.float32)
+    best_h = np.full(grid.shape, np.inf, dtype=np.float32)
+    for a in anchors:
+        h = np.abs(sum((p[i] - a.body_center_lps[i]) * a.s[i] for i in range(3)))
+        lat = np.abs(sum((p[i] - a.body_center_lps[i]) * a.l[i] for i in range(3)))
+        h = np.broadcast_to(h, grid.shape)
+        lat = np.broadcast_to(lat, grid.shape)
+        closer = h < best_h
+        best = np.where(closer, lat, best)
+        best_h = np.where(closer, h, best_h)
+    return best
+
+
+def _nearest_anchor(grid: Grid, anchors: Sequence[Anchor]) -> np.ndarray:
+    """Per voxel: index (0-based) of the level nearest along the spine."""
+    zz, yy, xx = np.indices(grid.shape, sparse=True)
+    p = [grid.origin_lps[0] + xx * grid.spacing_mm, grid.origin_lps[1] + yy * grid.spacing_mm,
+         grid.origin_lps[2] + zz * grid.spacing_mm]
+    best_h = np.full(grid.shape, np.inf, dtype=np.float32)
+    which = np.zeros(grid.shape, dtype=np.int16)
+    for i, a in enumerate(anchors):
+        h = np.broadcast_to(np.abs(sum((p[k] - a.body_center_lps[k]) * a.s[k] for k in range(3))), grid.shape)
+        closer = h < best_h
+        which = np.where(closer, i, which)
+        best_h = np.where(closer, h, best_h)
+    return which
+
+
+def canal_search_region(grid: Grid, anchors: Sequence[Anchor], params: SafetyParams = SAFETY_PARAMS) -> np.ndarray:
+    """Where the canal is looked for: behind each level's posterior wall, near its mid-sagittal plane,
+    between the levels' heights (the landmarks place the search, the image gives the outline)."""
+    zz, yy, xx = np.indices(grid.shape, sparse=True)
+    p = [grid.origin_lps[0] + xx * grid.spacing_mm, grid.origin_lps[1] + yy * grid.spacing_mm,
+         grid.origin_lps[2] + zz * grid.spacing_mm]
+    which = _nearest_anchor(grid, anchors)
+    out = np.zeros(grid.shape, dtype=bool)
+    for i, a in enumerate(anchors):
+        depth = sum((p[k] - a.posterior_wall_lps[k]) * a.u[k] for k in range(3))
+        lat = np.abs(sum((p[k] - a.body_center_lps[k]) * a.l[k] for k in range(3)))
+        region = (depth <= params.canal_search_front_mm) & (depth >= -params.canal_search_back_mm) & \
+                 (lat <= params.canal_search_lateral_mm)
+        out |= region & (which == i)
+    return out
+
+
+def _keep_pieces(mask: np.ndarray, min_voxels: int) -> np.ndarray:
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel())
+    keep = sizes >= min_voxels
+    keep[0] = False
+    return keep[lab]
+
+
+def _bridge_along(mask: np.ndarray, allowed: np.ndarray, n_voxels: int) -> np.ndarray:
+    """Close ``mask`` along array axis 0 (the spine, superior) over gaps of up to ``n_voxels``,
+    only where ``allowed``."""
+    if n_voxels < 2:
+        return mask
+    structure = np.zeros((2 * (n_voxels // 2) + 1, 1, 1), dtype=bool)
+    structure[:, 0, 0] = True
+    pad = n_voxels // 2 + 1
+    padded = np.pad(mask, ((pad, pad), (0, 0), (0, 0)))
+    closed = ndimage.binary_closing(padded, structure=structure)[pad:-pad]
+    return mask | (closed & allowed)
+
+
+def segment_canal(grid: Grid, enclosed: np.ndarray, bone: np.ndarray, anchors: Sequence[Anchor],
+                  params: SafetyParams = SAFETY_PARAMS) -> tuple[np.ndarray, np.ndarray]:
+    """The canal from the voxels the bone encloses in the axial plane (see :mod:`planner.safety.ct`),
+    and the bony ring around each piece of it as seeds of the level it belongs to (0 elsewhere; the
+    level whose body is nearest along the spine, numbered as the owners)."""
+    s = grid.spacing_mm
+    region = canal_search_region(grid, anchors, params)
+    lab, n = ndimage.label(enclosed & region)
+    rings = np.zeros(grid.shape, dtype=np.int16)
+    if n == 0:
+        return np.zeros(grid.shape, dtype=bool), rings
+    sizes = np.bincount(lab.ravel())
+    keep = sizes >= int(params.canal_min_piece_mm3 / s ** 3)
+    keep[0] = False
+    pieces = keep[lab]
+    centres = ndimage.center_of_mass(np.ones(grid.shape), lab, index=np.arange(1, n + 1))
+    grow = max(1, int(round(params.ring_seed_mm / s)))
+    slab = params.ring_seed_slab_mm
+    zz, yy, xx = np.indices(grid.shape, sparse=True)
+    pos = [grid.origin_lps[0] + xx * s, grid.origin_lps[1] + yy * s, grid.origin_lps[2] + zz * s]
+    for k in np.nonzero(keep)[0]:
+        c = grid.lps_of(np.asarray(centres[k - 1]))
+        heights = [abs(float((c - a.body_center_lps) @ a.s)) for a in anchors]
+        i = int(np.argmin(heights))
+        a = anchors[i]
+        piece = lab == k
+        box = ndimage.find_objects(piece.astype(np.int8))[0]
+        box = tuple(slice(max(0, b.start - grow - 1), b.stop + grow + 1) for b in box)
+        near = ndimage.binary_dilation(piece[box], iterations=grow) & bone[box]
+        sub = [pos[0][:, :, box[2]], pos[1][:, box[1], :], pos[2][box[0], :, :]]
+        height = sum((sub[d] - c[d]) * a.s[d] for d in range(3))
+        seeds = near & (np.abs(height) <= slab)
+        view = rings[box]
+        view[seeds & (view == 0)] = i + 1
+    canal = _bridge_along(pieces, region & ~bone, int(round(params.canal_bridge_mm / s)))
+    return canal, rings
+
+
+def assign_owners(grid: Grid, bone: np.ndarray, value: np.ndarray, anchors: Sequence[Anchor],
+                  params: SafetyParams = SAFETY_PARAMS, extra_seeds: Optional[np.ndarray] = None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Which vertebra (or ilium, rib) each bone voxel belongs to: a seeded watershed over the bone in
+    which a boundary runs where the bone is least dense (joints, the sacro-iliac joint), seeds at
+    the levels' body centres and in bone far from the spine's mid-sagittal plane."""
+    notes: list[str] = []
+    s = grid.spacing_mm
+    markers = np.zeros(grid.shape, dtype=np.int16)
+    r = params.seed_radius_mm
+    zz, yy, xx = np.indices(grid.shape, sparse=True)
+    pos = [grid.origin_lps[0] + xx * s, grid.origin_lps[1] + yy * s, grid.origin_lps[2] + zz * s]
+    bone_pts: Optional[cKDTree] = None
+    for i, a in enumerate(anchors):
+        c = a.body_center_lps
+        if not grid.contains(c):
+            continue
+        rel = [pos[k] - c[k] for k in range(3)]
+        if a.frame is not None:
+            # the middle of the body: an ellipsoid well inside the walls and endplates
+            f = a.frame
+            ru, rs = params.seed_body_fraction * f.depth_mm / 2, params.seed_body_fraction * f.height_mm / 2
+            q = (sum(rel[k] * a.u[k] for k in range(3)) / ru) ** 2 + \
+                (sum(rel[k] * a.s[k] for k in range(3)) / rs) ** 2 + (sum(rel[k] * a.l[k] for k in range(3)) / ru) ** 2
+            ball = (q <= 1.0) & bone
+        else:
+            ball = (sum(v ** 2 for v in rel) <= r * r) & bone
+        if not ball.any():
+            if bone_pts is None:
+                bone_pts = cKDTree(grid.lps_of(np.argwhere(bone))) if bone.any() else None
+            if bone_pts is None:
+                continue
+            dist, j = bone_pts.query(c)
+            if dist > params.seed_max_offset_mm:
+                notes.append(f"{a.name}: the body centre landmark is {dist:.0f} mm from bone on this image")
+                continue
+            cc = bone_pts.data[j]
+            ball = (sum((pos[k] - cc[k]) ** 2 for k in range(3)) <= r * r) & bone
+        markers[ball & (markers == 0)] = i + 1
+    if extra_seeds is not None:
+        markers = np.where((markers == 0) & bone, extra_seeds, markers).astype(np.int16)
+    if anchors:
+        lateral = _mid_plane_distance(grid, anchors)
+        far = bone & (lateral >= params.lateral_bone_mm) & (markers == 0)
+        if far.any():
+            which = _nearest_anchor(grid, anchors)
+            pelvic = np.array([a.name.upper() in _PELVIC_LEVELS for a in anchors])
+            is_pelvic = pelvic[which]
+            markers[far & is_pelvic] = 1000
+            markers[far & ~is_pelvic] = 1001
+    owner = np.zeros(grid.shape, dtype=np.int16)
+    if not markers.any():
+        owner[bone] = OWNER_OTHER
+        return owner, notes
+    # a narrow dark valley in the bone (a black top-hat: the joint space between two cortices) makes a
+    # step expensive, so that the boundary between two vertebrae runs through their joints and not
+    # through the faint cancellous bone where a pedicle joins its body
+    rad = max(1, int(round(params.joint_width_mm / s)))
+    offsets = np.indices((2 * rad + 1,) * 3) - rad
+    ball = np.sum(offsets ** 2, axis=0) <= rad * rad
+    smooth = ndimage.gaussian_filter(value, params.joint_smooth_mm / s)
+    valley = np.clip(ndimage.grey_closing(smooth, footprint=ball) - smooth, 0.0, None)
+    weight = 1.0 + valley / params.joint_valley_hu
+    labels = geodesic_voronoi(bone, markers, weight, s)
+    owner = labels.astype(np.int16)
+    owner[owner == 1000] = OWNER_ILIUM
+    owner[owner == 1001] = OWNER_RIB
+    owner[bone & (labels == 0)] = OWNER_OTHER
+    return owner, notes
+
+
+_NEIGHBOURS = [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dz, dy, dx) > (0, 0, 0)]
+
+
+def geodesic_voronoi(mask: np.ndarray, markers: np.ndarray, weight: np.ndarray, spacing_mm: float,
+                     max_mm: float = np.inf) -> np.ndarray:
+    """Per voxel of ``mask``: the marker value of the nearest marker along paths inside ``mask``
+    (26-connected steps of their length times the mean ``weight`` of their two voxels); 0 where no
+    marker is reachable within ``max_mm``."""
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
+    n = int(mask.sum())
+    out = np.zeros(mask.shape, dtype=markers.dtype)
+    if n == 0:
+        return out
+    index = np.full(mask.shape, -1, dtype=np.int64)
+    index[mask] = np.arange(n)
+    w_flat = weight[mask].astype(np.float64)
+    rows, cols, vals = [], [], []
+    nz, ny, nx = mask.shape
+    for dz, dy, dx in _NEIGHBOURS:
+        a = index[max(0, -dz):nz - max(0, dz), max(0, -dy):ny - max(0, dy), max(0, -dx):nx - max(0, dx)]
+        b = index[max(0, dz):nz + min(0, dz), max(0, dy):ny + min(0, dy), max(0, dx):nx + min(0, dx)]
+        ok = (a >= 0) & (b >= 0)
+        ia, ib = a[ok], b[ok]
+        rows.append(ia)
+        cols.append(ib)
+        vals.append(spacing_mm * float(np.sqrt(dz * dz + dy * dy + dx * dx)) * 0.5 * (w_flat[ia] + w_flat[ib]))
+    graph = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    seeds = index[mask & (markers != 0)]
+    if len(seeds) == 0:
+        return out
+    dist, _, sources = csgraph.dijkstra(graph, directed=False, indices=seeds, min_only=True,
+                                        return_predecessors=True, limit=max_mm)
+    flat_markers = markers[mask]
+    lab = np.zeros(n, dtype=markers.dtype)
+    ok = (sources >= 0) & np.isfinite(dist)
+    lab[ok] = flat_markers[sources[ok]]
+    out[mask] = lab
+    return out
+
+
+# ============================================================================ cache and entry point
+_CACHE: "weakref.WeakKeyDictionary[Any, list[tuple[Any, SpineModel]]]" = weakref.WeakKeyDictionary()
+
+
+def _anchor_key(anchors: Sequence[Anchor]) -> tuple:
+    return tuple((a.level_id, a.name, tuple(np.round(a.body_center_lps, 1)), tuple(np.round(a.u, 3)),
+                  tuple(np.round(a.posterior_wall_lps, 1))) for a in anchors)
+
+
+def spine_model(volume: Volume, levels: Sequence[Level], box_lps: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                params: SafetyParams = SAFETY_PARAMS, modality: Optional[str] = None) -> SpineModel:
+    """The spine model of ``volume`` in ``box_lps`` (default: around every level), for the plan's
+    ``levels``. CT or MRI by ``modality`` (default: from the volume). Raises ValueError when the box
+    lies outside the image."""
+    anchors = anchors_of(levels)
+    if box_lps is None:
+        if not anchors:
+            raise ValueError("no level has a body centre landmark")
+        boxes = [level_box(a, params) for a in anchors]
+        box_lps = (np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0))
+    lo, hi = _round_box(np.asarray(box_lps[0], float), np.asarray(box_lps[1], float), params.region_lattice_mm)
+    mod = (modality or ("CT" if is_ct(volume) else "MR")).upper()
+    akey = _anchor_key(anchors)
+    try:
+        entries = _CACHE.setdefault(volume, [])
+    except TypeError:
+        entries = []
+    for key, model in entries:
+        klo, khi, kmod, kanchors, kparams = key
+        if kmod == mod and kanchors == akey and kparams == params and np.all(klo <= lo + 1e-6) and \
+                np.all(khi >= hi - 1e-6):
+            return model
+    model = _build(volume, lo, hi, anchors, params, mod)
+    entries.append(((lo, hi, mod, akey, params), model))
+    if len(entries) > 6:
+        del entries[0]
+    return model
+
+
+def _build(volume: Volume, lo: np.ndarray, hi: np.ndarray, anchors: list[Anchor], params: SafetyParams,
+           modality: str) -> SpineModel:
+    grid = resample_box(volume, lo, hi, _spacing_for(volume, params))
+    if modality == "CT":
+        from planner.safety.ct import segment_bone_ct
+
+        bone, enclosed = segment_bone_ct(grid, params)
+        canal, rings = segment_canal(grid, enclosed, bone, anchors, params)
+        owner, notes = assign_owners(grid, bone, ndimage.gaussian_filter(grid.array, params.smooth_mm / grid.spacing_mm),
+                                     anchors, params, rings)
+        measured = {"bone", "canal", "owners"}
+        if not canal.any():
+            notes.append("the spinal canal was not found on this CT")
+            measured.discard("canal")
+        return SpineModel(grid, "CT", bone, canal, owner, list(anchors), measured, notes)
+    from planner.safety.mr import build_mr_model
+
+    return build_mr_model(grid, anchors, params)
+
+
+def grid_volume(model: SpineModel, mask: np.ndarray) -> Volume:
+    """A mask of the model as a :class:`Volume` (for views and tests)."""
+    g = model.grid
+    m = np.diag([g.spacing_mm, g.spacing_mm, g.spacing_mm, 1.0])
+    m[:3, 3] = g.origin_lps
+    return Volume(mask.astype(np.uint8), m)
+
+
+__all__ = ["Anchor", "SpineModel", "spine_model", "segment_canal", "assign_owners", "canal_search_region",
+           "level_box", "anchors_of", "grid_volume", "OWNER_NONE", "OWNER_ILIUM", "OWNER_RIB", "OWNER_OTHER"]

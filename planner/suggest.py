@@ -1,0 +1,446 @@
+"""Suggested trajectories that respect the image checks (issue 11, item 4).
+
+:func:`suggest_checked` places the target by the settings (depth, height, midline) and moves it only
+as far as the image requires (the zone inside the body and the canal margin measured on the image),
+then searches the introducer's direction within ``suggestion_transverse_range_deg`` and
+``suggestion_sagittal_range_deg`` of the pedicle-angle settings, through the pedicle centre landmark
+and the pedicle centre measured on the image (and small offsets of it), with the bone entry where the
+line meets the vertebra's bone on the image. Each candidate is measured against the image model
+(:mod:`planner.safety`); a candidate is acceptable when its surface stays out of the canal, it stays
+in the vertebra's bone from the first contact, crosses no other vertebra or the ilium and breaches no
+pedicle wall beyond the fail grade. The acceptable candidate with the widest margin (canal and
+pedicle walls), then the one nearest to the angle settings, is evaluated in full by
+:func:`planner.checks.evaluate_trajectory`.
+
+When no path on the requested side and kind passes, the answer says so with the reasons of the best
+candidate and proposes an alternative that passes (the curved or the straight path on that side,
+then the curved path from the other side: a unipedicular approach), never a failing path silently.
+Without an image of the level the geometric suggestion of :func:`planner.trajectory.suggest_trajectory`
+is returned, marked as not checked on the image (unverified).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from planner.checks import (
+    FAIL,
+    PASS,
+    UNVERIFIED,
+    TrajectoryReport,
+    choose_check_volume,
+    evaluate_trajectory,
+    image_canal_margin_mm,
+)
+from planner.plan import Level, Plan, Trajectory, TrajectoryParams
+from planner.safety.model import OWNER_ILIUM, SpineModel, anchors_of, level_box, spine_model
+from planner.safety.params import SAFETY_PARAMS, SafetyParams
+from planner.safety.paths import measure_path
+from planner.settings import level_setting
+from planner.trajectory import (
+    VertebraFrame,
+    default_target,
+    pedicle_axis,
+    solve_arc,
+    suggest_trajectory,
+    trajectory_path,
+    vertebra_frame,
+)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Technical steps of the search (the ranges are settings)."""
+
+    transverse_step_deg: float = 3.0
+    sagittal_step_deg: float = 4.0
+    #: Offsets of the image's pedicle centre tried as the line's pivot (mm, along l and s).
+    pivot_offsets_mm: tuple[float, ...] = (-2.0, 0.0, 2.0)
+    #: The pedicle on the image: bone of the vertebra this far behind the posterior wall plane (mm) ...
+    pedicle_depth_mm: tuple[float, float] = (3.0, 12.0)
+    #: ... this far from the mid-sagittal plane (mm) ...
+    pedicle_lateral_mm: tuple[float, float] = (4.0, 35.0)
+    #: ... and within this fraction of the body height of the pedicle landmark's height.
+    pedicle_height_fraction: float = 0.35
+    #: The best angles of the coarse pass tried again through offsets of their pivot.
+    refine_best: int = 3
+    #: Target heights tried, as offsets from the height setting (% of the body height), nearest first.
+    height_offsets_pct: tuple[float, ...] = (0.0, -5.0, 5.0, -10.0, 10.0, -15.0, 15.0)
+    #: Target depth search step (% of the AP depth).
+    depth_step_pct: float = 1.0
+    #: How far back from the pivot the bone entry is looked for (mm).
+    entry_search_mm: float = 60.0
+
+
+SEARCH_PARAMS = SearchParams()
+
+
+@dataclass
+class Suggestion:
+    """The answer of :func:`suggest_checked`."""
+
+    #: The suggested trajectory (not added to the plan); None when nothing can be suggested.
+    trajectory: Optional[Trajectory]
+    report: Optional[TrajectoryReport]
+    #: The suggested trajectory's overall status, or "none".
+    status: str
+    #: What was done, or why nothing can be suggested, for the physician.
+    message: str
+    #: True when the trajectory is an alternative to the side or path kind that was asked for.
+    alternative: bool = False
+    candidates: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Candidate:
+    trajectory: Trajectory
+    ok: bool
+    margin: float
+    deviation: float
+    problems: list[str]
+
+
+def _image_pedicle_centre(model: SpineModel, code: int, frame: VertebraFrame, side: str, landmark: Optional[np.ndarray],
+                          sp: SearchParams) -> Optional[np.ndarray]:
+    """Centre of the vertebra's bone bridge between the body and the arch on ``side``, on the image."""
+    mask = model.vertebra_mask(code)
+    idx = np.argwhere(mask)
+    if len(idx) == 0:
+        return None
+    pts = model.grid.lps_of(idx)
+    depth = (pts - frame.posterior_wall_lps) @ frame.u
+    lat = (pts - frame.body_center_lps) @ frame.medial_direction(side)  # negative on the approach side
+    sel = (depth <= -sp.pedicle_depth_mm[0]) & (depth >= -sp.pedicle_depth_mm[1]) & \
+          (-lat >= sp.pedicle_lateral_mm[0]) & (-lat <= sp.pedicle_lateral_mm[1])
+    if landmark is not None:
+        h = (pts - landmark) @ frame.s
+        sel &= np.abs(h) <= sp.pedicle_height_fraction * frame.height_mm
+    if sel.sum() < 5:
+        return None
+    return pts[sel].mean(axis=0)
+
+
+def _entry_on_image(model: SpineModel, code: int, pivot: np.ndarray, d: np.ndarray, sp: SearchParams,
+                    step: float) -> Optional[np.ndarray]:
+    """Walking back from ``pivot`` against ``d``: the last point in the vertebra's bone (its dorsal
+    surface); None when the pivot is not in that bone."""
+    t = np.arange(0.0, sp.entry_search_mm + 1e-9, step)
+    pts = pivot[None, :] - t[:, None] * d[None, :]
+    inside = model.inside(model.solid_mask(code), pts)
+    if not inside[0]:
+        return None
+    out = np.nonzero(~inside)[0]
+    k = int(out[0]) if len(out) else len(t)
+    return pts[k - 1]
+
+
+def _target_on_image(model: SpineModel, code: int, frame: VertebraFrame, plan: Plan, side: str, params: TrajectoryParams,
+                     lateral_offset_mm: Optional[float], sp: SearchParams) -> tuple[Optional[np.ndarray], str]:
+    """The target nearest to the depth and height settings (inside the depth window if possible) whose
+    zone lies in the body on the image and keeps the canal margin; (None, reason) when there is none."""
+    st = plan.settings
+    r = params.zone_diameter_mm / 2.0
+    base = default_target(frame, st, side, lateral_offset_mm)
+    d0 = frame.wall_depth_mm(base)
+    depths = np.arange(5.0, 95.0 + 1e-9, sp.depth_step_pct)
+    heights = np.asarray(sp.height_offsets_pct)
+    dd, hh = np.meshgrid(depths, heights)
+    shift = ((dd / 100.0 * frame.depth_mm) - d0)[..., None] * frame.u + (hh / 100.0 * frame.height_mm)[..., None] * frame.s
+    pts = (base + shift).reshape(-1, 3)
+    inside = -model.body_distance_mm(code, pts) - r
+    canal = (image_canal_margin_mm(model.canal_distance_mm(pts) - r, params.zone_diameter_mm, st.canal_margin_from)
+             if "canal" in model.measured else np.full(len(pts), np.inf))
+    ok = (inside >= 0.0) & (canal >= params.canal_margin_mm)
+    dflat, hflat = dd.ravel(), hh.ravel()
+    if not ok.any():
+        best_in = float(np.max(inside))
+        if best_in < 0:
+            return None, (f"the {2 * r:.0f} mm zone does not fit inside the body of {frame.level_name} on the image "
+                          f"(it reaches {-best_in:.1f} mm out at best)")
+        return None, (f"no target in the body of {frame.level_name} keeps the {params.canal_margin_mm:.0f} mm canal "
+                      f"margin on the image (at most {float(np.max(np.where(inside >= 0, canal, -np.inf))):.1f} mm)")
+    window = ok & (dflat >= st.target_depth_min_pct) & (dflat <= st.target_depth_max_pct)
+    cand = np.nonzero(window if window.any() else ok)[0]
+    cost = np.abs(hflat[cand]) * 10.0 + np.abs(dflat[cand] - st.target_depth_pct)
+    i = int(cand[np.argmin(cost)])
+    bits = []
+    if not window.any():
+        bits.append(f"target at {dflat[i]:.0f}% depth, outside the {st.target_depth_min_pct:.0f}-"
+                    f"{st.target_depth_max_pct:.0f}% window")
+    if hflat[i] != 0:
+        bits.append(f"target at {st.target_height_pct + hflat[i]:.0f}% height")
+    note = (", ".join(bits) + " to fit the zone and the canal margin on the image") if bits else ""
+    return pts[i], note
+
+
+def _measure(model: SpineModel, plan: Plan, level: Level, traj: Trajectory, volume: Any, warn_mm: float,
+             fail_grade_medial: float) -> tuple[bool, float, list[str]]:
+    path = trajectory_path(traj, plan)
+    # the approach is followed a fixed length back (beyond the skin there is no bone); the final
+    # evaluation starts at the skin
+    m = measure_path(model, level.id, path, None, traj.params.zone_diameter_mm / 2.0)
+    problems = []
+    if m.canal_runs:
+        problems.append("enters the spinal canal")
+    if m.first_contact is None:
+        problems.append(f"does not meet the bone of {level.name}")
+    if m.gaps:
+        problems.append(f"leaves the bone for {sum(g.length_mm for g in m.gaps):.1f} mm")
+    bad = [r for r in m.others if r.code > 0 or r.code == OWNER_ILIUM]
+    if bad:
+        problems.append("crosses " + ", ".join(r.what for r in bad))
+    clear = [v for v in m.clearance_mm.values() if v is not None]
+    cmin = min(clear) if clear else -10.0
+    if clear and cmin < -fail_grade_medial:
+        problems.append(f"breaches a pedicle wall by {-cmin:.1f} mm")
+    canal_min = m.canal_min_mm if m.canal_min_mm is not None else 0.0
+    margin = min(canal_min, cmin)
+    return not problems, margin, problems
+
+
+def _pivots(model: SpineModel, code: int, frame: VertebraFrame, side: str, sp: SearchParams) -> list[np.ndarray]:
+    """Points the introducer's line passes through: the pedicle centre on the image, then the landmark."""
+    landmark = frame.pedicle_left_lps if side == "left" else frame.pedicle_right_lps
+    image_centre = _image_pedicle_centre(model, code, frame, side, landmark, sp)
+    out = [] if image_centre is None else [image_centre]
+    if landmark is not None:
+        out.append(np.asarray(landmark, dtype=float))
+    return out
+
+
+def _offsets(pivot: np.ndarray, frame: VertebraFrame, side: str, sp: SearchParams) -> list[np.ndarray]:
+    m_dir = frame.medial_direction(side)
+    return [pivot + a * m_dir + b * frame.s for a in sp.pivot_offsets_mm for b in sp.pivot_offsets_mm
+            if a != 0.0 or b != 0.0]
+
+
+def _candidates(plan: Plan, level: Level, frame: VertebraFrame, side: str, target: np.ndarray, curved: bool,
+                model: SpineModel, code: int, sp: SearchParams, step: float, pivots: list[np.ndarray],
+                angles: Optional[list[tuple[float, float]]] = None) -> list[Trajectory]:
+    st = plan.settings
+    params = TrajectoryParams.from_settings(st)
+    params.curved = curved
+    tr0 = level_setting(st.pedicle_transverse_angle_deg, frame.level_name)
+    sg0 = st.pedicle_sagittal_angle_deg
+    out: list[Trajectory] = []
+    past = st.introducer_past_wall_mm
+    if curved:
+        trs = np.arange(-st.suggestion_transverse_range_deg, st.suggestion_transverse_range_deg + 1e-9,
+                        sp.transverse_step_deg)
+        sgs = np.arange(-st.suggestion_sagittal_range_deg, st.suggestion_sagittal_range_deg + 1e-9,
+                        sp.sagittal_step_deg)
+        grid = angles if angles is not None else [(float(a), float(b)) for a in trs for b in sgs]
+        for pivot in pivots:
+            for dt, ds in grid:
+                d = pedicle_axis(frame, st, side, tr0 + float(dt), sg0 + float(ds))
+                d = d / np.linalg.norm(d)
+                du = float(d @ frame.u)
+                if du < 1e-3:
+                    continue
+                t_bend = (frame.wall_depth_mm(frame.posterior_wall_lps) + past - frame.wall_depth_mm(pivot)) / du
+                bend = pivot + t_bend * d
+                if float((bend - frame.body_center_lps) @ frame.medial_direction(side)) > 0.0:
+                    continue  # the bend past the midline
+                _, _, r_fit, reachable, ahead = solve_arc(bend, d, target, params.cannula_curve_radius_mm)
+                if not reachable or ahead <= 0 or r_fit < params.cannula_curve_radius_mm:
+                    continue
+                entry = _entry_on_image(model, code, pivot, d, sp, step)
+                if entry is None or float(np.linalg.norm(bend - entry)) < 5.0:
+                    continue
+                out.append(Trajectory(level_id=level.id, side=side, entry_lps=tuple(map(float, entry)),
+                                      bend_lps=tuple(map(float, bend)), target_lps=tuple(map(float, target)),
+                                      params=params.model_copy(), label=f"{dt:g},{ds:g}"))
+    else:
+        for pivot in pivots:
+            d = target - pivot
+            n = float(np.linalg.norm(d))
+            if n < 1e-6 or float(d @ frame.u) <= 0:
+                continue
+            d = d / n
+            entry = _entry_on_image(model, code, pivot, d, sp, step)
+            if entry is None:
+                continue
+            out.append(Trajectory(level_id=level.id, side=side, entry_lps=tuple(map(float, entry)), bend_lps=None,
+                                  target_lps=tuple(map(float, target)), params=params.model_copy()))
+    return out
+
+
+def _angles(traj: Trajectory, frame: VertebraFrame) -> tuple[float, float]:
+    e = np.asarray(traj.entry_lps, dtype=float)
+    b = np.asarray(traj.bend_lps if traj.bend_lps is not None else traj.target_lps, dtype=float)
+    d = (b - e) / np.linalg.norm(b - e)
+    dp = d - (d @ frame.s) * frame.s
+    med = math.degrees(math.acos(float(np.clip(dp @ frame.u / max(np.linalg.norm(dp), 1e-9), -1, 1))))
+    cra = math.degrees(math.asin(float(np.clip(d @ frame.s, -1, 1))))
+    return med, cra
+
+
+def _search(plan: Plan, level: Level, side: str, volume: Any, model: SpineModel, curved: bool,
+            lateral_offset_mm: Optional[float], sp: SearchParams, params: SafetyParams
+            ) -> tuple[Optional[_Candidate], Optional[_Candidate], int, str]:
+    """(best acceptable, best rejected, number tried, reason when no target)."""
+    frame = vertebra_frame(level)
+    code = model.owner_index(level.id)
+    st = plan.settings
+    params_t = TrajectoryParams.from_settings(st)
+    params_t.curved = curved
+    target, note = _target_on_image(model, code, frame, plan, side, params_t, lateral_offset_mm, sp)
+    if target is None:
+        return None, None, 0, note
+    tr0 = level_setting(st.pedicle_transverse_angle_deg, frame.level_name)
+    sg0 = st.pedicle_sagittal_angle_deg
+    grade_mm = {"B": 0.0, "C": st.breach_grade_limits_mm[0], "D": st.breach_grade_limits_mm[1],
+                "E": st.breach_grade_limits_mm[2]}[st.breach_fail_grade_medial_inferior]
+    best_ok: Optional[_Candidate] = None
+    best_bad: Optional[_Candidate] = None
+    tried = 0
+
+    def run(cands: list[Trajectory]) -> list[_Candidate]:
+        nonlocal best_ok, best_bad, tried
+        done = []
+        for traj in cands:
+            ok, margin, problems = _measure(model, plan, level, traj, volume, st.pedicle_clearance_warn_mm, grade_mm)
+            med, cra = _angles(traj, frame)
+            c = _Candidate(traj, ok, margin, abs(med - tr0) + abs(cra - sg0), problems)
+            done.append(c)
+            if ok and (best_ok is None or (round(margin, 1), -c.deviation) > (round(best_ok.margin, 1),
+                                                                                -best_ok.deviation)):
+                best_ok = c
+            if not ok and (best_bad is None or (len(problems), -margin) < (len(best_bad.problems), -best_bad.margin)):
+                best_bad = c
+        tried += len(cands)
+        return done
+
+    # coarse: every angle through the pedicle centre (image, landmark); fine: the best few angles
+    # through small offsets of their pivot
+    pivots = _pivots(model, code, frame, side, sp)
+    coarse = run(_candidates(plan, level, frame, side, target, curved, model, code, sp, params.path_step_mm, pivots))
+    coarse.sort(key=lambda c: (c.ok, round(c.margin, 1), -c.deviation), reverse=True)
+    for c in coarse[:sp.refine_best]:
+        e = np.asarray(c.trajectory.entry_lps)
+        b = np.asarray(c.trajectory.bend_lps if c.trajectory.bend_lps is not None else c.trajectory.target_lps)
+        # the pivot of the candidate: where its line is nearest to the pivots tried
+        d = (b - e) / np.linalg.norm(b - e)
+        piv = min(pivots, key=lambda p: float(np.linalg.norm((p - e) - ((p - e) @ d) * d)))
+        angles = None
+        if curved:
+            dt, ds = (float(x) for x in c.trajectory.label.split(","))
+            angles = [(dt, ds)]
+        run(_candidates(plan, level, frame, side, target, curved, model, code, sp, params.path_step_mm,
+                        _offsets(piv, frame, side, sp), angles))
+    for c in (best_ok, best_bad):
+        if c is not None:
+            c.trajectory.label = note
+    return best_ok, best_bad, tried, note
+
+
+def suggest_checked(plan: Plan, level: Level | str, side: str, images: Any = None, *, curved: Optional[bool] = None,
+                    lateral_offset_mm: Optional[float] = None, alternatives: bool = True,
+                    search: SearchParams = SEARCH_PARAMS, params: SafetyParams = SAFETY_PARAMS) -> Suggestion:
+    """A trajectory for ``level`` from ``side`` that passes the image checks (module docstring)."""
+    t0 = time.perf_counter()
+    if isinstance(level, str):
+        found = plan.level(level) if any(lv.id == level for lv in plan.levels) else plan.level_by_name(level)
+        if found is None:
+            raise KeyError(f"no level with id or name {level!r}")
+        level = found
+    want_curved = TrajectoryParams.from_settings(plan.settings).curved if curved is None else curved
+    frame = vertebra_frame(level)  # LandmarkError names what is missing
+    target0 = default_target(frame, plan.settings, side, lateral_offset_mm)
+    chosen = choose_check_volume(plan, images, [target0])
+    model = None
+    why = ""
+    if chosen is not None:
+        volume = chosen[1]
+        anchors = anchors_of([level])
+        lo, hi = level_box(anchors[0], params)
+        try:
+            model = spine_model(volume, plan.levels, (lo, hi), params)
+        except ValueError as exc:
+            why = str(exc)
+        if model is not None and not ({"bone", "owners"} <= model.measured and model.owner_index(level.id) > 0):
+            why = "; ".join(model.notes) or f"the bone of {level.name} was not found on the image"
+            model = None
+    else:
+        why = "no loaded image contains the level"
+    if model is None:
+        traj = suggest_trajectory(plan, level, side, chosen[1] if chosen else None, curved=want_curved,
+                                  lateral_offset_mm=lateral_offset_mm)
+        rep = evaluate_trajectory(plan, traj, images)
+        return Suggestion(traj, rep, rep.overall, f"{level.name} {side}: suggested from the landmarks, not checked on "
+                                                  f"the image ({why}); the checks are unverified until a reason is "
+                                                  "recorded or an image is loaded.", seconds=time.perf_counter() - t0)
+    volume = chosen[1]
+    tries = [(side, want_curved)]
+    if alternatives:
+        tries += [(side, not want_curved), ("right" if side == "left" else "left", True)]
+    total = 0
+    first_problem = ""
+    for i, (s_, c_) in enumerate(tries):
+        off = lateral_offset_mm if s_ == side else None
+        best, bad, n, note = _search(plan, level, s_, volume, model, c_, off, search, params)
+        total += n
+        kind = "curved" if c_ else "straight"
+        if best is None:
+            if i == 0:
+                if n == 0 and note:
+                    first_problem = f"no target: {note}"
+                elif bad is not None:
+                    first_problem = "the best of them " + "; ".join(bad.problems)
+                else:
+                    first_problem = "no path through the pedicle reaches the target"
+            continue
+        traj = best.trajectory
+        probe = plan.model_copy(deep=True)
+        probe.trajectories = [t for t in probe.trajectories if t.id != traj.id] + [traj]
+        rep = evaluate_trajectory(probe, traj, images)
+        if rep.overall in (FAIL, UNVERIFIED):
+            if i == 0:
+                first_problem = "; ".join(f"{c.label}: {c.reason}" for c in rep.blocking)
+            continue
+        med, cra = _angles(traj, frame)
+        words = (f"{level.name} {s_}: {kind} path, {med:.0f}° medial, {cra:.0f}° cranial, "
+                 f"{'passes every check' if rep.overall == PASS else 'passes the image checks (with warnings)'}"
+                 f" ({total} paths searched in {time.perf_counter() - t0:.1f} s)")
+        if i == 0:
+            message = words + (f"; {best.trajectory.label}" if best.trajectory.label else "")
+        else:
+            message = (f"No {'curved' if want_curved else 'straight'} path from the {side} passes the image checks of "
+                       f"{level.name} ({first_problem}). Proposed instead: {words}.")
+        traj.label = "" if i == 0 else f"alternative: {kind} from the {s_}"
+        return Suggestion(traj, rep, rep.overall, message, alternative=i > 0, candidates=total,
+                          seconds=time.perf_counter() - t0)
+    asked = f"{'curved' if want_curved else 'straight'} path from the {side}"
+    alt = " nor the alternatives (the other path kind, the curved path from the other side)" if alternatives else ""
+    return Suggestion(None, None, "none",
+                      f"Cannot suggest a {asked} for {level.name} that passes the image checks{alt}: {first_problem}. "
+                      f"({total} paths searched in {time.perf_counter() - t0:.1f} s.) Plan it by hand and record the "
+                      "reason, or check the landmarks.", candidates=total, seconds=time.perf_counter() - t0)
+
+
+def suggest_bipedicular_checked(plan: Plan, level: Level | str, images: Any = None, *, curved: bool = False,
+                                search: SearchParams = SEARCH_PARAMS,
+                                params: SafetyParams = SAFETY_PARAMS) -> tuple[Suggestion, Suggestion]:
+    """Left and right trajectories whose tips lie half the bipedicular tip spacing (the middle of the
+    ``bipedicular_tip_spacing_mm`` window) on either side of the midline target, each searched as
+    :func:`suggest_checked` does (straight by default, as in the bipedicular technique) without
+    alternatives: a side that cannot be suggested says so, and the caller may fall back on a
+    unipedicular suggestion."""
+    st = plan.settings
+    lo, hi = (list(st.bipedicular_tip_spacing_mm) + [10.0, 20.0])[:2]
+    half = (float(lo) + float(hi)) / 4.0
+    left = suggest_checked(plan, level, "left", images, curved=curved, alternatives=False,
+                           lateral_offset_mm=st.target_midline_offset_mm + half, search=search, params=params)
+    right = suggest_checked(plan, level, "right", images, curved=curved, alternatives=False,
+                            lateral_offset_mm=-st.target_midline_offset_mm + half, search=search, params=params)
+    return left, right
+
+
+__all__ = ["Suggestion", "SearchParams", "SEARCH_PARAMS", "suggest_checked", "suggest_bipedicular_checked"]
