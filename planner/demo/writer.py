@@ -761,10 +761,13 @@ def _skin_point(ph: Phantom, traj) -> Optional[list[float]]:
     return _r(entry + t[max(int(air[0]) - 1, 0)] * back, 3)
 
 
-def build_plan(ph: Phantom, truth: dict[str, Any]):
+def build_plan(ph: Phantom, truth: dict[str, Any], images: Optional[dict[str, Any]] = None):
     """The sample plan: case, levels with true landmarks, Modic findings, L4 and L5 to treat, eligibility
-    answers and one trajectory per treated level (left for L4, right for L5)."""
+    answers and one trajectory per treated level (left for L4, right for L5). With the written ``images``
+    the trajectories are the checked suggestions (:func:`planner.suggest.suggest_checked`: they pass the
+    image checks on the demo's own images), else the landmark suggestions."""
     from planner.plan import AuditEntry, CaseInfo, Eligibility, EndplateFinding, Level, Plan, SeriesRef
+    from planner.suggest import suggest_checked
     from planner.trajectory import suggest_trajectory
 
     settings = ph.settings
@@ -807,9 +810,15 @@ def build_plan(ph: Phantom, truth: dict[str, Any]):
         "vertebral_injection": False,
     }, notes="Demo answers for a synthetic patient.")
     plan.fluoro_landmarks.extend(_fluoro_marks(plan, truth, ("L4", "L5")))
-    method = "planner.trajectory.suggest_trajectory"
+    method = "planner.suggest.suggest_checked" if images else "planner.trajectory.suggest_trajectory"
     for name, side in (("L4", "left"), ("L5", "right")):
-        traj = suggest_trajectory(plan, plan.level_by_name(name), side)
+        if images:
+            sg = suggest_checked(plan, name, side, images, alternatives=False)
+            if sg.trajectory is None:
+                raise RuntimeError(f"the demo's {name} {side} trajectory: {sg.message}")
+            traj = sg.trajectory
+        else:
+            traj = suggest_trajectory(plan, plan.level_by_name(name), side)
         traj.id = f"demo-{name}-{side}"
         traj.label = traj.label or f"{name} {side} transpedicular"
         plan.trajectories.append(traj)
@@ -960,7 +969,9 @@ def write_demo_study(outdir: os.PathLike | str, settings: Optional[PlanningSetti
         "fluoroscopy": fluoro_truth,
         "tissues": {t.name: int(t) for t in Tissue},
     }
-    plan, method = build_plan(ph, truth)
+    from planner.imaging import load_path
+
+    plan, method = build_plan(ph, truth, {k: v for k, v in load_path(dicom).images.items()})
     truth["plan"] = {"path": SAMPLE_PLAN, "trajectory_method": method,
                      "treated_levels": ["L4", "L5"],
                      "trajectories": [{"level": plan.level(t.level_id).name, "side": t.side,

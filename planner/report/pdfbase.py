@@ -23,6 +23,8 @@ STATUS_COLORS = {
     "pass": (22, 128, 60),
     "warning": (196, 120, 0),
     "fail": (190, 30, 30),
+    # a safety check not measured on the images (planner.checks UNVERIFIED): amber, blocks like a failure
+    "unverified": (214, 150, 0),
     "not evaluated": (110, 110, 110),
     "info": (20, 80, 140),
     # eligibility words (planner.eligibility)

@@ -280,7 +280,8 @@ class SliceView(ImageCanvas):
         """The trajectories and the measurements of this view's series (what a drag moves)."""
         plan = self.session.document.plan
         handles = overlays2d.paint_trajectories(painter, surface, self.frame, self.n, plan,
-                                                self.session.results.shape, self.session.active_trajectory, True)
+                                                self.session.results.shape, self.session.active_trajectory, True,
+                                                self.session.results.report)
         shown = [m for m in plan.measurements if self.shows_series(m.series_instance_uid)]
         handles += overlays2d.paint_measurements(painter, surface, self.frame, self.n, shown,
                                                  self.selected_measurement, True)

@@ -435,10 +435,23 @@ class ProbeEyeView(TrajectoryPlaneView):
         out.sort(key=lambda x: -x[2])
         return out
 
+    def failing_here(self) -> list[str]:
+        """Labels of the failing parts of the active trajectory's path at this plane (e.g. "canal 3.5 mm"):
+        the instrument's cut is then drawn red (the labels come with the plan's overlays)."""
+        self.sync()
+        if self.frame is None or self.trajectory is None:
+            return []
+        rep = self.session.results.report(self.trajectory)
+        here = self.frame.ref_lps
+        return [part.label for _c, part in rep.failing_parts
+                if float(np.min(np.linalg.norm(np.asarray(part.points_lps) - here, axis=1))) <= PROBE_STEP_MM]
+
     def paint_extras(self, p: QPainter) -> None:
+        failing = self.failing_here()
         for name, point, diameter in self.instrument_cuts():
             w = self.to_widget(point[None, :])[0]
-            color = QColor(overlays2d.INSTRUMENT_COLORS.get(name, overlays2d.DEFAULT_INSTRUMENT))
+            color = QColor(overlays2d.FAILING_COLOR if failing else
+                           overlays2d.INSTRUMENT_COLORS.get(name, overlays2d.DEFAULT_INSTRUMENT))
             r = max(2.5, diameter / 2.0 * self.zoom)
             fill = QColor(color)
             fill.setAlpha(120)

@@ -1,6 +1,7 @@
 """Plan objects drawn on a slice view with QPainter: level labels, landmarks, trajectories (their
 cut through the slice at the real instrument diameters, plus the whole path projected thin and
-dashed), ablation-zone circles, measurements, and the linked crosshair.
+dashed; the parts of a path where a check fails or is unverified in red with their label; a failing
+zone red), ablation-zone circles, measurements, and the linked crosshair.
 
 The functions take what they draw as arguments: the :class:`~planner.views.render.surface.Surface`
 (mapping, zoom, fonts), the slice (``frame`` and slice index ``n``, a
@@ -17,6 +18,7 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen
 
+from planner.checks import FAIL, TrajectoryReport
 from planner.display.annotations import measurement_text, trajectory_name
 from planner.display.slice_geometry import sphere_cut
 from planner.plan import LANDMARK_NAMES, Level, Measurement, Plan, Trajectory
@@ -34,6 +36,8 @@ INSTRUMENT_COLORS = {
     "probe": QColor(255, 220, 40),
 }
 DEFAULT_INSTRUMENT = QColor(230, 230, 230)
+#: Failing parts of a path (a check that fails or is unverified) and a failing zone: red, with the label.
+FAILING_COLOR = QColor(235, 40, 40)
 MEASURE_COLOR = QColor("#c6ff00")
 
 LANDMARK_TEXT = {
@@ -188,10 +192,13 @@ def paint_levels(p: QPainter, surface: Surface, frame: Any, n: int, plan: Plan, 
 
 def paint_trajectories(p: QPainter, surface: Surface, frame: Any, n: int, plan: Plan,
                        shape_of: Callable[[Trajectory], TrajectoryShape], active_id: Optional[str],
-                       draw_handles: bool) -> list[Handle]:
+                       draw_handles: bool,
+                       report_of: Optional[Callable[[Trajectory], TrajectoryReport]] = None) -> list[Handle]:
     """Each trajectory's instruments where they cut the slice (at their real diameters), the whole path
     projected thin and dashed in slices near it, the ablation zone's cut, and the entry/bend/target
-    handles near the slice. ``shape_of`` gives the drawn shape of a trajectory (the session's results)."""
+    handles near the slice. ``shape_of`` gives the drawn shape of a trajectory and ``report_of`` its
+    checks (the session's results): the parts of the path where a check fails or is unverified are
+    drawn red with their label, and the zone red when the zone check fails."""
     to_widget, zoom = surface.to_widget, surface.zoom
     pp = frame.plane_point(n)
     half_slab = frame.slice_spacing / 2.0
@@ -199,15 +206,18 @@ def paint_trajectories(p: QPainter, surface: Surface, frame: Any, n: int, plan: 
     handles: list[Handle] = []
     for traj in plan.trajectories:
         geom = shape_of(traj)
-        # the ablation zone's cut through this slice
+        rep = report_of(traj) if report_of is not None else None
+        # the ablation zone's cut through this slice (red when the zone check fails)
         cut = sphere_cut(geom.zone.center_lps, geom.zone.radius_mm, pp, frame.normal)
         if cut is not None:
+            zone_bad = rep is not None and any(c.name == "zone" and c.status == FAIL for c in rep.checks)
+            zcolor = FAILING_COLOR if zone_bad else ZONE_COLOR
             cw = to_widget(cut[0][None, :])[0]
             r = cut[1] * zoom
-            fill = QColor(ZONE_COLOR)
+            fill = QColor(zcolor)
             fill.setAlpha(55)
             p.setBrush(QBrush(fill))
-            p.setPen(QPen(ZONE_COLOR, 1.5))
+            p.setPen(QPen(zcolor, 2.5 if zone_bad else 1.5))
             p.drawEllipse(_qp(cw), r, r)
         near = min(float(np.min(np.abs((_dense_axis(inst) - pp) @ frame.normal)))
                    for inst in geom.instruments) <= PATH_PROJECTION_RANGE_MM if geom.instruments else False
@@ -240,6 +250,9 @@ def paint_trajectories(p: QPainter, surface: Surface, frame: Any, n: int, plan: 
                 for q in rw[1:]:
                     path.lineTo(_qp(q))
                 p.drawPath(path)
+        if rep is not None:
+            paint_failing_parts(p, surface, rep, traj.params.introducer_diameter_mm, pp, frame.normal, half_slab,
+                                near)
         if not draw_handles:
             continue
         for which in ("entry", "bend", "target"):
@@ -259,6 +272,47 @@ def paint_trajectories(p: QPainter, surface: Surface, frame: Any, n: int, plan: 
             handles.append(Handle("trajectory", (traj.id, which), pt, (float(w[0]), float(w[1])),
                                   f"{traj.label or trajectory_name(plan, traj)} {which} point"))
     return handles
+
+
+def paint_failing_parts(p: QPainter, surface: Surface, rep: TrajectoryReport, diameter_mm: float,
+                        plane_point: np.ndarray, normal: np.ndarray, half_slab: float, near: bool) -> None:
+    """The parts of a path where a check fails or is unverified (``rep.failing_parts``): thick red where
+    they cut the slice, thin dashed red projected when the path is near it, each labelled once (e.g.
+    "canal 3.5 mm"), the labels of one path stacked so that they do not overlap."""
+    to_widget, zoom = surface.to_widget, surface.zoom
+    placed: list[QRectF] = []
+    for _check, part in rep.failing_parts:
+        pts = np.asarray(part.points_lps, dtype=float)
+        if len(pts) == 1:
+            pts = np.vstack([pts, pts])
+        label_at = None
+        if near:
+            pw = to_widget(pts)
+            pen = QPen(FAILING_COLOR, 2.0)
+            pen.setStyle(Qt.PenStyle.DashLine)
+            p.setPen(pen)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            path = QPainterPath(_qp(pw[0]))
+            for q in pw[1:]:
+                path.lineTo(_qp(q))
+            p.drawPath(path)
+            label_at = pw[len(pw) // 2]
+        for run in runs_near_plane(pts, plane_point, normal, diameter_mm / 2.0 + half_slab):
+            rw = to_widget(run)
+            pen = QPen(FAILING_COLOR, max(3.0, (diameter_mm + 1.0) * zoom))
+            pen.setCapStyle(Qt.PenCapStyle.FlatCap)
+            p.setPen(pen)
+            path = QPainterPath(_qp(rw[0]))
+            for q in rw[1:]:
+                path.lineTo(_qp(q))
+            p.drawPath(path)
+            label_at = rw[len(rw) // 2]
+        if label_at is not None:
+            pos = QPointF(float(label_at[0]) + 8, float(label_at[1]) - 8)
+            while any(abs(r.center().y() - pos.y()) < r.height() and abs(r.left() - pos.x()) < r.width()
+                      for r in placed):
+                pos += QPointF(0, 16)  # below the labels already drawn for this path
+            placed.append(draw_label(p, surface, pos, part.label, FAILING_COLOR, bold=True))
 
 
 def paint_measurement_shape(p: QPainter, surface: Surface, pts_w: np.ndarray, kind: str, text: str,
