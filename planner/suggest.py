@@ -1,7 +1,9 @@
 """Suggested trajectories that respect the image checks (issue 11, item 4).
 
-:func:`suggest_checked` places the target by the settings (depth, height, midline) and moves it only
-as far as the image requires (the zone inside the body and the canal margin measured on the image),
+:func:`suggest_checked` places the target by the settings (depth, height, midline) measured on the
+body segmented from the image (its mid-sagittal plane and AP depth through the target; the landmarks
+when the body's width or depth look implausible), moves it only as far as the image requires (the
+zone inside the body and the canal margin measured on the image),
 then searches the introducer's direction within ``suggestion_transverse_range_deg`` and
 ``suggestion_sagittal_range_deg`` of the pedicle-angle settings, through the pedicle centre landmark
 and the pedicle centre measured on the image (and small offsets of it), with the bone entry where the
@@ -71,6 +73,12 @@ class SearchParams:
     refine_best: int = 3
     #: Target heights tried, as offsets from the height setting (% of the body height), nearest first.
     height_offsets_pct: tuple[float, ...] = (0.0, -5.0, 5.0, -10.0, 10.0, -15.0, 15.0)
+    #: The body is measured along lines this long to each side of the target (mm); a width (left-right)
+    #: or a depth (AP) outside these ranges (mm) is a segmentation that leaked or fell short, and the
+    #: landmarks' midline and walls are used instead.
+    body_reach_mm: float = 45.0
+    body_width_mm: tuple[float, float] = (20.0, 75.0)
+    body_depth_mm: tuple[float, float] = (15.0, 55.0)
     #: Target depth search step (% of the AP depth).
     depth_step_pct: float = 1.0
     #: How far back from the pivot the bone entry is looked for (mm).
@@ -148,12 +156,23 @@ def _target_on_image(model: SpineModel, code: int, frame: VertebraFrame, plan: P
     st = plan.settings
     r = params.zone_diameter_mm / 2.0
     base = default_target(frame, st, side, lateral_offset_mm)
-    d0 = frame.wall_depth_mm(base)
+    # the body on the image: its mid-sagittal plane and its AP depth through the target (the landmarks
+    # only give the first guess; a wall landmark a few mm off would move the target as much)
+    off = st.target_midline_offset_mm if lateral_offset_mm is None else lateral_offset_mm
+    toward = -frame.medial_direction(side)
+    across = _body_extent(model, code, base - off * toward, frame.l, sp)
+    if across is not None and sp.body_width_mm[0] <= across[1] - across[0] <= sp.body_width_mm[1]:
+        base = base - off * toward + 0.5 * (across[0] + across[1]) * frame.l + off * toward
+    along = _body_extent(model, code, base, frame.u, sp)
+    if along is not None and sp.body_depth_mm[0] <= along[1] - along[0] <= sp.body_depth_mm[1]:
+        posterior, depth_mm = base + along[0] * frame.u, along[1] - along[0]
+    else:
+        posterior, depth_mm = base - frame.wall_depth_mm(base) * frame.u, frame.depth_mm
     depths = np.arange(5.0, 95.0 + 1e-9, sp.depth_step_pct)
     heights = np.asarray(sp.height_offsets_pct)
     dd, hh = np.meshgrid(depths, heights)
-    shift = ((dd / 100.0 * frame.depth_mm) - d0)[..., None] * frame.u + (hh / 100.0 * frame.height_mm)[..., None] * frame.s
-    pts = (base + shift).reshape(-1, 3)
+    shift = (dd / 100.0 * depth_mm)[..., None] * frame.u + (hh / 100.0 * frame.height_mm)[..., None] * frame.s
+    pts = (posterior + shift).reshape(-1, 3)
     inside = -model.body_distance_mm(code, pts) - r
     canal = (image_canal_margin_mm(model.canal_distance_mm(pts) - r, params.zone_diameter_mm, st.canal_margin_from)
              if "canal" in model.measured else np.full(len(pts), np.inf))
@@ -178,6 +197,24 @@ def _target_on_image(model: SpineModel, code: int, frame: VertebraFrame, plan: P
         bits.append(f"target at {st.target_height_pct + hflat[i]:.0f}% height")
     note = (", ".join(bits) + " to fit the zone and the canal margin on the image") if bits else ""
     return pts[i], note
+
+
+def _body_extent(model: SpineModel, code: int, point: np.ndarray, direction: np.ndarray, sp: SearchParams
+                 ) -> Optional[tuple[float, float]]:
+    """Where the line through ``point`` along ``direction`` enters and leaves the vertebra's body on the
+    image (signed distances from ``point``, mm); None when ``point`` is not in the body."""
+    t = np.arange(-sp.body_reach_mm, sp.body_reach_mm + 1e-9, 0.5)
+    inside = model.inside(model.body_mask(code), point[None, :] + t[:, None] * direction[None, :])
+    k = int(np.argmin(np.abs(t)))
+    if not inside[k]:
+        return None
+    lo = k
+    while lo > 0 and inside[lo - 1]:
+        lo -= 1
+    hi = k
+    while hi < len(t) - 1 and inside[hi + 1]:
+        hi += 1
+    return float(t[lo]) - 0.25, float(t[hi]) + 0.25
 
 
 def _measure(model: SpineModel, plan: Plan, level: Level, traj: Trajectory, volume: Any, warn_mm: float,

@@ -95,6 +95,8 @@ class SpineModel:
     _trees: dict[Any, Optional[cKDTree]] = field(default_factory=dict, repr=False)
     _masks: dict[Any, np.ndarray] = field(default_factory=dict, repr=False)
     _floats: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    #: Per owner code: a bound of the vertebral body from the image (MRI: the body seen from its middle).
+    body_limits: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------- lookups
     def owner_index(self, level_id: str) -> int:
@@ -194,7 +196,10 @@ class SpineModel:
             p = [g.origin_lps[0] + xx * g.spacing_mm, g.origin_lps[1] + yy * g.spacing_mm,
                  g.origin_lps[2] + zz * g.spacing_mm]
             depth = sum((p[i] - a.posterior_wall_lps[i]) * a.u[i] for i in range(3))
-            self._masks[key] = vert & (depth >= -1.0)
+            region = vert & (depth >= -1.0)
+            if code in self.body_limits:
+                region &= self.body_limits[code]
+            self._masks[key] = region
         return self._masks[key]
 
     def _filled(self, mask: np.ndarray, closing_mm: float) -> np.ndarray:

@@ -9,6 +9,9 @@
   filled. Thin cortical
   bone without marrow (laminae, articular processes) does not show: on MRI the other-bone check sees
   only bone with marrow (the ilium, bodies and pedicles), and it says so.
+* **Body**: the marrow of the level, bounded by the body seen from its middle (:func:`star_body`: rays
+  stop where the signal leaves the marrow band, each ray no longer than its neighbours' median), so
+  that marrow-like soft tissue beyond a thin cortex is not taken for the body.
 * **Canal** (the thecal sac and its fluid): measured only where the fluid is bright (T2, STIR, water
   images): in the canal search region behind each level, voxels at least ``mr_fluid_ratio`` times the
   marrow level, in pieces of at least ``canal_min_piece_mm3``, bridged along the spine. On a T1 image
@@ -44,6 +47,55 @@ def _seed_regions(grid: Grid, anchors: Sequence, params: SafetyParams) -> list[n
             + (sum(rel[k] * a.l[k] for k in range(3)) / ru) ** 2
         out.append(np.broadcast_to(q <= 1.0, grid.shape))
     return out
+
+
+def _sphere_directions(n: int) -> np.ndarray:
+    """``n`` unit vectors spread evenly over the sphere (a Fibonacci lattice)."""
+    i = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * i / n
+    phi = np.pi * (1.0 + 5 ** 0.5) * i
+    rho = np.sqrt(1.0 - z * z)
+    return np.column_stack([rho * np.cos(phi), rho * np.sin(phi), z])
+
+
+def star_body(grid: Grid, ratio: np.ndarray, centre_lps: np.ndarray, params: SafetyParams) -> np.ndarray:
+    """The vertebral body as seen from its middle: along rays from ``centre_lps`` the marrow goes on
+    until the signal leaves the marrow band for ``mr_body_stop_mm`` (the dark cortex and endplates, or
+    a bright disc); each ray's length is the median of its neighbours' (a ray slipping through a gap in
+    a thin cortex is cut back), and the body is every voxel within its direction's length."""
+    from scipy.spatial import cKDTree
+
+    dirs = _sphere_directions(params.mr_body_rays)
+    step = 0.5
+    r = np.arange(0.0, params.mr_body_reach_mm + 1e-9, step)
+    pts = centre_lps[None, None, :] + r[None, :, None] * dirs[:, None, :]
+    vals = grid.like(ratio).sample(pts.reshape(-1, 3), fill=0.0).reshape(pts.shape[:2])
+    lo, hi = params.mr_marrow_band
+    out = (vals < lo) | (vals > hi)
+    n_stop = max(1, int(round(params.mr_body_stop_mm / step)))
+    run = np.zeros_like(out, dtype=np.int32)
+    for k in range(len(r) - 1, -1, -1):  # out-of-band run length from each sample outward
+        run[:, k] = np.where(out[:, k], 1 + (run[:, k + 1] if k + 1 < len(r) else 0), 0)
+    stop = np.where((run >= n_stop).any(axis=1), np.argmax(run >= n_stop, axis=1), len(r) - 1)
+    radii = r[stop]
+    tree = cKDTree(dirs)
+    _, nb = tree.query(dirs, k=params.mr_body_neighbours)
+    radii = np.median(radii[nb], axis=1)
+    # voxelize: each voxel's direction from the centre and its distance
+    reach = float(radii.max())
+    lo_i = np.floor(grid.index_of(centre_lps - reach)).astype(int)
+    hi_i = np.ceil(grid.index_of(centre_lps + reach)).astype(int)
+    a = np.minimum(lo_i, hi_i).clip(0, np.array(grid.shape) - 1)
+    b = np.maximum(lo_i, hi_i).clip(0, np.array(grid.shape) - 1) + 1
+    out_mask = np.zeros(grid.shape, dtype=bool)
+    idx = np.stack(np.meshgrid(*(np.arange(a[k], b[k]) for k in range(3)), indexing="ij"), axis=-1).reshape(-1, 3)
+    rel = grid.lps_of(idx) - centre_lps
+    dist = np.linalg.norm(rel, axis=1)
+    _, j = tree.query(rel / np.maximum(dist, 1e-9)[:, None])
+    ins = dist <= radii[j]
+    sel = idx[ins]
+    out_mask[sel[:, 0], sel[:, 1], sel[:, 2]] = True
+    return out_mask
 
 
 def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams):
@@ -104,6 +156,14 @@ def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams):
     owner = owner_lab.astype(np.int16)
     owner[bone & (owner_lab == 0)] = OWNER_OTHER
     measured = {"bone", "owners"}
+    # the bodies seen from their middle (bounds the body's outline where marrow-like soft tissue
+    # touches a thin cortex)
+    body_limits = {}
+    for i, region in enumerate(seeds):
+        pts = region & band
+        if good[i] and pts.any():
+            centre = grid.lps_of(np.argwhere(pts).mean(axis=0))
+            body_limits[i + 1] = star_body(grid, ratio, centre, params)
     # canal: bright fluid behind the bodies (T2-like images only)
     region = canal_search_region(grid, anchors, params)
     canal = empty.copy()
@@ -118,4 +178,6 @@ def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams):
     else:
         notes.append("the spinal canal's fluid is not bright on this MR image (a T1-weighted image?): the canal "
                      "is not measured on it")
-    return SpineModel(grid, "MR", bone, canal, owner, list(anchors), measured, notes)
+    model = SpineModel(grid, "MR", bone, canal, owner, list(anchors), measured, notes)
+    model.body_limits = body_limits
+    return model
