@@ -68,19 +68,27 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from planner.plan import Level, Plan, Trajectory
+from planner.safety.build import spine_model
+from planner.safety.model import OWNER_ILIUM, anchors_of, level_box
+from planner.safety.params import SAFETY_PARAMS
+from planner.safety.paths import measure_path
 from planner.settings import PlanningSettings, level_setting
-from planner.trajectory import (
+from planner.trajectory import (  # the canal margin's rule lives with the geometry that places targets by it
+    CANAL_MARGIN_WORDS,
     IMAGE_PARAMS,
     ImageParams,
     LandmarkError,
     PathError,
     TrajectoryPath,
     VertebraFrame,
+    canal_margin_depth_needed_mm,
+    image_canal_margin_mm,
     is_ct,
     pedicle_axis,
     skin_entry_point,
     trajectory_path,
     vertebra_frame,
+    zone_canal_margin_mm as canal_margin_mm,
 )
 
 PASS, WARNING, UNVERIFIED, FAIL = "pass", "warning", "unverified", "fail"
@@ -408,38 +416,6 @@ _SOURCE_WORDS = {"image": "bone segmented on the image", "outline": "pedicle out
 def _src(settings: PlanningSettings, name: str) -> str:
     extra = PlanningSettings.model_fields[name].json_schema_extra or {}
     return str(extra.get("source", ""))  # type: ignore[union-attr]
-
-
-# ============================================================================ canal margin
-#: How the canal margin is described, per ``PlanningSettings.canal_margin_from``.
-CANAL_MARGIN_WORDS = {"zone_edge": "ablation zone edge", "zone_centre": "active tip (zone centre)"}
-
-
-def canal_margin_mm(frame: VertebraFrame, target_lps: Any, zone_diameter_mm: float, measured_from: str) -> float:
-    """Distance from the zone to the spinal canal along the vertebra's AP axis: the target's depth in
-    front of the posterior wall, less the zone radius when measured from the zone edge
-    (``canal_margin_from``; domain.md 4.1, open item 9)."""
-    depth = frame.wall_depth_mm(target_lps)
-    if measured_from == "zone_centre":
-        return depth
-    if measured_from == "zone_edge":
-        return depth - zone_diameter_mm / 2.0
-    raise ValueError(f"unknown canal margin rule {measured_from!r}")
-
-
-def image_canal_margin_mm(zone_edge_to_canal_mm: float, zone_diameter_mm: float, measured_from: str) -> float:
-    """The canal margin from the distance measured on the image between the zone's edge and the canal,
-    by the same rule (``canal_margin_from``) as :func:`canal_margin_mm`."""
-    if measured_from == "zone_edge":
-        return zone_edge_to_canal_mm
-    if measured_from == "zone_centre":
-        return zone_edge_to_canal_mm + zone_diameter_mm / 2.0
-    raise ValueError(f"unknown canal margin rule {measured_from!r}")
-
-
-def canal_margin_depth_needed_mm(margin_mm: float, zone_diameter_mm: float, measured_from: str) -> float:
-    """The least depth of the zone centre in front of the posterior wall that keeps ``margin_mm``."""
-    return margin_mm + (zone_diameter_mm / 2.0 if measured_from == "zone_edge" else 0.0)
 
 
 # ============================================================================ pedicle
@@ -1002,10 +978,6 @@ def _describe_volume(vol: Any) -> str:
 
 
 def _measure_on_image(plan: Plan, level: Level, traj: Trajectory, path: TrajectoryPath, images: Any) -> _ImageResult:
-    from planner.safety.model import anchors_of, level_box, spine_model
-    from planner.safety.params import SAFETY_PARAMS
-    from planner.safety.paths import measure_path
-
     chosen = choose_check_volume(plan, images, [path.entry_lps, path.target_lps])
     if chosen is None:
         why = ("no image is loaded" if not _volumes(images) else
@@ -1132,8 +1104,6 @@ def _image_rows(plan: Plan, level: Level, frame: VertebraFrame, traj: Trajectory
 
     # --- other bones before the entry
     if bone_ok:
-        from planner.safety.model import OWNER_ILIUM
-
         start_words = "the skin" if m.samples.from_skin else f"{-_from_entry(m, 0):.0f} mm behind the entry"
         bad = [r for r in m.others if r.code > 0 or r.code == OWNER_ILIUM]
         if m.others:

@@ -40,7 +40,8 @@ from planner.checks import (
     image_canal_margin_mm,
 )
 from planner.plan import Level, Plan, Trajectory, TrajectoryParams
-from planner.safety.model import OWNER_ILIUM, SpineModel, anchors_of, level_box, spine_model
+from planner.safety.build import spine_model
+from planner.safety.model import OWNER_ILIUM, SpineModel, anchors_of, level_box
 from planner.safety.params import SAFETY_PARAMS, SafetyParams
 from planner.safety.paths import measure_path
 from planner.settings import level_setting

@@ -228,6 +228,38 @@ def vertebra_frame(landmarks: Union[Landmarks, Level], level_name: str = "") -> 
                          pedicle_right_lps=peds["right"])
 
 
+# ============================================================================ canal margin
+#: How the canal margin is described, per ``PlanningSettings.canal_margin_from``.
+CANAL_MARGIN_WORDS = {"zone_edge": "ablation zone edge", "zone_centre": "active tip (zone centre)"}
+
+
+def zone_canal_margin_mm(frame: VertebraFrame, target_lps: Any, zone_diameter_mm: float, measured_from: str) -> float:
+    """Distance from the zone to the spinal canal along the vertebra's AP axis: the target's depth in
+    front of the posterior wall, less the zone radius when measured from the zone edge
+    (``canal_margin_from``; domain.md 4.1, open item 9)."""
+    depth = frame.wall_depth_mm(target_lps)
+    if measured_from == "zone_centre":
+        return depth
+    if measured_from == "zone_edge":
+        return depth - zone_diameter_mm / 2.0
+    raise ValueError(f"unknown canal margin rule {measured_from!r}")
+
+
+def image_canal_margin_mm(zone_edge_to_canal_mm: float, zone_diameter_mm: float, measured_from: str) -> float:
+    """The canal margin from the distance measured on the image between the zone's edge and the canal,
+    by the same rule (``canal_margin_from``) as :func:`zone_canal_margin_mm`."""
+    if measured_from == "zone_edge":
+        return zone_edge_to_canal_mm
+    if measured_from == "zone_centre":
+        return zone_edge_to_canal_mm + zone_diameter_mm / 2.0
+    raise ValueError(f"unknown canal margin rule {measured_from!r}")
+
+
+def canal_margin_depth_needed_mm(margin_mm: float, zone_diameter_mm: float, measured_from: str) -> float:
+    """The least depth of the zone centre in front of the posterior wall that keeps ``margin_mm``."""
+    return margin_mm + (zone_diameter_mm / 2.0 if measured_from == "zone_edge" else 0.0)
+
+
 def pedicle_axis(frame: VertebraFrame, settings: PlanningSettings, side: str,
                  transverse_deg: Optional[float] = None, sagittal_deg: Optional[float] = None) -> np.ndarray:
     """Unit direction of the pedicle axis (posterior to anterior) from the per-level transverse angle
@@ -610,9 +642,6 @@ def place_target(frame: VertebraFrame, settings: PlanningSettings, side: str = "
     """The default target (:func:`default_target`), moved anteriorly when the canal margin needs it
     (the margin is a contraindication; domain.md 4.1 notes that a 35-40% depth and a 10 mm margin measured
     from the zone edge disagree), never so far that the zone leaves the anterior wall."""
-    from planner.checks import CANAL_MARGIN_WORDS, canal_margin_depth_needed_mm
-    from planner.checks import canal_margin_mm as margin_at
-
     zone = settings.zone_diameter_mm if zone_diameter_mm is None else zone_diameter_mm
     margin = settings.canal_margin_mm if canal_margin_mm is None else canal_margin_mm
     rule = settings.canal_margin_from
@@ -647,7 +676,7 @@ def place_target(frame: VertebraFrame, settings: PlanningSettings, side: str = "
         else:
             conflict = f"Target moved to {new_pct:.0f}% depth: {why}."
     return TargetPlacement(target, settings.target_depth_pct, frame.depth_pct(target), height, basis,
-                           margin_at(frame, target, zone, rule), margin, rule, needed, needed_pct, moved,
+                           zone_canal_margin_mm(frame, target, zone, rule), margin, rule, needed, needed_pct, moved,
                            unresolvable, conflict)
 
 
@@ -961,8 +990,6 @@ class DepthMargin:
         return lo - 1e-6 <= self.depth_pct <= hi + 1e-6
 
     def values_line(self) -> str:
-        from planner.checks import CANAL_MARGIN_WORDS
-
         lo, hi = self.depth_window_pct
         return (f"Depth {self.depth_pct:.0f}% of the AP depth (setting {self.depth_setting_pct:g}%, window "
                 f"{lo:g}-{hi:g}%); canal margin {self.canal_margin_mm:.1f} mm from the "
@@ -972,8 +999,6 @@ class DepthMargin:
 def depth_and_margin(plan: Plan, trajectory: Trajectory) -> Optional[DepthMargin]:
     """Depth and canal margin of ``trajectory`` and, for its level, whether the depth setting and the
     canal margin (with the trajectory's zone and margin) can both be met; None without a frame."""
-    from planner.checks import canal_margin_mm
-
     level = _level_of(plan, trajectory)
     frame = _frame_or_none(level)
     if frame is None:
@@ -989,5 +1014,5 @@ def depth_and_margin(plan: Plan, trajectory: Trajectory) -> Optional[DepthMargin
                     "'Canal margin measured from' (zone edge or zone centre; the source does not say which, "
                     "domain.md open item 9).")
     return DepthMargin(frame.depth_pct(target), st.target_depth_pct, (st.target_depth_min_pct, st.target_depth_max_pct),
-                       canal_margin_mm(frame, target, p.zone_diameter_mm, st.canal_margin_from), p.canal_margin_mm,
+                       zone_canal_margin_mm(frame, target, p.zone_diameter_mm, st.canal_margin_from), p.canal_margin_mm,
                        st.canal_margin_from, conflict)

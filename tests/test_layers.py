@@ -43,8 +43,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: Imports against the layers or in a cycle that are known and being removed, with who removes them
 #: and when (each must still exist: a fixed one fails here until it is taken off the list).
 PENDING: dict[tuple[str, str], str] = {
-    ("planner.trajectory", "planner.checks"): "arch, after safety lands its reworked planner/checks.py",
-    ("planner.checks", "planner.trajectory"): "arch, after safety lands its reworked planner/checks.py",
     ("planner.report.keyimages", "planner.report.render3d"): "arch, with one VTK actor builder (after safety's "
                                                              "key-image changes land)",
     ("planner.report.render3d", "planner.report.keyimages"): "arch, with one VTK actor builder",
@@ -54,9 +52,7 @@ PENDING: dict[tuple[str, str], str] = {
 PLUGIN_POINTS: dict[str, str] = {}
 
 #: Dynamic imports known and being removed (each must still be there; see PENDING).
-PENDING_DYNAMIC: dict[str, str] = {
-    "planner.report.integration": "safety deletes the module (callers use planner.checks directly)",
-}
+PENDING_DYNAMIC: dict[str, str] = {}
 
 
 def _graph() -> grimp.ImportGraph:
@@ -250,7 +246,6 @@ CHECKS_CALLERS: dict[str, str] = {
 #: Callers being moved to the results (each must still call; see PENDING).
 PENDING_CHECKS_CALLERS: dict[str, str] = {
     "planner.report.data": "arch, after safety's report/data.py changes land: reads the reports it is given",
-    "planner.cli.check": "arch, after safety's cli changes land: a PlanResults for the command's session",
 }
 
 

@@ -159,7 +159,7 @@ def test_tptbox_crop_bone_and_canal_against_its_labels(shared_data):
     from planner.imaging.volume import ImageInfo, Volume, make_ijk_to_lps
     from planner.plan import Landmarks, Level, Plan
     from planner.safety import canal_outline_lps
-    from planner.safety.model import spine_model
+    from planner.safety.build import spine_model
 
     folder = shared_data / "tptbox_vertebra_crops" / "sample_ct"
 

@@ -20,7 +20,8 @@ from planner.checks import (
 from planner.imaging.volume import Volume
 from planner.plan import Trajectory, TrajectoryParams
 from planner.safety import canal_outline_lps
-from planner.safety.model import OWNER_ILIUM, spine_model
+from planner.safety.build import spine_model
+from planner.safety.model import OWNER_ILIUM
 from tests.safety_phantom import (
     BODY_Y,
     LAMINA_R,

@@ -20,13 +20,20 @@ def load_plan_or_message(path: str, command: str) -> Optional[Plan]:
         return None
 
 
+def plan_results(plan: Plan, images: dict):
+    """The results of the command's plan with its images (:class:`planner.display.results.PlanResults`:
+    the checks are computed there, as in the window)."""
+    from planner.display.results import PlanResults
+    from planner.document import PlanDocument
+
+    return PlanResults(PlanDocument(plan, read_only=True), images)
+
+
 def blocked_by_checks(plan: Plan, images: dict, command: str) -> bool:
     """True (after printing a message naming each trajectory) when a trajectory has a failing or an
     unverified check and no recorded reason: the document is not written (exit 2), as the GUI
     refuses the export. The checks run with the images found for the plan (the image checks)."""
-    from planner.checks import evaluate_plan
-
-    report = evaluate_plan(plan, images)
+    report = plan_results(plan, images).plan_report()
     blocked = report.missing_override_reasons
     for t in blocked:
         what = "; ".join(f"{c.label} {c.status.upper()}" + (f" ({c.basis})" if c.basis == "not measured" else "")

@@ -1,8 +1,8 @@
 """``python main.py check PLAN.bvnplan [--json] [--images FOLDER]``: metrics and safety checks.
 
 Prints every level (its landmarks, LPS mm) and every trajectory with its metrics and checks, as
-computed by :func:`planner.checks.evaluate_plan` (the same code the planning panel and the reports
-use). The images are found by UID in FOLDER (``--images``), else at the plan's path hints; the
+computed by :func:`planner.checks.evaluate_plan` through the plan's results (the same code and the
+same place the planning panel and the reports use). The images are found by UID in FOLDER (``--images``), else at the plan's path hints; the
 image checks (canal, bone corridor, other bones, pedicle clearance, zone) are measured on them and
 say "not measured" without them. Each check says how it was obtained (measured / from landmarks /
 not measured). The JSON lists each trajectory's instrument axis as ``path_lps`` (points at most
@@ -88,7 +88,6 @@ def _table(data: dict[str, Any], plan_name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from planner.checks import evaluate_plan
     from planner.storage import PlanFileError, load_plan
 
     try:
@@ -96,10 +95,10 @@ def run(args: argparse.Namespace) -> int:
     except PlanFileError as exc:
         print(f"{_PREFIX}: {exc}", file=sys.stderr)
         return 2
-    from planner.cli._docs_common import load_images
+    from planner.cli._docs_common import load_images, plan_results
 
     images: Any = load_images(plan, args.images, "check", args.plan)
-    report = evaluate_plan(plan, images)
+    report = plan_results(plan, images).plan_report()
     data = report.to_dict()
     if args.json:
         print(json_text(data, "check", indent=2))

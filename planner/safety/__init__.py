@@ -1,6 +1,7 @@
 """The image safety model: bone, spinal canal and other bones measured on the images (issue 11).
 
-* :mod:`planner.safety.model`: :func:`spine_model` builds a :class:`SpineModel` (bone, canal, who owns
+* :mod:`planner.safety.model` and :mod:`planner.safety.build`: :func:`spine_model` builds a
+  :class:`SpineModel` (bone, canal, who owns
   each piece of bone) of the part of a volume around a plan's levels, cached per volume;
 * :mod:`planner.safety.ct` and :mod:`planner.safety.mr`: the segmentation on CT (Hounsfield
   thresholds, enclosure by the vertebral ring) and on MRI (marrow and fluid relative to the image);
@@ -22,7 +23,8 @@ from scipy import ndimage
 
 from planner.imaging.volume import Volume
 from planner.plan import Level
-from planner.safety.model import SpineModel, anchors_of, level_box, spine_model
+from planner.safety.build import spine_model
+from planner.safety.model import SpineModel, anchors_of, level_box
 from planner.safety.params import SAFETY_PARAMS, SafetyParams
 
 __all__ = ["SpineModel", "spine_model", "canal_outline_lps", "SAFETY_PARAMS", "SafetyParams"]

@@ -1,20 +1,19 @@
 """The spine as seen on one image: bone, spinal canal and who owns each piece of bone.
 
-:func:`spine_model` builds a :class:`SpineModel` for the part of a volume around some levels of a
-plan: on CT from Hounsfield thresholds (:mod:`planner.safety.ct`), on MRI from the signal of marrow
-and fluid relative to the image itself (:mod:`planner.safety.mr`). The plan's landmarks are used
+:class:`SpineModel` holds them for the part of a volume around some levels of a plan, with the
+helpers both segmentations share (the canal's search region and pieces, the owners of the bone);
+:func:`planner.safety.build.spine_model` builds it: on CT from Hounsfield thresholds
+(:mod:`planner.safety.ct`), on MRI from the signal of marrow and fluid relative to the image itself
+(:mod:`planner.safety.mr`). The plan's landmarks are used
 only to say *where* to look (the search region of the canal, one seed point per vertebral body to
 name the bone, the mid-sagittal plane that separates the spine from the ilium and the ribs); the
 outlines come from the image. The model answers the questions of the safety checks along a path:
 is a point in bone, whose bone is it, how far is it from the canal.
-
-Models are cached per volume (weakly) and per region, so dragging a trajectory reuses them.
 """
 
 from __future__ import annotations
 
 import logging
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -24,9 +23,9 @@ from scipy.spatial import cKDTree
 
 from planner.imaging.volume import Volume
 from planner.plan import Level
-from planner.safety.grid import Grid, resample_box
+from planner.safety.grid import Grid
 from planner.safety.params import SAFETY_PARAMS, SafetyParams
-from planner.trajectory import LandmarkError, VertebraFrame, is_ct, vertebra_frame
+from planner.trajectory import LandmarkError, VertebraFrame, vertebra_frame
 
 log = logging.getLogger(__name__)
 
@@ -270,11 +269,6 @@ class SpineModel:
 
 
 # ============================================================================ building
-def _spacing_for(volume: Volume, params: SafetyParams) -> float:
-    lo, hi = params.grid_spacing_mm
-    return float(np.clip(np.median(volume.spacing), lo, hi))
-
-
 def level_box(anchor: Anchor, params: SafetyParams = SAFETY_PARAMS) -> tuple[np.ndarray, np.ndarray]:
     """The LPS box modelled around one level (see :class:`SafetyParams`)."""
     c = anchor.body_center_lps
@@ -285,10 +279,6 @@ def level_box(anchor: Anchor, params: SafetyParams = SAFETY_PARAMS) -> tuple[np.
                 pts.append(c - a * anchor.u + b * anchor.s + w * anchor.l)
     pts_a = np.asarray(pts)
     return pts_a.min(0), pts_a.max(0)
-
-
-def _round_box(lo: np.ndarray, hi: np.ndarray, lattice: float) -> tuple[np.ndarray, np.ndarray]:
-    return np.floor(lo / lattice) * lattice, np.ceil(hi / lattice) * lattice
 
 
 def _mid_plane_distance(grid: Grid, anchors: Sequence[Anchor]) -> np.ndarray:
@@ -309,7 +299,7 @@ def _mid_plane_distance(grid: Grid, anchors: Sequence[Anchor]) -> np.ndarray:
     return best
 
 
-def _nearest_anchor(grid: Grid, anchors: Sequence[Anchor]) -> np.ndarray:
+def nearest_anchor(grid: Grid, anchors: Sequence[Anchor]) -> np.ndarray:
     """Per voxel: index (0-based) of the level nearest along the spine."""
     zz, yy, xx = np.indices(grid.shape, sparse=True)
     p = [grid.origin_lps[0] + xx * grid.spacing_mm, grid.origin_lps[1] + yy * grid.spacing_mm,
@@ -330,7 +320,7 @@ def canal_search_region(grid: Grid, anchors: Sequence[Anchor], params: SafetyPar
     zz, yy, xx = np.indices(grid.shape, sparse=True)
     p = [grid.origin_lps[0] + xx * grid.spacing_mm, grid.origin_lps[1] + yy * grid.spacing_mm,
          grid.origin_lps[2] + zz * grid.spacing_mm]
-    which = _nearest_anchor(grid, anchors)
+    which = nearest_anchor(grid, anchors)
     out = np.zeros(grid.shape, dtype=bool)
     for i, a in enumerate(anchors):
         depth = sum((p[k] - a.posterior_wall_lps[k]) * a.u[k] for k in range(3))
@@ -341,7 +331,7 @@ def canal_search_region(grid: Grid, anchors: Sequence[Anchor], params: SafetyPar
     return out
 
 
-def _keep_pieces(mask: np.ndarray, min_voxels: int) -> np.ndarray:
+def keep_pieces(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     lab, n = ndimage.label(mask)
     if n == 0:
         return mask
@@ -351,7 +341,7 @@ def _keep_pieces(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     return keep[lab]
 
 
-def _bridge_along(mask: np.ndarray, allowed: np.ndarray, n_voxels: int) -> np.ndarray:
+def bridge_along(mask: np.ndarray, allowed: np.ndarray, n_voxels: int) -> np.ndarray:
     """Close ``mask`` along array axis 0 (the spine, superior) over gaps of up to ``n_voxels``,
     only where ``allowed``."""
     if n_voxels < 2:
@@ -398,7 +388,7 @@ def segment_canal(grid: Grid, enclosed: np.ndarray, bone: np.ndarray, anchors: S
         seeds = near & (np.abs(height) <= slab)
         view = rings[box]
         view[seeds & (view == 0)] = i + 1
-    canal = _bridge_along(pieces, region & ~bone, int(round(params.canal_bridge_mm / s)))
+    canal = bridge_along(pieces, region & ~bone, int(round(params.canal_bridge_mm / s)))
     return canal, rings
 
 
@@ -447,7 +437,7 @@ def assign_owners(grid: Grid, bone: np.ndarray, value: np.ndarray, anchors: Sequ
         lateral = _mid_plane_distance(grid, anchors)
         far = bone & (lateral >= params.lateral_bone_mm) & (markers == 0)
         if far.any():
-            which = _nearest_anchor(grid, anchors)
+            which = nearest_anchor(grid, anchors)
             pelvic = np.array([a.name.upper() in _PELVIC_LEVELS for a in anchors])
             is_pelvic = pelvic[which]
             markers[far & is_pelvic] = 1000
@@ -515,65 +505,6 @@ def geodesic_voronoi(mask: np.ndarray, markers: np.ndarray, weight: np.ndarray, 
     return out
 
 
-# ============================================================================ cache and entry point
-_CACHE: "weakref.WeakKeyDictionary[Any, list[tuple[Any, SpineModel]]]" = weakref.WeakKeyDictionary()
-
-
-def _anchor_key(anchors: Sequence[Anchor]) -> tuple:
-    return tuple((a.level_id, a.name, tuple(np.round(a.body_center_lps, 1)), tuple(np.round(a.u, 3)),
-                  tuple(np.round(a.posterior_wall_lps, 1))) for a in anchors)
-
-
-def spine_model(volume: Volume, levels: Sequence[Level], box_lps: Optional[tuple[np.ndarray, np.ndarray]] = None,
-                params: SafetyParams = SAFETY_PARAMS, modality: Optional[str] = None) -> SpineModel:
-    """The spine model of ``volume`` in ``box_lps`` (default: around every level), for the plan's
-    ``levels``. CT or MRI by ``modality`` (default: from the volume). Raises ValueError when the box
-    lies outside the image."""
-    anchors = anchors_of(levels)
-    if box_lps is None:
-        if not anchors:
-            raise ValueError("no level has a body centre landmark")
-        boxes = [level_box(a, params) for a in anchors]
-        box_lps = (np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0))
-    lo, hi = _round_box(np.asarray(box_lps[0], float), np.asarray(box_lps[1], float), params.region_lattice_mm)
-    mod = (modality or ("CT" if is_ct(volume) else "MR")).upper()
-    akey = _anchor_key(anchors)
-    try:
-        entries = _CACHE.setdefault(volume, [])
-    except TypeError:
-        entries = []
-    for key, model in entries:
-        klo, khi, kmod, kanchors, kparams = key
-        if kmod == mod and kanchors == akey and kparams == params and np.all(klo <= lo + 1e-6) and \
-                np.all(khi >= hi - 1e-6):
-            return model
-    model = _build(volume, lo, hi, anchors, params, mod)
-    entries.append(((lo, hi, mod, akey, params), model))
-    if len(entries) > 6:
-        del entries[0]
-    return model
-
-
-def _build(volume: Volume, lo: np.ndarray, hi: np.ndarray, anchors: list[Anchor], params: SafetyParams,
-           modality: str) -> SpineModel:
-    grid = resample_box(volume, lo, hi, _spacing_for(volume, params))
-    if modality == "CT":
-        from planner.safety.ct import segment_bone_ct
-
-        bone, enclosed = segment_bone_ct(grid, params)
-        canal, rings = segment_canal(grid, enclosed, bone, anchors, params)
-        owner, notes = assign_owners(grid, bone, ndimage.gaussian_filter(grid.array, params.smooth_mm / grid.spacing_mm),
-                                     anchors, params, rings)
-        measured = {"bone", "canal", "owners"}
-        if not canal.any():
-            notes.append("the spinal canal was not found on this CT")
-            measured.discard("canal")
-        return SpineModel(grid, "CT", bone, canal, owner, list(anchors), measured, notes)
-    from planner.safety.mr import build_mr_model
-
-    return build_mr_model(grid, anchors, params)
-
-
 def grid_volume(model: SpineModel, mask: np.ndarray) -> Volume:
     """A mask of the model as a :class:`Volume` (for views and tests)."""
     g = model.grid
@@ -582,5 +513,5 @@ def grid_volume(model: SpineModel, mask: np.ndarray) -> Volume:
     return Volume(mask.astype(np.uint8), m)
 
 
-__all__ = ["Anchor", "SpineModel", "spine_model", "segment_canal", "assign_owners", "canal_search_region",
+__all__ = ["Anchor", "SpineModel", "segment_canal", "assign_owners", "canal_search_region",
            "level_box", "anchors_of", "grid_volume", "OWNER_NONE", "OWNER_ILIUM", "OWNER_RIB", "OWNER_OTHER"]

@@ -27,6 +27,15 @@ from scipy import ndimage
 
 from planner.safety.ct import fill_plane_holes, fill_small_holes
 from planner.safety.grid import Grid
+from planner.safety.model import (
+    OWNER_OTHER,
+    SpineModel,
+    bridge_along,
+    keep_pieces,
+    nearest_anchor,
+    canal_search_region,
+    geodesic_voronoi,
+)
 from planner.safety.params import SafetyParams
 
 
@@ -100,15 +109,6 @@ def star_body(grid: Grid, ratio: np.ndarray, centre_lps: np.ndarray, params: Saf
 
 def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams):
     """The :class:`planner.safety.model.SpineModel` of an MR working grid (module docstring)."""
-    from planner.safety.model import (
-        OWNER_OTHER,
-        SpineModel,
-        _bridge_along,
-        _keep_pieces,
-        _nearest_anchor,
-        canal_search_region,
-        geodesic_voronoi,
-    )
 
     s = grid.spacing_mm
     value = ndimage.gaussian_filter(grid.array.astype(np.float32), params.smooth_mm / s)
@@ -128,7 +128,7 @@ def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams):
     good = np.isfinite(levels) & (levels > 0)
     fill = float(np.median(levels[good]))
     levels = np.where(good, levels, fill)
-    marrow = levels[_nearest_anchor(grid, anchors)].astype(np.float32)
+    marrow = levels[nearest_anchor(grid, anchors)].astype(np.float32)
     ratio = value / marrow
     lo, hi = params.mr_marrow_band
     band = (ratio >= lo) & (ratio <= hi)
@@ -171,8 +171,8 @@ def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams):
         bright = region & (ratio >= params.mr_fluid_ratio) & ~bone
         share = float(bright.sum()) / float(region.sum())
         if share >= params.mr_fluid_min_share:
-            canal = _keep_pieces(bright, int(params.canal_min_piece_mm3 / s ** 3))
-            canal = _bridge_along(canal, region & ~bone & (ratio >= 1.0), int(round(params.canal_bridge_mm / s)))
+            canal = keep_pieces(bright, int(params.canal_min_piece_mm3 / s ** 3))
+            canal = bridge_along(canal, region & ~bone & (ratio >= 1.0), int(round(params.canal_bridge_mm / s)))
     if canal.any():
         measured.add("canal")
     else:
