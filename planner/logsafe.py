@@ -12,6 +12,7 @@ import logging
 import logging.handlers
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import Iterable, Optional
@@ -36,7 +37,9 @@ def register_identifiers(values: Iterable[object]) -> None:
                     _identifiers.add(part)
         if _identifiers:
             alts = sorted(_identifiers, key=len, reverse=True)
-            _pattern = re.compile("|".join(re.escape(a) for a in alts), re.IGNORECASE)
+            # whole words only (an identifier inside a longer word, e.g. "BVN" in ".bvn-tmp", is left alone)
+            _pattern = re.compile("(?<![A-Za-z0-9])(?:" + "|".join(re.escape(a) for a in alts) + ")(?![A-Za-z0-9])",
+                                  re.IGNORECASE)
 
 
 def redact(text: str) -> str:
@@ -63,6 +66,27 @@ class RedactingFilter(logging.Filter):
             if record.stack_info:
                 record.stack_info = redact(record.stack_info)
         return True
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (not the one of the moment the handler was made, which a
+    test or an embedding program may have replaced and closed since), and leaves out the records
+    marked ``extra={"console": False}``: failures the caller already told the user about in one
+    sentence, whose details belong in the log file only."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # the stream is always the current sys.stderr
+        pass
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "console", True) is not False and super().filter(record)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -95,9 +119,12 @@ def setup_logging(level: int = logging.INFO, to_file: bool = True) -> None:
     if getattr(root, "_bvn_configured", False):
         return
     root.setLevel(level)
+    # a log that cannot be written (full disk, a removed folder) must not print a traceback to the user
+    # (the Python documentation's advice for programs in production)
+    logging.raiseExceptions = False
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     flt = RedactingFilter()
-    console = logging.StreamHandler()
+    console = ConsoleHandler()
     console.setLevel(logging.WARNING)
     console.setFormatter(ConsoleFormatter("%(levelname)s %(name)s: %(message)s"))
     console.addFilter(flt)

@@ -273,3 +273,29 @@ def test_an_unexpected_command_error_is_one_sentence_naming_the_file(monkeypatch
     assert code == 2
     assert err.count("\n") == 1 and str(plan) in err and "RuntimeError: something deep broke" in err
     assert "Traceback" not in err and "log" in err
+
+
+def test_console_log_goes_to_the_current_stderr_and_not_twice_for_a_reported_failure(monkeypatch):
+    """The console handler writes to whatever sys.stderr is now (a closed earlier stream would print
+    'Logging error' and a traceback), and a failure the command already told the user about in one
+    sentence (extra console=False) reaches only the log file."""
+    import io
+    import logging
+
+    from planner.logsafe import ConsoleHandler
+
+    handler = ConsoleHandler()
+    log = logging.getLogger("bvn-test-console")
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        first, second = io.StringIO(), io.StringIO()
+        monkeypatch.setattr("sys.stderr", first)
+        log.warning("one")
+        first.close()
+        monkeypatch.setattr("sys.stderr", second)
+        log.warning("two")
+        log.error("reported already", exc_info=True, extra={"console": False})
+    finally:
+        log.removeHandler(handler)
+    assert second.getvalue() == "two\n"

@@ -52,7 +52,7 @@ def run_command(argv: Sequence[str]) -> int:
         print("bvn-planner: cancelled", file=sys.stderr)
         return 130
     except Exception as exc:  # last resort: one sentence for the user, the traceback in the log file only
-        log.exception("command %s failed", name)
+        log.error("command %s failed", name, exc_info=True, extra={"console": False})
         print(unexpected_error_message(f"bvn-planner {name}", _input_of(args), exc), file=sys.stderr)
         return 2
 
