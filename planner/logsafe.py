@@ -37,9 +37,8 @@ def register_identifiers(values: Iterable[object]) -> None:
                     _identifiers.add(part)
         if _identifiers:
             alts = sorted(_identifiers, key=len, reverse=True)
-            # whole words only (an identifier inside a longer word, e.g. "BVN" in ".bvn-tmp", is left alone)
-            _pattern = re.compile("(?<![A-Za-z0-9])(?:" + "|".join(re.escape(a) for a in alts) + ")(?![A-Za-z0-9])",
-                                  re.IGNORECASE)
+            # also inside longer words (a folder "SmithJohn" must not pass): over-redaction is the safe side
+            _pattern = re.compile("|".join(re.escape(a) for a in alts), re.IGNORECASE)
 
 
 def redact(text: str) -> str:
