@@ -77,12 +77,15 @@ def marks_for(case: dict, mode: str, seed: int) -> Optional[dict[str, list[float
     return out
 
 
-def run_one(kind: str, case_name: str, mode: str) -> dict[str, Any]:
-    """Load one scan, run the level finder and score it (in the current process)."""
+def run_one(kind: str, case_name: str, mode: str, model: Optional[str] = None, finder: str = "classical"
+            ) -> dict[str, Any]:
+    """Load one scan, run the level finder and score it (in the current process); ``finder``: the MRI level
+    finder (``DetectionParams.mr_finder``); ``model``: the learned finder's model instead of the shipped one."""
     import resource
 
     from planner.imaging import load_path
-    from planner.levels import LevelDetectionError, propose_levels_detailed
+    from planner.levels import DetectionParams, LevelDetectionError, propose_levels_detailed
+    from planner.levels.params import MrBodiesParams
     from tests.anatomy_reference import ct_cases, mri_case, score_levels
 
     if kind == "mri":
@@ -107,7 +110,10 @@ def run_one(kind: str, case_name: str, mode: str) -> dict[str, Any]:
     levels: list = []
     notes: list[str] = []
     try:
-        result = propose_levels_detailed(volume, hints, modality=modality)
+        params = None
+        if kind == "mri" and (model or finder == "learned"):
+            params = DetectionParams(mr_finder="learned", mr_bodies=MrBodiesParams(model_path=model))
+        result = propose_levels_detailed(volume, hints, modality=modality, params=params)
         levels, notes = result.levels, result.notes
     except LevelDetectionError as exc:
         error = f"LevelDetectionError: {exc}"
@@ -117,14 +123,18 @@ def run_one(kind: str, case_name: str, mode: str) -> dict[str, Any]:
     cpu = time.process_time() - c0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     score = score_levels(levels, case)
-    return {"kind": kind, "case": case_name, "mode": mode, "hints": hints, "error": error, "notes": notes,
+    return {"kind": kind, "case": case_name, "mode": mode, "model": model, "hints": hints, "error": error, "notes": notes,
             "names": [lv.name for lv in levels], "time_s": elapsed, "cpu_s": cpu, "load_s": load_s,
             "rss_before_mib": rss0, "rss_peak_mib": rss,
             "shape": list(volume.array.shape), **score}
 
 
-def run_in_subprocess(kind: str, case_name: str, mode: str, limit_gib: float) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", kind, case_name, mode, "--limit-gib", str(limit_gib)]
+def run_in_subprocess(kind: str, case_name: str, mode: str, limit_gib: float, model: Optional[str] = None,
+                      finder: str = "classical") -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", kind, case_name, mode, "--limit-gib", str(limit_gib),
+           "--mri-finder", finder]
+    if model:
+        cmd += ["--mri-model", model]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT))
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -161,6 +171,10 @@ def summarize(runs: list[dict], title: str) -> dict[str, Any]:
         a = _values(runs, key)
         out[key] = {"n": int(a.size), "median": float(np.median(a)) if a.size else None,
                     "p95": float(np.percentile(a, 95)) if a.size else None}
+    every = sum(1 for r in runs if not r.get("error") and r["labelled"] and len(r["found_right"]) == len(r["labelled"])
+                and not r["misnamed"])
+    wrong = sum(1 for r in runs if r["misnamed"])
+    out["scans_all_right"], out["scans_refused"], out["scans_misnamed"] = every, errors, wrong
     peds = [e["pedicles_measured"] for r in runs for e in r["levels"].values() if "pedicles_measured" in e]
     out["pedicles_measured"] = {"levels": len(peds), "both": sum(v == 2 for v in peds), "one": sum(v == 1 for v in peds)}
     out["time_max_s"] = float(np.nanmax([r["time_s"] for r in runs])) if runs else None
@@ -168,6 +182,8 @@ def summarize(runs: list[dict], title: str) -> dict[str, Any]:
     out["rss_peak_max_mib"] = float(np.nanmax([r["rss_peak_mib"] for r in runs])) if runs else None
     print(f"\n== {title}: {len(runs)} runs; levels found and named right {right}/{labelled} ({100 * share:.0f} %); "
           f"misnamed {misnamed}; runs without levels {errors}")
+    print(f"   scans with every level found and named right {every}/{len(runs)}; refused with a message {errors}; "
+          f"with a wrong name {wrong}")
     print("   error (mm)      n  median     p95")
     for key in ("centre", "posterior", "anterior", "superior", "inferior", "pedicle_left", "pedicle_right"):
         a = _values(runs, key)
@@ -202,6 +218,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--no-ct", action="store_true", help="skip the CTs")
     ap.add_argument("--json", type=Path, help="write every run and the summaries here")
     ap.add_argument("--limit-gib", type=float, default=8.0, help="address-space limit of each subprocess (GiB)")
+    ap.add_argument("--mri-finder", choices=["classical", "learned"], default="classical",
+                    help="the MRI level finder (DetectionParams.mr_finder; default classical)")
+    ap.add_argument("--mri-model", help="the learned finder with this model (ONNX) instead of the shipped one")
+    ap.add_argument("--mri-cv", type=Path, metavar="DIR",
+                    help="cross-validation: each MRI scan with the fold model that did not see it in training "
+                         "(DIR/folds.json and DIR/fold<K>.onnx written by scripts/train_mri_bodies.py); prints the "
+                         "held-out numbers per fold and in total")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "CASE", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -209,10 +232,24 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         limit = int(args.limit_gib * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        print(json.dumps(run_one(*args.one)))
+        print(json.dumps(run_one(*args.one, model=args.mri_model, finder=args.mri_finder)))
         return 0
     from tests.anatomy_reference import mri_cases
 
+    fold_of: dict[str, int] = {}
+    if args.mri_cv:
+        folds = json.loads((args.mri_cv / "folds.json").read_text())["folds"]
+        fold_of = {c: k for k, cases in enumerate(folds) for c in cases}
+        args.no_ct = True
+        print(f"HELD-OUT numbers (cross-validation, {len(folds)} folds): each scan is measured with the model of "
+              f"{args.mri_cv} that was trained without it")
+    elif args.mri_model:
+        print(f"MRI: the learned finder with the model {args.mri_model}")
+    elif args.mri_finder == "learned":
+        print("MRI: the learned finder with the shipped model (trained on all 21 scans: these are NOT held-out numbers)")
+    else:
+        print("MRI: the classical finder")
+    finder = "learned" if (args.mri_cv or args.mri_model) else args.mri_finder
     jobs = []
     if not args.no_mri:
         cases = args.cases.split(",") if args.cases else mri_cases(MRI_DIR)
@@ -224,14 +261,26 @@ def main(argv: Optional[list[str]] = None) -> int:
         jobs += [("ct", "totalseg", "none"), ("ct", "tptbox", "mark")]
     runs = []
     for kind, case, mode in jobs:
-        r = run_in_subprocess(kind, case, mode, args.limit_gib)
+        model = args.mri_model
+        if args.mri_cv and kind == "mri":
+            if case not in fold_of:
+                ap.error(f"{case} is in no fold of {args.mri_cv / 'folds.json'}")
+            model = str(args.mri_cv / f"fold{fold_of[case]}.onnx")
+        r = run_in_subprocess(kind, case, mode, args.limit_gib, model, finder)
+        r["fold"] = fold_of.get(case)
         print_run(r)
         runs.append(r)
     summaries = {}
+    tag = "held-out, " if args.mri_cv else ""
     for mode in MODES:
         sel = [r for r in runs if r["kind"] == "mri" and r["mode"] == mode]
         if sel:
-            summaries[f"mri_{mode}"] = summarize(sel, f"MRI, marks: {mode}")
+            if args.mri_cv:
+                for k in sorted(set(fold_of.values())):
+                    part = [r for r in sel if r["fold"] == k]
+                    if part:
+                        summaries[f"mri_{mode}_fold{k}"] = summarize(part, f"MRI, {tag}fold {k}, marks: {mode}")
+            summaries[f"mri_{mode}"] = summarize(sel, f"MRI, {tag}marks: {mode}")
     for case in ("totalseg", "tptbox"):
         sel = [r for r in runs if r["kind"] == "ct" and r["case"] == case]
         if sel:

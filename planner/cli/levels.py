@@ -4,7 +4,12 @@ Loads the images at PATH with :func:`planner.imaging.load_path` (a DICOM folder 
 NIfTI/MHA/NRRD volume), picks the
 volume to label (``--series``, else a CT, else a sagittal T1/T2 MR, else the largest volume) and
 prints the proposed levels with their landmarks in LPS millimetres. CT needs no hint; MRI needs two
-(``--hint S1=x,y,z --hint L1=x,y,z``: points anywhere inside those bodies, LPS mm). The other series
+(``--hint S1=x,y,z --hint L1=x,y,z``: points anywhere inside those bodies, LPS mm). With
+``--mri-finder learned`` (the learned body finder) any two bodies may be marked (e.g. L1 and L5), or none:
+the levels are then counted from the sacrum as a proposal to confirm, or the command says why they cannot
+be named; hints that disagree with the image (a mark in a disc or outside the bodies, a count of bodies
+between the marks that does not fit their names) end with exit code 1 and a message naming the likely
+correction, and a proposal whose marks the sacrum counts differently is printed with a WARNING line. The other series
 found at PATH in the same frame of reference go along (on MRI an axial stack refines the pedicles of
 the levels it covers).
 
@@ -35,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transitional", choices=["L6", "sacralised_L5"],
                         help="transitional anatomy: six lumbar vertebrae, or L5 fused into the sacrum")
     parser.add_argument("--modality", choices=["CT", "MR"], help="override the modality read from the images")
+    parser.add_argument("--mri-finder", choices=["classical", "learned"], default="classical",
+                        help="MRI level finder: classical (two hints; default) or learned (the learned body finder: "
+                             "two hints or none, hints checked against the image)")
 
 
 class _InputError(Exception):
@@ -117,7 +125,7 @@ def choose_volume(volumes: dict[str, Any], series: Optional[str]) -> tuple[str, 
 
 # --------------------------------------------------------------------------- run
 def run(args: argparse.Namespace) -> int:
-    from planner.levels import LevelDetectionError, landmark_label, propose_levels_detailed
+    from planner.levels import DetectionParams, LevelDetectionError, MarkError, landmark_label, propose_levels_detailed
 
     path = Path(args.path)
     try:
@@ -133,9 +141,12 @@ def run(args: argparse.Namespace) -> int:
         # the other series at PATH in the same frame of reference (an axial stack refines the MRI pedicles)
         companions = [v for k, v in volumes.items() if k != key]
         result = propose_levels_detailed(volume, hints or None, modality=args.modality,
-                                         transitional=args.transitional, companions=companions)
+                                         transitional=args.transitional, companions=companions,
+                                         params=DetectionParams(mr_finder=args.mri_finder))
     except LevelDetectionError as exc:
         msg = str(exc)
+        if isinstance(exc, MarkError):
+            msg = f"check the marks: {msg}"
         bad_input = any(w in msg for w in ("hint", "transitional", "outside the image"))
         print(f"{_PREFIX}: {path}: {msg}", file=sys.stderr)
         return 2 if bad_input else 1
@@ -143,9 +154,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = {"path": str(path), "series": key, "modality": result.modality, "frame": "LPS", "units": "mm",
                "transitional": args.transitional, "hints": {k: list(v) for k, v in hints.items()},
-               "levels": levels, "notes": result.notes}
+               "levels": levels, "notes": result.notes, "warnings": result.warnings}
         print(json_text(out, "levels", indent=2))
     else:
+        for warning in result.warnings:
+            print(f"WARNING: {warning}")
         print(f"{len(levels)} levels in {path.name} ({result.modality}, series {key}); LPS mm")
         for lv in levels:
             c = lv["body_center_lps"]

@@ -79,12 +79,20 @@ from planner.levels.naming import (
     shift_level_names,
 )
 from planner.levels.params import DetectionParams
-from planner.levels.results import LevelDetectionError, LevelProposal, VertebraFound, landmark_label, not_measured
+from planner.levels.results import (
+    LevelDetectionError,
+    LevelProposal,
+    MarkError,
+    VertebraFound,
+    landmark_label,
+    not_measured,
+)
 
 __all__ = [
     "DetectionParams",
     "LevelDetectionError",
     "LevelProposal",
+    "MarkError",
     "PROPOSED_ORDER",
     "SHIFT_ORDER",
     "TRANSITIONAL",

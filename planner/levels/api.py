@@ -48,13 +48,14 @@ def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequenc
         if not volume.contains(pt, margin_voxels=1.0):
             raise LevelDetectionError(f"hint {name} at {tuple(round(float(v), 1) for v in pt)} lies outside "
                                       "the image")
+    warnings: list[str] = []
     if mod == "CT":
         found, notes = _detect_ct(volume, p, transitional, hints)
     else:
         for_uid = volume.info.frame_of_reference_uid
         same_frame = [c for c in companions if c is not volume and isinstance(c, Volume) and c.array.ndim == 3
                       and (not for_uid or c.info.frame_of_reference_uid == for_uid)]
-        found, notes = _detect_mr(volume, hints, p, transitional, mod, companions=same_frame)
+        found, notes, warnings = _detect_mr(volume, hints, p, transitional, mod, companions=same_frame)
     levels = [Level(name=v.name, landmarks=v.landmarks,
                     pedicle_outline_left_lps=v.pedicle_outlines.get("left", []),
                     pedicle_outline_right_lps=v.pedicle_outlines.get("right", []),
@@ -62,7 +63,7 @@ def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequenc
               for v in found if v.name in PROPOSED_ORDER]
     if not levels:
         raise LevelDetectionError("no lumbar level (T12-S1) was found in the image")
-    return LevelProposal(levels, mod, notes)
+    return LevelProposal(levels, mod, notes, warnings)
 
 
 def labelling_volume(session: object) -> Optional[tuple[str, Volume]]:

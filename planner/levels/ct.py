@@ -14,7 +14,7 @@ from planner.plan import Landmarks
 from planner.levels.params import DetectionParams
 from planner.levels.results import LevelDetectionError, _pt, VertebraFound
 from planner.levels.naming import PROPOSED_ORDER, _sequence
-from planner.levels.grid import _line_profile, SpineCurve, work_grid, WorkGrid, working_volume
+from planner.levels.grid import _line_profile, body_frame, SpineCurve, work_grid, WorkGrid, working_volume
 from planner.levels.pedicles import BodyFrame, ct_pedicle
 from planner.levels.canal import ct_canal_outline
 
@@ -417,17 +417,10 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
     for MRI, a marrow-likeness map that is positive inside marrow (``thr`` 0, ``bone`` None -> no
     cortex-peak logic)."""
     bone_v = p.ct_bone_hu if bone is None else bone
-    axis = sup - inf
-    height = float(np.linalg.norm(axis))
-    if height < 5:
+    frame = body_frame(sup, inf, lateral, anterior_hint)
+    if frame is None:
         return None
-    axis /= height
-    lat = lateral - axis * (lateral @ axis)
-    lat /= np.linalg.norm(lat)
-    ap = np.cross(lat, axis)
-    if ap @ anterior_hint < 0:
-        ap = -ap
-    mid = 0.5 * (sup + inf)
+    axis, height, lat, ap, mid = frame
     pos = np.arange(0.0, 70.0 + 1e-6, grid.spacing / 2)
     hw = (p.slab_half_width_mm, min(3.0, 0.15 * height))
     fwd = _line_profile(grid, mid, ap, (lat, axis), pos, hw, fill)

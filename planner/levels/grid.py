@@ -223,3 +223,24 @@ def _line_profile(grid: WorkGrid, origin: np.ndarray, direction: np.ndarray, acr
     for o in offsets:
         acc += grid.sample(pts + o[None, :], fill=fill)
     return acc / len(offsets)
+
+
+def body_frame(sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray, anterior_hint: np.ndarray,
+               axis_hint: Optional[np.ndarray] = None
+               ) -> Optional[tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]]:
+    """A body's frame from first estimates of its endplate centres: (axis toward superior, height, lateral,
+    anterior, mid-point between the endplates), ``axis_hint`` overriding the direction sup - inf; None when
+    the endplates are less than 5 mm apart."""
+    axis = sup - inf
+    if axis_hint is not None:
+        axis = axis_hint * float(axis @ axis_hint)
+    height = float(np.linalg.norm(axis))
+    if height < 5:
+        return None
+    axis = axis / height
+    lat = lateral - axis * (lateral @ axis)
+    lat = lat / np.linalg.norm(lat)
+    ap = np.cross(lat, axis)
+    if ap @ anterior_hint < 0:
+        ap = -ap
+    return axis, height, lat, ap, 0.5 * (sup + inf)

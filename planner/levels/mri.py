@@ -1,5 +1,11 @@
-"""Levels on a sagittal MR from two marks inside named bodies: the column between and beyond them, the
-discs (their count known from the names) and each body measured inside its cortical shell."""
+"""Levels on a sagittal MR, by the finder ``DetectionParams.mr_finder`` names.
+
+"classical" (the default): from two marks inside named bodies, the column between and beyond them, the
+discs (their count known from the names) and each body measured inside its cortical shell
+(:func:`_detect_mr_classical`). "learned": the bodies from the learned body finder
+(:mod:`planner.levels.mri_bodies`), named from two marks or counted from the sacrum, their pedicles measured
+in the acquired slices by the classical measurement seeded from the found endplates
+(:func:`_detect_mr_learned`)."""
 
 from __future__ import annotations
 
@@ -10,11 +16,12 @@ import numpy as np
 from scipy import ndimage
 
 from planner.imaging.volume import Volume
-from planner.plan import Landmarks
+from planner.plan import Landmarks, Point3
 from planner.levels.params import DetectionParams
+from planner.levels.mri_bodies import MODEL_PATH, default_net, find_bodies, name_from_marks, name_without_marks
 from planner.levels.results import LevelDetectionError, _pt, VertebraFound
 from planner.levels.naming import PROPOSED_ORDER, _sequence
-from planner.levels.grid import _line_profile, SpineCurve, work_grid, WorkGrid, working_volume
+from planner.levels.grid import _line_profile, SpineCurve, work_grid, WorkGrid, working_volume, body_frame
 from planner.levels.profiles import _cortex_line, _dip_near, _first_dip, _mirror_midline, _NativeSlices, _surface
 from planner.levels.pedicles import (
     _axial_pedicle_x,
@@ -26,6 +33,104 @@ from planner.levels.pedicles import (
 
 
 def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParams, transitional: Optional[str],
+               modality: str, companions: Sequence[Volume] = ()
+               ) -> tuple[list[VertebraFound], list[str], list[str]]:
+    """(vertebrae, notes, warnings) on a sagittal MR with the finder ``p.mr_finder`` names: "classical"
+    (two marks; discs along the marrow column, :func:`_detect_mr_classical`) or "learned" (the learned body
+    finder; two marks or none, marks checked against the image, :func:`_detect_mr_learned`)."""
+    if p.mr_finder == "learned":
+        return _detect_mr_learned(volume, hints, p, transitional, modality, companions)
+    if p.mr_finder != "classical":
+        raise LevelDetectionError(f"unknown MRI level finder {p.mr_finder!r} (classical or learned)")
+    found, notes = _detect_mr_classical(volume, hints, p, transitional, modality, companions)
+    return found, notes, []
+
+
+def _detect_mr_learned(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParams, transitional: Optional[str],
+               modality: str, companions: Sequence[Volume] = ()
+               ) -> tuple[list[VertebraFound], list[str], list[str]]:
+    """(vertebrae, notes, warnings) on a sagittal MR: the vertebral bodies found by the learned body finder
+    (:mod:`planner.levels.mri_bodies`), named from two marks inside named bodies (e.g. S1 and L1, or L1
+    and L5) or, without marks, counted from the sacrum as a proposal to confirm. Body landmarks come from
+    the body finder (sharpened on the cortical lines where those lie close to it, see :func:`_refined`); the
+    pedicles are measured in the acquired slices (:func:`_mr_measure_body`), seeded by the body's endplates
+    and axis."""
+    if len(hints) == 1:
+        raise LevelDetectionError("on MRI the levels need two marks, e.g. inside S1 and inside L1 (one was given), "
+                                  "or none for a proposal counted from the sacrum")
+    seq = _sequence(transitional)
+    net_params = p.mr_bodies
+    net = default_net(str(net_params.model_path or MODEL_PATH), net_params.threads)
+    scan = find_bodies(volume, list(hints.values()), net=net, params=net_params,
+                       max_voxels=p.max_native_voxels)
+    if not scan.bodies:
+        raise LevelDetectionError("no vertebral body was found in the image")
+    if hints:
+        names = name_from_marks(scan, dict(hints), seq, net_params, transitional)
+    else:
+        names = name_without_marks(scan, seq, net_params, transitional)
+        scan.notes.insert(0, "levels counted from the sacrum without marks: a proposal, confirm the names")
+    # a float32 copy of the region of the bodies for the measurements in the acquired slices (bounded)
+    cents = np.array([b.centre_lps for b in scan.bodies])
+    region = (cents.min(0) - 60.0, cents.max(0) + 60.0)
+    volume = working_volume(volume, region, p.max_native_voxels)
+    companions = [working_volume(c, region, p.max_native_voxels) for c in companions if _overlaps(c, region)]
+    # the coarse pedicles that seed the measurement in the acquired slices are found on a working grid
+    # scaled to the marrow signal of the highest and lowest bodies
+    grid = work_grid(volume, p.mr_work_spacing_mm, fill=0.0, bounds_lps=region, max_voxels=p.max_work_voxels)
+    solid = [b for b in scan.bodies if not b.faint]
+    ratio = _mr_ratio_grid(grid, solid[-1].centre_lps, solid[0].centre_lps) if len(solid) > 1 else None
+    notes: list[str] = []
+    verts: list[VertebraFound] = []
+    for body, name in zip(scan.bodies, names):
+        if name not in PROPOSED_ORDER:
+            continue
+        lm = body.landmarks
+        if body.partial:
+            notes.append(f"{name} is cut by the edge of the image: its landmarks are of the part in view")
+        peds: tuple[Optional[Point3], Optional[Point3]] = (None, None)
+        if "superior_endplate_lps" in lm and "inferior_endplate_lps" in lm:
+            axis = lm["superior_endplate_lps"] - lm["inferior_endplate_lps"]
+            axis = axis / np.linalg.norm(axis)
+            lateral = np.array([1.0, 0.0, 0.0])
+            anterior = np.cross(lateral, axis)
+            sup, inf = lm["superior_endplate_lps"], lm["inferior_endplate_lps"]
+            coarse = None if ratio is None else _mr_refine_body(ratio, sup, inf, lateral, anterior, p, name=name,
+                                                                 axis_hint=axis)
+            seeds = (None, None) if coarse is None else (coarse.pedicle_left_lps, coarse.pedicle_right_lps)
+            measured = _mr_measure_body(volume, sup, inf, lateral, anterior, p, name=name, axis_hint=axis,
+                                        coarse_pedicles=seeds, companions=companions)
+            if measured is not None:
+                lm = _refined(lm, measured, net_params.refine_mm)
+                if name != "S1":
+                    peds = (measured.pedicle_left_lps, measured.pedicle_right_lps)
+        if name == "S1":
+            # S1's pedicles merge into the sacral alae: on MRI no separate pedicle is seen to measure
+            notes.append("S1: the pedicles merge into the sacral alae and are not measured on MRI; place them by hand")
+        landmarks = Landmarks(**{k: _pt(v) for k, v in lm.items()},
+                              pedicle_left_lps=peds[0], pedicle_right_lps=peds[1])
+        verts.append(VertebraFound(0.0, 0.0, landmarks, name=name, sacral=name == "S1", partial=body.partial))
+    return verts, scan.notes + notes, scan.warnings
+
+
+def _refined(lm: dict[str, np.ndarray], measured: Landmarks, tol_mm: float) -> dict[str, np.ndarray]:
+    """The body finder's landmarks with each wall and endplate replaced by the one measured on its cortical
+    line in the acquired slices where that lies within ``tol_mm`` of it (a sharper edge where the image
+    shows one; the finder's edge elsewhere); the centre between them when all four were replaced."""
+    out = dict(lm)
+    edges = ("superior_endplate_lps", "inferior_endplate_lps", "posterior_wall_lps", "anterior_wall_lps")
+    taken = 0
+    for k in edges:
+        m = getattr(measured, k)
+        if m is not None and k in lm and float(np.linalg.norm(np.asarray(m) - lm[k])) <= tol_mm:
+            out[k] = np.asarray(m, float)
+            taken += 1
+    if taken == len(edges) and measured.body_center_lps is not None:
+        out["body_center_lps"] = np.asarray(measured.body_center_lps, float)
+    return out
+
+
+def _detect_mr_classical(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParams, transitional: Optional[str],
                modality: str, companions: Sequence[Volume] = ()) -> tuple[list[VertebraFound], list[str]]:
     """Levels on a sagittal MR from two marks inside named bodies (e.g. S1 and L1).
 
@@ -568,19 +673,10 @@ def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: 
                     axis_hint: Optional[np.ndarray] = None) -> Optional[Landmarks]:
     """MRI walls at the cortical lines on the mid-height line, centre, endplates on the AP middle, pedicles.
     ``axis_hint``: the body's axis when known from the endplates' tilt (else the line sup - inf)."""
-    axis = sup - inf
-    if axis_hint is not None:
-        axis = axis_hint * float(axis @ axis_hint)
-    height = float(np.linalg.norm(axis))
-    if height < 5:
+    frame = body_frame(sup, inf, lateral, anterior_hint, axis_hint)
+    if frame is None:
         return None
-    axis /= height
-    lat = lateral - axis * (lateral @ axis)
-    lat /= np.linalg.norm(lat)
-    ap = np.cross(lat, axis)
-    if ap @ anterior_hint < 0:
-        ap = -ap
-    mid = 0.5 * (sup + inf)
+    axis, height, lat, ap, mid = frame
     step = ratio.spacing / 2
     pos = np.arange(0.0, 45.0 + 1e-6, step)
     hw = (p.slab_half_width_mm, min(3.0, 0.15 * height))
@@ -654,19 +750,10 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
     """MRI body landmarks measured in the acquired slices: the midsagittal plane from the vertebra's mirror
     symmetry, walls and endplates at the outer edge of their cortical lines (sub-sample edges), the body
     centre between them; ``sup``/``inf``: first estimates of the endplate centres (from the discs)."""
-    axis = sup - inf
-    if axis_hint is not None:
-        axis = axis_hint * float(axis @ axis_hint)
-    height = float(np.linalg.norm(axis))
-    if height < 5:
+    frame = body_frame(sup, inf, lateral, anterior_hint, axis_hint)
+    if frame is None:
         return None
-    axis = axis / height
-    lat = lateral - axis * (lateral @ axis)
-    lat /= np.linalg.norm(lat)
-    ap = np.cross(lat, axis)
-    if ap @ anterior_hint < 0:
-        ap = -ap
-    mid = 0.5 * (sup + inf)
+    axis, height, lat, ap, mid = frame
     box = np.stack(np.meshgrid(np.linspace(-6, 6, 5), np.linspace(-6, 6, 5), np.linspace(-0.2, 0.2, 5) * height,
                                indexing="ij"), -1).reshape(-1, 3)
     marrow = float(np.median(volume.sample(mid + box[:, :1] * lat + box[:, 1:2] * ap + box[:, 2:] * axis)))

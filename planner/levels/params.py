@@ -3,7 +3,54 @@ not clinical ones; clinical numbers live in :mod:`planner.settings`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class MrBodiesParams:
+    """Settings of the learned MRI body finder (:mod:`planner.levels.mri_bodies`; technical, not clinical)."""
+
+    #: The ONNX model; None: the shipped ``resources/models/mri_bodies.onnx``.
+    model_path: Optional[str] = None
+    #: Largest distance between the sagittal planes given to the network (mm).
+    plane_step_mm: float = 2.5
+    #: Distance between planes of the first pass that finds the midline when there are no marks (mm).
+    coarse_step_mm: float = 5.0
+    #: Planes cover this far either side of the marks' (or the found) midline (mm).
+    half_width_mm: float = 30.0
+    #: Around the marks, the planes reach this far above the upper and below the lower mark (mm).
+    reach_mm: float = 130.0
+    #: ... and this far in front of and behind them (mm).
+    front_mm: float = 80.0
+    back_mm: float = 110.0
+    #: Probability above which a pixel belongs to a body.
+    threshold: float = 0.5
+    #: The bodies are told apart in the mask's core: probability above this, eroded in each plane by
+    #: ``seed_erosion_px`` pixels (a disc's blurred rim can join two bodies at the mask's threshold).
+    seed_threshold: float = 0.8
+    seed_erosion_px: int = 1
+    #: Sections of neighbouring planes that overlap by at least this (intersection over union) and are each
+    #: other's best overlap belong to one body.
+    link_iou: float = 0.3
+    #: Smallest part counted as a body (ml); a lumbar body holds 30-50 ml, a partly imaged one less.
+    min_body_ml: float = 2.0
+    #: Neighbouring body centres lie this far apart (mm); a longer step means a body was missed.
+    step_mm: tuple[float, float] = (16.0, 52.0)
+    #: The column of bodies bends by at most this much from one step (centre to centre) to the next (deg).
+    max_bend_deg: float = 40.0
+    #: The top of the sacrum (S1), which the model outlines less surely, is outlined at this body probability.
+    sacrum_threshold: float = 0.25
+    #: Mean L5 / S1 probability inside a body above which the network names it ...
+    name_confidence: float = 0.5
+    #: ... and above which a body looks like the last lumbar body (a second such body makes the names doubtful).
+    name_doubt: float = 0.25
+    #: A wall or endplate measured on its cortical line in the acquired slices replaces the network's edge
+    #: when it lies within this distance of it (mm); 0: never (the default: on the real scans it made the
+    #: walls worse, median 1.9 against 1.7 mm on four of them).
+    refine_mm: float = 0.0
+    #: onnxruntime threads.
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -106,3 +153,11 @@ class DetectionParams:
     #: MRI: axial slices used for a pedicle's sideways place lie in this band of its half-height above its
     #: centre (above the transverse process, below its top).
     mr_axial_pedicle_band: tuple[float, float] = (0.35, 0.8)
+    #: MRI: the level finder: "classical" (two marks; the discs along the marrow column and each body
+    #: measured inside its cortical shell) or "learned" (the learned body finder of
+    #: :mod:`planner.levels.mri_bodies`: two marks or none, marks checked against the image). The learned
+    #: finder is the better one on the real scans (README, "The MRI vertebral-body model") but does not yet
+    #: outline the lower bodies of the synthetic demo case, so it is not the default.
+    mr_finder: str = "classical"
+    #: MRI: the learned body finder's settings.
+    mr_bodies: MrBodiesParams = field(default_factory=MrBodiesParams)

@@ -14,6 +14,12 @@ class LevelDetectionError(ValueError):
     """The spine or its levels could not be found; the message says what is missing."""
 
 
+class MarkError(LevelDetectionError):
+    """The marks disagree with the image (in a disc, outside the bodies, a count of bodies between them
+    that does not fit their names); the message names the likely correction."""
+
+
+
 @dataclass
 class VertebraFound:
     """One vertebra as found: the curve indices of the discs below and above and its landmarks."""
@@ -36,6 +42,8 @@ class LevelProposal:
     levels: list[Level]
     modality: str
     notes: list[str] = field(default_factory=list)
+    #: The image disagrees with the marks (each names the likely correction); shown where the physician marks.
+    warnings: list[str] = field(default_factory=list)
 
 
 def _pt(v: np.ndarray) -> tuple[float, float, float]:

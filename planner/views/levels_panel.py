@@ -402,7 +402,8 @@ class LevelsPanel(PlanPanel):
     # ------------------------------------------------------------------ view -> model: levels
     def propose(self) -> bool:
         """Run the level proposal on the labelling image and merge it into the plan (one undo step)."""
-        from planner.levels import LevelDetectionError, labelling_volume, merge_proposal, propose_levels_detailed
+        from planner.levels import (LevelDetectionError, MarkError, labelling_volume, merge_proposal,
+                                    propose_levels_detailed)
 
         chosen = labelling_volume(self.session)
         if chosen is None:
@@ -414,6 +415,11 @@ class LevelsPanel(PlanPanel):
             others = [v for k, v in self.session.volumes().items() if k != key]  # e.g. an axial stack
             result = propose_levels_detailed(volume, self.hints or None, transitional=self.anatomy.currentData(),
                                              companions=others)
+        except MarkError as exc:
+            # shown where the physician marks, until the next proposal
+            self.show_warnings([f"Check the marks: {exc}"])
+            self.message.emit(f"Check the marks: {exc}")
+            return False
         except LevelDetectionError as exc:
             text = str(exc)
             if not self.hints and (volume.info.modality or "").upper() != "CT":
@@ -425,9 +431,10 @@ class LevelsPanel(PlanPanel):
         merged = merge_proposal(self.document.plan.levels, result.levels)
         if not self._edit(self.document.replace_levels, merged, "Propose levels"):
             return False
-        self.show_warnings(result.notes)
+        self.show_warnings(result.warnings + result.notes)
         names = ", ".join(lv.name for lv in result.levels)
-        self.message.emit(f"Proposed {len(result.levels)} levels ({names}) on {result.modality}"
+        self.message.emit("".join(f"{w}. " for w in result.warnings)
+                          + f"Proposed {len(result.levels)} levels ({names}) on {result.modality}"
                           + ("; " + "; ".join(result.notes) if result.notes else ""))
         if self.document.plan.settings.modic_assistant_enabled:
             from planner.modic import volumes_for

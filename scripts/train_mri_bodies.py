@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""Train the MRI vertebral-body network (a compact 2D U-Net on sagittal planes) and export it to ONNX.
+
+Usage (training needs PyTorch, which is NOT a requirement of the application; use a separate venv)::
+
+    python3 -m venv /work/train-venv
+    /work/train-venv/bin/pip install torch==2.13.0 onnx numpy scipy nibabel
+    nice -n 10 /work/train-venv/bin/python scripts/train_mri_bodies.py --data ../shared/data/lumbar_mri_vb \\
+        --out /tmp/mri-bodies [--iters 2500] [--threads 2] [--only-fold K | --only-final]
+
+What it does (fixed seeds; the same command gives the same model on the same machine):
+
+1. Reads the labelled scans ``<case>_mr.nii.gz`` / ``<case>_vb.nii.gz`` / ``<case>.json`` of DATA (the
+   ``lumbar_mri_vb`` set: 1 mm sagittal MRI with manual vertebral-body labels, VerSe numbering).
+2. Target per voxel: background, vertebral body, L5 body, S1 body. Bodies above the highest and below the
+   lowest labelled body are in the image but not labelled: beyond the planes fitted to those bodies' outer
+   endplates (+ ``IGNORE_MARGIN_MM``) the loss ignores the pixels.
+3. **Cross-validation**: the patients are split into 3 folds (scans of one patient stay together:
+   VB1_02 and VB1_03 are one patient), each fold's model is trained on the other two thirds and exported
+   to ``OUT/fold<K>.onnx``; ``OUT/folds.json`` names the held-out cases of each fold. The held-out
+   segmentation numbers are printed here; the landmark numbers of the held-out scans come from
+   ``bench/anatomy_bench.py --mri-cv OUT`` (the application's full pipeline with each fold's model).
+4. The shipped model is trained on all scans with the same settings: ``OUT/mri_bodies.onnx`` (copy it to
+   ``resources/models/``).
+
+Input: :mod:`planner.levels.mri_input` (shared with the application): sagittal planes at 2 mm, thin or
+averaged over a slab (thick acquired slices), scaled by the plane's own percentiles. Augmentation: slab
+thickness 1-6 mm, rotation, scale, intensity curves (gamma, random tone curves, inversion), bias field,
+noise and blur: the scans are T1, T2, TIRM and water-fat images with 8-bit intensities and no headers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from planner.levels.mri_input import CLASSES, GRID_MM, inside_volume, normalise_plane, sample_plane, slab_offsets
+
+#: VerSe label numbers of the classes (other bodies are "body").
+L5_LABEL, S1_LABEL = 24, 26
+IGNORE = 255
+#: Pixels farther than this beyond the outer endplate of the highest / lowest labelled body are ignored.
+IGNORE_MARGIN_MM = 4.0
+#: Training patch (rows, cols) in pixels of GRID_MM.
+PATCH = (128, 96)
+#: Width of the first layer; doubled at each of the four levels down (capped at CAP).
+WIDTH, CAP = 12, 96
+N_FOLDS = 3
+
+
+# ----------------------------------------------------------------------------------------------- data
+@dataclass
+class Case:
+    name: str
+    group: str
+    image: np.ndarray  # float32, array axes as stored in the NIfTI file
+    target: np.ndarray  # uint8 classes, IGNORE where unknown
+    lps_to_index: np.ndarray
+    index_to_lps: np.ndarray
+    body_lps: np.ndarray  # (n, 3) LPS points of labelled body voxels (a subsample)
+    x_range: tuple[float, float]  # LPS x extent of the labelled bodies
+
+
+def patient_group(case: str) -> str:
+    """Scans of one patient share a group (the data README: VB1_02 and VB1_03 are the same patient)."""
+    return "VB1_02" if case == "VB1_03" else case
+
+
+def _outer_plane(mask: np.ndarray, top: bool) -> tuple[np.ndarray, float]:
+    """Least-squares plane i = a*j + b*k + c through the outer endplate voxels of a body (axis 0 runs
+    head to feet). Returns ((a, b), c)."""
+    shifted = np.zeros_like(mask)
+    if top:
+        shifted[1:] = mask[:-1]
+    else:
+        shifted[:-1] = mask[1:]
+    surf = mask & ~shifted
+    i, j, k = np.nonzero(surf)
+    a = np.stack([j, k, np.ones_like(j)], 1).astype(float)
+    coef, *_ = np.linalg.lstsq(a, i.astype(float), rcond=None)
+    return coef[:2], float(coef[2])
+
+
+def load_case(data: Path, name: str) -> Case:
+    import nibabel as nib
+
+    img = nib.load(str(data / f"{name}_mr.nii.gz"))
+    lab = np.asarray(nib.load(str(data / f"{name}_vb.nii.gz")).dataobj).astype(np.int16)
+    ras = img.affine
+    index_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ras
+    # voxel axis 0 must run head to feet (the data README); the ignore planes rely on it
+    if not index_to_lps[2, 0] < 0:
+        raise ValueError(f"{name}: voxel axis 0 does not run head to feet")
+    spacing = np.linalg.norm(index_to_lps[:3, :3], axis=0)
+    target = np.zeros(lab.shape, np.uint8)
+    target[lab > 0] = 1
+    target[lab == L5_LABEL] = 2
+    target[lab == S1_LABEL] = 3
+    values = sorted(int(v) for v in np.unique(lab) if v > 0)
+    ii, jj, kk = np.meshgrid(np.arange(lab.shape[0]), np.arange(lab.shape[1]), np.arange(lab.shape[2]),
+                             indexing="ij", sparse=True)
+    margin = IGNORE_MARGIN_MM / spacing[0]
+    (a, b), c = _outer_plane(lab == values[0], top=True)
+    target[ii < a * jj + b * kk + c - margin] = IGNORE
+    (a, b), c = _outer_plane(lab == values[-1], top=False)
+    target[ii > a * jj + b * kk + c + margin] = IGNORE
+    vox = np.argwhere(lab > 0)
+    rng = np.random.default_rng(0)
+    vox = vox[rng.choice(len(vox), size=min(len(vox), 20000), replace=False)]
+    body_lps = vox @ index_to_lps[:3, :3].T + index_to_lps[:3, 3]
+    xs = body_lps[:, 0]
+    return Case(name, patient_group(name), np.asarray(img.dataobj).astype(np.float32), target,
+                np.linalg.inv(index_to_lps), index_to_lps, body_lps, (float(xs.min()), float(xs.max())))
+
+
+def load_cases(data: Path) -> list[Case]:
+    names = sorted(p.name[:-len(".json")] for p in data.glob("*.json"))
+    if not names:
+        raise SystemExit(f"{data}: no <case>.json found (expected the lumbar_mri_vb data set)")
+    return [load_case(data, n) for n in names]
+
+
+def folds_of(cases: list[Case]) -> dict[str, int]:
+    """Patient groups dealt to the folds in turn, per data set (VB1, VB2, VB3) so each fold has some of each."""
+    groups = sorted({c.group for c in cases})
+    return {g: i % N_FOLDS for i, g in enumerate(groups)}
+
+
+# ----------------------------------------------------------------------------------------------- sampling
+def _tone_curve(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random smooth intensity curve (monotone or not) through 5 control points."""
+    knots = np.linspace(0.0, 1.5, 6)
+    vals = np.sort(rng.uniform(0, 1.5, 6)) if rng.random() < 0.5 else rng.uniform(0, 1.5, 6)
+    vals[0] = min(vals[0], 0.2)
+    return np.interp(x, knots, vals).astype(np.float32)
+
+
+def _endplate_changes(img: np.ndarray, tgt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """1-3 soft zones inside bodies against an endplate with the marrow signal scaled by 0.25-0.7 or
+    1.4-2.2 (grade A-C heights: 4-14 mm; 30-100 % of the endplate's depth)."""
+    from scipy import ndimage
+
+    body = (tgt >= 1) & (tgt != IGNORE)
+    step = GRID_MM
+    edge = body & ~(np.roll(body, 2, 0) & np.roll(body, -2, 0))
+    rr, cc = np.nonzero(edge)
+    if len(rr) == 0:
+        return img
+    out = img.copy()
+    rows, cols = img.shape
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    for _ in range(int(rng.integers(1, 4))):
+        i = int(rng.integers(len(rr)))
+        h = rng.uniform(4.0, 14.0) / step
+        w = rng.uniform(6.0, 22.0) / step
+        zone = ((yy - rr[i]) / h) ** 2 + ((xx - cc[i]) / w) ** 2 <= 1.0
+        soft = ndimage.gaussian_filter((zone & body).astype(np.float32), 0.8)
+        f = rng.uniform(0.25, 0.7) if rng.random() < 0.5 else rng.uniform(1.4, 2.2)
+        out = out * (1.0 + (f - 1.0) * soft)
+    return out.astype(np.float32)
+
+
+def make_sample(case: Case, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented (image, target) training pair of PATCH size."""
+    from scipy import ndimage
+
+    rows, cols = PATCH
+    x_lo, x_hi = case.x_range
+    x = rng.uniform(x_lo - 4, x_hi + 4)
+    anchor = case.body_lps[rng.integers(len(case.body_lps))]
+    cz = anchor[2] + rng.uniform(-40, 40)
+    cy = anchor[1] + rng.uniform(-25, 25)
+    scale = math.exp(rng.uniform(math.log(0.85), math.log(1.2)))
+    theta = math.radians(rng.uniform(-15, 15))
+    step = GRID_MM * scale
+    r = (np.arange(rows) - (rows - 1) / 2) * step
+    c = (np.arange(cols) - (cols - 1) / 2) * step
+    # rows go down (-z), cols go back (+y), rotated by theta in the sagittal plane
+    dz = -r[:, None] * math.cos(theta) + c[None, :] * math.sin(theta)
+    dy = r[:, None] * math.sin(theta) + c[None, :] * math.cos(theta)
+    pts = np.empty((rows, cols, 3))
+    pts[..., 0] = x
+    pts[..., 1] = cy + dy
+    pts[..., 2] = cz + dz
+    slab = 1.0 if rng.random() < 0.4 else rng.uniform(2.0, 6.0)
+    img = np.zeros((rows, cols), np.float32)
+    offs = slab_offsets(slab)
+    for dx in offs:
+        img += sample_plane(case.image, case.lps_to_index, pts + np.array([dx, 0, 0]), order=1)
+    img /= len(offs)
+    valid = inside_volume(case.image.shape, case.lps_to_index, pts)
+    tgt = sample_plane(case.target, case.lps_to_index, pts, order=0, fill=0).astype(np.uint8)
+    # marrow changes next to the endplates (Modic changes: darker or brighter than the marrow on every
+    # sequence) stay body: the patients to be planned have them, the training scans do not
+    if rng.random() < 0.6:
+        img = _endplate_changes(img, tgt, rng)
+    # intensities: percentiles, then curves, bias field, blur and noise
+    img = normalise_plane(img, valid, (rng.uniform(0.2, 5.0), rng.uniform(98.0, 99.9)))
+    u = rng.random()
+    if u < 0.15:
+        img = np.where(valid, 1.2 - np.minimum(img, 1.2), 0).astype(np.float32)
+    elif u < 0.45:
+        img = _tone_curve(img, rng)
+    img = np.power(np.clip(img, 0, None), rng.uniform(0.6, 1.6)).astype(np.float32)
+    if rng.random() < 0.5:
+        yy, xx = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, cols), indexing="ij")
+        co = rng.normal(0, 0.15, 5)
+        img *= np.exp(co[0] * yy + co[1] * xx + co[2] * yy * xx + co[3] * yy ** 2 + co[4] * xx ** 2).astype(
+            np.float32)
+    if rng.random() < 0.25:
+        img = ndimage.gaussian_filter(img, rng.uniform(0.3, 1.0))
+    img = img * rng.uniform(0.8, 1.2) + rng.normal(0, rng.uniform(0, 0.05), img.shape).astype(np.float32)
+    img[~valid] = 0.0
+    return np.clip(img, 0, 2).astype(np.float32), tgt
+
+
+# ----------------------------------------------------------------------------------------------- model
+def build_model():
+    import torch
+    from torch import nn
+
+    def block(cin: int, cout: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                             nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    widths = [min(WIDTH * 2 ** i, CAP) for i in range(5)]
+
+    class UNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.down = nn.ModuleList([block(1, widths[0])] + [block(widths[i - 1], widths[i]) for i in range(1, 5)])
+            self.up = nn.ModuleList([block(widths[i + 1] + widths[i], widths[i]) for i in range(4)])
+            self.head = nn.Conv2d(widths[0], len(CLASSES), 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            skips = []
+            for i, d in enumerate(self.down):
+                x = d(x if i == 0 else nn.functional.max_pool2d(x, 2))
+                skips.append(x)
+            x = skips.pop()
+            for i in range(3, -1, -1):
+                x = nn.functional.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+                x = self.up[i](torch.cat([x, skips.pop()], 1))
+            return self.head(x)
+
+    return UNet()
+
+
+class Softmaxed:
+    """Wraps the trained network so that the exported model returns class probabilities."""
+
+    @staticmethod
+    def wrap(model):
+        import torch
+        from torch import nn
+
+        class M(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = model
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.softmax(self.net(x), dim=1)
+
+        return M()
+
+
+def train(cases: list[Case], iters: int, seed: int, log_prefix: str, batch: int = 8):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_model()
+    # the few scans with a labelled S1 are drawn twice as often (the S1 class is learned from them alone)
+    case_p = np.array([2.0 if np.any(c.target == 3) else 1.0 for c in cases])
+    case_p /= case_p.sum()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=iters, pct_start=0.1)
+    weights = torch.tensor([1.0, 1.0, 2.0, 2.0])
+    ce = nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE)
+    t0 = time.time()
+    run = 0.0
+    model.train()
+    for it in range(iters):
+        pairs = [make_sample(cases[rng.choice(len(cases), p=case_p)], rng) for _ in range(batch)]
+        x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
+        y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+        logits = model(x)
+        loss = ce(logits, y)
+        # soft Dice of the union of the body classes (on the pixels that are not ignored)
+        known = (y != IGNORE).float()
+        prob_body = torch.softmax(logits, 1)[:, 1:].sum(1) * known
+        is_body = ((y >= 1) & (y != IGNORE)).float()
+        dice = 1 - (2 * (prob_body * is_body).sum() + 1) / (prob_body.sum() + is_body.sum() + 1)
+        # and of the L5 and S1 classes, which name the levels
+        probs = torch.softmax(logits, 1)
+        for cls in (2, 3):
+            pc, tc = probs[:, cls] * known, (y == cls).float()
+            dice = dice + 0.5 * (1 - (2 * (pc * tc).sum() + 1) / (pc.sum() + tc.sum() + 1))
+        total = loss + dice
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        sched.step()
+        run = 0.98 * run + 0.02 * float(total.detach()) if it else float(total.detach())
+        if (it + 1) % 50 == 0 or it == iters - 1:
+            print(f"{log_prefix} iter {it + 1}/{iters} loss {run:.3f} ({time.time() - t0:.0f} s)", flush=True)
+    model.eval()
+    return model
+
+
+def export_onnx(model, path: Path) -> None:
+    import torch
+
+    wrapped = Softmaxed.wrap(model).eval()
+    dummy = torch.zeros(1, 1, 160, 128)
+    torch.onnx.export(wrapped, (dummy,), str(path), input_names=["plane"], output_names=["probabilities"],
+                      dynamic_axes={"plane": {0: "n", 2: "rows", 3: "cols"},
+                                    "probabilities": {0: "n", 2: "rows", 3: "cols"}},
+                      opset_version=17, dynamo=False)
+
+
+# ----------------------------------------------------------------------------------------------- held-out numbers
+def predict_plane(model, case: Case, x: float):
+    """Class probabilities (4, rows, cols) on the whole sagittal plane of a scan at LPS x, and its target."""
+    import torch
+
+    from planner.levels.mri_input import plane_for_box
+
+    corners = np.array([[i, j, k] for i in (0, case.image.shape[0] - 1) for j in (0, case.image.shape[1] - 1)
+                        for k in (0, case.image.shape[2] - 1)], float)
+    lps = corners @ case.index_to_lps[:3, :3].T + case.index_to_lps[:3, 3]
+    g = plane_for_box(x, lps[:, 1].min(), lps[:, 1].max(), lps[:, 2].min(), lps[:, 2].max())
+    pts = g.points_lps()
+    img = sample_plane(case.image, case.lps_to_index, pts)
+    valid = inside_volume(case.image.shape, case.lps_to_index, pts)
+    tgt = sample_plane(case.target, case.lps_to_index, pts, order=0).astype(np.uint8)
+    with torch.no_grad():
+        prob = torch.softmax(model(torch.from_numpy(normalise_plane(img, valid))[None, None]), 1)[0].numpy()
+    return prob, tgt
+
+
+def heldout_numbers(model, cases: list[Case]) -> list[dict]:
+    """Per held-out scan: Dice of the body classes and of L5 on the mid-sagittal plane of the labels."""
+    out = []
+    for case in cases:
+        x = float(np.median(case.body_lps[:, 0]))
+        prob, tgt = predict_plane(model, case, x)
+        known = tgt != IGNORE
+        pred = prob.argmax(0)
+        row = {"case": case.name}
+        for name, sel_p, sel_t in (("body", pred >= 1, tgt >= 1), ("L5", pred == 2, tgt == 2)):
+            a, b = sel_p & known, sel_t & known
+            row[f"dice_{name}"] = float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
+        out.append(row)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="folder of the lumbar_mri_vb scans")
+    ap.add_argument("--out", type=Path, required=True, help="output folder (fold models, folds.json, final model)")
+    ap.add_argument("--iters", type=int, default=1500, help="training iterations of 8 planes (default 1500)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: on a shared machine more threads wait on each other)")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--only-fold", type=int, choices=range(N_FOLDS), help="train only this cross-validation fold")
+    which.add_argument("--only-final", action="store_true", help="train only the model on all scans")
+    ap.add_argument("--no-final", action="store_true", help="skip the model on all scans")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cases = load_cases(args.data)
+    fold_of_group = folds_of(cases)
+    fold = {c.name: fold_of_group[c.group] for c in cases}
+    (args.out / "folds.json").write_text(json.dumps(
+        {"folds": [[c.name for c in cases if fold[c.name] == k] for k in range(N_FOLDS)],
+         "iters": args.iters, "seed": args.seed}, indent=1))
+    # the shipped model first (the folds only measure it)
+    if args.only_final or (args.only_fold is None and not args.no_final):
+        model = train(cases, args.iters, args.seed + 100, "all scans")
+        export_onnx(model, args.out / "mri_bodies.onnx")
+        print(f"shipped model: {args.out / 'mri_bodies.onnx'} (copy to resources/models/)")
+    todo = [] if args.only_final else ([args.only_fold] if args.only_fold is not None else list(range(N_FOLDS)))
+    rows = []
+    for k in todo:
+        train_cases = [c for c in cases if fold[c.name] != k]
+        test_cases = [c for c in cases if fold[c.name] == k]
+        model = train(train_cases, args.iters, args.seed + k, f"fold {k}")
+        export_onnx(model, args.out / f"fold{k}.onnx")
+        for r in heldout_numbers(model, test_cases):
+            r["fold"] = k
+            rows.append(r)
+            print(f"held-out fold {k} {r['case']}: Dice bodies {r['dice_body']:.3f}, L5 {r['dice_L5']:.3f}", flush=True)
+    if rows:
+        (args.out / f"heldout_seg{'' if args.only_fold is None else args.only_fold}.json").write_text(
+            json.dumps(rows, indent=1))
+        for k in todo:
+            sel = [r for r in rows if r["fold"] == k]
+            print(f"fold {k}: median Dice bodies {np.median([r['dice_body'] for r in sel]):.3f}, "
+                  f"L5 {np.median([r['dice_L5'] for r in sel]):.3f} ({len(sel)} held-out scans)")
+        print(f"all folds: median Dice bodies {np.median([r['dice_body'] for r in rows]):.3f}, "
+              f"L5 {np.median([r['dice_L5'] for r in rows]):.3f}; landmark numbers: "
+              f"bench/anatomy_bench.py --mri-cv {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
