@@ -197,7 +197,19 @@ def test_one_edit_computes_the_checks_once_and_everyone_reads_them(planning, qtb
     vv.render_now()
     w.exports.blockers()
     session.results.plan_report()
+    # the plan summary as the export button builds it (a snapshot of the plan, the session's reports)
+    from planner.report import build_report_data
+
+    data = build_report_data(doc.plan.model_copy(deep=True), session.images, with_3d=False,
+                             reports=session.results.reports())
     partners = sorted(t.id for t in doc.plan.trajectories if t.level_id == traj.level_id)
     assert sorted(calls) == partners, "each affected trajectory's checks once per edit"
     assert panel.report is session.results.report(traj.id), "the panel shows the session's report"
     _assert_panel_matches_model(panel, session, traj.id)
+    section = next(t for t in data.trajectories if t.trajectory_id == traj.id)
+    assert {r.key: r.status for r in section.checks} == _check_states(panel), "the PDF shows the panel's checks"
+    from planner.report.data import format_value
+
+    metrics = panel.report.metrics
+    assert [(r.label, r.value) for r in section.metrics[:len(metrics)]] == \
+        [(m.label, format_value(m.value, m.unit)) for m in metrics], "the PDF's metrics are the panel's report's"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from planner.plan import Plan
 from planner.storage import PlanFileError, load_plan
@@ -22,18 +22,18 @@ def load_plan_or_message(path: str, command: str) -> Optional[Plan]:
 
 def plan_results(plan: Plan, images: dict):
     """The results of the command's plan with its images (:class:`planner.display.results.PlanResults`:
-    the checks are computed there, as in the window)."""
+    the checks are computed there, once, as in the window; the command reads them from there)."""
     from planner.display.results import PlanResults
-    from planner.document import PlanDocument
 
-    return PlanResults(PlanDocument(plan, read_only=True), images)
+    return PlanResults.for_plan(plan, images)
 
 
-def blocked_by_checks(plan: Plan, images: dict, command: str) -> bool:
-    """True (after printing a message naming each trajectory) when a trajectory has a failing or an
-    unverified check and no recorded reason: the document is not written (exit 2), as the GUI
-    refuses the export. The checks run with the images found for the plan (the image checks)."""
-    report = plan_results(plan, images).plan_report()
+def blocked_by_checks(results: Any, command: str) -> bool:
+    """True (after printing a message naming each trajectory) when a trajectory of the command's
+    results (:func:`plan_results`) has a failing or an unverified check and no recorded reason: the
+    document is not written (exit 2), as the GUI refuses the export. The checks run with the images
+    found for the plan (the image checks)."""
+    report = results.plan_report()
     blocked = report.missing_override_reasons
     for t in blocked:
         what = "; ".join(f"{c.label} {c.status.upper()}" + (f" ({c.basis})" if c.basis == "not measured" else "")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from planner.cli._docs_common import blocked_by_checks, load_images, load_plan_or_message
+from planner.cli._docs_common import blocked_by_checks, load_images, load_plan_or_message, plan_results
 
 HELP = "export the plan summary (Encapsulated PDF), key images (SC) and the plan (SR) as DICOM"
 
@@ -32,12 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from planner.export import ExportError, export_dicom
 
     images = load_images(plan, args.images, "export-dicom", args.plan)
-    if blocked_by_checks(plan, images, "export-dicom"):
+    results = plan_results(plan, images)
+    if blocked_by_checks(results, "export-dicom"):
         return 2
     de = Deidentifier(pseudonym_name=args.pseudonym) if args.deidentify else None
     try:
         result = export_dicom(plan, args.output, images, deidentify=args.deidentify, with_3d=not args.no_3d,
-                              deidentifier=de)
+                              deidentifier=de, reports=results.reports())
     except ExportError as exc:
         print(f"bvn-planner export-dicom: {exc}", file=sys.stderr)
         return 2

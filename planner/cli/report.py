@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from planner.cli._docs_common import blocked_by_checks, check_output, load_images, load_plan_or_message
+from planner.cli._docs_common import blocked_by_checks, check_output, load_images, load_plan_or_message, plan_results
 
 HELP = "write the plan summary PDF (planning aid, for the physician and the chart)"
 
@@ -31,9 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from planner.report import build_report_data, render_report_pdf
 
     images = load_images(plan, args.images, "report", args.plan)
-    if blocked_by_checks(plan, images, "report"):
+    results = plan_results(plan, images)
+    if blocked_by_checks(results, "report"):
         return 2
-    data = build_report_data(plan, images, with_3d=not args.no_3d)
+    data = build_report_data(plan, images, with_3d=not args.no_3d, reports=results.reports())
     try:
         render_report_pdf(data, out)
     except OSError as exc:

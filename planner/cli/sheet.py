@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from planner.cli._docs_common import blocked_by_checks, check_output, load_images, load_plan_or_message
+from planner.cli._docs_common import blocked_by_checks, check_output, load_images, load_plan_or_message, plan_results
 
 HELP = "write the patient explanation sheet (PDF or HTML, English or Spanish)"
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bvn-planner sheet: {exc}", file=sys.stderr)
         return 2
     images = load_images(plan, args.images, "sheet", args.plan)
-    if blocked_by_checks(plan, images, "sheet"):
+    if blocked_by_checks(plan_results(plan, images), "sheet"):
         return 2
     data = build_sheet_data(plan, args.lang, clinic)
     try:

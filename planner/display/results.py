@@ -39,7 +39,7 @@ from planner.display.slice_geometry import SliceFrame
 from planner.display.trajectory_planes import TrajectoryAxis, find_skin, skin_key, trajectory_axis
 from planner.document import Part, PlanChange, PlanDocument
 from planner.events import Signal
-from planner.plan import Trajectory
+from planner.plan import Plan, Trajectory
 from planner.trajectory import TrajectoryShape, trajectory_shape
 
 
@@ -71,6 +71,12 @@ class PlanResults:
         self.shape_computations = 0
         self.report_computations = 0
         document.changed.connect(self._on_plan_changed)
+
+    @classmethod
+    def for_plan(cls, plan: Plan, images: Mapping[str, Any]) -> "PlanResults":
+        """The results of a plan opened on its own (a command, a document built without the window):
+        a read-only document of ``plan`` with ``images``."""
+        return cls(PlanDocument(plan, read_only=True), images)
 
     # ------------------------------------------------------------------ the rule
     def stale(self, change: PlanChange) -> tuple[Optional[frozenset[str]], Optional[frozenset[str]]]:

@@ -389,9 +389,11 @@ class ExportCancelled(ExportError):
 
 def prepare_export(plan: Plan, images: Optional[Mapping[str, Any]] = None, *, deidentify: bool = False,
                    with_3d: bool = True, deidentifier: Optional[Deidentifier] = None,
-                   report: Optional[ReportData] = None) -> PreparedExport:
+                   report: Optional[ReportData] = None,
+                   reports: Optional[Mapping[str, Any]] = None) -> PreparedExport:
     """First phase of :func:`export_dicom`: read the source headers, de-identify (teaching export) and
-    build the plan summary with its key images. Writes nothing."""
+    build the plan summary with its key images (``reports``: the trajectories' checks from the
+    session's results, see :func:`planner.report.data.build_report_data`). Writes nothing."""
     notes: list[str] = []
     files = source_files(images)
     headers = read_headers(files)
@@ -409,7 +411,7 @@ def prepare_export(plan: Plan, images: Optional[Mapping[str, Any]] = None, *, de
     if not study_uid:
         study_uid = generate_uid()
         notes.append("The plan has no Study Instance UID; the export starts a new study.")
-    data = report or build_report_data(plan, images, with_3d=with_3d)
+    data = report or build_report_data(plan, images, with_3d=with_3d, reports=reports)
     return PreparedExport(plan, images, files, headers, data, study_uid, de, notes)
 
 
@@ -519,7 +521,7 @@ def _write_export(prep: PreparedExport, out: Path, progress: Optional[Callable[[
 
 def export_dicom(plan: Plan, outdir: os.PathLike | str, images: Optional[Mapping[str, Any]] = None, *,
                  deidentify: bool = False, with_3d: bool = True, deidentifier: Optional[Deidentifier] = None,
-                 report: Optional[ReportData] = None,
+                 report: Optional[ReportData] = None, reports: Optional[Mapping[str, Any]] = None,
                  progress: Optional[Callable[[float, str], None]] = None,
                  cancel: Optional[Callable[[], bool]] = None) -> ExportResult:
     """Write the plan summary (Encapsulated PDF), key images (SC) and the plan (SR) to ``outdir``.
@@ -531,5 +533,5 @@ def export_dicom(plan: Plan, outdir: os.PathLike | str, images: Optional[Mapping
     """
     _check_folder(Path(outdir))
     prep = prepare_export(plan, images, deidentify=deidentify, with_3d=with_3d, deidentifier=deidentifier,
-                          report=report)
+                          report=report, reports=reports)
     return write_export(prep, outdir, progress=progress, cancel=cancel)

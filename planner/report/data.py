@@ -6,8 +6,9 @@ images, the procedure-room numbers of each trajectory: skin entry, skin-to-targe
 patient's axes and for the C-arm, depth and canal margin, checks) and the appendix (eligibility by
 class, Modic details, metrics, checks with reasons and sources, settings, review). The renderer
 (:mod:`planner.report.pdf`) only lays it out. The GUI's export button and ``main.py report`` call the
-same two functions, so they produce the same file. Checks and metrics come from
-:func:`planner.checks.evaluate_trajectory`, eligibility from :func:`planner.eligibility.evaluate_eligibility`.
+same two functions, so they produce the same file. Checks and metrics are the reports of the plan's
+results (:class:`planner.display.results.PlanResults`: the window passes its session's, so the PDF shows
+the values the panel shows), eligibility from :func:`planner.eligibility.evaluate_eligibility`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any, Mapping, Optional
 
 from planner import APP_NAME, __version__
 from planner.plan import EndplateFinding, Level, Plan, Trajectory
-from planner.checks import TrajectoryReport, evaluate_trajectory
+from planner.checks import TrajectoryReport
+from planner.display.results import PlanResults
 from planner.eligibility import EligibilityResult, evaluate_eligibility, needs_confirmation
 from planner.report.keyimages import AnyImage, KeyImage, trajectory_key_images
 from planner.report.procedure import ProcedureNumbers, procedure_numbers, side_word
@@ -358,10 +360,9 @@ def _procedure_fields(n: ProcedureNumbers) -> list[Field]:
 
 
 def _trajectory_section(plan: Plan, traj: Trajectory, images: Optional[Mapping[str, AnyImage]],
-                        with_3d: bool) -> TrajectorySection:
+                        with_3d: bool, rep: TrajectoryReport) -> TrajectorySection:
     level = next((lv for lv in plan.levels if lv.id == traj.level_id), None)
     level_name = level.name if level else "unknown level"
-    rep = evaluate_trajectory(plan, traj, images)
     # the description is made from the plan as it is now: the note stored when the trajectory was
     # suggested (e.g. "target moved to 46% depth") may no longer be true after an edit
     description = trajectory_description(rep)
@@ -451,10 +452,15 @@ def _settings_rows(settings: PlanningSettings) -> list[SettingRow]:
 
 
 def build_report_data(plan: Plan, images: Optional[Mapping[str, Any]] = None, *, with_3d: bool = True,
-                      generated_at: Optional[datetime] = None) -> "ReportData":
+                      generated_at: Optional[datetime] = None,
+                      reports: Optional[Mapping[str, TrajectoryReport]] = None) -> "ReportData":
     """Collect everything the plan summary shows. ``images`` maps keys (Series Instance UIDs) to loaded
     :class:`~planner.imaging.volume.Volume` / ``ProjectionImage`` objects; without images the summary
-    still builds and says that the key images are unavailable."""
+    still builds and says that the key images are unavailable. ``reports`` are the trajectories'
+    checks by id, from the session's results (``session.results.reports()``); without them the plan's
+    own results are made (:meth:`PlanResults.for_plan`)."""
+    if reports is None:
+        reports = PlanResults.for_plan(plan, images or {}).reports()
     case = plan.case
     when = (generated_at or datetime.now(timezone.utc)).astimezone()
     patient = [Field("Patient", format_person_name(case.patient_name) or "-"),
@@ -473,7 +479,7 @@ def build_report_data(plan: Plan, images: Optional[Mapping[str, Any]] = None, *,
     traj_sections = []
     order = {lv.id: i for i, lv in enumerate(plan.levels)}
     for traj in sorted(plan.trajectories, key=lambda t: (order.get(t.level_id, 99), t.side)):
-        traj_sections.append(_trajectory_section(plan, traj, images, with_3d))
+        traj_sections.append(_trajectory_section(plan, traj, images, with_3d, reports[traj.id]))
     level_pages = _level_pages(plan, traj_sections)
     all_settings = _settings_rows(plan.settings)
     device = [r for name in DEVICE_SETTINGS for r in all_settings if r.name == name]

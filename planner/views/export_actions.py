@@ -286,12 +286,13 @@ class ExportController(ProgressDialogOwner, QObject):
         if target.suffix.lower() != ".pdf":
             target = target.with_suffix(".pdf")
         plan, images = self.plan.model_copy(deep=True), self._images()
+        reports = self.session.results.reports()  # the checks the panel shows, for this very plan
 
         def prepare(progress) -> Prepared:
             from planner.report import build_report_data
 
             progress(0.05, "Checks, metrics and the reslice key images\u2026")
-            data = build_report_data(plan, images, with_3d=False)
+            data = build_report_data(plan, images, with_3d=False, reports=reports)
             return Prepared(data, data, plan, images)
 
         def write(data, progress):
@@ -387,12 +388,13 @@ class ExportController(ProgressDialogOwner, QObject):
         else:
             out = Path(folder)
         plan, images = self.plan.model_copy(deep=True), self._images()
+        reports = self.session.results.reports()  # the checks the panel shows, for this very plan
 
         def prepare(progress) -> Prepared:
             from planner.export import prepare_export
 
             progress(0.05, "Reading the source headers; checks, metrics and the reslice key images\u2026")
-            prep = prepare_export(plan, images, deidentify=deidentify, with_3d=False)
+            prep = prepare_export(plan, images, deidentify=deidentify, with_3d=False, reports=reports)
             # the 3D key images come from the exported (for teaching: de-identified) plan and images
             return Prepared(prep, prep.report, prep.plan, dict(prep.images or {}))
 
