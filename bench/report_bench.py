@@ -59,15 +59,19 @@ def _time_summary(plan, images, out: Path, with_3d: bool) -> dict:
 
     parts = {"key_images": 0.0}
     original = report_data.trajectory_key_images
+    original_3d = report_data.trajectory_key_image_3d  # the 3D picture is a key image too
 
-    def timed(*args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            parts["key_images"] += time.perf_counter() - t
+    def timing(fn):
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                parts["key_images"] += time.perf_counter() - t
+        return timed
 
-    report_data.trajectory_key_images = timed
+    report_data.trajectory_key_images = timing(original)
+    report_data.trajectory_key_image_3d = timing(original_3d)
     try:
         t0 = time.perf_counter()
         data = build_report_data(plan, images, with_3d=with_3d)
@@ -76,6 +80,7 @@ def _time_summary(plan, images, out: Path, with_3d: bool) -> dict:
         t2 = time.perf_counter()
     finally:
         report_data.trajectory_key_images = original
+        report_data.trajectory_key_image_3d = original_3d
     return {"total": t2 - t0, "key_images": parts["key_images"], "data_other": t1 - t0 - parts["key_images"],
             "pdf": t2 - t1, "pages": len(PdfReader(str(out)).pages)}
 

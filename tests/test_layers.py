@@ -42,11 +42,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 #: Imports against the layers or in a cycle that are known and being removed, with who removes them
 #: and when (each must still exist: a fixed one fails here until it is taken off the list).
-PENDING: dict[tuple[str, str], str] = {
-    ("planner.report.keyimages", "planner.report.render3d"): "arch, with one VTK actor builder (after safety's "
-                                                             "key-image changes land)",
-    ("planner.report.render3d", "planner.report.keyimages"): "arch, with one VTK actor builder",
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 #: Modules allowed to use importlib / __import__, with the documented plug-in point they implement.
 PLUGIN_POINTS: dict[str, str] = {}

@@ -308,5 +308,5 @@ def test_fluoroscopy_key_image_shows_the_projected_plan():
     l5_traj = plan.trajectories[1]
     from planner.report.keyimages import trajectory_key_images
 
-    _, notes = trajectory_key_images(plan, l5_traj, {FLUORO_SERIES_UID: fluoro_image()}, with_3d=False)
+    _, notes = trajectory_key_images(plan, l5_traj, {FLUORO_SERIES_UID: fluoro_image()})
     assert any("landmarks of L5 are not marked" in n for n in notes)

@@ -24,6 +24,7 @@ from planner.checks import TrajectoryReport
 from planner.display.results import PlanResults
 from planner.eligibility import EligibilityResult, evaluate_eligibility, needs_confirmation
 from planner.report.keyimages import AnyImage, KeyImage, trajectory_key_images
+from planner.report.render3d import add_3d_key_image, trajectory_key_image_3d
 from planner.report.procedure import ProcedureNumbers, procedure_numbers, side_word
 from planner.trajectory import DepthMargin, depth_and_margin
 from planner.review import anchor_label, review_state, signoff_statuses
@@ -376,7 +377,12 @@ def _trajectory_section(plan: Plan, traj: Trajectory, images: Optional[Mapping[s
                 MetricRow("Path", "curved" if p.curved and traj.bend_lps is not None else "straight"),
                 MetricRow("Curved cannula radius (used)", format_value(p.cannula_curve_radius_mm, "mm")),
                 MetricRow("Canal margin required", format_value(p.canal_margin_mm, "mm"))]
-    key_images, notes = trajectory_key_images(plan, traj, images, with_3d=with_3d, report=rep)
+    key_images, notes = trajectory_key_images(plan, traj, images, report=rep)
+    if with_3d:
+        shot, more = trajectory_key_image_3d(plan, traj, images)
+        notes += more
+        if shot is not None:
+            add_3d_key_image(key_images, shot)
     dm: Optional[DepthMargin] = depth_and_margin(plan, traj)
     checks_note = " ".join(x for x in (rep.note, f"Image checks: {rep.image_note}." if rep.image_note else "") if x)
     section = TrajectorySection(traj.id, title, level_name, traj.side, description, points, metrics, _check_rows(rep),

@@ -442,10 +442,10 @@ def render_fluoro(plan: Plan, key: str, proj: ProjectionImage, size_px: int = KE
 
 # ------------------------------------------------------------------------------------ all key images
 def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping[str, AnyImage]],
-                          *, with_3d: bool = True, report: Optional[TrajectoryReport] = None
-                          ) -> tuple[list[KeyImage], list[str]]:
-    """The key images of one trajectory and notes on what could not be rendered. ``report`` (the
-    trajectory's checks) places the axial plane at the pedicle and marks the failing parts."""
+                          *, report: Optional[TrajectoryReport] = None) -> tuple[list[KeyImage], list[str]]:
+    """The 2D key images of one trajectory (reslices, fluoroscopy) and notes on what could not be
+    rendered. ``report`` (the trajectory's checks) places the axial plane at the pedicle and marks the
+    failing parts. The 3D picture is :func:`planner.report.render3d.trajectory_key_image_3d`."""
     notes: list[str] = []
     out: list[KeyImage] = []
     geom = trajectory_shape(plan, traj)
@@ -466,11 +466,6 @@ def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping
                 out.append(render_plane(vol, plan, traj, spec, geom, report=report))
             except (ValueError, MemoryError) as exc:
                 notes.append(f"{spec.name.capitalize()} reslice could not be rendered: {exc}")
-    if with_3d:
-        shot, more = trajectory_key_image_3d(plan, traj, images, geom)
-        notes += more
-        if shot is not None:
-            add_3d_key_image(out, shot)
     fluoro, fluoro_notes = fluoro_key_images(plan, images, traj)
     out += fluoro
     notes += [n for n in fluoro_notes if n not in notes]
@@ -478,27 +473,6 @@ def trajectory_key_images(plan: Plan, traj: Trajectory, images: Optional[Mapping
         notes.append("Instrument shapes are drawn as straight segments "
                      "(the trajectory's points do not define a path).")
     return out, notes
-
-
-def trajectory_key_image_3d(plan: Plan, traj: Trajectory, images: Optional[Mapping[str, AnyImage]],
-                            geom: Optional[TrajectoryShape] = None) -> tuple[Optional[KeyImage], list[str]]:
-    """The 3D key image of one trajectory and a note when it could not be rendered. VTK renders it
-    offscreen, so the app calls this on the GUI thread (one trajectory at a time, between events)."""
-    from planner.report.render3d import render_trajectory_3d
-
-    chosen = choose_volume(plan, images, traj.target_lps)
-    try:
-        return render_trajectory_3d(plan, traj, chosen[1] if chosen else None, geom), []
-    except Exception as exc:  # VTK problems must not stop the report
-        log.warning("3D key image failed: %s", exc)
-        return None, ["3D view unavailable: offscreen rendering failed on this computer."]
-
-
-def add_3d_key_image(key_images: list[KeyImage], shot: KeyImage) -> None:
-    """Put the 3D key image in its place among a trajectory's key images: after the reslices, before
-    the fluoroscopy images (C-arm or virtual)."""
-    at = next((i for i, k in enumerate(key_images) if k.kind in ("fluoro", "virtual")), len(key_images))
-    key_images.insert(at, shot)
 
 
 # ------------------------------------------------------------------------------------ fluoroscopy, level view

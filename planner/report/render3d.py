@@ -13,15 +13,18 @@ Headless: with no DISPLAY, VTK is pointed at its EGL render window (../shared/st
 from __future__ import annotations
 
 import os
-from typing import Optional
+import logging
+from typing import Mapping, Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from planner.imaging.volume import Volume
 from planner.plan import Level, Plan, Trajectory
-from planner.report.keyimages import INSTRUMENT_COLORS, ZONE_COLOR, KeyImage, _font
+from planner.report.keyimages import INSTRUMENT_COLORS, ZONE_COLOR, AnyImage, KeyImage, _font, choose_volume
 from planner.trajectory import TrajectoryShape, trajectory_shape
+
+log = logging.getLogger(__name__)
 
 #: Display threshold for the CT bone surface (HU). A drawing choice, not a clinical threshold.
 CT_BONE_SURFACE_HU = 250.0
@@ -260,3 +263,22 @@ def render_trajectory_3d(plan: Plan, traj: Trajectory, volume: Optional[Volume] 
     down = -np.cross(right, view_dir)
     return KeyImage("3d", caption, img, volume.info.series_instance_uid if volume is not None else "",
                     screen_axes_lps=(right, down / np.linalg.norm(down)))
+
+
+def trajectory_key_image_3d(plan: Plan, traj: Trajectory, images: Optional[Mapping[str, AnyImage]],
+                            geom: Optional[TrajectoryShape] = None) -> tuple[Optional[KeyImage], list[str]]:
+    """The 3D key image of one trajectory and a note when it could not be rendered. VTK renders it
+    offscreen, so the app calls this on the GUI thread (one trajectory at a time, between events)."""
+    chosen = choose_volume(plan, images, traj.target_lps)
+    try:
+        return render_trajectory_3d(plan, traj, chosen[1] if chosen else None, geom), []
+    except Exception as exc:  # VTK problems must not stop the report
+        log.warning("3D key image failed: %s", exc)
+        return None, ["3D view unavailable: offscreen rendering failed on this computer."]
+
+
+def add_3d_key_image(key_images: list[KeyImage], shot: KeyImage) -> None:
+    """Put the 3D key image in its place among a trajectory's key images: after the reslices, before
+    the fluoroscopy images (C-arm or virtual)."""
+    at = next((i for i, k in enumerate(key_images) if k.kind in ("fluoro", "virtual")), len(key_images))
+    key_images.insert(at, shot)

@@ -10,7 +10,7 @@ Cancel, on a snapshot of the plan taken when it starts:
 1. *prepare* (background thread): checks, metrics, the reslice and fluoroscopy key images, the source
    headers (``build_report_data`` / ``prepare_export`` without the 3D views);
 2. *3D key images* (GUI thread, where VTK renders): one trajectory per event-loop turn, so the window
-   repaints and Cancel answers between them (``keyimages.trajectory_key_image_3d``);
+   repaints and Cancel answers between them (``render3d.trajectory_key_image_3d``);
 3. *write* (background thread): the PDF pages or DICOM files.
 
 Files are written under a temporary name and renamed at the end, so a cancelled or failed export never
@@ -212,7 +212,7 @@ class ExportController(ProgressDialogOwner, QObject):
     def _render_next(self, kind: str, prepared: Prepared, write, on_done) -> None:
         """Render one trajectory's 3D key image, then give the event loop a turn (the window repaints,
         Cancel answers) before the next; the write stage starts after the last."""
-        from planner.report.keyimages import add_3d_key_image, trajectory_key_image_3d
+        from planner.report.render3d import add_3d_key_image, trajectory_key_image_3d
 
         if self.window._closed or self._stopped(kind, ""):
             return
