@@ -310,3 +310,27 @@ def test_fluoroscopy_key_image_shows_the_projected_plan():
 
     _, notes = trajectory_key_images(plan, l5_traj, {FLUORO_SERIES_UID: fluoro_image()})
     assert any("landmarks of L5 are not marked" in n for n in notes)
+
+
+def test_the_3d_picture_says_when_it_cannot_render_and_a_bug_still_fails(monkeypatch):
+    """No offscreen OpenGL on this computer: the report says the 3D view is unavailable; any other error
+    (a bug in the picture's code) is not turned into that note."""
+    from planner.report import render3d
+    from tests.report_support import reviewed_plan
+
+    plan = reviewed_plan()
+    traj = plan.trajectories[0]
+
+    def no_gl(*args, **kwargs):
+        raise RuntimeError("offscreen rendering produced an empty picture")
+
+    monkeypatch.setattr(render3d, "render_trajectory_3d", no_gl)
+    shot, notes = render3d.trajectory_key_image_3d(plan, traj, {})
+    assert shot is None and notes == ["3D view unavailable: offscreen rendering failed on this computer."]
+
+    def bug(*args, **kwargs):
+        raise TypeError("injected")
+
+    monkeypatch.setattr(render3d, "render_trajectory_3d", bug)
+    with pytest.raises(TypeError, match="injected"):
+        render3d.trajectory_key_image_3d(plan, traj, {})

@@ -267,12 +267,14 @@ def render_trajectory_3d(plan: Plan, traj: Trajectory, volume: Optional[Volume] 
 
 def trajectory_key_image_3d(plan: Plan, traj: Trajectory, images: Optional[Mapping[str, AnyImage]],
                             geom: Optional[TrajectoryShape] = None) -> tuple[Optional[KeyImage], list[str]]:
-    """The 3D key image of one trajectory and a note when it could not be rendered. VTK renders it
-    offscreen, so the app calls this on the GUI thread (one trajectory at a time, between events)."""
+    """The 3D key image of one trajectory and a note when this computer cannot render it offscreen (no
+    OpenGL: the rendering libraries do not load, or the picture comes back empty); any other error is
+    a bug and propagates. VTK renders it offscreen, so the app calls this on the GUI thread (one
+    trajectory at a time, between events)."""
     chosen = choose_volume(plan, images, traj.target_lps)
     try:
         return render_trajectory_3d(plan, traj, chosen[1] if chosen else None, geom), []
-    except Exception as exc:  # VTK problems must not stop the report
+    except (RuntimeError, ImportError, OSError) as exc:  # no offscreen OpenGL here: the report says so
         log.warning("3D key image failed: %s", exc)
         return None, ["3D view unavailable: offscreen rendering failed on this computer."]
 
