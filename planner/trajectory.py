@@ -880,10 +880,7 @@ def air_threshold(volume: Any, params: ImageParams = IMAGE_PARAMS) -> float:
     threshold of the volume's log intensities (computed once per volume)."""
     if is_ct(volume):
         return params.ct_air_hu
-    try:
-        cached = _OTSU_CACHE.get(volume)
-    except TypeError:
-        cached = None
+    cached = _OTSU_CACHE.get(volume)
     if cached is not None and cached[0] is volume.array:
         return params.mr_air_fraction * cached[1]
     a = volume.array
@@ -891,22 +888,24 @@ def air_threshold(volume: Any, params: ImageParams = IMAGE_PARAMS) -> float:
     sub = np.asarray(a[::step, ::step, ::step], dtype=np.float64)
     floor = float(np.nanmin(sub))
     otsu = float(np.expm1(otsu_threshold(np.log1p(sub - floor)))) + floor
-    try:
-        _OTSU_CACHE[volume] = (volume.array, otsu)
-    except TypeError:
-        pass
+    _OTSU_CACHE[volume] = (volume.array, otsu)
     return params.mr_air_fraction * otsu
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int, bool]]:
     """(start, stop, value) runs of a boolean array."""
-    out = []
-    start = 0
-    for i in range(1, len(mask) + 1):
-        if i == len(mask) or mask[i] != mask[start]:
-            out.append((start, i, bool(mask[start])))
-            start = i
-    return out
+    mask = np.asarray(mask, dtype=bool)
+    if len(mask) == 0:
+        return []
+    bounds = np.concatenate(([0], np.flatnonzero(mask[1:] != mask[:-1]) + 1, [len(mask)]))
+    return [(int(a), int(b), bool(mask[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+#: Skin points per volume and introducer line: dragging the target or the bend of a curved path leaves
+#: the line from the entry unchanged, so the checks of each drag step find it here (weakly keyed).
+_SKIN_CACHE: "weakref.WeakKeyDictionary[Any, tuple[Any, dict[tuple, Optional[np.ndarray]]]]" = \
+    weakref.WeakKeyDictionary()
+_SKIN_CACHE_SIZE = 256
 
 
 def skin_entry_point(trajectory: Trajectory, volume: Any, *, max_distance_mm: float = 300.0,
@@ -921,11 +920,22 @@ def skin_entry_point(trajectory: Trajectory, volume: Any, *, max_distance_mm: fl
     body part (an arm beside the trunk on a supine CT, the table): that is never the entry, so the
     first exit is taken, not the last. None when the line does not leave the body inside the image
     (or the entry itself lies in air)."""
+    path = trajectory_path(trajectory)
+    key = (path.entry_lps.tobytes(), path.direction.tobytes(), float(max_distance_mm), params)
+    cached = _SKIN_CACHE.get(volume)
+    if cached is None or cached[0] is not volume.array or len(cached[1]) >= _SKIN_CACHE_SIZE:
+        cached = (volume.array, {})
+        _SKIN_CACHE[volume] = cached
+    if key not in cached[1]:
+        cached[1][key] = _skin_on_line(volume, path.entry_lps, path.direction, max_distance_mm, params)
+    found = cached[1][key]
+    return None if found is None else found.copy()
+
+
+def _skin_on_line(volume: Any, entry: np.ndarray, d: np.ndarray, max_distance_mm: float,
+                  params: ImageParams) -> Optional[np.ndarray]:
     from scipy import ndimage
 
-    path = trajectory_path(trajectory)
-    d = path.direction
-    entry = path.entry_lps
     step = params.line_step_mm
     t = np.arange(0.0, max_distance_mm + 1e-9, step)
     pts = entry[None, :] - t[:, None] * d[None, :]

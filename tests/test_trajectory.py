@@ -443,3 +443,21 @@ def test_skin_entry_point_none_when_body_leaves_the_image():
     vol.array[:] = 40.0  # tissue to the edge of the field of view
     traj = Trajectory(level_id="x", entry_lps=(0, 40, 0), target_lps=(0, 0, 0))
     assert skin_entry_point(traj, vol) is None
+
+
+def test_skin_entry_point_is_remembered_per_line_and_follows_the_line_and_the_image():
+    """A target drag leaves the introducer line alone: the same skin point (found once); another entry
+    or new voxels give the skin point of the new line or image."""
+    vol, _ = _body_volume("CT")
+    traj = Trajectory(level_id="x", entry_lps=(30.0, 40.0, 0.0), target_lps=(14.0, 0.0, 0.0))
+    first = skin_entry_point(traj, vol)
+    first[:] = 0.0  # the caller's copy: the remembered point stays intact
+    traj.target_lps = (18.0, 10.0, 0.0)  # on the same line from the entry
+    again = skin_entry_point(traj, vol)
+    assert again is not None and abs(again[1] - 40.0) > 30.0
+    traj.entry_lps = (0.0, 40.0, 0.0)
+    traj.target_lps = (0.0, 0.0, 0.0)
+    straight_back = skin_entry_point(traj, vol)
+    assert straight_back[1] == pytest.approx(100.0, abs=2.0)  # the back of the body on x = 0
+    vol.array = np.full_like(vol.array, 40.0)  # new voxels: tissue to the edge of the field of view
+    assert skin_entry_point(traj, vol) is None
