@@ -22,14 +22,17 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from planner.imaging import pacs
-from planner.imaging.pacs import PacsCancelled, PacsError
+from planner.imaging.pacs import PacsCancelled, PacsError, dimse
 from planner.imaging.pacs.common import display_text, incomplete_folder, uid_component, valid_uid
 from planner.imaging.pacs.received import Receiver
 from tests.orthanc import dicomweb_node, planner_node, write_series
 
 pytestmark = pytest.mark.pacs
 
-METHODS = ["C-GET", "C-MOVE", "WADO-RS"]
+#: "C-GET+getscu": the app's C-GET with DCMTK's getscu as the transfer engine for series of 2 or more images
+#: (in use: BULK_MIN_INSTANCES, 40 or more), after the probe of their transfer syntax by pynetdicom.
+GETSCU = "C-GET+getscu"
+METHODS = ["C-GET", GETSCU, "C-MOVE", "WADO-RS"]
 
 
 def node_for(orthanc, method):
@@ -37,7 +40,21 @@ def node_for(orthanc, method):
         if not orthanc.dicomweb:
             pytest.fail("the Orthanc DICOMweb plugin (Debian package orthanc-dicomweb) is not installed")
         return dicomweb_node(orthanc)
-    return planner_node(orthanc, retrieve_method=method)
+    return planner_node(orthanc, retrieve_method=method_of(method))
+
+
+def method_of(method):
+    """The retrieve method of a test parameter."""
+    return "C-GET" if method == GETSCU else method
+
+
+@pytest.fixture(autouse=True)
+def _getscu_for_small_series(request, monkeypatch):
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("method") == GETSCU:
+        monkeypatch.setattr(dimse, "BULK_MIN_INSTANCES", 2)
+    elif callspec is not None and callspec.params.get("method") == "C-GET":
+        monkeypatch.setattr(dimse, "BULK_MIN_INSTANCES", 1 << 30)  # pynetdicom only
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +87,7 @@ def test_a_cut_retrieve_is_incomplete_and_resumes_to_complete(orthanc, study, tm
             cancel.set()
 
     folder = tmp_path / "in"
-    first = pacs.retrieve(node, study["study"], dest_folder=folder, method=method, progress=progress, cancel=cancel)
+    first = pacs.retrieve(node, study["study"], dest_folder=folder, method=method_of(method), progress=progress, cancel=cancel)
     assert first.cancelled and not first.ok and first.incomplete
     have = first.received
     assert cut <= have < 15
@@ -85,7 +102,7 @@ def test_a_cut_retrieve_is_incomplete_and_resumes_to_complete(orthanc, study, tm
     asked = []
     real = Receiver.accept
     monkeypatch.setattr(Receiver, "accept", lambda self, *a: asked.append(a[3]) or real(self, *a))
-    second = pacs.retrieve(node, study["study"], dest_folder=folder, method=method)
+    second = pacs.retrieve(node, study["study"], dest_folder=folder, method=method_of(method))
     assert second.ok, second.summary()
     assert second.complete == {study["big"]: 12, study["small"]: 3} and not second.incomplete
     assert _sops(second.files) == study["sops"]
@@ -115,19 +132,19 @@ def test_a_lost_series_answer_is_asked_again(orthanc, study, tmp_path, monkeypat
     assert result.ok and set(result.complete) == {study["big"], study["small"]}
 
 
-@pytest.mark.parametrize("method", ["C-GET", "C-MOVE"])
+@pytest.mark.parametrize("method", ["C-GET", GETSCU, "C-MOVE"])
 def test_a_series_the_pacs_sends_short_is_never_complete(orthanc, study, tmp_path, method, monkeypatch):
     dropped = []
     real = Receiver.accept
 
-    def lossy(self, *a):  # two objects lost on the way (acknowledged, never stored)
-        if len(dropped) < 2 and a[2] == study["big"]:
-            dropped.append(a[3])
+    def lossy(self, *a):  # two objects always lost on the way (acknowledged, never stored)
+        if a[2] == study["big"] and (a[3] in dropped or len(dropped) < 2):
+            dropped.append(a[3]) if a[3] not in dropped else None
             return True
         return real(self, *a)
 
     monkeypatch.setattr(Receiver, "accept", lossy)
-    result = pacs.retrieve(planner_node(orthanc), study["study"], dest_folder=tmp_path / "s", method=method)
+    result = pacs.retrieve(planner_node(orthanc), study["study"], dest_folder=tmp_path / "s", method=method_of(method))
     assert result.incomplete == {study["big"]: (10, 12)} and not result.ok
     assert result.complete == {study["small"]: 3}
     assert {f.parent.name for f in result.files} == {study["small"]}
@@ -145,9 +162,9 @@ def test_an_object_of_another_patient_is_rejected_and_reported(orthanc, tmp_path
         orthanc.upload(path)
     node = node_for(orthanc, method)
     [match] = pacs.find_studies(node, patient_id=f"PT-MIX-A-{method}")
-    refused = pacs.retrieve(node, uid, dest_folder=tmp_path / "none", method=method)
+    refused = pacs.retrieve(node, uid, dest_folder=tmp_path / "none", method=method_of(method))
     assert refused.received == 0 and "under 2 different patients" in refused.summary()
-    result = pacs.retrieve(node, uid, dest_folder=tmp_path / "in", method=method, patient_id=match.patient_id)
+    result = pacs.retrieve(node, uid, dest_folder=tmp_path / "in", method=method_of(method), patient_id=match.patient_id)
     received = [dcmread(str(f), stop_before_pixels=True) for f in result.files]
     assert {ds.PatientID for ds in received} <= {match.patient_id}
     assert not result.ok and result.rejected >= 1, result.summary()
@@ -189,26 +206,29 @@ def test_cancel_returns_within_a_second_with_a_frozen_pacs(orthanc, study, tmp_p
     cancel = threading.Event()
     froze = []
 
+    at = "Received 6 of" if method == GETSCU else "Received 2 of"  # getscu: after the probe's images
+
     def progress(_f, msg):
-        if msg.startswith("Received 2 of") and not froze:
+        if msg.startswith(at) and not froze:
             frozen()
             froze.append(time.monotonic())
             threading.Timer(0.5, cancel.set).start()
 
-    result = pacs.retrieve(node, study["study"], dest_folder=tmp_path / "f", method=method, progress=progress,
+    result = pacs.retrieve(node, study["study"], dest_folder=tmp_path / "f", method=method_of(method), progress=progress,
                            cancel=cancel)
     assert froze and result.cancelled and not result.ok
     assert time.monotonic() - froze[0] - 0.5 < 1.0
 
 
 # ------------------------------------------------------------------ compressed images arrive unchanged
-SYNTAXES = {"deflate": "1.2.840.10008.1.2.1.99", "rle": "1.2.840.10008.1.2.5", "jpeg2000": "1.2.840.10008.1.2.4.90",
+SYNTAXES = {"explicit_le": "1.2.840.10008.1.2.1", "deflate": "1.2.840.10008.1.2.1.99", "rle": "1.2.840.10008.1.2.5", "jpeg2000": "1.2.840.10008.1.2.4.90",
             "jpeg_ls": "1.2.840.10008.1.2.4.80", "jpeg_baseline": "1.2.840.10008.1.2.4.50"}
 
 
 @pytest.fixture(scope="module")
 def compressed(orthanc, tmp_path_factory):
-    """One study with a 2-image series in each of the five compressed syntaxes of the import tests."""
+    """One study with a 4-image series in each of the five compressed syntaxes of the import tests, and one
+    uncompressed 4-image series."""
     from planner.imaging.synthetic import write_series as synthetic_series
 
     folder = tmp_path_factory.mktemp("compressed")
@@ -217,7 +237,7 @@ def compressed(orthanc, tmp_path_factory):
     for n, (name, ts) in enumerate(sorted(SYNTAXES.items()), start=1):
         extra = {"PatientID": "PT-TS", "PatientName": "SYNTAX^TEST"}
         kw = {"bits_stored": 8, "rescale": (1.0, 0.0)} if name == "jpeg_baseline" else {}
-        paths = synthetic_series(folder / name, n=2, transfer_syntax=ts, study_uid=study_uid, series_number=n,
+        paths = synthetic_series(folder / name, n=4, transfer_syntax=ts, study_uid=study_uid, series_number=n,
                                  extra=extra, **kw)
         for p in paths:
             ds = dcmread(str(p))
@@ -229,7 +249,7 @@ def compressed(orthanc, tmp_path_factory):
 @pytest.mark.parametrize("method", METHODS)
 def test_compressed_syntaxes_arrive_unchanged(orthanc, compressed, tmp_path, method):
     study_uid, originals = compressed
-    result = pacs.retrieve(node_for(orthanc, method), study_uid, dest_folder=tmp_path / "ts", method=method)
+    result = pacs.retrieve(node_for(orthanc, method), study_uid, dest_folder=tmp_path / "ts", method=method_of(method))
     assert result.ok, result.summary()
     got = {}
     for f in result.files:
@@ -239,6 +259,32 @@ def test_compressed_syntaxes_arrive_unchanged(orthanc, compressed, tmp_path, met
     for sop, (ts, pixels) in originals.items():
         assert got[sop][0] == ts, f"{sop} arrived as {got[sop][0]}, stored as {ts}"
         assert got[sop][1] == pixels
+
+
+def test_getscu_carries_the_large_uncompressed_series_only(orthanc, compressed, tmp_path, monkeypatch):
+    """The default C-GET hands a large series to DCMTK's getscu only when the probe saw it arrive
+    uncompressed; compressed series, TLS nodes and the 'pynetdicom' engine stay with pynetdicom; a missing
+    getscu is an error that names the package."""
+    from planner.imaging.pacs import dcmtk
+
+    study_uid, originals = compressed
+    monkeypatch.setattr(dimse, "BULK_MIN_INSTANCES", 3)
+    used = []
+    real_fetch = dcmtk.fetch_series
+    monkeypatch.setattr(dcmtk, "fetch_series", lambda node, st, series, *a: used.append(series) or
+                        real_fetch(node, st, series, *a))
+    result = pacs.retrieve(planner_node(orthanc), study_uid, dest_folder=tmp_path / "a")
+    assert result.ok and len(result.files) == len(originals), result.summary()
+    plain = {str(dcmread(str(f), stop_before_pixels=True).SeriesInstanceUID) for f in result.files
+             if str(dcmread(str(f), stop_before_pixels=True).file_meta.TransferSyntaxUID) == SYNTAXES["explicit_le"]}
+    assert len(plain) == 1 and used == sorted(plain)
+    used.clear()
+    result = pacs.retrieve(planner_node(orthanc, retrieve_engine="pynetdicom"), study_uid, dest_folder=tmp_path / "b")
+    assert result.ok and not used
+    assert dcmtk.available(planner_node(orthanc, tls=True)) == "the node uses DICOM TLS"
+    monkeypatch.setattr(dcmtk, "GETSCU", "getscu-not-installed")
+    with pytest.raises(PacsError, match="Debian package 'dcmtk'"):
+        pacs.retrieve(planner_node(orthanc), study_uid, dest_folder=tmp_path / "c")
 
 
 # ------------------------------------------------------------------ an honest connection test

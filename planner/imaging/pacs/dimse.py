@@ -48,6 +48,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from planner.imaging.pacs import dcmtk
 from planner.imaging.pacs.backend import PacsBackend
 from planner.imaging.pacs.common import (
     DIMSE,
@@ -79,8 +80,17 @@ PacsNode = Any  # planner.imaging.pacs.nodes.PacsNode (not imported: nodes impor
 
 #: Instances asked for in one C-GET/C-MOVE when a short series is resumed (UID list matching).
 RESUME_CHUNK = 200
+#: Retrieve engines of a DIMSE node: "auto" fetches the large uncompressed series of a C-GET with DCMTK's
+#: getscu (:mod:`.dcmtk`, about three times as fast as pynetdicom) and everything else with pynetdicom;
+#: "pynetdicom" uses pynetdicom for everything. TLS nodes always use pynetdicom.
+ENGINE_AUTO = "auto"
+ENGINE_PYNETDICOM = "pynetdicom"
+ENGINES = (ENGINE_AUTO, ENGINE_PYNETDICOM)
+#: Smallest series fetched by getscu (below it the extra probe and process cost more than they save).
+BULK_MIN_INSTANCES = 40
 
 UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+UNCOMPRESSED_SET = {str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian), str(ExplicitVRBigEndian)}
 COMPRESSED = [JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless, JPEG2000, JPEGBaseline8Bit,
               JPEGExtended12Bit, JPEGLSNearLossless, DeflatedExplicitVRLittleEndian]
 #: Transfer syntaxes the C-MOVE storage SCP accepts (uncompressed, big endian, every common compression).
@@ -546,8 +556,10 @@ def _instance_uids(node: PacsNode, study_uid: str, series_uid: str, guard: _Guar
 _CHECKED_TAGS = ["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
 
 
-def _store_handler(receiver: Receiver, guard: _Guard) -> Callable[[Any], int]:
-    """The C-STORE handler of a retrieve (C-GET on the same association, C-MOVE on the local SCP)."""
+def _store_handler(receiver: Receiver, guard: _Guard,
+                   syntaxes: Optional[dict[str, set[str]]] = None) -> Callable[[Any], int]:
+    """The C-STORE handler of a retrieve (C-GET on the same association, C-MOVE on the local SCP).
+    ``syntaxes`` (when given) collects the transfer syntaxes each series arrived in."""
 
     def handle(event) -> int:
         if guard.is_set():
@@ -559,8 +571,10 @@ def _store_handler(receiver: Receiver, guard: _Guard) -> Callable[[Any], int]:
             log.warning("a received object could not be decoded: %s", type(exc).__name__)
             return 0xC000
         sop = str(event.request.AffectedSOPInstanceUID or _text(ds, "SOPInstanceUID"))
-        ok = receiver.accept(_text(ds, "PatientID"), _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"),
-                             sop, data)
+        series = _text(ds, "SeriesInstanceUID")
+        ok = receiver.accept(_text(ds, "PatientID"), _text(ds, "StudyInstanceUID"), series, sop, data)
+        if ok and syntaxes is not None:
+            syntaxes.setdefault(series, set()).add(str(event.context.transfer_syntax))
         return 0x0000 if ok else 0xC000
 
     return handle
@@ -597,8 +611,11 @@ def _retrieve_identifier(study_uid: str, series_uid: str, sop_uids: Optional[Seq
 
 
 def _run_retrieve(node: PacsNode, assoc: Any, method: str, model: str, study_uid: str,
-                  requests: list[tuple[str, Optional[list[str]]]], result: RetrieveResult, guard: _Guard) -> None:
-    """One C-GET or C-MOVE per (series, instance list or None for the whole series)."""
+                  requests: list[tuple[str, Optional[list[str]]]], result: RetrieveResult, guard: _Guard,
+                  first_only: Optional[dict[str, set[str]]] = None) -> None:
+    """One C-GET or C-MOVE per (series, instance list or None for the whole series). With ``first_only``
+    (the syntaxes collected by the store handler) each request is cancelled (C-CANCEL) once its series
+    delivered an object: a probe of the transfer syntax the PACS sends the series in."""
     for n, (series_uid, sop_uids) in enumerate(requests, start=1):
         if guard.is_set():
             result.cancelled = True
@@ -610,10 +627,14 @@ def _run_retrieve(node: PacsNode, assoc: Any, method: str, model: str, study_uid
             responses = assoc.send_c_move(ident, node.destination_ae, model, msg_id=n)
         t_last = time.monotonic()
         last_counts = (0, 0, 0)
+        probe_cancelled = False
         for status, _ident in responses:
             if guard.is_set():
                 result.cancelled = True
                 break
+            if first_only is not None and not probe_cancelled and first_only.get(series_uid):
+                probe_cancelled = True
+                assoc.send_c_cancel(n, query_model=model)
             if not status or "Status" not in status:
                 result.problems.append(_lost(node, assoc, method, time.monotonic() - t_last,
                                              node.retrieve_timeout_s))
@@ -628,7 +649,7 @@ def _run_retrieve(node: PacsNode, assoc: Any, method: str, model: str, study_uid
                 continue
             last_counts = counts if any(counts) or code == 0x0000 else last_counts
             if code == 0xFE00:
-                result.cancelled = True
+                result.cancelled = result.cancelled or not probe_cancelled
             elif code in (0x0000, 0xB000):
                 pass  # B000: some sub-operations failed, counted below
             else:
@@ -637,11 +658,40 @@ def _run_retrieve(node: PacsNode, assoc: Any, method: str, model: str, study_uid
                     problem += (f" Check that the PACS knows the move destination '{node.destination_ae}' with "
                                 f"this computer's address and port {node.local_port}, or use C-GET.")
                 result.problems.append(problem)
-        result.completed += last_counts[0]
-        result.failed += last_counts[1]
-        result.warnings += last_counts[2]
+        if first_only is None:  # a probe's counts are not those of the retrieve
+            result.completed += last_counts[0]
+            result.failed += last_counts[1]
+            result.warnings += last_counts[2]
         if result.cancelled or (result.problems and not assoc.is_established):
             break
+
+
+def _missing_requests(node: PacsNode, study_uid: str, series_uids: Sequence[str], receiver: Receiver,
+                      guard: _Guard) -> list[tuple[str, Optional[list[str]]]]:
+    """The retrieve requests for what ``receiver`` lacks: a whole series when it has none of it, else the
+    missing instances (from an image-level query) in chunks."""
+    requests: list[tuple[str, Optional[list[str]]]] = []
+    for uid in series_uids:
+        have = receiver.have(uid)
+        if not have:
+            requests.append((uid, None))
+            continue
+        todo = [u for u in _instance_uids(node, study_uid, uid, guard) if u not in have]
+        for i in range(0, len(todo), RESUME_CHUNK):
+            requests.append((uid, todo[i:i + RESUME_CHUNK]))
+    return requests
+
+
+def _bulk_series(node: PacsNode, requests: list[tuple[str, Optional[list[str]]]],
+                 counts: dict[str, Optional[int]]) -> list[str]:
+    """The whole-series requests worth DCMTK's getscu (see :mod:`.dcmtk`): C-GET on a node whose engine is
+    ``auto`` and that does not use TLS, series of at least :data:`BULK_MIN_INSTANCES` images."""
+    if node.retrieve_engine != ENGINE_AUTO or dcmtk.available(node) is not None:
+        return []
+    out = [uid for uid, sops in requests if sops is None and (counts.get(uid) or 0) >= BULK_MIN_INSTANCES]
+    if out:
+        dcmtk.getscu_path()  # a missing DCMTK is an error that names itself, never a silent slow path
+    return out
 
 
 def _study_and_series(node: PacsNode, study_uid: str, guard: _Guard,
@@ -703,24 +753,43 @@ def _retrieve(node: PacsNode, study_uid: str, series_uids: Optional[Sequence[str
 
             receiver = Receiver(folder, study_uid, wanted, patient_id=study.patient_id if study.patient_id else None,
                                 on_file=on_file)
-            requests: list[tuple[str, Optional[list[str]]]] = []
-            for uid in wanted:
-                have = receiver.have(uid)
-                if not have:
-                    requests.append((uid, None))
-                    continue
-                todo = [u for u in _instance_uids(node, study_uid, uid, guard) if u not in have]
-                for i in range(0, len(todo), RESUME_CHUNK):
-                    requests.append((uid, todo[i:i + RESUME_CHUNK]))
-            handler = _store_handler(receiver, guard)
+            requests = _missing_requests(node, study_uid, wanted, receiver, guard)
+            syntaxes: dict[str, set[str]] = {}
+            handler = _store_handler(receiver, guard, syntaxes)
             if method == "C-GET":
                 classes = study.sop_classes or COMMON_STORAGE_CLASSES
                 contexts, roles = _storage_contexts(classes)
                 model = StudyRootQueryRetrieveInformationModelGet
-                if requests:
+
+                def pynetdicom_get(reqs: list, first_only: Optional[dict] = None) -> None:
                     with _association(node, [model] + contexts, roles=roles, handlers=[(evt.EVT_C_STORE, handler)],
                                       dimse_timeout=node.retrieve_timeout_s, guard=guard) as assoc:
-                        _run_retrieve(node, assoc, method, model, study_uid, requests, result, guard)
+                        _run_retrieve(node, assoc, method, model, study_uid, reqs, result, guard, first_only)
+
+                bulk = _bulk_series(node, requests, counts)
+                if bulk:
+                    # the transfer syntax of each: getscu offers uncompressed syntaxes only, so a compressed
+                    # series stays with pynetdicom (one context per compressed syntax: it arrives unchanged)
+                    pynetdicom_get([(u, None) for u in bulk], first_only=syntaxes)
+                    bulk = [u for u in bulk if syntaxes.get(u) and syntaxes[u] <= UNCOMPRESSED_SET
+                            and len(receiver.have(u)) < (counts[u] or 0)]
+                rest = [r for r in requests if r[0] not in bulk
+                        and not (r[1] is None and counts[r[0]] and len(receiver.have(r[0])) >= counts[r[0]])]
+                if rest and not guard.is_set():
+                    pynetdicom_get(rest)
+                for uid in bulk:
+                    if guard.is_set():
+                        break
+                    dcmtk.fetch_series(node, study_uid, uid, receiver, result,
+                                       dcmtk.staging_folder(folder, uid), guard)
+                # what getscu did not deliver (a failure, an object it could not take): the missing instances
+                short = [u for u in bulk if len(receiver.have(u)) < (counts[u] or 0)]
+                missing = _missing_requests(node, study_uid, short, receiver, guard) if short and not guard.is_set() \
+                    else []
+                if missing and not guard.is_set():
+                    pynetdicom_get(missing)
+                if guard.is_set():
+                    result.cancelled = True
             elif requests:
                 _move(node, study_uid, requests, result, handler, guard)
             # second count: the series that look short are asked again (the PACS may still be receiving)
@@ -914,6 +983,8 @@ class DimseBackend(PacsBackend):
             out.append(f"The port {node.port} is not between 1 and 65535.")
         if node.retrieve_method == "C-MOVE" and not (1 <= int(node.local_port) <= 65535):
             out.append(f"The local port {node.local_port} for C-MOVE is not between 1 and 65535.")
+        if node.retrieve_engine not in ENGINES:
+            out.append(f"Unknown retrieve engine '{node.retrieve_engine}' (use {' or '.join(ENGINES)}).")
         if node.retrieve_method not in DimseBackend.methods:
             out.append(f"Unknown retrieve method '{node.retrieve_method}' (use C-GET or C-MOVE).")
         return out

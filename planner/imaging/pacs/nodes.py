@@ -41,6 +41,9 @@ class PacsNode:
     #: C-MOVE destination AE title (empty: the calling AE title); the PACS must know it with this
     #: computer's address and :attr:`local_port`.
     move_ae: str = ""
+    #: DIMSE retrieve engine: "auto" (large uncompressed series of a C-GET by DCMTK's getscu, the rest by
+    #: pynetdicom; TLS nodes always by pynetdicom) or "pynetdicom" (everything by pynetdicom).
+    retrieve_engine: str = "auto"
     #: Port of the local storage SCP started for a C-MOVE.
     local_port: int = 11113
     #: Seconds allowed for connecting, for the association and for each answer of an echo, query or send.

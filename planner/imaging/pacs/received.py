@@ -13,7 +13,7 @@ import shutil
 import threading
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 from planner.imaging.pacs.common import (
     PacsError,
@@ -107,18 +107,27 @@ class Receiver:
             return "an invalid UID"
         return ""
 
-    def accept(self, patient_id: str, study_uid: str, series_uid: str, sop_uid: str, data: bytes) -> bool:
-        """Write one object (the DICOM file bytes with file meta); False when it was rejected or failed."""
+    def reject(self, why: str) -> None:
+        with self.lock:
+            self.rejected.append(why)
+        log.warning("a retrieved object was rejected: it belongs to %s", why)
+
+    def accept(self, patient_id: str, study_uid: str, series_uid: str, sop_uid: str, data: Union[bytes, Path]) -> bool:
+        """Take one object: the DICOM file bytes with file meta, or a file a transfer engine wrote into a
+        private staging folder on the same file system (moved into place); False when it was rejected or
+        failed (a rejected staged file is left where it is, for the engine to remove)."""
         why = self.check(patient_id, study_uid, series_uid, sop_uid)
         if why:
-            with self.lock:
-                self.rejected.append(why)
-            log.warning("a retrieved object was rejected: it belongs to %s", why)
+            self.reject(why)
             return False
         try:
             folder = private_folder(self.folder / uid_component(series_uid, "Series Instance UID"))
             target = folder / f"{uid_component(sop_uid, 'SOP Instance UID')}.dcm"
-            write_private(target, data)
+            if isinstance(data, Path):
+                os.chmod(data, FILE_MODE)
+                os.replace(data, target)
+            else:
+                write_private(target, data)
         except (OSError, PacsError) as exc:
             with self.lock:
                 self.write_errors.append(getattr(exc, "strerror", None) or str(exc))
