@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -14,7 +15,7 @@ from pypdf import PdfReader
 
 from planner.export import SRImportError, export_dicom, import_plan_from_sr
 from planner.export.dicom import ENCAPSULATED_PDF_STORAGE, ExportError
-from planner.export.sr import JSON_CODE, SCHEME
+from planner.export.sr import PLAN_COPY, PRIVATE_CODES, SCHEME, is_plan_sr_file
 from planner.plan import Plan
 from planner.storage import save_plan
 from tests.report_support import (
@@ -88,62 +89,116 @@ def test_sr_round_trip_gives_back_an_equal_plan(exported):
     assert back.signoff_is_current(back.review.signoffs[0]) == plan.signoff_is_current(plan.review.signoffs[0])
 
 
-def test_sr_structured_items_alone_rebuild_the_plan(exported, tmp_path):
-    """Without the JSON copy the plan is rebuilt from the SR content items (points at float32 precision)."""
+def test_a_report_without_its_plan_copy_is_refused_and_first_format_srs_still_open(exported, tmp_path):
+    """The TID 1500 content holds the plan's geometry and findings, not the whole plan: without the exact copy
+    the import is refused with a message. SRs of the first format (every field an item of the private
+    scheme) still open, from their copy and from their items alone (points at float32 precision)."""
     plan, result = exported
     ds = pydicom.dcmread(result.sr_file)
     ds.ContentSequence = [it for it in ds.ContentSequence
-                          if it.ConceptNameCodeSequence[0].get("CodeValue") != JSON_CODE]
+                          if it.ConceptNameCodeSequence[0].get("CodeValue") != PLAN_COPY]
     stripped = tmp_path / "stripped.dcm"
     ds.save_as(stripped)
-    back = import_plan_from_sr(stripped)
-    assert_plans_equal(plan, back, tol_mm=1e-4)  # SCOORD3D holds 32-bit floats
+    with pytest.raises(SRImportError, match="stripped.dcm: it is a structured report, but not a BVN Planner plan"):
+        import_plan_from_sr(stripped)
+    legacy = Path(__file__).parent / "data" / "sr_first_shift_format.dcm"
+    old = import_plan_from_sr(legacy)
+    old_ds = pydicom.dcmread(legacy)
+    old_ds.ContentSequence = [it for it in old_ds.ContentSequence
+                              if it.ConceptNameCodeSequence[0].get("CodeValue") != PLAN_COPY]
+    old_stripped = tmp_path / "old-stripped.dcm"
+    old_ds.save_as(old_stripped)
+    assert_plans_equal(old, import_plan_from_sr(old_stripped), tol_mm=1e-4)
     with pytest.raises(SRImportError, match="plan_json"):
-        import_plan_from_sr(stripped, require_copy=True)
+        import_plan_from_sr(old_stripped, require_copy=True)
+    assert is_plan_sr_file(legacy) and is_plan_sr_file(result.sr_file) and not is_plan_sr_file(stripped)
 
 
-def _scoords(ds):
+def _groups(ds):
+    """Finding type, finding site, laterality, SCOORD3D, measurements and evaluations of each measurement
+    group of the TID 1500 report."""
+    [measurements] = [it for it in ds.ContentSequence if it.ConceptNameCodeSequence[0].CodeValue == "126010"]
     out = []
-
-    def walk(items, path):
-        for it in items:
-            name = it.ConceptNameCodeSequence[0]
-            code = name.get("CodeValue") or name.get("LongCodeValue")
-            if it.ValueType == "SCOORD3D":
-                out.append((path + [code], it))
-            if "ContentSequence" in it:
-                walk(it.ContentSequence, path + [code])
-    walk(ds.ContentSequence, [])
+    for group in measurements.ContentSequence:
+        g = {"finding": None, "site": None, "laterality": None, "graphic": None, "coords": None, "num": {},
+             "qual": {}, "for": None}
+        for it in group.ContentSequence:
+            name = it.ConceptNameCodeSequence[0].get("CodeValue") or it.ConceptNameCodeSequence[0].get("URNCodeValue")
+            if name == "121071":
+                g["finding"] = it.ConceptCodeSequence[0].CodeValue
+            elif name == "363698007":
+                g["site"] = it.ConceptCodeSequence[0].CodeValue
+                for mod in it.get("ContentSequence", []):
+                    if mod.ConceptNameCodeSequence[0].CodeValue == "272741003":
+                        g["laterality"] = mod.ConceptCodeSequence[0].CodeValue
+            elif it.ValueType == "SCOORD3D":
+                g["graphic"] = it.GraphicType
+                g["coords"] = np.asarray(it.GraphicData, dtype=float).reshape(-1, 3)
+                g["for"] = it.ReferencedFrameOfReferenceUID
+            elif it.ValueType == "NUM":
+                g["num"][name] = float(it.MeasuredValueSequence[0].NumericValue)
+                assert it.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodingSchemeDesignator == "UCUM"
+            elif it.ValueType == "CODE" and name not in ("121071", "363698007"):
+                g["qual"][name] = it.ConceptCodeSequence[0].CodeValue
+        out.append(g)
     return out
 
 
-def test_sr_holds_landmarks_trajectories_zones_and_findings_as_3d_coordinates(exported):
+def test_the_sr_is_a_tid_1500_measurement_report_of_the_plans_geometry(exported):
     plan, result = exported
     ds = pydicom.dcmread(result.sr_file)
     assert ds.SOPClassUID == SR_3D and ds.Modality == "SR"
-    scoords = _scoords(ds)
-    assert scoords and all(it.ReferencedFrameOfReferenceUID == FOR_UID for _, it in scoords)
-    points = [(tuple(path), np.asarray(it.GraphicData, dtype=float)) for path, it in scoords
-              if it.GraphicType == "POINT"]
-    # The trajectory points, in the order of the plan, to float32 precision.
-    for i, traj in enumerate(plan.trajectories):
-        for name in ("entry_lps", "bend_lps", "target_lps"):
-            found = [v for p, v in points if p[0] == "trajectories" and p[-1] == name]
-            assert np.allclose(found[i], getattr(traj, name), atol=1e-4)
-    landmark_points = [v for p, v in points if p[0] == "levels" and "landmarks" in p]
-    assert len(landmark_points) == 7 * len(plan.levels)
-    zones = [it for path, it in scoords if it.GraphicType == "ELLIPSOID"]
-    assert len(zones) == len(plan.trajectories)
-    for zone, traj in zip(zones, plan.trajectories):
-        axes = np.asarray(zone.GraphicData, dtype=float).reshape(6, 3)
-        assert np.allclose(axes.mean(axis=0), traj.target_lps, atol=1e-4)
-        assert np.linalg.norm(axes[1] - axes[0]) == pytest.approx(traj.params.zone_diameter_mm, abs=1e-4)
-    # Findings: each endplate has its Modic type and its location (the endplate landmark).
-    locations = [p for p, _ in points if p[-1] == "derived_location_lps"]
-    assert len(locations) == 2 * len(plan.levels)
-    text = str(ds)
-    assert "36470004" in text  # SNOMED CT "L3 vertebra" as finding site
-    assert any(ds2.CodingSchemeDesignator == SCHEME for ds2 in ds.CodingSchemeIdentificationSequence)
+    root = ds.ConceptNameCodeSequence[0]
+    assert (root.CodeValue, root.CodingSchemeDesignator) == ("126000", "DCM")
+    assert ds.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    groups = _groups(ds)
+    assert {g["for"] for g in groups if g["coords"] is not None} == {FOR_UID}
+    vertebra = {"L3": "36470004", "L4": "11994002", "L5": "49668003"}
+    side = {"left": "7771000", "right": "24028007"}
+    names = {lv.id: lv.name for lv in plan.levels}
+    paths = [g for g in groups if g["finding"] == "121055"]  # DCM Path
+    zones = [g for g in groups if g["finding"] == "228793007"]  # SCT Planning target volume
+    assert len(paths) == len(zones) == len(plan.trajectories)
+    for traj, path, zone in zip(plan.trajectories, paths, zones):
+        points = [traj.entry_lps] + ([traj.bend_lps] if traj.bend_lps else []) + [traj.target_lps]
+        assert path["graphic"] == "POLYLINE" and np.allclose(path["coords"], points, atol=1e-4)
+        assert (path["site"], path["laterality"]) == (zone["site"], zone["laterality"]) == (
+            vertebra[names[traj.level_id]], side[traj.side])
+        assert zone["graphic"] == "ELLIPSOID" and np.allclose(zone["coords"].mean(axis=0), traj.target_lps, atol=1e-4)
+        assert np.linalg.norm(zone["coords"][1] - zone["coords"][0]) == pytest.approx(traj.params.zone_diameter_mm,
+                                                                                        abs=1e-4)
+        assert zone["num"]["81827009"] == pytest.approx(traj.params.zone_diameter_mm)  # SCT Diameter, mm
+    # every landmark of every level is a POINT with the vertebra as its finding site
+    points = [g for g in groups if g["graphic"] == "POINT"]
+    assert len(points) == 7 * len(plan.levels)
+    for level in plan.levels:
+        mine = [g for g in points if g["site"] == vertebra[level.name]]
+        assert len(mine) == 7
+        centre = next(g for g in mine if g["finding"] == "111010")  # DCM Center
+        assert np.allclose(centre["coords"][0], level.landmarks.body_center_lps, atol=1e-4)
+        pedicle = next(g for g in mine if g["finding"] == "78972004" and g["laterality"] == "7771000")
+        assert np.allclose(pedicle["coords"][0], level.landmarks.pedicle_left_lps, atol=1e-4)
+    # outlines as closed polygons; Modic findings as qualitative evaluations of their level
+    outline = next(g for g in groups if g["graphic"] == "POLYGON")
+    assert np.allclose(outline["coords"][:-1], plan.levels[0].pedicle_outline_left_lps, atol=1e-4)
+    modic = {g["site"]: g["qual"] for g in groups if g["qual"]}
+    assert modic == {"11994002": {"modic_inferior": "modic_1", "grade_inferior": "modic_grade_B"},
+                     "49668003": {"modic_superior": "modic_2", "grade_superior": "modic_grade_A"}}
+    # the private codes in use are all declared and documented
+    used = set()
+
+    def walk(d):
+        if d.get("CodingSchemeDesignator") == SCHEME and "CodeValue" in d:
+            used.add(d.CodeValue)
+        for elem in d:
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    walk(item)
+    walk(ds)
+    assert used >= {"plan_json", "sup_endplate", "modic_superior", "modic_1"}
+    assert all(len(code) <= 16 for code in PRIVATE_CODES)  # Code Value is SH
+    assert used <= set(PRIVATE_CODES)
+    assert any(s.CodingSchemeDesignator == SCHEME for s in ds.CodingSchemeIdentificationSequence)
 
 
 def _check_patient_study(ds, plan):
@@ -220,10 +275,11 @@ def test_export_without_images_and_without_study_uid(tmp_path):
 def test_edited_or_foreign_sr_is_refused(exported, tmp_path):
     _, result = exported
     ds = pydicom.dcmread(result.sr_file)
-    for path, it in _scoords(ds):
-        if path[-1] == "target_lps":
-            it.GraphicData = [float(v) + 5.0 for v in it.GraphicData]
-            break
+    [measurements] = [it for it in ds.ContentSequence if it.ConceptNameCodeSequence[0].CodeValue == "126010"]
+    path = next(it for g in measurements.ContentSequence for it in g.ContentSequence
+                if it.ValueType == "SCOORD3D" and it.GraphicType == "POLYLINE")
+    path.GraphicData = [float(v) + (5.0 if i >= len(path.GraphicData) - 3 else 0.0)
+                        for i, v in enumerate(path.GraphicData)]  # the target moved by 5 mm
     edited = tmp_path / "edited.dcm"
     ds.save_as(edited)
     with pytest.raises(SRImportError, match=r"disagree at trajectories\[0\]\.target_lps"):

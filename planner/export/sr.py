@@ -1,32 +1,41 @@
-"""The plan as a DICOM Comprehensive 3D Structured Report, and back.
+"""The plan as a DICOM Comprehensive 3D Structured Report (TID 1500 Measurement Report), and back.
 
 How the plan is carried (and why)
 ---------------------------------
-* **Structured content.** The whole plan (all sections except the audit trail) is written as SR content
-  items under one root container "BVN ablation plan", field by field, so that any SR reader sees it:
+The document follows **TID 1500 "Measurement Report"** (root concept DCM 126000 "Imaging Measurement
+Report", built with highdicom's ``MeasurementReport``): language, the plan's author as the person observer,
+Procedure Reported SCT 879916008 "Radiofrequency ablation", and under "Imaging Measurements" one
+measurement group per item of the plan's geometry, every coordinate a **SCOORD3D** in the plan's Frame of
+Reference (Referenced Frame of Reference UID = the planning series' Frame of Reference UID):
 
-  - a point in patient space (a field ending ``_lps``) is a **SCOORD3D POINT** in the plan's Frame of
-    Reference (Referenced Frame of Reference UID = the planning series' Frame of Reference UID);
-  - a number is a **NUM** with a UCUM unit (``mm`` for ``*_mm``, ``%`` for ``*_pct``, ``deg``, ``min``,
-    ``Cel``, else ``1``); NUM keeps the exact binary value in Floating Point Value (FD);
-  - text is **TEXT**; a yes/no value is a **CODE** (SNOMED CT Yes 373066001 / No 373067005);
-  - an object is a **CONTAINER** (CONTINUOUS) of its fields; a list is a CONTAINER marked SEPARATE whose
-    children are named "item";
-  - an empty text and a missing value are CODEs from the private scheme (``empty_text``, ``null``).
+* each **trajectory**: a TID 1410 group whose region is the planned path as a POLYLINE (entry, the bend when
+  the path is curved, target; finding type DCM 121055 "Path"), and a TID 1411 group whose surface is the
+  **ablation zone** as an ELLIPSOID around the target (finding type SCT 228793007 "Planning target
+  volume"), with its diameter (SCT 81827009 "Diameter", UCUM mm) and the path length (SCT 410668003
+  "Length", mm); both with the Finding Site of the level's vertebra (SCT vertebra codes) and the
+  Laterality of the side (SCT 7771000 Left / 24028007 Right);
+* each **landmark** of a level: a TID 1410 group with a POINT (body centre DCM 111010 "Center", pedicles
+  SCT 78972004 "Pedicle of vertebra" with laterality; endplates and walls from the private scheme below);
+* each **outline** (pedicles, spinal canal): a TID 1410 group with a closed POLYGON (SCT 78972004 with
+  laterality, SCT 61853006 "Spinal canal structure");
+* each **Modic finding** (an endplate with a Modic change): a TID 1501 group with a qualitative evaluation.
 
-  Concept names come from the private coding scheme ``99BVN`` (declared in the Coding Scheme
-  Identification Sequence): the code value is the plan's field name. Extra, derived items for other
-  readers are added and ignored on import: each trajectory's **ablation zone as a SCOORD3D ELLIPSOID**,
-  each endplate finding's location as a SCOORD3D POINT (the endplate landmark), and each level's
-  Finding Site as a SNOMED CT vertebra code where one is defined.
-* **Exact copy.** SCOORD3D stores coordinates as 32-bit floats (about 4e-6 mm at 100 mm), and the
-  audit trail is not written as items. So the SR also holds the plan's JSON (the .bvnplan text) in one
-  TEXT item ``plan_json``.
+Every group has a Tracking Identifier (text) and a Tracking Unique Identifier derived from the plan and the
+item, so a reader can follow the same trajectory across versions of the plan.
 
-Import (:func:`import_plan_from_sr`) reads the JSON copy when present and checks it against the structured
-items (points to float32 precision, everything else exactly); if they disagree the SR was edited and the
-import is refused with a clear message. Without the copy (a system may strip long text), the plan is rebuilt
-from the structured items alone; its coordinates then carry float32 precision.
+What no standard code names uses the private coding scheme **99BVN** (declared in the Coding Scheme
+Identification Sequence); every private code is in :data:`PRIVATE_CODES` and in docs/architecture.md.
+
+**The plan itself.** The whole plan (settings, eligibility answers, review, audit trail: much of it has no
+code in any scheme) is the plan's .bvnplan JSON in one TEXT item "BVN plan (exact copy)" at the end of the
+report (TID 1500 is extensible). Import (:func:`import_plan_from_sr`) reads that copy and checks it against
+the SCOORD3D geometry of the report (points to float32 precision); if they disagree the SR was edited and
+the import is refused with a clear message. A report without the copy is refused too: its standard content
+does not hold the whole plan.
+
+SRs written in the first format of this application (root concept 99BVN "BVN ablation plan", every field an
+item of the private scheme) still open: from their JSON copy (checked against their items), or from their
+items alone.
 """
 
 from __future__ import annotations
@@ -43,141 +52,181 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+from planner.deidentify import derived_uid
 from planner.imaging.pacs.plans import PLAN_SR_SERIES_DESCRIPTION
 from planner.plan import Plan
 from planner.storage import PlanFileError, plan_from_dict, plan_to_json
 
 SCHEME = "99BVN"
 SCHEME_NAME = "BVN Planner plan content"
-ROOT_CODE = ("bvn_plan", "BVN ablation plan")
-JSON_CODE = "plan_json"
-NOTE_CODE = "encoding_note"
-DERIVED_PREFIX = "derived_"
-#: Sections carried only in the JSON copy.
-JSON_ONLY = ("audit",)
 #: Tolerance when checking SCOORD3D (float32) points against the exact copy, in mm.
 FLOAT32_TOLERANCE_MM = 1e-3
+CONTAINS = hd.sr.RelationshipTypeValues.CONTAINS
 
-ENCODING_NOTE = ("Structured content: every plan field as a content item named by the 99BVN scheme (code value = "
-                 "field name); points as SCOORD3D in the referenced frame of reference; lists as SEPARATE "
-                 "containers of 'item'. Exact copy of the plan (.bvnplan JSON) in the plan_json TEXT item; "
-                 "SCOORD3D holds 32-bit floats.")
 
-_UNITS = (("_mm", ("mm", "UCUM", "millimeter")), ("_pct", ("%", "UCUM", "percent")),
-          ("_deg", ("deg", "UCUM", "degree")), ("_min", ("min", "UCUM", "minute")),
-          ("_c", ("Cel", "UCUM", "degree Celsius")), ("_months", ("mo", "UCUM", "month")))
-_NO_UNIT = ("1", "UCUM", "no units")
+def _private(value: str, meaning: str) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(value=value, scheme_designator=SCHEME, meaning=meaning)
 
-SCT_VERTEBRA = {"T11": "T11Vertebra", "T12": "T12Vertebra", "L1": "L1Vertebra", "L2": "L2Vertebra",
-                "L3": "L3Vertebra", "L4": "L4Vertebra", "L5": "L5Vertebra"}
+
+#: Every code of the private scheme 99BVN (code value: (meaning, where it is used)); nothing else is private.
+PRIVATE_CODES: dict[str, tuple[str, str]] = {
+    "plan_json": ("BVN plan (exact copy)", "TEXT item at the end of the report: the .bvnplan JSON of the plan"),
+    "sup_endplate": ("Superior endplate of vertebral body", "finding type of a landmark group"),
+    "inf_endplate": ("Inferior endplate of vertebral body", "finding type of a landmark group"),
+    "posterior_wall": ("Posterior wall of vertebral body", "finding type of a landmark group"),
+    "anterior_wall": ("Anterior wall of vertebral body", "finding type of a landmark group"),
+    "modic_superior": ("Modic change at the superior endplate", "qualitative evaluation (name)"),
+    "modic_inferior": ("Modic change at the inferior endplate", "qualitative evaluation (name)"),
+    "modic_1": ("Modic type 1", "qualitative evaluation (value)"),
+    "modic_2": ("Modic type 2", "qualitative evaluation (value)"),
+    "modic_3": ("Modic type 3", "qualitative evaluation (value)"),
+    "modic_1/2": ("Modic type 1/2 (mixed)", "qualitative evaluation (value)"),
+    "modic_2/3": ("Modic type 2/3 (mixed)", "qualitative evaluation (value)"),
+    "modic_grade_A": ("Modic grade A", "qualitative evaluation (value)"),
+    "modic_grade_B": ("Modic grade B", "qualitative evaluation (value)"),
+    "modic_grade_C": ("Modic grade C", "qualitative evaluation (value)"),
+    "grade_superior": ("Modic grade at the superior endplate", "qualitative evaluation (name)"),
+    "grade_inferior": ("Modic grade at the inferior endplate", "qualitative evaluation (name)"),
+}
+
+
+def private_code(value: str) -> hd.sr.CodedConcept:
+    return _private(value, PRIVATE_CODES[value][0])
+
+
+
+PLAN_COPY = "plan_json"
+#: Anatomy of the levels (SNOMED CT); S1 is coded as the sacrum.
+SCT_VERTEBRA = {"T11": codes.SCT.T11Vertebra, "T12": codes.SCT.T12Vertebra, "L1": codes.SCT.L1Vertebra,
+                "L2": codes.SCT.L2Vertebra, "L3": codes.SCT.L3Vertebra, "L4": codes.SCT.L4Vertebra,
+                "L5": codes.SCT.L5Vertebra, "S1": codes.SCT.Sacrum}
+SIDE = {"left": codes.SCT.Left, "right": codes.SCT.Right}
+#: Landmark field -> (finding type, laterality or None).
+LANDMARK_CODES = {
+    "body_center_lps": (codes.DCM.Center, None),
+    "superior_endplate_lps": (private_code("sup_endplate"), None),
+    "inferior_endplate_lps": (private_code("inf_endplate"), None),
+    "posterior_wall_lps": (private_code("posterior_wall"), None),
+    "anterior_wall_lps": (private_code("anterior_wall"), None),
+    "pedicle_left_lps": (codes.SCT.PedicleOfVertebra, codes.SCT.Left),
+    "pedicle_right_lps": (codes.SCT.PedicleOfVertebra, codes.SCT.Right),
+}
+OUTLINE_CODES = {
+    "pedicle_outline_left_lps": (codes.SCT.PedicleOfVertebra, codes.SCT.Left),
+    "pedicle_outline_right_lps": (codes.SCT.PedicleOfVertebra, codes.SCT.Right),
+    "canal_outline_lps": (codes.SCT.SpinalCanalStructure, None),
+}
+MM = hd.sr.CodedConcept("mm", "UCUM", "millimeter")
 
 
 class SRImportError(ValueError):
     """The SR cannot be turned into a plan; ``str(exc)`` is a message for the user."""
 
 
-def _concept(key: str) -> hd.sr.CodedConcept:
-    return hd.sr.CodedConcept(value=key, scheme_designator=SCHEME, meaning=key.replace("_", " ")[:64] or key)
+# ------------------------------------------------------------------------------------ export
+def _site(level_name: str, laterality: Any = None) -> list[hd.sr.FindingSite]:
+    code = SCT_VERTEBRA.get(level_name)
+    if code is None:
+        return []
+    return [hd.sr.FindingSite(anatomic_location=code, laterality=laterality)]
 
 
-def _unit(key: str) -> hd.sr.CodedConcept:
-    for suffix, (value, scheme, meaning) in _UNITS:
-        if key.endswith(suffix):
-            return hd.sr.CodedConcept(value, scheme, meaning)
-    return hd.sr.CodedConcept(*_NO_UNIT)
+def _tracking(plan: Plan, what: str, *parts: str) -> hd.sr.TrackingIdentifier:
+    return hd.sr.TrackingIdentifier(uid=derived_uid("bvn-plan-item", plan.plan_id, *parts), identifier=what[:64])
 
 
-def _is_point(key: str, value: Any) -> bool:
-    return (key.endswith("_lps") and isinstance(value, (list, tuple)) and len(value) == 3
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+def _path_points(traj: Any) -> np.ndarray:
+    points = [traj.entry_lps] + ([traj.bend_lps] if traj.bend_lps is not None else []) + [traj.target_lps]
+    return np.asarray(points, dtype=float)
 
 
-def _is_point_list(key: str, value: Any) -> bool:
-    return key.endswith("_lps") and isinstance(value, list) and all(_is_point(key, v) for v in value)
+def _zone_axes(traj: Any) -> np.ndarray:
+    c = np.asarray(traj.target_lps, dtype=float)
+    r = traj.params.zone_diameter_mm / 2.0
+    return np.array([c - [r, 0, 0], c + [r, 0, 0], c - [0, r, 0], c + [0, r, 0], c - [0, 0, r], c + [0, 0, r]])
 
 
-CONTAINS = hd.sr.RelationshipTypeValues.CONTAINS
+def planning_series(plan: Plan, for_uid: str) -> Optional[str]:
+    """The Series Instance UID of the plan's series in the frame of reference ``for_uid`` (None: none)."""
+    return next((r.series_instance_uid for r in plan.case.series
+                 if r.frame_of_reference_uid == for_uid and r.series_instance_uid), None)
 
 
-def _point_item(name: str, point: Sequence[float], for_uid: str) -> hd.sr.Scoord3DContentItem:
-    return hd.sr.Scoord3DContentItem(name=_concept(name), graphic_type=hd.sr.GraphicTypeValues3D.POINT,
-                                     graphic_data=np.asarray([point], dtype=float), frame_of_reference_uid=for_uid,
-                                     relationship_type=CONTAINS)
+def measurement_groups(plan: Plan, for_uid: str) -> list:
+    """The TID 1500 measurement groups of the plan's geometry and findings."""
+    groups: list = []
+    names = {lv.id: lv.name for lv in plan.levels}
+    source = planning_series(plan, for_uid)
+    for i, traj in enumerate(plan.trajectories):
+        level = names.get(traj.level_id, "")
+        what = f"Trajectory {traj.label or i + 1} {level} {traj.side}".replace("  ", " ")
+        site = _site(level, SIDE[traj.side])
+        path = _path_points(traj)
+        length = float(sum(np.linalg.norm(np.diff(path, axis=0), axis=1)))
+        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=_tracking(plan, what + " path", "trajectory", traj.id, "path"),
+            referenced_region=hd.sr.ImageRegion3D(hd.sr.GraphicTypeValues3D.POLYLINE, path, for_uid),
+            finding_type=codes.DCM.Path, finding_sites=site,
+            measurements=[hd.sr.Measurement(name=codes.SCT.Length, value=length, unit=MM)]))
+        if source is None:
+            continue  # a volume surface names its source series; the plan copy holds the zone
+        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=_tracking(plan, what + " ablation zone", "trajectory", traj.id, "zone"),
+            referenced_volume_surface=hd.sr.VolumeSurface(
+                hd.sr.GraphicTypeValues3D.ELLIPSOID, _zone_axes(traj), for_uid,
+                source_series=hd.sr.SourceSeriesForSegmentation(source)),
+            finding_type=codes.SCT.PlanningTargetVolume, finding_sites=site,
+            measurements=[hd.sr.Measurement(name=codes.SCT.Diameter, value=float(traj.params.zone_diameter_mm),
+                                            unit=MM)]))
+    for level in plan.levels:
+        for key, (finding, laterality) in LANDMARK_CODES.items():
+            point = getattr(level.landmarks, key)
+            if point is None:
+                continue
+            groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=_tracking(plan, f"{level.name} {key[:-4].replace('_', ' ')}", "level",
+                                              level.id, key),
+                referenced_region=hd.sr.ImageRegion3D(hd.sr.GraphicTypeValues3D.POINT,
+                                                      np.asarray([point], dtype=float), for_uid),
+                finding_type=finding, finding_sites=_site(level.name, laterality)))
+        for key, (finding, laterality) in OUTLINE_CODES.items():
+            outline = getattr(level, key)
+            if len(outline) < 3:
+                continue  # not a polygon (the plan copy holds it)
+            closed = np.asarray(list(outline) + [outline[0]], dtype=float)
+            groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=_tracking(plan, f"{level.name} {key[:-4].replace('_', ' ')}", "level",
+                                              level.id, key),
+                referenced_region=hd.sr.ImageRegion3D(hd.sr.GraphicTypeValues3D.POLYGON, closed, for_uid),
+                finding_type=finding, finding_sites=_site(level.name, laterality)))
+        evaluations = []
+        for side in ("superior", "inferior"):
+            finding = getattr(level, side)
+            if finding.modic_type == "none":
+                continue
+            evaluations.append(hd.sr.QualitativeEvaluation(private_code(f"modic_{side}"),
+                                                           private_code(f"modic_{finding.modic_type}")))
+            if finding.grade is not None:
+                evaluations.append(hd.sr.QualitativeEvaluation(private_code(f"grade_{side}"),
+                                                               private_code(f"modic_grade_{finding.grade}")))
+        if evaluations:
+            groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=_tracking(plan, f"{level.name} endplate findings", "level", level.id, "modic"),
+                finding_sites=_site(level.name), qualitative_evaluations=evaluations))
+    return groups
 
 
-def _flag(name: str, code: str, meaning: str) -> hd.sr.CodeContentItem:
-    return hd.sr.CodeContentItem(name=_concept(name), value=hd.sr.CodedConcept(code, SCHEME, meaning),
-                                 relationship_type=CONTAINS)
-
-
-def encode_value(key: str, value: Any, for_uid: str) -> hd.sr.ContentItem:
-    """One plan field as a content item (recursively for objects and lists)."""
-    if value is None:
-        return _flag(key, "null", "no value")
-    if isinstance(value, bool):
-        return hd.sr.CodeContentItem(name=_concept(key), value=codes.SCT.Yes if value else codes.SCT.No,
-                                     relationship_type=CONTAINS)
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{key} is not a finite number")
-        return hd.sr.NumContentItem(name=_concept(key), value=value, unit=_unit(key), relationship_type=CONTAINS)
-    if isinstance(value, str):
-        if value == "":
-            return _flag(key, "empty_text", "empty text")
-        return hd.sr.TextContentItem(name=_concept(key), value=value, relationship_type=CONTAINS)
-    if _is_point(key, value):
-        return _point_item(key, value, for_uid)
-    if isinstance(value, dict):
-        box = hd.sr.ContainerContentItem(name=_concept(key), is_content_continuous=True, relationship_type=CONTAINS)
-        if value:  # an empty container has no Content Sequence at all (an empty one is not allowed: PS3.3 C.17.3)
-            box.ContentSequence = [encode_value(k, v, for_uid) for k, v in value.items()]
-        return box
-    if isinstance(value, (list, tuple)):
-        box = hd.sr.ContainerContentItem(name=_concept(key), is_content_continuous=False,
-                                         relationship_type=CONTAINS)
-        item_key = "item_lps" if _is_point_list(key, list(value)) else "item"
-        if value:
-            box.ContentSequence = [encode_value(item_key, v, for_uid) for v in value]
-        return box
-    raise TypeError(f"cannot encode {key} of type {type(value).__name__}")
-
-
-def _add_derived(root_items: list, plan: Plan, for_uid: str) -> None:
-    """Items for other SR readers (ignored on import): zones, finding locations, finding sites."""
-    by_key = {_code_value(it.ConceptNameCodeSequence[0]): it for it in root_items}
-    traj_box = by_key.get("trajectories")
-    if traj_box is not None:
-        for item, traj in zip(traj_box.ContentSequence, plan.trajectories):
-            c = np.asarray(traj.target_lps, dtype=float)
-            r = traj.params.zone_diameter_mm / 2.0
-            axes = np.array([c - [r, 0, 0], c + [r, 0, 0], c - [0, r, 0], c + [0, r, 0], c - [0, 0, r], c + [0, 0, r]])
-            item.ContentSequence.append(hd.sr.Scoord3DContentItem(
-                name=_concept(DERIVED_PREFIX + "ablation_zone"), graphic_type=hd.sr.GraphicTypeValues3D.ELLIPSOID,
-                graphic_data=axes, frame_of_reference_uid=for_uid, relationship_type=CONTAINS))
-    level_box = by_key.get("levels")
-    if level_box is not None:
-        for item, level in zip(level_box.ContentSequence, plan.levels):
-            code_name = SCT_VERTEBRA.get(level.name)
-            if code_name:
-                item.ContentSequence.append(hd.sr.CodeContentItem(
-                    name=codes.SCT.FindingSite, value=getattr(codes.SCT, code_name), relationship_type=CONTAINS))
-            for sub in item.ContentSequence:
-                name = _code_value(sub.ConceptNameCodeSequence[0])
-                if name in ("superior", "inferior"):
-                    point = getattr(level.landmarks, f"{name}_endplate_lps")
-                    if point is not None:
-                        sub.ContentSequence.append(_point_item(DERIVED_PREFIX + "location_lps", point, for_uid))
-
-
-def plan_content_tree(plan: Plan, for_uid: str) -> hd.sr.ContainerContentItem:
-    data = plan.model_dump(mode="json")
-    root = hd.sr.ContainerContentItem(name=hd.sr.CodedConcept(ROOT_CODE[0], SCHEME, ROOT_CODE[1]))
-    items = [encode_value(k, v, for_uid) for k, v in data.items() if k not in JSON_ONLY]
-    _add_derived(items, plan, for_uid)
-    items.append(hd.sr.TextContentItem(name=_concept(NOTE_CODE), value=ENCODING_NOTE, relationship_type=CONTAINS))
-    items.append(hd.sr.TextContentItem(name=_concept(JSON_CODE), value=plan_to_json(plan), relationship_type=CONTAINS))
-    root.ContentSequence = items
-    return root
+def plan_report(plan: Plan, for_uid: str) -> hd.sr.MeasurementReport:
+    """The TID 1500 report of the plan, with the exact plan copy as its last item."""
+    author = _person_name(plan.author or "unknown")
+    context = hd.sr.ObservationContext(observer_person_context=hd.sr.ObserverContext(
+        observer_type=codes.DCM.Person,
+        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=author)))
+    report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=codes.SCT.RadiofrequencyAblation,
+                                     imaging_measurements=measurement_groups(plan, for_uid) or None)
+    report[0].ContentSequence.append(hd.sr.TextContentItem(name=private_code(PLAN_COPY), value=plan_to_json(plan),
+                                                           relationship_type=CONTAINS))
+    return report
 
 
 def current_signoff(plan: Plan) -> Optional[Any]:
@@ -199,7 +248,7 @@ def build_plan_sr(plan: Plan, evidence: Sequence[Dataset], *, for_uid: str, seri
         verified = dict(is_final=True, is_verified=True, verifying_observer_name=_person_name(signoff.reviewer),
                         verifying_organization=(institution_name or manufacturer)[:64])
     sr = hd.sr.Comprehensive3DSR(
-        evidence=list(evidence), content=plan_content_tree(plan, for_uid), series_instance_uid=series_instance_uid,
+        evidence=list(evidence), content=plan_report(plan, for_uid), series_instance_uid=series_instance_uid,
         series_number=series_number, sop_instance_uid=sop_instance_uid, instance_number=1,
         manufacturer=manufacturer, is_complete=True, is_final=bool(verified), is_verified=bool(verified),
         institution_name=institution_name or None, specific_character_set="ISO_IR 192",
@@ -218,6 +267,101 @@ def build_plan_sr(plan: Plan, evidence: Sequence[Dataset], *, for_uid: str, seri
 
 
 # ------------------------------------------------------------------------------------ import
+IMAGING_MEASUREMENT_REPORT = (codes.DCM.ImagingMeasurementReport.value, "DCM")
+#: The first format's root concept, its JSON copy and note (still read).
+LEGACY_ROOT = ("bvn_plan", SCHEME)
+JSON_CODE = PLAN_COPY
+LEGACY_NOTE_CODE = "encoding_note"
+DERIVED_PREFIX = "derived_"
+#: Sections the first format carried only in the JSON copy.
+JSON_ONLY = ("audit",)
+
+
+def _kind(ds: Dataset) -> str:
+    """'report' (this format), 'legacy' (the first format); raises SRImportError for anything else."""
+    if "ContentSequence" not in ds or "ConceptNameCodeSequence" not in ds:
+        raise SRImportError("it is not a structured report")
+    root = ds.ConceptNameCodeSequence[0]
+    name = (_code_value(root), str(root.CodingSchemeDesignator))
+    if name == LEGACY_ROOT:
+        return "legacy"
+    if name == IMAGING_MEASUREMENT_REPORT and any(_name(it) == (PLAN_COPY, SCHEME) for it in ds.ContentSequence):
+        return "report"
+    raise SRImportError("it is a structured report, but not a BVN Planner plan")
+
+
+def json_copy(ds: Dataset) -> Optional[str]:
+    for item in ds.ContentSequence:
+        if _name(item) == (JSON_CODE, SCHEME) and item.ValueType == "TEXT":
+            return str(item.TextValue)
+    return None
+
+
+def _tracking_uid(group: Dataset) -> str:
+    for item in group.get("ContentSequence", []):
+        if item.ValueType == "UIDREF" and _name(item) == ("112040", "DCM"):
+            return str(item.UID)
+    return ""
+
+
+def _scoord(group: Dataset) -> Optional[tuple[np.ndarray, str]]:
+    for item in group.get("ContentSequence", []):
+        if item.ValueType == "SCOORD3D":
+            return (np.asarray([float(v) for v in item.GraphicData], dtype=float).reshape(-1, 3),
+                    str(item.ReferencedFrameOfReferenceUID))
+    return None
+
+
+def report_geometry(ds: Dataset) -> tuple[dict[str, np.ndarray], str]:
+    """Tracking UID -> the SCOORD3D coordinates of each measurement group of the report, and the frame of
+    reference they are in ("" when there are none)."""
+    out: dict[str, np.ndarray] = {}
+    for_uid = ""
+    for item in ds.ContentSequence:
+        if item.ValueType == "CONTAINER" and _name(item) == ("126010", "DCM"):  # Imaging Measurements
+            for group in item.get("ContentSequence", []):
+                uid, found = _tracking_uid(group), _scoord(group)
+                if uid and found is not None:
+                    out[uid], for_uid = found
+    return out, for_uid
+
+
+def _expected_geometry(plan: Plan, for_uid: str) -> list[tuple[str, str, np.ndarray]]:
+    """(tracking UID, field path, coordinates) of the plan's points as the report must hold them."""
+    out: list[tuple[str, str, np.ndarray]] = []
+    for i, traj in enumerate(plan.trajectories):
+        uid = derived_uid("bvn-plan-item", plan.plan_id, "trajectory", traj.id, "path")
+        names = ["entry_lps"] + (["bend_lps"] if traj.bend_lps is not None else []) + ["target_lps"]
+        for j, name in enumerate(names):
+            out.append((uid, f"trajectories[{i}].{name}", _path_points(traj)[j:j + 1]))
+        if planning_series(plan, for_uid) is not None:
+            out.append((derived_uid("bvn-plan-item", plan.plan_id, "trajectory", traj.id, "zone"),
+                        f"trajectories[{i}].params.zone_diameter_mm", _zone_axes(traj)))
+    for i, level in enumerate(plan.levels):
+        for key in LANDMARK_CODES:
+            point = getattr(level.landmarks, key)
+            if point is not None:
+                out.append((derived_uid("bvn-plan-item", plan.plan_id, "level", level.id, key),
+                            f"levels[{i}].landmarks.{key}", np.asarray([point], dtype=float)))
+    return out
+
+
+def _geometry_problems(ds: Dataset, plan: Plan) -> list[str]:
+    found, for_uid = report_geometry(ds)
+    problems: list[str] = []
+    for uid, path, coords in _expected_geometry(plan, for_uid):
+        have = found.get(uid)
+        if have is None:
+            problems.append(path)
+            continue
+        if path.startswith("trajectories") and not path.endswith("zone_diameter_mm"):
+            j = {"entry_lps": 0, "bend_lps": 1}.get(path.rsplit(".", 1)[1], len(have) - 1)
+            have = have[j:j + 1] if j < len(have) else None
+        if have is None or have.shape != coords.shape or np.abs(have - coords).max() > FLOAT32_TOLERANCE_MM:
+            problems.append(path)
+    return problems
+
+
 def _code_value(seq_item: Dataset) -> str:
     for kw in ("CodeValue", "LongCodeValue", "URNCodeValue"):
         if kw in seq_item:
@@ -262,35 +406,16 @@ def decode_item(item: Dataset) -> Any:
     raise SRImportError(f"unexpected content item of type {vt}")
 
 
-COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
-
-
-def _root(ds: Dataset) -> Dataset:
-    if "ContentSequence" not in ds or "ConceptNameCodeSequence" not in ds:
-        raise SRImportError("it is not a structured report")
-    root = ds.ConceptNameCodeSequence[0]
-    if (_code_value(root), str(root.CodingSchemeDesignator)) != (ROOT_CODE[0], SCHEME):
-        raise SRImportError("it is a structured report, but not a BVN Planner plan")
-    return ds
-
-
-def structured_plan_dict(ds: Dataset) -> dict[str, Any]:
-    """The plan as a dict, from the structured items only (no JSON copy)."""
-    root = _root(ds)
+def legacy_plan_dict(ds: Dataset) -> dict[str, Any]:
+    """The plan as a dict from the field-by-field items of a first-format SR (no JSON copy)."""
+    root = ds
     out = {}
     for item in root.ContentSequence:
         key, scheme = _name(item)
-        if scheme != SCHEME or key in (JSON_CODE, NOTE_CODE) or key.startswith(DERIVED_PREFIX):
+        if scheme != SCHEME or key in (JSON_CODE, LEGACY_NOTE_CODE) or key.startswith(DERIVED_PREFIX):
             continue
         out[key] = decode_item(item)
     return out
-
-
-def json_copy(ds: Dataset) -> Optional[str]:
-    for item in _root(ds).ContentSequence:
-        if _name(item) == (JSON_CODE, SCHEME) and item.ValueType == "TEXT":
-            return str(item.TextValue)
-    return None
 
 
 def _compare(structured: Any, exact: Any, path: str, problems: list[str], is_point: bool = False) -> None:
@@ -320,36 +445,64 @@ def _compare(structured: Any, exact: Any, path: str, problems: list[str], is_poi
         problems.append(path)
 
 
-def import_plan_from_sr(path: os.PathLike | str, *, require_copy: bool = False) -> Plan:
-    """Read a plan SR written by :func:`build_plan_sr`; raises :class:`SRImportError` with a clear message."""
-    p = Path(path)
+def _read(p: Path) -> Dataset:
     try:
-        ds = pydicom.dcmread(str(p))
+        return pydicom.dcmread(str(p))
     except FileNotFoundError:
         raise SRImportError(f"Cannot import {p.name}: the file does not exist") from None
     except Exception as exc:  # pydicom raises several types for damaged files
         raise SRImportError(f"Cannot import {p.name}: not a readable DICOM file ({exc})") from None
+
+
+def _from_json(p: Path, text: str) -> dict[str, Any]:
     try:
-        structured = structured_plan_dict(ds)
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SRImportError(f"Cannot import {p.name}: the plan copy is damaged ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise SRImportError(f"Cannot import {p.name}: the plan copy is not a plan")
+    return data
+
+
+def _edited(p: Path, problems: list[str]) -> SRImportError:
+    return SRImportError(f"Cannot import {p.name}: the structured content and the plan copy disagree at "
+                         f"{', '.join(problems[:5])}; the SR may have been edited")
+
+
+def import_plan_from_sr(path: os.PathLike | str, *, require_copy: bool = False) -> Plan:
+    """Read a plan SR written by :func:`build_plan_sr` (or by the first format); raises
+    :class:`SRImportError` with a clear message. ``require_copy``: refuse a first-format SR without its
+    exact copy (a report of this format always needs it)."""
+    p = Path(path)
+    ds = _read(p)
+    try:
+        kind = _kind(ds)
         text = json_copy(ds)
+        if kind == "report":
+            data = _from_json(p, text or "")
+            plan = plan_from_dict(data, p)
+            problems = _geometry_problems(ds, plan)
+            if problems:
+                raise _edited(p, problems)
+            return plan
+        structured = legacy_plan_dict(ds)
     except SRImportError as exc:
-        raise SRImportError(f"Cannot import {p.name}: {exc}") from None
-    except (AttributeError, KeyError, IndexError, ValueError) as exc:
+        raise SRImportError(exc.args[0] if str(exc).startswith("Cannot import") else
+                            f"Cannot import {p.name}: {exc}") from None
+    except PlanFileError as exc:
+        raise SRImportError(str(exc)) from None
+    except (AttributeError, KeyError, IndexError, ValueError, TypeError) as exc:
         raise SRImportError(f"Cannot import {p.name}: the SR content is damaged ({exc})") from None
     if text is None:
         if require_copy:
             raise SRImportError(f"Cannot import {p.name}: the exact plan copy (plan_json) is missing")
         data = structured
     else:
-        try:
-            exact = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SRImportError(f"Cannot import {p.name}: the plan copy is damaged ({exc.msg})") from None
+        exact = _from_json(p, text)
         problems: list[str] = []
         _compare(structured, {k: v for k, v in exact.items() if k not in JSON_ONLY}, "", problems)
         if problems:
-            raise SRImportError(f"Cannot import {p.name}: the structured content and the plan copy disagree at "
-                                f"{', '.join(problems[:5])}; the SR may have been edited")
+            raise _edited(p, problems)
         data = exact
     try:
         return plan_from_dict(data, p)
@@ -358,7 +511,7 @@ def import_plan_from_sr(path: os.PathLike | str, *, require_copy: bool = False) 
 
 
 def _person_name(text: str) -> str:
-    """A reviewer's name as a DICOM Person Name (no backslash or control characters, 64 per component)."""
+    """A name as a DICOM Person Name (no backslash or control characters, 64 per component)."""
     clean = "".join(c for c in (text or "unknown") if c.isprintable() and c not in "\\=").strip() or "unknown"
     if "^" not in clean:
         return clean[:64] + "^"  # one free-text name: the family name component (trailing caret: PS3.5 6.2.1.2)
@@ -366,15 +519,18 @@ def _person_name(text: str) -> str:
 
 
 def is_plan_sr_file(path: os.PathLike | str) -> bool:
-    """True for a DICOM file that is a plan SR of this application (read from its header only)."""
+    """True for a DICOM file that is a plan SR of this application (either format)."""
     p = Path(path)
     try:
         with open(p, "rb") as fh:
             if fh.read(132)[128:132] != b"DICM":
                 return False
-        ds = pydicom.dcmread(str(p), stop_before_pixels=True, specific_tags=["SOPClassUID", "ConceptNameCodeSequence"])
-        root = ds.ConceptNameCodeSequence[0]
-        return (_code_value(root), str(root.CodingSchemeDesignator)) == (ROOT_CODE[0], SCHEME)
+        ds = pydicom.dcmread(str(p), stop_before_pixels=True,
+                             specific_tags=["SOPClassUID", "ConceptNameCodeSequence", "ContentSequence"])
+        _kind(ds)
+        return True
+    except SRImportError:
+        return False
     except (OSError, AttributeError, IndexError, KeyError, ValueError, TypeError):
         return False
     except pydicom.errors.InvalidDicomError:
