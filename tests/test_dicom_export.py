@@ -197,6 +197,8 @@ def test_the_sr_is_a_tid_1500_measurement_report_of_the_plans_geometry(exported)
     walk(ds)
     assert used >= {"plan_json", "sup_endplate", "modic_superior", "modic_1"}
     assert all(len(code) <= 16 for code in PRIVATE_CODES)  # Code Value is SH
+    documented = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert all(f"| `{code}` | {meaning} |" in documented for code, (meaning, _use) in PRIVATE_CODES.items())
     assert used <= set(PRIVATE_CODES)
     assert any(s.CodingSchemeDesignator == SCHEME for s in ds.CodingSchemeIdentificationSequence)
 

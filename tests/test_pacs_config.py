@@ -43,6 +43,8 @@ def test_configuration_problems_are_named():
     text = " ".join(bad.problems())
     assert "PACS AE title is empty" in text and "host is empty" in text and "70000" in text
     assert "calling AE title 'THIS-IS-TOO-LONG-AE' is not valid" in text
+    assert "Unknown retrieve engine 'fast' (use auto or pynetdicom)" in " ".join(
+        PacsNode(name="P", ae_title="PACS", host="h", retrieve_engine="fast").problems())
     web = PacsNode(name="W", protocol=DICOMWEB, dicomweb_url="pacs.example.org")
     assert "must start with http" in web.problems()[0]
     creds = PacsNode(name="W", protocol=DICOMWEB, dicomweb_url="https://user:secret@pacs.example.org/dicom-web")

@@ -320,6 +320,7 @@ def test_node_settings_for_an_administrator(qtbot, orthanc, dialog, tmp_path):
     assert "Passwords are kept in" in editor.password_store_label.text()
     editor.retrieve_timeout_spin.setValue(120.0)
     editor.pdu_spin.setValue(131072)
+    editor.engine_combo.setCurrentText("pynetdicom")
     editor.tls_check.setChecked(True)
     editor.ca_edit.setText(str(tmp_path / "missing-ca.pem"))
     editor._form_changed()
@@ -330,7 +331,8 @@ def test_node_settings_for_an_administrator(qtbot, orthanc, dialog, tmp_path):
     editor._form_changed()
     qtbot.mouseClick(editor.save_button, Qt.MouseButton.LeftButton)
     [saved] = pacs.load_nodes()
-    assert (saved.retrieve_timeout_s, saved.max_pdu, saved.tls) == (120.0, 131072, True)
+    assert (saved.retrieve_timeout_s, saved.max_pdu, saved.retrieve_engine, saved.tls) == (120.0, 131072, "pynetdicom",
+                                                                                          True)
     assert CacheSettings.load().retention_days == 3.0
     dlg.resize(1100, 900)
     dlg.grab().save(str(tmp_path / "pacs-nodes.png"))

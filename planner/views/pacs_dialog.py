@@ -53,7 +53,7 @@ from PySide6.QtWidgets import (
 )
 
 from planner.imaging import pacs
-from planner.imaging.pacs import DICOMWEB, DIMSE, PacsError, PacsNode, RetrieveResult, StoreResult
+from planner.imaging.pacs import DICOMWEB, DIMSE, ENGINES, PacsError, PacsNode, RetrieveResult, StoreResult
 from planner.imaging.pacs.cache import cache_root, new_cache_folder  # noqa: F401 (used by plan_images)
 from planner.imaging.pacs import send_queue
 from planner.imaging.pacs.plans import fetch_plan, is_plan_series
@@ -145,6 +145,10 @@ class NodeEditor(QWidget):
         self.pdu_spin.setSingleStep(16384)
         self.pdu_spin.setSpecialValueText("no limit")
         self.pdu_spin.setSuffix(" bytes")
+        self.engine_combo = QComboBox()
+        self.engine_combo.addItems(list(ENGINES))
+        self.engine_combo.setToolTip("auto: large uncompressed series of a C-GET by DCMTK's getscu (faster), the "
+                                     "rest by pynetdicom; TLS nodes always by pynetdicom")
         self.bind_edit = QLineEdit()
         self.bind_edit.setToolTip("Interface the C-MOVE receiver listens on (127.0.0.1: this computer only; "
                                   "empty: every interface)")
@@ -157,6 +161,7 @@ class NodeEditor(QWidget):
         self.key_edit.setPlaceholderText("its private key (PEM)")
         self.http_password_check = QCheckBox("Allow the password over plain http (this computer only)")
         self._admin_rows = [("Retrieve timeout", self.retrieve_timeout_spin), ("Largest PDU", self.pdu_spin),
+                            ("Retrieve engine", self.engine_combo),
                             ("C-MOVE listens on", self.bind_edit), ("Security", self.tls_check),
                             ("CA file", self.ca_edit), ("Certificate", self.cert_edit), ("Key", self.key_edit),
                             ("Plain http", self.http_password_check)]
@@ -176,6 +181,7 @@ class NodeEditor(QWidget):
         self.timeout_spin.valueChanged.connect(self._form_changed)
         self.protocol_combo.currentIndexChanged.connect(self._form_changed)
         self.method_combo.currentIndexChanged.connect(self._form_changed)
+        self.engine_combo.currentIndexChanged.connect(self._form_changed)
         buttons = QHBoxLayout()
         self.test_button = QPushButton("Test connection")
         self.test_button.setToolTip("C-ECHO and a real C-FIND (DIMSE), or a QIDO-RS query on the study root "
@@ -283,6 +289,7 @@ class NodeEditor(QWidget):
         self.timeout_spin.setValue(float(n.timeout_s))
         self.retrieve_timeout_spin.setValue(float(n.retrieve_timeout_s))
         self.pdu_spin.setValue(int(n.max_pdu))
+        self.engine_combo.setCurrentText(n.retrieve_engine if n.retrieve_engine in ENGINES else ENGINES[0])
         self.bind_edit.setText(n.local_bind)
         self.tls_check.setChecked(bool(n.tls))
         self.ca_edit.setText(n.tls_ca_file)
@@ -301,7 +308,7 @@ class NodeEditor(QWidget):
             self.form.setRowVisible(w, not web)
         for label, w in self._web_rows:
             self.form.setRowVisible(w, web)
-        for w in (self.pdu_spin, self.bind_edit, self.tls_check):
+        for w in (self.pdu_spin, self.engine_combo, self.bind_edit, self.tls_check):
             self.form.setRowVisible(w, not web)
         self.form.setRowVisible(self.http_password_check, web)
         move = self.method_combo.currentText() == "C-MOVE" and self.current() is not None
@@ -329,6 +336,7 @@ class NodeEditor(QWidget):
         node.timeout_s = float(self.timeout_spin.value())
         node.retrieve_timeout_s = float(self.retrieve_timeout_spin.value())
         node.max_pdu = int(self.pdu_spin.value())
+        node.retrieve_engine = self.engine_combo.currentText()
         node.local_bind = self.bind_edit.text().strip()
         node.tls = self.tls_check.isChecked()
         node.tls_ca_file = self.ca_edit.text().strip()

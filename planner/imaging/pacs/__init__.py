@@ -40,6 +40,7 @@ from typing import Any, Optional, Sequence, Union
 from planner.imaging.pacs.common import (  # noqa: F401 (public names)
     DICOMWEB,
     DIMSE,
+    ENGINES,
     METHODS,
     SERIES_RETURN_KEYS,
     STUDY_RETURN_KEYS,

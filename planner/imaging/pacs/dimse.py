@@ -52,6 +52,8 @@ from planner.imaging.pacs import dcmtk
 from planner.imaging.pacs.backend import PacsBackend
 from planner.imaging.pacs.common import (
     DIMSE,
+    ENGINE_AUTO,
+    ENGINES,
     SERIES_RETURN_KEYS,
     STUDY_RETURN_KEYS,
     CancelLike,
@@ -80,12 +82,6 @@ PacsNode = Any  # planner.imaging.pacs.nodes.PacsNode (not imported: nodes impor
 
 #: Instances asked for in one C-GET/C-MOVE when a short series is resumed (UID list matching).
 RESUME_CHUNK = 200
-#: Retrieve engines of a DIMSE node: "auto" fetches the large uncompressed series of a C-GET with DCMTK's
-#: getscu (:mod:`.dcmtk`, about three times as fast as pynetdicom) and everything else with pynetdicom;
-#: "pynetdicom" uses pynetdicom for everything. TLS nodes always use pynetdicom.
-ENGINE_AUTO = "auto"
-ENGINE_PYNETDICOM = "pynetdicom"
-ENGINES = (ENGINE_AUTO, ENGINE_PYNETDICOM)
 #: Smallest series fetched by getscu (below it the extra probe and process cost more than they save).
 BULK_MIN_INSTANCES = 40
 

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from planner.imaging.pacs import passwords
 from planner.imaging.pacs.backend import PacsBackend
-from planner.imaging.pacs.common import DICOMWEB, DIMSE, PacsError
+from planner.imaging.pacs.common import DICOMWEB, DIMSE, ENGINE_AUTO, PacsError
 from planner.imaging.pacs.dicomweb import DicomwebBackend
 from planner.imaging.pacs.dimse import DimseBackend
 from planner.logsafe import data_dir
@@ -43,7 +43,7 @@ class PacsNode:
     move_ae: str = ""
     #: DIMSE retrieve engine: "auto" (large uncompressed series of a C-GET by DCMTK's getscu, the rest by
     #: pynetdicom; TLS nodes always by pynetdicom) or "pynetdicom" (everything by pynetdicom).
-    retrieve_engine: str = "auto"
+    retrieve_engine: str = ENGINE_AUTO
     #: Port of the local storage SCP started for a C-MOVE.
     local_port: int = 11113
     #: Seconds allowed for connecting, for the association and for each answer of an echo, query or send.
