@@ -451,3 +451,29 @@ def test_cancel_of_a_send_returns_within_a_second_with_a_frozen_pacs(orthanc, tm
     result = pacs.store(node, [p for p, _ in made.values()], cancel=cancel)
     assert result.cancelled and not result.ok
     assert time.monotonic() - t0 - 0.5 < 1.0
+
+
+@pytest.mark.filterwarnings("ignore:Expected explicit VR")  # some bundled files declare the wrong VR encoding
+def test_the_raw_header_scan_agrees_with_pydicom():
+    """The checked values (patient, study, series, instance) read from the raw bytes of the files getscu
+    writes equal pydicom's partial parse, for every bundled pydicom test file the scan takes; the others
+    are read by pydicom (header_of)."""
+    import pydicom
+    from pydicom.filereader import read_partial
+
+    from planner.imaging.pacs import dcmtk
+
+    taken = 0
+    for path in sorted((Path(pydicom.__file__).parent / "data" / "test_files").rglob("*.dcm")):
+        try:
+            with open(path, "rb") as fh:
+                ds = read_partial(fh, stop_when=dcmtk._past_checked_tags)
+        except Exception:  # files pydicom itself cannot read are not what a PACS sends
+            continue
+        expected = (str(ds.get("PatientID", "") or "").strip(), str(ds.get("StudyInstanceUID", "") or ""),
+                    str(ds.get("SeriesInstanceUID", "") or ""), str(ds.get("SOPInstanceUID", "") or ""))
+        scanned = dcmtk._scan_prefix(path.read_bytes()[:dcmtk.HEADER_PREFIX])
+        assert scanned in (None, expected), path.name
+        taken += scanned is not None
+        assert dcmtk.header_of(path) == expected, path.name
+    assert taken >= 30

@@ -15,6 +15,7 @@ import errno
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -692,19 +693,22 @@ def _bulk_series(node: PacsNode, requests: list[tuple[str, Optional[list[str]]]]
 
 def _study_and_series(node: PacsNode, study_uid: str, guard: _Guard,
                       result: RetrieveResult) -> tuple[Optional[Any], list[Any]]:
-    """The study and its series, each from its own C-FIND on its own association; when the study's
-    series count and the series listed disagree, the series are asked once more."""
+    """The study and its series, each from its own C-FIND on its own association (the two at the same time);
+    when the study's series count and the series listed disagree, the series are asked once more."""
     keys = {k: "" for k in STUDY_RETURN_KEYS}
     keys["StudyInstanceUID"] = study_uid
-    matches = [_study_from(ds) for ds in _find(node, "STUDY", keys, "C-FIND (study)", 50, guard)]
-    study = pick_study(node.label, matches, study_uid, result)
-    if study is None:
-        return None, []
     series_keys = {k: "" for k in SERIES_RETURN_KEYS}
     series_keys.update(StudyInstanceUID=study_uid, SeriesInstanceUID="")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bvn-pacs-series") as pool:
+        first = pool.submit(_find, node, "SERIES", series_keys, "C-FIND (series)", 5000, guard)
+        matches = [_study_from(ds) for ds in _find(node, "STUDY", keys, "C-FIND (study)", 50, guard)]
+        study = pick_study(node.label, matches, study_uid, result)
+        first_found = first.result()
+    if study is None:
+        return None, []
     series: list[Any] = []
-    for _attempt in range(2):
-        found = _find(node, "SERIES", series_keys, "C-FIND (series)", 5000, guard)
+    for attempt in range(2):
+        found = first_found if attempt == 0 else _find(node, "SERIES", series_keys, "C-FIND (series)", 5000, guard)
         series = valid_matches((_series_from(ds, study_uid) for ds in found), "series_uid")
         series = [s for s in series if s.study_uid == study_uid]
         if study.n_series is None or len({s.series_uid for s in series}) == study.n_series:

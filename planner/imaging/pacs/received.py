@@ -66,6 +66,8 @@ class Receiver:
         self.rejected: list[str] = []
         self.write_errors: list[str] = []
         self.lock = threading.Lock()
+        #: series folders made (private) during this retrieve
+        self._made: set[Path] = set()
         self._resume()
 
     # ------------------------------------------------------------ resume
@@ -121,10 +123,14 @@ class Receiver:
             self.reject(why)
             return False
         try:
-            folder = private_folder(self.folder / uid_component(series_uid, "Series Instance UID"))
+            folder = self.folder / uid_component(series_uid, "Series Instance UID")
+            if folder not in self._made:
+                private_folder(folder)
+                self._made.add(folder)
             target = folder / f"{uid_component(sop_uid, 'SOP Instance UID')}.dcm"
             if isinstance(data, Path):
-                os.chmod(data, FILE_MODE)
+                if os.stat(data).st_mode & 0o077:
+                    os.chmod(data, FILE_MODE)
                 os.replace(data, target)
             else:
                 write_private(target, data)
