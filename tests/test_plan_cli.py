@@ -88,9 +88,12 @@ def test_plan_writes_checked_suggestions(ct_case, capsys):
             assert _gaps_outside_labels(labels, t.path_lps) == [], (t.level_name, t.side)
 
 
-def test_check_json_lists_the_path_from_the_skin(ct_case, capsys):
+@pytest.mark.parametrize("where", ["folder", "file"])
+def test_check_json_lists_the_path_from_the_skin(ct_case, capsys, where):
+    """``--images`` takes the folder or the image file itself (the same IMAGES as ``plan``)."""
     rc, out, vol, labels, folder = ct_case
-    code = main(["check", str(out), "--images", str(folder), "--json"])
+    images = folder if where == "folder" else folder / "example_ct.nii.gz"
+    code = main(["check", str(out), "--images", str(images), "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     for t in data["trajectories"]:

@@ -58,12 +58,19 @@ def check_output(path: str, suffixes: tuple[str, ...], command: str) -> Optional
     return out
 
 
+def add_images_argument(parser, purpose: str = "") -> None:
+    """The ``--images PATH`` option of the commands that read a plan's images."""
+    parser.add_argument("--images", metavar="PATH",
+                        help=f"folder or file holding the plan's images (found by UID){purpose}; default: the "
+                             "plan's path hints")
+
+
 def load_images(plan: Plan, folder: Optional[str], command: str, plan_path: Optional[str] = None) -> dict:
+    """The plan's series found by UID in ``folder`` (a folder, zip or image file), else in its path hints."""
     from planner.report.sources import find_plan_images
 
-    if folder is not None and not Path(folder).is_dir():
-        print(f"bvn-planner {command}: the image folder {folder} does not exist; continuing without images",
-              file=sys.stderr)
+    if folder is not None and not Path(folder).exists():
+        print(f"bvn-planner {command}: {folder} does not exist; continuing without images", file=sys.stderr)
         return {}
     found = find_plan_images(plan, folder, plan_path)
     for note in found.notes:

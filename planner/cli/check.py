@@ -1,12 +1,13 @@
-"""``python main.py check PLAN.bvnplan [--json] [--images FOLDER]``: metrics and safety checks.
+"""``python main.py check PLAN.bvnplan [--json] [--images PATH]``: metrics and safety checks.
 
 Prints every level (its landmarks, LPS mm) and every trajectory with its metrics and checks, as
 computed by :func:`planner.checks.evaluate_plan` through the plan's results (the same code and the
-same place the planning panel and the reports use). The images are found by UID in FOLDER (``--images``), else at the plan's path hints; the
-image checks (canal, bone corridor, other bones, pedicle clearance, zone) are measured on them and
-say "not measured" without them. Each check says how it was obtained (measured / from landmarks /
-not measured). The JSON lists each trajectory's instrument axis as ``path_lps`` (points at most
-1 mm apart, from the skin when it is found on the image, else from the entry, to the tip).
+same place the planning panel and the reports use). The images are found by UID in PATH
+(``--images``: a folder, zip or image file), else at the plan's path hints; the image checks (canal,
+bone corridor, other bones, pedicle clearance, zone) are measured on them and say "not measured"
+without them. Each check says how it was obtained (measured / from landmarks / not measured). The
+JSON lists each trajectory's instrument axis as ``path_lps`` (points at most 1 mm apart, from the
+skin when it is found on the image, else from the entry, to the tip).
 
 Exit codes: 0 every check passes or warns; 1 at least one check fails or is unverified (not
 measured); 2 the plan is missing or damaged (the message names the file and the problem).
@@ -18,6 +19,7 @@ import argparse
 import sys
 from typing import Any
 
+from planner.cli._docs_common import add_images_argument
 from planner.cli._json import json_text
 
 HELP = "print the levels, trajectory metrics and safety checks of a plan (exit 1 when a check fails or is unverified)"
@@ -28,9 +30,7 @@ _PREFIX = "bvn-planner check"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("plan", help="the .bvnplan file")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--images", metavar="FOLDER",
-                        help="folder holding the plan's images (found by UID), for the image checks; default: the "
-                             "plan's path hints")
+    add_images_argument(parser, ", for the image checks")
 
 
 def _fmt(v: Any, digits: int = 1) -> str:

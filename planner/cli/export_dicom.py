@@ -1,4 +1,4 @@
-"""``python main.py export-dicom PLAN.bvnplan -o OUTDIR [--images FOLDER] [--deidentify]``.
+"""``python main.py export-dicom PLAN.bvnplan -o OUTDIR [--images PATH] [--deidentify]``.
 
 Exit codes: 0 written; 2 bad input, or a trajectory whose checks fail or are unverified without a
 recorded reason (the message names it; nothing is written)."""
@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from planner.cli._docs_common import blocked_by_checks, load_images, load_plan_or_message, plan_results
+from planner.cli._docs_common import (
+    add_images_argument, blocked_by_checks, load_images, load_plan_or_message, plan_results,
+)
 
 HELP = "export the plan summary (Encapsulated PDF), key images (SC) and the plan (SR) as DICOM"
 
@@ -16,8 +18,7 @@ HELP = "export the plan summary (Encapsulated PDF), key images (SC) and the plan
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("plan", help="the .bvnplan file")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="new or empty folder to write")
-    parser.add_argument("--images", metavar="FOLDER",
-                        help="folder holding the plan's images (found by UID); default: the plan's path hints")
+    add_images_argument(parser)
     parser.add_argument("--deidentify", action="store_true",
                         help="teaching export: de-identify plan and images (DICOM PS3.15 basic profile)")
     parser.add_argument("--pseudonym", help="name to use instead of the patient's (teaching export)")

@@ -1,4 +1,4 @@
-"""``python main.py report PLAN.bvnplan -o FILE.pdf [--images FOLDER]``: the plan summary PDF.
+"""``python main.py report PLAN.bvnplan -o FILE.pdf [--images PATH]``: the plan summary PDF.
 
 Exit codes: 0 written; 2 bad input, or a trajectory whose checks fail or are unverified (not measured
 on the images) without a recorded reason (the message names it; nothing is written)."""
@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from planner.cli._docs_common import blocked_by_checks, check_output, load_images, load_plan_or_message, plan_results
+from planner.cli._docs_common import (
+    add_images_argument, blocked_by_checks, check_output, load_images, load_plan_or_message, plan_results,
+)
 
 HELP = "write the plan summary PDF (planning aid, for the physician and the chart)"
 
@@ -16,8 +18,7 @@ HELP = "write the plan summary PDF (planning aid, for the physician and the char
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("plan", help="the .bvnplan file")
     parser.add_argument("-o", "--output", required=True, metavar="FILE.pdf", help="PDF file to write")
-    parser.add_argument("--images", metavar="FOLDER",
-                        help="folder holding the plan's images (found by UID); default: the plan's path hints")
+    add_images_argument(parser)
     parser.add_argument("--no-3d", action="store_true", help="leave out the 3D view (no OpenGL needed)")
 
 

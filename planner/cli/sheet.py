@@ -1,4 +1,4 @@
-"""``python main.py sheet PLAN.bvnplan -o FILE.pdf|FILE.html [--lang en|es] [--images FOLDER]``: the patient sheet.
+"""``python main.py sheet PLAN.bvnplan -o FILE.pdf|FILE.html [--lang en|es] [--images PATH]``: the patient sheet.
 
 Exit codes: 0 written; 2 bad input, or a trajectory whose checks fail or are unverified without a
 recorded reason (the message names it; nothing is written)."""
@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from planner.cli._docs_common import blocked_by_checks, check_output, load_images, load_plan_or_message, plan_results
+from planner.cli._docs_common import (
+    add_images_argument, blocked_by_checks, check_output, load_images, load_plan_or_message, plan_results,
+)
 
 HELP = "write the patient explanation sheet (PDF or HTML, English or Spanish)"
 
@@ -17,9 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("plan", help="the .bvnplan file")
     parser.add_argument("-o", "--output", required=True, metavar="FILE.pdf|FILE.html", help="file to write")
     parser.add_argument("--lang", choices=["en", "es"], default="en", help="language of the sheet (default en)")
-    parser.add_argument("--images", metavar="FOLDER",
-                        help="folder holding the plan's images (found by UID) for the safety checks; default: the "
-                             "plan's path hints")
+    add_images_argument(parser, ", for the safety checks")
     parser.add_argument("--clinic", metavar="FILE.json",
                         help='clinic contact details {"name", "phone", "after_hours_phone", "doctor"}; default: '
                              "clinic.json in the application's data folder, if present")
