@@ -269,12 +269,14 @@ def test_getscu_carries_the_large_uncompressed_series_only(orthanc, compressed, 
 
     study_uid, originals = compressed
     monkeypatch.setattr(dimse, "BULK_MIN_INSTANCES", 3)
-    used = []
-    real_fetch = dcmtk.fetch_series
+    used, taken = [], []
+    real_fetch, real_take = dcmtk.fetch_series, dcmtk._take
     monkeypatch.setattr(dcmtk, "fetch_series", lambda node, st, series, *a: used.append(series) or
                         real_fetch(node, st, series, *a))
+    monkeypatch.setattr(dcmtk, "_take", lambda rec, staging, sop: taken.append(sop) or real_take(rec, staging, sop))
     result = pacs.retrieve(planner_node(orthanc), study_uid, dest_folder=tmp_path / "a")
     assert result.ok and len(result.files) == len(originals), result.summary()
+    assert len(taken) == 4  # getscu delivered the whole uncompressed series (the probe's images again)
     plain = {str(dcmread(str(f), stop_before_pixels=True).SeriesInstanceUID) for f in result.files
              if str(dcmread(str(f), stop_before_pixels=True).file_meta.TransferSyntaxUID) == SYNTAXES["explicit_le"]}
     assert len(plain) == 1 and used == sorted(plain)

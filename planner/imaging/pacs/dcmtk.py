@@ -173,7 +173,9 @@ def _command(node: Any, study_uid: str, series_uid: str, staging: Path) -> list[
 def fetch_series(node: Any, study_uid: str, series_uid: str, receiver: Any, result: RetrieveResult,
                  staging: Path, guard: Any) -> bool:
     """One series by ``getscu`` into ``receiver``; False when getscu failed before or during the transfer
-    (what arrived is kept; the caller fetches the rest another way). Sub-operation counts go to ``result``."""
+    (what arrived is kept; the caller fetches the rest another way). Completed and warning sub-operations go
+    to ``result``; failed ones do not (the caller asks for every missing instance again, and the series'
+    count decides whether it is complete)."""
     staging.mkdir(mode=0o700)
     cmd = _command(node, study_uid, series_uid, staging)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -181,11 +183,13 @@ def fetch_series(node: Any, study_uid: str, series_uid: str, receiver: Any, resu
                             bufsize=1)
     finals: dict[str, int] = {}
     errors: list[str] = []
+    reported = [0]
 
     def read_log() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             if (m := _STORED.match(line)) is not None:
+                reported[0] += 1
                 if not guard.is_set():
                     _take(receiver, staging, m.group(1))
             elif (m := _FINAL.match(line)) is not None:
@@ -212,13 +216,16 @@ def fetch_series(node: Any, study_uid: str, series_uid: str, receiver: Any, resu
             proc.wait()
         shutil.rmtree(staging, ignore_errors=True)  # files not handed over: unanswered or rejected
     result.completed += finals.get("Completed", 0)
-    result.failed += finals.get("Failed", 0)
     result.warnings += finals.get("Warning", 0)
     if guard.is_set():
         return True
-    if proc.returncode != 0 or (errors and not finals):
-        log.warning("getscu for %s ended with code %s: %s", node.label, proc.returncode,
-                    errors[-1] if errors else "no message")
+    if finals.get("Completed", 0) and not reported[0]:
+        log.warning("getscu stored %d object(s) but its log named none (another DCMTK version?); they are "
+                    "fetched again by pynetdicom", finals["Completed"])
+        return False
+    if proc.returncode != 0 or finals.get("Failed", 0) or (errors and not finals):
+        log.warning("getscu for %s ended with code %s, %d failed sub-operation(s): %s", node.label,
+                    proc.returncode, finals.get("Failed", 0), errors[-1] if errors else "no message")
         return False
     return True
 
