@@ -76,12 +76,13 @@ from planner.settings import PlanningSettings, level_setting
 from planner.trajectory import (  # the canal margin's rule lives with the geometry that places targets by it
     CANAL_MARGIN_WORDS,
     IMAGE_PARAMS,
+    DepthMargin,
     ImageParams,
     LandmarkError,
     PathError,
     TrajectoryPath,
     VertebraFrame,
-    canal_margin_depth_needed_mm,
+    depth_and_margin,
     image_canal_margin_mm,
     is_ct,
     pedicle_axis,
@@ -1269,6 +1270,16 @@ def level_summary(level: Level) -> dict[str, Any]:
         v = getattr(lm, n)
         out[n] = None if v is None else [round(float(x), 3) for x in v]
     return out
+
+
+def depth_margin_of(plan: Plan, trajectory: Trajectory, report: "TrajectoryReport") -> Optional[DepthMargin]:
+    """Depth and canal margin of ``trajectory`` with the margin its checks decided on (measured on the
+    image when they could): what the trajectory panel and the documents show beside the checks."""
+    check = next((c for c in report.checks if c.name == "canal_margin"), None)
+    if check is None or report.canal_margin_mm is None:
+        return depth_and_margin(plan, trajectory)
+    basis = "measured on the image" if check.basis == MEASURED else "from the landmarks"
+    return depth_and_margin(plan, trajectory, report.canal_margin_mm, basis)
 
 
 def evaluate_plan(plan: Plan, images: Any = None) -> PlanReport:

@@ -52,7 +52,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional, Sequence
 
-from planner.checks import CANAL_MARGIN_WORDS, canal_margin_mm
+from planner.checks import CANAL_MARGIN_WORDS, TrajectoryReport, canal_margin_mm
 from planner.plan import Level, Plan
 from planner.settings import LEVEL_ORDER, PlanningSettings
 from planner.trajectory import LandmarkError, vertebra_frame
@@ -579,12 +579,16 @@ def longest_adjacent_run(plan: Plan, names: Sequence[str]) -> list[str]:
     return [order[i] for i in best]
 
 
-def canal_margins_mm(plan: Plan) -> list[tuple[str, Optional[float]]]:
-    """(level and side, margin) for each trajectory: the canal margin of :func:`planner.checks.canal_margin_mm`
-    (from the zone edge or the zone centre, as ``canal_margin_from`` says). None when the level lacks the
-    landmarks of its frame."""
+def canal_margins_mm(plan: Plan, reports: Optional[Sequence[TrajectoryReport]] = None
+                     ) -> list[tuple[str, Optional[float]]]:
+    """(level and side, margin) for each trajectory (from the zone edge or the zone centre, as
+    ``canal_margin_from`` says): with the trajectories' ``reports`` the margin their checks decided on
+    (measured on the image when they could), else from the posterior wall landmark
+    (:func:`planner.checks.canal_margin_mm`). None when the level lacks the landmarks of its frame."""
     out: list[tuple[str, Optional[float]]] = []
     s = plan.settings
+    if reports is not None:
+        return [(f"{r.level_name} {r.side}", r.canal_margin_mm) for r in reports]
     for t in plan.trajectories:
         try:
             lv = plan.level(t.level_id)
@@ -605,7 +609,8 @@ def _treated(plan: Plan) -> list[Level]:
     return [lv for lv in plan.levels if lv.treat]
 
 
-def _derived(key: str, plan: Plan, s: PlanningSettings) -> tuple[Status, str]:
+def _derived(key: str, plan: Plan, s: PlanningSettings,
+             reports: Optional[Sequence[TrajectoryReport]] = None) -> tuple[Status, str]:
     treated = _treated(plan)
     names = [lv.name for lv in treated]
     if key == "modic_at_targets":
@@ -632,7 +637,7 @@ def _derived(key: str, plan: Plan, s: PlanningSettings) -> tuple[Status, str]:
             return NOT_MET, "; ".join(found)
         return MET, "no Modic finding outside " + _range_text(s.treatable_levels)
     if key == "canal_margin":
-        margins = canal_margins_mm(plan)
+        margins = canal_margins_mm(plan, reports)
         if not margins:
             return UNANSWERED, "no trajectory planned"
         missing = [lab for lab, m in margins if m is None]
@@ -677,12 +682,13 @@ def lifetime_count(plan: Plan) -> tuple[int, int]:
     return prior + len(_treated(plan)), prior
 
 
-def evaluate_item(item: ChecklistItem, plan: Plan, settings: Optional[PlanningSettings] = None) -> ItemResult:
+def evaluate_item(item: ChecklistItem, plan: Plan, settings: Optional[PlanningSettings] = None,
+                  reports: Optional[Sequence[TrajectoryReport]] = None) -> ItemResult:
     s = settings or plan.settings
     if item.payer is not None and item.payer != s.payer_profile:
         return ItemResult(item, NOT_APPLICABLE, detail=f"payer profile is {s.payer_profile}")
     if item.kind == "derived":
-        status, detail = _derived(item.key, plan, s)
+        status, detail = _derived(item.key, plan, s, reports)
         return ItemResult(item, status, None, detail)
     raw = plan.eligibility.answers.get(item.reads)
     if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -757,10 +763,12 @@ def needs_confirmation(finding: Any) -> bool:
     return suggested or (finding.suggestion is not None and finding.modic_type != "none")
 
 
-def evaluate_eligibility(plan: Plan) -> EligibilityResult:
-    """Evaluate the checklist for ``plan`` with the plan's own settings."""
+def evaluate_eligibility(plan: Plan, reports: Optional[Sequence[TrajectoryReport]] = None) -> EligibilityResult:
+    """Evaluate the checklist for ``plan`` with the plan's own settings. ``reports`` (the trajectories'
+    checks, e.g. ``session.results.plan_report().trajectories``) give the canal margins measured on the
+    images; without them the canal margin comes from the landmarks."""
     s = plan.settings
-    results = [evaluate_item(item, plan, s) for item in checklist(s)]
+    results = [evaluate_item(item, plan, s, reports) for item in checklist(s)]
     deciding = [r for r in results if r.status != NOT_APPLICABLE and CLASSES[r.item.group].decides]
     if any(r.status == NOT_MET for r in deciding):
         overall: Overall = "not eligible"

@@ -349,7 +349,6 @@ def _suggest_endplate(which: str, level_name: str, f: _Frame, hs: np.ndarray, us
     dist = sign * (h_col[None, :, :] - hs[:, None, None])  # mm into the body from each column's endplate
     in_body = (dist >= params.cortex_skip_mm) & (dist <= height - params.cortex_skip_mm)
     band_mask = in_body & (dist <= params.cortex_skip_mm + band)
-    n_band = band_mask.sum(axis=0)
     counts = {t: ((types == t) & band_mask).sum(axis=0) for t in (0, 1, 2, 3)}
     abn_counts = counts[1] + counts[2] + counts[3]
     # marrow near this endplate: near the normal marrow's signal on every sequence (within the wider

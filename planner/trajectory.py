@@ -989,6 +989,8 @@ class DepthMargin:
     margin_required_mm: float
     margin_from: str
     conflict: str
+    #: How the canal margin was obtained: "measured on the image" or "from the landmarks".
+    margin_basis: str = "from the landmarks"
 
     @property
     def margin_met(self) -> bool:
@@ -1003,12 +1005,19 @@ class DepthMargin:
         lo, hi = self.depth_window_pct
         return (f"Depth {self.depth_pct:.0f}% of the AP depth (setting {self.depth_setting_pct:g}%, window "
                 f"{lo:g}-{hi:g}%); canal margin {self.canal_margin_mm:.1f} mm from the "
-                f"{CANAL_MARGIN_WORDS[self.margin_from]} (at least {self.margin_required_mm:g} mm)")
+                f"{CANAL_MARGIN_WORDS[self.margin_from]}, {self.margin_basis} (at least {self.margin_required_mm:g} mm)")
 
 
-def depth_and_margin(plan: Plan, trajectory: Trajectory) -> Optional[DepthMargin]:
+def depth_and_margin(plan: Plan, trajectory: Trajectory, canal_margin_mm: Optional[float] = None,
+                     margin_basis: str = "from the landmarks") -> Optional[DepthMargin]:
     """Depth and canal margin of ``trajectory`` and, for its level, whether the depth setting and the
-    canal margin (with the trajectory's zone and margin) can both be met; None without a frame."""
+    canal margin (with the trajectory's zone and margin) can both be met; None without a frame.
+
+    ``canal_margin_mm`` is the margin the checks found (measured on the image when they could,
+    :func:`planner.checks.depth_margin_of`), so every document shows the number the checks decided on;
+    without it the margin comes from the posterior wall landmark. The conflict states the level's rule
+    (where the margin puts the zone centre on the landmarks against the depth setting), not what a
+    suggestion did to this trajectory."""
     level = _level_of(plan, trajectory)
     frame = _frame_or_none(level)
     if frame is None:
@@ -1018,11 +1027,22 @@ def depth_and_margin(plan: Plan, trajectory: Trajectory) -> Optional[DepthMargin
     placed = place_target(frame, st, trajectory.side, zone_diameter_mm=p.zone_diameter_mm,
                           canal_margin_mm=p.canal_margin_mm)
     target = np.asarray(trajectory.target_lps, dtype=float)
+    if canal_margin_mm is None:
+        canal_margin_mm = zone_canal_margin_mm(frame, target, p.zone_diameter_mm, st.canal_margin_from)
     conflict = ""
     if placed.conflict:
-        conflict = (f"At {frame.level_name}: {placed.conflict[0].lower()}{placed.conflict[1:]} Rule: the setting "
-                    "'Canal margin measured from' (zone edge or zone centre; the source does not say which, "
-                    "domain.md open item 9).")
+        lo, hi = st.target_depth_min_pct, st.target_depth_max_pct
+        if placed.depth_needed_mm > frame.depth_mm - p.zone_diameter_mm / 2.0 + 1e-9:
+            consequence = f" the {p.zone_diameter_mm:g} mm zone cannot keep it inside this body"
+        elif placed.depth_needed_pct > hi + 1e-6:
+            consequence = f" beyond the {lo:g}-{hi:g}% depth window"
+        else:
+            consequence = ""
+        conflict = (f"At {frame.level_name}: the {st.target_depth_pct:g}% depth setting and a {p.canal_margin_mm:g} mm "
+                    f"canal margin from the {CANAL_MARGIN_WORDS[st.canal_margin_from]} cannot both hold: the margin "
+                    f"needs the zone centre {placed.depth_needed_mm:.1f} mm in front of the posterior wall "
+                    f"({placed.depth_needed_pct:.0f}% of this body's {frame.depth_mm:.1f} mm on the landmarks)"
+                    + (f",{consequence}" if consequence else "") + ". Rule: the setting 'Canal margin measured "
+                    "from' (zone edge or zone centre; the source does not say which, domain.md open item 9).")
     return DepthMargin(frame.depth_pct(target), st.target_depth_pct, (st.target_depth_min_pct, st.target_depth_max_pct),
-                       zone_canal_margin_mm(frame, target, p.zone_diameter_mm, st.canal_margin_from), p.canal_margin_mm,
-                       st.canal_margin_from, conflict)
+                       canal_margin_mm, p.canal_margin_mm, st.canal_margin_from, conflict, margin_basis)

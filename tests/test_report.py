@@ -77,9 +77,13 @@ def test_header_levels_and_findings_match_the_plan(report_with_images):
 def test_eligibility_section_shows_the_evaluation(report_with_images):
     from planner.eligibility import CLASSES, evaluate_eligibility as module_eval
 
+    from planner.display.results import PlanResults
+
     plan, data, _, pages = report_with_images
     everything = " ".join(pages)
-    result = module_eval(plan)
+    # the module itself, with the same images: the canal margin is the one the checks measured on them
+    reports = PlanResults.for_plan(plan, data.images).reports()
+    result = module_eval(plan, [reports[t.id] for t in plan.trajectories])
     assert data.eligibility.overall == result.overall
     assert f"ELIGIBILITY: {result.overall.upper()}" in everything
     assert result.verdict_lines()[0] in everything
@@ -334,3 +338,21 @@ def test_the_3d_picture_says_when_it_cannot_render_and_a_bug_still_fails(monkeyp
     monkeypatch.setattr(render3d, "render_trajectory_3d", bug)
     with pytest.raises(TypeError, match="injected"):
         render3d.trajectory_key_image_3d(plan, traj, {})
+
+
+def test_one_canal_margin_per_trajectory_in_checks_depth_line_and_eligibility(report_with_images):
+    """The summary shows one canal margin per trajectory: the value its check decided on (measured on
+    the CT here), in the check row, the depth/margin line and the eligibility item alike."""
+    from planner.display.results import PlanResults
+
+    plan, data, _, _ = report_with_images
+    reports = PlanResults.for_plan(plan, data.images).reports()
+    margin_item = data.eligibility.item("canal_margin")
+    for section in data.trajectories:
+        rep = reports[section.trajectory_id]
+        check = rep.check("canal_margin")
+        assert check.basis == "measured" and check.value == pytest.approx(rep.canal_margin_mm)
+        assert f"canal margin {rep.canal_margin_mm:.1f} mm" in section.depth_margin
+        assert "measured on the image" in section.depth_margin
+        if rep.canal_margin_mm < plan.settings.canal_margin_mm:
+            assert f"{section.level_name} {section.side} {rep.canal_margin_mm:.1f} mm" in margin_item.detail

@@ -1169,7 +1169,6 @@ class Phantom:
             septum = para & (np.abs(ps - (F(22.0) + F(0.35) * (v - F(25.0)))) < 0.7) & (v > 22.0)
             sub[septum] = Tissue.FAT
             l1 = self.by_name["L1"].s_center
-            l4 = self.by_name["L4"].s_center
             l5 = self.by_name["L5"].s_center
             ql = smoothstep(l5 - 15, l5 + 5, s) * smoothstep(l1 + 25, l1 - 5, s) + F(0.0)
             qlm = sd_superellipse(ps - (a + F(40.0)), v - F(4.0), F(16.0) * ql + F(0.01), F(8.0) * ql + F(0.01),

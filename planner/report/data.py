@@ -20,13 +20,13 @@ from typing import Any, Mapping, Optional
 
 from planner import APP_NAME, __version__
 from planner.plan import EndplateFinding, Level, Plan, Trajectory
-from planner.checks import TrajectoryReport
+from planner.checks import TrajectoryReport, depth_margin_of
 from planner.display.results import PlanResults
 from planner.eligibility import EligibilityResult, evaluate_eligibility, needs_confirmation
 from planner.report.keyimages import AnyImage, KeyImage, trajectory_key_images
 from planner.report.render3d import add_3d_key_image, trajectory_key_image_3d
 from planner.report.procedure import ProcedureNumbers, procedure_numbers, side_word
-from planner.trajectory import DepthMargin, depth_and_margin
+from planner.trajectory import DepthMargin
 from planner.review import anchor_label, review_state, signoff_statuses
 from planner.settings import PlanningSettings, tag_summary
 
@@ -383,7 +383,7 @@ def _trajectory_section(plan: Plan, traj: Trajectory, images: Optional[Mapping[s
         notes += more
         if shot is not None:
             add_3d_key_image(key_images, shot)
-    dm: Optional[DepthMargin] = depth_and_margin(plan, traj)
+    dm: Optional[DepthMargin] = depth_margin_of(plan, traj, rep)
     checks_note = " ".join(x for x in (rep.note, f"Image checks: {rep.image_note}." if rep.image_note else "") if x)
     section = TrajectorySection(traj.id, title, level_name, traj.side, description, points, metrics, _check_rows(rep),
                                 rep.overall, checks_note, traj.override_reason, key_images, notes,
@@ -507,7 +507,8 @@ def build_report_data(plan: Plan, images: Optional[Mapping[str, Any]] = None, *,
         generated_at=when.strftime("%Y-%m-%d %H:%M %Z").strip(), app_name=APP_NAME, app_version=__version__,
         plan_id=plan.plan_id, plan_author=plan.author, plan_modified=plan.modified,
         patient_display_name=format_person_name(case.patient_name),
-        patient=patient, study=study, series=series, eligibility=evaluate_eligibility(plan),
+        patient=patient, study=study, series=series,
+        eligibility=evaluate_eligibility(plan, [reports[t.id] for t in plan.trajectories]),
         levels=[_level_row(lv) for lv in plan.levels], trajectories=traj_sections, level_pages=level_pages,
         normal_endplates=normal_endplates_line(plan), device_settings=device,
         all_settings=all_settings, review=review, notes=notes, images_available=has_volume)

@@ -144,6 +144,8 @@ class EligibilityPanel(PlanPanel):
         self.group_boxes: dict[str, QGroupBox] = {}
         self._settings_key: Any = None
         self.subscribe(session.document.changed, self._on_changed)
+        # the canal margins come from the trajectories' checks, which change when the images do
+        self.subscribe(session.results.results_changed, self._on_results)
         self.refresh()
 
     # ------------------------------------------------------------------ build
@@ -208,6 +210,9 @@ class EligibilityPanel(PlanPanel):
     def _on_changed(self, change: PlanChange) -> None:
         self.refresh_when_visible()  # a hidden tab waits until shown (keeps drags in the views fast)
 
+    def _on_results(self, ids: frozenset) -> None:
+        self.refresh_when_visible()
+
     def refresh(self) -> None:
         if self.closed:
             return
@@ -266,7 +271,7 @@ class EligibilityPanel(PlanPanel):
             self._updating = False
 
     def result(self) -> EligibilityResult:
-        return evaluate_eligibility(self.document.plan)
+        return evaluate_eligibility(self.document.plan, self.session.results.plan_report().trajectories)
 
     # ------------------------------------------------------------------ view -> model
     def set_answer(self, key: str, value: Any) -> bool:

@@ -48,7 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from planner.checks import FAIL, PASS, UNVERIFIED, WARNING, TrajectoryReport
+from planner.checks import FAIL, PASS, UNVERIFIED, WARNING, TrajectoryReport, depth_margin_of
 from planner.display.fields import field_range
 from planner.document import Part, PlanChange, PlanEditError
 from planner.plan import Level, Trajectory, TrajectoryParams
@@ -57,7 +57,6 @@ from planner.settings import PlanningSettings
 from planner.trajectory import (
     LandmarkError,
     PathError,
-    depth_and_margin,
     trajectory_path,
 )
 from planner.suggest import suggest_bipedicular_checked, suggest_checked
@@ -432,7 +431,7 @@ class TrajectoryPanel(PlanPanel):
             color = STATUS_COLOR[rep.overall]
             self.overall.setText(f"<b>{rep.level_name} {traj.side}</b>: checks "
                                  f"<span style='color:{color}'><b>{STATUS_WORD[rep.overall]}</b></span>")
-            self._fill_depth_margin(traj)
+            self._fill_depth_margin(traj, rep)
             self._fill_metrics(rep)
             self._fill_checks(rep)
             if not (self.override.hasFocus() and self.override.isModified()):
@@ -459,8 +458,8 @@ class TrajectoryPanel(PlanPanel):
             table.setItem(row, col, it)
         return it
 
-    def _fill_depth_margin(self, traj: Trajectory) -> None:
-        dm = depth_and_margin(self.document.plan, traj)
+    def _fill_depth_margin(self, traj: Trajectory, rep: TrajectoryReport) -> None:
+        dm = depth_margin_of(self.document.plan, traj, rep)
         if dm is None:
             self.depth_margin.setText("")
             return
@@ -472,7 +471,7 @@ class TrajectoryPanel(PlanPanel):
         text = (f"Depth <b style='color:{depth_c}'>{dm.depth_pct:.0f}%</b> of the AP depth (setting "
                 f"{dm.depth_setting_pct:g}%, window {lo:g}-{hi:g}%) &middot; canal margin "
                 f"<b style='color:{margin_c}'>{dm.canal_margin_mm:.1f} mm</b> from the "
-                f"{CANAL_MARGIN_WORDS[dm.margin_from]} (at least {dm.margin_required_mm:g} mm)")
+                f"{CANAL_MARGIN_WORDS[dm.margin_from]}, {dm.margin_basis} (at least {dm.margin_required_mm:g} mm)")
         if dm.conflict:
             text += f"<br><span style='color:{STATUS_COLOR[WARNING]}'>&#9888; {dm.conflict}</span>"
         self.depth_margin.setText(text)
