@@ -50,6 +50,7 @@ area-weighted mean of the centroids of the waist's sections.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -186,100 +187,274 @@ def bodies_reference(labels: np.ndarray, ijk_to_lps: np.ndarray, names: dict[int
 class PedicleRef:
     left: Optional[np.ndarray]
     right: Optional[np.ndarray]
-    #: per side: (depth behind the posterior wall, section area mm^2) along the bridge, for inspection
+    #: per side (+1 left, -1 right): the pedicle axis (unit, from the body toward the arch), or None
+    axes: dict
+    #: per side: why there is no reference (None when there is one)
+    why_not: dict
+    #: per side: (distance along the axis from the centre, section area mm^2) of the final cuts, for inspection
     profile: dict
 
 
-def pedicle_reference(body: BodyRef, body_mask: np.ndarray, posterior: np.ndarray, ijk_to_lps: np.ndarray
+#: Sampling step of the reference's cuts (mm).
+_STEP = 0.5
+#: Half-size of the square sampled in each cut (mm): a section reaching its border is not a pedicle's.
+_WINDOW = 20.0
+#: Pedicle axis angles searched, relative to the body frame (degrees): medio-lateral (positive: the axis
+#: runs laterally going back, i.e. the pedicles converge toward the front) and cranio-caudal.
+_ML_RANGE, _CC_RANGE = (-10.0, 50.0), (-30.0, 30.0)
+#: Cuts along the axis, either side of the current centre (mm).
+_SCAN = np.arange(-10.0, 10.0 + 1e-6, _STEP)
+
+
+def _coronal_bridge(body: BodyRef, posterior: np.ndarray, ijk_to_lps: np.ndarray, side: int, reach: float,
+                    hs: np.ndarray, wall: np.ndarray, voxel_mm: float) -> Optional[np.ndarray]:
+    """Stage 1, the start of the search: cuts perpendicular to ``e_ap`` through the posterior elements, the
+    waist's centroid (module docstring), or None."""
+    xs = np.arange(-50.0, 50.0 + 1e-6, _STEP)
+    secs = []
+    for d in np.arange(0.0, 35.0 + 1e-6, _STEP):
+        o = wall - d * body.e_ap
+        pts = o[None, None, :] + hs[:, None, None] * body.e_h[None, None, :] + xs[None, :, None] * body.e_lat[None, None, :]
+        cut = sample_mask(posterior, ijk_to_lps, pts) >= 0.5
+        cut &= ((side * xs > 0) & (side * xs <= reach))[None, :]
+        lab, n = ndimage.label(cut)
+        if n == 0:
+            secs.append((d, 0.0, None, False, 0.0))
+            continue
+        best = None
+        for k in range(1, n + 1):
+            comp = lab == k
+            ch, cx = ndimage.center_of_mass(comp)
+            gap = abs(abs(xs[0] + cx * _STEP) - 0.7 * reach)
+            if best is None or gap < best[0]:
+                best = (gap, comp, ch, cx)
+        _, comp, ch, cx = best
+        centre = o + (hs[0] + ch * _STEP) * body.e_h + (xs[0] + cx * _STEP) * body.e_lat
+        secs.append((d, float(comp.sum()) * _STEP ** 2, centre, bool(np.any(comp[:, np.abs(xs) <= 3.0])),
+                     float(comp.any(axis=0).sum()) * _STEP))
+    areas = np.array([s[1] for s in secs])
+    if not np.any(areas > 0):
+        return None
+    floor = 0.3 * float(np.median(areas[areas > 0]))
+    start = next(i for i, s in enumerate(secs) if s[1] >= floor)
+    end = next((i for i in range(start, len(secs)) if secs[i][3]), len(secs))
+    top = 0.0
+    for i in range(start, end):
+        if secs[i][1] < 0.5 * top:
+            end = i
+            break
+        top = max(top, secs[i][1])
+    run = [s for s in secs[start:end] if s[1] > 0]
+    if len(run) < 3:
+        return None
+    cut_n = max(1, int(round(0.1 * len(run))))
+    inner = run[cut_n: len(run) - cut_n] or run
+    i_min = min(range(len(inner)), key=lambda i: (inner[i][4], inner[i][1]))
+    tol = inner[i_min][4] + max(1.0, voxel_mm)
+    lo = hi = i_min
+    while lo > 0 and inner[lo - 1][4] <= tol:
+        lo -= 1
+    while hi + 1 < len(inner) and inner[hi + 1][4] <= tol:
+        hi += 1
+    waist = inner[lo: hi + 1]
+    wts = np.array([w[1] for w in waist])
+    return (np.array([w[2] for w in waist]) * wts[:, None]).sum(axis=0) / wts.sum()
+
+
+def _axis_direction(body: BodyRef, side: int, ml_deg: float, cc_deg: float) -> np.ndarray:
+    """Unit vector from the body toward the arch, ``ml_deg`` toward the ``side`` (+1 along ``e_lat``) and
+    ``cc_deg`` cranially from straight back (``-e_ap``)."""
+    ml, cc = math.radians(ml_deg), math.radians(cc_deg)
+    d = (-body.e_ap * math.cos(ml) * math.cos(cc) + side * body.e_lat * math.sin(ml) * math.cos(cc)
+         + body.e_h * math.sin(cc))
+    return d / np.linalg.norm(d)
+
+
+def _cut(vertebra: np.ndarray, ijk_to_lps: np.ndarray, centre: np.ndarray, normal: np.ndarray, e_lat: np.ndarray,
+         prev: Optional[np.ndarray] = None) -> Optional[dict]:
+    """The section of the vertebra mask in the plane through ``centre`` perpendicular to ``normal``
+    (trilinear mask >= 0.5 at 0.5 mm samples): the connected part overlapping ``prev`` most (the previous
+    cut's section), else the one holding the sample nearest to ``centre`` (within 5 mm). Its area (mm^2),
+    centroid (LPS), samples (LPS), whether it reaches the square's border (``window``) and whether it
+    reaches the outermost voxels of the label map (``edge``: it may go on beyond the image). None when
+    there is no such section."""
+    u = e_lat - (e_lat @ normal) * normal
+    u /= np.linalg.norm(u)
+    v = np.cross(normal, u)
+    g = np.arange(-_WINDOW, _WINDOW + 1e-6, _STEP)
+    pts = centre[None, None, :] + g[:, None, None] * v[None, None, :] + g[None, :, None] * u[None, None, :]
+    lab, n = ndimage.label(sample_mask(vertebra, ijk_to_lps, pts) >= 0.5)
+    if n == 0:
+        return None
+    if prev is not None:
+        overlap = ndimage.sum(prev, lab, np.arange(1, n + 1))
+        if overlap.max() <= 0:
+            return None
+        k = int(np.argmax(overlap)) + 1
+    else:
+        rr, cc = np.nonzero(lab)
+        dist = np.hypot(g[rr], g[cc])
+        j = int(np.argmin(dist))
+        if dist[j] > 5.0:
+            return None
+        k = int(lab[rr[j], cc[j]])
+    comp = lab == k
+    cv, cu = ndimage.center_of_mass(comp)
+    inside = pts[comp]
+    ijk = _ijk_of(inside, ijk_to_lps)
+    return {"area": float(comp.sum()) * _STEP ** 2, "mask": comp, "points": inside,
+            "centroid": centre + (g[0] + cv * _STEP) * v + (g[0] + cu * _STEP) * u,
+            "window": bool(comp[0].any() or comp[-1].any() or comp[:, 0].any() or comp[:, -1].any()),
+            "edge": bool(np.any(ijk < 0.0) or np.any(ijk > np.array(vertebra.shape) - 1.0))}
+
+
+def _narrowest_orientation(vertebra: np.ndarray, ijk_to_lps: np.ndarray, body: BodyRef, side: int,
+                           centre: np.ndarray, ml0: float, cc0: float, span: float, step: float
+                           ) -> Optional[tuple[float, float]]:
+    """The axis angles (within ``span`` of ``ml0``, ``cc0`` and the searched ranges) whose perpendicular cut
+    through ``centre`` has the smallest section."""
+    best = None
+    for ml in np.arange(ml0 - span, ml0 + span + 1e-6, step):
+        for cc in np.arange(cc0 - span, cc0 + span + 1e-6, step):
+            if not (_ML_RANGE[0] <= ml <= _ML_RANGE[1] and _CC_RANGE[0] <= cc <= _CC_RANGE[1]):
+                continue
+            sec = _cut(vertebra, ijk_to_lps, centre, _axis_direction(body, side, ml, cc), body.e_lat)
+            if sec is not None and not (sec["window"] or sec["edge"]) and (best is None or sec["area"] < best[0]):
+                best = (sec["area"], float(ml), float(cc))
+    return None if best is None else best[1:]
+
+
+def _scan_axis(vertebra: np.ndarray, ijk_to_lps: np.ndarray, centre: np.ndarray, axis: np.ndarray,
+               e_lat: np.ndarray) -> list[Optional[dict]]:
+    """Cuts perpendicular to ``axis`` at ``centre + t * axis`` for t in ``_SCAN``, the section followed
+    from cut to cut both ways from t = 0 (it stops where it is lost or reaches the square's border or the
+    image's edge)."""
+    secs: list[Optional[dict]] = [None] * len(_SCAN)
+    i0 = len(_SCAN) // 2
+    for order in (range(i0, len(_SCAN)), range(i0, -1, -1)):
+        prev = None
+        for i in order:
+            sec = _cut(vertebra, ijk_to_lps, centre + _SCAN[i] * axis, axis, e_lat, prev)
+            if sec is None:
+                break
+            secs[i], prev = sec, sec["mask"]
+            if sec["window"] or sec["edge"]:
+                break
+    return secs
+
+
+def _waist(secs: list[Optional[dict]]) -> tuple[Optional[int], Optional[tuple[int, int]], str]:
+    """(index of the narrowest cut, (first, last) index of the cuts around it whose section is whole, why
+    not): the smallest section of the whole ones around t = 0, when the sections widen by a quarter (or join
+    a larger mass, reaching the square's border) on both sides of it."""
+    def whole(i: int) -> bool:
+        return secs[i] is not None and not (secs[i]["window"] or secs[i]["edge"])
+
+    i0 = len(secs) // 2
+    if not whole(i0):
+        return None, None, "the pedicle is cut by the edge of the image" if secs[i0] and secs[i0]["edge"] else \
+            "no bone section at the pedicle"
+    lo = hi = i0
+    while lo > 0 and whole(lo - 1):
+        lo -= 1
+    while hi + 1 < len(secs) and whole(hi + 1):
+        hi += 1
+    areas = np.array([secs[i]["area"] for i in range(lo, hi + 1)])
+    j = int(np.argmin(areas))
+    a_min = float(areas[j])
+
+    def widens(end: int, beyond: int, part: np.ndarray) -> bool:
+        joined = 0 <= beyond < len(secs) and secs[beyond] is not None and secs[beyond]["window"]
+        return bool(part.max() >= 1.25 * a_min or joined)
+
+    for sec in (secs[lo - 1] if lo > 0 else None, secs[hi + 1] if hi + 1 < len(secs) else None):
+        if sec is not None and sec["edge"] and not sec["window"]:
+            return None, None, "the pedicle is cut by the edge of the image"
+    if not (widens(lo, lo - 1, areas[: j + 1]) and widens(hi, hi + 1, areas[j:])):
+        return None, None, "the bone does not narrow to a waist here"
+    return lo + j, (lo, hi), ""
+
+
+def _narrowest_section(vertebra: np.ndarray, body_mask: np.ndarray, ijk_to_lps: np.ndarray, body: BodyRef,
+                       side: int, start: np.ndarray) -> tuple[Optional[np.ndarray], Optional[np.ndarray], str, list]:
+    """Stage 2 (module docstring): from ``start``, alternately the axis angles whose perpendicular cut is
+    the smallest and the narrowest cut along that axis, until the centre moves less than 0.3 mm; returns
+    (centre, axis, why not, profile)."""
+    centre = np.asarray(start, float)
+    angles = _narrowest_orientation(vertebra, ijk_to_lps, body, side, centre, 15.0, 0.0, 30.0, 7.5)
+    if angles is None:
+        return None, None, "no bone section at the pedicle", []
+    for _ in range(8):
+        ml, cc = angles
+        axis = _axis_direction(body, side, ml, cc)
+        secs = _scan_axis(vertebra, ijk_to_lps, centre, axis, body.e_lat)
+        k, _, why = _waist(secs)
+        if k is None:
+            return None, None, why, []
+        moved = float(np.linalg.norm(secs[k]["centroid"] - centre))
+        centre = secs[k]["centroid"]
+        coarse = _narrowest_orientation(vertebra, ijk_to_lps, body, side, centre, ml, cc, 30.0, 7.5)
+        if coarse is None:
+            return None, None, "no bone section at the pedicle", []
+        angles = _narrowest_orientation(vertebra, ijk_to_lps, body, side, centre, *coarse, 5.0, 2.5) or coarse
+        if moved < 0.3:
+            break
+    axis = _axis_direction(body, side, *angles)
+    secs = _scan_axis(vertebra, ijk_to_lps, centre, axis, body.e_lat)
+    k, span, why = _waist(secs)
+    if k is None or span is None:
+        return None, None, why, []
+    lo, hi = span
+    # the bridge joins the body in front of its waist (else it is a process or a lamina, not a pedicle)
+    front = [s for s in secs[:k] if s is not None]
+    if not any(np.any(sample_mask(body_mask, ijk_to_lps, s["points"]) >= 0.5) or s["window"] for s in front):
+        return None, None, "the bone bridge does not reach the body", []
+    a_min = secs[k]["area"]
+    a = b = k
+    while a - 1 >= lo and secs[a - 1]["area"] <= 1.1 * a_min:
+        a -= 1
+    while b + 1 <= hi and secs[b + 1]["area"] <= 1.1 * a_min:
+        b += 1
+    w = np.array([secs[i]["area"] for i in range(a, b + 1)])
+    cen = np.array([secs[i]["centroid"] for i in range(a, b + 1)])
+    profile = [(float(_SCAN[i]), s["area"]) for i, s in enumerate(secs) if s is not None]
+    return (cen * w[:, None]).sum(axis=0) / w.sum(), axis, "", profile
+
+
+def pedicle_reference(body: BodyRef, body_mask: np.ndarray, vertebra: np.ndarray, ijk_to_lps: np.ndarray
                       ) -> PedicleRef:
-    """The pedicle centre per side from the posterior-elements mask (module docstring)."""
-    step = 0.5
-    xs = np.arange(-50.0, 50.0 + 1e-6, step)
+    """The pedicle centre per side from the vertebra's label and its body mask (module docstring)."""
+    posterior = vertebra & ~body_mask
     if body.superior_endplate is not None and body.inferior_endplate is not None:
         top = float((body.superior_endplate - body.centroid) @ body.e_h)
         bottom = float((body.inferior_endplate - body.centroid) @ body.e_h)
     else:
         top, bottom = 12.5, -12.5
-    hs = np.arange(bottom, top + 1e-6, step)
-    depths = np.arange(0.0, 35.0 + 1e-6, step)
+    hs = np.arange(bottom, top + 1e-6, _STEP)
     voxel_mm = float(np.max(np.linalg.norm(ijk_to_lps[:3, :3], axis=0)))
-    # the body's half-width on each side at its centroid (the pedicles lie inside it; the transverse
-    # processes reach beyond it)
-    half = {}
-    for sgn in (+1, -1):
-        e = _exit(body_mask, ijk_to_lps, body.centroid, sgn * body.e_lat)
-        half[sgn] = 20.0 if e is None else float(np.linalg.norm(e - body.centroid))
     wall = body.posterior_wall if body.posterior_wall is not None else body.centroid
-    out: dict[int, Optional[np.ndarray]] = {}
-    prof = {}
     lateral_sign = np.sign(body.e_lat[0]) or 1.0  # +1 when e_lat points to the patient's left
+    centres: dict[int, Optional[np.ndarray]] = {}
+    axes, why, prof = {}, {}, {}
+    starts = {}
     for side in (+1, -1):  # +1: patient's left
-        sx = side * lateral_sign
-        reach = half[int(sx)]
-        secs = []
-        for d in depths:
-            o = wall - d * body.e_ap
-            pts = (o[None, None, :] + hs[:, None, None] * body.e_h[None, None, :]
-                   + xs[None, :, None] * body.e_lat[None, None, :])
-            cut = sample_mask(posterior, ijk_to_lps, pts) >= 0.5
-            cut &= ((sx * xs > 0) & (sx * xs <= reach))[None, :]
-            lab, n = ndimage.label(cut)
-            if n == 0:
-                secs.append((d, 0.0, None, False, 0.0))
-                continue
-            best = None
-            for k in range(1, n + 1):
-                comp = lab == k
-                ch, cx = ndimage.center_of_mass(comp)
-                x_c = xs[0] + cx * step
-                gap = abs(abs(x_c) - 0.7 * reach)
-                if best is None or gap < best[0]:
-                    best = (gap, comp, ch, cx)
-            _, comp, ch, cx = best
-            area = float(comp.sum()) * step * step
-            width = float(comp.any(axis=0).sum()) * step
-            reach_mid = bool(np.any(comp[:, np.abs(xs) <= 3.0]))
-            centre = o + (hs[0] + ch * step) * body.e_h + (xs[0] + cx * step) * body.e_lat
-            secs.append((d, area, centre, reach_mid, width))
-        prof[side] = [(float(s[0]), s[1], s[4]) for s in secs]
-        areas = np.array([s[1] for s in secs])
-        if not np.any(areas > 0):
-            out[side] = None
+        sx = int(side * lateral_sign)
+        e = _exit(body_mask, ijk_to_lps, body.centroid, sx * body.e_lat)
+        reach = 20.0 if e is None else float(np.linalg.norm(e - body.centroid))
+        starts[side] = _coronal_bridge(body, posterior, ijk_to_lps, sx, reach, hs, wall, voxel_mm)
+    for side in (+1, -1):
+        sx = int(side * lateral_sign)
+        start = starts[side]
+        if start is None and starts[-side] is not None:
+            # the other side's first estimate mirrored through the mid-sagittal plane (only where to start)
+            start = starts[-side] - 2.0 * float((starts[-side] - body.centroid) @ body.e_lat) * body.e_lat
+        if start is None:
+            centres[side], axes[side], why[side], prof[side] = None, None, "no bone bridge behind the body", []
             continue
-        floor = 0.3 * float(np.median(areas[areas > 0]))
-        start = next(i for i, s in enumerate(secs) if s[1] >= floor)
-        end = next((i for i in range(start, len(secs)) if secs[i][3]), len(secs))
-        # ... or where the section falls to less than half of the largest so far (the arch behind the
-        # pedicle and the transverse process end; what follows are the articular processes)
-        top = 0.0
-        for i in range(start, end):
-            if secs[i][1] < 0.5 * top:
-                end = i
-                break
-            top = max(top, secs[i][1])
-        run = secs[start:end]
-        if len(run) < 3:
-            out[side] = None
-            continue
-        cut_n = max(1, int(round(0.1 * len(run))))
-        inner = [s for s in run[cut_n: len(run) - cut_n] if s[1] > 0]
-        if not inner:
-            out[side] = None
-            continue
-        # the waist: the depths around the narrowest section whose width is within one voxel (at least
-        # 1 mm) of the smallest; the reference is the area-weighted mean of their centroids
-        i_min = min(range(len(inner)), key=lambda i: (inner[i][4], inner[i][1]))
-        tol = inner[i_min][4] + max(1.0, voxel_mm)
-        lo = i_min
-        while lo > 0 and inner[lo - 1][4] <= tol:
-            lo -= 1
-        hi = i_min
-        while hi + 1 < len(inner) and inner[hi + 1][4] <= tol:
-            hi += 1
-        waist = inner[lo: hi + 1]
-        wts = np.array([w[1] for w in waist])
-        out[side] = (np.array([w[2] for w in waist]) * wts[:, None]).sum(axis=0) / wts.sum()
-    return PedicleRef(out[+1], out[-1], prof)
+        centres[side], axes[side], why[side], prof[side] = _narrowest_section(vertebra, body_mask, ijk_to_lps, body,
+                                                                              sx, start)
+        why[side] = why[side] or None
+    return PedicleRef(centres[+1], centres[-1], axes, why, prof)
 
 
 # ------------------------------------------------------------------------------------ data sets
@@ -321,19 +496,19 @@ def ct_cases(shared: Path) -> dict[str, dict]:
     t = shared / "totalseg_example"
     lab, a = load_label_map(t / "example_ct_vertebrae_labels.nii.gz")
     body, _ = load_label_map(t / "example_ct_vertebrae_body_ivd.nii.gz")
-    out["totalseg"] = _ct_case(t / "example_ct.nii.gz", lab, a, TOTALSEG_NAMES, body == 1, body != 1)
+    out["totalseg"] = _ct_case(t / "example_ct.nii.gz", lab, a, TOTALSEG_NAMES, body == 1)
     d = shared / "tptbox_vertebra_crops" / "sample_ct"
     vert, a = load_label_map(d / "sub-ct_seg-vert_label-22_msk.nii.gz")
     sub, _ = load_label_map(d / "sub-ct_seg-subreg_label-22_msk.nii.gz")
-    out["tptbox"] = _ct_case(d / "sub-ct_label-22_ct.nii.gz", vert, a, VERSE_NAMES, np.isin(sub, (49, 50)), sub == 41)
+    out["tptbox"] = _ct_case(d / "sub-ct_label-22_ct.nii.gz", vert, a, VERSE_NAMES, np.isin(sub, (49, 50)))
     return out
 
 
-def _ct_case(image: Path, labels: np.ndarray, ijk_to_lps: np.ndarray, names: dict[int, str], body: np.ndarray,
-             posterior: np.ndarray) -> dict:
+def _ct_case(image: Path, labels: np.ndarray, ijk_to_lps: np.ndarray, names: dict[int, str], body: np.ndarray
+             ) -> dict:
     present = {v: n for v, n in names.items() if np.count_nonzero((labels == v) & body) >= 50}
     bodies = bodies_reference(labels, ijk_to_lps, present, [1.0, 0.0, 0.0], body_mask=body)
-    pedicles = {n: pedicle_reference(bodies[n], (labels == v) & body, (labels == v) & posterior, ijk_to_lps)
+    pedicles = {n: pedicle_reference(bodies[n], (labels == v) & body, labels == v, ijk_to_lps)
                 for v, n in present.items() if n in bodies}
     return {"image": image, "labels": labels, "ijk_to_lps": ijk_to_lps, "bodies": bodies, "pedicles": pedicles,
             "names": present}

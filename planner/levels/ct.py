@@ -33,23 +33,24 @@ def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
     if len(discs) < 1:
         raise LevelDetectionError("no intervertebral disc was found along the spine")
     segments = _segments(discs, len(curve), s, p)
+    low_density = _low_density(img, a_col, segments, p)
     # every segment keeps its place in the count, even when its landmarks cannot be measured
     verts, frames = [], []
     for lo_t, hi_t, partial in segments:
-        got = _ct_landmarks(grid, curve, img, a_col, lo_t, hi_t, p)
+        got = _ct_landmarks(grid, curve, img, a_col, lo_t, hi_t, p, low_density)
         verts.append(VertebraFound(lo_t, hi_t, Landmarks() if got is None else got[0], partial=partial))
         frames.append(None if got is None else got[1])
-    width_notes = _measure_all_pedicles(volume, verts, frames, p)
     if not any(v.landmarks.body_center_lps is not None for v in verts):
         raise LevelDetectionError("no vertebral body could be measured")
-    notes: list[str] = []
-    seq = _sequence(transitional)
     # sacrum: highest segment with alae
     sacral_idx = None
     for i in range(len(verts) - 1, -1, -1):  # verts are caudal -> cranial
         if verts[i].landmarks.body_center_lps is not None and _ct_has_alae(grid, curve, verts[i], p):
             sacral_idx = i
             break
+    width_notes = _measure_all_pedicles(volume, verts, frames, p)
+    notes: list[str] = []
+    seq = _sequence(transitional)
     anchor = "L5" if transitional == "sacralised_L5" else "S1"
     by_sacrum = None if sacral_idx is None else (sacral_idx, seq.index(anchor))
     by_marks = _anchor_from_marks(verts, curve, hints, seq, notes) if hints else None
@@ -130,10 +131,15 @@ def _measure_all_pedicles(volume: Volume, verts: list[VertebraFound], frames: li
                                  "body above"))
         r = p.ct_pedicle_max_depth_mm + max(frame.half_width.values(), default=40.0) + frame.height
         region = working_volume(volume, (frame.post - r, frame.post + r), p.max_native_voxels)
+        got = {side: ct_pedicle(region, frame, side, p) for side in (+1, -1) if side in frame.half_width}
+        for side in (+1, -1):
+            other = got.get(-side)
+            if side in got and got[side] is None and other is not None:
+                # where this side's search found no isthmus, it starts again at the other's mirror image
+                mirror = other.centre_lps - 2.0 * float((other.centre_lps - frame.post) @ frame.lat) * frame.lat
+                got[side] = ct_pedicle(region, frame, side, p, start=mirror)
         for side, name in ((+1, "left"), (-1, "right")):
-            if side not in frame.half_width:
-                continue
-            found = ct_pedicle(region, frame, side, p)
+            found = got.get(side)
             if found is None:
                 continue
             v.landmarks = v.landmarks.model_copy(update={f"pedicle_{name}_lps": _pt(found.centre_lps)})
@@ -234,18 +240,28 @@ def _ct_curve(grid: WorkGrid, p: DetectionParams) -> SpineCurve:
     sm = ndimage.gaussian_filter(slab, 0.7)
     pb = np.zeros(nz)
     lo_c = max(1, int(12 / s))
+    col = np.array([np.median(sm[kz, max(track[kz] - lo_c, 0): track[kz] + 1]) for kz in range(nz)])
+    # fatty or osteoporotic marrow (the column's typical value hardly above soft tissue): the wall is the outer
+    # edge of the cortex, not a fall through a threshold lost in the noise
+    low_density = float(np.median(col)) - p.ct_soft_hu < p.ct_cortex_contrast_hu
     for kz in range(nz):
         y = track[kz]
-        col_v = np.median(sm[kz, max(y - lo_c, 0): y + 1])
+        col_v = col[kz]
         seg = sm[kz, y: y + int(25 / s)]
         if seg.size < 3:
             pb[kz] = y
             continue
         thr = (min(col_v, 250.0) + seg.min()) / 2
+        if low_density:
+            edge = _cortex_wall(seg, np.arange(seg.size) * s, max(thr, p.ct_soft_hu), p.ct_cortex_contrast_hu,
+                                min_mm=0.0, max_mm=15.0)
+            if edge is not None:
+                pb[kz] = y + edge / s
+                continue
         below = np.flatnonzero(seg < thr)
         pb[kz] = y + (below[0] if below.size else 0)
-    pb = ndimage.median_filter(pb, size=max(3, int(15 / s)), mode="nearest")
-    pb = ndimage.gaussian_filter1d(pb, 4 / s, mode="nearest")
+    pb = ndimage.median_filter(pb, size=max(3, int(p.ct_wall_median_mm / s)), mode="nearest")
+    pb = ndimage.gaussian_filter1d(pb, p.ct_wall_smooth_mm / s, mode="nearest")
     kji = np.stack([np.arange(nz, dtype=float), pb, x0], axis=1)
     return SpineCurve.from_points(grid.lps_of(kji))
 
@@ -336,24 +352,49 @@ def _segments(discs: list[tuple[float, float]], n: int, s: float, p: DetectionPa
 
 
 def _ct_landmarks(grid: WorkGrid, curve: SpineCurve, img: np.ndarray, a_col: np.ndarray, t_lo: float,
-                  t_hi: float, p: DetectionParams) -> Optional[tuple[Landmarks, Optional[BodyFrame]]]:
+                  t_hi: float, p: DetectionParams, low_density: bool = False
+                  ) -> Optional[tuple[Landmarks, Optional[BodyFrame]]]:
     """Landmarks of the body between the discs at curve rows ``t_lo`` and ``t_hi``, and its frame."""
     s = grid.spacing
+    mu_b = _marrow_level(img, a_col, t_lo, t_hi)
+    if mu_b is None:
+        return None
     body_rows = np.arange(int(math.ceil(t_lo + 0.25 * (t_hi - t_lo))), int(math.floor(t_hi - 0.25 * (t_hi - t_lo))) + 1)
     body_rows = body_rows[(body_rows >= 0) & (body_rows < img.shape[0])]
-    if body_rows.size == 0:
-        return None
     prof = ndimage.gaussian_filter1d(img[body_rows].mean(axis=0), 0.8)
-    mu_b = float(np.median(prof[(a_col >= 6) & (a_col <= 20)]))
     thr = _ct_body_threshold(mu_b, p)
-    a_ant = _wall_in_profile(prof, a_col, thr, p.ct_bone_hu, start_mm=2.0, min_mm=15.0, max_mm=60.0)
+    cortex_only = low_density
+    a_ant = _wall_in_profile(prof, a_col, thr, p.ct_bone_hu, start_mm=2.0, min_mm=15.0, max_mm=60.0,
+                             cortex_contrast=p.ct_cortex_contrast_hu, cortex_only=cortex_only)
     if a_ant is None:
         return None
     sup = _endplate_point(img, a_col, curve, t_hi, a_ant / 2, s, toward=-1)
     inf = _endplate_point(img, a_col, curve, t_lo, a_ant / 2, s, toward=+1)
     t_mid = (t_lo + t_hi) / 2
     lateral = curve.frame(t_mid)[2]
-    return _refine_body(grid, sup, inf, lateral, curve.frame(t_mid)[3], thr, p)
+    return _refine_body(grid, sup, inf, lateral, curve.frame(t_mid)[3], thr, p, cortex_only=cortex_only)
+
+
+def _low_density(img: np.ndarray, a_col: np.ndarray, segments: list[tuple[float, float, bool]],
+                 p: DetectionParams) -> bool:
+    """True when the bodies' marrow is hardly denser than soft tissue (fatty or osteoporotic bone): the
+    median over the segments wholly in view of their marrow level (:func:`_marrow_level`) lies less than
+    ``ct_cortex_contrast_hu`` above ``ct_soft_hu``. The walls are then the outer edges of the cortex."""
+    levels = [m for m in (_marrow_level(img, a_col, lo, hi) for lo, hi, partial in segments if not partial)
+              if m is not None]
+    return bool(levels) and float(np.median(levels)) - p.ct_soft_hu < p.ct_cortex_contrast_hu
+
+
+def _marrow_level(img: np.ndarray, a_col: np.ndarray, t_lo: float, t_hi: float) -> Optional[float]:
+    """The marrow level of the body between the discs at rows ``t_lo`` and ``t_hi`` of the straightened column:
+    the median, over its middle half in height, of the mean profile between 6 and 20 mm in front of the
+    posterior wall."""
+    rows = np.arange(int(math.ceil(t_lo + 0.25 * (t_hi - t_lo))), int(math.floor(t_hi - 0.25 * (t_hi - t_lo))) + 1)
+    rows = rows[(rows >= 0) & (rows < img.shape[0])]
+    if rows.size == 0:
+        return None
+    prof = ndimage.gaussian_filter1d(img[rows].mean(axis=0), 0.8)
+    return float(np.median(prof[(a_col >= 6) & (a_col <= 20)]))
 
 
 def _ct_body_threshold(mu_body: float, p: DetectionParams) -> float:
@@ -362,13 +403,52 @@ def _ct_body_threshold(mu_body: float, p: DetectionParams) -> float:
 
 
 def _wall_in_profile(prof: np.ndarray, pos_mm: np.ndarray, thr: float, bone_hu: float, *, start_mm: float,
-                     min_mm: float, max_mm: float, max_gap_mm: float = 2.0) -> Optional[float]:
+                     min_mm: float, max_mm: float, max_gap_mm: float = 2.0,
+                     cortex_contrast: Optional[float] = None, cortex_only: bool = False) -> Optional[float]:
     """Outer edge of the body along a profile that starts inside it (positions increasing outward).
 
     Walks out while the value stays above ``thr`` (gaps up to ``max_gap_mm``: the basivertebral
     venous channel just inside the posterior wall is darker than marrow); if the run goes on more than
     6 mm beyond the last cortical peak (a contrast-filled vessel against the body), stops at that
-    peak's outer half-maximum instead."""
+    peak's outer half-maximum instead. Where the marrow is hardly denser than soft tissue (fatty,
+    osteoporotic bone) the walk ends inside the body; then, with ``cortex_contrast`` given, the wall is
+    the outer edge of the cortex (:func:`_cortex_wall`), and always so with ``cortex_only`` (the marrow is
+    known to be too close to soft tissue for the walk)."""
+    found = None if cortex_only else _walk_wall(prof, pos_mm, thr, bone_hu, start_mm=start_mm, min_mm=min_mm,
+                                                max_mm=max_mm, max_gap_mm=max_gap_mm)
+    if found is None and cortex_contrast is not None and cortex_only:
+        found = _cortex_wall(prof, pos_mm, thr, cortex_contrast, min_mm=min_mm, max_mm=max_mm)
+    return found
+
+
+def _cortex_wall(prof: np.ndarray, pos_mm: np.ndarray, thr: float, contrast: float, *, min_mm: float,
+                 max_mm: float) -> Optional[float]:
+    """The outer edge of the outermost cortical line between ``min_mm`` and ``max_mm``: a local maximum at
+    least ``contrast`` above ``thr`` after which the profile falls below ``thr`` within 4 mm; the edge is
+    where it falls through halfway between the peak and ``thr`` (sub-sample). None when there is none."""
+    step = float(abs(pos_mm[1] - pos_mm[0])) if len(pos_mm) > 1 else 1.0
+    reach = max(1, int(round(4.0 / step)))
+    for i in range(len(prof) - 2, 0, -1):
+        if not (min_mm <= pos_mm[i] <= max_mm and prof[i] >= thr + contrast
+                and prof[i] >= prof[i - 1] and prof[i] >= prof[i + 1]):
+            continue
+        after = prof[i + 1: i + 1 + reach]
+        if not np.any(after < thr):
+            continue
+        half = 0.5 * (prof[i] + thr)
+        k = i
+        while k + 1 < len(prof) and prof[k + 1] >= half:
+            k += 1
+        if k + 1 >= len(prof):
+            return None
+        v0, v1 = prof[k], prof[k + 1]
+        return float(pos_mm[k] + step * (v0 - half) / (v0 - v1)) if v0 != v1 else float(pos_mm[k])
+    return None
+
+
+def _walk_wall(prof: np.ndarray, pos_mm: np.ndarray, thr: float, bone_hu: float, *, start_mm: float,
+               min_mm: float, max_mm: float, max_gap_mm: float) -> Optional[float]:
+    """The threshold walk of :func:`_wall_in_profile`."""
     step = float(abs(pos_mm[1] - pos_mm[0])) if len(pos_mm) > 1 else 1.0
     inside = prof > thr
     last_in = None
@@ -409,7 +489,8 @@ def _wall_in_profile(prof: np.ndarray, pos_mm: np.ndarray, thr: float, bone_hu: 
 
 def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray, anterior_hint: np.ndarray,
                  thr: float, p: DetectionParams, *, fill: float = -1024.0, bone: Optional[float] = None,
-                 pedicle_thr: Optional[float] = None) -> Optional[tuple[Landmarks, Optional[BodyFrame]]]:
+                 pedicle_thr: Optional[float] = None, cortex_only: bool = False
+                 ) -> Optional[tuple[Landmarks, Optional[BodyFrame]]]:
     """Walls on the mid-height line, body centre, endplates moved onto the body's AP middle, and the body's
     frame for the pedicle search (its half-width only on the sides whose edge was found).
 
@@ -417,6 +498,7 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
     for MRI, a marrow-likeness map that is positive inside marrow (``thr`` 0, ``bone`` None -> no
     cortex-peak logic)."""
     bone_v = p.ct_bone_hu if bone is None else bone
+    contrast = p.ct_cortex_contrast_hu if bone is None else None
     frame = body_frame(sup, inf, lateral, anterior_hint)
     if frame is None:
         return None
@@ -425,12 +507,14 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
     hw = (p.slab_half_width_mm, min(3.0, 0.15 * height))
     fwd = _line_profile(grid, mid, ap, (lat, axis), pos, hw, fill)
     back = _line_profile(grid, mid, -ap, (lat, axis), pos, hw, fill)
-    a_front = _wall_in_profile(fwd, pos, thr, bone_v, start_mm=0.0, min_mm=5.0, max_mm=50.0)
+    a_front = _wall_in_profile(fwd, pos, thr, bone_v, start_mm=0.0, min_mm=5.0, max_mm=50.0, cortex_contrast=contrast,
+                               cortex_only=cortex_only)
     # behind the body lies the canal (CSF, fat): split halfway between the marrow and the canal level
     marrow = float(np.median(np.concatenate([fwd[pos <= 8], back[pos <= 8]])))
     canal = float(np.percentile(back[pos <= 40], 10))
     thr_back = min(thr, 0.5 * (marrow + canal)) if marrow > canal else thr
-    a_back = _wall_in_profile(back, pos, thr_back, 1e9, start_mm=0.0, min_mm=2.0, max_mm=40.0, max_gap_mm=6.0)
+    a_back = _wall_in_profile(back, pos, thr_back, 1e9, start_mm=0.0, min_mm=2.0, max_mm=40.0, max_gap_mm=6.0,
+                              cortex_contrast=contrast, cortex_only=cortex_only)
     if a_front is None or a_back is None:
         return None
     post = mid - a_back * ap
@@ -439,9 +523,11 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
     # centre the midline on the body: its left and right edges at mid-height and mid-depth
     hw_lr = (min(4.0, 0.2 * (a_front + a_back)), min(3.0, 0.15 * height))
     left = _wall_in_profile(_line_profile(grid, center, lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
-                            start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0)
+                            start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0, cortex_contrast=contrast,
+                            cortex_only=cortex_only)
     right = _wall_in_profile(_line_profile(grid, center, -lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
-                             start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0)
+                             start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0, cortex_contrast=contrast,
+                            cortex_only=cortex_only)
     # an edge at the end of the profile was not found (the sacral alae continue the body sideways)
     half = {+1: left if left is not None and left < 38.0 else None,
             -1: right if right is not None and right < 38.0 else None}

@@ -72,12 +72,20 @@ class DetectionParams:
     ct_bone_hu: float = 200.0
     #: CT: Hounsfield value separating the patient from the air around it.
     ct_body_hu: float = -300.0
+    #: CT: a cortical line stands at least this far above the body's threshold (between marrow and soft
+    #: tissue); used for a wall where the marrow is hardly denser than soft tissue (fatty, osteoporotic bone).
+    ct_cortex_contrast_hu: float = 60.0
     #: CT: typical soft-tissue value used to split body from surrounding tissue (muscle ~ 40 HU).
     ct_soft_hu: float = 40.0
     #: Half-width of the mid-sagittal slab averaged for the sagittal analysis (mm).
     slab_half_width_mm: float = 4.5
     #: Distance from the body-column track to the canal centre behind it, used by the CT track (mm).
     canal_offset_mm: float = 21.0
+    ct_wall_median_mm: float = 15.0
+    #: CT: the posterior wall line of the column is smoothed along the spine with a Gaussian of this sigma (mm):
+    #: smooth over a vertebra (the basivertebral notch at each body's mid-height must not bend it), while
+    #: following the lordosis.
+    ct_wall_smooth_mm: float = 4.0
     #: Depth of the body column sampled in front of the posterior wall for disc detection (mm).
     column_depth_mm: tuple[float, float] = (4.0, 32.0)
     #: Largest disc tilt relative to the posterior-wall normal that the disc detector tries (deg).
@@ -107,8 +115,29 @@ class DetectionParams:
     ct_canal_max_depth_mm: float = 35.0
     #: CT: number of rays of the canal outline.
     ct_canal_rays: int = 72
-    #: CT: a fitted pedicle axis tilted more than this from the body's AP axis is not believed (deg).
-    ct_pedicle_max_axis_tilt_deg: float = 45.0
+    #: CT: the pedicle axis is sought within these angles from straight back (deg): medio-lateral (positive:
+    #: running laterally going back, i.e. the pedicles converge toward the front) ...
+    ct_pedicle_axis_ml_deg: tuple[float, float] = (-10.0, 50.0)
+    #: ... and cranio-caudal (positive: rising going back).
+    ct_pedicle_axis_cc_deg: tuple[float, float] = (-30.0, 30.0)
+    #: CT: finest step of the pedicle axis search (deg; the coarse steps are multiples of it).
+    ct_pedicle_angle_step_deg: float = 2.5
+    #: CT: half-size of each cut across the pedicle (mm): a section reaching its border has joined a larger
+    #: mass (the body, the arch), not a pedicle's isthmus.
+    ct_pedicle_window_mm: float = 20.0
+    #: CT: the cuts along the pedicle axis reach this far either side of the current centre (mm).
+    ct_pedicle_scan_mm: float = 10.0
+    #: CT: gaps in a section's cortical ring up to twice this wide are closed before the ring is filled (the
+    #: thin cortex is not resolved all round on thick slices) (a morphological closing of this radius, mm).
+    ct_pedicle_close_mm: float = 1.5
+    #: CT: the first cut's section must hold bone this close to the point it is sought at (mm).
+    ct_pedicle_track_mm: float = 5.0
+    #: CT: the isthmus is a waist: the section widens by this factor (or joins a larger mass) on both sides.
+    ct_pedicle_widening: float = 1.25
+    #: CT: sections within this fraction of the smallest area, next to it, make up the isthmus.
+    ct_pedicle_waist_tolerance: float = 0.10
+    #: CT: most alternations of axis search and waist search.
+    ct_pedicle_max_iterations: int = 8
     #: Largest sideways correction of the midline from the body's left and right edges (mm).
     max_midline_correction_mm: float = 5.0
     #: MRI: largest sideways correction of the midline from the body's left and right edges (mm).

@@ -43,25 +43,71 @@ class PedicleFound:
     outline_lps: list[tuple[float, float, float]] = field(default_factory=list)
 
 
-def ct_pedicle(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams) -> Optional[PedicleFound]:
-    """The pedicle on one side (+1 left, -1 right) on CT, from the bone threshold and the bridge's shape.
+def ct_pedicle(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams,
+               start: Optional[np.ndarray] = None) -> Optional[PedicleFound]:
+    """The pedicle on one side (+1 left, -1 right) on CT, from the bone threshold and the bridge's shape:
+    its isthmus, the narrowest section of the bone bridge between the body and the arch, cut
+    perpendicular to the pedicle's axis.
 
-    The bone behind the body is cut by planes perpendicular to the body's AP axis, every
-    ``ct_pedicle_step_mm`` from the posterior wall line back, between the body's endplate heights and out
-    to the body's own half-width on that side (plus ``ct_pedicle_lateral_margin_mm``; the transverse
-    process reaches beyond it). In each cut the pedicle is the bone component (value above
-    ``frame.bone_thr``) nearest to ``pedicle_lateral_fraction`` of that half-width where the bridge starts, then followed from cut
-    to cut by overlap. The bridge runs from where that section, clear
-    of the midline (the canal behind the body), first reaches 30 % of its median area to where it reaches the midline
-    (the lamina) or falls to under half its largest area (past the junction with the arch). Over the
-    inner 80 % of the bridge the narrowest section (medio-lateral width) is found, and the waist is the
-    run of sections within one voxel (at least 1 mm) of that width; the centre is their area-weighted
-    centroid and the pedicle axis the straight line through the sections' centroids along the bridge.
-    The inner cortical outline is then traced in planes perpendicular to that axis
-    (:func:`planner.checks.measure_pedicle_outline_ct`) every millimetre along the waist; the narrowest
-    outline (smallest area) gives the final centre (its centroid) and the stored outline. None when no bridge is found."""
+    A section of bone in a cut is the connected bone (value >= ``frame.bone_thr``, gaps up to twice
+    ``ct_pedicle_close_mm`` closed) at the cut's centre or overlapping the previous cut's section, taken
+    with its convex hull (the cortex of a pedicle is a ring, thin and often not closed all round on
+    thick slices; the hull is the area it encloses). The search:
+
+    1. **Start** (:func:`_ct_bridge_start`): cuts perpendicular to the body's AP axis through the bone
+       behind the body give a first isthmus (or ``start`` when given: the caller's mirror image of the
+       other side's isthmus, where this side's search found none).
+    2. **Axis and isthmus** (:func:`_ct_isthmus`): along lines through the start in every direction of a
+       coarse grid (medio-lateral and cranio-caudal angles within ``ct_pedicle_axis_ml_deg`` and
+       ``ct_pedicle_axis_cc_deg`` of straight back, steps of four times ``ct_pedicle_angle_step_deg``),
+       cuts perpendicular to the line every millimetre within ``ct_pedicle_scan_mm`` follow the section;
+       an isthmus is a section whose neighbours widen by ``ct_pedicle_widening`` (or join a larger mass,
+       reaching the cut's border at ``ct_pedicle_window_mm``) on both sides. The smallest isthmus over all
+       directions is the narrowest section of the bridge (a plane across a tube cuts it smallest when
+       perpendicular to it). It is then refined: at its centre, the direction (within two fine steps)
+       whose perpendicular cut is smallest, then the narrowest section along that direction (cuts every
+       ``ct_pedicle_step_mm``), until the centre moves less than 0.3 mm.
+    3. **Centre**: the area-weighted centroid of the consecutive sections within
+       ``ct_pedicle_waist_tolerance`` of the smallest area (the isthmus' middle where the bridge is
+       evenly narrow). The inner cortical outline is traced in that plane
+       (:func:`planner.checks.measure_pedicle_outline_ct`) and stored.
+
+    A section that reaches the edge of the image may go on beyond it: it never counts as an isthmus, so a
+    pedicle cut by the field of view is not measured. None when no isthmus is found (the landmark is then
+    placed by hand)."""
     from planner.checks import measure_pedicle_outline_ct
 
+    if start is None:
+        start = _ct_bridge_start(volume, frame, side, p)
+        if start is None:
+            return None
+    found = _ct_isthmus(volume, frame, side, np.asarray(start, float), p)
+    if found is None:
+        return None
+    centre, ped_axis = found
+    up = frame.axis - (frame.axis @ ped_axis) * ped_axis
+    up /= np.linalg.norm(up)
+    medial = np.cross(up, ped_axis)
+    if medial @ (side * frame.lat) > 0:
+        medial = -medial
+    ring = measure_pedicle_outline_ct(volume, centre, ped_axis, medial, up)
+    if ring is None:
+        return PedicleFound(centre, ped_axis)
+    outline = centre[None, :] + ring[:, :1] * medial[None, :] + ring[:, 1:2] * up[None, :]
+    return PedicleFound(centre, ped_axis, [_pt(q) for q in outline])
+
+
+def _ct_bridge_start(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams) -> Optional[np.ndarray]:
+    """Where the search for a pedicle's isthmus starts: the bone behind the body is cut by planes
+    perpendicular to the body's AP axis, every ``ct_pedicle_step_mm`` from the posterior wall line back
+    (to ``ct_pedicle_max_depth_mm``), between the body's endplate heights and out to the body's own
+    half-width on that side (plus ``ct_pedicle_lateral_margin_mm``; the transverse process reaches beyond
+    it). In each cut the pedicle is the bone component nearest to ``pedicle_lateral_fraction`` of that
+    half-width where the bridge starts, then followed from cut to cut by overlap. The bridge runs from
+    where that section, clear of the midline (within ``ct_pedicle_midline_mm``), first reaches 30 % of its
+    median area to where it reaches the midline (the lamina) or falls to under half its largest area; the
+    start is the area-weighted centroid of its narrowest sections (within one voxel, at least 1 mm, of
+    the smallest width) over its inner 80 %. None when there is no such bridge."""
     step = p.ct_pedicle_step_mm
     voxel = float(np.max(volume.spacing))
     reach = frame.half_width[side] + p.ct_pedicle_lateral_margin_mm
@@ -82,8 +128,6 @@ def ct_pedicle(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams) 
             continue
         idx = np.arange(1, n + 1)
         cents = ndimage.center_of_mass(bone[i], lab, idx)
-        # follow the section from cut to cut (the component overlapping the previous one most), else the
-        # component nearest to 70 % of the half-width
         overlap = ndimage.sum(prev, lab, idx) if prev is not None else np.zeros(n)
         if overlap.max() > 0:
             k = int(np.argmax(overlap)) + 1
@@ -96,7 +140,6 @@ def ct_pedicle(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams) 
         centre = frame.post - d * frame.ap + (hs[0] + ch * step) * frame.axis + (xs[0] + cx * step) * lat
         secs.append((d, float(comp.sum()) * step * step, centre, bool(xs[cols[0]] <= p.ct_pedicle_midline_mm),
                      float(len(cols)) * step))
-    # the bridge starts behind the body, where the canal separates it from the midline
     free = np.array([sec[1] > 0 and not sec[3] for sec in secs])
     if not free.any():
         return None
@@ -123,33 +166,204 @@ def ct_pedicle(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams) 
         hi += 1
     waist = inner[lo: hi + 1]
     w = np.array([sec[1] for sec in waist])
-    centre = (np.array([sec[2] for sec in waist]) * w[:, None]).sum(axis=0) / w.sum()
-    # the pedicle axis: a straight line through the sections' centroids along the bridge
-    c_run = np.array([sec[2] for sec in run])
-    _, _, vt = np.linalg.svd(c_run - c_run.mean(axis=0), full_matrices=False)
-    ped_axis = vt[0] if vt[0] @ frame.ap >= 0 else -vt[0]
-    if ped_axis @ frame.ap < math.cos(math.radians(p.ct_pedicle_max_axis_tilt_deg)):
-        ped_axis = frame.ap.copy()
-    # the narrowest inner cortical outline in planes perpendicular to the axis near the centre
-    up = frame.axis - (frame.axis @ ped_axis) * ped_axis
-    up /= np.linalg.norm(up)
-    medial = np.cross(up, ped_axis) * (1.0 if np.cross(up, ped_axis) @ (-lat) >= 0 else -1.0)
+    return (np.array([sec[2] for sec in waist]) * w[:, None]).sum(axis=0) / w.sum()
+
+
+@dataclass
+class _Section:
+    """A pedicle's bone section in one cut: area (mm^2), centroid (LPS), its samples (bool mask of the cut's
+    grid), and whether it reaches the cut's border (``window``: it has joined a larger mass) or the edge
+    of the image (``edge``: it may go on beyond the field of view)."""
+
+    area: float
+    centroid: np.ndarray
+    mask: np.ndarray
+    window: bool
+    edge: bool
+
+    @property
+    def whole(self) -> bool:
+        return not (self.window or self.edge)
+
+
+def _ct_axis(frame: BodyFrame, side: int, ml_deg: float, cc_deg: float) -> np.ndarray:
+    """Unit vector from the body toward the arch: ``ml_deg`` toward the side (+1 left) and ``cc_deg``
+    cranially from straight back."""
+    ml, cc = math.radians(ml_deg), math.radians(cc_deg)
+    d = (-frame.ap * math.cos(ml) * math.cos(cc) + side * frame.lat * math.sin(ml) * math.cos(cc)
+         + frame.axis * math.sin(cc))
+    return d / np.linalg.norm(d)
+
+
+def _disk(radius_mm: float, step: float) -> Optional[np.ndarray]:
+    r = int(round(radius_mm / step))
+    if r <= 0:
+        return None
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return (yy * yy + xx * xx) <= r * r
+
+
+def _ct_section(volume: Volume, centre: np.ndarray, normal: np.ndarray, frame: BodyFrame, p: DetectionParams,
+                prev: Optional[np.ndarray] = None) -> Optional[_Section]:
+    """The bone section (:func:`ct_pedicle`) in the plane through ``centre`` perpendicular to ``normal``
+    (a square of +-``ct_pedicle_window_mm`` sampled every ``ct_pedicle_step_mm``): the component
+    overlapping ``prev`` most, else the one holding the bone sample nearest to ``centre`` (within
+    ``ct_pedicle_track_mm``); None when there is none."""
+    step = p.ct_pedicle_step_mm
+    u = frame.lat - (frame.lat @ normal) * normal
+    u /= np.linalg.norm(u)
+    v = np.cross(normal, u)
+    g = np.arange(-p.ct_pedicle_window_mm, p.ct_pedicle_window_mm + 1e-6, step)
+    pts = centre[None, None, :] + g[:, None, None] * v[None, None, :] + g[None, :, None] * u[None, None, :]
+    vals = volume.sample(pts, order=1, fill=np.nan)
+    bone = np.nan_to_num(vals, nan=-1024.0) >= frame.bone_thr
+    disk = _disk(p.ct_pedicle_close_mm, step)
+    if disk is not None:
+        r = disk.shape[0] // 2
+        bone = ndimage.binary_closing(np.pad(bone, r), structure=disk)[r:-r, r:-r]
+    lab, n = ndimage.label(bone)
+    if n == 0:
+        return None
+    if prev is not None:
+        overlap = ndimage.sum(prev, lab, np.arange(1, n + 1))
+        if overlap.max() <= 0:
+            return None
+        k = int(np.argmax(overlap)) + 1
+    else:
+        rr, cc = np.nonzero(lab)
+        dist = np.hypot(g[rr], g[cc])
+        j = int(np.argmin(dist))
+        if dist[j] > p.ct_pedicle_track_mm:
+            return None
+        k = int(lab[rr[j], cc[j]])
+    raw = lab == k
+    comp = _convex_fill(raw)
+    cv, cu = ndimage.center_of_mass(comp)
+    return _Section(float(comp.sum()) * step * step, centre + (g[0] + cv * step) * v + (g[0] + cu * step) * u, comp,
+                    bool(comp[0].any() or comp[-1].any() or comp[:, 0].any() or comp[:, -1].any()),
+                    bool(np.isnan(vals[ndimage.binary_dilation(raw & ~np.isnan(vals))]).any()))
+
+
+def _convex_fill(mask: np.ndarray) -> np.ndarray:
+    """The convex hull of a 2D mask (the hull of its pixel centres grown by half a pixel), as a mask of the
+    same grid."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    edge = mask & ~ndimage.binary_erosion(mask)
+    pts = np.argwhere(edge).astype(float)
+    if len(pts) < 3:
+        return mask.copy()
+    try:
+        eq = ConvexHull(pts).equations  # a * row + b * col + c <= 0 inside (unit normals)
+    except QhullError:  # all on one line: the mask is its own hull
+        return mask.copy()
+    lo = pts.min(axis=0).astype(int)
+    hi = pts.max(axis=0).astype(int) + 1
+    rr, cc = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]]
+    inside = np.all(rr[..., None] * eq[:, 0] + cc[..., None] * eq[:, 1] + eq[:, 2] <= 0.5, axis=-1)
+    out = mask.copy()
+    out[lo[0]:hi[0], lo[1]:hi[1]] |= inside
+    return out
+
+
+def _ct_scan(volume: Volume, frame: BodyFrame, centre: np.ndarray, axis: np.ndarray, step: float,
+             p: DetectionParams) -> tuple[np.ndarray, list[Optional[_Section]], Optional[int]]:
+    """Cuts perpendicular to ``axis`` at ``centre + t * axis`` (t within ``ct_pedicle_scan_mm``, every
+    ``step``), the section followed from cut to cut both ways from t = 0; the following stops where the
+    section is lost, reaches the cut's border or the image's edge. Returns the positions, the sections
+    and the index of t = 0 (None when its section is not whole)."""
+    ts = np.arange(-p.ct_pedicle_scan_mm, p.ct_pedicle_scan_mm + 1e-6, step)
+    i0 = len(ts) // 2
+    secs: list[Optional[_Section]] = [None] * len(ts)
+    for order in (range(i0, len(ts)), range(i0, -1, -1)):
+        prev = None
+        for i in order:
+            sec = _ct_section(volume, centre + ts[i] * axis, axis, frame, p, prev)
+            if sec is None:
+                break
+            secs[i], prev = sec, sec.mask
+            if not sec.whole:
+                break
+    return ts, secs, (i0 if secs[i0] is not None and secs[i0].whole else None)  # type: ignore[union-attr]
+
+
+def _ct_waist(secs: list[Optional[_Section]], i0: Optional[int], p: DetectionParams
+              ) -> Optional[tuple[int, int, int]]:
+    """The isthmus among the cuts of :func:`_ct_scan`: (its index, first and last index of the run of whole
+    sections around the first cut ``i0``), the smallest of that run when the sections widen by
+    ``ct_pedicle_widening`` (or reach the cut's border) on both sides of it; None otherwise."""
+    if i0 is None:
+        return None
+    lo = hi = i0
+    while lo > 0 and secs[lo - 1] is not None and secs[lo - 1].whole:  # type: ignore[union-attr]
+        lo -= 1
+    while hi + 1 < len(secs) and secs[hi + 1] is not None and secs[hi + 1].whole:  # type: ignore[union-attr]
+        hi += 1
+    areas = np.array([secs[k].area for k in range(lo, hi + 1)])  # type: ignore[union-attr]
+    j = int(np.argmin(areas))
+    need = p.ct_pedicle_widening * float(areas[j])
+
+    def widens(part: np.ndarray, beyond: int) -> bool:
+        joined = 0 <= beyond < len(secs) and secs[beyond] is not None and secs[beyond].window  # type: ignore
+        return bool(part.max() >= need or joined)
+
+    if not (widens(areas[: j + 1], lo - 1) and widens(areas[j:], hi + 1)):
+        return None
+    return lo + j, lo, hi
+
+
+def _ct_isthmus(volume: Volume, frame: BodyFrame, side: int, start: np.ndarray, p: DetectionParams
+                ) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(centre, axis) of the pedicle's narrowest section (:func:`ct_pedicle`, step 2), or None."""
+    coarse = 4.0 * p.ct_pedicle_angle_step_deg
     best = None
-    # along the waist (the outline is not sought toward the body or the arch beyond it)
-    along = [float((sec[2] - centre) @ ped_axis) for sec in waist]
-    for off in np.arange(min(along), max(along) + 1e-6, 1.0) if max(along) - min(along) >= 1.0 else [0.0]:
-        c = centre + off * ped_axis
-        ring = measure_pedicle_outline_ct(volume, c, ped_axis, medial, up)
-        if ring is None:
-            continue
-        area = 0.5 * abs(float(np.dot(ring[:, 0], np.roll(ring[:, 1], -1)) - np.dot(ring[:, 1], np.roll(ring[:, 0], -1))))
-        if best is None or area < best[0]:
-            best = (area, c, ring)
+    for ml in np.arange(p.ct_pedicle_axis_ml_deg[0], p.ct_pedicle_axis_ml_deg[1] + 1e-6, coarse):
+        for cc in np.arange(p.ct_pedicle_axis_cc_deg[0], p.ct_pedicle_axis_cc_deg[1] + 1e-6, coarse):
+            _, secs, i0 = _ct_scan(volume, frame, start, _ct_axis(frame, side, ml, cc), 1.0, p)
+            got = _ct_waist(secs, i0, p)
+            if got is not None and (best is None or secs[got[0]].area < best[0]):  # type: ignore[union-attr]
+                best = (secs[got[0]].area, float(ml), float(cc), secs[got[0]].centroid)  # type: ignore[union-attr]
     if best is None:
-        return PedicleFound(centre, ped_axis)
-    _, c, ring = best
-    outline = c[None, :] + ring[:, :1] * medial[None, :] + ring[:, 1:2] * up[None, :]
-    return PedicleFound(outline.mean(axis=0), ped_axis, [_pt(q) for q in outline])
+        return None
+    _, ml, cc, centre = best
+    for _ in range(p.ct_pedicle_max_iterations):
+        ml, cc = _ct_narrowest_direction(volume, frame, side, centre, ml, cc, p)
+        ts, secs, i0 = _ct_scan(volume, frame, centre, _ct_axis(frame, side, ml, cc), p.ct_pedicle_step_mm, p)
+        got = _ct_waist(secs, i0, p)
+        if got is None:
+            return None
+        moved = float(np.linalg.norm(secs[got[0]].centroid - centre))  # type: ignore[union-attr]
+        centre = secs[got[0]].centroid  # type: ignore[union-attr]
+        if moved < 0.3:
+            break
+    k, lo, hi = got
+    tol = (1.0 + p.ct_pedicle_waist_tolerance) * secs[k].area  # type: ignore[union-attr]
+    a = b = k
+    while a - 1 >= lo and secs[a - 1].area <= tol:  # type: ignore[union-attr]
+        a -= 1
+    while b + 1 <= hi and secs[b + 1].area <= tol:  # type: ignore[union-attr]
+        b += 1
+    w = np.array([secs[i].area for i in range(a, b + 1)])  # type: ignore[union-attr]
+    c = np.array([secs[i].centroid for i in range(a, b + 1)])  # type: ignore[union-attr]
+    return (c * w[:, None]).sum(axis=0) / w.sum(), _ct_axis(frame, side, ml, cc)
+
+
+def _ct_narrowest_direction(volume: Volume, frame: BodyFrame, side: int, centre: np.ndarray, ml0: float,
+                            cc0: float, p: DetectionParams) -> tuple[float, float]:
+    """The axis angles within two fine steps of (``ml0``, ``cc0``), inside the allowed ranges, whose
+    perpendicular cut through ``centre`` has the smallest whole section (``ml0``, ``cc0`` when none is
+    whole)."""
+    fine = p.ct_pedicle_angle_step_deg
+    best = None
+    for ml in np.arange(ml0 - 2 * fine, ml0 + 2 * fine + 1e-6, fine):
+        for cc in np.arange(cc0 - 2 * fine, cc0 + 2 * fine + 1e-6, fine):
+            if not (p.ct_pedicle_axis_ml_deg[0] <= ml <= p.ct_pedicle_axis_ml_deg[1]
+                    and p.ct_pedicle_axis_cc_deg[0] <= cc <= p.ct_pedicle_axis_cc_deg[1]):
+                continue
+            sec = _ct_section(volume, centre, _ct_axis(frame, side, ml, cc), frame, p)
+            if sec is not None and sec.whole and (best is None or sec.area < best[0]):
+                best = (sec.area, float(ml), float(cc))
+    return (ml0, cc0) if best is None else best[1:]
 
 
 def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
