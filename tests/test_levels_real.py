@@ -21,10 +21,12 @@ from planner.imaging import load_path
 from planner.levels import LevelDetectionError, propose_levels_detailed
 from tests.anatomy_reference import (
     RAS_TO_LPS,
+    body_reference,
     ct_cases,
     mri_case,
     mri_cases,
     moved_mark,
+    pedicle_reference,
     score_levels,
 )
 
@@ -154,22 +156,105 @@ def test_ct_levels_and_body_centres(real_results):
     assert max(_errors([r], "centre")) <= 4.0
 
 
+def _pedicle_errors(r: dict) -> dict[tuple[str, str], float]:
+    return {(name, side): e[f"pedicle_{side}"] for name, e in r["levels"].items() for side in ("left", "right")
+            if e.get(f"pedicle_{side}") is not None}
+
+
+def test_ct_every_measured_pedicle_is_within_4_5_mm_on_example_ct(real_results):
+    """Where a pedicle is measured on example_ct (3 mm voxels) it lies within 4.5 mm of the label's isthmus, and
+    both pedicles of L1-L5 are measured."""
+    errs = _pedicle_errors(real_results[("ct", "totalseg", "none")])
+    assert {(n, s) for n in ("L1", "L2", "L3", "L4", "L5") for s in ("left", "right")} <= set(errs), errs
+    assert max(errs.values()) <= 4.5, errs
+
+
+@pytest.mark.xfail(strict=True, reason="measured: T12's pedicles are not measured (their section reaches the top "
+                                       "edge of the image), nor S1's (they merge into the alae: no isthmus); "
+                                       "L1-L5 within 4.3 mm")
+def test_ct_pedicles_within_4_5_mm_at_every_level_of_example_ct(real_results):
+    errs = _pedicle_errors(real_results[("ct", "totalseg", "none")])
+    assert len(errs) == 14 and max(errs.values()) <= 4.5
+
+
+@pytest.mark.xfail(strict=True, reason="measured: S1's pedicles are not measured on CT (they merge into the alae)")
 def test_ct_s1_pedicles_lie_in_s1(real_results):
     e = real_results[("ct", "totalseg", "none")]["levels"]["S1"]
     assert e["pedicle_left_in_label"] is True and e["pedicle_right_in_label"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="measured: T12 left 7.3, L3 right 6.1, L5 left 5.1, S1 7.3/12.8 mm "
-                                       "(median 5.0 / 4.7 mm)")
-def test_ct_pedicles_within_4_5_mm_at_every_level_of_example_ct(real_results):
-    r = real_results[("ct", "totalseg", "none")]
-    errs = [e[k] for e in r["levels"].values() for k in ("pedicle_left", "pedicle_right") if e.get(k) is not None]
-    assert len(errs) >= 13 and max(errs) <= 4.5
+def test_ct_measured_pedicles_lie_in_their_own_vertebra(real_results):
+    for key in (("ct", "totalseg", "none"), ("ct", "tptbox", "mark")):
+        for name, e in real_results[key]["levels"].items():
+            for side in ("left", "right"):
+                assert e.get(f"pedicle_{side}_in_label") in (None, True), (key, name, side)
 
 
-@pytest.mark.xfail(strict=True, reason="measured: on the 70 mm L2-L4 crop the discs are misplaced and the marked "
-                                       "L3 is named L2 (no pedicle scored)")
+def test_ct_crop_with_a_mark_names_the_bodies_and_finds_l3_pedicles_within_3_mm(real_results):
+    """The 70 mm TPTBox crop (L2-L4, 1.5 mm) with one mark at the L3 label's centroid: the bodies are named from the
+    mark, none misnamed, and L3's pedicles lie within 3 mm of the label's isthmus."""
+    r = real_results[("ct", "tptbox", "mark")]
+    assert "L3" in r["found_right"] and not r["misnamed"] and not r["off"], r
+    errs = _pedicle_errors(r)
+    assert {("L3", "left"), ("L3", "right")} <= set(errs) and max(errs.values()) <= 3.0, errs
+
+
+@pytest.mark.xfail(strict=True, reason="measured: L4's body is cut at mid-height by the crop (its landmarks, and so "
+                                       "its pedicles, are not measured); L2's pedicles lie above the crop (no "
+                                       "reference: the label's pedicle is cut by the image's edge)")
 def test_ct_pedicles_within_3_mm_on_the_tptbox_crop(real_results):
     r = real_results[("ct", "tptbox", "mark")]
-    errs = [e[k] for e in r["levels"].values() for k in ("pedicle_left", "pedicle_right") if e.get(k) is not None]
-    assert r["found_right"] == ["L2", "L3", "L4"] and len(errs) == 6 and max(errs) <= 3.0
+    errs = _pedicle_errors(r)
+    assert r["found_right"] == ["L2", "L3", "L4"] and len(errs) == 6 and max(errs.values()) <= 3.0
+
+
+def test_ct_crop_without_marks_says_it_cannot_name_the_levels(shared_data):
+    """A crop of three lumbar vertebrae has no sacrum to count from: without a mark the finder says so (and how to
+    give one) instead of proposing names."""
+    (_, volume), = load_path(shared_data / "tptbox_vertebra_crops" / "sample_ct" / "sub-ct_label-22_ct.nii.gz"
+                             ).images.items()
+    with pytest.raises(LevelDetectionError, match="sacrum.*mark one named body"):
+        propose_levels_detailed(volume, modality="CT")
+
+
+def test_the_pedicle_reference_finds_the_isthmus_of_a_synthetic_bridge():
+    """The label reference (tests/anatomy_reference.py) on a synthetic vertebra whose pedicles are oblique tubes
+    narrowest at a known point: the centre is found within 1.5 mm at 1.5 and 3 mm voxels, and a pedicle cut by the
+    edge of the label map has no reference."""
+    for voxel in (1.5, 3.0):
+        vert, body, ijk_to_lps, truth = _synthetic_vertebra(voxel)
+        ref = body_reference("X", body, ijk_to_lps, [1.0, 0.0, 0.0])
+        ped = pedicle_reference(ref, body, vert, ijk_to_lps)
+        for side, got in ((+1, ped.left), (-1, ped.right)):
+            assert got is not None, (voxel, side, ped.why_not[side])
+            assert np.linalg.norm(got - truth[side]) <= 1.5, (voxel, side, got - truth[side])
+    vert, body, ijk_to_lps, truth = _synthetic_vertebra(1.5)
+    k_cut = int(round((truth[+1][2] - ijk_to_lps[2, 3]) / 1.5))  # the map ends at the isthmus' height
+    ref = body_reference("X", body[:, :, :k_cut], ijk_to_lps, [1.0, 0.0, 0.0])
+    ped = pedicle_reference(ref, body[:, :, :k_cut], vert[:, :, :k_cut], ijk_to_lps)
+    assert ped.left is None and ped.right is None
+
+
+def _synthetic_vertebra(voxel: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    """(vertebra mask, body mask, ijk -> LPS, isthmus centre per side) on an LPS-aligned grid: an elliptic body in
+    front, a bar behind it, joined on each side by a tube running 30 mm back and 5 mm out whose radius is smallest
+    (3.5 mm) at 45 % of its length."""
+    lo = np.array([-45.0, -45.0, -25.0])
+    shape = np.ceil(np.array([90.0, 80.0, 50.0]) / voxel).astype(int)
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] *= voxel
+    ijk_to_lps[:3, 3] = lo
+    pts = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1) * voxel + lo
+    x, y, z = pts[..., 0], pts[..., 1], pts[..., 2]
+    body = ((x / 20) ** 2 + ((y + 20) / 15) ** 2 <= 1) & (np.abs(z) <= 12)
+    vert = body | ((np.abs(x) <= 22) & (y >= 16) & (y <= 24) & (np.abs(z) <= 8))
+    truth = {}
+    for side in (+1, -1):
+        p0, p1 = np.array([side * 14.0, -10.0, 3.0]), np.array([side * 19.0, 20.0, 3.0])
+        length = float(np.linalg.norm(p1 - p0))
+        d = (p1 - p0) / length
+        along = (pts - p0) @ d
+        across = np.linalg.norm(pts - p0 - along[..., None] * d, axis=-1)
+        vert |= (along >= 0) & (along <= length) & (across <= 3.5 + 0.012 * (along - 0.45 * length) ** 2)
+        truth[side] = p0 + 0.45 * length * d
+    return vert, body, ijk_to_lps, truth

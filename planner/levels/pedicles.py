@@ -237,33 +237,35 @@ def _ct_section(volume: Volume, centre: np.ndarray, normal: np.ndarray, frame: B
             return None
         k = int(lab[rr[j], cc[j]])
     raw = lab == k
-    comp = _convex_fill(raw)
-    cv, cu = ndimage.center_of_mass(comp)
-    return _Section(float(comp.sum()) * step * step, centre + (g[0] + cv * step) * v + (g[0] + cu * step) * u, comp,
-                    bool(comp[0].any() or comp[-1].any() or comp[:, 0].any() or comp[:, -1].any()),
+    area, (cv, cu) = _hull_area_centroid(raw)
+    return _Section(area * step * step, centre + (g[0] + cv * step) * v + (g[0] + cu * step) * u, raw,
+                    bool(raw[0].any() or raw[-1].any() or raw[:, 0].any() or raw[:, -1].any()),
                     bool(np.isnan(vals[ndimage.binary_dilation(raw & ~np.isnan(vals))]).any()))
 
 
-def _convex_fill(mask: np.ndarray) -> np.ndarray:
-    """The convex hull of a 2D mask (the hull of its pixel centres grown by half a pixel), as a mask of the
-    same grid."""
+def _hull_area_centroid(mask: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """Area (pixels) and centroid (row, col) of the convex hull of a 2D mask: the hull of its pixel centres
+    grown by half a pixel all round (its area plus half a pixel times its perimeter plus a quarter-pixel
+    disc; the centroid is that of the hull polygon)."""
     from scipy.spatial import ConvexHull, QhullError
 
-    edge = mask & ~ndimage.binary_erosion(mask)
-    pts = np.argwhere(edge).astype(float)
-    if len(pts) < 3:
-        return mask.copy()
-    try:
-        eq = ConvexHull(pts).equations  # a * row + b * col + c <= 0 inside (unit normals)
-    except QhullError:  # all on one line: the mask is its own hull
-        return mask.copy()
-    lo = pts.min(axis=0).astype(int)
-    hi = pts.max(axis=0).astype(int) + 1
-    rr, cc = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]]
-    inside = np.all(rr[..., None] * eq[:, 0] + cc[..., None] * eq[:, 1] + eq[:, 2] <= 0.5, axis=-1)
-    out = mask.copy()
-    out[lo[0]:hi[0], lo[1]:hi[1]] |= inside
-    return out
+    pts = np.argwhere(mask & ~ndimage.binary_erosion(mask)).astype(float)
+    if len(pts) >= 3:
+        try:
+            poly = pts[ConvexHull(pts).vertices]
+        except QhullError:  # all on one line: the mask is its own hull
+            poly = None
+        if poly is not None:
+            x, y = poly[:, 0], poly[:, 1]
+            xn, yn = np.roll(x, -1), np.roll(y, -1)
+            cross = x * yn - xn * y
+            a = 0.5 * float(cross.sum())
+            perim = float(np.hypot(xn - x, yn - y).sum())
+            cx = float(((x + xn) * cross).sum()) / (6.0 * a)
+            cy = float(((y + yn) * cross).sum()) / (6.0 * a)
+            return abs(a) + 0.5 * perim + math.pi * 0.25, (cx, cy)
+    c = ndimage.center_of_mass(mask)
+    return float(mask.sum()), (float(c[0]), float(c[1]))
 
 
 def _ct_scan(volume: Volume, frame: BodyFrame, centre: np.ndarray, axis: np.ndarray, step: float,
