@@ -113,6 +113,8 @@ class DetectionParams:
     ct_pedicle_midline_mm: float = 3.0
     #: CT: the canal is sought this far behind the posterior wall, and its outline's rays are this long (mm).
     ct_canal_max_depth_mm: float = 35.0
+    #: CT: the canal's outline is sought in planes this fraction of the body's height either side of mid-height.
+    ct_canal_height_fraction: float = 0.25
     #: CT: number of rays of the canal outline.
     ct_canal_rays: int = 72
     #: CT: the pedicle axis is sought within these angles from straight back (deg): medio-lateral (positive:
