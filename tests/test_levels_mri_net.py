@@ -21,10 +21,10 @@ from planner.levels.mri_bodies import (
     split_bodies,
 )
 from planner.levels.mri_input import DEPTH, GRID_MM, normalise_plane, plane_for_box, sample_plane
-from planner.levels.naming import _sequence
+from planner.levels.naming import name_sequence
 from planner.levels.params import MrBodiesParams
 
-SEQ = _sequence(None)
+SEQ = name_sequence(None)
 
 
 # ------------------------------------------------------------------ input planes
@@ -161,7 +161,7 @@ def test_names_counted_from_the_sacrum_without_marks():
     scan = _scan(COLUMN, P_L5, P_S1)
     assert name_without_marks(scan, SEQ) == NAMES
     # a spine with six lumbar vertebrae, when the physician says so: the last mobile body is L6
-    assert name_without_marks(_scan(COLUMN, P_L5, P_S1), _sequence("L6"), transitional="L6") == [
+    assert name_without_marks(_scan(COLUMN, P_L5, P_S1), name_sequence("L6"), transitional="L6") == [
         "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1"]
 
 

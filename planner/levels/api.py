@@ -11,9 +11,9 @@ from planner.imaging.volume import Volume
 from planner.plan import Level
 from planner.levels.params import DetectionParams
 from planner.levels.results import LevelDetectionError, LevelProposal
-from planner.levels.naming import PROPOSED_ORDER, _sequence, TRANSITIONAL
-from planner.levels.ct import _detect_ct
-from planner.levels.mri import _detect_mr
+from planner.levels.naming import PROPOSED_ORDER, name_sequence, TRANSITIONAL
+from planner.levels.ct import detect_ct
+from planner.levels.mri import detect_mr
 
 
 def propose_levels(volume: Volume, hints: Optional[Mapping[str, Sequence[float]]] = None, *,
@@ -41,7 +41,7 @@ def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequenc
     mod = (modality or volume.info.modality or _guess_modality(volume)).upper()
     hints = {str(k).upper(): np.asarray(v, dtype=float) for k, v in (hints or {}).items()}
     for name, pt in hints.items():
-        if name not in _sequence(transitional):
+        if name not in name_sequence(transitional):
             raise LevelDetectionError(f"unknown level name in hint: {name!r}")
         if pt.shape != (3,) or not np.all(np.isfinite(pt)):
             raise LevelDetectionError(f"hint {name} must be three finite LPS coordinates")
@@ -50,12 +50,12 @@ def propose_levels_detailed(volume: Volume, hints: Optional[Mapping[str, Sequenc
                                       "the image")
     warnings: list[str] = []
     if mod == "CT":
-        found, notes = _detect_ct(volume, p, transitional, hints)
+        found, notes = detect_ct(volume, p, transitional, hints)
     else:
         for_uid = volume.info.frame_of_reference_uid
         same_frame = [c for c in companions if c is not volume and isinstance(c, Volume) and c.array.ndim == 3
                       and (not for_uid or c.info.frame_of_reference_uid == for_uid)]
-        found, notes, warnings = _detect_mr(volume, hints, p, transitional, mod, companions=same_frame)
+        found, notes, warnings = detect_mr(volume, hints, p, transitional, mod, companions=same_frame)
     levels = [Level(name=v.name, landmarks=v.landmarks,
                     pedicle_outline_left_lps=v.pedicle_outlines.get("left", []),
                     pedicle_outline_right_lps=v.pedicle_outlines.get("right", []),

@@ -10,7 +10,7 @@ from scipy import ndimage
 from planner.imaging.volume import Volume
 from planner.levels.params import DetectionParams
 from planner.levels.pedicles import BodyFrame
-from planner.levels.results import _pt
+from planner.levels.results import lps_tuple
 
 
 def ct_canal_outline(volume: Volume, frame: BodyFrame, centre_lps: np.ndarray, p: DetectionParams
@@ -83,4 +83,4 @@ def ct_canal_outline(volume: Volume, frame: BodyFrame, centre_lps: np.ndarray, p
     # median, then a running median around the ring
     radii = np.minimum(radii, 1.5 * float(np.median(radii)))
     radii = ndimage.median_filter(radii, size=5, mode="wrap")
-    return [_pt(seed + rr * d) for rr, d in zip(radii, dirs)]
+    return [lps_tuple(seed + rr * d) for rr, d in zip(radii, dirs)]

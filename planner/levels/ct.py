@@ -12,28 +12,28 @@ from scipy import ndimage
 from planner.imaging.volume import Volume
 from planner.plan import Landmarks
 from planner.levels.params import DetectionParams
-from planner.levels.results import LevelDetectionError, _pt, VertebraFound
-from planner.levels.naming import PROPOSED_ORDER, _sequence
-from planner.levels.grid import _line_profile, body_frame, SpineCurve, work_grid, WorkGrid, working_volume
+from planner.levels.results import LevelDetectionError, lps_tuple, VertebraFound
+from planner.levels.naming import PROPOSED_ORDER, name_sequence
+from planner.levels.grid import line_profile, body_frame, SpineCurve, work_grid, WorkGrid, working_volume
 from planner.levels.pedicles import BodyFrame, ct_pedicle
 from planner.levels.canal import ct_canal_outline
+from planner.levels.discs import disc_scores
 
 
-def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
+def detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
                hints: Optional[Mapping[str, np.ndarray]] = None) -> tuple[list[VertebraFound], list[str]]:
     """Levels on CT: named from the sacrum, or from marks inside named bodies when given (a mark wins
     over the sacrum; a disagreement between them is noted)."""
     grid = work_grid(volume, p.work_spacing_mm, fill=-1024.0)
-    curve = _ct_curve(grid, p)
+    curve, low_density = _ct_curve(grid, p)
     s = grid.spacing
     a_col = np.arange(-10.0, 60.0 + 1e-6, s)
     img = curve.straighten(grid, a_col, np.arange(-p.slab_half_width_mm, p.slab_half_width_mm + 1e-6, s),
                            fill=-1024.0)
-    discs = _find_discs(img, a_col, s, p, bright_flanks=True)
+    discs = _find_discs(img, a_col, s, p)
     if len(discs) < 1:
         raise LevelDetectionError("no intervertebral disc was found along the spine")
     segments = _segments(discs, len(curve), s, p)
-    low_density = _low_density(img, a_col, segments, p)
     # every segment keeps its place in the count, even when its landmarks cannot be measured
     verts, frames = [], []
     for lo_t, hi_t, partial in segments:
@@ -50,7 +50,7 @@ def _detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
             break
     width_notes = _measure_all_pedicles(volume, verts, frames, p)
     notes: list[str] = []
-    seq = _sequence(transitional)
+    seq = name_sequence(transitional)
     anchor = "L5" if transitional == "sacralised_L5" else "S1"
     by_sacrum = None if sacral_idx is None else (sacral_idx, seq.index(anchor))
     by_marks = _anchor_from_marks(verts, curve, hints, seq, notes) if hints else None
@@ -143,7 +143,7 @@ def _measure_all_pedicles(volume: Volume, verts: list[VertebraFound], frames: li
             found = got.get(side)
             if found is None:
                 continue
-            v.landmarks = v.landmarks.model_copy(update={f"pedicle_{name}_lps": _pt(found.centre_lps)})
+            v.landmarks = v.landmarks.model_copy(update={f"pedicle_{name}_lps": lps_tuple(found.centre_lps)})
             v.pedicle_outlines[name] = found.outline_lps
         v.canal_outline = ct_canal_outline(region, frame, np.asarray(v.landmarks.body_center_lps), p)
     return list(dict.fromkeys(notes))
@@ -217,7 +217,11 @@ def _dp_track(score: np.ndarray, max_step: int, penalty: float) -> np.ndarray:
     return path
 
 
-def _ct_curve(grid: WorkGrid, p: DetectionParams) -> SpineCurve:
+def _ct_curve(grid: WorkGrid, p: DetectionParams) -> tuple[SpineCurve, bool]:
+    """The spine curve on CT (the posterior wall of the body column, module docstring) and whether the bodies'
+    marrow is so close to soft tissue that their walls are the outer edges of the cortex
+    (:func:`_cortex_regime`: the median, over the rows, of the 12 mm in front of the column's track, and the
+    noise of the smoothed mid-sagittal slab there)."""
     w = grid.array
     s = grid.spacing
     nz, ny, nx = w.shape
@@ -242,9 +246,10 @@ def _ct_curve(grid: WorkGrid, p: DetectionParams) -> SpineCurve:
     pb = np.zeros(nz)
     lo_c = max(1, int(12 / s))
     col = np.array([np.median(sm[kz, max(track[kz] - lo_c, 0): track[kz] + 1]) for kz in range(nz)])
-    # fatty or osteoporotic marrow (the column's typical value hardly above soft tissue): the wall is the outer
-    # edge of the cortex, not a fall through a threshold lost in the noise
-    low_density = float(np.median(col)) - p.ct_soft_hu < p.ct_cortex_contrast_hu
+    # fatty or osteoporotic marrow (the column's typical value hardly above soft tissue, the cortex well above
+    # the noise): the wall is the outer edge of the cortex, not a fall through a threshold lost in the noise
+    diffs = np.concatenate([np.diff(sm[kz, max(track[kz] - lo_c, 0): track[kz] + 1]) for kz in range(nz)])
+    low_density = _cortex_regime(float(np.median(col)), _noise_sd(diffs), p)
     for kz in range(nz):
         y = track[kz]
         col_v = col[kz]
@@ -264,40 +269,15 @@ def _ct_curve(grid: WorkGrid, p: DetectionParams) -> SpineCurve:
     pb = ndimage.median_filter(pb, size=max(3, int(p.ct_wall_median_mm / s)), mode="nearest")
     pb = ndimage.gaussian_filter1d(pb, p.ct_wall_smooth_mm / s, mode="nearest")
     kji = np.stack([np.arange(nz, dtype=float), pb, x0], axis=1)
-    return SpineCurve.from_points(grid.lps_of(kji))
+    return SpineCurve.from_points(grid.lps_of(kji)), low_density
 
 
-def _find_discs(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams, *, bright_flanks: bool,
+def _find_discs(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams,
                 t_range: Optional[tuple[float, float]] = None) -> list[tuple[float, float]]:
-    """Discs along the straightened column: list of (t index, tilt in radians), caudal to cranial."""
-    n = img.shape[0]
-    a0, a1 = p.column_depth_mm
-    acol = np.flatnonzero((a_col >= a0) & (a_col <= a1)).astype(float)
-    a_rel = a_col[acol.astype(int)] - (a0 + a1) / 2
-    best = np.full(n, -np.inf)
-    tilt = np.zeros(n)
-    ts = np.arange(n, dtype=float)
-    for th_deg in np.arange(-p.disc_max_tilt_deg, p.disc_max_tilt_deg + 1e-6, 4.0):
-        off = a_rel * math.tan(math.radians(th_deg)) / s  # row offset along the line
-
-        def line_mean(t: np.ndarray) -> np.ndarray:
-            tt = t[:, None] + off[None, :]
-            aa = np.broadcast_to(acol[None, :], tt.shape)
-            return ndimage.map_coordinates(img, [tt.ravel(), aa.ravel()], order=1, mode="nearest").reshape(
-                tt.shape).mean(axis=1)
-
-        l0 = line_mean(ts)
-        sc = np.full(n, -np.inf)
-        for d_mm in (3.0, 4.5, 6.0):
-            d = d_mm / s
-            flank = np.minimum(line_mean(ts - d), line_mean(ts + d))
-            sc = np.maximum(sc, flank - l0)
-        better = sc > best
-        best[better] = sc[better]
-        tilt[better] = math.radians(th_deg)
-    edge = int(6 / s)
-    best[:edge] = -np.inf
-    best[n - edge:] = -np.inf
+    """Discs along the straightened column: list of (t index, tilt in radians), caudal to cranial: the best
+    chain (:func:`_disc_chain`) of disc scores (:func:`planner.levels.discs.disc_scores`, bright endplates on
+    both sides at ``ct_disc_flanks_mm``)."""
+    best, tilt = disc_scores(img, a_col, s, p, p.ct_disc_flanks_mm)
     if t_range is not None:
         best[: max(0, int(t_range[0]))] = -np.inf
         best[int(t_range[1]) + 1:] = -np.inf
@@ -376,14 +356,20 @@ def _ct_landmarks(grid: WorkGrid, curve: SpineCurve, img: np.ndarray, a_col: np.
     return _refine_body(grid, sup, inf, lateral, curve.frame(t_mid)[3], thr, p, cortex_only=cortex_only)
 
 
-def _low_density(img: np.ndarray, a_col: np.ndarray, segments: list[tuple[float, float, bool]],
-                 p: DetectionParams) -> bool:
-    """True when the bodies' marrow is hardly denser than soft tissue (fatty or osteoporotic bone): the
-    median over the segments wholly in view of their marrow level (:func:`_marrow_level`) lies less than
-    ``ct_cortex_contrast_hu`` above ``ct_soft_hu``. The walls are then the outer edges of the cortex."""
-    levels = [m for m in (_marrow_level(img, a_col, lo, hi) for lo, hi, partial in segments if not partial)
-              if m is not None]
-    return bool(levels) and float(np.median(levels)) - p.ct_soft_hu < p.ct_cortex_contrast_hu
+def _cortex_regime(marrow: float, noise_sd: float, p: DetectionParams) -> bool:
+    """The walls are the cortex's outer edges when the marrow (``marrow``) lies less than
+    ``ct_cortex_contrast_hu`` above soft tissue and that contrast is at least twice the image's noise (an image
+    of noise has no cortex to follow)."""
+    return marrow - p.ct_soft_hu < p.ct_cortex_contrast_hu and 2.0 * noise_sd < p.ct_cortex_contrast_hu
+
+
+def _noise_sd(differences: np.ndarray) -> float:
+    """The image noise's standard deviation from differences of neighbouring samples (robust: their median
+    absolute deviation, scaled for a Gaussian and for the difference of two samples)."""
+    d = np.asarray(differences, dtype=float).ravel()
+    if d.size == 0:
+        return float("inf")
+    return float(np.median(np.abs(d - np.median(d)))) / 0.6745 / math.sqrt(2.0)
 
 
 def _marrow_level(img: np.ndarray, a_col: np.ndarray, t_lo: float, t_hi: float) -> Optional[float]:
@@ -506,8 +492,8 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
     axis, height, lat, ap, mid = frame
     pos = np.arange(0.0, 70.0 + 1e-6, grid.spacing / 2)
     hw = (p.slab_half_width_mm, min(3.0, 0.15 * height))
-    fwd = _line_profile(grid, mid, ap, (lat, axis), pos, hw, fill)
-    back = _line_profile(grid, mid, -ap, (lat, axis), pos, hw, fill)
+    fwd = line_profile(grid, mid, ap, (lat, axis), pos, hw, fill)
+    back = line_profile(grid, mid, -ap, (lat, axis), pos, hw, fill)
     a_front = _wall_in_profile(fwd, pos, thr, bone_v, start_mm=0.0, min_mm=5.0, max_mm=50.0, cortex_contrast=contrast,
                                cortex_only=cortex_only)
     # behind the body lies the canal (CSF, fat): split halfway between the marrow and the canal level
@@ -523,10 +509,10 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
     center = 0.5 * (post + ant)
     # centre the midline on the body: its left and right edges at mid-height and mid-depth
     hw_lr = (min(4.0, 0.2 * (a_front + a_back)), min(3.0, 0.15 * height))
-    left = _wall_in_profile(_line_profile(grid, center, lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
+    left = _wall_in_profile(line_profile(grid, center, lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
                             start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0, cortex_contrast=contrast,
                             cortex_only=cortex_only)
-    right = _wall_in_profile(_line_profile(grid, center, -lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
+    right = _wall_in_profile(line_profile(grid, center, -lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
                              start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0, cortex_contrast=contrast,
                             cortex_only=cortex_only)
     # an edge at the end of the profile was not found (the sacral alae continue the body sideways)
@@ -539,8 +525,8 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
         half = {+1: 0.5 * (left + right), -1: 0.5 * (left + right)}
     sup_c = center + ((sup - center) @ axis) * axis
     inf_c = center + ((inf - center) @ axis) * axis
-    lm = Landmarks(body_center_lps=_pt(center), superior_endplate_lps=_pt(sup_c), inferior_endplate_lps=_pt(inf_c),
-                   posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant))
+    lm = Landmarks(body_center_lps=lps_tuple(center), superior_endplate_lps=lps_tuple(sup_c), inferior_endplate_lps=lps_tuple(inf_c),
+                   posterior_wall_lps=lps_tuple(post), anterior_wall_lps=lps_tuple(ant))
     frame = BodyFrame(post, axis, ap, lat, height, {k: float(v) for k, v in half.items() if v is not None},
                       max(0.75 * bone_v, thr) if pedicle_thr is None else pedicle_thr)
     return lm, frame

@@ -210,7 +210,7 @@ class SpineCurve:
         return acc / len(x_mm)
 
 
-def _line_profile(grid: WorkGrid, origin: np.ndarray, direction: np.ndarray, across: Sequence[np.ndarray],
+def line_profile(grid: WorkGrid, origin: np.ndarray, direction: np.ndarray, across: Sequence[np.ndarray],
                   pos_mm: np.ndarray, half_widths: Sequence[float], fill: float) -> np.ndarray:
     """Mean profile along ``origin + pos * direction`` over a small box spanned by ``across``."""
     s = grid.spacing

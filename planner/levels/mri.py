@@ -18,21 +18,22 @@ from scipy import ndimage
 from planner.imaging.volume import Volume
 from planner.plan import Landmarks, Point3
 from planner.levels.params import DetectionParams
+from planner.levels.discs import disc_scores
 from planner.levels.mri_bodies import MODEL_PATH, default_net, find_bodies, name_from_marks, name_without_marks
-from planner.levels.results import LevelDetectionError, _pt, VertebraFound
-from planner.levels.naming import PROPOSED_ORDER, _sequence
-from planner.levels.grid import _line_profile, SpineCurve, work_grid, WorkGrid, working_volume, body_frame
-from planner.levels.profiles import _cortex_line, _dip_near, _first_dip, _mirror_midline, _NativeSlices, _surface
+from planner.levels.results import LevelDetectionError, lps_tuple, VertebraFound
+from planner.levels.naming import PROPOSED_ORDER, name_sequence
+from planner.levels.grid import line_profile, SpineCurve, work_grid, WorkGrid, working_volume, body_frame
+from planner.levels.profiles import cortex_line, dip_near, first_dip, mirror_midline, NativeSlices, surface
 from planner.levels.pedicles import (
-    _axial_pedicle_x,
-    _mr_pedicle,
-    _mr_pedicle_native,
-    _posterior_wall_line,
-    _symmetric_pedicles,
+    axial_pedicle_x,
+    mr_pedicle,
+    mr_pedicle_native,
+    posterior_wall_line,
+    symmetric_pedicles,
 )
 
 
-def _detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParams, transitional: Optional[str],
+def detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParams, transitional: Optional[str],
                modality: str, companions: Sequence[Volume] = ()
                ) -> tuple[list[VertebraFound], list[str], list[str]]:
     """(vertebrae, notes, warnings) on a sagittal MR with the finder ``p.mr_finder`` names: "classical"
@@ -58,7 +59,7 @@ def _detect_mr_learned(volume: Volume, hints: Mapping[str, np.ndarray], p: Detec
     if len(hints) == 1:
         raise LevelDetectionError("on MRI the levels need two marks, e.g. inside S1 and inside L1 (one was given), "
                                   "or none for a proposal counted from the sacrum")
-    seq = _sequence(transitional)
+    seq = name_sequence(transitional)
     net_params = p.mr_bodies
     net = default_net(str(net_params.model_path or MODEL_PATH), net_params.threads)
     scan = find_bodies(volume, list(hints.values()), net=net, params=net_params,
@@ -107,7 +108,7 @@ def _detect_mr_learned(volume: Volume, hints: Mapping[str, np.ndarray], p: Detec
         if name == "S1":
             # S1's pedicles merge into the sacral alae: on MRI no separate pedicle is seen to measure
             notes.append("S1: the pedicles merge into the sacral alae and are not measured on MRI; place them by hand")
-        landmarks = Landmarks(**{k: _pt(v) for k, v in lm.items()},
+        landmarks = Landmarks(**{k: lps_tuple(v) for k, v in lm.items()},
                               pedicle_left_lps=peds[0], pedicle_right_lps=peds[1])
         verts.append(VertebraFound(0.0, 0.0, landmarks, name=name, sacral=name == "S1", partial=body.partial))
     return verts, scan.notes + notes, scan.warnings
@@ -142,7 +143,7 @@ def _detect_mr_classical(volume: Volume, hints: Mapping[str, np.ndarray], p: Det
                                   "S1 and a point inside L1")
     if len(hints) < 2:
         raise LevelDetectionError("on MRI the levels need two marks, e.g. inside S1 and inside L1 (one was given)")
-    seq = _sequence(transitional)
+    seq = name_sequence(transitional)
     ordered = sorted(hints.items(), key=lambda kv: seq.index(kv[0]))  # cranial first
     (name_hi, p_hi), (name_lo, p_lo) = ordered[0], ordered[-1]
     n_gaps = seq.index(name_lo) - seq.index(name_hi)
@@ -249,7 +250,7 @@ def _snap_mark(volume: Volume, mark: np.ndarray, axis: np.ndarray, p: DetectionP
     marrow = float(np.median(volume.sample(mark + ball)))
     if not marrow > 0:
         return mark
-    ns = _NativeSlices(volume, mark, lat, ap, axis, marrow)
+    ns = NativeSlices(volume, mark, lat, ap, axis, marrow)
     pos = np.arange(0.0, 50.0 + 1e-6, 0.25)
     out = []
     for sgn in (+1, -1):
@@ -257,9 +258,9 @@ def _snap_mark(volume: Volume, mark: np.ndarray, axis: np.ndarray, p: DetectionP
         for dh in (-4.0, -2.0, 0.0, 2.0, 4.0):
             for dx in (-1.5, 0.0, 1.5):
                 prof = ns.sample(dx, sgn * pos, dh)
-                e = _cortex_line(prof[pos >= 2.0], pos[pos >= 2.0], p)
+                e = cortex_line(prof[pos >= 2.0], pos[pos >= 2.0], p)
                 if e is not None:
-                    found.append(_surface(e, "wall"))
+                    found.append(surface(e, "wall"))
         if len(found) < 5:
             return mark
         out.append(float(np.median(found)))
@@ -270,7 +271,7 @@ def _snap_mark(volume: Volume, mark: np.ndarray, axis: np.ndarray, p: DetectionP
     a_mid = 0.5 * (a_front - a_back)
     c = None
     if ns.sagittal:
-        c = _mirror_midline(ns, np.arange(-a_back - 25.0, a_front + 3.0 + 1e-6, 1.5), np.arange(-6.0, 6.0 + 1e-6, 1.5),
+        c = mirror_midline(ns, np.arange(-a_back - 25.0, a_front + 3.0 + 1e-6, 1.5), np.arange(-6.0, 6.0 + 1e-6, 1.5),
                             search_mm=8.0)
     return mark + a_mid * ap + (0.0 if c is None or abs(c) > 7.5 else c) * lat
 
@@ -391,7 +392,7 @@ def _mr_discs(dev: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams, 
     exact: choose exactly ``count`` (the marks say how many); otherwise up to ``count`` nearest to
     t_start (or to t_end with ``from_top``), each with a clear disc signature."""
     pr = DetectionParams(**{**p.__dict__, "column_depth_mm": col})
-    score = _disc_scores(dev, a_col, s, pr)
+    score = disc_scores(dev, a_col, s, pr, p.mr_disc_flanks_mm)
     n = len(score[0])
     lo_i, hi_i = max(0, int(math.ceil(t_start))), min(n - 1, int(math.floor(t_end)))
     if hi_i <= lo_i:
@@ -449,40 +450,6 @@ def _exact_chain(peaks: list[int], sc: np.ndarray, count: int, lo_d: float, hi_d
         out.append(peaks[j])
         j = prev[c, j]
     return out[::-1]
-
-
-def _disc_scores(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: how much a thin band (tilted up to ``disc_max_tilt_deg``) is darker than both sides, and
-    the tilt (radians) that fits best."""
-    n = img.shape[0]
-    a0, a1 = p.column_depth_mm
-    acol = np.flatnonzero((a_col >= a0) & (a_col <= a1)).astype(float)
-    a_rel = a_col[acol.astype(int)] - (a0 + a1) / 2
-    best = np.full(n, -np.inf)
-    tilt = np.zeros(n)
-    ts = np.arange(n, dtype=float)
-    for th_deg in np.arange(-p.disc_max_tilt_deg, p.disc_max_tilt_deg + 1e-6, 4.0):
-        off = a_rel * math.tan(math.radians(th_deg)) / s
-
-        def line_mean(t: np.ndarray) -> np.ndarray:
-            tt = t[:, None] + off[None, :]
-            aa = np.broadcast_to(acol[None, :], tt.shape)
-            return ndimage.map_coordinates(img, [tt.ravel(), aa.ravel()], order=1, mode="nearest").reshape(
-                tt.shape).mean(axis=1)
-
-        l0 = line_mean(ts)
-        sc = np.full(n, -np.inf)
-        for d_mm in (3.0, 4.5, 6.0, 8.0):
-            d = d_mm / s
-            flank = np.minimum(line_mean(ts - d), line_mean(ts + d))
-            sc = np.maximum(sc, flank - l0)
-        better = sc > best
-        best[better] = sc[better]
-        tilt[better] = math.radians(th_deg)
-    edge = int(6 / s)
-    best[:edge] = -np.inf
-    best[n - edge:] = -np.inf
-    return best, tilt
 
 
 def _mr_disc_plates(ratio: WorkGrid, curve: SpineCurve, t_disc: float, p: DetectionParams, a_off: float = 0.0,
@@ -618,7 +585,7 @@ def _mr_far_endplate(ratio: WorkGrid, curve: SpineCurve, t_disc: float, toward: 
     if tt.min() < 0 or tt.max() > len(curve) - 1:
         return None
     prof = _mr_column_profile(ratio, curve, tt)
-    k = _first_dip(prof, p.mr_wall_dip)
+    k = first_dip(prof, p.mr_wall_dip)
     if k is None:
         return None
     return curve.to_lps(np.array(start + toward * k * (s / 2) / s), np.array(0.0), np.array(0.0))
@@ -690,7 +657,7 @@ def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: 
             for o2 in np.linspace(-widths[1], widths[1], 3):
                 origin = mid_pt + o1 * across[0] + o2 * across[1]
                 prof = ratio.sample(origin[None, :] + pos[:, None] * direction[None, :])
-                k = _first_dip(prof[pos >= start], p.mr_wall_dip)
+                k = first_dip(prof[pos >= start], p.mr_wall_dip)
                 if k is not None:
                     found.append(start + k * step)
         if len(found) < 4:
@@ -711,7 +678,7 @@ def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: 
 
     def side_edge(direction: np.ndarray) -> Optional[float]:
         """Where the marrow ends sideways (leaves the marrow band for good), halfway through the blur."""
-        prof = _line_profile(ratio, center, direction, (ap, axis), pos, hw_lr, 0.0)
+        prof = line_profile(ratio, center, direction, (ap, axis), pos, hw_lr, 0.0)
         out = np.abs(prof - 1.0) >= p.mr_marrow_tol
         need = max(1, int(round(3.0 / step)))
         for k in np.flatnonzero((pos >= 8.0) & (pos <= 40.0)):
@@ -734,12 +701,12 @@ def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: 
     if left is not None and right is not None and abs(left - right) <= 2 * p.mr_max_midline_correction_mm:
         half = {+1: 0.5 * (left + right), -1: 0.5 * (left + right)}
     ped_l, ped_r = (None if half[side] is None or half[side] >= 38.0 else
-                    _mr_pedicle(ratio, post, axis, ap, lat, height, side, half[side], p) for side in (+1, -1))
-    ped_l, ped_r = _symmetric_pedicles(ped_l, ped_r, post, axis, ap, lat, p)
-    return Landmarks(body_center_lps=_pt(center), superior_endplate_lps=_pt(sup_c), inferior_endplate_lps=_pt(inf_c),
-                     posterior_wall_lps=_pt(post), anterior_wall_lps=_pt(ant),
-                     pedicle_left_lps=None if ped_l is None else _pt(ped_l),
-                     pedicle_right_lps=None if ped_r is None else _pt(ped_r))
+                    mr_pedicle(ratio, post, axis, ap, lat, height, side, half[side], p) for side in (+1, -1))
+    ped_l, ped_r = symmetric_pedicles(ped_l, ped_r, post, axis, ap, lat, p)
+    return Landmarks(body_center_lps=lps_tuple(center), superior_endplate_lps=lps_tuple(sup_c), inferior_endplate_lps=lps_tuple(inf_c),
+                     posterior_wall_lps=lps_tuple(post), anterior_wall_lps=lps_tuple(ant),
+                     pedicle_left_lps=None if ped_l is None else lps_tuple(ped_l),
+                     pedicle_right_lps=None if ped_r is None else lps_tuple(ped_r))
 
 
 def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: np.ndarray,
@@ -759,7 +726,7 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
     marrow = float(np.median(volume.sample(mid + box[:, :1] * lat + box[:, 1:2] * ap + box[:, 2:] * axis)))
     if not marrow > 0:
         return None
-    ns = _NativeSlices(volume, mid, lat, ap, axis, marrow)
+    ns = NativeSlices(volume, mid, lat, ap, axis, marrow)
     step = 0.25
     pos = np.arange(0.0, 45.0 + 1e-6, step)
 
@@ -770,9 +737,9 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
             for dh in np.linspace(-0.15, 0.15, 5) * height:
                 for dx in (-1.5, 0.0, 1.5):
                     prof = ns.sample(x0 + dx, sgn * pos, h0 + dh)
-                    e = _cortex_line(prof[pos >= 3.0], pos[pos >= 3.0], p)
+                    e = cortex_line(prof[pos >= 3.0], pos[pos >= 3.0], p)
                     if e is not None:
-                        found.append(_surface(e, "wall"))
+                        found.append(surface(e, "wall"))
             if len(found) < 5:
                 return None
             out.append(float(np.median(found)))
@@ -784,7 +751,7 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
     a_front, a_back = w
     x0 = 0.0
     if ns.sagittal:
-        c = _mirror_midline(ns, np.arange(-a_back - 25.0, a_front + 3.0 + 1e-6, 1.5),
+        c = mirror_midline(ns, np.arange(-a_back - 25.0, a_front + 3.0 + 1e-6, 1.5),
                             np.arange(-0.4 * height, 0.4 * height + 1e-6, 1.5))
         if c is not None and abs(c) < 4.5:
             x0 = c
@@ -798,12 +765,12 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
         for da in np.linspace(-0.25, 0.25, 7) * (a_front + a_back):
             for dx in (-1.5, 0.0, 1.5):
                 prof = ns.sample(x0 + dx, a_mid + da, sgn * pos)
-                k = _dip_near(prof, pos, expected, 4.0, p.mr_wall_dip)
+                k = dip_near(prof, pos, expected, 4.0, p.mr_wall_dip)
                 if k is None:
                     continue
-                e = _cortex_line(prof, pos, p, dip_index=k)
+                e = cortex_line(prof, pos, p, dip_index=k)
                 if e is not None:
-                    pts.append((da, sgn * _surface(e, "endplate")))
+                    pts.append((da, sgn * surface(e, "endplate")))
         if len(pts) < 6:
             return None
         arr = np.asarray(pts)
@@ -826,11 +793,11 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
     h_c = 0.5 * (h_sup + h_inf)
     centre = ns.lps(x0, a_c, h_c)
     # pedicles, in a frame on the posterior wall's midline point
-    nsp = _NativeSlices(volume, ns.lps(x0, -a_back, h_c), lat, ap, axis, marrow)
-    d_line = _posterior_wall_line(nsp, height, p)
+    nsp = NativeSlices(volume, ns.lps(x0, -a_back, h_c), lat, ap, axis, marrow)
+    d_line = posterior_wall_line(nsp, height, p)
     found = {}
     for side, coarse in zip((+1, -1), coarse_pedicles):
-        r = _mr_pedicle_native(nsp, side, height, None if coarse is None else np.asarray(coarse, float), d_line,
+        r = mr_pedicle_native(nsp, side, height, None if coarse is None else np.asarray(coarse, float), d_line,
                                name, p)
         if r is None:
             continue
@@ -839,7 +806,7 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
         for ax in companions:
             if not ax.contains(nsp.lps(r[0], -r[1], r[2]), margin_voxels=-0.5):
                 continue
-            x_ax = _axial_pedicle_x(ax, nsp.origin, lat, ap, axis, side, r[0], r[1], r[2], r[3]["half_height"], p)
+            x_ax = axial_pedicle_x(ax, nsp.origin, lat, ap, axis, side, r[0], r[1], r[2], r[3]["half_height"], p)
             if x_ax is not None and abs(x_ax - r[0]) <= 3.0:
                 r = (x_ax, r[1], r[2], {**r[3], "axial": True})
                 break
@@ -855,9 +822,9 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
     elif len(found) == 1:  # the other side was not measured: it stays empty (placed by hand)
         s, (u, d, hh, _) = next(iter(found.items()))
         peds[s] = nsp.lps(u, -d, hh)
-    return Landmarks(body_center_lps=_pt(centre), superior_endplate_lps=_pt(ns.lps(x0, a_c, h_sup)),
-                     inferior_endplate_lps=_pt(ns.lps(x0, a_c, h_inf)),
-                     posterior_wall_lps=_pt(ns.lps(x0, -a_back, h_c)),
-                     anterior_wall_lps=_pt(ns.lps(x0, a_front, h_c)),
-                     pedicle_left_lps=None if peds[+1] is None else _pt(peds[+1]),
-                     pedicle_right_lps=None if peds[-1] is None else _pt(peds[-1]))
+    return Landmarks(body_center_lps=lps_tuple(centre), superior_endplate_lps=lps_tuple(ns.lps(x0, a_c, h_sup)),
+                     inferior_endplate_lps=lps_tuple(ns.lps(x0, a_c, h_inf)),
+                     posterior_wall_lps=lps_tuple(ns.lps(x0, -a_back, h_c)),
+                     anterior_wall_lps=lps_tuple(ns.lps(x0, a_front, h_c)),
+                     pedicle_left_lps=None if peds[+1] is None else lps_tuple(peds[+1]),
+                     pedicle_right_lps=None if peds[-1] is None else lps_tuple(peds[-1]))

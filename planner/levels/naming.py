@@ -66,13 +66,13 @@ def merge_proposal(existing: Sequence[Level], proposed: Sequence[Level]) -> list
 
 def names_from_anchor(count_above: int, anchor: str = "S1", transitional: Optional[str] = None) -> list[str]:
     """Names cranial to caudal for ``count_above`` vertebrae above an anchor, then the anchor."""
-    seq = _sequence(transitional)
+    seq = name_sequence(transitional)
     i = seq.index(anchor)
     lo = i - count_above
     return [seq[j] if j >= 0 else "" for j in range(lo, i + 1)]
 
 
-def _sequence(transitional: Optional[str]) -> list[str]:
+def name_sequence(transitional: Optional[str]) -> list[str]:
     """Full caudal-ending name sequence for the chosen anatomy."""
     if transitional not in TRANSITIONAL:
         raise ValueError(f"transitional must be one of None, 'L6', 'sacralised_L5', not {transitional!r}")

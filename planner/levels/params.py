@@ -90,6 +90,11 @@ class DetectionParams:
     column_depth_mm: tuple[float, float] = (4.0, 32.0)
     #: Largest disc tilt relative to the posterior-wall normal that the disc detector tries (deg).
     disc_max_tilt_deg: float = 20.0
+    #: Distances above and below a disc band at which the flanks are compared with it (mm): CT (the endplates
+    #: next to the disc) ...
+    ct_disc_flanks_mm: tuple[float, ...] = (3.0, 4.5, 6.0)
+    #: ... and MRI (the marrow beyond the dark cortex and cartilage of the endplates).
+    mr_disc_flanks_mm: tuple[float, ...] = (3.0, 4.5, 6.0, 8.0)
     #: Allowed distance between neighbouring discs (one vertebra plus one disc) (mm).
     disc_spacing_min_mm: float = 24.0
     disc_spacing_max_mm: float = 55.0

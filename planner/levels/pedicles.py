@@ -12,9 +12,9 @@ from scipy import ndimage
 
 from planner.imaging.volume import Volume
 from planner.levels.params import DetectionParams
-from planner.levels.results import _pt
+from planner.levels.results import lps_tuple
 from planner.levels.grid import WorkGrid
-from planner.levels.profiles import _cortex_line, _marrow_run, _NativeSlices, _parabola_apex, _surface
+from planner.levels.profiles import cortex_line, marrow_run, NativeSlices, parabola_apex, surface
 
 
 @dataclass
@@ -94,7 +94,7 @@ def ct_pedicle(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams,
     if ring is None:
         return PedicleFound(centre, ped_axis)
     outline = centre[None, :] + ring[:, :1] * medial[None, :] + ring[:, 1:2] * up[None, :]
-    return PedicleFound(centre, ped_axis, [_pt(q) for q in outline])
+    return PedicleFound(centre, ped_axis, [lps_tuple(q) for q in outline])
 
 
 def _ct_bridge_start(volume: Volume, frame: BodyFrame, side: int, p: DetectionParams) -> Optional[np.ndarray]:
@@ -368,7 +368,7 @@ def _ct_narrowest_direction(volume: Volume, frame: BodyFrame, side: int, centre:
     return (ml0, cc0) if best is None else best[1:]
 
 
-def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
+def mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndarray, lat: np.ndarray,
                 height: float, side: int, half_width: float, p: DetectionParams) -> Optional[np.ndarray]:
     """MRI pedicle centre on one side (+1 left, -1 right).
 
@@ -431,7 +431,7 @@ def _mr_pedicle(ratio: WorkGrid, post: np.ndarray, axis: np.ndarray, ap: np.ndar
     return post - d * ap + h * axis + side * x * lat
 
 
-def _symmetric_pedicles(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray], post: np.ndarray,
+def symmetric_pedicles(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray], post: np.ndarray,
                         axis: np.ndarray, ap: np.ndarray, lat: np.ndarray, p: DetectionParams
                         ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """Thick sagittal slices leave each pedicle's position uncertain by a few millimetres; the two are
@@ -451,7 +451,7 @@ def _symmetric_pedicles(ped_l: Optional[np.ndarray], ped_r: Optional[np.ndarray]
     return out[0], out[1]
 
 
-def _posterior_wall_line(ns: _NativeSlices, height: float, p: DetectionParams) -> float:
+def posterior_wall_line(ns: NativeSlices, height: float, p: DetectionParams) -> float:
     """Depth (mm behind ``ns.origin``, the posterior wall on the midline) of the most posterior point of the
     body's posterior surface between the pedicles (|x| <= ``mr_wall_line_half_span_mm``): the line from
     which the pedicles start (the midline wall itself may be recessed, as in a kidney-shaped body)."""
@@ -462,9 +462,9 @@ def _posterior_wall_line(ns: _NativeSlices, height: float, p: DetectionParams) -
         here = []
         for dh in np.linspace(-0.12, 0.12, 5) * height:
             prof = ns.sample(x, 12.0 - pos, dh)
-            e = _cortex_line(prof[pos >= 3.0], pos[pos >= 3.0], p)
+            e = cortex_line(prof[pos >= 3.0], pos[pos >= 3.0], p)
             if e is not None:
-                here.append(_surface(e, "wall") - 12.0)
+                here.append(surface(e, "wall") - 12.0)
         if len(here) >= 3:
             found.append(float(np.median(here)))
     if not found:
@@ -472,7 +472,7 @@ def _posterior_wall_line(ns: _NativeSlices, height: float, p: DetectionParams) -
     return float(np.clip(max(found), 0.0, 4.0))
 
 
-def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Optional[np.ndarray], d_line: float,
+def mr_pedicle_native(ns: NativeSlices, side: int, height: float, coarse: Optional[np.ndarray], d_line: float,
                        name: str, p: DetectionParams) -> Optional[tuple[float, float, float, dict]]:
     """MRI pedicle centre on one side (+1 left, -1 right) in the acquired sagittal slices, as (x, depth
     behind the wall, h) in the frame of ``ns`` (origin: the posterior wall on the midline).
@@ -499,7 +499,7 @@ def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Opti
     for i, k in enumerate(ks):
         profs = ndimage.gaussian_filter1d(ns.in_slice(k, -dd_, hh_), 1.0, axis=1)
         for j in range(len(ds)):
-            e = _marrow_run(profs[j], hs, h_c, lo=p.mr_run_level)
+            e = marrow_run(profs[j], hs, h_c, lo=p.mr_run_level)
             if e is not None:
                 runs[i, j] = e
     H = runs[..., 1] - runs[..., 0]
@@ -526,7 +526,7 @@ def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Opti
         if col.max() <= 0:
             continue
         order = np.argsort(xk[:, j])
-        us.append(_parabola_apex(xk[order, j], col[order]))
+        us.append(parabola_apex(xk[order, j], col[order]))
         dd.append(ds[j])
     if len(us) < 4:
         return None
@@ -562,7 +562,7 @@ def _mr_pedicle_native(ns: _NativeSlices, side: int, height: float, coarse: Opti
     return u_i, d_i, h_i, {"d_b": d_b, "half_height": half_h}
 
 
-def _axial_pedicle_x(axial: Volume, origin: np.ndarray, lat: np.ndarray, ap: np.ndarray, axis: np.ndarray, side: int,
+def axial_pedicle_x(axial: Volume, origin: np.ndarray, lat: np.ndarray, ap: np.ndarray, axis: np.ndarray, side: int,
                      x: float, d: float, h: float, half_h: float, p: DetectionParams) -> Optional[float]:
     """The sideways place of a pedicle centre measured on an axial series that covers it: in each axial
     slice through the pedicle's upper part (``mr_axial_pedicle_band`` of its half-height above its centre,
@@ -600,7 +600,7 @@ def _axial_pedicle_x(axial: Volume, origin: np.ndarray, lat: np.ndarray, ap: np.
         for dd in np.arange(d - 3.0, d + 3.0 + 1e-6, 0.5):
             prof = axial.sample(lps(xs, -dd, h_on(k, xs, -dd))) / marrow
             prof = ndimage.gaussian_filter1d(prof, 1.0)
-            e = _marrow_run(prof, xs, x, lo=p.mr_run_level, max_gap_mm=1.5)
+            e = marrow_run(prof, xs, x, lo=p.mr_run_level, max_gap_mm=1.5)
             if e is None or not 3.0 <= e[1] - e[0] <= 25.0:
                 continue
             centres.append(0.5 * (e[0] + e[1]))

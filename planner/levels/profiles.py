@@ -12,7 +12,7 @@ from planner.imaging.volume import Volume
 from planner.levels.params import DetectionParams
 
 
-class _NativeSlices:
+class NativeSlices:
     """An MR volume seen from one vertebra's frame, sampled in its own (thick) slices.
 
     Points are given as (x, a, h): ``x`` mm toward the patient's left, ``a`` mm anterior and ``h`` mm
@@ -93,7 +93,7 @@ class _NativeSlices:
         return np.where(ok, v, np.nan)
 
 
-def _mirror_midline(ns: _NativeSlices, a: np.ndarray, h: np.ndarray, search_mm: float = 5.0,
+def mirror_midline(ns: NativeSlices, a: np.ndarray, h: np.ndarray, search_mm: float = 5.0,
                     reach_mm: float = 30.0) -> Optional[float]:
     """Lateral offset of the midsagittal plane of symmetry of the vertebra: the offset ``c`` that makes the
     image at ``c + x`` most like the image at ``c - x`` over the (a, h) lattice (both sides of the body,
@@ -124,7 +124,7 @@ def _mirror_midline(ns: _NativeSlices, a: np.ndarray, h: np.ndarray, search_mm: 
     return c
 
 
-def _first_dip(prof: np.ndarray, level: float, window: int = 4) -> Optional[float]:
+def first_dip(prof: np.ndarray, level: float, window: int = 4) -> Optional[float]:
     """Index (fractional) of the cortical line: the lowest sample within ``window`` samples after the
     profile first falls below ``level`` (a dark ligament or fluid beyond it is not taken), refined
     with a parabola through its neighbours."""
@@ -148,14 +148,14 @@ def _first_dip(prof: np.ndarray, level: float, window: int = 4) -> Optional[floa
     return km
 
 
-def _cortex_line(prof: np.ndarray, pos: np.ndarray, p: DetectionParams, dip_index: Optional[float] = None
+def cortex_line(prof: np.ndarray, pos: np.ndarray, p: DetectionParams, dip_index: Optional[float] = None
                  ) -> Optional[tuple[float, float, Optional[float]]]:
     """The first cortical line along a profile that starts in marrow (positions ``pos`` increasing
     outward, ratio to marrow): (inner edge, centre, outer edge) in mm. The edges are where the signal is
     halfway between the line's minimum and the level on that side (sub-sample, linear); the outer edge
     is None when the tissue beyond is not brighter than the line (a dark ligament or annulus).
     ``dip_index``: the line's (fractional) sample index when already known."""
-    k = _first_dip(prof, p.mr_wall_dip) if dip_index is None else dip_index
+    k = first_dip(prof, p.mr_wall_dip) if dip_index is None else dip_index
     if k is None:
         return None
     step = float(pos[1] - pos[0])
@@ -188,7 +188,7 @@ def _cortex_line(prof: np.ndarray, pos: np.ndarray, p: DetectionParams, dip_inde
     return inner, centre, outer
 
 
-def _dip_near(prof: np.ndarray, pos: np.ndarray, expected: float, tol_mm: float, level: float) -> Optional[float]:
+def dip_near(prof: np.ndarray, pos: np.ndarray, expected: float, tol_mm: float, level: float) -> Optional[float]:
     """Fractional index of the darkest local minimum below ``level`` within ``tol_mm`` of ``expected``
     (parabola-refined), or None."""
     n = len(prof)
@@ -202,7 +202,7 @@ def _dip_near(prof: np.ndarray, pos: np.ndarray, expected: float, tol_mm: float,
     return k + (float(np.clip(0.5 * (y0 - y2) / den, -1.0, 1.0)) if den > 1e-12 else 0.0)
 
 
-def _surface(edges: tuple[float, float, Optional[float]], kind: str) -> float:
+def surface(edges: tuple[float, float, Optional[float]], kind: str) -> float:
     """The bone surface from a cortical line's (inner edge, centre, outer edge) (distances outward).
 
     A wall (``kind`` "wall"): the outer edge of the line where the tissue beyond is brighter than it
@@ -216,7 +216,7 @@ def _surface(edges: tuple[float, float, Optional[float]], kind: str) -> float:
     return outer if outer is not None else 2 * centre - inner
 
 
-def _marrow_run(prof: np.ndarray, pos: np.ndarray, pos0: float, lo: float = DetectionParams.mr_run_level,
+def marrow_run(prof: np.ndarray, pos: np.ndarray, pos0: float, lo: float = DetectionParams.mr_run_level,
                 search_mm: float = 3.0,
                 max_gap_mm: float = 2.0) -> Optional[tuple[float, float]]:
     """(low, high) edges of the run of marrow-like signal (ratio above ``lo``) containing ``pos0`` (or
@@ -258,7 +258,7 @@ def _marrow_run(prof: np.ndarray, pos: np.ndarray, pos0: float, lo: float = Dete
     return out[0], out[1]
 
 
-def _parabola_apex(xs: np.ndarray, ys: np.ndarray) -> float:
+def parabola_apex(xs: np.ndarray, ys: np.ndarray) -> float:
     """x of the largest of ``ys`` refined with a parabola through it and its neighbours (xs sorted)."""
     i = int(np.argmax(ys))
     if 0 < i < len(ys) - 1:

@@ -46,7 +46,7 @@ class LevelProposal:
     warnings: list[str] = field(default_factory=list)
 
 
-def _pt(v: np.ndarray) -> tuple[float, float, float]:
+def lps_tuple(v: np.ndarray) -> tuple[float, float, float]:
     return (round(float(v[0]), 3), round(float(v[1]), 3), round(float(v[2]), 3))
 
 
