@@ -704,6 +704,9 @@ def _bend_on_axis(frame: VertebraFrame, pedicle: np.ndarray, d: np.ndarray,
     if du < 1e-3:
         return None
     t = (frame.wall_depth_mm(frame.posterior_wall_lps) + past_wall_mm - frame.wall_depth_mm(pedicle)) / du
+    # never behind the pedicle centre: where the isthmus lies in front of the wall's midline point (a short
+    # pedicle joining a body with a concave back, as at L5) the bend is the introducer's tip past it
+    t = max(t, past_wall_mm / du)
     return pedicle + t * d
 
 
