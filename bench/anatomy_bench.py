@@ -210,6 +210,110 @@ def print_run(r: dict) -> None:
           f" (+{r['rss_peak_mib'] - r['rss_before_mib']:.0f} in the call)" + (f"  [{r['error']}]" if r.get("error") else ""), flush=True)
 
 
+# ------------------------------------------------------------------------------------ CT pedicles
+#: The CT pedicle search's parameters tried by ``--ct-cv`` (DetectionParams fields; the defaults are among them).
+CT_CV_GRID = {"ct_pedicle_close_mm": (0.0, 1.5, 2.0), "ct_pedicle_widening": (1.15, 1.25, 1.5)}
+#: The pedicle acceptance per CT (issue 10): within this many mm of the label's isthmus.
+CT_PEDICLE_LIMIT = {"totalseg": ACCEPT["ct_pedicle_totalseg"], "tptbox": ACCEPT["ct_pedicle_tptbox"]}
+
+
+def ct_pedicle_errors(cases: dict, volumes: dict, params: Any) -> dict[str, dict[tuple[str, str], Optional[float]]]:
+    """Per CT, per (level, side) with a label reference: the pedicle error (mm), None when not measured."""
+    from planner.levels import LevelDetectionError, propose_levels_detailed
+    from tests.anatomy_reference import score_levels
+
+    out = {}
+    for name, case in cases.items():
+        hints = {"L3": case["bodies"]["L3"].centroid} if name == "tptbox" else None
+        try:
+            levels = propose_levels_detailed(volumes[name], hints, modality="CT", params=params).levels
+        except LevelDetectionError:
+            levels = []
+        score = score_levels(levels, case)
+        errs = {}
+        for level, ped in case["pedicles"].items():
+            for side in ("left", "right"):
+                if getattr(ped, side) is not None:
+                    errs[(level, side)] = score["levels"].get(level, {}).get(f"pedicle_{side}")
+        out[name] = errs
+    return out
+
+
+def _ct_rank(errs: dict[tuple[str, str], Optional[float]], limit: float) -> tuple[int, float]:
+    """How well a configuration did on one CT: (pedicles within the limit, -median error of the measured)."""
+    got = [e for e in errs.values() if e is not None]
+    return sum(e <= limit for e in got), -(float(np.median(got)) if got else 1e9)
+
+
+def _ct_line(errs: dict[tuple[str, str], Optional[float]], limit: float) -> str:
+    got = [e for e in errs.values() if e is not None]
+    per = " ".join(f"{lv}{side[0].upper()} {'-' if e is None else f'{e:.1f}'}" for (lv, side), e in errs.items())
+    return (f"{sum(e <= limit for e in got)}/{len(errs)} within {limit:g} mm, {len(errs) - len(got)} not measured, "
+            f"median {np.median(got) if got else float('nan'):.1f}, max {max(got) if got else float('nan'):.1f}  [{per}]")
+
+
+def ct_cross_validation() -> None:
+    """``--ct-cv``: every configuration of :data:`CT_CV_GRID` on both CTs; for each direction, the
+    configuration that does best on the tuning CT (most pedicles within its limit, then the smallest median)
+    and what it gives on the held-out one, beside the defaults."""
+    import itertools
+    from dataclasses import replace
+
+    from planner.imaging import load_path
+    from planner.levels import DetectionParams
+    from tests.anatomy_reference import ct_cases
+
+    cases = ct_cases(SHARED)
+    volumes = {n: next(iter(load_path(c["image"]).images.values())) for n, c in cases.items()}
+    base = DetectionParams()
+    keys = list(CT_CV_GRID)
+    results = []
+    for values in itertools.product(*(CT_CV_GRID[k] for k in keys)):
+        cfg = dict(zip(keys, values))
+        results.append((cfg, ct_pedicle_errors(cases, volumes, replace(base, **cfg))))
+        print("  " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ": " + "; ".join(
+            f"{n} {_ct_rank(e, CT_PEDICLE_LIMIT[n])[0]}/{len(e)}" for n, e in results[-1][1].items()), flush=True)
+    default = {k: getattr(base, k) for k in keys}
+    print("\n== CT pedicles, defaults (" + ", ".join(f"{k}={v}" for k, v in default.items()) + ")")
+    for cfg, res in results:
+        if cfg == default:
+            for n, e in res.items():
+                print(f"   {n:<9} {_ct_line(e, CT_PEDICLE_LIMIT[n])}")
+    for tune, held in (("totalseg", "tptbox"), ("tptbox", "totalseg")):
+        cfg, res = max(results, key=lambda r: _ct_rank(r[1][tune], CT_PEDICLE_LIMIT[tune]))
+        print(f"\n== tuned on {tune}, held out {held}: " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+        print(f"   tuning   {tune:<9} {_ct_line(res[tune], CT_PEDICLE_LIMIT[tune])}")
+        print(f"   held out {held:<9} {_ct_line(res[held], CT_PEDICLE_LIMIT[held])}")
+
+
+def reference_check() -> None:
+    """``--reference-check``: how far the label reference's pedicle centre (tests/anatomy_reference.py) moves
+    when its search starts 2.5 mm away in each of six directions, and when its samples and cuts are every
+    0.25 mm instead of 0.5 mm."""
+    import tests.anatomy_reference as ref
+
+    for name, case in ref.ct_cases(SHARED).items():
+        code = {n: v for v, n in case["names"].items()}
+        for level, body in case["bodies"].items():
+            vert = case["labels"] == code[level]
+            body_mask = vert & case["body_mask"]
+            ped = case["pedicles"][level]
+            fine = ref.pedicle_reference(body, body_mask, vert, case["ijk_to_lps"], sample=0.25)
+            for side, centre, centre_fine in ((+1, ped.left, fine.left), (-1, ped.right, fine.right)):
+                label = f"{name:<9} {level:<4} {'left' if side > 0 else 'right':<5}"
+                if centre is None:
+                    print(f"{label} no reference: {ped.why_not[side]}")
+                    continue
+                sx = side * (int(np.sign(body.e_lat[0])) or 1)
+                moved = []
+                for d in (body.e_lat, -body.e_lat, body.e_ap, -body.e_ap, body.e_h, -body.e_h):
+                    c = ref._narrowest_section(vert, body_mask, case["ijk_to_lps"], body, sx, centre + 2.5 * d)[0]
+                    moved.append(float("nan") if c is None else float(np.linalg.norm(c - centre)))
+                step = float("nan") if centre_fine is None else float(np.linalg.norm(centre_fine - centre))
+                print(f"{label} start moved 2.5 mm: centre moves " + " ".join(f"{m:.2f}" for m in moved)
+                      + f" mm; samples every 0.25 mm: {step:.2f} mm", flush=True)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", help="comma-separated MRI cases (default: all 21)")
@@ -225,6 +329,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="cross-validation: each MRI scan with the fold model that did not see it in training "
                          "(DIR/folds.json and DIR/fold<K>.onnx written by scripts/train_mri_bodies.py); prints the "
                          "held-out numbers per fold and in total")
+    ap.add_argument("--ct-cv", action="store_true",
+                    help="CT pedicles: every configuration of CT_CV_GRID on both CTs; the best on one CT reported on "
+                         "the other (both directions), beside the defaults")
+    ap.add_argument("--reference-check", action="store_true",
+                    help="how far the label reference's pedicle centres move with the search's start and sampling")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "CASE", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -233,6 +342,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         limit = int(args.limit_gib * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         print(json.dumps(run_one(*args.one, model=args.mri_model, finder=args.mri_finder)))
+        return 0
+    if args.ct_cv:
+        ct_cross_validation()
+        return 0
+    if args.reference_check:
+        reference_check()
         return 0
     from tests.anatomy_reference import mri_cases
 

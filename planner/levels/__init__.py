@@ -20,20 +20,30 @@ volume's own ``ijk_to_lps``; results are returned in LPS mm):
    wall). A disc is a thin dark band crossing the column, tilted by up to
    ``DetectionParams.disc_max_tilt_deg``, with brighter bone (CT: endplates; MRI: marrow) on both
    sides; a dynamic programme picks the chain of such bands whose spacing is that of vertebrae
-   (``disc_spacing_min_mm``..``disc_spacing_max_mm``).
+   (``disc_spacing_min_mm``..``disc_spacing_max_mm``). One score for both
+   (:func:`~planner.levels.discs.disc_scores`).
 3. **Naming.** CT: the sacrum is recognised by its alae (bone reaching more than
    ``ala_min_halfwidth_mm`` from the midline at the level of the body, where a lumbar body is
    narrower and its transverse processes arise behind the body); the highest such segment is S1
    (or L5 when ``transitional="sacralised_L5"``) and the levels are counted up from it (with an
    extra L6 when ``transitional="L6"``). Marks (``hints``), when given, name the bodies they lie in,
-   on CT too (a disagreement with the sacrum's count is noted). MRI: the hints name the bodies.
+   on CT too (a disagreement with the sacrum's count is noted); a CT without the sacrum (a crop of a
+   few vertebrae) and without a mark gets "the levels cannot be named", never a guessed ladder. MRI: the
+   hints name the bodies.
 4. **Landmarks per body.** CT: endplates where the body meets the discs on the body's AP middle,
-   walls on the mid-height line, body centre between them. **Pedicles** from the image
-   (:func:`~planner.levels.pedicles.ct_pedicle`): the bone bridge behind the body is cut every 0.5 mm,
-   its waist (narrowest section) and axis found, and the narrowest inner cortical outline perpendicular
-   to the axis gives the centre and the stored outline (``Level.pedicle_outline_left/right_lps``).
-   The **canal** outline at mid-height (``Level.canal_outline_lps``,
-   :func:`~planner.levels.canal.ct_canal_outline`): rays from the canal's middle to the bone ring.
+   walls on the mid-height line, body centre between them; where the marrow is hardly denser than soft
+   tissue (fatty or osteoporotic bone) and the cortex stands well above the noise, the walls (and the
+   spine curve's posterior wall) are the outer edges of the cortex instead of a fall through a threshold.
+   **Pedicles** from the image (:func:`~planner.levels.pedicles.ct_pedicle`): the isthmus, the
+   narrowest section of the bone bridge between body and arch cut perpendicular to the pedicle's axis
+   (axis and isthmus found together: a plane across a tube cuts it smallest when perpendicular to it);
+   sections are the bone above the threshold with gaps in the thin cortex closed and taken with their
+   convex hull. The centre is the isthmus' centroid; its inner cortical outline, traced in that plane, is
+   stored (``Level.pedicle_outline_left/right_lps``) where the cortex can be traced. A pedicle whose
+   section reaches the edge of the image, or that narrows to no isthmus (S1's merge into the alae), is not
+   measured. The **canal** outline (``Level.canal_outline_lps``,
+   :func:`~planner.levels.canal.ct_canal_outline`): rays from the canal's middle to the bone ring, in the
+   plane near mid-height where the ring is most nearly closed.
 
    MRI: measured in the acquired slices, never across two thick slices by rounding (sub-sample edges
    everywhere). Each click is first moved to its body's AP middle and midsagittal plane, and the
@@ -62,7 +72,8 @@ sizes, search windows) are stated where they are used. Relabel helpers (:func:`s
 :func:`relabel_levels`) support the UI's "shift up/down" buttons.
 
 Modules, one job each: :mod:`~planner.levels.api` (entry points), :mod:`~planner.levels.naming` (names
-and the ladder), :mod:`~planner.levels.grid` (working grid, spine curve), :mod:`~planner.levels.ct` and
+and the ladder), :mod:`~planner.levels.grid` (working grid, spine curve), :mod:`~planner.levels.discs` (the
+disc score along the straightened column), :mod:`~planner.levels.ct` and
 :mod:`~planner.levels.mri` (detection per modality), :mod:`~planner.levels.profiles` (MRI slice and
 profile primitives), :mod:`~planner.levels.pedicles`, :mod:`~planner.levels.canal`,
 :mod:`~planner.levels.params` (the technical parameters) and :mod:`~planner.levels.results`.
