@@ -314,6 +314,65 @@ def reference_check() -> None:
                       + f" mm; samples every 0.25 mm: {step:.2f} mm", flush=True)
 
 
+def _ring_score(ring: Any, labels: np.ndarray, ijk_to_lps: np.ndarray, value: int, voxel_mm: float) -> str:
+    """A canal outline against its vertebra's label in the outline's plane: the share of its points inside the
+    ring (the convex hull of the label's section, pulled in by one voxel), its area, and its overlap (IoU)
+    with the ring's hole that holds the outline's centre (the part of the hull that is not the label)."""
+    from matplotlib.path import Path as MplPath
+    from scipy import ndimage
+    from scipy.spatial import Delaunay
+
+    ring = np.asarray(ring, float)
+    if len(ring) < 8:
+        return "no outline"
+    c = ring.mean(axis=0)
+    _, _, vt = np.linalg.svd(ring - c)
+    u, v = vt[0], vt[1]
+    g = np.arange(-50.0, 50.0 + 1e-6, 0.5)
+    plane = c + g[None, :, None] * u + g[:, None, None] * v
+    ijk = np.round((plane - ijk_to_lps[:3, 3]) @ np.linalg.inv(ijk_to_lps[:3, :3]).T).astype(int)
+    ijk = np.clip(ijk, 0, np.array(labels.shape) - 1)
+    bone = labels[ijk[..., 0], ijk[..., 1], ijk[..., 2]] == value
+    gu, gv = np.meshgrid(g, g)
+    hull = Delaunay(np.column_stack([gu[bone], gv[bone]]))
+    rel = np.column_stack([(ring - c) @ u, (ring - c) @ v])
+    pulled = rel - voxel_mm * rel / np.maximum(np.linalg.norm(rel, axis=1, keepdims=True), 1e-9)
+    inside = float(np.mean(hull.find_simplex(pulled) >= 0))
+    area = 0.5 * abs(float(np.dot(rel[:, 0], np.roll(rel[:, 1], -1)) - np.dot(rel[:, 1], np.roll(rel[:, 0], -1))))
+    grid_uv = np.column_stack([gu.ravel(), gv.ravel()])
+    hole, _ = ndimage.label((hull.find_simplex(grid_uv) >= 0).reshape(bone.shape) & ~bone)
+    k = hole[len(g) // 2, len(g) // 2]
+    piece = hole == k if k else np.zeros_like(bone)
+    poly = MplPath(rel).contains_points(grid_uv).reshape(bone.shape)
+    iou = (poly & piece).sum() / max(int((poly | piece).sum()), 1)
+    return f"inside {inside:4.0%}  area {area:4.0f} mm2  IoU with the ring's hole {iou:.2f} (hole {piece.sum() * 0.25:.0f} mm2)"
+
+
+def canal_compare() -> None:
+    """``--canal``: on both CTs, per level, the levels package's canal outline and the safety model's
+    (planner.safety.canal_outline_lps) against the vertebra's label (:func:`_ring_score`)."""
+    from planner.imaging import load_path
+    from planner.levels import propose_levels_detailed
+    from planner.safety import canal_outline_lps
+    from tests.anatomy_reference import ct_cases
+
+    for name, case in ct_cases(SHARED).items():
+        volume = next(iter(load_path(case["image"]).images.values()))
+        hints = {"L3": case["bodies"]["L3"].centroid} if name == "tptbox" else None
+        levels = propose_levels_detailed(volume, hints, modality="CT").levels
+        code = {n: v for v, n in case["names"].items()}
+        voxel = float(np.max(np.linalg.norm(case["ijk_to_lps"][:3, :3], axis=0)))
+        for lv in levels:
+            if lv.name not in code:
+                continue
+            t0 = time.process_time()
+            other = canal_outline_lps(volume, lv, levels)
+            cpu = time.process_time() - t0
+            print(f"{name:<9} {lv.name:<4} levels: {_ring_score(lv.canal_outline_lps, case['labels'], case['ijk_to_lps'], code[lv.name], voxel)}")
+            print(f"{'':<14} safety: {_ring_score(other or [], case['labels'], case['ijk_to_lps'], code[lv.name], voxel)}"
+                  f"  ({cpu:.1f} s cpu)", flush=True)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", help="comma-separated MRI cases (default: all 21)")
@@ -334,6 +393,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                          "the other (both directions), beside the defaults")
     ap.add_argument("--reference-check", action="store_true",
                     help="how far the label reference's pedicle centres move with the search's start and sampling")
+    ap.add_argument("--canal", action="store_true",
+                    help="CT canal outlines: the levels package's and the safety model's against the vertebra labels")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "CASE", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -348,6 +409,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if args.reference_check:
         reference_check()
+        return 0
+    if args.canal:
+        canal_compare()
         return 0
     from tests.anatomy_reference import mri_cases
 
