@@ -42,8 +42,10 @@ from planner.imaging.volume import Volume
 from planner.plan import Landmarks, Level, ModicSuggestion, Plan
 from planner.settings import PlanningSettings
 
-#: Sequences the assistant reads, in display order.
+#: Sagittal sequences the assistant reads, in display order.
 SEQUENCES: tuple[str, ...] = ("T1", "T2", "STIR")
+#: The axial T2 (the plan's series role), read as a second reading of the endplate area and share.
+AXIAL = "AX_T2"
 ENDPLATES: tuple[str, ...] = ("superior", "inferior")
 #: Voxel code of grid points outside one of the series (see :func:`_voxel_types` for the others).
 OUTSIDE = -2
@@ -60,38 +62,51 @@ class ModicParams:
     #: is concave at the midline, so the body reaches further back on either side.
     ap_margin_mm: float = 4.0
     #: Lateral half-extent of the grid as a fraction of the AP depth (lumbar bodies are about 1.4-1.5
-    #: times wider than deep; the grid must hold the whole endplate).
+    #: times wider than deep; the grid must hold the whole endplate and some of what lies beside it).
     lateral_fraction: float = 0.9
     #: The central core (fraction of the AP depth on either side of the centre) used for the
-    #: endplate profile and the normal marrow.
+    #: endplate profile, the normal marrow and the first fit of the endplate surface.
     core_fraction: float = 0.25
     #: The cortical endplate is searched this far around the landmark (it is dark on every sequence).
     endplate_search_mm: float = 4.0
-    #: Per column, the endplate is searched this far around the level's endplate (concave endplates).
-    column_search_mm: float = 2.5
-    #: Marrow measured starts this far inside the cortical endplate line.
-    cortex_skip_mm: float = 2.5
+    #: Per column, the endplate's cortical line (the darkest point on T1 + T2) is searched this far around
+    #: the level's endplate; a line at either end of the search is no line.
+    line_search_mm: float = 5.0
+    #: A column's cortical line must be at least this dark: T1 + T2 ratio to normal marrow (normal marrow
+    #: is 2; cortex near 0; the blur of a bright disc lifts the line on T2).
+    line_max_dark: float = 1.3
+    #: A column belongs to the endplate when its cortical line lies within this distance of the endplate's
+    #: surface (a smooth quadratic surface fitted to the lines, concave endplates included): where the bone
+    #: beside the body starts lower (the sacral ala beside S1, the pedicles), its line is further away (mm).
+    line_tolerance_mm: float = 1.5
+    #: The endplate area reaches this far beyond the last column whose line lies on the endplate: where the
+    #: endplate bends into the walls, the line leaves the surface before the bone ends (mm).
+    rim_mm: float = 1.0
+    #: Marrow is read from this far inside each column's cortical line: closer, the blurred cortex still
+    #: darkens it (about 3 mm on the demo's 0.9 mm sagittal pixels).
+    cortex_skip_mm: float = 3.5
+    #: A point of the endplate is read as changed from the marrow just inside the cortex: the first this many
+    #: mm beyond ``cortex_skip_mm`` (the endplate area involved is where the change touches the endplate).
+    contact_mm: float = 2.0
     #: Smoothing of each sequence before classifying voxels (mm, Gaussian sigma).
     smooth_mm: float = 1.0
     #: The height reached: abnormal signal may be interrupted for this long and still continue (mm).
     reach_gap_mm: float = 2.0
     #: A run of rows that differs from the centre must be this long to serve as normal marrow (mm).
     reference_min_run_mm: float = 3.0
-    #: Endplate area: a column is part of the body when it holds at least this much normal marrow (mm).
+    #: Endplate area: a column's line is the endplate's only with marrow under it: at least this much marrow
+    #: of about the normal signal (``section_ratio``) (mm) ...
     section_normal_mm: float = 3.0
-    #: Endplate area: the marrow is looked for this far into the body from the endplate (fraction of the body
-    #: height: the half on the endplate's side, where the body's section is the endplate's; the whole body
-    #: when a zone fills that half).
+    #: ... within this fraction of the body height from the line (the half on the endplate's side).
     section_depth_fraction: float = 0.5
-    #: Endplate area: the widest body counted, as a multiple of its AP depth (lumbar bodies are about 1.3-1.5
-    #: times wider than deep, e.g. L5 about 50 x 36 mm, domain.md 5.2; beside S1 lies the sacral ala).
-    max_width_to_depth: float = 1.6
-    #: Endplate area: T1 and T2 ratios to normal marrow that count as marrow (wider than the "iso" band of
-    #: the settings: the signal next to the cortex is blurred).
-    section_ratio: tuple[float, float] = (0.7, 1.43)
-    #: Endplate area: columns up to this far behind the posterior wall landmark count (the wall is
-    #: concave at the midline, where the landmark is); further back lie the pedicles (mm).
+    #: Columns up to this far behind the posterior wall landmark can be endplate (the wall is concave at
+    #: the midline, where the landmark is); further back lie the canal and the pedicles (mm).
     posterior_slack_mm: float = 2.0
+    #: T1 and T2 (axial: T2) ratios to normal marrow that count as marrow of about the normal signal (wider
+    #: than the "iso" band of the settings: the signal next to the cortex is blurred).
+    section_ratio: tuple[float, float] = (0.7, 1.43)
+    #: Axial reading: the axial series must cover this fraction of the marrow just inside the endplate.
+    axial_min_coverage: float = 0.9
     #: Reach map: median filter (columns) against single-column noise before the maximum is taken.
     reach_median_px: int = 3
 
@@ -202,19 +217,44 @@ def _grade(extent_pct: float, settings: PlanningSettings) -> str:
     return "C"
 
 
+@dataclass
+class _Geometry:
+    """One endplate on the body grid: where its cortical line is, which columns are endplate, and the
+    distance of every grid point from its column's line."""
+
+    on_line: np.ndarray  # (u, l): the column's cortical line lies on the endplate surface
+    marrow: np.ndarray  # (u, l): on_line with its holes filled: the columns with marrow under the endplate
+    area: np.ndarray  # (u, l): the endplate area: marrow plus the rim (the cortex where the walls begin)
+    dist: np.ndarray  # (h, u, l): mm into the body from the column's cortical line (or the surface)
+
+
+@dataclass
+class _AxialReading:
+    """The second reading on the axial T2 (see :func:`_axial_reading`)."""
+
+    coverage: float  # fraction of the marrow just inside the endplate that the axial series covers
+    area_mm2: Optional[float] = None  # the body's section on the axial plane (None: not measured)
+    share_pct: Optional[float] = None  # the changed share of that section (None: not measured)
+    note: str = ""  # why a value is not measured
+
+
 def suggest_level(level: Level, volumes: Mapping[str, Volume], settings: Optional[PlanningSettings] = None,
                   params: ModicParams = MODIC_PARAMS) -> dict[str, ModicSuggestion]:
     """Suggestions for the superior and inferior endplates of ``level``.
 
-    ``volumes`` maps "T1", "T2" and optionally "STIR" to volumes in one frame of reference. The body is
-    sampled on a grid in the vertebra's frame that holds the whole endplate (every sagittal slice through
-    the body); see :func:`_suggest_endplate` for the share and the height."""
+    ``volumes`` maps "T1", "T2", optionally "STIR" (sagittal) and optionally "AX_T2" (an axial T2) to
+    volumes in one frame of reference. The body is sampled on a grid in the vertebra's frame that holds
+    the whole endplate (every sagittal slice through the body); see :func:`_suggest_endplate` for the
+    share and the height and :func:`_axial_reading` for the axial T2. An endplate whose cortical line is
+    not found on the images is left out of the result (nothing is suggested for it)."""
     s = settings or PlanningSettings()
     vols = {k: v for k, v in volumes.items() if k in SEQUENCES and v is not None}
-    check_frames(vols)
+    axial = volumes.get(AXIAL)
+    check_frames({**vols, **({AXIAL: axial} if axial is not None else {})})
     f = _frame(level.landmarks)
     step = params.sample_step_mm
-    hs = np.arange(-f.height / 2 - params.endplate_search_mm, f.height / 2 + params.endplate_search_mm + 1e-6, step)
+    hs = np.arange(-f.height / 2 - params.line_search_mm - params.endplate_search_mm,
+                   f.height / 2 + params.line_search_mm + params.endplate_search_mm + 1e-6, step)
     half_ap = f.depth / 2 + params.ap_margin_mm
     us = np.arange(-half_ap, half_ap + 1e-6, step)
     half_lat = params.lateral_fraction * f.depth
@@ -226,16 +266,13 @@ def suggest_level(level: Level, volumes: Mapping[str, Volume], settings: Optiona
     for name, vol in vols.items():
         if not (vol.contains(f.sup, 2) and vol.contains(f.inf, 2)):
             raise ModicError(f"{level.name} lies outside the {name} series")
-        v = vol.sample(pts, order=1, fill=np.nan)
-        seen &= np.isfinite(v)
-        v = np.where(np.isfinite(v), v, np.nanmedian(v))
-        raw[name] = ndimage.gaussian_filter(v, params.smooth_mm / step)
-    types_seen = seen
+        raw[name], inside_vol = _sample_smoothed(vol, pts, params)
+        seen &= inside_vol
     # cortical endplates: darkest row (summed normalised T1 + T2) near each landmark, in the central core
     core_u = np.abs(us) <= params.core_fraction * f.depth
     core_l = np.abs(ls) <= params.core_fraction * f.depth
-    dark = sum(raw[n] / max(float(np.median(raw[n][:, core_u][:, :, core_l])), 1e-6) for n in ("T1", "T2"))
-    prof = dark[:, core_u][:, :, core_l].mean(axis=(1, 2))
+    dark_n = sum(raw[n] / max(float(np.median(raw[n][:, core_u][:, :, core_l])), 1e-6) for n in ("T1", "T2"))
+    prof = dark_n[:, core_u][:, :, core_l].mean(axis=(1, 2))
     h_sup = _darkest_near(hs, prof, f.height / 2, params.endplate_search_mm)
     h_inf = _darkest_near(hs, prof, -f.height / 2, params.endplate_search_mm)
     inside = (hs > h_inf + params.cortex_skip_mm) & (hs < h_sup - params.cortex_skip_mm)
@@ -243,14 +280,35 @@ def suggest_level(level: Level, volumes: Mapping[str, Volume], settings: Optiona
     ref = _reference(raw, hs, inside, core_u, core_l, s, params)
     ratios = {n: raw[n] / ref[n] for n in raw}
     types = _voxel_types(ratios, s)
-    types[~types_seen] = OUTSIDE  # outside a series: never marrow
+    types[~seen] = OUTSIDE  # outside a series: never marrow
+    dark = np.where(seen, ratios["T1"] + ratios["T2"], np.inf)
+    # marrow with about the normal signal (the wider ``section_ratio``: blur near the cortex); muscle and
+    # cortex are dark on T1 and T2, fat around the body is bright on T1 and T2 but dark on STIR
+    lo, hi = params.section_ratio
+    normal_like = seen & (ratios["T1"] >= lo) & (ratios["T1"] <= hi) & (ratios["T2"] >= lo) & (ratios["T2"] <= hi)
+    if "STIR" in ratios:
+        normal_like &= ratios["STIR"] >= lo
+    ax = _sample_smoothed(axial, pts, params) if axial is not None else None
     out = {}
     for which, h_end in (("superior", h_sup), ("inferior", h_inf)):
         sign = 1.0 if which == "superior" else -1.0
-        h_col = _column_endplates(hs, dark, h_end, params.column_search_mm)
-        out[which] = _suggest_endplate(which, level.name, f, hs, us, ls, sign, h_col, h_sup - h_inf, ratios, types,
-                                       ref, s, params)
+        try:
+            geo = _endplate_geometry(f, hs, us, ls, dark, normal_like, seen, h_end, sign, params)
+        except ModicError:
+            continue  # no cortical line found: nothing is suggested for this endplate
+        out[which] = _suggest_endplate(which, level.name, f, hs, us, ls, h_sup - h_inf, geo, ratios, types, ref,
+                                       ax, s, params)
     return out
+
+
+def _sample_smoothed(vol: Volume, pts: np.ndarray, params: ModicParams) -> tuple[np.ndarray, np.ndarray]:
+    """A volume sampled on the body grid and smoothed (``smooth_mm``), and where the grid lies inside it."""
+    v = vol.sample(pts, order=1, fill=np.nan)
+    seen = np.isfinite(v)
+    if not seen.any():
+        return np.full(v.shape, np.nan), seen
+    v = np.where(seen, v, np.nanmedian(v))
+    return ndimage.gaussian_filter(v, params.smooth_mm / params.sample_step_mm), seen
 
 
 def _darkest_near(hs: np.ndarray, prof: np.ndarray, h0: float, search_mm: float) -> float:
@@ -261,13 +319,95 @@ def _darkest_near(hs: np.ndarray, prof: np.ndarray, h0: float, search_mm: float)
     return float(hs[idx[int(np.argmin(prof[idx]))]])
 
 
-def _column_endplates(hs: np.ndarray, dark: np.ndarray, h_end: float, search_mm: float) -> np.ndarray:
-    """Per column (u, l): the height of the darkest row within ``search_mm`` of the level's endplate
-    (concave and tilted endplates follow the cortex, not the landmark plane)."""
-    near = np.flatnonzero(np.abs(hs - h_end) <= search_mm)
-    if near.size == 0:
-        return np.full(dark.shape[1:], h_end)
-    return hs[near[np.argmin(dark[near], axis=0)]]
+def _cortical_line(hs: np.ndarray, dark: np.ndarray, h_end: float, params: ModicParams
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per column (u, l): the height of its cortical line and whether it has one.
+
+    The line is the darkest point of T1 + T2 within ``line_search_mm`` of the level's endplate, refined
+    between samples (a parabola through the darkest sample and its neighbours). A column has a line when
+    that point lies inside the search (not at either end, where the profile only falls towards something
+    darker outside it) and is darker than ``line_max_dark``."""
+    near = np.flatnonzero(np.abs(hs - h_end) <= params.line_search_mm)
+    if near.size < 3:
+        raise ModicError("the endplate lies at the edge of the images")
+    sub = dark[near]
+    i0 = np.argmin(sub, axis=0)
+    ic = np.clip(i0, 1, near.size - 2)
+    a = np.take_along_axis(sub, (ic - 1)[None], 0)[0]
+    b = np.take_along_axis(sub, ic[None], 0)[0]
+    c = np.take_along_axis(sub, (ic + 1)[None], 0)[0]
+    fin = np.isfinite(a) & np.isfinite(b) & np.isfinite(c)
+    den = np.where(fin, a - 2 * b + c, 0.0)
+    off = np.where(den > 1e-9, 0.5 * (np.where(fin, a - c, 0.0)) / np.maximum(den, 1e-9), 0.0)
+    line = hs[near[ic]] + np.clip(off, -0.5, 0.5) * params.sample_step_mm
+    valid = fin & (i0 > 0) & (i0 < near.size - 1) & (b <= params.line_max_dark)
+    return line, valid
+
+
+def _component_at_centre(mask: np.ndarray, us: np.ndarray, ls: np.ndarray) -> np.ndarray:
+    """The connected part of ``mask`` (u, l) that holds the centre column, or the part nearest to it."""
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return np.zeros_like(mask)
+    k = lab[int(np.argmin(np.abs(us))), int(np.argmin(np.abs(ls)))]
+    if k == 0:
+        uu, ll = np.meshgrid(us, ls, indexing="ij")
+        d = np.where(lab > 0, np.hypot(uu, ll), np.inf)
+        k = lab.flat[int(np.argmin(d))]
+    return lab == k
+
+
+def _endplate_surface(line: np.ndarray, valid: np.ndarray, core: np.ndarray, us: np.ndarray, ls: np.ndarray,
+                      params: ModicParams) -> tuple[np.ndarray, np.ndarray]:
+    """The endplate's surface and the columns whose cortical line lies on it.
+
+    A quadratic surface (tilt and concavity) is fitted to the lines of the central columns, then again to
+    every column whose line lies within ``line_tolerance_mm`` of it and that is connected to the centre
+    through such columns. Returns (surface height per column, on-line mask)."""
+    uu, ll = np.meshgrid(us, ls, indexing="ij")
+    basis = np.stack([np.ones_like(uu), uu, ll, uu * uu, ll * ll, uu * ll], axis=-1)
+    ok = valid & core
+    if ok.sum() < 12:
+        raise ModicError("no cortical endplate line found near the landmark")
+    surf = np.zeros_like(line)
+    on = ok
+    for _ in range(3):
+        coef, *_ = np.linalg.lstsq(basis[ok], line[ok], rcond=None)
+        surf = basis @ coef
+        on = _component_at_centre(valid & (np.abs(line - surf) <= params.line_tolerance_mm), us, ls)
+        if on.sum() < 12:
+            raise ModicError("no cortical endplate line found near the landmark")
+        ok = on
+    return surf, on
+
+
+def _endplate_geometry(f: _Frame, hs: np.ndarray, us: np.ndarray, ls: np.ndarray, dark: np.ndarray,
+                       normal_like: np.ndarray, seen: np.ndarray, h_end: float, sign: float,
+                       params: ModicParams) -> _Geometry:
+    """The endplate area, bounded by the endplate's own cortical line.
+
+    A column (a line through the body parallel to its axis) is endplate when its cortical line lies on the
+    endplate's surface (:func:`_endplate_surface`): across the endplate the line continues smoothly; where
+    the body ends, it bends into the walls, and the bone beside the body (the sacral ala beside S1, whose top
+    lies below the S1 endplate; the pedicles) has its own, lower line. Behind the posterior wall landmark
+    (plus ``posterior_slack_mm``) lie the canal and the pedicles, never endplate. Holes are filled (a Modic
+    zone or a Schmorl node can break the line) and the rim (``rim_mm``) is added, within the images."""
+    line, valid = _cortical_line(hs, dark, h_end, params)
+    core = (np.abs(us)[:, None] <= params.core_fraction * f.depth) & \
+        (np.abs(ls)[None, :] <= params.core_fraction * f.depth)
+    in_front = (us >= -f.depth / 2 - params.posterior_slack_mm)[:, None]
+    # marrow under the line: beside the body, the disc's annulus makes a dark line at the endplate's height
+    # too, with muscle and fat under it
+    line_dist = sign * (line[None, :, :] - hs[:, None, None])
+    near_half = (line_dist >= params.cortex_skip_mm) & (line_dist <= params.section_depth_fraction * f.height)
+    has_marrow = (normal_like & near_half).sum(axis=0) * params.sample_step_mm >= params.section_normal_mm
+    surf, on = _endplate_surface(line, valid & in_front & has_marrow, core, us, ls, params)
+    filled = ndimage.binary_fill_holes(on)
+    beyond = ndimage.distance_transform_edt(~filled) * params.sample_step_mm
+    area = (beyond <= params.rim_mm) & in_front & seen.any(axis=0)
+    ref_h = np.where(on, line, surf)
+    dist = sign * (ref_h[None, :, :] - hs[:, None, None])
+    return _Geometry(on, filled & area, area, dist)
 
 
 def _reference(raw: dict[str, np.ndarray], hs: np.ndarray, inside: np.ndarray, core_u: np.ndarray,
@@ -309,116 +449,133 @@ def _reference(raw: dict[str, np.ndarray], hs: np.ndarray, inside: np.ndarray, c
     return {n: max(v, 1e-6) for n, v in ref.items()}
 
 
-def _endplate_section(has_marrow: np.ndarray, us: np.ndarray, ls: np.ndarray) -> np.ndarray:
-    """The endplate's area on the (u, l) grid: the columns that hold normal marrow somewhere between the
-    endplates, connected to the centre column, with the holes filled (a Modic zone that reaches through
-    much of the column is still inside). Fat and muscle around the body hold no normal marrow and are
-    cut off by the cortex, so they never count as endplate."""
-    lab, n = ndimage.label(has_marrow)
-    if n == 0:
-        return np.zeros_like(has_marrow)
-    iu, il = int(np.argmin(np.abs(us))), int(np.argmin(np.abs(ls)))
-    k = lab[iu, il]
-    if k == 0:  # the centre column itself is changed throughout: take the component nearest to it
-        uu, ll = np.meshgrid(us, ls, indexing="ij")
-        d = np.where(lab > 0, np.hypot(uu, ll), np.inf)
-        k = lab.flat[int(np.argmin(d))]
-    return ndimage.binary_fill_holes(lab == k)
+def change_fraction(ratios: Mapping[str, np.ndarray], signature: Mapping[str, float]) -> np.ndarray:
+    """How much of each voxel's signal is the change's: 0 for normal marrow (every ratio 1), 1 for the
+    change's own signal (``signature``, ratios per sequence), in between for a mix of the two.
+
+    The least-squares position of the voxel's ratios on the line from normal marrow to the signature
+    (partial volume mixes the two signals linearly). A voxel counts as changed from 0.5 on, where it is
+    more change than normal marrow: the edge of a zone then lies where the image shows half of it, for a
+    type with strong contrast (type 1 on STIR) as for one with weak contrast (type 2 on T2), where
+    thresholds on each sequence put it where the strongest sequence crosses its threshold."""
+    names = [n for n in signature if n in ratios]
+    d = np.array([signature[n] - 1.0 for n in names])
+    norm = float(d @ d)
+    if norm < 1e-9:
+        raise ModicError("the change's signal equals normal marrow")
+    out = np.zeros(np.shape(ratios[names[0]]))
+    for n, dn in zip(names, d):
+        out = out + (np.asarray(ratios[n]) - 1.0) * dn
+    return out / norm
+
+
+def _type_name(frac: Mapping[int, float], s: PlanningSettings) -> str:
+    mixed = s.modic_mixed_min_pct / 100.0
+    if frac.get(1, 0.0) >= mixed and frac.get(2, 0.0) >= mixed:
+        return "1/2"
+    if frac.get(2, 0.0) >= mixed and frac.get(3, 0.0) >= mixed:
+        return "2/3"
+    return str(max(frac, key=lambda t: frac[t]))
 
 
 def _suggest_endplate(which: str, level_name: str, f: _Frame, hs: np.ndarray, us: np.ndarray, ls: np.ndarray,
-                      sign: float, h_col: np.ndarray, height: float, ratios: dict[str, np.ndarray],
-                      types: np.ndarray, ref: dict[str, float], s: PlanningSettings,
-                      params: ModicParams) -> ModicSuggestion:
-    """One endplate: the share of its whole area whose subchondral band reads as a Modic type, and the
-    maximum height the abnormal signal reaches from the endplate (Udby grade, domain.md 2.2).
+                      height: float, geo: _Geometry, ratios: dict[str, np.ndarray], types: np.ndarray,
+                      ref: dict[str, float], axial: Optional[tuple[np.ndarray, np.ndarray]],
+                      s: PlanningSettings, params: ModicParams) -> ModicSuggestion:
+    """One endplate: the share of its whole area that the change touches, its type, and the maximum height
+    the change reaches from the endplate (Udby grade, domain.md 2.2).
 
-    * Per column of the grid (a line through the body parallel to its axis), distances are counted from
-      that column's own cortical endplate.
-    * Band: ``cortex_skip_mm`` to ``cortex_skip_mm + modic_band_mm`` inside the endplate. A column is
-      abnormal when at least ``modic_band_majority_pct`` of its band reads as a Modic type; its type is the
-      band's majority type.
-    * Endplate area: the columns whose band reads as marrow (normal or a Modic type) and that are reached
-      from the centre without crossing the cortex (:func:`_endplate_section`); every sagittal slice
-      through the body contributes.
-    * Share: abnormal columns of that area / the area. Height: per abnormal column, the last abnormal row
-      going into the body (gaps up to ``reach_gap_mm``), from the cortical endplate; the grade uses the
-      maximum over the endplate (after a small median filter against single-column noise)."""
+    * The endplate area is :func:`_endplate_geometry`'s: every column through the body whose cortical line
+      lies on the endplate, on every sagittal slice. Distances are counted from each column's own line.
+    * First reading, by the signal table (domain.md 2.1, thresholds ``modic_low_ratio`` /
+      ``modic_high_ratio``): a column is a candidate when at least ``modic_band_majority_pct`` of the
+      classified voxels of its band (``cortex_skip_mm`` to ``cortex_skip_mm + modic_band_mm`` inside the
+      line) read as a Modic type; the candidates give the endplate's type(s) and each type's own signal
+      (the median ratios of its voxels).
+    * Second reading, by the change's own signal (:func:`change_fraction`): a column is changed when the
+      marrow just inside the cortex (``contact_mm`` from ``cortex_skip_mm``) is on average at least
+      ``modic_band_majority_pct`` % change; its type is the one it is most of. Share: changed columns / the
+      endplate area. Mixed types from ``modic_mixed_min_pct``.
+    * Height: per changed column, the last voxel going into the body that is at least
+      ``modic_band_majority_pct`` % change (gaps up to ``reach_gap_mm``), from the cortical line; the grade
+      uses the maximum over the endplate (after a small median filter against single-column noise)."""
     step = params.sample_step_mm
-    band = s.modic_band_mm
-    dist = sign * (h_col[None, :, :] - hs[:, None, None])  # mm into the body from each column's endplate
-    in_body = (dist >= params.cortex_skip_mm) & (dist <= height - params.cortex_skip_mm)
-    band_mask = in_body & (dist <= params.cortex_skip_mm + band)
+    band_mm = s.modic_band_mm
+    skip = params.cortex_skip_mm
+    dist, area = geo.dist, geo.area
+    in_body = (dist >= skip) & (dist <= height - skip)
+    band_mask = in_body & (dist <= skip + band_mm)
+    contact = in_body & (dist <= skip + params.contact_mm)
+    majority = s.modic_band_majority_pct / 100.0
     counts = {t: ((types == t) & band_mask).sum(axis=0) for t in (0, 1, 2, 3)}
     abn_counts = counts[1] + counts[2] + counts[3]
-    # marrow near this endplate: near the normal marrow's signal on every sequence (within the wider
-    # ``section_ratio`` band; blur near the cortex leaves it short of "iso")
-    near = in_body & (dist <= params.section_depth_fraction * height)
-    lo, hi = params.section_ratio
-    # muscle and cortex are dark on T1 and T2; fat around the body is bright on T1 and T2 but dark on STIR
-    near_normal = (ratios["T1"] >= lo) & (ratios["T1"] <= hi) & (ratios["T2"] >= lo) & (ratios["T2"] <= hi) & \
-        (types != OUTSIDE)
-    if "STIR" in ratios:
-        near_normal &= ratios["STIR"] >= lo
-    normal_mm = (near_normal & near).sum(axis=0) * step
-    if not (normal_mm >= params.section_normal_mm).any():  # a zone through this half: the whole body
-        normal_mm = (near_normal & in_body).sum(axis=0) * step
     # among the band's voxels that read as something (normal or a type): blur next to the cortex and at the
     # edge of a zone leaves some voxels matching no row of the table, and they count for neither side
     classified = abn_counts + counts[0]
     abn_frac = np.where(classified > 0, abn_counts / np.maximum(classified, 1), 0.0)
-    majority = s.modic_band_majority_pct / 100.0
-    # the body ends at the posterior wall (its midline landmark, plus the slack of a concave wall); behind
-    # it lie the pedicles, whose marrow must not count as endplate
-    in_front = us >= -f.depth / 2 - params.posterior_slack_mm
-    # lumbar and sacral bodies are at most about 1.5 times as wide as they are deep; beside S1 the marrow
-    # goes on into the sacral ala, which is not endplate
-    within = np.abs(ls) <= params.max_width_to_depth * f.depth / 2
-    section = _endplate_section((normal_mm >= params.section_normal_mm) & in_front[:, None] & within[None, :],
-                                us, ls)
-    abnormal_col = section & (abn_frac >= majority)
-    n_cols = int(section.sum())
-    share = 100.0 * float(abnormal_col.sum()) / n_cols if n_cols else 0.0
-    # height reached: per abnormal column, how far from the endplate the abnormal signal continues
-    abn = np.isin(types, (1, 2, 3)) & in_body
-    reach = np.zeros(abnormal_col.shape)
-    if abnormal_col.any():
-        # rows from the endplate into the body (the same order for every column: dist is monotonic in h)
-        order = np.argsort(dist[:, 0, 0]) if sign < 0 else np.argsort(-hs)
+    candidate = area & (abn_frac >= majority)
+    cand_type = np.argmax(np.stack([counts[1], counts[2], counts[3]]), axis=0) + 1
+    n_area = int(area.sum())
+    changed = np.zeros_like(area)
+    col_type = np.zeros(area.shape, int)
+    fraction: dict[int, np.ndarray] = {}
+    # the first reading must find at least the share worth reporting: below it, the few candidates are the
+    # blurred cortex of the walls and the endplate, which reads as type 3 (dark on every sequence)
+    if candidate.sum() >= s.modic_min_share_pct / 100.0 * n_area > 0:
+        sel = cand_type[candidate]
+        cand_frac = {t: float((sel == t).mean()) for t in (1, 2, 3)}
+        name = _type_name(cand_frac, s)
+        present = [int(t) for t in name.split("/")]
+        best = np.full(area.shape, -np.inf)
+        for t in present:
+            own = (types == t) & band_mask & (candidate & (cand_type == t))[None, :, :]
+            if not own.any():
+                continue
+            signature = {n: float(np.median(r[own])) for n, r in ratios.items()}
+            fraction[t] = change_fraction(ratios, signature)
+            near = np.where(contact, fraction[t], 0.0).sum(axis=0) / np.maximum(contact.sum(axis=0), 1)
+            near = np.where(contact.any(axis=0), near, -np.inf)
+            col_type = np.where(near > best, t, col_type)
+            best = np.maximum(best, near)
+        changed = geo.marrow & (best >= majority)
+    share = 100.0 * float(changed.sum()) / n_area if n_area else 0.0
+    # height reached: per changed column, how far from the endplate the change continues
+    reach = np.zeros(area.shape)
+    if changed.any():
+        abn = np.zeros(types.shape, bool)
+        for t, fr in fraction.items():
+            abn |= (fr >= majority) & (col_type == t)[None, :, :]
+        abn &= in_body
         gap_rows = int(round(params.reach_gap_mm / step))
-        last = np.zeros(abnormal_col.shape)
-        miss = np.zeros(abnormal_col.shape, int)
-        going = abnormal_col.copy()
+        order = np.argsort(np.median(dist.reshape(dist.shape[0], -1), axis=1))  # from the endplate inwards
+        last = np.zeros(area.shape)
+        miss = np.zeros(area.shape, int)
+        going = changed.copy()
         for i in order:
             rows_in = in_body[i] & going
             hit = rows_in & abn[i]
             last = np.where(hit, dist[i], last)
             miss = np.where(hit, 0, np.where(rows_in, miss + 1, miss))
             going &= miss <= gap_rows
-        reach = np.where(abnormal_col, last + step / 2, 0.0)
-        reach = np.where(abnormal_col, ndimage.median_filter(reach, size=params.reach_median_px,
-                                                             mode="nearest"), 0.0)
-    # ratios: over the abnormal band voxels if any, else over the whole band within the endplate area
-    region = band_mask & (abnormal_col if abnormal_col.any() else section)[None, :, :]
+        reach = np.where(changed, last + step / 2, 0.0)
+        reach = np.where(changed, ndimage.median_filter(reach, size=params.reach_median_px, mode="nearest"), 0.0)
+    # ratios: over the changed columns' band if any, else over the whole band within the endplate area
+    region = band_mask & (changed if changed.any() else area)[None, :, :]
     measured = {n: round(float(np.median(r[region])), 3) for n, r in ratios.items()} if region.any() else \
         {n: round(float(np.median(r[band_mask])), 3) for n, r in ratios.items()}
-    if share < s.modic_min_share_pct or not abnormal_col.any():
+    if share < s.modic_min_share_pct or not changed.any():
         mtype, grade, share_out, extent = "none", None, 0.0, 0.0
     else:
-        col_type = np.argmax(np.stack([counts[1], counts[2], counts[3]]), axis=0) + 1
-        sel = col_type[abnormal_col]
-        frac = {t: float((sel == t).mean()) for t in (1, 2, 3)}
-        mixed = s.modic_mixed_min_pct / 100.0
-        if frac[1] >= mixed and frac[2] >= mixed:
-            mtype = "1/2"
-        elif frac[2] >= mixed and frac[3] >= mixed:
-            mtype = "2/3"
-        else:
-            mtype = str(max(frac, key=lambda t: frac[t]))
-        extent = float(reach[abnormal_col].max())
+        sel = col_type[changed]
+        mtype = _type_name({t: float((sel == t).mean()) for t in (1, 2, 3)}, s)
+        extent = float(reach[changed].max())
         grade = _grade(100.0 * extent / height, s)
         share_out = round(share, 1)
-    # the region box: the band (or its abnormal part) in LPS
+    ax_read = None
+    if axial is not None:
+        ax_read = _axial_reading(axial, f, us, ls, geo, contact, band_mask, types, changed if mtype != "none" else None,
+                                 s, params)
+    # the region box: the band (or its changed part) in LPS
     idx = np.argwhere(region)
     if idx.size:
         pts = (f.center + hs[idx[:, 0], None] * f.axis + us[idx[:, 1], None] * f.ap + ls[idx[:, 2], None] * f.lat)
@@ -427,33 +584,109 @@ def _suggest_endplate(which: str, level_name: str, f: _Frame, hs: np.ndarray, us
         half = tuple(round(float(v), 2) for v in (hi - lo) / 2 + step / 2)
     else:
         center, half = None, None
-    expl = _explain(level_name, which, measured, ref, band, mtype, grade, share, extent, height, n_cols, s, params)
+    images = [n for n in SEQUENCES if n in ratios] + ([AXIAL] if axial is not None else [])
+    expl = _explain(level_name, which, measured, band_mm, mtype, grade, share, extent, height,
+                    n_area * step ** 2, ax_read, s, params)
     return ModicSuggestion(modic_type=mtype, grade=grade, share_pct=share_out if mtype != "none" else None,
-                           ratios=measured, region_center_lps=center, region_half_size_mm=half, explanation=expl)
+                           ratios=measured, region_center_lps=center, region_half_size_mm=half, explanation=expl,
+                           images=images,
+                           axial_share_pct=None if ax_read is None or ax_read.share_pct is None
+                           else round(ax_read.share_pct, 1))
+
+
+def _axial_reading(axial: tuple[np.ndarray, np.ndarray], f: _Frame, us: np.ndarray, ls: np.ndarray, geo: _Geometry,
+                   contact: np.ndarray, band_mask: np.ndarray, types: np.ndarray, changed: Optional[np.ndarray],
+                   s: PlanningSettings, params: ModicParams) -> _AxialReading:
+    """The endplate area and the changed share read on the axial T2, sampled on the same body grid.
+
+    The plane just inside the endplate (the same ``contact_mm`` of marrow beyond ``cortex_skip_mm`` as on the
+    sagittal, following the endplate's cortical line found on the sagittal) shows the body's section
+    directly: the marrow (T2 ratio to the normal marrow within ``section_ratio``, or changed) connected to
+    the centre, holes filled, plus the rim; it is measured only when it closes inside the grid (it does not
+    run on into the bone beside the body). Normal marrow on the axial is its signal where the sagittal
+    reads normal marrow. The changed share is measured only where the change shows on T2 (the change's
+    median T2 ratio on the axial, where the sagittal found it, beyond ``modic_low_ratio`` /
+    ``modic_high_ratio``: type 1 high, type 3 low; type 2 is iso to slightly high on T2, domain.md 2.1); a
+    point is changed when its T2 is at least ``modic_band_majority_pct`` % of the way to the change's own."""
+    vals, ax_seen = axial
+    want = contact & geo.area[None, :, :]
+    n_want = int(want.sum())
+    coverage = float((want & ax_seen).sum()) / n_want if n_want else 0.0
+    if coverage < params.axial_min_coverage:
+        return _AxialReading(coverage, note=f"it covers {100 * coverage:.0f}% of the endplate")
+    normal = (types == 0) & ax_seen & geo.area[None, :, :] & (geo.dist >= params.cortex_skip_mm)
+    if normal.sum() < 20:
+        return _AxialReading(coverage, note="no normal marrow of this body on it")
+    ratio = vals / max(float(np.median(vals[normal])), 1e-6)
+    use = contact & ax_seen
+    plane = np.where(use, ratio, 0.0).sum(axis=0) / np.maximum(use.sum(axis=0), 1)
+    plane = np.where(use.any(axis=0), plane, np.nan)
+    shows = None
+    if changed is not None and changed.any():
+        own = band_mask & ax_seen & changed[None, :, :]
+        z = float(np.median(ratio[own])) if own.any() else 1.0
+        if z > s.modic_high_ratio or z < s.modic_low_ratio:
+            shows = (plane - 1.0) / (z - 1.0) >= s.modic_band_majority_pct / 100.0
+    lo, hi = params.section_ratio
+    marrow = (plane >= lo) & (plane <= hi)
+    if shows is not None:
+        marrow |= shows
+    in_front = (us >= -f.depth / 2 - params.posterior_slack_mm)[:, None]
+    body = ndimage.binary_fill_holes(_component_at_centre(marrow & in_front, us, ls))
+    border = np.zeros_like(body)
+    border[[0, -1], :] = True
+    border[:, [0, -1]] = True
+    if (body & border).any():
+        return _AxialReading(coverage, note="the body's section on it does not close (it runs on into the bone "
+                                            "beside the body)")
+    beyond = ndimage.distance_transform_edt(~body) * params.sample_step_mm
+    section = (beyond <= params.rim_mm) & in_front
+    area_mm2 = float(section.sum()) * params.sample_step_mm ** 2
+    if changed is None or not changed.any():
+        return _AxialReading(coverage, area_mm2, note="no change to read")
+    if shows is None:
+        return _AxialReading(coverage, area_mm2, note="the change does not show on T2")
+    return _AxialReading(coverage, area_mm2, 100.0 * float((shows & section).sum()) / max(float(section.sum()), 1.0))
 
 
 def _word(r: float, s: PlanningSettings) -> str:
     return "low" if r < s.modic_low_ratio else "high" if r > s.modic_high_ratio else "iso"
 
 
-def _explain(level_name: str, which: str, measured: dict[str, float], ref: dict[str, float], band: float,
-             mtype: str, grade: Optional[str], share: float, extent: float, height: float, area_mm2: int,
-             s: PlanningSettings, params: ModicParams) -> str:
+def _explain(level_name: str, which: str, measured: dict[str, float], band: float, mtype: str,
+             grade: Optional[str], share: float, extent: float, height: float, area_mm2: float,
+             axial: Optional[_AxialReading], s: PlanningSettings, params: ModicParams) -> str:
     side = "below the superior" if which == "superior" else "above the inferior"
-    sig = ", ".join(f"{n} {measured[n]:.2f} ({_word(measured[n], s)})" for n in SEQUENCES if n in measured)
+    seqs = [n for n in SEQUENCES if n in measured]
+    sig = ", ".join(f"{n} {measured[n]:.2f} ({_word(measured[n], s)})" for n in seqs)
     skip = params.cortex_skip_mm
-    head = (f"{level_name} {which} endplate: marrow {skip:g}-{skip + band:g} mm {side} "
+    images = "sagittal " + ", ".join(seqs)
+    head = (f"{level_name} {which} endplate, read on the {images}: marrow {skip:g}-{skip + band:g} mm {side} "
             f"endplate compared with the normal marrow of {level_name}; signal ratio {sig} "
-            f"(low < {s.modic_low_ratio:g}, high > {s.modic_high_ratio:g}). Endplate area measured over "
-            f"{area_mm2 * params.sample_step_mm ** 2:.0f} mm2 (every sagittal slice through the body).")
+            f"(low < {s.modic_low_ratio:g}, high > {s.modic_high_ratio:g}). Endplate area {area_mm2:.0f} mm2: "
+            "every sagittal slice through the body, bounded by the endplate's own cortical line.")
     if mtype == "none":
-        return (f"{head} Abnormal signal over {share:.0f}% of the endplate, below the {s.modic_min_share_pct:g}% "
+        body = (f" Changed over {share:.0f}% of the endplate, below the {s.modic_min_share_pct:g}% "
                 "needed to report a Modic change: none.")
-    return (f"{head} Abnormal over {share:.0f}% of the endplate area; its maximum height is {extent:.1f} mm of "
-            f"the {height:.1f} mm body height = {100 * extent / height:.0f}% -> grade {grade} "
-            f"(A < {s.modic_grade_a_max_pct:g}%, B {s.modic_grade_a_max_pct:g}-{s.modic_grade_b_max_pct:g}%, "
-            f"C > {s.modic_grade_b_max_pct:g}% of the body height, by the maximum extent; Udby 2022). Signal "
-            f"pattern matches type {mtype} (domain.md 2.1). A suggestion: confirm or change it.")
+    else:
+        body = (f" The change touches {share:.0f}% of the endplate area; its maximum height is {extent:.1f} mm of "
+                f"the {height:.1f} mm body height = {100 * extent / height:.0f}% -> grade {grade} "
+                f"(A < {s.modic_grade_a_max_pct:g}%, B {s.modic_grade_a_max_pct:g}-{s.modic_grade_b_max_pct:g}%, "
+                f"C > {s.modic_grade_b_max_pct:g}% of the body height, by the maximum extent; Udby 2022). Signal "
+                f"pattern matches type {mtype} (domain.md 2.1).")
+    if axial is None:
+        ax = " No axial T2 loaded."
+    else:
+        read = []
+        if axial.area_mm2 is not None:
+            read.append(f"endplate area {axial.area_mm2:.0f} mm2")
+        if axial.share_pct is not None:
+            read.append(f"changed over {axial.share_pct:.0f}%")
+        ax = (" Axial T2 (second reading, not used for the suggestion: its slices are thicker than the "
+              "sagittal pixels across the band under the endplate): " + ("; ".join(read) if read else "not read")
+              + (f" ({axial.note})" if axial.note else "") + ".")
+    tail = "" if mtype == "none" else " A suggestion: confirm or change it."
+    return head + body + ax + tail
 
 
 def suggest_plan(plan: Plan, volumes: Mapping[str, Volume], level_ids: Optional[Iterable[str]] = None

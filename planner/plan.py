@@ -162,6 +162,11 @@ class ModicSuggestion(_Model):
     region_center_lps: Optional[Point3] = None
     region_half_size_mm: Optional[Point3] = None
     explanation: str = ""
+    #: The series roles read: the sagittal "T1", "T2" (and "STIR") of the suggestion, "AX_T2" when an axial
+    #: T2 was read as a second reading.
+    images: list[Short] = Field(default_factory=list, max_length=8)
+    #: The changed share read on the axial T2 (second reading; None when not read), in percent.
+    axial_share_pct: Optional[float] = Field(None, ge=0, le=100)
 
 
 class EndplateFinding(_Model):
