@@ -14,14 +14,21 @@ Type       T1      T2                  STIR
 
 "Low" and "high" mean a ratio to normal marrow below ``modic_low_ratio`` / above
 ``modic_high_ratio`` (PlanningSettings, tag "design"). The grade is the Udby grade (domain.md 2.2):
-the **maximum** height the abnormal signal reaches from the endplate, as a percentage of the body
-height, with the cut-offs ``modic_grade_a_max_pct`` / ``modic_grade_b_max_pct``. The share is the
-percentage of the **whole endplate area** whose subchondral band is abnormal: the body is sampled on a
-grid through every sagittal slice it spans, the endplate area is the body's section found on the
-images (:func:`_endplate_section`), and distances are counted from each column's own cortical
-endplate (concave, tilted endplates). All thresholds that change the result are settings; the image
-sampling values are :class:`ModicParams`. Checked against the demo phantom's ground truth
-(tests/test_modic_demo.py); no real scan with Modic labels exists in ../shared/data.
+the **maximum** height the change reaches from the endplate, as a percentage of the body height, with the
+cut-offs ``modic_grade_a_max_pct`` / ``modic_grade_b_max_pct``. The share is the percentage of the **whole
+endplate area** that the change touches: the body is sampled on a grid through every sagittal slice it
+spans; per column the endplate's own cortical line is found (concave, tilted endplates), a smooth surface
+is fitted to the lines, and the endplate area is the columns whose line lies on that surface
+(:func:`_endplate_geometry`: beside S1 the top of the sacral ala lies lower and is left out). All
+thresholds that change the result are settings; the image sampling values are :class:`ModicParams`.
+Checked against the demo phantom's ground truth (tests/test_modic_demo.py) and analytic phantoms
+(tests/test_modic.py); no real scan with Modic labels exists in ../shared/data.
+
+An axial T2 (series role "AX_T2"), when loaded, gives a **second reading** of the share
+(:func:`_axial_reading`): measured only where the change shows on T2 (types 1 and 3) and the axial series
+covers the endplate, stated in the explanation and in ``ModicSuggestion.axial_share_pct``, and never used
+for the suggestion itself (its slices, 3-5 mm thick, lie across the few millimetres of marrow under the
+endplate that decide the share).
 
 The result is a :class:`planner.plan.ModicSuggestion` with the measured ratios, the region used
 (centre and half-sizes of its LPS bounding box) and an explanation of the numbers. It is only a
@@ -75,6 +82,9 @@ class ModicParams:
     #: A column's cortical line must be at least this dark: T1 + T2 ratio to normal marrow (normal marrow
     #: is 2; cortex near 0; the blur of a bright disc lifts the line on T2).
     line_max_dark: float = 1.3
+    #: The endplate surface is fitted only when at least this many central columns have a line (a quadratic
+    #: surface has 6 coefficients).
+    min_core_columns: int = 12
     #: A column belongs to the endplate when its cortical line lies within this distance of the endplate's
     #: surface (a smooth quadratic surface fitted to the lines, concave endplates included): where the bone
     #: beside the body starts lower (the sacral ala beside S1, the pedicles), its line is further away (mm).
@@ -82,11 +92,13 @@ class ModicParams:
     #: The endplate area reaches this far beyond the last column whose line lies on the endplate: where the
     #: endplate bends into the walls, the line leaves the surface before the bone ends (mm).
     rim_mm: float = 1.0
-    #: Marrow is read from this far inside each column's cortical line: closer, the blurred cortex still
-    #: darkens it (about 3 mm on the demo's 0.9 mm sagittal pixels).
-    cortex_skip_mm: float = 3.5
-    #: A point of the endplate is read as changed from the marrow just inside the cortex: the first this many
-    #: mm beyond ``cortex_skip_mm`` (the endplate area involved is where the change touches the endplate).
+    #: Marrow is read from this far inside each column's cortical line (the band of the first reading, the
+    #: height reached).
+    cortex_skip_mm: float = 2.5
+    #: A point of the endplate is read as changed from the marrow just inside the cortex: ``contact_mm`` from
+    #: this far inside the cortical line (further than ``cortex_skip_mm``: the blurred cortex darkens the
+    #: first millimetres and pulls a weak change, type 2 on T1, towards normal).
+    contact_from_mm: float = 3.5
     contact_mm: float = 2.0
     #: Smoothing of each sequence before classifying voxels (mm, Gaussian sigma).
     smooth_mm: float = 1.0
@@ -102,11 +114,13 @@ class ModicParams:
     #: Columns up to this far behind the posterior wall landmark can be endplate (the wall is concave at
     #: the midline, where the landmark is); further back lie the canal and the pedicles (mm).
     posterior_slack_mm: float = 2.0
-    #: T1 and T2 (axial: T2) ratios to normal marrow that count as marrow of about the normal signal (wider
-    #: than the "iso" band of the settings: the signal next to the cortex is blurred).
+    #: T1 and T2 ratios to normal marrow that count as marrow of about the normal signal (wider than the
+    #: "iso" band of the settings: the signal next to the cortex is blurred).
     section_ratio: tuple[float, float] = (0.7, 1.43)
     #: Axial reading: the axial series must cover this fraction of the marrow just inside the endplate.
     axial_min_coverage: float = 0.9
+    #: Axial reading: the least number of grid points of normal marrow its normal signal is taken from.
+    axial_min_normal_voxels: int = 20
     #: Reach map: median filter (columns) against single-column noise before the maximum is taken.
     reach_median_px: int = 3
 
@@ -233,9 +247,8 @@ class _AxialReading:
     """The second reading on the axial T2 (see :func:`_axial_reading`)."""
 
     coverage: float  # fraction of the marrow just inside the endplate that the axial series covers
-    area_mm2: Optional[float] = None  # the body's section on the axial plane (None: not measured)
-    share_pct: Optional[float] = None  # the changed share of that section (None: not measured)
-    note: str = ""  # why a value is not measured
+    share_pct: Optional[float] = None  # the share of the endplate area where the change shows (None: not measured)
+    note: str = ""  # why it is not measured
 
 
 def suggest_level(level: Level, volumes: Mapping[str, Volume], settings: Optional[PlanningSettings] = None,
@@ -336,9 +349,10 @@ def _cortical_line(hs: np.ndarray, dark: np.ndarray, h_end: float, params: Modic
     a = np.take_along_axis(sub, (ic - 1)[None], 0)[0]
     b = np.take_along_axis(sub, ic[None], 0)[0]
     c = np.take_along_axis(sub, (ic + 1)[None], 0)[0]
-    fin = np.isfinite(a) & np.isfinite(b) & np.isfinite(c)
-    den = np.where(fin, a - 2 * b + c, 0.0)
-    off = np.where(den > 1e-9, 0.5 * (np.where(fin, a - c, 0.0)) / np.maximum(den, 1e-9), 0.0)
+    fin = np.isfinite(a) & np.isfinite(b) & np.isfinite(c)  # outside a series the profile is +inf
+    a, b, c = (np.where(fin, x, 0.0) for x in (a, b, c))
+    den = a - 2 * b + c
+    off = np.where(den > 1e-9, 0.5 * (a - c) / np.maximum(den, 1e-9), 0.0)
     line = hs[near[ic]] + np.clip(off, -0.5, 0.5) * params.sample_step_mm
     valid = fin & (i0 > 0) & (i0 < near.size - 1) & (b <= params.line_max_dark)
     return line, valid
@@ -367,7 +381,7 @@ def _endplate_surface(line: np.ndarray, valid: np.ndarray, core: np.ndarray, us:
     uu, ll = np.meshgrid(us, ls, indexing="ij")
     basis = np.stack([np.ones_like(uu), uu, ll, uu * uu, ll * ll, uu * ll], axis=-1)
     ok = valid & core
-    if ok.sum() < 12:
+    if ok.sum() < params.min_core_columns:
         raise ModicError("no cortical endplate line found near the landmark")
     surf = np.zeros_like(line)
     on = ok
@@ -375,7 +389,7 @@ def _endplate_surface(line: np.ndarray, valid: np.ndarray, core: np.ndarray, us:
         coef, *_ = np.linalg.lstsq(basis[ok], line[ok], rcond=None)
         surf = basis @ coef
         on = _component_at_centre(valid & (np.abs(line - surf) <= params.line_tolerance_mm), us, ls)
-        if on.sum() < 12:
+        if on.sum() < params.min_core_columns:
             raise ModicError("no cortical endplate line found near the landmark")
         ok = on
     return surf, on
@@ -401,6 +415,10 @@ def _endplate_geometry(f: _Frame, hs: np.ndarray, us: np.ndarray, ls: np.ndarray
     line_dist = sign * (line[None, :, :] - hs[:, None, None])
     near_half = (line_dist >= params.cortex_skip_mm) & (line_dist <= params.section_depth_fraction * f.height)
     has_marrow = (normal_like & near_half).sum(axis=0) * params.sample_step_mm >= params.section_normal_mm
+    if (has_marrow & valid & core).sum() < params.min_core_columns:
+        # a change fills the half of the body on this endplate's side (grade C): look through the whole body
+        whole = (line_dist >= params.cortex_skip_mm) & (line_dist <= f.height - params.cortex_skip_mm)
+        has_marrow = (normal_like & whole).sum(axis=0) * params.sample_step_mm >= params.section_normal_mm
     surf, on = _endplate_surface(line, valid & in_front & has_marrow, core, us, ls, params)
     filled = ndimage.binary_fill_holes(on)
     beyond = ndimage.distance_transform_edt(~filled) * params.sample_step_mm
@@ -493,7 +511,7 @@ def _suggest_endplate(which: str, level_name: str, f: _Frame, hs: np.ndarray, us
       line) read as a Modic type; the candidates give the endplate's type(s) and each type's own signal
       (the median ratios of its voxels).
     * Second reading, by the change's own signal (:func:`change_fraction`): a column is changed when the
-      marrow just inside the cortex (``contact_mm`` from ``cortex_skip_mm``) is on average at least
+      marrow just inside the cortex (``contact_mm`` from ``contact_from_mm``) is on average at least
       ``modic_band_majority_pct`` % change; its type is the one it is most of. Share: changed columns / the
       endplate area. Mixed types from ``modic_mixed_min_pct``.
     * Height: per changed column, the last voxel going into the body that is at least
@@ -505,7 +523,7 @@ def _suggest_endplate(which: str, level_name: str, f: _Frame, hs: np.ndarray, us
     dist, area = geo.dist, geo.area
     in_body = (dist >= skip) & (dist <= height - skip)
     band_mask = in_body & (dist <= skip + band_mm)
-    contact = in_body & (dist <= skip + params.contact_mm)
+    contact = in_body & (dist >= params.contact_from_mm) & (dist <= params.contact_from_mm + params.contact_mm)
     majority = s.modic_band_majority_pct / 100.0
     counts = {t: ((types == t) & band_mask).sum(axis=0) for t in (0, 1, 2, 3)}
     abn_counts = counts[1] + counts[2] + counts[3]
@@ -573,7 +591,7 @@ def _suggest_endplate(which: str, level_name: str, f: _Frame, hs: np.ndarray, us
         share_out = round(share, 1)
     ax_read = None
     if axial is not None:
-        ax_read = _axial_reading(axial, f, us, ls, geo, contact, band_mask, types, changed if mtype != "none" else None,
+        ax_read = _axial_reading(axial, geo, contact, band_mask, types, changed if mtype != "none" else None,
                                  s, params)
     # the region box: the band (or its changed part) in LPS
     idx = np.argwhere(region)
@@ -594,59 +612,41 @@ def _suggest_endplate(which: str, level_name: str, f: _Frame, hs: np.ndarray, us
                            else round(ax_read.share_pct, 1))
 
 
-def _axial_reading(axial: tuple[np.ndarray, np.ndarray], f: _Frame, us: np.ndarray, ls: np.ndarray, geo: _Geometry,
-                   contact: np.ndarray, band_mask: np.ndarray, types: np.ndarray, changed: Optional[np.ndarray],
-                   s: PlanningSettings, params: ModicParams) -> _AxialReading:
-    """The endplate area and the changed share read on the axial T2, sampled on the same body grid.
+def _axial_reading(axial: tuple[np.ndarray, np.ndarray], geo: _Geometry, contact: np.ndarray,
+                   band_mask: np.ndarray, types: np.ndarray, changed: Optional[np.ndarray], s: PlanningSettings,
+                   params: ModicParams) -> _AxialReading:
+    """The changed share read a second time, on the axial T2 sampled on the same body grid.
 
-    The plane just inside the endplate (the same ``contact_mm`` of marrow beyond ``cortex_skip_mm`` as on the
-    sagittal, following the endplate's cortical line found on the sagittal) shows the body's section
-    directly: the marrow (T2 ratio to the normal marrow within ``section_ratio``, or changed) connected to
-    the centre, holes filled, plus the rim; it is measured only when it closes inside the grid (it does not
-    run on into the bone beside the body). Normal marrow on the axial is its signal where the sagittal
-    reads normal marrow. The changed share is measured only where the change shows on T2 (the change's
-    median T2 ratio on the axial, where the sagittal found it, beyond ``modic_low_ratio`` /
-    ``modic_high_ratio``: type 1 high, type 3 low; type 2 is iso to slightly high on T2, domain.md 2.1); a
-    point is changed when its T2 is at least ``modic_band_majority_pct`` % of the way to the change's own."""
+    The endplate area is the sagittal one (:func:`_endplate_geometry`): on T2 alone the body's marrow
+    cannot be told from the muscle beside it, so the axial does not bound the area itself. The marrow just
+    inside the endplate (the ``contact_mm`` from ``contact_from_mm`` of the sagittal reading, following each
+    column's cortical line) is compared with this body's normal marrow on the axial (its signal where the
+    sagittal reads normal marrow). It is measured only where the change shows on T2: the median axial T2
+    ratio of the band where the sagittal found the change must lie beyond ``modic_low_ratio`` /
+    ``modic_high_ratio`` (type 1 high, type 3 low; type 2 is iso to slightly high on T2, domain.md 2.1). A
+    column is changed when its T2 is on average at least ``modic_band_majority_pct`` % of the way from
+    normal marrow to the change's own T2. Not measured either when the axial series covers less than
+    ``axial_min_coverage`` of that marrow."""
     vals, ax_seen = axial
     want = contact & geo.area[None, :, :]
     n_want = int(want.sum())
     coverage = float((want & ax_seen).sum()) / n_want if n_want else 0.0
     if coverage < params.axial_min_coverage:
-        return _AxialReading(coverage, note=f"it covers {100 * coverage:.0f}% of the endplate")
+        return _AxialReading(coverage, note=f"the axial series covers {100 * coverage:.0f}% of the endplate")
+    if changed is None or not changed.any():
+        return _AxialReading(coverage, note="no change found on the sagittal images")
     normal = (types == 0) & ax_seen & geo.area[None, :, :] & (geo.dist >= params.cortex_skip_mm)
-    if normal.sum() < 20:
-        return _AxialReading(coverage, note="no normal marrow of this body on it")
+    if normal.sum() < params.axial_min_normal_voxels:
+        return _AxialReading(coverage, note="too little normal marrow of this body on it")
     ratio = vals / max(float(np.median(vals[normal])), 1e-6)
+    own = band_mask & ax_seen & changed[None, :, :]
+    z = float(np.median(ratio[own])) if own.any() else 1.0
+    if s.modic_low_ratio <= z <= s.modic_high_ratio:
+        return _AxialReading(coverage, note=f"the change does not show on T2 (T2 ratio {z:.2f}, iso)")
     use = contact & ax_seen
     plane = np.where(use, ratio, 0.0).sum(axis=0) / np.maximum(use.sum(axis=0), 1)
-    plane = np.where(use.any(axis=0), plane, np.nan)
-    shows = None
-    if changed is not None and changed.any():
-        own = band_mask & ax_seen & changed[None, :, :]
-        z = float(np.median(ratio[own])) if own.any() else 1.0
-        if z > s.modic_high_ratio or z < s.modic_low_ratio:
-            shows = (plane - 1.0) / (z - 1.0) >= s.modic_band_majority_pct / 100.0
-    lo, hi = params.section_ratio
-    marrow = (plane >= lo) & (plane <= hi)
-    if shows is not None:
-        marrow |= shows
-    in_front = (us >= -f.depth / 2 - params.posterior_slack_mm)[:, None]
-    body = ndimage.binary_fill_holes(_component_at_centre(marrow & in_front, us, ls))
-    border = np.zeros_like(body)
-    border[[0, -1], :] = True
-    border[:, [0, -1]] = True
-    if (body & border).any():
-        return _AxialReading(coverage, note="the body's section on it does not close (it runs on into the bone "
-                                            "beside the body)")
-    beyond = ndimage.distance_transform_edt(~body) * params.sample_step_mm
-    section = (beyond <= params.rim_mm) & in_front
-    area_mm2 = float(section.sum()) * params.sample_step_mm ** 2
-    if changed is None or not changed.any():
-        return _AxialReading(coverage, area_mm2, note="no change to read")
-    if shows is None:
-        return _AxialReading(coverage, area_mm2, note="the change does not show on T2")
-    return _AxialReading(coverage, area_mm2, 100.0 * float((shows & section).sum()) / max(float(section.sum()), 1.0))
+    shows = use.any(axis=0) & ((plane - 1.0) / (z - 1.0) >= s.modic_band_majority_pct / 100.0)
+    return _AxialReading(coverage, 100.0 * float((shows & geo.area).sum()) / max(float(geo.area.sum()), 1.0))
 
 
 def _word(r: float, s: PlanningSettings) -> str:
@@ -676,15 +676,12 @@ def _explain(level_name: str, which: str, measured: dict[str, float], band: floa
                 f"pattern matches type {mtype} (domain.md 2.1).")
     if axial is None:
         ax = " No axial T2 loaded."
+    elif axial.share_pct is None:
+        ax = f" Axial T2 (second reading): not measured ({axial.note})."
     else:
-        read = []
-        if axial.area_mm2 is not None:
-            read.append(f"endplate area {axial.area_mm2:.0f} mm2")
-        if axial.share_pct is not None:
-            read.append(f"changed over {axial.share_pct:.0f}%")
-        ax = (" Axial T2 (second reading, not used for the suggestion: its slices are thicker than the "
-              "sagittal pixels across the band under the endplate): " + ("; ".join(read) if read else "not read")
-              + (f" ({axial.note})" if axial.note else "") + ".")
+        ax = (f" Axial T2 (second reading, measured; not used for the suggestion: its slices are thicker than "
+              f"the sagittal pixels across the marrow under the endplate): the change shows over "
+              f"{axial.share_pct:.0f}% of the endplate area found on the sagittal.")
     tail = "" if mtype == "none" else " A suggestion: confirm or change it."
     return head + body + ax + tail
 
@@ -712,9 +709,10 @@ def suggest_plan(plan: Plan, volumes: Mapping[str, Volume], level_ids: Optional[
 
 def volumes_for(session: object) -> dict[str, Volume]:
     """T1, T2 and STIR volumes of a :class:`planner.session.Session`: by the roles the plan gives the
-    series, else guessed from the series descriptions of sagittal MR volumes ("T1", "T2", "STIR")."""
+    series, else guessed from the series descriptions of sagittal MR volumes ("T1", "T2", "STIR"); and the
+    axial T2 when the plan gives a series that role ("AX_T2")."""
     out: dict[str, Volume] = {}
-    for role in SEQUENCES:
+    for role in SEQUENCES + (AXIAL,):
         vol = session.volume_by_role(role)  # type: ignore[attr-defined]
         if vol is not None:
             out[role] = vol
