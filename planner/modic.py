@@ -531,7 +531,11 @@ def _suggest_endplate(which: str, level_name: str, f: _Frame, hs: np.ndarray, us
     # edge of a zone leaves some voxels matching no row of the table, and they count for neither side
     classified = abn_counts + counts[0]
     abn_frac = np.where(classified > 0, abn_counts / np.maximum(classified, 1), 0.0)
-    candidate = area & (abn_frac >= majority)
+    # next to the body's walls a column runs along the wall's cortex, dark on every sequence like type 3: the
+    # first reading leaves out the columns within ``cortex_skip_mm`` of the area's edge (the second reading,
+    # by the change's own signal, still reads them)
+    inner = ndimage.distance_transform_edt(area) * step > skip
+    candidate = area & inner & (abn_frac >= majority)
     cand_type = np.argmax(np.stack([counts[1], counts[2], counts[3]]), axis=0) + 1
     n_area = int(area.sum())
     changed = np.zeros_like(area)
