@@ -259,7 +259,14 @@ def suggest_level(level: Level, volumes: Mapping[str, Volume], settings: Optiona
     volumes in one frame of reference. The body is sampled on a grid in the vertebra's frame that holds
     the whole endplate (every sagittal slice through the body); see :func:`_suggest_endplate` for the
     share and the height and :func:`_axial_reading` for the axial T2. An endplate whose cortical line is
-    not found on the images is left out of the result (nothing is suggested for it)."""
+    not found on the images is left out of the result (nothing is suggested for it; :func:`run_plan` says
+    why)."""
+    return _read_level(level, volumes, settings, params)[0]
+
+
+def _read_level(level: Level, volumes: Mapping[str, Volume], settings: Optional[PlanningSettings],
+                params: ModicParams) -> tuple[dict[str, ModicSuggestion], dict[str, str]]:
+    """:func:`suggest_level`'s suggestions and, per endplate left out, why."""
     s = settings or PlanningSettings()
     vols = {k: v for k, v in volumes.items() if k in SEQUENCES and v is not None}
     axial = volumes.get(AXIAL)
@@ -303,15 +310,17 @@ def suggest_level(level: Level, volumes: Mapping[str, Volume], settings: Optiona
         normal_like &= ratios["STIR"] >= lo
     ax = _sample_smoothed(axial, pts, params) if axial is not None else None
     out = {}
+    not_read: dict[str, str] = {}
     for which, h_end in (("superior", h_sup), ("inferior", h_inf)):
         sign = 1.0 if which == "superior" else -1.0
         try:
             geo = _endplate_geometry(f, hs, us, ls, dark, normal_like, seen, h_end, sign, params)
-        except ModicError:
-            continue  # no cortical line found: nothing is suggested for this endplate
+        except ModicError as exc:
+            not_read[which] = str(exc)  # no cortical line found: nothing is suggested for this endplate
+            continue
         out[which] = _suggest_endplate(which, level.name, f, hs, us, ls, h_sup - h_inf, geo, ratios, types, ref,
                                        ax, s, params)
-    return out
+    return out, not_read
 
 
 def _sample_smoothed(vol: Volume, pts: np.ndarray, params: ModicParams) -> tuple[np.ndarray, np.ndarray]:
@@ -690,25 +699,48 @@ def _explain(level_name: str, which: str, measured: dict[str, float], band: floa
     return head + body + ax + tail
 
 
-def suggest_plan(plan: Plan, volumes: Mapping[str, Volume], level_ids: Optional[Iterable[str]] = None
-                 ) -> dict[tuple[str, str], ModicSuggestion]:
-    """Suggestions for every endplate of the plan's levels (or ``level_ids``) with complete landmarks.
+@dataclass
+class ModicRun:
+    """What one run of the assistant over a plan gave: the suggestions, and the endplates it did not read
+    with the reason (nothing is suggested for those: the physician decides them from the images)."""
 
-    Levels whose landmarks are incomplete or that lie outside the images are skipped."""
+    suggestions: dict[tuple[str, str], ModicSuggestion]  # (level id, "superior"/"inferior") -> suggestion
+    not_read: dict[tuple[str, str], str]  # (level id, endplate) -> why it was not read
+
+    def not_read_text(self, plan: Plan) -> str:
+        """"L5 superior (why); ..." in the plan's level order, "" when every endplate was read."""
+        order = {lv.id: (i, lv.name) for i, lv in enumerate(plan.levels)}
+        keys = sorted(self.not_read, key=lambda k: (order.get(k[0], (len(order), ""))[0], ENDPLATES.index(k[1])))
+        return "; ".join(f"{order.get(lid, (0, lid))[1]} {which} ({self.not_read[(lid, which)]})"
+                         for lid, which in keys)
+
+
+def run_plan(plan: Plan, volumes: Mapping[str, Volume], level_ids: Optional[Iterable[str]] = None) -> ModicRun:
+    """Read every endplate of the plan's levels (or ``level_ids``). A level whose landmarks are incomplete
+    or that lies outside the images, and an endplate whose cortical line is not found, are not read; the
+    run says why. Raises ModicError when the series cannot be read together (:func:`check_frames`)."""
     wanted = set(level_ids) if level_ids is not None else None
-    out: dict[tuple[str, str], ModicSuggestion] = {}
+    run = ModicRun({}, {})
     vols = {k: v for k, v in volumes.items() if v is not None}
     check_frames(vols)
     for lv in plan.levels:
         if wanted is not None and lv.id not in wanted:
             continue
         try:
-            res = suggest_level(lv, vols, plan.settings)
-        except ModicError:
-            continue
+            res, not_read = _read_level(lv, vols, plan.settings, MODIC_PARAMS)
+        except ModicError as exc:
+            res, not_read = {}, {which: str(exc) for which in ENDPLATES}
         for which, sug in res.items():
-            out[(lv.id, which)] = sug
-    return out
+            run.suggestions[(lv.id, which)] = sug
+        for which, why in not_read.items():
+            run.not_read[(lv.id, which)] = why
+    return run
+
+
+def suggest_plan(plan: Plan, volumes: Mapping[str, Volume], level_ids: Optional[Iterable[str]] = None
+                 ) -> dict[tuple[str, str], ModicSuggestion]:
+    """Suggestions for every endplate of the plan's levels (or ``level_ids``) that :func:`run_plan` reads."""
+    return run_plan(plan, volumes, level_ids).suggestions
 
 
 def volumes_for(session: object) -> dict[str, Volume]:

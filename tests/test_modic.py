@@ -12,7 +12,8 @@ import pytest
 
 from planner.document import PlanDocument
 from planner.imaging.volume import ImageInfo, Volume, make_ijk_to_lps
-from planner.modic import ModicError, apply_suggestions, classify, confirm_suggestion, suggest_level, suggest_plan
+from planner.modic import (ModicError, apply_suggestions, classify, confirm_suggestion, run_plan, suggest_level,
+                           suggest_plan)
 from planner.plan import Landmarks, Level, Plan
 from planner.settings import PlanningSettings
 from planner.storage import load_plan, save_plan
@@ -243,3 +244,23 @@ def test_axial_t2_that_misses_the_endplate_is_not_measured():
     sup = suggest_level(_level(), {**vols, "AX_T2": below})["superior"]
     assert sup.modic_type == "1" and sup.axial_share_pct is None
     assert "not measured (the axial series covers 0% of the endplate)" in sup.explanation
+
+
+def test_endplates_not_read_are_named_with_the_reason():
+    vols = phantom([("inferior", "1", 9.0, 1.0)])
+    # no cortical line and no disc above the body: marrow signal from 8 mm above the centre upwards
+    flat = {}
+    for name, v in vols.items():
+        arr = v.array.copy()
+        z = v.ijk_to_lps[2, 3] + v.ijk_to_lps[2, 2] * np.arange(arr.shape[0])
+        arr[z > 8.0] = BASE[name]
+        flat[name] = Volume(arr, v.ijk_to_lps, v.info)
+    plan = Plan(levels=[_level(), Level(name="S1")])
+    run = run_plan(plan, flat)
+    l5, s1 = plan.levels[0].id, plan.levels[1].id
+    assert set(run.suggestions) == {(l5, "inferior")} and run.suggestions[(l5, "inferior")].modic_type == "1"
+    assert run.not_read[(l5, "superior")] == "no cortical endplate line found near the landmark"
+    assert run.not_read[(s1, "superior")].startswith("landmarks missing")
+    text = run.not_read_text(plan)
+    assert text.startswith("L5 superior (no cortical endplate line found") and "S1 inferior (landmarks missing" in text
+    assert suggest_plan(plan, flat) == run.suggestions

@@ -26,6 +26,8 @@ def test_panel_shows_the_axial_reading_measured_or_not(qtbot, modic_session):  #
     panel.resize(520, 1100)  # the whole explanation in the screenshot
     qtbot.mouseClick(panel.assistant_button, Qt.MouseButton.LeftButton)
     assert "suggested Modic change" in messages[-1], messages
+    assert messages[-1].endswith("Not read (decide from the images): L4 superior (L4 lies outside the T1 series); "
+                                 "L4 inferior (L4 lies outside the T1 series)"), messages
     l5 = session.document.plan.level_by_name("L5")
     sup = l5.superior.suggestion
     assert sup.modic_type == "1" and "AX_T2" in sup.images

@@ -512,12 +512,13 @@ class LevelsPanel(PlanPanel):
 
     def run_assistant(self) -> bool:
         """Suggest type, grade and share for every endplate (one undo step); decisions stay as they are."""
-        from planner.modic import ModicError, apply_suggestions, suggest_plan, volumes_for
+        from planner.modic import ModicError, apply_suggestions, run_plan, volumes_for
 
         vols = volumes_for(self.session)
         QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            suggestions = suggest_plan(self.document.plan, vols)
+            run = run_plan(self.document.plan, vols)
+            suggestions = run.suggestions
         except ModicError as exc:
             self.message.emit(f"Modic assistant: {exc}")
             return False
@@ -532,8 +533,10 @@ class LevelsPanel(PlanPanel):
             self.message.emit(str(exc))
             return False
         found = sum(1 for s in suggestions.values() if s.modic_type != "none")
+        not_read = run.not_read_text(self.document.plan)
         self.message.emit(f"Modic assistant: {len(suggestions)} endplates measured, {found} with a suggested "
-                          "Modic change; confirm or change each one")
+                          "Modic change; confirm or change each one"
+                          + (f". Not read (decide from the images): {not_read}" if not_read else ""))
         return True
 
     # ------------------------------------------------------------------ keyboard
