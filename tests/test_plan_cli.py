@@ -8,6 +8,8 @@ per module."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -42,10 +44,12 @@ def ct_case(shared_data, tmp_path_factory):
     folder = shared_data / "totalseg_example"
     ct = folder / "example_ct.nii.gz"
     out = tmp_path_factory.mktemp("plan") / "ct.bvnplan"
-    rc = main(["plan", str(ct), "--treat", "L3,L4", "-o", str(out)])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(["plan", str(ct), "--treat", "L3,L4", "-o", str(out), "--json"])
     vol = next(iter(load_path(ct).images.values()))
     labels = _labels(folder / "example_ct_vertebrae_labels.nii.gz", vol)
-    return rc, out, vol, labels, folder
+    return rc, out, vol, labels, folder, json.loads(printed.getvalue())
 
 
 def _gaps_outside_labels(labels, path_lps):
@@ -69,7 +73,7 @@ def _gaps_outside_labels(labels, path_lps):
 
 
 def test_plan_writes_checked_suggestions(ct_case, capsys):
-    rc, out, vol, labels, folder = ct_case
+    rc, out, vol, labels, folder, printed = ct_case
     plan = load_plan(out)
     assert rc in (0, 1)
     assert [lv.name for lv in plan.levels if lv.treat] == ["L3", "L4"]
@@ -86,12 +90,39 @@ def test_plan_writes_checked_suggestions(ct_case, capsys):
         # labels finds no gap
         if all(t.check(name).status == "pass" for name in SAFETY_CHECKS):
             assert _gaps_outside_labels(labels, t.path_lps) == [], (t.level_name, t.side)
+    # unipedicular by default (the usual approach): one trajectory per treated level, and the status the
+    # command printed is the one the plan's checks give (what 'check' and the window show)
+    assert len({t.level_id for t in plan.trajectories}) == len(plan.trajectories)
+    printed_status = {r["trajectory_id"]: r["status"] for r in printed["trajectories"] if "trajectory_id" in r}
+    assert printed_status == {t.trajectory_id: t.overall for t in report.trajectories}
+
+
+def test_plan_bipedicular_puts_the_tips_either_side_of_the_midline(ct_case, tmp_path):
+    """``--approach bipedicular``: a left and a right path at L4 with their tips inside the tip-spacing
+    window, and the printed statuses are the plan's (each path weighed with its partner)."""
+    from planner.settings import PlanningSettings
+
+    rc, out, vol, labels, folder, _ = ct_case
+    out2 = tmp_path / "bi.bvnplan"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["plan", str(folder / "example_ct.nii.gz"), "--treat", "L4", "--approach", "bipedicular",
+                     "-o", str(out2), "--json"])
+    assert code == 0
+    plan = load_plan(out2)
+    assert sorted(t.side for t in plan.trajectories) == ["left", "right"]
+    left, right = sorted(plan.trajectories, key=lambda t: t.side)
+    lo, hi = PlanningSettings().bipedicular_tip_spacing_mm
+    assert lo <= np.linalg.norm(np.subtract(left.target_lps, right.target_lps)) <= hi
+    report = evaluate_plan(plan, {"ct": vol})
+    got = {r["trajectory_id"]: r["status"] for r in json.loads(printed.getvalue())["trajectories"]}
+    assert got == {t.trajectory_id: t.overall for t in report.trajectories}
 
 
 @pytest.mark.parametrize("where", ["folder", "file"])
 def test_check_json_lists_the_path_from_the_skin(ct_case, capsys, where):
     """``--images`` takes the folder or the image file itself (the same IMAGES as ``plan``)."""
-    rc, out, vol, labels, folder = ct_case
+    rc, out, vol, labels, folder, printed = ct_case
     images = folder if where == "folder" else folder / "example_ct.nii.gz"
     code = main(["check", str(out), "--images", str(images), "--json"])
     data = json.loads(capsys.readouterr().out)
@@ -120,7 +151,7 @@ def _hand(plan, level, side, entry, target, images):
 def test_hand_made_paths_fail_the_right_check(ct_case):
     """Through the canal (canal), through the L5 inferior articular process into S1 (other bone, named),
     through the ilium into S1 (other bone: ilium). The paths are built from the labels."""
-    rc, out, vol, labels, folder = ct_case
+    rc, out, vol, labels, folder, printed = ct_case
     plan = load_plan(out)
     images = {"ct": vol}
     l5, s1 = plan.level_by_name("L5"), plan.level_by_name("S1")

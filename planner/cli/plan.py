@@ -1,10 +1,19 @@
 """``python main.py plan IMAGES --treat L4,L5 [--hint NAME=x,y,z ...] [--modality CT|MR] -o PLAN.bvnplan``.
 
 Runs the level finder on the images (as ``main.py levels`` does: CT needs no hint, MRI two), marks the
-levels to treat, and for each of them suggests a trajectory from both sides with the default
-instrument (:func:`planner.suggest.suggest_checked`: the search respects the image checks). A side
-for which no path passes the image checks gets no trajectory, and the message says why and what
-is proposed instead (the other side alone, or the other path kind); the plan is written with the
+levels to treat, and for each of them suggests trajectories with the default instrument
+(:func:`planner.suggest.suggest_checked`: the search respects the image checks):
+
+* ``--approach unipedicular`` (the default; the usual Intracept approach, domain.md 4: one curved path
+  through one pedicle reaching the midline): both sides are searched and the better one is kept (the
+  one that passes every check over one with warnings, then the one with fewer warnings, then the
+  wider pedicle clearance); the message names the other side's result. When no curved path passes
+  from either side, a straight path is searched from both sides the same way.
+* ``--approach bipedicular``: a left and a right path whose tips lie on either side of the midline
+  target (the bipedicular variant, :func:`planner.suggest.suggest_bipedicular_checked`).
+
+A level for which no path passes the image checks gets no trajectory, and the message says why; the
+plan is written with the
 case (patient, study) and the series (UIDs and the path as a hint) so that ``check``, ``report`` and
 the GUI find the images again.
 
@@ -34,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a point inside a vertebral body, LPS mm (MRI: two, e.g. L1=... and L5=...)")
     parser.add_argument("--modality", choices=["CT", "MR"], help="override the modality read from the images")
     parser.add_argument("--series", metavar="UID", help="Series Instance UID (or key) of the volume to label")
+    parser.add_argument("--approach", choices=["unipedicular", "bipedicular"], default="unipedicular",
+                        help="one curved path through the better pedicle (default, the usual approach) or a "
+                             "left and a right path with their tips either side of the midline")
     parser.add_argument("-o", "--output", required=True, metavar="PLAN.bvnplan", help="plan file to write")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -65,13 +77,116 @@ def _case(volumes: dict[str, Any], path: Path) -> Any:
                     institution=first.institution, series=refs)
 
 
+_RANK = {"pass": 0, "warning": 1}
+
+
+def _attempt(plan: Any, level: Any, side: str, images: Any, curved: bool, results: list[dict[str, Any]]) -> Any:
+    """One side's checked suggestion (no alternatives: the caller weighs the sides), or None when the
+    level's landmarks do not allow one (the reason goes into ``results``)."""
+    from planner.suggest import suggest_checked
+    from planner.trajectory import LandmarkError, PathError
+
+    try:
+        return suggest_checked(plan, level, side, images, curved=curved, alternatives=False)
+    except (LandmarkError, PathError, ValueError) as exc:
+        results.append({"level": level.name, "side": side, "status": "none",
+                        "message": f"{level.name} {side}: cannot suggest: {exc}"})
+        return None
+
+
+def _preference(sg: Any) -> tuple:
+    """Sort key of a usable suggestion: every check passed first, then fewer warnings, then the wider
+    narrowest pedicle clearance (measured on the image or from the landmarks)."""
+    warnings = sum(1 for c in sg.report.checks if c.status == "warning")
+    ped = sg.report.pedicle
+    values = [v for v in (ped.clearance_mm.values() if ped is not None else ()) if v is not None]
+    narrowest = min(values) if values else float("-inf")
+    return (_RANK[sg.status], warnings, -narrowest)
+
+
+def _why_better(kept: Any, other: Any) -> str:
+    """Why ``kept`` is preferred to ``other`` (see :func:`_preference`), in words."""
+    (r1, w1, n1), (r2, w2, n2) = _preference(kept), _preference(other)
+    if r1 != r2:
+        return "with warnings; this side passes every check"
+    if w1 != w2:
+        return f"{w2} warnings against {w1}"
+    if n1 != n2 and max(n1, n2) != float("inf"):
+        return f"narrowest pedicle clearance {-n2:.1f} mm against {-n1:.1f} mm"
+    return "equally well; the left is taken first"
+
+
+def _unipedicular(plan: Any, level: Any, images: Any, results: list[dict[str, Any]]) -> list[Any]:
+    """The better of the two sides' curved paths (straight paths when no curved one passes)."""
+    from planner.trajectory import TrajectoryParams
+
+    curved_default = TrajectoryParams.from_settings(plan.settings).curved
+    refused: list[str] = []
+    for curved in (curved_default, not curved_default):
+        tried = {side: _attempt(plan, level, side, images, curved, results) for side in ("left", "right")}
+        usable = {side: sg for side, sg in tried.items() if sg is not None and sg.status in _RANK}
+        refused += [sg.message for sg in tried.values() if sg is not None and sg.status not in _RANK]
+        if not usable:
+            continue
+        side = min(usable, key=lambda k: (_preference(usable[k]), k))
+        sg = usable[side]
+        other = "right" if side == "left" else "left"
+        if other in usable:
+            why = f"the {other} side also passes ({_why_better(sg, usable[other])}, so the {side} is kept)"
+        elif tried[other] is not None:
+            why = f"no {'curved' if curved else 'straight'} path from the {other} passes the image checks"
+        else:
+            why = f"the {other} side could not be searched"
+        results.append({"level": level.name, "side": side, "status": sg.status,
+                        "message": f"{sg.message}; unipedicular: {why}",
+                        "trajectory_id": sg.trajectory.id, "seconds": round(sg.seconds, 2)})
+        return [sg.trajectory]
+    results.extend({"level": level.name, "side": "both", "status": "none", "message": m} for m in refused)
+    return []
+
+
+def _bipedicular(plan: Any, level: Any, images: Any, results: list[dict[str, Any]]) -> list[Any]:
+    """A left and a right path with their tips either side of the midline target; a side that cannot be
+    suggested says why."""
+    from planner.suggest import suggest_bipedicular_checked
+    from planner.trajectory import LandmarkError, PathError
+
+    try:
+        pair = suggest_bipedicular_checked(plan, level, images)
+    except (LandmarkError, PathError, ValueError) as exc:
+        results.append({"level": level.name, "side": "both", "status": "none",
+                        "message": f"{level.name}: cannot suggest a bipedicular pair: {exc}"})
+        return []
+    out = []
+    for sg in pair:
+        if sg.trajectory is None or sg.status not in _RANK:
+            results.append({"level": level.name, "side": "both", "status": "none", "message": sg.message})
+            continue
+        out.append(sg.trajectory)
+        results.append({"level": level.name, "side": sg.trajectory.side, "status": sg.status, "message": sg.message,
+                        "trajectory_id": sg.trajectory.id, "seconds": round(sg.seconds, 2)})
+    return out
+
+
+def _final_status(plan: Any, images: Any, results: list[dict[str, Any]]) -> None:
+    """Each suggestion was checked on its own; the plan's checks (what ``check`` and the window show)
+    also weigh the trajectories against each other (a bipedicular pair's tip spacing and midline):
+    the status printed is the plan's, and a change is said."""
+    from planner.cli._docs_common import plan_results
+
+    reports = plan_results(plan, images).reports()
+    for r in results:
+        rep = reports.get(r.get("trajectory_id", ""))
+        if rep is not None and rep.overall != r["status"]:
+            r["message"] += f"; with the other trajectories of the plan: {rep.overall}"
+            r["status"] = rep.overall
+
+
 def run(args: argparse.Namespace) -> int:
     from planner.cli.levels import _InputError, choose_volume, load_volumes, parse_hint
     from planner.levels import LevelDetectionError, propose_levels_detailed
     from planner.plan import Plan
     from planner.storage import save_plan
-    from planner.suggest import suggest_checked
-    from planner.trajectory import LandmarkError, PathError
 
     path = Path(args.images)
     out = Path(args.output)
@@ -115,28 +230,12 @@ def run(args: argparse.Namespace) -> int:
                                        f"{', '.join(names) or 'none'})"})
             without.append(name)
             continue
-        got = 0
-        for side in ("left", "right"):
-            try:
-                sg = suggest_checked(plan, level, side, images, alternatives=True)
-            except (LandmarkError, PathError, ValueError) as exc:
-                results.append({"level": name, "side": side, "status": "none",
-                                "message": f"{name} {side}: cannot suggest: {exc}"})
-                continue
-            traj = sg.trajectory
-            if traj is not None and sg.alternative and traj.side != side:
-                # the alternative is the other side alone (unipedicular): that side is planned on its own
-                results.append({"level": name, "side": side, "status": "none", "message": sg.message})
-                continue
-            if traj is None:
-                results.append({"level": name, "side": side, "status": "none", "message": sg.message})
-                continue
-            plan.trajectories.append(traj)
-            got += 1
-            results.append({"level": name, "side": traj.side, "status": sg.status, "message": sg.message,
-                            "trajectory_id": traj.id, "seconds": round(sg.seconds, 2)})
+        chosen = (_bipedicular if args.approach == "bipedicular" else _unipedicular)(plan, level, images, results)
+        plan.trajectories.extend(chosen)
+        got = len(chosen)
         if got == 0:
             without.append(name)
+    _final_status(plan, images, results)
     try:
         save_plan(plan, out)
     except OSError as exc:
