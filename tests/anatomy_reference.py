@@ -63,10 +63,15 @@ image.
 
 Its robustness is measured by ``bench/anatomy_bench.py --reference-check`` (when it was written: the centre
 moved at most 0.55 mm when the start was moved 2.5 mm in any of six directions, except 1.7 mm at L5 left and
-1.1 mm at L4 left of example_ct, and at most 0.85 mm when samples and cuts were every 0.25 mm instead of 0.5 mm);
+1.1 mm at L4 left of example_ct, and at most 0.85 mm when samples and cuts were every 0.25 mm instead of 0.5 mm;
+S1's at most 0.46 mm and 0.26 mm);
 the axes converge toward the front by 8 to 26 deg (mean of both sides, from L1 to L5 on example_ct), as lumbar
 pedicles do. ``tests/test_levels_real.py`` checks it on a synthetic bridge whose isthmus is known.
-No reference exists where the checks fail (``PedicleRef.why_not`` says why). Nothing here comes from
+At S1 of example_ct the vertebra label (26, TotalSegmentator's S1) holds S1's body, pedicles and arch
+and leaves the alae beside the body unlabelled, so the label's bridge narrows to a waist at the pedicle,
+lateral to the canal and just behind the body's posterior-superior corner: the same definition as at the
+lumbar levels, read on the label's own boundary. No reference exists where the checks fail
+(``PedicleRef.why_not`` says why). Nothing here comes from
 ``planner``: the detector is measured against it, never the other way round.
 """
 

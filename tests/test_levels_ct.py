@@ -249,3 +249,30 @@ def test_canal_outline_lies_inside_the_vertebral_ring(ct_case, ct_levels, name):
     pulled = rel - 3.0 * rel / np.maximum(np.linalg.norm(rel, axis=1, keepdims=True), 1e-9)
     assert np.all(hull.find_simplex(pulled) >= 0), lv.name
     assert label_at(c) != TS_LABELS[lv.name], lv.name
+
+
+def test_s1_pedicles_are_sought_in_the_frame_of_its_posterior_wall():
+    """S1's endplate leans forward with the sacral slope; its pedicle search takes the posterior wall's frame: the
+    axis along the wall (the spine curve between the segment's discs), the origin on the wall at the segment's
+    middle, the lateral and anterior axes perpendicular to it, and the body's own height, half-widths and bone
+    threshold."""
+    from planner.levels.ct import _sacral_wall_frame
+    from planner.levels.grid import SpineCurve
+    from planner.levels.pedicles import BodyFrame
+    from planner.levels.results import VertebraFound
+    from planner.plan import Landmarks
+
+    wall = np.array([0.0, 0.5, -0.8]) / np.linalg.norm([0.0, 0.5, -0.8])  # caudal and backward along the wall
+    pts = np.array([[0.0, -90.0, 240.0]]) + np.arange(40)[:, None] * 1.5 * wall[None, :]
+    curve = SpineCurve.from_points(pts[::-1])  # index increasing cranially, as the finder's curve
+    tilted = np.array([0.0, -0.79, 0.61])  # the endplate's axis, leaning forward
+    body = BodyFrame(np.array([0.0, -95.0, 225.0]), tilted, np.array([0.0, -0.61, -0.79]),
+                     np.array([1.0, 0.0, 0.0]), 22.8, {+1: 27.0, -1: 26.0}, 150.0)
+    v = VertebraFound(10.0, 30.0, Landmarks())
+    got = _sacral_wall_frame(curve, v, body)
+    assert np.allclose(got.axis, -wall, atol=1e-6)
+    assert np.allclose(got.post, curve.frame(20.0)[0], atol=1e-6)
+    assert abs(got.lat @ got.axis) < 1e-9 and abs(got.ap @ got.axis) < 1e-9 and abs(got.ap @ got.lat) < 1e-9
+    assert got.ap[1] < 0  # anterior (LPS -y)
+    assert got.lat[0] > 0.99  # toward the patient's left
+    assert (got.height, got.half_width, got.bone_thr) == (22.8, {+1: 27.0, -1: 26.0}, 150.0)

@@ -163,24 +163,26 @@ def _pedicle_errors(r: dict) -> dict[tuple[str, str], float]:
 
 def test_ct_every_measured_pedicle_is_within_4_5_mm_on_example_ct(real_results):
     """Where a pedicle is measured on example_ct (3 mm voxels) it lies within 4.5 mm of the label's isthmus, and
-    both pedicles of L1-L5 are measured."""
+    both pedicles of L1-L5 and S1 are measured."""
     errs = _pedicle_errors(real_results[("ct", "totalseg", "none")])
-    assert {(n, s) for n in ("L1", "L2", "L3", "L4", "L5") for s in ("left", "right")} <= set(errs), errs
+    assert {(n, s) for n in ("L1", "L2", "L3", "L4", "L5", "S1") for s in ("left", "right")} <= set(errs), errs
     assert max(errs.values()) <= 4.5, errs
 
 
 @pytest.mark.xfail(strict=True, reason="measured: T12's pedicles are not measured (their section reaches the top "
-                                       "edge of the image), nor S1's (they merge into the alae: no isthmus); "
-                                       "L1-L5 within 4.3 mm")
+                                       "edge of the image); L1-L5 within 4.3 mm, S1 within 2.5 mm")
 def test_ct_pedicles_within_4_5_mm_at_every_level_of_example_ct(real_results):
     errs = _pedicle_errors(real_results[("ct", "totalseg", "none")])
     assert len(errs) == 14 and max(errs.values()) <= 4.5
 
 
-@pytest.mark.xfail(strict=True, reason="measured: S1's pedicles are not measured on CT (they merge into the alae)")
-def test_ct_s1_pedicles_lie_in_s1(real_results):
+def test_ct_s1_pedicles_lie_in_s1_within_4_5_mm_of_the_label_isthmus(real_results):
+    """S1's pedicles on example_ct, sought in the frame of S1's posterior wall (its endplate leans forward with
+    the sacral slope): both measured, inside the S1 label (TotalSegmentator's S1: body, pedicles and arch, the
+    alae beside it unlabelled) and within 4.5 mm of the label's isthmus."""
     e = real_results[("ct", "totalseg", "none")]["levels"]["S1"]
-    assert e["pedicle_left_in_label"] is True and e["pedicle_right_in_label"] is True
+    assert e["pedicle_left_in_label"] is True and e["pedicle_right_in_label"] is True, e
+    assert e["pedicle_left"] <= 4.5 and e["pedicle_right"] <= 4.5, e
 
 
 def test_ct_measured_pedicles_lie_in_their_own_vertebra(real_results):

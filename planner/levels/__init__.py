@@ -39,9 +39,10 @@ volume's own ``ijk_to_lps``; results are returned in LPS mm):
    (axis and isthmus found together: a plane across a tube cuts it smallest when perpendicular to it);
    sections are the bone above the threshold with gaps in the thin cortex closed and taken with their
    convex hull. The centre is the isthmus' centroid; its inner cortical outline, traced in that plane, is
-   stored (``Level.pedicle_outline_left/right_lps``) where the cortex can be traced. A pedicle whose
-   section reaches the edge of the image, or that narrows to no isthmus (S1's merge into the alae), is not
-   measured. The **canal** outline (``Level.canal_outline_lps``,
+   stored (``Level.pedicle_outline_left/right_lps``) where the cortex can be traced. S1's pedicles are
+   sought in the frame of S1's posterior wall (the spine curve over the segment), not of its endplate,
+   which leans forward with the sacral slope (:func:`~planner.levels.ct._sacral_wall_frame`). A pedicle
+   whose section reaches the edge of the image, or that narrows to no isthmus, is not measured. The **canal** outline (``Level.canal_outline_lps``,
    :func:`~planner.levels.canal.ct_canal_outline`): rays from the canal's middle to the bone ring, in the
    plane near mid-height where the ring is most nearly closed.
 

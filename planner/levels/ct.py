@@ -48,7 +48,7 @@ def detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
         if verts[i].landmarks.body_center_lps is not None and _ct_has_alae(grid, curve, verts[i], p):
             sacral_idx = i
             break
-    width_notes = _measure_all_pedicles(volume, verts, frames, p)
+    width_notes = _measure_all_pedicles(volume, verts, frames, p, curve, sacral_idx)
     notes: list[str] = []
     seq = name_sequence(transitional)
     anchor = "L5" if transitional == "sacralised_L5" else "S1"
@@ -112,11 +112,13 @@ def _anchor_from_marks(verts: list[VertebraFound], curve: SpineCurve, hints: Map
 
 
 def _measure_all_pedicles(volume: Volume, verts: list[VertebraFound], frames: list[Optional[BodyFrame]],
-                          p: DetectionParams) -> list[tuple[int, str]]:
+                          p: DetectionParams, curve: Optional[SpineCurve] = None, sacral_idx: Optional[int] = None
+                          ) -> list[tuple[int, str]]:
     """Both pedicles and the canal outline of every body from the CT itself (a float32 copy of the region around each vertebra,
     bounded in size); a side that cannot be measured stays empty. A body whose lateral edge does not
     show (S1: the alae continue it sideways) takes the half-width measured on the nearest body above it,
-    and says so. Returns notes as (vertebra index, text)."""
+    and says so. The top sacral segment (``sacral_idx``, S1) is searched in the frame of its posterior wall
+    (:func:`_sacral_wall_frame`). Returns notes as (vertebra index, text)."""
     notes = []
     for i, (v, frame) in enumerate(zip(verts, frames)):
         if frame is None:
@@ -130,15 +132,19 @@ def _measure_all_pedicles(volume: Volume, verts: list[VertebraFound], frames: li
                 frame.half_width[side] = above.half_width[side]
                 notes.append((i, "its lateral edge does not show; the pedicle search takes the half-width of the "
                                  "body above"))
+        search = frame
+        if i == sacral_idx and curve is not None:
+            search = _sacral_wall_frame(curve, v, frame)
         r = p.ct_pedicle_max_depth_mm + max(frame.half_width.values(), default=40.0) + frame.height
-        region = working_volume(volume, (frame.post - r, frame.post + r), p.max_native_voxels)
-        got = {side: ct_pedicle(region, frame, side, p) for side in (+1, -1) if side in frame.half_width}
+        region = working_volume(volume, (np.minimum(frame.post, search.post) - r,
+                                         np.maximum(frame.post, search.post) + r), p.max_native_voxels)
+        got = {side: ct_pedicle(region, search, side, p) for side in (+1, -1) if side in search.half_width}
         for side in (+1, -1):
             other = got.get(-side)
             if side in got and got[side] is None and other is not None:
                 # where this side's search found no isthmus, it starts again at the other's mirror image
-                mirror = other.centre_lps - 2.0 * float((other.centre_lps - frame.post) @ frame.lat) * frame.lat
-                got[side] = ct_pedicle(region, frame, side, p, start=mirror)
+                mirror = other.centre_lps - 2.0 * float((other.centre_lps - search.post) @ search.lat) * search.lat
+                got[side] = ct_pedicle(region, search, side, p, start=mirror)
         for side, name in ((+1, "left"), (-1, "right")):
             found = got.get(side)
             if found is None:
@@ -147,6 +153,28 @@ def _measure_all_pedicles(volume: Volume, verts: list[VertebraFound], frames: li
             v.pedicle_outlines[name] = found.outline_lps
         v.canal_outline = ct_canal_outline(region, frame, np.asarray(v.landmarks.body_center_lps), p)
     return list(dict.fromkeys(notes))
+
+
+def _sacral_wall_frame(curve: SpineCurve, v: VertebraFound, frame: BodyFrame) -> BodyFrame:
+    """The frame in which S1's pedicles are sought: that of its posterior wall, not of its endplate.
+
+    S1's body is wedged by the lumbosacral angle: its superior endplate faces forward as well as up (the
+    sacral slope), so the endplate's axis leans forward of the posterior wall, and the pedicles leave the
+    body from the upper part of that wall. Along the endplate's axis the wall's mid-height point lies at the
+    body's posterior-superior corner and the pedicle search's heights and depths (from that point, across
+    the body's height) miss the pedicles. The wall frame: axis along the posterior wall (the spine curve,
+    which follows the posterior wall of the column, from the segment's lower to its upper disc), origin
+    the wall's point at the segment's middle, lateral and anterior directions perpendicular to it; the
+    height (between the endplate centres), the half-widths and the bone threshold are the body's."""
+    lo, hi = curve.frame(v.t_low)[0], curve.frame(v.t_high)[0]
+    post, _, lateral, anterior = curve.frame(0.5 * (v.t_low + v.t_high))
+    axis = (hi - lo) / np.linalg.norm(hi - lo)
+    lat = lateral - (lateral @ axis) * axis
+    lat /= np.linalg.norm(lat)
+    ap = np.cross(lat, axis)
+    if ap @ anterior < 0:
+        ap = -ap
+    return BodyFrame(post, axis, ap, lat, frame.height, dict(frame.half_width), frame.bone_thr)
 
 
 def _ct_midline(grid: WorkGrid, p: DetectionParams) -> np.ndarray:
