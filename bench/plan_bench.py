@@ -35,8 +35,7 @@ the step count) and returns a dict of named results in ms (see :func:`summarise`
 
     python bench/plan_bench.py [--steps 200] [--part core|views] [--json] [--demo]
 
-The plan is the demo study's sample plan with ``--demo`` when :mod:`planner.demo` is available,
-else a synthetic plan (L4 and L5 box vertebrae, four trajectories).
+The plan is the demo study's sample plan with ``--demo``, else a synthetic plan (L4 and L5 box vertebrae, four trajectories).
 """
 
 from __future__ import annotations
@@ -107,10 +106,7 @@ def synthetic_plan():
 
 
 def demo_plan():
-    try:
-        from planner.demo import write_demo_study  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    from planner.demo import write_demo_study
     from planner.storage import load_plan
 
     folder = Path(tempfile.mkdtemp(prefix="bvn-bench-demo-"))

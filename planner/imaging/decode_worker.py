@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import sys
 import warnings
 from typing import Any, Optional
 
@@ -123,10 +124,10 @@ def _reset_peak() -> None:
 
 
 def _set_data_limit(limit: Optional[int]) -> None:
-    try:
-        import resource
-    except ImportError:
+    if sys.platform == "win32":  # no RLIMIT_DATA there (the resource module is POSIX only)
         return
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
     want = resource.RLIM_INFINITY if limit is None else int(limit)
     if hard != resource.RLIM_INFINITY and (want == resource.RLIM_INFINITY or want > hard):
