@@ -390,7 +390,7 @@ def test_query_failure_status_is_reported(node, failing_scp):
                               "C-FIND (study) (status 0xC001).")
 
 
-def test_partial_retrieve_is_reported(orthanc, node, tmp_path, monkeypatch):
+def test_partial_retrieve_is_reported(orthanc, node, tmp_path, monkeypatch, caplog):
     """A study with an MR and a CT image, retrieved by C-GET offering storage for MR only: the PACS cannot send
     the CT; the result keeps the MR and says what is missing."""
     study = generate_uid()
@@ -404,10 +404,17 @@ def test_partial_retrieve_is_reported(orthanc, node, tmp_path, monkeypatch):
     real = pacs.dimse._storage_contexts
     monkeypatch.setattr(pacs.dimse, "_storage_contexts", lambda classes: real(["1.2.840.10008.5.1.4.1.1.4"]))
     result = pacs.retrieve(node, study, series, dest_folder=tmp_path / "p", method="C-GET")
-    assert result.received == 1 and result.expected == 2 and result.failed == 1
-    assert not result.ok and result.problems == [
-        f"{node.label} could not process the request during the C-GET (status 0xC000).",
-        f"{node.label} could not send 1 image(s)."]
+    assert result.received == 1 and result.expected == 2 and not result.ok, result.problems
+    if "Received unexpected C-GET service message" in caplog.text:
+        # pynetdicom's reactor took the PACS's final C-GET response off the queue before send_c_get read it
+        # (a race on a loaded machine, pydicom/pynetdicom#875): the failure count never arrives, and the
+        # result must still say that an image is missing and that the C-GET did not end normally (no answer,
+        # or the connection closed)
+        assert any(p.startswith(node.label) and "C-GET" in p for p in result.problems), result.problems
+    else:
+        assert result.failed == 1 and result.problems == [
+            f"{node.label} could not process the request during the C-GET (status 0xC000).",
+            f"{node.label} could not send 1 image(s)."]
     assert dcmread(str(result.files[0])).Modality == "MR"
     assert "Received 1 of 2 image(s)" in result.summary()
 
