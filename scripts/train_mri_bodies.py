@@ -145,28 +145,199 @@ def _tone_curve(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.interp(x, knots, vals).astype(np.float32)
 
 
-def _endplate_changes(img: np.ndarray, tgt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """1-3 soft zones inside bodies against an endplate with the marrow signal scaled by 0.25-0.7 or
-    1.4-2.2 (grade A-C heights: 4-14 mm; 30-100 % of the endplate's depth)."""
+def _smooth_profile(n: int, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """A smooth random profile of ``n`` values around 1 (relative change up to about ``amount``)."""
+    from scipy import ndimage
+
+    if n < 2:
+        return np.ones(max(n, 1))
+    noise = ndimage.gaussian_filter1d(rng.normal(0.0, 1.0, n + 8), max(1.0, n / 6.0))[4:-4]
+    noise /= max(float(np.abs(noise).max()), 1e-6)
+    return 1.0 + amount * noise
+
+
+@dataclass
+class _BodySection:
+    """One body's section in a training plane: its pixels and their coordinates along the body's axis (a,
+    toward the top of the image) and across it (b), with the endplates' a per b."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    a: np.ndarray
+    b_bin: np.ndarray
+    top: np.ndarray  # per b bin: a of the upper endplate
+    bottom: np.ndarray  # ... of the lower endplate
+    b_lo: int
+    height: float
+    centre_a: float
+    axis: np.ndarray
+    centre: np.ndarray
+
+
+def _body_sections(tgt: np.ndarray) -> list[_BodySection]:
+    """The labelled bodies of a training plane (connected parts of the body classes), each with its axis:
+    of its two principal axes, the one nearer the image's vertical (the spine runs down the plane)."""
     from scipy import ndimage
 
     body = (tgt >= 1) & (tgt != IGNORE)
-    step = GRID_MM
-    edge = body & ~(np.roll(body, 2, 0) & np.roll(body, -2, 0))
-    rr, cc = np.nonzero(edge)
-    if len(rr) == 0:
+    lab, n = ndimage.label(body)
+    out = []
+    for k in range(1, n + 1):
+        r, c = np.nonzero(lab == k)
+        if len(r) < 40:
+            continue
+        pts = np.stack([r, c], 1).astype(float)
+        centre = pts.mean(0)
+        _, _, vt = np.linalg.svd(pts - centre, full_matrices=False)
+        axis = max(vt, key=lambda v: abs(float(v[0])))
+        if axis[0] > 0:  # toward the top of the image (rows decrease)
+            axis = -axis
+        perp = np.array([axis[1], -axis[0]])
+        a = (pts - centre) @ axis
+        b = (pts - centre) @ perp
+        b_bin = np.round(b).astype(int)
+        b_lo = int(b_bin.min())
+        nb = int(b_bin.max()) - b_lo + 1
+        top = np.full(nb, -np.inf)
+        bottom = np.full(nb, np.inf)
+        np.maximum.at(top, b_bin - b_lo, a)
+        np.minimum.at(bottom, b_bin - b_lo, a)
+        ok = np.isfinite(top)
+        if ok.sum() < 5:
+            continue
+        mid = slice(nb // 4, max(nb // 4 + 1, 3 * nb // 4))
+        height = float(np.median((top - bottom)[mid][np.isfinite(top[mid])]))
+        if height < 4:
+            continue
+        out.append(_BodySection(r, c, a, b_bin - b_lo, top, bottom, b_lo, height, float(centre @ axis), axis, centre))
+    return out
+
+
+def _endplate_band(sec: _BodySection, upper: bool, rng: np.random.Generator) -> np.ndarray:
+    """Weights (0..1) of a band of the body along one endplate: 10-60 % of the body's height (varying along
+    the endplate: flat, dome-shaped or irregular), over 30-100 % of the endplate's length, starting at or
+    just inside the cortical endplate line."""
+    nb = len(sec.top)
+    cover = rng.uniform(0.3, 1.0)
+    span = max(2, int(round(cover * nb)))
+    start = int(rng.integers(0, nb - span + 1))
+    bins = np.arange(nb)
+    h = rng.uniform(0.1, 0.6) * sec.height
+    shape = rng.random()
+    x = (bins - (start + span / 2)) / max(span / 2, 1.0)
+    if shape < 0.35:
+        prof = np.ones(nb)
+    elif shape < 0.7:
+        prof = 1.0 - rng.uniform(0.3, 0.8) * np.clip(x, -1, 1) ** 2
+    else:
+        prof = _smooth_profile(nb, rng, 0.4)
+    hb = np.clip(h * prof, 0.15 * h, 1.2 * h)
+    inside_span = (sec.b_bin >= start) & (sec.b_bin < start + span)
+    depth = (sec.top[sec.b_bin] - sec.a) if upper else (sec.a - sec.bottom[sec.b_bin])
+    skip = rng.uniform(0.0, 1.2)  # the cortical endplate line itself usually keeps its signal
+    return (inside_span & (depth >= skip) & (depth <= hb[sec.b_bin])).astype(np.float32)
+
+
+def _modic_changes(img: np.ndarray, tgt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Modic-like marrow changes along endplates (the patients to be planned have them, the training scans
+    do not): bands inside the labelled bodies along one or both endplates of 1-3 discs (kissing changes are
+    usual), 10-60 % of the body's height, over part or all of the endplate, with the marrow signal made
+    darker (type 1 on T1, type 2 on STIR and fat-suppressed images) or brighter (type 1 on T2 and STIR, up to
+    fluid; type 2 on T1 and T2, up to fat): a level between the marrow's and the plane's darkest or brightest
+    tissue, uneven inside the band, with soft or sharp edges. The target is unchanged: the band stays body."""
+    from scipy import ndimage
+
+    secs = _body_sections(tgt)
+    if not secs:
         return img
+    # neighbouring bodies along the spine: the discs between them
+    order = sorted(range(len(secs)), key=lambda i: secs[i].centre[0])
+    discs = [(order[i], order[i + 1]) for i in range(len(order) - 1)
+             if np.linalg.norm(secs[order[i]].centre - secs[order[i + 1]].centre) < 3.0 * max(
+                 secs[order[i]].height, secs[order[i + 1]].height)]
+    # endplates to change: (section, upper endplate?) per disc, or single endplates
+    targets: list[list[tuple[int, bool]]] = []
+    for lo_i, hi_i in (discs if discs else []):  # lo_i: the upper body (smaller row), its lower endplate
+        pair = [(lo_i, False), (hi_i, True)]
+        if rng.random() < 0.35:
+            pair = [pair[int(rng.integers(2))]]
+        targets.append(pair)
+    for i in range(len(secs)):
+        if rng.random() < 0.15:
+            targets.append([(i, bool(rng.random() < 0.5))])
+    if not targets:
+        targets = [[(int(rng.integers(len(secs))), bool(rng.random() < 0.5))]]
+    rng.shuffle(targets)
+    targets = targets[:int(rng.integers(1, 4))]
+    body = (tgt >= 1) & (tgt != IGNORE)
+    seen = img[img > 0]
+    if not body.any() or seen.size < 100:
+        return img
+    marrow = float(np.median(img[body]))
+    dark, bright = (float(v) for v in np.percentile(seen, (2.0, 98.0)))
+    out = img.astype(np.float32).copy()
+    for group in targets:
+        darker = rng.random() < 0.5
+        for sec_i, upper in group:
+            sec = secs[sec_i]
+            w = np.zeros(img.shape, np.float32)
+            w[sec.rows, sec.cols] = _endplate_band(sec, upper, rng)
+            if not w.any():
+                continue
+            w = ndimage.gaussian_filter(w, rng.uniform(0.3, 1.5)) * body
+            # the band's level lies between the marrow's and the darkest (cortex, air) or the brightest tissue
+            # of the plane (fat, fluid): T1-dark, T2/STIR-bright, T1-bright and STIR-dark changes alike
+            t = rng.uniform(0.25, 0.85) if darker else rng.uniform(0.2, 1.0)
+            level = marrow + t * ((dark if darker else bright) - marrow)
+            uneven = 1.0 + rng.uniform(0.0, 0.15) * 3.0 * ndimage.gaussian_filter(
+                rng.normal(0.0, 1.0, img.shape).astype(np.float32), rng.uniform(1.0, 3.0))
+            # the marrow's own texture partly shows through
+            keep = rng.uniform(0.0, 0.5)
+            changed = level * uneven + keep * (out - marrow)
+            out = out * (1.0 - w) + changed * w
+    return out.astype(np.float32)
+
+
+def _disc_signal(img: np.ndarray, tgt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Degenerated or bright discs: the signal between two neighbouring bodies (the disc, unlabelled) scaled by
+    0.3-1.6, so that a dark disc next to a dark Modic band, or a bright one next to a bright band, is seen in
+    training."""
+    from scipy import ndimage
+
+    secs = _body_sections(tgt)
+    if len(secs) < 2:
+        return img
+    order = sorted(range(len(secs)), key=lambda i: secs[i].centre[0])
+    body = (tgt >= 1) & (tgt != IGNORE)
     out = img.copy()
-    rows, cols = img.shape
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    for _ in range(int(rng.integers(1, 4))):
-        i = int(rng.integers(len(rr)))
-        h = rng.uniform(4.0, 14.0) / step
-        w = rng.uniform(6.0, 22.0) / step
-        zone = ((yy - rr[i]) / h) ** 2 + ((xx - cc[i]) / w) ** 2 <= 1.0
-        soft = ndimage.gaussian_filter((zone & body).astype(np.float32), 0.8)
-        f = rng.uniform(0.25, 0.7) if rng.random() < 0.5 else rng.uniform(1.4, 2.2)
-        out = out * (1.0 + (f - 1.0) * soft)
+    for i in range(len(order) - 1):
+        if rng.random() < 0.5:
+            continue
+        up, lo = secs[order[i]], secs[order[i + 1]]
+        # the disc: the hull of the two facing endplates' pixels, minus the bodies
+        mask = np.zeros(img.shape, bool)
+        for sec, which in ((up, True), (lo, False)):
+            d = (sec.a - sec.bottom[sec.b_bin]) if which else (sec.top[sec.b_bin] - sec.a)
+            sel = d <= 2.0
+            mask[sec.rows[sel], sec.cols[sel]] = True
+        if mask.sum() < 10:
+            continue
+        r, c = np.nonzero(mask)
+        from scipy.spatial import Delaunay, QhullError
+
+        try:
+            hull = Delaunay(np.stack([r, c], 1).astype(float))
+        except QhullError:  # the facing endplates' pixels on one line: no disc area to change
+            continue
+        r0, r1, c0, c1 = r.min(), r.max() + 1, c.min(), c.max() + 1
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        inside = hull.find_simplex(np.stack([rr.ravel(), cc.ravel()], 1).astype(float)) >= 0
+        disc = np.zeros(img.shape, bool)
+        disc[rr.ravel()[inside], cc.ravel()[inside]] = True
+        disc &= ~body
+        w = ndimage.gaussian_filter(disc.astype(np.float32), 0.7)
+        f = rng.uniform(0.3, 1.6)
+        out = out * (1.0 - w) + out * f * w
     return out.astype(np.float32)
 
 
@@ -202,8 +373,10 @@ def make_sample(case: Case, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     tgt = sample_plane(case.target, case.lps_to_index, pts, order=0, fill=0).astype(np.uint8)
     # marrow changes next to the endplates (Modic changes: darker or brighter than the marrow on every
     # sequence) stay body: the patients to be planned have them, the training scans do not
-    if rng.random() < 0.6:
-        img = _endplate_changes(img, tgt, rng)
+    if rng.random() < 0.25:
+        img = _disc_signal(img, tgt, rng)
+    if rng.random() < 0.7:
+        img = _modic_changes(img, tgt, rng)
     # intensities: percentiles, then curves, bias field, blur and noise
     img = normalise_plane(img, valid, (rng.uniform(0.2, 5.0), rng.uniform(98.0, 99.9)))
     u = rng.random()
