@@ -250,6 +250,13 @@ class PlanningSettings(BaseModel):
     pedicle_sagittal_angle_deg: float = setting(
         0.0, unit="deg from the superior endplate", tag="[U]", label="Sagittal pedicle angle", ge=-20, le=20,
         source="Lumbar pedicle axis roughly parallel to the superior endplate, about 0-10 deg (domain.md 5.2)")
+    s1_pedicle_sagittal_reference: Literal["promontory", "superior_endplate"] = setting(
+        "promontory", unit="", tag="[C]", label="S1: sagittal pedicle angle measured from",
+        source="promontory: at S1 the sagittal angle is counted from the line from the pedicles to the sacral "
+               "promontory (the anterior-superior corner of S1's body), where the S1 screw is aimed on the lateral "
+               "view (AO technique, domain.md 4 'S1 access'); S1's superior endplate faces forward with the sacral "
+               "slope, so the lumbar rule (parallel to the superior endplate, domain.md 5.2 [U]) points the path "
+               "down into the canal and the S1 foramen. superior_endplate: the lumbar rule at S1 too")
     suggestion_transverse_range_deg: float = setting(
         12.0, unit="deg", tag="design", label="Suggestion: transverse angle searched around the setting", ge=0,
         le=30,

@@ -7,7 +7,13 @@ zone inside the body and the canal margin measured on the image),
 then searches the introducer's direction within ``suggestion_transverse_range_deg`` and
 ``suggestion_sagittal_range_deg`` of the pedicle-angle settings, through the pedicle centre landmark
 and the pedicle centre measured on the image (and small offsets of it), with the bone entry where the
-line meets the vertebra's bone on the image. Each candidate is measured against the image model
+line meets the vertebra's bone on the image. When no path through these pivots passes, a wide pass
+tries the pedicle's bone on the image on a grid (:func:`_pivot_grid`: a wide or partly hollow pedicle,
+S1's above all, has its centre beside the canal or outside its bone) at coarser angle steps, then the
+best few at the fine steps. At S1 the angles are counted in :func:`_aim_frame` (setting
+``s1_pedicle_sagittal_reference``): its sagittal reference is the line from the pedicles to the
+promontory on the image, not the superior endplate, which faces forward with the sacral slope; the
+pedicle centre is sought in that frame too. Each candidate is measured against the image model
 (:mod:`planner.safety`); a candidate is acceptable when its surface stays out of the canal, it stays
 in the vertebra's bone from the first contact, crosses no other vertebra or the ilium and breaches no
 pedicle wall beyond the fail grade. The acceptable candidate with the widest margin (canal and
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import numpy as np
@@ -72,6 +78,16 @@ class SearchParams:
     pedicle_height_fraction: float = 0.35
     #: The best angles of the coarse pass tried again through offsets of their pivot.
     refine_best: int = 3
+    #: When no path through the pedicle centres passes, the wide pass tries the pedicle's bone on a grid
+    #: this fine (mm), ...
+    wide_pivot_step_mm: float = 5.0
+    #: ... this far behind the posterior wall plane (mm), ...
+    wide_pivot_depth_mm: tuple[float, float] = (0.0, 12.0)
+    #: ... at least this far from the canal (mm), ...
+    wide_pivot_canal_mm: float = 2.0
+    #: ... at these angle steps (the best few again at the fine steps).
+    wide_transverse_step_deg: float = 6.0
+    wide_sagittal_step_deg: float = 8.0
     #: Target heights tried, as offsets from the height setting (% of the body height), nearest first.
     height_offsets_pct: tuple[float, ...] = (0.0, -5.0, 5.0, -10.0, 10.0, -15.0, 15.0)
     #: The body is measured along lines this long to each side of the target (mm); a width (left-right)
@@ -84,6 +100,12 @@ class SearchParams:
     depth_step_pct: float = 1.0
     #: How far back from the pivot the bone entry is looked for (mm).
     entry_search_mm: float = 60.0
+    #: The promontory on the image (S1, ``s1_pedicle_sagittal_reference``): the body's bone within this
+    #: distance of the mid-sagittal plane (mm) ...
+    promontory_slab_mm: float = 6.0
+    #: ... farthest forward and up (along the bisector of the frame's anterior and superior axes; the
+    #: points within this band of the farthest are averaged, mm).
+    promontory_band_mm: float = 2.0
 
 
 SEARCH_PARAMS = SearchParams()
@@ -116,24 +138,32 @@ class _Candidate:
     problems: list[str]
 
 
-def _image_pedicle_centre(model: SpineModel, code: int, frame: VertebraFrame, side: str, landmark: Optional[np.ndarray],
-                          sp: SearchParams) -> Optional[np.ndarray]:
-    """Centre of the vertebra's bone bridge between the body and the arch on ``side``, on the image."""
-    mask = model.vertebra_mask(code)
-    idx = np.argwhere(mask)
+def _pedicle_bone(model: SpineModel, code: int, frame: VertebraFrame, side: str, depth_mm: tuple[float, float],
+                  sp: SearchParams) -> np.ndarray:
+    """The vertebra's bone on ``side`` between the body and the arch on the image: ``depth_mm`` behind the
+    posterior wall plane, ``pedicle_lateral_mm`` from the mid-sagittal plane, within
+    ``pedicle_height_fraction`` of the body height of the pedicle landmark's height; (n, 3) LPS points."""
+    idx = np.argwhere(model.vertebra_mask(code))
     if len(idx) == 0:
-        return None
+        return np.zeros((0, 3))
     pts = model.grid.lps_of(idx)
     depth = (pts - frame.posterior_wall_lps) @ frame.u
     lat = (pts - frame.body_center_lps) @ frame.medial_direction(side)  # negative on the approach side
-    sel = (depth <= -sp.pedicle_depth_mm[0]) & (depth >= -sp.pedicle_depth_mm[1]) & \
+    sel = (depth <= -depth_mm[0]) & (depth >= -depth_mm[1]) & \
           (-lat >= sp.pedicle_lateral_mm[0]) & (-lat <= sp.pedicle_lateral_mm[1])
+    landmark = frame.pedicle_left_lps if side == "left" else frame.pedicle_right_lps
     if landmark is not None:
-        h = (pts - landmark) @ frame.s
-        sel &= np.abs(h) <= sp.pedicle_height_fraction * frame.height_mm
-    if sel.sum() < 5:
+        sel &= np.abs((pts - landmark) @ frame.s) <= sp.pedicle_height_fraction * frame.height_mm
+    return pts[sel]
+
+
+def _image_pedicle_centre(model: SpineModel, code: int, frame: VertebraFrame, side: str,
+                          sp: SearchParams) -> Optional[np.ndarray]:
+    """Centre of the vertebra's bone bridge between the body and the arch on ``side``, on the image."""
+    pts = _pedicle_bone(model, code, frame, side, sp.pedicle_depth_mm, sp)
+    if len(pts) < 5:
         return None
-    return pts[sel].mean(axis=0)
+    return pts.mean(axis=0)
 
 
 def _entry_on_image(model: SpineModel, code: int, pivot: np.ndarray, d: np.ndarray, sp: SearchParams,
@@ -246,11 +276,32 @@ def _measure(model: SpineModel, plan: Plan, level: Level, traj: Trajectory, volu
 def _pivots(model: SpineModel, code: int, frame: VertebraFrame, side: str, sp: SearchParams) -> list[np.ndarray]:
     """Points the introducer's line passes through: the pedicle centre on the image, then the landmark."""
     landmark = frame.pedicle_left_lps if side == "left" else frame.pedicle_right_lps
-    image_centre = _image_pedicle_centre(model, code, frame, side, landmark, sp)
+    image_centre = _image_pedicle_centre(model, code, frame, side, sp)
     out = [] if image_centre is None else [image_centre]
     if landmark is not None:
         out.append(np.asarray(landmark, dtype=float))
     return out
+
+
+def _steps(half_range: float, step: float) -> np.ndarray:
+    """-half_range .. half_range in ``step`` (0 included when the range is a multiple of the step)."""
+    return np.arange(-half_range, half_range + 1e-9, step)
+
+
+def _pivot_grid(model: SpineModel, code: int, frame: VertebraFrame, side: str, sp: SearchParams) -> list[np.ndarray]:
+    """The pedicle's bone on ``side`` on the image (:func:`_pedicle_bone`, ``wide_pivot_depth_mm`` behind
+    the posterior wall plane) at least ``wide_pivot_canal_mm`` from the canal, one point per
+    ``wide_pivot_step_mm`` cube (the one nearest to the cube's centre)."""
+    pts = _pedicle_bone(model, code, frame, side, sp.wide_pivot_depth_mm, sp)
+    if "canal" in model.measured and len(pts):
+        pts = pts[model.canal_distance_mm(pts) >= sp.wide_pivot_canal_mm]
+    if len(pts) == 0:
+        return []
+    cell = np.floor(pts / sp.wide_pivot_step_mm)
+    off = np.linalg.norm(pts - (cell + 0.5) * sp.wide_pivot_step_mm, axis=1)
+    order = np.lexsort((off,) + tuple(cell.T))
+    _, first = np.unique(cell[order], axis=0, return_index=True)
+    return [pts[order[i]] for i in first]
 
 
 def _offsets(pivot: np.ndarray, frame: VertebraFrame, side: str, sp: SearchParams) -> list[np.ndarray]:
@@ -259,9 +310,45 @@ def _offsets(pivot: np.ndarray, frame: VertebraFrame, side: str, sp: SearchParam
             if a != 0.0 or b != 0.0]
 
 
+def _aim_frame(model: SpineModel, code: int, frame: VertebraFrame, plan: Plan, sp: SearchParams
+               ) -> tuple[VertebraFrame, str]:
+    """The frame the pedicle angles are counted in: the level's frame (the sagittal angle from the
+    superior endplate), except at S1 with ``s1_pedicle_sagittal_reference`` "promontory": turned about
+    its lateral axis so that its anterior axis runs from the midpoint of the pedicle centres to the
+    promontory measured on the image (the body's anterior-superior corner near the mid-sagittal plane).
+    Also the words that say so ("" for the level's frame)."""
+    st = plan.settings
+    if frame.level_name != "S1" or st.s1_pedicle_sagittal_reference != "promontory":
+        return frame, ""
+    peds = [p for p in (frame.pedicle_left_lps, frame.pedicle_right_lps) if p is not None]
+    idx = np.argwhere(model.body_mask(code))
+    if not peds or len(idx) == 0:
+        return frame, ""
+    pts = model.grid.lps_of(idx)
+    pts = pts[np.abs((pts - frame.body_center_lps) @ frame.l) <= sp.promontory_slab_mm]
+    if len(pts) == 0:
+        return frame, ""
+    corner = (frame.u + frame.s) / np.linalg.norm(frame.u + frame.s)
+    score = pts @ corner
+    promontory = pts[score >= score.max() - sp.promontory_band_mm].mean(axis=0)
+    d = promontory - np.mean(peds, axis=0)
+    d = d - (d @ frame.l) * frame.l
+    if float(np.linalg.norm(d)) < 1.0 or float(d @ frame.u) <= 0.0:
+        return frame, ""
+    u = d / np.linalg.norm(d)
+    s = np.cross(frame.l, u)
+    tilt = math.degrees(math.atan2(float(u @ frame.s), float(u @ frame.u)))
+    return replace(frame, u=u, s=s), (f"the line from the pedicles to the promontory on the image, "
+                                      f"{tilt:.0f}° above the endplate frame")
+
+
 def _candidates(plan: Plan, level: Level, frame: VertebraFrame, side: str, target: np.ndarray, curved: bool,
                 model: SpineModel, code: int, sp: SearchParams, step: float, pivots: list[np.ndarray],
-                angles: Optional[list[tuple[float, float]]] = None) -> list[Trajectory]:
+                angles: Optional[list[tuple[float, float]]] = None, aim: Optional[VertebraFrame] = None
+                ) -> list[Trajectory]:
+    """The introducer's lines through ``pivots``: curved paths at the pedicle angles (counted in ``aim``,
+    default ``frame``), straight paths to the target; the bend is placed in ``frame``."""
+    aim = frame if aim is None else aim
     st = plan.settings
     params = TrajectoryParams.from_settings(st)
     params.curved = curved
@@ -270,14 +357,12 @@ def _candidates(plan: Plan, level: Level, frame: VertebraFrame, side: str, targe
     out: list[Trajectory] = []
     past = st.introducer_past_wall_mm
     if curved:
-        trs = np.arange(-st.suggestion_transverse_range_deg, st.suggestion_transverse_range_deg + 1e-9,
-                        sp.transverse_step_deg)
-        sgs = np.arange(-st.suggestion_sagittal_range_deg, st.suggestion_sagittal_range_deg + 1e-9,
-                        sp.sagittal_step_deg)
+        trs = _steps(st.suggestion_transverse_range_deg, sp.transverse_step_deg)
+        sgs = _steps(st.suggestion_sagittal_range_deg, sp.sagittal_step_deg)
         grid = angles if angles is not None else [(float(a), float(b)) for a in trs for b in sgs]
         for pivot in pivots:
             for dt, ds in grid:
-                d = pedicle_axis(frame, st, side, tr0 + float(dt), sg0 + float(ds))
+                d = pedicle_axis(aim, st, side, tr0 + float(dt), sg0 + float(ds))
                 d = d / np.linalg.norm(d)
                 du = float(d @ frame.u)
                 if du < 1e-3:
@@ -332,6 +417,7 @@ def _search(plan: Plan, level: Level, side: str, volume: Any, model: SpineModel,
     target, note = _target_on_image(model, code, frame, plan, side, params_t, lateral_offset_mm, sp)
     if target is None:
         return None, None, 0, note
+    aim, _ = _aim_frame(model, code, frame, plan, sp)
     tr0 = level_setting(st.pedicle_transverse_angle_deg, frame.level_name)
     sg0 = st.pedicle_sagittal_angle_deg
     grade_mm = {"B": 0.0, "C": st.breach_grade_limits_mm[0], "D": st.breach_grade_limits_mm[1],
@@ -345,7 +431,7 @@ def _search(plan: Plan, level: Level, side: str, volume: Any, model: SpineModel,
         done = []
         for traj in cands:
             ok, margin, problems = _measure(model, plan, level, traj, volume, st.pedicle_clearance_warn_mm, grade_mm)
-            med, cra = _angles(traj, frame)
+            med, cra = _angles(traj, aim)
             c = _Candidate(traj, ok, margin, abs(med - tr0) + abs(cra - sg0), problems)
             done.append(c)
             if ok and (best_ok is None or (round(margin, 1), -c.deviation) > (round(best_ok.margin, 1),
@@ -356,23 +442,48 @@ def _search(plan: Plan, level: Level, side: str, volume: Any, model: SpineModel,
         tried += len(cands)
         return done
 
+    def refine(done: list[_Candidate], pivots: list[np.ndarray], spread: bool) -> None:
+        """The best few of ``done`` again through small offsets of their pivot (and, with ``spread``,
+        at the neighbouring angles of the fine steps)."""
+        done.sort(key=lambda c: (c.ok, round(c.margin, 1), -c.deviation), reverse=True)
+        for c in done[:sp.refine_best]:
+            e = np.asarray(c.trajectory.entry_lps)
+            b = np.asarray(c.trajectory.bend_lps if c.trajectory.bend_lps is not None else c.trajectory.target_lps)
+            # the pivot of the candidate: where its line is nearest to the pivots tried
+            d = (b - e) / np.linalg.norm(b - e)
+            piv = min(pivots, key=lambda p: float(np.linalg.norm((p - e) - ((p - e) @ d) * d)))
+            angles = None
+            through = _offsets(piv, frame, side, sp)
+            if curved:
+                dt, ds = (float(x) for x in c.trajectory.label.split(","))
+                angles = [(dt, ds)]
+                if spread:
+                    angles = [(dt + a, ds + b) for a in (-sp.transverse_step_deg, 0.0, sp.transverse_step_deg)
+                              for b in (-sp.sagittal_step_deg, 0.0, sp.sagittal_step_deg)
+                              if abs(dt + a) <= st.suggestion_transverse_range_deg + 1e-9
+                              and abs(ds + b) <= st.suggestion_sagittal_range_deg + 1e-9]
+                    through = [piv] + through
+            run(_candidates(plan, level, frame, side, target, curved, model, code, sp, params.path_step_mm,
+                            through, angles, aim=aim))
+
     # coarse: every angle through the pedicle centre (image, landmark); fine: the best few angles
     # through small offsets of their pivot
-    pivots = _pivots(model, code, frame, side, sp)
-    coarse = run(_candidates(plan, level, frame, side, target, curved, model, code, sp, params.path_step_mm, pivots))
-    coarse.sort(key=lambda c: (c.ok, round(c.margin, 1), -c.deviation), reverse=True)
-    for c in coarse[:sp.refine_best]:
-        e = np.asarray(c.trajectory.entry_lps)
-        b = np.asarray(c.trajectory.bend_lps if c.trajectory.bend_lps is not None else c.trajectory.target_lps)
-        # the pivot of the candidate: where its line is nearest to the pivots tried
-        d = (b - e) / np.linalg.norm(b - e)
-        piv = min(pivots, key=lambda p: float(np.linalg.norm((p - e) - ((p - e) @ d) * d)))
-        angles = None
-        if curved:
-            dt, ds = (float(x) for x in c.trajectory.label.split(","))
-            angles = [(dt, ds)]
-        run(_candidates(plan, level, frame, side, target, curved, model, code, sp, params.path_step_mm,
-                        _offsets(piv, frame, side, sp), angles))
+    pivots = _pivots(model, code, aim, side, sp)
+    coarse = run(_candidates(plan, level, frame, side, target, curved, model, code, sp, params.path_step_mm, pivots,
+                             aim=aim))
+    refine(coarse, pivots, False)
+    if best_ok is None:
+        # wide: no path through the pedicle centres passes (a centre of a wide or hollow pedicle, as
+        # S1's, can lie outside its bone or beside the canal): the pedicle's bone on a grid, at coarser
+        # angle steps, then the best few at the fine steps
+        grid = _pivot_grid(model, code, aim, side, sp)
+        if grid:
+            wide_angles = [(float(a), float(b))
+                           for a in _steps(st.suggestion_transverse_range_deg, sp.wide_transverse_step_deg)
+                           for b in _steps(st.suggestion_sagittal_range_deg, sp.wide_sagittal_step_deg)]
+            wide = run(_candidates(plan, level, frame, side, target, curved, model, code, sp, params.path_step_mm,
+                                   grid, wide_angles, aim=aim))
+            refine(wide, grid, True)
     for c in (best_ok, best_bad):
         if c is not None:
             c.trajectory.label = note
@@ -444,7 +555,12 @@ def suggest_checked(plan: Plan, level: Level | str, side: str, images: Any = Non
                 first_problem = "; ".join(f"{c.label}: {c.reason}" for c in rep.blocking)
             continue
         med, cra = _angles(traj, frame)
-        words = (f"{level.name} {s_}: {kind} path, {med:.0f}° medial, {cra:.0f}° cranial, "
+        aim, aim_words = _aim_frame(model, model.owner_index(level.id), frame, plan, search)
+        if aim_words:
+            aim_cra = _angles(traj, aim)[1]
+            where = "along" if abs(aim_cra) < 0.5 else f"{abs(aim_cra):.0f}° {'below' if aim_cra < 0 else 'above'}"
+            aim_words = f" ({where} {aim_words})"
+        words = (f"{level.name} {s_}: {kind} path, {med:.0f}° medial, {cra:.0f}° cranial{aim_words}, "
                  f"{'passes every check' if rep.overall == PASS else 'passes the image checks (with warnings)'}"
                  f" ({total} paths searched in {time.perf_counter() - t0:.1f} s)")
         if i == 0:

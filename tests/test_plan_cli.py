@@ -3,8 +3,8 @@
 canal, the L5 inferior articular process and the ilium fail the right check. The TPTBox crop (L2-L4,
 1.5 mm, sub-region labels) validates the bone and canal segmentation independently.
 
-The whole L3-S1 run and the MRI set are in bench/safety_bench.py; here one plan (L3, L4) is made once
-per module."""
+The whole L3-S1 run and the MRI set are in bench/safety_bench.py; here one plan (L3, L4, S1) is made
+once per module."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def ct_case(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("plan") / "ct.bvnplan"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        rc = main(["plan", str(ct), "--treat", "L3,L4", "-o", str(out), "--json"])
+        rc = main(["plan", str(ct), "--treat", "L3,L4,S1", "-o", str(out), "--json"])
     vol = next(iter(load_path(ct).images.values()))
     labels = _labels(folder / "example_ct_vertebrae_labels.nii.gz", vol)
     return rc, out, vol, labels, folder, json.loads(printed.getvalue())
@@ -76,9 +76,9 @@ def test_plan_writes_checked_suggestions(ct_case, capsys):
     rc, out, vol, labels, folder, printed = ct_case
     plan = load_plan(out)
     assert rc in (0, 1)
-    assert [lv.name for lv in plan.levels if lv.treat] == ["L3", "L4"]
+    assert [lv.name for lv in plan.levels if lv.treat] == ["L3", "L4", "S1"]
     assert plan.case.series and plan.case.series[0].role == "CT"
-    assert plan.trajectories, "no trajectory suggested at L3 or L4"
+    assert plan.trajectories, "no trajectory suggested at L3, L4 or S1"
     report = evaluate_plan(plan, {"ct": vol})
     for t in report.trajectories:
         # each returned trajectory passes the image checks (warnings reported: a clearance within a voxel
@@ -95,6 +95,35 @@ def test_plan_writes_checked_suggestions(ct_case, capsys):
     assert len({t.level_id for t in plan.trajectories}) == len(plan.trajectories)
     printed_status = {r["trajectory_id"]: r["status"] for r in printed["trajectories"] if "trajectory_id" in r}
     assert printed_status == {t.trajectory_id: t.overall for t in report.trajectories}
+
+
+def test_plan_suggests_an_s1_path_through_the_pedicle_into_the_body(ct_case):
+    """S1 (in the cleared range; its endplate leans forward with the sacral slope and its pedicles are wide
+    and partly hollow on this 3 mm CT): a path whose image checks pass (warnings allowed), in which the
+    vertebra labels find no gap, with the ablation zone in S1's label in front of the canal."""
+    rc, out, vol, labels, folder, printed = ct_case
+    plan = load_plan(out)
+    s1 = plan.level_by_name("S1")
+    [traj] = [t for t in plan.trajectories if t.level_id == s1.id]
+    report = evaluate_trajectory(plan, traj, {"ct": vol})
+    assert report.overall in ("pass", "warning"), [(c.name, c.status, c.reason) for c in report.checks]
+    for name in SAFETY_CHECKS:
+        assert report.check(name).basis == "measured" and report.check(name).status in ("pass", "warning")
+    assert _gaps_outside_labels(labels, report.path_lps) == []
+    # the zone lies in S1's label ...
+    target = np.asarray(traj.target_lps)
+    r = traj.params.zone_diameter_mm / 2.0
+    grid = np.stack(np.meshgrid(*[np.arange(-r, r + 0.01, 1.0)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    zone = target + grid[np.linalg.norm(grid, axis=1) <= r]
+    assert np.mean(labels.sample(zone, order=0) == LABEL["S1"]) > 0.95
+    # ... in its body: behind the target (toward the patient's back, +y in LPS) the label goes on past the
+    # zone, then the canal (no label) follows before the arch
+    back = labels.sample(target + np.arange(0.0, 40.0, 0.5)[:, None] * np.array([0.0, 1.0, 0.0]), order=0)
+    first_out = int(np.argmin(back == LABEL["S1"]))
+    assert first_out * 0.5 >= r
+    assert np.all(back[first_out:first_out + 10] == 0)  # 5 mm of canal
+    printed_s1 = [row for row in printed["trajectories"] if row.get("level") == "S1"]
+    assert printed_s1 and all(row["status"] in ("pass", "warning") for row in printed_s1), printed_s1
 
 
 def test_plan_bipedicular_puts_the_tips_either_side_of_the_midline(ct_case, tmp_path):
