@@ -83,8 +83,10 @@ class SearchParams:
     wide_pivot_step_mm: float = 5.0
     #: ... this far behind the posterior wall plane (mm), ...
     wide_pivot_depth_mm: tuple[float, float] = (0.0, 12.0)
-    #: ... at least this far from the canal (mm), ...
+    #: ... at least this far from the canal (mm), at most this many (the nearest to the pedicle centres;
+    #: the time of a search that finds nothing grows with them), ...
     wide_pivot_canal_mm: float = 2.0
+    wide_pivots_max: int = 64
     #: ... at these angle steps (the best few again at the fine steps).
     wide_transverse_step_deg: float = 6.0
     wide_sagittal_step_deg: float = 8.0
@@ -263,7 +265,7 @@ def _measure(model: SpineModel, plan: Plan, level: Level, traj: Trajectory, volu
         problems.append(f"leaves the bone for {sum(g.length_mm for g in m.gaps):.1f} mm")
     bad = [r for r in m.others if r.code > 0 or r.code == OWNER_ILIUM]
     if bad:
-        problems.append("crosses " + ", ".join(r.what for r in bad))
+        problems.append("crosses " + ", ".join(dict.fromkeys(r.what for r in bad)))
     clear = [v for v in m.clearance_mm.values() if v is not None]
     cmin = min(clear) if clear else -10.0
     if clear and cmin < -fail_grade_medial:
@@ -288,10 +290,12 @@ def _steps(half_range: float, step: float) -> np.ndarray:
     return np.arange(-half_range, half_range + 1e-9, step)
 
 
-def _pivot_grid(model: SpineModel, code: int, frame: VertebraFrame, side: str, sp: SearchParams) -> list[np.ndarray]:
+def _pivot_grid(model: SpineModel, code: int, frame: VertebraFrame, side: str, sp: SearchParams,
+                near: list[np.ndarray]) -> list[np.ndarray]:
     """The pedicle's bone on ``side`` on the image (:func:`_pedicle_bone`, ``wide_pivot_depth_mm`` behind
     the posterior wall plane) at least ``wide_pivot_canal_mm`` from the canal, one point per
-    ``wide_pivot_step_mm`` cube (the one nearest to the cube's centre)."""
+    ``wide_pivot_step_mm`` cube (the one nearest to the cube's centre), at most ``wide_pivots_max`` of
+    them, the nearest to the mean of the pedicle centres ``near`` first."""
     pts = _pedicle_bone(model, code, frame, side, sp.wide_pivot_depth_mm, sp)
     if "canal" in model.measured and len(pts):
         pts = pts[model.canal_distance_mm(pts) >= sp.wide_pivot_canal_mm]
@@ -301,7 +305,10 @@ def _pivot_grid(model: SpineModel, code: int, frame: VertebraFrame, side: str, s
     off = np.linalg.norm(pts - (cell + 0.5) * sp.wide_pivot_step_mm, axis=1)
     order = np.lexsort((off,) + tuple(cell.T))
     _, first = np.unique(cell[order], axis=0, return_index=True)
-    return [pts[order[i]] for i in first]
+    out = pts[order[first]]
+    centre = np.mean(near, axis=0) if near else out.mean(axis=0)
+    out = out[np.argsort(np.linalg.norm(out - centre, axis=1), kind="stable")[:sp.wide_pivots_max]]
+    return list(out)
 
 
 def _offsets(pivot: np.ndarray, frame: VertebraFrame, side: str, sp: SearchParams) -> list[np.ndarray]:
@@ -476,7 +483,7 @@ def _search(plan: Plan, level: Level, side: str, volume: Any, model: SpineModel,
         # wide: no path through the pedicle centres passes (a centre of a wide or hollow pedicle, as
         # S1's, can lie outside its bone or beside the canal): the pedicle's bone on a grid, at coarser
         # angle steps, then the best few at the fine steps
-        grid = _pivot_grid(model, code, aim, side, sp)
+        grid = _pivot_grid(model, code, aim, side, sp, pivots)
         if grid:
             wide_angles = [(float(a), float(b))
                            for a in _steps(st.suggestion_transverse_range_deg, sp.wide_transverse_step_deg)

@@ -110,6 +110,8 @@ def test_plan_suggests_an_s1_path_through_the_pedicle_into_the_body(ct_case):
     for name in SAFETY_CHECKS:
         assert report.check(name).basis == "measured" and report.check(name).status in ("pass", "warning")
     assert _gaps_outside_labels(labels, report.path_lps) == []
+    # from the skin on, the path meets no vertebra label but S1's (not L5's articular process)
+    assert set(np.unique(labels.sample(np.asarray(report.path_lps), order=0))) <= {0, LABEL["S1"]}
     # the zone lies in S1's label ...
     target = np.asarray(traj.target_lps)
     r = traj.params.zone_diameter_mm / 2.0
