@@ -270,7 +270,7 @@ def bench_mri(quick: bool) -> dict[str, Any]:
             result = json.loads(buf.getvalue()) if buf.getvalue().strip() else None
             plan = load_plan(plan_path) if plan_path.exists() else None
         if plan is None or result is None:
-            counts["cannot suggest"] += 2
+            counts["cannot suggest"] += 2  # L4 and L5
             per_case.append({"case": case, "exit": rc, "result": err.getvalue().strip()[:200]})
             continue
         from planner.imaging import load_path
@@ -278,9 +278,15 @@ def bench_mri(quick: bool) -> dict[str, Any]:
         vol = next(iter(load_path(img_path).images.values()))
         labels = _label_volume(MRI / f"{case}_vb.nii.gz", vol)
         rows = []
+        # one outcome per planned path: the plan makes one path per level (both sides searched, the better
+        # kept) and lists every side it tried when none passes; a level without any path counts once
+        with_path = {r["level"] for r in result["trajectories"] if r["status"] != "none"}
+        refused: set[str] = set()
         for r in result["trajectories"]:
             if r["status"] == "none":
-                counts["cannot suggest"] += 1 if r["side"] != "both" else 2
+                if r["level"] not in with_path and r["level"] not in refused:
+                    counts["cannot suggest"] += 1
+                    refused.add(r["level"])
                 rows.append({"level": r["level"], "side": r["side"], "result": "cannot suggest",
                              "reason": r["message"][:160]})
                 continue
