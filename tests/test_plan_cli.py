@@ -1,10 +1,10 @@
 """``main.py plan`` and the image checks on the real CT (../shared/data/totalseg_example/example_ct,
 3 mm voxels), rechecked against the vertebra labels the app never sees; hand-made paths through the
-canal, the L5 inferior articular process and the ilium fail the right check. The TPTBox crop (L2-L4,
-1.5 mm, sub-region labels) validates the bone and canal segmentation independently.
+canal, the L5 inferior articular process, the L4 inferior articular process (at the L4-L5 facet) and the
+ilium fail the right check. The TPTBox crop (L2-L4, 1.5 mm, sub-region labels) validates the bone and
+canal segmentation independently.
 
-The whole L3-S1 run and the MRI set are in bench/safety_bench.py; here one plan (L3, L4, S1) is made
-once per module."""
+The MRI set is in bench/safety_bench.py; here one plan (L3, L4, L5, S1) is made once per module."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def ct_case(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("plan") / "ct.bvnplan"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        rc = main(["plan", str(ct), "--treat", "L3,L4,S1", "-o", str(out), "--json"])
+        rc = main(["plan", str(ct), "--treat", "L3,L4,L5,S1", "-o", str(out), "--json"])
     vol = next(iter(load_path(ct).images.values()))
     labels = _labels(folder / "example_ct_vertebrae_labels.nii.gz", vol)
     return rc, out, vol, labels, folder, json.loads(printed.getvalue())
@@ -76,9 +76,9 @@ def test_plan_writes_checked_suggestions(ct_case, capsys):
     rc, out, vol, labels, folder, printed = ct_case
     plan = load_plan(out)
     assert rc in (0, 1)
-    assert [lv.name for lv in plan.levels if lv.treat] == ["L3", "L4", "S1"]
+    assert [lv.name for lv in plan.levels if lv.treat] == ["L3", "L4", "L5", "S1"]
     assert plan.case.series and plan.case.series[0].role == "CT"
-    assert plan.trajectories, "no trajectory suggested at L3, L4 or S1"
+    assert plan.trajectories, "no trajectory suggested at L3, L4, L5 or S1"
     report = evaluate_plan(plan, {"ct": vol})
     for t in report.trajectories:
         # each returned trajectory passes the image checks (warnings reported: a clearance within a voxel
@@ -90,6 +90,11 @@ def test_plan_writes_checked_suggestions(ct_case, capsys):
         # labels finds no gap
         if all(t.check(name).status == "pass" for name in SAFETY_CHECKS):
             assert _gaps_outside_labels(labels, t.path_lps) == [], (t.level_name, t.side)
+        # from the skin on, the path meets no vertebra label but its own: not the articular process of the
+        # vertebra above at the facet joint, which this 3 mm CT does not resolve (the L5 suggestion went
+        # through L4's inferior articular process before the owners' margin was checked)
+        met = set(np.unique(labels.sample(np.asarray(t.path_lps), order=0)))
+        assert met <= {0, LABEL[t.level_name]}, (t.level_name, t.side, met)
     # unipedicular by default (the usual approach): one trajectory per treated level, and the status the
     # command printed is the one the plan's checks give (what 'check' and the window show)
     assert len({t.level_id for t in plan.trajectories}) == len(plan.trajectories)
@@ -181,7 +186,9 @@ def _hand(plan, level, side, entry, target, images):
 
 def test_hand_made_paths_fail_the_right_check(ct_case):
     """Through the canal (canal), through the L5 inferior articular process into S1 (other bone, named),
-    through the ilium into S1 (other bone: ilium). The paths are built from the labels."""
+    through the L4 inferior articular process at the L4-L5 facet into L5 (other bone, named, where the
+    owners alone gave that bone to L5), through the ilium into S1 (other bone: ilium). The paths are built
+    from the labels."""
     rc, out, vol, labels, folder, printed = ct_case
     plan = load_plan(out)
     images = {"ct": vol}
@@ -203,6 +210,20 @@ def test_hand_made_paths_fail_the_right_check(ct_case):
         rep = _hand(plan, s1, side, iap - 8.0 * d, f1.body_center_lps, images)
         c = rep.check("other_bone")
         assert c.status == "fail" and "L5 inferior articular process" in c.reason, (side, c.reason)
+    # the L4 inferior articular processes beside L5's pedicles (the L4 label voxel nearest each pedicle
+    # landmark, behind L5's posterior wall), into L5's body
+    idx = np.argwhere(labels.array == LABEL["L4"])[:, ::-1].astype(float)
+    pts = labels.ijk_to_world(idx)
+    depth = (pts - f5.posterior_wall_lps) @ f5.u
+    lat = (pts - f5.body_center_lps) @ f5.l
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        ped = np.asarray(f5.pedicle_left_lps if side == "left" else f5.pedicle_right_lps)
+        sel = (depth < -6.0) & (sign * lat > 8.0) & (sign * lat < 30.0)
+        iap = pts[sel][np.argmin(np.linalg.norm(pts[sel] - ped, axis=1))]
+        d = (f5.body_center_lps - iap) / np.linalg.norm(f5.body_center_lps - iap)
+        rep = _hand(plan, l5, side, iap - 8.0 * d, f5.body_center_lps, images)
+        c = rep.check("other_bone")
+        assert c.status == "fail" and "L4 inferior articular process" in c.reason, (side, c.reason)
     # the ilium: a line from far behind and lateral through the iliac wing into S1
     for side, sign in (("left", -1.0), ("right", 1.0)):
         target = f1.body_center_lps

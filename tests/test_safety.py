@@ -252,3 +252,32 @@ def test_canal_outline_lies_inside_the_ring(phantom):
     assert area >= 0.8 * np.pi * CANAL_R ** 2
     # in the axial plane through the pedicles
     assert np.allclose(pts[:, 2], PED_Z, atol=0.5)
+
+
+def test_owner_margin_is_the_geodesic_difference_to_the_two_seeds():
+    """Two vertebrae joined by bone with no visible joint (a bar, seeds at its ends): the margin of a voxel
+    is (distance to the other seed) - (distance to its own) along the bone, 0 half-way, the analytic value
+    elsewhere; the nearest other vertebra is named; off the bone the margin is infinite."""
+    from planner.safety.grid import Grid
+    from planner.safety.model import Anchor, SpineModel
+
+    n, s = 41, 1.5
+    bone = np.zeros((3, 3, n), dtype=bool)
+    bone[1, 1, :] = True
+    markers = np.zeros(bone.shape, dtype=np.int16)
+    markers[1, 1, 0] = 1
+    markers[1, 1, -1] = 2
+    grid = Grid(np.zeros(bone.shape, dtype=np.float32), np.zeros(3), s)
+    u, sup, lat = np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, 1.0]), np.array([-1.0, 0.0, 0.0])
+    anchors = [Anchor(f"id{k}", name, np.zeros(3), u, sup, lat, np.zeros(3), 26.0) for k, name in
+               enumerate(("L4", "L5"))]
+    model = SpineModel(grid, "CT", bone, np.zeros_like(bone), bone.astype(np.int16), anchors, {"bone", "owners"})
+    model.owner_markers, model.owner_weight = markers, np.ones(bone.shape, dtype=np.float32)
+    margin, other = model.owner_margin_mm(1)
+    x = np.arange(n)
+    assert margin[1, 1, :] == pytest.approx(s * ((n - 1 - x) - x))
+    assert margin[1, 1, n // 2] == pytest.approx(0.0)
+    assert np.all(other[1, 1, :] == 2)
+    assert np.isinf(margin[0, 0, 0]) and other[0, 0, 0] == 0
+    # on MRI (no owner seeds kept) the margin is not measured
+    assert SpineModel(grid, "MR", bone, np.zeros_like(bone), bone.astype(np.int16), anchors).owner_margin_mm(1) is None

@@ -73,11 +73,14 @@ def _build(volume: Volume, lo: np.ndarray, hi: np.ndarray, anchors: list[Anchor]
     if modality == "CT":
         bone, enclosed = segment_bone_ct(grid, params)
         canal, rings = segment_canal(grid, enclosed, bone, anchors, params)
-        owner, notes = assign_owners(grid, bone, ndimage.gaussian_filter(grid.array, params.smooth_mm / grid.spacing_mm),
-                                     anchors, params, rings)
+        owner, notes, markers, weight = assign_owners(
+            grid, bone, ndimage.gaussian_filter(grid.array, params.smooth_mm / grid.spacing_mm), anchors, params, rings)
         measured = {"bone", "canal", "owners"}
         if not canal.any():
             notes.append("the spinal canal was not found on this CT")
             measured.discard("canal")
-        return SpineModel(grid, "CT", bone, canal, owner, list(anchors), measured, notes)
+        model = SpineModel(grid, "CT", bone, canal, owner, list(anchors), measured, notes)
+        model.owner_markers, model.owner_weight = markers, weight
+        model.source_spacing_mm = float(np.max(volume.spacing))
+        return model
     return build_mr_model(grid, anchors, params)

@@ -96,6 +96,13 @@ class SpineModel:
     _floats: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     #: Per owner code: a bound of the vertebral body from the image (MRI: the body seen from its middle).
     body_limits: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    #: CT: the seeds and step costs the owners were found with (:func:`assign_owners`), for
+    #: :meth:`owner_margin_mm`; None on MRI.
+    owner_markers: Optional[np.ndarray] = field(default=None, repr=False)
+    owner_weight: Optional[np.ndarray] = field(default=None, repr=False)
+    #: The largest voxel size of the image the model was built from (mm): what the image can resolve.
+    source_spacing_mm: float = 0.0
+    _margins: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------- lookups
     def owner_index(self, level_id: str) -> int:
@@ -243,6 +250,38 @@ class SpineModel:
 
     def bone_distance_mm(self, code: int, points_lps: np.ndarray) -> np.ndarray:
         return self.distance_to(("vertebra", code), self.vertebra_mask(code), points_lps)
+
+    def owner_margin_mm(self, code: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """CT: how sure the ``code``-th vertebra's ownership of each voxel is. Returns (margin, other):
+        per voxel of the bone, the geodesic distance (the owners' step cost, mm) to the nearest seed of
+        another vertebra of the plan minus that to this vertebra's seeds, and that other vertebra's code
+        (+inf and 0 where none is reachable, and off the bone). Where a joint is too thin for the voxels
+        the boundary between two vertebrae is drawn half-way between their seeds, and a margin of 2 x mm
+        means that moving the boundary by x mm would give the voxel to the other vertebra. None on MRI."""
+        if self.owner_markers is None or self.owner_weight is None:
+            return None
+        if code not in self._margins:
+            from scipy.sparse import csgraph
+
+            _, graph = geodesic_graph(self.bone, self.owner_weight, self.grid.spacing_mm)
+            flat = self.owner_markers[self.bone]
+            mine = np.nonzero(flat == code)[0]
+            others = np.nonzero((flat > 0) & (flat <= len(self.anchors)) & (flat != code))[0]
+            margin = np.full(self.grid.shape, np.inf, dtype=np.float32)
+            other = np.zeros(self.grid.shape, dtype=np.int16)
+            if len(mine) and len(others):
+                d_mine = csgraph.dijkstra(graph, directed=False, indices=mine, min_only=True)
+                d_other, _, src = csgraph.dijkstra(graph, directed=False, indices=others, min_only=True,
+                                                   return_predecessors=True)
+                ok = np.isfinite(d_other) & np.isfinite(d_mine) & (src >= 0)
+                diff = np.full(len(flat), np.inf)
+                diff[ok] = d_other[ok] - d_mine[ok]
+                margin[self.bone] = diff
+                codes = np.zeros(len(flat), dtype=np.int16)
+                codes[ok] = flat[src[ok]]
+                other[self.bone] = codes
+            self._margins[code] = (margin, other)
+        return self._margins[code]
 
     def part_name(self, code: int, point_lps: np.ndarray) -> str:
         """Which part of the ``code``-th vertebra a point is in, from its place in the level's frame."""
@@ -394,10 +433,12 @@ def segment_canal(grid: Grid, enclosed: np.ndarray, bone: np.ndarray, anchors: S
 
 def assign_owners(grid: Grid, bone: np.ndarray, value: np.ndarray, anchors: Sequence[Anchor],
                   params: SafetyParams = SAFETY_PARAMS, extra_seeds: Optional[np.ndarray] = None
-                  ) -> tuple[np.ndarray, list[str]]:
+                  ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
     """Which vertebra (or ilium, rib) each bone voxel belongs to: a seeded watershed over the bone in
     which a boundary runs where the bone is least dense (joints, the sacro-iliac joint), seeds at
-    the levels' body centres and in bone far from the spine's mid-sagittal plane."""
+    the levels' body centres and in bone far from the spine's mid-sagittal plane. Returns (owner,
+    notes, markers, weight): the seeds (owner codes 1.. of the levels, 1000 ilium, 1001 rib) and the
+    cost per mm of a step through each voxel, for :meth:`SpineModel.owner_margin_mm`."""
     notes: list[str] = []
     s = grid.spacing_mm
     markers = np.zeros(grid.shape, dtype=np.int16)
@@ -460,7 +501,7 @@ def assign_owners(grid: Grid, bone: np.ndarray, value: np.ndarray, anchors: Sequ
     owner[owner == 1000] = OWNER_ILIUM
     owner[owner == 1001] = OWNER_RIB
     owner[bone & (labels == 0)] = OWNER_OTHER
-    return owner, notes
+    return owner, notes, markers, weight
 
 
 _NEIGHBOURS = [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dz, dy, dx) > (0, 0, 0)]
@@ -471,13 +512,31 @@ def geodesic_voronoi(mask: np.ndarray, markers: np.ndarray, weight: np.ndarray, 
     """Per voxel of ``mask``: the marker value of the nearest marker along paths inside ``mask``
     (26-connected steps of their length times the mean ``weight`` of their two voxels); 0 where no
     marker is reachable within ``max_mm``."""
-    from scipy import sparse
     from scipy.sparse import csgraph
 
-    n = int(mask.sum())
     out = np.zeros(mask.shape, dtype=markers.dtype)
-    if n == 0:
+    if not mask.any():
         return out
+    index, graph = geodesic_graph(mask, weight, spacing_mm)
+    seeds = index[mask & (markers != 0)]
+    if len(seeds) == 0:
+        return out
+    dist, _, sources = csgraph.dijkstra(graph, directed=False, indices=seeds, min_only=True,
+                                        return_predecessors=True, limit=max_mm)
+    flat_markers = markers[mask]
+    lab = np.zeros(len(dist), dtype=markers.dtype)
+    ok = (sources >= 0) & np.isfinite(dist)
+    lab[ok] = flat_markers[sources[ok]]
+    out[mask] = lab
+    return out
+
+
+def geodesic_graph(mask: np.ndarray, weight: np.ndarray, spacing_mm: float) -> tuple[np.ndarray, Any]:
+    """(index, graph): the voxels of ``mask`` numbered (-1 elsewhere) and the sparse graph of their
+    26-connected steps (length times the mean ``weight`` of the two voxels)."""
+    from scipy import sparse
+
+    n = int(mask.sum())
     index = np.full(mask.shape, -1, dtype=np.int64)
     index[mask] = np.arange(n)
     w_flat = weight[mask].astype(np.float64)
@@ -492,17 +551,7 @@ def geodesic_voronoi(mask: np.ndarray, markers: np.ndarray, weight: np.ndarray, 
         cols.append(ib)
         vals.append(spacing_mm * float(np.sqrt(dz * dz + dy * dy + dx * dx)) * 0.5 * (w_flat[ia] + w_flat[ib]))
     graph = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    seeds = index[mask & (markers != 0)]
-    if len(seeds) == 0:
-        return out
-    dist, _, sources = csgraph.dijkstra(graph, directed=False, indices=seeds, min_only=True,
-                                        return_predecessors=True, limit=max_mm)
-    flat_markers = markers[mask]
-    lab = np.zeros(n, dtype=markers.dtype)
-    ok = (sources >= 0) & np.isfinite(dist)
-    lab[ok] = flat_markers[sources[ok]]
-    out[mask] = lab
-    return out
+    return index, graph
 
 
 def grid_volume(model: SpineModel, mask: np.ndarray) -> Volume:

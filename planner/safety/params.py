@@ -111,6 +111,14 @@ class SafetyParams:
     joint_valley_hu: float = 20.0
     #: Smoothing before the valleys are measured (sigma, mm): trabecular noise is not a joint.
     joint_smooth_mm: float = 1.0
+    #: CT: where a joint is too thin for the voxels (a facet joint at 3 mm) the owners draw the boundary
+    #: between two vertebrae half-way between their seeds, uncertain by about this many voxels of the
+    #: source image (largest spacing). A path's first contact with the treated vertebra's bone behind its
+    #: posterior wall counts only where the bone is the treated vertebra's by more than that (a geodesic
+    #: margin of twice the uncertainty, SpineModel.owner_margin_mm); bone before it may be the
+    #: neighbour's articular process or the joint between them. Measured on example_ct (3 mm): the owners
+    #: gave L4's inferior articular process to L5 about 3.7 mm (1.2 voxels) past its labelled edge.
+    owner_uncertain_voxels: float = 1.5
     #: Bone farther than this from the spine's mid-sagittal plane seeds "another bone" (ilium, rib) (mm).
     lateral_bone_mm: float = 65.0
 

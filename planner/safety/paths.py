@@ -13,7 +13,11 @@ surface is a ring of ``surface_points`` points around each axis sample. What is 
   the ilium, a rib), with its name and length. On CT a joint crossed behind the pedicle (a dark line
   between two dense bones along the path, :func:`joint_crossings`) separates two bones even where the
   voxels are too coarse to separate them in 3D: the bone before it is the articular process of the
-  vertebra above, and the contact with the treated vertebra starts after it;
+  vertebra above, and the contact with the treated vertebra starts after it. Where no joint shows (a
+  facet joint at 3 mm), bone behind the posterior wall that the owners give to the treated vertebra by
+  less than their uncertainty (:meth:`SpineModel.owner_margin_mm` below twice
+  ``owner_uncertain_voxels`` source voxels) at the start of the contact counts as the nearest other
+  vertebra's ("its articular process or the joint between them") and the contact starts after it;
 * **pedicle clearance**: from ``clearance_skip_mm`` past the first contact to the posterior wall, the
   distance from the instrument's surface to the edge of the treated vertebra's bone toward the midline,
   away from it, up and down, in the instrument's cross-section (the narrowest part counts);
@@ -223,6 +227,7 @@ def measure_path(model: SpineModel, level_id: str, path: TrajectoryPath, skin_lp
     depth = (pts - anchor.posterior_wall_lps) @ anchor.u
     hits = np.nonzero(mine)[0]
     joint_owner: dict[int, int] = {}
+    unsure_owner: dict[int, int] = {}
     valleys = np.zeros(len(pts), dtype=bool)
     if len(hits):
         first = int(hits[0])
@@ -240,6 +245,23 @@ def measure_path(model: SpineModel, level_id: str, path: TrajectoryPath, skin_lp
                 valleys[first:j1 + 1] = False
                 after = np.nonzero(mine[j1 + 1:])[0]
                 first = j1 + 1 + int(after[0]) if len(after) else len(pts)
+        margins = model.owner_margin_mm(code)
+        if margins is not None and first < len(pts):
+            # bone the owners give to this vertebra by less than their uncertainty (a joint the voxels
+            # do not resolve): the first contact counts after it, the bone before it may be the
+            # neighbour's articular process
+            limit = 2.0 * params.owner_uncertain_voxels * model.source_spacing_mm
+            margin = model.lookup(margins[0], pts)
+            near = model.lookup(margins[1], pts)
+            unsure = mine & (margin < limit) & (depth <= -params.joint_min_depth_mm) & (near > 0)
+            j1 = first - 1
+            while j1 + 1 < len(pts) and unsure[j1 + 1]:
+                j1 += 1
+            if j1 - first + 1 >= min_n:
+                for i in range(first, j1 + 1):
+                    unsure_owner[i] = int(near[i])
+                after = np.nonzero(mine[j1 + 1:])[0]
+                first = j1 + 1 + int(after[0]) if len(after) else len(pts)
         if first < len(pts):
             out.first_contact = first
             for i0, i1 in _runs(~mine[first:] | valleys[first:]):
@@ -249,13 +271,21 @@ def measure_path(model: SpineModel, level_id: str, path: TrajectoryPath, skin_lp
         before = np.arange(len(pts)) < first
     else:
         before = np.ones(len(pts), dtype=bool)
-    foreign = before & bone & (owners != OWNER_NONE) & ((owners != code) | np.isin(np.arange(len(pts)),
-                                                                                  list(joint_owner)))
+    foreign = before & bone & (owners != OWNER_NONE) & \
+        ((owners != code) | np.isin(np.arange(len(pts)), list(joint_owner) + list(unsure_owner)))
     for i0, i1 in _runs(foreign):
         if i1 - i0 + 1 < min_n:
             continue
         mid = pts[(i0 + i1) // 2]
-        if any(i in joint_owner for i in range(i0, i1 + 1)):
+        unsure_codes = [unsure_owner[i] for i in range(i0, i1 + 1) if i in unsure_owner]
+        if unsure_codes and not any(i in joint_owner for i in range(i0, i1 + 1)):
+            # bone that the image does not separate from a neighbour: its articular process, or the
+            # joint between the two
+            codes, counts = np.unique(unsure_codes, return_counts=True)
+            c = int(codes[np.argmax(counts)])
+            what = (f"{model.part_name(c, mid)} or the joint between {model.owner_name(c)} and {anchor.name} "
+                    f"(not separated on this image)")
+        elif any(i in joint_owner for i in range(i0, i1 + 1)):
             # separated from the treated vertebra by a joint behind its pedicle: the inferior articular
             # process of the vertebra above (the facet joint lies between it and this vertebra's own
             # superior articular process)
