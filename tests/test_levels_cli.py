@@ -18,10 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ct_path(shared_data):
-    p = shared_data / "totalseg_example" / "example_ct.nii.gz"
-    if not p.is_file():
-        pytest.skip("example_ct.nii.gz not in the shared data")
-    return p
+    return shared_data / "totalseg_example" / "example_ct.nii.gz"
 
 
 def test_json_output_on_the_real_ct(ct_path, capsys):
@@ -81,8 +78,6 @@ def test_unreadable_file_exits_2(tmp_path, capsys):
 
 def test_no_levels_found_exits_1(shared_data, capsys):
     small = shared_data / "totalseg_example" / "example_ct_sm.nii.gz"
-    if not small.is_file():
-        pytest.skip("example_ct_sm.nii.gz not in the shared data")
     assert run_command(["levels", str(small)]) == 1
     assert "sacrum" in capsys.readouterr().err
 

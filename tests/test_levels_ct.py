@@ -28,10 +28,7 @@ def _sitk_volume(path, modality="CT") -> Volume:
 
 @pytest.fixture(scope="module")
 def ct_case(shared_data):
-    folder = shared_data / "totalseg_example"
-    if not (folder / "example_ct.nii.gz").is_file():
-        pytest.skip("example_ct.nii.gz not in the shared data")
-    return folder
+    return shared_data / "totalseg_example"
 
 
 @pytest.fixture(scope="module")

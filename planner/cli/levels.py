@@ -31,6 +31,13 @@ HELP = "propose the vertebral levels T12-S1 with their landmarks (LPS mm)"
 _PREFIX = "bvn-planner levels"
 
 
+def add_mri_finder_argument(parser: argparse.ArgumentParser) -> None:
+    """``--mri-finder``: the MRI level finder (``DetectionParams.mr_finder``) of the commands that find levels."""
+    parser.add_argument("--mri-finder", choices=["classical", "learned"], default="classical",
+                        help="MRI level finder: classical (two hints; default) or learned (the learned body finder: "
+                             "two hints or none, hints checked against the image); not used on CT")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="DICOM folder or file, zip, or NIfTI/MHA/NRRD volume")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -40,9 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transitional", choices=["L6", "sacralised_L5"],
                         help="transitional anatomy: six lumbar vertebrae, or L5 fused into the sacrum")
     parser.add_argument("--modality", choices=["CT", "MR"], help="override the modality read from the images")
-    parser.add_argument("--mri-finder", choices=["classical", "learned"], default="classical",
-                        help="MRI level finder: classical (two hints; default) or learned (the learned body finder: "
-                             "two hints or none, hints checked against the image)")
+    add_mri_finder_argument(parser)
 
 
 class _InputError(Exception):

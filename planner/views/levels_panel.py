@@ -61,6 +61,10 @@ TYPE_KEYS = {Qt.Key.Key_0: "none", Qt.Key.Key_1: "1", Qt.Key.Key_2: "2", Qt.Key.
 GRADE_KEYS = {Qt.Key.Key_A: "A", Qt.Key.Key_B: "B", Qt.Key.Key_C: "C"}
 KEY_HELP = ("Keys: Up/Down next endplate; 0 none, 1/2/3 Modic type, 4 mixed 1/2, 5 mixed 2/3; "
             "A/B/C grade; P painful; T treat; Enter accept the suggestion")
+#: The MRI level finders (DetectionParams.mr_finder), as offered in the panel. The classical finder is the
+#: default (it passes the demo's tests); the learned model is far better on real scans (README, "The MRI
+#: vertebral-body model") but not yet on the synthetic demo.
+MRI_FINDER_CHOICES = (("MRI: classical finder", "classical"), ("MRI: learned model", "learned"))
 TRANSITIONAL_CHOICES = (("Usual anatomy (L1-L5)", None), ("Transitional L6 (six lumbar)", "L6"),
                         ("Sacralised L5", "sacralised_L5"))
 HINT_NAMES = ("S1", "L1")
@@ -126,6 +130,12 @@ class LevelsPanel(PlanPanel):
         for text, value in TRANSITIONAL_CHOICES:
             self.anatomy.addItem(text, value)
         self.anatomy.setToolTip("Say so when the spine is transitional: six lumbar vertebrae (L6) or a sacralised L5")
+        self.mri_finder = QComboBox()
+        for text, value in MRI_FINDER_CHOICES:
+            self.mri_finder.addItem(text, value)
+        self.mri_finder.setToolTip("How the vertebral bodies are found on a sagittal MRI (not used on CT): the classical "
+                                   "finder (intensity rules), or the learned model (a network trained on 21 real "
+                                   "lumbar MRIs; far more accurate on real scans, any two bodies may be marked)")
         self.hint_buttons: dict[str, QPushButton] = {}
         hint_row = QHBoxLayout()
         for name in HINT_NAMES:
@@ -236,6 +246,7 @@ class LevelsPanel(PlanPanel):
         top = QHBoxLayout()
         top.addWidget(self.propose_button)
         top.addWidget(self.anatomy, 1)
+        top.addWidget(self.mri_finder, 1)
         rel = QHBoxLayout()
         rel.addWidget(self.up_button)
         rel.addWidget(self.down_button)
@@ -350,6 +361,7 @@ class LevelsPanel(PlanPanel):
                       *self.hint_buttons.values()):
                 b.setEnabled(not ro)
             self.anatomy.setEnabled(not ro)
+            self.mri_finder.setEnabled(not ro)
             if ro and self.pending_hint:
                 self.cancel_hint()
         finally:
@@ -402,8 +414,8 @@ class LevelsPanel(PlanPanel):
     # ------------------------------------------------------------------ view -> model: levels
     def propose(self) -> bool:
         """Run the level proposal on the labelling image and merge it into the plan (one undo step)."""
-        from planner.levels import (LevelDetectionError, MarkError, labelling_volume, merge_proposal,
-                                    propose_levels_detailed)
+        from planner.levels import (DetectionParams, LevelDetectionError, MarkError, labelling_volume,
+                                    merge_proposal, propose_levels_detailed)
 
         chosen = labelling_volume(self.session)
         if chosen is None:
@@ -414,7 +426,8 @@ class LevelsPanel(PlanPanel):
         try:
             others = [v for k, v in self.session.volumes().items() if k != key]  # e.g. an axial stack
             result = propose_levels_detailed(volume, self.hints or None, transitional=self.anatomy.currentData(),
-                                             companions=others)
+                                             companions=others,
+                                             params=DetectionParams(mr_finder=self.mri_finder.currentData()))
         except MarkError as exc:
             # shown where the physician marks, until the next proposal
             self.show_warnings([f"Check the marks: {exc}"])
