@@ -1,6 +1,6 @@
 """Image safety checks and checked suggestions on the real scans in ../shared/data (issue 11).
 
-Run: ``.venv/bin/python bench/safety_bench.py [--ct] [--mri] [--quick]``
+Run: ``.venv/bin/python bench/safety_bench.py [--ct] [--mri] [--quick] [--mri-finder learned]``
 
 CT (``totalseg_example/example_ct.nii.gz``, 3 mm voxels):
   * ``main.py plan ... --treat L3,L4,L5,S1`` (the same code: :func:`planner.cli.plan.run`), then every
@@ -233,7 +233,7 @@ def _hand(plan: Any, traj: Any, images: dict, expect: str, labels: Any, name: Op
 
 
 # ============================================================================ MRI
-def bench_mri(quick: bool) -> dict[str, Any]:
+def bench_mri(quick: bool, mri_finder: str = "classical") -> dict[str, Any]:
     import tempfile
 
     from planner.cli.plan import add_arguments, run
@@ -258,7 +258,7 @@ def bench_mri(quick: bool) -> dict[str, Any]:
             add_arguments(parser)
             hints = [f"L1={','.join(str(v) for v in cen['L1'])}", f"L5={','.join(str(v) for v in cen['L5'])}"]
             args = parser.parse_args([str(img_path), "--treat", "L4,L5", "--hint", hints[0], "--hint", hints[1],
-                                      "-o", str(plan_path), "--json"])
+                                      "-o", str(plan_path), "--json", "--mri-finder", mri_finder])
             t0 = time.perf_counter()
             import contextlib
             import io
@@ -330,6 +330,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--ct", action="store_true", help="only the CT part")
     ap.add_argument("--mri", action="store_true", help="only the MRI part")
     ap.add_argument("--quick", action="store_true", help="four MRI scans only")
+    ap.add_argument("--mri-finder", choices=["classical", "learned"], default="classical",
+                    help="the MRI level finder the plans use (as main.py plan --mri-finder)")
     ap.add_argument("--json", action="store_true", help="print everything as JSON")
     args = ap.parse_args(argv)
     both = not args.ct and not args.mri
@@ -337,7 +339,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.ct or both:
         out["ct"] = bench_ct(args.quick)
     if args.mri or both:
-        out["mri"] = bench_mri(args.quick)
+        out["mri"] = bench_mri(args.quick, args.mri_finder)
     if args.json:
         print(json.dumps(out, indent=1, default=str))
         return 0
