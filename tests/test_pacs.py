@@ -481,3 +481,32 @@ def planner_node_copy(node, **changes):
     import dataclasses
 
     return dataclasses.replace(node, **changes)
+
+
+def test_dicomweb_cancel_also_interrupts_a_request_started_after_it_fired():
+    """Cancel pressed between two requests of a WADO-RS retrieve (no connection open at that moment): the next
+    request's connection to a server that never answers is shut down at once, not left to its timeout (seen
+    in CI: 15 s instead of under 1 s with a frozen PACS)."""
+    import http.client
+
+    from planner.imaging.pacs.dicomweb import _Cancel
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the connection (the kernel does) and never answers
+    cancel = threading.Event()
+    try:
+        with _Cancel(cancel) as guard:
+            cancel.set()
+            time.sleep(0.2)  # the guard has seen the cancel while no connection existed
+            assert guard.is_set()
+            conn = http.client.HTTPConnection("127.0.0.1", silent.getsockname()[1], timeout=15.0)
+            guard.conn = conn
+            t0 = time.monotonic()
+            conn.request("GET", "/studies")
+            with pytest.raises((http.client.HTTPException, OSError)):
+                conn.getresponse()
+            assert time.monotonic() - t0 < 1.0
+            conn.close()
+    finally:
+        silent.close()

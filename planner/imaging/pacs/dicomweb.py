@@ -112,17 +112,19 @@ class _Cancel:
         return self.fired or _is_cancelled(self.cancel)
 
     def _run(self) -> None:
+        # Once cancelled, every socket the request has (or opens after: a cancel that fires between two
+        # requests, while the next connection is being made) is shut down at once, until the request ends;
+        # a read blocked on a frozen server then returns instead of waiting for its timeout.
         while not self._stop.wait(0.05):
-            if _is_cancelled(self.cancel):
-                self.fired = True
-                conn = self.conn
-                sock = getattr(conn, "sock", None)
-                if sock is not None:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                return
+            if not self.fired and not _is_cancelled(self.cancel):
+                continue
+            self.fired = True
+            sock = getattr(self.conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:  # already shut down or closed: nothing left to interrupt
+                    pass
 
 
 _NO_CANCEL = _Cancel(None)
@@ -146,6 +148,8 @@ class _Client:
         if self.conn is not None and getattr(self.conn, "_bvn_origin", None) == (scheme, host, port):
             return self.conn
         self.close()
+        if self.cancel.is_set():
+            raise PacsCancelled("cancelled")
         if scheme == "https":
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                 host, port, timeout=self.node.timeout_s, context=client_context(self.node))
