@@ -119,6 +119,12 @@ def _why_better(kept: Any, other: Any) -> str:
     return "equally well; the left is taken first"
 
 
+def _suggested(level: Any, sg: Any, message: str) -> dict[str, Any]:
+    """The result line of a suggestion that goes into the plan."""
+    return {"level": level.name, "side": sg.trajectory.side, "status": sg.status, "message": message,
+            "trajectory_id": sg.trajectory.id, "seconds": round(sg.seconds, 2)}
+
+
 def _unipedicular(plan: Any, level: Any, images: Any, results: list[dict[str, Any]]) -> list[Any]:
     """The better of the two sides' curved paths (straight paths when no curved one passes)."""
     from planner.trajectory import TrajectoryParams
@@ -140,9 +146,7 @@ def _unipedicular(plan: Any, level: Any, images: Any, results: list[dict[str, An
             why = f"no {'curved' if curved else 'straight'} path from the {other} passes the image checks"
         else:
             why = f"the {other} side could not be searched"
-        results.append({"level": level.name, "side": side, "status": sg.status,
-                        "message": f"{sg.message}; unipedicular: {why}",
-                        "trajectory_id": sg.trajectory.id, "seconds": round(sg.seconds, 2)})
+        results.append(_suggested(level, sg, f"{sg.message}; unipedicular: {why}"))
         return [sg.trajectory]
     results.extend({"level": level.name, "side": "both", "status": "none", "message": m} for m in refused)
     return []
@@ -166,8 +170,7 @@ def _bipedicular(plan: Any, level: Any, images: Any, results: list[dict[str, Any
             results.append({"level": level.name, "side": "both", "status": "none", "message": sg.message})
             continue
         out.append(sg.trajectory)
-        results.append({"level": level.name, "side": sg.trajectory.side, "status": sg.status, "message": sg.message,
-                        "trajectory_id": sg.trajectory.id, "seconds": round(sg.seconds, 2)})
+        results.append(_suggested(level, sg, sg.message))
     return out
 
 
