@@ -483,30 +483,47 @@ def planner_node_copy(node, **changes):
     return dataclasses.replace(node, **changes)
 
 
-def test_dicomweb_cancel_also_interrupts_a_request_started_after_it_fired():
-    """Cancel pressed between two requests of a WADO-RS retrieve (no connection open at that moment): the next
-    request's connection to a server that never answers is shut down at once, not left to its timeout (seen
-    in CI: 15 s instead of under 1 s with a frozen PACS)."""
-    import http.client
+@pytest.mark.parametrize("when", ["before the request", "during the response"])
+def test_dicomweb_cancel_interrupts_a_response_from_a_frozen_server(when):
+    """A WADO-RS response the server ends by closing (Connection: close, as a streamed series is sent) and
+    that stops half-way, as from a frozen PACS: Cancel ends the read at once, whether it fired before the
+    request (between two requests of a retrieve) or while the response was read, not after the 15 s
+    timeout (seen in CI)."""
+    from planner.imaging.pacs import DICOMWEB, PacsCancelled, PacsNode
+    from planner.imaging.pacs.dicomweb import _Cancel, _Client
 
-    from planner.imaging.pacs.dicomweb import _Cancel
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    held: list[socket.socket] = []
 
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(1)  # accepts the connection (the kernel does) and never answers
+    def answer_then_freeze():
+        conn, _ = server.accept()
+        held.append(conn)
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+                     + b"x" * 1000)  # then nothing more, connection left open
+
+    threading.Thread(target=answer_then_freeze, daemon=True).start()
+    node = PacsNode(name="FROZEN", protocol=DICOMWEB, dicomweb_url=f"http://127.0.0.1:{server.getsockname()[1]}",
+                    timeout_s=15.0)
     cancel = threading.Event()
     try:
         with _Cancel(cancel) as guard:
-            cancel.set()
-            time.sleep(0.2)  # the guard has seen the cancel while no connection existed
-            assert guard.is_set()
-            conn = http.client.HTTPConnection("127.0.0.1", silent.getsockname()[1], timeout=15.0)
-            guard.conn = conn
+            client = _Client(node, guard)
+            if when == "before the request":
+                threading.Timer(0.2, cancel.set).start()
+                time.sleep(0.1)  # the request starts just before Cancel
             t0 = time.monotonic()
-            conn.request("GET", "/studies")
-            with pytest.raises((http.client.HTTPException, OSError)):
-                conn.getresponse()
-            assert time.monotonic() - t0 < 1.0
-            conn.close()
+            rsp = client.request("GET", "studies/1/series/2", what="WADO-RS retrieve")
+            if when == "during the response":  # the read below waits for the rest of the series
+                threading.Timer(0.2, cancel.set).start()
+            with pytest.raises(PacsCancelled):
+                list(client.chunks(rsp, "WADO-RS retrieve"))
+            assert time.monotonic() - t0 < 1.5
+            client.close()
     finally:
-        silent.close()
+        for c in held:
+            c.close()
+        server.close()
+

@@ -88,11 +88,14 @@ def url_problems(node: PacsNode) -> list[str]:
 
 
 class _Cancel:
-    """Closes the connection of the running request when ``cancel`` fires (polled every 50 ms)."""
+    """Shuts down the socket of the running request when ``cancel`` fires (polled every 50 ms). It is the
+    socket itself that is kept, not the connection: a response the server ends by closing (``Connection:
+    close``, a streamed multipart series) is read after http.client has let go of it (``conn.sock`` is
+    None), and only shutting the socket down interrupts a read blocked on a frozen server."""
 
     def __init__(self, cancel: CancelLike) -> None:
         self.cancel = cancel
-        self.conn: Optional[http.client.HTTPConnection] = None
+        self.sock: Optional[socket.socket] = None
         self.fired = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -119,7 +122,7 @@ class _Cancel:
             if not self.fired and not _is_cancelled(self.cancel):
                 continue
             self.fired = True
-            sock = getattr(self.conn, "sock", None)
+            sock = self.sock
             if sock is not None:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
@@ -157,7 +160,6 @@ class _Client:
             conn = http.client.HTTPConnection(host, port, timeout=self.node.timeout_s)
         conn._bvn_origin = (scheme, host, port)  # type: ignore[attr-defined]
         self.conn = conn
-        self.cancel.conn = conn
         return conn
 
     def close(self) -> None:
@@ -190,6 +192,7 @@ class _Client:
                 try:
                     conn = self._connect(parts)
                     conn.request(method, target, body=body, headers=self._headers(parts, headers))
+                    self.cancel.sock = conn.sock  # connected now; the response is read from this socket
                     rsp = conn.getresponse()
                     break
                 except Exception as exc:
