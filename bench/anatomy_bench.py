@@ -77,10 +77,9 @@ def marks_for(case: dict, mode: str, seed: int) -> Optional[dict[str, list[float
     return out
 
 
-def run_one(kind: str, case_name: str, mode: str, model: Optional[str] = None, finder: str = "classical"
-            ) -> dict[str, Any]:
-    """Load one scan, run the level finder and score it (in the current process); ``finder``: the MRI level
-    finder (``DetectionParams.mr_finder``); ``model``: the learned finder's model instead of the shipped one."""
+def run_one(kind: str, case_name: str, mode: str, model: Optional[str] = None) -> dict[str, Any]:
+    """Load one scan, run the level finder and score it (in the current process); ``model``: the MRI body
+    finder's model (ONNX) instead of the shipped one."""
     import resource
 
     from planner.imaging import load_path
@@ -111,8 +110,8 @@ def run_one(kind: str, case_name: str, mode: str, model: Optional[str] = None, f
     notes: list[str] = []
     try:
         params = None
-        if kind == "mri" and (model or finder == "learned"):
-            params = DetectionParams(mr_finder="learned", mr_bodies=MrBodiesParams(model_path=model))
+        if kind == "mri" and model:
+            params = DetectionParams(mr_bodies=MrBodiesParams(model_path=model))
         result = propose_levels_detailed(volume, hints, modality=modality, params=params)
         levels, notes = result.levels, result.notes
     except LevelDetectionError as exc:
@@ -129,10 +128,9 @@ def run_one(kind: str, case_name: str, mode: str, model: Optional[str] = None, f
             "shape": list(volume.array.shape), **score}
 
 
-def run_in_subprocess(kind: str, case_name: str, mode: str, limit_gib: float, model: Optional[str] = None,
-                      finder: str = "classical") -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", kind, case_name, mode, "--limit-gib", str(limit_gib),
-           "--mri-finder", finder]
+def run_in_subprocess(kind: str, case_name: str, mode: str, limit_gib: float, model: Optional[str] = None
+                      ) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", kind, case_name, mode, "--limit-gib", str(limit_gib)]
     if model:
         cmd += ["--mri-model", model]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT))
@@ -381,9 +379,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--no-ct", action="store_true", help="skip the CTs")
     ap.add_argument("--json", type=Path, help="write every run and the summaries here")
     ap.add_argument("--limit-gib", type=float, default=8.0, help="address-space limit of each subprocess (GiB)")
-    ap.add_argument("--mri-finder", choices=["classical", "learned"], default="classical",
-                    help="the MRI level finder (DetectionParams.mr_finder; default classical)")
-    ap.add_argument("--mri-model", help="the learned finder with this model (ONNX) instead of the shipped one")
+    ap.add_argument("--mri-model", help="the MRI body finder with this model (ONNX) instead of the shipped one")
     ap.add_argument("--mri-cv", type=Path, metavar="DIR",
                     help="cross-validation: each MRI scan with the fold model that did not see it in training "
                          "(DIR/folds.json and DIR/fold<K>.onnx written by scripts/train_mri_bodies.py); prints the "
@@ -402,7 +398,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         limit = int(args.limit_gib * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        print(json.dumps(run_one(*args.one, model=args.mri_model, finder=args.mri_finder)))
+        print(json.dumps(run_one(*args.one, model=args.mri_model)))
         return 0
     if args.ct_cv:
         ct_cross_validation()
@@ -415,6 +411,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     from tests.anatomy_reference import mri_cases
 
+    print("load average at the start (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+          + f" on {os.cpu_count()} CPUs (wall times grow with the load; the CPU times do not)")
     fold_of: dict[str, int] = {}
     if args.mri_cv:
         folds = json.loads((args.mri_cv / "folds.json").read_text())["folds"]
@@ -423,12 +421,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"HELD-OUT numbers (cross-validation, {len(folds)} folds): each scan is measured with the model of "
               f"{args.mri_cv} that was trained without it")
     elif args.mri_model:
-        print(f"MRI: the learned finder with the model {args.mri_model}")
-    elif args.mri_finder == "learned":
-        print("MRI: the learned finder with the shipped model (trained on all 21 scans: these are NOT held-out numbers)")
+        print(f"MRI: the body finder with the model {args.mri_model}")
     else:
-        print("MRI: the classical finder")
-    finder = "learned" if (args.mri_cv or args.mri_model) else args.mri_finder
+        print("MRI: the body finder with the shipped model (trained on all 21 scans: these are NOT held-out numbers)")
     jobs = []
     if not args.no_mri:
         cases = args.cases.split(",") if args.cases else mri_cases(MRI_DIR)
@@ -445,7 +440,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if case not in fold_of:
                 ap.error(f"{case} is in no fold of {args.mri_cv / 'folds.json'}")
             model = str(args.mri_cv / f"fold{fold_of[case]}.onnx")
-        r = run_in_subprocess(kind, case, mode, args.limit_gib, model, finder)
+        r = run_in_subprocess(kind, case, mode, args.limit_gib, model)
         r["fold"] = fold_of.get(case)
         print_run(r)
         runs.append(r)
@@ -470,6 +465,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"\nall runs: slowest {slow['case']} ({slow['mode']}) {slow['time_s']:.1f} s "
               f"(limit {ACCEPT['time_s']:.0f} s); largest peak memory {big['case']} ({big['mode']}) "
               f"{big['rss_peak_mib']:.0f} MiB (limit {1024 * ACCEPT['peak_gib']:.0f} MiB)")
+        cpu = max(runs, key=lambda r: r["cpu_s"] if np.isfinite(r["cpu_s"]) else -1.0)
+        print(f"most CPU time: {cpu['case']} ({cpu['mode']}) {cpu['cpu_s']:.1f} s; load average at the end: "
+              + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "summaries": summaries}, indent=1, default=float))
     return 0

@@ -1,6 +1,6 @@
 """Image safety checks and checked suggestions on the real scans in ../shared/data (issue 11).
 
-Run: ``.venv/bin/python bench/safety_bench.py [--ct] [--mri] [--quick] [--mri-finder learned]``
+Run: ``.venv/bin/python bench/safety_bench.py [--ct] [--mri] [--quick]``
 
 CT (``totalseg_example/example_ct.nii.gz``, 3 mm voxels):
   * ``main.py plan ... --treat L3,L4,L5,S1`` (the same code: :func:`planner.cli.plan.run`), then every
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -233,7 +234,7 @@ def _hand(plan: Any, traj: Any, images: dict, expect: str, labels: Any, name: Op
 
 
 # ============================================================================ MRI
-def bench_mri(quick: bool, mri_finder: str = "classical") -> dict[str, Any]:
+def bench_mri(quick: bool) -> dict[str, Any]:
     import tempfile
 
     from planner.cli.plan import add_arguments, run
@@ -258,8 +259,9 @@ def bench_mri(quick: bool, mri_finder: str = "classical") -> dict[str, Any]:
             add_arguments(parser)
             hints = [f"L1={','.join(str(v) for v in cen['L1'])}", f"L5={','.join(str(v) for v in cen['L5'])}"]
             args = parser.parse_args([str(img_path), "--treat", "L4,L5", "--hint", hints[0], "--hint", hints[1],
-                                      "-o", str(plan_path), "--json", "--mri-finder", mri_finder])
+                                      "-o", str(plan_path), "--json"])
             t0 = time.perf_counter()
+            c0 = time.process_time()
             import contextlib
             import io
 
@@ -267,17 +269,21 @@ def bench_mri(quick: bool, mri_finder: str = "classical") -> dict[str, Any]:
             with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()) as err:
                 rc = run(args)
             seconds = time.perf_counter() - t0
+            cpu = time.process_time() - c0
             result = json.loads(buf.getvalue()) if buf.getvalue().strip() else None
             plan = load_plan(plan_path) if plan_path.exists() else None
         if plan is None or result is None:
             counts["cannot suggest"] += 2  # L4 and L5
             per_case.append({"case": case, "exit": rc, "result": err.getvalue().strip()[:200]})
             continue
+        from planner.checks import evaluate_plan
         from planner.imaging import load_path
 
         vol = next(iter(load_path(img_path).images.values()))
         labels = _label_volume(MRI / f"{case}_vb.nii.gz", vol)
+        report = {t.trajectory_id: t for t in evaluate_plan(plan, {"mr": vol}).trajectories}
         rows = []
+        canal = set()
         # one outcome per planned path: the plan makes one path per level (both sides searched, the better
         # kept) and lists every side it tried when none passes; a level without any path counts once
         with_path = {r["level"] for r in result["trajectories"] if r["status"] != "none"}
@@ -288,15 +294,21 @@ def bench_mri(quick: bool, mri_finder: str = "classical") -> dict[str, Any]:
                     counts["cannot suggest"] += 1
                     refused.add(r["level"])
                 rows.append({"level": r["level"], "side": r["side"], "result": "cannot suggest",
-                             "reason": r["message"][:160]})
+                             "reason": r["message"]})
                 continue
             traj = plan.trajectory(r["trajectory_id"])
             level = plan.level(traj.level_id)
             ok, detail = _mri_target_ok(labels, meta["label_values"][level.name], traj, vertebra_frame(level))
             counts["target right" if ok else "target wrong"] += 1
-            rows.append({"level": level.name, "side": traj.side, "status": r["status"], "ok": ok, **detail})
-        per_case.append({"case": case, "exit": rc, "seconds": round(seconds, 1), "trajectories": rows})
-    return {"counts": dict(counts), "cases": per_case}
+            rep = report[traj.id]
+            canal.add(rep.check("canal").basis)
+            counts[f"overall {rep.overall}"] += 1
+            rows.append({"level": level.name, "side": traj.side, "status": r["status"], "overall": rep.overall,
+                         "canal": rep.check("canal").basis, "ok": ok, **detail})
+        per_case.append({"case": case, "exit": rc, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+                         "canal": sorted(canal), "trajectories": rows})
+    scans = Counter("canal " + ("/".join(c["canal"]) or "-") for c in per_case if "canal" in c)
+    return {"counts": dict(counts), "scans": dict(scans), "cases": per_case}
 
 
 def _mri_target_ok(labels: Any, value: int, traj: Any, frame: Any) -> tuple[bool, dict[str, Any]]:
@@ -330,19 +342,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--ct", action="store_true", help="only the CT part")
     ap.add_argument("--mri", action="store_true", help="only the MRI part")
     ap.add_argument("--quick", action="store_true", help="four MRI scans only")
-    ap.add_argument("--mri-finder", choices=["classical", "learned"], default="classical",
-                    help="the MRI level finder the plans use (as main.py plan --mri-finder)")
     ap.add_argument("--json", action="store_true", help="print everything as JSON")
     args = ap.parse_args(argv)
     both = not args.ct and not args.mri
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"load_average_start": list(os.getloadavg())}
     if args.ct or both:
         out["ct"] = bench_ct(args.quick)
     if args.mri or both:
-        out["mri"] = bench_mri(args.quick, args.mri_finder)
+        out["mri"] = bench_mri(args.quick)
+    out["load_average_end"] = list(os.getloadavg())
     if args.json:
         print(json.dumps(out, indent=1, default=str))
         return 0
+    print(f"load average (1, 5, 15 min) at the start {out['load_average_start']}, at the end {out['load_average_end']} "
+          f"on {os.cpu_count()} CPUs (wall times grow with the load; CPU times do not)")
     if "ct" in out:
         ct = out["ct"]
         print(f"CT example_ct: plan L3,L4,L5,S1 in {ct['plan_seconds']} s (exit {ct['plan_exit']})")
@@ -370,12 +383,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             bits = []
             for r in c["trajectories"]:
                 if r.get("result") == "cannot suggest":
-                    bits.append(f"{r['level']} {r['side']} cannot suggest ({r['reason'][:70]})")
+                    bits.append(f"{r['level']} {r['side']} CANNOT SUGGEST: {r['reason']}")
                 else:
-                    bits.append(f"{r['level']} {r['side']} {'ok' if r['ok'] else 'WRONG'} (depth {r['depth_pct']}%, "
-                                f"lateral {r['lateral_mm']} mm, inside {r['inside']}, zone inside {r['zone_inside']})")
-            print(f"  {c['case']} ({c['seconds']} s): " + "; ".join(bits))
+                    bits.append(f"{r['level']} {r['side']} {'ok' if r['ok'] else 'WRONG'} {r['overall']} (depth "
+                                f"{r['depth_pct']}%, lateral {r['lateral_mm']} mm, inside {r['inside']}, zone inside "
+                                f"{r['zone_inside']})")
+            print(f"  {c['case']} ({c['seconds']} s wall, {c['cpu_seconds']} s CPU; canal {'/'.join(c['canal']) or '-'}): "
+                  + "\n      ".join([""] + bits))
         print(f"  counts: {m['counts']}")
+        print(f"  scans by the canal row: {m['scans']} (MRI: the canal is measured where its fluid is bright)")
     return 0
 
 

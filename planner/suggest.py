@@ -524,6 +524,13 @@ def suggest_checked(plan: Plan, level: Level | str, side: str, images: Any = Non
         if model is not None and not ({"bone", "owners"} <= model.measured and model.owner_index(level.id) > 0):
             why = "; ".join(model.notes) or f"the bone of {level.name} was not found on the image"
             model = None
+        if model is not None and not model.has_body(model.owner_index(level.id)):
+            # the target, the zone and the corridor are measured on the body: without it nothing is checked
+            why = next((n for n in model.notes if n.startswith(f"{level.name}:")),
+                       f"the body of {level.name} was not found on the image")
+            return Suggestion(None, None, "none", f"Cannot suggest a path for {level.name}: {why}. Check the level's "
+                                                  "body centre landmark, or plan it by hand and record the reason.",
+                              seconds=time.perf_counter() - t0)
     else:
         why = "no loaded image contains the level"
     if model is None:

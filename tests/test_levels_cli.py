@@ -155,13 +155,13 @@ def test_landmarks_not_measured_say_place_by_hand(ct_path, capsys, monkeypatch):
 
 
 def test_mri_marks_that_disagree_with_the_image_exit_1_naming_the_correction(shared_data, capsys):
-    """The learned finder on a real scan: an S1 mark on L5 ends with exit 1 and the likely correction."""
+    """On a real scan: an S1 mark on L5 ends with exit 1 and the likely correction."""
     import json as _json
 
     folder = shared_data / "lumbar_mri_vb"
     cents = _json.loads((folder / "VB1_02.json").read_text())["body_centroid_lps_mm"]
     hints = ["--hint=S1=" + ",".join(f"{c:.2f}" for c in cents["L5"]),
              "--hint=L1=" + ",".join(f"{c:.2f}" for c in cents["L1"])]
-    assert run_command(["levels", str(folder / "VB1_02_mr.nii.gz"), "--mri-finder", "learned", *hints]) == 1
+    assert run_command(["levels", str(folder / "VB1_02_mr.nii.gz"), *hints]) == 1
     err = capsys.readouterr().err
     assert "check the marks" in err and "move the S1 mark 1 body down" in err

@@ -198,6 +198,19 @@ def test_a_mark_in_a_disc_is_caught_with_the_correction():
         name_from_marks(scan, {"L1": _centre(scan, "L1"), "L3": np.array([0.0, 140.0, -100.0])}, SEQ)
 
 
+def test_three_marks_name_the_chain_and_the_one_that_disagrees_is_named():
+    """S1, L5 and L1 marked (the panel offers the three): the chain is named from them; an L5 mark on L4 is
+    caught with its correction, counted from the sacrum."""
+    scan = _scan(COLUMN, P_L5, P_S1)
+    marks = {n: _centre(scan, n) for n in ("S1", "L5", "L1")}
+    assert name_from_marks(scan, marks, SEQ) == NAMES and not scan.warnings
+    scan = _scan(COLUMN, P_L5, P_S1)
+    with pytest.raises(MarkError, match=r"L1 and L5 marks are 3 bodies apart.*need 4.*marked L5 is L4.*move the L5 "
+                                        r"mark 1 body down"):
+        name_from_marks(scan, {"S1": _centre(scan, "S1"), "L5": _centre(scan, "L4"), "L1": _centre(scan, "L1")},
+                        SEQ)
+
+
 def test_marks_both_one_level_high_keep_their_names_with_a_warning():
     """S1 on L5 and L1 on T12: the count between the marks fits, but the sacrum says otherwise. The names
     follow the physician's marks (never silently renamed) and the warning names the correction."""

@@ -1,4 +1,4 @@
-"""The learned MRI level finder on the 21 real labelled lumbar MRIs of ../shared/data/lumbar_mri_vb (issue 10).
+"""The MRI level finder (the learned body finder) on the 21 real labelled lumbar MRIs of ../shared/data/lumbar_mri_vb (issue 10).
 
 Every scan is labelled once per session (a module fixture: with marks at the L1 and L5 centroids, with
 the marks moved 5 mm inside the bodies, and without marks) through the public API and scored against the
@@ -14,11 +14,9 @@ import pytest
 
 from planner.imaging import load_path
 from planner.imaging.volume import Volume
-from planner.levels import DetectionParams, LevelDetectionError, MarkError, propose_levels_detailed
+from planner.levels import LevelDetectionError, MarkError, propose_levels_detailed
 from tests.anatomy_reference import moved_mark, mri_case, mri_cases, score_levels
 
-#: The learned finder (DetectionParams.mr_finder) with the shipped model.
-LEARNED = DetectionParams(mr_finder="learned")
 #: Issue 10 acceptance.
 FOUND_SHARE, CENTRE_MEDIAN, CENTRE_P95, WALL_MEDIAN, AUTO_SHARE = 0.97, 3.0, 6.0, 2.0, 0.80
 
@@ -44,7 +42,7 @@ def runs(shared_data):
                  "none": None}
         for mode, hints in marks.items():
             try:
-                res = propose_levels_detailed(vol, hints, params=LEARNED)
+                res = propose_levels_detailed(vol, hints)
                 out[name, mode] = {**score_levels(res.levels, case), "error": None, "warnings": res.warnings}
             except LevelDetectionError as exc:
                 out[name, mode] = {**score_levels([], case), "error": str(exc), "warnings": []}
@@ -104,12 +102,12 @@ def test_wrong_marks_on_real_scans_are_caught_with_the_correction(shared_data, n
     vol = _load(folder, name)
     c = {n: b.centroid for n, b in case["bodies"].items()}
     with pytest.raises(MarkError, match=r"marked S1 is L5 .*move the S1 mark 1 body down"):
-        propose_levels_detailed(vol, {"S1": c["L5"], "L1": c["L1"]}, params=LEARNED)
+        propose_levels_detailed(vol, {"S1": c["L5"], "L1": c["L1"]})
     with pytest.raises(MarkError, match=r"marked L1 is T12.*move the L1 mark 1 body down"):
-        propose_levels_detailed(vol, {"L1": c["T12"], "L5": c["L5"]}, params=LEARNED)
+        propose_levels_detailed(vol, {"L1": c["T12"], "L5": c["L5"]})
     disc = 0.5 * (c["L2"] + c["L3"])
     with pytest.raises(MarkError, match=r"L3 mark lies in a disc.*L3 is the body just below it"):
-        propose_levels_detailed(vol, {"L1": c["L1"], "L3": disc}, params=LEARNED)
+        propose_levels_detailed(vol, {"L1": c["L1"], "L3": disc})
 
 
 @pytest.mark.parametrize("name", ["VB2_05", "VB3_03"])
@@ -131,8 +129,7 @@ def test_thick_sagittal_slices_with_fine_pixels(shared_data, name):
     m[:3, 2] *= 4.0
     m[:3, 3] = vol.ijk_to_world([0.0, 0.0, 1.5])
     res = propose_levels_detailed(Volume(fine.astype(np.float32), m, vol.info), {n: case["bodies"][n].centroid
-                                                                                  for n in ("L1", "L5")},
-                                  params=LEARNED)
+                                                                                  for n in ("L1", "L5")})
     score = score_levels(res.levels, case)
     assert score["found_right"] == score["labelled"] and not score["misnamed"]
     assert np.median([e["centre"] for e in score["levels"].values()]) <= CENTRE_MEDIAN

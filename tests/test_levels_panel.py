@@ -82,7 +82,7 @@ def test_mri_without_marks_asks_for_them(qtbot):
     panel, messages = _panel(qtbot, session)
     qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
     assert session.document.plan.levels == []
-    assert messages and "mark a point inside S1 and inside L1" in messages[-1]
+    assert messages and "mark points inside two bodies (S1 and L1, or L5 and L1)" in messages[-1]
 
 
 def test_hint_from_a_point_and_never_from_the_crosshair(qtbot, modic_session):
@@ -297,10 +297,10 @@ def test_warnings_and_landmarks_to_place_by_hand_are_shown(qtbot, modic_session,
 
 
 @pytest.mark.parametrize("name", ["VB1_02", "VB1_15"])
-def test_learned_mri_finder_chosen_in_the_panel_on_a_real_mri(qtbot, shared_data, name, tmp_path):
-    """A physician with a real sagittal MRI picks the learned model, marks S1 and L1 and proposes: every level
-    L1-S1 is named right and each body centre lies within 3 mm of the label's (issue 10's median limit);
-    the choice is off in review mode."""
+def test_levels_proposed_in_the_panel_on_a_real_mri(qtbot, shared_data, name, tmp_path):
+    """A physician with a real sagittal MRI marks S1 and L1 and proposes: every level L1-S1 is named right
+    and each body centre lies within 3 mm of the label's (issue 10's median limit); marking is off in
+    review mode."""
     from planner.imaging import load_path
     from planner.imaging.volume import Volume
     from tests.anatomy_reference import mri_case
@@ -311,7 +311,6 @@ def test_learned_mri_finder_chosen_in_the_panel_on_a_real_mri(qtbot, shared_data
     session = Session(PlanDocument(Plan(), user="dr"))
     session.add_image("mr", vol)
     panel, messages = _panel(qtbot, session)
-    panel.mri_finder.setCurrentIndex(panel.mri_finder.findData("learned"))
     panel.hints = {n: tuple(case["bodies"][n].centroid) for n in ("S1", "L1")}
     qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
     found = {lv.name: lv for lv in session.document.plan.levels}
@@ -322,5 +321,6 @@ def test_learned_mri_finder_chosen_in_the_panel_on_a_real_mri(qtbot, shared_data
     panel.grab().save(str(tmp_path / f"levels-learned-{name}.png"))
     session.document.read_only = True
     panel.refresh()
-    assert not panel.mri_finder.isEnabled()
+    assert not panel.propose_button.isEnabled()
+    assert not any(b.isEnabled() for b in panel.hint_buttons.values())
     panel.close()

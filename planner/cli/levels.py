@@ -3,11 +3,11 @@
 Loads the images at PATH with :func:`planner.imaging.load_path` (a DICOM folder or file, a zip, or a
 NIfTI/MHA/NRRD volume), picks the
 volume to label (``--series``, else a CT, else a sagittal T1/T2 MR, else the largest volume) and
-prints the proposed levels with their landmarks in LPS millimetres. CT needs no hint; MRI needs two
-(``--hint S1=x,y,z --hint L1=x,y,z``: points anywhere inside those bodies, LPS mm). With
-``--mri-finder learned`` (the learned body finder) any two bodies may be marked (e.g. L1 and L5), or none:
-the levels are then counted from the sacrum as a proposal to confirm, or the command says why they cannot
-be named; hints that disagree with the image (a mark in a disc or outside the bodies, a count of bodies
+prints the proposed levels with their landmarks in LPS millimetres. CT needs no hint. On MRI (the learned
+body finder, :mod:`planner.levels.mri_bodies`) any two bodies may be marked (``--hint S1=x,y,z --hint
+L1=x,y,z``, or L1 and L5, ...: points anywhere inside those bodies, LPS mm), or none: the levels are then
+counted from the sacrum as a proposal to confirm, or the command says why they cannot be named; hints that
+disagree with the image (a mark in a disc or outside the bodies, a count of bodies
 between the marks that does not fit their names) end with exit code 1 and a message naming the likely
 correction, and a proposal whose marks the sacrum counts differently is printed with a WARNING line. The other series
 found at PATH in the same frame of reference go along (on MRI an axial stack refines the pedicles of
@@ -31,13 +31,6 @@ HELP = "propose the vertebral levels T12-S1 with their landmarks (LPS mm)"
 _PREFIX = "bvn-planner levels"
 
 
-def add_mri_finder_argument(parser: argparse.ArgumentParser) -> None:
-    """``--mri-finder``: the MRI level finder (``DetectionParams.mr_finder``) of the commands that find levels."""
-    parser.add_argument("--mri-finder", choices=["classical", "learned"], default="classical",
-                        help="MRI level finder: classical (two hints; default) or learned (the learned body finder: "
-                             "two hints or none, hints checked against the image); not used on CT")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="DICOM folder or file, zip, or NIfTI/MHA/NRRD volume")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -47,7 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transitional", choices=["L6", "sacralised_L5"],
                         help="transitional anatomy: six lumbar vertebrae, or L5 fused into the sacrum")
     parser.add_argument("--modality", choices=["CT", "MR"], help="override the modality read from the images")
-    add_mri_finder_argument(parser)
 
 
 class _InputError(Exception):
@@ -130,7 +122,7 @@ def choose_volume(volumes: dict[str, Any], series: Optional[str]) -> tuple[str, 
 
 # --------------------------------------------------------------------------- run
 def run(args: argparse.Namespace) -> int:
-    from planner.levels import DetectionParams, LevelDetectionError, MarkError, landmark_label, propose_levels_detailed
+    from planner.levels import LevelDetectionError, MarkError, landmark_label, propose_levels_detailed
 
     path = Path(args.path)
     try:
@@ -146,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
         # the other series at PATH in the same frame of reference (an axial stack refines the MRI pedicles)
         companions = [v for k, v in volumes.items() if k != key]
         result = propose_levels_detailed(volume, hints or None, modality=args.modality,
-                                         transitional=args.transitional, companions=companions,
-                                         params=DetectionParams(mr_finder=args.mri_finder))
+                                         transitional=args.transitional, companions=companions)
     except LevelDetectionError as exc:
         msg = str(exc)
         if isinstance(exc, MarkError):

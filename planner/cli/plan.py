@@ -37,15 +37,12 @@ _PREFIX = "bvn-planner plan"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from planner.cli.levels import add_mri_finder_argument
-
     parser.add_argument("images", help="DICOM folder or file, zip, or NIfTI/MHA/NRRD volume")
     parser.add_argument("--treat", required=True, metavar="L4,L5", help="levels to treat, comma separated")
     parser.add_argument("--hint", action="append", default=[], metavar="NAME=x,y,z",
                         help="a point inside a vertebral body, LPS mm (MRI: two, e.g. L1=... and L5=...)")
     parser.add_argument("--modality", choices=["CT", "MR"], help="override the modality read from the images")
     parser.add_argument("--series", metavar="UID", help="Series Instance UID (or key) of the volume to label")
-    add_mri_finder_argument(parser)
     parser.add_argument("--approach", choices=["unipedicular", "bipedicular"], default="unipedicular",
                         help="one curved path through the better pedicle (default, the usual approach) or a "
                              "left and a right path with their tips either side of the midline")
@@ -190,7 +187,7 @@ def _final_status(plan: Any, images: Any, results: list[dict[str, Any]]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from planner.cli.levels import _InputError, choose_volume, load_volumes, parse_hint
-    from planner.levels import DetectionParams, LevelDetectionError, propose_levels_detailed
+    from planner.levels import LevelDetectionError, propose_levels_detailed
     from planner.plan import Plan
     from planner.storage import save_plan
 
@@ -215,8 +212,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         companions = [v for k, v in volumes.items() if k != key]
-        found = propose_levels_detailed(volume, hints or None, modality=args.modality, companions=companions,
-                                        params=DetectionParams(mr_finder=args.mri_finder))
+        found = propose_levels_detailed(volume, hints or None, modality=args.modality, companions=companions)
     except LevelDetectionError as exc:
         msg = str(exc)
         bad_input = any(w in msg for w in ("hint", "transitional", "outside the image"))

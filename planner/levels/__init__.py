@@ -6,62 +6,61 @@ when the user says so) in a CT or MR volume and returns :class:`planner.plan.Lev
 centres, posterior and anterior wall midpoints at mid-height on the midline, and left and right
 pedicle centres.
 
-How it works (all in a working copy of the volume resampled onto an LPS-aligned grid through the
-volume's own ``ijk_to_lps``; results are returned in LPS mm):
+How it works (in working copies of the volume resampled through the volume's own ``ijk_to_lps``; results
+are returned in LPS mm):
 
-1. **Spine curve.** On CT (no click): the mid-sagittal plane is found per axial slice as the
-   centre of the bone near the body's midline; in that plane a dynamic-programming track follows
-   the anterior column (bright body/disc column with the dark canal behind it and the posterior
-   elements behind that), and the posterior wall of the column is taken where the intensity falls
-   to the canal level. On MRI the user gives two points (``hints``, e.g. inside S1 and inside L1)
-   and the curve runs through the middle of the body column between and beyond them (T1: marrow
-   bright between dark cortex; T2: marrow between a thin dark cortex and bright fat or fluid).
-2. **Discs.** The volume is straightened along the curve (rows perpendicular to the posterior
-   wall). A disc is a thin dark band crossing the column, tilted by up to
-   ``DetectionParams.disc_max_tilt_deg``, with brighter bone (CT: endplates; MRI: marrow) on both
-   sides; a dynamic programme picks the chain of such bands whose spacing is that of vertebrae
-   (``disc_spacing_min_mm``..``disc_spacing_max_mm``). One score for both
-   (:func:`~planner.levels.discs.disc_scores`).
-3. **Naming.** CT: the sacrum is recognised by its alae (bone reaching more than
-   ``ala_min_halfwidth_mm`` from the midline at the level of the body, where a lumbar body is
-   narrower and its transverse processes arise behind the body); the highest such segment is S1
-   (or L5 when ``transitional="sacralised_L5"``) and the levels are counted up from it (with an
-   extra L6 when ``transitional="L6"``). Marks (``hints``), when given, name the bodies they lie in,
-   on CT too (a disagreement with the sacrum's count is noted); a CT without the sacrum (a crop of a
-   few vertebrae) and without a mark gets "the levels cannot be named", never a guessed ladder. MRI: the
-   hints name the bodies.
-4. **Landmarks per body.** CT: endplates where the body meets the discs on the body's AP middle,
-   walls on the mid-height line, body centre between them; where the marrow is hardly denser than soft
-   tissue (fatty or osteoporotic bone) and the cortex stands well above the noise, the walls (and the
-   spine curve's posterior wall) are the outer edges of the cortex instead of a fall through a threshold.
-   **Pedicles** from the image (:func:`~planner.levels.pedicles.ct_pedicle`): the isthmus, the
-   narrowest section of the bone bridge between body and arch cut perpendicular to the pedicle's axis
-   (axis and isthmus found together: a plane across a tube cuts it smallest when perpendicular to it);
-   sections are the bone above the threshold with gaps in the thin cortex closed and taken with their
-   convex hull. The centre is the isthmus' centroid; its inner cortical outline, traced in that plane, is
-   stored (``Level.pedicle_outline_left/right_lps``) where the cortex can be traced. S1's pedicles are
-   sought in the frame of S1's posterior wall (the spine curve over the segment), not of its endplate,
-   which leans forward with the sacral slope (:func:`~planner.levels.ct._sacral_wall_frame`). A pedicle
-   whose section reaches the edge of the image, or that narrows to no isthmus, is not measured. The **canal** outline (``Level.canal_outline_lps``,
+**CT** (no click):
+
+1. **Spine curve.** The mid-sagittal plane is found per axial slice as the centre of the bone near the body's
+   midline; in that plane a dynamic-programming track follows the anterior column (bright body/disc column
+   with the dark canal behind it and the posterior elements behind that), and the posterior wall of the
+   column is taken where the intensity falls to the canal level.
+2. **Discs.** The volume is straightened along the curve (rows perpendicular to the posterior wall). A disc is
+   a thin dark band crossing the column, tilted by up to ``DetectionParams.disc_max_tilt_deg``, with brighter
+   bone (the endplates) on both sides (:func:`~planner.levels.discs.disc_scores`); a dynamic programme picks
+   the chain of such bands whose spacing is that of vertebrae (``disc_spacing_min_mm``..``disc_spacing_max_mm``).
+3. **Naming.** The sacrum is recognised by its alae (bone reaching more than ``ala_min_halfwidth_mm`` from the
+   midline at the level of the body, where a lumbar body is narrower and its transverse processes arise
+   behind the body); the highest such segment is S1 (or L5 when ``transitional="sacralised_L5"``) and the
+   levels are counted up from it (with an extra L6 when ``transitional="L6"``). Marks (``hints``), when given,
+   name the bodies they lie in (a disagreement with the sacrum's count is noted); a CT without the sacrum (a
+   crop of a few vertebrae) and without a mark gets "the levels cannot be named", never a guessed ladder.
+4. **Landmarks per body.** Endplates where the body meets the discs on the body's AP middle, walls on the
+   mid-height line, body centre between them; where the marrow is hardly denser than soft tissue (fatty or
+   osteoporotic bone) and the cortex stands well above the noise, the walls (and the spine curve's posterior
+   wall) are the outer edges of the cortex instead of a fall through a threshold. **Pedicles** from the image
+   (:func:`~planner.levels.pedicles.ct_pedicle`): the isthmus, the narrowest section of the bone bridge
+   between body and arch cut perpendicular to the pedicle's axis (axis and isthmus found together: a plane
+   across a tube cuts it smallest when perpendicular to it); sections are the bone above the threshold with
+   gaps in the thin cortex closed and taken with their convex hull. The centre is the isthmus' centroid; its
+   inner cortical outline, traced in that plane, is stored (``Level.pedicle_outline_left/right_lps``) where the
+   cortex can be traced. S1's pedicles are sought in the frame of S1's posterior wall (the spine curve over the
+   segment), not of its endplate, which leans forward with the sacral slope
+   (:func:`~planner.levels.ct._sacral_wall_frame`). A pedicle whose section reaches the edge of the image, or
+   that narrows to no isthmus, is not measured. The **canal** outline (``Level.canal_outline_lps``,
    :func:`~planner.levels.canal.ct_canal_outline`): rays from the canal's middle to the bone ring, in the
    plane near mid-height where the ring is most nearly closed.
 
-   MRI: measured in the acquired slices, never across two thick slices by rounding (sub-sample edges
-   everywhere). Each click is first moved to its body's AP middle and midsagittal plane, and the
-   marrow level is the most common value of the body around it (a click in a Modic zone does not
-   matter). Per body: the **midsagittal plane** is the plane of mirror symmetry of the vertebra (body,
-   canal, pedicles and arch; slices interpolated by cubic convolution across); **walls** at the outer
-   edge of their cortical line (where the tissue beyond is brighter, else the line taken as wide
-   beyond its centre as within); **endplates** at the centre of their dark line (cortex with the
-   cartilage endplate, on lines parallel to the axis across the middle of the body, a straight line
-   through them read at the AP middle); the **body centre** between them. **Pedicles**: in each
-   parasagittal slice the pedicle is a bar of marrow between the superior and inferior notches; its
-   height is the centre of the bar's edges, its sideways place at each depth the apex of the bar
-   heights over neighbouring slices (a straight line over depth, the pedicle running obliquely), its
-   depth (the isthmus) midway between the posterior wall line and the bar's junction with the arch;
-   both sides are averaged as mirror images about the midsagittal plane. An axial series of the same
-   frame of reference (``companions``) measures the sideways place in-plane where a slice passes
-   through the pedicle above its transverse process.
+**MRI** (:mod:`~planner.levels.mri`; two marks inside any two named bodies, or none):
+
+1. **Bodies.** The learned body finder (:mod:`~planner.levels.mri_bodies`: a small U-Net on sagittal planes,
+   ``resources/models/mri_bodies.onnx``, trained by ``scripts/train_mri_bodies.py``; no DICOM tag and no
+   absolute intensity) outlines the vertebral bodies, Modic changes included, and splits them into a chain.
+2. **Names.** From the marks (each names the body it lies in; marks in a disc or outside the bodies, or a
+   count of bodies between them that does not fit their names, raise
+   :class:`~planner.levels.results.MarkError` naming the likely correction) or, without marks, counted from
+   the sacrum as a proposal to confirm ("cannot name the levels: ..." when the image does not show it).
+3. **Landmarks per body**, measured in the acquired slices, never across two thick slices by rounding: the
+   **midsagittal plane** is the plane of mirror symmetry of the vertebra; **walls** at the outer edge of their
+   cortical lines, **endplates** at the centre of their dark lines (a straight line through them read at the
+   AP middle), seeded by the body finder's outline and replacing its edges where the two agree within
+   ``MrBodiesParams.refine_mm``; the **body centre** between them. **Pedicles**: in each parasagittal slice
+   the pedicle is a bar of marrow between the superior and inferior notches; its height is the centre of the
+   bar's edges, its sideways place at each depth the apex of the bar heights over neighbouring slices, its
+   depth (the isthmus) midway between the posterior wall line and the bar's junction with the arch; both
+   sides are averaged as mirror images about the midsagittal plane. An axial series of the same frame of
+   reference (``companions``) measures the sideways place in-plane where a slice passes through the pedicle
+   above its transverse process.
 
 A landmark that cannot be measured on the image is absent (None): the command and the panel say
 "not measured, place by hand"; nothing is filled in from a model of the average spine (on MRI, S1's
@@ -74,8 +73,9 @@ sizes, search windows) are stated where they are used. Relabel helpers (:func:`s
 
 Modules, one job each: :mod:`~planner.levels.api` (entry points), :mod:`~planner.levels.naming` (names
 and the ladder), :mod:`~planner.levels.grid` (working grid, spine curve), :mod:`~planner.levels.discs` (the
-disc score along the straightened column), :mod:`~planner.levels.ct` and
-:mod:`~planner.levels.mri` (detection per modality), :mod:`~planner.levels.profiles` (MRI slice and
+CT disc score along the straightened column), :mod:`~planner.levels.ct` and
+:mod:`~planner.levels.mri` (detection per modality; :mod:`~planner.levels.mri_bodies` the MRI body finder,
+:mod:`~planner.levels.mri_input` its input planes), :mod:`~planner.levels.profiles` (MRI slice and
 profile primitives), :mod:`~planner.levels.pedicles`, :mod:`~planner.levels.canal`,
 :mod:`~planner.levels.params` (the technical parameters) and :mod:`~planner.levels.results`.
 """

@@ -21,8 +21,8 @@ def propose_levels(volume: Volume, hints: Optional[Mapping[str, Sequence[float]]
                    params: Optional[DetectionParams] = None, companions: Sequence[Volume] = ()) -> list[Level]:
     """Propose every lumbar level T12-S1 present in ``volume`` with its landmarks (LPS mm).
 
-    ``hints`` maps level names to LPS points inside those bodies (MRI: at most two, e.g. ``{"S1": p,
-    "L1": q}``; CT needs none). ``transitional`` is None, ``"L6"`` (six lumbar vertebrae) or
+    ``hints`` maps level names to LPS points inside those bodies (MRI: two or more, e.g. ``{"S1": p, "L1":
+    q}`` or ``{"L1": p, "L5": q}``, or none for a proposal counted from the sacrum; CT needs none). ``transitional`` is None, ``"L6"`` (six lumbar vertebrae) or
     ``"sacralised_L5"`` (L5 fused into the sacrum). ``companions``: other series of the same frame of
     reference (MRI: an axial stack refines the pedicles of the levels it covers; others are ignored).
     Raises :class:`LevelDetectionError`."""

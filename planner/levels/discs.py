@@ -1,6 +1,6 @@
-"""Intervertebral discs along the straightened body column (CT and MRI): a disc is a thin band crossing the
-column, tilted by up to ``DetectionParams.disc_max_tilt_deg``, darker than the bone (CT: the endplates; MRI:
-the marrow, on a deviation image) on both sides of it."""
+"""Intervertebral discs along the straightened body column (CT; on MRI the body finder separates the bodies): a
+disc is a thin band crossing the column, tilted by up to ``DetectionParams.disc_max_tilt_deg``, darker than the
+bone (the endplates) on both sides of it."""
 
 from __future__ import annotations
 

@@ -109,6 +109,34 @@ class BodyScan:
             return 0
         return int(self.parts[k, r, c])
 
+    def body_at(self, lps: np.ndarray) -> Optional["Body"]:
+        """The body of the chain that holds an LPS point, or None."""
+        lab = self.part_at(np.asarray(lps, float))
+        return next((b for b in self.bodies if b.label == lab), None) if lab else None
+
+    def inside(self, body: "Body", points_lps: np.ndarray, params: Optional[MrBodiesParams] = None) -> np.ndarray:
+        """True at the LPS points (..., 3) that lie inside ``body``: its own probability, interpolated across
+        the planes and within them, at least the threshold it was outlined with (``sacrum_threshold`` for the
+        faint top of the sacrum, else ``threshold``)."""
+        p = params or MrBodiesParams()
+        pts = np.asarray(points_lps, dtype=float)
+        # only the points near the body's planes and rows are sampled (the rest are outside)
+        k_i, r_i, c_i = np.nonzero(self.parts == body.label)
+        out = np.zeros(pts.shape[:-1], dtype=bool)
+        if len(k_i) == 0:
+            return out
+        xs = self.xs
+        g = self.planes[0]
+        step = self._plane_step()
+        lo = np.array([xs[k_i.min()] - step, *g.lps_of(np.array([r_i.max() + 3.0, c_i.min() - 3.0]))[1:]])
+        hi = np.array([xs[k_i.max()] + step, *g.lps_of(np.array([r_i.min() - 3.0, c_i.max() + 3.0]))[1:]])
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+        near = np.all((pts >= lo) & (pts <= hi), axis=-1)
+        if near.any():
+            thr = p.sacrum_threshold if body.faint else p.threshold
+            out[near] = self.body_prob_at(pts[near], self.part_prob(body.label)) >= thr
+        return out
+
     def _plane_step(self) -> float:
         return float(np.median(np.diff(self.xs))) if len(self.planes) > 1 else GRID_MM
 
@@ -642,39 +670,36 @@ def _where_is(scan: BodyScan, point: np.ndarray, p: MrBodiesParams) -> tuple[str
 
 def name_from_marks(scan: BodyScan, marks: dict[str, np.ndarray], seq: Sequence[str],
                     p: Optional[MrBodiesParams] = None, transitional: Optional[str] = None) -> list[str]:
-    """Names of the chain from two marks inside named bodies. Raises :class:`MarkError` when the marks do
-    not fit the image (the message names the likely correction); adds a note to ``scan.notes`` when the
-    sacrum counts the marked bodies differently from their names."""
+    """Names of the chain from two (or more) marks inside named bodies. Raises :class:`MarkError` when the
+    marks do not fit the image (the message names the likely correction); adds a warning to ``scan.warnings``
+    when the sacrum counts the marked bodies differently from their names."""
     p = p or MrBodiesParams()
     if len(marks) < 2:
         raise LevelDetectionError("on MRI the levels need two marks, e.g. inside S1 and inside L1 (one was given)")
-    ordered = sorted(marks.items(), key=lambda kv: seq.index(kv[0]))
-    (name_hi, p_hi), (name_lo, p_lo) = ordered[0], ordered[-1]
-    where = {}
-    for name, pt in ((name_hi, p_hi), (name_lo, p_lo)):
-        where[name] = _where_is(scan, pt, p)
+    ordered = sorted(marks.items(), key=lambda kv: seq.index(kv[0]))  # cranial first
+    where = {name: _where_is(scan, pt, p) for name, pt in ordered}
+    in_body = [(n, i) for n, (kind, i) in where.items() if kind == "body"]
     for name, (kind, i) in where.items():
         if kind == "body":
             continue
-        other = name_lo if name == name_hi else name_hi
         if kind == "disc":
             hint = ""
-            ko, io = where[other]
-            if ko == "body":
+            for other, io in in_body:
                 up = seq.index(other) + (i - io)
                 if 0 <= up < len(seq) and seq[up] == name:
                     hint = f": counted from the {other} mark, {name} is the body just above it; move the mark up into it"
                 elif 0 <= up + 1 < len(seq) and seq[up + 1] == name:
                     hint = f": counted from the {other} mark, {name} is the body just below it; move the mark down into it"
+                break
             raise MarkError(f"the {name} mark lies in a disc, not inside a vertebral body{hint or '; move it into the ' + name + ' body'}")
         raise MarkError(f"the {name} mark lies outside the vertebral bodies; click inside the {name} body")
+    for (n1, _), (n2, _) in zip(ordered, ordered[1:]):
+        if where[n1][1] == where[n2][1]:
+            raise MarkError(f"the {n1} and {n2} marks lie in the same body; mark two different bodies")
+        if where[n1][1] > where[n2][1]:
+            raise MarkError(f"the {n1} mark lies below the {n2} mark; check which bodies were marked")
+    name_hi, name_lo = ordered[0][0], ordered[-1][0]
     i_hi, i_lo = where[name_hi][1], where[name_lo][1]
-    if i_hi == i_lo:
-        raise MarkError(f"the {name_hi} and {name_lo} marks lie in the same body; mark two different bodies")
-    if i_hi > i_lo:
-        raise MarkError(f"the {name_hi} mark lies below the {name_lo} mark; check which bodies were marked")
-    need = seq.index(name_lo) - seq.index(name_hi)
-    have = i_lo - i_hi
     if any(i_hi <= g < i_lo for g in _gaps(scan.bodies, p)):
         raise LevelDetectionError(f"a body between the {name_hi} and {name_lo} marks was not found; check the image "
                                  "or place the levels by hand")
@@ -684,10 +709,14 @@ def name_from_marks(scan: BodyScan, marks: dict[str, np.ndarray], seq: Sequence[
         img_names = _name_chain(scan, anchor, a_name, seq, p, stop_at_gaps=True)
     except LevelDetectionError:
         pass
-    if have != need:
+    for (n1, _), (n2, _) in zip(ordered, ordered[1:]):
+        i1, i2 = where[n1][1], where[n2][1]
+        have, need = i2 - i1, seq.index(n2) - seq.index(n1)
+        if have == need:
+            continue
         fix = ""
         if img_names is not None:
-            wrong = [(n, i) for n, i in ((name_hi, i_hi), (name_lo, i_lo)) if img_names[i] and img_names[i] != n]
+            wrong = [(n, i) for n, i in ((n1, i1), (n2, i2)) if img_names[i] and img_names[i] != n]
             if len(wrong) == 1:
                 n, i = wrong[0]
                 steps = seq.index(n) - seq.index(img_names[i])
@@ -695,7 +724,7 @@ def name_from_marks(scan: BodyScan, marks: dict[str, np.ndarray], seq: Sequence[
                 fix = (f". Counted from the sacrum, the body marked {n} is {img_names[i]}"
                        + (" (it has a disc and another body below it)" if n == seq[-2] or n == "S1" else "")
                        + f": move the {n} mark {where_to}")
-        raise MarkError(f"the {name_hi} and {name_lo} marks are {have} bod{'y' if have == 1 else 'ies'} apart in the "
+        raise MarkError(f"the {n1} and {n2} marks are {have} bod{'y' if have == 1 else 'ies'} apart in the "
                         f"image, but their names need {need}{fix or '; one of the marks is probably on the wrong body'}")
     names = _name_chain(scan, i_lo, name_lo, seq, p, stop_at_gaps=False)
     if img_names is not None and img_names[i_lo] and img_names[i_lo] != name_lo:
@@ -704,6 +733,6 @@ def name_from_marks(scan: BodyScan, marks: dict[str, np.ndarray], seq: Sequence[
             f"Check the marks: counted from the sacrum, the bodies marked {name_hi} and {name_lo} are "
             f"{img_names[i_hi] or '?'} and {img_names[i_lo]}"
             + (f" (the body marked {name_lo} has a disc and another body below it)" if name_lo == "S1" else "")
-            + f"; if the sacrum is normal, move both marks {abs(shift)} bod{'y' if abs(shift) == 1 else 'ies'} "
-            f"{'down' if shift > 0 else 'up'}")
+            + f"; if the sacrum is normal, move {'both marks' if len(marks) == 2 else 'every mark'} "
+            f"{abs(shift)} bod{'y' if abs(shift) == 1 else 'ies'} {'down' if shift > 0 else 'up'}")
     return names

@@ -15,7 +15,7 @@ from planner.plan import Level
 from planner.safety.ct import segment_bone_ct
 from planner.safety.grid import resample_box
 from planner.safety.model import Anchor, SpineModel, anchors_of, assign_owners, level_box, segment_canal
-from planner.safety.mr import build_mr_model
+from planner.safety.mr import build_mr_model, level_bodies
 from planner.safety.params import SAFETY_PARAMS, SafetyParams
 from planner.trajectory import is_ct
 
@@ -83,4 +83,4 @@ def _build(volume: Volume, lo: np.ndarray, hi: np.ndarray, anchors: list[Anchor]
         model.owner_markers, model.owner_weight = markers, weight
         model.source_spacing_mm = float(np.max(volume.spacing))
         return model
-    return build_mr_model(grid, anchors, params)
+    return build_mr_model(grid, anchors, params, level_bodies(volume, anchors))

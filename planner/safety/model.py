@@ -103,6 +103,10 @@ class SpineModel:
     #: The largest voxel size of the image the model was built from (mm): what the image can resolve.
     source_spacing_mm: float = 0.0
     _margins: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    #: MRI, per owner code: the vertebral body as the body model outlines it (the body of that level on MRI;
+    #: a level without an entry has no body on the image). Empty on CT, where the body is the vertebra's bone
+    #: in front of its posterior wall.
+    bodies: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------- lookups
     def owner_index(self, level_id: str) -> int:
@@ -191,9 +195,16 @@ class SpineModel:
             self._masks[key] = self.owner == code
         return self._masks[key]
 
+    def has_body(self, code: int) -> bool:
+        """True when the ``code``-th level's body was found on the image (on MRI: outlined by the body model)."""
+        return bool(self._body_region(code).any())
+
     def _body_region(self, code: int) -> np.ndarray:
-        """The ``code``-th vertebra's bone in front of its posterior wall plane."""
+        """The ``code``-th vertebra's body: on MRI as the body model outlines it, on CT its bone in front of its
+        posterior wall plane."""
         key = ("body_region", code)
+        if key not in self._masks and self.modality == "MR":
+            self._masks[key] = self.bodies.get(code, np.zeros(self.owner.shape, dtype=bool))
         if key not in self._masks:
             a = self.anchors[code - 1]
             vert = self.vertebra_mask(code)
@@ -202,10 +213,7 @@ class SpineModel:
             p = [g.origin_lps[0] + xx * g.spacing_mm, g.origin_lps[1] + yy * g.spacing_mm,
                  g.origin_lps[2] + zz * g.spacing_mm]
             depth = sum((p[i] - a.posterior_wall_lps[i]) * a.u[i] for i in range(3))
-            region = vert & (depth >= -1.0)
-            if code in self.body_limits:
-                region &= self.body_limits[code]
-            self._masks[key] = region
+            self._masks[key] = vert & (depth >= -1.0)
         return self._masks[key]
 
     def _filled(self, mask: np.ndarray, closing_mm: float) -> np.ndarray:

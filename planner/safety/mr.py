@@ -9,9 +9,11 @@
   filled. Thin cortical
   bone without marrow (laminae, articular processes) does not show: on MRI the other-bone check sees
   only bone with marrow (the ilium, bodies and pedicles), and it says so.
-* **Body**: the marrow of the level, bounded by the body seen from its middle (:func:`star_body`: rays
-  stop where the signal leaves the marrow band, each ray no longer than its neighbours' median), so
-  that marrow-like soft tissue beyond a thin cortex is not taken for the body.
+* **Body** (the zone's body, the target's mid-sagittal plane and AP depth): the level's vertebral body as the
+  body model outlines it (:mod:`planner.levels.mri_bodies`, the network the level finder uses; the body that
+  holds the level's body centre landmark), Modic changes included: a band of marrow darker or brighter than
+  the rest is still the body. Its voxels are bone of that level. A level whose centre landmark lies in no
+  body the model outlines has no body on this image (the checks and suggestions that need it say so).
 * **Canal** (the thecal sac and its fluid): measured only where the fluid is bright (T2, STIR, water
   images): in the canal search region behind each level, voxels at least ``mr_fluid_ratio`` times the
   marrow level, in pieces of at least ``canal_min_piece_mm3``, bridged along the spine. On a T1 image
@@ -20,10 +22,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import weakref
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from planner.levels.mri_bodies import BodyScan, find_bodies
 
 from planner.safety.ct import fill_plane_holes, fill_small_holes
 from planner.safety.grid import Grid
@@ -58,71 +63,59 @@ def _seed_regions(grid: Grid, anchors: Sequence, params: SafetyParams) -> list[n
     return out
 
 
-def _sphere_directions(n: int) -> np.ndarray:
-    """``n`` unit vectors spread evenly over the sphere (a Fibonacci lattice)."""
-    i = np.arange(n) + 0.5
-    z = 1.0 - 2.0 * i / n
-    phi = np.pi * (1.0 + 5 ** 0.5) * i
-    rho = np.sqrt(1.0 - z * z)
-    return np.column_stack([rho * np.cos(phi), rho * np.sin(phi), z])
+_SCANS: "weakref.WeakKeyDictionary[Any, list[tuple[tuple, BodyScan]]]" = weakref.WeakKeyDictionary()
 
 
-def star_body(grid: Grid, ratio: np.ndarray, centre_lps: np.ndarray, params: SafetyParams) -> np.ndarray:
-    """The vertebral body as seen from its middle: along rays from ``centre_lps`` the marrow goes on
-    until the signal leaves the marrow band for ``mr_body_stop_mm`` (the dark cortex and endplates, or
-    a bright disc); each ray's length is the median of its neighbours' (a ray slipping through a gap in
-    a thin cortex is cut back), and the body is every voxel within its direction's length."""
-    from scipy.spatial import cKDTree
-
-    dirs = _sphere_directions(params.mr_body_rays)
-    step = 0.5
-    r = np.arange(0.0, params.mr_body_reach_mm + 1e-9, step)
-    pts = centre_lps[None, None, :] + r[None, :, None] * dirs[:, None, :]
-    vals = grid.like(ratio).sample(pts.reshape(-1, 3), fill=0.0).reshape(pts.shape[:2])
-    lo, hi = params.mr_marrow_band
-    out = (vals < lo) | (vals > hi)
-    n_stop = max(1, int(round(params.mr_body_stop_mm / step)))
-    run = np.zeros_like(out, dtype=np.int32)
-    for k in range(len(r) - 1, -1, -1):  # out-of-band run length from each sample outward
-        run[:, k] = np.where(out[:, k], 1 + (run[:, k + 1] if k + 1 < len(r) else 0), 0)
-    stop = np.where((run >= n_stop).any(axis=1), np.argmax(run >= n_stop, axis=1), len(r) - 1)
-    radii = r[stop]
-    tree = cKDTree(dirs)
-    _, nb = tree.query(dirs, k=params.mr_body_neighbours)
-    radii = np.median(radii[nb], axis=1)
-    # voxelize: each voxel's direction from the centre and its distance
-    reach = float(radii.max())
-    lo_i = np.floor(grid.index_of(centre_lps - reach)).astype(int)
-    hi_i = np.ceil(grid.index_of(centre_lps + reach)).astype(int)
-    a = np.minimum(lo_i, hi_i).clip(0, np.array(grid.shape) - 1)
-    b = np.maximum(lo_i, hi_i).clip(0, np.array(grid.shape) - 1) + 1
-    out_mask = np.zeros(grid.shape, dtype=bool)
-    idx = np.stack(np.meshgrid(*(np.arange(a[k], b[k]) for k in range(3)), indexing="ij"), axis=-1).reshape(-1, 3)
-    rel = grid.lps_of(idx) - centre_lps
-    dist = np.linalg.norm(rel, axis=1)
-    _, j = tree.query(rel / np.maximum(dist, 1e-9)[:, None])
-    ins = dist <= radii[j]
-    sel = idx[ins]
-    out_mask[sel[:, 0], sel[:, 1], sel[:, 2]] = True
-    return out_mask
+def level_bodies(volume: Any, anchors: Sequence) -> BodyScan:
+    """The bodies the body model outlines in ``volume`` around the levels' body centres (the centres are its
+    marks), kept per volume (weakly) for the next model built on the same levels."""
+    marks = [np.asarray(a.body_center_lps, float) for a in anchors]
+    key = tuple(tuple(np.round(m, 1)) for m in marks)
+    try:
+        entries = _SCANS.setdefault(volume, [])
+    except TypeError:
+        entries = []
+    for k, scan in entries:
+        if k == key:
+            return scan
+    scan = find_bodies(volume, marks)
+    entries.append((key, scan))
+    if len(entries) > 4:
+        del entries[0]
+    return scan
 
 
-def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams):
-    """The :class:`planner.safety.model.SpineModel` of an MR working grid (module docstring)."""
+def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams, bodies: Optional[BodyScan] = None):
+    """The :class:`planner.safety.model.SpineModel` of an MR working grid (module docstring); ``bodies``: the
+    body model's outlines in the volume the grid was taken from (:func:`level_bodies`)."""
 
     s = grid.spacing_mm
     value = ndimage.gaussian_filter(grid.array.astype(np.float32), params.smooth_mm / s)
     notes: list[str] = []
+    # each level's body as the body model outlines it
+    pts = None
+    body_of: dict[int, np.ndarray] = {}
+    for i, a in enumerate(anchors):
+        body = None if bodies is None else bodies.body_at(a.body_center_lps)
+        if body is None:
+            notes.append(f"{a.name}: no vertebral body is outlined at its body centre landmark on this MR image")
+            continue
+        if pts is None:
+            pts = grid.lps_of(np.indices(grid.shape).reshape(3, -1).T)
+        mask = bodies.inside(body, pts).reshape(grid.shape)  # type: ignore[union-attr]
+        if mask.any():
+            body_of[i + 1] = mask
     seeds = _seed_regions(grid, anchors, params)
     levels = np.full(len(anchors), np.nan)
     for i, region in enumerate(seeds):
-        v = value[region]
-        if v.size >= 10:
-            levels[i] = float(np.median(v))
+        if i + 1 in body_of:
+            v = value[region & body_of[i + 1]]
+            if v.size >= 10:
+                levels[i] = float(np.median(v))
     empty = np.zeros(grid.shape, dtype=bool)
     owner = np.zeros(grid.shape, dtype=np.int16)
     if not np.any(np.isfinite(levels) & (levels > 0)):
-        notes.append("no vertebral body of the plan lies in this MR image")
+        notes.append("no vertebral body of the plan is outlined on this MR image")
         return SpineModel(grid, "MR", empty, empty.copy(), owner, list(anchors), set(), notes)
     # each voxel is compared with the marrow of the level nearest to it along the spine
     good = np.isfinite(levels) & (levels > 0)
@@ -133,20 +126,19 @@ def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams):
     lo, hi = params.mr_marrow_band
     band = (ratio >= lo) & (ratio <= hi)
     markers = np.zeros(grid.shape, dtype=np.int16)
-    for i, region in enumerate(seeds):
-        if good[i]:
-            markers[region & band & (markers == 0)] = i + 1
+    for code, mask in body_of.items():
+        markers[mask & (markers == 0)] = code
     # bone: the band connected to a body through marrow at least a few voxels thick (an opening cuts the
     # thin webs of partial-volume voxels between fat and muscle that share the marrow's intensity),
-    # grown back by the opening's radius inside the band
+    # grown back by the opening's radius inside the band; the bodies themselves whatever their signal
     r = max(1, int(round(params.mr_open_mm / s)))
     ball = np.sum((np.indices((2 * r + 1,) * 3) - r) ** 2, axis=0) <= r * r
     core = ndimage.binary_opening(band, structure=ball)
-    lab, _ = ndimage.label(core)
+    lab, _ = ndimage.label(core | (markers > 0))
     keep = np.zeros(lab.max() + 1, dtype=bool)
-    keep[np.unique(lab[(markers > 0) & core])] = True
+    keep[np.unique(lab[markers > 0])] = True
     keep[0] = False
-    bone = ndimage.binary_dilation(keep[lab], structure=ball) & band
+    bone = (ndimage.binary_dilation(keep[lab], structure=ball) & band) | (markers > 0)
     fillable = ratio >= lo * params.mr_hole_fraction
     max_px = int(params.bone_hole_max_mm2 / s ** 2)
     bone = bone | (fill_plane_holes(bone, 2, max_px, fillable) & fill_plane_holes(bone, 1, max_px, fillable))
@@ -156,14 +148,6 @@ def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams):
     owner = owner_lab.astype(np.int16)
     owner[bone & (owner_lab == 0)] = OWNER_OTHER
     measured = {"bone", "owners"}
-    # the bodies seen from their middle (bounds the body's outline where marrow-like soft tissue
-    # touches a thin cortex)
-    body_limits = {}
-    for i, region in enumerate(seeds):
-        pts = region & band
-        if good[i] and pts.any():
-            centre = grid.lps_of(np.argwhere(pts).mean(axis=0))
-            body_limits[i + 1] = star_body(grid, ratio, centre, params)
     # canal: bright fluid behind the bodies (T2-like images only)
     region = canal_search_region(grid, anchors, params)
     canal = empty.copy()
@@ -179,5 +163,5 @@ def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams):
         notes.append("the spinal canal's fluid is not bright on this MR image (a T1-weighted image?): the canal "
                      "is not measured on it")
     model = SpineModel(grid, "MR", bone, canal, owner, list(anchors), measured, notes)
-    model.body_limits = body_limits
+    model.bodies = body_of
     return model

@@ -68,12 +68,6 @@ class SafetyParams:
     #: MRI: holes in the marrow are filled when at least this fraction of the band's lower end (a Modic
     #: zone, a vein; not the dark cortex around the bone).
     mr_hole_fraction: float = 0.5
-    #: MRI: the body seen from its middle: rays (count), as far as (mm), stopping where the signal stays
-    #: out of the marrow band this long (mm); each ray's length is the median of this many neighbours'.
-    mr_body_rays: int = 600
-    mr_body_reach_mm: float = 40.0
-    mr_body_stop_mm: float = 1.5
-    mr_body_neighbours: int = 12
     #: MRI: the canal's fluid is at least this many times the marrow intensity (T2, STIR, water images) ...
     mr_fluid_ratio: float = 1.6
     #: ... and fills at least this share of the canal search region; otherwise the canal is not measured.

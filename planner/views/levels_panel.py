@@ -4,8 +4,8 @@ A standalone QWidget on a :class:`planner.session.Session`; it owns no data. Eve
 through :class:`planner.document.PlanDocument` edit methods (undoable) and the panel redraws on
 ``document.changed``.
 
-Hint clicks (MRI needs at most two: inside S1 and inside L1)
--------------------------------------------------------------
+Hint clicks (MRI: inside two bodies, S1 and L1 or L5 and L1; none for a proposal counted from the sacrum)
+--------------------------------------------------------------------------------------------------------
 ``panel.request_hint("S1")`` (or the "Mark S1" button) puts the panel in hint mode and emits
 :attr:`LevelsPanel.hint_requested` with the level name. The main window then arms a marking mode
 in the slice views (``ViewContext.request_point``): the next left click, whatever the tool, calls
@@ -61,14 +61,6 @@ TYPE_KEYS = {Qt.Key.Key_0: "none", Qt.Key.Key_1: "1", Qt.Key.Key_2: "2", Qt.Key.
 GRADE_KEYS = {Qt.Key.Key_A: "A", Qt.Key.Key_B: "B", Qt.Key.Key_C: "C"}
 KEY_HELP = ("Keys: Up/Down next endplate; 0 none, 1/2/3 Modic type, 4 mixed 1/2, 5 mixed 2/3; "
             "A/B/C grade; P painful; T treat; Enter accept the suggestion")
-#: The MRI level finders (DetectionParams.mr_finder), as offered in the panel. The classical finder is the
-#: default (it passes the demo's tests); the learned model is far better on real scans (README, "The MRI
-#: vertebral-body model") but not yet on the synthetic demo.
-MRI_FINDER_CHOICES = (("MRI: classical finder", "classical"), ("MRI: learned model", "learned"))
-TRANSITIONAL_CHOICES = (("Usual anatomy (L1-L5)", None), ("Transitional L6 (six lumbar)", "L6"),
-                        ("Sacralised L5", "sacralised_L5"))
-HINT_NAMES = ("S1", "L1")
-
 
 def _type_label(t: str) -> str:
     return "none" if t == "none" else f"type {t}"
@@ -124,18 +116,13 @@ class LevelsPanel(PlanPanel):
         # --- proposal row
         self.propose_button = QPushButton("Propose levels")
         self.propose_button.setToolTip("Find the levels T12-S1 and their landmarks on the labelling image: no click "
-                                       "on CT; on MRI mark a point inside S1 and inside L1 first")
+                                       "on CT; on MRI mark points inside two bodies first (S1 and L1, or L5 and L1), or none "
+                                       "for a proposal counted from the sacrum")
         self.propose_button.clicked.connect(self.propose)
         self.anatomy = QComboBox()
         for text, value in TRANSITIONAL_CHOICES:
             self.anatomy.addItem(text, value)
         self.anatomy.setToolTip("Say so when the spine is transitional: six lumbar vertebrae (L6) or a sacralised L5")
-        self.mri_finder = QComboBox()
-        for text, value in MRI_FINDER_CHOICES:
-            self.mri_finder.addItem(text, value)
-        self.mri_finder.setToolTip("How the vertebral bodies are found on a sagittal MRI (not used on CT): the classical "
-                                   "finder (intensity rules), or the learned model (a network trained on 21 real "
-                                   "lumbar MRIs; far more accurate on real scans, any two bodies may be marked)")
         self.hint_buttons: dict[str, QPushButton] = {}
         hint_row = QHBoxLayout()
         for name in HINT_NAMES:
@@ -146,7 +133,7 @@ class LevelsPanel(PlanPanel):
             self.hint_buttons[name] = b
             hint_row.addWidget(b)
         self.clear_hints_button = QPushButton("Clear marks")
-        self.clear_hints_button.setToolTip("Forget the S1/L1 marks")
+        self.clear_hints_button.setToolTip("Forget the marks")
         self.clear_hints_button.clicked.connect(self.clear_hints)
         hint_row.addWidget(self.clear_hints_button)
         hint_row.addStretch(1)
@@ -246,7 +233,6 @@ class LevelsPanel(PlanPanel):
         top = QHBoxLayout()
         top.addWidget(self.propose_button)
         top.addWidget(self.anatomy, 1)
-        top.addWidget(self.mri_finder, 1)
         rel = QHBoxLayout()
         rel.addWidget(self.up_button)
         rel.addWidget(self.down_button)
@@ -361,7 +347,6 @@ class LevelsPanel(PlanPanel):
                       *self.hint_buttons.values()):
                 b.setEnabled(not ro)
             self.anatomy.setEnabled(not ro)
-            self.mri_finder.setEnabled(not ro)
             if ro and self.pending_hint:
                 self.cancel_hint()
         finally:
@@ -414,7 +399,7 @@ class LevelsPanel(PlanPanel):
     # ------------------------------------------------------------------ view -> model: levels
     def propose(self) -> bool:
         """Run the level proposal on the labelling image and merge it into the plan (one undo step)."""
-        from planner.levels import (DetectionParams, LevelDetectionError, MarkError, labelling_volume,
+        from planner.levels import (LevelDetectionError, MarkError, labelling_volume,
                                     merge_proposal, propose_levels_detailed)
 
         chosen = labelling_volume(self.session)
@@ -426,8 +411,7 @@ class LevelsPanel(PlanPanel):
         try:
             others = [v for k, v in self.session.volumes().items() if k != key]  # e.g. an axial stack
             result = propose_levels_detailed(volume, self.hints or None, transitional=self.anatomy.currentData(),
-                                             companions=others,
-                                             params=DetectionParams(mr_finder=self.mri_finder.currentData()))
+                                             companions=others)
         except MarkError as exc:
             # shown where the physician marks, until the next proposal
             self.show_warnings([f"Check the marks: {exc}"])
@@ -436,7 +420,7 @@ class LevelsPanel(PlanPanel):
         except LevelDetectionError as exc:
             text = str(exc)
             if not self.hints and (volume.info.modality or "").upper() != "CT":
-                text += ". On MRI, mark a point inside S1 and inside L1 first."
+                text += ". On MRI, mark points inside two bodies (S1 and L1, or L5 and L1) and propose again."
             self.message.emit(f"Levels not found: {text}")
             return False
         finally:
@@ -634,7 +618,7 @@ class LevelsPanel(PlanPanel):
 
     def _update_hint_label(self) -> None:
         parts = [f"{n} at ({', '.join(f'{v:.0f}' for v in p)})" for n, p in self.hints.items()]
-        text = "Marks: " + "; ".join(parts) if parts else "No marks (CT needs none; MRI: mark S1 and L1)"
+        text = "Marks: " + "; ".join(parts) if parts else "No marks (CT needs none; MRI: mark two bodies, e.g. S1 and L1, or propose without marks)"
         if self.pending_hint:
             text = f"<b>Click inside {self.pending_hint} in a slice view</b> (Esc cancels). " + text
         self.hint_label.setText(text)
