@@ -23,11 +23,12 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
 
+from planner.imaging.volume import Volume
 from planner.levels.mri_bodies import BodyScan, find_bodies
 
 from planner.safety.ct import fill_plane_holes, fill_small_holes
@@ -63,18 +64,15 @@ def _seed_regions(grid: Grid, anchors: Sequence, params: SafetyParams) -> list[n
     return out
 
 
-_SCANS: "weakref.WeakKeyDictionary[Any, list[tuple[tuple, BodyScan]]]" = weakref.WeakKeyDictionary()
+_SCANS: "weakref.WeakKeyDictionary[Volume, list[tuple[tuple, BodyScan]]]" = weakref.WeakKeyDictionary()
 
 
-def level_bodies(volume: Any, anchors: Sequence) -> BodyScan:
+def level_bodies(volume: Volume, anchors: Sequence) -> BodyScan:
     """The bodies the body model outlines in ``volume`` around the levels' body centres (the centres are its
     marks), kept per volume (weakly) for the next model built on the same levels."""
     marks = [np.asarray(a.body_center_lps, float) for a in anchors]
     key = tuple(tuple(np.round(m, 1)) for m in marks)
-    try:
-        entries = _SCANS.setdefault(volume, [])
-    except TypeError:
-        entries = []
+    entries = _SCANS.setdefault(volume, [])
     for k, scan in entries:
         if k == key:
             return scan
