@@ -67,6 +67,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from planner.levels.mri_bodies import is_sagittal_stack
 from planner.plan import Level, Plan, Trajectory
 from planner.safety.build import spine_model
 from planner.safety.model import OWNER_ILIUM, anchors_of, level_box
@@ -973,6 +974,35 @@ def choose_check_volume(plan: Plan, images: Any, points_lps: Sequence[Sequence[f
     return found[0][2], found[0][3]
 
 
+def body_volume_for(plan: Plan, images: Any, volume: Any) -> Any:
+    """The volume on which the MRI body finder outlines the vertebral bodies for the checks on ``volume``: the
+    body finder reads sagittal planes, so ``volume`` itself when it is a sagittal stack (or a CT, where the
+    bodies come from the bone), else a sagittal MR stack of the same frame of reference that contains every
+    level's body centre, by role (T2, STIR, T1, other; the largest among equals); ``volume`` itself when there
+    is none (its planes are then resampled across its slices)."""
+    if is_ct(volume) or is_sagittal_stack(volume):
+        return volume
+    for_uid = volume.info.frame_of_reference_uid
+    centres = [lv.landmarks.body_center_lps for lv in plan.levels if lv.landmarks.body_center_lps is not None]
+    roles = {ref.series_instance_uid: ref.role for ref in plan.case.series}
+    sag_roles = tuple(r for r in _MR_ROLES if not r.startswith("AX_"))
+    found = []
+    for key, vol in _volumes(images):
+        if vol is volume or is_ct(vol) or not is_sagittal_stack(vol):
+            continue
+        if not for_uid or vol.info.frame_of_reference_uid != for_uid:
+            continue
+        if not all(vol.contains(c, margin_voxels=0.0) for c in centres):
+            continue
+        role = roles.get(vol.info.series_instance_uid or key, roles.get(key, ""))
+        rank = sag_roles.index(role) if role in sag_roles else len(sag_roles)
+        found.append((rank, -int(vol.array.size), key, vol))
+    if not found:
+        return volume
+    found.sort(key=lambda t: (t[0], t[1]))
+    return found[0][3]
+
+
 def _describe_volume(vol: Any) -> str:
     sp = " x ".join(f"{v:.1f}" for v in vol.spacing)
     return f"{'CT' if is_ct(vol) else 'MR'} ({sp} mm voxels)"
@@ -995,7 +1025,7 @@ def _measure_on_image(plan: Plan, level: Level, traj: Trajectory, path: Trajecto
     lo = np.minimum(lo, pts.min(axis=0) - 10.0)
     hi = np.maximum(hi, pts.max(axis=0) + 10.0)
     try:
-        model = spine_model(vol, plan.levels, (lo, hi))
+        model = spine_model(vol, plan.levels, (lo, hi), body_volume=body_volume_for(plan, images, vol))
     except ValueError as exc:
         return _ImageResult(volume=vol, note=f"not measured on {_describe_volume(vol)}: {exc}")
     m = measure_path(model, level.id, path, skin, traj.params.zone_diameter_mm / 2.0)

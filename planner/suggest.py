@@ -41,6 +41,7 @@ from planner.checks import (
     PASS,
     UNVERIFIED,
     TrajectoryReport,
+    body_volume_for,
     choose_check_volume,
     evaluate_trajectory,
     image_canal_margin_mm,
@@ -518,7 +519,8 @@ def suggest_checked(plan: Plan, level: Level | str, side: str, images: Any = Non
         anchors = anchors_of([level])
         lo, hi = level_box(anchors[0], params)
         try:
-            model = spine_model(volume, plan.levels, (lo, hi), params)
+            model = spine_model(volume, plan.levels, (lo, hi), params,
+                                body_volume=body_volume_for(plan, images, volume))
         except ValueError as exc:
             why = str(exc)
         if model is not None and not ({"bone", "owners"} <= model.measured and model.owner_index(level.id) > 0):

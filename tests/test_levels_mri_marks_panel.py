@@ -98,10 +98,11 @@ def test_wrong_marks_on_the_demo_are_shown_where_the_physician_marks(qtbot, demo
     w.close()
 
 
-@pytest.mark.parametrize("case", ["VB2_04"])
+@pytest.mark.parametrize("case", ["VB1_02", "VB2_04", "VB2_07"])
 def test_wrong_marks_on_a_real_scan_are_shown_where_the_physician_marks(qtbot, shared_data, tmp_path, case):
-    """A real lumbar MRI (S1 out of the labels: the marks are L5 and L1): S1 marked on L5, L1 marked on T12
-    (with L5) and L1 marked in the T12-L1 disc each show the warning with the likely correction."""
+    """Three real lumbar MRIs (the marks are L5 and L1: S1 is not labelled on every scan): S1 marked on L5, L1
+    marked on T12 (with L5) and L1 marked in the T12-L1 disc each show the warning with the likely
+    correction."""
     from tests.views_support import session_with
 
     folder = shared_data / "lumbar_mri_vb"

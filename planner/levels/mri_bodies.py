@@ -207,11 +207,18 @@ def default_net(path: str = str(MODEL_PATH), threads: int = 1) -> BodyNet:
 
 
 # ------------------------------------------------------------------------------------------------ planes
+def is_sagittal_stack(volume) -> bool:
+    """True when the volume's slices are sagittal (their normal within about 25 deg of left-right): the planes
+    the body finder reads are then the acquired slices; on another stack they are resampled across its
+    slices."""
+    return bool(abs(volume.slice_normal()[0]) >= 0.9)
+
+
 def _sagittal_slices(volume) -> Optional[tuple[np.ndarray, float]]:
     """(LPS x of each acquired slice, slice spacing) when the volume is a sagittal stack, else None."""
-    normal = volume.slice_normal()
-    if abs(normal[0]) < 0.9:
+    if not is_sagittal_stack(volume):
         return None
+    normal = volume.slice_normal()
     ni, nj, nk = volume.shape_ijk
     centre = np.array([(ni - 1) / 2, (nj - 1) / 2, 0.0])
     xs = np.array([volume.ijk_to_world(centre + [0, 0, k])[0] for k in range(nk)])

@@ -38,10 +38,13 @@ def _anchor_key(anchors: Sequence[Anchor]) -> tuple:
 
 
 def spine_model(volume: Volume, levels: Sequence[Level], box_lps: Optional[tuple[np.ndarray, np.ndarray]] = None,
-                params: SafetyParams = SAFETY_PARAMS, modality: Optional[str] = None) -> SpineModel:
+                params: SafetyParams = SAFETY_PARAMS, modality: Optional[str] = None,
+                body_volume: Optional[Volume] = None) -> SpineModel:
     """The spine model of ``volume`` in ``box_lps`` (default: around every level), for the plan's
-    ``levels``. CT or MRI by ``modality`` (default: from the volume). Raises ValueError when the box
-    lies outside the image."""
+    ``levels``. CT or MRI by ``modality`` (default: from the volume). MRI: the vertebral bodies are outlined
+    by the body finder on ``body_volume`` (a sagittal series of the same frame of reference, see
+    :func:`planner.checks.body_volume_for`; default ``volume`` itself). Raises ValueError when the box lies
+    outside the image."""
     anchors = anchors_of(levels)
     if box_lps is None:
         if not anchors:
@@ -50,17 +53,14 @@ def spine_model(volume: Volume, levels: Sequence[Level], box_lps: Optional[tuple
         box_lps = (np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0))
     lo, hi = _round_box(np.asarray(box_lps[0], float), np.asarray(box_lps[1], float), params.region_lattice_mm)
     mod = (modality or ("CT" if is_ct(volume) else "MR")).upper()
-    akey = _anchor_key(anchors)
-    try:
-        entries = _CACHE.setdefault(volume, [])
-    except TypeError:
-        entries = []
+    akey = _anchor_key(anchors) + (None if body_volume is None or body_volume is volume else weakref.ref(body_volume),)
+    entries = _CACHE.setdefault(volume, [])
     for key, model in entries:
         klo, khi, kmod, kanchors, kparams = key
         if kmod == mod and kanchors == akey and kparams == params and np.all(klo <= lo + 1e-6) and \
                 np.all(khi >= hi - 1e-6):
             return model
-    model = _build(volume, lo, hi, anchors, params, mod)
+    model = _build(volume, lo, hi, anchors, params, mod, body_volume or volume)
     entries.append(((lo, hi, mod, akey, params), model))
     if len(entries) > 6:
         del entries[0]
@@ -68,7 +68,7 @@ def spine_model(volume: Volume, levels: Sequence[Level], box_lps: Optional[tuple
 
 
 def _build(volume: Volume, lo: np.ndarray, hi: np.ndarray, anchors: list[Anchor], params: SafetyParams,
-           modality: str) -> SpineModel:
+           modality: str, body_volume: Volume) -> SpineModel:
     grid = resample_box(volume, lo, hi, _spacing_for(volume, params))
     if modality == "CT":
         bone, enclosed = segment_bone_ct(grid, params)
@@ -83,4 +83,4 @@ def _build(volume: Volume, lo: np.ndarray, hi: np.ndarray, anchors: list[Anchor]
         model.owner_markers, model.owner_weight = markers, weight
         model.source_spacing_mm = float(np.max(volume.spacing))
         return model
-    return build_mr_model(grid, anchors, params, level_bodies(volume, anchors))
+    return build_mr_model(grid, anchors, params, level_bodies(body_volume, anchors))
