@@ -95,7 +95,7 @@ def detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParam
                     measured = None
                     break
                 measured, axis = found
-                lm = _refined(body.landmarks, measured, net_params.refine_mm)
+                lm = _refined(lm, measured, net_params.refine_mm)
                 sup, inf = lm["superior_endplate_lps"], lm["inferior_endplate_lps"]
             if name != "S1" and ratio is not None:
                 if measured is None:
