@@ -372,7 +372,10 @@ def test_sample_plan_loads_with_the_true_landmarks_and_findings(demo_study, gt):
     for t in plan.trajectories:
         lv = plan.level(t.level_id)
         assert ph.labels_at(np.array([t.target_lps]))[0] in (Tissue.MARROW, Tissue.MODIC1, Tissue.MODIC2)
-        assert abs(t.target_lps[0] - gt["vertebrae"][lv.name]["body_center_lps"][0]) < 1.0  # midline
+        # on the midline, as finely as the sagittal slices resolve it: the body's sides are seen in slices
+        # 3.5 mm apart, so its middle is known to half of that
+        half_slice = 0.5 * max(s["slice_thickness_mm"] for s in gt["series"] if s["role"] in ("T1", "T2"))
+        assert abs(t.target_lps[0] - gt["vertebrae"][lv.name]["body_center_lps"][0]) <= half_slice
     for t in gt["plan"]["trajectories"]:  # the introducer line reaches the skin of the back
         assert ph.labels_at(np.array([t["skin_lps"]]))[0] == Tissue.SKIN
         assert 40.0 < np.linalg.norm(np.subtract(t["skin_lps"], t["entry_lps"])) < 120.0

@@ -111,7 +111,29 @@ def detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParam
         landmarks = Landmarks(**{k: lps_tuple(v) for k, v in lm.items()},
                               pedicle_left_lps=peds[0], pedicle_right_lps=peds[1])
         verts.append(VertebraFound(0.0, 0.0, landmarks, name=name, sacral=name == "S1", partial=body.partial))
-    return verts, scan.notes + notes, scan.warnings
+    return verts, scan.notes + notes, scan.warnings + short_bodies(verts, net_params.short_body_ratio)
+
+
+def short_bodies(verts: Sequence[VertebraFound], ratio: float) -> list[str]:
+    """Warnings for lumbar bodies much lower than their neighbours (``MrBodiesParams.short_body_ratio``):
+    their outline may stop at a Modic band as dark as the disc, or the body is collapsed."""
+
+    def height(v: VertebraFound) -> Optional[float]:
+        lm = v.landmarks
+        if v.sacral or v.partial or lm.superior_endplate_lps is None or lm.inferior_endplate_lps is None:
+            return None
+        return float(np.linalg.norm(np.subtract(lm.superior_endplate_lps, lm.inferior_endplate_lps)))
+
+    heights = [height(v) for v in verts]
+    out = []
+    for i, (v, h) in enumerate(zip(verts, heights)):
+        near = [x for x in heights[max(0, i - 1):i] + heights[i + 1:i + 2] if x is not None]
+        if h is None or not near or h >= ratio * float(np.median(near)):
+            continue
+        out.append(f"{v.name}: its body measures {h:.0f} mm from endplate to endplate against {np.median(near):.0f} mm "
+                   f"for its neighbours: its outline may stop at a marrow change (a Modic band as dark as the disc) "
+                   f"or the body is collapsed; check its endplates before reading Modic changes")
+    return out
 
 
 def _refined(lm: dict[str, np.ndarray], measured: Landmarks, tol_mm: float) -> dict[str, np.ndarray]:

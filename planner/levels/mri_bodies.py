@@ -339,7 +339,7 @@ def find_bodies(volume, marks: Sequence[Sequence[float]] = (), *, net: Optional[
     _keep_column(scan, p, marks)
     _add_sacrum(scan, prob, p, marks)
     for i, b in enumerate(scan.bodies):
-        axis = _body_axis(scan, b, _axis_hint(scan.bodies, i))
+        axis = _body_axis(scan, b, _axis_hint(scan.bodies, i), p.axis_tolerance_deg)
         own = scan.part_prob(b.label)
         b.landmarks = edge_landmarks(lambda q, own=own: scan.body_prob_at(q, own), b.centre_lps, axis,
                                      p.sacrum_threshold if b.faint else p.threshold)
@@ -532,9 +532,11 @@ def _axis_hint(bodies: Sequence[Body], i: int) -> np.ndarray:
     return axis_from_centres(up, down)
 
 
-def _body_axis(scan: BodyScan, body: Body, spine_dir: np.ndarray) -> np.ndarray:
+def _body_axis(scan: BodyScan, body: Body, spine_dir: np.ndarray, tolerance_deg: float) -> np.ndarray:
     """The body's own axis (toward superior): of the two principal axes of its section on the plane nearest
-    its centre, the one closer to the direction of the spine there."""
+    its centre, the one closer to the direction of the spine there; the spine's direction itself when that
+    axis turns more than ``tolerance_deg`` away from it (a section cut short by a marrow change as dark as
+    the disc has principal axes of its own)."""
     k = int(np.argmin(np.abs(scan.xs - body.centre_lps[0])))
     r, c = np.nonzero(scan.parts[k] == body.label)
     if len(r) < 10:
@@ -544,7 +546,9 @@ def _body_axis(scan: BodyScan, body: Body, spine_dir: np.ndarray) -> np.ndarray:
     d2 = spine_dir[1:]
     best = max(vt, key=lambda v: abs(float(v @ d2)))
     axis = np.array([0.0, best[0], best[1]])
-    return axis if axis @ spine_dir >= 0 else -axis
+    axis = axis if axis @ spine_dir >= 0 else -axis
+    cos = float(axis @ spine_dir) / max(float(np.linalg.norm(spine_dir)), 1e-9)
+    return axis if cos >= math.cos(math.radians(tolerance_deg)) else spine_dir
 
 
 def axis_from_centres(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:

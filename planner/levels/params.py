@@ -50,6 +50,16 @@ class MrBodiesParams:
     #: network's edge lies 1.5-3 mm inside the cortex and the measured one within 0.5 mm of it; on the 1 mm real
     #: scans the measurement replaces few edges (26 of 585 held-out values changed, medians within 0.1 mm).
     refine_mm: float = 3.0
+    #: A lumbar body whose height (superior to inferior endplate centre) is less than this share of its
+    #: neighbours' median height gets a warning to check its endplates: the outline may stop at a marrow
+    #: change (a Modic band as dark as the disc) or the body is collapsed (a fracture). Normal lumbar bodies
+    #: differ from their neighbours by well under a quarter (measured: bench/anatomy_bench.py prints the
+    #: warnings on the labelled scans).
+    short_body_ratio: float = 0.75
+    #: A body's axis is the principal axis of its section unless that turns more than this from the spine's
+    #: direction between its neighbours (degrees); then the spine's direction. Neighbouring lumbar bodies'
+    #: axes differ by a few degrees (lordosis spreads about 40-60 degrees over five levels).
+    axis_tolerance_deg: float = 15.0
     #: onnxruntime threads.
     threads: int = 1
 

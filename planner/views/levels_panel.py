@@ -61,6 +61,10 @@ TYPE_KEYS = {Qt.Key.Key_0: "none", Qt.Key.Key_1: "1", Qt.Key.Key_2: "2", Qt.Key.
 GRADE_KEYS = {Qt.Key.Key_A: "A", Qt.Key.Key_B: "B", Qt.Key.Key_C: "C"}
 KEY_HELP = ("Keys: Up/Down next endplate; 0 none, 1/2/3 Modic type, 4 mixed 1/2, 5 mixed 2/3; "
             "A/B/C grade; P painful; T treat; Enter accept the suggestion")
+TRANSITIONAL_CHOICES = (("Usual anatomy (L1-L5)", None), ("Transitional L6 (six lumbar)", "L6"),
+                        ("Sacralised L5", "sacralised_L5"))
+#: The bodies a mark can name on MRI: two of them (S1 and L1, or L5 and L1 when S1 is out of view).
+HINT_NAMES = ("S1", "L5", "L1")
 
 def _type_label(t: str) -> str:
     return "none" if t == "none" else f"type {t}"
