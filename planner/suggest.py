@@ -101,11 +101,13 @@ class SearchParams:
     body_depth_mm: tuple[float, float] = (15.0, 55.0)
     #: Target depth search step (% of the AP depth).
     depth_step_pct: float = 1.0
-    #: MRI: how far the body outline of the learned body finder may lie from the true wall (mm): its wall
-    #: error on the labelled real scans is 1.1 mm median, 1.4-1.5 mm at the 95th percentile
-    #: (bench/anatomy_bench.py --no-ct). On MRI the zone must lie this far inside the outline and the
-    #: target this far inside the depth window, so that an outline this far off still leaves them inside.
-    mr_outline_margin_mm: float = 1.5
+    #: MRI: how far the body outline of the learned body finder may lie from the true wall (mm). Its wall
+    #: errors against the labels of the 21 real scans (bench/anatomy_bench.py --no-ct --json): median 1.2 mm
+    #: (posterior) and 1.5 mm (anterior), about 70 % under 2 mm, 95 % under 4.2 mm. On MRI the zone must lie
+    #: this far inside the outline and the target this far inside the depth window. Measured on the same
+    #: scans (bench/safety_bench.py --mri, plan --treat L4,L5): 1.5 mm gave 32 targets right, 3 wrong and
+    #: 7 "cannot suggest" of 42; 2.0 mm 29 / 2 / 11; 2.5 mm 25 / 1 / 16 (the window shrinks to 38-42 %).
+    mr_outline_margin_mm: float = 2.0
     #: How far back from the pivot the bone entry is looked for (mm).
     entry_search_mm: float = 60.0
     #: The promontory on the image (S1, ``s1_pedicle_sagittal_reference``): the body's bone within this

@@ -235,3 +235,20 @@ def test_the_shipped_model_loads_and_gives_probabilities():
 def test_a_missing_model_is_an_error_that_names_it(tmp_path):
     with pytest.raises(LevelDetectionError, match="model .*missing"):
         BodyNet(tmp_path / "none.onnx")
+
+
+def test_a_body_much_lower_than_its_neighbours_is_flagged():
+    """L4 outlined 14 mm high between neighbours of 25 mm (its outline stopped at a dark Modic band, or
+    the body is collapsed) gets a warning naming it; a 21 mm body (84 %) and S1 do not."""
+    from planner.levels.mri import short_bodies
+    from planner.levels.results import VertebraFound
+    from planner.plan import Landmarks
+
+    def vert(name, z, h, sacral=False):
+        return VertebraFound(0.0, 0.0, Landmarks(body_center_lps=(0.0, 0.0, z), superior_endplate_lps=(0.0, 0.0, z + h / 2),
+                                                 inferior_endplate_lps=(0.0, 0.0, z - h / 2)), name=name, sacral=sacral)
+
+    verts = [vert("L2", 60.0, 25.0), vert("L3", 30.0, 21.0), vert("L4", 0.0, 14.0), vert("L5", -30.0, 25.0),
+             vert("S1", -60.0, 10.0, sacral=True)]
+    warnings = short_bodies(verts, MrBodiesParams().short_body_ratio)
+    assert len(warnings) == 1 and warnings[0].startswith("L4: its body measures 14 mm"), warnings

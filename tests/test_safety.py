@@ -4,6 +4,8 @@ honest status of checks that cannot be measured."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -281,3 +283,23 @@ def test_owner_margin_is_the_geodesic_difference_to_the_two_seeds():
     assert np.isinf(margin[0, 0, 0]) and other[0, 0, 0] == 0
     # on MRI (no owner seeds kept) the margin is not measured
     assert SpineModel(grid, "MR", bone, np.zeros_like(bone), bone.astype(np.int16), anchors).owner_margin_mm(1) is None
+
+
+def test_suggestion_keeps_the_target_inside_the_depth_window(phantom):
+    """The suggested target lies in the 30-50% depth window; when the canal margin can only be kept
+    deeper than that, nothing is suggested and the message gives the depth that would keep it. Box body
+    35 mm deep (posterior wall y = 17.5), canal front y = 20, zone 10 mm: a 20 mm margin from the zone's
+    edge needs the target at y <= -5, 22.5 mm = 64% in front of the wall."""
+    from planner.suggest import suggest_checked
+
+    vol, _ = phantom
+    plan = phantom_plan()
+    sg = suggest_checked(plan, "L5", "left", vol, alternatives=False)
+    assert sg.trajectory is not None, sg.message
+    depth_pct = 100.0 * (BODY_Y - sg.trajectory.target_lps[1]) / (2 * BODY_Y)
+    assert 30.0 <= depth_pct <= 50.0
+    plan.settings.canal_margin_mm = 20.0
+    sg = suggest_checked(plan, "L5", "left", vol, alternatives=False)
+    assert sg.trajectory is None
+    assert "no target in the 30-50% depth window" in sg.message, sg.message
+    assert re.search(r"lies at 6[3-5]% depth", sg.message), sg.message

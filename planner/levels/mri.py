@@ -68,6 +68,7 @@ def detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParam
     grid = work_grid(volume, p.mr_work_spacing_mm, fill=0.0, bounds_lps=region, max_voxels=p.max_work_voxels)
     ratio = _mr_ratio_grid(grid, [b.centre_lps for b in scan.bodies if not b.faint and not b.partial])
     notes: list[str] = []
+    at_side: list[str] = []
     verts: list[VertebraFound] = []
     for body, name in zip(scan.bodies, names):
         if name not in PROPOSED_ORDER:
@@ -75,6 +76,8 @@ def detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParam
         lm = body.landmarks
         if body.partial:
             notes.append(f"{name} is cut by the edge of the image: its landmarks are of the part in view")
+        if body.cut_at_side:
+            at_side.append(name)
         peds: tuple[Optional[Point3], Optional[Point3]] = (None, None)
         if "superior_endplate_lps" in lm and "inferior_endplate_lps" in lm:
             lateral = np.array([1.0, 0.0, 0.0])
@@ -111,6 +114,10 @@ def detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParam
         landmarks = Landmarks(**{k: lps_tuple(v) for k, v in lm.items()},
                               pedicle_left_lps=peds[0], pedicle_right_lps=peds[1])
         verts.append(VertebraFound(0.0, 0.0, landmarks, name=name, sacral=name == "S1", partial=body.partial))
+    if at_side:
+        notes.append(f"the sagittal slices end inside the width of {', '.join(at_side)}: their landmarks on the "
+                     f"mid-sagittal plane are whole, their left-right middle is that of the part in view (check "
+                     f"it on an axial image)")
     return verts, scan.notes + notes, scan.warnings + short_bodies(verts, net_params.short_body_ratio)
 
 

@@ -74,11 +74,14 @@ class Body:
     #: Mean probability of the L5 and S1 classes inside the body.
     p_l5: float
     p_s1: float
-    #: Cut by the edge of the image (its centre and landmarks are of the part in view).
+    #: Cut by the top or bottom edge of the image (its centre and landmarks are of the part in view).
     partial: bool
     label: int  # index of the part in :attr:`BodyScan.parts`
     #: Outlined at the lower ``sacrum_threshold`` (the top of the sacrum, which the model sees less surely).
     faint: bool = False
+    #: Cut by the side of the image (the sagittal slices end inside its width): its mid-sagittal landmarks
+    #: are whole, its left-right middle is that of the part in view.
+    cut_at_side: bool = False
     landmarks: dict[str, np.ndarray] = field(default_factory=dict)
     name: str = ""
 
@@ -330,10 +333,11 @@ def find_bodies(volume, marks: Sequence[Sequence[float]] = (), *, net: Optional[
         x = float(np.mean(xs[k_i]))
         centre = g.lps_of(np.array([r_i.mean(), c_i.mean()]))
         centre[0] = x
-        touches = (r_i.min() == 0 or r_i.max() == parts.shape[1] - 1 or k_i.min() == 0 and len(xs) > 1
-                   and abs(xs[0] - box[0]) < step_x or k_i.max() == len(xs) - 1 and abs(xs[-1] - box[1]) < step_x)
+        touches = bool(r_i.min() == 0 or r_i.max() == parts.shape[1] - 1)
+        side = bool(len(xs) > 1 and (k_i.min() == 0 and abs(xs[0] - box[0]) < step_x
+                                     or k_i.max() == len(xs) - 1 and abs(xs[-1] - box[1]) < step_x))
         bodies.append(Body(centre, ml, float(prob[:, 2][sel].mean()), float(prob[:, 3][sel].mean()),
-                           bool(touches), int(lab)))
+                           touches, int(lab), cut_at_side=side))
     bodies.sort(key=lambda b: -b.centre_lps[2])
     scan = BodyScan(planes, body_prob, parts.astype(np.int32), bodies)
     _keep_column(scan, p, marks)
