@@ -107,7 +107,10 @@ class SearchParams:
     #: this far inside the outline and the target this far inside the depth window. Measured on the same
     #: scans (bench/safety_bench.py --mri, plan --treat L4,L5): 1.5 mm gave 32 targets right, 3 wrong and
     #: 7 "cannot suggest" of 42; 2.0 mm 29 / 2 / 11; 2.5 mm 25 / 1 / 16 (the window shrinks to 38-42 %).
-    mr_outline_margin_mm: float = 2.0
+    #: 1.5 mm: at 2.0 mm the demo's L4 has no target left (its canal margin needs 44 % depth, the window
+    #: ends at 43.9 %), and the wrong ones at 1.5 mm lie at the window's edge (50.4-52.8 % on the labels)
+    #: or touch the label with the zone.
+    mr_outline_margin_mm: float = 1.5
     #: How far back from the pivot the bone entry is looked for (mm).
     entry_search_mm: float = 60.0
     #: The promontory on the image (S1, ``s1_pedicle_sagittal_reference``): the body's bone within this
