@@ -252,3 +252,11 @@ def test_a_body_much_lower_than_its_neighbours_is_flagged():
              vert("S1", -60.0, 10.0, sacral=True)]
     warnings = short_bodies(verts, MrBodiesParams().short_body_ratio)
     assert len(warnings) == 1 and warnings[0].startswith("L4: its body measures 14 mm"), warnings
+
+
+def test_no_ladder_when_the_last_lumbar_body_has_nothing_below_it():
+    """Without marks, a body that looks like L5 with no body below it may be the top of the sacrum itself
+    (held-out, a fold model named VB3_12 one level high this way): the levels are not named."""
+    p_l5 = [0.0] * 7 + [0.9]  # the lowest body (S1 here) looks like L5, nothing looks like S1
+    with pytest.raises(LevelDetectionError, match="cannot name the levels: no sacrum is found below"):
+        name_without_marks(_scan(COLUMN, p_l5, [0.0] * 8), SEQ)

@@ -628,6 +628,11 @@ def sacral_anchor(scan: BodyScan, p: MrBodiesParams, transitional: Optional[str]
         if len(looks) > 1:
             raise LevelDetectionError("cannot name the levels: two bodies look like the last lumbar body")
         i5 = looks[0]
+        if i5 == len(bodies) - 1:
+            # nothing below it: the top of the sacrum itself can look like the last lumbar body (held-out, the
+            # model named VB3_12 one level high this way), so without the sacrum in view nothing is named
+            raise LevelDetectionError("cannot name the levels: no sacrum is found below the body that looks like "
+                                      "the last lumbar body (it may be the top of the sacrum itself)")
         if s1 and s1[0] != i5 + 1:
             raise LevelDetectionError("cannot name the levels: the last lumbar body and the sacrum found are not "
                                       "neighbours")
