@@ -361,11 +361,12 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
     centre = ns.lps(x0, a_c, h_c)
     tilt = 0.5 * (plates[0][0] + plates[1][0])  # dh/da of the endplate lines
     axis_measured = (axis - tilt * ap) / float(np.linalg.norm(axis - tilt * ap))
+    body = dict(body_center_lps=lps_tuple(centre), superior_endplate_lps=lps_tuple(ns.lps(x0, a_c, h_sup)),
+                inferior_endplate_lps=lps_tuple(ns.lps(x0, a_c, h_inf)),
+                posterior_wall_lps=lps_tuple(ns.lps(x0, -a_back, h_c)),
+                anterior_wall_lps=lps_tuple(ns.lps(x0, a_front, h_c)))
     if not pedicles:
-        return Landmarks(body_center_lps=lps_tuple(centre), superior_endplate_lps=lps_tuple(ns.lps(x0, a_c, h_sup)),
-                         inferior_endplate_lps=lps_tuple(ns.lps(x0, a_c, h_inf)),
-                         posterior_wall_lps=lps_tuple(ns.lps(x0, -a_back, h_c)),
-                         anterior_wall_lps=lps_tuple(ns.lps(x0, a_front, h_c))), axis_measured
+        return Landmarks(**body), axis_measured
     # pedicles, in a frame on the posterior wall's midline point
     nsp = NativeSlices(volume, ns.lps(x0, -a_back, h_c), lat, ap, axis, marrow)
     d_line = posterior_wall_line(nsp, height, p)
@@ -396,9 +397,5 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
     elif len(found) == 1:  # the other side was not measured: it stays empty (placed by hand)
         s, (u, d, hh, _) = next(iter(found.items()))
         peds[s] = nsp.lps(u, -d, hh)
-    return (Landmarks(body_center_lps=lps_tuple(centre), superior_endplate_lps=lps_tuple(ns.lps(x0, a_c, h_sup)),
-                     inferior_endplate_lps=lps_tuple(ns.lps(x0, a_c, h_inf)),
-                     posterior_wall_lps=lps_tuple(ns.lps(x0, -a_back, h_c)),
-                     anterior_wall_lps=lps_tuple(ns.lps(x0, a_front, h_c)),
-                     pedicle_left_lps=None if peds[+1] is None else lps_tuple(peds[+1]),
-                     pedicle_right_lps=None if peds[-1] is None else lps_tuple(peds[-1]))), axis_measured
+    return (Landmarks(**body, pedicle_left_lps=None if peds[+1] is None else lps_tuple(peds[+1]),
+                      pedicle_right_lps=None if peds[-1] is None else lps_tuple(peds[-1]))), axis_measured

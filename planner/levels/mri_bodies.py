@@ -704,13 +704,13 @@ def name_from_marks(scan: BodyScan, marks: dict[str, np.ndarray], seq: Sequence[
             continue
         if kind == "disc":
             hint = ""
-            for other, io in in_body:
+            if in_body:  # counted from the first mark that lies in a body
+                other, io = in_body[0]
                 up = seq.index(other) + (i - io)
                 if 0 <= up < len(seq) and seq[up] == name:
                     hint = f": counted from the {other} mark, {name} is the body just above it; move the mark up into it"
                 elif 0 <= up + 1 < len(seq) and seq[up + 1] == name:
                     hint = f": counted from the {other} mark, {name} is the body just below it; move the mark down into it"
-                break
             raise MarkError(f"the {name} mark lies in a disc, not inside a vertebral body{hint or '; move it into the ' + name + ' body'}")
         raise MarkError(f"the {name} mark lies outside the vertebral bodies; click inside the {name} body")
     for (n1, _), (n2, _) in zip(ordered, ordered[1:]):
