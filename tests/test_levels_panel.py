@@ -298,9 +298,9 @@ def test_warnings_and_landmarks_to_place_by_hand_are_shown(qtbot, modic_session,
 
 @pytest.mark.parametrize("name", ["VB1_02", "VB1_15"])
 def test_levels_proposed_in_the_panel_on_a_real_mri(qtbot, shared_data, name, tmp_path):
-    """A physician with a real sagittal MRI marks S1 and L1 and proposes: every level L1-S1 is named right
-    and each body centre lies within 3 mm of the label's (issue 10's median limit); marking is off in
-    review mode."""
+    """A physician with a real sagittal MRI marks S1 and L1 and proposes: every level L1-S1 is named right,
+    the body centres of L1-L5 lie a median 3 mm or less from the labels' and none more than 6 mm (issue
+    10's median and 95th-percentile limits); marking is off in review mode."""
     from planner.imaging import load_path
     from planner.imaging.volume import Volume
     from tests.anatomy_reference import mri_case
@@ -315,9 +315,9 @@ def test_levels_proposed_in_the_panel_on_a_real_mri(qtbot, shared_data, name, tm
     qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
     found = {lv.name: lv for lv in session.document.plan.levels}
     assert {"L1", "L2", "L3", "L4", "L5", "S1"} <= set(found), messages
-    for n in ("L1", "L2", "L3", "L4", "L5"):
-        err = np.linalg.norm(np.subtract(found[n].landmarks.body_center_lps, case["bodies"][n].centroid))
-        assert err <= 3.0, (n, err)
+    errs = {n: float(np.linalg.norm(np.subtract(found[n].landmarks.body_center_lps, case["bodies"][n].centroid)))
+            for n in ("L1", "L2", "L3", "L4", "L5")}
+    assert np.median(list(errs.values())) <= 3.0 and max(errs.values()) <= 6.0, errs
     panel.grab().save(str(tmp_path / f"levels-learned-{name}.png"))
     session.document.read_only = True
     panel.refresh()

@@ -43,9 +43,10 @@ are returned in LPS mm):
 
 **MRI** (:mod:`~planner.levels.mri`; two marks inside any two named bodies, or none):
 
-1. **Bodies.** The learned body finder (:mod:`~planner.levels.mri_bodies`: a small U-Net on sagittal planes,
-   ``resources/models/mri_bodies.onnx``, trained by ``scripts/train_mri_bodies.py``; no DICOM tag and no
-   absolute intensity) outlines the vertebral bodies, Modic changes included, and splits them into a chain.
+1. **Bodies.** The learned body finder (:mod:`~planner.levels.mri_bodies`: the union of two small U-Nets on
+   sagittal planes, ``resources/models/mri_bodies.onnx``, trained by ``scripts/train_mri_bodies.py``; no
+   DICOM tag and no absolute intensity) outlines the vertebral bodies, Modic changes included, and splits
+   them into a chain.
 2. **Names.** From the marks (each names the body it lies in; marks in a disc or outside the bodies, or a
    count of bodies between them that does not fit their names, raise
    :class:`~planner.levels.results.MarkError` naming the likely correction) or, without marks, counted from

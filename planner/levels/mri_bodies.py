@@ -1,10 +1,14 @@
 """Vertebral bodies on sagittal MRI from a small learned network, their landmarks and their names.
 
 The network (``resources/models/mri_bodies.onnx``, trained by ``scripts/train_mri_bodies.py`` on the
-lumbar MRI of ``../shared/data/lumbar_mri_vb``) is a compact 2D U-Net that gives, for every pixel of a
-sagittal plane (:mod:`planner.levels.mri_input`), the probability of background, vertebral body, the L5 body
-and the S1 body. It sees only the plane's pixels scaled by their own percentiles: no DICOM tag and no
-absolute intensity is used, so T1, T2, STIR/TIRM and water-fat images are all read the same way.
+lumbar MRI of ``../shared/data/lumbar_mri_vb``) gives, for every pixel of a sagittal plane
+(:mod:`planner.levels.mri_input`), the probability of background, vertebral body, the L5 body and the S1
+body. It is one ONNX graph of two compact 2D U-Nets trained alike but for their Modic-like augmentation
+(subtle marrow zones; bands along the endplates as dark or bright as the darkest or brightest tissue), and
+returns their union: a pixel is body when either network sees it (the first reads Modic-free bodies best,
+the second keeps a body whose marrow is changed over half its height). It sees only the plane's pixels
+scaled by their own percentiles: no DICOM tag and no absolute intensity is used, so T1, T2, STIR/TIRM and
+water-fat images are all read the same way.
 
 Steps (:func:`find_bodies`; the settings are :class:`planner.levels.params.MrBodiesParams`):
 
