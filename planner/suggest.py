@@ -101,16 +101,19 @@ class SearchParams:
     body_depth_mm: tuple[float, float] = (15.0, 55.0)
     #: Target depth search step (% of the AP depth).
     depth_step_pct: float = 1.0
-    #: MRI: how far the body outline of the learned body finder may lie from the true wall (mm). Its wall
-    #: errors against the labels of the 21 real scans (bench/anatomy_bench.py --no-ct --json): median 1.2 mm
-    #: (posterior) and 1.5 mm (anterior), about 70 % under 2 mm, 95 % under 4.2 mm. On MRI the zone must lie
-    #: this far inside the outline and the target this far inside the depth window. Measured on the same
-    #: scans (bench/safety_bench.py --mri, plan --treat L4,L5): 1.5 mm gave 32 targets right, 3 wrong and
-    #: 7 "cannot suggest" of 42; 2.0 mm 29 / 2 / 11; 2.5 mm 25 / 1 / 16 (the window shrinks to 38-42 %).
-    #: 1.5 mm: at 2.0 mm the demo's L4 has no target left (its canal margin needs 44 % depth, the window
-    #: ends at 43.9 %), and the wrong ones at 1.5 mm lie at the window's edge (50.4-52.8 % on the labels)
-    #: or touch the label with the zone.
-    mr_outline_margin_mm: float = 1.5
+    #: MRI: how far the body outline of the learned body finder may lie from the true body, as margins the
+    #: suggestion keeps (mm). Its errors against the labels of the 21 real scans (bench/anatomy_bench.py
+    #: --no-ct, shipped model): walls median 1.2 mm (posterior) and 1.4 mm (anterior), 95 % under 4.7 mm;
+    #: endplates median 0.9 mm, 95 % under 4.6 mm. ``mr_zone_margin_mm``: the zone lies this far inside the
+    #: outline in every direction (walls and endplates); ``mr_depth_margin_mm``: the target lies this far
+    #: inside the depth window (the AP depth is read between the outline's walls). Measured on the same scans
+    #: (bench/safety_bench.py --mri, plan --treat L4,L5, 42 levels; targets right / wrong / "cannot
+    #: suggest"): both 1.5 mm: 31 / 3 / 8 (two wrong zones reach the label's endplate by at most 0.25 mm);
+    #: both 2.0 mm: 30 / 1 / 11, but the demo's L4 has no target left (its canal margin needs 44 % depth, the
+    #: window ends at 43.9 %); zone 2.0 mm and depth 1.5 mm: 31 / 2 / 9 (tests/test_safety.py
+    #: test_mri_target_keeps_the_outline_margins checks both on an analytic body).
+    mr_zone_margin_mm: float = 2.0
+    mr_depth_margin_mm: float = 1.5
     #: How far back from the pivot the bone entry is looked for (mm).
     entry_search_mm: float = 60.0
     #: The promontory on the image (S1, ``s1_pedicle_sagittal_reference``): the body's bone within this
@@ -218,8 +221,11 @@ def _target_on_image(model: SpineModel, code: int, frame: VertebraFrame, plan: P
     dd, hh = np.meshgrid(depths, heights)
     shift = (dd / 100.0 * depth_mm)[..., None] * frame.u + (hh / 100.0 * frame.height_mm)[..., None] * frame.s
     pts = (posterior + shift).reshape(-1, 3)
-    # on MRI the outline may lie mr_outline_margin_mm off the true wall: the zone and the depth keep that much
-    margin = sp.mr_outline_margin_mm if model.modality == "MR" else 0.0
+    # on MRI the outline may lie off the true body: the zone keeps mr_zone_margin_mm inside it, the target
+    # mr_depth_margin_mm inside the depth window
+    mr = model.modality == "MR"
+    margin = sp.mr_zone_margin_mm if mr else 0.0
+    depth_margin = sp.mr_depth_margin_mm if mr else 0.0
     inside = -model.body_distance_mm(code, pts) - r - margin
     canal = (image_canal_margin_mm(model.canal_distance_mm(pts) - r, params.zone_diameter_mm, st.canal_margin_from)
              if "canal" in model.measured else np.full(len(pts), np.inf))
@@ -233,13 +239,14 @@ def _target_on_image(model: SpineModel, code: int, frame: VertebraFrame, plan: P
             return None, (f"the {2 * r:.0f} mm zone does not fit {where} (it reaches {-best_in:.1f} mm out at best)")
         return None, (f"no target {where} keeps the {params.canal_margin_mm:.0f} mm canal "
                       f"margin on the image (at most {float(np.max(np.where(inside >= 0, canal, -np.inf))):.1f} mm)")
-    slack = 100.0 * margin / depth_mm
+    slack = 100.0 * depth_margin / depth_mm
     lo, hi = st.target_depth_min_pct + slack, st.target_depth_max_pct - slack
     window = ok & (dflat >= lo) & (dflat <= hi)
     if not window.any():
         near = dflat[ok][np.argmin(np.abs(dflat[ok] - 0.5 * (lo + hi)))]
         return None, (f"no target in the {st.target_depth_min_pct:.0f}-{st.target_depth_max_pct:.0f}% depth window"
-                      + (f" ({lo:.0f}-{hi:.0f}% with the MRI outline's margin)" if margin else "")
+                      + (f" ({lo:.0f}-{hi:.0f}% with the MRI outline's margin of {depth_margin:.1f} mm)"
+                         if depth_margin else "")
                       + f" keeps the zone {where} and the {params.canal_margin_mm:.0f} mm canal margin on the "
                       f"image (the nearest target that does lies at {near:.0f}% depth)")
     cand = np.nonzero(window)[0]

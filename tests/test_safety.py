@@ -25,13 +25,13 @@ from planner.safety import canal_outline_lps
 from planner.safety.build import spine_model
 from planner.safety.model import OWNER_ILIUM
 from tests.safety_phantom import (
+    BODY_X,
     BODY_Y,
     LAMINA_R,
     BODY_Z,
     CANAL_R,
     CANAL_Y,
     ILIUM_X,
-    LAMINA_Z,
     PED_R,
     PED_X,
     PED_Z,
@@ -303,3 +303,61 @@ def test_suggestion_keeps_the_target_inside_the_depth_window(phantom):
     assert sg.trajectory is None
     assert "no target in the 30-50% depth window" in sg.message, sg.message
     assert re.search(r"lies at 6[3-5]% depth", sg.message), sg.message
+
+
+def _mr_box_model(canal_front_y: float, half_height: float = BODY_Z):
+    """An MR SpineModel of the phantom's geometry on a 0.5 mm grid: the box body (``half_height`` above and
+    below its centre) as the body model's outline, a cylinder canal along z whose front lies at
+    ``canal_front_y`` (bright fluid, measured); the plan's landmarks on the box."""
+    from planner.safety.grid import Grid
+    from planner.safety.model import SpineModel, anchors_of
+
+    s = 0.5
+    lo = np.array([-30.0, -25.0, -20.0])
+    n = (np.array([60.0, 70.0, 40.0]) / s).astype(int) + 1
+    grid = Grid(np.zeros(tuple(n[::-1]), dtype=np.float32), lo, s)
+    z, y, x = (lo[::-1, None, None, None] + s * np.indices(grid.shape))
+    body = (np.abs(x) <= BODY_X) & (np.abs(y) <= BODY_Y) & (np.abs(z) <= half_height)
+    canal = np.hypot(x, y - (canal_front_y + CANAL_R)) <= CANAL_R
+    plan = phantom_plan()
+    lm = plan.levels[0].landmarks
+    lm.superior_endplate_lps, lm.inferior_endplate_lps = (0.0, 0.0, half_height), (0.0, 0.0, -half_height)
+    model = SpineModel(grid, "MR", body.copy(), canal, body.astype(np.int16), anchors_of(plan.levels),
+                       {"bone", "canal", "owners"}, bodies={1: body})
+    return model, plan
+
+
+def test_mri_target_keeps_the_outline_margins():
+    """On MRI the outline may lie off the true body: the suggested target's zone keeps mr_zone_margin_mm
+    inside the outline in every direction and the target mr_depth_margin_mm inside the depth window. Box
+    body 35 mm deep (posterior wall y = 17.5), zone 10 mm: with the canal far, the zone's edge is at least
+    2 mm from every face; with the canal's front at y = 19.5 and a 10 mm margin from the zone's edge the
+    target must lie at least 13 mm in front of the wall (37.1 %); with a 13.5 mm canal margin, 16.5 mm (47.1 %):
+    inside the 30-50 % window, but beyond it once the 1.5 mm depth margin narrows it to 34.3-45.7 %. A body
+    15 mm high: L5's default height (40 %) leaves the zone 6 mm from the lower endplate, so the target moves
+    up until the zone's edge lies 2 mm inside (mid-height)."""
+    from planner.plan import TrajectoryParams
+    from planner.suggest import SEARCH_PARAMS, _target_on_image
+    from planner.trajectory import vertebra_frame
+
+    sp = SEARCH_PARAMS
+    params = TrajectoryParams()
+    r = params.zone_diameter_mm / 2.0
+    lo_pct = 30.0 + 100.0 * sp.mr_depth_margin_mm / (2 * BODY_Y)
+    hi_pct = 50.0 - 100.0 * sp.mr_depth_margin_mm / (2 * BODY_Y)
+    for front, half_height in ((40.0, BODY_Z), (19.5, BODY_Z), (40.0, 7.5)):
+        model, plan = _mr_box_model(canal_front_y=front, half_height=half_height)
+        target, why = _target_on_image(model, 1, vertebra_frame(plan.levels[0]), plan, "left", params, None, sp)
+        assert target is not None, why
+        depth_pct = 100.0 * (BODY_Y - target[1]) / (2 * BODY_Y)
+        assert lo_pct - 1.0 <= depth_pct <= hi_pct, depth_pct
+        to_faces = np.array([BODY_X - abs(target[0]), BODY_Y - abs(target[1]), half_height - abs(target[2])])
+        assert np.all(to_faces >= r + sp.mr_zone_margin_mm - 0.5), to_faces  # half the grid's voxel
+        canal_gap = (front - target[1]) - r
+        assert canal_gap >= plan.settings.canal_margin_mm - 0.5, canal_gap
+    model, plan = _mr_box_model(canal_front_y=19.5)
+    params = TrajectoryParams(canal_margin_mm=13.5)
+    target, why = _target_on_image(model, 1, vertebra_frame(plan.levels[0]), plan, "left", params, None, sp)
+    assert target is None
+    assert f"with the MRI outline's margin of {sp.mr_depth_margin_mm:.1f} mm" in why, why
+    assert re.search(r"lies at 4[78]% depth", why), why  # the canal mask on its 0.5 mm grid: +0.5 mm
