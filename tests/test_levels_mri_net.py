@@ -194,7 +194,8 @@ def test_a_mark_in_a_disc_is_caught_with_the_correction():
     with pytest.raises(MarkError, match=r"L3 mark lies in a disc.*counted from the L1 mark, L3 is the body just "
                                         r"below it; move the mark down"):
         name_from_marks(scan, {"L1": _centre(scan, "L1"), "L3": disc}, SEQ)
-    with pytest.raises(MarkError, match="outside the vertebral bodies"):
+    with pytest.raises(MarkError, match="outside the vertebral bodies outlined on this image; click inside the L3 "
+                                        "body, or, if the mark is inside it, propose on another sagittal series"):
         name_from_marks(scan, {"L1": _centre(scan, "L1"), "L3": np.array([0.0, 140.0, -100.0])}, SEQ)
 
 

@@ -716,7 +716,9 @@ def name_from_marks(scan: BodyScan, marks: dict[str, np.ndarray], seq: Sequence[
                 elif 0 <= up + 1 < len(seq) and seq[up + 1] == name:
                     hint = f": counted from the {other} mark, {name} is the body just below it; move the mark down into it"
             raise MarkError(f"the {name} mark lies in a disc, not inside a vertebral body{hint or '; move it into the ' + name + ' body'}")
-        raise MarkError(f"the {name} mark lies outside the vertebral bodies; click inside the {name} body")
+        raise MarkError(f"the {name} mark lies outside the vertebral bodies outlined on this image; click inside "
+                        f"the {name} body, or, if the mark is inside it, propose on another sagittal series (a body "
+                        "whose marrow signal is changed on this one, e.g. by Modic changes, may not be outlined)")
     for (n1, _), (n2, _) in zip(ordered, ordered[1:]):
         if where[n1][1] == where[n2][1]:
             raise MarkError(f"the {n1} and {n2} marks lie in the same body; mark two different bodies")
