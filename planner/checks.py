@@ -956,22 +956,29 @@ def _volumes(images: Any) -> list[tuple[str, Any]]:
 _MR_ROLES = ("AX_T2", "T2", "STIR", "T1")
 
 
-def choose_check_volume(plan: Plan, images: Any, points_lps: Sequence[Sequence[float]]) -> Optional[tuple[str, Any]]:
-    """The volume the image checks use: one that contains every point, CT first, then MR by role
-    (axial T2, T2, STIR, T1, other); the largest among equals."""
+def _first_by_role(plan: Plan, images: Any, keep: Any, mr_roles: Sequence[str]) -> Optional[tuple[str, Any]]:
+    """(key, volume) of the first of the volumes in ``images`` for which ``keep(volume)`` holds: CT first,
+    then MR by role in the order of ``mr_roles`` (other roles last); the largest among equals."""
     roles = {ref.series_instance_uid: ref.role for ref in plan.case.series}
     found = []
     for key, vol in _volumes(images):
-        if not all(vol.contains(p, margin_voxels=0.0) for p in points_lps):
+        if not keep(vol):
             continue
         uid = getattr(getattr(vol, "info", None), "series_instance_uid", "") or key
         role = roles.get(uid, roles.get(key, ""))
-        rank = 0 if is_ct(vol) else 1 + (_MR_ROLES.index(role) if role in _MR_ROLES else len(_MR_ROLES))
+        rank = 0 if is_ct(vol) else 1 + (mr_roles.index(role) if role in mr_roles else len(mr_roles))
         found.append((rank, -int(vol.array.size), key, vol))
     if not found:
         return None
     found.sort(key=lambda t: (t[0], t[1]))
     return found[0][2], found[0][3]
+
+
+def choose_check_volume(plan: Plan, images: Any, points_lps: Sequence[Sequence[float]]) -> Optional[tuple[str, Any]]:
+    """The volume the image checks use: one that contains every point, CT first, then MR by role
+    (axial T2, T2, STIR, T1, other); the largest among equals."""
+    return _first_by_role(plan, images, lambda vol: all(vol.contains(p, margin_voxels=0.0) for p in points_lps),
+                          _MR_ROLES)
 
 
 def body_volume_for(plan: Plan, images: Any, volume: Any) -> Any:
@@ -983,24 +990,17 @@ def body_volume_for(plan: Plan, images: Any, volume: Any) -> Any:
     if is_ct(volume) or is_sagittal_stack(volume):
         return volume
     for_uid = volume.info.frame_of_reference_uid
-    centres = [lv.landmarks.body_center_lps for lv in plan.levels if lv.landmarks.body_center_lps is not None]
-    roles = {ref.series_instance_uid: ref.role for ref in plan.case.series}
-    sag_roles = tuple(r for r in _MR_ROLES if not r.startswith("AX_"))
-    found = []
-    for key, vol in _volumes(images):
-        if vol is volume or is_ct(vol) or not is_sagittal_stack(vol):
-            continue
-        if not for_uid or vol.info.frame_of_reference_uid != for_uid:
-            continue
-        if not all(vol.contains(c, margin_voxels=0.0) for c in centres):
-            continue
-        role = roles.get(vol.info.series_instance_uid or key, roles.get(key, ""))
-        rank = sag_roles.index(role) if role in sag_roles else len(sag_roles)
-        found.append((rank, -int(vol.array.size), key, vol))
-    if not found:
+    if not for_uid:
         return volume
-    found.sort(key=lambda t: (t[0], t[1]))
-    return found[0][3]
+    centres = [lv.landmarks.body_center_lps for lv in plan.levels if lv.landmarks.body_center_lps is not None]
+
+    def keep(vol: Any) -> bool:
+        return (vol is not volume and not is_ct(vol) and is_sagittal_stack(vol)
+                and vol.info.frame_of_reference_uid == for_uid
+                and all(vol.contains(c, margin_voxels=0.0) for c in centres))
+
+    found = _first_by_role(plan, images, keep, tuple(r for r in _MR_ROLES if not r.startswith("AX_")))
+    return volume if found is None else found[1]
 
 
 def _describe_volume(vol: Any) -> str:
