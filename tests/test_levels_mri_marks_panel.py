@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt
 from planner.imaging import load_path
 from planner.imaging.volume import Volume
 from tests.anatomy_reference import PHANTOM_MRI_LIMIT, mri_case
+from tests.test_levels_panel import _panel
 
 pytestmark = pytest.mark.gui
 
@@ -39,18 +40,6 @@ def _mark_and_propose(qtbot, panel, marks: dict[str, np.ndarray]) -> None:
         assert panel.pending_hint == name
         assert panel.provide_hint(tuple(float(v) for v in point))
     qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
-
-
-def _panel(qtbot, session):
-    from planner.views.levels_panel import LevelsPanel
-
-    w = LevelsPanel(session)
-    qtbot.addWidget(w)
-    w.resize(560, 760)
-    w.show()
-    messages: list[str] = []
-    w.message.connect(messages.append)
-    return w, messages
 
 
 def _cases_demo(demo_study):

@@ -94,8 +94,6 @@ class SpineModel:
     _trees: dict[Any, Optional[cKDTree]] = field(default_factory=dict, repr=False)
     _masks: dict[Any, np.ndarray] = field(default_factory=dict, repr=False)
     _floats: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
-    #: Per owner code: a bound of the vertebral body from the image (MRI: the body seen from its middle).
-    body_limits: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     #: CT: the seeds and step costs the owners were found with (:func:`assign_owners`), for
     #: :meth:`owner_margin_mm`; None on MRI.
     owner_markers: Optional[np.ndarray] = field(default=None, repr=False)

@@ -66,6 +66,7 @@ TRANSITIONAL_CHOICES = (("Usual anatomy (L1-L5)", None), ("Transitional L6 (six 
 #: The bodies a mark can name on MRI: two of them (S1 and L1, or L5 and L1 when S1 is out of view).
 HINT_NAMES = ("S1", "L5", "L1")
 
+
 def _type_label(t: str) -> str:
     return "none" if t == "none" else f"type {t}"
 
