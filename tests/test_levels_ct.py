@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from planner.imaging.volume import ImageInfo, Volume, make_ijk_to_lps
-from planner.levels import LevelDetectionError, not_measured, propose_levels, propose_levels_detailed
+from planner.levels import DetectionParams, LevelDetectionError, not_measured, propose_levels, propose_levels_detailed
 from planner.plan import LANDMARK_NAMES
 
 #: TotalSegmentator v2 "total" labels in example_ct_vertebrae_labels.nii.gz (../shared/data/README.md)
@@ -273,3 +273,17 @@ def test_s1_pedicles_are_sought_in_the_frame_of_its_posterior_wall():
     assert got.ap[1] < 0  # anterior (LPS -y)
     assert got.lat[0] > 0.99  # toward the patient's left
     assert (got.height, got.half_width, got.bone_thr) == (22.8, {+1: 27.0, -1: 26.0}, 150.0)
+
+
+def test_the_column_level_does_not_depend_on_how_much_pelvis_is_in_view():
+    """The marrow level that decides how CT walls are read is taken over the rows where the column is bone or
+    disc: rows below the sacrum, where the track runs in the pelvis's soft tissue, do not pull it down however
+    many of them a scan holds (a shorter scan of the same spine holds a larger share of them)."""
+    from planner.levels.ct import _column_level
+
+    p = DetectionParams()
+    spine = np.concatenate([np.full(60, 150.0), np.full(20, 90.0)])  # bodies and discs
+    for pelvis_rows in (0, 40, 120):
+        col = np.concatenate([spine, np.linspace(-60.0, 30.0, pelvis_rows)])
+        assert _column_level(col, p) == pytest.approx(150.0)
+    assert _column_level(np.full(10, 20.0), p) == pytest.approx(20.0)  # all soft tissue: its own median

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from planner.imaging import load_path
+from planner.imaging.volume import Volume
 from planner.levels import LevelDetectionError, propose_levels_detailed
 from tests.anatomy_reference import (
     RAS_TO_LPS,
@@ -80,6 +81,57 @@ def test_ct_levels_and_body_centres(real_results):
     r = real_results[("ct", "totalseg", "none")]
     assert r["found_right"] == r["labelled"] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert max(_errors([r], "centre")) <= 4.0
+
+
+@pytest.fixture(scope="module")
+def example_ct(shared_data):
+    """(the example_ct volume, its labelled case)."""
+    case = ct_cases(shared_data)["totalseg"]
+    (_, volume), = load_path(case["image"]).images.items()
+    return volume, case
+
+
+def _cut_below(volume: Volume, z_max_lps: float) -> Volume:
+    """The volume without its slices above ``z_max_lps`` (an axial scan that starts lower down)."""
+    axis = int(np.argmax(np.abs(volume.ijk_to_lps[2, :3])))  # the ijk axis along z
+    z = volume.ijk_to_lps[2, 3] + volume.ijk_to_lps[2, axis] * np.arange(volume.shape_ijk[axis])
+    keep = np.flatnonzero(z <= z_max_lps)
+    m = volume.ijk_to_lps.copy()
+    m[:3, 3] += m[:3, axis] * keep[0]
+    index = [slice(None)] * 3
+    index[2 - axis] = slice(keep[0], keep[-1] + 1)  # the array is (k, j, i)
+    return Volume(np.ascontiguousarray(volume.array[tuple(index)]), m, volume.info)
+
+
+def test_ct_that_starts_at_l2_is_named_from_its_sacrum(example_ct):
+    """A lumbar CT that starts between L1 and L2 (example_ct cut there): L2-S1 named from the sacrum, centres within
+    4 mm. Whether the walls are read as the cortex of fatty marrow is decided by the column's level over the rows
+    where it is bone: the pelvis below the sacrum fills more of a shorter scan and once pulled that level under
+    the limit, and then no body was measured."""
+    volume, case = example_ct
+    z_l1, z_l2 = (case["bodies"][n].centroid[2] for n in ("L1", "L2"))
+    levels, error = _run(_cut_below(volume, 0.5 * (z_l1 + z_l2)), None, modality="CT")
+    r = score_levels(levels, case)
+    assert error is None and r["found_right"] == ["L2", "L3", "L4", "L5", "S1"] and not r["misnamed"], (error, r)
+    assert max(_errors([r], "centre")) <= 4.0
+
+
+def test_ct_with_less_dense_marrow_keeps_every_level(example_ct):
+    """example_ct with its trabecular bone made less dense (values between soft tissue and cortex brought 40 %
+    closer to soft tissue, as in osteopenia; the cortex kept): T12-S1 still named right, L1-S1 centres within 4 mm
+    (T12, at the top of the scan, 5.0 mm: 4.0 at full density). In its 3 mm voxels the cortical shell is not
+    resolved, so the walls stay the threshold walls (``ct_cortex_max_voxel_mm``); following the cortex there
+    measured no body at all."""
+    volume, case = example_ct
+    hu = np.asarray(volume.array, dtype=np.float32).copy()
+    trabecular = (hu > 40.0) & (hu < 400.0)
+    hu[trabecular] = 40.0 + 0.6 * (hu[trabecular] - 40.0)
+    levels, error = _run(Volume(hu, volume.ijk_to_lps, volume.info), None, modality="CT")
+    r = score_levels(levels, case)
+    assert error is None and r["found_right"] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"], (error, r)
+    assert not r["misnamed"]
+    centre = {name: e["centre"] for name, e in r["levels"].items()}
+    assert max(v for name, v in centre.items() if name != "T12") <= 4.0 and centre["T12"] <= 5.5, centre
 
 
 def _pedicle_errors(r: dict) -> dict[tuple[str, str], float]:

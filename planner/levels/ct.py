@@ -25,7 +25,7 @@ def detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
     """Levels on CT: named from the sacrum, or from marks inside named bodies when given (a mark wins
     over the sacrum; a disagreement between them is noted)."""
     grid = work_grid(volume, p.work_spacing_mm, fill=-1024.0)
-    curve, low_density = _ct_curve(grid, p)
+    curve, low_density = _ct_curve(grid, p, float(np.max(volume.spacing)))
     s = grid.spacing
     a_col = np.arange(-10.0, 60.0 + 1e-6, s)
     img = curve.straighten(grid, a_col, np.arange(-p.slab_half_width_mm, p.slab_half_width_mm + 1e-6, s),
@@ -245,7 +245,7 @@ def _dp_track(score: np.ndarray, max_step: int, penalty: float) -> np.ndarray:
     return path
 
 
-def _ct_curve(grid: WorkGrid, p: DetectionParams) -> tuple[SpineCurve, bool]:
+def _ct_curve(grid: WorkGrid, p: DetectionParams, voxel_mm: float) -> tuple[SpineCurve, bool]:
     """The spine curve on CT (the posterior wall of the body column, module docstring) and whether the bodies'
     marrow is so close to soft tissue that their walls are the outer edges of the cortex
     (:func:`_cortex_regime`: the median, over the rows, of the 12 mm in front of the column's track, and the
@@ -277,7 +277,7 @@ def _ct_curve(grid: WorkGrid, p: DetectionParams) -> tuple[SpineCurve, bool]:
     # fatty or osteoporotic marrow (the column's typical value hardly above soft tissue, the cortex well above
     # the noise): the wall is the outer edge of the cortex, not a fall through a threshold lost in the noise
     diffs = np.concatenate([np.diff(sm[kz, max(track[kz] - lo_c, 0): track[kz] + 1]) for kz in range(nz)])
-    low_density = _cortex_regime(float(np.median(col)), _noise_sd(diffs), p)
+    low_density = _cortex_regime(_column_level(col, p), _noise_sd(diffs), voxel_mm, p)
     for kz in range(nz):
         y = track[kz]
         col_v = col[kz]
@@ -384,11 +384,23 @@ def _ct_landmarks(grid: WorkGrid, curve: SpineCurve, img: np.ndarray, a_col: np.
     return _refine_body(grid, sup, inf, lateral, curve.frame(t_mid)[3], thr, p, cortex_only=cortex_only)
 
 
-def _cortex_regime(marrow: float, noise_sd: float, p: DetectionParams) -> bool:
+def _column_level(col: np.ndarray, p: DetectionParams) -> float:
+    """The column's typical value from its per-row values ``col``: the median over the rows where it is denser
+    than soft tissue (``ct_soft_hu``), i.e. where the track runs in the bones and discs; the rows below the
+    sacrum, where it runs in the pelvis's soft tissue, would pull the median down by the share of the image
+    they fill (example_ct cut to start at L2 read 95 HU over all rows, 126 HU over these, the whole scan 123 HU).
+    The median over every row when none is denser than soft tissue."""
+    bony = col >= p.ct_soft_hu
+    return float(np.median(col[bony] if bony.any() else col))
+
+
+def _cortex_regime(marrow: float, noise_sd: float, voxel_mm: float, p: DetectionParams) -> bool:
     """The walls are the cortex's outer edges when the marrow (``marrow``) lies less than
-    ``ct_cortex_contrast_hu`` above soft tissue and that contrast is at least twice the image's noise (an image
-    of noise has no cortex to follow)."""
-    return marrow - p.ct_soft_hu < p.ct_cortex_contrast_hu and 2.0 * noise_sd < p.ct_cortex_contrast_hu
+    ``ct_cortex_contrast_hu`` above soft tissue, that contrast is at least twice the image's noise (an image
+    of noise has no cortex to follow) and the voxels (largest spacing ``voxel_mm``) are fine enough to show the
+    cortex (``ct_cortex_max_voxel_mm``)."""
+    return (marrow - p.ct_soft_hu < p.ct_cortex_contrast_hu and 2.0 * noise_sd < p.ct_cortex_contrast_hu
+            and voxel_mm <= p.ct_cortex_max_voxel_mm)
 
 
 def _noise_sd(differences: np.ndarray) -> float:

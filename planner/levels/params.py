@@ -86,6 +86,11 @@ class DetectionParams:
     #: CT: a cortical line stands at least this far above the body's threshold (between marrow and soft
     #: tissue); used for a wall where the marrow is hardly denser than soft tissue (fatty, osteoporotic bone).
     ct_cortex_contrast_hu: float = 60.0
+    #: CT: the largest voxel (mm) in which the cortex walls above are followed. The vertebral body's cortical
+    #: shell is well under 1 mm thick; in 3 mm voxels it is averaged into the marrow, and on example_ct
+    #: (3 mm) with its marrow made less dense (trabecular values scaled towards soft tissue, as in osteopenia)
+    #: the cortex walls measured no body while the threshold walls kept every level within 3 mm.
+    ct_cortex_max_voxel_mm: float = 2.0
     #: CT: typical soft-tissue value used to split body from surrounding tissue (muscle ~ 40 HU).
     ct_soft_hu: float = 40.0
     #: Half-width of the mid-sagittal slab averaged for the sagittal analysis (mm).
