@@ -54,6 +54,7 @@ if str(ROOT) not in sys.path:
 SHARED = Path(os.environ.get("BVN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MRI_DIR = SHARED / "lumbar_mri_vb"
 MODES = ("centroid", "moved", "none")
+from tests.anatomy_reference import FOV_CUTS  # noqa: E402  (the cut fields of view of --fov)
 #: Issue 10 acceptance (MRI with marks; CT pedicles; every scan).
 ACCEPT = {"found_share": 0.97, "centre_median": 3.0, "centre_p95": 6.0, "wall_median": 2.0,
           "ct_pedicle_tptbox": 3.0, "ct_pedicle_totalseg": 4.5, "time_s": 10.0, "peak_gib": 2.0}
@@ -64,7 +65,7 @@ def marks_for(case: dict, mode: str, seed: int) -> Optional[dict[str, list[float
     """The marks of a run: None (no marks), the L1 and L5 centroids, or those moved 5 mm inside the body."""
     from tests.anatomy_reference import moved_mark
 
-    if mode == "none":
+    if mode == "none" or mode in FOV_CUTS:
         return None
     code = {n: v for v, n in case["names"].items()}
     out = {}
@@ -85,7 +86,7 @@ def run_one(kind: str, case_name: str, mode: str, model: Optional[str] = None) -
     from planner.imaging import load_path
     from planner.levels import DetectionParams, LevelDetectionError, propose_levels_detailed
     from planner.levels.params import MrBodiesParams
-    from tests.anatomy_reference import ct_cases, mri_case, score_levels
+    from tests.anatomy_reference import ct_cases, fov_cut, mri_case, score_levels
 
     if kind == "mri":
         case = mri_case(MRI_DIR, case_name)
@@ -101,6 +102,9 @@ def run_one(kind: str, case_name: str, mode: str, model: Optional[str] = None) -
     loaded = load_path(image)
     load_s = time.perf_counter() - t0
     (key, volume), = loaded.images.items()
+    if mode in FOV_CUTS:  # a shorter field of view, no marks
+        volume = fov_cut(volume, case, mode)
+        hints = None
     modality = "CT" if kind == "ct" else None
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     t0 = time.perf_counter()
@@ -192,6 +196,17 @@ def summarize(runs: list[dict], title: str) -> dict[str, Any]:
     print(f"   slowest {out['time_max_s']:.1f} s (cpu {out['cpu_max_s']:.1f} s); largest peak resident memory "
           f"{out['rss_peak_max_mib']:.0f} MiB")
     return out
+
+
+def fov_summary(runs: list[dict], title: str) -> dict[str, Any]:
+    """Runs on a cut field of view: scans whose every level found is named right, refused with a message, and
+    with a wrong name (a wrong ladder). Bodies cut off by the field of view are not counted as missed."""
+    named = [r["case"] for r in runs if not r.get("error") and r["found_right"] and not r["misnamed"]]
+    refused = [r["case"] for r in runs if r.get("error")]
+    wrong = [r["case"] for r in runs if r["misnamed"]]
+    print(f"\n== {title}: {len(runs)} scans; named right {len(named)}, refused with a message {len(refused)}, "
+          f"named wrong {len(wrong)}" + (f" ({', '.join(wrong)})" if wrong else ""))
+    return {"runs": len(runs), "named_right": named, "refused": refused, "wrong": wrong}
 
 
 def print_run(r: dict) -> None:
@@ -389,6 +404,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                          "the other (both directions), beside the defaults")
     ap.add_argument("--reference-check", action="store_true",
                     help="how far the label reference's pedicle centres move with the search's start and sampling")
+    ap.add_argument("--fov", action="store_true",
+                    help="fields of view cut from the scans (tests/anatomy_reference.py FOV_CUTS), without marks: "
+                         "each MRI ending in the L5-S1 disc, halfway down S1, just below S1, and starting between L1 "
+                         "and L2; example_ct starting between L1 and L2. Prints, per cut, the scans named right, "
+                         "refused and named wrong")
     ap.add_argument("--canal", action="store_true",
                     help="CT canal outlines: the levels package's and the safety model's against the vertebra labels")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "CASE", "MODE"), help=argparse.SUPPRESS)
@@ -427,12 +447,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     jobs = []
     if not args.no_mri:
         cases = args.cases.split(",") if args.cases else mri_cases(MRI_DIR)
-        for mode in args.modes.split(","):
-            if mode not in MODES:
+        modes = list(FOV_CUTS) if args.fov else args.modes.split(",")
+        for mode in modes:
+            if mode not in MODES and mode not in FOV_CUTS:
                 ap.error(f"unknown mode {mode!r}")
             jobs += [("mri", c, mode) for c in cases]
     if not args.no_ct:
-        jobs += [("ct", "totalseg", "none"), ("ct", "tptbox", "mark")]
+        jobs += [("ct", "totalseg", "cut-top-l2")] if args.fov else [("ct", "totalseg", "none"), ("ct", "tptbox", "mark")]
     runs = []
     for kind, case, mode in jobs:
         model = args.mri_model
@@ -455,8 +476,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                     if part:
                         summaries[f"mri_{mode}_fold{k}"] = summarize(part, f"MRI, {tag}fold {k}, marks: {mode}")
             summaries[f"mri_{mode}"] = summarize(sel, f"MRI, {tag}marks: {mode}")
+    for mode in FOV_CUTS:
+        sel = [r for r in runs if r["mode"] == mode]
+        if sel:
+            summaries[f"fov_{mode}"] = fov_summary(sel, f"{tag}no marks, field of view {mode}")
     for case in ("totalseg", "tptbox"):
-        sel = [r for r in runs if r["kind"] == "ct" and r["case"] == case]
+        sel = [r for r in runs if r["kind"] == "ct" and r["case"] == case and r["mode"] not in FOV_CUTS]
         if sel:
             summaries[f"ct_{case}"] = summarize(sel, f"CT {case}")
     if runs:

@@ -517,6 +517,40 @@ def moved_mark(labels: np.ndarray, ijk_to_lps: np.ndarray, value: int, start: np
     raise RuntimeError(f"no point {distance_mm} mm from the mark inside label {value}")
 
 
+#: Fields of view cut from a labelled scan (the image only; the labels stay whole): where the cut lies, from the
+#: label centroids of L1, L2, L4 and L5 (``sp``: the L4-L5 step along z). ``None`` keeps that side.
+FOV_CUTS = {
+    "cut-disc": lambda z, sp: (z["L5"] - 0.62 * sp, None),  # the image ends in the L5-S1 disc
+    "cut-mid-s1": lambda z, sp: (z["L5"] - 1.0 * sp, None),  # ... halfway down S1
+    "cut-below-s1": lambda z, sp: (z["L5"] - 1.5 * sp, None),  # ... just below S1
+    "cut-top-l2": lambda z, sp: (None, 0.5 * (z["L1"] + z["L2"])),  # the image starts between L1 and L2
+}
+
+
+def fov_cut(volume, case: dict, cut: str):
+    """``volume`` cut as :data:`FOV_CUTS` names it, from the labelled bodies of ``case``."""
+    z = {n: float(case["bodies"][n].centroid[2]) for n in ("L1", "L2", "L4", "L5")}
+    z_min, z_max = FOV_CUTS[cut](z, z["L4"] - z["L5"])
+    return cut_volume_z(volume, z_min, z_max)
+
+
+def cut_volume_z(volume, z_min_lps: Optional[float] = None, z_max_lps: Optional[float] = None):
+    """The volume without its slices below ``z_min_lps`` and above ``z_max_lps`` (LPS z; the slices across the
+    voxel axis that runs most along z): a scan with a shorter field of view."""
+    from planner.imaging.volume import Volume
+
+    m = volume.ijk_to_lps
+    axis = int(np.argmax(np.abs(m[2, :3])))  # the ijk axis along z
+    z = m[2, 3] + m[2, axis] * np.arange(volume.shape_ijk[axis])
+    keep = np.flatnonzero((z >= (-np.inf if z_min_lps is None else z_min_lps))
+                          & (z <= (np.inf if z_max_lps is None else z_max_lps)))
+    cut = m.copy()
+    cut[:3, 3] += m[:3, axis] * keep[0]
+    index = [slice(None)] * 3
+    index[2 - axis] = slice(keep[0], keep[-1] + 1)  # the array is (k, j, i)
+    return Volume(np.ascontiguousarray(volume.array[tuple(index)]), cut, volume.info)
+
+
 def ct_cases(shared: Path) -> dict[str, dict]:
     """The labelled CTs: image path, labels, reference bodies and pedicles.
 

@@ -26,6 +26,7 @@ from tests.anatomy_reference import (
     RAS_TO_LPS,
     body_reference,
     ct_cases,
+    fov_cut,
     mri_cases,
     pedicle_reference,
     score_levels,
@@ -91,26 +92,13 @@ def example_ct(shared_data):
     return volume, case
 
 
-def _cut_below(volume: Volume, z_max_lps: float) -> Volume:
-    """The volume without its slices above ``z_max_lps`` (an axial scan that starts lower down)."""
-    axis = int(np.argmax(np.abs(volume.ijk_to_lps[2, :3])))  # the ijk axis along z
-    z = volume.ijk_to_lps[2, 3] + volume.ijk_to_lps[2, axis] * np.arange(volume.shape_ijk[axis])
-    keep = np.flatnonzero(z <= z_max_lps)
-    m = volume.ijk_to_lps.copy()
-    m[:3, 3] += m[:3, axis] * keep[0]
-    index = [slice(None)] * 3
-    index[2 - axis] = slice(keep[0], keep[-1] + 1)  # the array is (k, j, i)
-    return Volume(np.ascontiguousarray(volume.array[tuple(index)]), m, volume.info)
-
-
 def test_ct_that_starts_at_l2_is_named_from_its_sacrum(example_ct):
     """A lumbar CT that starts between L1 and L2 (example_ct cut there): L2-S1 named from the sacrum, centres within
     4 mm. Whether the walls are read as the cortex of fatty marrow is decided by the column's level over the rows
     where it is bone: the pelvis below the sacrum fills more of a shorter scan and once pulled that level under
     the limit, and then no body was measured."""
     volume, case = example_ct
-    z_l1, z_l2 = (case["bodies"][n].centroid[2] for n in ("L1", "L2"))
-    levels, error = _run(_cut_below(volume, 0.5 * (z_l1 + z_l2)), None, modality="CT")
+    levels, error = _run(fov_cut(volume, case, "cut-top-l2"), None, modality="CT")
     r = score_levels(levels, case)
     assert error is None and r["found_right"] == ["L2", "L3", "L4", "L5", "S1"] and not r["misnamed"], (error, r)
     assert max(_errors([r], "centre")) <= 4.0
