@@ -27,8 +27,10 @@ are returned in LPS mm):
    crop of a few vertebrae) and without a mark gets "the levels cannot be named", never a guessed ladder.
 4. **Landmarks per body.** Endplates where the body meets the discs on the body's AP middle, walls on the
    mid-height line, body centre between them; where the marrow is hardly denser than soft tissue (fatty or
-   osteoporotic bone) and the cortex stands well above the noise, the walls (and the spine curve's posterior
-   wall) are the outer edges of the cortex instead of a fall through a threshold. **Pedicles** from the image
+   osteoporotic bone; the marrow level taken over the rows where the column is bone, not the pelvis below the
+   sacrum), the cortex stands well above the noise and the voxels are fine enough to show it
+   (``ct_cortex_max_voxel_mm``), the walls (and the spine curve's posterior wall) are the outer edges of the
+   cortex instead of a fall through a threshold. **Pedicles** from the image
    (:func:`~planner.levels.pedicles.ct_pedicle`): the isthmus, the narrowest section of the bone bridge
    between body and arch cut perpendicular to the pedicle's axis (axis and isthmus found together: a plane
    across a tube cuts it smallest when perpendicular to it); sections are the bone above the threshold with
