@@ -204,9 +204,11 @@ def fov_summary(runs: list[dict], title: str) -> dict[str, Any]:
     named = [r["case"] for r in runs if not r.get("error") and r["found_right"] and not r["misnamed"]]
     refused = [r["case"] for r in runs if r.get("error")]
     wrong = [r["case"] for r in runs if r["misnamed"]]
-    print(f"\n== {title}: {len(runs)} scans; named right {len(named)}, refused with a message {len(refused)}, "
-          f"named wrong {len(wrong)}" + (f" ({', '.join(wrong)})" if wrong else ""))
-    return {"runs": len(runs), "named_right": named, "refused": refused, "wrong": wrong}
+    flagged = {r["case"] for r in runs if any(n.startswith("check that the body named") for n in r.get("notes", []))}
+    print(f"\n== {title}: {len(runs)} scans; named right {len(named)} ({len(flagged & set(named))} with the note to "
+          f"check S1), refused with a message {len(refused)}, named wrong {len(wrong)} "
+          f"({len(flagged & set(wrong))} with the note)" + (f": {', '.join(wrong)}" if wrong else ""))
+    return {"runs": len(runs), "named_right": named, "refused": refused, "wrong": wrong, "flagged": sorted(flagged)}
 
 
 def print_run(r: dict) -> None:

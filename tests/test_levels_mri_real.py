@@ -15,7 +15,7 @@ import pytest
 from planner.imaging import load_path
 from planner.imaging.volume import Volume
 from planner.levels import LevelDetectionError, MarkError, propose_levels_detailed
-from tests.anatomy_reference import moved_mark, mri_case, mri_cases, score_levels
+from tests.anatomy_reference import fov_cut, moved_mark, mri_case, mri_cases, score_levels
 
 #: Issue 10 acceptance.
 FOUND_SHARE, CENTRE_MEDIAN, CENTRE_P95, WALL_MEDIAN, AUTO_SHARE = 0.97, 3.0, 6.0, 2.0, 0.80
@@ -93,6 +93,33 @@ def test_no_marks_every_name_right_or_a_clear_refusal(runs):
         assert not r["misnamed"], (n, r["misnamed"])
         if r["error"]:
             assert "cannot name the levels" in r["error"], (n, r["error"])
+
+
+CHECK_S1 = "check that the body named S1 is the top of the sacrum"
+
+
+def test_no_marks_says_to_check_s1_when_the_sacrum_below_it_is_not_in_view(runs):
+    """Without marks, where the image ends less than 20 mm below the body named S1 the proposal says to check that
+    it is the top of the sacrum (an image that ends in the L5-S1 disc can make L5 look like S1); where the sacrum
+    shows well below it (VB1_02: about 50 mm of it), it does not."""
+    notes = {n: r["notes"] for (n, m), r in runs.items() if m == "none" and not r["error"]}
+    assert not any(CHECK_S1 in t for t in notes["VB1_02"]), notes["VB1_02"]
+    assert any(CHECK_S1 in t for t in notes["VB3_08"]), notes["VB3_08"]  # ends in S1's lower half
+
+
+@pytest.mark.parametrize("name", ["VB2_07", "VB3_08", "VB3_11"])
+def test_an_image_that_ends_in_the_l5_s1_disc_is_never_named_silently(shared_data, name):
+    """Scans that held-out models named one level high when cut to end in the L5-S1 disc: cut so, without marks,
+    they are refused with the reason, or named with the note to check S1, never a ladder without it (the shipped
+    model names VB3_11 so cut one level high: the note is what tells the physician)."""
+    folder = shared_data / "lumbar_mri_vb"
+    case = mri_case(folder, name)
+    try:
+        res = propose_levels_detailed(fov_cut(_load(folder, name), case, "cut-disc"))
+    except LevelDetectionError as exc:
+        assert "cannot name the levels" in str(exc)
+        return
+    assert any(CHECK_S1 in t for t in res.notes), (res.notes, score_levels(res.levels, case))
 
 
 @pytest.mark.parametrize("name", ["VB1_02", "VB2_04", "VB2_07"])

@@ -98,6 +98,8 @@ class BodyScan:
     body_prob: np.ndarray  # (n_planes, rows, cols)
     parts: np.ndarray  # (n_planes, rows, cols) int32 labels of the bodies' parts
     bodies: list[Body]
+    #: LPS z of the lower and the upper edge of the part of the image searched.
+    z_range_lps: tuple[float, float] = (-np.inf, np.inf)
     notes: list[str] = field(default_factory=list)
     #: The image disagrees with the marks (each names the likely correction).
     warnings: list[str] = field(default_factory=list)
@@ -343,7 +345,7 @@ def find_bodies(volume, marks: Sequence[Sequence[float]] = (), *, net: Optional[
         bodies.append(Body(centre, ml, float(prob[:, 2][sel].mean()), float(prob[:, 3][sel].mean()),
                            touches, int(lab), cut_at_side=side))
     bodies.sort(key=lambda b: -b.centre_lps[2])
-    scan = BodyScan(planes, body_prob, parts.astype(np.int32), bodies)
+    scan = BodyScan(planes, body_prob, parts.astype(np.int32), bodies, (float(box[4]), float(box[5])))
     _keep_column(scan, p, marks)
     _add_sacrum(scan, prob, p, marks)
     for i, b in enumerate(scan.bodies):
@@ -649,6 +651,14 @@ def sacral_anchor(scan: BodyScan, p: MrBodiesParams, transitional: Optional[str]
                              "(out of view or unclear)")
 
 
+def image_below_mm(scan: BodyScan, body: Body) -> float:
+    """How far the image searched goes on below the lowest point of ``body`` (mm; 0 when the body is cut by
+    the image's lower edge)."""
+    rows = np.nonzero(scan.parts == body.label)[1]
+    lowest_z = scan.planes[0].z0 - float(rows.max()) * scan.planes[0].spacing
+    return max(0.0, lowest_z - scan.z_range_lps[0])
+
+
 def _name_chain(scan: BodyScan, anchor: int, anchor_name: str, seq: Sequence[str], p: MrBodiesParams,
                 stop_at_gaps: bool) -> list[str]:
     """Names of the chain counted from the body at ``anchor`` (''; beyond the sequence or a gap)."""
@@ -669,6 +679,13 @@ def name_without_marks(scan: BodyScan, seq: Sequence[str], p: Optional[MrBodiesP
     p = p or MrBodiesParams()
     anchor, name = sacral_anchor(scan, p, transitional)
     names = _name_chain(scan, anchor, name, seq, p, stop_at_gaps=True)
+    if anchor + 1 < len(scan.bodies):
+        below = image_below_mm(scan, scan.bodies[anchor + 1])
+        if below < p.sacrum_view_mm:
+            scan.notes.append(
+                f"check that the body named {names[anchor + 1] or 'S1'} is the top of the sacrum: the image ends "
+                f"{below:.0f} mm below it, so the sacrum under it is hardly in view, and an image that ends in the "
+                "L5-S1 disc can make L5 look like S1 (the names would then be one level high)")
     if _gaps(scan.bodies, p):
         scan.notes.append("a body seems to be missing in the chain (a long step between two bodies): the bodies "
                           "beyond it are not named")

@@ -41,6 +41,11 @@ class MrBodiesParams:
     max_bend_deg: float = 40.0
     #: The top of the sacrum (S1), which the model outlines less surely, is outlined at this body probability.
     sacrum_threshold: float = 0.25
+    #: Without marks, a count from the sacrum is flagged for checking when the image ends less than this far
+    #: (mm) below the body taken for S1: the sacrum below it is hardly in view, and L5 above an image that ends
+    #: in the L5-S1 disc can look like S1 (held-out, such cuts of the 21 scans were named one level high on 6;
+    #: ``bench/anatomy_bench.py --fov --mri-cv``).
+    sacrum_view_mm: float = 20.0
     #: Mean L5 / S1 probability inside a body above which the network names it ...
     name_confidence: float = 0.5
     #: ... and above which a body looks like the last lumbar body (a second such body makes the names doubtful).
