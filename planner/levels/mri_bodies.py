@@ -678,6 +678,11 @@ def name_without_marks(scan: BodyScan, seq: Sequence[str], p: Optional[MrBodiesP
     left unnamed with a note. Raises :class:`LevelDetectionError` ("cannot name the levels: ...")."""
     p = p or MrBodiesParams()
     anchor, name = sacral_anchor(scan, p, transitional)
+    if anchor + 1 < p.count_min_above_s1:
+        raise LevelDetectionError(
+            f"cannot name the levels: only {anchor + 1} vertebral {'body is' if anchor == 0 else 'bodies are'} in view "
+            f"above the body that looks like the sacrum, too little of the spine to count from it; mark two named "
+            "bodies instead")
     names = _name_chain(scan, anchor, name, seq, p, stop_at_gaps=True)
     if anchor + 1 < len(scan.bodies):
         below = image_below_mm(scan, scan.bodies[anchor + 1])

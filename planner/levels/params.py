@@ -46,6 +46,11 @@ class MrBodiesParams:
     #: in the L5-S1 disc can look like S1 (held-out, such cuts of the 21 scans were named one level high on 6;
     #: ``bench/anatomy_bench.py --fov --mri-cv``).
     sacrum_view_mm: float = 20.0
+    #: Without marks, the count from the sacrum needs at least this many bodies in view above the body it
+    #: names S1: with fewer the image shows too little of the spine to tell the sacrum from a lumbar body (an
+    #: axial upper-abdominal MR of the shared data, 60 mm tall across the thoraco-lumbar junction, was named
+    #: L5 and S1). Every scan of the labelled set, and each of its cut fields of view, shows at least four.
+    count_min_above_s1: int = 3
     #: Mean L5 / S1 probability inside a body above which the network names it ...
     name_confidence: float = 0.5
     #: ... and above which a body looks like the last lumbar body (a second such body makes the names doubtful).
