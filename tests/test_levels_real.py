@@ -111,15 +111,35 @@ def test_ct_with_less_dense_marrow_keeps_every_level(example_ct):
     resolved, so the walls stay the threshold walls (``ct_cortex_max_voxel_mm``); following the cortex there
     measured no body at all."""
     volume, case = example_ct
-    hu = np.asarray(volume.array, dtype=np.float32).copy()
-    trabecular = (hu > 40.0) & (hu < 400.0)
-    hu[trabecular] = 40.0 + 0.6 * (hu[trabecular] - 40.0)
-    levels, error = _run(Volume(hu, volume.ijk_to_lps, volume.info), None, modality="CT")
+    levels, error = _run(_less_dense(volume, 0.6), None, modality="CT")
     r = score_levels(levels, case)
     assert error is None and r["found_right"] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"], (error, r)
     assert not r["misnamed"]
     centre = {name: e["centre"] for name, e in r["levels"].items()}
     assert max(v for name, v in centre.items() if name != "T12") <= 4.0 and centre["T12"] <= 5.5, centre
+
+
+def _less_dense(volume: Volume, keep: float) -> Volume:
+    """The CT with its values between soft tissue (40 HU) and cortex (400 HU) brought towards soft tissue, keeping
+    ``keep`` of their excess (trabecular bone losing density, as in osteopenia; the cortex kept)."""
+    hu = np.asarray(volume.array, dtype=np.float32).copy()
+    trabecular = (hu > 40.0) & (hu < 400.0)
+    hu[trabecular] = 40.0 + keep * (hu[trabecular] - 40.0)
+    return Volume(hu, volume.ijk_to_lps, volume.info)
+
+
+def test_ct_with_faint_bone_asks_for_a_mark_and_names_the_levels_from_it(example_ct):
+    """With the trabecular bone fainter still (0.45 of its excess over soft tissue: marrow about 80 HU) the sacrum's
+    alae are not recognised: without a mark the levels are not named and the message says why and asks for a mark;
+    with one mark in L3 the levels L2-S1 are named right with their centres within 4 mm."""
+    volume, case = example_ct
+    faint = _less_dense(volume, 0.45)
+    levels, error = _run(faint, None, modality="CT")
+    assert not levels and "alae too faint" in error and "mark one named body" in error, error
+    levels, error = _run(faint, {"L3": case["bodies"]["L3"].centroid}, modality="CT")
+    r = score_levels(levels, case)
+    assert error is None and not r["misnamed"] and {"L2", "L3", "L4", "L5", "S1"} <= set(r["found_right"]), r
+    assert max(r["levels"][n]["centre"] for n in ("L2", "L3", "L4", "L5", "S1")) <= 4.0
 
 
 def _pedicle_errors(r: dict) -> dict[tuple[str, str], float]:

@@ -55,9 +55,9 @@ def detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
     by_sacrum = None if sacral_idx is None else (sacral_idx, seq.index(anchor))
     by_marks = _anchor_from_marks(verts, curve, hints, seq, notes) if hints else None
     if by_marks is None and by_sacrum is None:
-        raise LevelDetectionError(f"the levels cannot be named: {len(verts)} vertebrae were found, but the sacrum "
-                                  "(S1), from which the levels are counted on CT, is not in the field of view; "
-                                  "mark one named body")
+        raise LevelDetectionError(f"the levels cannot be named: {len(verts)} vertebrae were found, but not the sacrum "
+                                  "(S1), from which the levels are counted on CT (out of the field of view, or its "
+                                  "alae too faint in low-density bone); mark one named body")
     if by_marks is not None and by_sacrum is not None:
         i_m, j_m = by_marks
         i_s, j_s = by_sacrum
