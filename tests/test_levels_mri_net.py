@@ -16,6 +16,7 @@ from planner.levels.mri_bodies import (
     BodyScan,
     _keep_column,
     edge_landmarks,
+    measure_landmarks,
     name_from_marks,
     name_without_marks,
     split_bodies,
@@ -125,6 +126,29 @@ def _scan(centres: list[tuple[float, float]], p_l5: list[float], p_s1: list[floa
         cen = g.lps_of(np.array([(r0 + r1) / 2, (c0 + c1) / 2]))
         bodies.append(Body(cen, 30.0, a, b, False, lab))
     return BodyScan([g], prob, parts, bodies)
+
+
+def test_a_disc_joined_to_the_body_at_a_moderate_probability_is_not_body():
+    """A degenerated disc can join the body above it at a moderate probability (0.6 here; held-out, such outlines
+    put L5's inferior endplate 11-18 mm low, in the L5-S1 disc). Where the probability fades over more than
+    ``inferior_fade_mm`` below the body, the inferior endplate is read at ``inferior_edge_threshold``: at the
+    body's edge, 12 mm below its centre, not at the end of the disc 8 mm further down, and the fade is kept for
+    the note. A short fade (a blurred edge) changes nothing."""
+    p = MrBodiesParams()
+    for rows, fade in ((range(7, 11), True), (range(7, 8), False)):
+        scan = _scan([(0.0, -100.0)], [0.0], [0.0])
+        (body,) = scan.bodies
+        r, c = np.round(scan.planes[0].pixel_of(body.centre_lps)).astype(int)
+        for k in rows:  # the disc below the body's last row (row 6 below its centre), 2 mm per row
+            scan.parts[0, r + k, c - 9:c + 10] = body.label
+            scan.body_prob[0, r + k, c - 9:c + 10] = 0.6
+        measure_landmarks(scan, p)
+        below = float((body.centre_lps - body.landmarks["inferior_endplate_lps"]) @ np.array([0.0, 0.0, 1.0]))
+        if fade:
+            assert 11.0 <= below <= 14.0 and body.inferior_fade_mm > p.inferior_fade_mm, (below, body.inferior_fade_mm)
+        else:
+            assert below > 14.0 and body.inferior_fade_mm == 0.0, (below, body.inferior_fade_mm)
+        assert scan.inside(body, body.centre_lps - np.array([0.0, 0.0, 14.0]))  # the outline keeps the disc
 
 
 #: T11 to S1 down a gently curved column, 32 mm apart; the network calls the 7th body L5 and the 8th S1.

@@ -76,6 +76,10 @@ def detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParam
         lm = body.landmarks
         if body.partial:
             notes.append(f"{name} is cut by the edge of the image: its landmarks are of the part in view")
+        if body.inferior_fade_mm > 0.0:
+            notes.append(f"{name}: the body's outline fades over {body.inferior_fade_mm:.0f} mm below it (a degenerated "
+                         "disc joined to the body, or a Modic change at the endplate): its inferior endplate is "
+                         "taken where the body is sure; check it on the image")
         if body.cut_at_side:
             at_side.append(name)
         peds: tuple[Optional[Point3], Optional[Point3]] = (None, None)

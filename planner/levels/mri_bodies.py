@@ -86,6 +86,9 @@ class Body:
     #: Cut by the side of the image (the sagittal slices end inside its width): its mid-sagittal landmarks
     #: are whole, its left-right middle is that of the part in view.
     cut_at_side: bool = False
+    #: How far (mm) the body's probability fades below its inferior endplate when that endplate was read at
+    #: ``inferior_edge_threshold`` (0: read at the body's threshold).
+    inferior_fade_mm: float = 0.0
     landmarks: dict[str, np.ndarray] = field(default_factory=dict)
     name: str = ""
 
@@ -348,12 +351,32 @@ def find_bodies(volume, marks: Sequence[Sequence[float]] = (), *, net: Optional[
     scan = BodyScan(planes, body_prob, parts.astype(np.int32), bodies, (float(box[4]), float(box[5])))
     _keep_column(scan, p, marks)
     _add_sacrum(scan, prob, p, marks)
+    measure_landmarks(scan, p)
+    return scan
+
+
+def measure_landmarks(scan: BodyScan, p: MrBodiesParams) -> None:
+    """Each body's walls and endplate centres (:func:`edge_landmarks` on its own probability along its axis, at
+    ``threshold``; the faint top of the sacrum at ``sacrum_threshold``). Where the probability fades over more
+    than ``inferior_fade_mm`` below the body (a disc joined to it), the inferior endplate is read at
+    ``inferior_edge_threshold`` and the fade is kept in :attr:`Body.inferior_fade_mm`."""
     for i, b in enumerate(scan.bodies):
         axis = _body_axis(scan, b, _axis_hint(scan.bodies, i), p.axis_tolerance_deg)
         own = scan.part_prob(b.label)
-        b.landmarks = edge_landmarks(lambda q, own=own: scan.body_prob_at(q, own), b.centre_lps, axis,
-                                     p.sacrum_threshold if b.faint else p.threshold)
-    return scan
+
+        def prob_at(q, own=own):
+            return scan.body_prob_at(q, own)
+
+        b.landmarks = edge_landmarks(prob_at, b.centre_lps, axis, p.sacrum_threshold if b.faint else p.threshold)
+        low = b.landmarks.get("inferior_endplate_lps")
+        if b.faint or low is None:
+            continue
+        sure = edge_landmarks(prob_at, b.centre_lps, axis, p.inferior_edge_threshold).get("inferior_endplate_lps")
+        if sure is not None:
+            fade = float((sure - low) @ (axis / np.linalg.norm(axis)))
+            if fade > p.inferior_fade_mm:
+                b.landmarks["inferior_endplate_lps"] = sure
+                b.inferior_fade_mm = fade
 
 
 def _add_sacrum(scan: BodyScan, prob: np.ndarray, p: MrBodiesParams, marks: Sequence[np.ndarray]) -> None:
