@@ -144,10 +144,12 @@ def test_uids_replaced_consistently(teaching, sources):
     for ds in exported:
         assert _uids(ds).isdisjoint(originals)
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
-    for needle_uid in originals:  # not in any byte of any file (plan, PDFs, README included)
+    for needle_uid in originals:  # not in any byte of any file (plan, PDFs, README included), as a whole UID: a new
+        # random UID under the same root can begin with the same digits (...498.1002 in ...498.10027048...)
+        whole = re.compile(rb"(?<![0-9.])" + re.escape(needle_uid.encode()) + rb"(?![0-9.])")
         for path in result.folder.rglob("*"):
             if path.is_file():
-                assert needle_uid.encode() not in path.read_bytes(), (path.name, needle_uid)
+                assert not whole.search(path.read_bytes()), (path.name, needle_uid)
     plan = load_plan(result.plan_file)
     study = {ds.StudyInstanceUID for ds in exported}
     assert study == {plan.case.study_instance_uid} == {de.uid(STUDY_UID)}
