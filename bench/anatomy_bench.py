@@ -102,9 +102,8 @@ def run_one(kind: str, case_name: str, mode: str, model: Optional[str] = None) -
     loaded = load_path(image)
     load_s = time.perf_counter() - t0
     (key, volume), = loaded.images.items()
-    if mode in FOV_CUTS:  # a shorter field of view, no marks
+    if mode in FOV_CUTS:  # a shorter field of view (marks_for gives none)
         volume = fov_cut(volume, case, mode)
-        hints = None
     modality = "CT" if kind == "ct" else None
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     t0 = time.perf_counter()

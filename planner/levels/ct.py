@@ -248,8 +248,8 @@ def _dp_track(score: np.ndarray, max_step: int, penalty: float) -> np.ndarray:
 def _ct_curve(grid: WorkGrid, p: DetectionParams, voxel_mm: float) -> tuple[SpineCurve, bool]:
     """The spine curve on CT (the posterior wall of the body column, module docstring) and whether the bodies'
     marrow is so close to soft tissue that their walls are the outer edges of the cortex
-    (:func:`_cortex_regime`: the median, over the rows, of the 12 mm in front of the column's track, and the
-    noise of the smoothed mid-sagittal slab there)."""
+    (:func:`_cortex_regime`: the column's level over its bony rows (:func:`_column_level`) of the 12 mm in front
+    of its track, the noise of the smoothed mid-sagittal slab there, and the voxel size)."""
     w = grid.array
     s = grid.spacing
     nz, ny, nx = w.shape

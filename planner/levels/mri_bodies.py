@@ -368,15 +368,15 @@ def measure_landmarks(scan: BodyScan, p: MrBodiesParams) -> None:
             return scan.body_prob_at(q, own)
 
         b.landmarks = edge_landmarks(prob_at, b.centre_lps, axis, p.sacrum_threshold if b.faint else p.threshold)
-        low = b.landmarks.get("inferior_endplate_lps")
-        if b.faint or low is None:
+        if b.faint or "inferior_endplate_lps" not in b.landmarks:
             continue
-        sure = edge_landmarks(prob_at, b.centre_lps, axis, p.inferior_edge_threshold).get("inferior_endplate_lps")
-        if sure is not None:
-            fade = float((sure - low) @ (axis / np.linalg.norm(axis)))
-            if fade > p.inferior_fade_mm:
-                b.landmarks["inferior_endplate_lps"] = sure
-                b.inferior_fade_mm = fade
+        down = -axis / np.linalg.norm(axis)
+        t = np.arange(0.0, EDGE_REACH_MM + 1e-9, EDGE_STEP_MM)
+        vals = prob_at(b.centre_lps[None, :] + t[:, None] * down[None, :])
+        low, sure = _fall_below(vals, t, p.threshold), _fall_below(vals, t, p.inferior_edge_threshold)
+        if sure is not None and low - sure > p.inferior_fade_mm:
+            b.landmarks["inferior_endplate_lps"] = b.centre_lps + sure * down
+            b.inferior_fade_mm = low - sure
 
 
 def _add_sacrum(scan: BodyScan, prob: np.ndarray, p: MrBodiesParams, marks: Sequence[np.ndarray]) -> None:
@@ -595,8 +595,25 @@ def axis_from_centres(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
     return d / n
 
 
+#: How far from a body's centre :func:`edge_landmarks` looks for its edges, and its sampling step (mm).
+EDGE_REACH_MM, EDGE_STEP_MM = 45.0, 0.25
+
+
+def _fall_below(vals: np.ndarray, t: np.ndarray, level: float) -> Optional[float]:
+    """Where the values sampled at distances ``t`` (from 0) first fall below ``level``, interpolated between
+    samples; None when they never do or start below it."""
+    below = np.flatnonzero(vals < level)
+    if len(below) == 0 or below[0] == 0:
+        return None
+    k = int(below[0])
+    v0, v1 = float(vals[k - 1]), float(vals[k])
+    f = (v0 - level) / (v0 - v1) if v0 != v1 else 0.0
+    return float(t[k - 1] + f * (t[k] - t[k - 1]))
+
+
 def edge_landmarks(prob_at: Callable[[np.ndarray], np.ndarray], centre_lps: np.ndarray, axis_lps: np.ndarray,
-                   threshold: float = 0.5, reach_mm: float = 45.0, step_mm: float = 0.25) -> dict[str, np.ndarray]:
+                   threshold: float = 0.5, reach_mm: float = EDGE_REACH_MM, step_mm: float = EDGE_STEP_MM
+                   ) -> dict[str, np.ndarray]:
     """Landmarks of a body from a function giving its probability (or 0/1 label) at LPS points.
 
     On the sagittal plane through ``centre_lps``: walls where the value falls below ``threshold`` going
@@ -612,14 +629,9 @@ def edge_landmarks(prob_at: Callable[[np.ndarray], np.ndarray], centre_lps: np.n
     out = {"body_center_lps": c}
     for name, d in (("anterior_wall_lps", ant), ("posterior_wall_lps", -ant), ("superior_endplate_lps", axis),
                     ("inferior_endplate_lps", -axis)):
-        vals = prob_at(c[None, :] + t[:, None] * d[None, :])
-        below = np.flatnonzero(vals < threshold)
-        if len(below) == 0 or below[0] == 0:
-            continue
-        k = int(below[0])
-        v0, v1 = float(vals[k - 1]), float(vals[k])
-        f = (v0 - threshold) / (v0 - v1) if v0 != v1 else 0.0
-        out[name] = c + (t[k - 1] + f * step_mm) * d
+        edge = _fall_below(prob_at(c[None, :] + t[:, None] * d[None, :]), t, threshold)
+        if edge is not None:
+            out[name] = c + edge * d
     return out
 
 

@@ -30,7 +30,8 @@ class MrBodiesParams:
     #: higher level to ``threshold``, the inferior endplate is read at this level (and a note says so): a
     #: degenerated disc can join the body above it at a moderate probability. Held-out, read at ``threshold``
     #: L5's inferior endplate lay 11-18 mm low, in the L5-S1 disc, on 6 of 21 scans; those 6 are exactly the
-    #: bodies (of 105 held-out L1-L5) whose fade exceeds 4 mm, and read at this level they are 2-8 mm off. Where
+    #: bodies (of 105 held-out L1-L5) whose fade exceeds 4 mm; read at this level five are 2-5 mm off and one
+    #: (VB1_02, a concave endplate) 12 mm. Where
     #: the fall is sharp (every other body, and the demo's Modic-changed endplates) nothing changes: a Modic band
     #: at the endplate also lowers the probability, so the higher level is not used everywhere.
     inferior_edge_threshold: float = 0.8
