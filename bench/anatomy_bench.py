@@ -328,6 +328,51 @@ def reference_check() -> None:
                       + f" mm; samples every 0.25 mm: {step:.2f} mm", flush=True)
 
 
+def ct_poses() -> None:
+    """``--pose``: both CTs turned, tilted, bent and with noise added (tests/anatomy_reference.py CT_POSES):
+    per pose, the levels named right, misnamed or refused, the body-centre error and the pedicles within
+    the acceptance limit (landmarks mapped back onto the original labels)."""
+    from planner.imaging import load_path
+    from planner.levels import LevelDetectionError, propose_levels_detailed
+    from tests.anatomy_reference import CT_POSES, ct_cases, posed_levels, posed_volume, score_levels
+
+    cases = ct_cases(SHARED)
+    limit = {"totalseg": ACCEPT["ct_pedicle_totalseg"], "tptbox": ACCEPT["ct_pedicle_tptbox"]}
+    print("CT poses (the image turned about the volume's centre on its own grid, or noise added; the landmarks "
+          "mapped back onto the original labels)")
+    for name, case in cases.items():
+        (_, volume), = load_path(case["image"]).images.items()
+        counts = {"named right": 0, "refused": 0, "misnamed": 0}
+        for pose in ("none", *CT_POSES):
+            if pose == "none":
+                posed, back, forward = volume, (lambda q: q), (lambda q: np.asarray(q, float))
+            else:
+                posed, back, forward = posed_volume(volume, pose)
+            hints = ({"L3": [float(c) for c in forward(case["bodies"]["L3"].centroid)]} if name == "tptbox"
+                     else None)
+            t0 = time.perf_counter()
+            try:
+                levels = posed_levels(propose_levels_detailed(posed, hints, modality="CT").levels, back)
+                error = ""
+            except LevelDetectionError as exc:
+                levels, error = [], str(exc)
+            dt = time.perf_counter() - t0
+            sc = score_levels(levels, case)
+            centres = [sc["levels"][n]["centre"] for n in sc["found_right"]]
+            peds = [sc["levels"].get(lv, {}).get(f"pedicle_{side}") for lv, ped in case["pedicles"].items()
+                    for side in ("left", "right") if getattr(ped, side) is not None]
+            got = [e for e in peds if e is not None]
+            verdict = "misnamed" if sc["misnamed"] else ("refused" if not levels else "named right")
+            if pose != "none":
+                counts[verdict] += 1
+            print(f"  {name:8s} {pose:8s} {dt:4.1f} s  {verdict:11s} right {len(sc['found_right'])}/{len(sc['labelled'])}"
+                  + (f" misnamed {sc['misnamed']}" if sc["misnamed"] else "")
+                  + (f"  centre median {np.median(centres):.1f} max {max(centres):.1f} mm" if centres else "")
+                  + f"  pedicles within {limit[name]:g} mm {sum(e <= limit[name] for e in got)}/{len(peds)}"
+                  + (f" (max {max(got):.1f})" if got else "") + (f"  [{error[:90]}]" if error else ""))
+        print(f"  {name}: of {len(CT_POSES)} poses " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
 def _ring_score(ring: Any, labels: np.ndarray, ijk_to_lps: np.ndarray, value: int, voxel_mm: float) -> str:
     """A canal outline against its vertebra's label in the outline's plane: the share of its points inside the
     ring (the convex hull of the label's section, pulled in by one voxel), its area, and its overlap (IoU)
@@ -410,6 +455,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                          "each MRI ending in the L5-S1 disc, halfway down S1, just below S1, and starting between L1 "
                          "and L2; example_ct starting between L1 and L2. Prints, per cut, the scans named right, "
                          "refused and named wrong")
+    ap.add_argument("--pose", action="store_true",
+                    help="CT robustness: both CTs turned, tilted and bent by 5-10 degrees and with noise added "
+                         "(tests/anatomy_reference.py CT_POSES); per pose, the levels named right, misnamed or refused, "
+                         "centre and pedicle errors")
     ap.add_argument("--canal", action="store_true",
                     help="CT canal outlines: the levels package's and the safety model's against the vertebra labels")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "CASE", "MODE"), help=argparse.SUPPRESS)
@@ -429,6 +478,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if args.canal:
         canal_compare()
+        return 0
+    if args.pose:
+        ct_poses()
         return 0
     from tests.anatomy_reference import mri_cases
 

@@ -551,6 +551,69 @@ def cut_volume_z(volume, z_min_lps: Optional[float] = None, z_max_lps: Optional[
     return Volume(np.ascontiguousarray(volume.array[tuple(index)]), cut, volume.info)
 
 
+#: Poses of a CT that a real population shows and the labelled scans do not (example_ct lies straight and
+#: still): the patient turned about the spine's long axis (``turn``: LPS z, a rotated patient or a
+#: rotated scoliotic spine), tilted sideways (``tilt``: about LPS y, a coronal curve) or bent forward or
+#: back (``bend``: about LPS x, another lordosis or a tilted gantry), by the degrees named; and image noise
+#: (``noise``: Gaussian, HU standard deviation, as in a low-dose scan). Each is (axis, degrees, noise).
+CT_POSES = {
+    "turn+5": ((0, 0, 1), 5.0, 0.0), "turn-5": ((0, 0, 1), -5.0, 0.0),
+    "turn+10": ((0, 0, 1), 10.0, 0.0), "turn-10": ((0, 0, 1), -10.0, 0.0),
+    "tilt+5": ((0, 1, 0), 5.0, 0.0), "tilt-5": ((0, 1, 0), -5.0, 0.0),
+    "tilt+10": ((0, 1, 0), 10.0, 0.0), "tilt-10": ((0, 1, 0), -10.0, 0.0),
+    "bend+10": ((1, 0, 0), 10.0, 0.0), "bend-10": ((1, 0, 0), -10.0, 0.0),
+    "noise20": ((0, 0, 1), 0.0, 20.0), "noise40": ((0, 0, 1), 0.0, 40.0),
+}
+
+
+def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
+    """``volume`` with its content turned as :data:`CT_POSES` names it (about the volume's centre, on the same
+    grid; ``order`` 0 for a label map) and noise added (seeded), with the maps of a point from the posed image
+    back to the original and from the original to the posed image: ``(posed, back, forward)``, each
+    ``f(p_lps) -> p_lps``."""
+    from scipy.spatial.transform import Rotation
+
+    from planner.imaging.volume import Volume
+
+    axis, deg, noise = CT_POSES[pose]
+    rot = Rotation.from_rotvec(np.radians(deg) * np.asarray(axis, float)).as_matrix()
+    m = volume.ijk_to_lps
+    centre = m[:3, :3] @ ((np.array(volume.array.shape[::-1]) - 1) / 2.0) + m[:3, 3]
+    arr = volume.array
+    if deg:
+        # posed(p) = original(rot^T (p - centre) + centre), as a map of (k, j, i) indices
+        to_orig = np.eye(4)
+        to_orig[:3, :3] = rot.T
+        to_orig[:3, 3] = centre - rot.T @ centre
+        swap = np.eye(4)
+        swap[:3, :3] = np.eye(3)[::-1]
+        kji = swap @ np.linalg.inv(m) @ to_orig @ m @ swap
+        arr = ndimage.affine_transform(arr.astype(np.float32), kji[:3, :3], kji[:3, 3], order=order, cval=fill)
+    if noise:
+        arr = arr + np.random.default_rng(0).normal(0.0, noise, arr.shape)
+    posed = Volume(np.ascontiguousarray(np.rint(arr).astype(volume.array.dtype)), m.copy(), volume.info)
+
+    def back(p_lps):
+        return None if p_lps is None else rot.T @ (np.asarray(p_lps, float) - centre) + centre
+
+    def forward(p_lps):
+        return rot @ (np.asarray(p_lps, float) - centre) + centre
+
+    return posed, back, forward
+
+
+def posed_levels(levels: Sequence, back) -> list:
+    """Levels found on a posed image with their landmarks mapped back to the original image (for
+    :func:`score_levels` against the original labels)."""
+    out = []
+    for lv in levels:
+        lm = lv.landmarks
+        moved = {n: (None if getattr(lm, n) is None else tuple(float(c) for c in back(getattr(lm, n))))
+                 for n in type(lm).model_fields}
+        out.append(lv.model_copy(update={"landmarks": lm.model_copy(update=moved)}))
+    return out
+
+
 def ct_cases(shared: Path) -> dict[str, dict]:
     """The labelled CTs: image path, labels, reference bodies and pedicles.
 
