@@ -71,6 +71,7 @@ def detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
         j = j_a + (i_a - i)  # cranial vertebrae have higher i -> smaller j
         v.name = seq[j] if 0 <= j < len(seq) else ""
         v.sacral = sacral_idx is not None and i <= sacral_idx
+    notes += _doubtful_pedicles(verts, p)
     for v in verts:
         if v.name in PROPOSED_ORDER and v.landmarks.body_center_lps is None:
             notes.append(f"{v.name} was found but its landmarks could not be measured; place them by hand")
@@ -86,6 +87,59 @@ def detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
         if v.partial:
             notes.append(f"{v.name} is only partly in the field of view; check its landmarks")
     return found[::-1], notes
+
+
+def _body_height(v: VertebraFound) -> Optional[float]:
+    lm = v.landmarks
+    if v.partial or lm.superior_endplate_lps is None or lm.inferior_endplate_lps is None:
+        return None
+    return float(np.linalg.norm(np.subtract(lm.superior_endplate_lps, lm.inferior_endplate_lps)))
+
+
+def _doubtful_pedicles(verts: list[VertebraFound], p: DetectionParams) -> list[str]:
+    """Pedicle landmarks that the image shows to be doubtful are cleared (to be placed by hand), with a note for
+    each named level: those of a body whose height does not fit its neighbours' (``ct_body_height_ratio``: the
+    spine was cut wrongly there, so the search looked in the wrong vertebra; its neighbours, which share a
+    doubtful disc with it, are noted to be checked too) and both of a pair whose centres lie at heights of the
+    body more than ``ct_pedicle_pair_height_mm`` apart (one is in the neighbouring vertebra)."""
+    heights = [_body_height(v) for v in verts]
+    notes = []
+    miscut = set()
+    for i, v in enumerate(verts):
+        lm = v.landmarks
+        sides = [s for s in ("left", "right") if getattr(lm, f"pedicle_{s}_lps") is not None]
+        near = [h for h in heights[max(0, i - 1):i] + heights[i + 1:i + 2] if h is not None]
+        h = heights[i]
+        why = None
+        if h is not None and near:
+            ratio = h / float(np.median(near))
+            lo, hi = p.ct_body_height_ratio
+            if not lo <= ratio <= hi:
+                miscut.add(i)
+                why = (f"its body measures {h:.0f} mm between the discs found, against {np.median(near):.0f} mm for "
+                       f"its neighbours (a disc may have been missed or found inside a body): check its landmarks")
+                if not sides and v.name in PROPOSED_ORDER:
+                    notes.append(f"{v.name}: {why}")
+        if not sides:
+            continue
+        if why is None and len(sides) == 2 and h is not None:
+            axis = np.subtract(lm.superior_endplate_lps, lm.inferior_endplate_lps) / h
+            dz = abs(float(np.subtract(lm.pedicle_left_lps, lm.pedicle_right_lps) @ axis))
+            if dz > p.ct_pedicle_pair_height_mm:
+                why = (f"its two pedicles were found {dz:.0f} mm apart in height (one is likely in the neighbouring "
+                       "vertebra)")
+        if why is None:
+            continue
+        v.landmarks = lm.model_copy(update={f"pedicle_{s}_lps": None for s in sides})
+        v.pedicle_outlines = {}
+        if v.name in PROPOSED_ORDER:
+            notes.append(f"{v.name}: {why}; its pedicles are not measured: place them by hand")
+    for i in sorted(miscut):  # the discs it shares with its neighbours are in doubt too
+        for k in (i - 1, i + 1):
+            if 0 <= k < len(verts) and k not in miscut and verts[k].name in PROPOSED_ORDER and verts[i].name:
+                notes.append(f"{verts[k].name}: the disc it shares with {verts[i].name}, whose height does not fit "
+                             f"its neighbours', may be misplaced: check its landmarks")
+    return notes
 
 
 def _anchor_from_marks(verts: list[VertebraFound], curve: SpineCurve, hints: Mapping[str, np.ndarray],

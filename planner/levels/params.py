@@ -132,6 +132,21 @@ class DetectionParams:
     #: Allowed distance between neighbouring discs (one vertebra plus one disc) (mm).
     disc_spacing_min_mm: float = 24.0
     disc_spacing_max_mm: float = 55.0
+    #: CT: a body measuring (superior to inferior endplate centre) less than the first or more than the second
+    #: times its neighbours' median height was cut wrongly along the spine (a disc found inside a body halves
+    #: it, a disc missed joins two): its landmarks are to be checked and its pedicles, which the search then
+    #: finds in the wrong vertebra, are left to be placed by hand. Neighbouring lumbar bodies differ by well
+    #: under a quarter (none of the 21 labelled MRIs' bodies differs so: MrBodiesParams.short_body_ratio), and
+    #: S1 measures about 0.8 of L5 on example_ct. example_ct turned or tilted by 5-10 degrees
+    #: (bench/anatomy_bench.py --pose) gave bodies of 0.35-0.55 and 1.8 times their neighbours, each with a
+    #: pedicle landmark 20-36 mm off.
+    ct_body_height_ratio: tuple[float, float] = (0.6, 1.5)
+    #: CT: the two pedicles of a vertebra arise at the same height of its body; measured farther apart than
+    #: this along the body's axis (mm), one of them lies in the neighbouring vertebra and both are left to be
+    #: placed by hand. About a pedicle's own height (L5: 12.9 +- 1.9 mm, Cook & Baker 2021, domain.md 5.2): on
+    #: the posed CTs of bench/anatomy_bench.py --pose, pairs that were both right differed by up to 9 mm, those
+    #: with one a vertebra off by 14-31 mm.
+    ct_pedicle_pair_height_mm: float = 12.0
     #: CT: a segment whose bone reaches this far from the midline at body level is sacral (alae).
     ala_min_halfwidth_mm: float = 40.0
     #: MRI: pedicles are searched this far behind the posterior wall (mm).
