@@ -287,3 +287,51 @@ def test_the_column_level_does_not_depend_on_how_much_pelvis_is_in_view():
         col = np.concatenate([spine, np.linspace(-60.0, 30.0, pelvis_rows)])
         assert _column_level(col, p) == pytest.approx(150.0)
     assert _column_level(np.full(10, 20.0), p) == pytest.approx(20.0)  # all soft tissue: its own median
+
+
+def _column(heights_mm, pedicle_heights=None):
+    """Vertebrae stacked along +z (caudal first) with the given body heights and 3 mm discs; pedicles 15 mm
+    behind the wall and 18 mm to each side, at mid-height or at the given heights above the inferior endplate
+    (left, right) per body."""
+    from planner.levels.results import VertebraFound
+    from planner.plan import Landmarks
+
+    out, z = [], 0.0
+    for i, h in enumerate(heights_mm):
+        hl, hr = (h / 2, h / 2) if pedicle_heights is None or pedicle_heights[i] is None else pedicle_heights[i]
+        lm = Landmarks(body_center_lps=(0.0, -20.0, z + h / 2), superior_endplate_lps=(0.0, -20.0, z + h),
+                       inferior_endplate_lps=(0.0, -20.0, z), posterior_wall_lps=(0.0, 0.0, z + h / 2),
+                       anterior_wall_lps=(0.0, -40.0, z + h / 2), pedicle_left_lps=(18.0, 15.0, z + hl),
+                       pedicle_right_lps=(-18.0, 15.0, z + hr))
+        v = VertebraFound(float(i), float(i + 1), lm, name=["S1", "L5", "L4", "L3", "L2"][i])
+        v.pedicle_outlines = {"left": [(18.0, 15.0, z)], "right": [(-18.0, 15.0, z)]}
+        out.append(v)
+        z += h + 3.0
+    return out
+
+
+def test_pedicles_of_a_body_cut_wrongly_or_at_two_heights_are_left_to_the_hand():
+    """A body twice (or half) its neighbours' height was cut wrongly along the spine: its pedicles are cleared
+    with a note, and its neighbours are told to check the disc they share with it. A pair whose centres lie
+    more than 12 mm apart in height is cleared too; pairs within it and well-cut bodies keep theirs."""
+    from planner.levels.ct import _doubtful_pedicles
+
+    p = DetectionParams()
+    verts = _column([24.0, 28.0, 52.0, 28.0, 27.0])
+    notes = _doubtful_pedicles(verts, p)
+    by = {v.name: v for v in verts}
+    assert by["L4"].landmarks.pedicle_left_lps is None and by["L4"].landmarks.pedicle_right_lps is None
+    assert by["L4"].pedicle_outlines == {}
+    assert any(n.startswith("L4: its body measures 52 mm") and "place them by hand" in n for n in notes), notes
+    assert any(n.startswith("L5: the disc it shares with L4") for n in notes), notes
+    assert any(n.startswith("L3: the disc it shares with L4") for n in notes), notes
+    for name in ("S1", "L5", "L3", "L2"):
+        assert by[name].landmarks.pedicle_left_lps is not None, name
+
+    verts = _column([24.0, 28.0, 28.0, 28.0, 27.0], [None, None, (14.0, 27.0), (10.0, 20.0), None])
+    notes = _doubtful_pedicles(verts, p)
+    by = {v.name: v for v in verts}
+    assert by["L4"].landmarks.pedicle_left_lps is None and by["L4"].landmarks.pedicle_right_lps is None  # 13 mm
+    assert by["L3"].landmarks.pedicle_left_lps is not None  # 10 mm apart: kept
+    assert notes == ["L4: its two pedicles were found 13 mm apart in height (one is likely in the neighbouring "
+                     "vertebra); its pedicles are not measured: place them by hand"]

@@ -134,11 +134,13 @@ def _doubtful_pedicles(verts: list[VertebraFound], p: DetectionParams) -> list[s
         v.pedicle_outlines = {}
         if v.name in PROPOSED_ORDER:
             notes.append(f"{v.name}: {why}; its pedicles are not measured: place them by hand")
-    for i in sorted(miscut):  # the discs it shares with its neighbours are in doubt too
-        for k in (i - 1, i + 1):
-            if 0 <= k < len(verts) and k not in miscut and verts[k].name in PROPOSED_ORDER and verts[i].name:
-                notes.append(f"{verts[k].name}: the disc it shares with {verts[i].name}, whose height does not fit "
-                             f"its neighbours', may be misplaced: check its landmarks")
+    for k, v in enumerate(verts):  # the discs a wrongly cut body shares with its neighbours are in doubt too
+        beside = [verts[i].name for i in (k + 1, k - 1) if i in miscut and verts[i].name]
+        if k in miscut or not beside or v.name not in PROPOSED_ORDER:
+            continue
+        notes.append(f"{v.name}: the disc{'s' if len(beside) > 1 else ''} it shares with {' and '.join(beside)}, "
+                     f"whose {'heights do not fit their' if len(beside) > 1 else 'height does not fit its'} "
+                     "neighbours', may be misplaced: check its landmarks")
     return notes
 
 
