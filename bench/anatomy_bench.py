@@ -373,6 +373,58 @@ def ct_poses() -> None:
         print(f"  {name}: of {len(CT_POSES)} poses " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
+#: The poses of the MRIs (``--pose --mri-cv``): turned and tilted by 10 degrees either way (bent: the training's
+#: in-plane rotations already cover it).
+MRI_POSES = ("turn+10", "turn-10", "tilt+10", "tilt-10")
+
+
+def mri_poses(cv_dir: Path, cases: list[str]) -> None:
+    """``--pose --mri-cv DIR``: each MRI turned and tilted (:data:`MRI_POSES`), with the fold model that did not see
+    it: with marks at the L1 and L5 centroids (mapped into the posed image) the levels named right, misnamed and the
+    body-centre error; without marks the scans named right, refused and named wrong."""
+    from planner.imaging import load_path
+    from planner.levels import DetectionParams, LevelDetectionError, propose_levels_detailed
+    from planner.levels.params import MrBodiesParams
+    from tests.anatomy_reference import mri_case, posed_levels, posed_volume, score_levels
+
+    folds = json.loads((cv_dir / "folds.json").read_text())["folds"]
+    fold_of = {c: k for k, names in enumerate(folds) for c in names}
+    print(f"MRI poses, HELD-OUT (each scan with the fold model of {cv_dir} trained without it)")
+    for pose in MRI_POSES:
+        right = labelled = misnamed = 0
+        centres: list[float] = []
+        nomarks = {"named right": 0, "refused": 0, "named wrong": 0}
+        worst = 0.0
+        for name in cases:
+            case = mri_case(MRI_DIR, name)
+            (_, volume), = load_path(MRI_DIR / f"{name}_mr.nii.gz").images.items()
+            posed, back, forward = posed_volume(volume, pose, fill=0.0)
+            params = DetectionParams(mr_bodies=MrBodiesParams(model_path=str(cv_dir / f"fold{fold_of[name]}.onnx")))
+            for marks in (True, False):
+                hints = ({n: [float(c) for c in forward(case["bodies"][n].centroid)] for n in ("L1", "L5")}
+                         if marks else None)
+                t0 = time.perf_counter()
+                try:
+                    levels = posed_levels(propose_levels_detailed(posed, hints, params=params).levels, back)
+                except LevelDetectionError:
+                    levels = []
+                worst = max(worst, time.perf_counter() - t0)
+                sc = score_levels(levels, case)
+                if marks:
+                    right += len(sc["found_right"])
+                    labelled += len(sc["labelled"])
+                    misnamed += len(sc["misnamed"])
+                    centres += [sc["levels"][n]["centre"] for n in sc["found_right"]]
+                else:
+                    key = ("named wrong" if sc["misnamed"] else "refused" if not levels
+                           else "named right" if len(sc["found_right"]) == len(sc["labelled"]) else "named wrong")
+                    nomarks[key] += 1
+        c = np.asarray(centres)
+        print(f"  {pose:8s} marks: {right}/{labelled} named right, {misnamed} misnamed, centre median "
+              f"{np.median(c):.1f} p95 {np.percentile(c, 95):.1f} mm;  no marks: "
+              + ", ".join(f"{v} {k}" for k, v in nomarks.items()) + f";  slowest {worst:.1f} s")
+
+
 def _ring_score(ring: Any, labels: np.ndarray, ijk_to_lps: np.ndarray, value: int, voxel_mm: float) -> str:
     """A canal outline against its vertebra's label in the outline's plane: the share of its points inside the
     ring (the convex hull of the label's section, pulled in by one voxel), its area, and its overlap (IoU)
@@ -458,7 +510,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--pose", action="store_true",
                     help="CT robustness: both CTs turned, tilted and bent by 5-10 degrees and with noise added "
                          "(tests/anatomy_reference.py CT_POSES); per pose, the levels named right, misnamed or refused, "
-                         "centre and pedicle errors")
+                         "centre and pedicle errors. With --mri-cv DIR: the MRIs turned and tilted by 10 degrees "
+                         "(held-out), with and without marks")
     ap.add_argument("--canal", action="store_true",
                     help="CT canal outlines: the levels package's and the safety model's against the vertebra labels")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "CASE", "MODE"), help=argparse.SUPPRESS)
@@ -480,7 +533,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         canal_compare()
         return 0
     if args.pose:
-        ct_poses()
+        if args.mri_cv:
+            from tests.anatomy_reference import mri_cases
+
+            mri_poses(args.mri_cv, args.cases.split(",") if args.cases else mri_cases(MRI_DIR))
+        else:
+            ct_poses()
         return 0
     from tests.anatomy_reference import mri_cases
 
