@@ -342,7 +342,7 @@ def ct_poses() -> None:
           "mapped back onto the original labels)")
     for name, case in cases.items():
         (_, volume), = load_path(case["image"]).images.items()
-        counts = {"named right": 0, "refused": 0, "misnamed": 0}
+        counts = {"named right": 0, "refused": 0, "misnamed": 0, "off": 0}
         for pose in ("none", *CT_POSES):
             if pose == "none":
                 posed, back, forward = volume, (lambda q: q), (lambda q: np.asarray(q, float))
@@ -362,7 +362,8 @@ def ct_poses() -> None:
             peds = [sc["levels"].get(lv, {}).get(f"pedicle_{side}") for lv, ped in case["pedicles"].items()
                     for side in ("left", "right") if getattr(ped, side) is not None]
             got = [e for e in peds if e is not None]
-            verdict = "misnamed" if sc["misnamed"] else ("refused" if not levels else "named right")
+            verdict = ("misnamed" if sc["misnamed"] else "refused" if not levels
+                       else "named right" if sc["found_right"] else "off")
             if pose != "none":
                 counts[verdict] += 1
             print(f"  {name:8s} {pose:8s} {dt:4.1f} s  {verdict:11s} right {len(sc['found_right'])}/{len(sc['labelled'])}"

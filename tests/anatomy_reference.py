@@ -554,30 +554,34 @@ def cut_volume_z(volume, z_min_lps: Optional[float] = None, z_max_lps: Optional[
 #: Poses of a CT that a real population shows and the labelled scans do not (example_ct lies straight and
 #: still): the patient turned about the spine's long axis (``turn``: LPS z, a rotated patient or a
 #: rotated scoliotic spine), tilted sideways (``tilt``: about LPS y, a coronal curve) or bent forward or
-#: back (``bend``: about LPS x, another lordosis or a tilted gantry), by the degrees named; and image noise
-#: (``noise``: Gaussian, HU standard deviation, as in a low-dose scan). Each is (axis, degrees, noise).
+#: back (``bend``: about LPS x, another lordosis or a tilted gantry), by the degrees named; image noise
+#: (``noise``: Gaussian, HU standard deviation, as in a low-dose scan); and thick slices (``slices``: the
+#: slices averaged over and resampled to this thickness in mm, as an abdominal CT reconstructed at 5 mm).
+#: Each is (axis, degrees, noise, slice thickness; 0 keeps that).
 CT_POSES = {
-    "turn+5": ((0, 0, 1), 5.0, 0.0), "turn-5": ((0, 0, 1), -5.0, 0.0),
-    "turn+10": ((0, 0, 1), 10.0, 0.0), "turn-10": ((0, 0, 1), -10.0, 0.0),
-    "tilt+5": ((0, 1, 0), 5.0, 0.0), "tilt-5": ((0, 1, 0), -5.0, 0.0),
-    "tilt+10": ((0, 1, 0), 10.0, 0.0), "tilt-10": ((0, 1, 0), -10.0, 0.0),
-    "bend+10": ((1, 0, 0), 10.0, 0.0), "bend-10": ((1, 0, 0), -10.0, 0.0),
-    "noise20": ((0, 0, 1), 0.0, 20.0), "noise40": ((0, 0, 1), 0.0, 40.0),
+    "turn+5": ((0, 0, 1), 5.0, 0.0, 0.0), "turn-5": ((0, 0, 1), -5.0, 0.0, 0.0),
+    "turn+10": ((0, 0, 1), 10.0, 0.0, 0.0), "turn-10": ((0, 0, 1), -10.0, 0.0, 0.0),
+    "tilt+5": ((0, 1, 0), 5.0, 0.0, 0.0), "tilt-5": ((0, 1, 0), -5.0, 0.0, 0.0),
+    "tilt+10": ((0, 1, 0), 10.0, 0.0, 0.0), "tilt-10": ((0, 1, 0), -10.0, 0.0, 0.0),
+    "bend+10": ((1, 0, 0), 10.0, 0.0, 0.0), "bend-10": ((1, 0, 0), -10.0, 0.0, 0.0),
+    "noise20": ((0, 0, 1), 0.0, 20.0, 0.0), "noise40": ((0, 0, 1), 0.0, 40.0, 0.0),
+    "slices5": ((0, 0, 1), 0.0, 0.0, 5.0),
 }
 
 
 def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
     """``volume`` with its content turned as :data:`CT_POSES` names it (about the volume's centre, on the same
-    grid; ``order`` 0 for a label map) and noise added (seeded), with the maps of a point from the posed image
+    grid; ``order`` 0 for a label map), noise added (seeded) or its slices made thicker (averaged over the new
+    thickness, then resampled; the grid's slice spacing changes), with the maps of a point from the posed image
     back to the original and from the original to the posed image: ``(posed, back, forward)``, each
     ``f(p_lps) -> p_lps``."""
     from scipy.spatial.transform import Rotation
 
     from planner.imaging.volume import Volume
 
-    axis, deg, noise = CT_POSES[pose]
+    axis, deg, noise, slice_mm = CT_POSES[pose]
     rot = Rotation.from_rotvec(np.radians(deg) * np.asarray(axis, float)).as_matrix()
-    m = volume.ijk_to_lps
+    m = volume.ijk_to_lps.copy()
     centre = m[:3, :3] @ ((np.array(volume.array.shape[::-1]) - 1) / 2.0) + m[:3, 3]
     arr = volume.array
     if deg:
@@ -591,7 +595,16 @@ def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
         arr = ndimage.affine_transform(arr.astype(np.float32), kji[:3, :3], kji[:3, 3], order=order, cval=fill)
     if noise:
         arr = arr + np.random.default_rng(0).normal(0.0, noise, arr.shape)
-    posed = Volume(np.ascontiguousarray(np.rint(arr).astype(volume.array.dtype)), m.copy(), volume.info)
+    if slice_mm:
+        step = float(np.linalg.norm(m[:3, 2]))  # the slice spacing (k axis)
+        # a label map is resampled, not averaged
+        thick = (np.asarray(arr, np.float32) if order == 0 else
+                 ndimage.uniform_filter1d(np.asarray(arr, np.float32), max(1, int(round(slice_mm / step))), axis=0))
+        n = int(np.floor((arr.shape[0] - 1) * step / slice_mm)) + 1
+        arr = ndimage.map_coordinates(thick, np.meshgrid(np.arange(n) * slice_mm / step, np.arange(arr.shape[1]),
+                                                         np.arange(arr.shape[2]), indexing="ij"), order=order)
+        m[:3, 2] *= slice_mm / step
+    posed = Volume(np.ascontiguousarray(np.rint(arr).astype(volume.array.dtype)), m, volume.info)
 
     def back(p_lps):
         return None if p_lps is None else rot.T @ (np.asarray(p_lps, float) - centre) + centre

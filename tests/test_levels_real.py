@@ -168,16 +168,20 @@ def _less_dense(volume: Volume, keep: float) -> Volume:
 
 def test_ct_with_faint_bone_asks_for_a_mark_and_names_the_levels_from_it(example_ct):
     """With the trabecular bone fainter still (0.45 of its excess over soft tissue: marrow about 80 HU) the sacrum's
-    alae are not recognised: without a mark the levels are not named and the message says why and asks for a mark;
-    with one mark in L3 the levels L2-S1 are named right with their centres within 4 mm."""
+    alae still join it to the ilia over enough of its height: L1-S1 named right from the sacrum. At 0.4 they no
+    longer do: without a mark the levels are not named and the message says why and asks for a mark; with one mark
+    in L3 the levels L2-L5 are named right with their centres within 4 mm (S1 is not measured in bone so faint)."""
     volume, case = example_ct
-    faint = _less_dense(volume, 0.45)
+    levels, error = _run(_less_dense(volume, 0.45), None, modality="CT")
+    r = score_levels(levels, case)
+    assert error is None and not r["misnamed"] and {"L1", "L2", "L3", "L4", "L5", "S1"} <= set(r["found_right"]), r
+    faint = _less_dense(volume, 0.4)
     levels, error = _run(faint, None, modality="CT")
     assert not levels and "alae too faint" in error and "mark one named body" in error, error
     levels, error = _run(faint, {"L3": case["bodies"]["L3"].centroid}, modality="CT")
     r = score_levels(levels, case)
-    assert error is None and not r["misnamed"] and {"L2", "L3", "L4", "L5", "S1"} <= set(r["found_right"]), r
-    assert max(r["levels"][n]["centre"] for n in ("L2", "L3", "L4", "L5", "S1")) <= 4.0
+    assert error is None and not r["misnamed"] and {"L2", "L3", "L4", "L5"} <= set(r["found_right"]), r
+    assert max(r["levels"][n]["centre"] for n in ("L2", "L3", "L4", "L5")) <= 4.0
 
 
 def _pedicle_errors(r: dict) -> dict[tuple[str, str], float]:

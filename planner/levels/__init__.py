@@ -19,8 +19,9 @@ are returned in LPS mm):
    a thin dark band crossing the column, tilted by up to ``DetectionParams.disc_max_tilt_deg``, with brighter
    bone (the endplates) on both sides (:func:`~planner.levels.discs.disc_scores`); a dynamic programme picks
    the chain of such bands whose spacing is that of vertebrae (``disc_spacing_min_mm``..``disc_spacing_max_mm``).
-3. **Naming.** The sacrum is recognised by its alae (bone reaching more than ``ala_min_halfwidth_mm`` from the
-   midline at the level of the body, where a lumbar body is narrower and its transverse processes arise
+3. **Naming.** The sacrum is recognised by its alae (bone joined to the body in front of its posterior wall
+   reaching more than ``ala_min_halfwidth_mm`` from the midline on both sides, to the ilia, over at least
+   ``ala_min_run_mm`` of the body's height, where a lumbar body is narrower and its transverse processes arise
    behind the body); the highest such segment is S1 (or L5 when ``transitional="sacralised_L5"``) and the
    levels are counted up from it (with an extra L6 when ``transitional="L6"``). Marks (``hints``), when given,
    name the bodies they lie in (a disagreement with the sacrum's count is noted); a CT without the sacrum (a

@@ -655,7 +655,8 @@ def _endplate_point(img: np.ndarray, a_col: np.ndarray, curve: SpineCurve, t_dis
 
 def _ct_has_alae(grid: WorkGrid, curve: SpineCurve, v: VertebraFound, p: DetectionParams) -> bool:
     """True if bone connected to the body reaches beyond ``ala_min_halfwidth_mm`` on both sides in front of
-    the posterior wall (sacral alae). Lumbar transverse processes arise behind the wall and are ignored."""
+    the posterior wall (sacral alae) in planes across the spine covering at least ``ala_min_run_mm`` of the
+    middle 40 % of its height. Lumbar transverse processes arise behind the wall and are ignored."""
     s = grid.spacing
     lm = v.landmarks
     depth = float(np.linalg.norm(np.subtract(lm.anterior_wall_lps, lm.posterior_wall_lps)))
@@ -682,4 +683,4 @@ def _ct_has_alae(grid: WorkGrid, curve: SpineCurve, v: VertebraFound, p: Detecti
         left = xs[xs > 0].max() if np.any(xs > 0) else 0.0
         right = -xs[xs < 0].min() if np.any(xs < 0) else 0.0
         reach.append(min(left, right))
-    return bool(np.median(reach) >= p.ala_min_halfwidth_mm)
+    return bool(np.count_nonzero(np.asarray(reach) >= p.ala_min_halfwidth_mm) * s >= p.ala_min_run_mm)

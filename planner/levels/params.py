@@ -147,8 +147,16 @@ class DetectionParams:
     #: the posed CTs of bench/anatomy_bench.py --pose, pairs that were both right differed by up to 9 mm, those
     #: with one a vertebra off by 14-31 mm.
     ct_pedicle_pair_height_mm: float = 12.0
-    #: CT: a segment whose bone reaches this far from the midline at body level is sacral (alae).
-    ala_min_halfwidth_mm: float = 40.0
+    #: CT: a segment whose bone, connected to its body in front of the posterior wall, reaches this far from the
+    #: midline on both sides is sacral (the alae, joined to the ilia across the sacroiliac joints) ...
+    #: (bench/anatomy_bench.py --pose prints the CT poses; measured per plane across the middle 40 % of each
+    #: segment on example_ct straight, thinner and thicker slices, with noise, turned, tilted and bent: L5's
+    #: bone there reaches at most 42 mm, in one plane 74 mm; S1's, where its alae are joined, 74-98 mm. At 40 mm
+    #: over half the planes, L5 came within 0.5 mm of passing for S1 - every name one level high.)
+    ala_min_halfwidth_mm: float = 60.0
+    #: CT: ... in planes covering at least this much of the segment's height (mm): S1 of example_ct resliced at
+    #: 5 mm shows its alae joined in only a third of its planes (3 of 9); L5 never in more than one.
+    ala_min_run_mm: float = 4.0
     #: MRI: pedicles are searched this far behind the posterior wall (mm).
     pedicle_depth_mm: tuple[float, float] = (3.0, 14.0)
     #: MRI: ... and this far from the midline (mm).
