@@ -10,13 +10,11 @@ import http.server
 import os
 import random
 import signal
-import socket
 import stat
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid

@@ -26,7 +26,6 @@ def panel(qtbot):
 
 
 def test_comment_anchored_to_a_trajectory(panel, qtbot):
-    plan = panel.session.document.plan
     idx = panel.anchor.findText("Trajectory L4 left")
     assert idx > 0
     panel.anchor.setCurrentIndex(idx)

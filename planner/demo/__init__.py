@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.demo.phantom import GENERATOR_VERSION
-from planner.demo.writer import GROUND_TRUTH, SAMPLE_PLAN, DemoManifest, write_demo_study
+from planner.demo.writer import GROUND_TRUTH, DemoManifest, write_demo_study
 
 __all__ = ["GENERATOR_VERSION", "DemoManifest", "write_demo_study", "ensure_demo_case", "load_ground_truth",
            "demo_cache_dir"]

@@ -41,7 +41,6 @@ items alone.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
