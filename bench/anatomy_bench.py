@@ -391,16 +391,15 @@ def mri_poses(cv_dir: Path, cases: list[str]) -> None:
     folds = json.loads((cv_dir / "folds.json").read_text())["folds"]
     fold_of = {c: k for k, names in enumerate(folds) for c in names}
     print(f"MRI poses, HELD-OUT (each scan with the fold model of {cv_dir} trained without it)")
-    for pose in MRI_POSES:
-        right = labelled = misnamed = 0
-        centres: list[float] = []
-        nomarks = {"named right": 0, "refused": 0, "named wrong": 0}
-        worst = 0.0
-        for name in cases:
-            case = mri_case(MRI_DIR, name)
-            (_, volume), = load_path(MRI_DIR / f"{name}_mr.nii.gz").images.items()
+    tally = {pose: {"right": 0, "labelled": 0, "misnamed": 0, "centres": [], "worst": 0.0,
+                    "no marks": {"named right": 0, "refused": 0, "named wrong": 0}} for pose in MRI_POSES}
+    for name in cases:  # each scan and its labels read once
+        case = mri_case(MRI_DIR, name)
+        (_, volume), = load_path(MRI_DIR / f"{name}_mr.nii.gz").images.items()
+        params = DetectionParams(mr_bodies=MrBodiesParams(model_path=str(cv_dir / f"fold{fold_of[name]}.onnx")))
+        for pose in MRI_POSES:
+            got = tally[pose]
             posed, back, forward = posed_volume(volume, pose, fill=0.0)
-            params = DetectionParams(mr_bodies=MrBodiesParams(model_path=str(cv_dir / f"fold{fold_of[name]}.onnx")))
             for marks in (True, False):
                 hints = ({n: [float(c) for c in forward(case["bodies"][n].centroid)] for n in ("L1", "L5")}
                          if marks else None)
@@ -409,21 +408,22 @@ def mri_poses(cv_dir: Path, cases: list[str]) -> None:
                     levels = posed_levels(propose_levels_detailed(posed, hints, params=params).levels, back)
                 except LevelDetectionError:
                     levels = []
-                worst = max(worst, time.perf_counter() - t0)
+                got["worst"] = max(got["worst"], time.perf_counter() - t0)
                 sc = score_levels(levels, case)
                 if marks:
-                    right += len(sc["found_right"])
-                    labelled += len(sc["labelled"])
-                    misnamed += len(sc["misnamed"])
-                    centres += [sc["levels"][n]["centre"] for n in sc["found_right"]]
+                    got["right"] += len(sc["found_right"])
+                    got["labelled"] += len(sc["labelled"])
+                    got["misnamed"] += len(sc["misnamed"])
+                    got["centres"] += [sc["levels"][n]["centre"] for n in sc["found_right"]]
                 else:
                     key = ("named wrong" if sc["misnamed"] else "refused" if not levels
                            else "named right" if len(sc["found_right"]) == len(sc["labelled"]) else "named wrong")
-                    nomarks[key] += 1
-        c = np.asarray(centres)
-        print(f"  {pose:8s} marks: {right}/{labelled} named right, {misnamed} misnamed, centre median "
-              f"{np.median(c):.1f} p95 {np.percentile(c, 95):.1f} mm;  no marks: "
-              + ", ".join(f"{v} {k}" for k, v in nomarks.items()) + f";  slowest {worst:.1f} s")
+                    got["no marks"][key] += 1
+    for pose, got in tally.items():
+        c = np.asarray(got["centres"])
+        print(f"  {pose:8s} marks: {got['right']}/{got['labelled']} named right, {got['misnamed']} misnamed, centre "
+              f"median {np.median(c):.1f} p95 {np.percentile(c, 95):.1f} mm;  no marks: "
+              + ", ".join(f"{v} {k}" for k, v in got["no marks"].items()) + f";  slowest {got['worst']:.1f} s")
 
 
 def _ring_score(ring: Any, labels: np.ndarray, ijk_to_lps: np.ndarray, value: int, voxel_mm: float) -> str:

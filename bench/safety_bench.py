@@ -185,8 +185,7 @@ def bench_ct_poses() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         for pose in CT_POSES:
             posed, _, _ = posed_volume(vol, pose)
-            posed_labels, _, _ = posed_volume(labels, pose, order=0, fill=0.0) if CT_POSES[pose][1] or CT_POSES[pose][3] \
-                else (labels, 0, 0)
+            posed_labels, _, _ = posed_volume(labels, pose, order=0, fill=0.0)
             image = Path(tmp) / f"{pose}.nii.gz"
             nib.save(nib.Nifti1Image(np.transpose(posed.array, (2, 1, 0)), lps_to_ras @ posed.ijk_to_lps), str(image))
             plan_path = Path(tmp) / f"{pose}.bvnplan"

@@ -571,8 +571,8 @@ CT_POSES = {
 
 def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
     """``volume`` with its content turned as :data:`CT_POSES` names it (about the volume's centre, on the same
-    grid; ``order`` 0 for a label map), noise added (seeded) or its slices made thicker (averaged over the new
-    thickness, then resampled; the grid's slice spacing changes), with the maps of a point from the posed image
+    grid; ``order`` 0 for a label map, which is never noised or averaged), noise added (seeded) or its slices made
+    thicker (averaged over the new thickness, then resampled; the grid's slice spacing changes), with the maps of a point from the posed image
     back to the original and from the original to the posed image: ``(posed, back, forward)``, each
     ``f(p_lps) -> p_lps``."""
     from scipy.spatial.transform import Rotation
@@ -593,7 +593,7 @@ def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
         swap[:3, :3] = np.eye(3)[::-1]
         kji = swap @ np.linalg.inv(m) @ to_orig @ m @ swap
         arr = ndimage.affine_transform(arr.astype(np.float32), kji[:3, :3], kji[:3, 3], order=order, cval=fill)
-    if noise:
+    if noise and order != 0:
         arr = arr + np.random.default_rng(0).normal(0.0, noise, arr.shape)
     if slice_mm:
         step = float(np.linalg.norm(m[:3, 2]))  # the slice spacing (k axis)
