@@ -12,7 +12,7 @@ from scipy import ndimage
 from planner.imaging.volume import Volume
 from planner.plan import Landmarks
 from planner.levels.params import DetectionParams
-from planner.levels.results import LevelDetectionError, lps_tuple, VertebraFound
+from planner.levels.results import LevelDetectionError, body_heights, lps_tuple, neighbours_height, VertebraFound
 from planner.levels.naming import PROPOSED_ORDER, name_sequence
 from planner.levels.grid import line_profile, body_frame, SpineCurve, work_grid, WorkGrid, working_volume
 from planner.levels.pedicles import BodyFrame, ct_pedicle
@@ -89,34 +89,26 @@ def detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
     return found[::-1], notes
 
 
-def _body_height(v: VertebraFound) -> Optional[float]:
-    lm = v.landmarks
-    if v.partial or lm.superior_endplate_lps is None or lm.inferior_endplate_lps is None:
-        return None
-    return float(np.linalg.norm(np.subtract(lm.superior_endplate_lps, lm.inferior_endplate_lps)))
-
-
 def _doubtful_pedicles(verts: list[VertebraFound], p: DetectionParams) -> list[str]:
     """Pedicle landmarks that the image shows to be doubtful are cleared (to be placed by hand), with a note for
     each named level: those of a body whose height does not fit its neighbours' (``ct_body_height_ratio``: the
     spine was cut wrongly there, so the search looked in the wrong vertebra; its neighbours, which share a
     doubtful disc with it, are noted to be checked too) and both of a pair whose centres lie at heights of the
     body more than ``ct_pedicle_pair_height_mm`` apart (one is in the neighbouring vertebra)."""
-    heights = [_body_height(v) for v in verts]
+    heights = body_heights(verts)
     notes = []
     miscut = set()
     for i, v in enumerate(verts):
         lm = v.landmarks
         sides = [s for s in ("left", "right") if getattr(lm, f"pedicle_{s}_lps") is not None]
-        near = [h for h in heights[max(0, i - 1):i] + heights[i + 1:i + 2] if h is not None]
+        near = neighbours_height(heights, i)
         h = heights[i]
         why = None
-        if h is not None and near:
-            ratio = h / float(np.median(near))
+        if h is not None and near is not None:
             lo, hi = p.ct_body_height_ratio
-            if not lo <= ratio <= hi:
+            if not lo <= h / near <= hi:
                 miscut.add(i)
-                why = (f"its body measures {h:.0f} mm between the discs found, against {np.median(near):.0f} mm for "
+                why = (f"its body measures {h:.0f} mm between the discs found, against {near:.0f} mm for "
                        f"its neighbours (a disc may have been missed or found inside a body): check its landmarks")
                 if not sides and v.name in PROPOSED_ORDER:
                     notes.append(f"{v.name}: {why}")

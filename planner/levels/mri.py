@@ -21,7 +21,7 @@ from planner.imaging.volume import Volume
 from planner.plan import Landmarks, Point3
 from planner.levels.params import DetectionParams
 from planner.levels.mri_bodies import MODEL_PATH, default_net, find_bodies, name_from_marks, name_without_marks
-from planner.levels.results import LevelDetectionError, lps_tuple, VertebraFound
+from planner.levels.results import LevelDetectionError, body_heights, lps_tuple, neighbours_height, VertebraFound
 from planner.levels.naming import PROPOSED_ORDER, name_sequence
 from planner.levels.grid import line_profile, work_grid, WorkGrid, working_volume, body_frame
 from planner.levels.profiles import cortex_line, dip_near, first_dip, mirror_midline, NativeSlices, surface
@@ -128,20 +128,13 @@ def detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParam
 def short_bodies(verts: Sequence[VertebraFound], ratio: float) -> list[str]:
     """Warnings for lumbar bodies much lower than their neighbours (``MrBodiesParams.short_body_ratio``):
     their outline may stop at a Modic band as dark as the disc, or the body is collapsed."""
-
-    def height(v: VertebraFound) -> Optional[float]:
-        lm = v.landmarks
-        if v.sacral or v.partial or lm.superior_endplate_lps is None or lm.inferior_endplate_lps is None:
-            return None
-        return float(np.linalg.norm(np.subtract(lm.superior_endplate_lps, lm.inferior_endplate_lps)))
-
-    heights = [height(v) for v in verts]
+    heights = [None if v.sacral else h for v, h in zip(verts, body_heights(verts))]
     out = []
     for i, (v, h) in enumerate(zip(verts, heights)):
-        near = [x for x in heights[max(0, i - 1):i] + heights[i + 1:i + 2] if x is not None]
-        if h is None or not near or h >= ratio * float(np.median(near)):
+        near = neighbours_height(heights, i)
+        if h is None or near is None or h >= ratio * near:
             continue
-        out.append(f"{v.name}: its body measures {h:.0f} mm from endplate to endplate against {np.median(near):.0f} mm "
+        out.append(f"{v.name}: its body measures {h:.0f} mm from endplate to endplate against {near:.0f} mm "
                    f"for its neighbours: its outline may stop at a marrow change (a Modic band as dark as the disc) "
                    f"or the body is collapsed; check its endplates before reading Modic changes")
     return out

@@ -4,6 +4,7 @@ found along the spine and the proposal handed to callers."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -44,6 +45,24 @@ class LevelProposal:
     notes: list[str] = field(default_factory=list)
     #: The image disagrees with the marks (each names the likely correction); shown where the physician marks.
     warnings: list[str] = field(default_factory=list)
+
+
+def body_heights(verts: Sequence[VertebraFound]) -> list[float | None]:
+    """Each vertebra's body height (superior to inferior endplate centre, mm); None where it is only partly in
+    the field of view or an endplate is not measured."""
+    out: list[float | None] = []
+    for v in verts:
+        lm = v.landmarks
+        whole = not v.partial and lm.superior_endplate_lps is not None and lm.inferior_endplate_lps is not None
+        out.append(float(np.linalg.norm(np.subtract(lm.superior_endplate_lps, lm.inferior_endplate_lps)))
+                   if whole else None)
+    return out
+
+
+def neighbours_height(heights: Sequence[float | None], i: int) -> float | None:
+    """The median height of the measured bodies next to body ``i`` (None when neither is measured)."""
+    near = [h for h in list(heights[max(0, i - 1):i]) + list(heights[i + 1:i + 2]) if h is not None]
+    return float(np.median(near)) if near else None
 
 
 def lps_tuple(v: np.ndarray) -> tuple[float, float, float]:
