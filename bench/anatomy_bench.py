@@ -426,6 +426,71 @@ def mri_poses(cv_dir: Path, cases: list[str]) -> None:
               + ", ".join(f"{v} {k}" for k, v in got["no marks"].items()) + f";  slowest {got['worst']:.1f} s")
 
 
+def mri_modic(cv_dir: Path, cases: list[str]) -> None:
+    """``--modic --mri-cv DIR``: each MRI with Modic-like bands along its L4-L5 disc (tests/anatomy_reference.py
+    MODIC_BANDS), with the fold model that did not see it: with marks at the L1 and L5 centroids, the levels named
+    right, misnamed, the scans refused (and why), and the errors of the banded bodies L4 and L5; without marks the
+    scans named right, refused and named wrong."""
+    from planner.imaging import load_path
+    from planner.levels import DetectionParams, LevelDetectionError, propose_levels_detailed
+    from planner.levels.params import MrBodiesParams
+    from tests.anatomy_reference import MODIC_BANDS, modic_banded, mri_case, score_levels
+
+    folds = json.loads((cv_dir / "folds.json").read_text())["folds"]
+    fold_of = {c: k for k, names in enumerate(folds) for c in names}
+    bands = ("none", *MODIC_BANDS)
+    keys = ("centre", "posterior", "anterior", "superior", "inferior")
+    print(f"MRI with Modic-like bands at L4-L5, HELD-OUT (each scan with the fold model of {cv_dir} trained without it)")
+    tally = {b: {"right": 0, "labelled": 0, "misnamed": 0, "refused": [], "err": {k: [] for k in keys}, "missing": 0,
+                 "no marks": {"named right": 0, "refused": 0, "named wrong": 0}, "no marks, not right": []} for b in bands}
+    for name in cases:
+        case = mri_case(MRI_DIR, name)
+        (_, volume), = load_path(MRI_DIR / f"{name}_mr.nii.gz").images.items()
+        params = DetectionParams(mr_bodies=MrBodiesParams(model_path=str(cv_dir / f"fold{fold_of[name]}.onnx")))
+        line = []
+        for band in bands:
+            got = tally[band]
+            image = volume if band == "none" else modic_banded(volume, case["labels"], band)
+            for marks in (True, False):
+                hints = {n: [float(c) for c in case["bodies"][n].centroid] for n in ("L1", "L5")} if marks else None
+                try:
+                    levels = propose_levels_detailed(image, hints, params=params).levels
+                except LevelDetectionError as e:
+                    levels = []
+                    if marks:
+                        got["refused"].append(f"{name}: {e}")
+                sc = score_levels(levels, case)
+                if not marks:
+                    key = ("named wrong" if sc["misnamed"] else "refused" if not levels
+                           else "named right" if len(sc["found_right"]) == len(sc["labelled"]) else "named wrong")
+                    got["no marks"][key] += 1
+                    if key != "named right":
+                        got["no marks, not right"].append(f"{name} {key}")
+                    continue
+                got["right"] += len(sc["found_right"])
+                got["labelled"] += len(sc["labelled"])
+                got["misnamed"] += len(sc["misnamed"])
+                for lv in ("L4", "L5"):
+                    e = sc["levels"].get(lv)
+                    if e is None:
+                        got["missing"] += 1
+                        line.append(f"{band} {lv} -")
+                        continue
+                    for k in keys:
+                        if e.get(k) is not None:
+                            got["err"][k].append(abs(e[k]))
+                    line.append(f"{band} {lv} {e['centre']:.1f}")
+        print(f"  {name:8s} " + ", ".join(line), flush=True)
+    for band, got in tally.items():
+        errs = "; ".join(f"{k} {np.median(v):.1f}/{np.percentile(v, 95):.1f}" for k, v in got["err"].items() if v)
+        print(f"  {band:8s} marks: {got['right']}/{got['labelled']} named right, {got['misnamed']} misnamed, "
+              f"{len(got['refused'])} scans refused; L4/L5 not found {got['missing']}; L4/L5 errors median/p95 mm: "
+              f"{errs};  no marks: " + ", ".join(f"{v} {k}" for k, v in got["no marks"].items())
+              + (f" ({', '.join(got['no marks, not right'])})" if got["no marks, not right"] else ""))
+        for r in got["refused"]:
+            print(f"      refused {r}")
+
+
 def _ring_score(ring: Any, labels: np.ndarray, ijk_to_lps: np.ndarray, value: int, voxel_mm: float) -> str:
     """A canal outline against its vertebra's label in the outline's plane: the share of its points inside the
     ring (the convex hull of the label's section, pulled in by one voxel), its area, and its overlap (IoU)
@@ -513,6 +578,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                          "(tests/anatomy_reference.py CT_POSES); per pose, the levels named right, misnamed or refused, "
                          "centre and pedicle errors. With --mri-cv DIR: the MRIs turned and tilted by 10 degrees "
                          "(held-out), with and without marks")
+    ap.add_argument("--modic", action="store_true",
+                    help="with --mri-cv DIR: the MRIs with Modic-like bands along the L4-L5 disc (tests/anatomy_reference.py "
+                         "MODIC_BANDS), held-out: levels named right, misnamed and refused, L4 and L5 errors")
     ap.add_argument("--canal", action="store_true",
                     help="CT canal outlines: the levels package's and the safety model's against the vertebra labels")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "CASE", "MODE"), help=argparse.SUPPRESS)
@@ -532,6 +600,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if args.canal:
         canal_compare()
+        return 0
+    if args.modic:
+        if not args.mri_cv:
+            ap.error("--modic needs --mri-cv DIR (the fold models: the labelled scans are their training data)")
+        from tests.anatomy_reference import mri_cases
+
+        mri_modic(args.mri_cv, args.cases.split(",") if args.cases else mri_cases(MRI_DIR))
         return 0
     if args.pose:
         if args.mri_cv:
