@@ -442,7 +442,8 @@ def mri_modic(cv_dir: Path, cases: list[str]) -> None:
     keys = ("centre", "posterior", "anterior", "superior", "inferior")
     print(f"MRI with Modic-like bands at L4-L5, HELD-OUT (each scan with the fold model of {cv_dir} trained without it)")
     tally = {b: {"right": 0, "labelled": 0, "misnamed": 0, "refused": [], "err": {k: [] for k in keys}, "missing": 0,
-                 "no marks": {"named right": 0, "refused": 0, "named wrong": 0}, "no marks, not right": []} for b in bands}
+                 "no marks": {"named right": 0, "partly named": 0, "refused": 0, "named wrong": 0},
+                 "no marks, not right": []} for b in bands}
     for name in cases:
         case = mri_case(MRI_DIR, name)
         (_, volume), = load_path(MRI_DIR / f"{name}_mr.nii.gz").images.items()
@@ -461,8 +462,9 @@ def mri_modic(cv_dir: Path, cases: list[str]) -> None:
                         got["refused"].append(f"{name}: {e}")
                 sc = score_levels(levels, case)
                 if not marks:
+                    # a ladder with every name it gives right but some labelled level left unnamed is "partly named"
                     key = ("named wrong" if sc["misnamed"] else "refused" if not levels
-                           else "named right" if len(sc["found_right"]) == len(sc["labelled"]) else "named wrong")
+                           else "named right" if len(sc["found_right"]) == len(sc["labelled"]) else "partly named")
                     got["no marks"][key] += 1
                     if key != "named right":
                         got["no marks, not right"].append(f"{name} {key}")
