@@ -128,6 +128,66 @@ def _scan(centres: list[tuple[float, float]], p_l5: list[float], p_s1: list[floa
     return BodyScan([g], prob, parts, bodies)
 
 
+def _two_bodies(bridged_planes: tuple[int, ...]) -> np.ndarray:
+    """Seven planes of two 40 mm wide, 28 mm tall bodies 36 mm apart (2 mm pixels) with an open disc between them,
+    except in ``bridged_planes``, where the disc reads as body (its lateral part, or Modic bands with the disc's
+    signal beside it)."""
+    prob = np.zeros((7, 90, 40), np.float32)
+    prob[:, 10:24, 10:30] = 0.97  # upper body
+    prob[:, 28:42, 10:30] = 0.97  # lower body
+    prob[:, 24:28, 10:30] = 0.05  # the disc
+    for k in bridged_planes:
+        prob[k, 24:28, 10:30] = 0.9
+    return prob
+
+
+def test_a_disc_bridged_in_the_lateral_planes_still_separates_the_bodies():
+    """Where the two bodies' cores join in the lateral planes only, the planes through the open disc split them:
+    two bodies, each with its own pixels in every plane (before, the bridged planes made one body of both, or the
+    halves of the spine's width became two "bodies")."""
+    prob = _two_bodies((0, 1, 5, 6))
+    parts, n = split_bodies(prob, MrBodiesParams())
+    assert n == 2
+    upper, lower = parts[3, 15, 20], parts[3, 35, 20]
+    assert upper != lower and upper and lower
+    for k in range(7):
+        assert parts[k, 12, 20] == upper and parts[k, 22, 20] == upper, k
+        assert parts[k, 30, 20] == lower and parts[k, 40, 20] == lower, k
+    # without the split the bridged planes join both bodies into one part or cut the column across its width
+    parts_old, _ = split_bodies(prob, MrBodiesParams(split_share=99.0))
+    assert not all(parts_old[k, 12, 20] != parts_old[k, 40, 20] for k in range(7))
+
+
+def test_a_body_cut_by_a_band_along_its_endplate_is_not_split():
+    """A band along an endplate that breaks the body's core in the lateral planes (its pieces' centres closer
+    than ``split_min_step_mm``) leaves the body whole in the planes where its core is whole: nothing is split."""
+    prob = np.zeros((7, 60, 40), np.float32)
+    prob[:, 10:24, 10:30] = 0.97  # one 28 mm body
+    for k in (0, 1, 5, 6):
+        prob[k, 15:17, 10:30] = 0.6  # the band's edge: body, but not its confident core
+    parts, n = split_bodies(prob, MrBodiesParams())
+    assert parts[3, 11, 20] == parts[3, 22, 20] != 0
+    parts_unsplit, n_unsplit = split_bodies(prob, MrBodiesParams(split_share=99.0))
+    assert n == n_unsplit and np.array_equal(parts, parts_unsplit)
+
+
+def test_a_small_piece_between_two_bodies_is_not_a_body():
+    """A piece of a disc or of a band outlined apart between two bodies of the column is dropped, so it never
+    shifts the count; a marked one is kept (the physician said it is a body)."""
+    column = COLUMN[:4] + [((COLUMN[3][0] + COLUMN[4][0]) / 2, (COLUMN[3][1] + COLUMN[4][1]) / 2)] + COLUMN[4:]
+    scan = _scan(column, [0.0] * len(column), [0.0] * len(column))
+    scan.bodies[4].volume_ml = 3.0  # the piece; the bodies hold 30 ml
+    scan.bodies.sort(key=lambda b: -b.centre_lps[2])
+    _keep_column(scan, MrBodiesParams())
+    assert len(scan.bodies) == len(COLUMN)
+    assert not np.any(scan.parts == 5)
+    scan = _scan(column, [0.0] * len(column), [0.0] * len(column))
+    scan.bodies[4].volume_ml = 3.0
+    scan.bodies.sort(key=lambda b: -b.centre_lps[2])
+    _keep_column(scan, MrBodiesParams(), marks=[scan.bodies[4].centre_lps])
+    assert len(scan.bodies) == len(COLUMN) + 1
+
+
 def test_a_disc_joined_to_the_body_at_a_moderate_probability_is_not_body():
     """A degenerated disc can join the body above it at a moderate probability (0.6 here; held-out, such outlines
     put L5's inferior endplate 11-18 mm low, in the L5-S1 disc). Where the probability fades over more than

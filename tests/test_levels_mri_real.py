@@ -15,7 +15,7 @@ import pytest
 from planner.imaging import load_path
 from planner.imaging.volume import Volume
 from planner.levels import LevelDetectionError, MarkError, propose_levels_detailed
-from tests.anatomy_reference import fov_cut, moved_mark, mri_case, mri_cases, score_levels
+from tests.anatomy_reference import fov_cut, modic_banded, moved_mark, mri_case, mri_cases, score_levels
 
 #: Issue 10 acceptance.
 FOUND_SHARE, CENTRE_MEDIAN, CENTRE_P95, WALL_MEDIAN, AUTO_SHARE = 0.97, 3.0, 6.0, 2.0, 0.80
@@ -136,6 +136,27 @@ def test_wrong_marks_on_real_scans_are_caught_with_the_correction(shared_data, n
     disc = 0.5 * (c["L2"] + c["L3"])
     with pytest.raises(MarkError, match=r"L3 mark lies in a disc.*L3 is the body just below it"):
         propose_levels_detailed(vol, {"L1": c["L1"], "L3": disc})
+
+
+@pytest.mark.parametrize("name", ["VB2_07", "VB3_05"])
+@pytest.mark.parametrize("band", ["disc50", "bright50"])
+def test_modic_bands_along_the_l4_l5_disc_never_shift_the_names(shared_data, name, band):
+    """The patients to be planned have Modic changes at the levels to treat: with Modic-like bands along the L4-L5
+    disc (tests/anatomy_reference.py MODIC_BANDS), two marks at the L1 and L5 centres name every labelled level
+    right, and without marks the proposal is right or refused, never a wrong ladder. On VB2_07 with bands at the
+    disc's signal the disc bridged in the lateral planes used to join L4 and L5 into one body (L5 then not found)."""
+    folder = shared_data / "lumbar_mri_vb"
+    case = mri_case(folder, name)
+    vol = modic_banded(_load(folder, name), case["labels"], band)
+    hints = {n: case["bodies"][n].centroid for n in ("L1", "L5")}
+    sc = score_levels(propose_levels_detailed(vol, hints).levels, case)
+    assert not sc["misnamed"] and sc["found_right"] == sc["labelled"], sc["found_right"]
+    try:
+        sc = score_levels(propose_levels_detailed(vol).levels, case)
+    except LevelDetectionError as exc:
+        assert "cannot name the levels" in str(exc)
+        return
+    assert not sc["misnamed"], sc["misnamed"]
 
 
 @pytest.mark.parametrize("name", ["VB2_05", "VB3_03"])

@@ -16,11 +16,13 @@ Steps (:func:`find_bodies`; the settings are :class:`planner.levels.params.MrBod
    on a sagittal acquisition the acquired slices themselves (thinned to ``plane_step_mm``), else planes
    every ``plane_step_mm``. With marks the planes cover ``half_width_mm`` either side of the marks; without
    marks a first pass over the whole width finds the spine's midline.
-2. **Bodies** (:func:`split_bodies`). In each plane the discs separate the bodies' confident cores; cores
-   of neighbouring planes that are each other's best overlap are one body; every pixel of the body mask
-   (probability above ``threshold``) joins its nearest core. Parts smaller than ``min_body_ml`` are
+2. **Bodies** (:func:`split_bodies`). In each plane the discs separate the bodies' confident cores (a core
+   that holds two cores of the neighbouring plane, where the disc is bridged in some planes only, is split
+   by them); cores of neighbouring planes that are each other's best overlap are one body; every pixel of the
+   body mask (probability above ``threshold``) joins its nearest core. Parts smaller than ``min_body_ml`` are
    dropped; the column (:func:`_keep_column`) is the chain of parts, top to bottom, with the steps and
-   bends of a spine that holds the most body (and the marked bodies). Below a last lumbar body, the top of
+   bends of a spine that holds the most body (and the marked bodies), without small pieces between two of
+   its bodies. Below a last lumbar body, the top of
    the sacrum is outlined at the lower ``sacrum_threshold`` (:func:`_add_sacrum`).
 3. **Landmarks** (:func:`edge_landmarks`): the body centre is the centroid of its part; on the sagittal
    plane through it, the walls are where the body's probability falls to 0.5 along its AP line through
@@ -33,7 +35,8 @@ Steps (:func:`find_bodies`; the settings are :class:`planner.levels.params.MrBod
    naming the likely correction (counted from the sacrum where the image shows it); marks that fit each
    other but not the sacrum keep their names with a warning. Without marks (:func:`name_without_marks`):
    the last lumbar body recognised by the network above the sacrum anchors the count, or the reason why
-   the levels cannot be named is raised ("cannot name the levels: ...").
+   the levels cannot be named is raised ("cannot name the levels: ...": among others when two neighbouring
+   bodies look like it and the upper one far less surely, or when it is as large as two bodies).
 """
 
 from __future__ import annotations
@@ -448,7 +451,8 @@ def split_bodies(body_prob: np.ndarray, p: MrBodiesParams) -> tuple[np.ndarray, 
     neighbouring planes belong to one body when each is the other's best overlap (a tilted disc or a
     scoliotic column makes a section touch the next body on the next plane too; across planes the parts
     of the mask itself would join them). Every pixel of the mask then joins its nearest section, preferring
-    its own plane."""
+    its own plane. A section that holds two sections of a neighbouring plane (a disc bridged in some planes only) is
+    split by them first (:func:`_split_joined_sections`)."""
     mask = body_prob > p.threshold
     core = body_prob > p.seed_threshold
     if p.seed_erosion_px > 0:
@@ -463,6 +467,7 @@ def split_bodies(body_prob: np.ndarray, p: MrBodiesParams) -> tuple[np.ndarray, 
         total += n
     if total == 0:
         return np.zeros(mask.shape, np.int32), 0
+    total = _split_joined_sections(sections, total, p.split_share, p.split_min_step_mm / GRID_MM)
     parent = np.arange(total + 1)
 
     def root(a: int) -> int:
@@ -498,11 +503,60 @@ def split_bodies(body_prob: np.ndarray, p: MrBodiesParams) -> tuple[np.ndarray, 
     return parts, n
 
 
+def _split_joined_sections(sections: np.ndarray, total: int, share: float, min_step_px: float) -> int:
+    """Split, in place, the sections of a plane that hold two or more sections of a neighbouring plane: where a disc
+    is bridged in some planes (its lateral part, or a Modic band beside it with the disc's own signal) the two
+    bodies' cores join there, while the planes through the open disc keep them apart. A section is split when at
+    least two sections of the neighbouring plane, each of at least ``share`` of its area and with centres at least
+    ``min_step_px`` apart (a body whose core a marrow band cuts in two has its pieces' centres closer), lie at least
+    half inside it; each of its pixels goes to the nearest of them. Splits carry on from plane to plane (sweeps both ways until
+    nothing changes). Returns the new number of sections."""
+    n_planes = sections.shape[0]
+    area = np.bincount(sections.ravel(), minlength=total + 1).astype(np.int64)
+    changed = True
+    sweeps = 0
+    while changed and sweeps < 2 * n_planes:
+        changed = False
+        sweeps += 1
+        pairs = ([(k, k - 1) for k in range(1, n_planes)] if sweeps % 2 else
+                 [(k, k + 1) for k in range(n_planes - 2, -1, -1)])
+        for k, ref in pairs:
+            own, other = sections[k], sections[ref]
+            both = (own > 0) & (other > 0)
+            if not both.any():
+                continue
+            key, inter = np.unique(np.stack([own[both], other[both]]), axis=1, return_counts=True)
+            for s in np.unique(key[0]):
+                sel = key[0] == s
+                held = [int(t) for t, v in zip(key[1][sel], inter[sel])
+                        if v >= 0.5 * area[t] and area[t] >= share * area[s]]
+                if len(held) < 2:
+                    continue
+                centres = np.array([np.argwhere(other == t).mean(0) for t in held])
+                far = np.linalg.norm(centres[:, None] - centres[None], axis=-1) >= min_step_px
+                if not far.any():
+                    continue
+                ref_lab = np.where(np.isin(other, held), other, 0)
+                _, (ir, ic) = ndimage.distance_transform_edt(ref_lab == 0, return_indices=True)
+                nearest = ref_lab[ir, ic]
+                piece = own == s
+                for t in held:
+                    total += 1
+                    own[piece & (nearest == t)] = total
+                area = np.bincount(sections.ravel(), minlength=total + 1).astype(np.int64)
+                changed = True
+    used = np.flatnonzero(area[1:]) + 1  # the split sections' old numbers are gone: number the rest 1..n again
+    renumber = np.zeros(total + 1, sections.dtype)
+    renumber[used] = np.arange(1, len(used) + 1)
+    sections[...] = renumber[sections]
+    return len(used)
+
+
 def _keep_column(scan: BodyScan, p: MrBodiesParams, marks: Sequence[np.ndarray] = ()) -> None:
     """Keep the column of bodies: the chain of parts, top to bottom, whose steps from centre to centre are
     those of vertebrae (``step_mm``) and bend by at most ``max_bend_deg`` from one step to the next, holding
     the most body volume (the marked bodies must be in it). Parts off that chain (posterior elements,
-    bowel, the sacrum below S1) are dropped."""
+    bowel, the sacrum below S1) are dropped, and so are small pieces inside it (:func:`_without_fragments`)."""
     bodies = scan.bodies  # sorted top first
     n = len(bodies)
     if n <= 1:
@@ -543,11 +597,31 @@ def _keep_column(scan: BodyScan, p: MrBodiesParams, marks: Sequence[np.ndarray] 
             i, j = prev[i, j], i
             keep.append(i)
         keep = keep[::-1]
+    keep = _without_fragments(keep, bodies, ok, marked, p.min_inner_share)
     kept = {bodies[k].label for k in keep}
     for b in bodies:
         if b.label not in kept:
             scan.parts[scan.parts == b.label] = 0
     scan.bodies = [bodies[k] for k in keep]
+
+
+def _without_fragments(keep: list[int], bodies: Sequence[Body], ok: np.ndarray, marked: set[int],
+                       share: float) -> list[int]:
+    """The chain ``keep`` (indices into ``bodies``, top first) without its unmarked inner parts of less than
+    ``share`` of the chain's median volume whose neighbours make a vertebral step without them (``ok``): a piece of
+    a disc or of a Modic band outlined apart is not a body, and counted as one it would shift every name past it."""
+    changed = True
+    while changed and len(keep) > 2:
+        changed = False
+        median = float(np.median([bodies[k].volume_ml for k in keep]))
+        for pos in range(1, len(keep) - 1):
+            k = keep[pos]
+            if (bodies[k].label not in marked and bodies[k].volume_ml < share * median
+                    and ok[keep[pos - 1], keep[pos + 1]]):
+                keep = keep[:pos] + keep[pos + 1:]
+                changed = True
+                break
+    return keep
 
 
 def _dist_to_line(q: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
@@ -664,11 +738,22 @@ def sacral_anchor(scan: BodyScan, p: MrBodiesParams, transitional: Optional[str]
             raise LevelDetectionError("cannot name the levels: the last lumbar body is not recognised surely")
         if len(looks) == 2 and looks[1] == looks[0] + 1:
             # the top of the sacrum can look like a last lumbar body (the model saw few labelled sacra): of two
-            # neighbours that both look like it, the upper one is the last lumbar body
+            # neighbours that both look like it, the upper one is the last lumbar body, unless the network is far
+            # less sure of it than of the lower one (then the lower one may be L5 and the upper one L4 under a
+            # marrow change along their disc)
+            upper, lower = bodies[looks[0]], bodies[looks[1]]
+            if upper.p_l5 < p.two_l5_min_ratio * lower.p_l5:
+                raise LevelDetectionError("cannot name the levels: two neighbouring bodies look like the last lumbar "
+                                          "body, the lower one more surely (a marrow change along their disc can make "
+                                          "L4 look like it, and the top of the sacrum can look like L5)")
             looks = looks[:1]
         if len(looks) > 1:
             raise LevelDetectionError("cannot name the levels: two bodies look like the last lumbar body")
         i5 = looks[0]
+        if bodies[i5].volume_ml > p.anchor_max_volume_ratio * float(np.median([b.volume_ml for b in bodies])):
+            raise LevelDetectionError("cannot name the levels: the body that looks like the last lumbar body is as "
+                                      "large as two bodies (it may hold the last lumbar body and the top of the "
+                                      "sacrum, or two lumbar bodies, joined)")
         if i5 == len(bodies) - 1:
             # nothing below it: the top of the sacrum itself can look like the last lumbar body (held-out, the
             # model named VB3_12 one level high this way), so without the sacrum in view nothing is named

@@ -43,8 +43,19 @@ class MrBodiesParams:
     #: Sections of neighbouring planes that overlap by at least this (intersection over union) and are each
     #: other's best overlap belong to one body.
     link_iou: float = 0.3
+    #: A section of a plane is split when it holds two sections of the neighbouring plane each of at least this share
+    #: of its area (a disc bridged in the lateral planes, or by Modic bands with the disc's own signal beside it).
+    split_share: float = 0.2
+    #: ... and when their centres lie at least this far apart (mm): neighbouring lumbar bodies' centres lie 30-40 mm
+    #: apart, while the two pieces of one body whose core a band along an endplate cuts lie at most about half a
+    #: body's height (under 18 mm) apart.
+    split_min_step_mm: float = 22.0
     #: Smallest part counted as a body (ml); a lumbar body holds 30-50 ml, a partly imaged one less.
     min_body_ml: float = 2.0
+    #: A part between two bodies of the column holding less than this share of the column's median volume is a
+    #: fragment (of a disc, or of a Modic band outlined apart), not a body, when its neighbours make a vertebral step
+    #: without it: it is dropped (a body is never that small inside the column; a collapsed one keeps its width).
+    min_inner_share: float = 0.25
     #: Neighbouring body centres lie this far apart (mm); a longer step means a body was missed.
     step_mm: tuple[float, float] = (16.0, 52.0)
     #: The column of bodies bends by at most this much from one step (centre to centre) to the next (deg).
@@ -65,6 +76,18 @@ class MrBodiesParams:
     name_confidence: float = 0.5
     #: ... and above which a body looks like the last lumbar body (a second such body makes the names doubtful).
     name_doubt: float = 0.25
+    #: Of two neighbouring bodies that both look like the last lumbar body, the upper one is taken (the top of the
+    #: sacrum can look like L5) unless its L5 probability is below this share of the lower one's: then no names are
+    #: given. Held-out, every such pair where the upper one was L5 had a share of 0.71 or more (VB3_02, VB3_04,
+    #: VB3_05, VB3_12, VB2_05, with and without Modic-like bands); where Modic-like bands along the L4-L5 disc made
+    #: L4 look like L5 it was 0.31-0.38 (VB2_07; ``bench/anatomy_bench.py --modic``). The share does not separate
+    #: the two cleanly: the shipped model gives 0.37 on its own training scan VB3_02, whose upper one is L5, and
+    #: that scan is now refused rather than named; where the share is that low the network cannot tell them apart.
+    two_l5_min_ratio: float = 0.5
+    #: Without marks, a body taken for the last lumbar body with more than this many times the median volume of the
+    #: bodies found names nothing: it holds two bodies joined (held-out, such bodies held 1.0-1.4 times the median,
+    #: 1.66 with fat-bright bands over half of L4 and L5; L5 and the top of the sacrum joined held 1.94).
+    anchor_max_volume_ratio: float = 1.75
     #: A wall or endplate measured on its cortical line in the acquired slices replaces the network's edge
     #: when it lies within this distance of it (mm); 0: never. On thick, blurred slices (the demo's 3.5 mm) the
     #: network's edge lies 1.5-3 mm inside the cortex and the measured one within 0.5 mm of it; on the 1 mm real
