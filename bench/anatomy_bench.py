@@ -379,6 +379,13 @@ def ct_poses() -> None:
 MRI_POSES = ("turn+10", "turn-10", "tilt+10", "tilt-10")
 
 
+def fold_of_cases(cv_dir: Path) -> dict[str, int]:
+    """The cross-validation fold of each scan (``DIR/folds.json`` of scripts/train_mri_bodies.py): the scan is
+    measured with ``DIR/fold<K>.onnx``, trained without it."""
+    folds = json.loads((cv_dir / "folds.json").read_text())["folds"]
+    return {c: k for k, names in enumerate(folds) for c in names}
+
+
 def mri_poses(cv_dir: Path, cases: list[str]) -> None:
     """``--pose --mri-cv DIR``: each MRI turned and tilted (:data:`MRI_POSES`), with the fold model that did not see
     it: with marks at the L1 and L5 centroids (mapped into the posed image) the levels named right, misnamed and the
@@ -388,8 +395,7 @@ def mri_poses(cv_dir: Path, cases: list[str]) -> None:
     from planner.levels.params import MrBodiesParams
     from tests.anatomy_reference import mri_case, posed_levels, posed_volume, score_levels
 
-    folds = json.loads((cv_dir / "folds.json").read_text())["folds"]
-    fold_of = {c: k for k, names in enumerate(folds) for c in names}
+    fold_of = fold_of_cases(cv_dir)
     print(f"MRI poses, HELD-OUT (each scan with the fold model of {cv_dir} trained without it)")
     tally = {pose: {"right": 0, "labelled": 0, "misnamed": 0, "centres": [], "worst": 0.0,
                     "no marks": {"named right": 0, "refused": 0, "named wrong": 0}} for pose in MRI_POSES}
@@ -436,11 +442,11 @@ def mri_modic(cv_dir: Path, cases: list[str]) -> None:
     from planner.levels.params import MrBodiesParams
     from tests.anatomy_reference import MODIC_BANDS, modic_banded, mri_case, score_levels
 
-    folds = json.loads((cv_dir / "folds.json").read_text())["folds"]
-    fold_of = {c: k for k, names in enumerate(folds) for c in names}
+    fold_of = fold_of_cases(cv_dir)
     bands = ("none", *MODIC_BANDS)
     keys = ("centre", "posterior", "anterior", "superior", "inferior")
-    print(f"MRI with Modic-like bands at L4-L5, HELD-OUT (each scan with the fold model of {cv_dir} trained without it)")
+    print(f"MRI with Modic-like bands at L4-L5, HELD-OUT (each scan with the fold model of {cv_dir} trained "
+          "without it)")
     tally = {b: {"right": 0, "labelled": 0, "misnamed": 0, "refused": [], "err": {k: [] for k in keys}, "missing": 0,
                  "no marks": {"named right": 0, "partly named": 0, "refused": 0, "named wrong": 0},
                  "no marks, not right": []} for b in bands}
@@ -581,8 +587,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                          "centre and pedicle errors. With --mri-cv DIR: the MRIs turned and tilted by 10 degrees "
                          "(held-out), with and without marks")
     ap.add_argument("--modic", action="store_true",
-                    help="with --mri-cv DIR: the MRIs with Modic-like bands along the L4-L5 disc (tests/anatomy_reference.py "
-                         "MODIC_BANDS), held-out: levels named right, misnamed and refused, L4 and L5 errors")
+                    help="with --mri-cv DIR: the MRIs with Modic-like bands along the L4-L5 disc "
+                         "(tests/anatomy_reference.py MODIC_BANDS), held-out: levels named right, misnamed and "
+                         "refused, L4 and L5 errors")
     ap.add_argument("--canal", action="store_true",
                     help="CT canal outlines: the levels package's and the safety model's against the vertebra labels")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "CASE", "MODE"), help=argparse.SUPPRESS)
@@ -624,11 +631,10 @@ def main(argv: Optional[list[str]] = None) -> int:
           + f" on {os.cpu_count()} CPUs (wall times grow with the load; the CPU times do not)")
     fold_of: dict[str, int] = {}
     if args.mri_cv:
-        folds = json.loads((args.mri_cv / "folds.json").read_text())["folds"]
-        fold_of = {c: k for k, cases in enumerate(folds) for c in cases}
+        fold_of = fold_of_cases(args.mri_cv)
         args.no_ct = True
-        print(f"HELD-OUT numbers (cross-validation, {len(folds)} folds): each scan is measured with the model of "
-              f"{args.mri_cv} that was trained without it")
+        print(f"HELD-OUT numbers (cross-validation, {len(set(fold_of.values()))} folds): each scan is measured with "
+              f"the model of {args.mri_cv} that was trained without it")
     elif args.mri_model:
         print(f"MRI: the body finder with the model {args.mri_model}")
     else:

@@ -651,7 +651,8 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--only-fold", type=int, choices=range(N_FOLDS), help="train only this cross-validation fold")
     which.add_argument("--only-final", action="store_true", help="train only the model on all scans")
     ap.add_argument("--no-final", action="store_true", help="skip the model on all scans")
-    ap.add_argument("--member", choices=MEMBERS + EXTRA_MEMBERS, help="train only this member (default: both, then their union)")
+    ap.add_argument("--member", choices=MEMBERS + EXTRA_MEMBERS,
+                    help="train only this member (default: both, then their union)")
     args = ap.parse_args(argv)
 
     import torch

@@ -638,18 +638,17 @@ def modic_banded(volume, labels: np.ndarray, band: str, upper: str = "L4", lower
     if arr.shape != labels.shape:
         raise ValueError("the labels are not on the image's grid")
     rows = np.arange(labels.shape[0])[:, None, None]
-    lowest_up = np.where(up, rows, -1).max(0)
-    top_lo = np.where(lo, rows, labels.shape[0]).min(0)
+    # per column (j, k): each body's highest and lowest row
+    (up_top, up_bottom), (lo_top, lo_bottom) = (
+        (np.where(b, rows, labels.shape[0]).min(0), np.where(b, rows, -1).max(0)) for b in (up, lo))
     # the disc: unlabelled voxels between the two bodies, in the columns both cover
-    disc = (up.any(0) & lo.any(0))[None] & (rows > lowest_up[None]) & (rows < top_lo[None]) & (labels == 0)
+    disc = (up.any(0) & lo.any(0))[None] & (rows > up_bottom[None]) & (rows < lo_top[None]) & (labels == 0)
     marrow = float(np.median(arr[up | lo]))
     level = float(np.median(arr[disc])) if signal == "disc" else min(float(arr.max()), 1.8 * marrow)
     step = float(np.linalg.norm(volume.ijk_to_lps[:3, 0]))  # voxel size along i (head to feet)
     cortex = MODIC_CORTEX_MM / step
     rng = np.random.default_rng(0)
-    for body, is_upper in ((up, True), (lo, False)):
-        top = np.where(body, rows, labels.shape[0]).min(0)
-        bottom = np.where(body, rows, -1).max(0)
+    for body, is_upper, top, bottom in ((up, True, up_top, up_bottom), (lo, False, lo_top, lo_bottom)):
         height = (bottom - top + 1).astype(float)
         if is_upper:  # the upper body's inferior part
             sel = body & (rows > (bottom - share * height)[None]) & (rows <= (bottom - cortex)[None])

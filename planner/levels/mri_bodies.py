@@ -509,8 +509,8 @@ def _split_joined_sections(sections: np.ndarray, total: int, share: float, min_s
     bodies' cores join there, while the planes through the open disc keep them apart. A section is split when at
     least two sections of the neighbouring plane, each of at least ``share`` of its area and with centres at least
     ``min_step_px`` apart (a body whose core a marrow band cuts in two has its pieces' centres closer), lie at least
-    half inside it; each of its pixels goes to the nearest of them. Splits carry on from plane to plane (sweeps both ways until
-    nothing changes). Returns the new number of sections."""
+    half inside it; each of its pixels goes to the nearest of them. Splits carry on from plane to plane (sweeps
+    both ways until nothing changes). Returns the new number of sections."""
     n_planes = sections.shape[0]
     area = np.bincount(sections.ravel(), minlength=total + 1).astype(np.int64)
     changed = True
@@ -728,8 +728,9 @@ def sacral_anchor(scan: BodyScan, p: MrBodiesParams, transitional: Optional[str]
     does not show it clearly."""
     bodies = scan.bodies
     last_mobile = last_mobile_name(transitional)
+    median_ml = float(np.median([b.volume_ml for b in bodies])) if bodies else 0.0
     # a part much smaller than the bodies (the top of the sacrum, a body cut by the edge) names nothing
-    whole = 0.5 * float(np.median([b.volume_ml for b in bodies])) if bodies else 0.0
+    whole = 0.5 * median_ml
     looks = [i for i, b in enumerate(bodies) if b.p_l5 >= p.name_doubt and b.volume_ml >= whole]
     sure = [i for i in looks if bodies[i].p_l5 >= p.name_confidence]
     s1 = [i for i, b in enumerate(bodies) if b.p_s1 >= p.name_confidence]
@@ -750,7 +751,7 @@ def sacral_anchor(scan: BodyScan, p: MrBodiesParams, transitional: Optional[str]
         if len(looks) > 1:
             raise LevelDetectionError("cannot name the levels: two bodies look like the last lumbar body")
         i5 = looks[0]
-        if bodies[i5].volume_ml > p.anchor_max_volume_ratio * float(np.median([b.volume_ml for b in bodies])):
+        if bodies[i5].volume_ml > p.anchor_max_volume_ratio * median_ml:
             raise LevelDetectionError("cannot name the levels: the body that looks like the last lumbar body is as "
                                       "large as two bodies (it may hold the last lumbar body and the top of the "
                                       "sacrum, or two lumbar bodies, joined)")
