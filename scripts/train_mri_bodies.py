@@ -6,7 +6,8 @@ Usage (training needs PyTorch, which is NOT a requirement of the application; us
     python3 -m venv /work/train-venv
     /work/train-venv/bin/pip install torch==2.13.0 onnx numpy scipy nibabel
     nice -n 10 /work/train-venv/bin/python scripts/train_mri_bodies.py --data ../shared/data/lumbar_mri_vb \\
-        --out /tmp/mri-bodies [--iters 1500] [--threads 2] [--only-fold K | --only-final] [--member NAME]
+        --out /tmp/mri-bodies [--iters 1500] [--threads 2] [--only-fold K | --only-final] [--member NAME] \\
+        [--partial]
 
 What it does (fixed seeds; the same command gives the same model on the same machine):
 
@@ -14,7 +15,11 @@ What it does (fixed seeds; the same command gives the same model on the same mac
    ``lumbar_mri_vb`` set: 1 mm sagittal MRI with manual vertebral-body labels, VerSe numbering).
 2. Target per voxel: background, vertebral body, L5 body, S1 body. Bodies above the highest and below the
    lowest labelled body are in the image but not labelled: beyond the planes fitted to those bodies' outer
-   endplates (+ ``IGNORE_MARGIN_MM``) the loss ignores the pixels.
+   endplates (+ ``IGNORE_MARGIN_MM``) the loss ignores the pixels. With ``--partial`` it keeps what the
+   labels still say there (:data:`PARTIAL_CLASSES`): above the highest labelled body nothing is L5 or S1;
+   below a lowest labelled L5 (the sacrum and the pelvis) nothing is a lumbar body, only background or S1.
+   Tried and not shipped (README, "Partial labels"): held-out it names all 21 scans without marks and reads the
+   Modic-like bands better, but it joins the demo phantom's L4 and L5 across their kissing Modic bands.
 3. **Cross-validation**: the patients are split into 3 folds (scans of one patient stay together:
    VB1_02 and VB1_03 are one patient), each fold's model is trained on the other two thirds and exported
    to ``OUT/fold<K>.onnx``; ``OUT/folds.json`` names the held-out cases of each fold. The held-out
@@ -69,6 +74,12 @@ from planner.levels.mri_input import CLASSES, GRID_MM, inside_volume, normalise_
 #: VerSe label numbers of the classes (other bodies are "body").
 L5_LABEL, S1_LABEL = 24, 26
 IGNORE = 255
+#: Partial labels (``--partial``): what the labels still say where no body is labelled. Above the highest
+#: labelled body lie the bodies of the spine above it, which are neither L5 nor S1 (background or body);
+#: below a lowest labelled L5 lie the sacrum and the pelvis, where nothing is lumbar (background or S1).
+ABOVE_TOP, BELOW_L5 = 253, 254
+#: The classes each partial label allows (the loss asks their probabilities to sum to one).
+PARTIAL_CLASSES = {ABOVE_TOP: (0, 1), BELOW_L5: (0, 3)}
 #: Pixels farther than this beyond the outer endplate of the highest / lowest labelled body are ignored.
 IGNORE_MARGIN_MM = 4.0
 #: Training patch (rows, cols) in pixels of GRID_MM.
@@ -95,6 +106,11 @@ class Case:
     x_range: tuple[float, float]  # LPS x extent of the labelled bodies
 
 
+def is_body(tgt: np.ndarray) -> np.ndarray:
+    """Pixels labelled as one of the body classes (not background, ignored or a partial label)."""
+    return (tgt >= 1) & (tgt <= 3)
+
+
 def patient_group(case: str) -> str:
     """Scans of one patient share a group (the data README: VB1_02 and VB1_03 are the same patient)."""
     return "VB1_02" if case == "VB1_03" else case
@@ -115,7 +131,7 @@ def _outer_plane(mask: np.ndarray, top: bool) -> tuple[np.ndarray, float]:
     return coef[:2], float(coef[2])
 
 
-def load_case(data: Path, name: str) -> Case:
+def load_case(data: Path, name: str, partial: bool = False) -> Case:
     import nibabel as nib
 
     img = nib.load(str(data / f"{name}_mr.nii.gz"))
@@ -135,9 +151,9 @@ def load_case(data: Path, name: str) -> Case:
                              indexing="ij", sparse=True)
     margin = IGNORE_MARGIN_MM / spacing[0]
     (a, b), c = _outer_plane(lab == values[0], top=True)
-    target[ii < a * jj + b * kk + c - margin] = IGNORE
+    target[ii < a * jj + b * kk + c - margin] = ABOVE_TOP if partial else IGNORE
     (a, b), c = _outer_plane(lab == values[-1], top=False)
-    target[ii > a * jj + b * kk + c + margin] = IGNORE
+    target[ii > a * jj + b * kk + c + margin] = BELOW_L5 if partial and values[-1] == L5_LABEL else IGNORE
     vox = np.argwhere(lab > 0)
     rng = np.random.default_rng(0)
     vox = vox[rng.choice(len(vox), size=min(len(vox), 20000), replace=False)]
@@ -147,11 +163,11 @@ def load_case(data: Path, name: str) -> Case:
                 np.linalg.inv(index_to_lps), index_to_lps, body_lps, (float(xs.min()), float(xs.max())))
 
 
-def load_cases(data: Path) -> list[Case]:
+def load_cases(data: Path, partial: bool = False) -> list[Case]:
     names = sorted(p.name[:-len(".json")] for p in data.glob("*.json"))
     if not names:
         raise SystemExit(f"{data}: no <case>.json found (expected the lumbar_mri_vb data set)")
-    return [load_case(data, n) for n in names]
+    return [load_case(data, n, partial) for n in names]
 
 
 def folds_of(cases: list[Case]) -> dict[str, int]:
@@ -175,7 +191,7 @@ def _endplate_zones(img: np.ndarray, tgt: np.ndarray, rng: np.random.Generator) 
     endplate's depth)."""
     from scipy import ndimage
 
-    body = (tgt >= 1) & (tgt != IGNORE)
+    body = is_body(tgt)
     step = GRID_MM
     edge = body & ~(np.roll(body, 2, 0) & np.roll(body, -2, 0))
     rr, cc = np.nonzero(edge)
@@ -229,7 +245,7 @@ def _body_sections(tgt: np.ndarray) -> list[_BodySection]:
     of its two principal axes, the one nearer the image's vertical (the spine runs down the plane)."""
     from scipy import ndimage
 
-    body = (tgt >= 1) & (tgt != IGNORE)
+    body = is_body(tgt)
     lab, n = ndimage.label(body)
     out = []
     for k in range(1, n + 1):
@@ -319,7 +335,7 @@ def _modic_bands(img: np.ndarray, tgt: np.ndarray, rng: np.random.Generator) -> 
         targets = [[(int(rng.integers(len(secs))), bool(rng.random() < 0.5))]]
     rng.shuffle(targets)
     targets = targets[:int(rng.integers(1, 4))]
-    body = (tgt >= 1) & (tgt != IGNORE)
+    body = is_body(tgt)
     seen = img[img > 0]
     if not body.any() or seen.size < 100:
         return img
@@ -358,7 +374,7 @@ def _disc_signal(img: np.ndarray, tgt: np.ndarray, rng: np.random.Generator) -> 
     if len(secs) < 2:
         return img
     order = sorted(range(len(secs)), key=lambda i: secs[i].centre[0])
-    body = (tgt >= 1) & (tgt != IGNORE)
+    body = is_body(tgt)
     out = img.copy()
     for i in range(len(order) - 1):
         if rng.random() < 0.5:
@@ -512,7 +528,24 @@ class Softmaxed:
         return M()
 
 
-def train(cases: list[Case], iters: int, seed: int, log_prefix: str, member: str, batch: int = 8):
+def _partial_terms(probs, y) -> list:
+    """Per partial label present in the batch: minus the log of the summed probabilities of the classes it
+    allows, summed over its pixels and divided by the number of pixels the loss sees (each such pixel weighs
+    as much as a fully labelled background pixel)."""
+    import torch
+
+    n_known = (y <= 3).sum() + sum((y == code).sum() for code in PARTIAL_CLASSES)
+    terms = []
+    for code, allowed in PARTIAL_CLASSES.items():
+        sel = y == code
+        if sel.any():
+            allowed_p = probs[:, list(allowed)].sum(1)[sel]
+            terms.append((-torch.log(allowed_p.clamp_min(1e-6))).sum() / n_known.clamp_min(1))
+    return terms
+
+
+def train(cases: list[Case], iters: int, seed: int, log_prefix: str, member: str, batch: int = 8,
+          partial: bool = False):
     import torch
     from torch import nn
 
@@ -534,14 +567,22 @@ def train(cases: list[Case], iters: int, seed: int, log_prefix: str, member: str
         x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
         y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
         logits = model(x)
-        loss = ce(logits, y)
-        # soft Dice of the union of the body classes (on the pixels that are not ignored)
-        known = (y != IGNORE).float()
-        prob_body = torch.softmax(logits, 1)[:, 1:].sum(1) * known
-        is_body = ((y >= 1) & (y != IGNORE)).float()
-        dice = 1 - (2 * (prob_body * is_body).sum() + 1) / (prob_body.sum() + is_body.sum() + 1)
+        full = y <= 3
+        loss = ce(logits, torch.where(full, y, torch.full_like(y, IGNORE)))
+        known = full.float()
+        body_t = ((y >= 1) & full).float()
+        if partial:
+            probs = torch.softmax(logits, 1)
+            for term in _partial_terms(probs, y):
+                loss = loss + term
+            prob_body = probs[:, 1:].sum(1) * known
+        else:
+            prob_body = torch.softmax(logits, 1)[:, 1:].sum(1) * known
+        # soft Dice of the union of the body classes (on the fully labelled pixels)
+        dice = 1 - (2 * (prob_body * body_t).sum() + 1) / (prob_body.sum() + body_t.sum() + 1)
         # and of the L5 and S1 classes, which name the levels
-        probs = torch.softmax(logits, 1)
+        if not partial:
+            probs = torch.softmax(logits, 1)
         for cls in (2, 3):
             pc, tc = probs[:, cls] * known, (y == cls).float()
             dice = dice + 0.5 * (1 - (2 * (pc * tc).sum() + 1) / (pc.sum() + tc.sum() + 1))
@@ -629,7 +670,7 @@ def heldout_numbers(model, cases: list[Case]) -> list[dict]:
     for case in cases:
         x = float(np.median(case.body_lps[:, 0]))
         prob, tgt = predict_plane(model, case, x)
-        known = tgt != IGNORE
+        known = tgt <= 3
         pred = prob.argmax(0)
         row = {"case": case.name}
         for name, sel_p, sel_t in (("body", pred >= 1, tgt >= 1), ("L5", pred == 2, tgt == 2)):
@@ -645,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="output folder (fold models, folds.json, final model)")
     ap.add_argument("--iters", type=int, default=1500, help="training iterations of 8 planes (default 1500)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--partial", action="store_true",
+                    help="train on the partial labels too (ABOVE_TOP, BELOW_L5): not L5 or S1 above the highest "
+                         "labelled body, nothing lumbar below a lowest labelled L5")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: on a shared machine more threads wait on each other)")
     which = ap.add_mutually_exclusive_group()
@@ -659,12 +703,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    cases = load_cases(args.data)
+    cases = load_cases(args.data, args.partial)
     fold_of_group = folds_of(cases)
     fold = {c.name: fold_of_group[c.group] for c in cases}
     (args.out / "folds.json").write_text(json.dumps(
         {"folds": [[c.name for c in cases if fold[c.name] == k] for k in range(N_FOLDS)],
-         "iters": args.iters, "seed": args.seed}, indent=1))
+         "iters": args.iters, "seed": args.seed, "partial": args.partial}, indent=1))
     members = [args.member] if args.member else list(MEMBERS)
     for member in members:
         (args.out / member).mkdir(exist_ok=True)
@@ -678,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     # the shipped model first (the folds only measure it)
     if args.only_final or (args.only_fold is None and not args.no_final):
         for member in members:
-            model = train(cases, args.iters, args.seed + 100, f"all scans, {member}", member)
+            model = train(cases, args.iters, args.seed + 100, f"all scans, {member}", member, partial=args.partial)
             export_onnx(model, args.out / member / "mri_bodies.onnx")
         union("mri_bodies.onnx")
         print(f"shipped model: {args.out / 'mri_bodies.onnx'} (copy to resources/models/)")
@@ -688,7 +732,8 @@ def main(argv: list[str] | None = None) -> int:
         train_cases = [c for c in cases if fold[c.name] != k]
         test_cases = [c for c in cases if fold[c.name] == k]
         for member in members:
-            model = train(train_cases, args.iters, args.seed + k, f"fold {k}, {member}", member)
+            model = train(train_cases, args.iters, args.seed + k, f"fold {k}, {member}", member,
+                          partial=args.partial)
             export_onnx(model, args.out / member / f"fold{k}.onnx")
             for r in heldout_numbers(model, test_cases):
                 r["fold"], r["member"] = k, member
