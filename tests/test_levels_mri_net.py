@@ -175,15 +175,18 @@ def test_a_small_piece_between_two_bodies_is_not_a_body():
     """A piece of a disc or of a band outlined apart between two bodies of the column is dropped, so it never
     shifts the count; a marked one is kept (the physician said it is a body)."""
     column = COLUMN[:4] + [((COLUMN[3][0] + COLUMN[4][0]) / 2, (COLUMN[3][1] + COLUMN[4][1]) / 2)] + COLUMN[4:]
-    scan = _scan(column, [0.0] * len(column), [0.0] * len(column))
-    scan.bodies[4].volume_ml = 3.0  # the piece; the bodies hold 30 ml
-    scan.bodies.sort(key=lambda b: -b.centre_lps[2])
+
+    def with_piece() -> BodyScan:
+        scan = _scan(column, [0.0] * len(column), [0.0] * len(column))
+        scan.bodies[4].volume_ml = 3.0  # the piece; the bodies hold 30 ml
+        scan.bodies.sort(key=lambda b: -b.centre_lps[2])
+        return scan
+
+    scan = with_piece()
     _keep_column(scan, MrBodiesParams())
     assert len(scan.bodies) == len(COLUMN)
     assert not np.any(scan.parts == 5)
-    scan = _scan(column, [0.0] * len(column), [0.0] * len(column))
-    scan.bodies[4].volume_ml = 3.0
-    scan.bodies.sort(key=lambda b: -b.centre_lps[2])
+    scan = with_piece()
     _keep_column(scan, MrBodiesParams(), marks=[scan.bodies[4].centre_lps])
     assert len(scan.bodies) == len(COLUMN) + 1
 
