@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Train the MRI vertebral-body network (a compact 2D U-Net on sagittal planes) and export it to ONNX.
 
-Usage (training needs PyTorch, which is NOT a requirement of the application; use a separate venv)::
+Usage (training needs PyTorch, which is NOT a requirement of the application; use a separate venv, with the
+application's own requirements too: the script reads the planes through ``planner.levels``, which imports the
+imaging package and so pydicom and the rest)::
 
     python3 -m venv /work/train-venv
-    /work/train-venv/bin/pip install torch==2.13.0 onnx numpy scipy nibabel
+    /work/train-venv/bin/pip install -r requirements.txt torch==2.13.0 onnx
     nice -n 10 /work/train-venv/bin/python scripts/train_mri_bodies.py --data ../shared/data/lumbar_mri_vb \\
         --out /tmp/mri-bodies [--iters 1500] [--threads 2] [--only-fold K | --only-final] [--member NAME] \\
         [--partial]

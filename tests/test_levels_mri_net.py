@@ -325,6 +325,26 @@ def test_a_missing_model_is_an_error_that_names_it(tmp_path):
         BodyNet(tmp_path / "none.onnx")
 
 
+def test_the_finder_and_the_image_checks_load_the_model_named_at_the_call(tmp_path, monkeypatch):
+    """The level finder (``MrBodiesParams.model_path`` None) and the MRI image checks load
+    ``mri_bodies.MODEL_PATH`` as it is when they run, so a held-out bench that swaps it measures both with the
+    same model; a path given in the parameters wins, and a missing file is named."""
+    import shutil
+
+    from planner.levels import mri_bodies
+
+    other = tmp_path / "fold0.onnx"
+    shutil.copyfile(MODEL_PATH, other)
+    assert mri_bodies.default_net().path == MODEL_PATH
+    monkeypatch.setattr(mri_bodies, "MODEL_PATH", other)
+    assert mri_bodies.default_net().path == other
+    assert mri_bodies.default_net(str(MODEL_PATH)).path == MODEL_PATH
+    monkeypatch.setattr(mri_bodies, "MODEL_PATH", tmp_path / "gone.onnx")
+    with pytest.raises(LevelDetectionError, match="gone.onnx is missing"):
+        mri_bodies.find_bodies(Volume(np.zeros((4, 8, 8), np.float32), make_ijk_to_lps((0, 0, 0), np.eye(3),
+                                                                                         (1.0, 1.0, 1.0))))
+
+
 def test_a_body_much_lower_than_its_neighbours_is_flagged():
     """L4 outlined 14 mm high between neighbours of 25 mm (its outline stopped at a dark Modic band, or
     the body is collapsed) gets a warning naming it; a 21 mm body (84 %) and S1 do not."""

@@ -20,7 +20,7 @@ from scipy import ndimage
 from planner.imaging.volume import Volume
 from planner.plan import Landmarks, Point3
 from planner.levels.params import DetectionParams
-from planner.levels.mri_bodies import MODEL_PATH, default_net, find_bodies, name_from_marks, name_without_marks
+from planner.levels.mri_bodies import default_net, find_bodies, name_from_marks, name_without_marks
 from planner.levels.results import LevelDetectionError, body_heights, lps_tuple, neighbours_height, VertebraFound
 from planner.levels.naming import PROPOSED_ORDER, name_sequence
 from planner.levels.grid import line_profile, work_grid, WorkGrid, working_volume, body_frame
@@ -48,7 +48,7 @@ def detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParam
                                   "or none for a proposal counted from the sacrum")
     seq = name_sequence(transitional)
     net_params = p.mr_bodies
-    net = default_net(str(net_params.model_path or MODEL_PATH), net_params.threads)
+    net = default_net(net_params.model_path, net_params.threads)
     scan = find_bodies(volume, list(hints.values()), net=net, params=net_params,
                        max_voxels=p.max_native_voxels)
     if not scan.bodies:

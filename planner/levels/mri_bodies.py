@@ -216,8 +216,14 @@ class BodyNet:
         return probs
 
 
+def default_net(path: Optional[str] = None, threads: int = 1) -> BodyNet:
+    """The network of ``path``, or of :data:`MODEL_PATH` as it is at the call (the level finder and the MRI image
+    checks both load it here, so a bench that measures a held-out model swaps that one name), kept loaded."""
+    return _loaded_net(str(path or MODEL_PATH), threads)
+
+
 @functools.lru_cache(maxsize=2)
-def default_net(path: str = str(MODEL_PATH), threads: int = 1) -> BodyNet:
+def _loaded_net(path: str, threads: int) -> BodyNet:
     return BodyNet(Path(path), threads)
 
 
@@ -314,7 +320,7 @@ def find_bodies(volume, marks: Sequence[Sequence[float]] = (), *, net: Optional[
     read through a float32 copy of the part searched, of at most ``max_voxels`` voxels (subsampled
     beyond; see :func:`planner.levels.grid.working_volume`)."""
     p = params or MrBodiesParams()
-    net = net or default_net(threads=p.threads)
+    net = net or default_net(p.model_path, p.threads)
     marks = [np.asarray(m, dtype=float) for m in marks]
     box = _box(volume, marks, p)
     lo = np.array([box[0], box[2], box[4]])

@@ -11,7 +11,8 @@ from typing import Optional
 class MrBodiesParams:
     """Settings of the learned MRI body finder (:mod:`planner.levels.mri_bodies`; technical, not clinical)."""
 
-    #: The ONNX model; None: the shipped ``resources/models/mri_bodies.onnx``.
+    #: The ONNX model; None: :data:`planner.levels.mri_bodies.MODEL_PATH` (the shipped
+    #: ``resources/models/mri_bodies.onnx``).
     model_path: Optional[str] = None
     #: Largest distance between the sagittal planes given to the network (mm).
     plane_step_mm: float = 2.5
