@@ -1,6 +1,6 @@
 """Image safety checks and checked suggestions on the real scans in ../shared/data (issue 11).
 
-Run: ``.venv/bin/python bench/safety_bench.py [--ct] [--mri] [--quick] [--ct-pose] [--mri-cv DIR]``
+Run: ``.venv/bin/python bench/safety_bench.py [--ct] [--mri] [--quick] [--ct-pose] [--mri-cv DIR] [--cases A,B]``
 
 CT (``totalseg_example/example_ct.nii.gz``, 3 mm voxels):
   * ``main.py plan ... --treat L3,L4,L5,S1`` (the same code: :func:`planner.cli.plan.run`), then every
@@ -284,7 +284,7 @@ def _hand(plan: Any, traj: Any, images: dict, expect: str, labels: Any, name: Op
 
 
 # ============================================================================ MRI
-def bench_mri(quick: bool, cv_dir: Optional[Path] = None) -> dict[str, Any]:
+def bench_mri(quick: bool, cv_dir: Optional[Path] = None, only: Optional[list[str]] = None) -> dict[str, Any]:
     import tempfile
 
     from planner.cli.plan import add_arguments, run
@@ -295,6 +295,8 @@ def bench_mri(quick: bool, cv_dir: Optional[Path] = None) -> dict[str, Any]:
     cases = sorted(p.name[:-5] for p in MRI.glob("*.json"))
     if quick:
         cases = cases[:4]
+    if only:
+        cases = [c for c in cases if c in only]
     fold_of = {}
     if cv_dir is not None:
         folds = json.loads((cv_dir / "folds.json").read_text())["folds"]
@@ -408,6 +410,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--mri-cv", type=Path, metavar="DIR",
                     help="MRI part with the held-out fold models of DIR (folds.json, fold<K>.onnx of "
                          "scripts/train_mri_bodies.py) instead of the shipped model, which saw these scans")
+    ap.add_argument("--cases", help="MRI part on these scans only (comma-separated, e.g. VB1_03,VB3_11)")
     ap.add_argument("--json", action="store_true", help="print everything as JSON")
     args = ap.parse_args(argv)
     if args.ct_pose:
@@ -430,7 +433,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.ct or both:
         out["ct"] = bench_ct(args.quick)
     if args.mri or both:
-        out["mri"] = bench_mri(args.quick, args.mri_cv)
+        out["mri"] = bench_mri(args.quick, args.mri_cv, args.cases.split(",") if args.cases else None)
     out["load_average_end"] = list(os.getloadavg())
     if args.json:
         print(json.dumps(out, indent=1, default=str))
