@@ -111,8 +111,13 @@ class SearchParams:
     #: suggest"): both 1.5 mm: 31 / 3 / 8 (two wrong zones reach the label's endplate by at most 0.25 mm);
     #: both 2.0 mm: 30 / 1 / 11, but the demo's L4 has no target left (its canal margin needs 44 % depth, the
     #: window ends at 43.9 %); zone 2.0 mm and depth 1.5 mm: 31 / 2 / 9 (tests/test_safety.py
-    #: test_mri_target_keeps_the_outline_margins checks both on an analytic body).
-    mr_zone_margin_mm: float = 2.0
+    #: test_mri_target_keeps_the_outline_margins checks both on an analytic body). Those scans trained the
+    #: shipped model; held-out (bench/safety_bench.py --mri --mri-cv DIR, each scan planned and checked with
+    #: the fold model that did not see it) the outline lies farther off and zone 2.0 / depth 1.5 mm gave
+    #: 26 / 8 / 8; zone 3.0 mm 27 / 6 / 9 (of the zones of VB1_03 L4 and VB2_04 L4 that crossed the label,
+    #: one now keeps inside it and one is "cannot suggest"; on the training scans unchanged, 31 / 2 / 9, and
+    #: the demo keeps its plan).
+    mr_zone_margin_mm: float = 3.0
     mr_depth_margin_mm: float = 1.5
     #: How far back from the pivot the bone entry is looked for (mm).
     entry_search_mm: float = 60.0

@@ -331,11 +331,12 @@ def test_mri_target_keeps_the_outline_margins():
     """On MRI the outline may lie off the true body: the suggested target's zone keeps mr_zone_margin_mm
     inside the outline in every direction and the target mr_depth_margin_mm inside the depth window. Box
     body 35 mm deep (posterior wall y = 17.5), zone 10 mm: with the canal far, the zone's edge is at least
-    2 mm from every face; with the canal's front at y = 19.5 and a 10 mm margin from the zone's edge the
+    the margin from every face; with the canal's front at y = 19.5 and a 10 mm margin from the zone's edge the
     target must lie at least 13 mm in front of the wall (37.1 %); with a 13.5 mm canal margin, 16.5 mm (47.1 %):
     inside the 30-50 % window, but beyond it once the 1.5 mm depth margin narrows it to 34.3-45.7 %. A body
-    15 mm high: L5's default height (40 %) leaves the zone 6 mm from the lower endplate, so the target moves
-    up until the zone's edge lies 2 mm inside (mid-height)."""
+    just high enough for the zone and its margin above and below (plus 1 mm; 18 mm with the 3 mm margin):
+    L5's default height (40 %) leaves the zone too close to the lower endplate, so the target moves up until
+    the zone's edge lies the margin inside (near mid-height)."""
     from planner.plan import TrajectoryParams
     from planner.suggest import SEARCH_PARAMS, _target_on_image
     from planner.trajectory import vertebra_frame
@@ -345,7 +346,7 @@ def test_mri_target_keeps_the_outline_margins():
     r = params.zone_diameter_mm / 2.0
     lo_pct = 30.0 + 100.0 * sp.mr_depth_margin_mm / (2 * BODY_Y)
     hi_pct = 50.0 - 100.0 * sp.mr_depth_margin_mm / (2 * BODY_Y)
-    for front, half_height in ((40.0, BODY_Z), (19.5, BODY_Z), (40.0, 7.5)):
+    for front, half_height in ((40.0, BODY_Z), (19.5, BODY_Z), (40.0, r + sp.mr_zone_margin_mm + 0.5)):
         model, plan = _mr_box_model(canal_front_y=front, half_height=half_height)
         target, why = _target_on_image(model, 1, vertebra_frame(plan.levels[0]), plan, "left", params, None, sp)
         assert target is not None, why
