@@ -207,6 +207,10 @@ def _target_on_image(model: SpineModel, code: int, frame: VertebraFrame, plan: P
     body on the image and keeps the canal margin; (None, reason) when there is none (a target outside the
     window is not suggested: the physician may place one by hand and record why)."""
     st = plan.settings
+    if code in model.cut_at_side:
+        return None, (f"the sagittal slices end inside the width of {frame.level_name}'s body, so its left-right "
+                      "middle is not measured on this image and no target is placed from it (place the target on an "
+                      "axial image)")
     r = params.zone_diameter_mm / 2.0
     base = default_target(frame, st, side, lateral_offset_mm)
     # the body on the image: its mid-sagittal plane and its AP depth through the target (the landmarks

@@ -309,3 +309,19 @@ def test_tptbox_crop_bone_and_canal_against_its_labels(shared_data):
         ray = c + np.arange(0.0, 25.0, 0.5)[:, None] * d
         hits += bool(np.any(labels.sample(ray, order=0) == 22))
     assert hits >= 0.75 * len(pts[::6])
+
+
+def test_mri_plan_places_no_target_in_a_body_cut_at_the_image_side(shared_data, tmp_path):
+    """VB1_02's sagittal slices cover 57 mm from left to right and end inside L4's body (its label reaches the
+    image's edge): ``plan --treat L4`` with marks at the L1 and L5 centroids places no L4 target from the part
+    in view and says why, instead of a target off the body's middle."""
+    folder = shared_data / "lumbar_mri_vb"
+    cen = json.loads((folder / "VB1_02.json").read_text())["body_centroid_lps_mm"]
+    hints = [f"--hint={n}=" + ",".join(f"{c:.2f}" for c in cen[n]) for n in ("L1", "L5")]
+    out = tmp_path / "mr.bvnplan"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        main(["plan", str(folder / "VB1_02_mr.nii.gz"), "--treat", "L4", "-o", str(out), "--json", *hints])
+    rows = json.loads(printed.getvalue())["trajectories"]
+    assert rows and all(r["level"] == "L4" and r["status"] == "none" for r in rows), rows
+    assert all("end inside the width of L4's body" in r["message"] for r in rows), rows

@@ -327,6 +327,24 @@ def _mr_box_model(canal_front_y: float, half_height: float = BODY_Z):
     return model, plan
 
 
+def test_no_mri_target_in_a_body_the_image_cuts_at_its_side():
+    """Where the sagittal slices end inside a body's width, the outline holds only the part in view and its
+    left-right middle is not the body's: no target is placed from it, and the reason says so; the same body
+    whole gets its target on its middle."""
+    from planner.plan import TrajectoryParams
+    from planner.suggest import SEARCH_PARAMS, _target_on_image
+    from planner.trajectory import vertebra_frame
+
+    model, plan = _mr_box_model(canal_front_y=40.0)
+    frame = vertebra_frame(plan.levels[0])
+    target, _ = _target_on_image(model, 1, frame, plan, "left", TrajectoryParams(), None, SEARCH_PARAMS)
+    assert target is not None and abs(target[0]) < 0.5
+    model.cut_at_side = {1}
+    target, why = _target_on_image(model, 1, frame, plan, "left", TrajectoryParams(), None, SEARCH_PARAMS)
+    assert target is None
+    assert "end inside the width of L5's body" in why and "left-right middle is not measured" in why, why
+
+
 def test_mri_target_keeps_the_outline_margins():
     """On MRI the outline may lie off the true body: the suggested target's zone keeps mr_zone_margin_mm
     inside the outline in every direction and the target mr_depth_margin_mm inside the depth window. Box

@@ -105,6 +105,9 @@ class SpineModel:
     #: a level without an entry has no body on the image). Empty on CT, where the body is the vertebra's bone
     #: in front of its posterior wall.
     bodies: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    #: MRI: the owner codes whose body the image cuts at its side (the sagittal slices end inside its width):
+    #: the outline holds only the part in view, so the body's left-right middle is not measured.
+    cut_at_side: set[int] = field(default_factory=set)
 
     # ---------------------------------------------------------------- lookups
     def owner_index(self, level_id: str) -> int:

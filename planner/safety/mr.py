@@ -93,11 +93,16 @@ def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams, bodies: 
     # each level's body as the body model outlines it
     pts = None
     body_of: dict[int, np.ndarray] = {}
+    cut_at_side: set[int] = set()
     for i, a in enumerate(anchors):
         body = None if bodies is None else bodies.body_at(a.body_center_lps)
         if body is None:
             notes.append(f"{a.name}: no vertebral body is outlined at its body centre landmark on this MR image")
             continue
+        if body.cut_at_side:
+            cut_at_side.add(i + 1)
+            notes.append(f"{a.name}: the sagittal slices end inside the width of its body, so its left-right middle "
+                         "is not measured on this MR image")
         if pts is None:
             pts = grid.lps_of(np.indices(grid.shape).reshape(3, -1).T)
         mask = bodies.inside(body, pts).reshape(grid.shape)  # type: ignore[union-attr]
@@ -162,4 +167,5 @@ def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams, bodies: 
                      "is not measured on it")
     model = SpineModel(grid, "MR", bone, canal, owner, list(anchors), measured, notes)
     model.bodies = body_of
+    model.cut_at_side = cut_at_side
     return model
