@@ -55,6 +55,7 @@ SHARED = Path(os.environ.get("BVN_SHARED_DATA", ROOT.parent / "shared" / "data")
 MRI_DIR = SHARED / "lumbar_mri_vb"
 MODES = ("centroid", "moved", "none")
 from tests.anatomy_reference import FOV_CUTS  # noqa: E402  (the cut fields of view of --fov)
+from tests.anatomy_reference import fold_of_cases  # noqa: E402  (the held-out fold of each MRI)
 #: Issue 10 acceptance (MRI with marks; CT pedicles; every scan).
 ACCEPT = {"found_share": 0.97, "centre_median": 3.0, "centre_p95": 6.0, "wall_median": 2.0,
           "ct_pedicle_tptbox": 3.0, "ct_pedicle_totalseg": 4.5, "time_s": 10.0, "peak_gib": 2.0}
@@ -377,13 +378,6 @@ def ct_poses() -> None:
 #: The poses of the MRIs (``--pose --mri-cv``): turned and tilted by 10 degrees either way (bent: the training's
 #: in-plane rotations already cover it).
 MRI_POSES = ("turn+10", "turn-10", "tilt+10", "tilt-10")
-
-
-def fold_of_cases(cv_dir: Path) -> dict[str, int]:
-    """The cross-validation fold of each scan (``DIR/folds.json`` of scripts/train_mri_bodies.py): the scan is
-    measured with ``DIR/fold<K>.onnx``, trained without it."""
-    folds = json.loads((cv_dir / "folds.json").read_text())["folds"]
-    return {c: k for k, names in enumerate(folds) for c in names}
 
 
 def mri_poses(cv_dir: Path, cases: list[str]) -> None:

@@ -291,16 +291,17 @@ def bench_mri(quick: bool, cv_dir: Optional[Path] = None, only: Optional[list[st
     from planner.levels import mri_bodies
     from planner.storage import load_plan
     from planner.trajectory import vertebra_frame
+    from tests.anatomy_reference import fold_of_cases
 
     cases = sorted(p.name[:-5] for p in MRI.glob("*.json"))
     if quick:
         cases = cases[:4]
     if only:
         cases = [c for c in cases if c in only]
-    fold_of = {}
-    if cv_dir is not None:
-        folds = json.loads((cv_dir / "folds.json").read_text())["folds"]
-        fold_of = {c: k for k, names in enumerate(folds) for c in names}
+    fold_of = {} if cv_dir is None else fold_of_cases(cv_dir)
+    unknown = [c for c in cases if cv_dir is not None and c not in fold_of]
+    if unknown:
+        raise SystemExit(f"{', '.join(unknown)}: in no fold of {cv_dir / 'folds.json'}")
     shipped = mri_bodies.MODEL_PATH
     counts: Counter = Counter()
     per_case = []

@@ -493,6 +493,13 @@ def mri_cases(folder: Path) -> list[str]:
     return sorted(p.name[: -len(".json")] for p in folder.glob("*.json"))
 
 
+def fold_of_cases(cv_dir: Path) -> dict[str, int]:
+    """The cross-validation fold of each scan (``DIR/folds.json`` of scripts/train_mri_bodies.py): the scan is
+    measured with ``DIR/fold<K>.onnx``, trained without it."""
+    folds = json.loads((cv_dir / "folds.json").read_text())["folds"]
+    return {c: k for k, names in enumerate(folds) for c in names}
+
+
 def mri_case(folder: Path, case: str) -> dict:
     """Labels, geometry and reference bodies of one lumbar_mri_vb scan. The lateral axis is the
     direction across the sagittal slices (voxel axis k; left and right are unknown on these scans)."""
