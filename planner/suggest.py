@@ -211,6 +211,11 @@ def _target_on_image(model: SpineModel, code: int, frame: VertebraFrame, plan: P
         return None, (f"the sagittal slices end inside the width of {frame.level_name}'s body, so its left-right "
                       "middle is not measured on this image and no target is placed from it (place the target on an "
                       "axial image)")
+    if code in model.taller_than_neighbours:
+        return None, (f"{frame.level_name}'s body outline on this image is {model.taller_than_neighbours[code]:.2f} "
+                      "times as tall as the taller of its neighbours: it may run on through a disc into the next "
+                      "bone, so its middle is not measured and no target is placed from it (check its endplates "
+                      "and place the target on the images)")
     r = params.zone_diameter_mm / 2.0
     base = default_target(frame, st, side, lateral_offset_mm)
     # the body on the image: its mid-sagittal plane and its AP depth through the target (the landmarks

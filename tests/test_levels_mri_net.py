@@ -345,10 +345,11 @@ def test_the_finder_and_the_image_checks_load_the_model_named_at_the_call(tmp_pa
                                                                                          (1.0, 1.0, 1.0))))
 
 
-def test_a_body_much_lower_than_its_neighbours_is_flagged():
+def test_a_body_much_lower_or_taller_than_its_neighbours_is_flagged():
     """L4 outlined 14 mm high between neighbours of 25 mm (its outline stopped at a dark Modic band, or
-    the body is collapsed) gets a warning naming it; a 21 mm body (84 %) and S1 do not."""
-    from planner.levels.mri import short_bodies
+    the body is collapsed) gets a warning naming it; a 21 mm body (84 %) and S1 do not. L5 outlined 32 mm
+    below a 25 mm L4 (its outline ran on into the sacrum) gets one too; 29 mm (1.16 times) does not."""
+    from planner.levels.mri import odd_height_bodies
     from planner.levels.results import VertebraFound
     from planner.plan import Landmarks
 
@@ -358,8 +359,16 @@ def test_a_body_much_lower_than_its_neighbours_is_flagged():
 
     verts = [vert("L2", 60.0, 25.0), vert("L3", 30.0, 21.0), vert("L4", 0.0, 14.0), vert("L5", -30.0, 25.0),
              vert("S1", -60.0, 10.0, sacral=True)]
-    warnings = short_bodies(verts, MrBodiesParams().short_body_ratio)
+    warnings = odd_height_bodies(verts, MrBodiesParams())
     assert len(warnings) == 1 and warnings[0].startswith("L4: its body measures 14 mm"), warnings
+    assert "may stop at a marrow change" in warnings[0]
+    for h_l5, flagged in ((32.0, True), (29.0, False)):
+        verts = [vert("L3", 60.0, 25.0), vert("L4", 30.0, 25.0), vert("L5", 0.0, h_l5), vert("S1", -30.0, 20.0, True)]
+        warnings = odd_height_bodies(verts, MrBodiesParams())
+        assert bool(warnings) == flagged, (h_l5, warnings)
+        if flagged:
+            assert len(warnings) == 1 and warnings[0].startswith("L5: its body measures 32 mm"), warnings
+            assert "run on through a disc into the next bone" in warnings[0]
 
 
 def test_no_ladder_when_the_last_lumbar_body_has_nothing_below_it():

@@ -5,6 +5,7 @@ honest status of checks that cannot be measured."""
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -343,6 +344,51 @@ def test_no_mri_target_in_a_body_the_image_cuts_at_its_side():
     target, why = _target_on_image(model, 1, frame, plan, "left", TrajectoryParams(), None, SEARCH_PARAMS)
     assert target is None
     assert "end inside the width of L5's body" in why and "left-right middle is not measured" in why, why
+
+
+def test_no_mri_target_in_a_body_outlined_much_taller_than_its_neighbours():
+    """A lumbar body outlined more than MrBodiesParams.tall_body_ratio times as tall as its lumbar neighbours (L5's
+    outline run on into the sacrum) is flagged with its ratio (S1, partly seen bodies and a body at 1.16 times are
+    not), and no target is placed from it, with the reason."""
+    from planner.levels.mri_bodies import Body
+    from planner.levels.params import MrBodiesParams
+    from planner.plan import TrajectoryParams
+    from planner.safety.mr import taller_outlines
+    from planner.suggest import SEARCH_PARAMS, _target_on_image
+    from planner.trajectory import vertebra_frame
+
+    class Scan:
+        """The body finder's outlines, looked up by a point inside them (here: by their centre)."""
+
+        def __init__(self, bodies):
+            self.bodies = bodies
+
+        def body_at(self, lps):
+            return next((b for b in self.bodies if np.allclose(b.centre_lps, lps)), None)
+
+    def body(z, h, partial=False):
+        c = np.array([0.0, 0.0, z])
+        return Body(c, 30.0, 0.0, 0.0, partial, 1, landmarks={"superior_endplate_lps": c + [0, 0, h / 2],
+                                                              "inferior_endplate_lps": c - [0, 0, h / 2]})
+
+    p = MrBodiesParams()
+    for h_l5, flagged in ((33.0, True), (29.0, False)):
+        bodies = [body(60.0, 25.0), body(30.0, 26.0), body(0.0, h_l5), body(-30.0, 12.0)]
+        anchors = [SimpleNamespace(name=n, body_center_lps=b.centre_lps)
+                   for n, b in zip(("L3", "L4", "L5", "S1"), bodies)]
+        got = taller_outlines(anchors, Scan(bodies), p)
+        assert got == ({3: pytest.approx(33.0 / 26.0)} if flagged else {}), (h_l5, got)
+    # the same tall L5 cut by the image's edge, or its neighbour unmeasured: no ratio is measured
+    bodies = [body(60.0, 25.0), body(30.0, 26.0, partial=True), body(0.0, 33.0)]
+    anchors = [SimpleNamespace(name=n, body_center_lps=b.centre_lps) for n, b in zip(("L3", "L4", "L5"), bodies)]
+    assert taller_outlines(anchors, Scan(bodies), p) == {}
+
+    model, plan = _mr_box_model(canal_front_y=40.0)
+    frame = vertebra_frame(plan.levels[0])
+    model.taller_than_neighbours = {1: 1.3}
+    target, why = _target_on_image(model, 1, frame, plan, "left", TrajectoryParams(), None, SEARCH_PARAMS)
+    assert target is None
+    assert "1.30 times as tall as the taller of its neighbours" in why and "no target is placed" in why, why
 
 
 def test_mri_target_keeps_the_outline_margins():

@@ -19,9 +19,9 @@ from scipy import ndimage
 
 from planner.imaging.volume import Volume
 from planner.plan import Landmarks, Point3
-from planner.levels.params import DetectionParams
+from planner.levels.params import DetectionParams, MrBodiesParams
 from planner.levels.mri_bodies import default_net, find_bodies, name_from_marks, name_without_marks
-from planner.levels.results import LevelDetectionError, body_heights, lps_tuple, neighbours_height, VertebraFound
+from planner.levels.results import LevelDetectionError, body_heights, lps_tuple, odd_heights, VertebraFound
 from planner.levels.naming import PROPOSED_ORDER, name_sequence
 from planner.levels.grid import line_profile, work_grid, WorkGrid, working_volume, body_frame
 from planner.levels.profiles import cortex_line, dip_near, first_dip, mirror_midline, NativeSlices, surface
@@ -122,21 +122,25 @@ def detect_mr(volume: Volume, hints: Mapping[str, np.ndarray], p: DetectionParam
         notes.append(f"the sagittal slices end inside the width of {', '.join(at_side)}: their landmarks on the "
                      f"mid-sagittal plane are whole, their left-right middle is that of the part in view (check "
                      f"it on an axial image)")
-    return verts, scan.notes + notes, scan.warnings + short_bodies(verts, net_params.short_body_ratio)
+    return verts, scan.notes + notes, scan.warnings + odd_height_bodies(verts, net_params)
 
 
-def short_bodies(verts: Sequence[VertebraFound], ratio: float) -> list[str]:
-    """Warnings for lumbar bodies much lower than their neighbours (``MrBodiesParams.short_body_ratio``):
-    their outline may stop at a Modic band as dark as the disc, or the body is collapsed."""
+def odd_height_bodies(verts: Sequence[VertebraFound], p: MrBodiesParams) -> list[str]:
+    """Warnings for lumbar bodies much lower (``MrBodiesParams.short_body_ratio``) or much taller
+    (``tall_body_ratio``) than their neighbours: the outline of a lower one may stop at a Modic band as dark as
+    the disc, or the body is collapsed; that of a taller one may run on into the next bone."""
     heights = [None if v.sacral else h for v, h in zip(verts, body_heights(verts))]
     out = []
-    for i, (v, h) in enumerate(zip(verts, heights)):
-        near = neighbours_height(heights, i)
-        if h is None or near is None or h >= ratio * near:
-            continue
-        out.append(f"{v.name}: its body measures {h:.0f} mm from endplate to endplate against {near:.0f} mm "
-                   f"for its neighbours: its outline may stop at a marrow change (a Modic band as dark as the disc) "
-                   f"or the body is collapsed; check its endplates before reading Modic changes")
+    for i, (kind, near) in sorted(odd_heights(heights, p.short_body_ratio, p.tall_body_ratio).items()):
+        size = f"{verts[i].name}: its body measures {heights[i]:.0f} mm from endplate to endplate against"
+        if kind == "short":
+            out.append(f"{size} {near:.0f} mm for its neighbours: its outline may stop at a marrow change (a Modic "
+                       "band as dark as the disc) or the body is collapsed; check its endplates before reading Modic "
+                       "changes")
+        else:
+            out.append(f"{size} {near:.0f} mm for the taller of its neighbours: its outline may run on through a "
+                       "disc into the next bone (the sacrum below L5); check its endplates on the image (no target "
+                       "is suggested in it from this image)")
     return out
 
 

@@ -59,10 +59,32 @@ def body_heights(verts: Sequence[VertebraFound]) -> list[float | None]:
     return out
 
 
+def _measured_neighbours(heights: Sequence[float | None], i: int) -> list[float]:
+    return [h for h in list(heights[max(0, i - 1):i]) + list(heights[i + 1:i + 2]) if h is not None]
+
+
 def neighbours_height(heights: Sequence[float | None], i: int) -> float | None:
     """The median height of the measured bodies next to body ``i`` (None when neither is measured)."""
-    near = [h for h in list(heights[max(0, i - 1):i]) + list(heights[i + 1:i + 2]) if h is not None]
+    near = _measured_neighbours(heights, i)
     return float(np.median(near)) if near else None
+
+
+def odd_heights(heights: Sequence[float | None], short_ratio: float, tall_ratio: float) -> dict[int, tuple[str, float]]:
+    """Index -> ("short", median of its neighbours' heights) for the bodies lower than ``short_ratio`` times
+    that median, and ("tall", the taller neighbour's height) for those taller than ``tall_ratio`` times their
+    taller neighbour that is not itself short (a body next to a collapsed one is not taller than its other
+    neighbour; with no other neighbour it is not compared). ``heights``: None where not measured."""
+    out: dict[int, tuple[str, float]] = {}
+    for i, h in enumerate(heights):
+        near = neighbours_height(heights, i)
+        if h is not None and near is not None and h < short_ratio * near:
+            out[i] = ("short", near)
+    usable = [None if i in out else h for i, h in enumerate(heights)]
+    for i, h in enumerate(heights):
+        near_all = _measured_neighbours(usable, i)
+        if h is not None and i not in out and near_all and h > tall_ratio * max(near_all):
+            out[i] = ("tall", max(near_all))
+    return out
 
 
 def lps_tuple(v: np.ndarray) -> tuple[float, float, float]:

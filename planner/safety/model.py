@@ -108,6 +108,9 @@ class SpineModel:
     #: MRI: the owner codes whose body the image cuts at its side (the sagittal slices end inside its width):
     #: the outline holds only the part in view, so the body's left-right middle is not measured.
     cut_at_side: set[int] = field(default_factory=set)
+    #: MRI: owner code -> height ratio of the levels whose body outline is much taller than its lumbar neighbours
+    #: (``MrBodiesParams.tall_body_ratio``): it may run on into the next bone, so its middle is not the body's.
+    taller_than_neighbours: dict[int, float] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- lookups
     def owner_index(self, level_id: str) -> int:

@@ -30,6 +30,8 @@ from scipy import ndimage
 
 from planner.imaging.volume import Volume
 from planner.levels.mri_bodies import BodyScan, find_bodies
+from planner.levels.params import MrBodiesParams
+from planner.levels.results import odd_heights
 
 from planner.safety.ct import fill_plane_holes, fill_small_holes
 from planner.safety.grid import Grid
@@ -108,6 +110,10 @@ def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams, bodies: 
         mask = bodies.inside(body, pts).reshape(grid.shape)  # type: ignore[union-attr]
         if mask.any():
             body_of[i + 1] = mask
+    taller = taller_outlines(anchors, bodies, MrBodiesParams())
+    for code, ratio in taller.items():
+        notes.append(f"{anchors[code - 1].name}: its body's outline on this MR image is {ratio:.2f} times as tall as "
+                     "the taller of its lumbar neighbours (it may run on through a disc into the next bone)")
     seeds = _seed_regions(grid, anchors, params)
     levels = np.full(len(anchors), np.nan)
     for i, region in enumerate(seeds):
@@ -168,4 +174,21 @@ def build_mr_model(grid: Grid, anchors: Sequence, params: SafetyParams, bodies: 
     model = SpineModel(grid, "MR", bone, canal, owner, list(anchors), measured, notes)
     model.bodies = body_of
     model.cut_at_side = cut_at_side
+    model.taller_than_neighbours = taller
     return model
+
+
+def taller_outlines(anchors: Sequence, bodies: Optional[BodyScan], p: MrBodiesParams) -> dict[int, float]:
+    """Owner code -> height ratio of the lumbar levels whose body outline (superior to inferior endplate of
+    the body finder) is taller than ``p.tall_body_ratio`` times the taller of its lumbar neighbours
+    (``MrBodiesParams.tall_body_ratio``): the outline may run on through a disc into the next bone."""
+    heights: list[Optional[float]] = []
+    for a in anchors:
+        body = None if bodies is None or a.name == "S1" else bodies.body_at(a.body_center_lps)
+        lm = {} if body is None or body.partial else body.landmarks
+        if "superior_endplate_lps" in lm and "inferior_endplate_lps" in lm:
+            heights.append(float(np.linalg.norm(lm["superior_endplate_lps"] - lm["inferior_endplate_lps"])))
+        else:
+            heights.append(None)
+    flags = odd_heights(heights, p.short_body_ratio, p.tall_body_ratio)
+    return {i + 1: heights[i] / near for i, (kind, near) in flags.items() if kind == "tall"}
