@@ -353,9 +353,10 @@ def test_a_body_much_lower_or_taller_than_its_neighbours_is_flagged():
     from planner.levels.results import VertebraFound
     from planner.plan import Landmarks
 
-    def vert(name, z, h, sacral=False):
+    def vert(name, z, h, sacral=False, partial=False):
         return VertebraFound(0.0, 0.0, Landmarks(body_center_lps=(0.0, 0.0, z), superior_endplate_lps=(0.0, 0.0, z + h / 2),
-                                                 inferior_endplate_lps=(0.0, 0.0, z - h / 2)), name=name, sacral=sacral)
+                                                 inferior_endplate_lps=(0.0, 0.0, z - h / 2)), name=name, sacral=sacral,
+                             partial=partial)
 
     verts = [vert("L2", 60.0, 25.0), vert("L3", 30.0, 21.0), vert("L4", 0.0, 14.0), vert("L5", -30.0, 25.0),
              vert("S1", -60.0, 10.0, sacral=True)]
@@ -369,6 +370,11 @@ def test_a_body_much_lower_or_taller_than_its_neighbours_is_flagged():
         if flagged:
             assert len(warnings) == 1 and warnings[0].startswith("L5: its body measures 32 mm"), warnings
             assert "run on through a disc into the next bone" in warnings[0]
+    # L5 cut by the edge of the part searched: 32 mm in view is already too tall; 18 mm is not "short"
+    for h_l5, start in ((32.0, "L5: its body measures at least 32 mm"), (18.0, None)):
+        verts = [vert("L3", 60.0, 25.0), vert("L4", 30.0, 25.0), vert("L5", 0.0, h_l5, partial=True)]
+        warnings = odd_height_bodies(verts, MrBodiesParams())
+        assert (warnings[0].startswith(start) and len(warnings) == 1) if start else not warnings, (h_l5, warnings)
 
 
 def test_no_ladder_when_the_last_lumbar_body_has_nothing_below_it():

@@ -378,10 +378,16 @@ def test_no_mri_target_in_a_body_outlined_much_taller_than_its_neighbours():
                    for n, b in zip(("L3", "L4", "L5", "S1"), bodies)]
         got = taller_outlines(anchors, Scan(bodies), p)
         assert got == ({3: pytest.approx(33.0 / 26.0)} if flagged else {}), (h_l5, got)
-    # the same tall L5 cut by the image's edge, or its neighbour unmeasured: no ratio is measured
+    # its only lumbar neighbour cut by the edge of the image or of the part searched: no reference height
     bodies = [body(60.0, 25.0), body(30.0, 26.0, partial=True), body(0.0, 33.0)]
     anchors = [SimpleNamespace(name=n, body_center_lps=b.centre_lps) for n, b in zip(("L3", "L4", "L5"), bodies)]
     assert taller_outlines(anchors, Scan(bodies), p) == {}
+    # L5 itself cut there (its outline ran on to the edge of the part searched): the part in view is already
+    # too tall (33 mm), or is short only because it is cut (20 mm, not flagged)
+    for h_l5, want in ((33.0, {3: pytest.approx(33.0 / 26.0)}), (20.0, {})):
+        bodies = [body(60.0, 25.0), body(30.0, 26.0), body(0.0, h_l5, partial=True)]
+        anchors = [SimpleNamespace(name=n, body_center_lps=b.centre_lps) for n, b in zip(("L3", "L4", "L5"), bodies)]
+        assert taller_outlines(anchors, Scan(bodies), p) == want, h_l5
 
     model, plan = _mr_box_model(canal_front_y=40.0)
     frame = vertebra_frame(plan.levels[0])

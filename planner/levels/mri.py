@@ -130,9 +130,13 @@ def odd_height_bodies(verts: Sequence[VertebraFound], p: MrBodiesParams) -> list
     (``tall_body_ratio``) than their neighbours: the outline of a lower one may stop at a Modic band as dark as
     the disc, or the body is collapsed; that of a taller one may run on into the next bone."""
     heights = [None if v.sacral else h for v, h in zip(verts, body_heights(verts))]
+    # a body cut by the edge of the image or of the part searched: its height so far
+    at_least = [None if v.sacral or not v.partial else h for v, h in zip(verts, body_heights(verts, partial=True))]
     out = []
-    for i, (kind, near) in sorted(odd_heights(heights, p.short_body_ratio, p.tall_body_ratio).items()):
-        size = f"{verts[i].name}: its body measures {heights[i]:.0f} mm from endplate to endplate against"
+    for i, (kind, near) in sorted(odd_heights(heights, p.short_body_ratio, p.tall_body_ratio, at_least).items()):
+        h = heights[i] if heights[i] is not None else at_least[i]
+        size = f"{verts[i].name}: its body measures {'at least ' if heights[i] is None else ''}{h:.0f} mm from " \
+               "endplate to endplate against"
         if kind == "short":
             out.append(f"{size} {near:.0f} mm for its neighbours: its outline may stop at a marrow change (a Modic "
                        "band as dark as the disc) or the body is collapsed; check its endplates before reading Modic "

@@ -47,13 +47,15 @@ class LevelProposal:
     warnings: list[str] = field(default_factory=list)
 
 
-def body_heights(verts: Sequence[VertebraFound]) -> list[float | None]:
+def body_heights(verts: Sequence[VertebraFound], partial: bool = False) -> list[float | None]:
     """Each vertebra's body height (superior to inferior endplate centre, mm); None where it is only partly in
-    the field of view or an endplate is not measured."""
+    the field of view (unless ``partial``: then the height of the part in view) or an endplate is not
+    measured."""
     out: list[float | None] = []
     for v in verts:
         lm = v.landmarks
-        whole = not v.partial and lm.superior_endplate_lps is not None and lm.inferior_endplate_lps is not None
+        whole = (partial or not v.partial) and lm.superior_endplate_lps is not None \
+            and lm.inferior_endplate_lps is not None
         out.append(float(np.linalg.norm(np.subtract(lm.superior_endplate_lps, lm.inferior_endplate_lps)))
                    if whole else None)
     return out
@@ -69,18 +71,24 @@ def neighbours_height(heights: Sequence[float | None], i: int) -> float | None:
     return float(np.median(near)) if near else None
 
 
-def odd_heights(heights: Sequence[float | None], short_ratio: float, tall_ratio: float) -> dict[int, tuple[str, float]]:
+def odd_heights(heights: Sequence[float | None], short_ratio: float, tall_ratio: float,
+                at_least: Sequence[float | None] = ()) -> dict[int, tuple[str, float]]:
     """Index -> ("short", median of its neighbours' heights) for the bodies lower than ``short_ratio`` times
     that median, and ("tall", the taller neighbour's height) for those taller than ``tall_ratio`` times their
     taller neighbour that is not itself short (a body next to a collapsed one is not taller than its other
-    neighbour; with no other neighbour it is not compared). ``heights``: None where not measured."""
+    neighbour; with no other neighbour it is not compared). ``heights``: None where not measured.
+    ``at_least``: per body, a height that is only a lower bound (a body cut by the edge of the image or of the
+    part searched, whose ``heights`` entry is None): such a body is never short nor anyone's reference, but
+    already taller than ``tall_ratio`` times its neighbour it is tall."""
     out: dict[int, tuple[str, float]] = {}
     for i, h in enumerate(heights):
         near = neighbours_height(heights, i)
         if h is not None and near is not None and h < short_ratio * near:
             out[i] = ("short", near)
     usable = [None if i in out else h for i, h in enumerate(heights)]
+    bounds = list(at_least) + [None] * (len(heights) - len(at_least))
     for i, h in enumerate(heights):
+        h = h if h is not None else bounds[i]
         near_all = _measured_neighbours(usable, i)
         if h is not None and i not in out and near_all and h > tall_ratio * max(near_all):
             out[i] = ("tall", max(near_all))

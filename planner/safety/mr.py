@@ -183,12 +183,15 @@ def taller_outlines(anchors: Sequence, bodies: Optional[BodyScan], p: MrBodiesPa
     the body finder) is taller than ``p.tall_body_ratio`` times the taller of its lumbar neighbours
     (``MrBodiesParams.tall_body_ratio``): the outline may run on through a disc into the next bone."""
     heights: list[Optional[float]] = []
+    at_least: list[Optional[float]] = []  # bodies cut by the edge of the image or of the part searched
     for a in anchors:
         body = None if bodies is None or a.name == "S1" else bodies.body_at(a.body_center_lps)
-        lm = {} if body is None or body.partial else body.landmarks
+        lm = {} if body is None else body.landmarks
+        h = None
         if "superior_endplate_lps" in lm and "inferior_endplate_lps" in lm:
-            heights.append(float(np.linalg.norm(lm["superior_endplate_lps"] - lm["inferior_endplate_lps"])))
-        else:
-            heights.append(None)
-    flags = odd_heights(heights, p.short_body_ratio, p.tall_body_ratio)
-    return {i + 1: heights[i] / near for i, (kind, near) in flags.items() if kind == "tall"}
+            h = float(np.linalg.norm(lm["superior_endplate_lps"] - lm["inferior_endplate_lps"]))
+        partial = body is not None and body.partial
+        heights.append(None if partial else h)
+        at_least.append(h if partial else None)
+    flags = odd_heights(heights, p.short_body_ratio, p.tall_body_ratio, at_least)
+    return {i + 1: (heights[i] or at_least[i] or 0.0) / near for i, (kind, near) in flags.items() if kind == "tall"}
