@@ -762,17 +762,3 @@ def score_levels(levels: Sequence, case: dict) -> dict:
     found_right = [n for n in labelled if n in right]
     return {"labelled": labelled, "found_right": found_right, "misnamed": misnamed, "off": off,
             "levels": per_level}
-
-
-#: The demo tests the learned MRI body finder does not pass (strict: each must still fail, so that a finder
-#: that passes them is noticed). The finder is trained on real scans; the phantom's sagittal images are flat
-#: and texture-free, with Modic bands as dark as the disc across half a body, and its sacral segments are
-#: separated by disc-like remnant discs, so the network reads the phantom's S1 as a last lumbar body.
-PHANTOM_MRI_LIMIT = (
-    "learned MRI body finder on the demo phantom (measured): T12-L4 within 2 mm; on the T1, L5 (a Modic band "
-    "as dark as the disc over half of it) centre 4.2 mm and endplates 4.1-6.8 mm off, S1 walls and inferior "
-    "endplate 3.0-3.4 mm (on the T2 alone 3.6-5.8 mm); the network takes the phantom's S1 for a last lumbar "
-    "body, so without marks the demo T1 is refused ('the last lumbar body and the sacrum found are not "
-    "neighbours') and S1 marked on L5 is caught as a count that does not fit the names, without the one-body "
-    "correction. On the 21 real scans, held-out (3-fold cross-validation): 117/117 levels named right with "
-    "marks, 19/21 scans named right without, 2 refused (bench/anatomy_bench.py --no-ct --mri-cv)")

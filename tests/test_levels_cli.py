@@ -12,7 +12,6 @@ import pytest
 from planner.cli import run_command
 from planner.cli.levels import parse_hint
 from planner.plan import LANDMARK_NAMES
-from tests.anatomy_reference import PHANTOM_MRI_LIMIT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +113,6 @@ def test_skip_summary_reads_the_import_report():
     assert _skips_of(SimpleNamespace(report=SimpleNamespace(summary="x", skipped_files=3))) == " (x)"
 
 
-@pytest.mark.xfail(strict=True, reason=PHANTOM_MRI_LIMIT)
 def test_mri_levels_from_two_hints_on_the_demo_t1(demo_study, capsys):
     v = demo_study.ground_truth["vertebrae"]
     hints = [f"--hint={n}=" + ",".join(f"{c:.2f}" for c in v[n]["body_center_lps"]) for n in ("S1", "L1")]

@@ -13,7 +13,6 @@ import pytest
 
 from planner.levels import LevelDetectionError, MarkError, propose_levels, propose_levels_detailed
 from planner.plan import LANDMARK_NAMES
-from tests.anatomy_reference import PHANTOM_MRI_LIMIT
 
 # ------------------------------------------------------------------ the demo case (planner.demo)
 DEMO_LEVELS = ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
@@ -76,7 +75,6 @@ def t1_alone_other_clicks(demo_images):
     return propose_levels(vols["T1"], _demo_hints(gt, (-2.0, 3.0, -3.5), (3.5, -2.0, 3.0)))
 
 
-@pytest.mark.xfail(strict=True, reason=PHANTOM_MRI_LIMIT)
 def test_demo_levels_and_landmarks(demo_levels, demo_images):
     """Acceptance: on the demo case, every landmark of every level lies within 2 mm of the ground truth."""
     _, gt = demo_images
@@ -86,7 +84,6 @@ def test_demo_levels_and_landmarks(demo_levels, demo_images):
     assert not far, far
 
 
-@pytest.mark.xfail(strict=True, reason=PHANTOM_MRI_LIMIT)
 def test_demo_t1_alone_and_other_clicks(demo_levels, t1_alone_other_clicks, demo_images):
     """The sagittal T1 by itself, clicked elsewhere in the two bodies: the same levels, every landmark still
     within 2 mm, and the bodies where the first clicks put them (within 1 mm)."""
@@ -110,7 +107,6 @@ def test_axial_stack_refines_the_pedicles_it_covers(demo_levels, t1_alone_other_
         assert with_axial[("L4", n)] < 1.0, n
 
 
-@pytest.mark.xfail(strict=True, reason=PHANTOM_MRI_LIMIT)
 def test_demo_levels_on_the_t2_alone(demo_images):
     """Labelling works on the sagittal T2 by itself (discs bright in the middle, fat and fluid bright):
     every level named, body landmarks within 2 mm; pedicle centres within 3 mm (the thick slices leave
@@ -168,7 +164,6 @@ def test_mri_marks_that_do_not_fit_the_count_are_refused(demo_images):
         propose_levels(vols["T1"], {"S1": v["S1"]["body_center_lps"], "L4": v["L1"]["body_center_lps"]})
 
 
-@pytest.mark.xfail(strict=True, reason=PHANTOM_MRI_LIMIT)
 def test_mri_transitional_l6_with_marks(demo_images):
     """A spine with six lumbar vertebrae, when the user says so: S1 marked, and the body that is L2 there (the
     demo's fifth body above S1); every body above the mark is named one step higher."""
@@ -182,7 +177,6 @@ def test_mri_transitional_l6_with_marks(demo_images):
     assert np.linalg.norm(got["L2"] - v["L1"]["body_center_lps"]) < 2.0
 
 
-@pytest.mark.xfail(strict=True, reason=PHANTOM_MRI_LIMIT)
 def test_mri_without_marks_a_proposal_counted_from_the_sacrum(demo_images):
     """No marks: the levels counted from the sacrum, said to be a proposal to confirm."""
     vols, gt = demo_images

@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt
 
 from planner.imaging import load_path
 from planner.imaging.volume import Volume
-from tests.anatomy_reference import PHANTOM_MRI_LIMIT, mri_case
+from tests.anatomy_reference import mri_case
 from tests.test_levels_panel import _panel
 
 pytestmark = pytest.mark.gui
@@ -63,7 +63,6 @@ def _check(qtbot, panel, messages, session, marks, pattern):
     assert "Check the marks" in messages[-1]
 
 
-@pytest.mark.xfail(strict=True, reason=PHANTOM_MRI_LIMIT)
 def test_wrong_marks_on_the_demo_are_shown_where_the_physician_marks(qtbot, demo_study, tmp_path):
     """The demo's sagittal T1 in the main window: S1 marked on L5, L1 marked on T12 and L1 marked in the
     T12-L1 disc each show the warning with the likely correction in the levels panel; the right marks then

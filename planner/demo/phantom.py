@@ -39,7 +39,7 @@ from planner.demo.geometry import (
 from planner.settings import PlanningSettings, level_setting
 
 #: Bump whenever the phantom or the files written change (the demo cache is keyed by it).
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 
 class Tissue(IntEnum):

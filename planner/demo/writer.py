@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -761,13 +761,18 @@ def _skin_point(ph: Phantom, traj) -> Optional[list[float]]:
     return _r(entry + t[max(int(air[0]) - 1, 0)] * back, 3)
 
 
+#: The label of a demo trajectory whose target the demo placed inside the depth window but past the
+#: suggestion's MRI depth margin (:func:`build_plan`).
+DEMO_PAST_MARGIN_LABEL = "target placed by hand inside the 30-50 % depth window, past the suggestion's MRI margin"
+
+
 def build_plan(ph: Phantom, truth: dict[str, Any], images: Optional[dict[str, Any]] = None):
     """The sample plan: case, levels with true landmarks, Modic findings, L4 and L5 to treat, eligibility
     answers and one trajectory per treated level (left for L4, right for L5). With the written ``images``
     the trajectories are the checked suggestions (:func:`planner.suggest.suggest_checked`: they pass the
     image checks on the demo's own images), else the landmark suggestions."""
     from planner.plan import AuditEntry, CaseInfo, Eligibility, EndplateFinding, Level, Plan, SeriesRef
-    from planner.suggest import suggest_checked
+    from planner.suggest import SEARCH_PARAMS, suggest_checked
     from planner.trajectory import suggest_trajectory
 
     settings = ph.settings
@@ -815,7 +820,15 @@ def build_plan(ph: Phantom, truth: dict[str, Any], images: Optional[dict[str, An
         if images:
             sg = suggest_checked(plan, name, side, images, alternatives=False)
             if sg.trajectory is None:
-                raise RuntimeError(f"the demo's {name} {side} trajectory: {sg.message}")
+                # what the physician does when the suggestion's MRI margin leaves no target: the demo's L4 is
+                # 32.6 mm deep, where the canal margin needs the target at 46 % of it and the suggestion keeps
+                # it 1.5 mm inside the 30-50 % window (SearchParams.mr_depth_margin_mm): placed by hand inside
+                # the window, checked alike, and labelled so
+                sg = suggest_checked(plan, name, side, images, alternatives=False,
+                                     search=replace(SEARCH_PARAMS, mr_depth_margin_mm=0.0))
+                if sg.trajectory is None:
+                    raise RuntimeError(f"the demo's {name} {side} trajectory: {sg.message}")
+                sg.trajectory.label = DEMO_PAST_MARGIN_LABEL
             traj = sg.trajectory
         else:
             traj = suggest_trajectory(plan, plan.level_by_name(name), side)

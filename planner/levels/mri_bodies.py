@@ -352,8 +352,7 @@ def find_bodies(volume, marks: Sequence[Sequence[float]] = (), *, net: Optional[
         centre = g.lps_of(np.array([r_i.mean(), c_i.mean()]))
         centre[0] = x
         touches = bool(r_i.min() == 0 or r_i.max() == parts.shape[1] - 1)
-        side = bool(len(xs) > 1 and (k_i.min() == 0 and abs(xs[0] - box[0]) < step_x
-                                     or k_i.max() == len(xs) - 1 and abs(xs[-1] - box[1]) < step_x))
+        side = _cut_at_side(np.bincount(k_i, minlength=len(xs)), xs, box, step_x, p.side_share)
         bodies.append(Body(centre, ml, float(prob[:, 2][sel].mean()), float(prob[:, 3][sel].mean()),
                            touches, int(lab), cut_at_side=side))
     bodies.sort(key=lambda b: -b.centre_lps[2])
@@ -362,6 +361,19 @@ def find_bodies(volume, marks: Sequence[Sequence[float]] = (), *, net: Optional[
     _add_sacrum(scan, prob, p, marks)
     measure_landmarks(scan, p)
     return scan
+
+
+def _cut_at_side(section_px: np.ndarray, xs: np.ndarray, box, step_x: float, share: float) -> bool:
+    """Whether a body whose section per plane is ``section_px`` is cut by a side of the image (``box[0]`` and
+    ``box[1]``: the image's left-right extent searched): its outline reaches the outermost plane on that side,
+    or is still ``share`` of its largest section in the plane next to it (``MrBodiesParams.side_share``)."""
+    if len(xs) < 2 or section_px.max() == 0:
+        return False
+    largest = float(section_px.max())
+    for edge, inner, at in ((0, 1, box[0]), (len(xs) - 1, len(xs) - 2, box[1])):
+        if abs(xs[edge] - at) < step_x and (section_px[edge] > 0 or section_px[inner] >= share * largest):
+            return True
+    return False
 
 
 def measure_landmarks(scan: BodyScan, p: MrBodiesParams) -> None:
@@ -775,7 +787,7 @@ def sacral_anchor(scan: BodyScan, p: MrBodiesParams, transitional: Optional[str]
             raise LevelDetectionError("cannot name the levels: no lumbar body above the sacrum")
         return s1[0] - 1, last_mobile
     raise LevelDetectionError("cannot name the levels: the sacrum and the L5-S1 disc are not recognised in the image "
-                             "(out of view or unclear)")
+                             "(out of view or unclear); mark two named bodies instead")
 
 
 def image_below_mm(scan: BodyScan, body: Body) -> float:

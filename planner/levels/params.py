@@ -20,6 +20,13 @@ class MrBodiesParams:
     coarse_step_mm: float = 5.0
     #: Planes cover this far either side of the marks' (or the found) midline (mm).
     half_width_mm: float = 30.0
+    #: A body is cut by the side of the image when its outline reaches the outermost plane there, or when its
+    #: section in the plane next to it is still at least this share of its largest section: a body's sagittal
+    #: section shrinks to nothing over its last few millimetres (its side is rounded), so a body still this
+    #: large one plane from the image's edge goes on past it and the network's outline stopped at the edge's
+    #: partial volume (VB1_02's L4, whose label runs to the last slice: 0.80 of its largest section in the
+    #: next-to-last plane and none in the last, with the model trained with the demo phantom).
+    side_share: float = 0.5
     #: Around the marks, the planes reach this far above the upper and below the lower mark (mm).
     reach_mm: float = 130.0
     #: ... and this far in front of and behind them (mm).
