@@ -296,6 +296,7 @@ def test_an_upper_abdominal_mr_is_not_counted_from_the_sacrum(shared_data):
     the levels are not named and the physician is asked for two marks (an earlier body finder took its lowest
     body for S1 and named the two L5 and S1)."""
     (_, volume), = load_path(shared_data / "totalseg_example" / "example_mr_sm.nii.gz").images.items()
-    refusal = "cannot name the levels: (only 1 vertebral body is in view|the sacrum and the L5-S1 disc are not recognised)"
+    refusal = ("cannot name the levels: (only 1 vertebral body is in view|the sacrum and the L5-S1 disc are not "
+               "recognised)")
     with pytest.raises(LevelDetectionError, match=refusal + ".*mark two"):
         propose_levels_detailed(volume, None, modality="MR")
