@@ -180,8 +180,8 @@ def load_cases(data: Path, partial: bool = False) -> list[Case]:
 
 #: The demo phantom's sagittal sequences added to every training set with ``--demo-phantom`` (never held out).
 PHANTOM_SEQUENCES = ("T1", "T2", "STIR")
-#: Their summed sampling weight, in scans: together they are drawn as often as this many real scans (each
-#: real scan weighs 1, twice that with a labelled S1, as the phantom's are).
+#: Their summed sampling weight, in scans: together they are drawn as often as this many real scans with a
+#: labelled S1 (each real scan weighs 1, twice that with a labelled S1, as the phantom's have).
 PHANTOM_WEIGHT = 2.0
 #: VerSe label numbers of the phantom's bodies (T11-S1); its sacral segments below S1 are not bodies.
 PHANTOM_VERSE = {"T11": 18, "T12": 19, "L1": 20, "L2": 21, "L3": 22, "L4": 23, "L5": 24, "S1": 26}

@@ -107,10 +107,11 @@ class MrBodiesParams:
     #: differ from their neighbours by well under a quarter (on the 21 labelled real scans none is flagged:
     #: tests/test_levels_mri_real.py).
     short_body_ratio: float = 0.75
-    #: A lumbar body whose outline is taller than this many times the taller of its lumbar neighbours gets a warning,
-    #: and no MRI target is suggested in it: the outline may run on through a disc or a band into the next
-    #: bone (held-out, L5's outline ran into the top of the sacrum on VB1_02, VB3_08 and VB3_11 at 1.22-1.34
-    #: times L4's height; every other body of the 21 labelled scans measured at most 1.13 times its neighbours).
+    #: A lumbar body whose outline is taller than this many times the taller of its lumbar neighbours gets a
+    #: warning, and no MRI target is suggested in it: the outline may run on through a disc or a band into the
+    #: next bone (held-out with the fold models before stop 26, L5's outline ran into the top of the sacrum on
+    #: VB1_02, VB3_08 and VB3_11 at 1.24-1.34 times L4's height, and every other L5 measured at most 1.16 times
+    #: L4; the stop 26 model flags VB2_05's L1 on its own training scan, outlined 3.6 mm taller than its label).
     #: Neighbouring normal lumbar bodies differ in height by a few per cent; a taller body is a join to check.
     tall_body_ratio: float = 1.2
     #: A body's axis is the principal axis of its section unless that turns more than this from the spine's
