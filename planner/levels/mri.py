@@ -129,12 +129,12 @@ def odd_height_bodies(verts: Sequence[VertebraFound], p: MrBodiesParams) -> list
     """Warnings for lumbar bodies much lower (``MrBodiesParams.short_body_ratio``) or much taller
     (``tall_body_ratio``) than their neighbours: the outline of a lower one may stop at a Modic band as dark as
     the disc, or the body is collapsed; that of a taller one may run on into the next bone."""
-    heights = [None if v.sacral else h for v, h in zip(verts, body_heights(verts))]
+    measured = body_heights(verts, partial=True)
+    heights = [None if v.sacral or v.partial else h for v, h in zip(verts, measured)]
     # a body cut by the edge of the image or of the part searched: its height so far
-    at_least = [None if v.sacral or not v.partial else h for v, h in zip(verts, body_heights(verts, partial=True))]
+    at_least = [h if v.partial and not v.sacral else None for v, h in zip(verts, measured)]
     out = []
-    for i, (kind, near) in sorted(odd_heights(heights, p.short_body_ratio, p.tall_body_ratio, at_least).items()):
-        h = heights[i] if heights[i] is not None else at_least[i]
+    for i, (kind, h, near) in sorted(odd_heights(heights, at_least, p.short_body_ratio, p.tall_body_ratio).items()):
         size = f"{verts[i].name}: its body measures {'at least ' if heights[i] is None else ''}{h:.0f} mm from " \
                "endplate to endplate against"
         if kind == "short":

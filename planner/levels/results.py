@@ -71,27 +71,26 @@ def neighbours_height(heights: Sequence[float | None], i: int) -> float | None:
     return float(np.median(near)) if near else None
 
 
-def odd_heights(heights: Sequence[float | None], short_ratio: float, tall_ratio: float,
-                at_least: Sequence[float | None] = ()) -> dict[int, tuple[str, float]]:
-    """Index -> ("short", median of its neighbours' heights) for the bodies lower than ``short_ratio`` times
-    that median, and ("tall", the taller neighbour's height) for those taller than ``tall_ratio`` times their
-    taller neighbour that is not itself short (a body next to a collapsed one is not taller than its other
-    neighbour; with no other neighbour it is not compared). ``heights``: None where not measured.
-    ``at_least``: per body, a height that is only a lower bound (a body cut by the edge of the image or of the
-    part searched, whose ``heights`` entry is None): such a body is never short nor anyone's reference, but
-    already taller than ``tall_ratio`` times its neighbour it is tall."""
-    out: dict[int, tuple[str, float]] = {}
+def odd_heights(heights: Sequence[float | None], at_least: Sequence[float | None], short_ratio: float,
+                tall_ratio: float) -> dict[int, tuple[str, float, float]]:
+    """Index -> ("short", its height, median of its neighbours' heights) for the bodies lower than
+    ``short_ratio`` times that median, and ("tall", its height, the taller neighbour's height) for those taller
+    than ``tall_ratio`` times their taller neighbour that is not itself short (a body next to a collapsed one is
+    not taller than its other neighbour; with no other neighbour it is not compared). ``heights``: None where
+    not measured. ``at_least`` (as long as ``heights``): per body, a height that is only a lower bound (a body
+    cut by the edge of the image or of the part searched, whose ``heights`` entry is None): such a body is
+    never short nor anyone's reference, but already taller than ``tall_ratio`` times its neighbour it is tall."""
+    out: dict[int, tuple[str, float, float]] = {}
     for i, h in enumerate(heights):
         near = neighbours_height(heights, i)
         if h is not None and near is not None and h < short_ratio * near:
-            out[i] = ("short", near)
+            out[i] = ("short", h, near)
     usable = [None if i in out else h for i, h in enumerate(heights)]
-    bounds = list(at_least) + [None] * (len(heights) - len(at_least))
-    for i, h in enumerate(heights):
-        h = h if h is not None else bounds[i]
+    for i, (h, bound) in enumerate(zip(heights, at_least)):
+        h = h if h is not None else bound
         near_all = _measured_neighbours(usable, i)
         if h is not None and i not in out and near_all and h > tall_ratio * max(near_all):
-            out[i] = ("tall", max(near_all))
+            out[i] = ("tall", h, max(near_all))
     return out
 
 

@@ -193,5 +193,5 @@ def taller_outlines(anchors: Sequence, bodies: Optional[BodyScan], p: MrBodiesPa
         partial = body is not None and body.partial
         heights.append(None if partial else h)
         at_least.append(h if partial else None)
-    flags = odd_heights(heights, p.short_body_ratio, p.tall_body_ratio, at_least)
-    return {i + 1: (heights[i] or at_least[i] or 0.0) / near for i, (kind, near) in flags.items() if kind == "tall"}
+    flags = odd_heights(heights, at_least, p.short_body_ratio, p.tall_body_ratio)
+    return {i + 1: h / near for i, (kind, h, near) in flags.items() if kind == "tall"}
