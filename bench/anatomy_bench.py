@@ -376,14 +376,14 @@ def ct_poses() -> None:
 
 
 #: The poses of the MRIs (``--pose --mri-cv``): turned and tilted by 10 degrees either way (bent: the training's
-#: in-plane rotations already cover it).
-MRI_POSES = ("turn+10", "turn-10", "tilt+10", "tilt-10")
+#: in-plane rotations already cover it), and 4 mm sagittal slices (tests/anatomy_reference.py MR_POSES).
+MRI_POSES = ("turn+10", "turn-10", "tilt+10", "tilt-10", "slices4")
 
 
 def mri_poses(cv_dir: Path, cases: list[str]) -> None:
-    """``--pose --mri-cv DIR``: each MRI turned and tilted (:data:`MRI_POSES`), with the fold model that did not see
-    it: with marks at the L1 and L5 centroids (mapped into the posed image) the levels named right, misnamed and the
-    body-centre error; without marks the scans named right, refused and named wrong."""
+    """``--pose --mri-cv DIR``: each MRI turned, tilted and thick-sliced (:data:`MRI_POSES`), with the fold model
+    that did not see it: with marks at the L1 and L5 centroids (mapped into the posed image) the levels named right,
+    misnamed and the body-centre error; without marks the scans named right, refused and named wrong."""
     from planner.imaging import load_path
     from planner.levels import DetectionParams, LevelDetectionError, propose_levels_detailed
     from planner.levels.params import MrBodiesParams
@@ -579,7 +579,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="CT robustness: both CTs turned, tilted and bent by 5-10 degrees and with noise added "
                          "(tests/anatomy_reference.py CT_POSES); per pose, the levels named right, misnamed or refused, "
                          "centre and pedicle errors. With --mri-cv DIR: the MRIs turned and tilted by 10 degrees "
-                         "(held-out), with and without marks")
+                         "and made of 4 mm sagittal slices (held-out), with and without marks")
     ap.add_argument("--modic", action="store_true",
                     help="with --mri-cv DIR: the MRIs with Modic-like bands along the L4-L5 disc "
                          "(tests/anatomy_reference.py MODIC_BANDS), held-out: levels named right, misnamed and "

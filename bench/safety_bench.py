@@ -284,14 +284,21 @@ def _hand(plan: Any, traj: Any, images: dict, expect: str, labels: Any, name: Op
 
 
 # ============================================================================ MRI
-def bench_mri(quick: bool, cv_dir: Optional[Path] = None, only: Optional[list[str]] = None) -> dict[str, Any]:
+def bench_mri(quick: bool, cv_dir: Optional[Path] = None, only: Optional[list[str]] = None,
+              pose: Optional[str] = None) -> dict[str, Any]:
+    """``--mri``: each scan planned with ``main.py plan --treat L4,L5`` and marks at the L1 and L5 centroids, its
+    targets checked against the labels; ``pose`` (tests/anatomy_reference.py MR_POSES, e.g. "slices4"): the scan
+    made so first (written as NIfTI; the labels stay on the original grid, the geometry in LPS is the same)."""
     import tempfile
 
+    import nibabel as nib
+
     from planner.cli.plan import add_arguments, run
+    from planner.imaging import load_path
     from planner.levels import mri_bodies
     from planner.storage import load_plan
     from planner.trajectory import vertebra_frame
-    from tests.anatomy_reference import fold_of_cases
+    from tests.anatomy_reference import fold_of_cases, posed_volume
 
     cases = sorted(p.name[:-5] for p in MRI.glob("*.json"))
     if quick:
@@ -315,6 +322,13 @@ def bench_mri(quick: bool, cv_dir: Optional[Path] = None, only: Optional[list[st
             continue
         img_path = MRI / f"{case}_mr.nii.gz"
         with tempfile.TemporaryDirectory() as tmp:
+            original = next(iter(load_path(img_path).images.values()))
+            if pose is not None:
+                posed, _, _ = posed_volume(original, pose, fill=0.0)
+                img_path = Path(tmp) / f"{case}_{pose}.nii.gz"
+                nib.save(nib.Nifti1Image(np.transpose(posed.array, (2, 1, 0)),
+                                         np.diag([-1.0, -1.0, 1.0, 1.0]) @ posed.ijk_to_lps), str(img_path))
+            vol = next(iter(load_path(img_path).images.values()))  # what the plan was made on
             plan_path = Path(tmp) / "p.bvnplan"
             parser = argparse.ArgumentParser()
             add_arguments(parser)
@@ -338,10 +352,8 @@ def bench_mri(quick: bool, cv_dir: Optional[Path] = None, only: Optional[list[st
             per_case.append({"case": case, "exit": rc, "result": err.getvalue().strip()[:200]})
             continue
         from planner.checks import evaluate_plan
-        from planner.imaging import load_path
 
-        vol = next(iter(load_path(img_path).images.values()))
-        labels = _label_volume(MRI / f"{case}_vb.nii.gz", vol)
+        labels = _label_volume(MRI / f"{case}_vb.nii.gz", original)
         report = {t.trajectory_id: t for t in evaluate_plan(plan, {"mr": vol}).trajectories}
         rows = []
         canal = set()
@@ -370,8 +382,8 @@ def bench_mri(quick: bool, cv_dir: Optional[Path] = None, only: Optional[list[st
                          "canal": sorted(canal), "trajectories": rows})
     mri_bodies.MODEL_PATH = shipped
     scans = Counter("canal " + ("/".join(c["canal"]) or "-") for c in per_case if "canal" in c)
-    return {"model": "shipped" if cv_dir is None else f"held-out folds of {cv_dir}", "counts": dict(counts),
-            "scans": dict(scans), "cases": per_case}
+    return {"model": "shipped" if cv_dir is None else f"held-out folds of {cv_dir}", "pose": pose,
+            "counts": dict(counts), "scans": dict(scans), "cases": per_case}
 
 
 def _mri_target_ok(labels: Any, value: int, traj: Any, frame: Any) -> tuple[bool, dict[str, Any]]:
@@ -412,6 +424,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="MRI part with the held-out fold models of DIR (folds.json, fold<K>.onnx of "
                          "scripts/train_mri_bodies.py) instead of the shipped model, which saw these scans")
     ap.add_argument("--cases", help="MRI part on these scans only (comma-separated, e.g. VB1_03,VB3_11)")
+    ap.add_argument("--mri-pose", choices=["slices4"],
+                    help="MRI part on the scans made so first (tests/anatomy_reference.py MR_POSES; slices4: 4 mm "
+                         "sagittal slices, as a clinical sagittal T2)")
     ap.add_argument("--json", action="store_true", help="print everything as JSON")
     args = ap.parse_args(argv)
     if args.ct_pose:
@@ -434,7 +449,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.ct or both:
         out["ct"] = bench_ct(args.quick)
     if args.mri or both:
-        out["mri"] = bench_mri(args.quick, args.mri_cv, args.cases.split(",") if args.cases else None)
+        out["mri"] = bench_mri(args.quick, args.mri_cv, args.cases.split(",") if args.cases else None,
+                               args.mri_pose)
     out["load_average_end"] = list(os.getloadavg())
     if args.json:
         print(json.dumps(out, indent=1, default=str))
@@ -460,7 +476,8 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{ct['landmark_suggestion_seconds_median']} s")
     if "mri" in out:
         m = out["mri"]
-        print(f"MRI lumbar_mri_vb ({len(m['cases'])} scans, {m['model']} body model), plan --treat L4,L5 with hints "
+        print(f"MRI lumbar_mri_vb ({len(m['cases'])} scans{', ' + m['pose'] if m['pose'] else ''}, {m['model']} "
+              "body model), plan --treat L4,L5 with hints "
               f"at the L1 and L5 centroids:")
         for c in m["cases"]:
             if "trajectories" not in c:

@@ -575,18 +575,24 @@ CT_POSES = {
     "slices5": ((0, 0, 1), 0.0, 0.0, 5.0),
 }
 
+#: An MRI pose the labelled scans (1 mm, resampled by their source) do not show: a clinical sagittal stack, its
+#: slices (the volume's k axis, left-right on these scans) averaged over and resampled to 4 mm, as a sagittal T2
+#: acquired with 4 mm slices (``bench/anatomy_bench.py --pose --mri-cv``, ``bench/safety_bench.py --mri
+#: --mri-pose slices4``). Same form as :data:`CT_POSES`.
+MR_POSES = {"slices4": ((0, 0, 1), 0.0, 0.0, 4.0)}
+
 
 def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
-    """``volume`` with its content turned as :data:`CT_POSES` names it (about the volume's centre, on the same
-    grid; ``order`` 0 for a label map, which is never noised or averaged), noise added (seeded) or its slices made
-    thicker (averaged over the new thickness, then resampled; the grid's slice spacing changes), with the maps of a point from the posed image
-    back to the original and from the original to the posed image: ``(posed, back, forward)``, each
-    ``f(p_lps) -> p_lps``."""
+    """``volume`` with its content turned as :data:`CT_POSES` (or :data:`MR_POSES`) names it (about the volume's
+    centre, on the same grid; ``order`` 0 for a label map, which is never noised or averaged), noise added (seeded) or
+    its slices made thicker (averaged over the new thickness, then resampled; the grid's slice spacing changes), with
+    the maps of a point from the posed image back to the original and from the original to the posed image:
+    ``(posed, back, forward)``, each ``f(p_lps) -> p_lps``."""
     from scipy.spatial.transform import Rotation
 
     from planner.imaging.volume import Volume
 
-    axis, deg, noise, slice_mm = CT_POSES[pose]
+    axis, deg, noise, slice_mm = {**CT_POSES, **MR_POSES}[pose]
     rot = Rotation.from_rotvec(np.radians(deg) * np.asarray(axis, float)).as_matrix()
     m = volume.ijk_to_lps.copy()
     centre = m[:3, :3] @ ((np.array(volume.array.shape[::-1]) - 1) / 2.0) + m[:3, 3]

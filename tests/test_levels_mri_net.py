@@ -383,3 +383,16 @@ def test_no_ladder_when_the_last_lumbar_body_has_nothing_below_it():
     p_l5 = [0.0] * 7 + [0.9]  # the lowest body (S1 here) looks like L5, nothing looks like S1
     with pytest.raises(LevelDetectionError, match="cannot name the levels: no sacrum is found below"):
         name_without_marks(_scan(COLUMN, p_l5, [0.0] * 8), SEQ)
+
+
+def test_no_ladder_when_the_body_under_the_last_lumbar_body_is_whole_and_not_sacral():
+    """Without marks, a body seen whole below the one that looks like L5, which the network does not take for the
+    sacrum, is not named S1 (held-out, an image ending in the L5-S1 disc made L4 look like L5 above a whole L5 that
+    way); the same body cut by the image's lower edge, or recognised as the sacrum, still anchors the count."""
+    p_l5 = [0.0] * 6 + [0.9, 0.6]  # the body below looks more like a lumbar body than like the sacrum
+    with pytest.raises(LevelDetectionError, match="not recognised as the top of the sacrum.*mark two named bodies"):
+        name_without_marks(_scan(COLUMN, p_l5, [0.0] * 7 + [0.3]), SEQ)
+    cut = _scan(COLUMN, p_l5, [0.0] * 7 + [0.3])
+    cut.bodies[-1].partial = True  # cut by the image's lower edge: too little of it to judge
+    assert name_without_marks(cut, SEQ) == NAMES
+    assert name_without_marks(_scan(COLUMN, p_l5, [0.0] * 7 + [0.6]), SEQ) == NAMES

@@ -781,6 +781,17 @@ def sacral_anchor(scan: BodyScan, p: MrBodiesParams, transitional: Optional[str]
         if s1 and s1[0] != i5 + 1:
             raise LevelDetectionError("cannot name the levels: the last lumbar body and the sacrum found are not "
                                       "neighbours")
+        under = bodies[i5 + 1]
+        if not under.partial and under.p_s1 < p.name_confidence:
+            # all of the body below is in view, yet the network does not take it for the sacrum. Held-out, an
+            # image ending in the L5-S1 disc made L4 look like the last lumbar body this way, with a whole L5 below
+            # it (mean S1 probability 0.00-0.33), while every top of the sacrum seen whole had 0.57-0.96
+            # (bench/anatomy_bench.py --fov --mri-cv; a top of the sacrum cut by the image's lower edge may read
+            # lower, and is not judged)
+            raise LevelDetectionError("cannot name the levels: the body below the one that looks like the last "
+                                      "lumbar body is not recognised as the top of the sacrum, though all of it is "
+                                      "in view (an image that ends in the L5-S1 disc can make L4 look like the last "
+                                      "lumbar body); mark two named bodies instead")
         return i5, last_mobile
     if s1:
         if s1[0] == 0:
