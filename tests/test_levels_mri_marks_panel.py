@@ -109,3 +109,32 @@ def test_wrong_marks_on_a_real_scan_are_shown_where_the_physician_marks(qtbot, s
     for name, marks, pattern in cases:
         _check(qtbot, panel, messages, session, marks, pattern)
         _keep(panel, f"{case} {name}", tmp_path)
+
+
+def test_a_refused_proposal_without_marks_stays_shown_until_marks_name_the_levels(qtbot, shared_data, tmp_path):
+    """A real scan whose image ends in the L5-S1 disc (VB3_11 cut so; held-out models named it one level high):
+    Propose levels without marks names nothing and says why above the list, with how to mark two bodies, until
+    the next proposal; marks in L5 and L1 then name every labelled body right and the refusal is gone."""
+    from tests.anatomy_reference import fov_cut, score_levels
+    from tests.views_support import session_with
+
+    folder = shared_data / "lumbar_mri_vb"
+    ref = mri_case(folder, "VB3_11")
+    (vol,) = [v for v in load_path(folder / "VB3_11_mr.nii.gz").images.values() if isinstance(v, Volume)]
+    session = session_with(("mr", fov_cut(vol, ref, "cut-disc"), "T2"))
+    panel, messages = _panel(qtbot, session)
+    qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
+    assert session.document.plan.levels == []
+    assert panel.warnings.isVisible()
+    text = panel.warnings.text()
+    assert "cannot name the levels: the body below the one that looks like the last lumbar body" in text, text
+    assert "mark points inside two bodies (S1 and L1, or L5 and L1)" in text, text
+    assert messages[-1].startswith("Levels not found: cannot name the levels")
+    _keep(panel, "VB3_11 cut in the L5-S1 disc, no marks", tmp_path)
+    c = {n: b.centroid for n, b in ref["bodies"].items()}
+    _mark_and_propose(qtbot, panel, {"L5": c["L5"], "L1": c["L1"]})
+    sc = score_levels(session.document.plan.levels, ref)
+    assert sc["found_right"] == sc["labelled"] and not sc["misnamed"], sc
+    assert "Levels not found" not in panel.warnings.text()
+    qtbot.wait(50)  # the layout closes the hidden warning's space
+    _keep(panel, "VB3_11 cut in the L5-S1 disc, marks L5 and L1", tmp_path)

@@ -426,6 +426,9 @@ class LevelsPanel(PlanPanel):
             text = str(exc)
             if not self.hints and (volume.info.modality or "").upper() != "CT":
                 text += ". On MRI, mark points inside two bodies (S1 and L1, or L5 and L1) and propose again."
+            # shown above the list until the next proposal (the status bar's message passes), in place of the last
+            # proposal's warnings
+            self.show_warnings([f"Levels not found: {text}"])
             self.message.emit(f"Levels not found: {text}")
             return False
         finally:
