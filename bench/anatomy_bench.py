@@ -376,8 +376,10 @@ def ct_poses() -> None:
 
 
 #: The poses of the MRIs (``--pose --mri-cv``): turned and tilted by 10 degrees either way (bent: the training's
-#: in-plane rotations already cover it), and 4 mm sagittal slices (tests/anatomy_reference.py MR_POSES).
-MRI_POSES = ("turn+10", "turn-10", "tilt+10", "tilt-10", "slices4")
+#: in-plane rotations already cover it), 4 mm sagittal slices (tests/anatomy_reference.py MR_POSES) and oblique
+#: 4 mm sagittal grids (MR_GRIDS).
+MRI_POSES = ("turn+10", "turn-10", "tilt+10", "tilt-10", "slices4", "oblique-turn10", "oblique-turn20",
+             "oblique-tilt10")
 
 
 def mri_poses(cv_dir: Path, cases: list[str]) -> None:
@@ -579,7 +581,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="CT robustness: both CTs turned, tilted and bent by 5-10 degrees and with noise added "
                          "(tests/anatomy_reference.py CT_POSES); per pose, the levels named right, misnamed or refused, "
                          "centre and pedicle errors. With --mri-cv DIR: the MRIs turned and tilted by 10 degrees "
-                         "and made of 4 mm sagittal slices (held-out), with and without marks")
+                         "and made of 4 mm sagittal slices, straight or on oblique grids (held-out), with and "
+                         "without marks")
     ap.add_argument("--modic", action="store_true",
                     help="with --mri-cv DIR: the MRIs with Modic-like bands along the L4-L5 disc "
                          "(tests/anatomy_reference.py MODIC_BANDS), held-out: levels named right, misnamed and "

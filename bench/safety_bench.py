@@ -424,9 +424,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="MRI part with the held-out fold models of DIR (folds.json, fold<K>.onnx of "
                          "scripts/train_mri_bodies.py) instead of the shipped model, which saw these scans")
     ap.add_argument("--cases", help="MRI part on these scans only (comma-separated, e.g. VB1_03,VB3_11)")
-    ap.add_argument("--mri-pose", choices=["slices4"],
-                    help="MRI part on the scans made so first (tests/anatomy_reference.py MR_POSES; slices4: 4 mm "
-                         "sagittal slices, as a clinical sagittal T2)")
+    ap.add_argument("--mri-pose", choices=["slices4", "oblique-turn10", "oblique-turn20", "oblique-tilt10"],
+                    help="MRI part on the scans made so first (tests/anatomy_reference.py MR_POSES and MR_GRIDS; "
+                         "slices4: 4 mm sagittal slices, as a clinical sagittal T2; oblique-*: 4 mm slices on a grid "
+                         "turned about the long axis or tilted in the coronal plane)")
     ap.add_argument("--json", action="store_true", help="print everything as JSON")
     args = ap.parse_args(argv)
     if args.ct_pose:

@@ -581,9 +581,57 @@ CT_POSES = {
 #: --mri-pose slices4``). Same form as :data:`CT_POSES`.
 MR_POSES = {"slices4": ((0, 0, 1), 0.0, 0.0, 4.0)}
 
+#: Oblique sagittal acquisitions, which the labelled scans (on the scanner's axes) do not show: the anatomy stays
+#: and the grid turns. Each scan resampled onto a grid of the same size and centre whose axes are turned about an
+#: LPS axis (z: a sagittal stack angled about the long axis; y: tilted in the coronal plane along a scoliotic
+#: curve) by the degrees named, with slices of the thickness named, as a sagittal T2 angled on the scout:
+#: (axis, degrees, slice thickness in mm).
+MR_GRIDS = {"oblique-turn10": ((0, 0, 1), 10.0, 4.0), "oblique-turn20": ((0, 0, 1), 20.0, 4.0),
+            "oblique-tilt10": ((0, 1, 0), 10.0, 4.0)}
+
+
+def regridded_volume(volume, name: str, order: int = 1, fill: float = 0.0):
+    """``volume`` resampled onto the oblique grid that :data:`MR_GRIDS` names (linear, or nearest for ``order`` 0;
+    a thick slice is the mean of four sub-slices across it, except for a label map). The anatomy does not move,
+    so the maps between the two are the identity: ``(regridded, back, forward)`` as :func:`posed_volume`."""
+    from scipy.spatial.transform import Rotation
+
+    from planner.imaging.volume import Volume
+
+    axis, deg, slice_mm = MR_GRIDS[name]
+    m = volume.ijk_to_lps
+    rot = Rotation.from_rotvec(np.radians(deg) * np.asarray(axis, float)).as_matrix()
+    spacing = np.linalg.norm(m[:3, :3], axis=0)
+    shape = np.array(volume.array.shape[::-1])  # (i, j, k)
+    centre = m[:3, :3] @ ((shape - 1) / 2.0) + m[:3, 3]
+    new_shape = shape.copy()
+    new_shape[2] = max(1, int(shape[2] * spacing[2] / slice_mm))
+    new_spacing = spacing.copy()
+    new_spacing[2] = slice_mm
+    grid = np.eye(4)
+    grid[:3, :3] = rot @ (m[:3, :3] / spacing) * new_spacing
+    grid[:3, 3] = centre - grid[:3, :3] @ ((new_shape - 1) / 2.0)
+    to_original = np.linalg.inv(m) @ grid
+    kk, jj, ii = np.meshgrid(*(np.arange(n) for n in new_shape[::-1]), indexing="ij")
+    arr = np.asarray(volume.array, np.float32)
+    offsets = (np.arange(4) - 1.5) / 4.0 if order != 0 else np.zeros(1)
+    out = np.zeros(kk.shape, np.float32)
+    for dk in offsets:
+        ijk = np.stack([ii, jj, kk + dk, np.ones_like(ii)], axis=-1).reshape(-1, 4) @ to_original.T
+        out += ndimage.map_coordinates(arr, [ijk[:, 2], ijk[:, 1], ijk[:, 0]], order=order,
+                                       cval=fill).reshape(kk.shape)
+    out /= len(offsets)
+    regridded = Volume(np.ascontiguousarray(np.rint(out).astype(volume.array.dtype)), grid, volume.info)
+
+    def same(p_lps):
+        return None if p_lps is None else np.asarray(p_lps, float)
+
+    return regridded, same, same
+
 
 def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
-    """``volume`` with its content turned as :data:`CT_POSES` (or :data:`MR_POSES`) names it (about the volume's
+    """``volume`` with its content turned as :data:`CT_POSES` (or :data:`MR_POSES`; for :data:`MR_GRIDS` see
+    :func:`regridded_volume`) names it (about the volume's
     centre, on the same grid; ``order`` 0 for a label map, which is never noised or averaged), noise added (seeded) or
     its slices made thicker (averaged over the new thickness, then resampled; the grid's slice spacing changes), with
     the maps of a point from the posed image back to the original and from the original to the posed image:
@@ -592,6 +640,8 @@ def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
 
     from planner.imaging.volume import Volume
 
+    if pose in MR_GRIDS:
+        return regridded_volume(volume, pose, order, fill)
     axis, deg, noise, slice_mm = {**CT_POSES, **MR_POSES}[pose]
     rot = Rotation.from_rotvec(np.radians(deg) * np.asarray(axis, float)).as_matrix()
     m = volume.ijk_to_lps.copy()
