@@ -396,3 +396,19 @@ def test_no_ladder_when_the_body_under_the_last_lumbar_body_is_whole_and_not_sac
     cut.bodies[-1].partial = True  # cut by the image's lower edge: too little of it to judge
     assert name_without_marks(cut, SEQ) == NAMES
     assert name_without_marks(_scan(COLUMN, p_l5, [0.0] * 7 + [0.6]), SEQ) == NAMES
+
+
+def test_the_slanted_side_of_an_oblique_stack_is_found_in_the_planes():
+    """Where a plane leaves the image (an oblique stack's side crossing it), the points within the reach in the
+    plane, and in the next plane across, are near the image's edge; planes wholly inside the image have none."""
+    from planner.levels.mri_bodies import near_image_edge
+
+    inside = np.ones((5, 20, 20), bool)
+    assert not near_image_edge(inside, 4.0, 2.5).any()
+    inside[2, :, 15:] = False  # plane 2 leaves the image past column 14
+    near = near_image_edge(inside, 4.0, 2.5)
+    assert near[2, :, 13:].all() and not near[2, :, :13].any()  # 4 mm = 2 pixels of 2 mm in the plane
+    assert near[1, :, 15:].all() and near[3, :, 15:].all() and not near[1, :, :15].any()
+    assert not near[0].any() and not near[4].any()
+    # planes farther apart than the reach: only within the plane
+    assert not near_image_edge(inside, 4.0, 5.0)[1].any()

@@ -280,13 +280,15 @@ def _box(volume, marks: Sequence[np.ndarray], p: MrBodiesParams) -> tuple[float,
     return lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]
 
 
-def _run_planes(volume, net: BodyNet, xs: np.ndarray, box) -> tuple[list[PlaneGeometry], np.ndarray]:
-    """Class probabilities on the planes at ``xs`` (n, classes, rows, cols)."""
+def _run_planes(volume, net: BodyNet, xs: np.ndarray, box
+                ) -> tuple[list[PlaneGeometry], np.ndarray, np.ndarray]:
+    """Class probabilities on the planes at ``xs`` (n, classes, rows, cols), and where the planes lie inside the
+    image (n, rows, cols)."""
     _, _, y_lo, y_hi, z_lo, z_hi = box
     lps_to_index = np.eye(4)
     lps_to_index[:3] = volume.lps_to_ijk[[2, 1, 0]]
     arr = volume.array if volume.array.dtype == np.float32 else volume.array.astype(np.float32)
-    planes, imgs = [], []
+    planes, imgs, inside = [], [], []
     for x in xs:
         g = plane_for_box(float(x), y_lo, y_hi, z_lo, z_hi)
         pts = g.points_lps()
@@ -294,16 +296,33 @@ def _run_planes(volume, net: BodyNet, xs: np.ndarray, box) -> tuple[list[PlaneGe
         valid = inside_volume(arr.shape, lps_to_index, pts)
         planes.append(g)
         imgs.append(normalise_plane(img, valid))
+        inside.append(valid)
     if not planes:
         raise LevelDetectionError("the image has no sagittal plane through the spine")
-    return planes, net.probabilities(np.stack(imgs))
+    return planes, net.probabilities(np.stack(imgs)), np.stack(inside)
+
+
+def near_image_edge(inside: np.ndarray, reach_mm: float, step_x: float) -> np.ndarray:
+    """Where the planes (n, rows, cols) lie within ``reach_mm`` in the plane, or in the next plane across, of
+    a point outside the image (``inside`` from :func:`_run_planes`): the slanted sides of an oblique stack cross
+    the planes there."""
+    outside = ~inside
+    if not outside.any():
+        return np.zeros_like(inside)
+    near = ndimage.binary_dilation(outside, structure=_in_plane_cross(),
+                                   iterations=max(1, int(round(reach_mm / GRID_MM))))
+    if step_x <= reach_mm:
+        across = np.zeros((3, 1, 1), bool)
+        across[:, 0, 0] = True
+        near |= ndimage.binary_dilation(outside, structure=across)
+    return near
 
 
 def _midline_x(volume, net: BodyNet, p: MrBodiesParams) -> float:
     """The LPS x of the spine's midline: where the planes of a first pass hold the most body."""
     box = _box(volume, [], p)
     xs = _plane_xs(volume, box[0], box[1], p.coarse_step_mm)
-    _, prob = _run_planes(volume, net, xs, box)
+    _, prob, _ = _run_planes(volume, net, xs, box)
     mass = (prob[:, 1:].sum(1) > p.threshold).sum(axis=(1, 2)).astype(float)
     if mass.max() <= 0:
         raise LevelDetectionError("no vertebral body was found in the image")
@@ -332,10 +351,11 @@ def find_bodies(volume, marks: Sequence[Sequence[float]] = (), *, net: Optional[
     x_mid = float(np.mean([m[0] for m in marks])) if marks else _midline_x(volume, net, p)
     xs = _plane_xs(volume, max(box[0], x_mid - p.half_width_mm), min(box[1], x_mid + p.half_width_mm),
                    p.plane_step_mm)
-    planes, prob = _run_planes(volume, net, xs, box)
+    planes, prob, inside = _run_planes(volume, net, xs, box)
     body_prob = prob[:, 1:].sum(1)
     parts, n = split_bodies(body_prob, p)
     step_x = float(np.median(np.diff(xs))) if len(xs) > 1 else p.plane_step_mm
+    near_edge = near_image_edge(inside, p.edge_reach_mm, step_x)
     voxel_ml = step_x * GRID_MM * GRID_MM / 1000.0
     idx = np.arange(1, n + 1)
     counts = ndimage.sum_labels(np.ones_like(parts), parts, idx) if n else np.zeros(0)
@@ -352,7 +372,8 @@ def find_bodies(volume, marks: Sequence[Sequence[float]] = (), *, net: Optional[
         centre = g.lps_of(np.array([r_i.mean(), c_i.mean()]))
         centre[0] = x
         touches = bool(r_i.min() == 0 or r_i.max() == parts.shape[1] - 1)
-        side = _cut_at_side(np.bincount(k_i, minlength=len(xs)), xs, box, step_x, p.side_share)
+        side = (_cut_at_side(np.bincount(k_i, minlength=len(xs)), xs, box, step_x, p.side_share)
+                or bool(near_edge[sel].any()))
         bodies.append(Body(centre, ml, float(prob[:, 2][sel].mean()), float(prob[:, 3][sel].mean()),
                            touches, int(lab), cut_at_side=side))
     bodies.sort(key=lambda b: -b.centre_lps[2])

@@ -27,6 +27,16 @@ class MrBodiesParams:
     #: partial volume (VB1_02's L4, whose label runs to the last slice: 0.80 of its largest section in the
     #: next-to-last plane and none in the last, with the model trained with the demo phantom).
     side_share: float = 0.5
+    #: A body is also cut by the side of the image when its outline comes within this distance (mm; in its plane,
+    #: or in the next plane across when the planes lie closer than this) of where the image ends inside a plane:
+    #: the slanted sides of an oblique sagittal stack cross the planes, so the outermost plane does not show the
+    #: cut. Held-out, on the scans resampled onto a sagittal grid turned 10 degrees about the long axis with 4 mm
+    #: slices (``bench/safety_bench.py --mri --mri-cv DIR --mri-pose oblique-turn10``), the narrow scans' L4 and
+    #: L5 got targets 6-10 mm to the side of the label's middle; with this rule VB1_15's are "cannot suggest".
+    #: VB1_02's and VB1_03's L5 stay wrong: there the body runs into the part of the turned grid that the
+    #: 1 mm scan does not cover, which the resampling fills with zeros inside the grid (a scanner's own oblique
+    #: stack has data up to its sides).
+    edge_reach_mm: float = 4.0
     #: Around the marks, the planes reach this far above the upper and below the lower mark (mm).
     reach_mm: float = 130.0
     #: ... and this far in front of and behind them (mm).
