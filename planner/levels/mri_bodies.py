@@ -86,8 +86,9 @@ class Body:
     label: int  # index of the part in :attr:`BodyScan.parts`
     #: Outlined at the lower ``sacrum_threshold`` (the top of the sacrum, which the model sees less surely).
     faint: bool = False
-    #: Cut by the side of the image (the sagittal slices end inside its width): its mid-sagittal landmarks
-    #: are whole, its left-right middle is that of the part in view.
+    #: Cut by the side of the image (the sagittal slices end inside its width, or an oblique stack's slanted
+    #: side crosses it: :func:`near_image_edge`): its mid-sagittal landmarks are whole, its left-right middle is
+    #: that of the part in view.
     cut_at_side: bool = False
     #: How far (mm) the body's probability fades below its inferior endplate when that endplate was read at
     #: ``inferior_edge_threshold`` (0: read at the body's threshold).
