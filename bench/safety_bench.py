@@ -328,7 +328,8 @@ def bench_mri(quick: bool, cv_dir: Optional[Path] = None, only: Optional[list[st
                 img_path = Path(tmp) / f"{case}_{pose}.nii.gz"
                 nib.save(nib.Nifti1Image(np.transpose(posed.array, (2, 1, 0)),
                                          np.diag([-1.0, -1.0, 1.0, 1.0]) @ posed.ijk_to_lps), str(img_path))
-            vol = next(iter(load_path(img_path).images.values()))  # what the plan was made on
+            # what the plan was made on (the posed scan read back as the plan command reads it)
+            vol = original if pose is None else next(iter(load_path(img_path).images.values()))
             plan_path = Path(tmp) / "p.bvnplan"
             parser = argparse.ArgumentParser()
             add_arguments(parser)

@@ -631,11 +631,11 @@ def regridded_volume(volume, name: str, order: int = 1, fill: float = 0.0):
 
 def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
     """``volume`` with its content turned as :data:`CT_POSES` (or :data:`MR_POSES`; for :data:`MR_GRIDS` see
-    :func:`regridded_volume`) names it (about the volume's
-    centre, on the same grid; ``order`` 0 for a label map, which is never noised or averaged), noise added (seeded) or
-    its slices made thicker (averaged over the new thickness, then resampled; the grid's slice spacing changes), with
-    the maps of a point from the posed image back to the original and from the original to the posed image:
-    ``(posed, back, forward)``, each ``f(p_lps) -> p_lps``."""
+    :func:`regridded_volume`) names it (about the volume's centre, on the same grid; ``order`` 0 for a label map,
+    which is never noised or averaged), noise added (seeded) or its slices made thicker (averaged over the new
+    thickness, then resampled; the grid's slice spacing changes), with the maps of a point from the posed image
+    back to the original and from the original to the posed image: ``(posed, back, forward)``, each
+    ``f(p_lps) -> p_lps``."""
     from scipy.spatial.transform import Rotation
 
     from planner.imaging.volume import Volume
