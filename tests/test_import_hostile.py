@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -215,7 +216,6 @@ def test_cancel_ends_decoding_in_workers_within_a_second(tmp_path):
 
 
 def test_a_research_read_stops_between_chunks_on_cancel_and_at_the_time_limit(tmp_path, monkeypatch):
-    nib = pytest.importorskip("nibabel")
     from planner.imaging import research
     from planner.imaging.limits import ImportLimits, ReadContext, ReadStopped
     from planner.imaging.sources import FileRef

@@ -7,8 +7,10 @@ RAS affine (nibabel) to LPS.
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from planner.imaging.volume import ImageInfo, Volume, make_ijk_to_lps
 from planner.levels import DetectionParams, LevelDetectionError, not_measured, propose_levels, propose_levels_detailed
@@ -19,7 +21,6 @@ TS_LABELS = {"S1": 26, "L5": 27, "L4": 28, "L3": 29, "L2": 30, "L1": 31, "T12": 
 
 
 def _sitk_volume(path, modality="CT") -> Volume:
-    sitk = pytest.importorskip("SimpleITK")
     img = sitk.ReadImage(str(path))
     direction = np.array(img.GetDirection()).reshape(3, 3)
     return Volume(sitk.GetArrayFromImage(img), make_ijk_to_lps(img.GetOrigin(), direction, img.GetSpacing()),
@@ -33,7 +34,6 @@ def ct_case(shared_data):
 
 @pytest.fixture(scope="module")
 def ct_reference(ct_case):
-    nib = pytest.importorskip("nibabel")
     lab_img = nib.load(str(ct_case / "example_ct_vertebrae_labels.nii.gz"))
     labels = np.asarray(lab_img.dataobj).astype(int)
     body = np.asarray(nib.load(str(ct_case / "example_ct_vertebrae_body_ivd.nii.gz")).dataobj).astype(int) == 1
@@ -169,7 +169,6 @@ def test_proposed_levels_round_trip_and_undo(ct_levels, tmp_path):
 
 def test_pedicles_lie_in_their_own_vertebra(ct_case, ct_levels):
     """Every measured pedicle landmark lies inside its own vertebra's label (none in a neighbour's)."""
-    nib = pytest.importorskip("nibabel")
     img = nib.load(str(ct_case / "example_ct_vertebrae_labels.nii.gz"))
     labels = np.asarray(img.dataobj).astype(int)
     lps_to_ijk = np.linalg.inv(np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine)
@@ -219,7 +218,6 @@ def test_canal_outline_lies_inside_the_vertebral_ring(ct_case, ct_levels, name):
     """At every level the canal outline is measured, lies inside the ring of its vertebra (the convex hull
     of the vertebra label's section in the outline's plane, within one 3 mm voxel) and encloses no bone
     of the label at its centre. The ring comes from the label map (nibabel), not from planner code."""
-    nib = pytest.importorskip("nibabel")
     from scipy.spatial import Delaunay
 
     img = nib.load(str(ct_case / "example_ct_vertebrae_labels.nii.gz"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -61,7 +62,6 @@ def _errors(runs: list[dict], key: str) -> np.ndarray:
 def test_every_mri_scan_loads_with_the_geometry_nibabel_reads(shared_data):
     """The project's NIfTI reader gives these scans (no DICOM header, left/right unknown) the same voxels
     and the same ijk -> LPS mapping as nibabel (RAS affine turned to LPS)."""
-    nib = pytest.importorskip("nibabel")
     folder = shared_data / "lumbar_mri_vb"
     names = mri_cases(folder)
     assert len(names) == 21
