@@ -604,9 +604,9 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
                              start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0, cortex_contrast=contrast,
                             cortex_only=cortex_only)
     # an edge at the end of the profile was not found (the sacral alae continue the body sideways)
-    half = {+1: left if left is not None and left < 38.0 else None,
-            -1: right if right is not None and right < 38.0 else None}
-    if (left is not None and right is not None and max(left, right) < 38.0
+    half = {+1: left if left is not None and left < p.body_max_half_width_mm else None,
+            -1: right if right is not None and right < p.body_max_half_width_mm else None}
+    if (left is not None and right is not None and max(left, right) < p.body_max_half_width_mm
             and abs(left - right) <= 2 * p.max_midline_correction_mm):
         shift = 0.5 * (left - right) * lat
         mid, post, ant, center, sup, inf = (v + shift for v in (mid, post, ant, center, sup, inf))

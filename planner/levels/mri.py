@@ -259,7 +259,7 @@ def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: 
     right = side_edge(-lat)
     # a genuine sideways offset moves both edges the same amount; very unequal edges (the sacral alae,
     # a neighbouring structure of marrow-like signal) leave the midline as it is
-    if (left is not None and right is not None and max(left, right) < 38.0
+    if (left is not None and right is not None and max(left, right) < p.body_max_half_width_mm
             and abs(left - right) <= 2 * p.mr_max_midline_correction_mm):
         shift = 0.5 * (left - right) * lat
         post, ant, center, sup, inf = (v + shift for v in (post, ant, center, sup, inf))
@@ -269,7 +269,7 @@ def _mr_refine_body(ratio: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: 
     half = {+1: left, -1: right}
     if left is not None and right is not None and abs(left - right) <= 2 * p.mr_max_midline_correction_mm:
         half = {+1: 0.5 * (left + right), -1: 0.5 * (left + right)}
-    ped_l, ped_r = (None if half[side] is None or half[side] >= 38.0 else
+    ped_l, ped_r = (None if half[side] is None or half[side] >= p.body_max_half_width_mm else
                     mr_pedicle(ratio, post, axis, ap, lat, height, side, half[side], p) for side in (+1, -1))
     ped_l, ped_r = symmetric_pedicles(ped_l, ped_r, post, axis, ap, lat, p)
     return Landmarks(body_center_lps=lps_tuple(center), superior_endplate_lps=lps_tuple(sup_c), inferior_endplate_lps=lps_tuple(inf_c),
@@ -325,7 +325,7 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
     if ns.sagittal:
         c = mirror_midline(ns, np.arange(-a_back - 25.0, a_front + 3.0 + 1e-6, 1.5),
                             np.arange(-0.4 * height, 0.4 * height + 1e-6, 1.5))
-        if c is not None and abs(c) < 4.5:
+        if c is not None and abs(c) < p.mr_mirror_midline_max_mm:
             x0 = c
     # endplates: the cortical line nearest the first estimate, on lines parallel to the axis across the middle
     # of the body's depth; a straight line through them, read at the AP middle
@@ -387,14 +387,15 @@ def _mr_measure_body(volume: Volume, sup: np.ndarray, inf: np.ndarray, lateral: 
             if not ax.contains(nsp.lps(r[0], -r[1], r[2]), margin_voxels=-0.5):
                 continue
             x_ax = axial_pedicle_x(ax, nsp.origin, lat, ap, axis, side, r[0], r[1], r[2], r[3]["half_height"], p)
-            if x_ax is not None and abs(x_ax - r[0]) <= 3.0:
+            if x_ax is not None and abs(x_ax - r[0]) <= p.mr_axial_pedicle_max_shift_mm:
                 r = (x_ax, r[1], r[2], {**r[3], "axial": True})
                 break
         found[side] = r
     peds: dict[int, Optional[np.ndarray]] = {+1: None, -1: None}
     if len(found) == 2:
         (ul, dl, hl, _), (ur, dr, hr, _) = found[+1], found[-1]
-        if abs(abs(ul) - abs(ur)) <= 4.0 and abs(dl - dr) <= 4.0 and abs(hl - hr) <= 3.0:
+        tol_x, tol_d, tol_h = p.mr_pedicle_pair_tolerance_mm
+        if abs(abs(ul) - abs(ur)) <= tol_x and abs(dl - dr) <= tol_d and abs(hl - hr) <= tol_h:
             u, d, hh = 0.5 * (abs(ul) + abs(ur)), 0.5 * (dl + dr), 0.5 * (hl + hr)
             peds = {s: nsp.lps(s * u, -d, hh) for s in (+1, -1)}
         else:

@@ -252,8 +252,14 @@ class DetectionParams:
     ct_pedicle_max_iterations: int = 8
     #: Largest sideways correction of the midline from the body's left and right edges (mm).
     max_midline_correction_mm: float = 5.0
+    #: A body's left or right edge found this far or farther from its midline is not its own (the sacral
+    #: alae continue S1 sideways, or the profile ran out): that side's half-width is not measured (mm).
+    body_max_half_width_mm: float = 38.0
     #: MRI: largest sideways correction of the midline from the body's left and right edges (mm).
     mr_max_midline_correction_mm: float = 3.0
+    #: MRI: the midsagittal plane from the vertebra's mirror symmetry is taken only within this distance
+    #: of the first estimate (farther: another symmetric structure; the estimate stays) (mm).
+    mr_mirror_midline_max_mm: float = 4.5
     #: MRI: pedicle distances from the midline differing by more than this are averaged (mm).
     mr_pedicle_asymmetry_mm: float = 2.0
     #: MRI: spacing of the working grid (mm).
@@ -275,5 +281,10 @@ class DetectionParams:
     #: MRI: axial slices used for a pedicle's sideways place lie in this band of its half-height above its
     #: centre (above the transverse process, below its top).
     mr_axial_pedicle_band: tuple[float, float] = (0.35, 0.8)
+    #: MRI: an axial series' pedicle place replaces the sagittal one only within this distance of it (mm).
+    mr_axial_pedicle_max_shift_mm: float = 3.0
+    #: MRI: the two pedicles measured are made mirror images (averaged) when their distances from the midline,
+    #: depths and heights agree within these (mm); else each keeps its own place.
+    mr_pedicle_pair_tolerance_mm: tuple[float, float, float] = (4.0, 4.0, 3.0)
     #: MRI: the body finder's settings (the bodies on MRI come from it).
     mr_bodies: MrBodiesParams = field(default_factory=MrBodiesParams)
