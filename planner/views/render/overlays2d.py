@@ -118,17 +118,29 @@ def paint_crosshair(p: QPainter, surface: Surface, cursor_lps: np.ndarray) -> No
         p.drawLine(QPointF(min(float(w), x + gap), y), QPointF(w, y))
 
 
-def _level_extent_mm(level: Level, normal: np.ndarray) -> float:
+def level_reach_mm(level: Level, normal: np.ndarray) -> float:
+    """How far from the level's body centre, along a slice's ``normal``, the slice still passes through the
+    vertebra: the farthest landmark along ``normal`` plus a margin; across the spine (a sagittal slice) at
+    least half the body's AP depth, since a lumbar or lower thoracic body is wider than it is deep (so a body
+    whose pedicles are not measured is still named on every sagittal slice through its middle)."""
     lm = level.landmarks
     c = lm.body_center_lps
     if c is None:
         return 10.0
     c = np.asarray(c)
+    normal = np.asarray(normal, dtype=float)
     ext = 0.0
     for name in LANDMARK_NAMES:
         v = getattr(lm, name)
         if v is not None:
             ext = max(ext, abs(float((np.asarray(v) - c) @ normal)))
+    ends = (lm.anterior_wall_lps, lm.posterior_wall_lps, lm.superior_endplate_lps, lm.inferior_endplate_lps)
+    if all(v is not None for v in ends):
+        ap = np.subtract(ends[0], ends[1])
+        lateral = np.cross(np.subtract(ends[2], ends[3]), ap)
+        if np.linalg.norm(lateral) > 0:
+            across = abs(float(normal @ lateral)) / float(np.linalg.norm(lateral))
+            ext = max(ext, 0.5 * float(np.linalg.norm(ap)) * across)
     return max(ext + 5.0, 10.0)
 
 
@@ -144,7 +156,7 @@ def paint_levels(p: QPainter, surface: Surface, frame: Any, n: int, plan: Plan, 
         center = lm.body_center_lps
         if center is not None:
             c = np.asarray(center, dtype=float)
-            if abs(float((c - pp) @ frame.normal)) <= _level_extent_mm(level, frame.normal):
+            if abs(float((c - pp) @ frame.normal)) <= level_reach_mm(level, frame.normal):
                 cw = to_widget(c[None, :])[0]
                 anchor = cw
                 direction = np.array([-1.0, 0.0])
