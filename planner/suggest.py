@@ -25,6 +25,11 @@ candidate and proposes an alternative that passes (the curved or the straight pa
 then the curved path from the other side: a unipedicular approach), never a failing path silently.
 Without an image of the level the geometric suggestion of :func:`planner.trajectory.suggest_trajectory`
 is returned, marked as not checked on the image (unverified).
+
+The search takes from a fraction of a second to several seconds (the image model of the level is built
+first). ``progress(fraction, message)`` hears how far it is; ``cancel()``, asked before the model is built
+and before each candidate, stops it with :class:`SuggestionCancelled` (nothing is changed: the plan is only
+read).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -130,6 +135,33 @@ class SearchParams:
 
 
 SEARCH_PARAMS = SearchParams()
+
+
+class SuggestionCancelled(Exception):
+    """The search was cancelled (``cancel()`` returned True); nothing was suggested."""
+
+
+#: ``progress(fraction, message)`` and ``cancel() -> bool`` of a search (both optional).
+Progress = Optional[Callable[[float, str], None]]
+Cancel = Optional[Callable[[], bool]]
+
+
+class _Ticker:
+    """Reports a search's progress over its part ``[start, end)`` of the whole and stops it on cancel."""
+
+    def __init__(self, progress: Progress, cancel: Cancel, start: float = 0.0, end: float = 1.0) -> None:
+        self.progress, self.cancel, self.start, self.end = progress, cancel, start, end
+
+    def sub(self, a: float, b: float) -> "_Ticker":
+        """The part from fraction ``a`` to ``b`` of this one."""
+        w = self.end - self.start
+        return _Ticker(self.progress, self.cancel, self.start + a * w, self.start + b * w)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.cancel is not None and self.cancel():
+            raise SuggestionCancelled("the suggestion was cancelled")
+        if self.progress is not None:
+            self.progress(self.start + min(max(fraction, 0.0), 1.0) * (self.end - self.start), message)
 
 
 @dataclass
@@ -452,9 +484,10 @@ def _angles(traj: Trajectory, frame: VertebraFrame) -> tuple[float, float]:
 
 
 def _search(plan: Plan, level: Level, side: str, volume: Any, model: SpineModel, curved: bool,
-            lateral_offset_mm: Optional[float], sp: SearchParams, params: SafetyParams
+            lateral_offset_mm: Optional[float], sp: SearchParams, params: SafetyParams, tick: _Ticker
             ) -> tuple[Optional[_Candidate], Optional[_Candidate], int, str]:
-    """(best acceptable, best rejected, number tried, reason when no target)."""
+    """(best acceptable, best rejected, number tried, reason when no target). ``tick`` hears each candidate
+    (the coarse pass fills the first half of its part, the refinements and the wide pass most of the rest)."""
     frame = vertebra_frame(level)
     code = model.owner_index(level.id)
     st = plan.settings
@@ -471,11 +504,17 @@ def _search(plan: Plan, level: Level, side: str, volume: Any, model: SpineModel,
     best_ok: Optional[_Candidate] = None
     best_bad: Optional[_Candidate] = None
     tried = 0
+    what = f"{level.name} {side}: {'curved' if curved else 'straight'} paths"
+    coarse_size: list[int] = []
 
     def run(cands: list[Trajectory]) -> list[_Candidate]:
         nonlocal best_ok, best_bad, tried
         done = []
-        for traj in cands:
+        if not coarse_size:
+            coarse_size.append(max(len(cands), 1))
+        for j, traj in enumerate(cands):
+            # the coarse pass fills half of the part, each later pass of its size half of what is left
+            tick(1.0 - 0.5 ** ((tried + j) / coarse_size[0]), f"{what}, {tried + j} tried")
             ok, margin, problems = _measure(model, plan, level, traj, volume, st.pedicle_clearance_warn_mm, grade_mm)
             med, cra = _angles(traj, aim)
             c = _Candidate(traj, ok, margin, abs(med - tr0) + abs(cra - sg0), problems)
@@ -538,8 +577,17 @@ def _search(plan: Plan, level: Level, side: str, volume: Any, model: SpineModel,
 
 def suggest_checked(plan: Plan, level: Level | str, side: str, images: Any = None, *, curved: Optional[bool] = None,
                     lateral_offset_mm: Optional[float] = None, alternatives: bool = True,
-                    search: SearchParams = SEARCH_PARAMS, params: SafetyParams = SAFETY_PARAMS) -> Suggestion:
-    """A trajectory for ``level`` from ``side`` that passes the image checks (module docstring)."""
+                    search: SearchParams = SEARCH_PARAMS, params: SafetyParams = SAFETY_PARAMS,
+                    progress: Progress = None, cancel: Cancel = None) -> Suggestion:
+    """A trajectory for ``level`` from ``side`` that passes the image checks (module docstring); raises
+    :class:`SuggestionCancelled` when ``cancel()`` turns True."""
+    return _suggest_checked(plan, level, side, images, curved=curved, lateral_offset_mm=lateral_offset_mm,
+                            alternatives=alternatives, search=search, params=params, tick=_Ticker(progress, cancel))
+
+
+def _suggest_checked(plan: Plan, level: Level | str, side: str, images: Any, *, curved: Optional[bool],
+                     lateral_offset_mm: Optional[float], alternatives: bool, search: SearchParams,
+                     params: SafetyParams, tick: _Ticker) -> Suggestion:
     t0 = time.perf_counter()
     if isinstance(level, str):
         found = plan.level(level) if any(lv.id == level for lv in plan.levels) else plan.level_by_name(level)
@@ -556,6 +604,7 @@ def suggest_checked(plan: Plan, level: Level | str, side: str, images: Any = Non
         volume = chosen[1]
         anchors = anchors_of([level])
         lo, hi = level_box(anchors[0], params)
+        tick(0.0, f"{level.name}: reading the bone and the canal on the image")
         try:
             model = spine_model(volume, plan.levels, (lo, hi), params,
                                 body_volume=body_volume_for(plan, images, volume))
@@ -586,9 +635,11 @@ def suggest_checked(plan: Plan, level: Level | str, side: str, images: Any = Non
         tries += [(side, not want_curved), ("right" if side == "left" else "left", True)]
     total = 0
     first_problem = ""
+    searching = tick.sub(0.1, 1.0)  # the model took the first tenth
     for i, (s_, c_) in enumerate(tries):
         off = lateral_offset_mm if s_ == side else None
-        best, bad, n, note = _search(plan, level, s_, volume, model, c_, off, search, params)
+        part = searching.sub(i / len(tries), (i + 1) / len(tries))
+        best, bad, n, note = _search(plan, level, s_, volume, model, c_, off, search, params, part)
         total += n
         kind = "curved" if c_ else "straight"
         if best is None:
@@ -634,8 +685,8 @@ def suggest_checked(plan: Plan, level: Level | str, side: str, images: Any = Non
 
 
 def suggest_bipedicular_checked(plan: Plan, level: Level | str, images: Any = None, *, curved: bool = False,
-                                search: SearchParams = SEARCH_PARAMS,
-                                params: SafetyParams = SAFETY_PARAMS) -> tuple[Suggestion, Suggestion]:
+                                search: SearchParams = SEARCH_PARAMS, params: SafetyParams = SAFETY_PARAMS,
+                                progress: Progress = None, cancel: Cancel = None) -> tuple[Suggestion, Suggestion]:
     """Left and right trajectories whose tips lie half the bipedicular tip spacing (the middle of the
     ``bipedicular_tip_spacing_mm`` window) on either side of the midline target, each searched as
     :func:`suggest_checked` does (straight by default, as in the bipedicular technique) without
@@ -644,11 +695,15 @@ def suggest_bipedicular_checked(plan: Plan, level: Level | str, images: Any = No
     st = plan.settings
     lo, hi = (list(st.bipedicular_tip_spacing_mm) + [10.0, 20.0])[:2]
     half = (float(lo) + float(hi)) / 4.0
-    left = suggest_checked(plan, level, "left", images, curved=curved, alternatives=False,
-                           lateral_offset_mm=st.target_midline_offset_mm + half, search=search, params=params)
-    right = suggest_checked(plan, level, "right", images, curved=curved, alternatives=False,
-                            lateral_offset_mm=-st.target_midline_offset_mm + half, search=search, params=params)
+    tick = _Ticker(progress, cancel)
+    left = _suggest_checked(plan, level, "left", images, curved=curved, alternatives=False,
+                            lateral_offset_mm=st.target_midline_offset_mm + half, search=search, params=params,
+                            tick=tick.sub(0.0, 0.5))
+    right = _suggest_checked(plan, level, "right", images, curved=curved, alternatives=False,
+                             lateral_offset_mm=-st.target_midline_offset_mm + half, search=search, params=params,
+                             tick=tick.sub(0.5, 1.0))
     return left, right
 
 
-__all__ = ["Suggestion", "SearchParams", "SEARCH_PARAMS", "suggest_checked", "suggest_bipedicular_checked"]
+__all__ = ["Suggestion", "SuggestionCancelled", "SearchParams", "SEARCH_PARAMS", "suggest_checked",
+           "suggest_bipedicular_checked"]

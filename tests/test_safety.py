@@ -306,6 +306,36 @@ def test_suggestion_keeps_the_target_inside_the_depth_window(phantom):
     assert re.search(r"lies at 6[3-5]% depth", sg.message), sg.message
 
 
+
+def test_a_suggestion_reports_its_progress_and_stops_on_cancel(phantom):
+    """The search tells how far it is (fractions from 0 rising to at most 1, with what it is doing) and stops
+    at once when cancelled (SuggestionCancelled, nothing returned); uncancelled it gives the same path as
+    without the callbacks."""
+    from planner.suggest import SuggestionCancelled, suggest_checked
+
+    vol, _ = phantom
+    plan = phantom_plan()
+    heard: list[tuple[float, str]] = []
+    sg = suggest_checked(plan, "L5", "left", vol, alternatives=False, progress=lambda f, m: heard.append((f, m)),
+                         cancel=lambda: False)
+    plain = suggest_checked(plan, "L5", "left", vol, alternatives=False)
+    assert sg.trajectory is not None and plain.trajectory is not None
+    np.testing.assert_allclose(sg.trajectory.entry_lps, plain.trajectory.entry_lps)
+    fractions = [f for f, _ in heard]
+    assert len(heard) > sg.candidates // 2 and fractions[0] == 0.0
+    assert all(0.0 <= a <= b <= 1.0 for a, b in zip(fractions, fractions[1:])), fractions
+    assert "reading the bone" in heard[0][1] and any("L5 left: curved paths, " in m for _, m in heard)
+    asked = []
+
+    def cancel_at_the_fifth_question() -> bool:
+        asked.append(1)
+        return len(asked) >= 5
+
+    with pytest.raises(SuggestionCancelled):
+        suggest_checked(plan, "L5", "left", vol, cancel=cancel_at_the_fifth_question)
+    assert len(asked) == 5  # stopped at the first question answered yes
+
+
 def _mr_box_model(canal_front_y: float, half_height: float = BODY_Z):
     """An MR SpineModel of the phantom's geometry on a 0.5 mm grid: the box body (``half_height`` above and
     below its centre) as the body model's outline, a cylinder canal along z whose front lies at

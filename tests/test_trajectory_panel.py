@@ -3,6 +3,8 @@ an override reason, delete, undo."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
@@ -135,15 +137,17 @@ def test_parameters_edit_through_document(qtbot, session):
     # the editor offers what the plan accepts (TrajectoryParams: > 1 mm, <= 40 mm), no narrower range of its own
     assert (spin.minimum(), spin.maximum()) == (1.1, 40.0)
     assert panel.spins["introducer_diameter_mm"].minimum() == 0.51
+    panel.activateWindow()
     spin.setFocus()
+    qtbot.waitUntil(spin.hasFocus, timeout=3000)
     spin.selectAll()
     qtbot.keyClicks(spin, "14")
     qtbot.keyClick(spin, Qt.Key.Key_Return)
     assert doc.plan.trajectory(tid).params.zone_diameter_mm == 14.0
     assert _check_rows(panel)["canal_margin"] == "fail"  # a bigger zone reaches closer to the canal
-    doc.undo()
+    doc.undo()  # (Edit > Undo: the spin box keeps the focus)
     assert doc.plan.trajectory(tid).params.zone_diameter_mm == 10.0
-    assert spin.value() == 10.0
+    assert spin.hasFocus() and spin.value() == 10.0  # the committed value follows the plan
     # curved off: straight path from the entry to the target (one undo step)
     assert panel.curved.isChecked()
     panel.curved.setChecked(False)
@@ -258,3 +262,45 @@ def test_screenshot(qtbot, session, tmp_path):
     out = os.environ.get("BVN_SCREENSHOT_DIR")
     if out:
         img.save(os.path.join(out, "trajectory_panel.png"))
+
+
+def test_a_slow_suggestion_shows_its_progress_and_cancel_leaves_the_plan_unchanged(qtbot, session, monkeypatch):
+    """A search that takes a while runs behind a progress dialog that says what it is doing (the window
+    stays drawn, the plan cannot be edited meanwhile); its Cancel button stops it and nothing is added.
+    The search is a stand-in that runs until cancelled (the real one's progress and cancel:
+    tests/test_safety.py)."""
+    import time
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QPushButton
+
+    import planner.views.trajectory_panel as module
+    from planner.suggest import SuggestionCancelled
+
+    def endless(plan, level, side, images, progress, cancel):
+        for i in range(1500):  # 30 s at most
+            if cancel():
+                raise SuggestionCancelled("cancelled")
+            progress(min(i / 100, 0.99), f"{level.name} {side}: curved paths, {i} tried")
+            time.sleep(0.02)
+        raise AssertionError("Cancel did not stop the search")
+
+    monkeypatch.setattr(module, "suggest_checked", endless)
+    panel, messages = _panel(qtbot, session)
+    seen = {}
+
+    def press_cancel():
+        dlg = panel.progress
+        seen["shown"] = dlg is not None and dlg.isVisible()
+        seen["label"] = dlg.labelText() if dlg is not None else ""
+        qtbot.mouseClick(dlg.findChild(QPushButton), Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(1200, press_cancel)
+    assert panel.suggest("left") is None
+    assert seen["shown"] and re.search(r"L4 left: curved paths, \d+ tried", seen["label"]), seen
+    assert session.document.plan.trajectories == []
+    assert messages[-1] == "Suggestion for L4 left cancelled; the plan is unchanged"
+    assert panel.progress is None  # the dialog is gone
+    # the next suggestion (the real one) works
+    monkeypatch.undo()
+    assert panel.suggest("left") is not None and len(session.document.plan.trajectories) == 1

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEventLoop, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -59,7 +59,8 @@ from planner.trajectory import (
     PathError,
     trajectory_path,
 )
-from planner.suggest import suggest_bipedicular_checked, suggest_checked
+from planner.suggest import SuggestionCancelled, suggest_bipedicular_checked, suggest_checked
+from planner.views.background import BackgroundCall, ProgressDialogOwner
 from planner.views.panel import PlanPanel
 
 STATUS_COLOR = {PASS: "#4caf50", WARNING: "#ff9800", UNVERIFIED: "#ffb300", FAIL: "#e53935"}
@@ -96,7 +97,7 @@ def _fmt(value: Optional[float], unit: str) -> str:
     return f"{value:.1f} {unit}".strip()
 
 
-class TrajectoryPanel(PlanPanel):
+class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
     """Trajectories per level with suggestions, parameters, metrics, checks and override reasons."""
 
     #: Extra width of the metrics' value column, so that longer values during a drag still fit.
@@ -423,7 +424,8 @@ class TrajectoryPanel(PlanPanel):
             self.curved.setChecked(traj.params.curved and traj.bend_lps is not None)
             self.curved.blockSignals(False)
             for name, sp in self.spins.items():
-                if not sp.hasFocus():
+                # not over what the physician is typing (a committed value shows the plan's: an undo)
+                if not (sp.hasFocus() and sp.lineEdit().isModified()):
                     sp.blockSignals(True)
                     sp.setValue(float(getattr(traj.params, name)))
                     sp.blockSignals(False)
@@ -591,10 +593,16 @@ class TrajectoryPanel(PlanPanel):
             self.message.emit("Select a level marked 'treat' first")
             return None
         plan = self.document.plan
+        images = self.images()
         try:
-            sg = suggest_checked(plan, level, side, self.images())
+            sg = self._searched(f"Suggest {level.name} {side}",
+                                lambda progress, cancel: suggest_checked(plan, level, side, images, progress=progress,
+                                                                         cancel=cancel))
         except (LandmarkError, PathError, ValueError) as exc:
             self.message.emit(f"No suggestion for {level.name} {side}: {exc}")
+            return None
+        except SuggestionCancelled:
+            self.message.emit(f"Suggestion for {level.name} {side} cancelled; the plan is unchanged")
             return None
         if sg.trajectory is None:
             self.message.emit(sg.message)
@@ -607,6 +615,39 @@ class TrajectoryPanel(PlanPanel):
         self.message.emit(sg.message)
         return traj.id
 
+    def _searched(self, title: str, work: Any) -> Any:
+        """``work(progress, cancel)`` run off the GUI thread, behind a window-modal progress dialog with Cancel
+        (shown when it takes over 0.3 s: the plan cannot be edited while the search reads it); returns its
+        result, or raises what it raised (:class:`SuggestionCancelled` after Cancel)."""
+        stop = [False]
+        outcome: list[Any] = []
+
+        def run(progress: Any) -> Any:
+            try:
+                outcome.append((work(progress, lambda: stop[0]), None))
+            except Exception as exc:  # handed back to the GUI thread and raised there
+                outcome.append((None, exc))
+
+        def cancel() -> None:
+            stop[0] = True
+            if self.progress is not None:
+                self.progress.setLabelText("Cancelling...")
+
+        self._open_progress(self.window(), title, f"{title}: reading the image...", cancel)
+        call = BackgroundCall(run, self)
+        call.progress.connect(self._on_progress)
+        loop = QEventLoop()
+        call.finished.connect(lambda *_: loop.quit())
+        call.start()
+        if not call.done:
+            loop.exec()
+        call.wait()
+        self._close_progress()
+        result, error = outcome[0]
+        if error is not None:
+            raise error
+        return result
+
     def suggest_bipedicular(self) -> Optional[tuple[str, str]]:
         """A left and a right trajectory for the selected level; the level's existing trajectories are
         replaced (after asking), so a level never holds two bipedicular sets."""
@@ -614,10 +655,18 @@ class TrajectoryPanel(PlanPanel):
         if level is None or not level.treat:
             self.message.emit("Select a level marked 'treat' first")
             return None
+        plan = self.document.plan
+        images = self.images()
         try:
-            sg_left, sg_right = suggest_bipedicular_checked(self.document.plan, level, self.images())
+            sg_left, sg_right = self._searched(
+                f"Bipedicular pair at {level.name}",
+                lambda progress, cancel: suggest_bipedicular_checked(plan, level, images, progress=progress,
+                                                                     cancel=cancel))
         except (LandmarkError, PathError, ValueError) as exc:
             self.message.emit(f"No bipedicular suggestion for {level.name}: {exc}")
+            return None
+        except SuggestionCancelled:
+            self.message.emit(f"Bipedicular suggestion for {level.name} cancelled; the plan is unchanged")
             return None
         if sg_left.trajectory is None or sg_right.trajectory is None:
             missing = sg_left if sg_left.trajectory is None else sg_right
