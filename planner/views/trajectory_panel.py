@@ -616,8 +616,8 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         return traj.id
 
     def _searched(self, title: str, work: Any) -> Any:
-        """``work(progress, cancel)`` run off the GUI thread, behind a window-modal progress dialog with Cancel
-        (shown when it takes over 0.3 s: the plan cannot be edited while the search reads it); returns its
+        """``work(progress, cancel)`` run off the GUI thread, behind a modal progress dialog with Cancel (shown
+        when it takes over 0.3 s: the plan cannot be edited while the search reads it); returns its
         result, or raises what it raised (:class:`SuggestionCancelled` after Cancel)."""
         stop = [False]
         outcome: list[Any] = []
@@ -634,6 +634,8 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
                 self.progress.setLabelText("Cancelling...")
 
         self._open_progress(self.window(), title, f"{title}: reading the image...", cancel)
+        # modal to every window: the panel may float in a window of its own beside the one showing the plan
+        self.progress.setWindowModality(Qt.WindowModality.ApplicationModal)
         call = BackgroundCall(run, self)
         call.progress.connect(self._on_progress)
         loop = QEventLoop()
