@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt
 
 from planner.imaging import load_path
 from planner.imaging.volume import Volume
-from tests.anatomy_reference import mri_case
+from tests.anatomy_reference import mri_case, score_levels
 from tests.test_levels_panel import _panel
 
 pytestmark = pytest.mark.gui
@@ -138,3 +138,43 @@ def test_a_refused_proposal_without_marks_stays_shown_until_marks_name_the_level
     assert "Levels not found" not in panel.warnings.text()
     qtbot.wait(50)  # the layout closes the hidden warning's space
     _keep(panel, "VB3_11 cut in the L5-S1 disc, marks L5 and L1", tmp_path)
+
+
+def test_propose_levels_shows_that_it_works_and_cancel_leaves_the_plan_unchanged(qtbot, shared_data, tmp_path):
+    """On a real scan the proposal takes seconds: a busy progress window says what it does (the plan cannot be
+    edited meanwhile); Cancel leaves the plan without levels and says so; proposing again names the levels."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QPushButton
+
+    from tests.views_support import session_with
+
+    folder = shared_data / "lumbar_mri_vb"
+    ref = mri_case(folder, "VB2_04")
+    c = {n: b.centroid for n, b in ref["bodies"].items()}
+    (vol,) = [v for v in load_path(folder / "VB2_04_mr.nii.gz").images.values() if isinstance(v, Volume)]
+    session = session_with(("mr", vol, "T2"))
+    panel, messages = _panel(qtbot, session)
+    seen = {}
+
+    def cancel_when_shown():
+        dlg = panel.progress
+        if dlg is None or not dlg.isVisible():
+            QTimer.singleShot(50, cancel_when_shown)
+            return
+        seen.update(label=dlg.labelText(), busy=dlg.maximum() == 0, title=dlg.windowTitle())
+        _keep(dlg, "VB2_04 proposing levels", tmp_path)
+        qtbot.mouseClick(dlg.findChild(QPushButton), Qt.MouseButton.LeftButton)
+
+    qtbot.mouseClick(panel.clear_hints_button, Qt.MouseButton.LeftButton)
+    for name in ("L5", "L1"):
+        qtbot.mouseClick(panel.hint_buttons[name], Qt.MouseButton.LeftButton)
+        assert panel.provide_hint(tuple(float(v) for v in c[name]))
+    QTimer.singleShot(50, cancel_when_shown)
+    qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
+    assert seen == {"label": "Finding the vertebral bodies and naming the levels...", "busy": True,
+                    "title": "Propose levels"}, seen
+    assert session.document.plan.levels == [] and panel.progress is None
+    assert messages[-1] == "Level proposal cancelled; the plan is unchanged"
+    qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)  # the marks are kept
+    sc = score_levels(session.document.plan.levels, ref)
+    assert sc["found_right"] == sc["labelled"] and not sc["misnamed"], sc

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QEventLoop, QObject, Qt, QThread, Signal, Slot
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +134,54 @@ class ProgressDialogOwner:
             self.progress.hide()
             self.progress.deleteLater()
             self.progress = None
+
+    def run_modal(self, parent: Any, title: str, label: str, work: Callable[..., Any],
+                  stopped_by: tuple[type[BaseException], ...] = ()) -> tuple[Any, bool]:
+        """``work(progress, cancel)`` run off the GUI thread while the GUI thread waits in a local event loop
+        (the windows stay drawn), behind a progress dialog modal to every window (shown after 0.3 s; nothing
+        can be edited meanwhile), with Cancel. ``progress(fraction, message)`` moves the bar (a work that never
+        calls it shows a busy bar); ``cancel()`` turns True after Cancel, and a work that cannot stop midway
+        ends on its own. Returns ``(result, cancelled)``, ``(None, True)`` after Cancel whatever the work
+        returned; raises what the work raised, except ``stopped_by`` (how it stops for Cancel) after Cancel.
+        For short work (seconds) that reads, and does not change, what the user could otherwise edit."""
+        stop = [False]
+        outcome: list[tuple[Any, Optional[BaseException]]] = []
+
+        def run(progress: Callable[[float, str], None]) -> None:
+            try:
+                outcome.append((work(progress, lambda: stop[0]), None))
+            except Exception as exc:  # handed back to the GUI thread and raised there
+                outcome.append((None, exc))
+
+        def cancel() -> None:
+            stop[0] = True
+            if self.progress is not None:
+                self.progress.setLabelText("Cancelling...")
+
+        def moved(fraction: float, message: str) -> None:
+            if self.progress is not None and self.progress.maximum() == 0:
+                self.progress.setRange(0, 1000)  # the first news ends the busy bar
+            if not stop[0]:
+                self._on_progress(fraction, message)
+
+        self._open_progress(parent, title, label, cancel)
+        self.progress.setWindowModality(Qt.WindowModality.ApplicationModal)  # (a panel may float on its own)
+        self.progress.setRange(0, 0)  # busy until the work says how far it is
+        self.progress.setValue(0)  # (starts the clock that shows the dialog after its minimum duration)
+        call = BackgroundCall(run)
+        call.progress.connect(moved)
+        loop = QEventLoop()
+        call.finished.connect(lambda *_: loop.quit())
+        call.start()
+        if not call.done:
+            loop.exec()
+        call.wait()
+        self._close_progress()
+        result, error = outcome[0]
+        if stop[0]:
+            if error is not None and not isinstance(error, stopped_by):
+                raise error
+            return None, True
+        if error is not None:
+            raise error
+        return result, False

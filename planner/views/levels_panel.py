@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication, QKeyEvent
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -52,6 +52,7 @@ from planner.document import Part, PlanChange, PlanEditError
 from planner.levels import landmark_label, not_measured
 from planner.plan import Level, ModicSuggestion
 from planner.session import Session
+from planner.views.background import ProgressDialogOwner
 from planner.views.panel import PlanPanel
 
 MODIC_TYPES = ("none", "1", "2", "3", "1/2", "2/3")
@@ -98,7 +99,7 @@ class _LevelTree(QTreeWidget):
             super().keyPressEvent(event)
 
 
-class LevelsPanel(PlanPanel):
+class LevelsPanel(ProgressDialogOwner, PlanPanel):
     """Vertebral levels, their flags and endplate findings, with the proposal and the Modic assistant."""
 
     #: Hint mode started for a level name; slice views may arm a click and call provide_hint().
@@ -412,11 +413,13 @@ class LevelsPanel(PlanPanel):
             self.message.emit("Load a CT or a sagittal MRI first")
             return False
         key, volume = chosen
-        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        others = [v for k, v in self.session.volumes().items() if k != key]  # e.g. an axial stack
+        hints, transitional = dict(self.hints) or None, self.anatomy.currentData()
         try:
-            others = [v for k, v in self.session.volumes().items() if k != key]  # e.g. an axial stack
-            result = propose_levels_detailed(volume, self.hints or None, transitional=self.anatomy.currentData(),
-                                             companions=others)
+            result, cancelled = self.run_modal(
+                self.window(), "Propose levels", "Finding the vertebral bodies and naming the levels...",
+                lambda _progress, _cancel: propose_levels_detailed(volume, hints, transitional=transitional,
+                                                                   companions=others))
         except MarkError as exc:
             # shown where the physician marks, until the next proposal
             self.show_warnings([f"Check the marks: {exc}"])
@@ -431,8 +434,9 @@ class LevelsPanel(PlanPanel):
             self.show_warnings([f"Levels not found: {text}"])
             self.message.emit(f"Levels not found: {text}")
             return False
-        finally:
-            QGuiApplication.restoreOverrideCursor()
+        if cancelled:
+            self.message.emit("Level proposal cancelled; the plan is unchanged")
+            return False
         merged = merge_proposal(self.document.plan.levels, result.levels)
         if not self._edit(self.document.replace_levels, merged, "Propose levels"):
             return False
@@ -520,15 +524,17 @@ class LevelsPanel(PlanPanel):
         from planner.modic import ModicError, apply_suggestions, run_plan, volumes_for
 
         vols = volumes_for(self.session)
-        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        plan = self.document.plan
         try:
-            run = run_plan(self.document.plan, vols)
-            suggestions = run.suggestions
+            run, cancelled = self.run_modal(self.window(), "Modic assistant", "Reading the endplates on the images...",
+                                            lambda _progress, _cancel: run_plan(plan, vols))
         except ModicError as exc:
             self.message.emit(f"Modic assistant: {exc}")
             return False
-        finally:
-            QGuiApplication.restoreOverrideCursor()
+        if cancelled:
+            self.message.emit("Modic assistant cancelled; the plan is unchanged")
+            return False
+        suggestions = run.suggestions
         if not suggestions:
             self.message.emit("Modic assistant: no level with complete landmarks inside the T1/T2 images")
             return False

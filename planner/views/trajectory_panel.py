@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
-from PySide6.QtCore import QEventLoop, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -60,7 +60,7 @@ from planner.trajectory import (
     trajectory_path,
 )
 from planner.suggest import SuggestionCancelled, suggest_bipedicular_checked, suggest_checked
-from planner.views.background import BackgroundCall, ProgressDialogOwner
+from planner.views.background import ProgressDialogOwner
 from planner.views.panel import PlanPanel
 
 STATUS_COLOR = {PASS: "#4caf50", WARNING: "#ff9800", UNVERIFIED: "#ffb300", FAIL: "#e53935"}
@@ -616,38 +616,12 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         return traj.id
 
     def _searched(self, title: str, work: Any) -> Any:
-        """``work(progress, cancel)`` run off the GUI thread, behind a modal progress dialog with Cancel (shown
-        when it takes over 0.3 s: the plan cannot be edited while the search reads it); returns its
-        result, or raises what it raised (:class:`SuggestionCancelled` after Cancel)."""
-        stop = [False]
-        outcome: list[Any] = []
-
-        def run(progress: Any) -> Any:
-            try:
-                outcome.append((work(progress, lambda: stop[0]), None))
-            except Exception as exc:  # handed back to the GUI thread and raised there
-                outcome.append((None, exc))
-
-        def cancel() -> None:
-            stop[0] = True
-            if self.progress is not None:
-                self.progress.setLabelText("Cancelling...")
-
-        self._open_progress(self.window(), title, f"{title}: reading the image...", cancel)
-        # modal to every window: the panel may float in a window of its own beside the one showing the plan
-        self.progress.setWindowModality(Qt.WindowModality.ApplicationModal)
-        call = BackgroundCall(run, self)
-        call.progress.connect(self._on_progress)
-        loop = QEventLoop()
-        call.finished.connect(lambda *_: loop.quit())
-        call.start()
-        if not call.done:
-            loop.exec()
-        call.wait()
-        self._close_progress()
-        result, error = outcome[0]
-        if error is not None:
-            raise error
+        """``work(progress, cancel)`` behind the modal progress dialog (:meth:`run_modal`: the plan cannot be
+        edited while the search reads it); its result, or :class:`SuggestionCancelled` after Cancel."""
+        result, cancelled = self.run_modal(self.window(), title, f"{title}: reading the image...", work,
+                                           stopped_by=(SuggestionCancelled,))
+        if cancelled:
+            raise SuggestionCancelled("the suggestion was cancelled")
         return result
 
     def suggest_bipedicular(self) -> Optional[tuple[str, str]]:
