@@ -333,3 +333,30 @@ def test_pedicles_of_a_body_cut_wrongly_or_at_two_heights_are_left_to_the_hand()
     assert by["L3"].landmarks.pedicle_left_lps is not None  # 10 mm apart: kept
     assert notes == ["L4: its two pedicles were found 13 mm apart in height (one is likely in the neighbouring "
                      "vertebra); its pedicles are not measured: place them by hand"]
+
+
+@pytest.mark.parametrize("turn_deg", [-12.0, -5.0, 0.0, 7.0])
+def test_a_vertebra_s_turn_is_found_from_its_mirror_symmetry(turn_deg):
+    """A synthetic vertebra in HU (a body, two pedicles, an arch; symmetric about LPS x = 0) whose spine frame is
+    turned by ``turn_deg`` about the long axis: the frame comes back onto the vertebra's plane of symmetry within
+    1.5 degrees and 1 mm; a frame on a vertebra without a plane of symmetry is kept."""
+    import math
+
+    from planner.levels.ct import turned_frame
+    from planner.levels.pedicles import BodyFrame
+    from tests.test_levels_real import _synthetic_vertebra
+
+    vert, _, ijk_to_lps, _ = _synthetic_vertebra(1.0)
+    hu = np.where(vert, 700.0, 20.0).astype(np.float32).transpose(2, 1, 0)  # (k, j, i)
+    volume = Volume(hu, ijk_to_lps, ImageInfo(modality="CT"))
+    r = math.radians(turn_deg)
+    lat = np.array([math.cos(r), math.sin(r), 0.0])  # the patient's left, turned
+    ap = np.array([math.sin(r), -math.cos(r), 0.0])  # anterior (LPS -y), turned with it
+    post = np.array([0.0, -5.0, 0.0])  # the body's posterior wall on the midline
+    frame = BodyFrame(post, np.array([0.0, 0.0, 1.0]), ap, lat, 24.0, {1: 20.0, -1: 20.0}, 300.0)
+    got = turned_frame(volume, frame, DetectionParams())
+    assert math.degrees(math.acos(min(1.0, float(got.lat @ [1.0, 0.0, 0.0])))) <= 1.5, got.lat
+    assert abs(float(got.ap @ [0.0, -1.0, 0.0]) - 1.0) < 1e-3 and abs(got.post[0]) <= 1.0, (got.ap, got.post)
+    lopsided = Volume(np.where(np.indices(hu.shape)[2] < 30, hu, 20.0).astype(np.float32), ijk_to_lps,
+                      ImageInfo(modality="CT"))  # only what lies at LPS x < -15 mm (the patient's right) kept
+    assert turned_frame(lopsided, frame, DetectionParams()) is frame

@@ -197,6 +197,15 @@ def test_ct_every_measured_pedicle_is_within_4_5_mm_on_example_ct(real_results):
     assert max(errs.values()) <= 4.5, errs
 
 
+
+def test_ct_lumbar_pedicles_are_sought_in_each_vertebra_s_own_turn(real_results):
+    """example_ct's L1-L4 are turned 4-5 degrees about the spine's axis (their planes of mirror symmetry): sought in
+    each vertebra's own frame, both pedicles lie within 2 mm of the label's isthmus (in the spine's frame L1's and
+    L4's right pedicles lay 3.9 and 4.3 mm off)."""
+    errs = _pedicle_errors(real_results[("ct", "totalseg", "none")])
+    lumbar = {k: v for k, v in errs.items() if k[0] in ("L1", "L2", "L3", "L4")}
+    assert len(lumbar) == 8 and max(lumbar.values()) <= 2.0, lumbar
+
 @pytest.mark.xfail(strict=True, reason="measured: T12's pedicles are not measured (their section reaches the top "
                                        "edge of the image); L1-L5 within 4.3 mm, S1 within 2.5 mm")
 def test_ct_pedicles_within_4_5_mm_at_every_level_of_example_ct(real_results):

@@ -250,6 +250,14 @@ class DetectionParams:
     ct_pedicle_waist_tolerance: float = 0.10
     #: CT: most alternations of axis search and waist search.
     ct_pedicle_max_iterations: int = 8
+    #: CT: a vertebra's turn about the spine's axis is sought within this many degrees either way (its plane of
+    #: mirror symmetry; example_ct's own lumbar vertebrae are turned up to 5 degrees) ...
+    ct_turn_range_deg: float = 20.0
+    #: CT: ... with the plane up to this far to either side of the posterior wall's midline point (mm) ...
+    ct_turn_offset_mm: float = 6.0
+    #: CT: ... and used when the section's correlation with its mirror image reaches this (lumbar vertebrae of
+    #: example_ct, straight and turned: 0.80-0.90; the sacrum joined to the ilia: 0.43-0.85).
+    ct_turn_min_symmetry: float = 0.75
     #: Largest sideways correction of the midline from the body's left and right edges (mm).
     max_midline_correction_mm: float = 5.0
     #: A body's left or right edge found this far or farther from its midline is not its own (the sacral
