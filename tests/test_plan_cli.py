@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -100,6 +101,12 @@ def test_plan_writes_checked_suggestions(ct_case, capsys):
     assert len({t.level_id for t in plan.trajectories}) == len(plan.trajectories)
     printed_status = {r["trajectory_id"]: r["status"] for r in printed["trajectories"] if "trajectory_id" in r}
     assert printed_status == {t.trajectory_id: t.overall for t in report.trajectories}
+    # where both sides pass and one is kept for fewer warnings or a wider pedicle clearance, the message says
+    # which side has which
+    for r in printed["trajectories"]:
+        why = r["message"].split("also passes (")[1] if "also passes (" in r["message"] else ""
+        if why and not why.startswith(("with warnings; this side passes every check", "equally well")):
+            assert re.search(r" on the (left|right) against .* on the (left|right), so the", why), r["message"]
 
 
 def test_plan_suggests_an_s1_path_through_the_pedicle_into_the_body(ct_case):

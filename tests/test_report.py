@@ -356,3 +356,20 @@ def test_one_canal_margin_per_trajectory_in_checks_depth_line_and_eligibility(re
         assert "measured on the image" in section.depth_margin
         if rep.canal_margin_mm < plan.settings.canal_margin_mm:
             assert f"{section.level_name} {section.side} {rep.canal_margin_mm:.1f} mm" in margin_item.detail
+
+
+def test_passed_checks_list_names_a_length_that_must_be_none_without_a_zero(report_with_images):
+    """In a level page's list of passed checks, a check measured as a length of path where there must be none
+    (a gap in the vertebra's bone, another bone crossed) is named alone: "Path in the vertebra's bone 0.0 mm"
+    read as if the path were 0 mm in bone. Checks with a margin keep their value."""
+    plan, data, _, pages = report_with_images
+    everything = " ".join(pages)
+    passed_lines = re.findall(r"Passed: (.*?)\.(?: |$)", everything)
+    named_alone = [c.name for s in data.trajectories for c in s.checks
+                   if c.status == "pass" and c.key in ("bone_corridor", "other_bone")]
+    assert named_alone and passed_lines, (named_alone, passed_lines)
+    for name in set(named_alone):
+        assert any(re.search(re.escape(name) + r"(;|$)", line) for line in passed_lines), (name, passed_lines)
+    assert "bone 0.0 mm" not in everything and "on the way 0.0 mm" not in everything
+    margins = [c.summary for s in data.trajectories for c in s.checks if c.status == "pass" and c.key == "zone"]
+    assert margins and all(m.endswith(" mm") for m in margins), margins

@@ -104,15 +104,15 @@ def _preference(sg: Any) -> tuple:
     return (_RANK[sg.status], warnings, -narrowest)
 
 
-def _why_better(kept: Any, other: Any) -> str:
-    """Why ``kept`` is preferred to ``other`` (see :func:`_preference`), in words."""
+def _why_better(kept: Any, other: Any, side: str, other_side: str) -> str:
+    """Why ``kept`` (on ``side``) is preferred to ``other`` (see :func:`_preference`), in words."""
     (r1, w1, n1), (r2, w2, n2) = _preference(kept), _preference(other)
     if r1 != r2:
         return "with warnings; this side passes every check"
     if w1 != w2:
-        return f"{w2} warnings against {w1}"
+        return f"{w2} warnings on the {other_side} against {w1} on the {side}"
     if n1 != n2 and max(n1, n2) != float("inf"):
-        return f"narrowest pedicle clearance {-n2:.1f} mm against {-n1:.1f} mm"
+        return f"narrowest pedicle clearance {-n2:.1f} mm on the {other_side} against {-n1:.1f} mm on the {side}"
     return "equally well; the left is taken first"
 
 
@@ -138,7 +138,7 @@ def _unipedicular(plan: Any, level: Any, images: Any, results: list[dict[str, An
         sg = usable[side]
         other = "right" if side == "left" else "left"
         if other in usable:
-            why = f"the {other} side also passes ({_why_better(sg, usable[other])}, so the {side} is kept)"
+            why = f"the {other} side also passes ({_why_better(sg, usable[other], side, other)}, so the {side} is kept)"
         elif tried[other] is not None:
             why = f"no {'curved' if curved else 'straight'} path from the {other} passes the image checks"
         else:

@@ -119,6 +119,9 @@ class CheckRow:
     source: str = ""
     #: How the value was obtained: "measured" (on the image), "from landmarks" or "not measured".
     basis: str = ""
+    #: The check in the list of those passed: its name and value; the name alone for a length of path that must
+    #: be none (a gap in the bone, another bone crossed), which "0.0 mm" after the name would misread.
+    summary: str = ""
 
 
 @dataclass
@@ -321,7 +324,9 @@ def _check_rows(rep: TrajectoryReport) -> list[CheckRow]:
         value = format_value(c.value, c.unit) if c.value is not None else ""
         if c.grade:
             value = f"{value} (G-R {c.grade})".strip()
-        rows.append(CheckRow(c.name, c.label, c.status, value, limit_text, c.reason, c.source, c.basis))
+        none_allowed = c.value == 0.0 and c.limit == 0.0
+        rows.append(CheckRow(c.name, c.label, c.status, value, limit_text, c.reason, c.source, c.basis,
+                             c.label if none_allowed else f"{c.label} {value}".strip()))
     return rows
 
 

@@ -369,7 +369,7 @@ def _checks_compact(pdf: ReportPDF, t: TrajectorySection) -> None:
                 row.cell(c.reason)
     passed = [c for c in t.checks if c.status == "pass"]
     if passed:
-        pdf.para("Passed: " + "; ".join(f"{c.name} {c.value}".strip() for c in passed) + ".", SMALL_PT - 0.5,
+        pdf.para("Passed: " + "; ".join(c.summary for c in passed) + ".", SMALL_PT - 0.5,
                  "", status_color("pass"))
 
 
