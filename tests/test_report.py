@@ -373,3 +373,32 @@ def test_passed_checks_list_names_a_length_that_must_be_none_without_a_zero(repo
     assert "bone 0.0 mm" not in everything and "on the way 0.0 mm" not in everything
     margins = [c.summary for s in data.trajectories for c in s.checks if c.status == "pass" and c.key == "zone"]
     assert margins and all(m.endswith(" mm") for m in margins), margins
+
+
+def test_a_level_page_whose_text_runs_over_keeps_to_one_page(tmp_path, monkeypatch, volume):
+    """A level page whose trajectory text runs a few lines too long (long reasons on a real scan left its last
+    line alone on a page of its own) draws its key images smaller and keeps to one page."""
+    from planner.report import pdf as pdf_mod
+
+    plan = rich_plan()
+    images = {CT_SERIES_UID: volume, FLUORO_SERIES_UID: fluoro_image()}
+    shrinking = pdf_mod.LEVEL_IMAGE_SHRINK
+
+    def level_page_count(extra_lines: int, shrink: tuple[float, ...]) -> int:
+        monkeypatch.setattr(pdf_mod, "LEVEL_IMAGE_SHRINK", shrink)
+        data = build_report_data(plan, images)
+        page = data.level_pages[0]
+        t = page.trajectories[-1]
+        t.depth_margin_conflict = (t.depth_margin_conflict or "") + " Filler line to lengthen the text." * (
+            6 * extra_lines)
+        data.level_pages = [page]
+        pages = [_norm(p.extract_text()) for p in
+                 PdfReader(str(render_report_pdf(data, tmp_path / f"r{extra_lines}-{len(shrink)}.pdf"))).pages]
+        first = next(i for i, text in enumerate(pages) if "plan for the procedure room" in text)
+        return next(i for i, text in enumerate(pages[first + 1:], first + 1) if "Appendix" in text) - first
+
+    assert level_page_count(0, (1.0,)) == 1
+    # the fewest extra lines that push the page over at full image size ...
+    extra = next(n for n in range(1, 40) if level_page_count(n, (1.0,)) == 2)
+    # ... keep to one page with the images drawn smaller
+    assert len(shrinking) > 1 and level_page_count(extra, shrinking) == 1

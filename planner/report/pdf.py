@@ -328,10 +328,13 @@ def _short_caption(key) -> str:
 
 #: Width of a key image on a level page (mm): six fit on the page with the trajectory's table.
 LEVEL_IMAGE_MM = 50.0
+#: A level page whose text runs over (long reasons, two trajectories) has its key images drawn smaller, by
+#: these factors in turn, so that it keeps to one page where it can (a last line alone on a page of its own).
+LEVEL_IMAGE_SHRINK = (1.0, 0.85, 0.72)
 
 
-def _image_grid(pdf: ReportPDF, images: Sequence, columns: int = 3, gap: float = 3.0) -> None:
-    col_w = min(LEVEL_IMAGE_MM, (pdf.w - pdf.l_margin - pdf.r_margin - gap * (columns - 1)) / columns)
+def _image_grid(pdf: ReportPDF, images: Sequence, columns: int = 3, gap: float = 3.0, scale: float = 1.0) -> None:
+    col_w = scale * min(LEVEL_IMAGE_MM, (pdf.w - pdf.l_margin - pdf.r_margin - gap * (columns - 1)) / columns)
     for i in range(0, len(images), columns):
         row = images[i:i + columns]
         heights = [col_w * img.image.height / img.image.width for img in row]
@@ -374,12 +377,24 @@ def _checks_compact(pdf: ReportPDF, t: TrajectorySection) -> None:
 
 
 def _level_page(pdf: ReportPDF, page) -> None:
+    """One level on one page where it fits with its key images at one of ``LEVEL_IMAGE_SHRINK``'s sizes."""
     pdf.add_page()
+    scale = LEVEL_IMAGE_SHRINK[-1]
+    for s in LEVEL_IMAGE_SHRINK[:-1]:
+        with pdf.offset_rendering() as trial:
+            _level_content(trial, page, s)
+        if not trial.page_break_triggered:
+            scale = s
+            break
+    _level_content(pdf, page, scale)
+
+
+def _level_content(pdf: ReportPDF, page, scale: float) -> None:
     pdf.h2(f"{page.name}: plan for the procedure room")
     pdf.para(f"{page.name}: {page.finding}.", BODY_PT)
     if page.key_images:
         _legend(pdf)
-        _image_grid(pdf, page.key_images)
+        _image_grid(pdf, page.key_images, scale=scale)
     for t in page.trajectories:
         if pdf.will_page_break(40):
             pdf.add_page()
