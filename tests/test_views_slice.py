@@ -364,3 +364,49 @@ def test_a_body_is_named_on_every_sagittal_slice_through_its_middle(qtbot, monke
         sag.repaint()
         assert ((sag.frame, "L1") in drawn) is named, (offset_mm, drawn)
     w.shutdown()
+
+
+def test_a_level_name_at_the_view_edge_stays_clear_of_the_orientation_letter(qtbot, monkeypatch):
+    """A body at the top edge of the coronal view (T12 at the top of a lumbar series), whose name would fall on the
+    "S" orientation letter in the middle of that edge, has its name drawn beside the letter."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QFontMetricsF
+
+    from planner.views.render import overlays2d
+
+    drawn: list[tuple[object, str, object]] = []  # (the frame of the view painting, the label, its box)
+    painting: list[object] = [None]
+    real_draw, real_levels = overlays2d.draw_label, overlays2d.paint_levels
+
+    def spy(p, surface, pos, text, color, bold=True):
+        rect = real_draw(p, surface, pos, text, color, bold)
+        drawn.append((painting[0], text, rect))
+        return rect
+
+    def levels_of(p, surface, frame, n, plan, draw_handles):
+        painting[0] = frame
+        return real_levels(p, surface, frame, n, plan, draw_handles)
+
+    monkeypatch.setattr(overlays2d, "paint_levels", levels_of)
+    monkeypatch.setattr(overlays2d, "draw_label", spy)
+    t2 = sagittal_volume(nk=30, nj=140, ni=120, spacing=(0.8, 0.8, 1.5), desc="SAG T2", uid=T2_KEY)
+    session = session_with((T2_KEY, t2, "T2"))
+    w = open_window(qtbot, session)
+    cor = w.views.slice_views["coronal"]
+    session.set_cursor(t2.center_lps(), FOR_UID)
+    cor.repaint()
+    # on the view's top edge, on this slice, where the name (drawn left of the body) meets the letter
+    top = np.asarray(cor.model_point(QPointF(cor.width() / 2.0 + 57.0, 4.0)))
+    up, ap = np.array([0.0, 0.0, 1.0]), np.array([0.0, -1.0, 0.0])
+    drawn.clear()
+    session.document.add_level("T12", Landmarks(
+        body_center_lps=tuple(top), anterior_wall_lps=tuple(top + 16 * ap), posterior_wall_lps=tuple(top - 16 * ap),
+        superior_endplate_lps=tuple(top + 12 * up), inferior_endplate_lps=tuple(top - 12 * up)))
+    cor.repaint()
+    rects = [r for view, text, r in drawn if text == "T12" and view is cor.frame]
+    # the letter's box (ImageCanvas._paint_letters: centred, 6 px from the edge)
+    fm = QFontMetricsF(cor._letter_font)
+    half = fm.horizontalAdvance("S") / 2
+    letter = QRectF(cor.width() / 2 - half, 6, 2 * half, fm.height())
+    assert rects and not any(r.intersects(letter) for r in rects), (rects, letter)
+    w.shutdown()

@@ -27,6 +27,9 @@ from planner.views.render.surface import Handle, Surface, draw_label, qpoint
 
 CROSSHAIR_COLOR = QColor(79, 195, 247, 200)
 LEVEL_COLOR = QColor("#ffe082")
+#: Within this many of their line heights of the view's top or bottom edge, level names are moved aside from the
+#: orientation letter in the middle of it (a body at the edge of the view had its name drawn over the "S").
+EDGE_LETTER_CLEARANCE = 2.8
 LANDMARK_COLOR = QColor(128, 222, 234, 200)
 ZONE_COLOR = QColor("#ff7043")
 ENTRY_COLOR = QColor("#ffffff")
@@ -176,6 +179,13 @@ def paint_levels(p: QPainter, surface: Surface, frame: Any, n: int, plan: Plan, 
                 pos = anchor + direction * 12
                 x = pos[0] - tw if direction[0] < -0.3 else (pos[0] - tw / 2 if abs(direction[0]) <= 0.3 else pos[0])
                 y = pos[1] + (-8 if direction[1] < -0.3 else (8 if direction[1] > 0.3 else 0))
+                # beside the orientation letter when it would cover it (the middle of the top and bottom edges)
+                line = p.fontMetrics().height()
+                clear = EDGE_LETTER_CLEARANCE * line
+                left_of_letter = surface.width / 2 - line
+                near_edge = y < clear or y > surface.height - clear
+                if near_edge and x < surface.width / 2 + line and x + tw > left_of_letter:
+                    x = left_of_letter - tw
                 draw_label(p, surface, QPointF(x, y), text, LEVEL_COLOR)
         if not draw_handles:
             continue
