@@ -328,53 +328,11 @@ def test_dragging_a_trajectory_point_moves_it_in_the_slice_with_one_undo_step(qt
     np.testing.assert_allclose(session.document.plan.trajectory(tid).target_lps, target)
 
 
-def test_a_body_is_named_on_every_sagittal_slice_through_its_middle(qtbot, monkeypatch):
-    """A level measured on its mid-sagittal line only (no pedicles: an MRI level where they do not show) is
-    named on a sagittal slice 12 mm to its side, which still cuts its body (a body 32 mm deep is wider than
-    that), and not on one 30 mm to its side, past its width."""
+def _level_labels_drawn(monkeypatch) -> list[tuple[object, str, object]]:
+    """The labels the views draw from now on, as (the frame of the view painting its levels, the text, its box)."""
     from planner.views.render import overlays2d
 
-    drawn: list[tuple[object, str]] = []  # (the frame of the view painting, the label)
-    painting: list[object] = [None]
-    real_draw, real_levels = overlays2d.draw_label, overlays2d.paint_levels
-
-    def spy(p, surface, pos, text, color, bold=True):
-        drawn.append((painting[0], text))
-        return real_draw(p, surface, pos, text, color, bold)
-
-    def levels_of(p, surface, frame, n, plan, draw_handles):
-        painting[0] = frame
-        return real_levels(p, surface, frame, n, plan, draw_handles)
-
-    monkeypatch.setattr(overlays2d, "paint_levels", levels_of)
-    monkeypatch.setattr(overlays2d, "draw_label", spy)
-    t2 = sagittal_volume(nk=50, nj=140, ni=120, spacing=(0.8, 0.8, 1.5), desc="SAG T2", uid=T2_KEY)
-    session = session_with((T2_KEY, t2, "T2"))
-    c = t2.center_lps()
-    left = np.array([1.0, 0.0, 0.0])  # LPS +x: the patient's left, across the sagittal slices
-    session.document.add_level("L1", Landmarks(
-        body_center_lps=tuple(c), anterior_wall_lps=tuple(c - [0, 16, 0]), posterior_wall_lps=tuple(c + [0, 16, 0]),
-        superior_endplate_lps=tuple(c + [0, 0, 13]), inferior_endplate_lps=tuple(c - [0, 0, 13])))
-    w = open_window(qtbot, session)
-    sag = w.views.slice_views["sagittal"]
-    for offset_mm, named in ((12.0, True), (-12.0, True), (30.0, False), (1.5, True)):
-        drawn.clear()
-        session.set_cursor(c + offset_mm * left, FOR_UID)
-        assert abs(sag.frame.distance_to_slice((c + offset_mm * left)[None], sag.n)[0]) <= 0.75 + 1e-6
-        sag.repaint()
-        assert ((sag.frame, "L1") in drawn) is named, (offset_mm, drawn)
-    w.shutdown()
-
-
-def test_a_level_name_at_the_view_edge_stays_clear_of_the_orientation_letter(qtbot, monkeypatch):
-    """A body at the top edge of the coronal view (T12 at the top of a lumbar series), whose name would fall on the
-    "S" orientation letter in the middle of that edge, has its name drawn beside the letter."""
-    from PySide6.QtCore import QRectF
-    from PySide6.QtGui import QFontMetricsF
-
-    from planner.views.render import overlays2d
-
-    drawn: list[tuple[object, str, object]] = []  # (the frame of the view painting, the label, its box)
+    drawn: list[tuple[object, str, object]] = []
     painting: list[object] = [None]
     real_draw, real_levels = overlays2d.draw_label, overlays2d.paint_levels
 
@@ -389,6 +347,39 @@ def test_a_level_name_at_the_view_edge_stays_clear_of_the_orientation_letter(qtb
 
     monkeypatch.setattr(overlays2d, "paint_levels", levels_of)
     monkeypatch.setattr(overlays2d, "draw_label", spy)
+    return drawn
+
+
+def test_a_body_is_named_on_every_sagittal_slice_through_its_middle(qtbot, monkeypatch):
+    """A level measured on its mid-sagittal line only (no pedicles: an MRI level where they do not show) is
+    named on a sagittal slice 12 mm to its side, which still cuts its body (a body 32 mm deep is wider than
+    that), and not on one 30 mm to its side, past its width."""
+    drawn = _level_labels_drawn(monkeypatch)
+    t2 = sagittal_volume(nk=50, nj=140, ni=120, spacing=(0.8, 0.8, 1.5), desc="SAG T2", uid=T2_KEY)
+    session = session_with((T2_KEY, t2, "T2"))
+    c = t2.center_lps()
+    left = np.array([1.0, 0.0, 0.0])  # LPS +x: the patient's left, across the sagittal slices
+    session.document.add_level("L1", Landmarks(
+        body_center_lps=tuple(c), anterior_wall_lps=tuple(c - [0, 16, 0]), posterior_wall_lps=tuple(c + [0, 16, 0]),
+        superior_endplate_lps=tuple(c + [0, 0, 13]), inferior_endplate_lps=tuple(c - [0, 0, 13])))
+    w = open_window(qtbot, session)
+    sag = w.views.slice_views["sagittal"]
+    for offset_mm, named in ((12.0, True), (-12.0, True), (30.0, False), (1.5, True)):
+        drawn.clear()
+        session.set_cursor(c + offset_mm * left, FOR_UID)
+        assert abs(sag.frame.distance_to_slice((c + offset_mm * left)[None], sag.n)[0]) <= 0.75 + 1e-6
+        sag.repaint()
+        assert any(view is sag.frame and text == "L1" for view, text, _ in drawn) is named, (offset_mm, drawn)
+    w.shutdown()
+
+
+def test_a_level_name_at_the_view_edge_stays_clear_of_the_orientation_letter(qtbot, monkeypatch):
+    """A body at the top edge of the coronal view (T12 at the top of a lumbar series), whose name would fall on the
+    "S" orientation letter in the middle of that edge, has its name drawn beside the letter."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QFontMetricsF
+
+    drawn = _level_labels_drawn(monkeypatch)
     t2 = sagittal_volume(nk=30, nj=140, ni=120, spacing=(0.8, 0.8, 1.5), desc="SAG T2", uid=T2_KEY)
     session = session_with((T2_KEY, t2, "T2"))
     w = open_window(qtbot, session)
