@@ -133,6 +133,22 @@ def test_key_images_rendered_for_each_trajectory(report_with_images):
     assert all(0 < len(p.key_images) <= 6 for p in data.level_pages)
 
 
+def test_level_pages_name_the_planes_their_reslices_show(report_with_images):
+    """The words under a level page's reslices name the plane each one shows: the vertebra's axial plane
+    through the pedicle and the sagittal plane along the path (they said "reslice through the tip", which
+    neither is)."""
+    _, data, _, pages = report_with_images
+    level_pages = [p for p in pages if "plan for the procedure room" in p]
+    assert level_pages and len(level_pages) == len(data.level_pages)
+    for text in level_pages:
+        assert "Sagittal plane along the path" in text and "Axial plane through the pedicle" in text, text[:400]
+    assert not any("reslice through the tip" in text for text in level_pages)
+    for section in data.trajectories:
+        sag, ax = section.key_images[:2]
+        assert sag.caption.startswith("Sagittal plane through the path") and ax.caption.startswith(
+            "Axial plane of the vertebra through the pedicle")
+
+
 def test_review_settings_and_rf_display_only(report_with_images):
     plan, _, _, pages = report_with_images
     everything = " ".join(pages)

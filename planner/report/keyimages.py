@@ -73,6 +73,8 @@ class KeyImage:
     mm_per_px: Optional[float] = None
     #: For the 3D view: the LPS directions of the picture's columns (right) and rows (down).
     screen_axes_lps: Optional[tuple[np.ndarray, np.ndarray]] = None
+    #: A few words under the picture on a level page (default: from ``kind``).
+    short_caption: str = ""
     #: DICOM Patient Orientation when known otherwise (fluoroscopy header), e.g. ("P", "F").
     patient_orientation: Optional[tuple[str, str]] = None
 
@@ -159,10 +161,14 @@ class PlaneSpec:
     #: A point the plane passes through (default: the active tip).
     through_lps: Optional[np.ndarray] = None
     caption: str = ""
+    #: A few words for the picture on a level page.
+    short_caption: str = ""
 
 
-SAGITTAL = PlaneSpec("sagittal", np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0]), ("A", "P", "S", "I"))
-AXIAL = PlaneSpec("axial", np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), ("R", "L", "A", "P"))
+SAGITTAL = PlaneSpec("sagittal", np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0]), ("A", "P", "S", "I"),
+                     short_caption="Sagittal reslice through the tip")
+AXIAL = PlaneSpec("axial", np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), ("R", "L", "A", "P"),
+                  short_caption="Axial reslice through the tip")
 
 _LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS axes: -x R / +x L, -y A / +y P, -z I / +z S
 
@@ -204,7 +210,7 @@ def trajectory_planes(plan: Plan, traj: Trajectory, report: Optional[TrajectoryR
         ped = frame.pedicle_left_lps if traj.side == "left" else frame.pedicle_right_lps
         through = ped if ped is not None else np.asarray(traj.entry_lps, dtype=float)
     axial = PlaneSpec("axial", ux, vy, orientation_letters(ux, vy), through,
-                      "Axial plane of the vertebra through the pedicle")
+                      "Axial plane of the vertebra through the pedicle", "Axial plane through the pedicle")
     # sagittal through the path: contains the introducer's direction and the superior direction
     entry = np.asarray(traj.entry_lps, dtype=float)
     aim = (np.asarray(traj.bend_lps, dtype=float) if traj.bend_lps is not None else target) - entry
@@ -215,7 +221,8 @@ def trajectory_planes(plan: Plan, traj: Trajectory, report: Optional[TrajectoryR
     if d[1] < 0:  # screen x toward posterior: anterior on the left
         d = -d
     sag = PlaneSpec("sagittal", d, -s_up, orientation_letters(d, -s_up), entry,
-                    "Sagittal plane through the path (the introducer's direction and the vertebra's long axis)")
+                    "Sagittal plane through the path (the introducer's direction and the vertebra's long axis)",
+                    "Sagittal plane along the path")
     return [sag, axial]
 
 
@@ -328,7 +335,8 @@ def render_plane(volume: Volume, plan: Plan, traj: Trajectory, spec: PlaneSpec,
     caption = (f"{what} ({level_name} {traj.side}); instruments projected onto the plane; zone cut by the "
                f"plane{red}{window}")
     return KeyImage(spec.name, caption, img, volume.info.series_instance_uid, plane_origin_lps=origin,
-                    plane_u_lps=spec.u_lps.copy(), plane_v_lps=spec.v_lps.copy(), mm_per_px=mm_per_px)
+                    plane_u_lps=spec.u_lps.copy(), plane_v_lps=spec.v_lps.copy(), mm_per_px=mm_per_px,
+                    short_caption=spec.short_caption)
 
 
 def _draw_failing_parts(draw: ImageDraw.ImageDraw, parts: list, origin: np.ndarray, spec: PlaneSpec,

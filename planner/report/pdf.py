@@ -321,8 +321,8 @@ def _short_caption(key) -> str:
         words = key.caption.split(":")[0]
     elif key.kind == "virtual":
         words = "Virtual " + ("AP" if " AP " in key.caption else "lateral") + " (not a C-arm image)"
-    elif key.kind in ("sagittal", "axial"):
-        words += " reslice through the tip"
+    elif key.short_caption:
+        words = key.short_caption
     return words
 
 
