@@ -264,28 +264,37 @@ def test_screenshot(qtbot, session, tmp_path):
         img.save(os.path.join(out, "trajectory_panel.png"))
 
 
-def test_a_slow_suggestion_shows_its_progress_and_cancel_leaves_the_plan_unchanged(qtbot, session, monkeypatch):
-    """A search that takes a while runs behind a progress dialog that says what it is doing (the window
-    stays drawn, the plan cannot be edited meanwhile); its Cancel button stops it and nothing is added.
-    The search is a stand-in that runs until cancelled (the real one's progress and cancel:
-    tests/test_safety.py)."""
+def _endless_search(calls: list[str]):
+    """A stand-in for suggest_checked that reports its progress and runs until cancelled (30 s at most), noting
+    each call's side in ``calls``."""
     import time
 
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QPushButton
-
-    import planner.views.trajectory_panel as module
     from planner.suggest import SuggestionCancelled
 
     def endless(plan, level, side, images, progress, cancel):
-        for i in range(1500):  # 30 s at most
+        calls.append(side)
+        for i in range(1500):
             if cancel():
                 raise SuggestionCancelled("cancelled")
             progress(min(i / 100, 0.99), f"{level.name} {side}: curved paths, {i} tried")
             time.sleep(0.02)
         raise AssertionError("Cancel did not stop the search")
 
-    monkeypatch.setattr(module, "suggest_checked", endless)
+    return endless
+
+
+def test_a_slow_suggestion_shows_its_progress_and_cancel_leaves_the_plan_unchanged(qtbot, session, monkeypatch):
+    """A search that takes a while runs behind a progress dialog that says what it is doing (the window
+    stays drawn, the plan cannot be edited meanwhile); its Cancel button stops it and nothing is added.
+    The search is a stand-in that runs until cancelled (the real one's progress and cancel:
+    tests/test_safety.py)."""
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QPushButton
+
+    import planner.views.trajectory_panel as module
+
+    monkeypatch.setattr(module, "suggest_checked", _endless_search([]))
     panel, messages = _panel(qtbot, session)
     seen = {}
 
@@ -304,3 +313,38 @@ def test_a_slow_suggestion_shows_its_progress_and_cancel_leaves_the_plan_unchang
     # the next suggestion (the real one) works
     monkeypatch.undo()
     assert panel.suggest("left") is not None and len(session.document.plan.trajectories) == 1
+
+
+def test_a_second_request_while_a_suggestion_is_searched_starts_no_second_search(qtbot, session, monkeypatch):
+    """While a search runs behind its progress window the panel refuses a second one (Suggest left, Bipedicular),
+    before the window shows and after, and says why; the first search goes on until its Cancel."""
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QPushButton
+
+    import planner.views.trajectory_panel as module
+
+    calls: list[str] = []
+    monkeypatch.setattr(module, "suggest_checked", _endless_search(calls))
+    panel, messages = _panel(qtbot, session)
+    refused = []
+
+    def ask_again():
+        refused.append((panel.suggest("left"), panel.suggest_bipedicular(), messages[-1]))
+
+    def cancel_when_shown():
+        dlg = panel.progress
+        if dlg is None or not dlg.isVisible():
+            QTimer.singleShot(50, cancel_when_shown)
+            return
+        ask_again()
+        qtbot.mouseClick(dlg.findChild(QPushButton), Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(100, ask_again)  # before the progress window shows
+    QTimer.singleShot(150, cancel_when_shown)
+    qtbot.mouseClick(panel.suggest_left, Qt.MouseButton.LeftButton)
+    assert calls == ["left"], calls
+    assert [r[:2] for r in refused] == [(None, None), (None, None)], refused
+    assert all(r[2] == "A suggestion is being searched: wait for it, or cancel it" for r in refused), refused
+    assert session.document.plan.trajectories == []
+    assert messages[-1] == "Suggestion for L4 left cancelled; the plan is unchanged"

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QEventLoop, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QEventLoop, QObject, Qt, QThread, QTimer, Signal, Slot
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,20 @@ class BackgroundCall(QObject):
         self.finished.emit(result, error)
 
 
+#: A progress dialog shows when the work has taken this long (ms): short work finishes without a flashing dialog.
+PROGRESS_SHOWN_AFTER_MS = 300
+
+
 class ProgressDialogOwner:
     """Mixin for the owners of one window-modal progress dialog (with Cancel) at a time."""
 
     progress: Any = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a progress dialog's work runs (:meth:`run_modal` waits in a local event loop, where a
+        timer or a queued event could ask for more work: the owner refuses it)."""
+        return self.progress is not None
 
     def _open_progress(self, parent: Any, title: str, label: str, on_cancel: Callable[[], None]) -> None:
         from PySide6.QtWidgets import QProgressDialog
@@ -115,7 +125,7 @@ class ProgressDialogOwner:
         dlg = QProgressDialog(label, "Cancel", 0, 1000, parent)
         dlg.setWindowTitle(title)
         dlg.setWindowModality(Qt.WindowModality.WindowModal)
-        dlg.setMinimumDuration(300)  # short work finishes without a flashing dialog
+        dlg.setMinimumDuration(PROGRESS_SHOWN_AFTER_MS)  # short work finishes without a flashing dialog
         dlg.setAutoClose(False)
         dlg.setAutoReset(False)
         dlg.canceled.connect(on_cancel)
@@ -138,10 +148,10 @@ class ProgressDialogOwner:
     def run_modal(self, parent: Any, title: str, label: str, work: Callable[..., Any],
                   stopped_by: tuple[type[BaseException], ...] = ()) -> tuple[Any, bool]:
         """``work(progress, cancel)`` run off the GUI thread while the GUI thread waits in a local event loop
-        (the windows stay drawn), behind a progress dialog modal to every window (shown after 0.3 s; nothing
-        can be edited meanwhile), with Cancel. ``progress(fraction, message)`` moves the bar (a work that never
-        calls it shows a busy bar); ``cancel()`` turns True after Cancel, and a work that cannot stop midway
-        ends on its own. Returns ``(result, cancelled)``, ``(None, True)`` after Cancel whatever the work
+        (the windows stay drawn), behind a progress dialog modal to every window (shown after 0.3 s, before which
+        no user input is taken; nothing can be edited meanwhile), with Cancel. ``progress(fraction, message)``
+        moves the bar (a work that never calls it shows a busy bar); ``cancel()`` turns True after Cancel, and a
+        work that cannot stop midway ends on its own. Returns ``(result, cancelled)``, ``(None, True)`` after Cancel whatever the work
         returned; raises what the work raised, except ``stopped_by`` (how it stops for Cancel) after Cancel.
         For short work (seconds) that reads, and does not change, what the user could otherwise edit."""
         stop = [False]
@@ -174,6 +184,12 @@ class ProgressDialogOwner:
         call.finished.connect(lambda *_: loop.quit())
         call.start()
         if not call.done:
+            # until the dialog shows (and blocks the windows), no click or key reaches them: a second click on
+            # the button that started the work waits until it is done
+            QTimer.singleShot(PROGRESS_SHOWN_AFTER_MS, loop.quit)
+            loop.exec(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+        if not call.done:
+            self.progress.show()
             loop.exec()
         call.wait()
         self._close_progress()

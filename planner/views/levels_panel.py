@@ -412,6 +412,9 @@ class LevelsPanel(ProgressDialogOwner, PlanPanel):
         if chosen is None:
             self.message.emit("Load a CT or a sagittal MRI first")
             return False
+        if self.busy:
+            self.message.emit("The levels or the Modic findings are being read: wait, or cancel")
+            return False
         key, volume = chosen
         others = [v for k, v in self.session.volumes().items() if k != key]  # e.g. an axial stack
         hints, transitional = dict(self.hints) or None, self.anatomy.currentData()
@@ -523,6 +526,9 @@ class LevelsPanel(ProgressDialogOwner, PlanPanel):
         """Suggest type, grade and share for every endplate (one undo step); decisions stay as they are."""
         from planner.modic import ModicError, apply_suggestions, run_plan, volumes_for
 
+        if self.busy:
+            self.message.emit("The levels or the Modic findings are being read: wait, or cancel")
+            return False
         vols = volumes_for(self.session)
         plan = self.document.plan
         try:

@@ -592,6 +592,9 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         if level is None or not level.treat:
             self.message.emit("Select a level marked 'treat' first")
             return None
+        if self.busy:
+            self.message.emit("A suggestion is being searched: wait for it, or cancel it")
+            return None
         plan = self.document.plan
         images = self.images()
         try:
@@ -630,6 +633,9 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         level = self.selected_level()
         if level is None or not level.treat:
             self.message.emit("Select a level marked 'treat' first")
+            return None
+        if self.busy:
+            self.message.emit("A suggestion is being searched: wait for it, or cancel it")
             return None
         plan = self.document.plan
         images = self.images()
