@@ -148,12 +148,14 @@ class ProgressDialogOwner:
     def run_modal(self, parent: Any, title: str, label: str, work: Callable[..., Any],
                   stopped_by: tuple[type[BaseException], ...] = ()) -> tuple[Any, bool]:
         """``work(progress, cancel)`` run off the GUI thread while the GUI thread waits in a local event loop
-        (the windows stay drawn), behind a progress dialog modal to every window (shown after 0.3 s, before which
-        no user input is taken; nothing can be edited meanwhile), with Cancel. ``progress(fraction, message)``
-        moves the bar (a work that never calls it shows a busy bar); ``cancel()`` turns True after Cancel, and a
-        work that cannot stop midway ends on its own. Returns ``(result, cancelled)``, ``(None, True)`` after Cancel whatever the work
-        returned; raises what the work raised, except ``stopped_by`` (how it stops for Cancel) after Cancel.
-        For short work (seconds) that reads, and does not change, what the user could otherwise edit."""
+        (the windows stay drawn), behind a progress dialog modal to every window (shown after 0.3 s, before
+        which no user input is taken; nothing can be edited meanwhile), with Cancel.
+
+        ``progress(fraction, message)`` moves the bar (a work that never calls it shows a busy bar);
+        ``cancel()`` turns True after Cancel, and a work that cannot stop midway ends on its own. Returns
+        ``(result, cancelled)``, ``(None, True)`` after Cancel whatever the work returned; raises what the
+        work raised, except ``stopped_by`` (how it stops for Cancel) after Cancel. For short work (seconds)
+        that reads, and does not change, what the user could otherwise edit."""
         stop = [False]
         outcome: list[tuple[Any, Optional[BaseException]]] = []
 
