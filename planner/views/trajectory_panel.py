@@ -598,13 +598,13 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         plan = self.document.plan
         images = self.images()
         try:
-            sg = self._searched(f"Suggest {level.name} {side}",
-                                lambda progress, cancel: suggest_checked(plan, level, side, images, progress=progress,
-                                                                         cancel=cancel))
+            sg, cancelled = self._searched(
+                f"Suggest {level.name} {side}",
+                lambda progress, cancel: suggest_checked(plan, level, side, images, progress=progress, cancel=cancel))
         except (LandmarkError, PathError, ValueError) as exc:
             self.message.emit(f"No suggestion for {level.name} {side}: {exc}")
             return None
-        except SuggestionCancelled:
+        if cancelled:
             self.message.emit(f"Suggestion for {level.name} {side} cancelled; the plan is unchanged")
             return None
         if sg.trajectory is None:
@@ -618,14 +618,11 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         self.message.emit(sg.message)
         return traj.id
 
-    def _searched(self, title: str, work: Any) -> Any:
+    def _searched(self, title: str, work: Any) -> tuple[Any, bool]:
         """``work(progress, cancel)`` behind the modal progress dialog (:meth:`run_modal`: the plan cannot be
-        edited while the search reads it); its result, or :class:`SuggestionCancelled` after Cancel."""
-        result, cancelled = self.run_modal(self.window(), title, f"{title}: reading the image...", work,
-                                           stopped_by=(SuggestionCancelled,))
-        if cancelled:
-            raise SuggestionCancelled("the suggestion was cancelled")
-        return result
+        edited while the search reads it): ``(result, cancelled)``."""
+        return self.run_modal(self.window(), title, f"{title}: reading the image...", work,
+                              stopped_by=(SuggestionCancelled,))
 
     def suggest_bipedicular(self) -> Optional[tuple[str, str]]:
         """A left and a right trajectory for the selected level; the level's existing trajectories are
@@ -640,16 +637,17 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         plan = self.document.plan
         images = self.images()
         try:
-            sg_left, sg_right = self._searched(
+            pair, cancelled = self._searched(
                 f"Bipedicular pair at {level.name}",
                 lambda progress, cancel: suggest_bipedicular_checked(plan, level, images, progress=progress,
                                                                      cancel=cancel))
         except (LandmarkError, PathError, ValueError) as exc:
             self.message.emit(f"No bipedicular suggestion for {level.name}: {exc}")
             return None
-        except SuggestionCancelled:
+        if cancelled:
             self.message.emit(f"Bipedicular suggestion for {level.name} cancelled; the plan is unchanged")
             return None
+        sg_left, sg_right = pair
         if sg_left.trajectory is None or sg_right.trajectory is None:
             missing = sg_left if sg_left.trajectory is None else sg_right
             self.message.emit(f"No bipedicular pair for {level.name}: {missing.message} Try a unipedicular "

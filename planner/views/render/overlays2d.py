@@ -22,7 +22,7 @@ from planner.checks import FAIL, TrajectoryReport
 from planner.display.annotations import measurement_text, trajectory_name
 from planner.display.slice_geometry import sphere_cut
 from planner.plan import LANDMARK_NAMES, Level, Measurement, Plan, Trajectory
-from planner.trajectory import TrajectoryShape
+from planner.trajectory import LandmarkError, TrajectoryShape, vertebra_frame
 from planner.views.render.surface import Handle, Surface, draw_label, qpoint
 
 CROSSHAIR_COLOR = QColor(79, 195, 247, 200)
@@ -137,13 +137,12 @@ def level_reach_mm(level: Level, normal: np.ndarray) -> float:
         v = getattr(lm, name)
         if v is not None:
             ext = max(ext, abs(float((np.asarray(v) - c) @ normal)))
-    ends = (lm.anterior_wall_lps, lm.posterior_wall_lps, lm.superior_endplate_lps, lm.inferior_endplate_lps)
-    if all(v is not None for v in ends):
-        ap = np.subtract(ends[0], ends[1])
-        lateral = np.cross(np.subtract(ends[2], ends[3]), ap)
-        if np.linalg.norm(lateral) > 0:
-            across = abs(float(normal @ lateral)) / float(np.linalg.norm(lateral))
-            ext = max(ext, 0.5 * float(np.linalg.norm(ap)) * across)
+    try:
+        body = vertebra_frame(lm)
+    except LandmarkError:  # walls or endplates not placed: the landmarks alone
+        body = None
+    if body is not None:
+        ext = max(ext, 0.5 * body.depth_mm * abs(float(normal @ body.l)))
     return max(ext + 5.0, 10.0)
 
 
