@@ -376,16 +376,27 @@ def _checks_compact(pdf: ReportPDF, t: TrajectorySection) -> None:
                  "", status_color("pass"))
 
 
-def _level_page(pdf: ReportPDF, page) -> None:
-    """One level on one page where it fits with its key images at one of ``LEVEL_IMAGE_SHRINK``'s sizes."""
-    pdf.add_page()
+class _LayoutTrial(ReportPDF):
+    """The report's layout without its pictures (only their size), never written: where a level page's
+    content would end at a given picture size. Trying on the report itself would copy the whole document
+    and encode its pictures for each try."""
+
+    def image_fit(self, img, x: float, y: float, w: float, h: Optional[float] = None) -> float:  # type: ignore[override]
+        return w * img.height / img.width if h is None else h
+
+
+def _level_page(pdf: ReportPDF, page, scratch: _LayoutTrial) -> None:
+    """One level on one page where it fits with its key images at one of ``LEVEL_IMAGE_SHRINK``'s sizes (tried
+    on ``scratch``)."""
     scale = LEVEL_IMAGE_SHRINK[-1]
     for s in LEVEL_IMAGE_SHRINK[:-1]:
-        with pdf.offset_rendering() as trial:
-            _level_content(trial, page, s)
-        if not trial.page_break_triggered:
+        scratch.add_page()
+        first = scratch.page
+        _level_content(scratch, page, s)
+        if scratch.page == first:
             scale = s
             break
+    pdf.add_page()
     _level_content(pdf, page, scale)
 
 
@@ -524,8 +535,9 @@ def _build(data: ReportData) -> ReportPDF:
     pdf = ReportPDF(data)
     pdf.add_page()
     _page1(pdf, data)
+    scratch = _LayoutTrial(data)
     for page in data.level_pages:
-        _level_page(pdf, page)
+        _level_page(pdf, page, scratch)
     pdf.add_page()
     pdf.h1("Appendix: details")
     _eligibility(pdf, data)
