@@ -1022,8 +1022,8 @@ def _measure_on_image(plan: Plan, level: Level, traj: Trajectory, path: Trajecto
     lo, hi = level_box(anchors[0])
     start = skin if skin is not None else path.entry_lps - SAFETY_PARAMS.approach_mm * path.direction
     pts = np.vstack([path.polyline(1.0), start[None, :]])
-    lo = np.minimum(lo, pts.min(axis=0) - 10.0)
-    hi = np.maximum(hi, pts.max(axis=0) + 10.0)
+    lo = np.minimum(lo, pts.min(axis=0) - SAFETY_PARAMS.path_box_margin_mm)
+    hi = np.maximum(hi, pts.max(axis=0) + SAFETY_PARAMS.path_box_margin_mm)
     try:
         model = spine_model(vol, plan.levels, (lo, hi), body_volume=body_volume_for(plan, images, vol))
     except ValueError as exc:

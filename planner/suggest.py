@@ -52,8 +52,8 @@ from planner.checks import (
     image_canal_margin_mm,
 )
 from planner.plan import Level, Plan, Trajectory, TrajectoryParams
-from planner.safety.build import spine_model
-from planner.safety.model import OWNER_ILIUM, SpineModel, anchors_of, level_box
+from planner.safety.build import approach_box, spine_model
+from planner.safety.model import OWNER_ILIUM, SpineModel, anchors_of
 from planner.safety.params import SAFETY_PARAMS, SafetyParams
 from planner.safety.paths import measure_path
 from planner.settings import level_setting
@@ -603,7 +603,7 @@ def _suggest_checked(plan: Plan, level: Level | str, side: str, images: Any, *, 
     if chosen is not None:
         volume = chosen[1]
         anchors = anchors_of([level])
-        lo, hi = level_box(anchors[0], params)
+        lo, hi = approach_box(volume, anchors[0], params)
         tick(0.0, f"{level.name}: reading the bone and the canal on the image")
         try:
             model = spine_model(volume, plan.levels, (lo, hi), params,

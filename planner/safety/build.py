@@ -51,7 +51,12 @@ def spine_model(volume: Volume, levels: Sequence[Level], box_lps: Optional[tuple
             raise ValueError("no level has a body centre landmark")
         boxes = [level_box(a, params) for a in anchors]
         box_lps = (np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0))
-    lo, hi = _round_box(np.asarray(box_lps[0], float), np.asarray(box_lps[1], float), params.region_lattice_mm)
+    # beyond the image there is nothing to model: the box is clipped to it first, so that boxes asked for
+    # paths whose skin end lies outside a narrow image still find the model that covers the whole image there
+    corners = volume.corners_lps()
+    lo = np.maximum(np.asarray(box_lps[0], float), corners.min(0))
+    hi = np.minimum(np.asarray(box_lps[1], float), corners.max(0))
+    lo, hi = _round_box(lo, hi, params.region_lattice_mm)
     mod = (modality or ("CT" if is_ct(volume) else "MR")).upper()
     akey = _anchor_key(anchors) + (None if body_volume is None or body_volume is volume else weakref.ref(body_volume),)
     entries = _CACHE.setdefault(volume, [])
@@ -65,6 +70,29 @@ def spine_model(volume: Volume, levels: Sequence[Level], box_lps: Optional[tuple
     if len(entries) > 6:
         del entries[0]
     return model
+
+
+def approach_box(volume: Volume, anchor: Anchor, params: SafetyParams = SAFETY_PARAMS
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The box a suggestion models for one level, so that the checks of the path it finds reuse its model.
+    CT: the level's box (:func:`planner.safety.model.level_box`); the skin of the back, where the checks of a
+    path begin, lies inside it on CT. MRI: the level's box reaching ``approach_mm`` farther back along the
+    image axis nearest the body's posterior direction: the checks follow a path from the skin, or
+    ``approach_mm`` back from its entry where the skin is not found on the line, which on a sagittal MRI
+    often leaves the narrow slab of slices sideways first. The box is cut to the image (:func:`spine_model`).
+    """
+    lo, hi = level_box(anchor, params)
+    if is_ct(volume):
+        return lo, hi
+    back = -np.asarray(anchor.u, dtype=float)
+    k = int(np.argmax(np.abs(back)))
+    far = float(anchor.body_center_lps[k] + (params.region_back_mm + params.approach_mm) * back[k])
+    lo, hi = lo.copy(), hi.copy()
+    if back[k] > 0:
+        hi[k] = max(hi[k], far)
+    else:
+        lo[k] = min(lo[k], far)
+    return lo, hi
 
 
 def _build(volume: Volume, lo: np.ndarray, hi: np.ndarray, anchors: list[Anchor], params: SafetyParams,

@@ -27,6 +27,9 @@ class SafetyParams:
     region_height_mm: float = 45.0
     #: Boxes are rounded out to this lattice so that small path changes reuse the model (mm).
     region_lattice_mm: float = 16.0
+    #: The checks of a path model the level's region and the path from the skin to the tip, with this
+    #: margin around the path (mm): the instrument's radius and the sampling around its surface.
+    path_box_margin_mm: float = 10.0
 
     # ---------------------------------------------------------------- CT bone
     #: CT: dense bone (cortex, endplates, pedicles and posterior elements), Hounsfield units. Thin
