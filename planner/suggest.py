@@ -417,7 +417,7 @@ def _aim_frame(model: SpineModel, code: int, frame: VertebraFrame, plan: Plan, s
     s = np.cross(frame.l, u)
     tilt = math.degrees(math.atan2(float(u @ frame.s), float(u @ frame.u)))
     return replace(frame, u=u, s=s), (f"the line from the pedicles to the promontory on the image, "
-                                      f"{tilt:.0f}° above the endplate frame")
+                                      f"{tilt:z.0f}° above the endplate frame")
 
 
 def _candidates(plan: Plan, level: Level, frame: VertebraFrame, side: str, target: np.ndarray, curved: bool,
@@ -665,7 +665,7 @@ def _suggest_checked(plan: Plan, level: Level | str, side: str, images: Any, *, 
             aim_cra = _angles(traj, aim)[1]
             where = "along" if abs(aim_cra) < 0.5 else f"{abs(aim_cra):.0f}° {'below' if aim_cra < 0 else 'above'}"
             aim_words = f" ({where} {aim_words})"
-        words = (f"{level.name} {s_}: {kind} path, {med:.0f}° medial, {cra:.0f}° cranial{aim_words}, "
+        words = (f"{level.name} {s_}: {kind} path, {med:z.0f}° medial, {cra:z.0f}° cranial{aim_words}, "
                  f"{'passes every check' if rep.overall == PASS else 'passes the image checks (with warnings)'}"
                  f" ({total} paths searched in {time.perf_counter() - t0:.1f} s)")
         if i == 0:

@@ -11,7 +11,7 @@ from pypdf import PdfReader
 from planner import __version__
 from planner import checks as checks_mod
 from planner.report import PLANNING_AID_STATEMENT, build_report_data, render_report_pdf
-from planner.report.data import format_person_name
+from planner.report.data import format_person_name, format_value
 from planner.checks import evaluate_trajectory
 from planner.report.data import _check_rows
 from planner.report.keyimages import AXIAL, SAGITTAL, render_plane
@@ -418,3 +418,11 @@ def test_a_level_page_whose_text_runs_over_keeps_to_one_page(tmp_path, monkeypat
     extra = next(n for n in range(1, 40) if level_page_count(n, (1.0,)) == 2)
     # ... keep to one page with the images drawn smaller
     assert len(shrinking) > 1 and level_page_count(extra, shrinking) == 1
+
+
+def test_an_angle_that_rounds_to_zero_reads_0_not_minus_0():
+    """A cranial angle of -0.02 degrees (a path along the endplate, from the search's floating point) is "0.0°" in the
+    report's metrics, as the panel shows it, not "-0.0°"; a real negative angle keeps its sign."""
+    assert format_value(-0.02, "deg") == "0.0°"
+    assert format_value(-3.24, "deg") == "-3.2°"
+    assert format_value(-0.0, "mm") == "0.0 mm"

@@ -97,7 +97,7 @@ def format_value(value: Any, unit: str = "") -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "n/a"
-        text = f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
+        text = f"{value:z.1f}" if abs(value) < 1000 else f"{value:z.0f}"  # z: never "-0.0"
     elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
         text = "(" + ", ".join(f"{float(v):.1f}" for v in value) + ")"
     else:

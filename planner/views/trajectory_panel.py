@@ -94,7 +94,7 @@ def setting_tooltip(name: str) -> str:
 def _fmt(value: Optional[float], unit: str) -> str:
     if value is None or not np.isfinite(value):
         return "-"
-    return f"{value:.1f} {unit}".strip()
+    return f"{value:z.1f} {unit}".strip()  # z: never "-0.0"
 
 
 class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
