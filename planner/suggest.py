@@ -557,10 +557,12 @@ def _search(plan: Plan, level: Level, side: str, volume: Any, model: SpineModel,
     coarse = run(_candidates(plan, level, frame, side, target, curved, model, code, sp, params.path_step_mm, pivots,
                              aim=aim))
     refine(coarse, pivots, False)
-    if best_ok is None:
-        # wide: no path through the pedicle centres passes (a centre of a wide or hollow pedicle, as
-        # S1's, can lie outside its bone or beside the canal): the pedicle's bone on a grid, at coarser
-        # angle steps, then the best few at the fine steps
+    if best_ok is None or best_ok.margin < st.pedicle_clearance_warn_mm:
+        # wide: no path through the pedicle centres passes, or none keeps the warning margin from the canal and
+        # the pedicle's walls (a centre of a wide or hollow pedicle, as S1's, can lie outside its bone or beside
+        # the canal; in a narrow corridor the few paths through the centres that pass change with every
+        # tenth of a millimetre the landmarks move): the pedicle's bone on a grid, at coarser angle steps,
+        # then the best few at the fine steps
         grid = _pivot_grid(model, code, aim, side, sp, pivots)
         if grid:
             wide_angles = [(float(a), float(b))
