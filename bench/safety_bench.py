@@ -49,84 +49,7 @@ MRI = DATA / "lumbar_mri_vb"
 #: TotalSegmentator v2 labels of example_ct_vertebrae_labels.
 CT_LABEL_OF = {"S1": 26, "L5": 27, "L4": 28, "L3": 29, "L2": 30, "L1": 31, "T12": 32, "T11": 33}
 
-
-def _label_volume(path: Path, like: Any) -> Any:
-    """A label NIfTI as a :class:`Volume` in the same LPS geometry as the image (read with nibabel, an
-    independent reader)."""
-    import nibabel as nib
-
-    from planner.imaging.volume import Volume
-
-    img = nib.load(str(path))
-    arr = np.asarray(img.dataobj)
-    ras_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0])
-    m = ras_to_lps @ img.affine
-    vol = Volume(np.ascontiguousarray(np.transpose(arr, (2, 1, 0))).astype(np.int16), m)
-    assert np.allclose(vol.ijk_to_lps, like.ijk_to_lps, atol=1e-3), "label and image grids differ"
-    return vol
-
-
-def _axis_samples(path_lps: np.ndarray, step: float = 0.5) -> np.ndarray:
-    seg = np.linalg.norm(np.diff(path_lps, axis=0), axis=1)
-    s = np.concatenate([[0.0], np.cumsum(seg)])
-    ss = np.arange(0.0, s[-1] + 1e-9, step)
-    return np.column_stack([np.interp(ss, s, path_lps[:, k]) for k in range(3)])
-
-
-def first_contact(lab: np.ndarray, voxel_samples: int) -> Optional[int]:
-    """Index of the first contact with a vertebra label along ``lab`` (label values per sample, 0 outside):
-    the start of the first run at least ``voxel_samples`` long, or of a shorter run before it that is not a
-    clipped corner of that run's label (see :func:`label_gaps`). None when no run is that long."""
-    runs = []  # (start, length, value)
-    i = 0
-    while i < len(lab):
-        if lab[i] > 0:
-            j = i
-            while j < len(lab) and lab[j] == lab[i]:
-                j += 1
-            runs.append((i, j - i, lab[i]))
-            i = j
-        else:
-            i += 1
-    long_runs = [r for r in runs if r[1] >= voxel_samples]
-    if not long_runs:
-        return None
-    start, _, value = long_runs[0]
-    before = [r for r in runs if r[0] < start]
-    for k, (s0, n0, v0) in enumerate(before):
-        after = before[k + 1][0] if k + 1 < len(before) else start  # where the next run in a label begins
-        if v0 != value or after - (s0 + n0) > voxel_samples:
-            return s0
-    return start
-
-
-def label_gaps(labels: Any, path_lps: np.ndarray) -> list[tuple[float, float]]:
-    """(start from the first contact, length) in mm of the runs outside every vertebra label between the
-    first contact with a vertebra label and the target (nearest-voxel labels). A run inside a label shorter
-    than one label voxel, of the same vertebra as the first longer run after it and less than a label voxel
-    before the next run in a label, is not the first contact: it is the path clipping the corner of that
-    vertebra's label voxel on its way to its bone (on example_ct's 3 mm labels such clips hold fat and soft
-    tissue, -82 to 91 HU). A short run of another vertebra (a clipped articular process of the level above) or
-    one followed by more than a voxel outside the labels is the first contact."""
-    pts = _axis_samples(path_lps)
-    lab = labels.sample(pts, order=0)
-    inside = lab > 0
-    first = first_contact(lab, int(np.ceil(float(np.max(labels.spacing)) / 0.5)))
-    if first is None:
-        return [(0.0, len(pts) * 0.5)]
-    out = []
-    i = first
-    while i < len(pts):
-        if not inside[i]:
-            j = i
-            while j + 1 < len(pts) and not inside[j + 1]:
-                j += 1
-            out.append(((i - first) * 0.5, (j - i + 1) * 0.5))
-            i = j + 1
-        else:
-            i += 1
-    # a single sample is the labels' own voxel edge (3 mm voxels), not a gap
-    return [g for g in out if g[1] > 1.0]
+from tests.anatomy_reference import label_gaps, label_volume  # noqa: E402  (the labels' own recheck of a path)
 
 
 # ============================================================================ CT
@@ -141,7 +64,7 @@ def bench_ct(quick: bool) -> dict[str, Any]:
     from planner.trajectory import suggest_trajectory
 
     vol = next(iter(load_path(CT).images.values()))
-    labels = _label_volume(CT_LABELS, vol)
+    labels = label_volume(CT_LABELS, vol)
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         plan_path = Path(tmp) / "ct.bvnplan"
@@ -214,7 +137,7 @@ def bench_ct_poses() -> dict[str, Any]:
     from tests.anatomy_reference import CT_POSES, posed_volume
 
     vol = next(iter(load_path(CT).images.values()))
-    labels = _label_volume(CT_LABELS, vol)
+    labels = label_volume(CT_LABELS, vol)
     lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -386,7 +309,7 @@ def bench_mri(quick: bool, cv_dir: Optional[Path] = None, only: Optional[list[st
             continue
         from planner.checks import evaluate_plan
 
-        labels = _label_volume(MRI / f"{case}_vb.nii.gz", original)
+        labels = label_volume(MRI / f"{case}_vb.nii.gz", original)
         report = {t.trajectory_id: t for t in evaluate_plan(plan, {"mr": vol}).trajectories}
         rows = []
         canal = set()

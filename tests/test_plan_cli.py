@@ -21,21 +21,10 @@ from planner.checks import SAFETY_CHECKS, evaluate_plan, evaluate_trajectory
 from planner.plan import Trajectory, TrajectoryParams
 from planner.storage import load_plan
 from planner.trajectory import vertebra_frame
+from tests.anatomy_reference import label_gaps, label_volume
 
 #: TotalSegmentator labels of example_ct_vertebrae_labels.nii.gz.
 LABEL = {"S1": 26, "L5": 27, "L4": 28, "L3": 29}
-
-
-def _labels(path, like):
-    import nibabel as nib
-
-    from planner.imaging.volume import Volume
-
-    img = nib.load(str(path))
-    m = np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine  # RAS -> LPS
-    vol = Volume(np.ascontiguousarray(np.transpose(np.asarray(img.dataobj), (2, 1, 0))).astype(np.int16), m)
-    assert np.allclose(vol.ijk_to_lps, like.ijk_to_lps, atol=1e-3)
-    return vol
 
 
 @pytest.fixture(scope="module")
@@ -49,48 +38,8 @@ def ct_case(shared_data, tmp_path_factory):
     with contextlib.redirect_stdout(printed):
         rc = main(["plan", str(ct), "--treat", "L3,L4,L5,S1", "-o", str(out), "--json"])
     vol = next(iter(load_path(ct).images.values()))
-    labels = _labels(folder / "example_ct_vertebrae_labels.nii.gz", vol)
+    labels = label_volume(folder / "example_ct_vertebrae_labels.nii.gz", vol)
     return rc, out, vol, labels, folder, json.loads(printed.getvalue())
-
-
-def _gaps_outside_labels(labels, path_lps):
-    """mm of the path's axis outside every vertebra label between the first label contact and the tip
-    (runs longer than 1 mm: a single sample is the 3 mm labels' own edge). A run in a label shorter than a
-    label voxel, of the same vertebra as the first longer run and less than a voxel before the next run in a
-    label, is not the first contact: it is the path clipping the corner of that vertebra's 3 mm label voxel on
-    its way to its bone (on example_ct such clips hold fat and soft tissue, -82 to 91 HU); a short run of
-    another vertebra, or one followed by more than a voxel outside the labels, is."""
-    values = labels.sample(path_lps, order=0)
-    lab = values > 0
-    step = float(np.median(np.linalg.norm(np.diff(path_lps, axis=0), axis=1)))
-    first = _first_contact(values, float(np.max(labels.spacing)) / step)
-    if first is None:
-        return [float("inf")]
-    out, run = [], 0
-    for v in lab[first:]:
-        if not v:
-            run += 1
-        elif run:
-            out.append(run * step)
-            run = 0
-    if run:
-        out.append(run * step)
-    return [g for g in out if g > 1.0]
-
-
-def _first_contact(values, voxel_samples):
-    """Index of the first contact along ``values`` (label per sample, 0 outside), see _gaps_outside_labels."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], values, [0]])) != 0)
-    runs = [(int(a), int(b - a), values[a]) for a, b in zip(edges[:-1], edges[1:]) if values[a] > 0]
-    longer = [r for r in runs if r[1] >= voxel_samples]
-    if not longer:
-        return None
-    before = [r for r in runs if r[0] < longer[0][0]]
-    for k, (start, n, value) in enumerate(before):
-        after = before[k + 1][0] if k + 1 < len(before) else longer[0][0]
-        if value != longer[0][2] or after - (start + n) > voxel_samples:
-            return start
-    return longer[0][0]
 
 
 def test_plan_writes_checked_suggestions(ct_case, capsys):
@@ -110,7 +59,7 @@ def test_plan_writes_checked_suggestions(ct_case, capsys):
         # ... and where the app calls every image check pass, the independent recheck with the vertebra
         # labels finds no gap
         if all(t.check(name).status == "pass" for name in SAFETY_CHECKS):
-            assert _gaps_outside_labels(labels, t.path_lps) == [], (t.level_name, t.side)
+            assert label_gaps(labels, t.path_lps) == [], (t.level_name, t.side)
         # from the skin on, the path meets no vertebra label but its own: not the articular process of the
         # vertebra above at the facet joint, which this 3 mm CT does not resolve (the L5 suggestion went
         # through L4's inferior articular process before the owners' margin was checked)
@@ -169,7 +118,7 @@ def test_plan_suggests_an_s1_path_through_the_pedicle_into_the_body(ct_case):
     assert report.overall in ("pass", "warning"), [(c.name, c.status, c.reason) for c in report.checks]
     for name in SAFETY_CHECKS:
         assert report.check(name).basis == "measured" and report.check(name).status in ("pass", "warning")
-    assert _gaps_outside_labels(labels, report.path_lps) == []
+    assert label_gaps(labels, report.path_lps) == []
     # from the skin on, the path meets no vertebra label but S1's (not L5's articular process)
     assert set(np.unique(labels.sample(np.asarray(report.path_lps), order=0))) <= {0, LABEL["S1"]}
     # the zone lies in S1's label ...

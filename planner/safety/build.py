@@ -87,7 +87,6 @@ def approach_box(volume: Volume, anchor: Anchor, params: SafetyParams = SAFETY_P
     back = -np.asarray(anchor.u, dtype=float)
     k = int(np.argmax(np.abs(back)))
     far = float(anchor.body_center_lps[k] + (params.region_back_mm + params.approach_mm) * back[k])
-    lo, hi = lo.copy(), hi.copy()
     if back[k] > 0:
         hi[k] = max(hi[k], far)
     else:
