@@ -1,6 +1,7 @@
 """Image safety checks and checked suggestions on the real scans in ../shared/data (issue 11).
 
-Run: ``.venv/bin/python bench/safety_bench.py [--ct] [--mri] [--quick] [--ct-pose] [--mri-cv DIR] [--cases A,B]``
+Run: ``.venv/bin/python bench/safety_bench.py [--ct] [--mri] [--quick] [--ct-pose] [--ct-bodies] [--mri-cv DIR]
+[--cases A,B]``
 
 CT (``totalseg_example/example_ct.nii.gz``, 3 mm voxels):
   * ``main.py plan ... --treat L3,L4,L5,S1`` (the same code: :func:`planner.cli.plan.run`), then every
@@ -13,6 +14,11 @@ CT (``totalseg_example/example_ct.nii.gz``, 3 mm voxels):
     S1, through the ilium into S1) must fail the right check;
   * the time of each suggestion (the model is built once per level, then cached) against the time of
     the landmark-only suggestion in the same run.
+
+CT body outlines (``--ct-bodies``): the body the zone check and the target use (``SpineModel.body_mask``) per
+level of example_ct (no marks) and of the TPTBox crop (L2-L4, 1.5 mm; one mark at L3's label centroid)
+against the labelled bodies: the share of the label inside the outline, where the outline lies (the level's
+own label, another vertebra's, no label), and the AP extent through the label's centroid.
 
 MRI (``lumbar_mri_vb``, 21 scans, 1 mm voxels, labels of the bodies only, left/right unknown):
   ``plan ... --treat L4,L5`` with two marks (the L1 and L5 label centroids as hints). For each
@@ -363,9 +369,77 @@ def _mri_target_ok(labels: Any, value: int, traj: Any, frame: Any) -> tuple[bool
     v = rng.normal(size=(200, 3))
     sphere = t[None, :] + r * v / np.linalg.norm(v, axis=1, keepdims=True)
     zone_in = bool(np.all(labels.sample(sphere, order=0) == value))
-    ok = inside and depth_pct is not None and 30.0 <= depth_pct <= 50.0 and lateral <= 3.0 and zone_in
+    ok = bool(inside and depth_pct is not None and 30.0 <= depth_pct <= 50.0 and lateral <= 3.0 and zone_in)
     return ok, {"inside": inside, "depth_pct": None if depth_pct is None else round(depth_pct, 1),
                 "lateral_mm": round(lateral, 1), "zone_inside": zone_in}
+
+
+def bench_ct_bodies() -> list[dict[str, Any]]:
+    """``--ct-bodies``: see the module docstring."""
+    from planner.imaging import load_path
+    from planner.levels import propose_levels_detailed
+    from planner.plan import Plan
+    from planner.safety.build import anchors_of, approach_box, spine_model
+    from planner.trajectory import vertebra_frame
+    from tests.anatomy_reference import ct_cases, sample_mask
+
+    rows = []
+    for key, case in ct_cases(DATA).items():
+        vol = next(iter(load_path(case["image"]).images.values()))
+        hints = None if key == "totalseg" else {"L3": case["bodies"]["L3"].centroid}
+        plan = Plan(levels=list(propose_levels_detailed(vol, hints).levels))
+        a = case["ijk_to_lps"]
+        for value, name in case["names"].items():
+            level = plan.level_by_name(name)
+            if level is None or level.landmarks.posterior_wall_lps is None:
+                rows.append({"ct": key, "level": name, "result": "no level or no walls"})
+                continue
+            frame = vertebra_frame(level)
+            box = approach_box(vol, anchors_of([level])[0])
+            model = spine_model(vol, plan.levels, box)
+            outline = model.body_mask(model.owner_index(level.id))
+            body = (case["labels"] == value) & case["body_mask"]
+            label_pts = (np.argwhere(body) @ a[:3, :3].T) + a[:3, 3]
+            outline_pts = model.grid.lps_of(np.argwhere(outline))
+            ijk = np.rint((outline_pts - a[:3, 3]) @ np.linalg.inv(a[:3, :3]).T).astype(int)
+            inside = np.all((ijk >= 0) & (ijk < np.array(body.shape)), axis=1)
+            under = np.full(len(ijk), -1)
+            under[inside] = case["labels"][tuple(ijk[inside].T)]
+            t = np.arange(-40.0, 40.0, 0.25)
+            line = case["bodies"][name].centroid + t[:, None] * frame.u
+
+            def extent(member: np.ndarray) -> Optional[list[float]]:
+                """The run of ``member`` through the middle of ``t`` (the centroid), as [from, to] mm."""
+                k = len(t) // 2
+                if not member[k]:
+                    return None
+                lo, hi = k, k
+                while lo > 0 and member[lo - 1]:
+                    lo -= 1
+                while hi < len(t) - 1 and member[hi + 1]:
+                    hi += 1
+                return [float(t[lo]), float(t[hi])]
+
+            rows.append({"ct": key, "level": name,
+                         "label_inside_outline": round(float(np.mean(model.inside(outline, label_pts))), 2),
+                         "outline_in_own_label": round(float(np.mean(under == value)), 2),
+                         "outline_in_other_vertebra": round(float(np.mean((under > 0) & (under != value))), 2),
+                         "outline_unlabelled": round(float(np.mean(under <= 0)), 2),
+                         "ap_label_mm": extent(sample_mask(body, a, line) >= 0.5),
+                         "ap_outline_mm": extent(model.inside(outline, line))})
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    """numpy numbers and arrays and paths as JSON (a numpy bool as true/false, not the string "False");
+    anything else is an error that names its type."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} in the benchmark's JSON")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -384,12 +458,29 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="MRI part on the scans made so first (tests/anatomy_reference.py MR_POSES and MR_GRIDS; "
                          "slices4: 4 mm sagittal slices, as a clinical sagittal T2; oblique-*: 4 mm slices on a grid "
                          "turned about the long axis or tilted in the coronal plane)")
+    ap.add_argument("--ct-bodies", action="store_true",
+                    help="only the CT body outlines (the zone's and the target's body) against the labelled bodies")
     ap.add_argument("--json", action="store_true", help="print everything as JSON")
     args = ap.parse_args(argv)
+    if args.ct_bodies:
+        rows = bench_ct_bodies()
+        if args.json:
+            print(json.dumps(rows, indent=1, default=_plain))
+            return 0
+        print("CT body outlines against the labelled bodies (share of the label inside the outline; where the outline"
+              " lies: own label / another vertebra's / no label; AP extent through the label's centroid, mm):")
+        for r in rows:
+            if "result" in r:
+                print(f"  {r['ct']:<8} {r['level']:<4} {r['result']}")
+                continue
+            print(f"  {r['ct']:<8} {r['level']:<4} label inside {r['label_inside_outline']:.2f}  outline "
+                  f"{r['outline_in_own_label']:.2f} / {r['outline_in_other_vertebra']:.2f} / "
+                  f"{r['outline_unlabelled']:.2f}  AP label {r['ap_label_mm']} outline {r['ap_outline_mm']}")
+        return 0
     if args.ct_pose:
         poses = bench_ct_poses()
         if args.json:
-            print(json.dumps(poses, indent=1, default=str))
+            print(json.dumps(poses, indent=1, default=_plain))
             return 0
         bad = 0
         for pose, row in poses.items():
@@ -410,7 +501,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                args.mri_pose)
     out["load_average_end"] = list(os.getloadavg())
     if args.json:
-        print(json.dumps(out, indent=1, default=str))
+        print(json.dumps(out, indent=1, default=_plain))
         return 0
     print(f"load average (1, 5, 15 min) at the start {out['load_average_start']}, at the end {out['load_average_end']} "
           f"on {os.cpu_count()} CPUs (wall times grow with the load; CPU times do not)")

@@ -105,7 +105,11 @@ def find_plan_images(plan: Plan, folders: Optional[Iterable[os.PathLike | str]] 
         if progress:
             progress(0.5 + 0.5 * j / max(len(todo), 1), f"Loading {describe_series(wanted[uid])}")
         try:
-            result.images[uid] = load_series(group, cancel=cancel)
+            image = load_series(group, cancel=cancel)
+            if not image.info.modality and wanted[uid].modality:
+                # a file without a modality tag (research NIfTI): the modality the plan was made with
+                image.info.modality = wanted[uid].modality
+            result.images[uid] = image
             result.found_in[uid] = place
         except Exception as exc:  # noqa: BLE001 - reported, the others still load
             if type(exc).__name__ == "ImportCancelled":

@@ -68,6 +68,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
+from planner.imaging.volume import Volume
 from planner.plan import Landmarks, Level, Plan, Trajectory, TrajectoryParams
 from planner.settings import PlanningSettings, level_setting
 
@@ -848,8 +849,7 @@ def is_ct(volume: Any) -> bool:
     modality = (getattr(info, "modality", "") or "").upper()
     if modality:
         return modality == "CT"
-    stats = volume.statistics() if hasattr(volume, "statistics") else {}
-    return bool(stats) and stats.get("p1", 0.0) < -500.0
+    return isinstance(volume, Volume) and volume.hounsfield_like()
 
 
 #: Otsu thresholds per volume (weakly keyed).

@@ -341,3 +341,32 @@ def test_projection_pixels_match_simpleitk_and_cine_frames(tmp_path):
     img = _only(load_path(p))
     np.testing.assert_array_equal(img.frames[0], 4095 - arr[0])  # inverted so that higher is brighter
     np.testing.assert_array_equal(img.frames, sitk.GetArrayFromImage(sitk.ReadImage(str(p))))
+
+
+def test_a_file_without_a_modality_is_ct_when_its_values_are_hounsfield_units(shared_data):
+    """Research files carry no modality: air (1 % below -500) makes a CT; so does a crop held tight around
+    the spine with some air and 1 % fat below -100 (the TPTBox crop, p1 -205 HU, was taken for an MRI and its
+    image checks ran as on MRI); an MR image, even one with a few values below zero, stays MR."""
+    from planner.imaging.volume import ImageInfo
+    from planner.trajectory import is_ct
+
+    rng = np.random.default_rng(0)
+
+    def vol(values):
+        return Volume(np.asarray(values, dtype=np.float32).reshape(10, 10, -1), np.eye(4), ImageInfo())
+
+    soft = rng.normal(40.0, 20.0, 1000)
+    assert is_ct(vol(np.where(np.arange(1000) < 30, -1000.0, soft)))          # 3 % air
+    crop = np.where(np.arange(1000) < 20, -120.0, soft)                         # 2 % fat ...
+    assert not is_ct(vol(crop))                                                  # ... no air: not sure
+    crop[0] = -1000.0                                                            # ... and one voxel of air
+    assert is_ct(vol(crop))
+    mr = rng.uniform(0.0, 900.0, 1000)
+    mr[:5] = -47.0                                                               # ringing of a resampled MR
+    assert not is_ct(vol(mr))
+    assert not is_ct(Volume(np.full((10, 10, 10), -1000.0, np.float32), np.eye(4), ImageInfo(modality="MR")))
+    tpt = load_path(shared_data / "tptbox_vertebra_crops" / "sample_ct" / "sub-ct_label-22_ct.nii.gz")
+    assert is_ct(next(iter(tpt.images.values())))
+    for mr_file in (shared_data / "totalseg_example" / "example_mr_sm.nii.gz",
+                    shared_data / "lumbar_mri_vb" / "VB2_04_mr.nii.gz"):
+        assert not is_ct(next(iter(load_path(mr_file).images.values()))), mr_file.name

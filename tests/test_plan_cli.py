@@ -106,18 +106,61 @@ def test_a_suggestion_keeps_its_path_when_the_landmarks_move_a_few_tenths_of_a_m
     assert max(medial) - min(medial) <= 4.0 and max(cranial) - min(cranial) <= 4.0, results
 
 
-def test_plan_suggests_an_s1_path_through_the_pedicle_into_the_body(ct_case):
-    """S1 (in the cleared range; its endplate leans forward with the sacral slope and its pedicles are wide
-    and partly hollow on this 3 mm CT): a path whose image checks pass (warnings allowed), in which the
-    vertebra labels find no gap, with the ablation zone in S1's label in front of the canal."""
+def test_plan_refuses_s1_where_the_canal_margin_needs_a_target_past_the_depth_window(ct_case):
+    """S1 on example_ct: a 10 mm zone whose edge keeps 10 mm from the canal on the image needs its centre at
+    about 55 % of the AP depth, past the 30-50 % window. The plan says so for both sides and both path kinds
+    (the window, the margin and the depth that would keep it), and the checks agree: a target placed by hand
+    at the window's end fails the canal margin on the image, one at the depth the message names keeps it.
+    (S1's outline on this low-dose 3 mm CT once ended 8 mm short of its walls, and a path at 55 % came back
+    with only a depth warning.)"""
     rc, out, vol, labels, folder, printed = ct_case
     plan = load_plan(out)
     s1 = plan.level_by_name("S1")
-    [traj] = [t for t in plan.trajectories if t.level_id == s1.id]
+    assert not [t for t in plan.trajectories if t.level_id == s1.id]
+    rows = [row for row in printed["trajectories"] if row.get("level") == "S1"]
+    assert len(rows) == 4 and all(row["status"] == "none" for row in rows), rows
+    found = re.search(r"no target in the 30-50% depth window keeps the zone inside the body of S1 on the image "
+                      r"and the 10 mm canal margin on the image \(the nearest target that does lies at (\d+)% depth\)",
+                      rows[0]["message"])
+    assert found, rows[0]["message"]
+    needed = int(found.group(1))
+    assert 50 < needed <= 65
+    frame = vertebra_frame(s1)
+    depth_pct = {}
+    for pct in (50, needed + 2):
+        params = TrajectoryParams.from_settings(plan.settings)
+        params.curved = False
+        target = frame.posterior_wall_lps + pct / 100.0 * frame.depth_mm * frame.u
+        entry = target - 45.0 * frame.u + 15.0 * frame.l
+        traj = Trajectory(level_id=s1.id, side="left", entry_lps=tuple(entry), target_lps=tuple(target), params=params)
+        probe = plan.model_copy(deep=True)
+        probe.trajectories = [traj]
+        check = evaluate_trajectory(probe, traj, {"ct": vol}).check("canal_margin")
+        assert check.basis == "measured", check.reason
+        depth_pct[pct] = check.status
+    assert depth_pct == {50: "fail", needed + 2: "pass"}, depth_pct
+
+
+def test_s1_path_through_the_pedicle_into_the_body_with_the_margin_from_the_zone_centre(ct_case):
+    """S1 (in the cleared range; its endplate leans forward with the sacral slope and its pedicles are wide
+    and partly hollow on this 3 mm CT) with the canal margin measured from the zone's centre (the other
+    reading of the source, domain.md open item 9): a path whose image checks pass (warnings allowed), in
+    which the vertebra labels find no gap, with the ablation zone in S1's label in front of the canal."""
+    from planner.suggest import suggest_checked
+
+    rc, out, vol, labels, folder, printed = ct_case
+    plan = load_plan(out)
+    plan.settings.canal_margin_from = "zone_centre"
+    s1 = plan.level_by_name("S1")
+    sg = suggest_checked(plan, s1, "left", {"ct": vol}, alternatives=False)
+    assert sg.trajectory is not None, sg.message
+    traj = sg.trajectory
+    plan.trajectories = [traj]
     report = evaluate_trajectory(plan, traj, {"ct": vol})
     assert report.overall in ("pass", "warning"), [(c.name, c.status, c.reason) for c in report.checks]
     for name in SAFETY_CHECKS:
         assert report.check(name).basis == "measured" and report.check(name).status in ("pass", "warning")
+    assert report.check("target_depth").status == "pass", report.check("target_depth").reason
     assert label_gaps(labels, report.path_lps) == []
     # from the skin on, the path meets no vertebra label but S1's (not L5's articular process)
     assert set(np.unique(labels.sample(np.asarray(report.path_lps), order=0))) <= {0, LABEL["S1"]}
@@ -133,8 +176,6 @@ def test_plan_suggests_an_s1_path_through_the_pedicle_into_the_body(ct_case):
     first_out = int(np.argmin(back == LABEL["S1"]))
     assert first_out * 0.5 >= r
     assert np.all(back[first_out:first_out + 10] == 0)  # 5 mm of canal
-    printed_s1 = [row for row in printed["trajectories"] if row.get("level") == "S1"]
-    assert printed_s1 and all(row["status"] in ("pass", "warning") for row in printed_s1), printed_s1
 
 
 def test_plan_bipedicular_puts_the_tips_either_side_of_the_midline(ct_case, tmp_path):
@@ -358,3 +399,27 @@ def test_mri_suggestions_and_their_checks_share_one_image_model(shared_data, tmp
     assert len(rows) == 1 and rows[0]["status"] in ("pass", "warning"), rows
     assert "side also passes" in rows[0]["message"], rows  # both sides were searched and checked
     assert len(built) == 1, built
+
+
+def test_a_ct_crop_without_a_modality_is_planned_and_checked_as_a_ct(shared_data, tmp_path):
+    """The TPTBox crop (L2-L4, 1.5 mm, no modality in the file, little air): ``plan`` with one mark reads it as
+    a CT, its image checks are measured on CT (they ran as on MRI and found no body), the plan records CT, and
+    ``check`` reads the file back the same way."""
+    crop = shared_data / "tptbox_vertebra_crops" / "sample_ct" / "sub-ct_label-22_ct.nii.gz"
+    centre = json.loads((crop.parent / "vertebra_centroids.json").read_text())["levels"]["L3"]["centroid_LPS_mm"]
+    out = tmp_path / "crop.bvnplan"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(["plan", str(crop), "--treat", "L3", "--hint", "L3=" + ",".join(map(str, centre)), "-o", str(out),
+                   "--json"])
+    result = json.loads(printed.getvalue())
+    assert rc in (0, 1) and result["modality"] == "CT", result
+    plan = load_plan(out)
+    assert plan.case.series[0].modality == "CT"
+    [traj] = plan.trajectories
+    checked = io.StringIO()
+    with contextlib.redirect_stdout(checked):
+        main(["check", str(out), "--images", str(crop), "--json"])
+    [row] = json.loads(checked.getvalue())["trajectories"]
+    assert row["image"].startswith("measured on CT"), row["image"]
+    assert {c["name"]: c["basis"] for c in row["checks"]}["zone"] == "measured"

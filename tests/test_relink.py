@@ -42,3 +42,26 @@ def test_nonexistent_folder_is_reported(demo_study, tmp_path):
     res = find_plan_images(plan, [tmp_path / "nowhere"])
     assert len(res.missing) == len(plan.case.series)
     assert "does not exist" in res.message()
+
+
+def test_a_file_without_a_modality_is_read_back_as_the_plan_recorded_it(tmp_path):
+    """``plan --modality CT`` on a NIfTI file records CT for the series; reopened for ``check`` or a report, the
+    file (no modality tag, values that do not read as Hounsfield units) is a CT again, not the guess's MR;
+    without a recorded modality it stays as the file reads."""
+    import nibabel as nib
+    import numpy as np
+
+    from planner.imaging import load_path
+    from planner.plan import CaseInfo, Plan, SeriesRef
+
+    path = tmp_path / "no-tag.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).uniform(0, 900, (20, 20, 20)).astype(np.int16), np.eye(4)),
+             str(path))
+    (key, image), = load_path(path).images.items()
+    assert image.info.modality == ""
+    plan = Plan(case=CaseInfo(series=[SeriesRef(series_instance_uid=key, modality="CT", path_hint=str(path))]))
+    res = find_plan_images(plan, [path])
+    assert not res.missing, res.message()
+    assert res.images[key].info.modality == "CT"
+    plan.case.series[0].modality = ""
+    assert find_plan_images(plan, [path]).images[key].info.modality == ""

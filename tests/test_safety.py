@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from planner.checks import (
     FAIL,
@@ -20,7 +21,7 @@ from planner.checks import (
     WARNING,
     evaluate_trajectory,
 )
-from planner.imaging.volume import Volume
+from planner.imaging.volume import ImageInfo, Volume
 from planner.plan import Trajectory, TrajectoryParams
 from planner.safety import canal_outline_lps
 from planner.safety.build import spine_model
@@ -28,6 +29,7 @@ from planner.safety.model import OWNER_ILIUM
 from tests.safety_phantom import (
     BODY_X,
     BODY_Y,
+    CORTEX_MM,
     LAMINA_R,
     BODY_Z,
     CANAL_R,
@@ -36,6 +38,7 @@ from tests.safety_phantom import (
     PED_R,
     PED_X,
     PED_Z,
+    phantom_arrays,
     phantom_plan,
     phantom_volume,
 )
@@ -59,6 +62,53 @@ def _straight(plan, entry, target, side="left", **params):
 
 def _truth_volume(vol: Volume, mask: np.ndarray) -> Volume:
     return Volume(mask.astype(np.float32), vol.ijk_to_lps)
+
+
+def _faint_front_phantom() -> tuple[Volume, np.ndarray]:
+    """The phantom's body as a low-dose CT with thick slices shows its front half: the cortex there at
+    190 HU (below the 180 HU of dense bone once smoothed on the working grid) and the marrow at 110 HU.
+    (volume, truth body mask)."""
+    hu, ijk_to_lps, truth = phantom_arrays()
+    kk, jj, ii = np.indices(hu.shape)
+    lps = np.stack([ii, jj, kk, np.ones_like(ii)], axis=-1) @ ijk_to_lps.T
+    x, y, z = lps[..., 0], lps[..., 1], lps[..., 2]
+    core = (np.abs(x) <= BODY_X - CORTEX_MM) & (np.abs(y) <= BODY_Y - CORTEX_MM) & (np.abs(z) <= BODY_Z - CORTEX_MM)
+    noise = np.random.default_rng(2).normal(0.0, 15.0, hu.shape).astype(np.float32)
+    front = y < 0.0
+    hu = hu.copy()
+    hu[truth["body"] & front] = 190.0 + noise[truth["body"] & front]
+    hu[core & front] = 110.0 + noise[core & front]
+    return Volume(hu, ijk_to_lps, ImageInfo(modality="CT")), truth["body"]
+
+
+def _outline_share(vol: Volume, body: np.ndarray) -> tuple[float, float, float]:
+    """(share of the true body inside the outline, share of the outline beyond 2 voxels of it, the signed
+    distance from a point 5 mm in front of the centre to the outline)."""
+    model = spine_model(vol, phantom_plan().levels)
+    pts = model.grid.lps_of(np.argwhere(np.ones(model.grid.shape, dtype=bool)))
+    body_truth = (_truth_volume(vol, body).sample(pts, order=0) > 0.5).reshape(model.grid.shape)
+    outline = model.body_mask(1)
+    beyond = outline & ~ndimage.binary_dilation(body_truth, iterations=2)
+    d = float(model.body_distance_mm(1, np.array([[0.0, -5.0, 0.0]]))[0])
+    return (outline & body_truth).sum() / body_truth.sum(), beyond.sum() / max(outline.sum(), 1), d
+
+
+def test_a_faint_body_is_outlined_whole_on_ct(monkeypatch):
+    """The body the zone and the target use fills a faint cortex (example_ct's L3 outline, its bone alone,
+    ended 12 mm short of the anterior wall) and stays inside it; a shell as dense as bone (the outline
+    before) leaves the front half out."""
+    import dataclasses
+
+    import planner.safety.model as model_module
+
+    vol, body = _faint_front_phantom()
+    inside, beyond, d = _outline_share(vol, body)
+    assert inside > 0.9 and beyond < 0.05
+    # 5 mm in front of the centre the nearest wall is an endplate, BODY_Z away (within 2 mm)
+    assert abs(d + BODY_Z) <= 2.0, d
+    dense = dataclasses.replace(model_module.SAFETY_PARAMS, ct_body_shell_hu=model_module.SAFETY_PARAMS.ct_dense_hu)
+    monkeypatch.setattr(model_module, "SAFETY_PARAMS", dense)
+    assert _outline_share(vol, body)[0] < 0.75
 
 
 def test_segmentation_matches_the_phantom(phantom):

@@ -206,6 +206,10 @@ def run(args: argparse.Namespace) -> int:
             raise _InputError(f"{path}: no such file or folder")
         volumes = load_volumes(path)
         key, volume = choose_volume(volumes, args.series)
+        if args.modality:
+            # the physician's word for this image holds for everything made from it: the level finder, the
+            # image checks, the plan's record of the series (which check, report and the window read back)
+            volume.info.modality = args.modality
     except _InputError as exc:
         print(f"{_PREFIX}: {exc}", file=sys.stderr)
         return 2

@@ -50,6 +50,22 @@ def matrix_problem(ijk_to_lps: np.ndarray, *, spacing_range: bool = False) -> st
     return ""
 
 
+#: An image without a modality tag (a research NIfTI file) is taken for CT when its intensities are
+#: Hounsfield units: at least 1 % of it below AIR_HU (the air around the body), or, on a crop with
+#: little air, some of it below AIR_MIN_HU and at least 1 % below FAT_HU (fat). A magnitude MR image
+#: has no values that far below zero. Measured: example_ct p1 -1000 HU; the TPTBox crop (tight around
+#: three vertebrae) p1 -205 HU, min -1030 HU; the 21 lumbar MRIs min >= 0, the abdominal MR
+#: example_mr_sm min -47, p1 -2.
+AIR_HU = -500.0
+AIR_MIN_HU = -900.0
+FAT_HU = -100.0
+
+
+def hounsfield_like(stats: dict[str, float]) -> bool:
+    """True when intensity statistics (:meth:`Volume.statistics`) read as Hounsfield units (see AIR_HU)."""
+    return stats["p1"] < AIR_HU or (stats["min"] < AIR_MIN_HU and stats["p1"] < FAT_HU)
+
+
 @dataclass(frozen=True)
 class WindowLevel:
     center: float
@@ -211,6 +227,10 @@ class Volume:
                 "mean": float(sub.mean()) if sub.size else 0.0,
             }
         return self._stats
+
+    def hounsfield_like(self) -> bool:
+        """True when the intensities read as Hounsfield units (:func:`hounsfield_like`)."""
+        return hounsfield_like(self.statistics())
 
     def auto_window(self) -> WindowLevel:
         """Full range minus the top and bottom 0.1% (as 3D Slicer does; viewer-conventions.md 1.6)."""

@@ -91,5 +91,4 @@ def labelling_volume(session: object) -> Optional[tuple[str, Volume]]:
 
 
 def _guess_modality(volume: Volume) -> str:
-    st = volume.statistics()
-    return "CT" if st["p1"] < -500 else "MR"
+    return "CT" if volume.hounsfield_like() else "MR"

@@ -23,6 +23,7 @@ from scipy.spatial import cKDTree
 
 from planner.imaging.volume import Volume
 from planner.plan import Level
+from planner.safety.ct import enclosure_counts
 from planner.safety.grid import Grid
 from planner.safety.params import SAFETY_PARAMS, SafetyParams
 from planner.trajectory import LandmarkError, VertebraFrame, vertebra_frame
@@ -212,13 +213,70 @@ class SpineModel:
         if key not in self._masks:
             a = self.anchors[code - 1]
             vert = self.vertebra_mask(code)
-            zz, yy, xx = np.indices(vert.shape, sparse=True)
-            g = self.grid
-            p = [g.origin_lps[0] + xx * g.spacing_mm, g.origin_lps[1] + yy * g.spacing_mm,
-                 g.origin_lps[2] + zz * g.spacing_mm]
-            depth = sum((p[i] - a.posterior_wall_lps[i]) * a.u[i] for i in range(3))
-            self._masks[key] = vert & (depth >= -1.0)
+            depth = self._depth_from_posterior_wall(a, (slice(None),) * 3)
+            self._masks[key] = self._ct_grown_body(code, vert & (depth >= -1.0))
         return self._masks[key]
+
+    def _box_lps(self, box: tuple[slice, ...]) -> list[np.ndarray]:
+        """The L, P and S coordinates (mm) of the voxels of ``box`` (sparse, broadcastable)."""
+        g = self.grid
+        zz, yy, xx = np.indices(tuple(b.indices(n)[1] - b.indices(n)[0] for b, n in zip(box, g.shape)), sparse=True)
+        z0, y0, x0 = (b.indices(n)[0] for b, n in zip(box, g.shape))
+        return [g.origin_lps[0] + (xx + x0) * g.spacing_mm, g.origin_lps[1] + (yy + y0) * g.spacing_mm,
+                g.origin_lps[2] + (zz + z0) * g.spacing_mm]
+
+    def _depth_from_posterior_wall(self, a: Anchor, box: tuple[slice, ...]) -> np.ndarray:
+        """Per voxel of ``box`` (sparse, broadcastable): distance (mm) in front of ``a``'s posterior wall plane."""
+        p = self._box_lps(box)
+        return sum((p[i] - a.posterior_wall_lps[i]) * a.u[i] for i in range(3))
+
+    def _own_slab(self, a: Anchor, box: tuple[slice, ...], margin_mm: float) -> np.ndarray:
+        """Per voxel of ``box``: nearer to ``a``'s body centre along the spine than to any other level's (as
+        :func:`nearest_anchor`) and within half ``a``'s body height and ``margin_mm`` of it."""
+        p = self._box_lps(box)
+
+        def height(b: Anchor) -> np.ndarray:
+            return np.abs(sum((p[i] - b.body_center_lps[i]) * b.s[i] for i in range(3)))
+
+        mine = height(a)
+        out = mine <= 0.5 * a.height_mm + margin_mm
+        for b in self.anchors:
+            if b.level_id != a.level_id:
+                out = out & (mine <= height(b))
+        return np.broadcast_to(out, tuple(b_.indices(n)[1] - b_.indices(n)[0] for b_, n in zip(box, self.grid.shape)))
+
+    def _ct_grown_body(self, code: int, owned: np.ndarray) -> np.ndarray:
+        """CT: the body's bone ``owned`` (the vertebra's bone in front of its posterior wall plane) and the
+        inside of the body it encloses with a fainter shell (``ct_body_shell_hu``): where a faint cortex
+        (low-dose, thick slices) leaves the marrow behind it out of the bone, the body still reaches its
+        wall. Only what touches ``owned``, is not another vertebra's, an ilium's or a rib's bone, lies in
+        front of the posterior wall plane and no farther than the landmarks' AP depth and
+        ``body_front_margin_mm``, and in the level's own slab along the spine (nearer to its body centre
+        than to another level's, within half its height and that margin): the landmarks bound the search,
+        the outline is the image's."""
+        a = self.anchors[code - 1]
+        if a.frame is None or not owned.any():
+            return owned
+        p = SAFETY_PARAMS
+        sp = self.grid.spacing_mm
+        r = int(round(p.body_grow_mm / sp))
+        box = ndimage.find_objects(owned.astype(np.int8))[0]
+        box = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, n in zip(box, owned.shape))
+        hu = ndimage.gaussian_filter(self.grid.array[box].astype(np.float32), p.smooth_mm / sp)
+        enc = enclosure_counts(hu >= p.ct_body_shell_hu, sp, p.enclosure_ray_mm)
+        k = p.enclosure_min_rays
+        depth = self._depth_from_posterior_wall(a, box)
+        owner = self.owner[box]
+        inside = ((enc["sagittal"] >= k) & (enc["coronal"] >= k) & (hu >= p.ct_cancellous_hu)
+                  & (depth >= -1.0) & (depth <= a.frame.depth_mm + p.body_front_margin_mm)
+                  & ((owner == code) | (owner == OWNER_NONE) | (owner == OWNER_OTHER))
+                  & self._own_slab(a, box, p.body_front_margin_mm))
+        here = owned[box]
+        labels, _ = ndimage.label(inside | here)
+        keep = np.unique(labels[here])
+        out = owned.copy()
+        out[box] |= np.isin(labels, keep[keep > 0])
+        return out
 
     def _filled(self, mask: np.ndarray, closing_mm: float) -> np.ndarray:
         """``mask`` with its holes filled in 3D and in every axial, coronal and sagittal slice, after a

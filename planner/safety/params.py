@@ -57,6 +57,20 @@ class SafetyParams:
 
     #: The outline of a vertebral body bridges gaps in its cortex up to twice this wide (mm).
     body_closing_mm: float = 3.0
+    #: CT body outline (SpineModel._ct_grown_body): the inside of the body is also what a fainter shell
+    #: than ct_dense_hu encloses (HU), above muscle and disc (< 100 HU) and below the faint
+    #: partial-volume cortex of a low-dose 3 mm CT (example_ct's anterior walls: 170-210 HU, so the
+    #: marrow behind them was not bone and the outline of L3 ended 12 mm short of its wall). Measured
+    #: against the body labels (share of the label inside the outline, bench/safety_bench.py --ct-bodies),
+    #: example_ct L1-S1 / T12 (at the image's top edge): 180 HU (the outline before) 0.54-0.94 / 0.29;
+    #: 150 HU 0.77-0.96 / 0.34; 130 HU 0.84-0.97 / 0.50; 110 HU 0.89-0.98 / 0.74, where the share of the
+    #: outline on no label grows 4-8 points over 180 HU (2-6 at 130) and the limit nears marrow and disc
+    #: (70-120 HU). The TPTBox crop's L3 (1.5 mm) 0.97 with each. None of them reaches another vertebra.
+    ct_body_shell_hu: float = 130.0
+    #: ... searched this far around the body's bone (mm) and at most this far in front of the landmarks'
+    #: anterior wall (mm).
+    body_grow_mm: float = 15.0
+    body_front_margin_mm: float = 5.0
 
     # ---------------------------------------------------------------- MRI bone
     #: MRI: marrow is within this band of the level's marrow intensity (ratio to the median in the middle

@@ -113,8 +113,9 @@ class SeriesPanel(PlanPanel):
             row.setData(0, KEY_ROLE, key)
             row.setToolTip(0, f"Series Instance UID {key}\nDouble-click to show it")
             if modality_text(img).startswith("CT (by"):
-                row.setToolTip(1, "No modality in the file: the values run from air (about -1000) to bone, so the "
-                                  "planner treats it as CT (CT windows and 3D presets)")
+                row.setToolTip(1, "No modality in the file: the values are Hounsfield units (air at about -1000, "
+                                  "or fat below -100 in a crop), so the planner treats it as CT (CT windows, 3D "
+                                  "presets and checks)")
             study.addChild(row)
         self.tree.expandAll()
         for c in (1, 2, 3):
