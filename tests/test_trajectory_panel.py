@@ -348,3 +348,37 @@ def test_a_second_request_while_a_suggestion_is_searched_starts_no_second_search
     assert all(r[2] == "A suggestion is being searched: wait for it, or cancel it" for r in refused), refused
     assert session.document.plan.trajectories == []
     assert messages[-1] == "Suggestion for L4 left cancelled; the plan is unchanged"
+
+
+def test_a_refused_suggestion_says_why_beside_the_level_until_a_path_is_added(qtbot, session, monkeypatch):
+    """When a suggestion finds no path, the reason stays in the panel (the level's row reads "no path
+    suggested", its tooltip and the note under the list give the whole reason), not only in the status bar,
+    which cuts it to its width and clears it; moving a landmark of the level, or a path added there, clears
+    it."""
+    import planner.views.trajectory_panel as module
+    from planner.suggest import Suggestion
+
+    why = ("Cannot suggest a curved path from the left for L4 that passes the image checks: no target: no target "
+           "in the 30-50% depth window keeps the zone inside the body of L4 on the image and the 10 mm canal "
+           "margin on the image (the nearest target that does lies at 56% depth).")
+    monkeypatch.setattr(module, "suggest_checked", lambda *a, **k: Suggestion(None, None, "none", why))
+    panel, messages = _panel(qtbot, session)
+    level = session.document.plan.levels[0]
+    assert panel.suggest("left") is None
+    assert messages[-1] == why
+    row = panel.tree.topLevelItem(0)
+    assert row.text(3) == "no path suggested" and row.toolTip(3) == why
+    assert "lies at 56% depth" in panel.depth_margin.text() and panel.depth_margin.isVisible()
+    assert "L4</b>: no path suggested" in panel.overall.text()
+    # the landmarks move: the reason may no longer hold
+    centre = np.asarray(level.landmarks.body_center_lps) + [0.0, 0.0, 1.0]
+    session.document.set_landmark(level.id, "body_center_lps", centre)
+    panel.refresh()
+    assert panel.tree.topLevelItem(0).text(3) == "no trajectory yet" and "56%" not in panel.depth_margin.text()
+    # refused again, then a path is added
+    assert panel.suggest("left") is None and panel.tree.topLevelItem(0).text(3) == "no path suggested"
+    monkeypatch.undo()
+    assert panel.suggest("left") is not None
+    assert all(panel.tree.topLevelItem(i).text(3) not in ("no path suggested", "no trajectory yet")
+               for i in range(panel.tree.topLevelItemCount()))
+    assert "56%" not in panel.depth_margin.text()

@@ -23,6 +23,7 @@ dragged only the reports of the moved trajectory and its partner on the same lev
 
 from __future__ import annotations
 
+import html
 from typing import Any, Optional
 
 import numpy as np
@@ -115,6 +116,10 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         self._following = False
         self._selected: str = ""
         self._selected_level: str = ""
+        #: Level id -> why the last suggestion for it found no path, and the level's landmarks then (shown
+        #: with the level's row until a trajectory is added there or the landmarks move; the status bar's
+        #: message is short-lived and cut to its width).
+        self._refused: dict[str, tuple[str, dict]] = {}
         self.report: Optional[TrajectoryReport] = None
         #: The plan revision whose change this panel has handled (results dropped at another revision
         #: come with a plan change the panel handles itself).
@@ -344,10 +349,16 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
                     if lv.treat:
                         item.setFont(0, bold)
                     self.tree.addTopLevelItem(item)
+                if trajs or (lv.id in self._refused and self._refused[lv.id][1] != lv.landmarks.model_dump()):
+                    self._refused.pop(lv.id, None)
                 if lv.treat and not trajs:
-                    item = QTreeWidgetItem([level_text, "\u2014", "", "no trajectory yet"])
+                    refused = self._refused.get(lv.id, ("", {}))[0]
+                    item = QTreeWidgetItem([level_text, "\u2014", "", "no path suggested" if refused else
+                                            "no trajectory yet"])
                     item.setData(0, Qt.ItemDataRole.UserRole, (lv.id, ""))
-                    item.setToolTip(3, "Choose Suggest left, Suggest right or Bipedicular")
+                    item.setToolTip(3, refused or "Choose Suggest left, Suggest right or Bipedicular")
+                    if refused:
+                        item.setForeground(3, QBrush(QColor(STATUS_COLOR[WARNING])))
                     item.setFont(0, bold)
                     self.tree.addTopLevelItem(item)
             self._refresh_items()
@@ -411,10 +422,14 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
                 self.param_box.setTitle("Parameters")
                 self.metrics.setRowCount(0)
                 self.checks.setRowCount(0)
-                self.overall.setText("Select a trajectory" if level is None or level.treat else
+                refused = self._refused.get(level.id, ("", {}))[0] if level is not None and level.treat else ""
+                self.overall.setText(f"<b>{level.name}</b>: no path suggested" if refused else
+                                     "Select a trajectory" if level is None or level.treat else
                                      f"{level.name} is not marked 'treat' in the levels step")
                 self.override_note.setText("")
-                self.depth_margin.setText("")
+                self.depth_margin.setText(
+                    f"<span style='color:{STATUS_COLOR[WARNING]}'>&#9888; {html.escape(refused)}</span>"
+                    if refused else "")
                 if not self.override.hasFocus():
                     self.override.setText("")
                 return
@@ -608,7 +623,7 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
             self.message.emit(f"Suggestion for {level.name} {side} cancelled; the plan is unchanged")
             return None
         if sg.trajectory is None:
-            self.message.emit(sg.message)
+            self._show_refusal(level, sg.message)
             return None
         traj = sg.trajectory
         same_side = [t for t in plan.trajectories_of(level.id) if t.side == side]
@@ -617,6 +632,15 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         self.select(traj.id)
         self.message.emit(sg.message)
         return traj.id
+
+    def _show_refusal(self, level: Level, text: str) -> None:
+        """A suggestion found no path: the reason in the status bar, and with the level's row and under it
+        (the row reads "no path suggested") until a trajectory is added at that level."""
+        self._refused[level.id] = (text, level.landmarks.model_dump())
+        self.message.emit(text)
+        self.refresh()
+        if not list(self.document.plan.trajectories_of(level.id)):
+            self.select("", level.id)
 
     def _searched(self, title: str, work: Any) -> tuple[Any, bool]:
         """``work(progress, cancel)`` behind the modal progress dialog (:meth:`run_modal`: the plan cannot be
@@ -650,8 +674,8 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         sg_left, sg_right = pair
         if sg_left.trajectory is None or sg_right.trajectory is None:
             missing = sg_left if sg_left.trajectory is None else sg_right
-            self.message.emit(f"No bipedicular pair for {level.name}: {missing.message} Try a unipedicular "
-                              "suggestion (Suggest left or right).")
+            self._show_refusal(level, f"No bipedicular pair for {level.name}: {missing.message} Try a unipedicular "
+                                      "suggestion (Suggest left or right).")
             return None
         left, right = sg_left.trajectory, sg_right.trajectory
         existing = list(self.document.plan.trajectories_of(level.id))
