@@ -16,6 +16,28 @@ if str(ROOT) not in sys.path:
 
 import pytest  # noqa: E402
 
+def pytest_configure(config):
+    """With ``BVN_XVFB_PER_WORKER=1`` (scripts/run_tests.sh, the GUI run shared out over pytest-xdist
+    workers): each worker starts a virtual X server of its own and shows its windows there, so that
+    windows of two workers never take each other's keyboard focus. Runs before any QApplication exists."""
+    if not (os.environ.get("BVN_XVFB_PER_WORKER") and hasattr(config, "workerinput")):
+        return
+    import atexit
+    import subprocess
+
+    read_fd, write_fd = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1600x1000x24", "-nolisten",
+                               "tcp"], pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        server.kill()
+        raise RuntimeError("Xvfb did not start for this pytest-xdist worker (no display number on -displayfd)")
+    os.environ["DISPLAY"] = f":{number}"
+    atexit.register(server.terminate)
+
+
 #: Real test images (never copied into the project); see ../shared/data/README.md.
 SHARED_DATA = Path(os.environ.get("BVN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
