@@ -35,7 +35,12 @@ def pytest_configure(config):
         server.kill()
         raise RuntimeError("Xvfb did not start for this pytest-xdist worker (no display number on -displayfd)")
     os.environ["DISPLAY"] = f":{number}"
-    atexit.register(server.terminate)
+
+    def stop() -> None:
+        server.terminate()
+        server.wait(timeout=10)
+
+    atexit.register(stop)
 
 
 #: Real test images (never copied into the project); see ../shared/data/README.md.
