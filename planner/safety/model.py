@@ -213,37 +213,25 @@ class SpineModel:
         if key not in self._masks:
             a = self.anchors[code - 1]
             vert = self.vertebra_mask(code)
-            depth = self._depth_from_posterior_wall(a, (slice(None),) * 3)
+            depth = _along(self._box_lps((slice(None),) * 3), a.posterior_wall_lps, a.u)
             self._masks[key] = self._ct_grown_body(code, vert & (depth >= -1.0))
         return self._masks[key]
 
     def _box_lps(self, box: tuple[slice, ...]) -> list[np.ndarray]:
         """The L, P and S coordinates (mm) of the voxels of ``box`` (sparse, broadcastable)."""
-        g = self.grid
-        zz, yy, xx = np.indices(tuple(b.indices(n)[1] - b.indices(n)[0] for b, n in zip(box, g.shape)), sparse=True)
-        z0, y0, x0 = (b.indices(n)[0] for b, n in zip(box, g.shape))
-        return [g.origin_lps[0] + (xx + x0) * g.spacing_mm, g.origin_lps[1] + (yy + y0) * g.spacing_mm,
-                g.origin_lps[2] + (zz + z0) * g.spacing_mm]
+        z, y, x = (self.grid.axis_lps(axis)[b] for axis, b in enumerate(box))
+        return [x[None, None, :], y[None, :, None], z[:, None, None]]
 
-    def _depth_from_posterior_wall(self, a: Anchor, box: tuple[slice, ...]) -> np.ndarray:
-        """Per voxel of ``box`` (sparse, broadcastable): distance (mm) in front of ``a``'s posterior wall plane."""
-        p = self._box_lps(box)
-        return sum((p[i] - a.posterior_wall_lps[i]) * a.u[i] for i in range(3))
-
-    def _own_slab(self, a: Anchor, box: tuple[slice, ...], margin_mm: float) -> np.ndarray:
-        """Per voxel of ``box``: nearer to ``a``'s body centre along the spine than to any other level's (as
-        :func:`nearest_anchor`) and within half ``a``'s body height and ``margin_mm`` of it."""
-        p = self._box_lps(box)
-
-        def height(b: Anchor) -> np.ndarray:
-            return np.abs(sum((p[i] - b.body_center_lps[i]) * b.s[i] for i in range(3)))
-
-        mine = height(a)
+    def _own_slab(self, a: Anchor, p: list[np.ndarray], margin_mm: float) -> np.ndarray:
+        """Per voxel of coordinates ``p`` (:meth:`_box_lps`): nearer to ``a``'s body centre along the spine than
+        to any other level's (as :func:`nearest_anchor`) and within half ``a``'s body height and ``margin_mm``
+        of it."""
+        mine = np.abs(_along(p, a.body_center_lps, a.s))
         out = mine <= 0.5 * a.height_mm + margin_mm
         for b in self.anchors:
             if b.level_id != a.level_id:
-                out = out & (mine <= height(b))
-        return np.broadcast_to(out, tuple(b_.indices(n)[1] - b_.indices(n)[0] for b_, n in zip(box, self.grid.shape)))
+                out &= mine <= np.abs(_along(p, b.body_center_lps, b.s))
+        return out
 
     def _ct_grown_body(self, code: int, owned: np.ndarray) -> np.ndarray:
         """CT: the body's bone ``owned`` (the vertebra's bone in front of its posterior wall plane) and the
@@ -265,12 +253,13 @@ class SpineModel:
         hu = ndimage.gaussian_filter(self.grid.array[box].astype(np.float32), p.smooth_mm / sp)
         enc = enclosure_counts(hu >= p.ct_body_shell_hu, sp, p.enclosure_ray_mm)
         k = p.enclosure_min_rays
-        depth = self._depth_from_posterior_wall(a, box)
+        lps = self._box_lps(box)
+        depth = _along(lps, a.posterior_wall_lps, a.u)
         owner = self.owner[box]
         inside = ((enc["sagittal"] >= k) & (enc["coronal"] >= k) & (hu >= p.ct_cancellous_hu)
                   & (depth >= -1.0) & (depth <= a.frame.depth_mm + p.body_front_margin_mm)
                   & ((owner == code) | (owner == OWNER_NONE) | (owner == OWNER_OTHER))
-                  & self._own_slab(a, box, p.body_front_margin_mm))
+                  & self._own_slab(a, lps, p.body_front_margin_mm))
         here = owned[box]
         labels, _ = ndimage.label(inside | here)
         keep = np.unique(labels[here])
@@ -378,6 +367,12 @@ class SpineModel:
 
 
 # ============================================================================ building
+def _along(p: list[np.ndarray], origin: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Signed distance (mm) along ``direction`` from the plane through ``origin``, at coordinates ``p``
+    (sparse L, P, S arrays, :meth:`SpineModel._box_lps`)."""
+    return sum((p[i] - origin[i]) * direction[i] for i in range(3))
+
+
 def level_box(anchor: Anchor, params: SafetyParams = SAFETY_PARAMS) -> tuple[np.ndarray, np.ndarray]:
     """The LPS box modelled around one level (see :class:`SafetyParams`)."""
     c = anchor.body_center_lps
