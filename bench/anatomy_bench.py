@@ -332,7 +332,7 @@ def reference_check() -> None:
 def ct_poses() -> None:
     """``--pose``: both CTs turned, tilted, bent and with noise added (tests/anatomy_reference.py CT_POSES):
     per pose, the levels named right, misnamed or refused, the body-centre error and the pedicles within
-    the acceptance limit (landmarks mapped back onto the original labels)."""
+    the acceptance limit, the posterior and anterior wall errors (landmarks mapped back onto the original labels)."""
     from planner.imaging import load_path
     from planner.levels import LevelDetectionError, propose_levels_detailed
     from tests.anatomy_reference import CT_POSES, ct_cases, posed_levels, posed_volume, score_levels
@@ -360,6 +360,8 @@ def ct_poses() -> None:
             dt = time.perf_counter() - t0
             sc = score_levels(levels, case)
             centres = [sc["levels"][n]["centre"] for n in sc["found_right"]]
+            walls = [abs(sc["levels"][n][k]) for n in sc["found_right"] for k in ("posterior", "anterior")
+                     if sc["levels"][n][k] is not None]
             peds = [sc["levels"].get(lv, {}).get(f"pedicle_{side}") for lv, ped in case["pedicles"].items()
                     for side in ("left", "right") if getattr(ped, side) is not None]
             got = [e for e in peds if e is not None]
@@ -370,6 +372,7 @@ def ct_poses() -> None:
             print(f"  {name:8s} {pose:8s} {dt:4.1f} s  {verdict:11s} right {len(sc['found_right'])}/{len(sc['labelled'])}"
                   + (f" misnamed {sc['misnamed']}" if sc["misnamed"] else "")
                   + (f"  centre median {np.median(centres):.1f} max {max(centres):.1f} mm" if centres else "")
+                  + (f"  walls median {np.median(walls):.1f} max {max(walls):.1f} mm" if walls else "")
                   + f"  pedicles within {limit[name]:g} mm {sum(e <= limit[name] for e in got)}/{len(peds)}"
                   + (f" (max {max(got):.1f})" if got else "") + (f"  [{error[:90]}]" if error else ""))
         print(f"  {name}: of {len(CT_POSES)} poses " + ", ".join(f"{v} {k}" for k, v in counts.items()))

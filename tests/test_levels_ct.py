@@ -360,3 +360,55 @@ def test_a_vertebra_s_turn_is_found_from_its_mirror_symmetry(turn_deg):
     lopsided = Volume(np.where(np.indices(hu.shape)[2] < 30, hu, 20.0).astype(np.float32), ijk_to_lps,
                       ImageInfo(modality="CT"))  # only what lies at LPS x < -15 mm (the patient's right) kept
     assert turned_frame(lopsided, frame, DetectionParams()) is frame
+
+
+# ------------------------------------------------------------------ a wall walk across faint marrow
+def _profile(values_hu: list[float], step_mm: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """A wall profile from the body's middle outward, one value per ``step_mm``."""
+    return np.asarray(values_hu, float), np.arange(len(values_hu)) * step_mm
+
+
+def _front_wall(prof: np.ndarray, pos: np.ndarray, thr: float = 86.0) -> float:
+    from planner.levels.ct import _wall_bridge, _wall_in_profile
+
+    p = DetectionParams()
+    return _wall_in_profile(prof, pos, thr, p.ct_bone_hu, start_mm=0.0, min_mm=5.0, max_mm=50.0,
+                            cortex_contrast=p.ct_cortex_contrast_hu, bridge=_wall_bridge(thr, p))
+
+
+def test_the_front_wall_walk_crosses_marrow_a_little_fainter_than_its_threshold_to_the_cortex():
+    """example_ct's L1 (3 mm voxels): its front third reads 83-98 HU against a threshold of 86 HU, and its
+    anterior cortex (157 HU) lies 6 mm beyond where the walk ended; the wall is that cortex's outer edge (there the
+    walk alone read the wall 7 mm short of the labelled one)."""
+    prof, pos = _profile([151, 172, 170, 168, 175, 173, 135, 98, 85, 83, 122, 157, 110, 39, -21, -56, -41, -25])
+    wall = _front_wall(prof, pos)
+    # the cortex peaks at 16.5 mm and falls through halfway to the threshold (121.5 HU) between 16.5 and 18 mm
+    assert 16.5 < wall < 18.0, wall
+
+
+def test_the_front_wall_walk_does_not_cross_soft_tissue_or_run_into_a_vessel():
+    """What lies in front of the body is not bridged: muscle or blood (40-60 HU) before a bright line (a calcified
+    aortic wall), or a contrast-filled vessel wider than a cortex."""
+    body = [151, 172, 170, 168, 175, 173, 160, 150, 140]
+    plain, pos = _profile(body + [60, 20, 10, 10, 10, 10, 10, 10, 10, 10])
+    edge = _front_wall(plain, pos)
+    assert 12.0 < edge < 13.5, edge
+    # soft tissue (55 HU) between the body and a thin bright line: the wall stays at the body
+    calcified, pos = _profile(body + [60, 55, 55, 170, 60, 40, 40, 40, 40, 40])
+    assert _front_wall(calcified, pos) == pytest.approx(edge, abs=0.3)
+    # marrow-like values up to a wide bright vessel (no fall below the threshold within 4 mm): no cortex to reach
+    vessel, pos = _profile(body + [80, 82, 180, 200, 210, 210, 205, 200, 200, 190])
+    assert _front_wall(vessel, pos) < 14.0
+
+
+def test_the_front_wall_walk_goes_past_dense_marrow_to_a_fainter_front_but_stops_at_a_bright_vessel():
+    """example_ct turned by 5 degrees, L1: dense marrow behind (206 HU, above the cortex level), 92-126 HU in front
+    up to the cortex. The walk reaches the front (it once stopped at the dense marrow as if a contrast-filled
+    vessel ran on beyond it, 10 mm short of the label). A run beyond a cortex that is as bright as contrast (a
+    venous-phase aorta against the body, 180 HU) still ends the wall at the cortex."""
+    turned, pos = _profile([133, 153, 170, 190, 206, 206, 179, 147, 111, 92, 111, 126, 117, 84, 34, 0, -3, 2, 15, 27])
+    # 117 HU at 18 mm, 84 HU at 19.5 mm: the threshold (90 HU) is crossed at 19.2 mm
+    assert _front_wall(turned, pos, thr=90.0) == pytest.approx(19.2, abs=0.2)
+    body = [151, 172, 170, 168, 175, 173, 160, 150, 140]
+    vessel, pos = _profile(body + [300, 250] + [180] * 8 + [60, 40, 40])
+    assert _front_wall(vessel, pos, thr=90.0) == pytest.approx(15.0, abs=0.2)

@@ -477,7 +477,8 @@ def _ct_landmarks(grid: WorkGrid, curve: SpineCurve, img: np.ndarray, a_col: np.
     thr = _ct_body_threshold(mu_b, p)
     cortex_only = low_density
     a_ant = _wall_in_profile(prof, a_col, thr, p.ct_bone_hu, start_mm=2.0, min_mm=15.0, max_mm=60.0,
-                             cortex_contrast=p.ct_cortex_contrast_hu, cortex_only=cortex_only)
+                             cortex_contrast=p.ct_cortex_contrast_hu, cortex_only=cortex_only,
+                             bridge=_wall_bridge(thr, p))
     if a_ant is None:
         return None
     sup = _endplate_point(img, a_col, curve, t_hi, a_ant / 2, s, toward=-1)
@@ -527,6 +528,11 @@ def _marrow_level(img: np.ndarray, a_col: np.ndarray, t_lo: float, t_hi: float) 
     return float(np.median(prof[(a_col >= 6) & (a_col <= 20)]))
 
 
+def _wall_bridge(thr: float, p: DetectionParams) -> tuple[float, float]:
+    """The ``bridge`` of :func:`_wall_in_profile` for the body threshold ``thr`` (``ct_wall_bridge_*``)."""
+    return p.ct_wall_bridge_mm, thr - p.ct_wall_bridge_dip * (thr - p.ct_soft_hu)
+
+
 def _ct_body_threshold(mu_body: float, p: DetectionParams) -> float:
     """Halfway between the body's marrow level and soft tissue (never closer than 20 HU to soft tissue)."""
     return (max(mu_body, p.ct_soft_hu + 40.0) + p.ct_soft_hu) / 2
@@ -534,21 +540,52 @@ def _ct_body_threshold(mu_body: float, p: DetectionParams) -> float:
 
 def _wall_in_profile(prof: np.ndarray, pos_mm: np.ndarray, thr: float, bone_hu: float, *, start_mm: float,
                      min_mm: float, max_mm: float, max_gap_mm: float = 2.0,
-                     cortex_contrast: Optional[float] = None, cortex_only: bool = False) -> Optional[float]:
+                     cortex_contrast: Optional[float] = None, cortex_only: bool = False,
+                     bridge: Optional[tuple[float, float]] = None) -> Optional[float]:
     """Outer edge of the body along a profile that starts inside it (positions increasing outward).
 
     Walks out while the value stays above ``thr`` (gaps up to ``max_gap_mm``: the basivertebral
     venous channel just inside the posterior wall is darker than marrow); if the run goes on more than
-    6 mm beyond the last cortical peak (a contrast-filled vessel against the body), stops at that
-    peak's outer half-maximum instead. Where the marrow is hardly denser than soft tissue (fatty,
-    osteoporotic bone) the walk ends inside the body; then, with ``cortex_contrast`` given, the wall is
-    the outer edge of the cortex (:func:`_cortex_wall`), and always so with ``cortex_only`` (the marrow is
-    known to be too close to soft tissue for the walk)."""
+    6 mm beyond the last cortical peak and is bright there (a contrast-filled vessel against the body: a
+    median at least ``cortex_contrast`` above ``thr``), stops at that peak's outer half-maximum instead. A
+    dimmer run beyond a dense peak is the body's own fainter marrow (example_ct's L1 turned by 5 degrees:
+    206 HU behind, 92-126 HU in front; stopping at the peak read the wall 10 mm short).
+
+    With ``cortex_only`` (marrow known to be too close to soft tissue for the walk: fatty, osteoporotic bone) the
+    wall is the outer edge of the cortex (:func:`_cortex_wall`) instead of the walk's end.
+
+    ``bridge`` (most mm, lowest value), with ``cortex_contrast``: a walk that ended on marrow fainter than ``thr``
+    goes on to the outer edge of a cortical line at most that far beyond it, when the profile between never falls
+    below the lowest value (marrow, not the soft tissue around the body)."""
+    vessel_hu = -np.inf if cortex_contrast is None else thr + cortex_contrast
     found = None if cortex_only else _walk_wall(prof, pos_mm, thr, bone_hu, start_mm=start_mm, min_mm=min_mm,
-                                                max_mm=max_mm, max_gap_mm=max_gap_mm)
+                                                max_mm=max_mm, max_gap_mm=max_gap_mm, vessel_hu=vessel_hu)
     if found is None and cortex_contrast is not None and cortex_only:
         found = _cortex_wall(prof, pos_mm, thr, cortex_contrast, min_mm=min_mm, max_mm=max_mm)
+    if found is not None and bridge is not None and cortex_contrast is not None and found < max_mm:
+        found = _bridged_wall(prof, pos_mm, found, thr, cortex_contrast, reach_mm=min(bridge[0], max_mm - found),
+                              floor=bridge[1])
     return found
+
+
+def _bridged_wall(prof: np.ndarray, pos_mm: np.ndarray, edge_mm: float, thr: float, contrast: float, *,
+                  reach_mm: float, floor: float) -> float:
+    """The bridge of :func:`_wall_in_profile`: the outer edge of the first cortical line within ``reach_mm``
+    beyond ``edge_mm`` that the profile reaches without falling below ``floor``; else ``edge_mm``."""
+    ahead = np.flatnonzero((pos_mm > edge_mm) & (pos_mm <= edge_mm + reach_mm))
+    if ahead.size == 0:
+        return edge_mm
+    low = ahead[prof[ahead] < floor]
+    end = int(low[0]) if low.size else int(ahead[-1]) + 1
+    if end <= ahead[0]:
+        return edge_mm
+    peaks = [i for i in range(int(ahead[0]), min(end, len(prof) - 1))
+             if prof[i] >= thr + contrast and prof[i] >= prof[i - 1] and prof[i] >= prof[i + 1]]
+    if not peaks:
+        return edge_mm
+    pk = peaks[0]
+    wall = _cortex_wall(prof, pos_mm, thr, contrast, min_mm=float(pos_mm[pk]), max_mm=float(pos_mm[pk]))
+    return edge_mm if wall is None else wall
 
 
 def _cortex_wall(prof: np.ndarray, pos_mm: np.ndarray, thr: float, contrast: float, *, min_mm: float,
@@ -577,8 +614,9 @@ def _cortex_wall(prof: np.ndarray, pos_mm: np.ndarray, thr: float, contrast: flo
 
 
 def _walk_wall(prof: np.ndarray, pos_mm: np.ndarray, thr: float, bone_hu: float, *, start_mm: float,
-               min_mm: float, max_mm: float, max_gap_mm: float) -> Optional[float]:
-    """The threshold walk of :func:`_wall_in_profile`."""
+               min_mm: float, max_mm: float, max_gap_mm: float, vessel_hu: float) -> Optional[float]:
+    """The threshold walk of :func:`_wall_in_profile` (``vessel_hu``: the least median of a run beyond the last
+    cortical peak that is taken for a vessel)."""
     step = float(abs(pos_mm[1] - pos_mm[0])) if len(pos_mm) > 1 else 1.0
     inside = prof > thr
     last_in = None
@@ -605,9 +643,11 @@ def _walk_wall(prof: np.ndarray, pos_mm: np.ndarray, thr: float, bone_hu: float,
     i_end = last_in
     if peaks and (pos_mm[last_in] - pos_mm[peaks[-1]]) > 6.0:
         pk = peaks[-1]
-        i_end = pk
-        while i_end + 1 < len(prof) and prof[i_end + 1] > 0.5 * (prof[pk] + thr):
-            i_end += 1
+        k = pk
+        while k + 1 < len(prof) and prof[k + 1] > 0.5 * (prof[pk] + thr):
+            k += 1
+        if k < last_in and float(np.median(prof[k + 1: last_in + 1])) >= vessel_hu:
+            i_end = k
     # sub-voxel: interpolate where the profile crosses thr after i_end
     edge = float(pos_mm[i_end])
     if i_end + 1 < len(prof) and prof[i_end] != prof[i_end + 1] and prof[i_end + 1] < thr <= prof[i_end]:
@@ -637,8 +677,9 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
     hw = (p.slab_half_width_mm, min(3.0, 0.15 * height))
     fwd = line_profile(grid, mid, ap, (lat, axis), pos, hw, fill)
     back = line_profile(grid, mid, -ap, (lat, axis), pos, hw, fill)
+    bridge = _wall_bridge(thr, p) if contrast is not None else None
     a_front = _wall_in_profile(fwd, pos, thr, bone_v, start_mm=0.0, min_mm=5.0, max_mm=50.0, cortex_contrast=contrast,
-                               cortex_only=cortex_only)
+                               cortex_only=cortex_only, bridge=bridge)
     # behind the body lies the canal (CSF, fat): split halfway between the marrow and the canal level
     marrow = float(np.median(np.concatenate([fwd[pos <= 8], back[pos <= 8]])))
     canal = float(np.percentile(back[pos <= 40], 10))
@@ -654,10 +695,10 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
     hw_lr = (min(4.0, 0.2 * (a_front + a_back)), min(3.0, 0.15 * height))
     left = _wall_in_profile(line_profile(grid, center, lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
                             start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0, cortex_contrast=contrast,
-                            cortex_only=cortex_only)
+                            cortex_only=cortex_only, bridge=bridge)
     right = _wall_in_profile(line_profile(grid, center, -lat, (ap, axis), pos, hw_lr, fill), pos, thr, bone_v,
                              start_mm=0.0, min_mm=8.0, max_mm=40.0, max_gap_mm=6.0, cortex_contrast=contrast,
-                            cortex_only=cortex_only)
+                            cortex_only=cortex_only, bridge=bridge)
     # an edge at the end of the profile was not found (the sacral alae continue the body sideways)
     half = {+1: left if left is not None and left < p.body_max_half_width_mm else None,
             -1: right if right is not None and right < p.body_max_half_width_mm else None}

@@ -159,6 +159,15 @@ class DetectionParams:
     #: (3 mm) with its marrow made less dense (trabecular values scaled towards soft tissue, as in osteopenia)
     #: the cortex walls measured no body while the threshold walls kept every level within 3 mm.
     ct_cortex_max_voxel_mm: float = 2.0
+    #: CT: a threshold walk out of the body that ends on marrow a little fainter than the threshold goes on to
+    #: a cortical line at most this far beyond (mm), if nothing between falls to soft tissue. On example_ct
+    #: (3 mm) L1's front third reads 83-98 HU against a threshold of 86 HU, then its cortex (157 HU) 6 mm
+    #: further: the walk ended 7 mm short of the labelled anterior wall.
+    ct_wall_bridge_mm: float = 8.0
+    #: CT: the bridged stretch stays above the threshold less this share of the threshold's height over soft
+    #: tissue (``ct_soft_hu``): marrow just under the threshold, not the fat, muscle or vessels around the body
+    #: (L1's stretch above: 83 HU and more against a lowest allowed 74 HU).
+    ct_wall_bridge_dip: float = 0.25
     #: CT: typical soft-tissue value used to split body from surrounding tissue (muscle ~ 40 HU).
     ct_soft_hu: float = 40.0
     #: Half-width of the mid-sagittal slab averaged for the sagittal analysis (mm).
