@@ -68,6 +68,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from planner.levels.mri_bodies import is_sagittal_stack
+from planner.levels.results import odd_heights
 from planner.plan import Level, Plan, Trajectory
 from planner.safety.build import spine_model
 from planner.safety.model import OWNER_ILIUM, anchors_of, level_box
@@ -79,6 +80,8 @@ from planner.trajectory import (  # the canal margin's rule lives with the geome
     IMAGE_PARAMS,
     DepthMargin,
     ImageParams,
+    MARGIN_FROM_LANDMARKS,
+    MARGIN_MEASURED,
     LandmarkError,
     PathError,
     TrajectoryPath,
@@ -1018,6 +1021,9 @@ def _measure_on_image(plan: Plan, level: Level, traj: Trajectory, path: Trajecto
     anchors = [a for a in anchors_of([level])]
     if not anchors:
         return _ImageResult(volume=vol, note=f"not measured: level {level.name} has no body centre landmark")
+    odd = odd_level_height(plan, level)
+    if odd:
+        return _ImageResult(volume=vol, note=f"not measured: {odd}")
     skin = skin_entry_point(traj, vol)
     lo, hi = level_box(anchors[0])
     start = skin if skin is not None else path.entry_lps - SAFETY_PARAMS.approach_mm * path.direction
@@ -1030,6 +1036,30 @@ def _measure_on_image(plan: Plan, level: Level, traj: Trajectory, path: Trajecto
         return _ImageResult(volume=vol, note=f"not measured on {_describe_volume(vol)}: {exc}")
     m = measure_path(model, level.id, path, skin, traj.params.zone_diameter_mm / 2.0)
     return _ImageResult(m, model, vol, f"measured on {_describe_volume(vol)}")
+
+
+def odd_level_height(plan: Plan, level: Level) -> str:
+    """Why ``level``'s landmarks cannot bound its bone on the image: their height does not fit the plan's levels
+    next to it (``SafetyParams.level_height_ratio``); "" when it does or cannot be compared."""
+    # the sacrum's segment has no disc below it (its inferior endplate landmark is the fused S1-S2 junction):
+    # it is neither compared nor a reference (VB3_06's S1 landmarks span 9 mm, against L5's 27 mm)
+    placed = [lv for lv in plan.levels if lv.landmarks.body_center_lps is not None and not lv.name.startswith("S")]
+    if level not in placed:
+        return ""
+    placed.sort(key=lambda lv: -float(lv.landmarks.body_center_lps[2]))  # head first (LPS: +z is superior)
+    heights: list[Optional[float]] = []
+    for lv in placed:
+        lm = lv.landmarks
+        ends = (lm.superior_endplate_lps, lm.inferior_endplate_lps)
+        heights.append(None if None in ends else float(np.linalg.norm(np.subtract(*ends))))
+    short, tall = SAFETY_PARAMS.level_height_ratio
+    flag = odd_heights(heights, [None] * len(heights), short, tall).get(placed.index(level))
+    if flag is None:
+        return ""
+    kind, h, near = flag
+    return (f"the landmarks of {level.name} span {h:.0f} mm between its endplates, against {near:.0f} mm for "
+            f"{'the levels' if kind == 'short' else 'the taller level'} next to it in the plan: they bound its bone "
+            "and body on the image, so a disc or the next vertebra may be taken for them (check its endplates)")
 
 
 def _path_line(path: TrajectoryPath, m: Any) -> tuple[np.ndarray, str]:
@@ -1308,7 +1338,7 @@ def depth_margin_of(plan: Plan, trajectory: Trajectory, report: "TrajectoryRepor
     check = next((c for c in report.checks if c.name == "canal_margin"), None)
     if check is None or report.canal_margin_mm is None:
         return depth_and_margin(plan, trajectory)
-    basis = "measured on the image" if check.basis == MEASURED else "from the landmarks"
+    basis = MARGIN_MEASURED if check.basis == MEASURED else MARGIN_FROM_LANDMARKS
     return depth_and_margin(plan, trajectory, report.canal_margin_mm, basis)
 
 

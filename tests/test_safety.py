@@ -255,6 +255,44 @@ def test_zone_to_canal_distance_from_the_image(phantom):
     assert rep.check("zone").status == c.status
 
 
+def _with_neighbours(plan, height_mm: float):
+    """The phantom's plan (L5) with L4 and L3 above it (landmarks only: outside the phantom's image), each
+    ``height_mm`` from endplate to endplate."""
+    from planner.plan import Landmarks, Level
+
+    for name, z in (("L4", 2 * BODY_Z + 10.0), ("L3", 4 * BODY_Z + 20.0)):
+        h = height_mm / 2
+        plan.levels.append(Level(name=name, landmarks=Landmarks(
+            body_center_lps=(0.0, 0.0, z), superior_endplate_lps=(0.0, 0.0, z + h),
+            inferior_endplate_lps=(0.0, 0.0, z - h), posterior_wall_lps=(0.0, BODY_Y, z),
+            anterior_wall_lps=(0.0, -BODY_Y, z))))
+    return plan
+
+
+def test_a_level_whose_landmarks_do_not_fit_its_neighbours_height_is_not_measured(phantom):
+    """The image checks take the treated vertebra's bone and body within its landmarks' slab. Where those
+    landmarks span twice the height of the levels next to it (a segment cut wrongly: example_ct bent by 10
+    degrees, L5 52 mm against L4's 27 mm, where a suggested path passed every check with its target in the L5-S1
+    disc), the rows that take the vertebra from the segmented image are not measured and say why, and the path is
+    unverified (the pedicle's clearance, measured in its sections along the path, stays measured); with
+    neighbours of the same height the same path is measured and passes its bone and zone rows."""
+    vol, _ = phantom
+    target = np.array([PED_X, -2.0, PED_Z])
+    entry = np.array([PED_X, 40.0, PED_Z])
+    plan = _with_neighbours(phantom_plan(), 2 * BODY_Z)
+    rep = evaluate_trajectory(plan, _straight(plan, entry, target), {"ct": vol})
+    assert all(rep.check(n).basis == MEASURED for n in SAFETY_CHECKS) and rep.overall != UNVERIFIED
+    assert rep.check("bone_corridor").status == PASS and rep.check("zone").status == PASS
+    plan = _with_neighbours(phantom_plan(), BODY_Z)  # the treated level is twice as tall as its neighbours
+    rep = evaluate_trajectory(plan, _straight(plan, entry, target), {"ct": vol})
+    assert rep.overall == UNVERIFIED
+    for name in ("canal", "bone_corridor", "other_bone", "zone"):
+        c = rep.check(name)
+        assert c.basis == NOT_MEASURED and c.status == UNVERIFIED, (name, c.status)
+        assert f"the landmarks of L5 span {2 * BODY_Z:.0f} mm between its endplates" in c.reason, c.reason
+        assert "check its endplates" in c.reason
+
+
 def test_without_images_the_safety_rows_are_unverified_and_block_export():
     plan = phantom_plan()
     traj = _straight(plan, (PED_X, 38.0, PED_Z), (PED_X, -2.0, PED_Z))

@@ -31,6 +31,15 @@ class SafetyParams:
     #: margin around the path (mm): the instrument's radius and the sampling around its surface.
     path_box_margin_mm: float = 10.0
 
+    #: A level is not measured on the image when its landmarks' height (superior to inferior endplate) is below
+    #: the first share of the median of its neighbours' in the plan, or above the second share of its taller
+    #: neighbour's that is not itself short (planner.levels.results.odd_heights; the sacrum is not compared:
+    #: its inferior landmark is the fused S1-S2 junction): the landmarks bound its bone and body on the image, and
+    #: a segment cut wrongly takes in a disc or the next vertebra. example_ct bent by 10 degrees: L5's landmarks
+    #: spanned 52 mm (L4's 27 mm) and a suggested L5 path passed every image check with its target in the L5-S1
+    #: disc. The same shares as the level finder's ct_body_height_ratio.
+    level_height_ratio: tuple[float, float] = (0.6, 1.5)
+
     # ---------------------------------------------------------------- CT bone
     #: CT: dense bone (cortex, endplates, pedicles and posterior elements), Hounsfield units. Thin
     #: cortex seen through 3 mm voxels keeps about half its contrast, so the limit lies between soft
