@@ -980,6 +980,11 @@ def _skin_on_line(volume: Any, entry: np.ndarray, d: np.ndarray, max_distance_mm
 
 
 # ============================================================================ depth and margin, in words
+#: :attr:`DepthMargin.margin_basis` of a canal margin measured on the image, and of one from the landmarks.
+MARGIN_MEASURED = "measured on the image"
+MARGIN_FROM_LANDMARKS = "from the landmarks"
+
+
 @dataclass(frozen=True)
 class DepthMargin:
     """The target's depth and canal margin as they are, and what the settings ask, with the conflict
@@ -992,8 +997,8 @@ class DepthMargin:
     margin_required_mm: float
     margin_from: str
     conflict: str
-    #: How the canal margin was obtained: "measured on the image" or "from the landmarks".
-    margin_basis: str = "from the landmarks"
+    #: How the canal margin was obtained: MARGIN_MEASURED or MARGIN_FROM_LANDMARKS.
+    margin_basis: str = MARGIN_FROM_LANDMARKS
 
     @property
     def margin_met(self) -> bool:
@@ -1012,7 +1017,7 @@ class DepthMargin:
 
 
 def depth_and_margin(plan: Plan, trajectory: Trajectory, canal_margin_mm: Optional[float] = None,
-                     margin_basis: str = "from the landmarks") -> Optional[DepthMargin]:
+                     margin_basis: str = MARGIN_FROM_LANDMARKS) -> Optional[DepthMargin]:
     """Depth and canal margin of ``trajectory`` and, for its level, whether the depth setting and the
     canal margin (with the trajectory's zone and margin) can both be met; None without a frame.
 
@@ -1020,7 +1025,8 @@ def depth_and_margin(plan: Plan, trajectory: Trajectory, canal_margin_mm: Option
     :func:`planner.checks.depth_margin_of`), so every document shows the number the checks decided on;
     without it the margin comes from the posterior wall landmark. The conflict states the level's rule
     (where the margin puts the zone centre on the landmarks against the depth setting), not what a
-    suggestion did to this trajectory."""
+    suggestion did to this trajectory); it is left out where the margin measured on the image holds at a target
+    shallower than that rule asks for, since the image, not the rule, decided the canal-margin check."""
     level = _level_of(plan, trajectory)
     frame = _frame_or_none(level)
     if frame is None:
@@ -1033,7 +1039,13 @@ def depth_and_margin(plan: Plan, trajectory: Trajectory, canal_margin_mm: Option
     if canal_margin_mm is None:
         canal_margin_mm = zone_canal_margin_mm(frame, target, p.zone_diameter_mm, st.canal_margin_from)
     conflict = ""
-    if placed.conflict:
+    depth_pct = frame.depth_pct(target)
+    # the margin measured on the image holds at a target shallower than the landmarks' rule asks for: the canal
+    # lies further behind the posterior wall landmark than the rule assumes, and "cannot both hold" would
+    # contradict the two numbers shown beside it (example_ct L1 right: 35% and 11.7 mm on the image)
+    kept_on_image = (margin_basis == MARGIN_MEASURED and canal_margin_mm >= p.canal_margin_mm - 1e-6
+                     and depth_pct < placed.depth_needed_pct - 1e-6)
+    if placed.conflict and not kept_on_image:
         lo, hi = st.target_depth_min_pct, st.target_depth_max_pct
         if placed.depth_needed_mm > frame.depth_mm - p.zone_diameter_mm / 2.0 + 1e-9:
             consequence = f" the {p.zone_diameter_mm:g} mm zone cannot keep it inside this body"
@@ -1047,5 +1059,5 @@ def depth_and_margin(plan: Plan, trajectory: Trajectory, canal_margin_mm: Option
                     f"({placed.depth_needed_pct:.0f}% of this body's {frame.depth_mm:.1f} mm on the landmarks)"
                     + (f",{consequence}" if consequence else "") + ". Rule: the setting 'Canal margin measured "
                     "from' (zone edge or zone centre; the source does not say which, domain.md open item 9).")
-    return DepthMargin(frame.depth_pct(target), st.target_depth_pct, (st.target_depth_min_pct, st.target_depth_max_pct),
+    return DepthMargin(depth_pct, st.target_depth_pct, (st.target_depth_min_pct, st.target_depth_max_pct),
                        canal_margin_mm, p.canal_margin_mm, st.canal_margin_from, conflict, margin_basis)

@@ -322,6 +322,28 @@ def test_target_placement_explains_the_depth_and_margin_conflict():
     assert p.conflict_unresolvable and not p.margin_met and "anterior wall" in p.conflict
 
 
+def test_the_depth_and_margin_conflict_is_not_claimed_where_the_image_margin_holds():
+    """The rule on the landmarks (a 10 mm margin from the zone edge needs the zone centre 15 mm = 42% in front of
+    the posterior wall) against a target at the 35% setting: with the margin from the landmarks (7.6 mm) the
+    panel says the two cannot both hold; with 11.7 mm measured on the image (the canal lies further behind the
+    wall landmark: example_ct's L1) that sentence would contradict the two numbers beside it, and is left out.
+    A margin measured on the image that falls short keeps it."""
+    from planner.trajectory import MARGIN_MEASURED, depth_and_margin
+
+    plan = plan_with(POSES[0], "L4")
+    plan.settings.canal_margin_from = "zone_centre"  # no conflict: the target stays at the 35% setting
+    traj = suggest_trajectory(plan, plan.levels[0], "left")
+    plan.settings.canal_margin_from = "zone_edge"
+    on_landmarks = depth_and_margin(plan, traj)
+    assert on_landmarks.depth_pct == pytest.approx(35.0, abs=0.5) and not on_landmarks.margin_met
+    assert "cannot both hold" in on_landmarks.conflict and "42%" in on_landmarks.conflict
+    on_image = depth_and_margin(plan, traj, canal_margin_mm=11.7, margin_basis=MARGIN_MEASURED)
+    assert on_image.margin_met and on_image.conflict == ""
+    assert "35%" in on_image.values_line() and "11.7 mm" in on_image.values_line()
+    short = depth_and_margin(plan, traj, canal_margin_mm=8.0, margin_basis=MARGIN_MEASURED)
+    assert not short.margin_met and "cannot both hold" in short.conflict
+
+
 def test_suggestion_turns_axis_when_cannula_cannot_reach():
     pose = POSES[1]
     plan = plan_with(pose, "L4")
