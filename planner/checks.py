@@ -1021,9 +1021,9 @@ def _measure_on_image(plan: Plan, level: Level, traj: Trajectory, path: Trajecto
     anchors = [a for a in anchors_of([level])]
     if not anchors:
         return _ImageResult(volume=vol, note=f"not measured: level {level.name} has no body centre landmark")
-    odd = odd_level_height(plan, level)
-    if odd:
-        return _ImageResult(volume=vol, note=f"not measured: {odd}")
+    doubt = doubtful_level_landmarks(plan, level)
+    if doubt:
+        return _ImageResult(volume=vol, note=f"not measured: {doubt}")
     skin = skin_entry_point(traj, vol)
     lo, hi = level_box(anchors[0])
     start = skin if skin is not None else path.entry_lps - SAFETY_PARAMS.approach_mm * path.direction
@@ -1038,11 +1038,46 @@ def _measure_on_image(plan: Plan, level: Level, traj: Trajectory, path: Trajecto
     return _ImageResult(m, model, vol, f"measured on {_describe_volume(vol)}")
 
 
-def odd_level_height(plan: Plan, level: Level) -> str:
+def doubtful_level_landmarks(plan: Plan, level: Level) -> str:
+    """Why ``level``'s landmarks cannot bound its bone on the image ("" when nothing says so): the axis from its
+    inferior to its superior endplate turned away from the spine (:func:`_turned_level_axis`), or a height that
+    does not fit the levels next to it (:func:`_odd_level_height`)."""
+    return _turned_level_axis(plan, level) or _odd_level_height(plan, level)
+
+
+def _endplate_axis(level: Level) -> Optional[np.ndarray]:
+    lm = level.landmarks
+    if lm.superior_endplate_lps is None or lm.inferior_endplate_lps is None:
+        return None
+    axis = np.subtract(lm.superior_endplate_lps, lm.inferior_endplate_lps)
+    n = float(np.linalg.norm(axis))
+    return axis / n if n > 0 else None
+
+
+def _turned_level_axis(plan: Plan, level: Level) -> str:
+    """The angle between ``level``'s endplate axis and the line from the body centre of the plan's level above it
+    to that of the level below (itself at the ends) when larger than ``SafetyParams.level_axis_max_deg``."""
+    placed = sorted((lv for lv in plan.levels if lv.landmarks.body_center_lps is not None),
+                    key=lambda lv: -float(lv.landmarks.body_center_lps[2]))  # head first (LPS: +z is superior)
+    axis = _endplate_axis(level)
+    if axis is None or level not in placed or len(placed) < 2:
+        return ""
+    i = placed.index(level)
+    above, below = placed[max(i - 1, 0)], placed[min(i + 1, len(placed) - 1)]
+    spine = np.subtract(above.landmarks.body_center_lps, below.landmarks.body_center_lps)
+    angle = math.degrees(math.acos(float(np.clip(axis @ spine / np.linalg.norm(spine), -1.0, 1.0))))
+    if angle <= SAFETY_PARAMS.level_axis_max_deg:
+        return ""
+    return (f"the axis from the inferior to the superior endplate landmark of {level.name} lies {angle:.0f} degrees "
+            f"from the line through the body centres of the levels next to it in the plan: its landmarks bound its "
+            "bone and body on the image, so a disc or the next vertebra may be taken for them (check its endplates)")
+
+
+def _odd_level_height(plan: Plan, level: Level) -> str:
     """Why ``level``'s landmarks cannot bound its bone on the image: their height does not fit the plan's levels
     next to it (``SafetyParams.level_height_ratio``); "" when it does or cannot be compared."""
     # the sacrum's segment has no disc below it (its inferior endplate landmark is the fused S1-S2 junction):
-    # it is neither compared nor a reference (VB3_06's S1 landmarks span 9 mm, against L5's 27 mm)
+    # it is neither compared nor a reference (VB3_06's S1 landmarks span 6 mm, against L5's 27 mm)
     placed = [lv for lv in plan.levels if lv.landmarks.body_center_lps is not None and not lv.name.startswith("S")]
     if level not in placed:
         return ""

@@ -48,6 +48,7 @@ from planner.checks import (
     TrajectoryReport,
     body_volume_for,
     choose_check_volume,
+    doubtful_level_landmarks,
     evaluate_trajectory,
     image_canal_margin_mm,
 )
@@ -603,6 +604,11 @@ def _suggest_checked(plan: Plan, level: Level | str, side: str, images: Any, *, 
     model = None
     why = ""
     if chosen is not None:
+        doubt = doubtful_level_landmarks(plan, level)
+        if doubt:  # every path would be unverified: say why once, not per side and kind of path
+            return Suggestion(None, None, "none", f"Cannot suggest a path for {level.name}, as its image checks are "
+                                                  f"not measured: {doubt}. Or plan it by hand and record the reason.",
+                              seconds=time.perf_counter() - t0)
         volume = chosen[1]
         anchors = anchors_of([level])
         lo, hi = approach_box(volume, anchors[0], params)

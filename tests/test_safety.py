@@ -291,6 +291,35 @@ def test_a_level_whose_landmarks_do_not_fit_its_neighbours_height_is_not_measure
         assert c.basis == NOT_MEASURED and c.status == UNVERIFIED, (name, c.status)
         assert f"the landmarks of L5 span {2 * BODY_Z:.0f} mm between its endplates" in c.reason, c.reason
         assert "check its endplates" in c.reason
+    # and no path is suggested there: one refusal that names the reason
+    from planner.suggest import suggest_checked
+
+    sg = suggest_checked(plan, plan.levels[0], "left", {"ct": vol})
+    assert sg.trajectory is None and sg.status == "none"
+    assert sg.message.startswith("Cannot suggest a path for L5, as its image checks are not measured: the landmarks")
+
+
+def test_a_level_whose_endplate_axis_is_turned_away_from_the_spine_is_not_measured(phantom):
+    """A segment cut wrongly can also turn the level's endplate axis (example_ct bent by 10 degrees: S1's axis
+    reversed; tilted 5 degrees: 99 degrees): its rows say so and are not measured. Turned by 30 degrees (within
+    the 60-degree limit; real levels measured up to 47) the path is measured as before."""
+    vol, _ = phantom
+    target = np.array([PED_X, -2.0, PED_Z])
+    entry = np.array([PED_X, 40.0, PED_Z])
+    for turn_deg, measured in ((30.0, True), (75.0, False)):
+        plan = _with_neighbours(phantom_plan(), 2 * BODY_Z)
+        t = np.radians(turn_deg)  # the endplates turned about the left-right axis, toward the front
+        lm = plan.levels[0].landmarks
+        plan.levels[0].landmarks = lm.model_copy(update={
+            "superior_endplate_lps": (0.0, -BODY_Z * np.sin(t), BODY_Z * np.cos(t)),
+            "inferior_endplate_lps": (0.0, BODY_Z * np.sin(t), -BODY_Z * np.cos(t))})
+        rep = evaluate_trajectory(plan, _straight(plan, entry, target), {"ct": vol})
+        zone = rep.check("zone")
+        if measured:
+            assert zone.basis == MEASURED and rep.overall != UNVERIFIED, zone.reason
+        else:
+            assert zone.basis == NOT_MEASURED and rep.overall == UNVERIFIED
+            assert "of L5 lies 75 degrees from the line through the body centres" in zone.reason, zone.reason
 
 
 def test_without_images_the_safety_rows_are_unverified_and_block_export():

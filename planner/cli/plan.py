@@ -145,7 +145,9 @@ def _unipedicular(plan: Any, level: Any, images: Any, results: list[dict[str, An
             why = f"the {other} side could not be searched"
         results.append(_suggested(level, sg, f"{sg.message}; unipedicular: {why}"))
         return [sg.trajectory]
-    results.extend({"level": level.name, "side": "both", "status": "none", "message": m} for m in refused)
+    # one line per distinct reason (a level whose image checks are not measured is refused alike four times)
+    results.extend({"level": level.name, "side": "both", "status": "none", "message": m}
+                   for m in dict.fromkeys(refused))
     return []
 
 

@@ -39,6 +39,12 @@ class SafetyParams:
     #: spanned 52 mm (L4's 27 mm) and a suggested L5 path passed every image check with its target in the L5-S1
     #: disc. The same shares as the level finder's ct_body_height_ratio.
     level_height_ratio: tuple[float, float] = (0.6, 1.5)
+    #: ... and when the axis from its inferior to its superior endplate landmark lies more than this (degrees) from
+    #: the line through the body centres of the plan's levels above and below it. Measured (scratch angles.py,
+    #: levels from the level finder): the 21 MRIs with marks at L1 and L5, 0-14 degrees at T12-S1; example_ct
+    #: 1-10; its turned, tilted and bent poses up to 47 (S1, tilted 10 degrees) where the levels are right, and
+    #: 99-155 where a segment was cut wrongly (tilted -5: T12 and S1; bent +10: S1, its axis reversed).
+    level_axis_max_deg: float = 60.0
 
     # ---------------------------------------------------------------- CT bone
     #: CT: dense bone (cortex, endplates, pedicles and posterior elements), Hounsfield units. Thin
