@@ -382,3 +382,20 @@ def test_a_refused_suggestion_says_why_beside_the_level_until_a_path_is_added(qt
     assert all(panel.tree.topLevelItem(i).text(3) not in ("no path suggested", "no trajectory yet")
                for i in range(panel.tree.topLevelItemCount()))
     assert "56%" not in panel.depth_margin.text()
+
+
+def test_without_a_trajectory_the_parameters_show_the_plan_s_defaults(qtbot, session):
+    """With no trajectory selected the (disabled) parameter box shows what a new path gets from the plan's
+    settings, titled so, not the spin boxes' lower limits (a 1.1 mm zone, a 0 mm canal margin); selecting a path
+    shows its own values."""
+    panel, _ = _panel(qtbot, session)
+    st = session.document.plan.settings
+    assert not panel.param_box.isEnabled() and "defaults for a new path" in panel.param_box.title()
+    assert panel.spins["zone_diameter_mm"].value() == pytest.approx(st.zone_diameter_mm)
+    assert panel.spins["canal_margin_mm"].value() == pytest.approx(st.canal_margin_mm)
+    assert panel.spins["introducer_diameter_mm"].value() == pytest.approx(st.introducer_diameter_mm)
+    tid = panel.suggest("left")
+    session.document.set_trajectory_params(tid, zone_diameter_mm=8.0)
+    panel.refresh()
+    assert panel.param_box.isEnabled() and panel.param_box.title() == "Parameters: L4 left"
+    assert panel.spins["zone_diameter_mm"].value() == pytest.approx(8.0)

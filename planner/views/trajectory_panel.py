@@ -404,6 +404,19 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         if not self._following:
             self.trajectory_selected.emit(tid)
 
+    def _show_params(self, params: TrajectoryParams, has_bend: bool) -> None:
+        """The parameter box's values (``has_bend``: the path has a bend point, so the curve applies)."""
+        self.curved.blockSignals(True)
+        self.curved.setChecked(params.curved and has_bend)
+        self.curved.blockSignals(False)
+        for name, sp in self.spins.items():
+            # not over what the physician is typing (a committed value shows the plan's: an undo)
+            if not (sp.hasFocus() and sp.lineEdit().isModified()):
+                sp.blockSignals(True)
+                sp.setValue(float(getattr(params, name)))
+                sp.blockSignals(False)
+        self.spins["cannula_curve_radius_mm"].setEnabled(bool(params.curved and has_bend))
+
     def _update_details(self) -> None:
         traj = self.selected_trajectory()
         level = self.selected_level()
@@ -419,7 +432,9 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
         try:
             if traj is None:
                 self.report = None
-                self.param_box.setTitle("Parameters")
+                # the values a new path gets (Edit > Planning settings), not the spin boxes' lower limits
+                self.param_box.setTitle("Parameters: the plan's defaults for a new path")
+                self._show_params(TrajectoryParams.from_settings(self.document.plan.settings), True)
                 self.metrics.setRowCount(0)
                 self.checks.setRowCount(0)
                 refused = self._refused.get(level.id, ("", {}))[0] if level is not None and level.treat else ""
@@ -435,16 +450,7 @@ class TrajectoryPanel(ProgressDialogOwner, PlanPanel):
                 return
             self.report = rep = self.report_for(traj)
             self.param_box.setTitle(f"Parameters: {rep.level_name} {traj.side}")
-            self.curved.blockSignals(True)
-            self.curved.setChecked(traj.params.curved and traj.bend_lps is not None)
-            self.curved.blockSignals(False)
-            for name, sp in self.spins.items():
-                # not over what the physician is typing (a committed value shows the plan's: an undo)
-                if not (sp.hasFocus() and sp.lineEdit().isModified()):
-                    sp.blockSignals(True)
-                    sp.setValue(float(getattr(traj.params, name)))
-                    sp.blockSignals(False)
-            self.spins["cannula_curve_radius_mm"].setEnabled(bool(traj.params.curved and traj.bend_lps is not None))
+            self._show_params(traj.params, traj.bend_lps is not None)
             color = STATUS_COLOR[rep.overall]
             self.overall.setText(f"<b>{rep.level_name} {traj.side}</b>: checks "
                                  f"<span style='color:{color}'><b>{STATUS_WORD[rep.overall]}</b></span>")
