@@ -1045,27 +1045,33 @@ def doubtful_level_landmarks(plan: Plan, level: Level) -> str:
     return _turned_level_axis(plan, level) or _odd_level_height(plan, level)
 
 
-def _endplate_axis(level: Level) -> Optional[np.ndarray]:
+def _endplate_span(level: Level) -> Optional[np.ndarray]:
+    """From the inferior to the superior endplate landmark (mm, LPS); None without both."""
     lm = level.landmarks
     if lm.superior_endplate_lps is None or lm.inferior_endplate_lps is None:
         return None
-    axis = np.subtract(lm.superior_endplate_lps, lm.inferior_endplate_lps)
-    n = float(np.linalg.norm(axis))
-    return axis / n if n > 0 else None
+    return np.subtract(lm.superior_endplate_lps, lm.inferior_endplate_lps)
+
+
+def _head_first(levels: Iterable[Level]) -> list[Level]:
+    """The levels with a body centre, from the head down (LPS: +z is superior)."""
+    return sorted((lv for lv in levels if lv.landmarks.body_center_lps is not None),
+                  key=lambda lv: -float(lv.landmarks.body_center_lps[2]))
 
 
 def _turned_level_axis(plan: Plan, level: Level) -> str:
     """The angle between ``level``'s endplate axis and the line from the body centre of the plan's level above it
     to that of the level below (itself at the ends) when larger than ``SafetyParams.level_axis_max_deg``."""
-    placed = sorted((lv for lv in plan.levels if lv.landmarks.body_center_lps is not None),
-                    key=lambda lv: -float(lv.landmarks.body_center_lps[2]))  # head first (LPS: +z is superior)
-    axis = _endplate_axis(level)
-    if axis is None or level not in placed or len(placed) < 2:
+    placed = _head_first(plan.levels)
+    ids = [lv.id for lv in placed]
+    span = _endplate_span(level)
+    if span is None or level.id not in ids or len(placed) < 2 or not np.linalg.norm(span) > 0:
         return ""
-    i = placed.index(level)
+    i = ids.index(level.id)
     above, below = placed[max(i - 1, 0)], placed[min(i + 1, len(placed) - 1)]
     spine = np.subtract(above.landmarks.body_center_lps, below.landmarks.body_center_lps)
-    angle = math.degrees(math.acos(float(np.clip(axis @ spine / np.linalg.norm(spine), -1.0, 1.0))))
+    cos = float(span @ spine / (np.linalg.norm(span) * np.linalg.norm(spine)))
+    angle = math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0))))
     if angle <= SAFETY_PARAMS.level_axis_max_deg:
         return ""
     return (f"the axis from the inferior to the superior endplate landmark of {level.name} lies {angle:.0f} degrees "
@@ -1078,17 +1084,14 @@ def _odd_level_height(plan: Plan, level: Level) -> str:
     next to it (``SafetyParams.level_height_ratio``); "" when it does or cannot be compared."""
     # the sacrum's segment has no disc below it (its inferior endplate landmark is the fused S1-S2 junction):
     # it is neither compared nor a reference (VB3_06's S1 landmarks span 6 mm, against L5's 27 mm)
-    placed = [lv for lv in plan.levels if lv.landmarks.body_center_lps is not None and not lv.name.startswith("S")]
-    if level not in placed:
+    placed = [lv for lv in _head_first(plan.levels) if not lv.name.startswith("S")]
+    ids = [lv.id for lv in placed]
+    if level.id not in ids:
         return ""
-    placed.sort(key=lambda lv: -float(lv.landmarks.body_center_lps[2]))  # head first (LPS: +z is superior)
-    heights: list[Optional[float]] = []
-    for lv in placed:
-        lm = lv.landmarks
-        ends = (lm.superior_endplate_lps, lm.inferior_endplate_lps)
-        heights.append(None if None in ends else float(np.linalg.norm(np.subtract(*ends))))
+    spans = [_endplate_span(lv) for lv in placed]
+    heights = [None if sp is None else float(np.linalg.norm(sp)) for sp in spans]
     short, tall = SAFETY_PARAMS.level_height_ratio
-    flag = odd_heights(heights, [None] * len(heights), short, tall).get(placed.index(level))
+    flag = odd_heights(heights, [None] * len(heights), short, tall).get(ids.index(level.id))
     if flag is None:
         return ""
     kind, h, near = flag
