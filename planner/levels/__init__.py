@@ -19,11 +19,16 @@ are returned in LPS mm):
    a thin dark band crossing the column, tilted by up to ``DetectionParams.disc_max_tilt_deg``, with brighter
    bone (the endplates) on both sides (:func:`~planner.levels.discs.disc_scores`); a dynamic programme picks
    the chain of such bands whose spacing is that of vertebrae (``disc_spacing_min_mm``..``disc_spacing_max_mm``).
+   No band or flank may reach where the column leaves the image (the fill beyond the field of view reads as the
+   darkest of discs). A body beyond the last disc found that the edge of the image cuts short is measured on
+   the part in view (walls, centre, pedicles) and its endplate at the edge is not measured: the edge is no
+   endplate.
 3. **Naming.** The sacrum is recognised by its alae (bone joined to the body in front of its posterior wall
    reaching more than ``ala_min_halfwidth_mm`` from the midline on both sides, to the ilia, over at least
    ``ala_min_run_mm`` of the body's height, where a lumbar body is narrower and its transverse processes arise
-   behind the body); the highest such segment is S1 (or L5 when ``transitional="sacralised_L5"``) and the
-   levels are counted up from it (with an extra L6 when ``transitional="L6"``). Marks (``hints``), when given,
+   behind the body); the highest such segment in full view (not cut by the edge of the image) is S1 (or L5
+   when ``transitional="sacralised_L5"``) and the levels are counted up from it (with an extra L6 when
+   ``transitional="L6"``). Marks (``hints``), when given,
    name the bodies they lie in (a disagreement with the sacrum's count is noted); a CT without the sacrum (a
    crop of a few vertebrae) and without a mark gets "the levels cannot be named", never a guessed ladder.
 4. **Landmarks per body.** Endplates where the body meets the discs on the body's AP middle, walls on the

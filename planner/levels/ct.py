@@ -36,16 +36,18 @@ def detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
     segments = _segments(discs, len(curve), s, p)
     # every segment keeps its place in the count, even when its landmarks cannot be measured
     verts, frames = [], []
-    for lo_t, hi_t, partial in segments:
-        got = _ct_landmarks(grid, curve, img, a_col, lo_t, hi_t, p, low_density)
-        verts.append(VertebraFound(lo_t, hi_t, Landmarks() if got is None else got[0], partial=partial))
+    for lo_t, hi_t, cut in segments:
+        got = _ct_landmarks(grid, curve, img, a_col, lo_t, hi_t, p, low_density, cut=cut)
+        verts.append(VertebraFound(lo_t, hi_t, Landmarks() if got is None else got[0], partial=cut != 0))
         frames.append(None if got is None else got[1])
     if not any(v.landmarks.body_center_lps is not None for v in verts):
         raise LevelDetectionError("no vertebral body could be measured")
-    # sacrum: highest segment with alae
+    # sacrum: highest segment with alae, in full view (the part in view of a body cut by the edge of the image
+    # is too little to tell its alae; pure noise had made one such part a sacrum)
     sacral_idx = None
     for i in range(len(verts) - 1, -1, -1):  # verts are caudal -> cranial
-        if verts[i].landmarks.body_center_lps is not None and _ct_has_alae(grid, curve, verts[i], p):
+        if (verts[i].landmarks.body_center_lps is not None and not verts[i].partial
+                and _ct_has_alae(grid, curve, verts[i], p)):
             sacral_idx = i
             break
     width_notes = _measure_all_pedicles(volume, verts, frames, p, curve, sacral_idx)
@@ -55,7 +57,8 @@ def detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
     by_sacrum = None if sacral_idx is None else (sacral_idx, seq.index(anchor))
     by_marks = _anchor_from_marks(verts, curve, hints, seq, notes) if hints else None
     if by_marks is None and by_sacrum is None:
-        raise LevelDetectionError(f"the levels cannot be named: {len(verts)} vertebrae were found, but not the sacrum "
+        found = "1 vertebra was" if len(verts) == 1 else f"{len(verts)} vertebrae were"
+        raise LevelDetectionError(f"the levels cannot be named: {found} found, but not the sacrum "
                                   "(S1), from which the levels are counted on CT (out of the field of view, or its "
                                   "alae too faint in low-density bone); mark one named body")
     if by_marks is not None and by_sacrum is not None:
@@ -85,7 +88,9 @@ def detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
         notes.append("six lumbar vertebrae assumed (transitional L6, as chosen)")
     for v in found:
         if v.partial:
-            notes.append(f"{v.name} is only partly in the field of view; check its landmarks")
+            edge = "superior" if v.landmarks.superior_endplate_lps is None else "inferior"
+            notes.append(f"{v.name} is cut by the edge of the image: its {edge} endplate is not measured, and its "
+                         "centre and walls are those of the part in view; check its landmarks")
     return found[::-1], notes
 
 
@@ -409,6 +414,14 @@ def _find_discs(img: np.ndarray, a_col: np.ndarray, s: float, p: DetectionParams
     chain (:func:`_disc_chain`) of disc scores (:func:`planner.levels.discs.disc_scores`, bright endplates on
     both sides at ``ct_disc_flanks_mm``)."""
     best, tilt = disc_scores(img, a_col, s, p, p.ct_disc_flanks_mm)
+    # the band and its flanks stay inside the image: where the column runs out of the field of view, the fill
+    # beyond it reads as a disc darker than any (example_ct cut halfway down S1: its edge outscored every disc
+    # and pushed the chain off by one body)
+    a0, a1 = p.column_depth_mm
+    column = img[:, (a_col >= a0) & (a_col <= a1)].mean(axis=1)
+    outside = ndimage.binary_dilation(column < _data_edge_level(p), iterations=int(math.ceil(
+        max(p.ct_disc_flanks_mm) / s)) + 1)
+    best[outside] = -np.inf
     if t_range is not None:
         best[: max(0, int(t_range[0]))] = -np.inf
         best[int(t_range[1]) + 1:] = -np.inf
@@ -449,24 +462,28 @@ def _disc_chain(score: np.ndarray, s: float, p: DetectionParams) -> list[int]:
 
 
 def _segments(discs: list[tuple[float, float]], n: int, s: float, p: DetectionParams
-              ) -> list[tuple[float, float, bool]]:
-    """Vertebra segments (t_low, t_high, partial) between discs, plus partial ones at the ends."""
+              ) -> list[tuple[float, float, int]]:
+    """Vertebra segments (t_low, t_high, cut) between discs, plus one at each end: ``cut`` is +1 where the
+    segment's top is the edge of the image rather than a disc a vertebra's spacing away, -1 where its
+    bottom is, 0 otherwise."""
     ts = [d[0] for d in discs]
-    segs = [(ts[i], ts[i + 1], False) for i in range(len(ts) - 1)]
+    segs = [(ts[i], ts[i + 1], 0) for i in range(len(ts) - 1)]
     typical = float(np.median(np.diff(ts))) if len(ts) > 1 else 35.0 / s
     top = min(n - 1.0, ts[-1] + typical)
     if top - ts[-1] > 0.5 * typical:
-        segs.append((ts[-1], top, top < ts[-1] + typical - 1))
+        segs.append((ts[-1], top, +1 if top < ts[-1] + typical - 1 else 0))
     bottom = max(0.0, ts[0] - typical)
     if ts[0] - bottom > 0.5 * typical:
-        segs.insert(0, (bottom, ts[0], bottom > ts[0] - typical + 1))
+        segs.insert(0, (bottom, ts[0], -1 if bottom > ts[0] - typical + 1 else 0))
     return segs
 
 
 def _ct_landmarks(grid: WorkGrid, curve: SpineCurve, img: np.ndarray, a_col: np.ndarray, t_lo: float,
-                  t_hi: float, p: DetectionParams, low_density: bool = False
+                  t_hi: float, p: DetectionParams, low_density: bool = False, cut: int = 0
                   ) -> Optional[tuple[Landmarks, Optional[BodyFrame]]]:
-    """Landmarks of the body between the discs at curve rows ``t_lo`` and ``t_hi``, and its frame."""
+    """Landmarks of the body between the discs at curve rows ``t_lo`` and ``t_hi``, and its frame. A body cut
+    by the edge of the image (``cut`` +1 at its top, -1 at its bottom; see :func:`_segments`) has no endplate
+    there: its walls, centre and frame are those of the part in view, and that endplate is not measured."""
     s = grid.spacing
     mu_b = _marrow_level(img, a_col, t_lo, t_hi)
     if mu_b is None:
@@ -481,11 +498,17 @@ def _ct_landmarks(grid: WorkGrid, curve: SpineCurve, img: np.ndarray, a_col: np.
                              bridge=_wall_bridge(thr, p))
     if a_ant is None:
         return None
-    sup = _endplate_point(img, a_col, curve, t_hi, a_ant / 2, s, toward=-1)
-    inf = _endplate_point(img, a_col, curve, t_lo, a_ant / 2, s, toward=+1)
+    sup = (_data_edge(img, a_col, curve, t_hi, a_ant / 2, s, -1, p) if cut > 0 else
+           _endplate_point(img, a_col, curve, t_hi, a_ant / 2, s, toward=-1))
+    inf = (_data_edge(img, a_col, curve, t_lo, a_ant / 2, s, +1, p) if cut < 0 else
+           _endplate_point(img, a_col, curve, t_lo, a_ant / 2, s, toward=+1))
     t_mid = (t_lo + t_hi) / 2
     lateral = curve.frame(t_mid)[2]
-    return _refine_body(grid, sup, inf, lateral, curve.frame(t_mid)[3], thr, p, cortex_only=cortex_only)
+    got = _refine_body(grid, sup, inf, lateral, curve.frame(t_mid)[3], thr, p, cortex_only=cortex_only)
+    if got is None or not cut:
+        return got
+    lm, frame = got
+    return lm.model_copy(update={"superior_endplate_lps" if cut > 0 else "inferior_endplate_lps": None}), frame
 
 
 def _column_level(col: np.ndarray, p: DetectionParams) -> float:
@@ -739,6 +762,27 @@ def _endplate_point(img: np.ndarray, a_col: np.ndarray, curve: SpineCurve, t_dis
     else:
         t = float(t0)
     return curve.to_lps(np.array(t), np.array(a_mid), np.array(0.0))
+
+
+def _data_edge_level(p: DetectionParams, fill: float = -1024.0) -> float:
+    """The value halfway from the fill outside the image to soft tissue: a column below it has left the image
+    (nothing in the spine's column reads that low)."""
+    return 0.5 * (fill + p.ct_soft_hu)
+
+
+def _data_edge(img: np.ndarray, a_col: np.ndarray, curve: SpineCurve, t_edge: float, a_mid: float, s: float,
+               toward: int, p: DetectionParams, fill: float = -1024.0) -> np.ndarray:
+    """Where the image ends along the column at ``a_mid``: from the curve row ``t_edge`` at the end of the
+    image toward the body (``toward`` +1 upward, -1 downward), the first row whose value is at least halfway
+    from the fill outside the image to soft tissue (``ct_soft_hu``). A body cut by the edge of the image ends
+    there, not at an endplate."""
+    ia = int(np.argmin(np.abs(a_col - a_mid)))
+    prof = img[:, max(ia - int(4 / s), 0): ia + int(4 / s) + 1].mean(axis=1)
+    t0 = int(round(t_edge))
+    idx = np.clip(t0 + toward * np.arange(0, int(15 / s)), 0, len(prof) - 1)
+    inside = ndimage.gaussian_filter1d(prof, 0.8)[idx] >= _data_edge_level(p, fill)
+    k = int(np.argmax(inside)) if inside.any() else 0
+    return curve.to_lps(np.array(float(t0 + toward * k)), np.array(a_mid), np.array(0.0))
 
 
 def _ct_has_alae(grid: WorkGrid, curve: SpineCurve, v: VertebraFound, p: DetectionParams) -> bool:
