@@ -578,8 +578,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--fov", action="store_true",
                     help="fields of view cut from the scans (tests/anatomy_reference.py FOV_CUTS), without marks: "
                          "each MRI ending in the L5-S1 disc, halfway down S1, just below S1, and starting between L1 "
-                         "and L2; example_ct starting between L1 and L2. Prints, per cut, the scans named right, "
-                         "refused and named wrong")
+                         "and L2; example_ct cut alike. Prints, per cut, the scans named right, refused and named "
+                         "wrong")
     ap.add_argument("--pose", action="store_true",
                     help="CT robustness: both CTs turned, tilted and bent by 5-10 degrees and with noise added "
                          "(tests/anatomy_reference.py CT_POSES); per pose, the levels named right, misnamed or refused, "
@@ -648,7 +648,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 ap.error(f"unknown mode {mode!r}")
             jobs += [("mri", c, mode) for c in cases]
     if not args.no_ct:
-        jobs += [("ct", "totalseg", "cut-top-l2")] if args.fov else [("ct", "totalseg", "none"), ("ct", "tptbox", "mark")]
+        jobs += ([("ct", "totalseg", m) for m in FOV_CUTS] if args.fov
+                 else [("ct", "totalseg", "none"), ("ct", "tptbox", "mark")])
     runs = []
     for kind, case, mode in jobs:
         model = args.mri_model
@@ -672,9 +673,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                         summaries[f"mri_{mode}_fold{k}"] = summarize(part, f"MRI, {tag}fold {k}, marks: {mode}")
             summaries[f"mri_{mode}"] = summarize(sel, f"MRI, {tag}marks: {mode}")
     for mode in FOV_CUTS:
-        sel = [r for r in runs if r["mode"] == mode]
-        if sel:
-            summaries[f"fov_{mode}"] = fov_summary(sel, f"{tag}no marks, field of view {mode}")
+        for kind in ("mri", "ct"):
+            sel = [r for r in runs if r["mode"] == mode and r["kind"] == kind]
+            if sel:
+                summaries[f"fov_{mode}" + ("_ct" if kind == "ct" else "")] = fov_summary(
+                    sel, f"{tag if kind == 'mri' else ''}{kind.upper()}, no marks, field of view {mode}")
     for case in ("totalseg", "tptbox"):
         sel = [r for r in runs if r["kind"] == "ct" and r["case"] == case and r["mode"] not in FOV_CUTS]
         if sel:
