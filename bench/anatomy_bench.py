@@ -330,12 +330,13 @@ def reference_check() -> None:
 
 
 def ct_poses() -> None:
-    """``--pose``: both CTs turned, tilted, bent and with noise added (tests/anatomy_reference.py CT_POSES):
+    """``--pose``: both CTs turned, tilted, bent, with noise added (tests/anatomy_reference.py CT_POSES) and on a
+    clinical fine grid (CT_GRIDS):
     per pose, the levels named right, misnamed or refused, the body-centre error and the pedicles within
     the acceptance limit, the posterior and anterior wall errors (landmarks mapped back onto the original labels)."""
     from planner.imaging import load_path
     from planner.levels import LevelDetectionError, propose_levels_detailed
-    from tests.anatomy_reference import CT_POSES, ct_cases, posed_levels, posed_volume, score_levels
+    from tests.anatomy_reference import CT_GRIDS, CT_POSES, ct_cases, posed_levels, posed_volume, score_levels
 
     cases = ct_cases(SHARED)
     limit = {"totalseg": ACCEPT["ct_pedicle_totalseg"], "tptbox": ACCEPT["ct_pedicle_tptbox"]}
@@ -344,7 +345,7 @@ def ct_poses() -> None:
     for name, case in cases.items():
         (_, volume), = load_path(case["image"]).images.items()
         counts = {"named right": 0, "refused": 0, "misnamed": 0, "off": 0}
-        for pose in ("none", *CT_POSES):
+        for pose in ("none", *CT_POSES, *CT_GRIDS):
             if pose == "none":
                 posed, back, forward = volume, (lambda q: q), (lambda q: np.asarray(q, float))
             else:
@@ -375,7 +376,8 @@ def ct_poses() -> None:
                   + (f"  walls median {np.median(walls):.1f} max {max(walls):.1f} mm" if walls else "")
                   + f"  pedicles within {limit[name]:g} mm {sum(e <= limit[name] for e in got)}/{len(peds)}"
                   + (f" (max {max(got):.1f})" if got else "") + (f"  [{error[:90]}]" if error else ""))
-        print(f"  {name}: of {len(CT_POSES)} poses " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        print(f"  {name}: of {len(CT_POSES) + len(CT_GRIDS)} poses "
+              + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
 #: The poses of the MRIs (``--pose --mri-cv``): turned and tilted by 10 degrees either way (bent: the training's
@@ -582,7 +584,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                          "wrong")
     ap.add_argument("--pose", action="store_true",
                     help="CT robustness: both CTs turned, tilted and bent by 5-10 degrees and with noise added "
-                         "(tests/anatomy_reference.py CT_POSES); per pose, the levels named right, misnamed or refused, "
+                         "(tests/anatomy_reference.py CT_POSES), and on a clinical 0.75 x 0.75 x 1 mm grid "
+                         "(CT_GRIDS); per pose, the levels named right, misnamed or refused, "
                          "centre and pedicle errors. With --mri-cv DIR: the MRIs turned and tilted by 10 degrees "
                          "and made of 4 mm sagittal slices, straight or on oblique grids (held-out), with and "
                          "without marks")

@@ -128,10 +128,10 @@ def bench_ct(quick: bool) -> dict[str, Any]:
 
 def bench_ct_poses() -> dict[str, Any]:
     """``--ct-pose``: example_ct and its vertebra labels turned, tilted and bent alike (and noise added;
-    tests/anatomy_reference.py CT_POSES), written as NIfTI and planned with ``main.py plan ... --treat
-    L3,L4,L5,S1``; each trajectory is evaluated on the posed image and rechecked against the posed labels. The
-    landmarks of a posed CT can lie far off (bench/anatomy_bench.py --pose); the image checks must still
-    never pass a path with a gap outside the vertebrae."""
+    tests/anatomy_reference.py CT_POSES) or resampled onto a clinical fine grid (CT_GRIDS), written as NIfTI and
+    planned with ``main.py plan ... --treat L3,L4,L5,S1``; each trajectory is evaluated on the posed image and
+    rechecked against the posed labels. The landmarks of a posed CT can lie far off (bench/anatomy_bench.py
+    --pose); the image checks must still never pass a path with a gap outside the vertebrae."""
     import tempfile
 
     import nibabel as nib
@@ -140,14 +140,14 @@ def bench_ct_poses() -> dict[str, Any]:
     from planner.cli.plan import add_arguments, run
     from planner.imaging import load_path
     from planner.storage import load_plan
-    from tests.anatomy_reference import CT_POSES, posed_volume
+    from tests.anatomy_reference import CT_GRIDS, CT_POSES, posed_volume
 
     vol = next(iter(load_path(CT).images.values()))
     labels = label_volume(CT_LABELS, vol)
     lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for pose in CT_POSES:
+        for pose in (*CT_POSES, *CT_GRIDS):
             posed, _, _ = posed_volume(vol, pose)
             posed_labels, _, _ = posed_volume(labels, pose, order=0, fill=0.0)
             image = Path(tmp) / f"{pose}.nii.gz"
@@ -448,7 +448,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--mri", action="store_true", help="only the MRI part")
     ap.add_argument("--quick", action="store_true", help="four MRI scans only")
     ap.add_argument("--ct-pose", action="store_true",
-                    help="only example_ct turned, tilted, bent and with noise (tests/anatomy_reference.py CT_POSES): "
+                    help="only example_ct turned, tilted, bent and with noise (tests/anatomy_reference.py CT_POSES), "
+                         "and on a clinical 0.75 x 0.75 x 1 mm grid (CT_GRIDS): "
                          "plan, checks and the recheck against the labels posed alike")
     ap.add_argument("--mri-cv", type=Path, metavar="DIR",
                     help="MRI part with the held-out fold models of DIR (folds.json, fold<K>.onnx of "

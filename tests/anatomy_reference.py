@@ -575,6 +575,12 @@ CT_POSES = {
     "slices5": ((0, 0, 1), 0.0, 0.0, 5.0),
 }
 
+#: A CT grid the labelled scans (3 mm) do not show: example_ct resampled (linearly; a label map by nearest voxel)
+#: onto a grid of the same extent with pixels of the first size and slices of the second (mm), as a clinical
+#: lumbar CT reconstructed at 0.75 mm pixels and 1 mm slices (about 490 x 400 x 340 voxels). The anatomy does
+#: not move: only the sampling, the size and so the time and memory of every step change.
+CT_GRIDS = {"fine": (0.75, 1.0)}
+
 #: An MRI pose the labelled scans (1 mm, resampled by their source) do not show: a clinical sagittal stack, its
 #: slices (the volume's k axis, left-right on these scans) averaged over and resampled to 4 mm, as a sagittal T2
 #: acquired with 4 mm slices (``bench/anatomy_bench.py --pose --mri-cv``, ``bench/safety_bench.py --mri
@@ -642,6 +648,8 @@ def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
 
     if pose in MR_GRIDS:
         return regridded_volume(volume, pose, order, fill)
+    if pose in CT_GRIDS:
+        return finer_volume(volume, *CT_GRIDS[pose], order=order)
     axis, deg, noise, slice_mm = {**CT_POSES, **MR_POSES}[pose]
     rot = Rotation.from_rotvec(np.radians(deg) * np.asarray(axis, float)).as_matrix()
     m = volume.ijk_to_lps.copy()
@@ -676,6 +684,32 @@ def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
         return rot @ (np.asarray(p_lps, float) - centre) + centre
 
     return posed, back, forward
+
+
+def finer_volume(volume, pixel_mm: float, slice_mm: float, order: int = 1):
+    """``volume`` resampled onto a grid of the same corners with about ``pixel_mm`` between the voxels of its i
+    and j axes and ``slice_mm`` along k (:data:`CT_GRIDS`); linear, or nearest for ``order`` 0. Returns
+    ``(volume, back, forward)`` like :func:`posed_volume`: the anatomy does not move, so both maps are the
+    identity."""
+    from planner.imaging.volume import Volume
+
+    m = volume.ijk_to_lps.copy()
+    step = np.linalg.norm(m[:3, :3], axis=0)  # i, j, k spacing
+    n_kji = np.array(volume.array.shape)
+    want = np.array([slice_mm, pixel_mm, pixel_mm])  # k, j, i
+    n_new = np.floor((n_kji - 1) * step[::-1] / want).astype(int) + 1
+    src = [np.arange(n) * w / st for n, w, st in zip(n_new, want, step[::-1])]  # new index -> old index, per axis
+    arr = np.empty(tuple(n_new), dtype=np.float32)
+    for k in range(n_new[0]):  # a slice at a time: the whole grid at once would hold several float copies
+        kk, jj, ii = np.meshgrid([src[0][k]], src[1], src[2], indexing="ij")
+        arr[k] = ndimage.map_coordinates(volume.array, [kk, jj, ii], order=order, mode="nearest")[0]
+    m[:3, :3] = m[:3, :3] / step * want[::-1]
+    fine = Volume(np.ascontiguousarray(np.rint(arr).astype(volume.array.dtype)), m, volume.info)
+
+    def same(p_lps):
+        return None if p_lps is None else np.asarray(p_lps, float)
+
+    return fine, same, same
 
 
 #: Modic-like marrow bands put into a labelled MRI (``--modic``): the patients to be planned have Modic changes at

@@ -166,10 +166,11 @@ def test_ct_with_less_dense_marrow_keeps_every_level(example_ct):
     assert max(v for name, v in centre.items() if name != "T12") <= 4.0 and centre["T12"] <= 5.5, centre
 
 
-@pytest.mark.parametrize("pose", ["turn+5", "turn+10", "tilt-5", "tilt+10", "tilt-10", "bend+10"])
+@pytest.mark.parametrize("pose", ["turn+5", "turn+10", "tilt-5", "tilt+10", "tilt-10", "bend+10", "fine"])
 def test_a_turned_or_tilted_ct_is_named_right_or_refused(example_ct, pose):
     """example_ct as a patient lying turned (about the long axis), tilted sideways or bent (5-10 degrees;
-    tests/anatomy_reference.py CT_POSES): every body named is the labelled body of that name, or the levels are
+    tests/anatomy_reference.py CT_POSES), or resampled onto a clinical 0.75 x 0.75 x 1 mm grid (CT_GRIDS): every
+    body named is the labelled body of that name, or the levels are
     refused with the reason and the request for a mark; never a ladder shifted by a level, and a body centre
     that lies outside its body carries a note to check it (the spine cut wrongly there). No pedicle landmark
     lies in the neighbouring vertebra (more than 10 mm from the label's pedicle): where the spine was cut
