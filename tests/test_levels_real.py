@@ -151,6 +151,20 @@ def test_a_body_cut_by_the_edge_of_the_image_has_no_endplate_at_the_edge(example
                for n in proposal.notes), proposal.notes
 
 
+@pytest.mark.parametrize("mark, body, fix", [("S1", "L5", "move the S1 mark 1 body down"),
+                                             ("L1", "T12", "move the L1 mark 1 body down"),
+                                             ("L1", "L2", "move the L1 mark 1 body up")])
+def test_a_ct_mark_on_the_wrong_body_names_the_correction(example_ct, mark, body, fix):
+    """On CT the sacrum names the levels; a mark the physician sets on another body (S1 on L5, L1 on T12 or on
+    L2, at the labelled body's centroid) wins, as on MRI, but never silently: a note says which body the sacrum
+    counts it as and how far to move the mark if the sacrum is normal."""
+    volume, case = example_ct
+    proposal = propose_levels_detailed(volume, {mark: case["bodies"][body].centroid}, modality="CT")
+    said = [n for n in proposal.notes if n.startswith(f"the mark named {mark} lies in the body that counts as {body}")]
+    assert len(said) == 1 and said[0].endswith(f"If the sacrum is normal, {fix}"), proposal.notes
+    assert ("(it has a disc and another body below it)" in said[0]) == (mark == "S1"), said
+
+
 def test_ct_with_less_dense_marrow_keeps_every_level(example_ct):
     """example_ct with its trabecular bone made less dense (values between soft tissue and cortex brought 40 %
     closer to soft tissue, as in osteopenia; the cortex kept): T12-S1 still named right, L1-S1 centres within 4 mm

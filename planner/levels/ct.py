@@ -67,8 +67,11 @@ def detect_ct(volume: Volume, p: DetectionParams, transitional: Optional[str],
         shift = (j_s + (i_s - i_m)) - j_m  # where the sacrum puts the marked body, minus the mark's name
         if shift:
             named = seq[j_m + shift] if 0 <= j_m + shift < len(seq) else "another level"
-            notes.append(f"the mark named {seq[j_m]} lies in the body that counts as {named} from the sacrum; "
-                         f"the names follow the mark: check it")
+            mark, n = seq[j_m], abs(shift)
+            notes.append(f"the mark named {mark} lies in the body that counts as {named} from the sacrum"
+                         + (" (it has a disc and another body below it)" if mark == anchor else "")
+                         + f"; the names follow the mark: check it. If the sacrum is normal, move the {mark} mark "
+                         f"{n} bod{'y' if n == 1 else 'ies'} {'down' if shift < 0 else 'up'}")
     i_a, j_a = by_marks if by_marks is not None else by_sacrum
     for i, v in enumerate(verts):
         j = j_a + (i_a - i)  # cranial vertebrae have higher i -> smaller j
