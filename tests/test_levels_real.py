@@ -118,12 +118,15 @@ def test_ct_that_starts_at_l2_is_named_from_its_sacrum(example_ct):
     assert max(_errors([r], "centre")) <= 4.0
 
 
-def test_ct_that_ends_halfway_down_s1_is_never_named_one_body_off(example_ct):
-    """example_ct cut halfway down S1: the edge of the image, where the column runs into the fill beyond it, is
-    not a disc. It had outscored every real disc, pushed the disc chain off the L4-L5 disc and named every body
-    one too high (the body named L1 was T12). Now the names are right or the finder says it cannot name them."""
+@pytest.mark.parametrize("below_s1_mm", [7.0, 11.0, 19.0])
+def test_ct_that_ends_in_s1_is_never_named_one_body_off(example_ct, below_s1_mm):
+    """example_ct ending 7-19 mm below S1's centroid: the edge of the image, where the column runs into the fill
+    beyond it, is not a disc. It had outscored every real disc, pushed the disc chain off the L4-L5 disc and
+    named every body one too high (7 and 11 mm: the body named L1 was T12), or put L4's and L5's centres
+    outside their bodies (19 mm). Now the names are right or the finder says it cannot name them."""
     volume, case = example_ct
-    levels, error = _run(fov_cut(volume, case, "cut-mid-s1"), None, modality="CT")
+    z_s1 = float(case["bodies"]["S1"].centroid[2])
+    levels, error = _run(cut_volume_z(volume, z_min_lps=z_s1 - below_s1_mm), None, modality="CT")
     r = score_levels(levels, case)
     assert not r["misnamed"] and not r["off"], r
     assert error is not None or r["found_right"], error
