@@ -559,6 +559,39 @@ def canal_compare() -> None:
                   f"  ({cpu:.1f} s cpu)", flush=True)
 
 
+def ct_edge_sweep() -> dict[str, dict[str, int]]:
+    """``--fov`` on CT: example_ct ending every 4 mm from L4's centroid down to 45 mm below S1's, and starting
+    every 4 mm from 10 mm below T12's centroid down to 10 mm below L2's (no marks): per sweep, the cuts named
+    right, refused with a message, named wrong (a level named as another body) and with a level off its body."""
+    from planner.imaging import load_path
+    from planner.levels import LevelDetectionError, propose_levels_detailed
+    from tests.anatomy_reference import ct_cases, cut_volume_z, score_levels
+
+    case = ct_cases(SHARED)["totalseg"]
+    (_, volume), = load_path(case["image"]).images.items()
+    z = {n: float(b.centroid[2]) for n, b in case["bodies"].items()}
+    sweeps = {"bottom": [(float(c), None) for c in np.arange(z["L4"], z["S1"] - 45.0, -4.0)],
+              "top": [(None, float(c)) for c in np.arange(z["T12"] - 10.0, z["L2"] - 10.0, -4.0)]}
+    out = {}
+    for edge, cuts in sweeps.items():
+        counts = {"named right": 0, "refused": 0, "named wrong": 0, "off": 0}
+        wrong = []
+        for z_min, z_max in cuts:
+            try:
+                r = score_levels(propose_levels_detailed(cut_volume_z(volume, z_min, z_max), None,
+                                                         modality="CT").levels, case)
+                verdict = "named wrong" if r["misnamed"] else "off" if r["off"] else "named right"
+            except LevelDetectionError:
+                verdict = "refused"
+            counts[verdict] += 1
+            if verdict in ("named wrong", "off"):
+                wrong.append(f"{z_min if edge == 'bottom' else z_max:.1f}")
+        print(f"\n== CT example_ct, its {edge} edge moved in {len(cuts)} steps of 4 mm: "
+              + ", ".join(f"{v} {k}" for k, v in counts.items()) + (f" (at z {', '.join(wrong)})" if wrong else ""))
+        out[edge] = counts
+    return out
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", help="comma-separated MRI cases (default: all 21)")
@@ -580,8 +613,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--fov", action="store_true",
                     help="fields of view cut from the scans (tests/anatomy_reference.py FOV_CUTS), without marks: "
                          "each MRI ending in the L5-S1 disc, halfway down S1, just below S1, and starting between L1 "
-                         "and L2; example_ct cut alike. Prints, per cut, the scans named right, refused and named "
-                         "wrong")
+                         "and L2; example_ct cut alike, and its bottom and top edges moved in 4 mm steps. Prints, "
+                         "per cut, the scans named right, refused and named wrong")
     ap.add_argument("--pose", action="store_true",
                     help="CT robustness: both CTs turned, tilted and bent by 5-10 degrees and with noise added "
                          "(tests/anatomy_reference.py CT_POSES), and on a clinical 0.75 x 0.75 x 1 mm grid "
@@ -681,6 +714,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             if sel:
                 summaries[f"fov_{mode}" + ("_ct" if kind == "ct" else "")] = fov_summary(
                     sel, f"{tag if kind == 'mri' else ''}{kind.upper()}, no marks, field of view {mode}")
+    if args.fov and not args.no_ct:
+        summaries["ct_edge_sweep"] = ct_edge_sweep()
     for case in ("totalseg", "tptbox"):
         sel = [r for r in runs if r["kind"] == "ct" and r["case"] == case and r["mode"] not in FOV_CUTS]
         if sel:
