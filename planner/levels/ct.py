@@ -768,8 +768,10 @@ def _endplate_point(img: np.ndarray, a_col: np.ndarray, curve: SpineCurve, t_dis
 
 
 def _data_edge_level(p: DetectionParams, fill: float = -1024.0) -> float:
-    """The value halfway from the fill outside the image to soft tissue: a column below it has left the image
-    (nothing in the spine's column reads that low)."""
+    """The value halfway from the fill outside the image to soft tissue: a column whose band reads below it has
+    left the image. Bone, discs and soft tissue read far above it; a disc full of gas (the vacuum phenomenon,
+    -500 to -900 HU where the gas is) could come near it across the whole band, and would then be missed
+    like the edge: the body spanning it gets the note that its height does not fit its neighbours'."""
     return 0.5 * (fill + p.ct_soft_hu)
 
 
