@@ -85,6 +85,30 @@ def test_mri_without_marks_asks_for_them(qtbot):
     assert messages and "mark points inside two bodies (S1 and L1, or L5 and L1)" in messages[-1]
 
 
+def test_a_ct_crop_without_the_sacrum_is_named_from_a_mark_in_another_body(qtbot, shared_data):
+    """The TPTBox crop shows L2-L4 only: without a mark the panel says it cannot name the levels; "Mark other",
+    then L3 and a click inside L3's body, names them from it, and L4, which the crop cuts, says so."""
+    import json
+
+    from tests.test_levels_ct import _sitk_volume
+
+    crop = shared_data / "tptbox_vertebra_crops" / "sample_ct"
+    session = Session(PlanDocument(Plan(), user="dr"))
+    session.add_image("ct", _sitk_volume(crop / "sub-ct_label-22_ct.nii.gz"))
+    panel, messages = _panel(qtbot, session)
+    qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
+    assert session.document.plan.levels == [] and "mark one named body" in panel.warnings.text()
+    panel.other_mark_actions["L3"].trigger()
+    assert panel.pending_hint == "L3" and "Click inside L3" in panel.hint_label.text()
+    l3 = json.loads((crop / "vertebra_centroids.json").read_text())["levels"]["L3"]["centroid_LPS_mm"]
+    assert panel.provide_hint(l3) and set(panel.hints) == {"L3"}
+    qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
+    assert [lv.name for lv in session.document.plan.levels] == ["L3", "L4"]
+    assert "L4 is cut by the edge of the image: its inferior endplate is not measured" in panel.warnings.text()
+    assert session.document.plan.level_by_name("L4").landmarks.inferior_endplate_lps is None
+    panel.close()
+
+
 def test_hint_from_a_point_and_never_from_the_crosshair(qtbot, modic_session):
     panel, messages = _panel(qtbot, modic_session)
     requested, cancelled = [], []

@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QTreeWidget,
     QTreeWidgetItem,
@@ -66,6 +67,9 @@ TRANSITIONAL_CHOICES = (("Usual anatomy (L1-L5)", None), ("Transitional L6 (six 
                         ("Sacralised L5", "sacralised_L5"))
 #: The bodies a mark can name on MRI: two of them (S1 and L1, or L5 and L1 when S1 is out of view).
 HINT_NAMES = ("S1", "L5", "L1")
+#: The other bodies a mark can name, from the "Mark other" menu: a CT or MRI that shows none of the above (a few
+#: vertebrae only, e.g. L2-L4) is named from a mark in any body it shows.
+OTHER_HINT_NAMES = ("T12", "L2", "L3", "L4")
 
 
 def _type_label(t: str) -> str:
@@ -134,10 +138,20 @@ class LevelsPanel(ProgressDialogOwner, PlanPanel):
         for name in HINT_NAMES:
             b = QPushButton(f"Mark {name}")
             b.setCheckable(True)
-            b.setToolTip(f"Then click inside the {name} body in a slice view (MRI only; Esc cancels)")
+            b.setToolTip(f"Then click inside the {name} body in a slice view (MRI; on CT where the sacrum is "
+                         "out of view; Esc cancels)")
             b.clicked.connect(lambda checked, n=name: self.request_hint(n) if checked else self.cancel_hint())
             self.hint_buttons[name] = b
             hint_row.addWidget(b)
+        self.other_mark_button = QPushButton("Mark other")
+        self.other_mark_button.setToolTip("Mark another body (T12, L2, L3 or L4), then click inside it in a slice "
+                                          "view: for an image that shows neither S1, L5 nor L1 (Esc cancels)")
+        menu = QMenu(self.other_mark_button)
+        self.other_mark_actions = {n: menu.addAction(f"Mark {n}") for n in OTHER_HINT_NAMES}
+        for n, action in self.other_mark_actions.items():
+            action.triggered.connect(lambda _checked=False, n=n: self.request_hint(n))
+        self.other_mark_button.setMenu(menu)
+        hint_row.addWidget(self.other_mark_button)
         self.clear_hints_button = QPushButton("Clear marks")
         self.clear_hints_button.setToolTip("Forget the marks")
         self.clear_hints_button.clicked.connect(self.clear_hints)
@@ -350,7 +364,7 @@ class LevelsPanel(ProgressDialogOwner, PlanPanel):
                 b.setEnabled(has_levels and not ro)
             # review (read-only): nothing here may change the plan
             for b in (self.propose_button, self.assistant_button, self.clear_hints_button,
-                      *self.hint_buttons.values()):
+                      *self.hint_buttons.values(), self.other_mark_button):
                 b.setEnabled(not ro)
             self.anatomy.setEnabled(not ro)
             if ro and self.pending_hint:
@@ -638,7 +652,9 @@ class LevelsPanel(ProgressDialogOwner, PlanPanel):
 
     def _update_hint_label(self) -> None:
         parts = [f"{n} at ({', '.join(f'{v:.0f}' for v in p)})" for n, p in self.hints.items()]
-        text = "Marks: " + "; ".join(parts) if parts else "No marks (CT needs none; MRI: mark two bodies, e.g. S1 and L1, or propose without marks)"
+        text = ("Marks: " + "; ".join(parts) if parts else
+                "No marks (CT needs none unless the sacrum is out of view; MRI: mark two bodies, e.g. S1 and L1, "
+                "or propose without marks)")
         if self.pending_hint:
             text = f"<b>Click inside {self.pending_hint} in a slice view</b> (Esc cancels). " + text
         self.hint_label.setText(text)
