@@ -596,6 +596,11 @@ MR_GRIDS = {"oblique-turn10": ((0, 0, 1), 10.0, 4.0), "oblique-turn20": ((0, 0, 
             "oblique-tilt10": ((0, 1, 0), 10.0, 4.0)}
 
 
+def _unmoved(p_lps):
+    """The map of a point between a volume and its resampling on another grid, where the anatomy does not move."""
+    return None if p_lps is None else np.asarray(p_lps, float)
+
+
 def regridded_volume(volume, name: str, order: int = 1, fill: float = 0.0):
     """``volume`` resampled onto the oblique grid that :data:`MR_GRIDS` names (linear, or nearest for ``order`` 0;
     a thick slice is the mean of four sub-slices across it, except for a label map). The anatomy does not move,
@@ -628,11 +633,7 @@ def regridded_volume(volume, name: str, order: int = 1, fill: float = 0.0):
                                        cval=fill).reshape(kk.shape)
     out /= len(offsets)
     regridded = Volume(np.ascontiguousarray(np.rint(out).astype(volume.array.dtype)), grid, volume.info)
-
-    def same(p_lps):
-        return None if p_lps is None else np.asarray(p_lps, float)
-
-    return regridded, same, same
+    return regridded, _unmoved, _unmoved
 
 
 def posed_volume(volume, pose: str, order: int = 1, fill: float = -1024.0):
@@ -705,11 +706,7 @@ def finer_volume(volume, pixel_mm: float, slice_mm: float, order: int = 1):
         arr[k] = ndimage.map_coordinates(volume.array, [kk, jj, ii], order=order, mode="nearest")[0]
     m[:3, :3] = m[:3, :3] / step * want[::-1]
     fine = Volume(np.ascontiguousarray(np.rint(arr).astype(volume.array.dtype)), m, volume.info)
-
-    def same(p_lps):
-        return None if p_lps is None else np.asarray(p_lps, float)
-
-    return fine, same, same
+    return fine, _unmoved, _unmoved
 
 
 #: Modic-like marrow bands put into a labelled MRI (``--modic``): the patients to be planned have Modic changes at

@@ -742,18 +742,22 @@ def _refine_body(grid: WorkGrid, sup: np.ndarray, inf: np.ndarray, lateral: np.n
     return lm, frame
 
 
+def _column_walk(img: np.ndarray, a_col: np.ndarray, t_start: float, a_mid: float, s: float, toward: int
+                 ) -> tuple[int, np.ndarray]:
+    """(the start row, the smoothed column profile at depth ``a_mid`` (+-4 mm) read from it over 15 mm toward
+    ``toward``: +1 upward, -1 downward; held at the image's end rows)."""
+    ia = int(np.argmin(np.abs(a_col - a_mid)))
+    prof = img[:, max(ia - int(4 / s), 0): ia + int(4 / s) + 1].mean(axis=1)
+    t0 = int(round(t_start))
+    idx = np.clip(t0 + toward * np.arange(0, int(15 / s)), 0, len(prof) - 1)
+    return t0, ndimage.gaussian_filter1d(prof, 0.8)[idx]
+
+
 def _endplate_point(img: np.ndarray, a_col: np.ndarray, curve: SpineCurve, t_disc: float, a_mid: float,
                     s: float, toward: int) -> np.ndarray:
     """Endplate next to the disc at ``t_disc``: from the disc centre toward the body (``toward`` = +1
     upward, -1 downward) to where the column profile at ``a_mid`` rises halfway to the body level."""
-    ia = int(np.argmin(np.abs(a_col - a_mid)))
-    cols = slice(max(ia - int(4 / s), 0), ia + int(4 / s) + 1)
-    prof = img[:, cols].mean(axis=1)
-    n = len(prof)
-    t0 = int(round(t_disc))
-    steps = np.arange(0, int(15 / s))
-    idx = np.clip(t0 + toward * steps, 0, n - 1)
-    vals = ndimage.gaussian_filter1d(prof, 0.8)[idx]
+    t0, vals = _column_walk(img, a_col, t_disc, a_mid, s, toward)
     lo = vals[: max(2, int(2 / s))].min()
     hi = np.percentile(vals, 80)
     half = (lo + hi) / 2
@@ -781,11 +785,8 @@ def _data_edge(img: np.ndarray, a_col: np.ndarray, curve: SpineCurve, t_edge: fl
     image toward the body (``toward`` +1 upward, -1 downward), the first row whose value is at least halfway
     from the fill outside the image to soft tissue (``ct_soft_hu``). A body cut by the edge of the image ends
     there, not at an endplate."""
-    ia = int(np.argmin(np.abs(a_col - a_mid)))
-    prof = img[:, max(ia - int(4 / s), 0): ia + int(4 / s) + 1].mean(axis=1)
-    t0 = int(round(t_edge))
-    idx = np.clip(t0 + toward * np.arange(0, int(15 / s)), 0, len(prof) - 1)
-    inside = ndimage.gaussian_filter1d(prof, 0.8)[idx] >= _data_edge_level(p, fill)
+    t0, vals = _column_walk(img, a_col, t_edge, a_mid, s, toward)
+    inside = vals >= _data_edge_level(p, fill)
     k = int(np.argmax(inside)) if inside.any() else 0
     return curve.to_lps(np.array(float(t0 + toward * k)), np.array(a_mid), np.array(0.0))
 
